@@ -1,0 +1,300 @@
+#!/usr/bin/env python3
+"""Train one ImageMedix classifier, calibrate it, and export it to ONNX with its manifest.
+
+    /usr/bin/python3 ml/train.py --task brain-mri --data ../shared/datasets/brain-mri
+    /usr/bin/python3 ml/train.py --task chest-xray --data ../shared/datasets/chest-xray
+
+Runs unchanged on a CUDA machine with a newer torch (it picks the device itself).
+The preprocessing spec is ml/preprocessing.json, read by the Node server too.
+"""
+import argparse
+import datetime
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (TASKS, ROOT, SPEC, ImagemedixNet, ExportWrapper, load_split, preprocess_batch,  # noqa: E402
+                    metrics_report)
+
+
+def parse_args():
+    p = argparse.ArgumentParser()
+    p.add_argument("--task", required=True, choices=sorted(TASKS))
+    p.add_argument("--data", required=True, help="dataset folder holding train/, test/ and MANIFEST.tsv")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--patience", type=int, default=6)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--width", type=int, default=32, help="channels of the first stage")
+    p.add_argument("--max-minutes", type=float, default=60.0, help="stop training after this long")
+    p.add_argument("--seed", type=int, default=20261125)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=0.12)
+    p.add_argument("--out", default=os.path.join(ROOT, "models"))
+    p.add_argument("--version", default="1.0.0")
+    return p.parse_args()
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def split_by_group(items, fraction, seed):
+    """Validation is carved from train by the manifest's group (brain) or patient (chest),
+    so near-copies of one image never sit on both sides."""
+    groups = sorted({it["group"] for it in items})
+    rng = random.Random(seed)
+    rng.shuffle(groups)
+    val_groups = set(groups[: max(1, int(len(groups) * fraction))])
+    train = [it for it in items if it["group"] not in val_groups]
+    val = [it for it in items if it["group"] in val_groups]
+    return train, val
+
+
+def augment(x, gen):
+    """Random affine (rotation, scale, shift), horizontal flip and contrast/brightness jitter,
+    applied to a batch of normalised tensors on the device."""
+    n = x.shape[0]
+    dev = x.device
+    angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(12)
+    scale = 1 + (torch.rand(n, generator=gen) * 2 - 1) * 0.12
+    tx = (torch.rand(n, generator=gen) * 2 - 1) * 0.08
+    ty = (torch.rand(n, generator=gen) * 2 - 1) * 0.08
+    flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([
+        torch.stack([cos * flip, -sin, tx], dim=1),
+        torch.stack([sin * flip, cos, ty], dim=1),
+    ], dim=1).to(dev)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    background = x.amin(dim=(2, 3), keepdim=True)
+    x = F.grid_sample(x - background, grid, align_corners=False, padding_mode="zeros") + background
+    contrast = (1 + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * 0.2).to(dev)
+    bright = ((torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * 0.2).to(dev)
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    return (x - mean) * contrast + mean + bright
+
+
+@torch.no_grad()
+def predict(model, images, device, batch=128):
+    model.eval()
+    logits, feats = [], []
+    for i in range(0, len(images), batch):
+        x = preprocess_batch(images[i:i + batch]).to(device)
+        lo, fe, _ = model(x)
+        logits.append(lo.float().cpu())
+        feats.append(fe.float().cpu())
+    return torch.cat(logits), torch.cat(feats)
+
+
+def fit_temperature(logits, labels):
+    """Temperature scaling (Guo et al. 2017) on the validation logits."""
+    log_t = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.exp().item())
+
+
+def gaussian_stats(feats, labels, n_classes):
+    """Class means and a shared (tied) covariance of the penultimate features: the
+    Mahalanobis out-of-distribution score of Lee et al. (2018)."""
+    means = torch.stack([feats[labels == c].mean(0) for c in range(n_classes)])
+    centred = feats - means[labels]
+    cov = centred.T @ centred / len(feats)
+    cov += torch.eye(cov.shape[0]) * 1e-3 * cov.diagonal().mean()
+    return means, torch.linalg.inv(cov)
+
+
+def sha256_of(paths):
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        with open(p, "rb") as f:
+            h.update(hashlib.sha256(f.read()).digest())
+    return h.hexdigest()
+
+
+def main():
+    args = parse_args()
+    task = TASKS[args.task]
+    seed_everything(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    labels = task["labels"]
+    t0 = time.time()
+
+    items = load_split(args.data, "train", task)
+    train_items, val_items = split_by_group(items, args.val_fraction, args.seed)
+    test_items = load_split(args.data, "test", task)
+    print(f"[{args.task}] train {len(train_items)} val {len(val_items)} test {len(test_items)} "
+          f"(loaded in {time.time() - t0:.0f}s) on {device}", flush=True)
+
+    def stack(its):
+        return torch.stack([it["pixels"] for it in its]), torch.tensor([it["label"] for it in its])
+
+    x_train, y_train = stack(train_items)
+    x_val, y_val = stack(val_items)
+    x_test, y_test = stack(test_items)
+
+    counts = torch.bincount(y_train, minlength=len(labels)).float()
+    # Class balancing: weight the loss by inverse class frequency.
+    class_weights = (counts.sum() / (len(labels) * counts)).to(device)
+
+    model = ImagemedixNet(len(labels), width=args.width).to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"[{args.task}] parameters: {n_params}", flush=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
+    steps_per_epoch = math.ceil(len(x_train) / args.batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, epochs=args.epochs,
+                                                steps_per_epoch=steps_per_epoch, pct_start=0.2)
+    gen = torch.Generator().manual_seed(args.seed)
+    best = {"score": -1.0, "epoch": -1, "state": None}
+    history = []
+    for epoch in range(args.epochs):
+        model.train()
+        te = time.time()
+        perm = torch.randperm(len(x_train), generator=gen)
+        total_loss = 0.0
+        for i in range(0, len(perm), args.batch):
+            idx = perm[i:i + args.batch]
+            x = preprocess_batch(x_train[idx]).to(device)
+            x = augment(x, gen)
+            y = y_train[idx].to(device)
+            logits, _, _ = model(x)
+            loss = F.cross_entropy(logits, y, weight=class_weights, label_smoothing=0.05)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total_loss += loss.item() * len(idx)
+        val_logits, _ = predict(model, x_val, device)
+        rep = metrics_report(val_logits.softmax(1).numpy(), y_val.numpy(), labels)
+        score = rep["macroF1"]
+        history.append({"epoch": epoch + 1, "loss": total_loss / len(x_train), "valAccuracy": rep["accuracy"],
+                        "valMacroF1": score, "seconds": round(time.time() - te, 1)})
+        print(f"[{args.task}] epoch {epoch + 1}/{args.epochs} loss {total_loss / len(x_train):.4f} "
+              f"val acc {rep['accuracy']:.4f} f1 {score:.4f} ({time.time() - te:.0f}s)", flush=True)
+        if score > best["score"]:
+            best = {"score": score, "epoch": epoch + 1,
+                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        elif epoch + 1 - best["epoch"] >= args.patience:
+            print(f"[{args.task}] early stop: no validation gain for {args.patience} epochs", flush=True)
+            break
+        if (time.time() - t0) / 60 > args.max_minutes:
+            print(f"[{args.task}] time budget reached", flush=True)
+            break
+
+    model.load_state_dict(best["state"])
+    model = model.cpu().eval()
+    device = torch.device("cpu")
+    val_logits, val_feats = predict(model, x_val, device)
+    temperature = fit_temperature(val_logits, y_val)
+    train_logits, train_feats = predict(model, x_train, device)
+    means, precision = gaussian_stats(train_feats, y_train, len(labels))
+
+    wrapper = ExportWrapper(model, means, precision).eval()
+    with torch.no_grad():
+        _, _, _, val_ood = wrapper(preprocess_batch(x_val))
+    # Refusal threshold: the 99.5th percentile of validation distances, so about 0.5% of valid
+    # images are refused by this test; the Node side adds input checks (blank, colour photos).
+    ood_threshold = float(np.quantile(val_ood.numpy(), 0.995))
+
+    val_probs = (val_logits / temperature).softmax(1).numpy()
+    val_rep = metrics_report(val_probs, y_val.numpy(), labels)
+    decision = {}
+    if task.get("positiveLabels"):
+        pos = [labels.index(l) for l in task["positiveLabels"]]
+        p_pos = val_probs[:, pos].sum(1)
+        is_pos = np.isin(y_val.numpy(), pos)
+        # Screening: pick the threshold with the best validation accuracy among those that keep
+        # validation sensitivity >= 0.97, since a missed pneumonia costs more than a recall.
+        best_t, best_acc = 0.5, -1
+        for t in np.linspace(0.05, 0.95, 91):
+            pred = p_pos >= t
+            sens = (pred & is_pos).sum() / max(1, is_pos.sum())
+            acc = (pred == is_pos).mean()
+            if sens >= 0.97 and acc > best_acc:
+                best_t, best_acc = float(t), acc
+        decision = {"positiveLabels": task["positiveLabels"], "positiveThreshold": round(best_t, 3)}
+
+    test_logits, _ = predict(model, x_test, device)
+    test_rep = metrics_report((test_logits / temperature).softmax(1).numpy(), y_test.numpy(), labels)
+    print(f"[{args.task}] T={temperature:.3f} ood threshold {ood_threshold:.2f} "
+          f"val acc {val_rep['accuracy']:.4f} test acc {test_rep['accuracy']:.4f} "
+          f"test macroF1 {test_rep['macroF1']:.4f} test ece {test_rep['ece']:.4f}", flush=True)
+
+    os.makedirs(args.out, exist_ok=True)
+    model_id = args.task
+    onnx_path = os.path.join(args.out, f"{model_id}.onnx")
+    dummy = preprocess_batch(x_val[:2])
+    torch.onnx.export(wrapper, dummy, onnx_path, opset_version=17,
+                      input_names=["input"], output_names=["logits", "features", "cam", "ood_distance"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"},
+                                    "cam": {0: "batch"}, "ood_distance": {0: "batch"}})
+    with open(onnx_path, "rb") as f:
+        onnx_sha = hashlib.sha256(f.read()).hexdigest()
+
+    manifest = {
+        "id": model_id,
+        "name": task["name"],
+        "version": args.version,
+        "task": task["kind"],
+        "file": f"{model_id}.onnx",
+        "sha256": onnx_sha,
+        "labels": labels,
+        "input": {"name": "input", "width": SPEC["width"], "height": SPEC["height"], "channels": SPEC["channels"],
+                  "layout": "NCHW", "dtype": "float32"},
+        "preprocessing": SPEC,
+        "outputs": {"logits": "raw class scores, divide by temperature before softmax",
+                    "features": "global-average-pooled penultimate features",
+                    "cam": "class activation maps (Grad-CAM equivalent for a GAP + linear head), one per label",
+                    "ood_distance": "minimum class-conditional Mahalanobis distance of the features"},
+        "calibration": {"method": "temperature scaling on validation", "temperature": round(temperature, 5)},
+        "refusal": {"method": "Mahalanobis distance of penultimate features (tied covariance)",
+                    "oodThreshold": round(ood_threshold, 4), "quantileOfValidation": 0.995},
+        "decision": decision,
+        "training": {
+            "data": {"source": task["source"], "licence": task["licence"],
+                     "sha256": sha256_of([it["path"] for it in items]),
+                     "trainCount": len(train_items), "validationCount": len(val_items),
+                     "testCount": len(test_items),
+                     "classCounts": {l: int(c) for l, c in zip(labels, counts.tolist())}},
+            "recipe": {"architecture": f"ImagemedixNet (compact VGG/ResNet-style CNN, width {args.width})",
+                       "parameters": n_params, "optimizer": "AdamW, one-cycle LR",
+                       "lr": args.lr, "batch": args.batch, "epochsRun": len(history), "bestEpoch": best["epoch"],
+                       "augmentation": "affine (rotation 12 deg, scale 12%, shift 8%), horizontal flip, contrast/brightness 20%",
+                       "classBalancing": "inverse-frequency class weights", "labelSmoothing": 0.05,
+                       "seed": args.seed, "torch": torch.__version__, "device": str(device)},
+            "history": history,
+            "minutes": round((time.time() - t0) / 60, 1),
+        },
+        "metrics": {"validation": val_rep, "test": test_rep},
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    with open(os.path.join(args.out, f"{model_id}.json"), "w") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    print(f"[{args.task}] wrote {onnx_path} ({os.path.getsize(onnx_path) / 1e6:.1f} MB)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+/**
+ * Builds the Fastify application as a tree of feature plugins. It never listens: server.ts
+ * owns the process, and tests call `app.inject` on what this returns.
+ */
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+import { authRoutes } from './auth/routes.js';
+import type { AppContext } from './context.js';
+import { patientRoutes } from './patients/routes.js';
+import { AppError } from './platform/errors.js';
+import { healthRoutes } from './platform/http/health.js';
+import { clientErrorMessage, validationMessage } from './platform/http/validation.js';
+import { loggerOptions } from './platform/logging.js';
+import { userRoutes } from './users/routes.js';
+
+export interface BuildOptions {
+  /** A pino instance or false; defaults to pino at the configured level. */
+  logger?: FastifyBaseLogger | false;
+  /** Extra feature plugins registered after the core ones (scans, ml, webhooks...). */
+  features?: Array<(app: FastifyInstance, ctx: AppContext) => Promise<void>>;
+}
+
+export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promise<FastifyInstance> {
+  const { config } = ctx;
+  const app = Fastify({
+    ...(opts.logger === undefined ? { logger: loggerOptions(config.logLevel) } : {}),
+    ...(opts.logger ? { loggerInstance: opts.logger } : {}),
+    trustProxy: config.trustProxy,
+    bodyLimit: 1024 * 1024,
+    ajv: { customOptions: { allErrors: false, coerceTypes: 'array', removeAdditional: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.decorateRequest('user', null);
+
+  app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
+    if (err instanceof AppError) {
+      if (err.status >= 500) request.log.error({ err }, 'request failed');
+      return reply.code(err.status).send({ error: err.message });
+    }
+    if (err.validation) {
+      return reply.code(400).send({ error: validationMessage(err) });
+    }
+    const status = err.statusCode ?? 500;
+    if (status >= 500) {
+      // Never leak internals: log the error, answer a generic message.
+      request.log.error({ err }, 'unhandled error');
+      return reply.code(500).send({ error: 'Internal server error: the problem has been logged' });
+    }
+    return reply.code(status).send({ error: clientErrorMessage(err, request.headers['content-type']) });
+  });
+
+  const redis = config.redisUrl ? new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }) : null;
+  if (redis) {
+    redis.on('error', (err) => app.log.warn({ err: err.message }, 'redis unavailable for rate limits'));
+    app.addHook('onClose', async () => {
+      redis.disconnect();
+    });
+  }
+  await app.register(rateLimit, {
+    global: true,
+    max: config.rateLimit.max,
+    timeWindow: config.rateLimit.windowMs,
+    ...(redis ? { redis, nameSpace: 'imagemedix-rl:' } : {}),
+    // A Redis outage must not take the API down: let requests through and log it.
+    skipOnError: true,
+    addHeadersOnExceeding: { 'x-ratelimit-limit': true, 'x-ratelimit-remaining': true, 'x-ratelimit-reset': true },
+    addHeaders: {
+      'x-ratelimit-limit': true,
+      'x-ratelimit-remaining': true,
+      'x-ratelimit-reset': true,
+      'retry-after': true,
+    },
+    errorResponseBuilder: (_req, context) =>
+      new AppError(
+        'rate_limited',
+        `Too many requests: the limit is ${context.max} per ${context.after === '1 minute' ? 'minute' : 'window'}; try again in ${Math.ceil(context.ttl / 1000)} seconds`,
+      ),
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'ImageMedix API',
+        version: '1.0.0',
+        description:
+          'Medical image analysis server: patients, scans (JPEG, PNG, DICOM), brain MRI tumour and chest X-ray pneumonia models, reviews, reports and webhooks. Research use, not a medical device.',
+      },
+      components: {
+        securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+      },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.get('/openapi.json', { schema: { hide: true }, config: { rateLimit: false } }, async () => app.swagger());
+
+  await app.register(healthRoutes(ctx));
+  await app.register(authRoutes(ctx), { prefix: '/api/auth' });
+  await app.register(userRoutes(ctx), { prefix: '/api/users' });
+  await app.register(patientRoutes(ctx), { prefix: '/api/patients' });
+  for (const feature of opts.features ?? []) await feature(app, ctx);
+
+  app.setNotFoundHandler({ preHandler: app.rateLimit() }, async (request, reply) =>
+    reply.code(404).send({ error: `Route ${request.method} ${request.url.split('?')[0]} not found` }),
+  );
+  return app;
+}

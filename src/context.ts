@@ -1,0 +1,50 @@
+/**
+ * What the feature plugins share: configuration and the I/O adapters, built once by the
+ * process (server.ts, worker.ts) or by a test, and passed down explicitly.
+ */
+import type { FastifyBaseLogger, onRequestHookHandler } from 'fastify';
+import { createAuthHook } from './auth/hooks.js';
+import { createTokenService, type TokenService } from './auth/tokens.js';
+import type { Config } from './platform/config.js';
+import type { Database, Db } from './platform/db/index.js';
+import { createUrlSigner, type UrlSigner } from './platform/signing.js';
+import { createLocalStorage, createS3Storage, type Storage } from './platform/storage/index.js';
+import path from 'node:path';
+
+export interface AppContext {
+  config: Config;
+  database: Database;
+  db: Db;
+  storage: Storage;
+  signer: UrlSigner;
+  tokens: TokenService;
+  authenticate: onRequestHookHandler;
+  /** Removes every stored file of the given scans (after their rows are gone). */
+  removeScanFiles(scanIds: string[], log: FastifyBaseLogger): Promise<void>;
+}
+
+export function createContext(config: Config, database: Database, overrides: Partial<AppContext> = {}): AppContext {
+  const storage =
+    overrides.storage ?? (config.storage ? createS3Storage(config.storage) : createLocalStorage(path.join(config.dataDir, 'files')));
+  const tokens = overrides.tokens ?? createTokenService(config.jwtSecret, config.jwtExpiresIn);
+  return {
+    config,
+    database,
+    db: database.db,
+    storage,
+    signer: overrides.signer ?? createUrlSigner(config.urlSigningSecret, config.signedUrlTtlSeconds),
+    tokens,
+    authenticate: createAuthHook(database.db, tokens),
+    async removeScanFiles(scanIds, log) {
+      for (const id of scanIds) {
+        try {
+          await storage.deletePrefix(`scans/${id}/`);
+        } catch (err) {
+          // The rows are gone already; an orphaned file is logged for clean-up, not an error.
+          log.error({ err, scanId: id }, 'could not remove stored files of a deleted scan');
+        }
+      }
+    },
+    ...overrides,
+  };
+}

@@ -1,0 +1,143 @@
+/**
+ * Serving side of the one preprocessing spec (ml/preprocessing.json, copied into every model
+ * manifest). It must stay numerically identical to ml/common.py `load_pixels` +
+ * `preprocess_batch`; src/ml/parity.test.ts checks that against PyTorch.
+ */
+import sharp from 'sharp';
+
+import { AppError } from '../platform/errors.js';
+
+export interface PreprocessingSpec {
+  width: number;
+  height: number;
+  channels: number;
+  grayscale: 'mean-rgb';
+  resize: 'fill';
+  mean: number;
+  std: number;
+}
+
+export interface PreprocessedImage {
+  /** Normalised model input, NCHW [1, 1, height, width]. */
+  tensor: Float32Array;
+  /** Spatial size of the model input (the spec's width and height). */
+  width: number;
+  height: number;
+  /** The resized image as interleaved 8-bit RGB, for the input checks. */
+  rgb: Uint8Array;
+  /** The resized grayscale (mean of R, G, B, rounded), width x height. */
+  gray: Uint8Array;
+  /** The image as given, in grayscale at its own size: the base of the heatmap overlay. */
+  source: { width: number; height: number; gray: Uint8Array };
+}
+
+export interface PreprocessOptions {
+  /** Refuse to decode images with more pixels than this (decompression bombs). */
+  maxPixels?: number;
+}
+
+/** Validates the spec so a manifest from a newer trainer fails loudly instead of silently. */
+export function parsePreprocessingSpec(raw: unknown): PreprocessingSpec {
+  const s = raw as Partial<PreprocessingSpec> | null;
+  const positive = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v > 0;
+  if (
+    !s ||
+    !positive(s.width) ||
+    !positive(s.height) ||
+    s.channels !== 1 ||
+    s.grayscale !== 'mean-rgb' ||
+    s.resize !== 'fill' ||
+    typeof s.mean !== 'number' ||
+    !positive(s.std)
+  ) {
+    throw new Error(`unsupported preprocessing spec: ${JSON.stringify(raw)}`);
+  }
+  return {
+    width: s.width,
+    height: s.height,
+    channels: 1,
+    grayscale: 'mean-rgb',
+    resize: 'fill',
+    mean: s.mean,
+    std: s.std,
+  };
+}
+
+/**
+ * Channel sums -> normalised tensor, step by step in float32 as PyTorch does it
+ * (`sums.float() / 3.0`, `/ 255.0`, `- mean`, `/ std`), so the two sides agree to the last bit
+ * or nearly so.
+ */
+export function tensorFromRgb(rgb: Uint8Array, spec: PreprocessingSpec): Float32Array {
+  const n = spec.width * spec.height;
+  if (rgb.length !== n * 3) throw new Error(`expected ${n * 3} RGB bytes, got ${rgb.length}`);
+  const f = Math.fround;
+  const mean = f(spec.mean);
+  const std = f(spec.std);
+  const out = new Float32Array(n);
+  for (let i = 0, j = 0; i < n; i++, j += 3) {
+    const sum = rgb[j]! + rgb[j + 1]! + rgb[j + 2]!;
+    const gray = f(sum / 3);
+    out[i] = f(f(f(gray / 255) - mean) / std);
+  }
+  return out;
+}
+
+function grayFromRgb(rgb: Uint8Array, pixels: number): Uint8Array {
+  const gray = new Uint8Array(pixels);
+  for (let i = 0, j = 0; i < pixels; i++, j += 3) {
+    gray[i] = Math.round((rgb[j]! + rgb[j + 1]! + rgb[j + 2]!) / 3);
+  }
+  return gray;
+}
+
+/** Decode to 8-bit sRGB with alpha dropped, at the image's own size. */
+async function decodeRgb(image: Buffer, maxPixels: number): Promise<{ data: Buffer; width: number; height: number }> {
+  try {
+    const { data, info } = await sharp(image, { limitInputPixels: maxPixels, failOn: 'error' })
+      .removeAlpha()
+      .toColourspace('srgb')
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3 || data.length !== info.width * info.height * 3) {
+      throw new Error(`decoder gave ${info.channels} channels`);
+    }
+    return { data, width: info.width, height: info.height };
+  } catch (err) {
+    throw new AppError('unprocessable', `The file could not be read as an image (${(err as Error).message})`);
+  }
+}
+
+/**
+ * Image file (PNG or JPEG) -> model input. The image is decoded in full first and then
+ * resized, as Pillow does in training (no JPEG shrink-on-load), with a linear kernel to match
+ * Pillow's bilinear filter; the dataset images are already at the spec size, so for them the
+ * resize is skipped and the tensor is exact.
+ */
+export async function preprocessImage(
+  image: Buffer,
+  spec: PreprocessingSpec,
+  options: PreprocessOptions = {},
+): Promise<PreprocessedImage> {
+  const decoded = await decodeRgb(image, options.maxPixels ?? 100_000_000);
+  const { width, height } = spec;
+  let rgb: Uint8Array = decoded.data;
+  if (decoded.width !== width || decoded.height !== height) {
+    rgb = await sharp(decoded.data, { raw: { width: decoded.width, height: decoded.height, channels: 3 } })
+      .resize(width, height, { fit: 'fill', kernel: 'linear' })
+      .raw()
+      .toBuffer();
+  }
+  return {
+    tensor: tensorFromRgb(rgb, spec),
+    width,
+    height,
+    rgb,
+    gray: grayFromRgb(rgb, width * height),
+    source: {
+      width: decoded.width,
+      height: decoded.height,
+      gray: grayFromRgb(decoded.data, decoded.width * decoded.height),
+    },
+  };
+}

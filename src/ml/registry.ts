@@ -1,0 +1,215 @@
+/**
+ * The installed models: every `<dir>/*.json` manifest written by ml/train.py with its `.onnx`
+ * file. Each file is checked against the manifest's sha256 and gets one onnxruntime session,
+ * created once at start-up and shared by every analysis.
+ */
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import * as ort from 'onnxruntime-node';
+
+import { AppError } from '../platform/errors.js';
+import { parsePreprocessingSpec, type PreprocessingSpec } from './preprocess.js';
+
+export type ModelTask = 'brain-mri' | 'chest-xray';
+
+export const TASK_LABELS = {
+  'brain-mri': ['glioma', 'meningioma', 'notumor', 'pituitary'],
+  'chest-xray': ['normal', 'bacterial', 'viral'],
+} as const satisfies Record<ModelTask, readonly string[]>;
+
+export const DEFAULT_MODELS_DIR = path.resolve(fileURLToPath(new URL('../../models', import.meta.url)));
+
+/** Per-class and summary metrics as ml/common.py `metrics_report` writes them. */
+export interface ManifestMetrics {
+  accuracy: number;
+  macroF1: number;
+  auc: number;
+  ece: number;
+  n: number;
+  perClass: Record<string, { precision: number; recall: number; f1: number; auc: number }>;
+  confusionMatrix: number[][];
+}
+
+/** The fields of a manifest that serving relies on; the rest is kept as written. */
+export interface ModelManifest {
+  id: string;
+  name: string;
+  version: string;
+  task: ModelTask;
+  file: string;
+  sha256: string;
+  labels: string[];
+  input: { name: string; width: number; height: number; channels: number };
+  preprocessing: PreprocessingSpec;
+  calibration: { method: string; temperature: number };
+  refusal: { method: string; oodThreshold: number; quantileOfValidation?: number };
+  decision: { positiveLabels?: string[]; positiveThreshold?: number };
+  training?: Record<string, unknown>;
+  metrics?: { validation?: ManifestMetrics; test?: ManifestMetrics };
+  date?: string;
+}
+
+export interface LoadedModel {
+  id: string;
+  manifest: ModelManifest;
+  session: ort.InferenceSession;
+}
+
+export interface ModelSummary {
+  id: string;
+  name: string;
+  version: string;
+  task: ModelTask;
+  labels: string[];
+  /** Held-out test metrics from training, or null when the manifest has none. */
+  metrics: ManifestMetrics | null;
+}
+
+export interface RegistryOptions {
+  /** Folder holding the manifests and ONNX files; defaults to `<repo>/models`. */
+  dir?: string;
+  /** Threads per session for one inference; 1 lets several workers run side by side. */
+  intraOpNumThreads?: number;
+  /** Load only these model ids (default: every manifest found). */
+  only?: string[];
+}
+
+export class ModelLoadError extends Error {
+  override name = 'ModelLoadError';
+}
+
+function fail(file: string, message: string): never {
+  throw new ModelLoadError(`${file}: ${message}`);
+}
+
+/** Checks a parsed manifest has what serving needs, with a message naming what is wrong. */
+export function parseManifest(raw: unknown, file = 'manifest'): ModelManifest {
+  if (typeof raw !== 'object' || raw === null) fail(file, 'not a JSON object');
+  const m = raw as Record<string, unknown>;
+  const str = (key: string): string => {
+    const v = m[key];
+    if (typeof v !== 'string' || v === '') fail(file, `"${key}" must be a non-empty string`);
+    return v;
+  };
+  const id = str('id');
+  str('name');
+  str('version');
+  str('file');
+  if (!/^[0-9a-f]{64}$/.test(str('sha256'))) fail(file, '"sha256" must be 64 hex digits');
+  const task = str('task');
+  if (!(task in TASK_LABELS)) fail(file, `unknown task "${task}"`);
+  const labels = m.labels;
+  const expected: readonly string[] = TASK_LABELS[task as ModelTask];
+  if (!Array.isArray(labels) || labels.length !== expected.length || !expected.every((l) => labels.includes(l))) {
+    fail(file, `labels must be ${expected.join(', ')} for task ${task}`);
+  }
+  try {
+    parsePreprocessingSpec(m.preprocessing);
+  } catch (err) {
+    fail(file, (err as Error).message);
+  }
+  const temperature = (m.calibration as { temperature?: unknown } | undefined)?.temperature;
+  if (typeof temperature !== 'number' || !(temperature > 0)) fail(file, 'calibration.temperature must be > 0');
+  const threshold = (m.refusal as { oodThreshold?: unknown } | undefined)?.oodThreshold;
+  if (typeof threshold !== 'number' || !(threshold > 0)) fail(file, 'refusal.oodThreshold must be > 0');
+  const input = m.input as { name?: unknown } | undefined;
+  if (typeof input?.name !== 'string') fail(file, 'input.name must be a string');
+  if (task === 'chest-xray') {
+    const d = m.decision as { positiveThreshold?: unknown; positiveLabels?: unknown } | undefined;
+    if (typeof d?.positiveThreshold !== 'number' || d.positiveThreshold <= 0 || d.positiveThreshold >= 1) {
+      fail(file, 'decision.positiveThreshold must be between 0 and 1');
+    }
+    if (!Array.isArray(d.positiveLabels) || d.positiveLabels.some((l) => !labels.includes(l))) {
+      fail(file, 'decision.positiveLabels must be labels of the model');
+    }
+  }
+  if (!m.decision || typeof m.decision !== 'object') m.decision = {};
+  if (id !== path.basename(file, '.json') && file !== 'manifest') {
+    fail(file, `id "${id}" does not match the file name`);
+  }
+  return m as unknown as ModelManifest;
+}
+
+export class ModelRegistry {
+  private constructor(private readonly models: Map<string, LoadedModel>) {}
+
+  /** Loads and verifies every model; throws ModelLoadError naming the first bad file. */
+  static async load(options: RegistryOptions = {}): Promise<ModelRegistry> {
+    const dir = options.dir ?? DEFAULT_MODELS_DIR;
+    const threads = options.intraOpNumThreads ?? 1;
+    let names: string[];
+    try {
+      names = (await readdir(dir)).filter((n) => n.endsWith('.json')).sort();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') names = [];
+      else throw err;
+    }
+    const models = new Map<string, LoadedModel>();
+    for (const name of names) {
+      const id = path.basename(name, '.json');
+      if (options.only && !options.only.includes(id)) continue;
+      const manifestPath = path.join(dir, name);
+      let raw: unknown;
+      try {
+        raw = JSON.parse(await readFile(manifestPath, 'utf8'));
+      } catch (err) {
+        fail(manifestPath, `cannot read manifest (${(err as Error).message})`);
+      }
+      const manifest = parseManifest(raw, manifestPath);
+      const onnxPath = path.join(dir, manifest.file);
+      let bytes: Buffer;
+      try {
+        bytes = await readFile(onnxPath);
+      } catch (err) {
+        fail(manifestPath, `cannot read ${manifest.file} (${(err as Error).message})`);
+      }
+      const digest = createHash('sha256').update(bytes).digest('hex');
+      if (digest !== manifest.sha256) {
+        fail(onnxPath, `sha256 ${digest} does not match the manifest (${manifest.sha256}); the model file is not the one trained`);
+      }
+      const session = await ort.InferenceSession.create(bytes, {
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        executionMode: 'sequential',
+        graphOptimizationLevel: 'all',
+      });
+      models.set(manifest.id, { id: manifest.id, manifest, session });
+    }
+    return new ModelRegistry(models);
+  }
+
+  list(): ModelSummary[] {
+    return [...this.models.values()].map(({ manifest: m }) => ({
+      id: m.id,
+      name: m.name,
+      version: m.version,
+      task: m.task,
+      labels: [...m.labels],
+      metrics: m.metrics?.test ?? null,
+    }));
+  }
+
+  has(id: string): boolean {
+    return this.models.has(id);
+  }
+
+  /** The model, or AppError 'unavailable' (503) when it is not installed on this server. */
+  get(id: string): LoadedModel {
+    const model = this.models.get(id);
+    if (!model) throw new AppError('unavailable', `The ${id} model is not installed on this server`);
+    return model;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.models.values()].map((m) => m.session.release()));
+    this.models.clear();
+  }
+}
+
+/** Convenience for callers that want a plain function. */
+export function loadModelRegistry(options: RegistryOptions = {}): Promise<ModelRegistry> {
+  return ModelRegistry.load(options);
+}

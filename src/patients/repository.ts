@@ -1,0 +1,161 @@
+import { and, asc, desc, eq, inArray, or, sql, type SQL } from 'drizzle-orm';
+import type { DbOrTx } from '../platform/db/index.js';
+import { medicalHistory, patientDoctors, patientNotes, patients, scans, users } from '../platform/db/schema.js';
+import { isUuid } from '../platform/http/schemas.js';
+
+export type PatientRow = typeof patients.$inferSelect;
+export type NewPatientRow = typeof patients.$inferInsert;
+
+/** Who may see a patient: admins all, a doctor those assigned to them. */
+export interface Viewer {
+  id: string;
+  role: 'doctor' | 'admin';
+}
+
+function visibleTo(viewer: Viewer): SQL | undefined {
+  if (viewer.role === 'admin') return undefined;
+  return sql`exists (select 1 from ${patientDoctors} pd where pd.patient_id = ${patients.id} and pd.doctor_id = ${viewer.id})`;
+}
+
+/** A patient by `_id` or by `patientId` (the hospital's identifier), if the viewer may see it. */
+export async function findVisiblePatient(db: DbOrTx, viewer: Viewer, idOrPatientId: string): Promise<PatientRow | null> {
+  const match = isUuid(idOrPatientId)
+    ? or(eq(patients.id, idOrPatientId), eq(patients.patientId, idOrPatientId))
+    : eq(patients.patientId, idOrPatientId);
+  const [row] = await db.select().from(patients).where(and(match, visibleTo(viewer)));
+  return row ?? null;
+}
+
+export async function findPatientByPatientId(db: DbOrTx, patientId: string): Promise<PatientRow | null> {
+  const [row] = await db.select().from(patients).where(eq(patients.patientId, patientId));
+  return row ?? null;
+}
+
+export interface PatientListFilter {
+  page: number;
+  limit: number;
+  status?: 'active' | 'inactive' | 'archived';
+  search?: string;
+}
+
+function escapeLike(s: string): string {
+  return s.replace(/[\\%_]/g, (c) => '\\' + c);
+}
+
+export async function listVisiblePatients(
+  db: DbOrTx,
+  viewer: Viewer,
+  filter: PatientListFilter,
+): Promise<{ rows: PatientRow[]; total: number }> {
+  const conditions: (SQL | undefined)[] = [visibleTo(viewer)];
+  if (filter.status) conditions.push(eq(patients.status, filter.status));
+  if (filter.search) {
+    const pattern = `%${escapeLike(filter.search.trim().toLowerCase())}%`;
+    conditions.push(sql`(lower(${patients.name}) like ${pattern} or lower(${patients.patientId}) like ${pattern})`);
+  }
+  const where = and(...conditions);
+  const [count] = await db.select({ n: sql<number>`count(*)::int` }).from(patients).where(where);
+  const rows = await db
+    .select()
+    .from(patients)
+    .where(where)
+    .orderBy(desc(patients.createdAt), asc(patients.id))
+    .limit(filter.limit)
+    .offset((filter.page - 1) * filter.limit);
+  return { rows, total: count?.n ?? 0 };
+}
+
+export async function insertPatient(db: DbOrTx, values: NewPatientRow): Promise<PatientRow> {
+  const [row] = await db.insert(patients).values(values).returning();
+  return row!;
+}
+
+export async function updatePatientRow(db: DbOrTx, id: string, values: Partial<NewPatientRow>): Promise<PatientRow> {
+  const [row] = await db
+    .update(patients)
+    .set({ ...values, updatedAt: new Date() })
+    .where(eq(patients.id, id))
+    .returning();
+  return row!;
+}
+
+export async function deletePatientRow(db: DbOrTx, id: string): Promise<void> {
+  await db.delete(patients).where(eq(patients.id, id));
+}
+
+export async function assignDoctor(db: DbOrTx, patientId: string, doctorId: string): Promise<void> {
+  await db.insert(patientDoctors).values({ patientId, doctorId }).onConflictDoNothing();
+}
+
+export async function isAssigned(db: DbOrTx, patientId: string, doctorId: string): Promise<boolean> {
+  const [row] = await db
+    .select({ one: sql<number>`1` })
+    .from(patientDoctors)
+    .where(and(eq(patientDoctors.patientId, patientId), eq(patientDoctors.doctorId, doctorId)));
+  return row !== undefined;
+}
+
+export async function assignedDoctors(
+  db: DbOrTx,
+  patientIds: string[],
+): Promise<Map<string, { _id: string; name: string }[]>> {
+  const out = new Map<string, { _id: string; name: string }[]>();
+  if (patientIds.length === 0) return out;
+  const rows = await db
+    .select({ patientId: patientDoctors.patientId, id: users.id, name: users.name })
+    .from(patientDoctors)
+    .innerJoin(users, eq(users.id, patientDoctors.doctorId))
+    .where(inArray(patientDoctors.patientId, patientIds))
+    .orderBy(asc(patientDoctors.assignedAt), asc(users.id));
+  for (const r of rows) {
+    const list = out.get(r.patientId) ?? [];
+    list.push({ _id: r.id, name: r.name });
+    out.set(r.patientId, list);
+  }
+  return out;
+}
+
+export async function historyOf(db: DbOrTx, patientId: string) {
+  return db
+    .select()
+    .from(medicalHistory)
+    .where(eq(medicalHistory.patientId, patientId))
+    .orderBy(asc(medicalHistory.date), asc(medicalHistory.createdAt));
+}
+
+export async function insertHistory(db: DbOrTx, values: typeof medicalHistory.$inferInsert) {
+  await db.insert(medicalHistory).values(values);
+}
+
+export async function notesOf(db: DbOrTx, patientId: string) {
+  return db
+    .select({
+      id: patientNotes.id,
+      content: patientNotes.content,
+      createdAt: patientNotes.createdAt,
+      authorId: patientNotes.createdBy,
+      authorName: users.name,
+    })
+    .from(patientNotes)
+    .leftJoin(users, eq(users.id, patientNotes.createdBy))
+    .where(eq(patientNotes.patientId, patientId))
+    .orderBy(asc(patientNotes.createdAt), asc(patientNotes.id));
+}
+
+export async function insertNote(db: DbOrTx, values: typeof patientNotes.$inferInsert) {
+  await db.insert(patientNotes).values(values);
+}
+
+export async function scansOf(db: DbOrTx, patientId: string) {
+  return db
+    .select({ id: scans.id, scanDate: scans.scanDate, status: scans.status, scanType: scans.scanType })
+    .from(scans)
+    .where(eq(scans.patientId, patientId))
+    .orderBy(desc(scans.scanDate), asc(scans.id));
+}
+
+/** Ids of a patient's scans: each scan keeps its files under its own storage prefix. */
+export async function scanIdsOf(db: DbOrTx, patientId: string): Promise<string[]> {
+  const rows = await db.select({ id: scans.id }).from(scans).where(eq(scans.patientId, patientId));
+  return rows.map((r) => r.id);
+}

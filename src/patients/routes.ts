@@ -1,0 +1,174 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { currentUser, requireAdmin } from '../auth/hooks.js';
+import type { AppContext } from '../context.js';
+import { authErrors, ErrorSchema, IdParamsSchema, MessageSchema } from '../platform/http/schemas.js';
+import {
+  AssignDoctorBodySchema,
+  AssignDoctorResponseSchema,
+  CreatePatientBodySchema,
+  ListPatientsQuerySchema,
+  MedicalHistoryBodySchema,
+  MedicalHistoryResponseSchema,
+  NoteBodySchema,
+  NotesResponseSchema,
+  PatientDetailSchema,
+  PatientListSchema,
+  PatientRecordSchema,
+  UpdatePatientBodySchema,
+} from './schemas.js';
+import * as patients from './service.js';
+
+export function patientRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
+  return async (app) => {
+    app.addHook('onRequest', ctx.authenticate);
+    const tags = ['Patients'];
+    const security = [{ bearerAuth: [] }];
+
+    app.get(
+      '/',
+      {
+        schema: {
+          tags,
+          security,
+          summary: 'List the patients you may see (all for admins, assigned ones for doctors)',
+          querystring: ListPatientsQuerySchema,
+          response: { 200: PatientListSchema, ...authErrors },
+        },
+      },
+      async (request) => patients.listPatients(ctx.db, { viewer: currentUser(request), filter: request.query }),
+    );
+
+    app.get(
+      '/:id',
+      {
+        schema: {
+          tags,
+          security,
+          summary: 'A patient by _id or patientId, with scans, notes and medical history',
+          params: IdParamsSchema,
+          response: { 200: PatientDetailSchema, ...authErrors },
+        },
+      },
+      async (request) => patients.getPatient(ctx.db, { viewer: currentUser(request), id: request.params.id }),
+    );
+
+    app.post(
+      '/',
+      {
+        schema: {
+          tags,
+          security,
+          summary: 'Create a patient (assigned to its creator)',
+          body: CreatePatientBodySchema,
+          response: { 201: PatientRecordSchema, ...authErrors, 409: ErrorSchema },
+        },
+      },
+      async (request, reply) => {
+        const patient = await patients.createPatient(ctx.db, { viewer: currentUser(request), input: request.body });
+        request.log.info({ patient: patient._id }, 'patient created');
+        return reply.code(201).send(patient);
+      },
+    );
+
+    app.patch(
+      '/:id',
+      {
+        schema: {
+          tags,
+          security,
+          summary: 'Update a patient; contact fields are merged (null removes one)',
+          params: IdParamsSchema,
+          body: UpdatePatientBodySchema,
+          response: { 200: PatientRecordSchema, ...authErrors, 409: ErrorSchema },
+        },
+      },
+      async (request) =>
+        patients.updatePatient(ctx.db, { viewer: currentUser(request), id: request.params.id, input: request.body }),
+    );
+
+    app.post(
+      '/:id/medical-history',
+      {
+        schema: {
+          tags,
+          security,
+          summary: 'Add a medical history entry',
+          params: IdParamsSchema,
+          body: MedicalHistoryBodySchema,
+          response: { 201: MedicalHistoryResponseSchema, ...authErrors },
+        },
+      },
+      async (request, reply) => {
+        const out = await patients.addMedicalHistory(ctx.db, {
+          viewer: currentUser(request),
+          id: request.params.id,
+          entry: request.body,
+        });
+        return reply.code(201).send(out);
+      },
+    );
+
+    app.post(
+      '/:id/notes',
+      {
+        schema: {
+          tags,
+          security,
+          summary: 'Add a note',
+          params: IdParamsSchema,
+          body: NoteBodySchema,
+          response: { 201: NotesResponseSchema, ...authErrors },
+        },
+      },
+      async (request, reply) => {
+        const out = await patients.addNote(ctx.db, {
+          viewer: currentUser(request),
+          id: request.params.id,
+          content: request.body.content,
+        });
+        return reply.code(201).send(out);
+      },
+    );
+
+    app.post(
+      '/:id/assign-doctor',
+      {
+        preHandler: requireAdmin,
+        schema: {
+          tags,
+          security,
+          summary: 'Assign a doctor to a patient (admin)',
+          params: IdParamsSchema,
+          body: AssignDoctorBodySchema,
+          response: { 200: AssignDoctorResponseSchema, ...authErrors },
+        },
+      },
+      async (request) =>
+        patients.assignDoctorToPatient(ctx.db, {
+          viewer: currentUser(request),
+          id: request.params.id,
+          doctorId: request.body.doctorId,
+        }),
+    );
+
+    app.delete(
+      '/:id',
+      {
+        preHandler: requireAdmin,
+        schema: {
+          tags,
+          security,
+          summary: 'Delete a patient with their scans and stored files (admin)',
+          params: IdParamsSchema,
+          response: { 200: MessageSchema, ...authErrors },
+        },
+      },
+      async (request) => {
+        const scanIds = await patients.deletePatient(ctx.db, { viewer: currentUser(request), id: request.params.id });
+        await ctx.removeScanFiles(scanIds, request.log);
+        request.log.info({ patient: request.params.id, scans: scanIds.length }, 'patient deleted');
+        return { message: 'Patient deleted successfully' };
+      },
+    );
+  };
+}

@@ -1,0 +1,260 @@
+/**
+ * Patient rules. Every function starts with the access check: a doctor reaches only the
+ * patients assigned to them, an admin reaches all, and "not yours" answers exactly like
+ * "not there" (404) so patient ids cannot be probed.
+ */
+import type { Db, DbOrTx } from '../platform/db/index.js';
+import type { PatientContact } from '../platform/db/schema.js';
+import { AppError, badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
+import { isUuid } from '../platform/http/schemas.js';
+import { findUserById, isUniqueViolation } from '../users/repository.js';
+import * as repo from './repository.js';
+import type { PatientRow, Viewer } from './repository.js';
+import type { CreatePatientBody, UpdatePatientBody } from './schemas.js';
+
+export type { Viewer };
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+const dateOnlyIso = (d: string | null) => (d ? `${d}T00:00:00.000Z` : null);
+
+/** "1992-08-22" or an ISO timestamp -> "1992-08-22", refusing impossible and future dates. */
+export function parseCalendarDate(value: string, field: string): string {
+  const day = value.slice(0, 10);
+  const d = new Date(`${day}T00:00:00.000Z`);
+  if (Number.isNaN(d.getTime()) || d.toISOString().slice(0, 10) !== day) {
+    throw badRequest(`${field} is not a real calendar date: "${value}"`);
+  }
+  if (d.getTime() > Date.now()) throw badRequest(`${field} cannot be in the future`);
+  return day;
+}
+
+function parseTimestamp(value: string | null | undefined, field: string): Date | null | undefined {
+  if (value === undefined || value === null) return value;
+  const d = new Date(value);
+  if (Number.isNaN(d.getTime())) throw badRequest(`${field} must be an ISO 8601 date-time`);
+  return d;
+}
+
+async function visiblePatientOr404(db: DbOrTx, viewer: Viewer, id: string): Promise<PatientRow> {
+  const patient = await repo.findVisiblePatient(db, viewer, id);
+  if (!patient) throw notFound('Patient');
+  return patient;
+}
+
+function core(p: PatientRow) {
+  return {
+    _id: p.id,
+    patientId: p.patientId,
+    name: p.name,
+    dateOfBirth: dateOnlyIso(p.dateOfBirth),
+    gender: p.gender,
+    contact: p.contact,
+    status: p.status,
+    lastVisit: iso(p.lastVisit),
+    nextAppointment: iso(p.nextAppointment),
+    createdAt: p.createdAt.toISOString(),
+    updatedAt: p.updatedAt.toISOString(),
+  };
+}
+
+function historyView(rows: Awaited<ReturnType<typeof repo.historyOf>>) {
+  return rows.map((h) => ({
+    _id: h.id,
+    condition: h.condition,
+    diagnosis: h.diagnosis,
+    treatment: h.treatment,
+    date: h.date.toISOString(),
+  }));
+}
+
+export async function listPatients(
+  db: Db,
+  { viewer, filter }: { viewer: Viewer; filter: repo.PatientListFilter },
+) {
+  const { rows, total } = await repo.listVisiblePatients(db, viewer, filter);
+  const doctors = await repo.assignedDoctors(
+    db,
+    rows.map((r) => r.id),
+  );
+  return {
+    patients: rows.map((p) => ({ ...core(p), assignedDoctors: doctors.get(p.id) ?? [] })),
+    currentPage: filter.page,
+    totalPages: Math.ceil(total / filter.limit),
+    totalPatients: total,
+  };
+}
+
+export async function getPatient(db: Db, { viewer, id }: { viewer: Viewer; id: string }) {
+  const p = await visiblePatientOr404(db, viewer, id);
+  const [doctors, history, notes, scans] = await Promise.all([
+    repo.assignedDoctors(db, [p.id]),
+    repo.historyOf(db, p.id),
+    repo.notesOf(db, p.id),
+    repo.scansOf(db, p.id),
+  ]);
+  return {
+    ...core(p),
+    assignedDoctors: doctors.get(p.id) ?? [],
+    medicalHistory: historyView(history),
+    scans: scans.map((s) => ({ _id: s.id, scanDate: s.scanDate.toISOString(), status: s.status, scanType: s.scanType })),
+    notes: notes.map((n) => ({
+      _id: n.id,
+      content: n.content,
+      createdBy: n.authorId ? { _id: n.authorId, name: n.authorName ?? '' } : null,
+      createdAt: n.createdAt.toISOString(),
+    })),
+  };
+}
+
+/** The record as the API document shows it after create and update (doctors by id). */
+async function patientRecord(db: DbOrTx, p: PatientRow) {
+  const [doctors, history, notes, scans] = await Promise.all([
+    repo.assignedDoctors(db, [p.id]),
+    repo.historyOf(db, p.id),
+    repo.notesOf(db, p.id),
+    repo.scansOf(db, p.id),
+  ]);
+  return {
+    ...core(p),
+    assignedDoctors: (doctors.get(p.id) ?? []).map((d) => d._id),
+    medicalHistory: historyView(history),
+    scans: scans.map((s) => ({ _id: s.id, scanDate: s.scanDate.toISOString(), status: s.status })),
+    notes: notes.map((n) => ({ _id: n.id, content: n.content, createdBy: n.authorId, createdAt: n.createdAt.toISOString() })),
+  };
+}
+
+function duplicatePatientId(patientId: string) {
+  return conflict(`A patient with patientId ${patientId} already exists`);
+}
+
+export async function createPatient(db: Db, { viewer, input }: { viewer: Viewer; input: CreatePatientBody }) {
+  try {
+    return await db.transaction(async (tx) => {
+      if (await repo.findPatientByPatientId(tx, input.patientId)) throw duplicatePatientId(input.patientId);
+      const row = await repo.insertPatient(tx, {
+        patientId: input.patientId,
+        name: input.name.trim(),
+        dateOfBirth: input.dateOfBirth ? parseCalendarDate(input.dateOfBirth, 'dateOfBirth') : null,
+        gender: input.gender ?? null,
+        contact: input.contact ?? {},
+        status: input.status ?? 'active',
+        lastVisit: parseTimestamp(input.lastVisit, 'lastVisit') ?? null,
+        nextAppointment: parseTimestamp(input.nextAppointment, 'nextAppointment') ?? null,
+        createdBy: viewer.id,
+      });
+      await repo.assignDoctor(tx, row.id, viewer.id);
+      return patientRecord(tx, row);
+    });
+  } catch (err) {
+    if (isUniqueViolation(err)) throw duplicatePatientId(input.patientId);
+    throw err;
+  }
+}
+
+/** Creates a patient for an upload that names an unknown patientId (scans feature). */
+export async function createPatientForUpload(
+  tx: DbOrTx,
+  { viewer, patientId, name }: { viewer: Viewer; patientId: string; name: string },
+): Promise<PatientRow> {
+  const row = await repo.insertPatient(tx, { patientId, name, createdBy: viewer.id });
+  await repo.assignDoctor(tx, row.id, viewer.id);
+  return row;
+}
+
+function mergeContact(current: PatientContact, patch: NonNullable<UpdatePatientBody['contact']>): PatientContact {
+  const merged: Record<string, string> = { ...(current as Record<string, string>) };
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) delete merged[key];
+    else if (value !== undefined) merged[key] = value;
+  }
+  return merged;
+}
+
+export async function updatePatient(
+  db: Db,
+  { viewer, id, input }: { viewer: Viewer; id: string; input: UpdatePatientBody },
+) {
+  try {
+    return await db.transaction(async (tx) => {
+      const p = await visiblePatientOr404(tx, viewer, id);
+      const values: Partial<repo.NewPatientRow> = {};
+      if (input.patientId !== undefined && input.patientId !== p.patientId) {
+        if (await repo.findPatientByPatientId(tx, input.patientId)) throw duplicatePatientId(input.patientId);
+        values.patientId = input.patientId;
+      }
+      if (input.name !== undefined) values.name = input.name.trim();
+      if (input.dateOfBirth !== undefined) {
+        values.dateOfBirth = input.dateOfBirth === null ? null : parseCalendarDate(input.dateOfBirth, 'dateOfBirth');
+      }
+      if (input.gender !== undefined) values.gender = input.gender;
+      if (input.status !== undefined) values.status = input.status;
+      if (input.contact !== undefined) values.contact = mergeContact(p.contact, input.contact);
+      if (input.lastVisit !== undefined) values.lastVisit = parseTimestamp(input.lastVisit, 'lastVisit');
+      if (input.nextAppointment !== undefined) {
+        values.nextAppointment = parseTimestamp(input.nextAppointment, 'nextAppointment');
+      }
+      const row = await repo.updatePatientRow(tx, p.id, values);
+      return patientRecord(tx, row);
+    });
+  } catch (err) {
+    if (isUniqueViolation(err) && input.patientId) throw duplicatePatientId(input.patientId);
+    throw err;
+  }
+}
+
+export async function addMedicalHistory(
+  db: Db,
+  {
+    viewer,
+    id,
+    entry,
+  }: { viewer: Viewer; id: string; entry: { condition: string; diagnosis?: string; treatment?: string; date?: string } },
+) {
+  const p = await visiblePatientOr404(db, viewer, id);
+  await repo.insertHistory(db, {
+    patientId: p.id,
+    condition: entry.condition.trim(),
+    diagnosis: entry.diagnosis ?? null,
+    treatment: entry.treatment ?? null,
+    date: entry.date ? new Date(`${parseCalendarDate(entry.date, 'date')}T00:00:00.000Z`) : new Date(),
+    createdBy: viewer.id,
+  });
+  return { _id: p.id, medicalHistory: historyView(await repo.historyOf(db, p.id)) };
+}
+
+export async function addNote(db: Db, { viewer, id, content }: { viewer: Viewer; id: string; content: string }) {
+  const p = await visiblePatientOr404(db, viewer, id);
+  if (content.trim() === '') throw badRequest('content must not be blank');
+  await repo.insertNote(db, { patientId: p.id, content, createdBy: viewer.id });
+  const notes = await repo.notesOf(db, p.id);
+  return {
+    _id: p.id,
+    notes: notes.map((n) => ({ _id: n.id, content: n.content, createdBy: n.authorId, createdAt: n.createdAt.toISOString() })),
+  };
+}
+
+export async function assignDoctorToPatient(
+  db: Db,
+  { viewer, id, doctorId }: { viewer: Viewer; id: string; doctorId: string },
+) {
+  if (viewer.role !== 'admin') throw forbidden('Only administrators can assign doctors');
+  const p = await visiblePatientOr404(db, viewer, id);
+  const doctor = isUuid(doctorId) ? await findUserById(db, doctorId) : null;
+  if (!doctor) throw notFound('Doctor');
+  if (doctor.role !== 'doctor') throw badRequest('doctorId must name a user with the doctor role');
+  if (!doctor.isActive) throw badRequest('This doctor account is deactivated: activate it before assigning patients');
+  await repo.assignDoctor(db, p.id, doctor.id);
+  const doctors = await repo.assignedDoctors(db, [p.id]);
+  return { _id: p.id, assignedDoctors: (doctors.get(p.id) ?? []).map((d) => d._id) };
+}
+
+/** Deletes a patient and, by cascade, their scans; returns the scan ids whose files to remove. */
+export async function deletePatient(db: Db, { viewer, id }: { viewer: Viewer; id: string }): Promise<string[]> {
+  if (viewer.role !== 'admin') throw new AppError('forbidden', 'Only administrators can delete patients');
+  return db.transaction(async (tx) => {
+    const p = await visiblePatientOr404(tx, viewer, id);
+    const scanIds = await repo.scanIdsOf(tx, p.id);
+    await repo.deletePatientRow(tx, p.id);
+    return scanIds;
+  });
+}

@@ -1,0 +1,208 @@
+/**
+ * The one place that reads the environment. Every setting is parsed and validated here at
+ * start-up, so a bad value stops the server with a message that names the variable, instead
+ * of failing later in the middle of a request.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+export interface Config {
+  port: number;
+  host: string;
+  /** Absolute URL clients use to reach this server; signed image links are built on it. */
+  publicUrl: string | null;
+  dataDir: string;
+  databaseUrl: string | null;
+  jwtSecret: Uint8Array;
+  jwtExpiresIn: string;
+  /** Secret for signed image/report links; derived from the JWT secret unless set. */
+  urlSigningSecret: Uint8Array;
+  signedUrlTtlSeconds: number;
+  adminEmail: string | null;
+  adminPassword: string | null;
+  rateLimit: { max: number; windowMs: number };
+  redisUrl: string | null;
+  trustProxy: boolean;
+  logLevel: string;
+  maxUploadMb: number;
+  maxImagePixels: number;
+  storage: S3Config | null;
+  modelsDir: string;
+  worker: { inProcess: boolean; concurrency: number; pollIntervalSeconds: number };
+  webhooks: { allowPrivate: boolean; timeoutMs: number; maxAttempts: number };
+  google: GoogleSettings;
+}
+
+export interface S3Config {
+  bucket: string;
+  region: string;
+  endpoint: string | null;
+  accessKeyId: string | null;
+  secretAccessKey: string | null;
+  forcePathStyle: boolean;
+  prefix: string;
+}
+
+export interface GoogleSettings {
+  clientId: string | null;
+  clientSecret: string | null;
+  callbackUrl: string | null;
+  clientUrl: string;
+  issuer: string;
+  autoProvision: 'inactive' | 'active' | 'off';
+  allowedDomains: string[];
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Env = Record<string, string | undefined>;
+
+const REPO_ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+
+function str(env: Env, key: string): string | null {
+  const v = env[key];
+  return v === undefined || v.trim() === '' ? null : v.trim();
+}
+
+function int(env: Env, key: string, fallback: number, min: number, max: number): number {
+  const raw = str(env, key);
+  if (raw === null) return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(`${key} must be a whole number, got "${raw}"`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(`${key} must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function bool(env: Env, key: string, fallback: boolean): boolean {
+  const raw = str(env, key);
+  if (raw === null) return fallback;
+  if (['true', '1', 'yes'].includes(raw.toLowerCase())) return true;
+  if (['false', '0', 'no'].includes(raw.toLowerCase())) return false;
+  throw new ConfigError(`${key} must be true or false, got "${raw}"`);
+}
+
+function url(env: Env, key: string, protocols: string[]): string | null {
+  const raw = str(env, key);
+  if (raw === null) return null;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ConfigError(`${key} must be a URL, got "${raw}"`);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(`${key} must use ${protocols.join(' or ')}, got "${parsed.protocol}"`);
+  }
+  return raw.replace(/\/$/, '');
+}
+
+function oneOf<T extends string>(env: Env, key: string, values: readonly T[], fallback: T): T {
+  const raw = str(env, key);
+  if (raw === null) return fallback;
+  if (!(values as readonly string[]).includes(raw)) {
+    throw new ConfigError(`${key} must be one of ${values.join(', ')}, got "${raw}"`);
+  }
+  return raw as T;
+}
+
+/** JWT secret from the environment, or generated once and kept in DATA_DIR (never a constant). */
+function loadJwtSecret(env: Env, dataDir: string): Uint8Array {
+  const raw = str(env, 'JWT_SECRET');
+  if (raw !== null) {
+    if (raw.length < 32) throw new ConfigError('JWT_SECRET must be at least 32 characters long');
+    return new TextEncoder().encode(raw);
+  }
+  const file = path.join(dataDir, 'jwt-secret');
+  if (!existsSync(file)) {
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(file, randomBytes(48).toString('base64url'), { mode: 0o600, flag: 'wx' });
+  }
+  chmodSync(file, 0o600);
+  return new TextEncoder().encode(readFileSync(file, 'utf8').trim());
+}
+
+const DURATION = /^\d+\s*(s|m|h|d|w)$/;
+
+export function loadConfig(env: Env = process.env): Config {
+  const dataDir = path.resolve(str(env, 'DATA_DIR') ?? './data');
+  const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']);
+  const jwtSecret = loadJwtSecret(env, dataDir);
+  const jwtExpiresIn = str(env, 'JWT_EXPIRES_IN') ?? '12h';
+  if (!DURATION.test(jwtExpiresIn)) {
+    throw new ConfigError(`JWT_EXPIRES_IN must look like 30m, 12h or 7d, got "${jwtExpiresIn}"`);
+  }
+  const signingRaw = str(env, 'URL_SIGNING_SECRET');
+  const adminEmail = str(env, 'ADMIN_EMAIL');
+  const adminPassword = str(env, 'ADMIN_PASSWORD');
+  if ((adminEmail === null) !== (adminPassword === null)) {
+    throw new ConfigError('ADMIN_EMAIL and ADMIN_PASSWORD must be set together');
+  }
+  if (adminPassword !== null && adminPassword.length < 8) {
+    throw new ConfigError('ADMIN_PASSWORD must be at least 8 characters long');
+  }
+  const bucket = str(env, 'S3_BUCKET');
+  const clientUrl = url(env, 'CLIENT_URL', ['http:', 'https:']) ?? 'http://localhost:5173';
+  const allowedDomains = (str(env, 'GOOGLE_ALLOWED_DOMAINS') ?? '')
+    .split(',')
+    .map((d) => d.trim().toLowerCase())
+    .filter(Boolean);
+
+  return {
+    port: int(env, 'PORT', 3000, 0, 65535),
+    host: str(env, 'HOST') ?? '0.0.0.0',
+    publicUrl: url(env, 'PUBLIC_URL', ['http:', 'https:']),
+    dataDir,
+    databaseUrl,
+    jwtSecret,
+    jwtExpiresIn,
+    urlSigningSecret: signingRaw ? new TextEncoder().encode(signingRaw) : jwtSecret,
+    signedUrlTtlSeconds: int(env, 'SIGNED_URL_TTL_SECONDS', 3600, 30, 7 * 24 * 3600),
+    adminEmail: adminEmail?.toLowerCase() ?? null,
+    adminPassword,
+    rateLimit: {
+      max: int(env, 'RATE_LIMIT_MAX', 100, 1, 1_000_000),
+      windowMs: int(env, 'RATE_LIMIT_WINDOW_MS', 15 * 60 * 1000, 1000, 24 * 3600 * 1000),
+    },
+    redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
+    trustProxy: bool(env, 'TRUST_PROXY', false),
+    logLevel: oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
+    maxUploadMb: int(env, 'MAX_UPLOAD_MB', 50, 1, 2048),
+    maxImagePixels: int(env, 'MAX_IMAGE_PIXELS', 50_000_000, 1, 1_000_000_000),
+    storage: bucket
+      ? {
+          bucket,
+          region: str(env, 'S3_REGION') ?? 'us-east-1',
+          endpoint: url(env, 'S3_ENDPOINT', ['http:', 'https:']),
+          accessKeyId: str(env, 'S3_ACCESS_KEY_ID'),
+          secretAccessKey: str(env, 'S3_SECRET_ACCESS_KEY'),
+          forcePathStyle: bool(env, 'S3_FORCE_PATH_STYLE', false),
+          prefix: str(env, 'S3_PREFIX') ?? '',
+        }
+      : null,
+    modelsDir: path.resolve(str(env, 'MODELS_DIR') ?? path.join(REPO_ROOT, 'models')),
+    worker: {
+      inProcess: bool(env, 'WORKER_IN_PROCESS', true),
+      concurrency: int(env, 'WORKER_CONCURRENCY', 2, 1, 64),
+      pollIntervalSeconds: int(env, 'WORKER_POLL_SECONDS', 1, 1, 60),
+    },
+    webhooks: {
+      allowPrivate: bool(env, 'WEBHOOK_ALLOW_PRIVATE', false),
+      timeoutMs: int(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 100, 120_000),
+      maxAttempts: int(env, 'WEBHOOK_MAX_ATTEMPTS', 8, 1, 20),
+    },
+    google: {
+      clientId: str(env, 'GOOGLE_CLIENT_ID'),
+      clientSecret: str(env, 'GOOGLE_CLIENT_SECRET'),
+      callbackUrl: url(env, 'GOOGLE_CALLBACK_URL', ['http:', 'https:']),
+      clientUrl,
+      issuer: url(env, 'GOOGLE_ISSUER', ['http:', 'https:']) ?? 'https://accounts.google.com',
+      autoProvision: oneOf(env, 'GOOGLE_AUTO_PROVISION', ['inactive', 'active', 'off'] as const, 'inactive'),
+      allowedDomains,
+    },
+  };
+}
+
+export { REPO_ROOT };

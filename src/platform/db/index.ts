@@ -1,0 +1,129 @@
+/**
+ * Database access: embedded PostgreSQL (PGlite, persisted under DATA_DIR) when no
+ * DATABASE_URL is set, a PostgreSQL server otherwise. Both get the same Drizzle schema and the
+ * same migrations, applied at start-up.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { sql, type SQL } from 'drizzle-orm';
+import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
+import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import pg from 'pg';
+import * as schema from './schema.js';
+
+export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
+/** A database handle or an open transaction: repositories accept either. */
+export type DbOrTx = Parameters<Parameters<Db['transaction']>[0]>[0] | Db;
+
+/** The raw SQL surface pg-boss needs (its `db` option). */
+export interface SqlExecutor {
+  executeSql(text: string, values?: unknown[]): Promise<{ rows: unknown[] }>;
+}
+
+export interface Database {
+  kind: 'pglite' | 'postgres';
+  db: Db;
+  /** For pg-boss: PGlite needs this adapter; on a server pg-boss opens its own pool. */
+  executor: SqlExecutor;
+  connectionString: string | null;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const MIGRATIONS = path.join(path.dirname(new URL(import.meta.url).pathname), 'migrations');
+
+export interface OpenOptions {
+  /** PostgreSQL connection string; null for embedded PGlite. */
+  databaseUrl: string | null;
+  /** Directory for PGlite's files; null keeps it in memory (tests). */
+  dataDir: string | null;
+  poolSize?: number;
+}
+
+export async function openDatabase(opts: OpenOptions): Promise<Database> {
+  if (opts.databaseUrl) {
+    const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: opts.poolSize ?? 10 });
+    // An idle client that errors (server restart) must not crash the process.
+    pool.on('error', () => undefined);
+    const db = drizzlePg(pool, { schema }) as unknown as Db;
+    await migratePg(drizzlePg(pool), { migrationsFolder: MIGRATIONS });
+    return {
+      kind: 'postgres',
+      db,
+      connectionString: opts.databaseUrl,
+      executor: {
+        async executeSql(text, values) {
+          const r = await pool.query(text, values as unknown[] | undefined);
+          return { rows: r.rows };
+        },
+      },
+      async ping() {
+        await pool.query('select 1');
+      },
+      async close() {
+        await pool.end();
+      },
+    };
+  }
+
+  let dir: string | undefined;
+  if (opts.dataDir) {
+    dir = path.join(opts.dataDir, 'pgdata');
+    mkdirSync(dir, { recursive: true });
+  }
+  const client = dir ? new PGlite(dir) : new PGlite();
+  await client.waitReady;
+  const db = drizzlePglite(client, { schema }) as unknown as Db;
+  await migratePglite(drizzlePglite(client), { migrationsFolder: MIGRATIONS });
+  return {
+    kind: 'pglite',
+    db,
+    connectionString: null,
+    executor: {
+      async executeSql(text, values) {
+        if (values && values.length > 0) {
+          const r = await client.query(text, values);
+          return { rows: r.rows };
+        }
+        // pg-boss sends multi-statement scripts (its own migrations) without parameters.
+        const results = await client.exec(text);
+        return { rows: results.at(-1)?.rows ?? [] };
+      },
+    },
+    async ping() {
+      await client.query('select 1');
+    },
+    async close() {
+      await client.close();
+    },
+  };
+}
+
+/**
+ * Runs parameterised SQL text ($1, $2...) through Drizzle, so raw statements (pg-boss's) can
+ * join a Drizzle transaction on either driver.
+ */
+export function sqlFromText(text: string, values: unknown[] = []): SQL {
+  const parts = text.split(/\$(\d+)/);
+  const chunks: SQL[] = [];
+  parts.forEach((part, i) => {
+    if (i % 2 === 0) chunks.push(sql.raw(part));
+    else chunks.push(sql`${values[Number(part) - 1]}`);
+  });
+  return sql.join(chunks, sql.raw(''));
+}
+
+export function executorFor(tx: DbOrTx): SqlExecutor {
+  return {
+    async executeSql(text, values) {
+      const r = (await tx.execute(sqlFromText(text, values))) as unknown as { rows?: unknown[] } | unknown[];
+      return { rows: Array.isArray(r) ? r : (r.rows ?? []) };
+    },
+  };
+}
+
+export { schema };

@@ -1,0 +1,276 @@
+/**
+ * The database schema. Migrations in ./migrations are generated from this file with
+ * `npm run db:generate` and applied at start-up, identically on PGlite and PostgreSQL.
+ */
+import { sql } from 'drizzle-orm';
+import {
+  boolean,
+  date,
+  doublePrecision,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core';
+
+const id = () => uuid('id').primaryKey().defaultRandom();
+const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
+const updatedAt = () => timestamp('updated_at', { withTimezone: true }).notNull().defaultNow();
+
+export const users = pgTable(
+  'users',
+  {
+    id: id(),
+    name: text('name').notNull(),
+    email: text('email').notNull(),
+    passwordHash: text('password_hash'),
+    role: text('role', { enum: ['doctor', 'admin'] }).notNull().default('doctor'),
+    specialization: text('specialization'),
+    isActive: boolean('is_active').notNull().default(true),
+    googleSubject: text('google_subject'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    // Emails are unique regardless of case: "A@x.org" and "a@x.org" are one person.
+    uniqueIndex('users_email_lower_key').on(sql`lower(${t.email})`),
+    uniqueIndex('users_google_subject_key').on(t.googleSubject),
+  ],
+);
+
+export interface PatientContact {
+  email?: string;
+  phone?: string;
+  address?: string;
+}
+
+export const patients = pgTable(
+  'patients',
+  {
+    id: id(),
+    patientId: text('patient_id').notNull(),
+    name: text('name').notNull(),
+    dateOfBirth: date('date_of_birth', { mode: 'string' }),
+    gender: text('gender'),
+    contact: jsonb('contact').$type<PatientContact>().notNull().default({}),
+    status: text('status', { enum: ['active', 'inactive', 'archived'] }).notNull().default('active'),
+    lastVisit: timestamp('last_visit', { withTimezone: true }),
+    nextAppointment: timestamp('next_appointment', { withTimezone: true }),
+    createdBy: uuid('created_by').references(() => users.id, { onDelete: 'set null' }),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    uniqueIndex('patients_patient_id_key').on(t.patientId),
+    index('patients_status_idx').on(t.status),
+    index('patients_name_lower_idx').on(sql`lower(${t.name})`),
+  ],
+);
+
+export const patientDoctors = pgTable(
+  'patient_doctors',
+  {
+    patientId: uuid('patient_id')
+      .notNull()
+      .references(() => patients.id, { onDelete: 'cascade' }),
+    doctorId: uuid('doctor_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    assignedAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.patientId, t.doctorId] }), index('patient_doctors_doctor_idx').on(t.doctorId)],
+);
+
+export const medicalHistory = pgTable(
+  'medical_history',
+  {
+    id: id(),
+    patientId: uuid('patient_id')
+      .notNull()
+      .references(() => patients.id, { onDelete: 'cascade' }),
+    condition: text('condition').notNull(),
+    diagnosis: text('diagnosis'),
+    treatment: text('treatment'),
+    date: timestamp('date', { withTimezone: true }).notNull().defaultNow(),
+    createdBy: uuid('created_by').references(() => users.id, { onDelete: 'set null' }),
+    createdAt: createdAt(),
+  },
+  (t) => [index('medical_history_patient_idx').on(t.patientId, t.date)],
+);
+
+export const patientNotes = pgTable(
+  'patient_notes',
+  {
+    id: id(),
+    patientId: uuid('patient_id')
+      .notNull()
+      .references(() => patients.id, { onDelete: 'cascade' }),
+    content: text('content').notNull(),
+    createdBy: uuid('created_by').references(() => users.id, { onDelete: 'set null' }),
+    createdAt: createdAt(),
+  },
+  (t) => [index('patient_notes_patient_idx').on(t.patientId, t.createdAt)],
+);
+
+export type ScanType = 'brain-mri' | 'chest-xray';
+export type ScanStatus = 'pending' | 'processing' | 'completed' | 'failed';
+
+export const scans = pgTable(
+  'scans',
+  {
+    id: id(),
+    patientId: uuid('patient_id')
+      .notNull()
+      .references(() => patients.id, { onDelete: 'cascade' }),
+    /** The doctor responsible for the scan: the uploader. */
+    doctorId: uuid('doctor_id').references(() => users.id, { onDelete: 'set null' }),
+    scanDate: timestamp('scan_date', { withTimezone: true }).notNull(),
+    scanType: text('scan_type', { enum: ['brain-mri', 'chest-xray'] }),
+    status: text('status', { enum: ['pending', 'processing', 'completed', 'failed'] }).notNull(),
+    originalFormat: text('original_format', { enum: ['jpeg', 'png', 'dicom'] }).notNull(),
+    originalKey: text('original_key').notNull(),
+    imageKey: text('image_key').notNull(),
+    thumbnailKey: text('thumbnail_key').notNull(),
+    width: integer('width').notNull(),
+    height: integer('height').notNull(),
+    fileSize: integer('file_size').notNull(),
+    sha256: text('sha256').notNull(),
+    dicom: jsonb('dicom').$type<Record<string, unknown>>(),
+    studyInstanceUid: text('study_instance_uid'),
+    seriesInstanceUid: text('series_instance_uid'),
+    sopInstanceUid: text('sop_instance_uid'),
+    /** The analysis whose output is current; earlier analyses stay in `analyses` as history. */
+    currentAnalysisId: uuid('current_analysis_id'),
+    failureReason: text('failure_reason'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    index('scans_patient_date_idx').on(t.patientId, t.scanDate),
+    index('scans_status_date_idx').on(t.status, t.scanDate),
+    index('scans_date_idx').on(t.scanDate),
+    index('scans_doctor_idx').on(t.doctorId),
+    index('scans_sop_uid_idx').on(t.sopInstanceUid),
+  ],
+);
+
+export interface HotRegion {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+export const analyses = pgTable(
+  'analyses',
+  {
+    id: id(),
+    scanId: uuid('scan_id')
+      .notNull()
+      .references(() => scans.id, { onDelete: 'cascade' }),
+    jobId: text('job_id'),
+    scanType: text('scan_type', { enum: ['brain-mri', 'chest-xray'] }).notNull(),
+    status: text('status', { enum: ['queued', 'completed', 'failed'] }).notNull().default('queued'),
+    modelId: text('model_id'),
+    modelVersion: text('model_version'),
+    /** The model's output exactly as produced; a doctor's review never overwrites it. */
+    result: jsonb('result').$type<Record<string, unknown>>(),
+    heatmapKey: text('heatmap_key'),
+    hotRegion: jsonb('hot_region').$type<HotRegion>(),
+    refusalReason: text('refusal_reason'),
+    error: text('error'),
+    durationMs: integer('duration_ms'),
+    requestedBy: uuid('requested_by').references(() => users.id, { onDelete: 'set null' }),
+    createdAt: createdAt(),
+    completedAt: timestamp('completed_at', { withTimezone: true }),
+  },
+  (t) => [index('analyses_scan_idx').on(t.scanId, t.createdAt), index('analyses_job_idx').on(t.jobId)],
+);
+
+export const scanReviews = pgTable(
+  'scan_reviews',
+  {
+    id: id(),
+    scanId: uuid('scan_id')
+      .notNull()
+      .references(() => scans.id, { onDelete: 'cascade' }),
+    analysisId: uuid('analysis_id').references(() => analyses.id, { onDelete: 'set null' }),
+    status: text('status').notNull(),
+    result: jsonb('result').$type<Record<string, unknown>>().notNull(),
+    reviewedBy: uuid('reviewed_by').references(() => users.id, { onDelete: 'set null' }),
+    reviewedAt: createdAt(),
+  },
+  (t) => [index('scan_reviews_scan_idx').on(t.scanId, t.reviewedAt)],
+);
+
+export const annotations = pgTable(
+  'annotations',
+  {
+    id: id(),
+    scanId: uuid('scan_id')
+      .notNull()
+      .references(() => scans.id, { onDelete: 'cascade' }),
+    x: doublePrecision('x').notNull(),
+    y: doublePrecision('y').notNull(),
+    text: text('text').notNull(),
+    createdBy: uuid('created_by').references(() => users.id, { onDelete: 'set null' }),
+    createdAt: createdAt(),
+  },
+  (t) => [index('annotations_scan_idx').on(t.scanId, t.createdAt)],
+);
+
+export const reports = pgTable(
+  'reports',
+  {
+    id: id(),
+    scanId: uuid('scan_id')
+      .notNull()
+      .references(() => scans.id, { onDelete: 'cascade' }),
+    storageKey: text('storage_key').notNull(),
+    createdBy: uuid('created_by').references(() => users.id, { onDelete: 'set null' }),
+    createdAt: createdAt(),
+  },
+  (t) => [index('reports_scan_idx').on(t.scanId, t.createdAt)],
+);
+
+export const webhooks = pgTable(
+  'webhooks',
+  {
+    id: id(),
+    ownerId: uuid('owner_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    url: text('url').notNull(),
+    events: text('events').array().notNull(),
+    description: text('description'),
+    secret: text('secret').notNull(),
+    isActive: boolean('is_active').notNull().default(true),
+    createdAt: createdAt(),
+  },
+  (t) => [index('webhooks_owner_idx').on(t.ownerId)],
+);
+
+export const webhookDeliveries = pgTable(
+  'webhook_deliveries',
+  {
+    id: id(),
+    webhookId: uuid('webhook_id')
+      .notNull()
+      .references(() => webhooks.id, { onDelete: 'cascade' }),
+    /** The Standard Webhooks message id: the same for every attempt of one event. */
+    messageId: text('message_id').notNull(),
+    eventType: text('event_type').notNull(),
+    attempt: integer('attempt').notNull(),
+    statusCode: integer('status_code'),
+    durationMs: integer('duration_ms'),
+    error: text('error'),
+    succeeded: boolean('succeeded').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('webhook_deliveries_webhook_idx').on(t.webhookId, t.createdAt)],
+);

@@ -1,0 +1,40 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import type { AppContext } from '../../context.js';
+
+/** Liveness and readiness probes; not rate limited, so a load balancer can poll them. */
+export function healthRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
+  return async (app) => {
+    app.get(
+      '/healthz',
+      {
+        config: { rateLimit: false },
+        schema: { tags: ['Health'], summary: 'The process is up', response: { 200: Type.Object({ status: Type.Literal('ok') }) } },
+      },
+      async () => ({ status: 'ok' as const }),
+    );
+    app.get(
+      '/readyz',
+      {
+        config: { rateLimit: false },
+        schema: {
+          tags: ['Health'],
+          summary: 'The database is reachable',
+          response: {
+            200: Type.Object({ status: Type.Literal('ready'), database: Type.String() }),
+            503: Type.Object({ error: Type.String() }),
+          },
+        },
+      },
+      async (request, reply) => {
+        try {
+          await ctx.database.ping();
+          return { status: 'ready' as const, database: ctx.database.kind };
+        } catch (err) {
+          request.log.error({ err }, 'readiness check failed');
+          return reply.code(503).send({ error: 'The database is not reachable' });
+        }
+      },
+    );
+  };
+}

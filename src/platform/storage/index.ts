@@ -1,0 +1,29 @@
+/**
+ * Where scan files live: DATA_DIR on local disk by default, an S3-compatible bucket when
+ * S3_BUCKET is set. Keys look like `scans/<scanId>/original.dcm`, so everything that belongs
+ * to one scan is removed with its prefix.
+ */
+export interface Storage {
+  kind: 'local' | 's3';
+  put(key: string, body: Buffer, contentType: string): Promise<void>;
+  get(key: string): Promise<Buffer>;
+  exists(key: string): Promise<boolean>;
+  delete(key: string): Promise<void>;
+  deletePrefix(prefix: string): Promise<void>;
+}
+
+export class StorageNotFoundError extends Error {
+  override name = 'StorageNotFoundError';
+}
+
+const SAFE_KEY = /^[A-Za-z0-9][A-Za-z0-9._\-/]*$/;
+
+/** Keys are built by the server, never from user input; this guards against a bug doing so. */
+export function assertSafeKey(key: string): void {
+  if (!SAFE_KEY.test(key) || key.split('/').some((part) => part === '..' || part === '')) {
+    throw new Error(`Unsafe storage key: ${key}`);
+  }
+}
+
+export { createLocalStorage } from './local.js';
+export { createS3Storage } from './s3.js';

@@ -1,0 +1,35 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { RoleSchema } from '../auth/schemas.js';
+import { Nullable } from '../platform/http/schemas.js';
+
+export const UserSchema = Type.Object({
+  _id: Type.String(),
+  name: Type.String(),
+  email: Type.String(),
+  role: RoleSchema,
+  specialization: Nullable(Type.String()),
+  isActive: Type.Boolean(),
+});
+
+export const CreateUserBodySchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 200 }),
+    email: Type.String({ format: 'email', maxLength: 254 }),
+    password: Type.String({ minLength: 8, maxLength: 1024 }),
+    role: Type.Optional(RoleSchema),
+    specialization: Type.Optional(Nullable(Type.String({ maxLength: 200 }))),
+  },
+  { additionalProperties: false },
+);
+export type CreateUserBody = Static<typeof CreateUserBodySchema>;
+
+export const UpdateUserBodySchema = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    role: Type.Optional(RoleSchema),
+    isActive: Type.Optional(Type.Boolean()),
+    specialization: Type.Optional(Nullable(Type.String({ maxLength: 200 }))),
+    password: Type.Optional(Type.String({ minLength: 8, maxLength: 1024 })),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);

@@ -1,0 +1,136 @@
+import type { Db } from '../platform/db/index.js';
+import { AppError, conflict, notFound } from '../platform/errors.js';
+import { dummyPasswordHash, hashPassword, MIN_PASSWORD_LENGTH, verifyPassword } from '../auth/password.js';
+import {
+  countActiveAdmins,
+  findUserByEmail,
+  findUserById,
+  insertUser,
+  isUniqueViolation,
+  listUserRows,
+  updateUserRow,
+  type UserRow,
+} from './repository.js';
+
+export type Role = 'doctor' | 'admin';
+
+export interface PublicUser {
+  _id: string;
+  name: string;
+  email: string;
+  role: Role;
+  specialization: string | null;
+  isActive: boolean;
+}
+
+export function toPublicUser(u: UserRow): PublicUser {
+  return {
+    _id: u.id,
+    name: u.name,
+    email: u.email,
+    role: u.role,
+    specialization: u.specialization,
+    isActive: u.isActive,
+  };
+}
+
+export interface CreateUserInput {
+  name: string;
+  email: string;
+  password: string;
+  role: Role;
+  specialization?: string | null;
+}
+
+export async function createUser(db: Db, input: CreateUserInput): Promise<UserRow> {
+  if (input.password.length < MIN_PASSWORD_LENGTH) {
+    throw new AppError('bad_request', `password must be at least ${MIN_PASSWORD_LENGTH} characters long`);
+  }
+  const email = input.email.trim().toLowerCase();
+  if (await findUserByEmail(db, email)) throw conflict(`A user with email ${email} already exists`);
+  try {
+    return await insertUser(db, {
+      name: input.name.trim(),
+      email,
+      passwordHash: await hashPassword(input.password),
+      role: input.role,
+      specialization: input.specialization ?? null,
+    });
+  } catch (err) {
+    // Two concurrent creates of one email: the unique index decides.
+    if (isUniqueViolation(err)) throw conflict(`A user with email ${email} already exists`);
+    throw err;
+  }
+}
+
+export function listUsers(db: Db): Promise<UserRow[]> {
+  return listUserRows(db);
+}
+
+export interface UpdateUserInput {
+  actorId: string;
+  userId: string;
+  changes: { name?: string; role?: Role; isActive?: boolean; specialization?: string | null; password?: string };
+}
+
+export async function updateUser(db: Db, { actorId, userId, changes }: UpdateUserInput): Promise<UserRow> {
+  return db.transaction(async (tx) => {
+    const { password, ...rest } = changes;
+    const values: Parameters<typeof updateUserRow>[2] = { ...rest };
+    if (rest.name !== undefined) values.name = rest.name.trim();
+    if (password !== undefined) {
+      if (password.length < MIN_PASSWORD_LENGTH) {
+        throw new AppError('bad_request', `password must be at least ${MIN_PASSWORD_LENGTH} characters long`);
+      }
+      values.passwordHash = await hashPassword(password);
+    }
+    const before = await findUserById(tx, userId);
+    if (!before) throw notFound('User');
+    const losesAdmin =
+      before.role === 'admin' && before.isActive && (rest.role === 'doctor' || rest.isActive === false);
+    if (losesAdmin && (await countActiveAdmins(tx)) <= 1) {
+      throw conflict('This is the last active admin: make another user admin first');
+    }
+    if (userId === actorId && rest.isActive === false) {
+      throw new AppError('bad_request', 'You cannot deactivate your own account');
+    }
+    const row = await updateUserRow(tx, userId, values);
+    if (!row) throw notFound('User');
+    return row;
+  });
+}
+
+/**
+ * Checks an email and password. Every failure gives the same message, so the answer never
+ * tells whether an account exists; a deactivated account is told so only after the right
+ * password, which proves the caller owns it.
+ */
+export async function authenticate(db: Db, email: string, password: string): Promise<UserRow> {
+  const user = await findUserByEmail(db, email.trim());
+  if (!user || !user.passwordHash) {
+    await verifyPassword(await dummyPasswordHash(), password);
+    throw new AppError('unauthorized', 'Invalid email or password');
+  }
+  if (!(await verifyPassword(user.passwordHash, password))) {
+    throw new AppError('unauthorized', 'Invalid email or password');
+  }
+  if (!user.isActive) {
+    throw new AppError('forbidden', 'This account is deactivated: ask an administrator to activate it');
+  }
+  return user;
+}
+
+/** First start: create the admin named by ADMIN_EMAIL / ADMIN_PASSWORD if no admin exists. */
+export async function ensureBootstrapAdmin(
+  db: Db,
+  email: string | null,
+  password: string | null,
+): Promise<UserRow | null> {
+  if (!email || !password) return null;
+  if ((await countActiveAdmins(db)) > 0) return null;
+  const existing = await findUserByEmail(db, email);
+  if (existing) {
+    return updateUserRow(db, existing.id, { role: 'admin', isActive: true });
+  }
+  return createUser(db, { name: 'Administrator', email, password, role: 'admin' });
+}

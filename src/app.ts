@@ -10,6 +10,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import { Redis } from 'ioredis';
 import { authRoutes } from './auth/routes.js';
 import type { AppContext } from './context.js';
+import { FEATURES, type Feature } from './features.js';
 import { patientRoutes } from './patients/routes.js';
 import { AppError } from './platform/errors.js';
 import { healthRoutes } from './platform/http/health.js';
@@ -20,8 +21,8 @@ import { userRoutes } from './users/routes.js';
 export interface BuildOptions {
   /** A pino instance or false; defaults to pino at the configured level. */
   logger?: FastifyBaseLogger | false;
-  /** Extra feature plugins registered after the core ones (scans, ml, webhooks...). */
-  features?: Array<(app: FastifyInstance, ctx: AppContext) => Promise<void>>;
+  /** Feature plugins after the core ones; defaults to FEATURES (scans, ml, webhooks...). */
+  features?: Feature[];
 }
 
 export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promise<FastifyInstance> {
@@ -102,7 +103,7 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
   await app.register(authRoutes(ctx), { prefix: '/api/auth' });
   await app.register(userRoutes(ctx), { prefix: '/api/users' });
   await app.register(patientRoutes(ctx), { prefix: '/api/patients' });
-  for (const feature of opts.features ?? []) await feature(app, ctx);
+  for (const feature of opts.features ?? FEATURES) await feature(app, ctx);
 
   app.setNotFoundHandler({ preHandler: app.rateLimit() }, async (request, reply) =>
     reply.code(404).send({ error: `Route ${request.method} ${request.url.split('?')[0]} not found` }),

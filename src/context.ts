@@ -10,6 +10,8 @@ import type { Database, Db } from './platform/db/index.js';
 import { createUrlSigner, type UrlSigner } from './platform/signing.js';
 import { createLocalStorage, createS3Storage, type Storage } from './platform/storage/index.js';
 import path from 'node:path';
+import type { AnalysisQueue } from './analysis/types.js';
+import type { EventPublisher } from './webhooks/types.js';
 
 export interface AppContext {
   config: Config;
@@ -19,11 +21,18 @@ export interface AppContext {
   signer: UrlSigner;
   tokens: TokenService;
   authenticate: onRequestHookHandler;
+  analysis: AnalysisQueue;
+  events: EventPublisher;
   /** Removes every stored file of the given scans (after their rows are gone). */
   removeScanFiles(scanIds: string[], log: FastifyBaseLogger): Promise<void>;
 }
 
-export function createContext(config: Config, database: Database, overrides: Partial<AppContext> = {}): AppContext {
+export function createContext(
+  config: Config,
+  database: Database,
+  services: { analysis: AnalysisQueue; events: EventPublisher },
+  overrides: Partial<AppContext> = {},
+): AppContext {
   const storage =
     overrides.storage ?? (config.storage ? createS3Storage(config.storage) : createLocalStorage(path.join(config.dataDir, 'files')));
   const tokens = overrides.tokens ?? createTokenService(config.jwtSecret, config.jwtExpiresIn);
@@ -35,6 +44,8 @@ export function createContext(config: Config, database: Database, overrides: Par
     signer: overrides.signer ?? createUrlSigner(config.urlSigningSecret, config.signedUrlTtlSeconds),
     tokens,
     authenticate: createAuthHook(database.db, tokens),
+    analysis: services.analysis,
+    events: services.events,
     async removeScanFiles(scanIds, log) {
       for (const id of scanIds) {
         try {

@@ -1,19 +1,32 @@
 /**
- * Feature plugins beyond the core (auth, users, patients) and the background services they
- * need (analysis worker, webhook delivery). One list, so server.ts and tests wire the same app.
+ * Feature plugins beyond the core ones registered in app.ts (health, auth, users, patients).
+ * One list, so the server and the tests build the same application.
  */
 import type { FastifyInstance } from 'fastify';
-import type { Logger } from 'pino';
+import { mlRoutes } from './analysis/routes.js';
+import { googleAuthPlugin } from './auth/google/plugin.js';
+import { createGoogleUserStore } from './auth/google/store.js';
 import type { AppContext } from './context.js';
+import { webhookRoutes } from './webhooks/routes.js';
 
-export interface Background {
-  stop(): Promise<void>;
-}
+export type Feature = (app: FastifyInstance, ctx: AppContext) => Promise<void>;
 
-export async function startBackground(_ctx: AppContext, _log: Logger): Promise<Background> {
-  return { async stop() {} };
-}
-
-export function features(_background: Background): Array<(app: FastifyInstance, ctx: AppContext) => Promise<void>> {
-  return [];
-}
+export const FEATURES: Feature[] = [
+  async (app, ctx) => {
+    await app.register(
+      googleAuthPlugin({
+        config: ctx.config.google,
+        users: createGoogleUserStore(ctx.db),
+        issueToken: (user) => ctx.tokens.issue(user.id),
+        stateSecret: ctx.config.jwtSecret,
+      }),
+      { prefix: '/api/auth/google' },
+    );
+  },
+  async (app, ctx) => {
+    await app.register(mlRoutes(ctx), { prefix: '/api/ml' });
+  },
+  async (app, ctx) => {
+    await app.register(webhookRoutes(ctx), { prefix: '/api/webhooks' });
+  },
+];

@@ -1,60 +1,32 @@
 /**
  * The API process: configuration, database, logger, listen, signals, graceful shutdown.
- * `npm start` runs this with an in-process analysis worker unless WORKER_IN_PROCESS=false.
+ * `npm start` runs it with an in-process analysis worker unless WORKER_IN_PROCESS=false, so
+ * N API processes and M `npm run worker` processes can share one PostgreSQL server.
  */
 import pino from 'pino';
 import { buildApp } from './app.js';
-import { ConfigError, loadConfig } from './platform/config.js';
 import { openDatabase } from './platform/db/index.js';
 import { loggerOptions } from './platform/logging.js';
-import { createContext } from './context.js';
+import { loadConfigOrExit, onShutdown } from './platform/process.js';
+import { createRuntime } from './runtime.js';
 import { bootstrapAdmin } from './users/bootstrap.js';
-import { features, startBackground } from './features.js';
 
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(`Configuration error: ${err.message}`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const config = loadConfigOrExit();
   const log = pino(loggerOptions(config.logLevel));
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   log.info({ database: database.kind }, 'database ready, migrations applied');
   await bootstrapAdmin(database.db, config, log);
 
-  const ctx = createContext(config, database);
-  const background = await startBackground(ctx, log);
-  const app = await buildApp(ctx, { logger: log, features: features(background) });
+  const runtime = await createRuntime(config, database, { log });
+  const app = await buildApp(runtime.ctx, { logger: log });
+  if (config.worker.inProcess) {
+    await runtime.startWorkers();
+    log.info({ concurrency: config.worker.concurrency }, 'in-process analysis worker started');
+  }
   await app.listen({ port: config.port, host: config.host });
   log.info(`ImageMedix API listening on ${config.publicUrl ?? `http://localhost:${config.port}`} (docs at /docs)`);
-
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'shutting down: finishing in-flight requests and jobs');
-    const force = setTimeout(() => {
-      log.error('shutdown took too long, exiting');
-      process.exit(1);
-    }, 30_000);
-    force.unref();
-    try {
-      await app.close();
-      await background.stop();
-      await database.close();
-      process.exit(0);
-    } catch (err) {
-      log.error({ err }, 'error during shutdown');
-      process.exit(1);
-    }
-  };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  onShutdown(log, [() => app.close(), () => runtime.stop(), () => database.close()]);
 }
 
 main().catch((err: unknown) => {

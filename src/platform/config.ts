@@ -52,6 +52,8 @@ export interface GoogleSettings {
   issuer: string;
   autoProvision: 'inactive' | 'active' | 'off';
   allowedDomains: string[];
+  /** Only for the end-to-end tests against a provider on loopback; never set in production. */
+  allowInsecureIssuer?: boolean;
 }
 
 export class ConfigError extends Error {
@@ -147,7 +149,7 @@ export function loadConfig(env: Env = process.env): Config {
   const clientUrl = url(env, 'CLIENT_URL', ['http:', 'https:']) ?? 'http://localhost:5173';
   const allowedDomains = (str(env, 'GOOGLE_ALLOWED_DOMAINS') ?? '')
     .split(',')
-    .map((d) => d.trim().toLowerCase())
+    .map((d) => d.trim().toLowerCase().replace(/^@/, ''))
     .filter(Boolean);
 
   return {

@@ -146,20 +146,23 @@ function drawNotice(doc: Doc): void {
 function drawDetails(doc: Doc, input: ReportInput): void {
   const { left, width } = content(doc);
   const gap = 24;
-  const columnWidth = (width - gap) / 2;
+  // The scan column holds UUIDs and DICOM UIDs, so it gets the room.
+  const patientWidth = Math.round((width - gap) * 0.44);
+  const scanWidth = width - gap - patientWidth;
+  const scanX = left + patientWidth + gap;
   const { patient, scan } = input;
   const top = doc.y;
 
-  subheading(doc, 'Patient', left, top, columnWidth);
-  const patientBottom = keyValues(doc, left, doc.y, columnWidth, [
+  subheading(doc, 'Patient', left, top, patientWidth);
+  const patientBottom = keyValues(doc, left, doc.y, patientWidth, [
     ['Patient ID', patient.patientId],
     ['Name', patient.name],
     ['Date of birth', formatDate(patient.dateOfBirth)],
     ['Gender', humanize(patient.gender)],
   ]);
 
-  subheading(doc, 'Scan', left + columnWidth + gap, top, columnWidth);
-  const scanBottom = keyValues(doc, left + columnWidth + gap, doc.y, columnWidth, [
+  subheading(doc, 'Scan', scanX, top, scanWidth);
+  const scanBottom = keyValues(doc, scanX, doc.y, scanWidth, [
     ['Scan ID', scan.id],
     ['Scan type', scanTypeLabel(scan.scanType)],
     ['Scan date', formatDate(scan.scanDate)],
@@ -183,6 +186,7 @@ function drawFindings(doc: Doc, input: ReportInput): void {
   }
 
   if (finding) {
+    label(doc, input.review ? 'Finding after physician review' : 'Model finding, not yet reviewed by a physician', left, doc.y);
     doc.font(FONT_BOLD).fontSize(14).fillColor(COLOR.text).text(pdfText(finding.summary), left, doc.y, { width });
     doc.y += 6;
     const rows: Array<[string, string | null | undefined]> = [['Confidence', formatPercent(finding.confidence)]];
@@ -236,7 +240,7 @@ function drawProbabilities(doc: Doc, probabilities: Record<string, number>): voi
   for (const [name, probability] of entries) {
     ensureSpace(doc, rowHeight);
     const y = doc.y;
-    doc.font(FONT).fontSize(9).fillColor(COLOR.text).text(humanize(name), left, y, { width: nameWidth, lineBreak: false, ellipsis: true });
+    doc.font(FONT).fontSize(9).fillColor(COLOR.text).text(humanize(name), left, y, { width: nameWidth - 6, height: 11, ellipsis: true });
     const share = Number.isFinite(probability) ? Math.min(Math.max(probability, 0), 1) : 0;
     doc.save().rect(left + nameWidth, y + 1.5, barWidth, 7).fill(COLOR.barBg).restore();
     if (share > 0) doc.save().rect(left + nameWidth, y + 1.5, barWidth * share, 7).fill(COLOR.bar).restore();
@@ -362,9 +366,9 @@ function drawAnnotations(doc: Doc, input: ReportInput): void {
   const { left, width } = content(doc);
   const columns = [
     { title: '#', width: 24 },
-    { title: 'Note', width: width - 24 - 120 - 96 },
+    { title: 'Note', width: width - 24 - 120 - 108 },
     { title: 'Author', width: 120 },
-    { title: 'Date', width: 96 },
+    { title: 'Date', width: 108 },
   ];
   const pad = 4;
   const headerHeight = 16;
@@ -428,17 +432,20 @@ function drawFooters(doc: Doc, input: ReportInput): void {
     // Writing inside the bottom margin would otherwise make pdfkit start a new page.
     doc.page.margins.bottom = 0;
     rule(doc, y - 6);
+    // No width on the left-hand lines: with a width pdfkit wraps even when lineBreak is false.
     doc
       .font(FONT)
       .fontSize(7.5)
       .fillColor(COLOR.muted)
-      .text(
-        `ImageMedix scan report · scan ${pdfText(input.scan.id)} · generated ${formatDateTime(input.generatedAt)} · not for diagnostic use without physician review`,
-        left,
-        y,
-        { width: width - 70, lineBreak: false, ellipsis: true },
-      );
-    doc.text(`Page ${i - start + 1} of ${count}`, left + width - 70, y, { width: 70, align: 'right', lineBreak: false });
+      .text(`ImageMedix scan report · scan ${pdfText(input.scan.id)} · generated ${formatDateTime(input.generatedAt)}`, left, y, {
+        lineBreak: false,
+      });
+    doc
+      .font(FONT_BOLD)
+      .text('Not for diagnostic use without physician review · Research software, not a medical device', left, y + 10, {
+        lineBreak: false,
+      });
+    doc.font(FONT).text(`Page ${i - start + 1} of ${count}`, left + width - 70, y, { width: 70, align: 'right', lineBreak: false });
     doc.page.margins.bottom = MARGIN.bottom;
   }
 }
@@ -569,7 +576,7 @@ function caption(doc: Doc, text: string, x: number, y: number, width: number): v
 
 /** Label/value rows; values wrap within the column. Returns the y below the last row. */
 function keyValues(doc: Doc, x: number, y: number, width: number, rows: Array<[string, string | null | undefined]>): number {
-  const labelWidth = 90;
+  const labelWidth = 78;
   let rowY = y;
   for (const [key, value] of rows) {
     const text = pdfText(value) || MISSING;
@@ -577,7 +584,7 @@ function keyValues(doc: Doc, x: number, y: number, width: number, rows: Array<[s
     doc.y = rowY;
     ensureSpace(doc, Math.min(doc.heightOfString(text, { width: width - labelWidth }), 60));
     rowY = doc.y;
-    doc.font(FONT).fontSize(8.5).fillColor(COLOR.muted).text(key, x, rowY + 1, { width: labelWidth - 6, lineBreak: false, ellipsis: true });
+    doc.font(FONT).fontSize(8.5).fillColor(COLOR.muted).text(key, x, rowY + 1, { width: labelWidth - 6, height: 11, ellipsis: true });
     doc.font(FONT).fontSize(9.5).fillColor(COLOR.text).text(text, x + labelWidth, rowY, { width: width - labelWidth });
     rowY = doc.y + 3;
   }

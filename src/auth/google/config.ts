@@ -1,15 +1,17 @@
-// Google sign-in settings. The process environment is read once by the platform config;
-// `googleConfigFromEnv` only turns the GOOGLE_* values it is handed into a checked
-// `GoogleConfig`, so the rules for these settings live with the feature.
+// Google sign-in settings, as parsed from the environment by the platform config
+// (GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET, GOOGLE_CALLBACK_URL, CLIENT_URL, GOOGLE_ISSUER,
+// GOOGLE_AUTO_PROVISION, GOOGLE_ALLOWED_DOMAINS). `checkGoogleConfig` holds the rules that
+// are particular to this feature and runs when the plugin is built, so start-up fails on a
+// setting that would only break the first sign-in.
 
 export type GoogleAutoProvision = 'inactive' | 'active' | 'off';
 
 export interface GoogleConfig {
   /** Absent: Google sign-in is switched off and both routes answer 404. */
-  clientId?: string;
-  clientSecret?: string;
+  clientId?: string | null;
+  clientSecret?: string | null;
   /** The registered redirect URI, e.g. https://imagemedix.example/api/auth/google/callback */
-  callbackUrl?: string;
+  callbackUrl?: string | null;
   /** Where the browser is sent back to, with `#token=` or `#error=` in the fragment. */
   clientUrl: string;
   issuer: string;
@@ -36,51 +38,23 @@ export const DEFAULT_GOOGLE_ISSUER = 'https://accounts.google.com';
 const AUTO_PROVISION_VALUES: readonly GoogleAutoProvision[] = ['inactive', 'active', 'off'];
 const DOMAIN_PATTERN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
 
-export function googleConfigFromEnv(
-  env: Readonly<Record<string, string | undefined>>,
-  clientUrl: string,
-): GoogleConfig {
-  const autoProvision = (nonEmpty(env['GOOGLE_AUTO_PROVISION'])?.toLowerCase() ?? 'inactive') as GoogleAutoProvision;
-  if (!AUTO_PROVISION_VALUES.includes(autoProvision)) {
-    throw new Error(`GOOGLE_AUTO_PROVISION must be one of ${AUTO_PROVISION_VALUES.join(', ')}`);
-  }
-  const config: GoogleConfig = {
-    clientId: nonEmpty(env['GOOGLE_CLIENT_ID']),
-    clientSecret: nonEmpty(env['GOOGLE_CLIENT_SECRET']),
-    callbackUrl: nonEmpty(env['GOOGLE_CALLBACK_URL']),
-    clientUrl,
-    issuer: nonEmpty(env['GOOGLE_ISSUER']) ?? DEFAULT_GOOGLE_ISSUER,
-    autoProvision,
-    allowedDomains: parseAllowedDomains(env['GOOGLE_ALLOWED_DOMAINS'] ?? ''),
-  };
-  checkGoogleConfig(config);
-  return config;
-}
-
-/** "example.org, @Example.com" -> ["example.org", "example.com"] */
-export function parseAllowedDomains(value: string): string[] {
-  const domains = value
-    .split(/[\s,]+/)
-    .map((domain) => domain.trim().toLowerCase().replace(/^@/, ''))
-    .filter((domain) => domain !== '');
-  for (const domain of domains) {
-    if (!DOMAIN_PATTERN.test(domain)) throw new Error(`GOOGLE_ALLOWED_DOMAINS: "${domain}" is not a domain name`);
-  }
-  return [...new Set(domains)];
-}
-
 /** Throws with a message naming the setting at fault; returns whether sign-in is enabled. */
 export function checkGoogleConfig(config: GoogleConfig): config is EnabledGoogleConfig {
+  if (config.clientId == null) return false;
+  if (config.clientSecret == null) throw new Error('GOOGLE_CLIENT_SECRET is required when GOOGLE_CLIENT_ID is set');
+  if (config.callbackUrl == null) throw new Error('GOOGLE_CALLBACK_URL is required when GOOGLE_CLIENT_ID is set');
+  requireUrl('GOOGLE_CALLBACK_URL', config.callbackUrl, true);
+  requireUrl('CLIENT_URL', config.clientUrl, true);
+  requireUrl('GOOGLE_ISSUER', config.issuer, config.allowInsecureIssuer === true);
   if (!AUTO_PROVISION_VALUES.includes(config.autoProvision)) {
     throw new Error(`GOOGLE_AUTO_PROVISION must be one of ${AUTO_PROVISION_VALUES.join(', ')}`);
   }
-  const insecure = config.allowInsecureIssuer === true;
-  requireUrl('CLIENT_URL', config.clientUrl, true);
-  if (config.clientId === undefined) return false;
-  if (config.clientSecret === undefined) throw new Error('GOOGLE_CLIENT_SECRET is required when GOOGLE_CLIENT_ID is set');
-  if (config.callbackUrl === undefined) throw new Error('GOOGLE_CALLBACK_URL is required when GOOGLE_CLIENT_ID is set');
-  requireUrl('GOOGLE_CALLBACK_URL', config.callbackUrl, true);
-  requireUrl('GOOGLE_ISSUER', config.issuer, insecure);
+  // A typo here would silently refuse everyone, so it is an error instead.
+  for (const domain of config.allowedDomains) {
+    if (!DOMAIN_PATTERN.test(domain)) {
+      throw new Error(`GOOGLE_ALLOWED_DOMAINS: "${domain}" is not a lower-case domain name (like hospital.example)`);
+    }
+  }
   return true;
 }
 
@@ -89,9 +63,4 @@ function requireUrl(name: string, value: string, allowHttp: boolean): void {
   if (!URL.canParse(value) || !protocols.includes(new URL(value).protocol)) {
     throw new Error(`${name} must be an absolute ${allowHttp ? 'http(s)' : 'https'} URL`);
   }
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  const trimmed = value?.trim();
-  return trimmed === undefined || trimmed === '' ? undefined : trimmed;
 }

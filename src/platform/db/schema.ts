@@ -175,7 +175,11 @@ export const analyses = pgTable(
       .references(() => scans.id, { onDelete: 'cascade' }),
     jobId: text('job_id'),
     scanType: text('scan_type', { enum: ['brain-mri', 'chest-xray'] }).notNull(),
-    status: text('status', { enum: ['queued', 'completed', 'failed'] }).notNull().default('queued'),
+    status: text('status', { enum: ['queued', 'active', 'completed', 'failed'] }).notNull().default('queued'),
+    /** Stage and percent written by the worker as it goes (decode, preprocess, inference...). */
+    stage: text('stage'),
+    progress: integer('progress').notNull().default(0),
+    startedAt: timestamp('started_at', { withTimezone: true }),
     modelId: text('model_id'),
     modelVersion: text('model_version'),
     /** The model's output exactly as produced; a doctor's review never overwrites it. */

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""PyTorch side of the Node/PyTorch parity check (src/ml/parity.test.ts).
+
+    /usr/bin/python3 ml/parity.py --model models/brain-mri.onnx --image test/fixtures/ml/brain-glioma.png
+
+For each image: the training preprocessing (ml/common.py load_pixels + preprocess_batch), then
+a PyTorch forward pass of ml/common.py's ImagemedixNet + ExportWrapper carrying the weights
+of the exported ONNX file. No .pt checkpoint ships, so the weights are read back from the
+ONNX initializers: the exporter folded each BatchNorm into the convolution before it, so each
+BatchNorm here is set to the identity plus the folded bias. Prints one JSON object: per image
+the preprocessed tensor (base64 float32, little-endian), logits, features, cam and the
+out-of-distribution distance.
+
+--dump-sums FILE writes the decoded R+G+B sums (int16, one 224x224 block per image, in
+argument order) so the Node decoder can be compared with Pillow on many JPEGs.
+"""
+import argparse
+import base64
+import json
+import os
+import sys
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import ExportWrapper, ImagemedixNet, load_pixels, preprocess_batch  # noqa: E402
+
+
+def b64(t):
+    return base64.b64encode(t.detach().contiguous().numpy().astype("<f4").tobytes()).decode("ascii")
+
+
+def rebuild(onnx_path):
+    """ImagemedixNet + ExportWrapper holding the ONNX file's weights."""
+    graph = onnx.load(onnx_path).graph
+    init = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
+    convs, head, means = [], None, None
+    for node in graph.node:
+        if node.op_type == "Conv":
+            convs.append((init[node.input[1]], init[node.input[2]] if len(node.input) > 2 else None))
+        elif node.op_type == "Gemm":
+            trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+            w = init[node.input[1]]
+            head = (w if trans_b else w.T, init[node.input[2]])
+        elif node.op_type == "Sub":
+            means = next(init[i] for i in node.input if i in init)
+    if head is None or means is None or "precision" not in init:
+        raise SystemExit(f"{onnx_path}: unexpected graph (no head, class means or precision)")
+
+    n_classes = head[0].shape[0]
+    width = convs[1][0].shape[0]
+    model = ImagemedixNet(n_classes, width=width)
+    modules = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    if len(modules) != len(convs):
+        raise SystemExit(f"{onnx_path}: {len(convs)} convolutions in the graph, {len(modules)} in ImagemedixNet")
+    with torch.no_grad():
+        for conv, bn, (w, b) in zip(modules, norms, convs):
+            if tuple(conv.weight.shape) != tuple(w.shape):
+                raise SystemExit(f"{onnx_path}: conv shape {tuple(w.shape)} where ImagemedixNet has {tuple(conv.weight.shape)}")
+            conv.weight.copy_(w)
+            bn.weight.fill_(1.0)
+            bn.bias.copy_(b if b is not None else torch.zeros_like(bn.bias))
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)  # (x - 0) / sqrt(1 - eps + eps) = x
+        model.head.weight.copy_(head[0])
+        model.head.bias.copy_(head[1].reshape(-1))
+    return ExportWrapper(model, means.reshape(n_classes, -1), init["precision"]).eval()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", required=True)
+    p.add_argument("--image", action="append", default=[])
+    p.add_argument("--images-from", help="file with one image path per line")
+    p.add_argument("--dump-sums", help="write int16 R+G+B sums of every image here and skip the model")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    images = list(args.image)
+    if args.images_from:
+        with open(args.images_from) as f:
+            images += [line.strip() for line in f if line.strip()]
+    if not images:
+        raise SystemExit("no images")
+
+    if args.dump_sums:
+        with open(args.dump_sums, "wb") as f:
+            for path in images:
+                f.write(load_pixels(path).numpy().astype("<i2").tobytes())
+        print(json.dumps({"images": len(images), "file": args.dump_sums}))
+        return
+
+    wrapper = rebuild(args.model)
+    out = []
+    with torch.no_grad():
+        for path in images:
+            x = preprocess_batch(load_pixels(path).unsqueeze(0))
+            logits, feats, cam, ood = wrapper(x)
+            out.append({"image": path, "tensorShape": list(x.shape), "tensor": b64(x),
+                        "logits": logits[0].tolist(), "features": feats[0].tolist(),
+                        "camShape": list(cam.shape[1:]), "cam": b64(cam[0]), "oodDistance": float(ood[0])})
+    print(json.dumps({"torch": torch.__version__, "model": args.model, "images": out}))
+
+
+if __name__ == "__main__":
+    main()

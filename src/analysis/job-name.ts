@@ -1,0 +1,1 @@
+export const ANALYZE_SCAN_JOB = 'analyze-scan';

@@ -1,0 +1,30 @@
+/**
+ * The model list for GET /api/ml/models, read from the manifests in MODELS_DIR (the API
+ * process does not need to load ONNX sessions to describe them).
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parseManifest } from '../ml/registry.js';
+
+export async function listModelSummaries(dir: string) {
+  let names: string[] = [];
+  try {
+    names = (await readdir(dir)).filter((n) => n.endsWith('.json') && !n.endsWith('.eval.json')).sort();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const out = [];
+  for (const name of names) {
+    const file = path.join(dir, name);
+    const m = parseManifest(JSON.parse(await readFile(file, 'utf8')), file);
+    out.push({
+      id: m.id,
+      name: m.name,
+      version: m.version,
+      task: m.task,
+      labels: [...m.labels],
+      metrics: (m.metrics?.test as Record<string, unknown> | undefined) ?? null,
+    });
+  }
+  return out;
+}

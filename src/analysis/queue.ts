@@ -1,0 +1,50 @@
+/**
+ * The analysis queue: an `analyses` row per requested analysis (the history of a scan) and a
+ * pg-boss job that runs it. Both are written in the caller's transaction, so a scan can never
+ * be committed without the job that will analyse it.
+ */
+import type PgBoss from 'pg-boss';
+import type { Db } from '../platform/db/index.js';
+import type { Queue } from '../platform/queue/index.js';
+import { ANALYZE_SCAN_JOB } from './job-name.js';
+import * as repo from './repository.js';
+import type { AnalysisQueue, JobState, JobStatus } from './types.js';
+import type { analyzeScanJob } from './analyze.job.js';
+
+type AnalyzeJob = ReturnType<typeof analyzeScanJob>;
+
+export function createAnalysisQueue(db: Db, queue: Queue, job: AnalyzeJob): AnalysisQueue {
+  return {
+    async enqueue(tx, { scanId, scanType, requestedBy }) {
+      // Locking the scan row serialises concurrent requests for one scan: the second one sees
+      // the first one's queued analysis and returns it instead of queueing another.
+      await repo.lockScan(tx, scanId);
+      const pending = await repo.pendingAnalysisOf(tx, scanId);
+      if (pending?.jobId) return { jobId: pending.jobId, analysisId: pending.id, deduplicated: true };
+      const analysis = await repo.insertAnalysis(tx, { scanId, scanType, requestedBy, status: 'queued', progress: 0 });
+      const jobId = await queue.send(job, { scanId, analysisId: analysis.id }, { tx });
+      await repo.updateAnalysis(tx, analysis.id, { jobId });
+      await repo.updateScan(tx, scanId, { status: 'processing', scanType, failureReason: null });
+      return { jobId, analysisId: analysis.id, deduplicated: false };
+    },
+
+    async jobStatus(scanId) {
+      const analysis = await repo.latestAnalysisOf(db, scanId);
+      if (!analysis) return null;
+      return statusOf(analysis, queue.boss);
+    },
+  };
+}
+
+export async function statusOf(analysis: repo.AnalysisRow, boss: PgBoss): Promise<JobStatus> {
+  const stage = analysis.stage;
+  if (analysis.status === 'completed') return { state: 'completed', progress: 100, stage };
+  if (analysis.status === 'failed') return { state: 'failed', progress: analysis.progress, stage };
+  let state: JobState = analysis.status === 'active' ? 'active' : 'created';
+  if (analysis.jobId) {
+    const job = await boss.getJobById(ANALYZE_SCAN_JOB, analysis.jobId);
+    if (job?.state === 'retry') state = 'retry';
+    else if (job?.state === 'active') state = 'active';
+  }
+  return { state, progress: analysis.progress, stage };
+}

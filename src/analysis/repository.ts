@@ -1,0 +1,108 @@
+import { and, asc, avg, desc, eq, inArray, lt, sql } from 'drizzle-orm';
+import type { DbOrTx } from '../platform/db/index.js';
+import { analyses, scans } from '../platform/db/schema.js';
+
+export type AnalysisRow = typeof analyses.$inferSelect;
+
+export async function lockScan(tx: DbOrTx, scanId: string) {
+  const rows = await tx.execute(sql`select id, patient_id from ${scans} where id = ${scanId} for update`);
+  const list = (Array.isArray(rows) ? rows : (rows as { rows: unknown[] }).rows) as { id: string; patient_id: string }[];
+  return list[0] ?? null;
+}
+
+export async function pendingAnalysisOf(tx: DbOrTx, scanId: string): Promise<AnalysisRow | null> {
+  const [row] = await tx
+    .select()
+    .from(analyses)
+    .where(and(eq(analyses.scanId, scanId), inArray(analyses.status, ['queued', 'active'])))
+    .orderBy(desc(analyses.createdAt))
+    .limit(1);
+  return row ?? null;
+}
+
+export async function latestAnalysisOf(db: DbOrTx, scanId: string): Promise<AnalysisRow | null> {
+  const [row] = await db
+    .select()
+    .from(analyses)
+    .where(eq(analyses.scanId, scanId))
+    .orderBy(desc(analyses.createdAt))
+    .limit(1);
+  return row ?? null;
+}
+
+export async function findAnalysis(db: DbOrTx, id: string): Promise<AnalysisRow | null> {
+  const [row] = await db.select().from(analyses).where(eq(analyses.id, id));
+  return row ?? null;
+}
+
+export async function insertAnalysis(tx: DbOrTx, values: typeof analyses.$inferInsert): Promise<AnalysisRow> {
+  const [row] = await tx.insert(analyses).values(values).returning();
+  return row!;
+}
+
+export async function updateAnalysis(db: DbOrTx, id: string, values: Partial<typeof analyses.$inferInsert>) {
+  await db.update(analyses).set(values).where(eq(analyses.id, id));
+}
+
+export async function updateScan(db: DbOrTx, id: string, values: Partial<typeof scans.$inferInsert>) {
+  await db
+    .update(scans)
+    .set({ ...values, updatedAt: new Date() })
+    .where(eq(scans.id, id));
+}
+
+export async function findScanForAnalysis(db: DbOrTx, id: string) {
+  const [row] = await db
+    .select({ id: scans.id, patientId: scans.patientId, imageKey: scans.imageKey, status: scans.status, width: scans.width, height: scans.height })
+    .from(scans)
+    .where(eq(scans.id, id));
+  return row ?? null;
+}
+
+/** Analyses waiting ahead of this one (queued earlier), for the completion estimate. */
+export async function countQueuedBefore(db: DbOrTx, createdAt: Date): Promise<number> {
+  const [row] = await db
+    .select({ n: sql<number>`count(*)::int` })
+    .from(analyses)
+    .where(and(inArray(analyses.status, ['queued', 'active']), lt(analyses.createdAt, createdAt)));
+  return row?.n ?? 0;
+}
+
+/** Mean duration of the last 50 finished analyses, in ms. */
+export async function recentAverageDurationMs(db: DbOrTx): Promise<number | null> {
+  const recent = db
+    .select({ d: analyses.durationMs })
+    .from(analyses)
+    .where(and(eq(analyses.status, 'completed'), sql`${analyses.durationMs} is not null`))
+    .orderBy(desc(analyses.completedAt))
+    .limit(50)
+    .as('recent');
+  const [row] = await db.select({ avg: avg(recent.d) }).from(recent);
+  return row?.avg ? Number(row.avg) : null;
+}
+
+/** Unfinished analyses, oldest first: the reconciler checks their jobs are still alive. */
+export async function unfinishedAnalyses(db: DbOrTx, olderThan: Date): Promise<AnalysisRow[]> {
+  return db
+    .select()
+    .from(analyses)
+    .where(and(inArray(analyses.status, ['queued', 'active']), lt(analyses.createdAt, olderThan)))
+    .orderBy(asc(analyses.createdAt))
+    .limit(200);
+}
+
+/** A scan the viewer may see (admins all; doctors those of their assigned patients). */
+export async function findVisibleScan(db: DbOrTx, viewer: { id: string; role: 'doctor' | 'admin' }, scanId: string) {
+  const [row] = await db
+    .select({ id: scans.id, patientId: scans.patientId, status: scans.status, scanType: scans.scanType })
+    .from(scans)
+    .where(
+      viewer.role === 'admin'
+        ? eq(scans.id, scanId)
+        : and(
+            eq(scans.id, scanId),
+            sql`exists (select 1 from patient_doctors pd where pd.patient_id = ${scans.patientId} and pd.doctor_id = ${viewer.id})`,
+          ),
+    );
+  return row ?? null;
+}

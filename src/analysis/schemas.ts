@@ -1,0 +1,43 @@
+import { Type } from '@sinclair/typebox';
+import { Nullable } from '../platform/http/schemas.js';
+
+export const AnalyzeBodySchema = Type.Object(
+  { scanId: Type.String({ minLength: 1, maxLength: 64, description: 'The scan _id' }) },
+  { additionalProperties: false },
+);
+
+export const AnalyzeResponseSchema = Type.Object({
+  jobId: Type.String(),
+  status: Type.Literal('processing'),
+  /** True when an analysis of this scan was already queued and that job is returned. */
+  deduplicated: Type.Boolean(),
+});
+
+export const JobStateSchema = Type.Union([
+  Type.Literal('created'),
+  Type.Literal('active'),
+  Type.Literal('completed'),
+  Type.Literal('failed'),
+  Type.Literal('retry'),
+]);
+
+export const AnalysisStatusSchema = Type.Object({
+  status: Type.String({ description: 'The scan status: pending, processing, completed, failed' }),
+  progress: Type.Integer({ minimum: 0, maximum: 100 }),
+  estimatedCompletionTime: Nullable(Type.String({ description: 'e.g. "30 seconds"; null when not running' })),
+  state: Nullable(JobStateSchema),
+  stage: Nullable(Type.String()),
+});
+
+export const ModelListSchema = Type.Object({
+  models: Type.Array(
+    Type.Object({
+      id: Type.String(),
+      name: Type.String(),
+      version: Type.String(),
+      task: Type.String(),
+      labels: Type.Array(Type.String()),
+      metrics: Nullable(Type.Record(Type.String(), Type.Unknown())),
+    }),
+  ),
+});

@@ -1,0 +1,50 @@
+/** ML analysis requests and status, with the access check first (not yours = 404). */
+import type { AppContext } from '../context.js';
+import type { ScanType } from '../platform/db/schema.js';
+import { notFound } from '../platform/errors.js';
+import { isUuid } from '../platform/http/schemas.js';
+import * as repo from './repository.js';
+
+type Viewer = { id: string; role: 'doctor' | 'admin' };
+
+async function visibleScanOr404(ctx: AppContext, viewer: Viewer, scanId: string) {
+  const scan = isUuid(scanId) ? await repo.findVisibleScan(ctx.db, viewer, scanId) : null;
+  if (!scan) throw notFound('Scan');
+  return scan;
+}
+
+export async function requestAnalysis(ctx: AppContext, { viewer, scanId, scanType }: { viewer: Viewer; scanId: string; scanType: ScanType }) {
+  await visibleScanOr404(ctx, viewer, scanId);
+  const out = await ctx.db.transaction((tx) => ctx.analysis.enqueue(tx, { scanId, scanType, requestedBy: viewer.id }));
+  return { jobId: out.jobId, status: 'processing' as const, deduplicated: out.deduplicated };
+}
+
+function humanDuration(ms: number): string {
+  const s = Math.max(1, Math.round(ms / 1000));
+  if (s < 90) return `${s} seconds`;
+  return `${Math.round(s / 60)} minutes`;
+}
+
+/** Default when no analysis has finished yet on this server: a generous per-scan time. */
+const DEFAULT_ANALYSIS_MS = 2000;
+
+export async function analysisStatus(ctx: AppContext, { viewer, scanId, concurrency }: { viewer: Viewer; scanId: string; concurrency: number }) {
+  const scan = await visibleScanOr404(ctx, viewer, scanId);
+  const analysis = await repo.latestAnalysisOf(ctx.db, scan.id);
+  if (!analysis) return { status: scan.status, progress: 0, estimatedCompletionTime: null, state: null, stage: null };
+  const job = (await ctx.analysis.jobStatus(scan.id))!;
+  let estimate: string | null = null;
+  if (analysis.status === 'queued' || analysis.status === 'active') {
+    const avgMs = (await repo.recentAverageDurationMs(ctx.db)) ?? DEFAULT_ANALYSIS_MS;
+    const ahead = analysis.status === 'queued' ? await repo.countQueuedBefore(ctx.db, analysis.createdAt) : 0;
+    const remainingOwn = avgMs * (1 - analysis.progress / 100);
+    estimate = humanDuration(remainingOwn + (ahead * avgMs) / Math.max(1, concurrency));
+  }
+  return {
+    status: scan.status,
+    progress: job.progress,
+    estimatedCompletionTime: estimate,
+    state: job.state,
+    stage: job.stage,
+  };
+}

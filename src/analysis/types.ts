@@ -1,0 +1,24 @@
+import type { DbOrTx } from '../platform/db/index.js';
+import type { ScanType } from '../platform/db/schema.js';
+
+export type JobState = 'created' | 'active' | 'completed' | 'failed' | 'retry';
+
+export interface JobStatus {
+  state: JobState;
+  progress: number;
+  stage: string | null;
+}
+
+/** The analysis queue as the scans feature sees it. */
+export interface AnalysisQueue {
+  /**
+   * Queues an analysis inside the caller's transaction, so the scan row and its job commit
+   * together. A second request while one is queued or running returns that one.
+   */
+  enqueue(
+    tx: DbOrTx,
+    job: { scanId: string; scanType: ScanType; requestedBy: string | null },
+  ): Promise<{ jobId: string; analysisId: string; deduplicated: boolean }>;
+  /** The latest job of a scan, or null when it never had one. */
+  jobStatus(scanId: string): Promise<JobStatus | null>;
+}

@@ -1,0 +1,152 @@
+// GET /api/auth/google          -> 302 to the provider (or back to CLIENT_URL with an error)
+// GET /api/auth/google/callback -> 302 to CLIENT_URL#token=<jwt> or CLIENT_URL#error=<code>&error_description=<text>
+// Both answer 404 {"error"} while GOOGLE_CLIENT_ID is not set.
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyBaseLogger, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+
+import { checkGoogleConfig, type GoogleConfig } from './config.js';
+import { GOOGLE_SIGN_IN_ERROR_DESCRIPTIONS, GoogleSignInError, type GoogleSignInErrorCode } from './errors.js';
+import { createGoogleSignInFlow } from './flow.js';
+import { GoogleCallbackQuerySchema, GoogleErrorResponseSchema, RedirectResponseSchema } from './schemas.js';
+import type { GoogleUser, GoogleUserStore } from './service.js';
+
+export type { GoogleAutoProvision, GoogleConfig } from './config.js';
+export { DEFAULT_GOOGLE_ISSUER } from './config.js';
+export type { GoogleSignInErrorCode } from './errors.js';
+export type { GoogleUser, GoogleUserStore } from './service.js';
+
+export interface GoogleAuthPluginOptions {
+  config: GoogleConfig;
+  users: GoogleUserStore;
+  /** Issues the ImageMedix access token for a signed-in user. */
+  issueToken: (user: GoogleUser) => Promise<string>;
+  /** At least 32 bytes; encrypts the short-lived sign-in cookie (a key is derived from it). */
+  stateSecret: Uint8Array;
+}
+
+export const GOOGLE_NOT_CONFIGURED = 'Google sign-in is not configured on this server';
+
+export function googleAuthPlugin(opts: GoogleAuthPluginOptions): FastifyPluginAsync {
+  const { config } = opts;
+  // Fails at start-up, not at the first sign-in, when a setting is missing or malformed.
+  const signIn = checkGoogleConfig(config) ? createGoogleSignInFlow({ ...opts, config }) : undefined;
+
+  return async (fastify) => {
+    const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+
+    app.get(
+      '/',
+      {
+        exposeHeadRoute: false,
+        schema: {
+          summary: 'Start Google sign-in',
+          tags: ['auth'],
+          response: { 302: RedirectResponseSchema, 404: GoogleErrorResponseSchema },
+        },
+      },
+      async (request, reply) => {
+        if (!signIn) return reply.code(404).send({ error: GOOGLE_NOT_CONFIGURED });
+        noStore(reply);
+        try {
+          const { providerUrl, setCookie } = await signIn.start();
+          request.log.info('google sign-in started');
+          return reply.header('set-cookie', setCookie).redirect(providerUrl, 302);
+        } catch (err) {
+          return redirectWithError(request, reply, err);
+        }
+      },
+    );
+
+    app.get(
+      '/callback',
+      {
+        // A HEAD request (a link prefetcher) must not spend the code and the sign-in cookie.
+        exposeHeadRoute: false,
+        attachValidation: true,
+        // The query holds the authorization code: keep it out of the request log lines.
+        logSerializers: { req: serializeRequestWithoutQuery },
+        schema: {
+          summary: 'Google sign-in redirect URI',
+          tags: ['auth'],
+          querystring: GoogleCallbackQuerySchema,
+          response: { 302: RedirectResponseSchema, 404: GoogleErrorResponseSchema },
+        },
+      },
+      async (request, reply) => {
+        if (!signIn) return reply.code(404).send({ error: GOOGLE_NOT_CONFIGURED });
+        noStore(reply);
+        // One attempt per sign-in: the cookie is spent whatever happens next.
+        reply.header('set-cookie', signIn.clearCookie);
+        try {
+          if (request.validationError) throw new GoogleSignInError('invalid_request', 'callback query failed validation');
+          const { user, outcome, token } = await signIn.finish({ query: rawQuery(request.url), cookieHeader: request.headers.cookie });
+          request.log.info({ userId: user.id, outcome }, 'google sign-in succeeded');
+          return reply.redirect(clientRedirect(config.clientUrl, { token }), 302);
+        } catch (err) {
+          return redirectWithError(request, reply, err);
+        }
+      },
+    );
+  };
+
+  function redirectWithError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
+    const error = err instanceof GoogleSignInError ? err : undefined;
+    const code: GoogleSignInErrorCode = error?.code ?? 'server_error';
+    logFailure(request.log, code, err);
+    return reply.redirect(
+      clientRedirect(config.clientUrl, { error: code, error_description: GOOGLE_SIGN_IN_ERROR_DESCRIPTIONS[code] }),
+      302,
+    );
+  }
+}
+
+function logFailure(log: FastifyBaseLogger, code: GoogleSignInErrorCode, err: unknown): void {
+  if (err instanceof GoogleSignInError) {
+    const fields = { googleSignInError: code, detail: err.detail, userId: err.userId };
+    if (code === 'server_error' || code === 'provider_unavailable') log.error(fields, 'google sign-in failed');
+    else log.warn(fields, 'google sign-in failed');
+    return;
+  }
+  // Errors from the user store or token issuer. Their messages can quote the query and its
+  // parameters (Drizzle's do: an email), so only their kind, code and stack frames are logged.
+  log.error({ googleSignInError: code, err: describeUnexpectedError(err) }, 'google sign-in failed');
+}
+
+function describeUnexpectedError(err: unknown): Record<string, unknown> {
+  if (!(err instanceof Error)) return { type: typeof err };
+  const code = (value: unknown) => (typeof value === 'object' && value !== null && 'code' in value ? String(value.code) : undefined);
+  return {
+    type: err.name,
+    code: code(err),
+    causeType: err.cause instanceof Error ? err.cause.name : undefined,
+    causeCode: code(err.cause),
+    frames: err.stack?.split('\n').filter((line) => line.trimStart().startsWith('at ')).join('\n'),
+  };
+}
+
+/** CLIENT_URL with the result in the fragment, which browsers never send to a server. */
+function clientRedirect(clientUrl: string, result: Record<string, string>): string {
+  const url = new URL(clientUrl);
+  url.hash = new URLSearchParams(result).toString();
+  return url.href;
+}
+
+function noStore(reply: FastifyReply): void {
+  reply.header('cache-control', 'no-store').header('referrer-policy', 'no-referrer');
+}
+
+function rawQuery(url: string): string {
+  const start = url.indexOf('?');
+  return start === -1 ? '' : url.slice(start);
+}
+
+function serializeRequestWithoutQuery(request: FastifyRequest): Record<string, unknown> {
+  const url = request.url;
+  const queryStart = url.indexOf('?');
+  return {
+    method: request.method,
+    url: queryStart === -1 ? url : `${url.slice(0, queryStart)}?[redacted]`,
+    host: request.host,
+    remoteAddress: request.ip,
+  };
+}

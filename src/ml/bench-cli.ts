@@ -1,0 +1,124 @@
+/**
+ * npm run bench:inference -- --model <brain-mri|chest-xray> [--n 200] [--models-dir <dir>]
+ *                            [--out docs/benchmarks/inference.md]
+ *
+ * Model time per image (session.run only, batch 1) with 1 and 2 intra-op threads, and the
+ * throughput of two concurrent single-thread runs (how the job worker uses it). The input is
+ * a fixed pseudo-random tensor: a CNN's time does not depend on the pixels. Writes nothing
+ * unless --out is given; then the model's section of that Markdown file is replaced.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+
+import * as ort from 'onnxruntime-node';
+
+import { runModel } from './inference.js';
+import { mean, percentile } from './metrics.js';
+import { ModelRegistry, type LoadedModel } from './registry.js';
+import { rng } from './synthetic.js';
+
+interface Row {
+  setting: string;
+  p50: number;
+  p95: number;
+  mean: number;
+  perSecond: number;
+}
+
+async function timeRuns(model: LoadedModel, input: Float32Array, n: number, concurrency: number): Promise<Row> {
+  for (let i = 0; i < 10; i++) await runModel(model, input);
+  const times: number[] = [];
+  const start = performance.now();
+  let next = 0;
+  const loop = async () => {
+    while (next < n) {
+      next++;
+      const t0 = performance.now();
+      await runModel(model, input);
+      times.push(performance.now() - t0);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, loop));
+  const wall = performance.now() - start;
+  return { setting: '', p50: percentile(times, 50), p95: percentile(times, 95), mean: mean(times), perSecond: (n / wall) * 1000 };
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string' },
+      n: { type: 'string', default: '200' },
+      'models-dir': { type: 'string' },
+      out: { type: 'string' },
+    },
+  });
+  const id = values.model;
+  const n = Number(values.n);
+  if (!id || !(Number.isInteger(n) && n > 0)) {
+    console.error('usage: npm run bench:inference -- --model <id> [--n 200] [--models-dir <dir>] [--out <file.md>]');
+    return 2;
+  }
+  const dir = values['models-dir'] ? path.resolve(values['models-dir']) : undefined;
+  const rows: Row[] = [];
+  let version = '';
+  const settings = [
+    { label: 'batch 1, 1 thread', threads: 1, concurrency: 1 },
+    { label: 'batch 1, 2 threads', threads: 2, concurrency: 1 },
+    { label: 'batch 1, 1 thread, 2 concurrent runs', threads: 1, concurrency: 2 },
+  ];
+  for (const s of settings) {
+    const registry = await ModelRegistry.load({ dir, intraOpNumThreads: s.threads, only: [id] });
+    const model = registry.get(id);
+    version = model.manifest.version;
+    const { width, height } = model.manifest.input;
+    const r = rng(7);
+    const input = Float32Array.from({ length: width * height }, () => r() * 4 - 2);
+    rows.push({ ...(await timeRuns(model, input, n, s.concurrency)), setting: s.label });
+    await registry.close();
+  }
+
+  const cpus = os.cpus();
+  const machine = `${cpus[0]?.model ?? 'unknown CPU'} x${cpus.length} (${os.platform()} ${os.arch()}), Node ${process.version}, onnxruntime-node ${ort.env.versions.common}`;
+  const table = [
+    '| setting | p50 ms | p95 ms | mean ms | images/s |',
+    '|---|---:|---:|---:|---:|',
+    ...rows.map((r) => `| ${r.setting} | ${r.p50.toFixed(2)} | ${r.p95.toFixed(2)} | ${r.mean.toFixed(2)} | ${r.perSecond.toFixed(1)} |`),
+  ].join('\n');
+  console.log(`${id} ${version}: model time per image (session.run), ${n} runs each\n${machine}\n\n${table}`);
+
+  if (values.out) {
+    const file = path.resolve(values.out);
+    const section = [
+      `<!-- bench:${id}:start -->`,
+      `## ${id} ${version}`,
+      '',
+      `Measured ${new Date().toISOString().slice(0, 10)} on ${machine}; ${n} runs per setting after 10 warm-up runs.`,
+      '',
+      table,
+      `<!-- bench:${id}:end -->`,
+    ].join('\n');
+    let doc = existsSync(file)
+      ? await readFile(file, 'utf8')
+      : '# Inference benchmark\n\nModel time per image (`session.run` only, batch 1, 224 x 224), from `npm run bench:inference`.\n';
+    const re = new RegExp(`<!-- bench:${id}:start -->[\\s\\S]*?<!-- bench:${id}:end -->`);
+    doc = re.test(doc) ? doc.replace(re, section) : `${doc.trimEnd()}\n\n${section}\n`;
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, doc);
+    console.log(`\nwrote ${file}`);
+  }
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exitCode = 1;
+  },
+);

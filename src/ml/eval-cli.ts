@@ -1,0 +1,139 @@
+/**
+ * npm run eval -- --model <brain-mri|chest-xray> --data <dir> [--json] [--check-targets]
+ *                 [--models-dir <dir>] [--limit N]
+ *
+ * <dir> holds one folder per label of the model and optionally reject/ (images that must be
+ * refused). Prints the report; with --json the last line is the report as one JSON object.
+ * With --check-targets the exit code is 1 when a release target is missed.
+ */
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { evaluateModel, missedTargets, type EvalReport } from './evaluate.js';
+import { ModelRegistry, type ModelTask } from './registry.js';
+
+const USAGE =
+  'usage: npm run eval -- --model <brain-mri|chest-xray> --data <dir> [--json] [--check-targets] [--models-dir <dir>] [--limit N]';
+
+const pct = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : `${(v * 100).toFixed(2)}%`);
+const num = (v: number) => v.toFixed(4);
+
+function printReport(r: EvalReport): void {
+  const out: string[] = [];
+  out.push(`Model ${r.model.id} ${r.model.version} on ${r.dataDir}: ${r.n} labelled images`);
+  out.push(`  accuracy ${pct(r.accuracy)} (a refused valid image counts as an error)`);
+  out.push(`  macro-F1 ${num(r.macroF1)}   one-vs-rest AUC (macro) ${num(r.auc)}   ECE (15 bins) ${num(r.ece)}`);
+  out.push('');
+  out.push(`  ${'class'.padEnd(12)} ${'precision'.padStart(9)} ${'recall'.padStart(7)} ${'F1'.padStart(7)} ${'AUC'.padStart(7)} ${'n'.padStart(5)}`);
+  for (const [label, m] of Object.entries(r.perClass)) {
+    out.push(
+      `  ${label.padEnd(12)} ${num(m.precision).padStart(9)} ${num(m.recall).padStart(7)} ${num(m.f1).padStart(7)} ${num(m.auc).padStart(7)} ${String(m.support).padStart(5)}`,
+    );
+  }
+  out.push('');
+  out.push('  confusion matrix (rows: truth, columns: answer; refused last)');
+  out.push(`  ${''.padEnd(12)} ${r.labels.map((l) => l.slice(0, 10).padStart(10)).join(' ')} ${'refused'.padStart(8)}`);
+  r.confusionMatrix.forEach((row, i) => {
+    const label = r.labels[i]!;
+    out.push(
+      `  ${label.padEnd(12)} ${row.map((v) => String(v).padStart(10)).join(' ')} ${String(r.refusedByClass[label] ?? 0).padStart(8)}`,
+    );
+  });
+  if (r.binary) {
+    out.push('');
+    out.push(
+      `  pneumonia vs normal: accuracy ${pct(r.binary.accuracy)}, sensitivity ${pct(r.binary.sensitivity)}, ` +
+        `specificity ${pct(r.binary.specificity)}, AUC ${num(r.binary.auc)}`,
+    );
+  }
+  out.push('');
+  const byCheck = Object.entries(r.falseRefusalsByCheck).map(([k, v]) => `${k} ${v}`).join(', ');
+  out.push(`  false refusals of valid images: ${pct(r.falseRefusalRate)}${byCheck ? ` (${byCheck})` : ''}`);
+  if (r.reject) {
+    out.push(`  refused on reject/: ${pct(r.refusalRate)} of ${r.reject.n}`);
+    for (const [cat, c] of Object.entries(r.reject.byCategory)) {
+      out.push(`    ${cat.padEnd(16)} ${String(c.refused).padStart(4)} / ${String(c.n).padEnd(4)} ${pct(c.refused / c.n)}`);
+    }
+    out.push(`    by check: ${Object.entries(r.reject.byCheck).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  } else {
+    out.push('  no reject/ folder: refusal rate not measured');
+  }
+  out.push('');
+  out.push(
+    `  latency per image: end-to-end (decode, checks, model, heatmap) p50 ${r.latencyMsP50.toFixed(1)} ms, p95 ${r.latencyMsP95.toFixed(1)} ms; ` +
+      `model p50 ${r.modelLatencyMsP50.toFixed(1)} ms, p95 ${r.modelLatencyMsP95.toFixed(1)} ms`,
+  );
+  out.push(`  on ${r.machine.cpu} x${r.machine.cpus}, Node ${r.machine.node}, onnxruntime ${r.machine.onnxruntime}`);
+  console.log(out.join('\n'));
+}
+
+async function main(): Promise<number> {
+  let args;
+  try {
+    args = parseArgs({
+      options: {
+        model: { type: 'string' },
+        data: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        'check-targets': { type: 'boolean', default: false },
+        'models-dir': { type: 'string' },
+        limit: { type: 'string' },
+        threads: { type: 'string' },
+      },
+    }).values;
+  } catch (err) {
+    console.error(`${(err as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  const id = args.model;
+  if ((id !== 'brain-mri' && id !== 'chest-xray') || !args.data) {
+    console.error(USAGE);
+    return 2;
+  }
+  const limit = args.limit === undefined ? undefined : Number(args.limit);
+  if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) {
+    console.error('--limit must be a positive whole number');
+    return 2;
+  }
+  const registry = await ModelRegistry.load({
+    dir: args['models-dir'] ? path.resolve(args['models-dir']) : undefined,
+    intraOpNumThreads: args.threads ? Number(args.threads) : 1,
+    only: [id],
+  });
+  if (!registry.has(id)) {
+    console.error(`model ${id} is not installed in ${args['models-dir'] ?? 'models/'}`);
+    return 2;
+  }
+  const model = registry.get(id);
+  const interactive = process.stderr.isTTY;
+  const report = await evaluateModel(model, path.resolve(args.data), {
+    limit,
+    onProgress: interactive ? (d, t) => process.stderr.write(`\r  ${d}/${t}`) : undefined,
+  });
+  if (interactive) process.stderr.write('\r');
+  await registry.close();
+
+  printReport(report);
+  let code = 0;
+  if (args['check-targets']) {
+    const missed = missedTargets(report, id as ModelTask);
+    if (missed.length) {
+      console.log(`\nTARGETS MISSED:\n${missed.map((m) => `  - ${m}`).join('\n')}`);
+      code = 1;
+    } else {
+      console.log('\nAll targets met.');
+    }
+  }
+  if (args.json) console.log(JSON.stringify(report));
+  return code;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exitCode = 1;
+  },
+);

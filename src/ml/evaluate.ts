@@ -1,0 +1,211 @@
+/**
+ * Evaluation of one model on a folder of labelled images, through the same code path the
+ * server uses (analyzeImage), so what is measured is what is served: decode, input checks,
+ * model, calibration, decision rule, refusal.
+ *
+ * Folder layout: one subfolder per label of the model, plus an optional `reject/` of images
+ * that must be refused (photos, documents, blank, noise, the other modality). A reject file's
+ * category is its name up to the first '-' (e.g. `photo-007.png`).
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
+import * as ort from 'onnxruntime-node';
+
+import { analyzeImage, type AnalysisResult } from './inference.js';
+import {
+  binaryAuc,
+  binaryMetrics,
+  confusionMatrix,
+  expectedCalibrationError,
+  mean,
+  perClassMetrics,
+  percentile,
+  type BinaryMetrics,
+} from './metrics.js';
+import type { LoadedModel } from './registry.js';
+
+const IMAGE_FILE = /\.(png|jpe?g)$/i;
+
+export interface EvalOptions {
+  /** At most this many images per folder (first by name), for quick runs. */
+  limit?: number;
+  /** Called after each image, for progress output. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+interface Count {
+  n: number;
+  refused: number;
+}
+
+export interface EvalReport {
+  model: { id: string; version: string; sha256: string };
+  dataDir: string;
+  labels: string[];
+  n: number;
+  accuracy: number;
+  macroF1: number;
+  auc: number;
+  ece: number;
+  /** Share of reject/ images refused; null without a reject folder. */
+  refusalRate: number | null;
+  falseRefusalRate: number;
+  latencyMsP50: number;
+  latencyMsP95: number;
+  modelLatencyMsP50: number;
+  modelLatencyMsP95: number;
+  perClass: Record<string, { precision: number; recall: number; f1: number; auc: number; support: number }>;
+  confusionMatrix: number[][];
+  refusedByClass: Record<string, number>;
+  falseRefusalsByCheck: Record<string, number>;
+  reject: { n: number; refused: number; byCategory: Record<string, Count>; byCheck: Record<string, number> } | null;
+  binary?: BinaryMetrics;
+  machine: { cpu: string; cpus: number; node: string; onnxruntime: string };
+  date: string;
+}
+
+async function listImages(dir: string, limit?: number): Promise<string[]> {
+  const names = (await readdir(dir)).filter((n) => IMAGE_FILE.test(n)).sort();
+  return (limit ? names.slice(0, limit) : names).map((n) => path.join(dir, n));
+}
+
+/** The served 3-class answer as a label index, or -1 when refused. */
+function servedPrediction(result: AnalysisResult, labels: readonly string[]): number {
+  if (result.refused) return -1;
+  if (result.scanType === 'brain-mri') return labels.indexOf(result.tumorType ?? 'notumor');
+  return labels.indexOf(result.pneumoniaType ?? 'normal');
+}
+
+const r4 = (v: number) => (Number.isFinite(v) ? Math.round(v * 10_000) / 10_000 : v);
+
+export async function evaluateModel(model: LoadedModel, dataDir: string, options: EvalOptions = {}): Promise<EvalReport> {
+  const { manifest } = model;
+  const labels = manifest.labels;
+  const folders = (await readdir(dataDir, { withFileTypes: true }))
+    .filter((d) => d.isDirectory() || d.isSymbolicLink())
+    .map((d) => d.name)
+    .sort();
+  const unknown = folders.filter((f) => f !== 'reject' && !labels.includes(f));
+  if (unknown.length) {
+    throw new Error(`${dataDir}: folders ${unknown.join(', ')} are not labels of ${model.id} (${labels.join(', ')}) or reject`);
+  }
+  const jobs: { file: string; truth: number | 'reject' }[] = [];
+  for (const f of folders) {
+    const truth = f === 'reject' ? 'reject' : labels.indexOf(f);
+    for (const file of await listImages(path.join(dataDir, f), options.limit)) jobs.push({ file, truth });
+  }
+  if (!jobs.some((j) => j.truth !== 'reject')) throw new Error(`${dataDir}: no labelled images`);
+
+  const truth: number[] = [];
+  const predicted: number[] = [];
+  const probs: (number[] | null)[] = [];
+  const totalMs: number[] = [];
+  const modelMs: number[] = [];
+  const falseRefusalsByCheck: Record<string, number> = {};
+  const reject = { n: 0, refused: 0, byCategory: {} as Record<string, Count>, byCheck: {} as Record<string, number> };
+  let done = 0;
+  for (const job of jobs) {
+    const analysis = await analyzeImage(model, await readFile(job.file), { scanType: manifest.task });
+    totalMs.push(analysis.timings.totalMs);
+    if (analysis.timings.modelMs !== null) modelMs.push(analysis.timings.modelMs);
+    const { result } = analysis;
+    if (job.truth === 'reject') {
+      const category = path.basename(job.file).split('-')[0]!;
+      const c = (reject.byCategory[category] ??= { n: 0, refused: 0 });
+      reject.n++;
+      c.n++;
+      if (result.refused) {
+        reject.refused++;
+        c.refused++;
+        reject.byCheck[result.check] = (reject.byCheck[result.check] ?? 0) + 1;
+      }
+    } else {
+      truth.push(job.truth);
+      predicted.push(servedPrediction(result, labels));
+      probs.push(analysis.scores && !result.refused ? analysis.scores.probabilities : null);
+      if (result.refused) falseRefusalsByCheck[result.check] = (falseRefusalsByCheck[result.check] ?? 0) + 1;
+    }
+    options.onProgress?.(++done, jobs.length);
+  }
+
+  const k = labels.length;
+  const matrix = confusionMatrix(truth, predicted, k);
+  const refusedByClass = labels.map((_, c) => truth.filter((t, i) => t === c && predicted[i] === -1).length);
+  const classMetrics = perClassMetrics(matrix, refusedByClass);
+  // AUC and calibration need probabilities, so they cover the images the model answered.
+  const answered = probs.map((p, i) => ({ p, t: truth[i]! })).filter((x): x is { p: number[]; t: number } => x.p !== null);
+  const aucs = labels.map((_, c) =>
+    binaryAuc(
+      answered.map((x) => x.p[c]!),
+      answered.map((x) => x.t === c),
+    ),
+  );
+  const confidence = answered.map((x) => Math.max(...x.p));
+  const argmaxCorrect = answered.map((x) => x.p.indexOf(Math.max(...x.p)) === x.t);
+  const correct = truth.filter((t, i) => predicted[i] === t).length;
+
+  const perClass: EvalReport['perClass'] = {};
+  labels.forEach((l, c) => {
+    const m = classMetrics[c]!;
+    perClass[l] = { precision: r4(m.precision), recall: r4(m.recall), f1: r4(m.f1), auc: r4(aucs[c]!), support: m.support };
+  });
+
+  let binary: BinaryMetrics | undefined;
+  const positives = manifest.decision.positiveLabels;
+  if (positives?.length) {
+    const posIdx = positives.map((l) => labels.indexOf(l));
+    const actual = truth.map((t) => posIdx.includes(t));
+    const pred = predicted.map((p) => (p === -1 ? null : posIdx.includes(p)));
+    const scores = probs.map((p) => (p ? posIdx.reduce((s, c) => s + p[c]!, 0) : null));
+    const b = binaryMetrics(actual, pred, scores);
+    binary = { accuracy: r4(b.accuracy), sensitivity: r4(b.sensitivity), specificity: r4(b.specificity), auc: r4(b.auc) };
+  }
+
+  const cpus = os.cpus();
+  return {
+    model: { id: model.id, version: manifest.version, sha256: manifest.sha256 },
+    dataDir,
+    labels: [...labels],
+    n: truth.length,
+    accuracy: r4(correct / truth.length),
+    macroF1: r4(mean(classMetrics.map((m) => m.f1))),
+    auc: r4(mean(aucs.filter((a) => !Number.isNaN(a)))),
+    ece: r4(expectedCalibrationError(confidence, argmaxCorrect, 15)),
+    refusalRate: reject.n ? r4(reject.refused / reject.n) : null,
+    falseRefusalRate: r4(predicted.filter((p) => p === -1).length / truth.length),
+    latencyMsP50: r4(percentile(totalMs, 50)),
+    latencyMsP95: r4(percentile(totalMs, 95)),
+    modelLatencyMsP50: r4(percentile(modelMs, 50)),
+    modelLatencyMsP95: r4(percentile(modelMs, 95)),
+    perClass,
+    confusionMatrix: matrix,
+    refusedByClass: Object.fromEntries(labels.map((l, c) => [l, refusedByClass[c]!])),
+    falseRefusalsByCheck,
+    reject: reject.n ? reject : null,
+    ...(binary ? { binary } : {}),
+    machine: { cpu: cpus[0]?.model ?? 'unknown', cpus: cpus.length, node: process.version, onnxruntime: ort.env.versions.common },
+    date: new Date().toISOString(),
+  };
+}
+
+/** The release bar. Returns the targets missed, empty when all are met. */
+export function missedTargets(report: EvalReport, task: 'brain-mri' | 'chest-xray'): string[] {
+  const missed: string[] = [];
+  const need = (name: string, value: number | null | undefined, ok: (v: number) => boolean, bar: string) => {
+    if (value === null || value === undefined || Number.isNaN(value) || !ok(value)) missed.push(`${name} ${value} (target ${bar})`);
+  };
+  if (task === 'brain-mri') {
+    need('accuracy', report.accuracy, (v) => v >= 0.97, '>= 0.97');
+    need('macroF1', report.macroF1, (v) => v >= 0.97, '>= 0.97');
+  } else {
+    need('binary accuracy', report.binary?.accuracy, (v) => v >= 0.94, '>= 0.94');
+    need('binary AUC', report.binary?.auc, (v) => v >= 0.98, '>= 0.98');
+    need('binary sensitivity', report.binary?.sensitivity, (v) => v >= 0.95, '>= 0.95');
+  }
+  need('ECE', report.ece, (v) => v <= 0.05, '<= 0.05');
+  need('false refusal rate', report.falseRefusalRate, (v) => v < 0.02, '< 0.02');
+  if (report.reject) need('refusal rate on reject/', report.refusalRate, (v) => v >= 0.9, '>= 0.9');
+  return missed;
+}

@@ -1,0 +1,266 @@
+/**
+ * One image through one model: preprocessing, input checks, the ONNX forward pass (async, off
+ * the main thread), calibrated probabilities, the task's decision rule, the out-of-
+ * distribution refusal and the heatmap.
+ */
+import { performance } from 'node:perf_hooks';
+
+import * as ort from 'onnxruntime-node';
+
+import { explainClass, tumorLocation, type Heatmap, type HotRegion } from './heatmap.js';
+import { preprocessImage } from './preprocess.js';
+import {
+  checkDistance,
+  checkInput,
+  imageStats,
+  type ImageStats,
+  type InputCheckThresholds,
+  type RefusalCheck,
+} from './refusal.js';
+import type { LoadedModel, ModelTask } from './registry.js';
+
+export interface ModelRef {
+  id: string;
+  version: string;
+}
+
+export type TumorType = 'glioma' | 'meningioma' | 'pituitary';
+export type PneumoniaType = 'bacterial' | 'viral';
+
+export interface BrainFinding {
+  refused: false;
+  scanType: 'brain-mri';
+  hasTumor: boolean;
+  tumorType: TumorType | null;
+  /** Probability of the reported finding (of "no tumour" when hasTumor is false). */
+  confidence: number;
+  probabilities: { glioma: number; meningioma: number; notumor: number; pituitary: number };
+  /** Image-based approximate position of the model's attention; only when hasTumor. */
+  tumorLocation: string | null;
+  model: ModelRef;
+}
+
+export interface ChestFinding {
+  refused: false;
+  scanType: 'chest-xray';
+  hasPneumonia: boolean;
+  pneumoniaType: PneumoniaType | null;
+  /** P(pneumonia) when positive, else P(normal). */
+  confidence: number;
+  probabilities: { normal: number; bacterial: number; viral: number };
+  /** Pneumonia is reported when P(bacterial) + P(viral) reaches this (chosen for sensitivity). */
+  decisionThreshold: number;
+  model: ModelRef;
+}
+
+export interface RefusedResult {
+  refused: true;
+  scanType: ModelTask;
+  /** Why no diagnosis was given, in words for the user. */
+  reason: string;
+  check: RefusalCheck;
+  model: ModelRef;
+}
+
+/** What is stored as the analysis result (plain JSON). */
+export type AnalysisResult = BrainFinding | ChestFinding | RefusedResult;
+
+export interface ModelOutputs {
+  logits: Float32Array;
+  features: Float32Array;
+  /** [K, camHeight, camWidth] class activation maps. */
+  cam: Float32Array;
+  camWidth: number;
+  camHeight: number;
+  oodDistance: number;
+}
+
+export interface Analysis {
+  result: AnalysisResult;
+  /** The class activation map over the image; null when refused or not asked for. */
+  heatmap: Heatmap | null;
+  /** Hottest region of that map in pixels of the image given; null when refused. */
+  hotRegion: HotRegion | null;
+  /** Raw scores for evaluation and audit; null when an input check refused before the model. */
+  scores: { logits: number[]; probabilities: number[]; oodDistance: number } | null;
+  inputStats: ImageStats;
+  timings: { modelMs: number | null; totalMs: number };
+}
+
+export interface AnalyzeOptions {
+  /** The scan's declared type; must be the model's task. */
+  scanType: ModelTask;
+  /** Render the heatmap PNG (default true). */
+  heatmap?: boolean;
+  /** Decompression-bomb guard passed to the decoder. */
+  maxPixels?: number;
+  inputThresholds?: InputCheckThresholds;
+}
+
+const round4 = (v: number) => Math.round(v * 10_000) / 10_000;
+
+/** softmax(logits / T), in float64. */
+export function calibratedProbabilities(logits: ArrayLike<number>, temperature: number): number[] {
+  const scaled = Array.from(logits, (v) => v / temperature);
+  const max = Math.max(...scaled);
+  const exps = scaled.map((v) => Math.exp(v - max));
+  const total = exps.reduce((a, b) => a + b, 0);
+  return exps.map((e) => e / total);
+}
+
+/** One forward pass for one preprocessed image. */
+export async function runModel(model: LoadedModel, tensor: Float32Array): Promise<ModelOutputs> {
+  const { input } = model.manifest;
+  const feeds = { [input.name]: new ort.Tensor('float32', tensor, [1, 1, input.height, input.width]) };
+  const out = await model.session.run(feeds);
+  const get = (name: string) => {
+    const t = out[name];
+    if (!t) throw new Error(`model ${model.id} has no output "${name}"`);
+    return t;
+  };
+  const cam = get('cam');
+  const dims = cam.dims;
+  const distance = get('ood_distance').data as Float32Array;
+  return {
+    logits: get('logits').data as Float32Array,
+    features: get('features').data as Float32Array,
+    cam: cam.data as Float32Array,
+    camHeight: Number(dims[2]),
+    camWidth: Number(dims[3]),
+    oodDistance: distance[0]!,
+  };
+}
+
+function argmax(xs: readonly number[]): number {
+  let best = 0;
+  for (let i = 1; i < xs.length; i++) if (xs[i]! > xs[best]!) best = i;
+  return best;
+}
+
+function byLabel<L extends string>(labels: readonly string[], probs: readonly number[], wanted: readonly L[]): Record<L, number> {
+  const out = {} as Record<L, number>;
+  for (const l of wanted) out[l] = probs[labels.indexOf(l)]!;
+  return out;
+}
+
+interface Decision {
+  finding: BrainFinding | ChestFinding;
+  /** The class whose activation map explains the finding. */
+  explainedClass: number;
+}
+
+function decideBrain(model: LoadedModel, probs: number[]): Decision {
+  const labels = model.manifest.labels;
+  const p = byLabel(labels, probs, ['glioma', 'meningioma', 'notumor', 'pituitary'] as const);
+  const top = argmax(probs);
+  const label = labels[top]!;
+  const hasTumor = label !== 'notumor';
+  return {
+    explainedClass: top,
+    finding: {
+      refused: false,
+      scanType: 'brain-mri',
+      hasTumor,
+      tumorType: hasTumor ? (label as TumorType) : null,
+      confidence: round4(probs[top]!),
+      probabilities: {
+        glioma: round4(p.glioma),
+        meningioma: round4(p.meningioma),
+        notumor: round4(p.notumor),
+        pituitary: round4(p.pituitary),
+      },
+      tumorLocation: null,
+      model: { id: model.id, version: model.manifest.version },
+    },
+  };
+}
+
+function decideChest(model: LoadedModel, probs: number[]): Decision {
+  const labels = model.manifest.labels;
+  const p = byLabel(labels, probs, ['normal', 'bacterial', 'viral'] as const);
+  const threshold = model.manifest.decision.positiveThreshold!;
+  const pneumonia = p.bacterial + p.viral;
+  const hasPneumonia = pneumonia >= threshold;
+  const type: PneumoniaType | null = hasPneumonia ? (p.bacterial >= p.viral ? 'bacterial' : 'viral') : null;
+  return {
+    explainedClass: labels.indexOf(type ?? 'normal'),
+    finding: {
+      refused: false,
+      scanType: 'chest-xray',
+      hasPneumonia,
+      pneumoniaType: type,
+      confidence: round4(hasPneumonia ? pneumonia : p.normal),
+      probabilities: { normal: round4(p.normal), bacterial: round4(p.bacterial), viral: round4(p.viral) },
+      decisionThreshold: threshold,
+      model: { id: model.id, version: model.manifest.version },
+    },
+  };
+}
+
+/**
+ * Analyse one image file (PNG or JPEG) with one model. Throws AppError('unprocessable') when
+ * the file cannot be decoded; a readable image the model should not judge is a refusal, not
+ * an error.
+ */
+export async function analyzeImage(model: LoadedModel, image: Buffer, options: AnalyzeOptions): Promise<Analysis> {
+  const start = performance.now();
+  const { manifest } = model;
+  if (options.scanType !== manifest.task) {
+    throw new Error(`model ${model.id} analyses ${manifest.task} scans, not ${options.scanType}`);
+  }
+  const modelRef = { id: model.id, version: manifest.version };
+  const prepared = await preprocessImage(image, manifest.preprocessing, { maxPixels: options.maxPixels });
+  const stats = imageStats(prepared.rgb, prepared.width, prepared.height);
+
+  const inputRefusal = checkInput(stats, manifest.task, options.inputThresholds);
+  if (inputRefusal) {
+    return {
+      result: { refused: true, scanType: manifest.task, ...inputRefusal, model: modelRef },
+      heatmap: null,
+      hotRegion: null,
+      scores: null,
+      inputStats: stats,
+      timings: { modelMs: null, totalMs: performance.now() - start },
+    };
+  }
+
+  const t0 = performance.now();
+  const out = await runModel(model, prepared.tensor);
+  const modelMs = performance.now() - t0;
+  const probabilities = calibratedProbabilities(out.logits, manifest.calibration.temperature);
+  const scores = { logits: Array.from(out.logits), probabilities, oodDistance: out.oodDistance };
+
+  const distanceRefusal = checkDistance(out.oodDistance, manifest.refusal.oodThreshold, manifest.task);
+  if (distanceRefusal) {
+    return {
+      result: { refused: true, scanType: manifest.task, ...distanceRefusal, model: modelRef },
+      heatmap: null,
+      hotRegion: null,
+      scores,
+      inputStats: stats,
+      timings: { modelMs, totalMs: performance.now() - start },
+    };
+  }
+
+  const { finding, explainedClass } =
+    manifest.task === 'brain-mri' ? decideBrain(model, probabilities) : decideChest(model, probabilities);
+  const { heatmap, hotRegion } = await explainClass(
+    out.cam,
+    explainedClass,
+    out.camWidth,
+    out.camHeight,
+    prepared.source,
+    { render: options.heatmap !== false },
+  );
+  if (finding.scanType === 'brain-mri' && finding.hasTumor && hotRegion) {
+    finding.tumorLocation = tumorLocation(hotRegion, prepared.source.width, prepared.source.height);
+  }
+  return {
+    result: finding,
+    heatmap,
+    hotRegion,
+    scores,
+    inputStats: stats,
+    timings: { modelMs, totalMs: performance.now() - start },
+  };
+}

@@ -1,0 +1,147 @@
+/**
+ * When not to answer. A classifier gives some diagnosis for any input, so before trusting it
+ * we check the image is the kind the model was trained on:
+ *
+ * 1. Input checks on the resized image, before the model runs: a blank or near-constant
+ *    image, a colour image (MRIs and X-rays are grayscale; the datasets are gray stored as
+ *    RGB), and noise (neighbouring pixels uncorrelated).
+ * 2. The model's own out-of-distribution score: the Mahalanobis distance of its penultimate
+ *    features to the nearest training class (Lee et al. 2018), refused above the manifest's
+ *    `refusal.oodThreshold` (the 99.5th percentile of validation distances). This catches
+ *    what the input checks cannot see: a grayscale photograph or document, or a chest X-ray
+ *    sent to the brain model.
+ *
+ * Thresholds of the input checks were set on the *training* images of both datasets (see
+ * docs/models/README.md for the measured ranges), far outside what a valid image shows.
+ */
+
+export type RefusalCheck = 'blank' | 'colour' | 'noise' | 'out_of_distribution';
+
+export interface ImageStats {
+  /** Standard deviation of the grayscale, 0..255. */
+  grayStd: number;
+  /** Mean over pixels of max(R,G,B) - min(R,G,B), 0..255. */
+  meanChroma: number;
+  /** Share of pixels whose chroma exceeds COLOURFUL_PIXEL_CHROMA. */
+  colourfulFraction: number;
+  /**
+   * Mean squared difference of horizontal and vertical neighbours over twice the variance:
+   * 1 - lag-1 autocorrelation. About 1 for white noise, a few hundredths for a scan.
+   */
+  highFrequencyRatio: number;
+}
+
+export interface InputCheckThresholds {
+  minGrayStd: number;
+  maxMeanChroma: number;
+  maxColourfulFraction: number;
+  maxHighFrequencyRatio: number;
+}
+
+const COLOURFUL_PIXEL_CHROMA = 40;
+
+/** Measured with scripts/measure-input-checks.ts; see docs/models/README.md. */
+export const DEFAULT_INPUT_THRESHOLDS: InputCheckThresholds = {
+  // training images: grayStd >= 19.9; blank frames < 1
+  minGrayStd: 8,
+  // training images: meanChroma <= 5.5, colourful share <= 0.042 (a few MRIs carry a blue
+  // publisher banner); synthetic colour photos: meanChroma >= 47, share >= 0.47
+  maxMeanChroma: 20,
+  maxColourfulFraction: 0.2,
+  // training images: <= 0.363 (edge-enhanced MRIs); pixel noise >= 0.74
+  maxHighFrequencyRatio: 0.6,
+};
+
+export interface Refusal {
+  check: RefusalCheck;
+  reason: string;
+}
+
+export function imageStats(rgb: Uint8Array, width: number, height: number): ImageStats {
+  const n = width * height;
+  const gray = new Float64Array(n);
+  let sum = 0;
+  let chromaSum = 0;
+  let colourful = 0;
+  for (let i = 0, j = 0; i < n; i++, j += 3) {
+    const r = rgb[j]!;
+    const g = rgb[j + 1]!;
+    const b = rgb[j + 2]!;
+    const v = (r + g + b) / 3;
+    gray[i] = v;
+    sum += v;
+    const chroma = Math.max(r, g, b) - Math.min(r, g, b);
+    chromaSum += chroma;
+    if (chroma > COLOURFUL_PIXEL_CHROMA) colourful++;
+  }
+  const mean = sum / n;
+  let variance = 0;
+  for (let i = 0; i < n; i++) variance += (gray[i]! - mean) ** 2;
+  variance /= n;
+  let diff = 0;
+  let pairs = 0;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const v = gray[y * width + x]!;
+      if (x + 1 < width) {
+        diff += (gray[y * width + x + 1]! - v) ** 2;
+        pairs++;
+      }
+      if (y + 1 < height) {
+        diff += (gray[(y + 1) * width + x]! - v) ** 2;
+        pairs++;
+      }
+    }
+  }
+  return {
+    grayStd: Math.sqrt(variance),
+    meanChroma: chromaSum / n,
+    colourfulFraction: colourful / n,
+    highFrequencyRatio: variance > 0 ? diff / pairs / (2 * variance) : 0,
+  };
+}
+
+const SUBJECT = {
+  'brain-mri': 'a brain MRI slice',
+  'chest-xray': 'a chest X-ray',
+} as const;
+
+/** The input checks; null when the image may go to the model. */
+export function checkInput(
+  stats: ImageStats,
+  task: keyof typeof SUBJECT,
+  thresholds: InputCheckThresholds = DEFAULT_INPUT_THRESHOLDS,
+): Refusal | null {
+  const subject = SUBJECT[task];
+  if (stats.grayStd < thresholds.minGrayStd) {
+    return {
+      check: 'blank',
+      reason: `The image is blank or nearly uniform (no visible structure), so it cannot be ${subject}; no diagnosis was made.`,
+    };
+  }
+  if (stats.meanChroma > thresholds.maxMeanChroma || stats.colourfulFraction > thresholds.maxColourfulFraction) {
+    return {
+      check: 'colour',
+      reason: `The image is in colour, but ${subject} is grayscale; it looks like a photograph or another kind of picture, so no diagnosis was made.`,
+    };
+  }
+  if (stats.highFrequencyRatio > thresholds.maxHighFrequencyRatio) {
+    return {
+      check: 'noise',
+      reason: `The image looks like random noise rather than ${subject}; no diagnosis was made.`,
+    };
+  }
+  return null;
+}
+
+/** The model-side check on the Mahalanobis distance of the features. */
+export function checkDistance(distance: number, threshold: number, task: keyof typeof SUBJECT): Refusal | null {
+  if (Number.isFinite(distance) && distance <= threshold) return null;
+  return {
+    check: 'out_of_distribution',
+    reason:
+      `The image does not resemble the ${SUBJECT[task].replace(/^an? /, '')} images this model was trained on ` +
+      `(out-of-distribution score ${Number.isFinite(distance) ? distance.toFixed(1) : 'undefined'}, limit ${threshold.toFixed(1)}). ` +
+      `It may be another kind of scan or picture, or of unusual quality; no diagnosis was made.`,
+  };
+}

@@ -1,0 +1,121 @@
+/**
+ * The job queue: pg-boss on the application's own PostgreSQL database (no second datastore).
+ * On embedded PGlite it runs through the SQL adapter of platform/db; on a server it opens its
+ * own small pool. Jobs are declared once (`JobDefinition`) and registered in src/jobs.ts.
+ */
+import PgBoss from 'pg-boss';
+import type { Logger } from 'pino';
+import { executorFor, type Database, type DbOrTx } from '../db/index.js';
+
+export interface JobContext {
+  jobId: string;
+  /** 1 on the first try, 2 on the first retry... */
+  attempt: number;
+  log: Logger;
+}
+
+export interface JobDefinition<T extends object> {
+  name: string;
+  /** Validates a payload; throws on a malformed one (a bug: such a job fails for good). */
+  parse(data: unknown): T;
+  retryLimit: number;
+  retryDelaySeconds: number;
+  retryBackoff: boolean;
+  /** A job still active after this long is treated as lost (worker died) and retried. */
+  expireInSeconds: number;
+  handler: (data: T, ctx: JobContext) => Promise<void>;
+}
+
+/** Thrown by a handler for a failure that retrying cannot fix (refused image, bad data). */
+export class PermanentJobError extends Error {
+  override name = 'PermanentJobError';
+}
+
+export interface Queue {
+  boss: PgBoss;
+  send<T extends object>(job: JobDefinition<T>, data: T, opts?: { tx?: DbOrTx; startAfterSeconds?: number }): Promise<string>;
+  work(jobs: JobDefinition<object>[], opts: { concurrency: number; pollIntervalSeconds: number; log: Logger }): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startQueue(
+  database: Database,
+  jobs: JobDefinition<object>[],
+  opts: { log: Logger; supervise: boolean },
+): Promise<Queue> {
+  const names = new Set<string>();
+  for (const job of jobs) {
+    if (names.has(job.name)) throw new Error(`Job ${job.name} is registered twice`);
+    names.add(job.name);
+  }
+  const boss = database.connectionString
+    ? new PgBoss({ connectionString: database.connectionString, max: 4, supervise: opts.supervise, schedule: false })
+    : new PgBoss({ db: database.executor as PgBoss.Db, supervise: opts.supervise, schedule: false });
+  boss.on('error', (err: Error) => opts.log.error({ err }, 'queue error'));
+  await boss.start();
+  for (const job of jobs) {
+    await boss.createQueue(job.name, {
+      name: job.name,
+      policy: 'standard',
+      retryLimit: job.retryLimit,
+      retryDelay: job.retryDelaySeconds,
+      retryBackoff: job.retryBackoff,
+      expireInSeconds: job.expireInSeconds,
+    });
+  }
+  const workers: string[] = [];
+
+  return {
+    boss,
+    async send(job, data, { tx, startAfterSeconds } = {}) {
+      const id = await boss.send(job.name, data, {
+        retryLimit: job.retryLimit,
+        retryDelay: job.retryDelaySeconds,
+        retryBackoff: job.retryBackoff,
+        expireInSeconds: job.expireInSeconds,
+        ...(startAfterSeconds ? { startAfter: startAfterSeconds } : {}),
+        ...(tx ? { db: executorFor(tx) as PgBoss.Db } : {}),
+      });
+      if (!id) throw new Error(`Job ${job.name} was not queued`);
+      return id;
+    },
+    async work(definitions, { concurrency, pollIntervalSeconds, log }) {
+      for (const job of definitions) {
+        for (let i = 0; i < concurrency; i++) {
+          const id = await boss.work(
+            job.name,
+            { batchSize: 1, pollingIntervalSeconds: pollIntervalSeconds, includeMetadata: true },
+            async ([j]) => {
+              if (!j) return;
+              const jobLog = log.child({ job: job.name, jobId: j.id });
+              const attempt = j.retryCount + 1;
+              let data: object;
+              try {
+                data = job.parse(j.data);
+              } catch (err) {
+                jobLog.error({ err }, 'malformed job payload; dropping it');
+                return;
+              }
+              try {
+                await job.handler(data, { jobId: j.id, attempt, log: jobLog });
+              } catch (err) {
+                if (err instanceof PermanentJobError) {
+                  // Returning completes the pg-boss job so it is not retried; the handler has
+                  // recorded the failure (and its reason) in the feature's own tables.
+                  jobLog.warn({ reason: err.message }, 'job failed permanently');
+                  return;
+                }
+                jobLog.warn({ err, attempt }, 'job failed; pg-boss will retry it if tries remain');
+                throw err;
+              }
+            },
+          );
+          workers.push(id);
+        }
+      }
+    },
+    async stop() {
+      await boss.stop({ graceful: true, wait: true, timeout: 20_000 });
+    },
+  };
+}

@@ -1,0 +1,199 @@
+import { and, asc, desc, eq, gte, inArray, lt, sql, type SQL } from 'drizzle-orm';
+import type { DbOrTx } from '../platform/db/index.js';
+import { analyses, annotations, patientDoctors, patients, reports, scanReviews, scans, users } from '../platform/db/schema.js';
+import type { Viewer } from '../patients/repository.js';
+
+export type ScanRow = typeof scans.$inferSelect;
+export type NewScanRow = typeof scans.$inferInsert;
+export type AnalysisRow = typeof analyses.$inferSelect;
+
+/** The patient fields a scan is shown with. */
+export interface ScanPatient {
+  id: string;
+  patientId: string;
+  name: string;
+  dateOfBirth: string | null;
+  gender: string | null;
+}
+
+export interface ScanWithPatient {
+  scan: ScanRow;
+  patient: ScanPatient;
+}
+
+export interface LatestReview {
+  id: string;
+  scanId: string;
+  analysisId: string | null;
+  status: string;
+  result: Record<string, unknown>;
+  reviewedAt: Date;
+  reviewer: { id: string; name: string; email: string } | null;
+}
+
+/**
+ * The same rule as for patients: admins see every scan, a doctor the scans of the patients
+ * assigned to them. Written as `patient_id in (...)` so the planner starts from the doctor's
+ * few assignments (patient_doctors_doctor_idx) and reaches scans by scans_patient_date_idx.
+ */
+function visibleTo(viewer: Viewer): SQL | undefined {
+  if (viewer.role === 'admin') return undefined;
+  return sql`${scans.patientId} in (select pd.patient_id from ${patientDoctors} pd where pd.doctor_id = ${viewer.id})`;
+}
+
+const patientColumns = {
+  id: patients.id,
+  patientId: patients.patientId,
+  name: patients.name,
+  dateOfBirth: patients.dateOfBirth,
+  gender: patients.gender,
+};
+
+export async function findVisibleScan(db: DbOrTx, viewer: Viewer, id: string): Promise<ScanWithPatient | null> {
+  const [row] = await db
+    .select({ scan: scans, patient: patientColumns })
+    .from(scans)
+    .innerJoin(patients, eq(patients.id, scans.patientId))
+    .where(and(eq(scans.id, id), visibleTo(viewer)));
+  return row ?? null;
+}
+
+export interface ScanListFilter {
+  page: number;
+  limit: number;
+  status?: ScanRow['status'];
+  /** The patient's `_id`, already resolved and checked. */
+  patientRowId?: string;
+  from?: Date;
+  /** Exclusive upper bound. */
+  until?: Date;
+}
+
+export async function listVisibleScans(
+  db: DbOrTx,
+  viewer: Viewer,
+  filter: ScanListFilter,
+): Promise<{ rows: ScanWithPatient[]; total: number }> {
+  const conditions: (SQL | undefined)[] = [visibleTo(viewer)];
+  if (filter.status) conditions.push(eq(scans.status, filter.status));
+  if (filter.patientRowId) conditions.push(eq(scans.patientId, filter.patientRowId));
+  if (filter.from) conditions.push(gte(scans.scanDate, filter.from));
+  if (filter.until) conditions.push(lt(scans.scanDate, filter.until));
+  const where = and(...conditions);
+  const [count] = await db.select({ n: sql<number>`count(*)::int` }).from(scans).where(where);
+  const rows = await db
+    .select({ scan: scans, patient: patientColumns })
+    .from(scans)
+    .innerJoin(patients, eq(patients.id, scans.patientId))
+    .where(where)
+    .orderBy(desc(scans.scanDate), desc(scans.id))
+    .limit(filter.limit)
+    .offset((filter.page - 1) * filter.limit);
+  return { rows, total: count?.n ?? 0 };
+}
+
+export async function insertScan(db: DbOrTx, values: NewScanRow): Promise<ScanRow> {
+  const [row] = await db.insert(scans).values(values).returning();
+  return row!;
+}
+
+export async function updateScanRow(db: DbOrTx, id: string, values: Partial<NewScanRow>): Promise<ScanRow> {
+  const [row] = await db
+    .update(scans)
+    .set({ ...values, updatedAt: new Date() })
+    .where(eq(scans.id, id))
+    .returning();
+  return row!;
+}
+
+export async function deleteScanRow(db: DbOrTx, id: string): Promise<void> {
+  await db.delete(scans).where(eq(scans.id, id));
+}
+
+/** The current analysis of each scan that has one, by scan id. */
+export async function currentAnalyses(db: DbOrTx, scanRows: ScanRow[]): Promise<Map<string, AnalysisRow>> {
+  const ids = scanRows.map((s) => s.currentAnalysisId).filter((id): id is string => id !== null);
+  const out = new Map<string, AnalysisRow>();
+  if (ids.length === 0) return out;
+  const rows = await db.select().from(analyses).where(inArray(analyses.id, ids));
+  for (const row of rows) out.set(row.scanId, row);
+  return out;
+}
+
+/** The latest review of each scan that has one, by scan id. */
+export async function latestReviews(db: DbOrTx, scanIds: string[]): Promise<Map<string, LatestReview>> {
+  const out = new Map<string, LatestReview>();
+  if (scanIds.length === 0) return out;
+  const rows = await db
+    .selectDistinctOn([scanReviews.scanId], {
+      id: scanReviews.id,
+      scanId: scanReviews.scanId,
+      analysisId: scanReviews.analysisId,
+      status: scanReviews.status,
+      result: scanReviews.result,
+      reviewedAt: scanReviews.reviewedAt,
+      reviewerId: users.id,
+      reviewerName: users.name,
+      reviewerEmail: users.email,
+    })
+    .from(scanReviews)
+    .leftJoin(users, eq(users.id, scanReviews.reviewedBy))
+    .where(inArray(scanReviews.scanId, scanIds))
+    .orderBy(scanReviews.scanId, desc(scanReviews.reviewedAt), desc(scanReviews.id));
+  for (const r of rows) {
+    out.set(r.scanId, {
+      id: r.id,
+      scanId: r.scanId,
+      analysisId: r.analysisId,
+      status: r.status,
+      result: r.result,
+      reviewedAt: r.reviewedAt,
+      reviewer: r.reviewerId ? { id: r.reviewerId, name: r.reviewerName ?? '', email: r.reviewerEmail ?? '' } : null,
+    });
+  }
+  return out;
+}
+
+export async function insertReview(db: DbOrTx, values: typeof scanReviews.$inferInsert): Promise<void> {
+  await db.insert(scanReviews).values(values);
+}
+
+export async function annotationsOf(db: DbOrTx, scanId: string) {
+  return db
+    .select({
+      id: annotations.id,
+      x: annotations.x,
+      y: annotations.y,
+      text: annotations.text,
+      createdAt: annotations.createdAt,
+      authorId: users.id,
+      authorName: users.name,
+    })
+    .from(annotations)
+    .leftJoin(users, eq(users.id, annotations.createdBy))
+    .where(eq(annotations.scanId, scanId))
+    .orderBy(asc(annotations.createdAt), asc(annotations.id));
+}
+
+export type AnnotationRow = Awaited<ReturnType<typeof annotationsOf>>[number];
+
+export async function insertAnnotation(db: DbOrTx, values: typeof annotations.$inferInsert): Promise<void> {
+  await db.insert(annotations).values(values);
+}
+
+export async function insertReport(db: DbOrTx, values: typeof reports.$inferInsert): Promise<void> {
+  await db.insert(reports).values(values);
+}
+
+export async function findReport(db: DbOrTx, scanId: string, reportId: string) {
+  const [row] = await db
+    .select()
+    .from(reports)
+    .where(and(eq(reports.id, reportId), eq(reports.scanId, scanId)));
+  return row ?? null;
+}
+
+export async function findUserRef(db: DbOrTx, id: string) {
+  const [row] = await db.select({ id: users.id, name: users.name, email: users.email }).from(users).where(eq(users.id, id));
+  return row ?? null;
+}

@@ -1,0 +1,188 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { IsoDateTime, Nullable, PageQuery } from '../platform/http/schemas.js';
+
+export const ScanStatusSchema = Type.Union([
+  Type.Literal('pending'),
+  Type.Literal('processing'),
+  Type.Literal('completed'),
+  Type.Literal('failed'),
+]);
+
+export const ScanTypeSchema = Type.Union([Type.Literal('brain-mri'), Type.Literal('chest-xray')]);
+
+/** A calendar date ("2025-05-01") or an ISO 8601 date-time. */
+const DateOrDateTime = Type.String({
+  pattern: '^\\d{4}-\\d{2}-\\d{2}(T[0-9:.]+(Z|[+-]\\d{2}:?\\d{2})?)?$',
+  description: 'YYYY-MM-DD or ISO 8601 date-time',
+});
+
+export const ListScansQuerySchema = Type.Object(
+  {
+    ...PageQuery,
+    status: Type.Optional(ScanStatusSchema),
+    patientId: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 128, description: "The patient's patientId or _id" }),
+    ),
+    startDate: Type.Optional(DateOrDateTime),
+    endDate: Type.Optional(
+      Type.String({
+        pattern: DateOrDateTime.pattern,
+        description: 'YYYY-MM-DD (the whole day is included) or ISO 8601 date-time',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type ListScansQuery = Static<typeof ListScansQuerySchema>;
+
+export const ReviewResultSchema = Type.Object(
+  {
+    hasTumor: Type.Optional(Type.Boolean()),
+    tumorType: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: 100 }))),
+    hasPneumonia: Type.Optional(Type.Boolean()),
+    pneumoniaType: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: 100 }))),
+    confidence: Type.Optional(Nullable(Type.Number({ minimum: 0, maximum: 1 }))),
+    tumorLocation: Type.Optional(Nullable(Type.String({ maxLength: 200 }))),
+    additionalNotes: Type.Optional(Nullable(Type.String({ maxLength: 5000 }))),
+  },
+  { additionalProperties: false },
+);
+export type ReviewResult = Static<typeof ReviewResultSchema>;
+
+export const ReviewBodySchema = Type.Object(
+  {
+    status: Type.Optional(
+      Type.Union([Type.Literal('pending'), Type.Literal('completed'), Type.Literal('failed')], {
+        description: '"processing" is set by the analysis itself',
+      }),
+    ),
+    result: Type.Optional(ReviewResultSchema),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+export type ReviewBody = Static<typeof ReviewBodySchema>;
+
+export const AnnotationBodySchema = Type.Object(
+  {
+    x: Type.Number({ minimum: 0, description: 'Pixel column in the rendered image (0..width-1)' }),
+    y: Type.Number({ minimum: 0, description: 'Pixel row in the rendered image (0..height-1)' }),
+    text: Type.String({ minLength: 1, maxLength: 2000 }),
+  },
+  { additionalProperties: false },
+);
+export type AnnotationBody = Static<typeof AnnotationBodySchema>;
+
+const UserRef = Type.Object({ _id: Type.String(), name: Type.String() });
+
+export const ResultSchema = Type.Object(
+  {
+    hasTumor: Type.Optional(Type.Boolean()),
+    tumorType: Type.Optional(Nullable(Type.String())),
+    hasPneumonia: Type.Optional(Type.Boolean()),
+    pneumoniaType: Type.Optional(Nullable(Type.String())),
+    confidence: Type.Optional(Nullable(Type.Number())),
+    probabilities: Type.Optional(Type.Record(Type.String(), Type.Number())),
+    tumorLocation: Type.Optional(Nullable(Type.String())),
+    additionalNotes: Type.Optional(Nullable(Type.String())),
+    model: Type.Optional(Nullable(Type.Object({ id: Type.String(), version: Type.String() }))),
+    heatmapUrl: Type.Optional(Nullable(Type.String({ description: 'Signed, expiring link' }))),
+  },
+  { description: 'The current finding: the physician-reviewed one when reviewed, else the model output' },
+);
+
+export const AnnotationSchema = Type.Object({
+  _id: Type.String(),
+  x: Type.Number(),
+  y: Type.Number(),
+  text: Type.String(),
+  createdAt: IsoDateTime,
+  createdBy: Nullable(UserRef),
+});
+
+const ScanCore = {
+  _id: Type.String(),
+  patientId: Type.String({ description: "The patient's hospital identifier" }),
+  patientName: Type.String(),
+  scanDate: IsoDateTime,
+  scanType: Nullable(ScanTypeSchema),
+  imageUrl: Type.String({ description: 'Absolute, signed and expiring link to the rendered PNG' }),
+  thumbnailUrl: Type.String({ description: 'Absolute, signed and expiring link to a small PNG preview' }),
+  status: ScanStatusSchema,
+};
+
+export const UploadResponseSchema = Type.Object(ScanCore);
+
+export const ScanListItemSchema = Type.Object({
+  ...ScanCore,
+  result: Nullable(ResultSchema),
+  failureReason: Nullable(Type.String()),
+  createdAt: IsoDateTime,
+});
+
+export const ScanListSchema = Type.Object({
+  scans: Type.Array(ScanListItemSchema),
+  currentPage: Type.Integer(),
+  totalPages: Type.Integer(),
+  totalScans: Type.Integer(),
+});
+
+export const ScanDetailSchema = Type.Object({
+  ...ScanCore,
+  patient: Type.Object({ _id: Type.String(), patientId: Type.String(), name: Type.String() }),
+  doctorId: Nullable(Type.Object({ _id: Type.String(), name: Type.String(), email: Type.String() })),
+  result: Nullable(ResultSchema),
+  modelResult: Nullable(ResultSchema),
+  review: Nullable(Type.Object({ reviewedBy: Nullable(UserRef), reviewedAt: IsoDateTime, status: Type.String() })),
+  failureReason: Nullable(Type.String()),
+  annotations: Type.Array(AnnotationSchema),
+  originalFormat: Type.Union([Type.Literal('jpeg'), Type.Literal('png'), Type.Literal('dicom')]),
+  width: Type.Integer(),
+  height: Type.Integer(),
+  dicom: Nullable(
+    Type.Object({
+      modality: Nullable(Type.String()),
+      bodyPartExamined: Nullable(Type.String()),
+      studyInstanceUid: Nullable(Type.String()),
+      seriesInstanceUid: Nullable(Type.String()),
+      sopInstanceUid: Nullable(Type.String()),
+    }),
+  ),
+  createdAt: IsoDateTime,
+  updatedAt: IsoDateTime,
+});
+
+export const ScanStatusResponseSchema = Type.Object({
+  status: ScanStatusSchema,
+  failureReason: Nullable(Type.String()),
+  jobStatus: Nullable(
+    Type.Object({
+      state: Type.String({ description: 'created, active, retry, completed or failed' }),
+      progress: Type.Integer({ minimum: 0, maximum: 100 }),
+      stage: Nullable(Type.String()),
+    }),
+  ),
+});
+
+export const AnnotationsResponseSchema = Type.Object({
+  _id: Type.String(),
+  annotations: Type.Array(AnnotationSchema),
+});
+
+export const ReportResponseSchema = Type.Object({
+  message: Type.String(),
+  reportUrl: Type.String({ description: 'Absolute, signed and expiring link to the PDF' }),
+});
+
+export const ScanFileParamsSchema = Type.Object({
+  scanId: Type.String({ minLength: 1, maxLength: 64 }),
+  name: Type.String({ minLength: 1, maxLength: 100 }),
+});
+
+export const ReportFileParamsSchema = Type.Object({
+  file: Type.String({ minLength: 1, maxLength: 120 }),
+});
+
+export const SignedQuerySchema = Type.Object({
+  expires: Type.Optional(Type.String({ maxLength: 20 })),
+  signature: Type.Optional(Type.String({ maxLength: 100 })),
+});

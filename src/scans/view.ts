@@ -1,0 +1,178 @@
+/**
+ * How a scan is shown: one mapper from the stored rows (scan, patient, current analysis,
+ * latest review) to the API's shape, so the analysis pipeline only has to fill the analyses
+ * row and every endpoint shows the same thing.
+ *
+ * `modelResult` is the model's output exactly as stored; `result` is what the reader should
+ * act on: the physician's review laid over the model's output when the scan was reviewed.
+ */
+import type { UrlSigner } from '../platform/signing.js';
+import type { AnalysisRow, AnnotationRow, LatestReview, ScanPatient, ScanRow } from './repository.js';
+
+/** Builds absolute, signed and expiring links to stored files. */
+export interface FileLinks {
+  file(key: string): string;
+  report(scanId: string, reportId: string): string;
+}
+
+export function fileLinks(signer: UrlSigner, base: string): FileLinks {
+  return {
+    file: (key) => signer.sign(`/files/${key}`, base),
+    report: (scanId, reportId) => signer.sign(`/reports/report-${scanId}-${reportId}.pdf`, base),
+  };
+}
+
+export interface ResultView {
+  hasTumor?: boolean;
+  tumorType?: string | null;
+  hasPneumonia?: boolean;
+  pneumoniaType?: string | null;
+  confidence?: number | null;
+  probabilities?: Record<string, number>;
+  tumorLocation?: string | null;
+  additionalNotes?: string | null;
+  model?: { id: string; version: string } | null;
+  heatmapUrl?: string | null;
+}
+
+/** The fields a physician's review may set; the rest of a result describes the analysis. */
+export const BRAIN_FIELDS = ['hasTumor', 'tumorType', 'tumorLocation'] as const;
+export const CHEST_FIELDS = ['hasPneumonia', 'pneumoniaType'] as const;
+export const REVIEW_FIELDS = [...BRAIN_FIELDS, ...CHEST_FIELDS, 'confidence', 'additionalNotes'] as const;
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+function probabilities(v: unknown): Record<string, number> | undefined {
+  if (!isRecord(v)) return undefined;
+  const out: Record<string, number> = {};
+  for (const [k, p] of Object.entries(v)) if (typeof p === 'number') out[k] = p;
+  return out;
+}
+
+/** The model's finding from a completed analysis; null when there is none or it refused. */
+export function modelResultView(analysis: AnalysisRow | null | undefined, links: FileLinks): ResultView | null {
+  const raw = analysis?.result;
+  if (!analysis || !isRecord(raw) || raw.refused === true) return null;
+  const rawModel = isRecord(raw.model) ? raw.model : {};
+  const modelId = str(rawModel.id) ?? analysis.modelId;
+  const modelVersion = str(rawModel.version) ?? analysis.modelVersion;
+  const common = {
+    confidence: num(raw.confidence),
+    probabilities: probabilities(raw.probabilities) ?? {},
+    model: modelId && modelVersion ? { id: modelId, version: modelVersion } : null,
+    heatmapUrl: analysis.heatmapKey ? links.file(analysis.heatmapKey) : null,
+  };
+  if (typeof raw.hasPneumonia === 'boolean' || analysis.scanType === 'chest-xray') {
+    return { hasPneumonia: raw.hasPneumonia === true, pneumoniaType: str(raw.pneumoniaType), ...common };
+  }
+  return {
+    hasTumor: raw.hasTumor === true,
+    tumorType: str(raw.tumorType),
+    ...common,
+    tumorLocation: str(raw.tumorLocation),
+    ...(typeof raw.additionalNotes === 'string' ? { additionalNotes: raw.additionalNotes } : {}),
+  };
+}
+
+/** The reviewed fields of a stored review, laid over the model's result. */
+export function reviewedResultView(model: ResultView | null, review: LatestReview | null | undefined): ResultView | null {
+  if (!review) return model;
+  const reviewed: ResultView = {};
+  for (const field of REVIEW_FIELDS) {
+    if (field in review.result) (reviewed as Record<string, unknown>)[field] = review.result[field];
+  }
+  if (!model && Object.keys(reviewed).length === 0) return null;
+  return { ...(model ?? {}), ...reviewed };
+}
+
+export interface ScanViewInput {
+  scan: ScanRow;
+  patient: ScanPatient;
+  analysis?: AnalysisRow | null;
+  review?: LatestReview | null;
+}
+
+export function scanCoreView({ scan, patient }: ScanViewInput, links: FileLinks) {
+  return {
+    _id: scan.id,
+    patientId: patient.patientId,
+    patientName: patient.name,
+    scanDate: scan.scanDate.toISOString(),
+    scanType: scan.scanType,
+    imageUrl: links.file(scan.imageKey),
+    thumbnailUrl: links.file(scan.thumbnailKey),
+    status: scan.status,
+  };
+}
+
+function failureReason(scan: ScanRow, analysis: AnalysisRow | null | undefined): string | null {
+  if (scan.failureReason) return scan.failureReason;
+  if (scan.status === 'failed') return analysis?.refusalReason ?? null;
+  return null;
+}
+
+/** A scan as the list shows it. */
+export function scanView(input: ScanViewInput, links: FileLinks) {
+  const modelResult = modelResultView(input.analysis, links);
+  return {
+    ...scanCoreView(input, links),
+    result: reviewedResultView(modelResult, input.review),
+    failureReason: failureReason(input.scan, input.analysis),
+    createdAt: input.scan.createdAt.toISOString(),
+  };
+}
+
+export function annotationView(a: AnnotationRow) {
+  return {
+    _id: a.id,
+    x: a.x,
+    y: a.y,
+    text: a.text,
+    createdAt: a.createdAt.toISOString(),
+    createdBy: a.authorId ? { _id: a.authorId, name: a.authorName ?? '' } : null,
+  };
+}
+
+const dicomString = (info: Record<string, unknown> | null, key: string) => (info ? str(info[key]) : null);
+
+/** A scan with everything GET /api/scans/:id shows. */
+export function scanDetailView(
+  input: ScanViewInput & {
+    doctor: { id: string; name: string; email: string } | null;
+    annotations: AnnotationRow[];
+  },
+  links: FileLinks,
+) {
+  const { scan, patient, review } = input;
+  const modelResult = modelResultView(input.analysis, links);
+  return {
+    ...scanView(input, links),
+    patient: { _id: patient.id, patientId: patient.patientId, name: patient.name },
+    doctorId: input.doctor ? { _id: input.doctor.id, name: input.doctor.name, email: input.doctor.email } : null,
+    modelResult,
+    review: review
+      ? {
+          reviewedBy: review.reviewer ? { _id: review.reviewer.id, name: review.reviewer.name } : null,
+          reviewedAt: review.reviewedAt.toISOString(),
+          status: review.status,
+        }
+      : null,
+    annotations: input.annotations.map(annotationView),
+    originalFormat: scan.originalFormat,
+    width: scan.width,
+    height: scan.height,
+    dicom:
+      scan.originalFormat === 'dicom'
+        ? {
+            modality: dicomString(scan.dicom, 'modality'),
+            bodyPartExamined: dicomString(scan.dicom, 'bodyPartExamined'),
+            studyInstanceUid: scan.studyInstanceUid,
+            seriesInstanceUid: scan.seriesInstanceUid,
+            sopInstanceUid: scan.sopInstanceUid,
+          }
+        : null,
+    updatedAt: scan.updatedAt.toISOString(),
+  };
+}

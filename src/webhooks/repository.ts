@@ -1,0 +1,125 @@
+import { and, arrayContains, count, desc, eq, sql, type SQL } from 'drizzle-orm';
+import type { DbOrTx } from '../platform/db/index.js';
+import { patientDoctors, users, webhookDeliveries, webhooks } from '../platform/db/schema.js';
+import type { Viewer } from '../patients/repository.js';
+import type { WebhookEventType } from './types.js';
+
+export type WebhookRow = typeof webhooks.$inferSelect;
+export type DeliveryRow = typeof webhookDeliveries.$inferSelect;
+
+/** Admins manage every webhook, a doctor their own. */
+function manageableBy(viewer: Viewer): SQL | undefined {
+  return viewer.role === 'admin' ? undefined : eq(webhooks.ownerId, viewer.id);
+}
+
+/** Locks the owner's row so concurrent creations cannot both pass the per-user limit. */
+export async function lockOwner(tx: DbOrTx, ownerId: string): Promise<void> {
+  await tx.execute(sql`select 1 from ${users} where ${users.id} = ${ownerId} for update`);
+}
+
+export async function countWebhooksOf(tx: DbOrTx, ownerId: string): Promise<number> {
+  const [row] = await tx.select({ n: count() }).from(webhooks).where(eq(webhooks.ownerId, ownerId));
+  return row?.n ?? 0;
+}
+
+export async function insertWebhook(tx: DbOrTx, values: typeof webhooks.$inferInsert): Promise<WebhookRow> {
+  const [row] = await tx.insert(webhooks).values(values).returning();
+  return row!;
+}
+
+export async function listWebhooks(db: DbOrTx, viewer: Viewer): Promise<WebhookRow[]> {
+  return db.select().from(webhooks).where(manageableBy(viewer)).orderBy(desc(webhooks.createdAt), desc(webhooks.id));
+}
+
+export async function findManageableWebhook(db: DbOrTx, viewer: Viewer, id: string): Promise<WebhookRow | null> {
+  const [row] = await db
+    .select()
+    .from(webhooks)
+    .where(and(eq(webhooks.id, id), manageableBy(viewer)));
+  return row ?? null;
+}
+
+export async function deleteWebhookRow(db: DbOrTx, id: string): Promise<void> {
+  await db.delete(webhooks).where(eq(webhooks.id, id));
+}
+
+export async function deliveriesOf(db: DbOrTx, webhookId: string, limit: number): Promise<DeliveryRow[]> {
+  return db
+    .select()
+    .from(webhookDeliveries)
+    .where(eq(webhookDeliveries.webhookId, webhookId))
+    .orderBy(desc(webhookDeliveries.createdAt), desc(webhookDeliveries.attempt))
+    .limit(limit);
+}
+
+/**
+ * The owner may see the patient: admins see every patient, a doctor those assigned to them
+ * (the same rule as the patients feature).
+ */
+const ownerMaySeePatient = (patientId: string) =>
+  sql<boolean>`(${users.role} = 'admin' or exists (select 1 from ${patientDoctors} pd where pd.patient_id = ${patientId} and pd.doctor_id = ${webhooks.ownerId}))`;
+
+/** Active webhooks of active users that subscribe to the event and whose owner may see the patient. */
+export async function subscribersOf(
+  tx: DbOrTx,
+  { type, patientId }: { type: WebhookEventType; patientId: string },
+): Promise<Array<{ id: string }>> {
+  return tx
+    .select({ id: webhooks.id })
+    .from(webhooks)
+    .innerJoin(users, eq(users.id, webhooks.ownerId))
+    .where(
+      and(
+        eq(webhooks.isActive, true),
+        eq(users.isActive, true),
+        arrayContains(webhooks.events, [type]),
+        ownerMaySeePatient(patientId),
+      ),
+    );
+}
+
+export interface DeliveryTarget {
+  url: string;
+  secret: string;
+  isActive: boolean;
+  ownerActive: boolean;
+  ownerMaySeePatient: boolean;
+}
+
+/** What a delivery needs to know about its webhook, re-read at delivery time; null once deleted. */
+export async function deliveryTarget(
+  db: DbOrTx,
+  { webhookId, patientId }: { webhookId: string; patientId: string },
+): Promise<DeliveryTarget | null> {
+  const [row] = await db
+    .select({
+      url: webhooks.url,
+      secret: webhooks.secret,
+      isActive: webhooks.isActive,
+      ownerActive: users.isActive,
+      ownerMaySeePatient: ownerMaySeePatient(patientId),
+    })
+    .from(webhooks)
+    .innerJoin(users, eq(users.id, webhooks.ownerId))
+    .where(eq(webhooks.id, webhookId));
+  return row ?? null;
+}
+
+export async function wasDelivered(db: DbOrTx, { webhookId, messageId }: { webhookId: string; messageId: string }) {
+  const [row] = await db
+    .select({ id: webhookDeliveries.id })
+    .from(webhookDeliveries)
+    .where(
+      and(
+        eq(webhookDeliveries.webhookId, webhookId),
+        eq(webhookDeliveries.messageId, messageId),
+        eq(webhookDeliveries.succeeded, true),
+      ),
+    )
+    .limit(1);
+  return row !== undefined;
+}
+
+export async function insertDelivery(db: DbOrTx, values: typeof webhookDeliveries.$inferInsert): Promise<void> {
+  await db.insert(webhookDeliveries).values(values);
+}

@@ -1,0 +1,69 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { IsoDateTime, Nullable } from '../platform/http/schemas.js';
+import { WEBHOOK_EVENTS, type WebhookEventType } from './types.js';
+
+export const MAX_WEBHOOKS_PER_USER = 25;
+
+export const WebhookEventSchema = Type.Unsafe<WebhookEventType>(
+  Type.String({ enum: [...WEBHOOK_EVENTS], description: `One of ${WEBHOOK_EVENTS.join(', ')}` }),
+);
+
+export const CreateWebhookBodySchema = Type.Object(
+  {
+    url: Type.String({
+      format: 'uri',
+      maxLength: 2048,
+      description:
+        'Absolute https URL that receives the events (http is accepted only where WEBHOOK_ALLOW_PRIVATE=true). ' +
+        'Private, loopback and link-local targets are refused unless WEBHOOK_ALLOW_PRIVATE=true.',
+    }),
+    events: Type.Array(WebhookEventSchema, { minItems: 1, maxItems: WEBHOOK_EVENTS.length, uniqueItems: true }),
+    description: Type.Optional(Type.String({ maxLength: 500 })),
+  },
+  { additionalProperties: false },
+);
+export type CreateWebhookBody = Static<typeof CreateWebhookBodySchema>;
+
+const webhookFields = {
+  _id: Type.String(),
+  ownerId: Type.String({ description: 'The user who receives these events' }),
+  url: Type.String(),
+  events: Type.Array(WebhookEventSchema),
+  description: Nullable(Type.String()),
+  isActive: Type.Boolean(),
+  createdAt: IsoDateTime,
+};
+
+export const WebhookSchema = Type.Object(webhookFields);
+export type Webhook = Static<typeof WebhookSchema>;
+
+export const CreatedWebhookSchema = Type.Object({
+  ...webhookFields,
+  secret: Type.String({
+    description:
+      'The signing secret (whsec_...), shown only in this response: verify each delivery with it ' +
+      '(Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature).',
+  }),
+});
+export type CreatedWebhook = Static<typeof CreatedWebhookSchema>;
+
+export const WebhookListSchema = Type.Object({ webhooks: Type.Array(WebhookSchema) });
+
+export const DeliveriesQuerySchema = Type.Object(
+  { limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }) },
+  { additionalProperties: false },
+);
+
+export const DeliverySchema = Type.Object({
+  _id: Type.String(),
+  messageId: Type.String({ description: 'The webhook-id header: the same for every attempt of one event' }),
+  eventType: WebhookEventSchema,
+  attempt: Type.Integer({ description: '1 for the first try, 2 for the first retry...' }),
+  statusCode: Nullable(Type.Integer({ description: "The receiver's HTTP status; null when none came back" })),
+  durationMs: Nullable(Type.Integer()),
+  error: Nullable(Type.String({ description: 'Why the attempt failed; null when it succeeded' })),
+  succeeded: Type.Boolean(),
+  createdAt: IsoDateTime,
+});
+
+export const DeliveryListSchema = Type.Object({ deliveries: Type.Array(DeliverySchema) });

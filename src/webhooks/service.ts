@@ -1,0 +1,124 @@
+/**
+ * Webhook subscriptions. A user manages their own webhooks, an admin everyone's; someone
+ * else's webhook answers exactly like a missing one (404). What a webhook receives is decided
+ * when an event is published (publisher.ts): its owner must be allowed to see the patient.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Db } from '../platform/db/index.js';
+import { badRequest, conflict, notFound } from '../platform/errors.js';
+import { isUuid } from '../platform/http/schemas.js';
+import type { Viewer } from '../patients/repository.js';
+import * as repo from './repository.js';
+import type { CreatedWebhook, CreateWebhookBody, Webhook } from './schemas.js';
+import { MAX_WEBHOOKS_PER_USER } from './schemas.js';
+import { TargetRefusedError, vetTarget, type TargetPolicy } from './target.js';
+import type { WebhookEventType } from './types.js';
+
+/** `whsec_` + base64 of 24 random bytes: the Standard Webhooks secret format. */
+export function generateSecret(): string {
+  return `whsec_${randomBytes(24).toString('base64')}`;
+}
+
+function view(row: repo.WebhookRow): Webhook {
+  return {
+    _id: row.id,
+    ownerId: row.ownerId,
+    url: row.url,
+    events: row.events as WebhookEventType[],
+    description: row.description,
+    isActive: row.isActive,
+    createdAt: row.createdAt.toISOString(),
+  };
+}
+
+/**
+ * Checks a target URL when the webhook is created, so a mistake is reported at once rather
+ * than as failed deliveries. The delivery job checks again (DNS can change).
+ */
+async function checkUrl(raw: string, policy: TargetPolicy): Promise<string> {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw badRequest('url must be an absolute http(s) URL');
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw badRequest(`url must use https, got "${url.protocol}"`);
+  }
+  // Event bodies carry patient and scan ids: outside a private deployment they go over TLS.
+  if (url.protocol === 'http:' && !policy.allowPrivate) {
+    throw badRequest('url must use https (plain http is accepted only where WEBHOOK_ALLOW_PRIVATE=true)');
+  }
+  if (url.username || url.password) {
+    throw badRequest('url must not contain credentials: verify the webhook-signature header instead');
+  }
+  if (!policy.allowPrivate) {
+    try {
+      await vetTarget(url, policy);
+    } catch (err) {
+      if (err instanceof TargetRefusedError) throw badRequest(`url refused: ${err.message}`);
+      throw badRequest(`url host "${url.hostname}" could not be resolved; check the address`);
+    }
+  }
+  return url.toString();
+}
+
+export async function createWebhook(
+  db: Db,
+  { viewer, input, policy }: { viewer: Viewer; input: CreateWebhookBody; policy: TargetPolicy },
+): Promise<CreatedWebhook> {
+  const url = await checkUrl(input.url, policy);
+  const secret = generateSecret();
+  const row = await db.transaction(async (tx) => {
+    await repo.lockOwner(tx, viewer.id);
+    if ((await repo.countWebhooksOf(tx, viewer.id)) >= MAX_WEBHOOKS_PER_USER) {
+      throw conflict(`You already have ${MAX_WEBHOOKS_PER_USER} webhooks, the most allowed: delete one first`);
+    }
+    return repo.insertWebhook(tx, {
+      ownerId: viewer.id,
+      url,
+      events: input.events,
+      description: input.description?.trim() || null,
+      secret,
+    });
+  });
+  return { ...view(row), secret };
+}
+
+export async function listWebhooks(db: Db, { viewer }: { viewer: Viewer }): Promise<{ webhooks: Webhook[] }> {
+  const rows = await repo.listWebhooks(db, viewer);
+  return { webhooks: rows.map(view) };
+}
+
+async function manageableOr404(db: Db, viewer: Viewer, id: string): Promise<repo.WebhookRow> {
+  const row = isUuid(id) ? await repo.findManageableWebhook(db, viewer, id) : null;
+  if (!row) throw notFound('Webhook');
+  return row;
+}
+
+/** Deletes a webhook with its delivery log; queued deliveries find it gone and are skipped. */
+export async function deleteWebhook(db: Db, { viewer, id }: { viewer: Viewer; id: string }): Promise<void> {
+  const row = await manageableOr404(db, viewer, id);
+  await repo.deleteWebhookRow(db, row.id);
+}
+
+export async function listDeliveries(
+  db: Db,
+  { viewer, id, limit }: { viewer: Viewer; id: string; limit: number },
+) {
+  const row = await manageableOr404(db, viewer, id);
+  const deliveries = await repo.deliveriesOf(db, row.id, limit);
+  return {
+    deliveries: deliveries.map((d) => ({
+      _id: d.id,
+      messageId: d.messageId,
+      eventType: d.eventType as WebhookEventType,
+      attempt: d.attempt,
+      statusCode: d.statusCode,
+      durationMs: d.durationMs,
+      error: d.error,
+      succeeded: d.succeeded,
+      createdAt: d.createdAt.toISOString(),
+    })),
+  };
+}

@@ -1,0 +1,144 @@
+/**
+ * Where a webhook may point. A webhook URL is chosen by a user but requested by the server,
+ * so without a check it would let any doctor make the server call its own admin ports, the
+ * database, or the cloud metadata endpoint (SSRF). Targets that resolve to private,
+ * loopback, link-local, unique-local, multicast or otherwise non-public addresses are
+ * refused unless WEBHOOK_ALLOW_PRIVATE=true (development, tests, on-premises receivers).
+ *
+ * The check returns the vetted addresses, and the delivery connects to exactly those
+ * (http.ts pins them), so a DNS answer that changes between check and connect (DNS
+ * rebinding) cannot redirect a delivery to an internal address.
+ */
+import { promises as dns, type LookupAddress } from 'node:dns';
+import { BlockList, isIP } from 'node:net';
+
+/** A URL that can never be a webhook target (bad scheme, private address...). */
+export class TargetRefusedError extends Error {
+  override name = 'TargetRefusedError';
+}
+
+/** Resolves a host name to every address it has (both families). */
+export type HostResolver = (hostname: string) => Promise<LookupAddress[]>;
+
+export const resolveHost: HostResolver = (hostname) => dns.lookup(hostname, { all: true, verbatim: true });
+
+const RANGES: Array<[reason: string, family: 'ipv4' | 'ipv6', cidr: string]> = [
+  ['unspecified', 'ipv4', '0.0.0.0/8'],
+  ['private', 'ipv4', '10.0.0.0/8'],
+  ['private (carrier-grade NAT)', 'ipv4', '100.64.0.0/10'],
+  ['loopback', 'ipv4', '127.0.0.0/8'],
+  ['link-local', 'ipv4', '169.254.0.0/16'],
+  ['private', 'ipv4', '172.16.0.0/12'],
+  ['reserved', 'ipv4', '192.0.0.0/24'],
+  ['reserved (documentation)', 'ipv4', '192.0.2.0/24'],
+  ['private', 'ipv4', '192.168.0.0/16'],
+  ['reserved (benchmarking)', 'ipv4', '198.18.0.0/15'],
+  ['reserved (documentation)', 'ipv4', '198.51.100.0/24'],
+  ['reserved (documentation)', 'ipv4', '203.0.113.0/24'],
+  ['multicast', 'ipv4', '224.0.0.0/4'],
+  ['reserved', 'ipv4', '240.0.0.0/4'],
+  ['unspecified', 'ipv6', '::/128'],
+  ['loopback', 'ipv6', '::1/128'],
+  // IPv4-compatible (deprecated) addresses embed an IPv4 address; none is a public target.
+  ['reserved', 'ipv6', '::/96'],
+  ['private (NAT64 local use)', 'ipv6', '64:ff9b:1::/48'],
+  ['reserved (discard)', 'ipv6', '100::/64'],
+  ['reserved (documentation)', 'ipv6', '2001:db8::/32'],
+  ['unique-local', 'ipv6', 'fc00::/7'],
+  ['link-local', 'ipv6', 'fe80::/10'],
+  ['site-local', 'ipv6', 'fec0::/10'],
+  ['multicast', 'ipv6', 'ff00::/8'],
+];
+
+const LISTS = RANGES.map(([reason, family, cidr]) => {
+  const [network, prefix] = cidr.split('/') as [string, string];
+  const list = new BlockList();
+  list.addSubnet(network, Number(prefix), family);
+  return { reason, family, list };
+});
+
+/** The 16 bytes of an IPv6 address (zone id dropped), or null if it is not one. */
+function ipv6Bytes(address: string): Uint8Array | null {
+  let text = address.split('%')[0]!;
+  if (isIP(text) !== 6) return null;
+  const bytes = new Uint8Array(16);
+  const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (dotted) {
+    const v4 = dotted[1]!.split('.').map(Number);
+    text = `${text.slice(0, -dotted[1]!.length)}${((v4[0]! << 8) | v4[1]!).toString(16)}:${((v4[2]! << 8) | v4[3]!).toString(16)}`;
+  }
+  const [head, tail] = text.includes('::') ? (text.split('::') as [string, string]) : [text, null];
+  const headGroups = head ? head.split(':') : [];
+  const tailGroups = tail ? tail.split(':') : [];
+  const groups = [...headGroups, ...Array<string>(8 - headGroups.length - tailGroups.length).fill('0'), ...tailGroups];
+  groups.forEach((g, i) => {
+    const n = parseInt(g, 16);
+    bytes[i * 2] = n >> 8;
+    bytes[i * 2 + 1] = n & 0xff;
+  });
+  return bytes;
+}
+
+/** An IPv4 address carried inside an IPv6 one that routes to it (mapped, NAT64, 6to4). */
+function embeddedIpv4(address: string): string | null {
+  const b = ipv6Bytes(address);
+  if (!b) return null;
+  const zero = (from: number, to: number) => b.slice(from, to).every((x) => x === 0);
+  // ::ffff:a.b.c.d (IPv4-mapped) and 64:ff9b::a.b.c.d (well-known NAT64 prefix).
+  if (zero(0, 10) && b[10] === 0xff && b[11] === 0xff) return b.slice(12).join('.');
+  if (b[0] === 0x00 && b[1] === 0x64 && b[2] === 0xff && b[3] === 0x9b && zero(4, 12)) return b.slice(12).join('.');
+  // 2002:AABB:CCDD::/48 (6to4) routes to AA.BB.CC.DD.
+  if (b[0] === 0x20 && b[1] === 0x02) return b.slice(2, 6).join('.');
+  return null;
+}
+
+/** Why an address is not a public webhook target ("loopback", "private"...), or null if it is. */
+export function nonPublicReason(address: string): string | null {
+  const family = isIP(address.split('%')[0]!);
+  if (family === 0) return 'invalid';
+  if (family === 6) {
+    const v4 = embeddedIpv4(address);
+    if (v4) return nonPublicReason(v4);
+  }
+  const plain = address.split('%')[0]!;
+  const type = family === 4 ? 'ipv4' : 'ipv6';
+  for (const { reason, family: f, list } of LISTS) {
+    if (f === type && list.check(plain, type)) return reason;
+  }
+  return null;
+}
+
+export interface TargetPolicy {
+  allowPrivate: boolean;
+  resolve?: HostResolver;
+}
+
+const PRIVATE_HINT = 'webhook targets on private, loopback or link-local networks are refused unless WEBHOOK_ALLOW_PRIVATE=true';
+
+/**
+ * Checks a webhook URL and returns the addresses a delivery may connect to. Throws
+ * `TargetRefusedError` for a target that is not allowed (any one non-public address refuses
+ * the host, so a name cannot mix a public address with an internal one); a DNS failure is
+ * thrown as it is (it may be transient).
+ */
+export async function vetTarget(url: URL, policy: TargetPolicy): Promise<LookupAddress[]> {
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new TargetRefusedError(`url must use http or https, got "${url.protocol}"`);
+  }
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const family = isIP(host);
+  const addresses: LookupAddress[] = family
+    ? [{ address: host, family }]
+    : await (policy.resolve ?? resolveHost)(host);
+  if (addresses.length === 0) throw new Error(`${host} has no addresses`);
+  if (!policy.allowPrivate) {
+    for (const { address } of addresses) {
+      const reason = nonPublicReason(address);
+      if (reason) {
+        const where = family ? `${address} is` : `${host} resolves to ${address},`;
+        throw new TargetRefusedError(`${where} not a public address (${reason}): ${PRIVATE_HINT}`);
+      }
+    }
+  }
+  return addresses;
+}

@@ -1,0 +1,33 @@
+import type { DbOrTx } from '../platform/db/index.js';
+
+export const WEBHOOK_EVENTS = ['scan.uploaded', 'scan.analyzed', 'scan.failed'] as const;
+export type WebhookEventType = (typeof WEBHOOK_EVENTS)[number];
+
+/** Thin payload: ids and status only, never names or findings. */
+export interface ScanEvent {
+  type: WebhookEventType;
+  scanId: string;
+  /** The patient's `_id`. */
+  patientId: string;
+  status: string;
+}
+
+export interface EventPublisher {
+  /** Records the event inside the caller's transaction; deliveries are queued with it. */
+  publish(tx: DbOrTx, event: ScanEvent): Promise<void>;
+}
+
+/**
+ * One queued delivery of one event to one webhook. The body is fixed when the event is
+ * published, so every retry sends the same bytes under the same `webhook-id`.
+ */
+export interface WebhookDeliveryPayload {
+  webhookId: string;
+  /** The Standard Webhooks message id (`msg_...`), the receiver's de-duplication key. */
+  messageId: string;
+  eventType: WebhookEventType;
+  /** The patient `_id` of the event, to re-check at delivery that the owner may still see it. */
+  patientId: string;
+  /** The JSON body exactly as it will be sent. */
+  body: string;
+}

@@ -7,6 +7,7 @@ import { mlRoutes } from './analysis/routes.js';
 import { googleAuthPlugin } from './auth/google/plugin.js';
 import { createGoogleUserStore } from './auth/google/store.js';
 import type { AppContext } from './context.js';
+import { scansFeature } from './scans/routes.js';
 import { webhookRoutes } from './webhooks/routes.js';
 
 export type Feature = (app: FastifyInstance, ctx: AppContext) => Promise<void>;
@@ -23,6 +24,7 @@ export const FEATURES: Feature[] = [
       { prefix: '/api/auth/google' },
     );
   },
+  scansFeature,
   async (app, ctx) => {
     await app.register(mlRoutes(ctx), { prefix: '/api/ml' });
   },

@@ -114,18 +114,12 @@ async function main(): Promise<number> {
   await registry.close();
 
   printReport(report);
-  let code = 0;
+  const missed = missedTargets(report, id as ModelTask);
   if (args['check-targets']) {
-    const missed = missedTargets(report, id as ModelTask);
-    if (missed.length) {
-      console.log(`\nTARGETS MISSED:\n${missed.map((m) => `  - ${m}`).join('\n')}`);
-      code = 1;
-    } else {
-      console.log('\nAll targets met.');
-    }
+    console.log(missed.length ? `\nTARGETS MISSED:\n${missed.map((m) => `  - ${m}`).join('\n')}` : '\nAll targets met.');
   }
-  if (args.json) console.log(JSON.stringify(report));
-  return code;
+  if (args.json) console.log(JSON.stringify({ ...report, targets: { met: missed.length === 0, missed } }));
+  return args['check-targets'] && missed.length ? 1 : 0;
 }
 
 main().then(

@@ -23,6 +23,8 @@ export interface Config {
   adminPassword: string | null;
   rateLimit: { max: number; windowMs: number };
   redisUrl: string | null;
+  /** Prefix of every Redis key, so several deployments can share one Redis. */
+  redisKeyPrefix: string;
   trustProxy: boolean;
   logLevel: string;
   maxUploadMb: number;
@@ -169,6 +171,7 @@ export function loadConfig(env: Env = process.env): Config {
       windowMs: int(env, 'RATE_LIMIT_WINDOW_MS', 15 * 60 * 1000, 1000, 24 * 3600 * 1000),
     },
     redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
+    redisKeyPrefix: str(env, 'REDIS_KEY_PREFIX') ?? 'imagemedix:',
     trustProxy: bool(env, 'TRUST_PROXY', false),
     logLevel: oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
     maxUploadMb: int(env, 'MAX_UPLOAD_MB', 50, 1, 2048),

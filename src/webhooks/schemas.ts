@@ -1,12 +1,17 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static, type TUnsafe } from '@sinclair/typebox';
 import { IsoDateTime, Nullable } from '../platform/http/schemas.js';
 import { WEBHOOK_EVENTS, type WebhookEventType } from './types.js';
 
 export const MAX_WEBHOOKS_PER_USER = 25;
 
-export const WebhookEventSchema = Type.Unsafe<WebhookEventType>(
-  Type.String({ enum: [...WEBHOOK_EVENTS], description: `One of ${WEBHOOK_EVENTS.join(', ')}` }),
-);
+/**
+ * A string enum rather than a union of literals, so an unknown event is reported as "must be
+ * equal to one of the allowed values" instead of a failed match against the first literal.
+ * The intersection lets the route type provider (which infers from the JSON Schema) see it.
+ */
+const eventEnum = { type: 'string', enum: WEBHOOK_EVENTS, description: `One of ${WEBHOOK_EVENTS.join(', ')}` } as const;
+export const WebhookEventSchema = Type.Unsafe<WebhookEventType>({ ...eventEnum, enum: [...WEBHOOK_EVENTS] }) as TUnsafe<WebhookEventType> &
+  typeof eventEnum;
 
 export const CreateWebhookBodySchema = Type.Object(
   {

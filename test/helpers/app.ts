@@ -51,6 +51,8 @@ export interface TestAppOptions {
   worker?: boolean;
   analyzer?: Analyzer;
   analysisExpireInSeconds?: number;
+  /** Changes settings no environment variable may set (e.g. an http OIDC issuer on loopback). */
+  adjustConfig?: (config: Config) => void;
 }
 
 export async function createTestApp(kind: DbKind, opts: TestAppOptions = {}): Promise<TestApp> {
@@ -64,6 +66,7 @@ export async function createTestApp(kind: DbKind, opts: TestAppOptions = {}): Pr
     WEBHOOK_ALLOW_PRIVATE: 'true',
     ...opts.env,
   });
+  opts.adjustConfig?.(config);
   const database = await openTestDatabase(kind);
   const log = pino({ level: 'silent' });
   const runtime = await createRuntime(config, database, {

@@ -1,0 +1,51 @@
+/**
+ * Upload decoding: from the bytes someone uploaded to an 8-bit PNG for display and the models,
+ * plus the DICOM attributes we keep. Pure functions: no HTTP, no database, no logging.
+ */
+import sharp from 'sharp';
+import { decodeDicom, DEFAULT_MAX_PIXELS } from './dicom/pixels.js';
+import { readDisplayAttributes, renderForDisplay } from './dicom/render.js';
+import type { DicomInfo } from './dicom/info.js';
+import { ImageDecodeError } from './errors.js';
+import { decodeRaster } from './raster.js';
+import { sniffImageKind, type ImageKind } from './sniff.js';
+
+export { ImageDecodeError, type ImageDecodeErrorCode } from './errors.js';
+export { sniffImageKind, type ImageKind } from './sniff.js';
+export { inferScanType, type ScanType } from './scan-type.js';
+export { decodeDicomPixels, DEFAULT_MAX_PIXELS, type DicomPixels } from './dicom/pixels.js';
+export { formatDicomDate, formatPersonName, type DicomInfo } from './dicom/info.js';
+
+export interface DecodedImage {
+  kind: ImageKind;
+  /** 8-bit PNG: grayscale, or RGB for colour images. */
+  png: Buffer;
+  width: number;
+  height: number;
+  dicom?: DicomInfo;
+}
+
+export interface DecodeOptions {
+  /** Largest image accepted, in pixels (all frames of a DICOM file together). Default 50 000 000. */
+  maxPixels?: number;
+}
+
+export async function decodeUpload(bytes: Buffer, opts: DecodeOptions = {}): Promise<DecodedImage> {
+  const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (!Number.isSafeInteger(maxPixels) || maxPixels < 1) throw new RangeError('maxPixels must be a positive integer');
+  const kind = sniffImageKind(bytes);
+  if (kind === null) {
+    throw new ImageDecodeError('unsupported_type', 'The file is not a JPEG, PNG or DICOM image.');
+  }
+  if (kind === 'jpeg' || kind === 'png') {
+    return { kind, ...(await decodeRaster(bytes, kind, maxPixels)) };
+  }
+  const { parsed, info, pixels } = await decodeDicom(bytes, { maxPixels });
+  const display = renderForDisplay(pixels, readDisplayAttributes(parsed.dataSet, pixels.signed));
+  const png = await sharp(display.data, {
+    raw: { width: display.width, height: display.height, channels: display.channels },
+  })
+    .png()
+    .toBuffer();
+  return { kind, png, width: display.width, height: display.height, dicom: info };
+}

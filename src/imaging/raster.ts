@@ -1,0 +1,61 @@
+import sharp from 'sharp';
+import { describeThrown, ImageDecodeError, tooLarge } from './errors.js';
+
+/** How long libvips may spend on one image before we give up on it. */
+const DECODE_TIMEOUT_SECONDS = 30;
+
+const LABEL = { jpeg: 'JPEG', png: 'PNG' } as const;
+
+/**
+ * JPEG or PNG to an 8-bit PNG with EXIF orientation applied. Colour stays colour (the model
+ * code does its own grayscale); 16-bit and palette images become 8-bit; transparency is
+ * flattened onto black, the background of every radiology viewer.
+ */
+export async function decodeRaster(
+  bytes: Buffer,
+  kind: 'jpeg' | 'png',
+  maxPixels: number,
+): Promise<{ png: Buffer; width: number; height: number }> {
+  const label = LABEL[kind];
+  const corrupt = (thrown: unknown) =>
+    new ImageDecodeError(
+      'corrupt',
+      `The ${label} file is truncated or corrupt: ${describeThrown(thrown).split('\n')[0]!.replace(/^Vips\w*:\s*/, '')}.`,
+    );
+
+  // 'error' rejects truncated and broken data; 'warning' would also reject the harmless
+  // oddities many scanners and phones write (extraneous bytes before a marker, and so on).
+  const options: sharp.SharpOptions = { failOn: 'error', limitInputPixels: maxPixels, sequentialRead: true };
+
+  let metadata: sharp.Metadata;
+  try {
+    metadata = await sharp(bytes, { ...options, limitInputPixels: false }).metadata();
+  } catch (thrown) {
+    throw corrupt(thrown);
+  }
+  if (metadata.format !== kind) {
+    throw new ImageDecodeError('corrupt', `The file starts like a ${label} image but is not a readable ${label} file.`);
+  }
+  const { width, height } = metadata;
+  if (!width || !height) throw new ImageDecodeError('corrupt', `The ${label} file does not state its size.`);
+  // The header's size is trusted only to refuse early; sharp enforces the same limit itself.
+  if (width * height > maxPixels) throw tooLarge(width, height, 1, maxPixels);
+
+  const grey = metadata.channels !== undefined && metadata.channels <= 2 && metadata.space !== 'cmyk';
+  let pipeline = sharp(bytes, options).autoOrient();
+  if (metadata.hasAlpha) pipeline = pipeline.flatten({ background: '#000000' });
+  pipeline = pipeline
+    .toColourspace(grey ? 'b-w' : 'srgb')
+    .png()
+    .timeout({ seconds: DECODE_TIMEOUT_SECONDS });
+  try {
+    const { data, info } = await pipeline.toBuffer({ resolveWithObject: true });
+    return { png: data, width: info.width, height: info.height };
+  } catch (thrown) {
+    if (/exceeds pixel limit/i.test(describeThrown(thrown))) throw tooLarge(width, height, 1, maxPixels);
+    if (/timeout/i.test(describeThrown(thrown))) {
+      throw new ImageDecodeError('corrupt', `The ${label} file could not be decoded in ${DECODE_TIMEOUT_SECONDS} seconds.`);
+    }
+    throw corrupt(thrown);
+  }
+}

@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+
+import { parsePreprocessingSpec, preprocessImage } from './preprocess.js';
+import { checkDistance, checkInput, imageStats } from './refusal.js';
+import { blankImage, noiseImage, syntheticDocument, syntheticPhoto } from './synthetic.js';
+
+const spec = parsePreprocessingSpec(JSON.parse(readFileSync(new URL('../../ml/preprocessing.json', import.meta.url), 'utf8')));
+
+async function statsOf(image: Buffer) {
+  const p = await preprocessImage(image, spec);
+  return imageStats(p.rgb, p.width, p.height);
+}
+
+/** A smooth gray "scan": a bright disc with soft texture on black, like an MRI slice. */
+function scanLike(): Uint8Array {
+  const rgb = new Uint8Array(224 * 224 * 3);
+  for (let y = 0; y < 224; y++) {
+    for (let x = 0; x < 224; x++) {
+      const r = Math.hypot(x - 112, y - 112);
+      const v = r < 90 ? Math.round(120 + 60 * Math.sin(x / 9) * Math.cos(y / 11)) : 5;
+      rgb.fill(v, (y * 224 + x) * 3, (y * 224 + x) * 3 + 3);
+    }
+  }
+  return rgb;
+}
+
+describe('input checks', () => {
+  it('let a grayscale scan-like image through', () => {
+    assert.equal(checkInput(imageStats(scanLike(), 224, 224), 'brain-mri'), null);
+  });
+
+  it('refuse blank frames, colour pictures and noise, each with its own reason', async () => {
+    for (let seed = 0; seed < 4; seed++) {
+      assert.equal(checkInput(await statsOf(await blankImage(seed)), 'brain-mri')?.check, 'blank');
+      assert.equal(checkInput(await statsOf(await syntheticPhoto(seed)), 'chest-xray')?.check, 'colour');
+      const noise = checkInput(await statsOf(await noiseImage(seed)), 'chest-xray');
+      assert.ok(noise && ['noise', 'colour'].includes(noise.check), JSON.stringify(noise));
+    }
+    const reason = checkInput(await statsOf(await syntheticPhoto(1)), 'chest-xray')?.reason ?? '';
+    assert.match(reason, /colour.*chest X-ray is grayscale/);
+  });
+
+  it('leave grayscale documents to the model-side check', async () => {
+    assert.equal(checkInput(await statsOf(await syntheticDocument(1)), 'chest-xray'), null);
+  });
+
+  it('measure noise as uncorrelated neighbours', async () => {
+    const s = await statsOf(await noiseImage(3));
+    assert.ok(s.highFrequencyRatio > 0.7, String(s.highFrequencyRatio));
+    assert.ok(imageStats(scanLike(), 224, 224).highFrequencyRatio < 0.1);
+  });
+});
+
+describe('checkDistance', () => {
+  it('refuses above the threshold and when the score is not a number', () => {
+    assert.equal(checkDistance(10, 20, 'brain-mri'), null);
+    assert.equal(checkDistance(25, 20, 'brain-mri')?.check, 'out_of_distribution');
+    assert.match(checkDistance(25, 20, 'brain-mri')?.reason ?? '', /brain MRI slice images this model was trained on/);
+    assert.equal(checkDistance(Number.NaN, 20, 'chest-xray')?.check, 'out_of_distribution');
+  });
+});

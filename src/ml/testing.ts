@@ -1,0 +1,35 @@
+/**
+ * Shared by the ML tests: where the installed models and the fixture images are. The tests
+ * run against the real models in models/ and skip, saying why, when one is not installed.
+ */
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { ModelRegistry, type ModelTask } from './registry.js';
+
+const ROOT = path.resolve(fileURLToPath(new URL('../..', import.meta.url)));
+export const TEST_MODELS_DIR = path.join(ROOT, 'models');
+export const ML_FIXTURES_DIR = path.join(ROOT, 'test', 'fixtures', 'ml');
+
+export function fixturePath(task: ModelTask, label: string): string {
+  return path.join(ML_FIXTURES_DIR, `${task}--${label}.png`);
+}
+
+export function fixture(task: ModelTask, label: string): Promise<Buffer> {
+  return readFile(fixturePath(task, label));
+}
+
+/** The installed models, and for each task why its tests must skip (false when they can run). */
+export async function loadTestModels(): Promise<{ registry: ModelRegistry; skip: Record<ModelTask, string | false> }> {
+  const registry = await ModelRegistry.load({ dir: TEST_MODELS_DIR });
+  const skip = (task: ModelTask): string | false => {
+    if (!registry.has(task)) return `model ${task} is not installed in models/ (train it with ml/train.py)`;
+    if (!existsSync(fixturePath(task, registry.get(task).manifest.labels[0]!))) {
+      return `no fixtures for ${task} in test/fixtures/ml (run scripts/make-ml-fixtures.ts)`;
+    }
+    return false;
+  };
+  return { registry, skip: { 'brain-mri': skip('brain-mri'), 'chest-xray': skip('chest-xray') } };
+}

@@ -1,0 +1,167 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createTestApp, type TestApp } from '../../test/helpers/app.js';
+import { ConfigError, loadConfig } from './config.js';
+import { createUrlSigner } from './signing.js';
+
+const tmp = () => mkdtempSync(path.join(tmpdir(), 'imagemedix-cfg-'));
+
+describe('configuration', () => {
+  test('defaults', () => {
+    const c = loadConfig({ DATA_DIR: tmp() });
+    assert.equal(c.port, 3000);
+    assert.equal(c.databaseUrl, null);
+    assert.deepEqual(c.rateLimit, { max: 100, windowMs: 900_000 });
+    assert.equal(c.maxUploadMb, 50);
+    assert.equal(c.worker.inProcess, true);
+  });
+
+  test('bad values stop start-up with a message naming the variable', () => {
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ PORT: 'eighty' }, /PORT must be a whole number/],
+      [{ PORT: '70000' }, /PORT must be between/],
+      [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL must use postgres/],
+      [{ JWT_SECRET: 'short' }, /JWT_SECRET must be at least 32/],
+      [{ JWT_EXPIRES_IN: 'forever' }, /JWT_EXPIRES_IN/],
+      [{ RATE_LIMIT_MAX: '-1' }, /RATE_LIMIT_MAX/],
+      [{ ADMIN_EMAIL: 'a@b.co' }, /ADMIN_EMAIL and ADMIN_PASSWORD must be set together/],
+      [{ WEBHOOK_ALLOW_PRIVATE: 'maybe' }, /WEBHOOK_ALLOW_PRIVATE must be true or false/],
+      [{ GOOGLE_AUTO_PROVISION: 'sometimes' }, /GOOGLE_AUTO_PROVISION must be one of/],
+    ];
+    for (const [env, message] of cases) {
+      assert.throws(() => loadConfig({ DATA_DIR: tmp(), ...env }), (err: Error) => err instanceof ConfigError && message.test(err.message));
+    }
+  });
+
+  test('without JWT_SECRET a random secret is generated once, kept private, and reused', () => {
+    const dir = tmp();
+    const a = loadConfig({ DATA_DIR: dir });
+    const b = loadConfig({ DATA_DIR: dir });
+    assert.deepEqual(a.jwtSecret, b.jwtSecret);
+    assert.ok(a.jwtSecret.length >= 32);
+    assert.equal(statSync(path.join(dir, 'jwt-secret')).mode & 0o777, 0o600);
+    const other = loadConfig({ DATA_DIR: tmp() });
+    assert.notDeepEqual(other.jwtSecret, a.jwtSecret);
+    assert.ok(readFileSync(path.join(dir, 'jwt-secret'), 'utf8').length > 40);
+  });
+});
+
+describe('signed links', () => {
+  test('verify accepts its own signature and refuses tampering and expiry', () => {
+    let now = 1_000_000_000_000;
+    const signer = createUrlSigner(randomBytes(32), 60, () => now);
+    const url = new URL(signer.sign('/files/scans/a/image.png', 'http://h'));
+    const exp = url.searchParams.get('expires')!;
+    const sig = url.searchParams.get('signature')!;
+    assert.equal(signer.verify('/files/scans/a/image.png', exp, sig), 'ok');
+    assert.equal(signer.verify('/files/scans/b/image.png', exp, sig), 'invalid');
+    assert.equal(signer.verify('/files/scans/a/image.png', String(Number(exp) + 1), sig), 'invalid');
+    assert.equal(signer.verify('/files/scans/a/image.png', exp, undefined), 'invalid');
+    now += 61_000;
+    assert.equal(signer.verify('/files/scans/a/image.png', exp, sig), 'expired');
+  });
+});
+
+describe('HTTP platform (pglite)', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await createTestApp('pglite', { env: { RATE_LIMIT_MAX: '5', RATE_LIMIT_WINDOW_MS: '60000' } });
+  });
+  after(() => t.close());
+
+  test('health and readiness', async () => {
+    assert.deepEqual((await t.app.inject({ url: '/healthz' })).json(), { status: 'ok' });
+    assert.deepEqual((await t.app.inject({ url: '/readyz' })).json(), { status: 'ready', database: 'pglite' });
+  });
+
+  test('the OpenAPI document lists every documented endpoint', async () => {
+    const res = await t.app.inject({ url: '/openapi.json' });
+    assert.equal(res.statusCode, 200);
+    const doc = res.json();
+    assert.equal(doc.openapi, '3.0.3');
+    for (const [p, method] of [
+      ['/api/auth/login', 'post'],
+      ['/api/auth/me', 'get'],
+      ['/api/auth/google/', 'get'],
+      ['/api/users/users', 'get'],
+      ['/api/users/users/{id}', 'patch'],
+      ['/api/patients/', 'get'],
+      ['/api/patients/{id}', 'patch'],
+      ['/api/patients/{id}/medical-history', 'post'],
+      ['/api/patients/{id}/notes', 'post'],
+      ['/api/patients/{id}/assign-doctor', 'post'],
+      ['/api/ml/brain/analyze', 'post'],
+      ['/api/ml/status/{scanId}', 'get'],
+      ['/api/webhooks/', 'post'],
+    ] as const) {
+      assert.ok(doc.paths[p]?.[method], `${method.toUpperCase()} ${p} missing from the OpenAPI document`);
+    }
+    const docs = await t.app.inject({ url: '/docs' });
+    assert.ok([200, 302].includes(docs.statusCode));
+  });
+
+  test('unknown routes answer 404 in the error shape', async () => {
+    const res = await t.app.inject({ url: '/api/nothing-here?x=1' });
+    assert.equal(res.statusCode, 404);
+    assert.deepEqual(res.json(), { error: 'Route GET /api/nothing-here not found' });
+  });
+
+  test('rate limit headers on every response, then 429 with the error shape', async () => {
+    const headersOf = async () => {
+      const res = await t.app.inject({ url: '/api/auth/me', remoteAddress: '10.9.9.9' });
+      return res;
+    };
+    const first = await headersOf();
+    assert.equal(first.headers['x-ratelimit-limit'], '5');
+    assert.equal(first.headers['x-ratelimit-remaining'], '4');
+    const reset = Number(first.headers['x-ratelimit-reset']);
+    assert.ok(reset > 0 && reset <= 60, `reset ${reset} is seconds until the window resets`);
+    for (let i = 0; i < 4; i++) await headersOf();
+    const limited = await headersOf();
+    assert.equal(limited.statusCode, 429);
+    assert.match(limited.json().error, /Too many requests/);
+    assert.equal(limited.headers['x-ratelimit-remaining'], '0');
+    // Another address has its own budget; unknown routes count too.
+    const other = await t.app.inject({ url: '/nope', remoteAddress: '10.9.9.10' });
+    assert.equal(other.statusCode, 404);
+    assert.equal(other.headers['x-ratelimit-remaining'], '4');
+  });
+});
+
+describe('rate limits shared through Redis', () => {
+  test('two API instances share one budget per IP', async (tt) => {
+    const { Redis } = await import('ioredis');
+    const probe = new Redis('redis://127.0.0.1:6379', { lazyConnect: true, maxRetriesPerRequest: 0 });
+    try {
+      await probe.connect();
+    } catch {
+      if (process.env.CI) throw new Error('CI requires Redis at 127.0.0.1:6379');
+      tt.skip('Redis is not running on 127.0.0.1:6379');
+      return;
+    } finally {
+      probe.disconnect();
+    }
+    const env = {
+      RATE_LIMIT_MAX: '3',
+      RATE_LIMIT_WINDOW_MS: '60000',
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      REDIS_KEY_PREFIX: `imagemedix-test-${randomBytes(4).toString('hex')}:`,
+    };
+    const a = await createTestApp('pglite', { env });
+    const b = await createTestApp('pglite', { env });
+    try {
+      const hit = (t: TestApp) => t.app.inject({ url: '/healthz-missing', remoteAddress: '10.1.2.3' });
+      assert.equal((await hit(a)).headers['x-ratelimit-remaining'], '2');
+      assert.equal((await hit(b)).headers['x-ratelimit-remaining'], '1');
+      assert.equal((await hit(a)).headers['x-ratelimit-remaining'], '0');
+      assert.equal((await hit(b)).statusCode, 429);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});

@@ -1,0 +1,135 @@
+/**
+ * The printable report of a scan: gathers what the reader needs (patient, scan, the finding
+ * after review and the model's original, the image with annotations, the heatmap), renders it
+ * with src/reports/pdf.ts and stores it beside the scan's files.
+ */
+import { randomUUID } from 'node:crypto';
+import type { FastifyBaseLogger } from 'fastify';
+import { StorageNotFoundError } from '../platform/storage/index.js';
+import { renderReportPdf, type ReportInput } from '../reports/pdf.js';
+import * as repo from './repository.js';
+import { visibleScanOr404, type ScanDeps, type Viewer } from './service.js';
+import { modelResultView, reviewedResultView, type FileLinks, type ResultView } from './view.js';
+
+const humanize = (s: string) => s.replace(/[-_]+/g, ' ');
+
+/** One line a reader understands: "Tumour detected: glioma", "No pneumonia detected". */
+export function findingSummary(result: ResultView): string {
+  if (typeof result.hasTumor === 'boolean') {
+    if (!result.hasTumor) return 'No tumour detected';
+    return result.tumorType ? `Tumour detected: ${humanize(result.tumorType)}` : 'Tumour detected (type not specified)';
+  }
+  if (typeof result.hasPneumonia === 'boolean') {
+    if (!result.hasPneumonia) return 'No pneumonia detected';
+    return result.pneumoniaType
+      ? `Pneumonia detected: ${humanize(result.pneumoniaType)}`
+      : 'Pneumonia detected (type not specified)';
+  }
+  return 'No structured finding: see the notes';
+}
+
+function finding(result: ResultView | null): ReportInput['finding'] {
+  if (!result) return null;
+  return {
+    summary: findingSummary(result),
+    confidence: result.confidence ?? null,
+    ...(result.probabilities && Object.keys(result.probabilities).length > 0 ? { probabilities: result.probabilities } : {}),
+    ...(typeof result.hasPneumonia === 'boolean' ? {} : { tumorLocation: result.tumorLocation ?? null }),
+    additionalNotes: result.additionalNotes ?? null,
+  };
+}
+
+export const reportKey = (scanId: string, reportId: string) => `scans/${scanId}/reports/${reportId}.pdf`;
+
+export async function generateReport(
+  deps: ScanDeps,
+  {
+    viewer,
+    id,
+    links,
+    log,
+    now = new Date(),
+  }: { viewer: Viewer & { name: string }; id: string; links: FileLinks; log: FastifyBaseLogger; now?: Date },
+) {
+  const { db, storage } = deps;
+  const { scan, patient } = await visibleScanOr404(db, viewer, id);
+  const [analyses, reviews, annotations, image] = await Promise.all([
+    repo.currentAnalyses(db, [scan]),
+    repo.latestReviews(db, [scan.id]),
+    repo.annotationsOf(db, scan.id),
+    storage.get(scan.imageKey),
+  ]);
+  const analysis = analyses.get(scan.id) ?? null;
+  const review = reviews.get(scan.id) ?? null;
+  const modelResult = modelResultView(analysis, links);
+  const result = reviewedResultView(modelResult, review);
+
+  let heatmap: Buffer | null = null;
+  if (analysis?.heatmapKey) {
+    try {
+      heatmap = await storage.get(analysis.heatmapKey);
+    } catch (err) {
+      if (!(err instanceof StorageNotFoundError)) throw err;
+      log.warn({ scanId: scan.id, analysisId: analysis.id }, 'heatmap file missing; report made without it');
+    }
+  }
+
+  const dicom = scan.dicom;
+  const input: ReportInput = {
+    scan: {
+      id: scan.id,
+      scanType: scan.scanType,
+      scanDate: scan.scanDate,
+      uploadedAt: scan.createdAt,
+      status: scan.status,
+      modality: typeof dicom?.modality === 'string' ? dicom.modality : null,
+      studyInstanceUid: scan.studyInstanceUid,
+      originalFormat: scan.originalFormat,
+    },
+    patient: {
+      patientId: patient.patientId,
+      name: patient.name,
+      dateOfBirth: patient.dateOfBirth ? new Date(`${patient.dateOfBirth}T00:00:00.000Z`) : null,
+      gender: patient.gender,
+    },
+    image,
+    heatmap,
+    hotRegion: analysis?.hotRegion ?? null,
+    annotations: annotations.map((a) => ({
+      x: a.x,
+      y: a.y,
+      text: a.text,
+      createdAt: a.createdAt,
+      createdBy: a.authorName ? { name: a.authorName } : null,
+    })),
+    finding: finding(result),
+    model: modelResult?.model ?? null,
+    modelFinding:
+      review && modelResult ? { summary: findingSummary(modelResult), confidence: modelResult.confidence ?? null } : null,
+    review: review
+      ? {
+          reviewer: review.reviewer
+            ? { name: review.reviewer.name, email: review.reviewer.email }
+            : { name: 'a former user (account removed)' },
+          reviewedAt: review.reviewedAt,
+          status: review.status,
+        }
+      : null,
+    refusalReason: analysis?.refusalReason ?? (scan.status === 'failed' ? scan.failureReason : null),
+    generatedAt: now,
+    generatedBy: { name: viewer.name },
+  };
+
+  const pdf = await renderReportPdf(input);
+  const reportId = randomUUID();
+  const key = reportKey(scan.id, reportId);
+  await storage.put(key, pdf, 'application/pdf');
+  try {
+    await repo.insertReport(db, { id: reportId, scanId: scan.id, storageKey: key, createdBy: viewer.id });
+  } catch (err) {
+    // The scan was deleted meanwhile (or the database failed): keep no orphaned file.
+    await storage.delete(key).catch((cleanupErr: unknown) => log.error({ err: cleanupErr, key }, 'could not remove a report file'));
+    throw err;
+  }
+  return { message: 'Report generated successfully', reportUrl: links.report(scan.id, reportId) };
+}

@@ -1,0 +1,450 @@
+/**
+ * Scan rules. Every function starts with the access check: a doctor reaches the scans of the
+ * patients assigned to them, an admin reaches all, and "not yours" answers exactly like "not
+ * there" (404) so scan ids cannot be probed.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import type { FastifyBaseLogger } from 'fastify';
+import sharp from 'sharp';
+import type { AppContext } from '../context.js';
+import { decodeUpload, ImageDecodeError, inferScanType, type DicomInfo } from '../imaging/index.js';
+import * as patientRepo from '../patients/repository.js';
+import { createPatientForUpload } from '../patients/service.js';
+import type { Db, DbOrTx } from '../platform/db/index.js';
+import type { ScanType } from '../platform/db/schema.js';
+import { AppError, badRequest, forbidden, notFound } from '../platform/errors.js';
+import { isUuid } from '../platform/http/schemas.js';
+import { isUniqueViolation } from '../users/repository.js';
+import * as repo from './repository.js';
+import type { ScanWithPatient } from './repository.js';
+import type { AnnotationBody, ListScansQuery, ReviewBody, ReviewResult } from './schemas.js';
+import type { UploadForm } from './upload.js';
+import {
+  BRAIN_FIELDS,
+  CHEST_FIELDS,
+  REVIEW_FIELDS,
+  annotationView,
+  modelResultView,
+  scanCoreView,
+  scanDetailView,
+  scanView,
+  type FileLinks,
+} from './view.js';
+
+export type Viewer = patientRepo.Viewer;
+export type ScanDeps = Pick<AppContext, 'db' | 'storage' | 'analysis' | 'events' | 'config'>;
+
+const SCAN_TYPES: readonly ScanType[] = ['brain-mri', 'chest-xray'];
+const PATIENT_ID = /^[A-Za-z0-9][A-Za-z0-9._\-/]*$/;
+const THUMBNAIL_PX = 256;
+/** A scan date a little ahead of the server clock is a clock difference, not an error. */
+const CLOCK_SKEW_MS = 24 * 3600 * 1000;
+
+async function visibleScanOr404(db: DbOrTx, viewer: Viewer, id: string): Promise<ScanWithPatient> {
+  const found = isUuid(id) ? await repo.findVisibleScan(db, viewer, id) : null;
+  if (!found) throw notFound('Scan');
+  return found;
+}
+
+/** A patient the viewer may add scans to; "someone else's" answers like "not there". */
+async function mayUseExistingPatient(db: DbOrTx, viewer: Viewer, patient: patientRepo.PatientRow): Promise<boolean> {
+  return viewer.role === 'admin' || patientRepo.isAssigned(db, patient.id, viewer.id);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upload
+
+export interface UploadRequest {
+  patientId: string | null;
+  patientName: string | null;
+  scanDate: Date | null;
+  scanType: ScanType | null;
+}
+
+function checkPatientId(value: string, source: string): string {
+  if (value.length > 64 || !PATIENT_ID.test(value)) {
+    throw badRequest(
+      `patientId ${source} must be 1-64 letters, digits or . _ - / and start with a letter or digit; got "${value.slice(0, 80)}"`,
+    );
+  }
+  return value;
+}
+
+function checkScanDate(d: Date, field: string): Date {
+  if (Number.isNaN(d.getTime())) throw badRequest(`${field} must be an ISO 8601 date or date-time`);
+  if (d.getTime() > Date.now() + CLOCK_SKEW_MS) throw badRequest(`${field} cannot be in the future`);
+  if (d.getUTCFullYear() < 1900) throw badRequest(`${field} must be after 1900`);
+  return d;
+}
+
+/** The text fields of the form, checked; what is missing may still come from a DICOM header. */
+export function parseUploadFields(fields: UploadForm['fields']): UploadRequest {
+  const { patientId, patientName, scanDate, scanType } = fields;
+  if (scanType !== undefined && !(SCAN_TYPES as readonly string[]).includes(scanType)) {
+    throw badRequest(`scanType must be one of ${SCAN_TYPES.join(', ')}; got "${scanType.slice(0, 40)}"`);
+  }
+  if (patientName !== undefined && patientName.length > 200) throw badRequest('patientName must be at most 200 characters');
+  let date: Date | null = null;
+  if (scanDate !== undefined) {
+    if (!/^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(scanDate)) {
+      throw badRequest('scanDate must be an ISO 8601 date or date-time, e.g. 2025-05-01T15:30:00Z');
+    }
+    date = checkScanDate(new Date(scanDate.length === 10 ? `${scanDate}T00:00:00.000Z` : scanDate), 'scanDate');
+    if (scanDate.length === 10 && date.toISOString().slice(0, 10) !== scanDate) {
+      throw badRequest(`scanDate is not a real calendar date: "${scanDate}"`);
+    }
+  }
+  return {
+    patientId: patientId === undefined ? null : checkPatientId(patientId, 'in the form'),
+    patientName: patientName ?? null,
+    scanDate: date,
+    scanType: (scanType as ScanType | undefined) ?? null,
+  };
+}
+
+/** A DICOM StudyDate (already ISO, YYYY-MM-DD) as a scan date; null when absent or implausible. */
+export function studyDate(date: string | undefined): Date | null {
+  if (!date || !/^\d{4}-\d{2}-\d{2}$/.test(date)) return null;
+  const d = new Date(`${date}T00:00:00.000Z`);
+  if (Number.isNaN(d.getTime()) || d.getTime() > Date.now() + CLOCK_SKEW_MS || d.getUTCFullYear() < 1900) return null;
+  return d;
+}
+
+function decodeErrorToAppError(err: ImageDecodeError): AppError {
+  switch (err.code) {
+    case 'unsupported_type':
+      return new AppError('unsupported_media_type', err.message);
+    case 'too_large':
+      return new AppError('payload_too_large', err.message);
+    case 'corrupt':
+      return new AppError('bad_request', err.message);
+    case 'unsupported_encoding':
+      return new AppError('unprocessable', err.message);
+  }
+}
+
+const EXTENSION = { jpeg: 'jpg', png: 'png', dicom: 'dcm' } as const;
+const MIME = { jpeg: 'image/jpeg', png: 'image/png', dicom: 'application/dicom' } as const;
+
+/** The DICOM attributes kept with the scan; the identifying ones live on the patient. */
+function dicomSummary(info: DicomInfo): Record<string, unknown> {
+  const { patientId: _id, patientName: _name, ...rest } = info;
+  return rest;
+}
+
+export async function uploadScan(
+  deps: ScanDeps,
+  { viewer, form, links, log }: { viewer: Viewer; form: UploadForm; links: FileLinks; log: FastifyBaseLogger },
+) {
+  const { db, storage } = deps;
+  const request = parseUploadFields(form.fields);
+  // Access first, before the expensive decode: someone else's patient is "not found".
+  if (request.patientId) {
+    const existing = await patientRepo.findPatientByPatientId(db, request.patientId);
+    if (existing && !(await mayUseExistingPatient(db, viewer, existing))) throw notFound('Patient');
+  }
+
+  let decoded: Awaited<ReturnType<typeof decodeUpload>>;
+  try {
+    decoded = await decodeUpload(form.image, { maxPixels: deps.config.maxImagePixels });
+  } catch (err) {
+    if (err instanceof ImageDecodeError) throw decodeErrorToAppError(err);
+    throw err;
+  }
+  const dicom = decoded.dicom ?? null;
+
+  const headerPatientId = dicom?.patientId?.trim() || null;
+  const patientId = request.patientId ?? (headerPatientId ? checkPatientId(headerPatientId, 'from the DICOM header') : null);
+  if (!patientId) {
+    throw badRequest(
+      dicom
+        ? 'Form field "patientId" is required: the DICOM header has no PatientID'
+        : 'Form field "patientId" is required',
+    );
+  }
+  const patientName = request.patientName ?? (dicom?.patientName?.trim().slice(0, 200) || null);
+  const scanDate = request.scanDate ?? studyDate(dicom?.studyDate) ?? new Date();
+  const scanType = request.scanType ?? (dicom ? inferScanType(dicom) : null);
+
+  const thumbnail = await sharp(decoded.png)
+    .resize(THUMBNAIL_PX, THUMBNAIL_PX, { fit: 'inside', withoutEnlargement: true })
+    .png()
+    .toBuffer();
+
+  const scanId = randomUUID();
+  const prefix = `scans/${scanId}/`;
+  const keys = {
+    original: `${prefix}original.${EXTENSION[decoded.kind]}`,
+    image: `${prefix}image.png`,
+    thumbnail: `${prefix}thumb.png`,
+  };
+
+  try {
+    // Files first: a row is only committed once its files exist. If anything below fails,
+    // the prefix is removed, so no file outlives a row that was never committed.
+    await Promise.all([
+      storage.put(keys.original, form.image, MIME[decoded.kind]),
+      storage.put(keys.image, decoded.png, 'image/png'),
+      storage.put(keys.thumbnail, thumbnail, 'image/png'),
+    ]);
+    const status = scanType ? ('processing' as const) : ('pending' as const);
+    const insert = () =>
+      db.transaction(async (tx) => {
+        let patient = await patientRepo.findPatientByPatientId(tx, patientId);
+        if (patient && !(await mayUseExistingPatient(tx, viewer, patient))) throw notFound('Patient');
+        if (!patient) {
+          if (!patientName) {
+            throw badRequest(
+              `Form field "patientName" is required: no patient with patientId ${patientId} exists yet, and one is created from it`,
+            );
+          }
+          patient = await createPatientForUpload(tx, { viewer, patientId, name: patientName });
+        }
+        const scan = await repo.insertScan(tx, {
+          id: scanId,
+          patientId: patient.id,
+          doctorId: viewer.id,
+          scanDate,
+          scanType,
+          status,
+          originalFormat: decoded.kind,
+          originalKey: keys.original,
+          imageKey: keys.image,
+          thumbnailKey: keys.thumbnail,
+          width: decoded.width,
+          height: decoded.height,
+          fileSize: form.image.length,
+          sha256: createHash('sha256').update(form.image).digest('hex'),
+          dicom: dicom ? dicomSummary(dicom) : null,
+          studyInstanceUid: dicom?.studyInstanceUid ?? null,
+          seriesInstanceUid: dicom?.seriesInstanceUid ?? null,
+          sopInstanceUid: dicom?.sopInstanceUid ?? null,
+        });
+        if (scanType) await deps.analysis.enqueue(tx, { scanId, scanType, requestedBy: viewer.id });
+        await deps.events.publish(tx, { type: 'scan.uploaded', scanId, patientId: patient.id, status });
+        return { scan, patient };
+      });
+    let saved: Awaited<ReturnType<typeof insert>>;
+    try {
+      saved = await insert();
+    } catch (err) {
+      // Two uploads creating the same new patient at once: the loser retries and finds it.
+      if (!isUniqueViolation(err)) throw err;
+      saved = await insert();
+    }
+    return scanCoreView(saved, links);
+  } catch (err) {
+    try {
+      await storage.deletePrefix(prefix);
+    } catch (cleanupErr) {
+      log.error({ err: cleanupErr, scanId }, 'could not remove the files of a failed upload');
+    }
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+function parseFilterDate(value: string, field: string, endOfDay: boolean): Date {
+  const dateOnly = value.length === 10;
+  const d = new Date(dateOnly ? `${value}T00:00:00.000Z` : value);
+  if (Number.isNaN(d.getTime()) || (dateOnly && d.toISOString().slice(0, 10) !== value)) {
+    throw badRequest(`${field} is not a valid date: "${value}"`);
+  }
+  if (!endOfDay) return d;
+  // The end is inclusive: a whole day for a date, the instant itself for a date-time.
+  return new Date(d.getTime() + (dateOnly ? 24 * 3600 * 1000 : 1));
+}
+
+export async function listScans(db: Db, { viewer, query, links }: { viewer: Viewer; query: ListScansQuery; links: FileLinks }) {
+  const from = query.startDate ? parseFilterDate(query.startDate, 'startDate', false) : undefined;
+  const until = query.endDate ? parseFilterDate(query.endDate, 'endDate', true) : undefined;
+  if (from && until && from >= until) throw badRequest('startDate must not be after endDate');
+  const empty = { scans: [], currentPage: query.page, totalPages: 0, totalScans: 0 };
+
+  let patientRowId: string | undefined;
+  if (query.patientId) {
+    const patient = await patientRepo.findVisiblePatient(db, viewer, query.patientId);
+    if (!patient) return empty;
+    patientRowId = patient.id;
+  }
+  const { rows, total } = await repo.listVisibleScans(db, viewer, {
+    page: query.page,
+    limit: query.limit,
+    status: query.status,
+    patientRowId,
+    from,
+    until,
+  });
+  const [analyses, reviews] = await Promise.all([
+    repo.currentAnalyses(
+      db,
+      rows.map((r) => r.scan),
+    ),
+    repo.latestReviews(
+      db,
+      rows.map((r) => r.scan.id),
+    ),
+  ]);
+  return {
+    scans: rows.map((r) =>
+      scanView({ ...r, analysis: analyses.get(r.scan.id), review: reviews.get(r.scan.id) }, links),
+    ),
+    currentPage: query.page,
+    totalPages: Math.ceil(total / query.limit),
+    totalScans: total,
+  };
+}
+
+async function detail(db: DbOrTx, found: ScanWithPatient, links: FileLinks) {
+  const { scan } = found;
+  const [analyses, reviews, annotations, doctor] = await Promise.all([
+    repo.currentAnalyses(db, [scan]),
+    repo.latestReviews(db, [scan.id]),
+    repo.annotationsOf(db, scan.id),
+    scan.doctorId ? repo.findUserRef(db, scan.doctorId) : Promise.resolve(null),
+  ]);
+  return scanDetailView(
+    { ...found, analysis: analyses.get(scan.id), review: reviews.get(scan.id), annotations, doctor },
+    links,
+  );
+}
+
+export async function getScan(db: Db, { viewer, id, links }: { viewer: Viewer; id: string; links: FileLinks }) {
+  const found = await visibleScanOr404(db, viewer, id);
+  return detail(db, found, links);
+}
+
+export async function scanStatus(deps: ScanDeps, { viewer, id }: { viewer: Viewer; id: string }) {
+  const { scan } = await visibleScanOr404(deps.db, viewer, id);
+  const job = await deps.analysis.jobStatus(scan.id);
+  const analysis = (await repo.currentAnalyses(deps.db, [scan])).get(scan.id);
+  return {
+    status: scan.status,
+    failureReason: scan.failureReason ?? (scan.status === 'failed' ? (analysis?.refusalReason ?? null) : null),
+    jobStatus: job ? { state: job.state, progress: Math.round(job.progress), stage: job.stage } : null,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Review
+
+type Finding = Partial<Record<(typeof REVIEW_FIELDS)[number], unknown>>;
+
+function pick(source: object | null | undefined): Finding {
+  const out: Finding = {};
+  if (!source) return out;
+  for (const field of REVIEW_FIELDS) {
+    if (field in source) out[field] = (source as Record<string, unknown>)[field];
+  }
+  return out;
+}
+
+/**
+ * The reviewed finding: the previous one (the last review, else the model's) with the
+ * physician's changes, kept consistent (no tumour type without a tumour). A changed finding
+ * drops the model's confidence unless the physician gives one: it was the confidence of
+ * another finding.
+ */
+export function mergeReview(scanType: ScanType | null, base: Finding, patch: ReviewResult): Finding {
+  const has = (fields: readonly string[]) => fields.filter((f) => f in patch);
+  const brain = has(BRAIN_FIELDS);
+  const chest = has(CHEST_FIELDS);
+  if (brain.length > 0 && (scanType === 'chest-xray' || chest.length > 0)) {
+    throw badRequest(`result.${brain[0]} does not apply to a ${scanType ?? 'chest-xray'} scan`);
+  }
+  if (chest.length > 0 && scanType === 'brain-mri') {
+    throw badRequest(`result.${chest[0]} does not apply to a brain-mri scan`);
+  }
+  const merged: Finding = { ...base, ...patch };
+  const sameType = (a: unknown, b: unknown) => (a ?? null) === (b ?? null);
+
+  if (patch.hasTumor === false) {
+    if (patch.tumorType) throw badRequest('result.tumorType must be null when result.hasTumor is false');
+    if (patch.tumorLocation) throw badRequest('result.tumorLocation must be null when result.hasTumor is false');
+    merged.tumorType = null;
+    merged.tumorLocation = null;
+  } else if (patch.tumorType && patch.hasTumor === undefined) {
+    merged.hasTumor = true;
+  }
+  if (patch.hasPneumonia === false) {
+    if (patch.pneumoniaType) throw badRequest('result.pneumoniaType must be null when result.hasPneumonia is false');
+    merged.pneumoniaType = null;
+  } else if (patch.pneumoniaType && patch.hasPneumonia === undefined) {
+    merged.hasPneumonia = true;
+  }
+
+  const findingChanged =
+    !sameType(merged.hasTumor, base.hasTumor) ||
+    !sameType(merged.tumorType, base.tumorType) ||
+    !sameType(merged.hasPneumonia, base.hasPneumonia) ||
+    !sameType(merged.pneumoniaType, base.pneumoniaType);
+  if (findingChanged && !('confidence' in patch)) merged.confidence = null;
+  return merged;
+}
+
+export async function reviewScan(
+  db: Db,
+  { viewer, id, body, links }: { viewer: Viewer; id: string; body: ReviewBody; links: FileLinks },
+) {
+  return db.transaction(async (tx) => {
+    const found = await visibleScanOr404(tx, viewer, id);
+    const { scan } = found;
+    const [analyses, reviews] = await Promise.all([repo.currentAnalyses(tx, [scan]), repo.latestReviews(tx, [scan.id])]);
+    const previous = reviews.get(scan.id);
+    const base = previous ? pick(previous.result) : pick(modelResultView(analyses.get(scan.id), links));
+    const result = mergeReview(scan.scanType, base, body.result ?? {});
+    const status = body.status ?? scan.status;
+    await repo.insertReview(tx, {
+      scanId: scan.id,
+      analysisId: scan.currentAnalysisId,
+      status,
+      result,
+      reviewedBy: viewer.id,
+    });
+    let updated = scan;
+    if (body.status && body.status !== scan.status) {
+      // A physician's verdict replaces an earlier refusal; the analysis keeps its reason.
+      updated = await repo.updateScanRow(tx, scan.id, {
+        status: body.status,
+        ...(body.status === 'failed' ? {} : { failureReason: null }),
+      });
+    }
+    return detail(tx, { ...found, scan: updated }, links);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Annotations
+
+export async function addAnnotation(
+  db: Db,
+  { viewer, id, annotation }: { viewer: Viewer; id: string; annotation: AnnotationBody },
+) {
+  const { scan } = await visibleScanOr404(db, viewer, id);
+  const { x, y } = annotation;
+  const size = `the image is ${scan.width}x${scan.height} pixels`;
+  if (x > scan.width - 1) throw badRequest(`x must be between 0 and ${scan.width - 1}: ${size}`);
+  if (y > scan.height - 1) throw badRequest(`y must be between 0 and ${scan.height - 1}: ${size}`);
+  const text = annotation.text.trim();
+  if (text === '') throw badRequest('text must not be blank');
+  await repo.insertAnnotation(db, { scanId: scan.id, x, y, text, createdBy: viewer.id });
+  const annotations = await repo.annotationsOf(db, scan.id);
+  return { _id: scan.id, annotations: annotations.map(annotationView) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delete
+
+/** Deletes the scan's row (its analyses, reviews, annotations and reports by cascade). */
+export async function deleteScan(db: Db, { viewer, id }: { viewer: Viewer; id: string }): Promise<string> {
+  if (viewer.role !== 'admin') throw forbidden('Only administrators can delete scans');
+  return db.transaction(async (tx) => {
+    const { scan } = await visibleScanOr404(tx, viewer, id);
+    await repo.deleteScanRow(tx, scan.id);
+    return scan.id;
+  });
+}
+
+export { visibleScanOr404 };

@@ -1,0 +1,160 @@
+/**
+ * The delivery job: POSTs one event to one webhook, signed by the Standard Webhooks scheme,
+ * and records every attempt in webhook_deliveries (the log GET /:id/deliveries shows).
+ *
+ * - Success is a 2xx answer. 5xx, 408, 429, timeouts and network errors are retried by
+ *   pg-boss with exponential backoff; any other answer (3xx, since redirects are not
+ *   followed, and 4xx) and a refused target fail for good, because sending the same bytes
+ *   to the same URL again cannot change the outcome.
+ * - The body and webhook-id are fixed at publish time, so every attempt sends identical
+ *   bytes under one id. webhook-timestamp is the time of the attempt (and the signature is
+ *   made anew), since receivers reject timestamps older than a few minutes and retries run
+ *   later than that.
+ * - Safe to run twice: a message already delivered to a webhook is not sent again, and a
+ *   webhook that was deleted, deactivated, or whose owner may no longer see the patient is
+ *   skipped.
+ */
+import { Webhook } from 'standardwebhooks';
+import type { Db } from '../platform/db/index.js';
+import { PermanentJobError, type JobDefinition } from '../platform/queue/index.js';
+import { sendWebhook, type WebhookSender } from './http.js';
+import * as repo from './repository.js';
+import { TargetRefusedError, vetTarget, type HostResolver } from './target.js';
+import { WEBHOOK_EVENTS, type WebhookDeliveryPayload, type WebhookEventType } from './types.js';
+
+export const WEBHOOK_DELIVERY_JOB = 'webhook-delivery';
+export const USER_AGENT = 'ImageMedix-Webhooks/1.0';
+
+export interface WebhookDeliveryDeps {
+  db: Db;
+  timeoutMs: number;
+  /** Attempts in all, the first included. */
+  maxAttempts: number;
+  allowPrivate: boolean;
+  /** The HTTP client (tests swap it); defaults to node:http with pinned addresses. */
+  send?: WebhookSender;
+  /** DNS (tests swap it); defaults to dns.lookup of every address. */
+  resolve?: HostResolver;
+  /** The clock for webhook-timestamp. */
+  now?: () => Date;
+}
+
+/** Answers worth another try: the receiver is down, overloaded or slow. */
+export function isRetryableStatus(status: number): boolean {
+  return status >= 500 || status === 408 || status === 429;
+}
+
+function describeNetworkError(err: unknown): string {
+  const e = err as { name?: string; code?: string; message?: string };
+  if (e?.name === 'DeliveryTimeoutError') return e.message ?? 'timed out';
+  return e?.code ? `${e.code}: ${e.message ?? 'network error'}` : (e?.message ?? 'network error');
+}
+
+function parsePayload(data: unknown): WebhookDeliveryPayload {
+  const d = data as Partial<Record<keyof WebhookDeliveryPayload, unknown>>;
+  for (const key of ['webhookId', 'messageId', 'eventType', 'patientId', 'body'] as const) {
+    if (typeof d?.[key] !== 'string') throw new Error(`${key} must be a string`);
+  }
+  if (!(WEBHOOK_EVENTS as readonly unknown[]).includes(d.eventType)) throw new Error(`unknown event type ${String(d.eventType)}`);
+  return {
+    webhookId: d.webhookId as string,
+    messageId: d.messageId as string,
+    eventType: d.eventType as WebhookEventType,
+    patientId: d.patientId as string,
+    body: d.body as string,
+  };
+}
+
+export function webhookDeliveryJob(deps: WebhookDeliveryDeps): JobDefinition<WebhookDeliveryPayload> {
+  const { db, timeoutMs, maxAttempts, allowPrivate } = deps;
+  const send = deps.send ?? sendWebhook;
+  const now = deps.now ?? (() => new Date());
+
+  return {
+    name: WEBHOOK_DELIVERY_JOB,
+    parse: parsePayload,
+    retryLimit: Math.max(0, maxAttempts - 1),
+    // pg-boss doubles the delay each time, with jitter: ~2-4 s, 4-8 s, 8-16 s...
+    retryDelaySeconds: 2,
+    retryBackoff: true,
+    // Well past the HTTP deadline: an active delivery older than this lost its worker.
+    expireInSeconds: Math.ceil(timeoutMs / 1000) + 60,
+    async handler(payload, { attempt, log }) {
+      const { webhookId, messageId, eventType, patientId, body } = payload;
+      const target = await repo.deliveryTarget(db, { webhookId, patientId });
+      if (!target) {
+        log.info({ webhookId }, 'webhook deleted; delivery skipped');
+        return;
+      }
+      if (!target.isActive || !target.ownerActive) {
+        log.info({ webhookId }, 'webhook or its owner is inactive; delivery skipped');
+        return;
+      }
+      if (!target.ownerMaySeePatient) {
+        log.info({ webhookId }, "the webhook's owner may no longer see this patient; delivery skipped");
+        return;
+      }
+      if (await repo.wasDelivered(db, { webhookId, messageId })) {
+        log.info({ webhookId, messageId }, 'message already delivered; skipping');
+        return;
+      }
+
+      const started = performance.now();
+      const lastTry = attempt >= maxAttempts;
+      const record = (outcome: { statusCode: number | null; error: string | null; succeeded: boolean }) =>
+        repo.insertDelivery(db, {
+          webhookId,
+          messageId,
+          eventType,
+          attempt,
+          durationMs: Math.round(performance.now() - started),
+          ...outcome,
+        });
+      const retryOrGiveUp = async (error: string, statusCode: number | null) => {
+        await record({ statusCode, error: lastTry ? `${error}; giving up after ${attempt} attempts` : error, succeeded: false });
+        if (lastTry) throw new PermanentJobError(`delivery failed after ${attempt} attempts: ${error}`);
+        throw new Error(`delivery failed, will retry: ${error}`);
+      };
+
+      const url = new URL(target.url);
+      let addresses;
+      try {
+        addresses = await vetTarget(url, { allowPrivate, resolve: deps.resolve });
+      } catch (err) {
+        if (err instanceof TargetRefusedError) {
+          await record({ statusCode: null, error: `target refused: ${err.message}`, succeeded: false });
+          throw new PermanentJobError(`target refused: ${err.message}`);
+        }
+        return retryOrGiveUp(`could not resolve ${url.hostname}: ${describeNetworkError(err)}`, null);
+      }
+
+      const sentAt = now();
+      const headers = {
+        'content-type': 'application/json',
+        'user-agent': USER_AGENT,
+        'webhook-id': messageId,
+        'webhook-timestamp': String(Math.floor(sentAt.getTime() / 1000)),
+        'webhook-signature': new Webhook(target.secret).sign(messageId, sentAt, body),
+      };
+      let statusCode: number;
+      try {
+        ({ statusCode } = await send({ url, addresses, headers, body, timeoutMs }));
+      } catch (err) {
+        return retryOrGiveUp(describeNetworkError(err), null);
+      }
+
+      if (statusCode >= 200 && statusCode < 300) {
+        await record({ statusCode, error: null, succeeded: true });
+        log.info({ webhookId, messageId, eventType, statusCode, attempt }, 'webhook delivered');
+        return;
+      }
+      if (isRetryableStatus(statusCode)) return retryOrGiveUp(`the receiver answered ${statusCode}`, statusCode);
+      const error =
+        statusCode >= 300 && statusCode < 400
+          ? `the receiver answered ${statusCode}, a redirect; redirects are not followed: point the webhook at the final URL`
+          : `the receiver answered ${statusCode}; not retried (only 408, 429 and 5xx are)`;
+      await record({ statusCode, error, succeeded: false });
+      throw new PermanentJobError(error);
+    },
+  };
+}

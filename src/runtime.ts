@@ -34,6 +34,7 @@ export interface RuntimeOptions {
   supervise?: boolean;
   /** Seconds before an active analysis whose worker vanished is retried. */
   analysisExpireInSeconds?: number;
+  maintenanceIntervalSeconds?: number;
 }
 
 export async function createRuntime(config: Config, database: Database, opts: RuntimeOptions): Promise<Runtime> {
@@ -69,7 +70,11 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
     expireInSeconds: opts.analysisExpireInSeconds,
   });
   const jobs = [analyzeJob, deliveryJob] as unknown as JobDefinition<object>[];
-  queue = await startQueue(database, jobs, { log, supervise: opts.supervise ?? true });
+  queue = await startQueue(database, jobs, {
+    log,
+    supervise: opts.supervise ?? true,
+    maintenanceIntervalSeconds: opts.maintenanceIntervalSeconds,
+  });
   const analysis = createAnalysisQueue(database.db, queue, analyzeJob);
   const ctx = createContext(config, database, { analysis, events }, { storage });
   let stopReconciler: (() => void) | null = null;

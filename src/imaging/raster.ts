@@ -1,4 +1,4 @@
-import sharp from 'sharp';
+import sharp, { type Metadata, type SharpOptions } from 'sharp';
 import { describeThrown, ImageDecodeError, tooLarge } from './errors.js';
 
 /** How long libvips may spend on one image before we give up on it. */
@@ -25,9 +25,9 @@ export async function decodeRaster(
 
   // 'error' rejects truncated and broken data; 'warning' would also reject the harmless
   // oddities many scanners and phones write (extraneous bytes before a marker, and so on).
-  const options: sharp.SharpOptions = { failOn: 'error', limitInputPixels: maxPixels, sequentialRead: true };
+  const options: SharpOptions = { failOn: 'error', limitInputPixels: maxPixels, sequentialRead: true };
 
-  let metadata: sharp.Metadata;
+  let metadata: Metadata;
   try {
     metadata = await sharp(bytes, { ...options, limitInputPixels: false }).metadata();
   } catch (thrown) {

@@ -51,6 +51,7 @@ export interface TestAppOptions {
   worker?: boolean;
   analyzer?: Analyzer;
   analysisExpireInSeconds?: number;
+  maintenanceIntervalSeconds?: number;
   /** Changes settings no environment variable may set (e.g. an http OIDC issuer on loopback). */
   adjustConfig?: (config: Config) => void;
 }
@@ -74,6 +75,7 @@ export async function createTestApp(kind: DbKind, opts: TestAppOptions = {}): Pr
     supervise: opts.worker ?? false,
     analyzer: opts.analyzer,
     analysisExpireInSeconds: opts.analysisExpireInSeconds,
+    maintenanceIntervalSeconds: opts.maintenanceIntervalSeconds,
   });
   const ctx = runtime.ctx;
   if (opts.worker) await runtime.startWorkers();

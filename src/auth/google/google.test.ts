@@ -11,7 +11,8 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { decodeJwt, SignJWT } from 'jose';
 import { pino } from 'pino';
 
-import { startTestIdentityProvider, type TestAccount, type TestIdentityProvider } from '../../../test/oidc/provider.js';
+import { newAccount, OidcBrowser, redirectResult, signInAssertions, type SignInResult } from '../../../test/oidc/browser.js';
+import { startTestIdentityProvider, type TestIdentityProvider } from '../../../test/oidc/provider.js';
 import { GOOGLE_NOT_CONFIGURED, googleAuthPlugin, type GoogleConfig, type GoogleUser, type GoogleUserStore } from './plugin.js';
 
 const APP_ORIGIN = 'http://imagemedix.test';
@@ -20,6 +21,7 @@ const CLIENT_URL = 'http://web.imagemedix.test/sign-in';
 const CLIENT_ID = 'imagemedix-test';
 const CLIENT_SECRET = randomBytes(24).toString('base64url');
 const TOKEN_KEY = randomBytes(32);
+const { assertSignedIn, assertSignInError } = signInAssertions(CLIENT_URL);
 
 let idp: TestIdentityProvider;
 
@@ -411,51 +413,6 @@ async function buildApp(overrides: Partial<GoogleConfig> = {}): Promise<{
   return { app, users, logs, issued };
 }
 
-let accountCounter = 0;
-
-function newAccount(fields: Partial<TestAccount> = {}): TestAccount {
-  accountCounter += 1;
-  const id = randomUUID().slice(0, 8);
-  return {
-    sub: String(100_000_000_000_000 + accountCounter * 7919 + Math.floor(Math.random() * 1000)),
-    email: `doctor.${id}@Example.org`,
-    emailVerified: true,
-    name: `Doctor ${id}`,
-    ...fields,
-  };
-}
-
-interface SignInResult {
-  /** Every URL the browser requested, in order. */
-  hops: string[];
-  /** The URL the browser ended on (CLIENT_URL with a fragment, on success or error). */
-  final: URL;
-  fragment: URLSearchParams;
-  callbackUrl?: string;
-}
-
-function redirectResult(location: string | string[] | undefined): SignInResult {
-  const final = new URL(String(location));
-  return { hops: [], final, fragment: new URLSearchParams(final.hash.slice(1)) };
-}
-
-function assertSignedIn(result: SignInResult): string {
-  assert.equal(`${result.final.origin}${result.final.pathname}`, CLIENT_URL, `ended on ${result.final.href}`);
-  assert.equal(result.fragment.get('error'), null, `sign-in failed: ${result.fragment.get('error_description')}`);
-  const token = result.fragment.get('token');
-  assert.ok(token, 'no token in the fragment');
-  assert.equal(result.final.search, '');
-  return token;
-}
-
-function assertSignInError(result: SignInResult, code: string): void {
-  assert.equal(`${result.final.origin}${result.final.pathname}`, CLIENT_URL, `ended on ${result.final.href}`);
-  assert.equal(result.fragment.get('error'), code, `description: ${result.fragment.get('error_description')}`);
-  assert.ok((result.fragment.get('error_description') ?? '').length > 10);
-  assert.equal(result.fragment.get('token'), null);
-  assert.equal(result.final.search, '');
-}
-
 /** No token (JWT), authorization code, state or email in anything logged. */
 function assertLogsClean(logs: string[], result: SignInResult, secrets: string[]): void {
   const text = logs.join('');
@@ -482,102 +439,9 @@ function unusedPort(): Promise<number> {
   });
 }
 
-interface StoredCookie {
-  name: string;
-  value: string;
-  path: string;
-}
-
-/**
- * Follows redirects the way a browser does, keeping cookies per origin and path. Requests to
- * the app go through `app.inject`; requests to the provider go over the network.
- */
-class Browser {
-  private readonly jars = new Map<string, StoredCookie[]>();
-  onAppRequest: ((pathAndQuery: string, cookie: string) => void) | undefined;
-
-  constructor(private readonly app: FastifyInstance) {}
-
-  async signInAs(
-    who: TestAccount | { deny: true },
-    options: { beforeCallback?: (callback: URL) => void; stopAtCallback?: boolean } = {},
-  ): Promise<SignInResult> {
-    if ('deny' in who) {
-      idp.setNextSignIn(who);
-    } else {
-      idp.addAccount(who);
-      idp.setNextSignIn({ accountId: who.sub });
-    }
-    return this.follow(`${APP_ORIGIN}/api/auth/google`, options);
-  }
-
-  async follow(
-    startUrl: string,
-    options: { beforeCallback?: (callback: URL) => void; stopAtCallback?: boolean } = {},
-  ): Promise<SignInResult> {
-    const hops: string[] = [];
-    let callbackUrl: string | undefined;
-    let url = new URL(startUrl);
-    for (let hop = 0; hop < 20; hop += 1) {
-      if (`${url.origin}${url.pathname}` === CLIENT_URL) {
-        return { hops, final: url, fragment: new URLSearchParams(url.hash.slice(1)), ...(callbackUrl ? { callbackUrl } : {}) };
-      }
-      if (`${url.origin}${url.pathname}` === CALLBACK_URL) {
-        options.beforeCallback?.(url);
-        callbackUrl = url.href;
-        if (options.stopAtCallback === true) return { hops, final: url, fragment: new URLSearchParams(), callbackUrl };
-      }
-      hops.push(url.href);
-      const { status, location, setCookies } = await this.request(url);
-      this.store(url, setCookies);
-      if (status < 300 || status >= 400 || location === undefined) {
-        throw new Error(`stopped at ${url.origin}${url.pathname} with status ${status}`);
-      }
-      url = new URL(location, url);
-    }
-    throw new Error('too many redirects');
-  }
-
-  private async request(url: URL): Promise<{ status: number; location: string | undefined; setCookies: string[] }> {
-    const cookie = this.cookiesFor(url);
-    if (url.origin === APP_ORIGIN) {
-      const pathAndQuery = `${url.pathname}${url.search}`;
-      this.onAppRequest?.(pathAndQuery, cookie);
-      const res = await this.app.inject({ method: 'GET', url: pathAndQuery, headers: cookie === '' ? {} : { cookie } });
-      const setCookie = res.headers['set-cookie'];
-      return {
-        status: res.statusCode,
-        location: typeof res.headers.location === 'string' ? res.headers.location : undefined,
-        setCookies: setCookie === undefined ? [] : Array.isArray(setCookie) ? setCookie : [setCookie],
-      };
-    }
-    const res = await fetch(url, { redirect: 'manual', headers: cookie === '' ? {} : { cookie } });
-    await res.arrayBuffer();
-    return { status: res.status, location: res.headers.get('location') ?? undefined, setCookies: res.headers.getSetCookie() };
-  }
-
-  private store(url: URL, setCookies: string[]): void {
-    const jar = this.jars.get(url.origin) ?? [];
-    for (const header of setCookies) {
-      const [pair = '', ...attributes] = header.split(';').map((part) => part.trim());
-      const separator = pair.indexOf('=');
-      const name = pair.slice(0, separator);
-      const value = pair.slice(separator + 1);
-      const path = attributes.find((attribute) => attribute.toLowerCase().startsWith('path='))?.slice(5) ?? '/';
-      const expired = attributes.some(
-        (attribute) => attribute.toLowerCase() === 'max-age=0' || attribute.toLowerCase().startsWith('expires=thu, 01 jan 1970'),
-      );
-      const kept = jar.filter((cookie) => !(cookie.name === name && cookie.path === path));
-      if (!expired) kept.push({ name, value, path });
-      jar.splice(0, jar.length, ...kept);
-    }
-    this.jars.set(url.origin, jar);
-  }
-
-  private cookiesFor(url: URL): string {
-    return (this.jars.get(url.origin) ?? [])
-      .filter((cookie) => url.pathname === cookie.path || url.pathname.startsWith(cookie.path.endsWith('/') ? cookie.path : `${cookie.path}/`))
-      .map((cookie) => `${cookie.name}=${cookie.value}`)
-      .join('; ');
+/** The shared browser (test/oidc/browser.ts), pointed at this file's provider and app URLs. */
+class Browser extends OidcBrowser {
+  constructor(app: FastifyInstance) {
+    super(app, { idp, appOrigin: APP_ORIGIN, callbackUrl: CALLBACK_URL, clientUrl: CLIENT_URL });
   }
 }

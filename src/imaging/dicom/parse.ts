@@ -30,6 +30,33 @@ export interface ParsedDicom {
 
 const corrupt = (detail: string) => new ImageDecodeError('corrupt', `The DICOM file is corrupt: ${detail}`);
 
+/**
+ * The file meta group (0002,xxxx) after 'DICM'. dicom-parser's readPart10Header keeps reading
+ * while tags sort below (0002,FFFF), so a data set that opens with an (illegal but real) group
+ * 0001 element is swallowed into the meta; this stops at the first element of another group.
+ */
+function readFileMeta(byteArray: Uint8Array): { meta: DataSet; position: number } {
+  const parser = dicomParser.littleEndianByteArrayParser;
+  const elements: Record<string, Element> = {};
+  const warnings: string[] = [];
+  let position = 132;
+  try {
+    const stream = new dicomParser.ByteStream(parser, byteArray, position);
+    while (stream.position + 8 <= byteArray.length && (byteArray[stream.position]! | (byteArray[stream.position + 1]! << 8)) === 0x0002) {
+      const element = dicomParser.readDicomElementExplicit(stream, warnings);
+      element.parser = parser;
+      elements[element.tag] = element;
+      position = stream.position;
+    }
+  } catch (thrown) {
+    throw corrupt(`its file meta information could not be read (${describeThrown(thrown)}).`);
+  }
+  if (position > byteArray.length) throw corrupt('its file meta information runs past the end of the file.');
+  const meta = new dicomParser.DataSet(parser, byteArray, elements);
+  meta.warnings = warnings;
+  return { meta, position };
+}
+
 /** Implicit or explicit VR, judged from the first data set element the way pydicom does. */
 function firstElementIsExplicit(bytes: Uint8Array, position: number): boolean {
   return isVrAt(bytes, position + 4);
@@ -62,13 +89,7 @@ export function parseDicomBytes(bytes: Buffer, opts: { maxInflatedBytes: number 
     if (layout.kind === 'meta-without-preamble') {
       byteArray = Buffer.concat([Buffer.alloc(128), Buffer.from('DICM', 'latin1'), bytes]);
     }
-    try {
-      meta = dicomParser.readPart10Header(byteArray) as DataSet & { position: number };
-    } catch (thrown) {
-      throw corrupt(`its file meta information could not be read (${describeThrown(thrown)}).`);
-    }
-    position = (meta as DataSet & { position: number }).position;
-    if (!(position <= byteArray.length)) throw corrupt('its file meta information runs past the end of the file.');
+    ({ meta, position } = readFileMeta(byteArray));
     transferSyntaxUid = readTransferSyntaxUid(meta, byteArray, position);
   }
 

@@ -124,6 +124,10 @@ interface SampleSource {
   planar: boolean;
   /** Bits the stored value is shifted up by inside its word (High Bit + 1 - Bits Stored). */
   shift: number;
+  /** What the stored values now represent (see DicomPixels). */
+  photometric: string;
+  /** Precision the codec reported, for compressed data. */
+  codecBits?: number;
 }
 
 function unpackSamples(source: SampleSource, count: number, spp: number, bitsStored: number, signed: boolean) {
@@ -171,7 +175,7 @@ function expandYbr422(data: Uint8Array, rows: number, columns: number, bytesPerS
   return out;
 }
 
-function nativeFrame(parsed: ParsedDicom, pixelData: Element, image: ImageAttributes): SampleSource & { photometric: string } {
+function nativeFrame(parsed: ParsedDicom, pixelData: Element, image: ImageAttributes): SampleSource {
   if (pixelData.encapsulatedPixelData || pixelData.length === 0xffffffff) {
     throw corrupt(`its pixel data is compressed although the transfer syntax (${parsed.transferSyntax.name}) is uncompressed.`);
   }
@@ -228,7 +232,7 @@ async function compressedFrame(
   parsed: ParsedDicom,
   pixelData: Element,
   image: ImageAttributes,
-): Promise<SampleSource & { photometric: string; bitsPerSample?: number }> {
+): Promise<SampleSource> {
   const encoding = parsed.transferSyntax.encoding;
   if (!pixelData.encapsulatedPixelData) {
     throw corrupt(`its transfer syntax (${parsed.transferSyntax.name}) is compressed but its pixel data is not.`);
@@ -243,7 +247,7 @@ async function compressedFrame(
     throw corrupt(`${(thrown as Error).message}.`);
   }
 
-  const fromCodec = (decoded: DecodedFrame, photometric: string) => {
+  const fromCodec = (decoded: DecodedFrame, photometric: string): SampleSource => {
     if (decoded.width !== image.columns || decoded.height !== image.rows || decoded.components !== image.samplesPerPixel) {
       throw corrupt('the decoded image does not have the size given in the DICOM header.');
     }
@@ -254,7 +258,7 @@ async function compressedFrame(
       planar: decoded.planar,
       shift: 0,
       photometric,
-      bitsPerSample: decoded.bitsPerSample,
+      codecBits: decoded.bitsPerSample,
     };
   };
   const colourAfterCodec = (convertsToRgb: boolean) =>
@@ -362,7 +366,7 @@ export async function decodeDicom(bytes: Buffer, opts: { maxPixels: number }): P
       : await compressedFrame(parsed, pixelData!, image);
   // A codec's own precision wins over a smaller Bits Stored for unsigned data, so values the
   // file really holds are not masked away; signed data keeps Bits Stored for sign extension.
-  const codecBits = 'bitsPerSample' in source ? source.bitsPerSample : undefined;
+  const codecBits = source.codecBits;
   const bitsStored =
     codecBits !== undefined && !image.signed && codecBits > image.bitsStored ? codecBits : image.bitsStored;
   const pixels = unpackSamples(source, image.rows * image.columns, image.samplesPerPixel, bitsStored, image.signed);

@@ -41,16 +41,22 @@ export interface Queue {
 export async function startQueue(
   database: Database,
   jobs: JobDefinition<object>[],
-  opts: { log: Logger; supervise: boolean },
+  opts: { log: Logger; supervise: boolean; maintenanceIntervalSeconds?: number },
 ): Promise<Queue> {
   const names = new Set<string>();
   for (const job of jobs) {
     if (names.has(job.name)) throw new Error(`Job ${job.name} is registered twice`);
     names.add(job.name);
   }
+  const common = {
+    supervise: opts.supervise,
+    schedule: false,
+    // Maintenance is what notices jobs whose worker died (expired) and retries them.
+    maintenanceIntervalSeconds: opts.maintenanceIntervalSeconds ?? 30,
+  };
   const boss = database.connectionString
-    ? new PgBoss({ connectionString: database.connectionString, max: 4, supervise: opts.supervise, schedule: false })
-    : new PgBoss({ db: database.executor as PgBoss.Db, supervise: opts.supervise, schedule: false });
+    ? new PgBoss({ connectionString: database.connectionString, max: 4, ...common })
+    : new PgBoss({ db: database.executor as PgBoss.Db, ...common });
   boss.on('error', (err: Error) => opts.log.error({ err }, 'queue error'));
   await boss.start();
   for (const job of jobs) {

@@ -1,0 +1,169 @@
+/**
+ * npm run bench:pipeline -- --scans 100 [--db pglite|postgres|both] [--concurrency 2] [--out docs/benchmarks/pipeline.md]
+ *
+ * Starts the real server on a loopback port (API + in-process worker), uploads N test images
+ * through HTTP (half brain MRI, half chest X-ray from ../shared/datasets/*\/test), waits until
+ * every scan is analysed, and prints scans per second and upload-to-completed latency.
+ * On PostgreSQL it creates and drops its own database.
+ */
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import pino from 'pino';
+import { buildApp } from '../app.js';
+import { loadConfig, REPO_ROOT } from '../platform/config.js';
+import { openDatabase, type Database } from '../platform/db/index.js';
+import { createRuntime } from '../runtime.js';
+import { createUser } from '../users/service.js';
+
+const { values } = parseArgs({
+  options: {
+    scans: { type: 'string', default: '60' },
+    db: { type: 'string', default: 'both' },
+    concurrency: { type: 'string', default: '2' },
+    'postgres-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/postgres' },
+    out: { type: 'string' },
+  },
+});
+
+const N = Number(values.scans);
+const DATASETS = path.resolve(REPO_ROOT, '../shared/datasets');
+
+function testImages(n: number): { file: string; scanType: 'brain-mri' | 'chest-xray' }[] {
+  const pick = (dataset: string, scanType: 'brain-mri' | 'chest-xray') => {
+    const root = path.join(DATASETS, dataset, 'test');
+    return readdirSync(root).flatMap((cls) =>
+      readdirSync(path.join(root, cls))
+        .sort()
+        .map((f) => ({ file: path.join(root, cls, f), scanType })),
+    );
+  };
+  const brain = pick('brain-mri', 'brain-mri');
+  const chest = pick('chest-xray', 'chest-xray');
+  const out = [];
+  for (let i = 0; out.length < n; i++) {
+    out.push(i % 2 === 0 ? brain[(i * 7) % brain.length]! : chest[(i * 5) % chest.length]!);
+  }
+  return out;
+}
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+};
+
+async function run(kind: 'pglite' | 'postgres') {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'imagemedix-bench-'));
+  let dropName: string | null = null;
+  let databaseUrl: string | null = null;
+  if (kind === 'postgres') {
+    dropName = `imagemedix_bench_${randomBytes(4).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: values['postgres-url'] });
+    await admin.connect();
+    await admin.query(`create database ${dropName}`);
+    await admin.end();
+    const u = new URL(values['postgres-url']!);
+    u.pathname = `/${dropName}`;
+    databaseUrl = u.toString();
+  }
+  const config = loadConfig({
+    DATA_DIR: dataDir,
+    JWT_SECRET: randomBytes(32).toString('hex'),
+    RATE_LIMIT_MAX: '1000000',
+    LOG_LEVEL: 'silent',
+    WORKER_CONCURRENCY: values.concurrency,
+    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
+  });
+  const database: Database = await openDatabase({ databaseUrl, dataDir: databaseUrl ? null : dataDir });
+  const log = pino({ level: 'silent' });
+  const runtime = await createRuntime(config, database, { log });
+  const app = await buildApp(runtime.ctx, { logger: false });
+  await runtime.startWorkers();
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  const user = await createUser(database.db, { email: 'bench@bench.test', password: 'bench-password', name: 'Bench', role: 'doctor' });
+  const token = await runtime.ctx.tokens.issue(user.id);
+  const auth = { authorization: `Bearer ${token}` };
+
+  const images = testImages(N);
+  const started = new Map<string, number>();
+  const finished = new Map<string, number>();
+  const t0 = performance.now();
+  await Promise.all(
+    images.map(async (img, i) => {
+      const form = new FormData();
+      form.set('image', new Blob([readFileSync(img.file)]), path.basename(img.file));
+      form.set('patientId', `BENCH-${i % 20}`);
+      form.set('patientName', `Bench Patient ${i % 20}`);
+      form.set('scanType', img.scanType);
+      const begin = performance.now();
+      const res = await fetch(`${base}/api/scans`, { method: 'POST', body: form, headers: auth });
+      if (res.status !== 201) throw new Error(`upload failed: ${res.status} ${await res.text()}`);
+      const scan = (await res.json()) as { _id: string };
+      started.set(scan._id, begin);
+    }),
+  );
+  const uploadSeconds = (performance.now() - t0) / 1000;
+  let failed = 0;
+  while (finished.size < started.size) {
+    for (const id of started.keys()) {
+      if (finished.has(id)) continue;
+      const s = (await (await fetch(`${base}/api/scans/${id}/status`, { headers: auth })).json()) as { status: string };
+      if (s.status === 'completed' || s.status === 'failed') {
+        finished.set(id, performance.now());
+        if (s.status === 'failed') failed++;
+      }
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const totalSeconds = (performance.now() - t0) / 1000;
+  const latencies = [...finished].map(([id, end]) => end - started.get(id)!);
+  await app.close();
+  await runtime.stop();
+  await database.close();
+  rmSync(dataDir, { recursive: true, force: true });
+  if (dropName) {
+    const admin = new pg.Client({ connectionString: values['postgres-url'] });
+    await admin.connect();
+    await admin.query(`drop database if exists ${dropName} with (force)`);
+    await admin.end();
+  }
+  return {
+    kind,
+    scans: N,
+    failed,
+    uploadSeconds,
+    totalSeconds,
+    scansPerSecond: N / totalSeconds,
+    p50: pct(latencies, 50),
+    p95: pct(latencies, 95),
+  };
+}
+
+const kinds = values.db === 'both' ? (['pglite', 'postgres'] as const) : ([values.db] as ('pglite' | 'postgres')[]);
+const machine = `${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`;
+const rows: string[] = [];
+for (const kind of kinds) {
+  const r = await run(kind);
+  const line = `| ${r.kind} | ${r.scans} | ${values.concurrency} | ${r.scansPerSecond.toFixed(2)} | ${(r.p50 / 1000).toFixed(2)} s | ${(r.p95 / 1000).toFixed(2)} s | ${r.failed} |`;
+  console.log(
+    `${r.kind}: ${r.scans} scans in ${r.totalSeconds.toFixed(1)} s (uploads ${r.uploadSeconds.toFixed(1)} s): ` +
+      `${r.scansPerSecond.toFixed(2)} scans/s, upload-to-completed p50 ${(r.p50 / 1000).toFixed(2)} s, p95 ${(r.p95 / 1000).toFixed(2)} s, failed ${r.failed}`,
+  );
+  rows.push(line);
+}
+console.log(`machine: ${machine}`);
+if (values.out) {
+  mkdirSync(path.dirname(values.out), { recursive: true });
+  appendFileSync(
+    values.out,
+    `\n### ${new Date().toISOString().slice(0, 10)}: ${machine}\n\n` +
+      '| database | scans | worker concurrency | scans/s | p50 upload-to-completed | p95 | failed |\n|---|---|---|---|---|---|---|\n' +
+      rows.join('\n') +
+      '\n',
+  );
+}
+process.exit(0);

@@ -1,0 +1,313 @@
+/**
+ * The asynchronous life of a scan, end to end with the real models: upload -> queued ->
+ * worker -> completed with a finding and a heatmap; progress; re-analysis history;
+ * de-duplication; a worker killed mid-job; webhooks for the three events.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import sharp from 'sharp';
+import { Webhook } from 'standardwebhooks';
+import { createOnnxAnalyzer } from './analyzer.js';
+import type { Analyzer } from './analyze.job.js';
+import { REPO_ROOT } from '../platform/config.js';
+import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
+import { databaseKinds } from '../../test/helpers/db.js';
+import { multipart } from '../../test/helpers/multipart.js';
+
+const fixture = (name: string) => readFileSync(path.join(REPO_ROOT, 'test/fixtures/images', name));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function upload(t: TestApp, user: TestUser, file: Buffer, fields: Record<string, string> = {}) {
+  const body = multipart({
+    image: { filename: 'scan.jpg', contentType: 'image/jpeg', data: file },
+    patientId: fields.patientId ?? uniqueId(),
+    patientName: fields.patientName ?? 'Pipeline Patient',
+    ...fields,
+  });
+  const res = await t.app.inject({ method: 'POST', url: '/api/scans', ...body, headers: { ...body.headers, ...user.auth } });
+  assert.equal(res.statusCode, 201, res.body);
+  return res.json() as { _id: string; status: string; patientId: string };
+}
+
+async function waitForScan(t: TestApp, user: TestUser, id: string, done = ['completed', 'failed'], timeoutMs = 60_000) {
+  const start = Date.now();
+  for (;;) {
+    const res = await t.app.inject({ url: `/api/scans/${id}`, headers: user.auth });
+    const scan = res.json();
+    if (done.includes(scan.status)) return scan;
+    if (Date.now() - start > timeoutMs) throw new Error(`scan ${id} still ${scan.status} after ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
+/** A colour photograph stand-in: smooth colour gradients and shapes, nothing like an MRI. */
+async function photo(): Promise<Buffer> {
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="320" height="240">
+    <defs><linearGradient id="g" x1="0" y1="0" x2="1" y2="1"><stop offset="0" stop-color="#3a8ee6"/><stop offset="1" stop-color="#f6d365"/></linearGradient></defs>
+    <rect width="320" height="240" fill="url(#g)"/><circle cx="220" cy="90" r="40" fill="#e63946"/>
+    <rect x="30" y="150" width="140" height="60" fill="#2a9d8f"/></svg>`;
+  return sharp(Buffer.from(svg)).jpeg().toBuffer();
+}
+
+for (const kind of await databaseKinds()) {
+  describe(`analysis pipeline (${kind})`, () => {
+    let t: TestApp;
+    let doc: TestUser;
+    let receiver: Server;
+    const received: { type: string; data: Record<string, unknown>; headers: Record<string, unknown> }[] = [];
+    let secret = '';
+    let stagesSeen: string[] = [];
+
+    before(async () => {
+      const real = await createOnnxAnalyzer(path.join(REPO_ROOT, 'models'));
+      // The real models; each stage is slowed a little so a poller can watch progress move.
+      const observed: Analyzer = {
+        analyze: (scanType, png, onStage) =>
+          real.analyze(scanType, png, async (stage) => {
+            stagesSeen.push(stage);
+            await onStage(stage);
+            await sleep(150);
+          }),
+      };
+      t = await createTestApp(kind, { worker: true, analyzer: observed });
+      doc = await t.user();
+      receiver = createServer((req, res) => {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          const body = Buffer.concat(chunks).toString();
+          try {
+            const payload = new Webhook(secret).verify(body, req.headers as Record<string, string>) as {
+              type: string;
+              data: Record<string, unknown>;
+            };
+            received.push({ type: payload.type, data: payload.data, headers: req.headers });
+            res.writeHead(204).end();
+          } catch {
+            res.writeHead(400).end();
+          }
+        });
+      });
+      await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+      const port = (receiver.address() as { port: number }).port;
+      const hook = await t.app.inject({
+        method: 'POST',
+        url: '/api/webhooks',
+        headers: doc.auth,
+        payload: { url: `http://127.0.0.1:${port}/hook`, events: ['scan.uploaded', 'scan.analyzed', 'scan.failed'] },
+      });
+      assert.equal(hook.statusCode, 201, hook.body);
+      secret = hook.json().secret;
+    });
+    after(async () => {
+      await t.close();
+      receiver.close();
+    });
+
+    test('an upload is analysed by the real model; progress only moves forward', async () => {
+      stagesSeen = [];
+      const scan = await upload(t, doc, fixture('brain-glioma-1.jpg'), { scanType: 'brain-mri' });
+      assert.equal(scan.status, 'processing');
+      const progress: number[] = [];
+      for (let i = 0; i < 400; i++) {
+        const s = (await t.app.inject({ url: `/api/scans/${scan._id}/status`, headers: doc.auth })).json();
+        if (s.jobStatus) progress.push(s.jobStatus.progress);
+        if (s.status === 'completed' || s.status === 'failed') break;
+        await sleep(25);
+      }
+      assert.deepEqual(progress, [...progress].sort((a, b) => a - b), `progress went backwards: ${progress}`);
+      assert.equal(progress.at(-1), 100);
+      assert.ok(new Set(progress).size >= 3, `expected to see several stages, saw ${[...new Set(progress)]}`);
+      assert.deepEqual(stagesSeen, ['preprocess', 'inference', 'explanation']);
+
+      const done = await waitForScan(t, doc, scan._id);
+      assert.equal(done.status, 'completed');
+      assert.equal(done.result.hasTumor, true);
+      assert.equal(done.result.tumorType, 'glioma');
+      assert.ok(done.result.confidence > 0.5 && done.result.confidence <= 1);
+      assert.equal(done.result.model.id, 'brain-mri');
+      assert.match(done.result.tumorLocation, /pproximate/);
+      const heat = await t.app.inject({ url: done.result.heatmapUrl.replace(/^https?:\/\/[^/]+/, '') });
+      assert.equal(heat.statusCode, 200);
+      assert.equal(heat.headers['content-type'], 'image/png');
+      const status = (await t.app.inject({ url: `/api/scans/${scan._id}/status`, headers: doc.auth })).json();
+      assert.deepEqual(status, { status: 'completed', jobStatus: { state: 'completed', progress: 100 } });
+      const ml = (await t.app.inject({ url: `/api/ml/status/${scan._id}`, headers: doc.auth })).json();
+      assert.equal(ml.status, 'completed');
+      assert.equal(ml.progress, 100);
+      assert.equal(ml.estimatedCompletionTime, null);
+    });
+
+    test('a chest X-ray gets the chest model; a photo is refused with a reason', async () => {
+      const chest = await upload(t, doc, fixture('chest-bacterial-1.jpeg'), { scanType: 'chest-xray' });
+      const done = await waitForScan(t, doc, chest._id);
+      assert.equal(done.status, 'completed');
+      assert.equal(done.result.hasPneumonia, true);
+      assert.ok(['bacterial', 'viral'].includes(done.result.pneumoniaType));
+      assert.equal(done.result.model.id, 'chest-xray');
+
+      const refused = await upload(t, doc, await photo(), { scanType: 'brain-mri' });
+      const failed = await waitForScan(t, doc, refused._id);
+      assert.equal(failed.status, 'failed');
+      assert.ok(failed.failureReason && failed.failureReason.length > 10, 'a refusal says why');
+      assert.equal(failed.result, null);
+    });
+
+    test('without a scan type the scan waits as pending until analysis is requested', async () => {
+      const scan = await upload(t, doc, fixture('brain-notumor-1.jpg'));
+      assert.equal(scan.status, 'pending');
+      await sleep(500);
+      assert.equal((await waitForScan(t, doc, scan._id, ['pending'])).status, 'pending');
+      const res = await t.app.inject({ method: 'POST', url: '/api/ml/brain/analyze', headers: doc.auth, payload: { scanId: scan._id } });
+      assert.equal(res.statusCode, 200);
+      assert.equal(res.json().status, 'processing');
+      assert.ok(res.json().jobId);
+      const done = await waitForScan(t, doc, scan._id);
+      assert.equal(done.status, 'completed');
+      assert.equal(done.result.hasTumor, false);
+      assert.equal(done.result.tumorType, null);
+    });
+
+    test('re-analysis keeps the earlier result in the history', async () => {
+      const scan = await upload(t, doc, fixture('brain-glioma-1.jpg'), { scanType: 'brain-mri' });
+      const first = await waitForScan(t, doc, scan._id);
+      const again = await t.app.inject({ method: 'POST', url: '/api/ml/brain/analyze', headers: doc.auth, payload: { scanId: scan._id } });
+      assert.equal(again.statusCode, 200);
+      await sleep(50);
+      const second = await waitForScan(t, doc, scan._id);
+      assert.equal(second.status, 'completed');
+      assert.equal(second.analysisHistory.length, 2);
+      assert.notEqual(second.analysisHistory[0]._id, second.analysisHistory[1]._id);
+      assert.deepEqual(
+        second.analysisHistory.map((a: { status: string }) => a.status),
+        ['completed', 'completed'],
+      );
+      assert.equal(first.result.tumorType, second.result.tumorType, 'the same model gives the same answer');
+    });
+
+    test('ML endpoints: access rules and errors', async () => {
+      const other = await t.user();
+      const scan = await upload(t, doc, fixture('brain-notumor-1.jpg'));
+      const cases: [TestUser | null, string, string, unknown, number][] = [
+        [other, 'POST', '/api/ml/brain/analyze', { scanId: scan._id }, 404],
+        [other, 'GET', `/api/ml/status/${scan._id}`, undefined, 404],
+        [null, 'POST', '/api/ml/chest/analyze', { scanId: scan._id }, 401],
+        [null, 'GET', '/api/ml/models', undefined, 401],
+        [doc, 'POST', '/api/ml/brain/analyze', {}, 400],
+        [doc, 'POST', '/api/ml/brain/analyze', { scanId: '00000000-0000-4000-8000-000000000000' }, 404],
+        [doc, 'GET', '/api/ml/status/not-a-scan', undefined, 404],
+      ];
+      for (const [user, method, url, payload, code] of cases) {
+        const res = await t.app.inject({
+          method: method as 'GET',
+          url,
+          payload: payload as Record<string, unknown> | undefined,
+          headers: user ? user.auth : {},
+        });
+        assert.equal(res.statusCode, code, `${method} ${url}: ${res.body}`);
+        assert.ok(res.json().error);
+      }
+      const models = (await t.app.inject({ url: '/api/ml/models', headers: doc.auth })).json().models;
+      assert.deepEqual(models.map((m: { id: string }) => m.id).sort(), ['brain-mri', 'chest-xray']);
+      const brain = models.find((m: { id: string }) => m.id === 'brain-mri');
+      assert.deepEqual(brain.labels, ['glioma', 'meningioma', 'notumor', 'pituitary']);
+      assert.ok(brain.metrics.accuracy > 0.5);
+    });
+
+    test('webhooks: the receiver verified scan.uploaded, scan.analyzed and scan.failed', async () => {
+      for (let i = 0; i < 100 && !['scan.uploaded', 'scan.analyzed', 'scan.failed'].every((e) => received.some((r) => r.type === e)); i++) {
+        await sleep(100);
+      }
+      const types = new Set(received.map((r) => r.type));
+      assert.deepEqual([...types].sort(), ['scan.analyzed', 'scan.failed', 'scan.uploaded']);
+      for (const r of received) {
+        assert.deepEqual(Object.keys(r.data).sort(), ['patientId', 'scanId', 'status']);
+        assert.match(String(r.headers['webhook-signature']), /^v1,/);
+      }
+    });
+  });
+}
+
+describe('analysis queue without a worker', () => {
+  test('concurrent analyze requests for one scan share one job', async () => {
+    const t = await createTestApp('pglite');
+    try {
+      const doc = await t.user();
+      const scan = await upload(t, doc, fixture('brain-notumor-1.jpg'));
+      const requests = await Promise.all(
+        Array.from({ length: 4 }, () =>
+          t.app.inject({ method: 'POST', url: '/api/ml/brain/analyze', headers: doc.auth, payload: { scanId: scan._id } }),
+        ),
+      );
+      const ids = requests.map((r) => r.json().jobId);
+      assert.equal(new Set(ids).size, 1, `expected one job, got ${ids}`);
+      assert.equal(requests.filter((r) => r.json().deduplicated === false).length, 1);
+      const status = (await t.app.inject({ url: `/api/scans/${scan._id}/status`, headers: doc.auth })).json();
+      assert.equal(status.status, 'processing');
+      assert.equal(status.jobStatus.state, 'created');
+      const ml = (await t.app.inject({ url: `/api/ml/status/${scan._id}`, headers: doc.auth })).json();
+      assert.match(ml.estimatedCompletionTime, /^\d+ (seconds|minutes)$/);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe('a worker killed mid-job (postgres)', async () => {
+  const kinds = await databaseKinds();
+  test('the job is retried after its expiry and the scan completes', { skip: !kinds.includes('postgres') }, async () => {
+    const t = await createTestApp('postgres', { analysisExpireInSeconds: 3 });
+    let child: ReturnType<typeof spawn> | null = null;
+    try {
+      const doc = await t.user();
+      // A separate worker process that stalls during inference...
+      child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'test/helpers/stalling-worker.ts')], {
+        env: {
+          ...process.env,
+          DATABASE_URL: t.database.connectionString!,
+          DATA_DIR: t.dataDir,
+          JWT_SECRET: 'x'.repeat(40),
+          WORKER_CONCURRENCY: '1',
+          LOG_LEVEL: 'silent',
+        },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      await new Promise<void>((resolve, reject) => {
+        child!.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+        child!.on('exit', (code) => reject(new Error(`worker exited early (${code})`)));
+      });
+      const scan = await upload(t, doc, fixture('brain-glioma-1.jpg'), { scanType: 'brain-mri' });
+      for (let i = 0; ; i++) {
+        const s = (await t.app.inject({ url: `/api/scans/${scan._id}/status`, headers: doc.auth })).json();
+        if (s.jobStatus?.state === 'active' && s.jobStatus.progress >= 50) break;
+        if (i > 300) throw new Error('the stalling worker never picked the job up');
+        await sleep(100);
+      }
+      // ...is killed without warning while the job is active.
+      child.kill('SIGKILL');
+      await new Promise((r) => child!.once('exit', r));
+      child = null;
+      // A healthy worker with maintenance on takes over once the job expires.
+      const t2Runtime = await (await import('../runtime.js')).createRuntime(t.config, t.database, {
+        log: (await import('pino')).pino({ level: 'silent' }),
+        analysisExpireInSeconds: 3,
+        maintenanceIntervalSeconds: 1,
+      });
+      await t2Runtime.startWorkers();
+      try {
+        const done = await waitForScan(t, doc, scan._id, ['completed', 'failed'], 90_000);
+        assert.equal(done.status, 'completed');
+        assert.equal(done.result.tumorType, 'glioma');
+      } finally {
+        await t2Runtime.stop();
+      }
+    } finally {
+      child?.kill('SIGKILL');
+      await t.close();
+    }
+  });
+});

@@ -1,0 +1,95 @@
+/**
+ * Parity of serving with training: the same fixture image through PyTorch (ml/parity.py:
+ * Pillow decode, ml/common.py preprocessing, ImagemedixNet forward with the exported weights)
+ * and through the Node pipeline (sharp decode, preprocess.ts, onnxruntime) must give the same
+ * input tensor (within 1e-6) and the same logits (within 1e-3).
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawnSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+import { analyzeImage, runModel } from './inference.js';
+import { preprocessImage } from './preprocess.js';
+import { fixturePath, loadTestModels, TEST_MODELS_DIR } from './testing.js';
+
+const ROOT = path.resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const PYTHON = '/usr/bin/python3';
+
+interface PythonImage {
+  image: string;
+  tensorShape: number[];
+  tensor: string;
+  logits: number[];
+  features: number[];
+  camShape: number[];
+  cam: string;
+  oodDistance: number;
+}
+
+const floats = (b64: string) => {
+  const bytes = Buffer.from(b64, 'base64');
+  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
+};
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length, 'same length');
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
+  return max;
+}
+
+function pythonSkipReason(): string | false {
+  const probe = spawnSync(PYTHON, ['-c', 'import torch, onnx'], { encoding: 'utf8' });
+  if (probe.error) return `${PYTHON} is not available (${probe.error.message})`;
+  if (probe.status !== 0) return `${PYTHON} lacks torch or onnx: ${probe.stderr.trim().split('\n').pop()}`;
+  return false;
+}
+
+const { registry, skip } = await loadTestModels();
+after(() => registry.close());
+const noPython = pythonSkipReason();
+
+for (const task of ['brain-mri', 'chest-xray'] as const) {
+  describe(`${task}: Node pipeline vs PyTorch`, { skip: skip[task] || noPython }, () => {
+    it('gives the same input tensor (1e-6) and logits (1e-3) on every fixture image', async () => {
+      const model = registry.get(task);
+      const images = model.manifest.labels.map((label) => fixturePath(task, label));
+      const { stdout } = await promisify(execFile)(
+        PYTHON,
+        ['ml/parity.py', '--model', path.join(TEST_MODELS_DIR, model.manifest.file), ...images.flatMap((i) => ['--image', i])],
+        { cwd: ROOT, maxBuffer: 64 * 1024 * 1024 },
+      );
+      const py = (JSON.parse(stdout) as { images: PythonImage[] }).images;
+      assert.equal(py.length, images.length);
+
+      for (const [i, file] of images.entries()) {
+        const expected = py[i]!;
+        const bytes = await readFile(file);
+        const prepared = await preprocessImage(bytes, model.manifest.preprocessing);
+        const name = path.basename(file);
+
+        assert.deepEqual(expected.tensorShape, [1, 1, prepared.height, prepared.width]);
+        const tensorDiff = maxAbsDiff(prepared.tensor, floats(expected.tensor));
+        assert.ok(tensorDiff <= 1e-6, `${name}: input tensors differ by ${tensorDiff}`);
+
+        const out = await runModel(model, prepared.tensor);
+        const logitDiff = maxAbsDiff(out.logits, expected.logits);
+        assert.ok(logitDiff <= 1e-3, `${name}: logits differ by ${logitDiff}`);
+        assert.ok(maxAbsDiff(out.features, expected.features) <= 1e-3, `${name}: features differ`);
+        assert.deepEqual([model.manifest.labels.length, out.camHeight, out.camWidth], expected.camShape);
+        assert.ok(maxAbsDiff(out.cam, floats(expected.cam)) <= 1e-3, `${name}: activation maps differ`);
+        const oodDiff = Math.abs(out.oodDistance - expected.oodDistance);
+        assert.ok(oodDiff <= 1e-3 * Math.max(1, expected.oodDistance), `${name}: OOD distance differs by ${oodDiff}`);
+
+        // and the served path, from file bytes to scores, lands on the same logits
+        const { scores } = await analyzeImage(model, bytes, { scanType: task, heatmap: false });
+        assert.ok(scores, `${name} was refused before the model ran`);
+        assert.ok(maxAbsDiff(scores.logits, expected.logits) <= 1e-3, `${name}: served logits differ`);
+      }
+    });
+  });
+}

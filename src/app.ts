@@ -15,6 +15,7 @@ import { patientRoutes } from './patients/routes.js';
 import { AppError } from './platform/errors.js';
 import { healthRoutes } from './platform/http/health.js';
 import { clientErrorMessage, validationMessage } from './platform/http/validation.js';
+import { createValidatorCompiler } from './platform/http/validator.js';
 import { loggerOptions } from './platform/logging.js';
 import { userRoutes } from './users/routes.js';
 
@@ -32,8 +33,8 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     ...(opts.logger ? { loggerInstance: opts.logger } : {}),
     trustProxy: config.trustProxy,
     bodyLimit: 1024 * 1024,
-    ajv: { customOptions: { allErrors: false, coerceTypes: 'array', removeAdditional: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  app.setValidatorCompiler(createValidatorCompiler());
 
   app.decorateRequest('user', null);
 
@@ -61,8 +62,12 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
       redis.disconnect();
     });
   }
+  // One root-level hook rather than the plugin's per-route hooks: route hooks run after the
+  // feature plugins' own onRequest hooks (authentication), so a 401 would carry no rate-limit
+  // headers and failed logins or token probes would not count. Routes opt out with
+  // `config: { rateLimit: false }` (health checks, signed image links).
   await app.register(rateLimit, {
-    global: true,
+    global: false,
     max: config.rateLimit.max,
     timeWindow: config.rateLimit.windowMs,
     ...(redis ? { redis, nameSpace: `${config.redisKeyPrefix}rate-limit:` } : {}),
@@ -80,6 +85,12 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
         'rate_limited',
         `Too many requests: the limit is ${context.max} per ${context.after === '1 minute' ? 'minute' : 'window'}; try again in ${Math.ceil(context.ttl / 1000)} seconds`,
       ),
+  });
+
+  const limitRequest = app.rateLimit();
+  app.addHook('onRequest', async (request, reply) => {
+    if ((request.routeOptions.config as { rateLimit?: unknown } | undefined)?.rateLimit === false) return;
+    await limitRequest.call(app, request, reply);
   });
 
   await app.register(swagger, {
@@ -105,7 +116,7 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
   await app.register(patientRoutes(ctx), { prefix: '/api/patients' });
   for (const feature of opts.features ?? FEATURES) await feature(app, ctx);
 
-  app.setNotFoundHandler({ preHandler: app.rateLimit() }, async (request, reply) =>
+  app.setNotFoundHandler(async (request, reply) =>
     reply.code(404).send({ error: `Route ${request.method} ${request.url.split('?')[0]} not found` }),
   );
   return app;

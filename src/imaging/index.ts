@@ -45,6 +45,8 @@ export async function decodeUpload(bytes: Buffer, opts: DecodeOptions = {}): Pro
   const png = await sharp(display.data, {
     raw: { width: display.width, height: display.height, channels: display.channels },
   })
+    // Without an explicit colourspace sharp writes one-channel raw input as an RGB PNG.
+    .toColourspace(display.channels === 1 ? 'b-w' : 'srgb')
     .png()
     .toBuffer();
   return { kind, png, width: display.width, height: display.height, dicom: info };

@@ -297,7 +297,7 @@ export async function listScans(db: Db, { viewer, query, links }: { viewer: View
   };
 }
 
-async function detail(db: DbOrTx, found: ScanWithPatient, links: FileLinks) {
+async function detail(db: Db, found: ScanWithPatient, links: FileLinks) {
   const { scan } = found;
   const [analyses, reviews, annotations, doctor] = await Promise.all([
     repo.currentAnalyses(db, [scan]),
@@ -388,31 +388,32 @@ export async function reviewScan(
   db: Db,
   { viewer, id, body, links }: { viewer: Viewer; id: string; body: ReviewBody; links: FileLinks },
 ) {
-  return db.transaction(async (tx) => {
+  const reviewed = await db.transaction(async (tx) => {
     const found = await visibleScanOr404(tx, viewer, id);
     const { scan } = found;
-    const [analyses, reviews] = await Promise.all([repo.currentAnalyses(tx, [scan]), repo.latestReviews(tx, [scan.id])]);
-    const previous = reviews.get(scan.id);
-    const base = previous ? pick(previous.result) : pick(modelResultView(analyses.get(scan.id), links));
+    // One connection: queries in a transaction run one after another.
+    const analysis = (await repo.currentAnalyses(tx, [scan])).get(scan.id);
+    const previous = (await repo.latestReviews(tx, [scan.id])).get(scan.id);
+    const base = previous ? pick(previous.result) : pick(modelResultView(analysis, links));
     const result = mergeReview(scan.scanType, base, body.result ?? {});
-    const status = body.status ?? scan.status;
     await repo.insertReview(tx, {
       scanId: scan.id,
       analysisId: scan.currentAnalysisId,
-      status,
+      status: body.status ?? scan.status,
       result,
       reviewedBy: viewer.id,
     });
-    let updated = scan;
     if (body.status && body.status !== scan.status) {
       // A physician's verdict replaces an earlier refusal; the analysis keeps its reason.
-      updated = await repo.updateScanRow(tx, scan.id, {
+      const updated = await repo.updateScanRow(tx, scan.id, {
         status: body.status,
         ...(body.status === 'failed' ? {} : { failureReason: null }),
       });
+      return { ...found, scan: updated };
     }
-    return detail(tx, { ...found, scan: updated }, links);
+    return found;
   });
+  return detail(db, reviewed, links);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,11 +7,14 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 
+import type { FastifyInstance } from 'fastify';
+
 import { createTestApp, type TestApp, type TestUser } from '../../../test/helpers/app.js';
 import { databaseKinds } from '../../../test/helpers/db.js';
 import { newAccount, OidcBrowser, signInAssertions, type SignInResult } from '../../../test/oidc/browser.js';
 import { startTestIdentityProvider, type TestAccount, type TestIdentityProvider } from '../../../test/oidc/provider.js';
-import type { Config } from '../../platform/config.js';
+import { buildApp } from '../../app.js';
+import { loadConfig, type Config } from '../../platform/config.js';
 
 const APP_ORIGIN = 'http://imagemedix.test';
 const CALLBACK_URL = `${APP_ORIGIN}/api/auth/google/callback`;
@@ -60,28 +63,55 @@ interface ListedUser {
   isActive: boolean;
 }
 
+/**
+ * Another whole application (buildApp with its FEATURES) on the same database and runtime as
+ * `t`, whose Google settings are those `env` gives: a second server of one deployment with
+ * another configuration, without paying for a second test database.
+ */
+async function sameAppWithEnv(t: TestApp, env: Record<string, string>): Promise<FastifyInstance> {
+  const { google } = loadConfig({ DATA_DIR: t.dataDir, JWT_SECRET: 'x'.repeat(32), ...env });
+  const config: Config = { ...t.config, google };
+  allowLoopbackIssuer(config);
+  const app = await buildApp({ ...t.ctx, config }, { logger: false });
+  await app.ready();
+  return app;
+}
+
 /** What the browser, an administrator and the API show of one app. */
-function client(t: TestApp, admin: TestUser) {
+function client(app: FastifyInstance, admin: TestUser) {
+  const newBrowser = () => new OidcBrowser(app, { idp, appOrigin: APP_ORIGIN, callbackUrl: CALLBACK_URL, clientUrl: CLIENT_URL });
   return {
     signIn(account: TestAccount | { deny: true }, options?: Parameters<OidcBrowser['signInAs']>[1]): Promise<SignInResult> {
       // A fresh browser each time: no provider session or cookie carries over between sign-ins.
-      return new OidcBrowser(t.app, { idp, appOrigin: APP_ORIGIN, callbackUrl: CALLBACK_URL, clientUrl: CLIENT_URL }).signInAs(
-        account,
-        options,
-      );
+      return newBrowser().signInAs(account, options);
+    },
+    /**
+     * Two browsers (tabs) sign in as `account`; both are stopped at the callback and then
+     * follow it at the same moment, as when a user double-submits the sign-in.
+     */
+    async signInTwiceAtOnce(account: TestAccount): Promise<[SignInResult, SignInResult]> {
+      const tabs = [newBrowser(), newBrowser()];
+      const callbacks: string[] = [];
+      for (const tab of tabs) {
+        const { callbackUrl } = await tab.signInAs(account, { stopAtCallback: true });
+        assert.ok(callbackUrl);
+        callbacks.push(callbackUrl);
+      }
+      const [first, second] = await Promise.all(tabs.map((tab, i) => tab.follow(callbacks[i]!)));
+      return [first!, second!];
     },
     async users(): Promise<ListedUser[]> {
-      const res = await t.app.inject({ url: '/api/users/users', headers: admin.auth });
+      const res = await app.inject({ url: '/api/users/users', headers: admin.auth });
       assert.equal(res.statusCode, 200, res.body);
       return res.json();
     },
     async setActive(userId: string, isActive: boolean): Promise<void> {
-      const res = await t.app.inject({ method: 'PATCH', url: `/api/users/users/${userId}`, headers: admin.auth, payload: { isActive } });
+      const res = await app.inject({ method: 'PATCH', url: `/api/users/users/${userId}`, headers: admin.auth, payload: { isActive } });
       assert.equal(res.statusCode, 200, res.body);
       assert.equal(res.json().isActive, isActive);
     },
     me(token: string) {
-      return t.app.inject({ url: '/api/auth/me', headers: { authorization: `Bearer ${token}` } });
+      return app.inject({ url: '/api/auth/me', headers: { authorization: `Bearer ${token}` } });
     },
   };
 }
@@ -105,7 +135,7 @@ for (const kind of await databaseKinds()) {
     before(async () => {
       t = await createTestApp(kind, { env: googleEnv(), adjustConfig: allowLoopbackIssuer });
       admin = await t.user({ role: 'admin' });
-      app = client(t, admin);
+      app = client(t.app, admin);
     });
     after(() => t.close());
 
@@ -207,48 +237,61 @@ for (const kind of await databaseKinds()) {
       assert.equal(me.statusCode, 401);
       assert.match(me.json().error, /deactivated/);
     });
-  });
-
-  describe(`Google sign-in with GOOGLE_ALLOWED_DOMAINS (${kind})`, () => {
-    let t: TestApp;
-    let app: ReturnType<typeof client>;
-
-    before(async () => {
-      t = await createTestApp(kind, { env: googleEnv({ GOOGLE_ALLOWED_DOMAINS: 'hospital.test' }), adjustConfig: allowLoopbackIssuer });
-      app = client(t, await t.user({ role: 'admin' }));
-    });
-    after(() => t.close());
-
-    test('another domain is refused with domain_not_allowed and no user is created', async () => {
-      const before = await app.users();
-      const outsider = newAccount({ email: `someone-${randomUUID().slice(0, 8)}@other.test` });
-      assertSignInError(await app.signIn(outsider), 'domain_not_allowed');
-      const after = await app.users();
-      assert.equal(after.length, before.length);
-      assert.ok(!after.some((u) => u.email === outsider.email));
-
-      // The allowed domain gets through to the usual provisioning (an inactive doctor).
-      const member = newAccount({ email: `member-${randomUUID().slice(0, 8)}@hospital.test` });
-      assertSignInError(await app.signIn(member), 'account_pending_activation');
-      assert.ok((await app.users()).some((u) => u.email === member.email && !u.isActive));
-    });
-  });
-
-  describe(`Google sign-in not configured (${kind})`, () => {
-    let t: TestApp;
-
-    before(async () => {
-      t = await createTestApp(kind);
-    });
-    after(() => t.close());
-
-    test('without GOOGLE_CLIENT_ID both routes answer 404 with an explanation', async () => {
-      for (const url of ['/api/auth/google', '/api/auth/google/callback?code=x&state=y']) {
-        const res = await t.app.inject({ method: 'GET', url });
-        assert.equal(res.statusCode, 404, url);
-        assert.deepEqual(res.json(), { error: NOT_CONFIGURED });
-        assert.equal(res.headers.location, undefined);
+    test('two tabs finishing the same first sign-in at once both hear the account awaits activation', async () => {
+      const account = newAccount();
+      for (const result of await app.signInTwiceAtOnce(account)) {
+        // Whichever tab comes second finds the inactive account the first one created.
+        const code = result.fragment.get('error');
+        assert.ok(code === 'account_pending_activation' || code === 'account_inactive', `got ${code}`);
+        assertSignInError(result, code);
       }
+      assert.equal((await app.users()).filter((u) => u.email === account.email.toLowerCase()).length, 1);
+    });
+
+    test('two tabs linking the same password user at once are both signed in as that user', async () => {
+      const u = await t.user();
+      const results = await app.signInTwiceAtOnce(newAccount({ email: u.email }));
+      for (const result of results) assert.equal((await app.me(signedIn(result))).json()._id, u.id);
+    });
+
+    describe('with GOOGLE_ALLOWED_DOMAINS=hospital.test', () => {
+      let restricted: FastifyInstance;
+      before(async () => {
+        restricted = await sameAppWithEnv(t, googleEnv({ GOOGLE_ALLOWED_DOMAINS: 'hospital.test' }));
+      });
+      after(() => restricted.close());
+
+      test('another domain is refused with domain_not_allowed and no user is created', async () => {
+        const domainApp = client(restricted, admin);
+        const before = await domainApp.users();
+        const outsider = newAccount({ email: `someone-${randomUUID().slice(0, 8)}@other.test` });
+        assertSignInError(await domainApp.signIn(outsider), 'domain_not_allowed');
+        const after = await domainApp.users();
+        assert.equal(after.length, before.length);
+        assert.ok(!after.some((u) => u.email === outsider.email));
+
+        // The allowed domain gets through to the usual provisioning (an inactive doctor).
+        const member = newAccount({ email: `member-${randomUUID().slice(0, 8)}@hospital.test` });
+        assertSignInError(await domainApp.signIn(member), 'account_pending_activation');
+        assert.ok((await domainApp.users()).some((u) => u.email === member.email && !u.isActive));
+      });
+    });
+
+    describe('without GOOGLE_CLIENT_ID', () => {
+      let unconfigured: FastifyInstance;
+      before(async () => {
+        unconfigured = await sameAppWithEnv(t, {});
+      });
+      after(() => unconfigured.close());
+
+      test('both routes answer 404 with an explanation', async () => {
+        for (const url of ['/api/auth/google', '/api/auth/google/callback?code=x&state=y']) {
+          const res = await unconfigured.inject({ method: 'GET', url });
+          assert.equal(res.statusCode, 404, url);
+          assert.deepEqual(res.json(), { error: NOT_CONFIGURED });
+          assert.equal(res.headers.location, undefined);
+        }
+      });
     });
   });
 }

@@ -1,5 +1,5 @@
 /** The Google sign-in user store over the users table. */
-import { and, eq, isNull } from 'drizzle-orm';
+import { and, eq, isNull, or } from 'drizzle-orm';
 import type { Db } from '../../platform/db/index.js';
 import { users } from '../../platform/db/schema.js';
 import { findUserByEmail, findUserByGoogleSubject, insertUser, type UserRow } from '../../users/repository.js';
@@ -28,7 +28,8 @@ export function createGoogleUserStore(db: Db): GoogleUserStore {
       const rows = await db
         .update(users)
         .set({ googleSubject: sub, updatedAt: new Date() })
-        .where(and(eq(users.id, userId), isNull(users.googleSubject)))
+        // Already linked to this same subject is fine: two tabs finishing one sign-in race here.
+        .where(and(eq(users.id, userId), or(isNull(users.googleSubject), eq(users.googleSubject, sub))))
         .returning({ id: users.id });
       if (rows.length !== 1) throw new Error('user is already linked to another Google account');
     },

@@ -54,12 +54,13 @@ function looksLikeElements(bytes: Uint8Array, explicitVr: boolean, firstGroup: n
     const group = u16(bytes, offset);
     const tag = group * 0x10000 + u16(bytes, offset + 2);
     if (valid === 0 && group !== firstGroup) return false;
-    if (tag <= previousTag || group < firstGroup) return false;
+    if (tag <= previousTag || group < firstGroup || group > 0x7fe0) return false;
     let length: number;
     let headerLength: number;
+    let vr: string | undefined;
     if (explicitVr) {
       if (!isVrAt(bytes, offset + 4)) return false;
-      const vr = String.fromCharCode(bytes[offset + 4]!, bytes[offset + 5]!);
+      vr = String.fromCharCode(bytes[offset + 4]!, bytes[offset + 5]!);
       if (LONG_VRS.has(vr)) {
         if (offset + 12 > bytes.length || bytes[offset + 6] !== 0 || bytes[offset + 7] !== 0) return false;
         length = u32(bytes, offset + 8);
@@ -72,9 +73,15 @@ function looksLikeElements(bytes: Uint8Array, explicitVr: boolean, firstGroup: n
       length = u32(bytes, offset + 4);
       headerLength = 8;
     }
-    // Undefined length belongs to sequences, which never open a data set; after a good first
-    // element it ends the probe.
-    if (length === UNDEFINED_LENGTH) return valid > 0;
+    // Undefined length belongs to sequences (and encapsulated pixel data), which never open a
+    // data set; after a good first element, one whose next tag is an item ends the probe.
+    if (length === UNDEFINED_LENGTH) {
+      if (valid === 0 || (vr !== undefined && vr !== 'SQ' && vr !== 'UN' && vr !== 'OB')) return false;
+      const next = offset + headerLength;
+      if (next + 4 > bytes.length || u16(bytes, next) !== 0xfffe) return false;
+      const itemElement = u16(bytes, next + 2);
+      return itemElement === 0xe000 || itemElement === 0xe0dd;
+    }
     if (length % 2 !== 0 || offset + headerLength + length > bytes.length) return false;
     offset += headerLength + length;
     previousTag = tag;

@@ -112,7 +112,8 @@ export function sqlFromText(text: string, values: unknown[] = []): SQL {
   const chunks: SQL[] = [];
   parts.forEach((part, i) => {
     if (i % 2 === 0) chunks.push(sql.raw(part));
-    else chunks.push(sql`${values[Number(part) - 1]}`);
+    // Drizzle drops an undefined parameter (and its placeholder); pg-boss passes undefined for unset options.
+    else chunks.push(sql`${values[Number(part) - 1] ?? null}`);
   });
   return sql.join(chunks, sql.raw(''));
 }

@@ -1,0 +1,26 @@
+/**
+ * Schema validation for every route. Query strings and path parameters arrive as text, so
+ * they are coerced to the schema's types (`?page=2` -> 2); JSON bodies already carry types and
+ * are validated as sent. Coercing bodies would turn `null` into `""` inside a nullable union
+ * (Ajv tries the string branch first and coerces in place), so a PATCH that removes a field
+ * would store an empty string instead.
+ */
+import { Ajv, type Options } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import type { FastifySchema, FastifySchemaCompiler } from 'fastify';
+
+// ajv-formats is CommonJS with a default export; under NodeNext its default import is the module.
+const addFormats = (addFormatsModule as unknown as { default: (ajv: Ajv) => Ajv }).default;
+
+function createAjv(coerceTypes: Options['coerceTypes']): Ajv {
+  // strict: false, because TypeBox schemas carry annotations (e.g. `examples`) Ajv does not know.
+  const ajv = new Ajv({ coerceTypes, useDefaults: true, removeAdditional: false, allErrors: false, strict: false });
+  addFormats(ajv);
+  return ajv;
+}
+
+export function createValidatorCompiler(): FastifySchemaCompiler<FastifySchema> {
+  const coercing = createAjv('array');
+  const exact = createAjv(false);
+  return ({ schema, httpPart }) => (httpPart === 'body' ? exact : coercing).compile(schema as object);
+}

@@ -1,0 +1,687 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { eq } from 'drizzle-orm';
+import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
+import { databaseKinds } from '../../test/helpers/db.js';
+import { analyses, scans } from '../platform/db/schema.js';
+import {
+  FIXTURES,
+  SHARED_DATASETS,
+  heatmapPng,
+  localPath,
+  multipart,
+  pdfText,
+  pngClaiming,
+  pngSize,
+  runAnalysis,
+  uploadRequest,
+  type UploadOptions,
+} from './test-support.js';
+
+const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
+const CHEST_PNG = readFileSync(path.join(FIXTURES, 'images/chest-normal-1.png'));
+const DICOM_MR_SMALL = readFileSync(path.join(FIXTURES, 'imaging/MR_small_implicit.dcm'));
+const EDGE_DIR = path.join(SHARED_DATASETS, 'dicom/edge');
+
+const BRAIN_OUTPUT = {
+  refused: false as const,
+  model: { id: 'brain-mri-resnet', version: '1.2.0' },
+  result: {
+    hasTumor: true,
+    tumorType: 'glioma',
+    confidence: 0.91,
+    probabilities: { glioma: 0.91, meningioma: 0.05, notumor: 0.02, pituitary: 0.02 },
+    tumorLocation: 'upper right',
+  },
+  hotRegion: { x: 10, y: 12, width: 30, height: 20 },
+};
+
+for (const kind of await databaseKinds()) {
+  describe(`scans (${kind})`, () => {
+    let t: TestApp;
+    let doctorA: TestUser;
+    let doctorB: TestUser;
+    let admin: TestUser;
+
+    before(async () => {
+      // A 1 MB limit keeps the oversized-upload test small; every fixture is below it.
+      t = await createTestApp(kind, { env: { MAX_UPLOAD_MB: '1' } });
+      [doctorA, doctorB, admin] = await Promise.all([t.user(), t.user(), t.user({ role: 'admin' })]);
+    });
+    after(() => t.close());
+
+    const upload = (user: TestUser | null, opts: UploadOptions) => t.app.inject(uploadRequest(user, opts));
+    const newPatientFields = (extra: Record<string, string> = {}) => ({
+      patientId: uniqueId(),
+      patientName: 'Priya Mehta',
+      ...extra,
+    });
+    /** Uploads a JPEG for a new patient of `user` and returns the 201 body. */
+    const uploadJpeg = async (user: TestUser, fields: Record<string, string> = {}) => {
+      const res = await upload(user, { data: JPEG, fields: newPatientFields(fields) });
+      assert.equal(res.statusCode, 201, res.body);
+      return res.json();
+    };
+    const get = (user: TestUser | null, url: string) => t.app.inject({ method: 'GET', url, headers: user?.auth ?? {} });
+    const send = (user: TestUser | null, method: 'POST' | 'PATCH' | 'DELETE', url: string, payload?: object) =>
+      t.app.inject({ method, url, headers: user?.auth ?? {}, ...(payload ? { payload } : {}) });
+
+    describe('upload', () => {
+      test('a JPEG for a new patient creates the patient, assigned to the uploader, and stores the files', async () => {
+        const fields = newPatientFields({ scanDate: '2025-05-01T15:30:00.000Z' });
+        const res = await upload(doctorA, { data: JPEG, fields });
+        assert.equal(res.statusCode, 201, res.body);
+        const scan = res.json();
+        assert.deepEqual(Object.keys(scan).sort(), [
+          '_id',
+          'imageUrl',
+          'patientId',
+          'patientName',
+          'scanDate',
+          'scanType',
+          'status',
+          'thumbnailUrl',
+        ]);
+        assert.equal(scan.patientId, fields.patientId);
+        assert.equal(scan.patientName, 'Priya Mehta');
+        assert.equal(scan.scanDate, '2025-05-01T15:30:00.000Z');
+        assert.equal(scan.scanType, null);
+        assert.equal(scan.status, 'pending');
+        assert.match(scan.imageUrl, new RegExp(`^http://imagemedix\\.test/files/scans/${scan._id}/image\\.png\\?expires=\\d+&signature=`));
+        assert.match(scan.thumbnailUrl, /^http:\/\/imagemedix\.test\/files\/scans\/.+\/thumb\.png\?expires=/);
+
+        for (const name of ['original.jpg', 'image.png', 'thumb.png']) {
+          assert.ok(await t.ctx.storage.exists(`scans/${scan._id}/${name}`), `${name} stored`);
+        }
+        const patient = await get(doctorA, `/api/patients/${fields.patientId}`);
+        assert.equal(patient.statusCode, 200);
+        assert.equal(patient.json().name, 'Priya Mehta');
+        assert.deepEqual(
+          patient.json().assignedDoctors.map((d: { _id: string }) => d._id),
+          [doctorA.id],
+        );
+        assert.deepEqual(
+          patient.json().scans.map((s: { _id: string }) => s._id),
+          [scan._id],
+        );
+      });
+
+      test('the signed image and thumbnail links work without a bearer token, as private PNGs', async () => {
+        const scan = await uploadJpeg(doctorA);
+        const image = await get(null, localPath(scan.imageUrl));
+        assert.equal(image.statusCode, 200);
+        assert.equal(image.headers['content-type'], 'image/png');
+        assert.match(String(image.headers['cache-control']), /^private/);
+        const detail = (await get(doctorA, `/api/scans/${scan._id}`)).json();
+        assert.deepEqual(await pngSize(image.rawPayload), { width: detail.width, height: detail.height, format: 'png' });
+
+        const thumb = await get(null, localPath(scan.thumbnailUrl));
+        assert.equal(thumb.statusCode, 200);
+        const size = await pngSize(thumb.rawPayload);
+        assert.ok(size.width <= 256 && size.height <= 256, `thumbnail is ${size.width}x${size.height}`);
+        assert.ok(size.width === 256 || size.height === 256 || detail.width < 256);
+      });
+
+      test('a known scanType queues the analysis: status processing, job created', async () => {
+        const scan = await uploadJpeg(doctorA, { scanType: 'brain-mri' });
+        assert.equal(scan.status, 'processing');
+        assert.equal(scan.scanType, 'brain-mri');
+        const status = await get(doctorA, `/api/scans/${scan._id}/status`);
+        assert.equal(status.statusCode, 200);
+        assert.equal(status.json().status, 'processing');
+        assert.equal(status.json().jobStatus.state, 'created');
+        assert.equal(status.json().jobStatus.progress, 0);
+        const rows = await t.ctx.db.select().from(analyses).where(eq(analyses.scanId, scan._id));
+        assert.equal(rows.length, 1);
+        assert.ok(rows[0]!.jobId);
+      });
+
+      test('without a scanType the scan is pending and has no job', async () => {
+        const scan = await uploadJpeg(doctorA);
+        const status = (await get(doctorA, `/api/scans/${scan._id}/status`)).json();
+        assert.deepEqual(status, { status: 'pending', failureReason: null, jobStatus: null });
+      });
+
+      test('a PNG is accepted whatever the client calls it', async () => {
+        const res = await upload(doctorA, {
+          data: CHEST_PNG,
+          filename: 'xray.dcm',
+          contentType: 'application/octet-stream',
+          fields: newPatientFields({ scanType: 'chest-xray' }),
+        });
+        assert.equal(res.statusCode, 201, res.body);
+        assert.ok(await t.ctx.storage.exists(`scans/${res.json()._id}/original.png`));
+      });
+
+      test('a DICOM file fills patientId, patientName, scanDate and scanType from its header', async () => {
+        const res = await upload(doctorA, { data: DICOM_MR_SMALL, filename: 'scan.dcm', contentType: 'application/dicom' });
+        assert.equal(res.statusCode, 201, res.body);
+        const scan = res.json();
+        assert.equal(scan.patientId, '4MR1');
+        assert.equal(scan.patientName, 'MR1 CompressedSamples');
+        assert.equal(scan.scanDate, '2004-08-26T00:00:00.000Z');
+        assert.equal(scan.scanType, 'brain-mri');
+        assert.equal(scan.status, 'processing');
+        assert.ok(await t.ctx.storage.exists(`scans/${scan._id}/original.dcm`));
+        const detail = (await get(doctorA, `/api/scans/${scan._id}`)).json();
+        assert.equal(detail.originalFormat, 'dicom');
+        assert.equal(detail.dicom.modality, 'MR');
+        assert.deepEqual([detail.width, detail.height], [64, 64]);
+      });
+
+      test('form fields win over the DICOM header', async () => {
+        const fields = newPatientFields({ scanDate: '2024-01-02', scanType: 'chest-xray' });
+        const res = await upload(doctorA, { data: DICOM_MR_SMALL, filename: 'a.dcm', fields });
+        assert.equal(res.statusCode, 201, res.body);
+        assert.equal(res.json().patientId, fields.patientId);
+        assert.equal(res.json().patientName, fields.patientName);
+        assert.equal(res.json().scanDate, '2024-01-02T00:00:00.000Z');
+        assert.equal(res.json().scanType, 'chest-xray');
+      });
+
+      test('every file of the DICOM edge set gets an image or a clear 4xx, never a 500', async () => {
+        const files = readdirSync(EDGE_DIR).filter((f) => f.endsWith('.dcm'));
+        assert.ok(files.length >= 12);
+        const outcomes: Record<string, number> = {};
+        for (const file of files) {
+          const res = await upload(doctorA, {
+            data: readFileSync(path.join(EDGE_DIR, file)),
+            filename: file,
+            contentType: 'application/dicom',
+            fields: newPatientFields(),
+          });
+          outcomes[file] = res.statusCode;
+          if (res.statusCode === 201) {
+            const detail = (await get(doctorA, `/api/scans/${res.json()._id}`)).json();
+            const image = await get(null, localPath(res.json().imageUrl));
+            assert.equal(image.statusCode, 200, file);
+            assert.deepEqual(await pngSize(image.rawPayload), { width: detail.width, height: detail.height, format: 'png' }, file);
+          } else {
+            assert.ok([400, 413, 415, 422].includes(res.statusCode), `${file}: ${res.statusCode} ${res.body}`);
+            assert.ok(res.json().error.length > 20, `${file}: ${res.body}`);
+          }
+        }
+        // The truncated file says so; the headerless one is not recognised as DICOM at all.
+        assert.equal(outcomes['MR_truncated.dcm'], 400);
+        assert.equal(outcomes['no_meta.dcm'], 415);
+        assert.equal(outcomes['MR_small_bigendian.dcm'], 201);
+      });
+
+      test('a text file named .png with an image/png Content-Type is refused with 415', async () => {
+        const res = await upload(doctorA, {
+          data: Buffer.from('hello, this is not an image\n'.repeat(10)),
+          filename: 'scan.png',
+          contentType: 'image/png',
+          fields: newPatientFields(),
+        });
+        assert.equal(res.statusCode, 415);
+        assert.match(res.json().error, /not a JPEG, PNG or DICOM/);
+      });
+
+      test('a file over MAX_UPLOAD_MB is refused with 413', async () => {
+        const big = Buffer.concat([JPEG, Buffer.alloc(1024 * 1024 + 10, 1)]);
+        const res = await upload(doctorA, { data: big, fields: newPatientFields() });
+        assert.equal(res.statusCode, 413);
+        assert.match(res.json().error, /1 MB/);
+      });
+
+      test('an image bomb (huge pixel count in a tiny file) is refused before decoding', async () => {
+        const res = await upload(doctorA, { data: pngClaiming(60_000, 60_000), filename: 'bomb.png', fields: newPatientFields() });
+        assert.equal(res.statusCode, 413);
+        assert.match(res.json().error, /60000x60000/);
+      });
+
+      test('a truncated JPEG gets a 400 that says the file is damaged', async () => {
+        const res = await upload(doctorA, { data: JPEG.subarray(0, Math.floor(JPEG.length / 2)), fields: newPatientFields() });
+        assert.equal(res.statusCode, 400);
+        assert.match(res.json().error, /corrupt|truncated|incomplete|damaged/i);
+      });
+
+      test('a failed upload leaves neither a row, nor a patient, nor a file', async () => {
+        const scansDir = path.join(t.dataDir, 'files/scans');
+        const before = (await readdir(scansDir).catch(() => [])).length;
+        const events = t.ctx.events;
+        t.ctx.events = {
+          async publish() {
+            throw new Error('event store down');
+          },
+        };
+        const fields = newPatientFields();
+        try {
+          const res = await upload(doctorA, { data: JPEG, fields });
+          assert.equal(res.statusCode, 500);
+          assert.doesNotMatch(res.body, /event store down/);
+        } finally {
+          t.ctx.events = events;
+        }
+        assert.equal((await readdir(scansDir)).length, before);
+        assert.equal((await get(doctorA, `/api/patients/${fields.patientId}`)).statusCode, 404);
+      });
+
+      test('form problems get a 400 naming the field', async () => {
+        const cases: Array<[UploadOptions, RegExp]> = [
+          [{ data: JPEG, fields: { patientName: 'No Id' } }, /"patientId" is required/],
+          [{ data: JPEG, fields: { patientId: uniqueId() } }, /"patientName" is required/],
+          [{ data: JPEG, fields: newPatientFields({ scanType: 'knee-ct' }) }, /scanType must be one of brain-mri, chest-xray/],
+          [{ data: JPEG, fields: newPatientFields({ scanDate: 'yesterday' }) }, /scanDate/],
+          [{ data: JPEG, fields: newPatientFields({ scanDate: '2025-02-30' }) }, /scanDate/],
+          [{ data: JPEG, fields: newPatientFields({ scanDate: '2999-01-01' }) }, /scanDate cannot be in the future/],
+          [{ data: JPEG, fields: { ...newPatientFields(), patientId: 'bad id with spaces' } }, /patientId/],
+          [{ data: JPEG, fields: newPatientFields({ notes: 'x' }) }, /"notes" is not allowed/],
+          [{ data: Buffer.alloc(0), fields: newPatientFields() }, /empty/],
+        ];
+        for (const [opts, message] of cases) {
+          const res = await upload(doctorA, opts);
+          assert.equal(res.statusCode, 400, `${message}: ${res.body}`);
+          assert.match(res.json().error, message);
+        }
+        const noFile = multipart([{ name: 'patientId', value: uniqueId() }]);
+        const res = await t.app.inject({ method: 'POST', url: '/api/scans', headers: { ...noFile.headers, ...doctorA.auth }, payload: noFile.payload });
+        assert.equal(res.statusCode, 400);
+        assert.match(res.json().error, /"image" is required/);
+        const wrongField = multipart([{ name: 'file', filename: 'a.jpg', contentType: 'image/jpeg', data: JPEG }]);
+        const res2 = await t.app.inject({ method: 'POST', url: '/api/scans', headers: { ...wrongField.headers, ...doctorA.auth }, payload: wrongField.payload });
+        assert.equal(res2.statusCode, 400);
+        assert.match(res2.json().error, /"image"/);
+      });
+
+      test('a JSON body instead of a form is refused with 415', async () => {
+        const res = await send(doctorA, 'POST', '/api/scans', { patientId: uniqueId(), image: 'abc' });
+        assert.equal(res.statusCode, 415);
+        assert.match(res.json().error, /multipart\/form-data/);
+      });
+
+      test("a doctor cannot add scans to another doctor's patient; an admin can", async () => {
+        const patient = await t.patient(doctorA);
+        const denied = await upload(doctorB, { data: JPEG, fields: { patientId: patient.patientId, patientName: 'X' } });
+        assert.equal(denied.statusCode, 404);
+        assert.deepEqual(denied.json(), { error: 'Patient not found' });
+        const byAdmin = await upload(admin, { data: JPEG, fields: { patientId: patient.patientId } });
+        assert.equal(byAdmin.statusCode, 201, byAdmin.body);
+        assert.equal(byAdmin.json().patientName, patient.name);
+        // The patient's doctor sees the admin's upload.
+        assert.equal((await get(doctorA, `/api/scans/${byAdmin.json()._id}`)).statusCode, 200);
+      });
+    });
+
+    describe('reading and access', () => {
+      test('unauthenticated requests get 401', async () => {
+        const scan = await uploadJpeg(doctorA);
+        const id = scan._id;
+        const requests = [
+          upload(null, { data: JPEG, fields: newPatientFields() }),
+          get(null, '/api/scans'),
+          get(null, `/api/scans/${id}`),
+          get(null, `/api/scans/${id}/status`),
+          send(null, 'PATCH', `/api/scans/${id}`, { status: 'completed' }),
+          send(null, 'POST', `/api/scans/${id}/annotations`, { x: 1, y: 1, text: 'x' }),
+          send(null, 'POST', `/api/scans/${id}/report`),
+          send(null, 'DELETE', `/api/scans/${id}`),
+        ];
+        for (const res of await Promise.all(requests)) assert.equal(res.statusCode, 401, `${res.raw.req.url}`);
+      });
+
+      test("another doctor gets 404 for every route of a scan that is not theirs; admins reach it", async () => {
+        const scan = await uploadJpeg(doctorA);
+        const id = scan._id;
+        const tries = await Promise.all([
+          get(doctorB, `/api/scans/${id}`),
+          get(doctorB, `/api/scans/${id}/status`),
+          send(doctorB, 'PATCH', `/api/scans/${id}`, { status: 'completed' }),
+          send(doctorB, 'POST', `/api/scans/${id}/annotations`, { x: 1, y: 1, text: 'x' }),
+          send(doctorB, 'POST', `/api/scans/${id}/report`),
+        ]);
+        for (const res of tries) {
+          assert.equal(res.statusCode, 404);
+          assert.deepEqual(res.json(), { error: 'Scan not found' });
+        }
+        const absent = await get(doctorB, '/api/scans/00000000-0000-4000-8000-000000000000');
+        assert.deepEqual(absent.json(), { error: 'Scan not found' });
+        assert.equal((await get(doctorB, '/api/scans/not-a-uuid')).statusCode, 404);
+        assert.equal((await get(admin, `/api/scans/${id}`)).statusCode, 200);
+        const list = (await get(doctorB, `/api/scans?limit=100`)).json();
+        assert.ok(!list.scans.some((s: { _id: string }) => s._id === id));
+      });
+
+      test('GET /api/scans/:id populates the doctor and shows annotations, result and review', async () => {
+        const scan = await uploadJpeg(doctorA);
+        const res = await get(doctorA, `/api/scans/${scan._id}`);
+        assert.equal(res.statusCode, 200);
+        const body = res.json();
+        assert.deepEqual(body.doctorId, { _id: doctorA.id, name: doctorA.name, email: doctorA.email });
+        assert.deepEqual(body.annotations, []);
+        assert.equal(body.result, null);
+        assert.equal(body.modelResult, null);
+        assert.equal(body.review, null);
+        assert.equal(body.patient.patientId, scan.patientId);
+        assert.equal(body.originalFormat, 'jpeg');
+      });
+
+      test('the list filters by status, patient (patientId or _id) and date range, and pages', async () => {
+        const patientId = uniqueId();
+        const dates = ['2023-01-10T08:00:00.000Z', '2023-02-10T08:00:00.000Z', '2023-03-10T08:00:00.000Z'];
+        const ids: string[] = [];
+        for (const [i, scanDate] of dates.entries()) {
+          const fields = { patientId, patientName: 'List Patient', scanDate, ...(i === 2 ? { scanType: 'brain-mri' } : {}) };
+          const res = await upload(doctorA, { data: JPEG, fields });
+          assert.equal(res.statusCode, 201, res.body);
+          ids.push(res.json()._id);
+        }
+        const list = async (query: string) => {
+          const res = await get(doctorA, `/api/scans?${query}`);
+          assert.equal(res.statusCode, 200, res.body);
+          return res.json();
+        };
+        const all = await list(`patientId=${patientId}`);
+        assert.equal(all.totalScans, 3);
+        assert.deepEqual(
+          all.scans.map((s: { _id: string }) => s._id),
+          [...ids].reverse(),
+        );
+        const item = all.scans[0];
+        for (const key of ['_id', 'patientId', 'patientName', 'scanDate', 'scanType', 'imageUrl', 'thumbnailUrl', 'status', 'result']) {
+          assert.ok(key in item, key);
+        }
+        const patientRowId = (await get(doctorA, `/api/patients/${patientId}`)).json()._id;
+        assert.equal((await list(`patientId=${patientRowId}`)).totalScans, 3);
+
+        const processing = await list(`patientId=${patientId}&status=processing`);
+        assert.deepEqual(
+          processing.scans.map((s: { _id: string }) => s._id),
+          [ids[2]],
+        );
+        const ranged = await list(`patientId=${patientId}&startDate=2023-02-01&endDate=2023-02-10`);
+        assert.deepEqual(
+          ranged.scans.map((s: { _id: string }) => s._id),
+          [ids[1]],
+        );
+        const paged = await list(`patientId=${patientId}&limit=2&page=2`);
+        assert.deepEqual(
+          { currentPage: paged.currentPage, totalPages: paged.totalPages, totalScans: paged.totalScans },
+          { currentPage: 2, totalPages: 2, totalScans: 3 },
+        );
+        assert.deepEqual(
+          paged.scans.map((s: { _id: string }) => s._id),
+          [ids[0]],
+        );
+        // Another doctor's patient filters to nothing, as if absent.
+        const other = await get(doctorB, `/api/scans?patientId=${patientId}`);
+        assert.deepEqual(other.json(), { scans: [], currentPage: 1, totalPages: 0, totalScans: 0 });
+
+        const bad = await get(doctorA, '/api/scans?status=done');
+        assert.equal(bad.statusCode, 400);
+        assert.match(bad.json().error, /status/);
+        const backwards = await get(doctorA, '/api/scans?startDate=2023-03-01&endDate=2023-01-01');
+        assert.equal(backwards.statusCode, 400);
+      });
+    });
+
+    describe('signed links', () => {
+      test('a tampered, foreign or missing signature is refused with 403', async () => {
+        const a = await uploadJpeg(doctorA);
+        const b = await uploadJpeg(doctorA);
+        const url = new URL(a.imageUrl);
+        const sig = url.searchParams.get('signature')!;
+        const tampered = `${url.pathname}?expires=${url.searchParams.get('expires')}&signature=${sig.slice(0, -2)}${sig.endsWith('AA') ? 'BB' : 'AA'}`;
+        assert.equal((await get(null, tampered)).statusCode, 403);
+        const otherScan = `${new URL(b.imageUrl).pathname}${url.search}`;
+        assert.equal((await get(null, otherScan)).statusCode, 403);
+        const laterExpiry = `${url.pathname}?expires=${Number(url.searchParams.get('expires')) + 3600}&signature=${sig}`;
+        assert.equal((await get(null, laterExpiry)).statusCode, 403);
+        const bare = await get(null, url.pathname);
+        assert.equal(bare.statusCode, 403);
+        assert.match(bare.json().error, /not valid/);
+        // The original file is never served by link.
+        const original = t.ctx.signer.sign(`/files/scans/${a._id}/original.jpg`, null);
+        assert.equal((await get(null, original)).statusCode, 403);
+      });
+
+      test('an expired link is refused with 410', async () => {
+        const scan = await uploadJpeg(doctorA);
+        const expired = t.ctx.signer.sign(new URL(scan.imageUrl).pathname, null, -60);
+        const res = await get(null, expired);
+        assert.equal(res.statusCode, 410);
+        assert.match(res.json().error, /expired/);
+      });
+
+      test('without PUBLIC_URL, links are built from the request host and protocol', async () => {
+        const local = await createTestApp('pglite', { env: { PUBLIC_URL: '' } });
+        try {
+          const doctor = await local.user();
+          const res = await local.app.inject({ ...uploadRequest(doctor, { data: JPEG, fields: newPatientFields() }), authority: 'scans.example:8443' });
+          assert.equal(res.statusCode, 201, res.body);
+          assert.match(res.json().imageUrl, /^http:\/\/scans\.example:8443\/files\/scans\//);
+        } finally {
+          await local.close();
+        }
+      });
+    });
+
+    describe('annotations', () => {
+      test('an annotation inside the image is recorded with its author and time', async () => {
+        const scan = await uploadJpeg(doctorA);
+        const { width, height } = (await get(doctorA, `/api/scans/${scan._id}`)).json();
+        const res = await send(doctorA, 'POST', `/api/scans/${scan._id}/annotations`, {
+          x: width - 1,
+          y: 0,
+          text: 'Tumor boundary',
+        });
+        assert.equal(res.statusCode, 201, res.body);
+        const body = res.json();
+        assert.equal(body._id, scan._id);
+        assert.equal(body.annotations.length, 1);
+        const [a] = body.annotations;
+        assert.deepEqual({ x: a.x, y: a.y, text: a.text, createdBy: a.createdBy }, {
+          x: width - 1,
+          y: 0,
+          text: 'Tumor boundary',
+          createdBy: { _id: doctorA.id, name: doctorA.name },
+        });
+        assert.ok(Math.abs(Date.parse(a.createdAt) - Date.now()) < 60_000);
+        const second = await send(admin, 'POST', `/api/scans/${scan._id}/annotations`, { x: 1.5, y: height - 1, text: 'Second' });
+        assert.deepEqual(
+          second.json().annotations.map((n: { text: string }) => n.text),
+          ['Tumor boundary', 'Second'],
+        );
+        assert.equal((await get(doctorA, `/api/scans/${scan._id}`)).json().annotations.length, 2);
+      });
+
+      test('coordinates outside the image and missing text get a 400 naming the field', async () => {
+        const scan = await uploadJpeg(doctorA);
+        const { width, height } = (await get(doctorA, `/api/scans/${scan._id}`)).json();
+        const cases: Array<[object, RegExp]> = [
+          [{ x: width, y: 0, text: 'a' }, new RegExp(`^x must be between 0 and ${width - 1}`)],
+          [{ x: 0, y: height, text: 'a' }, new RegExp(`^y must be between 0 and ${height - 1}`)],
+          [{ x: -1, y: 0, text: 'a' }, /x/],
+          [{ x: 0, y: 0 }, /"text" is required/],
+          [{ x: 0, y: 0, text: '   ' }, /text must not be blank/],
+          [{ x: 'left', y: 0, text: 'a' }, /x/],
+        ];
+        for (const [payload, message] of cases) {
+          const res = await send(doctorA, 'POST', `/api/scans/${scan._id}/annotations`, payload);
+          assert.equal(res.statusCode, 400, JSON.stringify(payload));
+          assert.match(res.json().error, message);
+        }
+      });
+    });
+
+    describe('analysis result and review', () => {
+      test("the model's result shows with a signed heatmap; a review is stored beside it and never overwrites it", async () => {
+        const scan = await uploadJpeg(doctorA, { scanType: 'brain-mri' });
+        const { width, height } = (await get(doctorA, `/api/scans/${scan._id}`)).json();
+        await runAnalysis(t, scan._id, { ...BRAIN_OUTPUT, heatmapPng: await heatmapPng(width, height) });
+
+        const analysed = (await get(doctorA, `/api/scans/${scan._id}`)).json();
+        assert.equal(analysed.status, 'completed');
+        const { heatmapUrl, ...result } = analysed.result;
+        assert.deepEqual(result, {
+          hasTumor: true,
+          tumorType: 'glioma',
+          confidence: 0.91,
+          probabilities: BRAIN_OUTPUT.result.probabilities,
+          tumorLocation: 'upper right',
+          model: { id: 'brain-mri-resnet', version: '1.2.0' },
+        });
+        assert.match(heatmapUrl, /^http:\/\/imagemedix\.test\/files\/scans\/.+\/heatmap-.+\.png\?expires=/);
+        assert.equal((await get(null, localPath(heatmapUrl))).statusCode, 200);
+        assert.deepEqual(analysed.modelResult, analysed.result);
+        const listed = (await get(doctorA, `/api/scans?patientId=${scan.patientId}`)).json();
+        assert.equal(listed.scans[0].result.tumorType, 'glioma');
+
+        const review = await send(doctorA, 'PATCH', `/api/scans/${scan._id}`, {
+          status: 'completed',
+          result: { tumorType: 'meningioma', confidence: 0.8, additionalNotes: 'Well-defined, minimal edema.' },
+        });
+        assert.equal(review.statusCode, 200, review.body);
+        const reviewed = review.json();
+        assert.equal(reviewed.result.tumorType, 'meningioma');
+        assert.equal(reviewed.result.confidence, 0.8);
+        assert.equal(reviewed.result.additionalNotes, 'Well-defined, minimal edema.');
+        assert.equal(reviewed.result.hasTumor, true);
+        assert.equal(reviewed.modelResult.tumorType, 'glioma');
+        assert.equal(reviewed.modelResult.confidence, 0.91);
+        assert.deepEqual(reviewed.review.reviewedBy, { _id: doctorA.id, name: doctorA.name });
+        assert.ok(Math.abs(Date.parse(reviewed.review.reviewedAt) - Date.now()) < 60_000);
+
+        // A second review builds on the first; the stored model output is untouched.
+        const second = await send(admin, 'PATCH', `/api/scans/${scan._id}`, { result: { hasTumor: false } });
+        assert.equal(second.statusCode, 200, second.body);
+        assert.equal(second.json().result.hasTumor, false);
+        assert.equal(second.json().result.tumorType, null);
+        assert.equal(second.json().result.confidence, null);
+        assert.equal(second.json().result.additionalNotes, 'Well-defined, minimal edema.');
+        assert.deepEqual(second.json().review.reviewedBy, { _id: admin.id, name: admin.name });
+        const [row] = await t.ctx.db.select().from(analyses).where(eq(analyses.scanId, scan._id));
+        assert.equal(row!.result!.tumorType, 'glioma');
+        assert.equal(row!.result!.confidence, 0.91);
+      });
+
+      test('a refused analysis leaves the scan failed with the reason', async () => {
+        const scan = await uploadJpeg(doctorA, { scanType: 'chest-xray' });
+        await runAnalysis(t, scan._id, {
+          refused: true,
+          reason: 'This image does not look like a chest X-ray.',
+          model: { id: 'chest', version: '1' },
+        });
+        const detail = (await get(doctorA, `/api/scans/${scan._id}`)).json();
+        assert.equal(detail.status, 'failed');
+        assert.equal(detail.failureReason, 'This image does not look like a chest X-ray.');
+        assert.equal(detail.result, null);
+        const status = (await get(doctorA, `/api/scans/${scan._id}/status`)).json();
+        assert.equal(status.status, 'failed');
+        assert.equal(status.jobStatus.state, 'failed');
+      });
+
+      test('review validation: fields of the other scan type, contradictions and unknown fields are 400', async () => {
+        const chest = await uploadJpeg(doctorA, { scanType: 'chest-xray' });
+        const cases: Array<[object, RegExp]> = [
+          [{ result: { hasTumor: true } }, /hasTumor does not apply to a chest-xray scan/],
+          [{ result: { hasPneumonia: false, pneumoniaType: 'viral' } }, /pneumoniaType must be null/],
+          [{ result: { confidence: 1.5 } }, /confidence/],
+          [{ status: 'processing' }, /status/],
+          [{ result: { diagnosis: 'x' } }, /"result.diagnosis" is not allowed/],
+          [{}, /at least one field/],
+        ];
+        for (const [payload, message] of cases) {
+          const res = await send(doctorA, 'PATCH', `/api/scans/${chest._id}`, payload);
+          assert.equal(res.statusCode, 400, JSON.stringify(payload));
+          assert.match(res.json().error, message);
+        }
+        const ok = await send(doctorA, 'PATCH', `/api/scans/${chest._id}`, {
+          status: 'completed',
+          result: { pneumoniaType: 'viral' },
+        });
+        assert.equal(ok.statusCode, 200, ok.body);
+        assert.equal(ok.json().status, 'completed');
+        assert.deepEqual(
+          { hasPneumonia: ok.json().result.hasPneumonia, pneumoniaType: ok.json().result.pneumoniaType },
+          { hasPneumonia: true, pneumoniaType: 'viral' },
+        );
+        assert.equal(ok.json().modelResult, null);
+      });
+    });
+
+    describe('reports', () => {
+      test('a report is a real PDF with patient, finding, model, review, annotations and the notice', async () => {
+        const patientId = uniqueId();
+        const res = await upload(doctorA, {
+          data: JPEG,
+          fields: { patientId, patientName: 'Raj Sharma', scanType: 'brain-mri', scanDate: '2025-05-01' },
+        });
+        const scan = res.json();
+        const { width, height } = (await get(doctorA, `/api/scans/${scan._id}`)).json();
+        await runAnalysis(t, scan._id, { ...BRAIN_OUTPUT, heatmapPng: await heatmapPng(width, height) });
+        await send(doctorA, 'POST', `/api/scans/${scan._id}/annotations`, { x: 5, y: 5, text: 'Possible secondary lesion' });
+        await send(doctorA, 'PATCH', `/api/scans/${scan._id}`, { result: { additionalNotes: 'Confirmed on review.' } });
+
+        const report = await send(doctorA, 'POST', `/api/scans/${scan._id}/report`);
+        assert.equal(report.statusCode, 201, report.body);
+        assert.equal(report.json().message, 'Report generated successfully');
+        const reportUrl: string = report.json().reportUrl;
+        assert.match(reportUrl, new RegExp(`^http://imagemedix\\.test/reports/report-${scan._id}-[0-9a-f-]{36}\\.pdf\\?expires=\\d+&signature=`));
+
+        const pdf = await get(null, localPath(reportUrl));
+        assert.equal(pdf.statusCode, 200);
+        assert.equal(pdf.headers['content-type'], 'application/pdf');
+        assert.match(String(pdf.headers['cache-control']), /^private/);
+        assert.equal(pdf.rawPayload.subarray(0, 5).toString(), '%PDF-');
+        const text = (await pdfText(pdf.rawPayload)).replace(/\s+/g, ' ');
+        for (const expected of [
+          'NOT FOR DIAGNOSTIC USE WITHOUT PHYSICIAN REVIEW',
+          'Raj Sharma',
+          patientId,
+          scan._id,
+          'Glioma',
+          '91',
+          'brain-mri-resnet',
+          '1.2.0',
+          'Possible secondary lesion',
+          doctorA.name,
+          'Confirmed on review.',
+        ]) {
+          assert.ok(text.toLowerCase().includes(expected.toLowerCase()), `report mentions "${expected}"`);
+        }
+
+        const tampered = localPath(reportUrl).replace(/signature=./, 'signature=_');
+        assert.equal((await get(null, tampered)).statusCode, 403);
+      });
+
+      test('a scan without analysis still gets a report that says so', async () => {
+        const scan = await uploadJpeg(doctorA);
+        const report = await send(doctorA, 'POST', `/api/scans/${scan._id}/report`);
+        assert.equal(report.statusCode, 201, report.body);
+        const pdf = await get(null, localPath(report.json().reportUrl));
+        const text = (await pdfText(pdf.rawPayload)).replace(/\s+/g, ' ');
+        assert.match(text, /not been analysed/);
+        assert.match(text, /Not yet reviewed by a physician/);
+      });
+    });
+
+    describe('delete', () => {
+      test('only admins delete; the row, its files and its reports go', async () => {
+        const scan = await uploadJpeg(doctorA, { scanType: 'brain-mri' });
+        const report = await send(doctorA, 'POST', `/api/scans/${scan._id}/report`);
+        assert.equal(report.statusCode, 201);
+
+        const byDoctor = await send(doctorA, 'DELETE', `/api/scans/${scan._id}`);
+        assert.equal(byDoctor.statusCode, 403);
+        const res = await send(admin, 'DELETE', `/api/scans/${scan._id}`);
+        assert.equal(res.statusCode, 200);
+        assert.deepEqual(res.json(), { message: 'Scan deleted successfully' });
+
+        assert.equal((await get(doctorA, `/api/scans/${scan._id}`)).statusCode, 404);
+        assert.equal((await t.ctx.db.select().from(scans).where(eq(scans.id, scan._id))).length, 0);
+        assert.equal((await t.ctx.db.select().from(analyses).where(eq(analyses.scanId, scan._id))).length, 0);
+        for (const name of ['original.jpg', 'image.png', 'thumb.png']) {
+          assert.equal(await t.ctx.storage.exists(`scans/${scan._id}/${name}`), false, name);
+        }
+        assert.equal((await get(null, localPath(scan.imageUrl))).statusCode, 404);
+        assert.equal((await get(null, localPath(report.json().reportUrl))).statusCode, 404);
+        assert.equal((await send(admin, 'DELETE', `/api/scans/${scan._id}`)).statusCode, 404);
+      });
+    });
+  });
+}

@@ -110,18 +110,33 @@ class ImagemedixNet(nn.Module):
         return logits, feats, fmap
 
 
+def flip_tta_forward(model, x, flip_tta):
+    """The network's answer for a batch, optionally averaged with its answer for the mirrored
+    images (test-time augmentation). The last feature maps are averaged after flipping the
+    mirrored ones back, so logits, pooled features and activation maps stay consistent: the
+    head is linear and the pooling an average, so logits(avg map) = avg(logits)."""
+    if not flip_tta:
+        return model(x)
+    n = x.shape[0]
+    logits, feats, fmap = model(torch.cat([x, x.flip(3)]))
+    return ((logits[:n] + logits[n:]) / 2, (feats[:n] + feats[n:]) / 2,
+            (fmap[:n] + fmap[n:].flip(3)) / 2)
+
+
 class ExportWrapper(nn.Module):
     """What the ONNX file computes: logits, pooled features, per-class activation maps and
-    the Mahalanobis out-of-distribution distance, all from one forward pass."""
+    the Mahalanobis out-of-distribution distance, all from one forward pass (of the image and,
+    with flip_tta, its mirror image)."""
 
-    def __init__(self, model, means, precision):
+    def __init__(self, model, means, precision, flip_tta=False):
         super().__init__()
         self.model = model
+        self.flip_tta = flip_tta
         self.register_buffer("means", means.float())
         self.register_buffer("precision", precision.float())
 
     def forward(self, x):
-        logits, feats, fmap = self.model(x)
+        logits, feats, fmap = flip_tta_forward(self.model, x, self.flip_tta)
         cam = torch.einsum("kc,nchw->nkhw", self.model.head.weight, fmap) + self.model.head.bias.view(1, -1, 1, 1)
         diff = feats.unsqueeze(1) - self.means.unsqueeze(0)            # [N, K, D]
         d2 = torch.einsum("nkd,de,nke->nk", diff, self.precision, diff)  # [N, K]

@@ -34,7 +34,13 @@ def b64(t):
 
 
 def rebuild(onnx_path):
-    """ImagemedixNet + ExportWrapper holding the ONNX file's weights."""
+    """ImagemedixNet + ExportWrapper holding the ONNX file's weights (and the test-time
+    augmentation its manifest records)."""
+    manifest_path = os.path.splitext(onnx_path)[0] + ".json"
+    flip_tta = False
+    if os.path.exists(manifest_path):
+        with open(manifest_path) as f:
+            flip_tta = bool(json.load(f).get("testTimeAugmentation", {}).get("horizontalFlip", False))
     graph = onnx.load(onnx_path).graph
     init = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
     convs, head, means = [], None, None
@@ -68,7 +74,7 @@ def rebuild(onnx_path):
             bn.running_var.fill_(1.0 - bn.eps)  # (x - 0) / sqrt(1 - eps + eps) = x
         model.head.weight.copy_(head[0])
         model.head.bias.copy_(head[1].reshape(-1))
-    return ExportWrapper(model, means.reshape(n_classes, -1), init["precision"]).eval()
+    return ExportWrapper(model, means.reshape(n_classes, -1), init["precision"], flip_tta=flip_tta).eval()
 
 
 def main():

@@ -23,8 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (TASKS, ROOT, SPEC, ImagemedixNet, ExportWrapper, load_split, preprocess_batch,  # noqa: E402
-                    metrics_report)
+from common import (TASKS, ROOT, SPEC, ImagemedixNet, ExportWrapper, flip_tta_forward, load_split,  # noqa: E402
+                    preprocess_batch, metrics_report)
 
 
 def parse_args():
@@ -42,6 +42,10 @@ def parse_args():
     p.add_argument("--val-fraction", type=float, default=0.12)
     p.add_argument("--out", default=os.path.join(ROOT, "models"))
     p.add_argument("--version", default="1.0.0")
+    p.add_argument("--ema", type=float, default=0.998,
+                   help="decay of the exponential moving average of the weights that is validated and exported (0: off)")
+    p.add_argument("--flip-tta", action="store_true",
+                   help="average each answer with that of the mirrored image (also in the exported ONNX graph)")
     return p.parse_args()
 
 
@@ -88,12 +92,12 @@ def augment(x, gen):
 
 
 @torch.no_grad()
-def predict(model, images, device, batch=128):
+def predict(model, images, device, batch=128, flip_tta=False):
     model.eval()
     logits, feats = [], []
     for i in range(0, len(images), batch):
         x = preprocess_batch(images[i:i + batch]).to(device)
-        lo, fe, _ = model(x)
+        lo, fe, _ = flip_tta_forward(model, x, flip_tta)
         logits.append(lo.float().cpu())
         feats.append(fe.float().cpu())
     return torch.cat(logits), torch.cat(feats)
@@ -122,6 +126,27 @@ def gaussian_stats(feats, labels, n_classes):
     cov = centred.T @ centred / len(feats)
     cov += torch.eye(cov.shape[0]) * 1e-3 * cov.diagonal().mean()
     return means, torch.linalg.inv(cov)
+
+
+class WeightAverage:
+    """Exponential moving average of the weights and BatchNorm statistics (Polyak averaging):
+    smoother than the last step's weights under a high learning rate, so validation picks a
+    better epoch. The decay warms up so early averages are not dominated by the random init."""
+
+    def __init__(self, model, decay):
+        self.decay = decay
+        self.steps = 0
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model):
+        self.steps += 1
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.state[k].mul_(d).add_(v.detach(), alpha=1 - d)
+            else:
+                self.state[k].copy_(v)
 
 
 def sha256_of(paths):
@@ -167,6 +192,9 @@ def main():
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, epochs=args.epochs,
                                                 steps_per_epoch=steps_per_epoch, pct_start=0.2)
     gen = torch.Generator().manual_seed(args.seed)
+    average = WeightAverage(model, args.ema) if args.ema > 0 else None
+    # The network that is validated each epoch: the weight average, or the model itself.
+    evaluated = ImagemedixNet(len(labels), width=args.width).to(device) if average else model
     best = {"score": -1.0, "epoch": -1, "state": None}
     history = []
     for epoch in range(args.epochs):
@@ -185,8 +213,12 @@ def main():
             loss.backward()
             opt.step()
             sched.step()
+            if average:
+                average.update(model)
             total_loss += loss.item() * len(idx)
-        val_logits, _ = predict(model, x_val, device)
+        if average:
+            evaluated.load_state_dict(average.state)
+        val_logits, _ = predict(evaluated, x_val, device, flip_tta=args.flip_tta)
         rep = metrics_report(val_logits.softmax(1).numpy(), y_val.numpy(), labels)
         score = rep["macroF1"]
         history.append({"epoch": epoch + 1, "loss": total_loss / len(x_train), "valAccuracy": rep["accuracy"],
@@ -195,7 +227,7 @@ def main():
               f"val acc {rep['accuracy']:.4f} f1 {score:.4f} ({time.time() - te:.0f}s)", flush=True)
         if score > best["score"]:
             best = {"score": score, "epoch": epoch + 1,
-                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                    "state": {k: v.detach().clone() for k, v in evaluated.state_dict().items()}}
         elif epoch + 1 - best["epoch"] >= args.patience:
             print(f"[{args.task}] early stop: no validation gain for {args.patience} epochs", flush=True)
             break
@@ -206,12 +238,13 @@ def main():
     model.load_state_dict(best["state"])
     model = model.cpu().eval()
     device = torch.device("cpu")
-    val_logits, val_feats = predict(model, x_val, device)
+    tta = args.flip_tta
+    val_logits, val_feats = predict(model, x_val, device, flip_tta=tta)
     temperature = fit_temperature(val_logits, y_val)
-    train_logits, train_feats = predict(model, x_train, device)
+    train_logits, train_feats = predict(model, x_train, device, flip_tta=tta)
     means, precision = gaussian_stats(train_feats, y_train, len(labels))
 
-    wrapper = ExportWrapper(model, means, precision).eval()
+    wrapper = ExportWrapper(model, means, precision, flip_tta=tta).eval()
     with torch.no_grad():
         _, _, _, val_ood = wrapper(preprocess_batch(x_val))
     # Refusal threshold: the 99.5th percentile of validation distances, so about 0.5% of valid
@@ -236,7 +269,7 @@ def main():
                 best_t, best_acc = float(t), acc
         decision = {"positiveLabels": task["positiveLabels"], "positiveThreshold": round(best_t, 3)}
 
-    test_logits, _ = predict(model, x_test, device)
+    test_logits, _ = predict(model, x_test, device, flip_tta=tta)
     test_rep = metrics_report((test_logits / temperature).softmax(1).numpy(), y_test.numpy(), labels)
     print(f"[{args.task}] T={temperature:.3f} ood threshold {ood_threshold:.2f} "
           f"val acc {val_rep['accuracy']:.4f} test acc {test_rep['accuracy']:.4f} "
@@ -244,6 +277,10 @@ def main():
 
     os.makedirs(args.out, exist_ok=True)
     model_id = args.task
+    # The PyTorch weights, for fine-tuning later (ml/runs/ is not committed; the ONNX file is).
+    os.makedirs(os.path.join(ROOT, "ml", "runs"), exist_ok=True)
+    torch.save({"state": model.state_dict(), "width": args.width, "labels": labels},
+               os.path.join(ROOT, "ml", "runs", f"{model_id}.pt"))
     onnx_path = os.path.join(args.out, f"{model_id}.onnx")
     dummy = preprocess_batch(x_val[:2])
     torch.onnx.export(wrapper, dummy, onnx_path, opset_version=17,
@@ -264,6 +301,8 @@ def main():
         "input": {"name": "input", "width": SPEC["width"], "height": SPEC["height"], "channels": SPEC["channels"],
                   "layout": "NCHW", "dtype": "float32"},
         "preprocessing": SPEC,
+        # Mirrored-image averaging is inside the ONNX graph; recorded so the parity check rebuilds it.
+        "testTimeAugmentation": {"horizontalFlip": tta},
         "outputs": {"logits": "raw class scores, divide by temperature before softmax",
                     "features": "global-average-pooled penultimate features",
                     "cam": "class activation maps (Grad-CAM equivalent for a GAP + linear head), one per label",
@@ -283,6 +322,7 @@ def main():
                        "lr": args.lr, "batch": args.batch, "epochsRun": len(history), "bestEpoch": best["epoch"],
                        "augmentation": "affine (rotation 12 deg, scale 12%, shift 8%), horizontal flip, contrast/brightness 20%",
                        "classBalancing": "inverse-frequency class weights", "labelSmoothing": 0.05,
+                       "weightAverage": args.ema or None, "flipTTA": tta,
                        "seed": args.seed, "torch": torch.__version__, "device": str(device)},
             "history": history,
             "minutes": round((time.time() - t0) / 60, 1),

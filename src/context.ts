@@ -9,6 +9,7 @@ import type { Config } from './platform/config.js';
 import type { Database, Db } from './platform/db/index.js';
 import { createUrlSigner, type UrlSigner } from './platform/signing.js';
 import { createLocalStorage, createS3Storage, type Storage } from './platform/storage/index.js';
+import { createImageDecoder, type ImageDecoder } from './imaging/decoder.js';
 import path from 'node:path';
 import type { AnalysisQueue } from './analysis/types.js';
 import type { EventPublisher } from './webhooks/types.js';
@@ -18,6 +19,8 @@ export interface AppContext {
   database: Database;
   db: Db;
   storage: Storage;
+  /** Turns uploaded bytes into a display PNG, off the event loop and with a time limit. */
+  imaging: ImageDecoder;
   signer: UrlSigner;
   tokens: TokenService;
   authenticate: onRequestHookHandler;
@@ -41,6 +44,7 @@ export function createContext(
     database,
     db: database.db,
     storage,
+    imaging: overrides.imaging ?? createImageDecoder({ timeoutMs: config.decodeTimeoutMs }),
     signer: overrides.signer ?? createUrlSigner(config.urlSigningSecret, config.signedUrlTtlSeconds),
     tokens,
     authenticate: createAuthHook(database.db, tokens),

@@ -5,10 +5,11 @@
  */
 import type { Logger } from 'pino';
 import { analyzeScanJob, type Analyzer } from './analysis/analyze.job.js';
-import { createOnnxAnalyzer } from './analysis/analyzer.js';
+import { createOnnxAnalyzer, type OnnxAnalyzer } from './analysis/analyzer.js';
 import { createAnalysisQueue } from './analysis/queue.js';
 import { startReconciler } from './analysis/reconciler.js';
 import { createContext, type AppContext } from './context.js';
+import { createImageDecoder } from './imaging/decoder.js';
 import type { Config } from './platform/config.js';
 import type { Database } from './platform/db/index.js';
 import { startQueue, type JobDefinition, type Queue } from './platform/queue/index.js';
@@ -55,11 +56,15 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
   const events = createEventPublisher({ getQueue, deliveryJob });
   // The analyzer (ONNX sessions) loads lazily, on the first analysis: API-only processes
   // never pay for it.
-  let analyzer: Promise<Analyzer> | null = opts.analyzer ? Promise.resolve(opts.analyzer) : null;
-  const lazyAnalyzer: Analyzer = {
-    async analyze(scanType, png, onStage) {
-      analyzer ??= createOnnxAnalyzer(config.modelsDir);
-      return (await analyzer).analyze(scanType, png, onStage);
+  let onnx: OnnxAnalyzer | null = null;
+  const lazyAnalyzer: Analyzer = opts.analyzer ?? {
+    analyze(scanType, png, onStage) {
+      onnx ??= createOnnxAnalyzer({
+        modelsDir: config.modelsDir,
+        threads: config.worker.concurrency,
+        maxPixels: config.maxImagePixels,
+      });
+      return onnx.analyze(scanType, png, onStage);
     },
   };
   const analyzeJob = analyzeScanJob({
@@ -76,7 +81,12 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
     maintenanceIntervalSeconds: opts.maintenanceIntervalSeconds,
   });
   const analysis = createAnalysisQueue(database.db, queue, analyzeJob);
-  const ctx = createContext(config, database, { analysis, events }, { storage });
+  const imaging = createImageDecoder({
+    timeoutMs: config.decodeTimeoutMs,
+    // The decoder's own words only, never the file: a bug report without patient data.
+    onInternalError: (message) => log.error({ decoderError: message }, 'image decoder failed unexpectedly'),
+  });
+  const ctx = createContext(config, database, { analysis, events }, { storage, imaging });
   let stopReconciler: (() => void) | null = null;
 
   return {
@@ -98,6 +108,8 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
     async stop() {
       stopReconciler?.();
       await getQueue().stop();
+      await onnx?.close();
+      await ctx.imaging.close();
     },
   };
 }

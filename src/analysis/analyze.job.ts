@@ -76,66 +76,75 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<AnalyzeScanP
       return { scanId: d.scanId, analysisId: d.analysisId };
     },
     async handler({ scanId, analysisId }, { attempt, log }) {
-      const analysis = await repo.findAnalysis(db, analysisId);
       const scan = await repo.findScanForAnalysis(db, scanId);
-      if (!analysis || !scan) {
-        log.info('scan or analysis deleted before it ran; nothing to do');
+      if (!scan) {
+        log.info('scan deleted before it was analysed; nothing to do');
         return;
       }
-      if (analysis.status === 'completed' || analysis.status === 'failed') {
-        log.info({ status: analysis.status }, 'analysis already finished; skipping');
+      // Every write below names this try: if the job expired while this worker stalled and a
+      // retry took over, whatever this try still writes is ignored.
+      const analysis = await repo.claimAnalysis(db, analysisId, attempt);
+      if (!analysis) {
+        log.info('analysis already finished or deleted; skipping');
         return;
       }
       const started = Date.now();
-      const setStage = async (stage: AnalysisStage) => {
-        await repo.updateAnalysis(db, analysisId, { stage, progress: STAGE_PROGRESS[stage] });
-      };
-      await repo.updateAnalysis(db, analysisId, { status: 'active', startedAt: new Date(), stage: 'decode', progress: 5 });
+      const setStage = (stage: AnalysisStage) => repo.reportProgress(db, analysisId, attempt, stage, STAGE_PROGRESS[stage]);
+      const fail = (reason: string, refused: boolean) =>
+        failAnalysis(db, events, { analysisId, scanId, patientId: scan.patientId, reason, refused, attempt });
 
-      let output: AnalyzerOutput;
       try {
         await setStage('decode');
         const png = await storage.get(scan.imageKey);
-        output = await analyzer.analyze(analysis.scanType, png, setStage);
+        const output = await analyzer.analyze(analysis.scanType, png, setStage);
+        if (output.refused) {
+          await fail(output.reason, true);
+          log.info({ model: output.model?.id }, 'image refused by the model');
+          return;
+        }
+
+        await setStage('saving');
+        const heatmapKey = `scans/${scanId}/heatmap-${analysisId}.png`;
+        await storage.put(heatmapKey, output.heatmapPng, 'image/png');
+        const saved = await db.transaction(async (tx) => {
+          const finished = await repo.finishAnalysis(
+            tx,
+            analysisId,
+            {
+              status: 'completed',
+              stage: 'saving',
+              progress: 100,
+              modelId: output.model.id,
+              modelVersion: output.model.version,
+              result: output.result,
+              heatmapKey,
+              hotRegion: output.hotRegion,
+              durationMs: Date.now() - started,
+              completedAt: new Date(),
+            },
+            attempt,
+          );
+          if (!finished) return false;
+          await repo.updateScan(tx, scanId, { status: 'completed', currentAnalysisId: analysisId, failureReason: null });
+          await events.publish(tx, { type: 'scan.analyzed', scanId, patientId: scan.patientId, status: 'completed' });
+          return true;
+        });
+        if (saved) log.info({ model: output.model.id, ms: Date.now() - started }, 'analysis completed');
+        else log.warn('a later try of this job owns the analysis; this result was discarded');
       } catch (err) {
+        // Undecodable image, model not installed: a retry would fail the same way.
         if (err instanceof PermanentJobError) {
-          await fail(analysisId, scanId, scan.patientId, err.message, false);
+          await fail(err.message, false);
           throw err;
         }
-        // Transient (storage hiccup, runtime error): retry with backoff; on the last try, fail
-        // the scan so it never stays "processing".
+        // Transient (storage hiccup, database, runtime error): retry with backoff; on the last
+        // try, fail the scan so it never stays "processing".
         if (attempt > RETRY_LIMIT) {
-          await fail(analysisId, scanId, scan.patientId, 'Analysis failed after several attempts; try again later', false);
+          await fail('Analysis failed after several attempts; try again later', false);
           throw new PermanentJobError('analysis failed after all retries');
         }
         throw err;
       }
-
-      if (output.refused) {
-        await fail(analysisId, scanId, scan.patientId, output.reason, true);
-        throw new PermanentJobError(output.reason);
-      }
-
-      await setStage('saving');
-      const heatmapKey = `scans/${scanId}/heatmap-${analysisId}.png`;
-      await storage.put(heatmapKey, output.heatmapPng, 'image/png');
-      await db.transaction(async (tx) => {
-        await repo.updateAnalysis(tx, analysisId, {
-          status: 'completed',
-          stage: 'saving',
-          progress: 100,
-          modelId: output.model.id,
-          modelVersion: output.model.version,
-          result: output.result,
-          heatmapKey,
-          hotRegion: output.hotRegion,
-          durationMs: Date.now() - started,
-          completedAt: new Date(),
-        });
-        await repo.updateScan(tx, scanId, { status: 'completed', currentAnalysisId: analysisId, failureReason: null });
-        await events.publish(tx, { type: 'scan.analyzed', scanId, patientId: scan.patientId, status: 'completed' });
-      });
-      log.info({ scanId, model: output.model.id, ms: Date.now() - started }, 'analysis completed');
     },
   };
 }

@@ -1,48 +1,63 @@
 /**
- * The analysis job's view of src/ml: pick the model for the scan type, run it, and turn its
- * answer into what is stored (result JSON, heatmap PNG, hot region) or a refusal.
+ * The analysis job's view of src/ml: a pool of worker threads, each holding the ONNX sessions,
+ * that turns a scan's PNG into what is stored (result JSON, heatmap PNG, hot region) or a
+ * refusal. The event loop only passes messages, so the API stays responsive while a worker
+ * in the same process analyses; the pool has as many threads as analyses run at once.
  */
-import { AppError } from '../platform/errors.js';
-import { PermanentJobError } from '../platform/queue/index.js';
-import { analyzeImage } from '../ml/inference.js';
-import { ModelRegistry } from '../ml/registry.js';
-import type { Analyzer } from './analyze.job.js';
+import { MessageChannel } from 'node:worker_threads';
 
-export async function createOnnxAnalyzer(modelsDir: string): Promise<Analyzer> {
-  const registry = await ModelRegistry.load({ dir: modelsDir, intraOpNumThreads: 1 });
+import { Piscina } from 'piscina';
+
+import { PermanentJobError } from '../platform/queue/index.js';
+import type { AnalysisStage, Analyzer } from './analyze.job.js';
+import type { AnalysisTask, AnalysisTaskResult } from './analyzer.thread.js';
+
+export interface OnnxAnalyzer extends Analyzer {
+  close(): Promise<void>;
+}
+
+export interface OnnxAnalyzerOptions {
+  modelsDir: string;
+  /** Analyses run at once (one thread each, one ONNX intra-op thread per analysis). */
+  threads: number;
+  /** Decompression-bomb guard for the stored PNG (config.maxImagePixels). */
+  maxPixels?: number;
+}
+
+export function createOnnxAnalyzer({ modelsDir, threads, maxPixels }: OnnxAnalyzerOptions): OnnxAnalyzer {
+  const pool = new Piscina<AnalysisTask, AnalysisTaskResult>({
+    filename: new URL('./analyzer.thread.ts', import.meta.url).href,
+    minThreads: 0,
+    maxThreads: Math.max(1, threads),
+    // Threads keep their loaded models while analyses keep coming.
+    idleTimeout: 10 * 60_000,
+  });
   return {
     async analyze(scanType, png, onStage) {
-      let model;
+      const { port1, port2 } = new MessageChannel();
+      // Stage updates are database writes: run them in order, never failing the analysis.
+      let reported: Promise<void> = Promise.resolve();
+      port1.on('message', (stage: AnalysisStage) => {
+        reported = reported.then(() => onStage(stage)).catch(() => undefined);
+      });
+      let outcome: AnalysisTaskResult;
       try {
-        model = registry.get(scanType);
-      } catch (err) {
-        if (err instanceof AppError) throw new PermanentJobError(err.message);
-        throw err;
+        outcome = await pool.run(
+          { modelsDir, scanType, png: new Uint8Array(png), maxPixels, progress: port2 },
+          { transferList: [port2] },
+        );
+      } finally {
+        port1.close();
+        await reported;
       }
-      await onStage('preprocess');
-      await onStage('inference');
-      let analysis;
-      try {
-        analysis = await analyzeImage(model, png, { scanType, heatmap: true });
-      } catch (err) {
-        // An image that cannot be decoded will not decode on a retry either.
-        if (err instanceof AppError) throw new PermanentJobError(err.message);
-        throw err;
+      if (!outcome.ok) {
+        if (outcome.permanent) throw new PermanentJobError(outcome.message);
+        throw new Error(outcome.message);
       }
-      await onStage('explanation');
-      const { result } = analysis;
-      if (result.refused) return { refused: true, reason: result.reason, model: result.model };
-      if (!analysis.heatmap || !analysis.hotRegion) {
-        throw new Error('the model gave a finding without a heatmap');
-      }
-      const { refused: _refused, ...finding } = result;
-      return {
-        refused: false,
-        model: result.model,
-        result: finding as unknown as Record<string, unknown>,
-        heatmapPng: analysis.heatmap.png,
-        hotRegion: analysis.hotRegion,
-      };
+      const { output } = outcome;
+      // Buffers arrive from the thread as plain Uint8Arrays.
+      return output.refused ? output : { ...output, heatmapPng: Buffer.from(output.heatmapPng) };
     },
+    close: () => pool.destroy(),
   };
 }

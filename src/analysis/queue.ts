@@ -5,6 +5,7 @@
  */
 import type PgBoss from 'pg-boss';
 import type { Db } from '../platform/db/index.js';
+import { AppError } from '../platform/errors.js';
 import type { Queue } from '../platform/queue/index.js';
 import { ANALYZE_SCAN_JOB } from './job-name.js';
 import * as repo from './repository.js';
@@ -20,7 +21,15 @@ export function createAnalysisQueue(db: Db, queue: Queue, job: AnalyzeJob): Anal
       // the first one's queued analysis and returns it instead of queueing another.
       await repo.lockScan(tx, scanId);
       const pending = await repo.pendingAnalysisOf(tx, scanId);
-      if (pending?.jobId) return { jobId: pending.jobId, analysisId: pending.id, deduplicated: true };
+      if (pending?.jobId) {
+        if (pending.scanType !== scanType) {
+          throw new AppError(
+            'conflict',
+            `This scan is already being analysed as ${pending.scanType}; wait for that analysis to finish before requesting ${scanType}`,
+          );
+        }
+        return { jobId: pending.jobId, analysisId: pending.id, deduplicated: true };
+      }
       const analysis = await repo.insertAnalysis(tx, { scanId, scanType, requestedBy, status: 'queued', progress: 0 });
       const jobId = await queue.send(job, { scanId, analysisId: analysis.id }, { tx });
       await repo.updateAnalysis(tx, analysis.id, { jobId });

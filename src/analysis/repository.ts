@@ -1,4 +1,4 @@
-import { and, asc, avg, desc, eq, inArray, lt, sql } from 'drizzle-orm';
+import { and, asc, avg, desc, eq, inArray, lt, lte, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../platform/db/index.js';
 import { analyses, scans } from '../platform/db/schema.js';
 
@@ -42,6 +42,53 @@ export async function insertAnalysis(tx: DbOrTx, values: typeof analyses.$inferI
 
 export async function updateAnalysis(db: DbOrTx, id: string, values: Partial<typeof analyses.$inferInsert>) {
   await db.update(analyses).set(values).where(eq(analyses.id, id));
+}
+
+const UNFINISHED = ['queued', 'active'] as const;
+
+/**
+ * Takes an unfinished analysis for one try of its job: marks it active and records the try.
+ * Returns null when it finished already (a retry of a job whose first run got through).
+ */
+export async function claimAnalysis(db: DbOrTx, id: string, attempt: number): Promise<AnalysisRow | null> {
+  const [row] = await db
+    .update(analyses)
+    .set({ status: 'active', attempt, startedAt: new Date() })
+    .where(and(eq(analyses.id, id), inArray(analyses.status, [...UNFINISHED])))
+    .returning();
+  return row ?? null;
+}
+
+/** Progress of the try that owns the analysis; it never moves backwards, even across retries. */
+export async function reportProgress(db: DbOrTx, id: string, attempt: number, stage: string, progress: number) {
+  await db
+    .update(analyses)
+    .set({ stage, progress })
+    .where(and(eq(analyses.id, id), eq(analyses.status, 'active'), eq(analyses.attempt, attempt), lte(analyses.progress, progress)));
+}
+
+/**
+ * Finishes an analysis if it is still unfinished (and, with `attempt`, still owned by that
+ * try). Returns whether this call finished it, so events are published exactly once.
+ */
+export async function finishAnalysis(
+  db: DbOrTx,
+  id: string,
+  values: Partial<typeof analyses.$inferInsert>,
+  attempt?: number,
+): Promise<boolean> {
+  const rows = await db
+    .update(analyses)
+    .set(values)
+    .where(
+      and(
+        eq(analyses.id, id),
+        inArray(analyses.status, [...UNFINISHED]),
+        attempt === undefined ? undefined : eq(analyses.attempt, attempt),
+      ),
+    )
+    .returning({ id: analyses.id });
+  return rows.length === 1;
 }
 
 export async function updateScan(db: DbOrTx, id: string, values: Partial<typeof scans.$inferInsert>) {

@@ -26,7 +26,7 @@ export function mlRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
             security,
             summary: `Queue a ${scanType} analysis of a scan (returns the queued job when one is already waiting)`,
             body: AnalyzeBodySchema,
-            response: { 200: AnalyzeResponseSchema, ...authErrors },
+            response: { 200: AnalyzeResponseSchema, ...authErrors, 409: ErrorSchema },
           },
         },
         async (request, reply) => {

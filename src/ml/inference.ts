@@ -95,6 +95,8 @@ export interface AnalyzeOptions {
   /** Decompression-bomb guard passed to the decoder. */
   maxPixels?: number;
   inputThresholds?: InputCheckThresholds;
+  /** Called as each stage starts, so a caller can report progress. */
+  onStage?: (stage: 'preprocess' | 'inference' | 'explanation') => void;
 }
 
 const round4 = (v: number) => Math.round(v * 10_000) / 10_000;
@@ -209,6 +211,7 @@ export async function analyzeImage(model: LoadedModel, image: Buffer, options: A
     throw new Error(`model ${model.id} analyses ${manifest.task} scans, not ${options.scanType}`);
   }
   const modelRef = { id: model.id, version: manifest.version };
+  options.onStage?.('preprocess');
   const prepared = await preprocessImage(image, manifest.preprocessing, { maxPixels: options.maxPixels });
   const stats = imageStats(prepared.rgb, prepared.width, prepared.height);
 
@@ -224,6 +227,7 @@ export async function analyzeImage(model: LoadedModel, image: Buffer, options: A
     };
   }
 
+  options.onStage?.('inference');
   const t0 = performance.now();
   const out = await runModel(model, prepared.tensor);
   const modelMs = performance.now() - t0;
@@ -244,6 +248,7 @@ export async function analyzeImage(model: LoadedModel, image: Buffer, options: A
 
   const { finding, explainedClass } =
     manifest.task === 'brain-mri' ? decideBrain(model, probabilities) : decideChest(model, probabilities);
+  options.onStage?.('explanation');
   const { heatmap, hotRegion } = await explainClass(
     out.cam,
     explainedClass,

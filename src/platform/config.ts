@@ -29,6 +29,8 @@ export interface Config {
   logLevel: string;
   maxUploadMb: number;
   maxImagePixels: number;
+  /** An upload whose decoding takes longer is refused (and its decoder thread stopped). */
+  decodeTimeoutMs: number;
   storage: S3Config | null;
   modelsDir: string;
   worker: { inProcess: boolean; concurrency: number; pollIntervalSeconds: number };
@@ -176,6 +178,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
     maxUploadMb: int(env, 'MAX_UPLOAD_MB', 50, 1, 2048),
     maxImagePixels: int(env, 'MAX_IMAGE_PIXELS', 50_000_000, 1, 1_000_000_000),
+    decodeTimeoutMs: int(env, 'DECODE_TIMEOUT_MS', 30_000, 1000, 600_000),
     storage: bucket
       ? {
           bucket,

@@ -120,7 +120,11 @@ export async function currentAnalyses(db: DbOrTx, scanRows: ScanRow[]): Promise<
   return out;
 }
 
-/** The latest review of each scan that has one, by scan id. */
+/**
+ * The latest review of each scan's current analysis, by scan id. A review judged one analysis:
+ * after a re-analysis it stays in the table (who said what, when) but no longer overlays the
+ * new model output.
+ */
 export async function latestReviews(db: DbOrTx, scanIds: string[]): Promise<Map<string, LatestReview>> {
   const out = new Map<string, LatestReview>();
   if (scanIds.length === 0) return out;
@@ -137,8 +141,14 @@ export async function latestReviews(db: DbOrTx, scanIds: string[]): Promise<Map<
       reviewerEmail: users.email,
     })
     .from(scanReviews)
+    .innerJoin(scans, eq(scans.id, scanReviews.scanId))
     .leftJoin(users, eq(users.id, scanReviews.reviewedBy))
-    .where(inArray(scanReviews.scanId, scanIds))
+    .where(
+      and(
+        inArray(scanReviews.scanId, scanIds),
+        sql`${scanReviews.analysisId} is not distinct from ${scans.currentAnalysisId}`,
+      ),
+    )
     .orderBy(scanReviews.scanId, desc(scanReviews.reviewedAt), desc(scanReviews.id));
   for (const r of rows) {
     out.set(r.scanId, {
@@ -152,6 +162,11 @@ export async function latestReviews(db: DbOrTx, scanIds: string[]): Promise<Map<
     });
   }
   return out;
+}
+
+/** Every analysis of a scan, oldest first: the scan's analysis history. */
+export async function analysesOf(db: DbOrTx, scanId: string): Promise<AnalysisRow[]> {
+  return db.select().from(analyses).where(eq(analyses.scanId, scanId)).orderBy(asc(analyses.createdAt), asc(analyses.id));
 }
 
 export async function insertReview(db: DbOrTx, values: typeof scanReviews.$inferInsert): Promise<void> {

@@ -126,6 +126,17 @@ export const ScanListSchema = Type.Object({
   totalScans: Type.Integer(),
 });
 
+export const AnalysisHistoryEntrySchema = Type.Object({
+  _id: Type.String(),
+  status: Type.String({ description: 'queued, active, completed or failed' }),
+  scanType: ScanTypeSchema,
+  model: Nullable(Type.Object({ id: Type.String(), version: Type.String() })),
+  result: Nullable(ResultSchema),
+  failureReason: Nullable(Type.String({ description: 'Why the model refused the image, or the error' })),
+  requestedAt: IsoDateTime,
+  completedAt: Nullable(IsoDateTime),
+});
+
 export const ScanDetailSchema = Type.Object({
   ...ScanCore,
   patient: Type.Object({ _id: Type.String(), patientId: Type.String(), name: Type.String() }),
@@ -135,6 +146,7 @@ export const ScanDetailSchema = Type.Object({
   review: Nullable(Type.Object({ reviewedBy: Nullable(UserRef), reviewedAt: IsoDateTime, status: Type.String() })),
   failureReason: Nullable(Type.String()),
   annotations: Type.Array(AnnotationSchema),
+  analysisHistory: Type.Array(AnalysisHistoryEntrySchema, { description: 'Every analysis of the scan, oldest first' }),
   originalFormat: Type.Union([Type.Literal('jpeg'), Type.Literal('png'), Type.Literal('dicom')]),
   width: Type.Integer(),
   height: Type.Integer(),

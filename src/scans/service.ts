@@ -7,7 +7,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import sharp from 'sharp';
 import type { AppContext } from '../context.js';
-import { decodeUpload, ImageDecodeError, inferScanType, type DicomInfo } from '../imaging/index.js';
+import { ImageDecodeError, inferScanType, type DecodedImage, type DicomInfo } from '../imaging/index.js';
 import * as patientRepo from '../patients/repository.js';
 import { createPatientForUpload } from '../patients/service.js';
 import type { Db, DbOrTx } from '../platform/db/index.js';
@@ -32,7 +32,7 @@ import {
 } from './view.js';
 
 export type Viewer = patientRepo.Viewer;
-export type ScanDeps = Pick<AppContext, 'db' | 'storage' | 'analysis' | 'events' | 'config'>;
+export type ScanDeps = Pick<AppContext, 'db' | 'storage' | 'imaging' | 'analysis' | 'events' | 'config'>;
 
 const SCAN_TYPES: readonly ScanType[] = ['brain-mri', 'chest-xray'];
 const PATIENT_ID = /^[A-Za-z0-9][A-Za-z0-9._\-/]*$/;
@@ -144,9 +144,9 @@ export async function uploadScan(
     if (existing && !(await mayUseExistingPatient(db, viewer, existing))) throw notFound('Patient');
   }
 
-  let decoded: Awaited<ReturnType<typeof decodeUpload>>;
+  let decoded: DecodedImage;
   try {
-    decoded = await decodeUpload(form.image, { maxPixels: deps.config.maxImagePixels });
+    decoded = await deps.imaging.decode(form.image, { maxPixels: deps.config.maxImagePixels });
   } catch (err) {
     if (err instanceof ImageDecodeError) throw decodeErrorToAppError(err);
     throw err;
@@ -299,16 +299,14 @@ export async function listScans(db: Db, { viewer, query, links }: { viewer: View
 
 async function detail(db: Db, found: ScanWithPatient, links: FileLinks) {
   const { scan } = found;
-  const [analyses, reviews, annotations, doctor] = await Promise.all([
-    repo.currentAnalyses(db, [scan]),
+  const [history, reviews, annotations, doctor] = await Promise.all([
+    repo.analysesOf(db, scan.id),
     repo.latestReviews(db, [scan.id]),
     repo.annotationsOf(db, scan.id),
     scan.doctorId ? repo.findUserRef(db, scan.doctorId) : Promise.resolve(null),
   ]);
-  return scanDetailView(
-    { ...found, analysis: analyses.get(scan.id), review: reviews.get(scan.id), annotations, doctor },
-    links,
-  );
+  const analysis = history.find((a) => a.id === scan.currentAnalysisId) ?? null;
+  return scanDetailView({ ...found, analysis, review: reviews.get(scan.id), annotations, doctor, history }, links);
 }
 
 export async function getScan(db: Db, { viewer, id, links }: { viewer: Viewer; id: string; links: FileLinks }) {

@@ -137,11 +137,26 @@ export function annotationView(a: AnnotationRow) {
 
 const dicomString = (info: Record<string, unknown> | null, key: string) => (info ? str(info[key]) : null);
 
+/** Every analysis of the scan, oldest first: re-analysis never loses an earlier answer. */
+export function analysisHistoryView(rows: AnalysisRow[], links: FileLinks) {
+  return rows.map((a) => ({
+    _id: a.id,
+    status: a.status,
+    scanType: a.scanType,
+    model: a.modelId && a.modelVersion ? { id: a.modelId, version: a.modelVersion } : null,
+    result: modelResultView(a, links),
+    failureReason: a.refusalReason ?? a.error ?? null,
+    requestedAt: a.createdAt.toISOString(),
+    completedAt: a.completedAt ? a.completedAt.toISOString() : null,
+  }));
+}
+
 /** A scan with everything GET /api/scans/:id shows. */
 export function scanDetailView(
   input: ScanViewInput & {
     doctor: { id: string; name: string; email: string } | null;
     annotations: AnnotationRow[];
+    history: AnalysisRow[];
   },
   links: FileLinks,
 ) {
@@ -160,6 +175,7 @@ export function scanDetailView(
         }
       : null,
     annotations: input.annotations.map(annotationView),
+    analysisHistory: analysisHistoryView(input.history, links),
     originalFormat: scan.originalFormat,
     width: scan.width,
     height: scan.height,

@@ -179,6 +179,11 @@ export const analyses = pgTable(
     /** Stage and percent written by the worker as it goes (decode, preprocess, inference...). */
     stage: text('stage'),
     progress: integer('progress').notNull().default(0),
+    /**
+     * Which try of the job owns the row. A worker that stalled past the job's expiry may wake
+     * up while the retry runs; its writes are fenced off by this number.
+     */
+    attempt: integer('attempt').notNull().default(0),
     startedAt: timestamp('started_at', { withTimezone: true }),
     modelId: text('model_id'),
     modelVersion: text('model_version'),

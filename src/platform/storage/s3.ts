@@ -25,6 +25,10 @@ export function createS3Storage(cfg: S3Config): Storage {
     assertSafeKey(key);
     return cfg.prefix + key;
   };
+  // A prefix such as `scans/<id>/` ends with a slash, which a key may not.
+  const p = (prefix: string) => `${k(prefix.replace(/\/+$/, ''))}/`;
+  const notFound = (err: unknown) =>
+    err instanceof NoSuchKey || (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404;
   return {
     kind: 's3',
     async put(key, body, contentType) {
@@ -37,7 +41,7 @@ export function createS3Storage(cfg: S3Config): Storage {
         const out = await client.send(new GetObjectCommand({ Bucket: cfg.bucket, Key: k(key) }));
         return Buffer.from(await out.Body!.transformToByteArray());
       } catch (err) {
-        if (err instanceof NoSuchKey) throw new StorageNotFoundError(key);
+        if (notFound(err)) throw new StorageNotFoundError(key);
         throw err;
       }
     },
@@ -45,8 +49,10 @@ export function createS3Storage(cfg: S3Config): Storage {
       try {
         await client.send(new HeadObjectCommand({ Bucket: cfg.bucket, Key: k(key) }));
         return true;
-      } catch {
-        return false;
+      } catch (err) {
+        // Only "not there" is false; an outage or a permission problem is an error.
+        if (notFound(err)) return false;
+        throw err;
       }
     },
     async delete(key) {
@@ -56,11 +62,12 @@ export function createS3Storage(cfg: S3Config): Storage {
       let token: string | undefined;
       do {
         const page = await client.send(
-          new ListObjectsV2Command({ Bucket: cfg.bucket, Prefix: k(prefix), ContinuationToken: token }),
+          new ListObjectsV2Command({ Bucket: cfg.bucket, Prefix: p(prefix), ContinuationToken: token }),
         );
         const objects = (page.Contents ?? []).map((o) => ({ Key: o.Key! }));
         if (objects.length > 0) {
-          await client.send(new DeleteObjectsCommand({ Bucket: cfg.bucket, Delete: { Objects: objects } }));
+          const out = await client.send(new DeleteObjectsCommand({ Bucket: cfg.bucket, Delete: { Objects: objects } }));
+          if (out.Errors?.length) throw new Error(`could not delete ${out.Errors.length} stored objects under ${prefix}`);
         }
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
       } while (token);

@@ -1,0 +1,119 @@
+/**
+ * The storage contract, on local disk for real and on S3 through the AWS SDK with its client
+ * mocked (aws-sdk-client-mock): every command the adapter sends is checked, including the
+ * paginated clean-up of a deleted scan's files.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, beforeEach, describe, test } from 'node:test';
+
+import {
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  NoSuchKey,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import { mockClient } from 'aws-sdk-client-mock';
+
+import { createLocalStorage, createS3Storage, StorageNotFoundError } from './index.js';
+
+const S3_CONFIG = {
+  bucket: 'imagemedix-test',
+  region: 'eu-west-1',
+  endpoint: null,
+  accessKeyId: 'AKIATEST',
+  secretAccessKey: 'secret',
+  forcePathStyle: true,
+  prefix: 'site-a/',
+};
+
+describe('local storage', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'imagemedix-storage-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('put, get, exists, delete and deletePrefix of a scan folder', async () => {
+    const storage = createLocalStorage(dir);
+    await storage.put('scans/a/original.dcm', Buffer.from('dicom'), 'application/dicom');
+    await storage.put('scans/a/image.png', Buffer.from('png'), 'image/png');
+    await storage.put('scans/b/image.png', Buffer.from('other'), 'image/png');
+    assert.equal((await storage.get('scans/a/original.dcm')).toString(), 'dicom');
+    assert.equal(await storage.exists('scans/a/image.png'), true);
+    await storage.delete('scans/a/image.png');
+    assert.equal(await storage.exists('scans/a/image.png'), false);
+    await storage.deletePrefix('scans/a/');
+    await assert.rejects(storage.get('scans/a/original.dcm'), StorageNotFoundError);
+    assert.equal((await storage.get('scans/b/image.png')).toString(), 'other');
+  });
+
+  test('keys that could escape the folder are refused', async () => {
+    const storage = createLocalStorage(dir);
+    for (const key of ['../etc/passwd', 'scans/../../x', '/abs', 'scans//x']) {
+      await assert.rejects(storage.put(key, Buffer.from('x'), 'text/plain'), /Unsafe storage key/, key);
+    }
+  });
+});
+
+describe('S3 storage', () => {
+  const s3 = mockClient(S3Client);
+  beforeEach(() => s3.reset());
+
+  // The part of the SDK's stream body the adapter reads.
+  const body = (text: string) => ({ transformToByteArray: async () => new Uint8Array(Buffer.from(text)) });
+  const notFound = (name: string) =>
+    new S3ServiceException({ name, $fault: 'client', $metadata: { httpStatusCode: 404 }, message: name });
+
+  test('put writes under the prefix with server-side encryption; get reads it back', async () => {
+    s3.on(PutObjectCommand).resolves({});
+    s3.on(GetObjectCommand, { Key: 'site-a/scans/a/image.png' }).resolves({ Body: body('png bytes') } as never);
+    const storage = createS3Storage(S3_CONFIG);
+    await storage.put('scans/a/image.png', Buffer.from('png bytes'), 'image/png');
+    const put = s3.commandCalls(PutObjectCommand)[0]!.args[0].input;
+    assert.equal(put.Bucket, 'imagemedix-test');
+    assert.equal(put.Key, 'site-a/scans/a/image.png');
+    assert.equal(put.ContentType, 'image/png');
+    assert.equal(put.ServerSideEncryption, 'AES256');
+    assert.equal((await storage.get('scans/a/image.png')).toString(), 'png bytes');
+  });
+
+  test('a missing object is "not found", whether S3 says NoSuchKey or only 404', async () => {
+    const storage = createS3Storage(S3_CONFIG);
+    s3.on(GetObjectCommand, { Key: 'site-a/scans/x/image.png' }).rejects(new NoSuchKey({ message: 'gone', $metadata: {} }));
+    s3.on(GetObjectCommand, { Key: 'site-a/scans/y/image.png' }).rejects(notFound('NotFound'));
+    await assert.rejects(storage.get('scans/x/image.png'), StorageNotFoundError);
+    await assert.rejects(storage.get('scans/y/image.png'), StorageNotFoundError);
+    s3.on(HeadObjectCommand).rejects(notFound('NotFound'));
+    assert.equal(await storage.exists('scans/x/image.png'), false);
+  });
+
+  test('exists surfaces an outage instead of answering "no"', async () => {
+    s3.on(HeadObjectCommand).rejects(
+      new S3ServiceException({ name: 'AccessDenied', $fault: 'client', $metadata: { httpStatusCode: 403 }, message: 'denied' }),
+    );
+    await assert.rejects(createS3Storage(S3_CONFIG).exists('scans/a/image.png'), /denied/);
+  });
+
+  test("deletePrefix removes every page of a scan's objects, and only that scan's", async () => {
+    s3.on(ListObjectsV2Command, { ContinuationToken: undefined })
+      .resolves({ Contents: [{ Key: 'site-a/scans/a/original.dcm' }, { Key: 'site-a/scans/a/image.png' }], IsTruncated: true, NextContinuationToken: 'page-2' })
+      .on(ListObjectsV2Command, { ContinuationToken: 'page-2' })
+      .resolves({ Contents: [{ Key: 'site-a/scans/a/thumb.png' }], IsTruncated: false });
+    s3.on(DeleteObjectsCommand).resolves({});
+    await createS3Storage(S3_CONFIG).deletePrefix('scans/a/');
+    const lists = s3.commandCalls(ListObjectsV2Command).map((c) => c.args[0].input);
+    assert.deepEqual(lists.map((l) => l.Prefix), ['site-a/scans/a/', 'site-a/scans/a/']);
+    const deleted = s3.commandCalls(DeleteObjectsCommand).flatMap((c) => c.args[0].input.Delete!.Objects!.map((o) => o.Key));
+    assert.deepEqual(deleted, ['site-a/scans/a/original.dcm', 'site-a/scans/a/image.png', 'site-a/scans/a/thumb.png']);
+  });
+
+  test('a partial delete is an error, so the caller logs the files left behind', async () => {
+    s3.on(ListObjectsV2Command).resolves({ Contents: [{ Key: 'site-a/scans/a/image.png' }], IsTruncated: false });
+    s3.on(DeleteObjectsCommand).resolves({ Errors: [{ Key: 'site-a/scans/a/image.png', Code: 'AccessDenied' }] });
+    await assert.rejects(createS3Storage(S3_CONFIG).deletePrefix('scans/a/'), /could not delete 1/);
+  });
+});

@@ -42,24 +42,29 @@ describe('DICOM: the MR1 brain slice in six encodings', () => {
     }
   });
 
-  it('refuses 12-bit lossy JPEG (JPEG Extended) with a clear unsupported_encoding error', TIMEOUT, async () => {
-    await assert.rejects(decodeUpload(sharedDicom('mr_brain/MR1_JPLY.dcm')), (error: unknown) => {
-      assert.ok(error instanceof ImageDecodeError);
-      assert.equal(error.code, 'unsupported_encoding');
-      assert.match(error.message, /12-bit lossy JPEG.*export it uncompressed or with lossless compression/);
-      return true;
-    });
+  it('decodes 12-bit lossy JPEG (JPEG Extended) to within its compression error of the original', TIMEOUT, async () => {
+    const reference = await decodeDicomPixels(dicomFixture('MR1_UNC.dcm'));
+    const lossy = await decodeDicomPixels(sharedDicom('mr_brain/MR1_JPLY.dcm'));
+    assert.deepEqual([lossy.rows, lossy.columns, lossy.bitsStored], [512, 512, 12]);
+    const { maxDiff, meanDiff } = compare(lossy.pixels, reference.pixels);
+    // The sample set's manifest measured a largest difference of 128 with DCMTK and GDCM.
+    assert.ok(maxDiff <= 128, `max difference ${maxDiff}`);
+    // About 7:1 lossy compression of values spanning 0..4000: a mean error near 11 (0.3%).
+    assert.ok(meanDiff < 16, `mean difference ${meanDiff}`);
+    const display = await decodeUpload(sharedDicom('mr_brain/MR1_JPLY.dcm'));
+    assert.deepEqual([display.width, display.height], [512, 512]);
   });
 
   it('renders the same display image from lossless encodings, using the file window 600/1600', TIMEOUT, async () => {
     const unc = await decodeUpload(dicomFixture('MR1_UNC.dcm'));
-    const j2k = await decodeUpload(dicomFixture('MR1_J2KR.dcm'));
     assert.equal(unc.kind, 'dicom');
     assert.deepEqual([unc.width, unc.height], [512, 512]);
     const a = await pngPixels(unc.png);
-    const b = await pngPixels(j2k.png);
     assert.equal(a.channels, 1);
-    assert.ok(a.data.equals(b.data));
+    for (const file of [dicomFixture('MR1_J2KR.dcm'), dicomFixture('MR1_JPLL.dcm'), sharedDicom('mr_brain/MR1_RLE.dcm'), sharedDicom('mr_brain/MR1_JLSL.dcm')]) {
+      const b = await pngPixels((await decodeUpload(file)).png);
+      assert.ok(a.data.equals(b.data), 'a lossless encoding renders differently');
+    }
     // Window 600/1600 (LINEAR) spans -200..1400: stored 0 (air) is dark gray, 1400 and above white.
     const raw = (await decodeDicomPixels(dicomFixture('MR1_UNC.dcm'))).pixels;
     const black = raw.findIndex((v) => v === 0);

@@ -1,6 +1,6 @@
 /**
  * Why an upload could not be turned into an image. The HTTP layer maps the code to a status
- * (unsupported_type → 415, too_large → 413, corrupt and unsupported_encoding → 422), and the
+ * (unsupported_type → 415, too_large → 413, corrupt → 400, unsupported_encoding → 422), and the
  * message is shown to the person who uploaded the file, so it says what is wrong in plain
  * words and never contains patient data.
  */

@@ -26,7 +26,7 @@ export interface DecodedImage {
 }
 
 export interface DecodeOptions {
-  /** Largest image accepted, in pixels (all frames of a DICOM file together). Default 50 000 000. */
+  /** Largest image accepted, in pixels (of the one frame decoded from a DICOM file). Default 50 000 000. */
   maxPixels?: number;
 }
 

@@ -3,7 +3,9 @@ import { describeThrown } from '../errors.js';
 
 /**
  * The compressed-pixel decoders: emscripten WebAssembly builds of OpenJPEG, CharLS and
- * libjpeg-turbo from the Cornerstone project, and the pure-JS JPEG Lossless decoder.
+ * libjpeg-turbo from the Cornerstone project, DCMTK's 12-bit IJG JPEG through dcmjs-codecs
+ * (lossy JPEG Extended, which libjpeg-turbo's 8-bit build cannot read), and the pure-JS JPEG
+ * Lossless decoder.
  *
  * Each WASM package exports a CommonJS factory (`./decodewasmjs`) that returns a promise of the
  * module; in Node it loads its .wasm next to itself with fs, so nothing needs configuring.
@@ -190,6 +192,67 @@ export function decodeJpegLossless(
     components: header.components,
     bitsPerSample: header.precision,
     bytesPerSample,
+    planar: false,
+  };
+}
+
+interface DcmjsCodecsContext {
+  getDecodedBuffer(): Uint8Array | undefined;
+}
+interface DcmjsCodecs {
+  NativeCodecs: {
+    initializeAsync(opts?: { logCodecsInfo?: boolean; logCodecsTrace?: boolean }): Promise<void>;
+    decodeJpeg(context: DcmjsCodecsContext, parameters?: { convertColorspaceToRgb?: boolean }): DcmjsCodecsContext;
+  };
+  Context: new (attrs: Record<string, unknown>) => DcmjsCodecsContext;
+}
+let dcmjsCodecs: Promise<DcmjsCodecs> | undefined;
+
+function loadDcmjsCodecs(): Promise<DcmjsCodecs> {
+  dcmjsCodecs ??= (async () => {
+    const codecs = require('dcmjs-codecs') as DcmjsCodecs;
+    await codecs.NativeCodecs.initializeAsync({ logCodecsInfo: false, logCodecsTrace: false });
+    return codecs;
+  })();
+  dcmjsCodecs.catch(() => {
+    dcmjsCodecs = undefined;
+  });
+  return dcmjsCodecs;
+}
+
+/** Lossy JPEG with 12-bit samples (DICOM JPEG Extended, processes 2 and 4); grayscale. */
+export async function decodeJpeg12(
+  encoded: Uint8Array,
+  header: { width: number; height: number; components: number; precision: number },
+  image: { bitsStored: number; pixelRepresentation: number },
+): Promise<DecodedFrame> {
+  const { NativeCodecs, Context } = await loadDcmjsCodecs();
+  let decoded: Uint8Array | undefined;
+  try {
+    const context = new Context({
+      width: header.width,
+      height: header.height,
+      bitsAllocated: 16,
+      bitsStored: Math.min(image.bitsStored, header.precision),
+      samplesPerPixel: header.components,
+      pixelRepresentation: image.pixelRepresentation,
+      planarConfiguration: 0,
+      photometricInterpretation: 'MONOCHROME2',
+      encodedBuffer: encoded,
+    });
+    decoded = NativeCodecs.decodeJpeg(context).getDecodedBuffer();
+  } catch (thrown) {
+    throw new CodecError(typeof thrown === 'number' ? 'the decoder rejected the data' : describeThrown(thrown));
+  }
+  const expected = header.width * header.height * header.components * 2;
+  if (!decoded || decoded.length < expected) throw new CodecError('the decoder produced fewer pixels than the image needs');
+  return {
+    data: Uint8Array.prototype.slice.call(decoded, 0, expected),
+    width: header.width,
+    height: header.height,
+    components: header.components,
+    bitsPerSample: header.precision,
+    bytesPerSample: 2,
     planar: false,
   };
 }

@@ -3,6 +3,7 @@ import { ImageDecodeError, tooLarge } from '../errors.js';
 import {
   CodecError,
   decodeJpeg2000,
+  decodeJpeg12,
   decodeJpegBaseline,
   decodeJpegLossless,
   decodeJpegLs,
@@ -294,9 +295,15 @@ async function compressedFrame(
         }
         if (header.marker === 0xf7) return fromCodec(await decodeJpegLs(frame), image.photometric);
         if (header.marker === 0xc0 || header.marker === 0xc1 || header.marker === 0xc2) {
+          if (header.precision === 12 && header.components === 1) {
+            return fromCodec(
+              await decodeJpeg12(frame, header, { bitsStored: image.bitsStored, pixelRepresentation: image.signed ? 1 : 0 }),
+              image.photometric,
+            );
+          }
           if (header.precision !== 8) {
             throw unsupported(
-              `This DICOM file is compressed with ${header.precision}-bit lossy JPEG (${parsed.transferSyntax.name}), ` +
+              `This DICOM file is compressed with ${header.precision}-bit ${header.components > 1 ? 'colour ' : ''}lossy JPEG (${parsed.transferSyntax.name}), ` +
                 'which ImageMedix cannot decode. Please export it uncompressed or with lossless compression.',
             );
           }
@@ -350,9 +357,10 @@ export async function decodeDicom(bytes: Buffer, opts: { maxPixels: number }): P
     throw corrupt(`it could not be parsed (${parsed.parseProblem}).`);
   }
   const image = readImageAttributes(dataSet, transferSyntax);
-  // Pixel count is checked before anything is decoded or allocated for the frames.
-  if (image.rows * image.columns * image.numberOfFrames > opts.maxPixels) {
-    throw tooLarge(image.columns, image.rows, image.numberOfFrames, opts.maxPixels);
+  // Pixel count is checked before anything is decoded or allocated. Only the first frame is
+  // ever decoded, so the limit is per frame: a long series is bounded by the upload size.
+  if (image.rows * image.columns > opts.maxPixels) {
+    throw tooLarge(image.columns, image.rows, 1, opts.maxPixels);
   }
   if (transferSyntax.encoding === 'unsupported') {
     throw unsupported(

@@ -236,9 +236,9 @@ for (const kind of await databaseKinds()) {
   });
 }
 
-describe('analysis queue without a worker', () => {
-  test('concurrent analyze requests for one scan share one job', async () => {
-    const t = await createTestApp('pglite');
+for (const kind of await databaseKinds()) describe(`analysis queue without a worker (${kind})`, () => {
+  test('concurrent analyze requests for one scan share one job; another model is refused with 409', async () => {
+    const t = await createTestApp(kind);
     try {
       const doc = await t.user();
       const scan = await upload(t, doc, fixture('brain-notumor-1.jpg'));
@@ -255,6 +255,10 @@ describe('analysis queue without a worker', () => {
       assert.equal(status.jobStatus.state, 'created');
       const ml = (await t.app.inject({ url: `/api/ml/status/${scan._id}`, headers: doc.auth })).json();
       assert.match(ml.estimatedCompletionTime, /^\d+ (seconds|minutes)$/);
+      // The queued analysis is a brain one: asking for the chest model meanwhile is a conflict.
+      const chest = await t.app.inject({ method: 'POST', url: '/api/ml/chest/analyze', headers: doc.auth, payload: { scanId: scan._id } });
+      assert.equal(chest.statusCode, 409, chest.body);
+      assert.match(chest.json().error, /already being analysed as brain-mri/);
     } finally {
       await t.close();
     }

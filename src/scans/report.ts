@@ -9,6 +9,7 @@ import { StorageNotFoundError } from '../platform/storage/index.js';
 import { renderReportPdf, type ReportInput } from '../reports/pdf.js';
 import * as repo from './repository.js';
 import { visibleScanOr404, type ScanDeps, type Viewer } from './service.js';
+import { listModelSummaries } from '../analysis/models.js';
 import { modelResultView, reviewedResultView, type FileLinks, type ResultView } from './view.js';
 
 const humanize = (s: string) => s.replace(/[-_]+/g, ' ');
@@ -37,6 +38,15 @@ function finding(result: ResultView | null): ReportInput['finding'] {
     ...(typeof result.hasPneumonia === 'boolean' ? {} : { tumorLocation: result.tumorLocation ?? null }),
     additionalNotes: result.additionalNotes ?? null,
   };
+}
+
+/** The installed model's human name for the report; the id stands in when it is gone. */
+async function modelName(modelsDir: string, id: string): Promise<string | undefined> {
+  try {
+    return (await listModelSummaries(modelsDir)).find((m) => m.id === id)?.name;
+  } catch {
+    return undefined;
+  }
 }
 
 export const reportKey = (scanId: string, reportId: string) => `scans/${scanId}/reports/${reportId}.pdf`;
@@ -103,7 +113,7 @@ export async function generateReport(
       createdBy: a.authorName ? { name: a.authorName } : null,
     })),
     finding: finding(result),
-    model: modelResult?.model ?? null,
+    model: modelResult?.model ? { ...modelResult.model, name: await modelName(deps.config.modelsDir, modelResult.model.id) } : null,
     modelFinding:
       review && modelResult ? { summary: findingSummary(modelResult), confidence: modelResult.confidence ?? null } : null,
     review: review

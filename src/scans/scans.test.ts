@@ -679,6 +679,79 @@ for (const kind of await databaseKinds()) {
       });
     });
 
+    describe('re-analysis', () => {
+      test("a review judged one analysis: after a re-analysis it no longer overlays the new result, and the history keeps both", async () => {
+        const scan = await uploadJpeg(doctorA, { scanType: 'brain-mri' });
+        const { width, height } = (await get(doctorA, `/api/scans/${scan._id}`)).json();
+        await runAnalysis(t, scan._id, { ...BRAIN_OUTPUT, heatmapPng: await heatmapPng(width, height) });
+        const review = await send(doctorA, 'PATCH', `/api/scans/${scan._id}`, { result: { tumorType: 'meningioma' } });
+        assert.equal(review.json().result.tumorType, 'meningioma');
+
+        await t.ctx.db.transaction((tx) =>
+          t.ctx.analysis.enqueue(tx, { scanId: scan._id, scanType: 'brain-mri', requestedBy: doctorA.id }),
+        );
+        const rerun = {
+          ...BRAIN_OUTPUT,
+          model: { id: 'brain-mri-resnet', version: '1.3.0' },
+          result: { ...BRAIN_OUTPUT.result, tumorType: 'pituitary', confidence: 0.88 },
+        };
+        await runAnalysis(t, scan._id, { ...rerun, heatmapPng: await heatmapPng(width, height) });
+
+        const detail = (await get(doctorA, `/api/scans/${scan._id}`)).json();
+        assert.equal(detail.result.tumorType, 'pituitary', 'the earlier review must not overlay the new analysis');
+        assert.equal(detail.review, null);
+        assert.deepEqual(
+          detail.analysisHistory.map((a: { status: string; model: { version: string }; result: { tumorType: string } }) => [
+            a.status,
+            a.model.version,
+            a.result.tumorType,
+          ]),
+          [
+            ['completed', '1.2.0', 'glioma'],
+            ['completed', '1.3.0', 'pituitary'],
+          ],
+        );
+      });
+    });
+
+    describe('round trip', () => {
+      test('upload, list, get, annotate, review, report, delete', async () => {
+        const patientId = uniqueId();
+        const uploaded = await upload(doctorA, {
+          data: DICOM_MR_SMALL,
+          filename: 'slice.dcm',
+          contentType: 'application/dicom',
+          fields: { patientId, patientName: 'Anita Rao', scanType: 'brain-mri' },
+        });
+        assert.equal(uploaded.statusCode, 201, uploaded.body);
+        const id = uploaded.json()._id;
+
+        const list = (await get(doctorA, `/api/scans?patientId=${patientId}`)).json();
+        assert.deepEqual(list.scans.map((s: { _id: string }) => s._id), [id]);
+        assert.equal(list.totalScans, 1);
+
+        const detail = (await get(doctorA, `/api/scans/${id}`)).json();
+        assert.equal(detail.patientName, 'Anita Rao');
+        assert.equal(detail.originalFormat, 'dicom');
+        assert.deepEqual(detail.doctorId, { _id: doctorA.id, name: doctorA.name, email: doctorA.email });
+        await runAnalysis(t, id, { ...BRAIN_OUTPUT, heatmapPng: await heatmapPng(detail.width, detail.height) });
+
+        const note = await send(doctorA, 'POST', `/api/scans/${id}/annotations`, { x: 10, y: 20, text: 'Enhancing rim' });
+        assert.equal(note.statusCode, 201, note.body);
+        const reviewed = await send(doctorA, 'PATCH', `/api/scans/${id}`, { status: 'completed', result: { additionalNotes: 'Agree.' } });
+        assert.equal(reviewed.statusCode, 200, reviewed.body);
+
+        const report = await send(doctorA, 'POST', `/api/scans/${id}/report`);
+        assert.equal(report.statusCode, 201, report.body);
+        const text = (await pdfText((await get(null, localPath(report.json().reportUrl))).rawPayload)).replace(/\s+/g, ' ');
+        for (const expected of ['Anita Rao', 'Enhancing rim', 'Agree.', 'Glioma']) assert.ok(text.includes(expected), expected);
+
+        assert.equal((await send(admin, 'DELETE', `/api/scans/${id}`)).statusCode, 200);
+        assert.equal((await get(doctorA, `/api/scans?patientId=${patientId}`)).json().totalScans, 0);
+        assert.equal((await get(null, localPath(report.json().reportUrl))).statusCode, 404);
+      });
+    });
+
     describe('delete', () => {
       test('only admins delete; the row, its files and its reports go', async () => {
         const scan = await uploadJpeg(doctorA, { scanType: 'brain-mri' });

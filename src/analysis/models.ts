@@ -1,7 +1,8 @@
 /**
- * The model list for GET /api/ml/models, read from the manifests in MODELS_DIR (the API
- * process does not need to load ONNX sessions to describe them).
+ * The model list for GET /api/ml/models, read from the manifests in MODELS_DIR that have their
+ * ONNX file next to them (the API process does not load ONNX sessions to describe them).
  */
+import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseManifest } from '../ml/registry.js';
@@ -17,6 +18,8 @@ export async function listModelSummaries(dir: string) {
   for (const name of names) {
     const file = path.join(dir, name);
     const m = parseManifest(JSON.parse(await readFile(file, 'utf8')), file);
+    // A manifest without its network is not an installed model.
+    if (!existsSync(path.join(dir, m.file))) continue;
     out.push({
       id: m.id,
       name: m.name,

@@ -128,6 +128,23 @@ export async function recentAverageDurationMs(db: DbOrTx): Promise<number | null
   return row?.avg ? Number(row.avg) : null;
 }
 
+/**
+ * Seconds between consecutive completions over the last 20 analyses finished in the past ten
+ * minutes: the whole deployment's pace, however many workers there are. Null when too few.
+ */
+export async function recentCompletionIntervalMs(db: DbOrTx): Promise<number | null> {
+  const rows = await db
+    .select({ at: analyses.completedAt })
+    .from(analyses)
+    .where(and(eq(analyses.status, 'completed'), sql`${analyses.completedAt} > now() - interval '10 minutes'`))
+    .orderBy(desc(analyses.completedAt))
+    .limit(20);
+  if (rows.length < 5) return null;
+  const newest = rows[0]!.at!.getTime();
+  const oldest = rows.at(-1)!.at!.getTime();
+  return (newest - oldest) / (rows.length - 1);
+}
+
 /** Unfinished analyses, oldest first: the reconciler checks their jobs are still alive. */
 export async function unfinishedAnalyses(db: DbOrTx, olderThan: Date): Promise<AnalysisRow[]> {
   return db

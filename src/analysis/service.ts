@@ -38,7 +38,10 @@ export async function analysisStatus(ctx: AppContext, { viewer, scanId, concurre
     const avgMs = (await repo.recentAverageDurationMs(ctx.db)) ?? DEFAULT_ANALYSIS_MS;
     const ahead = analysis.status === 'queued' ? await repo.countQueuedBefore(ctx.db, analysis.createdAt) : 0;
     const remainingOwn = avgMs * (1 - analysis.progress / 100);
-    estimate = humanDuration(remainingOwn + (ahead * avgMs) / Math.max(1, concurrency));
+    // The queue ahead drains at the pace analyses have recently been finishing, across every
+    // worker process; before there is such a pace, at this process's own concurrency.
+    const pace = (await repo.recentCompletionIntervalMs(ctx.db)) ?? avgMs / Math.max(1, concurrency);
+    estimate = humanDuration(remainingOwn + ahead * pace);
   }
   return {
     status: scan.status,

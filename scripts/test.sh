@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite (npm test): type-check, then every *.test.ts with node's test runner
+# The whole test suite (npm test): type-check and lint, then every *.test.ts with node's test runner
 # (database tests run on PGlite and on the PostgreSQL server), then the model evaluation
 # against the targets on ../shared/datasets/*/test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 npx tsc --noEmit
+npx eslint .
 mapfile -t files < <(find src test -name '*.test.ts' -not -path '*/node_modules/*' | sort)
 node --import tsx --test --test-concurrency=1 --test-timeout=600000 "$@" "${files[@]}"
 if [ -d ../shared/datasets ] && [ -z "${SKIP_MODEL_EVAL:-}" ]; then

@@ -309,7 +309,9 @@ def main():
                     "ood_distance": "minimum class-conditional Mahalanobis distance of the features"},
         "calibration": {"method": "temperature scaling on validation", "temperature": round(temperature, 5)},
         "refusal": {"method": "Mahalanobis distance of penultimate features (tied covariance)",
-                    "oodThreshold": round(ood_threshold, 4), "quantileOfValidation": 0.995},
+                    "oodThreshold": round(ood_threshold, 4), "quantileOfValidation": 0.995,
+                    "validationDistances": {f"q{int(q * 1000)}": round(float(np.quantile(val_ood.numpy(), q)), 3)
+                                            for q in (0.5, 0.9, 0.99, 0.995, 0.999, 1.0)}},
         "decision": decision,
         "training": {
             "data": {"source": task["source"], "licence": task["licence"],

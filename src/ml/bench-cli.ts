@@ -2,13 +2,13 @@
  * npm run bench:inference -- --model <brain-mri|chest-xray> [--n 200] [--models-dir <dir>]
  *                            [--out docs/benchmarks/inference.md]
  *
- * Model time per image (session.run only, batch 1) with 1 and 2 intra-op threads, and the
- * throughput of two concurrent single-thread runs (how the job worker uses it). The input is
+ * Model time per image (session.run only, batch 1) with 1 and 2 intra-op threads, and whole
+ * analyses through the job worker's thread pool (how the worker runs them). The input is
  * a fixed pseudo-random tensor: a CNN's time does not depend on the pixels. Writes nothing
  * unless --out is given; then the model's section of that Markdown file is replaced.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -18,7 +18,9 @@ import * as ort from 'onnxruntime-node';
 
 import { runModel } from './inference.js';
 import { mean, percentile } from './metrics.js';
-import { ModelRegistry, type LoadedModel } from './registry.js';
+import { createOnnxAnalyzer } from '../analysis/analyzer.js';
+import { REPO_ROOT } from '../platform/config.js';
+import { DEFAULT_MODELS_DIR, ModelRegistry, type LoadedModel, type ModelTask } from './registry.js';
 import { rng } from './synthetic.js';
 
 interface Row {
@@ -47,6 +49,44 @@ async function timeRuns(model: LoadedModel, input: Float32Array, n: number, conc
   return { setting: '', p50: percentile(times, 50), p95: percentile(times, 95), mean: mean(times), perSecond: (n / wall) * 1000 };
 }
 
+/**
+ * Whole analyses (decode, checks, model, heatmap PNG) through the job worker's pool of two
+ * threads, two at a time: what one worker process with WORKER_CONCURRENCY=2 sustains.
+ */
+async function timePool(id: string, modelsDir: string, n: number): Promise<Row> {
+  const fixtures = path.join(REPO_ROOT, 'test', 'fixtures', 'ml');
+  const file = (await readdir(fixtures)).find((f) => f.startsWith(`${id}--`) && f.endsWith('.png'));
+  if (!file) throw new Error(`no fixture image for ${id} in ${fixtures}`);
+  const png = await readFile(path.join(fixtures, file));
+  const analyzer = createOnnxAnalyzer({ modelsDir, threads: 2 });
+  const scanType = id as ModelTask;
+  try {
+    for (let i = 0; i < 6; i++) await analyzer.analyze(scanType, png, async () => undefined);
+    const times: number[] = [];
+    let next = 0;
+    const start = performance.now();
+    const loop = async () => {
+      while (next < n) {
+        next++;
+        const t0 = performance.now();
+        await analyzer.analyze(scanType, png, async () => undefined);
+        times.push(performance.now() - t0);
+      }
+    };
+    await Promise.all([loop(), loop()]);
+    const wall = performance.now() - start;
+    return {
+      setting: 'whole analysis, worker pool of 2 threads, 2 at a time',
+      p50: percentile(times, 50),
+      p95: percentile(times, 95),
+      mean: mean(times),
+      perSecond: (n / wall) * 1000,
+    };
+  } finally {
+    await analyzer.close();
+  }
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
@@ -68,7 +108,6 @@ async function main(): Promise<number> {
   const settings = [
     { label: 'batch 1, 1 thread', threads: 1, concurrency: 1 },
     { label: 'batch 1, 2 threads', threads: 2, concurrency: 1 },
-    { label: 'batch 1, 1 thread, 2 concurrent runs', threads: 1, concurrency: 2 },
   ];
   for (const s of settings) {
     const registry = await ModelRegistry.load({ dir, intraOpNumThreads: s.threads, only: [id] });
@@ -80,6 +119,8 @@ async function main(): Promise<number> {
     rows.push({ ...(await timeRuns(model, input, n, s.concurrency)), setting: s.label });
     await registry.close();
   }
+
+  rows.push(await timePool(id, dir ?? DEFAULT_MODELS_DIR, n));
 
   const cpus = os.cpus();
   const machine = `${cpus[0]?.model ?? 'unknown CPU'} x${cpus.length} (${os.platform()} ${os.arch()}), Node ${process.version}, onnxruntime-node ${ort.env.versions.common}`;
@@ -103,7 +144,7 @@ async function main(): Promise<number> {
     ].join('\n');
     let doc = existsSync(file)
       ? await readFile(file, 'utf8')
-      : '# Inference benchmark\n\nModel time per image (`session.run` only, batch 1, 224 x 224), from `npm run bench:inference`.\n';
+      : '# Inference benchmark\n\nModel time per image (`session.run` only, batch 1, 224 x 224) and whole analyses through the worker pool, from `npm run bench:inference`.\n';
     const re = new RegExp(`<!-- bench:${id}:start -->[\\s\\S]*?<!-- bench:${id}:end -->`);
     doc = re.test(doc) ? doc.replace(re, section) : `${doc.trimEnd()}\n\n${section}\n`;
     await mkdir(path.dirname(file), { recursive: true });

@@ -67,7 +67,12 @@ export async function generateReport(
     repo.currentAnalyses(db, [scan]),
     repo.latestReviews(db, [scan.id]),
     repo.annotationsOf(db, scan.id),
-    storage.get(scan.imageKey),
+    storage.get(scan.imageKey).catch((err: unknown) => {
+      if (!(err instanceof StorageNotFoundError)) throw err;
+      // The rest of the report is still worth having; its image panel says the image is missing.
+      log.error({ scanId: scan.id }, 'scan image missing from storage; report made without it');
+      return Buffer.alloc(0);
+    }),
   ]);
   const analysis = analyses.get(scan.id) ?? null;
   const review = reviews.get(scan.id) ?? null;

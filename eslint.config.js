@@ -23,7 +23,7 @@ export default tseslint.config(
       // `x == null` (null or undefined) is the one loose comparison allowed.
       eqeqeq: ['error', 'always', { null: 'ignore' }],
       'no-var': 'error',
-      'prefer-const': 'error',
+      'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
     },
   },
 );

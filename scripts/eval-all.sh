@@ -10,7 +10,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DATASETS_DIR="${DATASETS_DIR:-$ROOT/../shared/datasets}"
 MODELS_DIR="${MODELS_DIR:-$ROOT/models}"
-OUT_DIR="$ROOT/docs/models"
+OUT_DIR="${EVAL_OUT_DIR:-$ROOT/docs/models}"
 MODELS=("$@")
 [ ${#MODELS[@]} -eq 0 ] && MODELS=(brain-mri chest-xray)
 
@@ -50,7 +50,7 @@ for id in "${MODELS[@]}"; do
         const r = JSON.parse(s); r.dataDir = process.argv[1];
         process.stdout.write(JSON.stringify(r, null, 2) + "\n");
       });' "datasets/$id/test + reject (scripts/make-reject-set.ts)" > "$OUT_DIR/$id.eval.json"
-    echo "[$id] wrote docs/models/$id.eval.json"
+    echo "[$id] wrote $OUT_DIR/$id.eval.json"
   else
     echo "[$id] evaluation failed" >&2
   fi

@@ -1,6 +1,7 @@
 /**
  * Shared by the ML tests: where the installed models and the fixture images are. The tests
- * run against the real models in models/ and skip, saying why, when one is not installed.
+ * run against the real models in models/ and skip, saying why, when one is not installed
+ * (never in CI, where the committed models must be there).
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -31,5 +32,9 @@ export async function loadTestModels(): Promise<{ registry: ModelRegistry; skip:
     }
     return false;
   };
-  return { registry, skip: { 'brain-mri': skip('brain-mri'), 'chest-xray': skip('chest-xray') } };
+  const reasons = { 'brain-mri': skip('brain-mri'), 'chest-xray': skip('chest-xray') };
+  // In CI a missing model or fixture is a broken build, not a reason to skip.
+  const missing = Object.values(reasons).filter((r): r is string => r !== false);
+  if (process.env.CI && missing.length > 0) throw new Error(`CI requires every model: ${missing.join('; ')}`);
+  return { registry, skip: reasons };
 }

@@ -10,6 +10,7 @@ The preprocessing spec is ml/preprocessing.json, read by the Node server too.
 import argparse
 import datetime
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -283,7 +284,10 @@ def main():
                os.path.join(ROOT, "ml", "runs", f"{model_id}.pt"))
     onnx_path = os.path.join(args.out, f"{model_id}.onnx")
     dummy = preprocess_batch(x_val[:2])
-    torch.onnx.export(wrapper, dummy, onnx_path, opset_version=17,
+    # Newer torch defaults to the dynamo exporter; the TorchScript one keeps the graph that
+    # ml/parity.py reads back (Conv, Gemm and the class-mean Sub with their initializers).
+    legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+    torch.onnx.export(wrapper, dummy, onnx_path, opset_version=17, **legacy,
                       input_names=["input"], output_names=["logits", "features", "cam", "ood_distance"],
                       dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"},
                                     "cam": {0: "batch"}, "ood_distance": {0: "batch"}})

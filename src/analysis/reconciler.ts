@@ -19,18 +19,18 @@ export async function reconcileOnce(deps: { db: Db; queue: Queue; events: EventP
     const job = analysis.jobId ? await queue.boss.getJobById(ANALYZE_SCAN_JOB, analysis.jobId) : null;
     const lost = !job || job.state === 'failed' || job.state === 'cancelled' || job.state === 'completed';
     if (!lost) continue;
-    // Re-read: the job may have finished between the two queries.
-    const current = await repo.findAnalysis(db, analysis.id);
-    if (!current || current.status === 'completed' || current.status === 'failed') continue;
     const scan = await repo.findScanForAnalysis(db, analysis.scanId);
     if (!scan) continue;
-    await failAnalysis(db, events, {
+    // failAnalysis only fails an analysis that is still unfinished, so one that finished since
+    // the query above (or that another worker's sweep got to first) is left as it is.
+    const failedNow = await failAnalysis(db, events, {
       analysisId: analysis.id,
       scanId: scan.id,
       patientId: scan.patientId,
       reason: 'Analysis did not finish (the worker stopped during every attempt); request it again',
       refused: false,
     });
+    if (!failedNow) continue;
     log.warn({ analysisId: analysis.id, jobState: job?.state ?? 'missing' }, 'failed an analysis whose job was lost');
     failed++;
   }

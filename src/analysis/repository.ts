@@ -30,11 +30,6 @@ export async function latestAnalysisOf(db: DbOrTx, scanId: string): Promise<Anal
   return row ?? null;
 }
 
-export async function findAnalysis(db: DbOrTx, id: string): Promise<AnalysisRow | null> {
-  const [row] = await db.select().from(analyses).where(eq(analyses.id, id));
-  return row ?? null;
-}
-
 export async function insertAnalysis(tx: DbOrTx, values: typeof analyses.$inferInsert): Promise<AnalysisRow> {
   const [row] = await tx.insert(analyses).values(values).returning();
   return row!;

@@ -94,8 +94,9 @@ export async function startQueue(
             { batchSize: 1, pollingIntervalSeconds: pollIntervalSeconds, includeMetadata: true },
             async ([j]) => {
               if (!j) return;
-              // pg-boss waits a whole polling interval after every fetch; after a job, fetch the
-              // next one at once, so a busy queue drains at the pace of the work, not the poll.
+              // pg-boss waits a whole polling interval after every fetch, even one that found a
+              // job; notifying the worker now makes it fetch again as soon as this job is done,
+              // so a busy queue drains at the pace of the work, not of the poll.
               if (workerId) boss.notifyWorker(workerId);
               const jobLog = log.child({ job: job.name, jobId: j.id });
               const attempt = j.retryCount + 1;

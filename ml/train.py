@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (TASKS, ROOT, SPEC, ImagemedixNet, ExportWrapper, flip_tta_forward, load_split,  # noqa: E402
-                    preprocess_batch, metrics_report)
+                    preprocess_batch, metrics_report, binary_auc)
 
 
 def parse_args():
@@ -47,6 +47,12 @@ def parse_args():
                    help="decay of the exponential moving average of the weights that is validated and exported (0: off)")
     p.add_argument("--flip-tta", action="store_true",
                    help="average each answer with that of the mirrored image (also in the exported ONNX graph)")
+    p.add_argument("--augment", choices=["standard", "scanner"], default="standard",
+                   help="scanner: also imitate other sites' exposure and optics (gamma, contrast, blur, noise, "
+                        "wider crop and scale), the shift a second hospital shows")
+    p.add_argument("--label-smoothing", type=float, default=0.05)
+    p.add_argument("--select", choices=["macroF1", "binaryAUC"], default="macroF1",
+                   help="validation score that picks the exported epoch (binaryAUC: positive vs negative labels)")
     return p.parse_args()
 
 
@@ -90,6 +96,51 @@ def augment(x, gen):
     bright = ((torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * 0.2).to(dev)
     mean = x.mean(dim=(2, 3), keepdim=True)
     return (x - mean) * contrast + mean + bright
+
+
+def augment_scanner(x, gen):
+    """Site shift, on top of the standard augmentation: another hospital's radiographs differ
+    in exposure curve (gamma), contrast, sharpness (detector and post-processing) and noise,
+    and in how the film was framed (scale and crop). Works in grey levels 0..1 and returns
+    normalised tensors."""
+    n = x.shape[0]
+    dev = x.device
+    mean, std = SPEC["mean"], SPEC["std"]
+    g = (x * std + mean).clamp(0, 1)
+    # Exposure curve: gamma 0.6..1.6 (log-uniform), per image.
+    gamma = torch.exp((torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * math.log(1.6)).to(dev)
+    g = g.clamp(min=1e-4) ** gamma
+    # Window: stretch or squeeze the grey range (contrast 0.6..1.4 around the mean, offset 0.1).
+    c = (1 + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * 0.4).to(dev)
+    o = ((torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * 0.1).to(dev)
+    m = g.mean(dim=(2, 3), keepdim=True)
+    g = ((g - m) * c + m + o).clamp(0, 1)
+    # Optics: blur half the batch (Gaussian, sigma 0.3..1.5 px) or sharpen a quarter of it.
+    sigma = 0.3 + torch.rand(n, generator=gen) * 1.2
+    kind = torch.rand(n, generator=gen)
+    radius = 3
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k1 = torch.exp(-(t.view(1, -1) ** 2) / (2 * sigma.view(-1, 1) ** 2))
+    k1 = k1 / k1.sum(1, keepdim=True)
+    k2 = (k1.unsqueeze(2) * k1.unsqueeze(1)).unsqueeze(1).to(dev)  # [N, 1, k, k]
+    padded = F.pad(g, (radius,) * 4, mode="replicate")
+    blurred = F.conv2d(padded.view(1, n, *padded.shape[2:]), k2, groups=n).view_as(g)
+    blur_sel = (kind < 0.5).view(n, 1, 1, 1).to(dev)
+    sharp_sel = (kind > 0.75).view(n, 1, 1, 1).to(dev)
+    g = torch.where(blur_sel, blurred, g)
+    g = torch.where(sharp_sel, (g + 0.7 * (g - blurred)).clamp(0, 1), g)
+    # Quantum noise: Gaussian, std 0..0.03 of full scale.
+    noise = (torch.rand(n, 1, 1, 1, generator=gen) * 0.03).to(dev)
+    g = (g + torch.randn(g.shape, generator=gen).to(dev) * noise).clamp(0, 1)
+    x = (g - mean) / std
+    # Framing: zoom in (crop) or out (pad with the border) by up to 20%, off-centre.
+    scale = 1 + (torch.rand(n, generator=gen) * 2 - 1) * 0.2
+    tx = (torch.rand(n, generator=gen) * 2 - 1) * 0.1
+    ty = (torch.rand(n, generator=gen) * 2 - 1) * 0.1
+    zero = torch.zeros(n)
+    theta = torch.stack([torch.stack([1 / scale, zero, tx], 1), torch.stack([zero, 1 / scale, ty], 1)], 1).to(dev)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, align_corners=False, padding_mode="border")
 
 
 @torch.no_grad()
@@ -207,9 +258,11 @@ def main():
             idx = perm[i:i + args.batch]
             x = preprocess_batch(x_train[idx]).to(device)
             x = augment(x, gen)
+            if args.augment == "scanner":
+                x = augment_scanner(x, gen)
             y = y_train[idx].to(device)
             logits, _, _ = model(x)
-            loss = F.cross_entropy(logits, y, weight=class_weights, label_smoothing=0.05)
+            loss = F.cross_entropy(logits, y, weight=class_weights, label_smoothing=args.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -222,6 +275,9 @@ def main():
         val_logits, _ = predict(evaluated, x_val, device, flip_tta=args.flip_tta)
         rep = metrics_report(val_logits.softmax(1).numpy(), y_val.numpy(), labels)
         score = rep["macroF1"]
+        if args.select == "binaryAUC" and task.get("positiveLabels"):
+            pos = [labels.index(l) for l in task["positiveLabels"]]
+            score = binary_auc(val_logits.softmax(1).numpy()[:, pos].sum(1), np.isin(y_val.numpy(), pos))
         history.append({"epoch": epoch + 1, "loss": total_loss / len(x_train), "valAccuracy": rep["accuracy"],
                         "valMacroF1": score, "seconds": round(time.time() - te, 1)})
         print(f"[{args.task}] epoch {epoch + 1}/{args.epochs} loss {total_loss / len(x_train):.4f} "
@@ -326,8 +382,11 @@ def main():
             "recipe": {"architecture": f"ImagemedixNet (compact VGG/ResNet-style CNN, width {args.width})",
                        "parameters": n_params, "optimizer": "AdamW, one-cycle LR",
                        "lr": args.lr, "batch": args.batch, "epochsRun": len(history), "bestEpoch": best["epoch"],
-                       "augmentation": "affine (rotation 12 deg, scale 12%, shift 8%), horizontal flip, contrast/brightness 20%",
-                       "classBalancing": "inverse-frequency class weights", "labelSmoothing": 0.05,
+                       "augmentation": "affine (rotation 12 deg, scale 12%, shift 8%), horizontal flip, contrast/brightness 20%"
+                       + ("; site shift: gamma 0.6-1.6, contrast 0.6-1.4, Gaussian blur or sharpening, noise up to 3%, "
+                          "crop/zoom 20% with 10% shift" if args.augment == "scanner" else ""),
+                       "selection": args.select,
+                       "classBalancing": "inverse-frequency class weights", "labelSmoothing": args.label_smoothing,
                        "weightAverage": args.ema or None, "flipTTA": tta,
                        "seed": args.seed, "torch": torch.__version__, "device": str(device)},
             "history": history,

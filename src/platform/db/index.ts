@@ -13,6 +13,7 @@ import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import pg from 'pg';
+import { listenOnServer } from './listen.js';
 import * as schema from './schema.js';
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -30,6 +31,11 @@ export interface Database {
   /** For pg-boss: PGlite needs this adapter; on a server pg-boss opens its own pool. */
   executor: SqlExecutor;
   connectionString: string | null;
+  /**
+   * Calls `onNotify` for every NOTIFY on `channel` once its transaction commits, from this
+   * process or another; `onReconnect` after a lost server connection came back. Returns unlisten.
+   */
+  listen(channel: string, handlers: { onNotify(payload: string): void; onReconnect?(): void; onError?(err: Error): void }): Promise<() => Promise<void>>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -46,6 +52,7 @@ export interface OpenOptions {
 
 export async function openDatabase(opts: OpenOptions): Promise<Database> {
   if (opts.databaseUrl) {
+    const connectionString = opts.databaseUrl;
     const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: opts.poolSize ?? 10 });
     // An idle client that errors (server restart) must not crash the process.
     pool.on('error', () => undefined);
@@ -60,6 +67,9 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
           const r = await pool.query(text, values as unknown[] | undefined);
           return { rows: r.rows };
         },
+      },
+      listen(channel, handlers) {
+        return listenOnServer({ connectionString, channel, ...handlers });
       },
       async ping() {
         await pool.query('select 1');
@@ -93,6 +103,11 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
         const results = await client.exec(text);
         return { rows: results.at(-1)?.rows ?? [] };
       },
+    },
+    async listen(channel, { onNotify }) {
+      // One embedded instance, one process: its notifications arrive when a commit returns.
+      const unlisten = await client.listen(channel, onNotify);
+      return () => unlisten();
     },
     async ping() {
       await client.query('select 1');

@@ -31,6 +31,9 @@ export class PermanentJobError extends Error {
   override name = 'PermanentJobError';
 }
 
+/** NOTIFY channel of enqueued jobs; the payload is the queue's name. */
+export const JOBS_CHANNEL = 'imagemedix_jobs';
+
 export interface Queue {
   boss: PgBoss;
   send<T extends object>(job: JobDefinition<T>, data: T, opts?: { tx?: DbOrTx; startAfterSeconds?: number }): Promise<string>;
@@ -70,6 +73,20 @@ export async function startQueue(
     });
   }
   const workers: string[] = [];
+  const workersByQueue = new Map<string, string[]>();
+  // Work starts at once: every enqueue NOTIFYs in its own transaction, so the wake-up arrives
+  // when (and only if) the job is committed, in this process and in every other one listening
+  // on the same database. Polling stays as the fallback (missed notifications, delayed retries).
+  const wake = (name: string) => {
+    for (const id of workersByQueue.get(name) ?? []) boss.notifyWorker(id);
+  };
+  const unlisten = await database.listen(JOBS_CHANNEL, {
+    onNotify: wake,
+    onReconnect: () => {
+      for (const name of workersByQueue.keys()) wake(name);
+    },
+    onError: (err) => opts.log.warn({ err: err.message }, 'job notifications lost; reconnecting (polling meanwhile)'),
+  });
 
   return {
     boss,
@@ -83,6 +100,8 @@ export async function startQueue(
         ...(tx ? { db: executorFor(tx) as PgBoss.Db } : {}),
       });
       if (!id) throw new Error(`Job ${job.name} was not queued`);
+      const executor = tx ? executorFor(tx) : database.executor;
+      await executor.executeSql('select pg_notify($1, $2)', [JOBS_CHANNEL, job.name]);
       return id;
     },
     async work(definitions, { concurrency, pollIntervalSeconds, log }) {
@@ -123,10 +142,12 @@ export async function startQueue(
           );
           workerId = id;
           workers.push(id);
+          workersByQueue.set(job.name, [...(workersByQueue.get(job.name) ?? []), id]);
         }
       }
     },
     async stop() {
+      await unlisten();
       await boss.stop({ graceful: true, wait: true, timeout: 20_000 });
     },
   };

@@ -1,0 +1,135 @@
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import pino from 'pino';
+import { databaseKinds, openTestDatabase, type TestDatabase } from '../../../test/helpers/db.js';
+import { openDatabase, type Database } from '../db/index.js';
+import { startQueue, type JobDefinition, type Queue } from './index.js';
+
+const log = pino({ level: 'silent' });
+// Far longer than any wait below: a job picked up in time was woken, not polled.
+const POLL_SECONDS = 30;
+
+function recordingJob(name: string) {
+  const handled: { data: { n: number }; at: number }[] = [];
+  let onHandled: (() => void) | null = null;
+  const job: JobDefinition<{ n: number }> = {
+    name,
+    parse: (d) => d as { n: number },
+    retryLimit: 0,
+    retryDelaySeconds: 1,
+    retryBackoff: false,
+    expireInSeconds: 60,
+    async handler(data) {
+      handled.push({ data, at: Date.now() });
+      onHandled?.();
+    },
+  };
+  const next = (timeoutMs: number) =>
+    new Promise<number | null>((resolve) => {
+      const t = setTimeout(() => resolve(null), timeoutMs);
+      onHandled = () => {
+        clearTimeout(t);
+        onHandled = null;
+        resolve(Date.now());
+      };
+    });
+  return { job, handled, next };
+}
+
+async function startWith(database: Database, job: JobDefinition<{ n: number }>, work: boolean): Promise<Queue> {
+  const queue = await startQueue(database, [job as unknown as JobDefinition<object>], { log, supervise: false });
+  if (work) await queue.work([job as unknown as JobDefinition<object>], { concurrency: 2, pollIntervalSeconds: POLL_SECONDS, log });
+  return queue;
+}
+
+for (const kind of await databaseKinds()) {
+  describe(`job wake-up (${kind})`, () => {
+    const open: { stop(): Promise<void> }[] = [];
+    after(async () => {
+      for (const o of open.reverse()) await o.stop();
+    });
+
+    test('a job enqueued in a transaction starts when the transaction commits, not at the next poll', async () => {
+      const database: TestDatabase = await openTestDatabase(kind);
+      open.push({ stop: () => database.destroy() });
+      const { job, handled, next } = recordingJob('wake-tx');
+      const queue = await startWith(database, job, true);
+      open.push(queue);
+      // The workers' first fetch (at start) found nothing; they now sleep for POLL_SECONDS.
+      await new Promise((r) => setTimeout(r, 300));
+
+      const picked = next(5_000);
+      let committedAt = 0;
+      await database.db.transaction(async (tx) => {
+        await queue.send(job, { n: 1 }, { tx });
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(handled.length, 0, 'an uncommitted job must not run');
+        committedAt = Date.now();
+      });
+      const at = await picked;
+      assert.ok(at, 'the job was not picked up within 5 s (waited for the poll?)');
+      assert.ok(at - committedAt < 1_000, `picked up ${at - committedAt} ms after the commit`);
+      assert.deepEqual(
+        handled.map((h) => h.data),
+        [{ n: 1 }],
+      );
+    });
+
+    test('a rolled-back enqueue wakes nothing and runs nothing', async () => {
+      const database: TestDatabase = await openTestDatabase(kind);
+      open.push({ stop: () => database.destroy() });
+      const { job, handled, next } = recordingJob('wake-rollback');
+      const queue = await startWith(database, job, true);
+      open.push(queue);
+      await new Promise((r) => setTimeout(r, 300));
+      const picked = next(1_000);
+      await assert.rejects(
+        database.db.transaction(async (tx) => {
+          await queue.send(job, { n: 2 }, { tx });
+          throw new Error('roll back');
+        }),
+        /roll back/,
+      );
+      assert.equal(await picked, null);
+      assert.equal(handled.length, 0);
+    });
+
+    if (kind === 'postgres') {
+      test('a job enqueued by another process is picked up at once (LISTEN/NOTIFY), also after the listener lost its connection', async () => {
+        const database: TestDatabase = await openTestDatabase(kind);
+        open.push({ stop: () => database.destroy() });
+        // The "API" process: its own connections to the same database, no workers.
+        const api = await openDatabase({ databaseUrl: database.connectionString, dataDir: null, poolSize: 2 });
+        open.push({ stop: () => api.close() });
+        const { job, handled, next } = recordingJob('wake-remote');
+        const worker = await startWith(database, job, true);
+        open.push(worker);
+        const sender = await startWith(api, job, false);
+        open.push(sender);
+        await new Promise((r) => setTimeout(r, 300));
+
+        let picked = next(5_000);
+        let sentAt = Date.now();
+        await sender.send(job, { n: 3 });
+        let at = await picked;
+        assert.ok(at && at - sentAt < 1_000, `picked up ${at ? at - sentAt : 'never'} (ms after the send)`);
+
+        // A server restart drops every connection: the listener reconnects by itself.
+        await api.executor.executeSql(
+          `select pg_terminate_backend(pid) from pg_stat_activity
+            where datname = current_database() and pid <> pg_backend_pid() and query ilike 'LISTEN%'`,
+        );
+        await new Promise((r) => setTimeout(r, 1_500));
+        picked = next(5_000);
+        sentAt = Date.now();
+        await sender.send(job, { n: 4 });
+        at = await picked;
+        assert.ok(at && at - sentAt < 1_000, `after reconnecting, picked up ${at ? at - sentAt : 'never'} (ms after the send)`);
+        assert.deepEqual(
+          handled.map((h) => h.data.n),
+          [3, 4],
+        );
+      });
+    }
+  });
+}

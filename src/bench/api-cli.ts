@@ -1,0 +1,173 @@
+/**
+ * npm run bench:api -- [--db pglite|postgres|both] [--scans 200] [--connections 100] [--duration 5]
+ *                      [--endpoints me,list,...] [--cpu-prof DIR] [--out docs/benchmarks/api.md]
+ *
+ * Read throughput of the API, side by side with the machine's HTTP ceiling in the same run: a
+ * Fastify hello-world and `npm start` (API only, WORKER_IN_PROCESS=false) run as child processes,
+ * autocannon drives each endpoint in turn with a doctor's token over a seeded database.
+ * On PostgreSQL it creates and drops its own database.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { sql } from 'drizzle-orm';
+import { spawn } from 'node:child_process';
+import { createTokenService } from '../auth/tokens.js';
+import { REPO_ROOT } from '../platform/config.js';
+import { openDatabase } from '../platform/db/index.js';
+import { createUser } from '../users/service.js';
+import { seedScans } from './seed.js';
+import {
+  DEFAULT_POSTGRES_URL,
+  createServerDatabase,
+  freePort,
+  machineLine,
+  postgresReachable,
+  startProcess,
+  stopProcess,
+  waitForHttp,
+} from './support.js';
+
+const { values } = parseArgs({
+  options: {
+    db: { type: 'string', default: 'both' },
+    scans: { type: 'string', default: '200' },
+    connections: { type: 'string', default: '100' },
+    duration: { type: 'string', default: '5' },
+    endpoints: { type: 'string' },
+    'postgres-url': { type: 'string', default: DEFAULT_POSTGRES_URL },
+    'cpu-prof': { type: 'string' },
+    out: { type: 'string' },
+  },
+});
+
+interface Result {
+  name: string;
+  path: string;
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+async function drive(name: string, url: string, headers: Record<string, string>): Promise<Result> {
+  const r = await autocannon({
+    url,
+    headers,
+    connections: Number(values.connections),
+    duration: Number(values.duration),
+  });
+  const errors = r.errors + r.timeouts + r.non2xx;
+  return { name, path: new URL(url).pathname + new URL(url).search, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors };
+}
+
+async function helloCeiling(): Promise<Result> {
+  const port = await freePort();
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/bench/hello.ts')], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? '', PORT: String(port) },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  try {
+    await waitForHttp(`http://127.0.0.1:${port}/`);
+    return await drive('Fastify hello-world (ceiling)', `http://127.0.0.1:${port}/`, {});
+  } finally {
+    await stopProcess(child);
+  }
+}
+
+async function imagemedix(kind: 'pglite' | 'postgres'): Promise<Result[]> {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'imagemedix-bench-api-'));
+  const server = kind === 'postgres' ? await createServerDatabase(values['postgres-url']!, 'imagemedix_bench_api') : null;
+  const jwtSecret = randomBytes(32).toString('hex');
+  let child: ChildProcess | null = null;
+  try {
+    // Seed first: embedded PGlite belongs to one process at a time.
+    const database = await openDatabase({ databaseUrl: server?.url ?? null, dataDir });
+    const doctor = await createUser(database.db, {
+      email: 'bench-doctor@bench.test',
+      password: 'bench-password',
+      name: 'Bench Doctor',
+      role: 'doctor',
+    });
+    await seedScans(database.db, { doctorId: doctor.id, patients: Math.max(1, Math.ceil(Number(values.scans) / 10)), scans: Number(values.scans) });
+    const picked = await database.db.execute(sql`select id from scans where status = 'completed' order by scan_date desc limit 1`);
+    const scanId = ((Array.isArray(picked) ? picked : (picked as { rows: unknown[] }).rows) as { id: string }[])[0]!.id;
+    await database.close();
+
+    const token = await createTokenService(new TextEncoder().encode(jwtSecret), '12h').issue(doctor.id);
+    const port = await freePort();
+    const profDir = values['cpu-prof'] ? path.resolve(values['cpu-prof'], kind) : null;
+    child = startProcess(
+      'server',
+      {
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        DATA_DIR: dataDir,
+        JWT_SECRET: jwtSecret,
+        LOG_LEVEL: 'warn',
+        RATE_LIMIT_MAX: '1000000',
+        WORKER_IN_PROCESS: 'false',
+        ...(server ? { DATABASE_URL: server.url } : {}),
+      },
+      profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
+    );
+    const base = `http://127.0.0.1:${port}`;
+    await waitForHttp(`${base}/healthz`, 60_000, child);
+    const auth = { authorization: `Bearer ${token}` };
+    const endpoints: [string, string][] = [
+      ['me', '/api/auth/me'],
+      ['list', '/api/scans?limit=10'],
+      ['list-status', '/api/scans?limit=10&status=completed'],
+      ['list-patient', '/api/scans?limit=10&patientId=BENCH-1'],
+      ['list-dates', '/api/scans?limit=10&startDate=2020-01-01&endDate=2030-12-31'],
+      ['detail', `/api/scans/${scanId}`],
+      ['status', `/api/scans/${scanId}/status`],
+    ];
+    const wanted = values.endpoints?.split(',');
+    const results: Result[] = [];
+    for (const [name, p] of endpoints) {
+      if (wanted && !wanted.includes(name)) continue;
+      // A check that the endpoint answers 200 before it is measured: errors are not speed.
+      const check = await fetch(`${base}${p}`, { headers: auth });
+      if (check.status !== 200) throw new Error(`${p} answered ${check.status}: ${await check.text()}`);
+      results.push(await drive(`${kind}: ${name}`, `${base}${p}`, auth));
+    }
+    return results;
+  } finally {
+    if (child) await stopProcess(child);
+    rmSync(dataDir, { recursive: true, force: true });
+    await server?.drop();
+  }
+}
+
+let kinds: ('pglite' | 'postgres')[] = values.db === 'both' ? ['pglite', 'postgres'] : [values.db as 'pglite' | 'postgres'];
+if (kinds.includes('postgres') && !(await postgresReachable(values['postgres-url']!))) {
+  console.error(`PostgreSQL is not reachable at ${values['postgres-url']}; measuring the embedded database only`);
+  kinds = kinds.filter((k) => k !== 'postgres');
+}
+const machine = machineLine();
+const results: Result[] = [await helloCeiling()];
+for (const kind of kinds) results.push(...(await imagemedix(kind)));
+// The ceiling again at the end: the machine is shared, so its load may have moved meanwhile.
+results.push({ ...(await helloCeiling()), name: 'Fastify hello-world (ceiling, again)' });
+
+const table = [
+  `| endpoint | path | req/s | p50 ms | p99 ms | errors |`,
+  `|---|---|---:|---:|---:|---:|`,
+  ...results.map((r) => `| ${r.name} | \`${r.path.replace(/[0-9a-f-]{36}/, ':id')}\` | ${Math.round(r.rps)} | ${r.p50} | ${r.p99} | ${r.errors} |`),
+].join('\n');
+console.log(`machine: ${machine}\n${Number(values.scans)} scans seeded, ${values.connections} connections, ${values.duration} s per endpoint\n\n${table}`);
+if (values.out) {
+  mkdirSync(path.dirname(values.out), { recursive: true });
+  appendFileSync(
+    values.out,
+    `\n### ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC\n\n${machine}; ${values.scans} scans seeded, ` +
+      `${values.connections} connections, ${values.duration} s per endpoint.\n\n${table}\n`,
+  );
+}
+process.exit(0);

@@ -58,13 +58,15 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
   // never pay for it.
   let onnx: OnnxAnalyzer | null = null;
   const lazyAnalyzer: Analyzer = opts.analyzer ?? {
-    analyze(scanType, png, onStage) {
+    analyze(scanType, png, onStage, context) {
       onnx ??= createOnnxAnalyzer({
         modelsDir: config.modelsDir,
+        calibrationDir: config.calibrationDir,
+        operatingPoints: config.chestOperatingPoint ? { 'chest-xray': config.chestOperatingPoint } : {},
         threads: config.worker.concurrency,
         maxPixels: config.maxImagePixels,
       });
-      return onnx.analyze(scanType, png, onStage);
+      return onnx.analyze(scanType, png, onStage, context);
     },
   };
   const analyzeJob = analyzeScanJob({

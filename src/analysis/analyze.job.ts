@@ -25,20 +25,36 @@ export const STAGE_PROGRESS: Record<AnalysisStage, number> = {
 export type AnalyzerOutput =
   | {
       refused: false;
+      /** The type it was analysed as, when the analyzer settled it (no declared type). */
+      scanType?: ScanType;
       model: { id: string; version: string };
       /** The model's output: hasTumor/tumorType or hasPneumonia/pneumoniaType, confidence, probabilities... */
       result: Record<string, unknown>;
       heatmapPng: Buffer;
       hotRegion: HotRegion;
     }
-  | { refused: true; reason: string; model: { id: string; version: string } | null };
+  | {
+      refused: true;
+      reason: string;
+      model: { id: string; version: string } | null;
+      /** The type it was tried as; null when it could not be settled (neither type, or a DICOM header refusal). */
+      scanType?: ScanType | null;
+    };
+
+/** What the analyzer knows of the scan besides its pixels. */
+export interface AnalyzeContext {
+  /** The DICOM attributes stored with the scan (Modality, Body Part Examined...), when it came as DICOM. */
+  dicom?: Record<string, unknown> | null;
+}
 
 /** The ML side as the job sees it (implemented over src/ml in analyzer.ts). */
 export interface Analyzer {
+  /** scanType null: decide it from the DICOM header or the image (src/ml/routing.ts). */
   analyze(
-    scanType: ScanType,
+    scanType: ScanType | null,
     displayPng: Buffer,
     onStage: (stage: AnalysisStage) => Promise<void>,
+    context?: AnalyzeContext,
   ): Promise<AnalyzerOutput>;
 }
 
@@ -96,9 +112,18 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<AnalyzeScanP
       try {
         await setStage('decode');
         const png = await storage.get(scan.imageKey);
-        const output = await analyzer.analyze(analysis.scanType, png, setStage);
+        const output = await analyzer.analyze(analysis.scanType, png, setStage, { dicom: scan.dicom });
         if (output.refused) {
-          await fail(output.reason, true);
+          await failAnalysis(db, events, {
+            analysisId,
+            scanId,
+            patientId: scan.patientId,
+            reason: output.reason,
+            refused: true,
+            attempt,
+            // A declared type stays; a routed one is only kept when the model accepted it.
+            ...(analysis.scanType === null && output.scanType ? { scanType: output.scanType } : {}),
+          });
           log.info({ model: output.model?.id }, 'image refused by the model');
           return;
         }
@@ -114,6 +139,7 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<AnalyzeScanP
               status: 'completed',
               stage: 'saving',
               progress: 100,
+              ...(analysis.scanType === null && output.scanType ? { scanType: output.scanType } : {}),
               modelId: output.model.id,
               modelVersion: output.model.version,
               result: output.result,
@@ -125,7 +151,12 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<AnalyzeScanP
             attempt,
           );
           if (!finished) return false;
-          await repo.updateScan(tx, scanId, { status: 'completed', currentAnalysisId: analysisId, failureReason: null });
+          await repo.updateScan(tx, scanId, {
+            status: 'completed',
+            currentAnalysisId: analysisId,
+            failureReason: null,
+            ...(output.scanType ? { scanType: output.scanType } : {}),
+          });
           await events.publish(tx, { type: 'scan.analyzed', scanId, patientId: scan.patientId, status: 'completed' });
           return true;
         });

@@ -6,14 +6,21 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 
-import { analyzeImage } from '../ml/inference.js';
+import type { DicomInfo } from '../imaging/dicom/info.js';
+import { analyzeScan } from '../ml/inference.js';
 import { ModelRegistry, type ModelTask } from '../ml/registry.js';
 import { AppError } from '../platform/errors.js';
 import type { AnalyzerOutput } from './analyze.job.js';
 
 export interface AnalysisTask {
   modelsDir: string;
-  scanType: ModelTask;
+  /** Site calibrations (npm run calibrate); null for none. */
+  calibrationDir: string | null;
+  /** Operating point per model id (CHEST_OPERATING_POINT). */
+  operatingPoints: Record<string, string>;
+  /** Null: decide it from the DICOM header or the image. */
+  scanType: ModelTask | null;
+  dicom: Pick<DicomInfo, 'modality' | 'bodyPartExamined'> | null;
   png: Uint8Array;
   maxPixels?: number;
   /** Receives each stage's name as it starts. */
@@ -27,35 +34,45 @@ export type AnalysisTaskResult =
 
 const registries = new Map<string, Promise<ModelRegistry>>();
 
-function registryFor(dir: string): Promise<ModelRegistry> {
-  let registry = registries.get(dir);
+function registryFor(task: AnalysisTask): Promise<ModelRegistry> {
+  const key = JSON.stringify([task.modelsDir, task.calibrationDir, task.operatingPoints]);
+  let registry = registries.get(key);
   if (!registry) {
-    registry = ModelRegistry.load({ dir, intraOpNumThreads: 1 });
+    registry = ModelRegistry.load({
+      dir: task.modelsDir,
+      intraOpNumThreads: 1,
+      calibrationDir: task.calibrationDir,
+      operatingPoints: task.operatingPoints,
+    });
     // A failed load is not cached: the next analysis tries again (a model may have been fixed).
-    registry.catch(() => registries.delete(dir));
-    registries.set(dir, registry);
+    registry.catch(() => registries.delete(key));
+    registries.set(key, registry);
   }
   return registry;
 }
 
 export default async function analyzeInThread(task: AnalysisTask): Promise<AnalysisTaskResult> {
   try {
-    const model = (await registryFor(task.modelsDir)).get(task.scanType);
+    const registry = await registryFor(task);
     const image = Buffer.from(task.png.buffer, task.png.byteOffset, task.png.byteLength);
-    const analysis = await analyzeImage(model, image, {
+    const analysis = await analyzeScan(registry, image, {
       scanType: task.scanType,
+      dicom: task.dicom,
       heatmap: true,
       maxPixels: task.maxPixels,
       onStage: (stage) => task.progress.postMessage(stage),
     });
     const { result } = analysis;
-    if (result.refused) return { ok: true, output: { refused: true, reason: result.reason, model: result.model } };
+    if (result.refused) {
+      return { ok: true, output: { refused: true, reason: result.reason, model: result.model, scanType: result.scanType } };
+    }
     if (!analysis.heatmap || !analysis.hotRegion) throw new Error('the model gave a finding without a heatmap');
     const { refused: _refused, ...finding } = result;
     return {
       ok: true,
       output: {
         refused: false,
+        scanType: result.scanType,
         model: result.model,
         result: finding as unknown as Record<string, unknown>,
         heatmapPng: analysis.heatmap.png,

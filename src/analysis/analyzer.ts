@@ -18,13 +18,30 @@ export interface OnnxAnalyzer extends Analyzer {
 
 export interface OnnxAnalyzerOptions {
   modelsDir: string;
+  /** Site calibrations (`<id>.site.json` from npm run calibrate); null for none. */
+  calibrationDir?: string | null;
+  /** Operating point per model id, e.g. { 'chest-xray': 'balanced' } (CHEST_OPERATING_POINT). */
+  operatingPoints?: Record<string, string>;
   /** Analyses run at once (one thread each, one ONNX intra-op thread per analysis). */
   threads: number;
   /** Decompression-bomb guard for the stored PNG (config.maxImagePixels). */
   maxPixels?: number;
 }
 
-export function createOnnxAnalyzer({ modelsDir, threads, maxPixels }: OnnxAnalyzerOptions): OnnxAnalyzer {
+/** The header attributes routing reads, from the scan's stored DICOM summary. */
+function dicomAttributes(dicom: Record<string, unknown> | null | undefined) {
+  if (!dicom) return null;
+  const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  return { modality: text(dicom.modality), bodyPartExamined: text(dicom.bodyPartExamined) };
+}
+
+export function createOnnxAnalyzer({
+  modelsDir,
+  calibrationDir = null,
+  operatingPoints = {},
+  threads,
+  maxPixels,
+}: OnnxAnalyzerOptions): OnnxAnalyzer {
   const pool = new Piscina<AnalysisTask, AnalysisTaskResult>({
     filename: new URL('./analyzer.thread.ts', import.meta.url).href,
     minThreads: 0,
@@ -33,7 +50,7 @@ export function createOnnxAnalyzer({ modelsDir, threads, maxPixels }: OnnxAnalyz
     idleTimeout: 10 * 60_000,
   });
   return {
-    async analyze(scanType, png, onStage) {
+    async analyze(scanType, png, onStage, context) {
       const { port1, port2 } = new MessageChannel();
       // Stage updates are database writes: run them in order, never failing the analysis.
       let reported: Promise<void> = Promise.resolve();
@@ -43,7 +60,16 @@ export function createOnnxAnalyzer({ modelsDir, threads, maxPixels }: OnnxAnalyz
       let outcome: AnalysisTaskResult;
       try {
         outcome = await pool.run(
-          { modelsDir, scanType, png: new Uint8Array(png), maxPixels, progress: port2 },
+          {
+            modelsDir,
+            calibrationDir,
+            operatingPoints,
+            scanType,
+            dicom: dicomAttributes(context?.dicom),
+            png: new Uint8Array(png),
+            maxPixels,
+            progress: port2,
+          },
           { transferList: [port2] },
         );
       } finally {

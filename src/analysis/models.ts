@@ -5,9 +5,17 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { readSiteCalibration, resolveCalibration } from '../ml/calibration.js';
 import { parseManifest } from '../ml/registry.js';
 
-export async function listModelSummaries(dir: string) {
+export interface ModelListOptions {
+  /** Site calibrations (config.calibrationDir): a model calibrated here lists `calibration: "site"`. */
+  calibrationDir?: string | null;
+  /** Operating point per model id (CHEST_OPERATING_POINT). */
+  operatingPoints?: Record<string, string>;
+}
+
+export async function listModelSummaries(dir: string, options: ModelListOptions = {}) {
   let names: string[] = [];
   try {
     names = (await readdir(dir)).filter((n) => n.endsWith('.json') && !n.endsWith('.eval.json')).sort();
@@ -20,6 +28,7 @@ export async function listModelSummaries(dir: string) {
     const m = parseManifest(JSON.parse(await readFile(file, 'utf8')), file);
     // A manifest without its network is not an installed model.
     if (!existsSync(path.join(dir, m.file))) continue;
+    const calibration = resolveCalibration(m, readSiteCalibration(options.calibrationDir, m), options.operatingPoints?.[m.id]);
     out.push({
       id: m.id,
       name: m.name,
@@ -27,6 +36,18 @@ export async function listModelSummaries(dir: string) {
       task: m.task,
       labels: [...m.labels],
       metrics: (m.metrics?.test as Record<string, unknown> | undefined) ?? null,
+      calibration: calibration.source,
+      temperature: calibration.temperature,
+      operatingPoint: calibration.operatingPoint,
+      operatingPoints: Object.entries(calibration.operatingPoints).map(([name, p]) => ({
+        name,
+        threshold: p.threshold ?? null,
+        description: p.description ?? null,
+        chosenOn: p.chosenOn ?? null,
+        validation: (p.validation as Record<string, unknown> | undefined) ?? null,
+        external: (p.external as Record<string, unknown> | undefined) ?? null,
+        site: (p as { site?: Record<string, unknown> }).site ?? null,
+      })),
     });
   }
   return out;

@@ -1,4 +1,5 @@
 import type { Db } from '../platform/db/index.js';
+import type { ScanType } from '../platform/db/schema.js';
 import type { EventPublisher } from '../webhooks/types.js';
 import * as repo from './repository.js';
 
@@ -11,7 +12,16 @@ import * as repo from './repository.js';
 export async function failAnalysis(
   db: Db,
   events: EventPublisher,
-  f: { analysisId: string; scanId: string; patientId: string; reason: string; refused: boolean; attempt?: number },
+  f: {
+    analysisId: string;
+    scanId: string;
+    patientId: string;
+    reason: string;
+    refused: boolean;
+    attempt?: number;
+    /** The type settled by routing, recorded on the analysis and the scan. */
+    scanType?: ScanType;
+  },
 ): Promise<boolean> {
   return db.transaction(async (tx) => {
     const finished = await repo.finishAnalysis(
@@ -22,11 +32,17 @@ export async function failAnalysis(
         refusalReason: f.refused ? f.reason : null,
         error: f.refused ? null : f.reason,
         completedAt: new Date(),
+        ...(f.scanType ? { scanType: f.scanType } : {}),
       },
       f.attempt,
     );
     if (!finished) return false;
-    await repo.updateScan(tx, f.scanId, { status: 'failed', failureReason: f.reason, currentAnalysisId: f.analysisId });
+    await repo.updateScan(tx, f.scanId, {
+      status: 'failed',
+      failureReason: f.reason,
+      currentAnalysisId: f.analysisId,
+      ...(f.scanType ? { scanType: f.scanType } : {}),
+    });
     await events.publish(tx, { type: 'scan.failed', scanId: f.scanId, patientId: f.patientId, status: 'failed' });
     return true;
   });

@@ -161,19 +161,50 @@ for (const kind of await databaseKinds()) {
       assert.equal(failed.result, null);
     });
 
-    test('without a scan type the scan waits as pending until analysis is requested', async () => {
-      const scan = await upload(t, doc, fixture('brain-notumor-1.jpg'));
-      assert.equal(scan.status, 'pending');
-      await sleep(500);
-      assert.equal((await waitForScan(t, doc, scan._id, ['pending'])).status, 'pending');
-      const res = await t.app.inject({ method: 'POST', url: '/api/ml/brain/analyze', headers: doc.auth, payload: { scanId: scan._id } });
+    test('without a scan type, as the API document uploads, the image decides which model analyses it', async () => {
+      const brain = await upload(t, doc, fixture('brain-notumor-1.jpg'));
+      const chest = await upload(t, doc, fixture('chest-bacterial-1.jpeg'));
+      assert.equal(brain.status, 'processing');
+      assert.equal(chest.status, 'processing');
+      const brainDone = await waitForScan(t, doc, brain._id);
+      assert.equal(brainDone.status, 'completed', brainDone.failureReason);
+      assert.equal(brainDone.scanType, 'brain-mri');
+      assert.equal(brainDone.result.hasTumor, false);
+      assert.equal(brainDone.result.routing.source, 'image');
+      assert.equal(brainDone.result.model.id, 'brain-mri');
+      const chestDone = await waitForScan(t, doc, chest._id);
+      assert.equal(chestDone.status, 'completed', chestDone.failureReason);
+      assert.equal(chestDone.scanType, 'chest-xray');
+      assert.equal(chestDone.result.hasPneumonia, true);
+      assert.equal(chestDone.result.model.id, 'chest-xray');
+      assert.equal(chestDone.result.operatingPoint, 'screening');
+    });
+
+    test('an image that is neither a brain MRI nor a chest X-ray is refused with a reason, not left pending', async () => {
+      const scan = await upload(t, doc, await photo());
+      assert.equal(scan.status, 'processing');
+      const done = await waitForScan(t, doc, scan._id);
+      assert.equal(done.status, 'failed');
+      assert.equal(done.scanType, null, 'the type stays unknown');
+      assert.match(done.failureReason, /not recognised as a brain MRI or a chest X-ray/);
+      assert.equal(done.result, null);
+    });
+
+    test('a declared type the image contradicts is refused, naming both', async () => {
+      const scan = await upload(t, doc, fixture('chest-normal-1.jpeg'), { scanType: 'brain-mri' });
+      const done = await waitForScan(t, doc, scan._id);
+      assert.equal(done.status, 'failed');
+      assert.match(done.failureReason, /looks like a chest X-ray .*declared a brain MRI/);
+      assert.equal(done.result, null);
+
+      const viaEndpoint = await upload(t, doc, fixture('brain-glioma-1.jpg'), { scanType: 'brain-mri' });
+      await waitForScan(t, doc, viaEndpoint._id);
+      const res = await t.app.inject({ method: 'POST', url: '/api/ml/chest/analyze', headers: doc.auth, payload: { scanId: viaEndpoint._id } });
       assert.equal(res.statusCode, 200);
       assert.equal(res.json().status, 'processing');
-      assert.ok(res.json().jobId);
-      const done = await waitForScan(t, doc, scan._id);
-      assert.equal(done.status, 'completed');
-      assert.equal(done.result.hasTumor, false);
-      assert.equal(done.result.tumorType, null);
+      const again = await waitForScan(t, doc, viaEndpoint._id);
+      assert.equal(again.status, 'failed');
+      assert.match(again.failureReason, /looks like a brain MRI .*declared a chest X-ray/);
     });
 
     test('re-analysis keeps the earlier result in the history', async () => {
@@ -241,7 +272,8 @@ for (const kind of await databaseKinds()) describe(`analysis queue without a wor
     const t = await createTestApp(kind);
     try {
       const doc = await t.user();
-      const scan = await upload(t, doc, fixture('brain-notumor-1.jpg'));
+      // Uploaded with its type, so the upload's own analysis is the one the requests find.
+      const scan = await upload(t, doc, fixture('brain-notumor-1.jpg'), { scanType: 'brain-mri' });
       const requests = await Promise.all(
         Array.from({ length: 4 }, () =>
           t.app.inject({ method: 'POST', url: '/api/ml/brain/analyze', headers: doc.auth, payload: { scanId: scan._id } }),
@@ -249,7 +281,7 @@ for (const kind of await databaseKinds()) describe(`analysis queue without a wor
       );
       const ids = requests.map((r) => r.json().jobId);
       assert.equal(new Set(ids).size, 1, `expected one job, got ${ids}`);
-      assert.equal(requests.filter((r) => r.json().deduplicated === false).length, 1);
+      assert.ok(requests.every((r) => r.json().deduplicated === true), 'they join the upload\'s queued analysis');
       const status = (await t.app.inject({ url: `/api/scans/${scan._id}/status`, headers: doc.auth })).json();
       assert.equal(status.status, 'processing');
       assert.equal(status.jobStatus.state, 'created');

@@ -23,9 +23,10 @@ export function createAnalysisQueue(db: Db, queue: Queue, job: AnalyzeJob): Anal
       const pending = await repo.pendingAnalysisOf(tx, scanId);
       if (pending?.jobId) {
         if (pending.scanType !== scanType) {
+          const running = pending.scanType ? `as ${pending.scanType}` : 'with its type being decided from the image';
           throw new AppError(
             'conflict',
-            `This scan is already being analysed as ${pending.scanType}; wait for that analysis to finish before requesting ${scanType}`,
+            `This scan is already being analysed ${running}; wait for that analysis to finish before requesting ${scanType ?? 'another analysis'}`,
           );
         }
         return { jobId: pending.jobId, analysisId: pending.id, deduplicated: true };
@@ -33,7 +34,8 @@ export function createAnalysisQueue(db: Db, queue: Queue, job: AnalyzeJob): Anal
       const analysis = await repo.insertAnalysis(tx, { scanId, scanType, requestedBy, status: 'queued', progress: 0 });
       const jobId = await queue.send(job, { scanId, analysisId: analysis.id }, { tx });
       await repo.updateAnalysis(tx, analysis.id, { jobId });
-      await repo.updateScan(tx, scanId, { status: 'processing', scanType, failureReason: null });
+      // A type to be decided leaves the scan's type as it is until the analysis settles it.
+      await repo.updateScan(tx, scanId, { status: 'processing', ...(scanType ? { scanType } : {}), failureReason: null });
       return { jobId, analysisId: analysis.id, deduplicated: false };
     },
 

@@ -95,7 +95,15 @@ export async function updateScan(db: DbOrTx, id: string, values: Partial<typeof 
 
 export async function findScanForAnalysis(db: DbOrTx, id: string) {
   const [row] = await db
-    .select({ id: scans.id, patientId: scans.patientId, imageKey: scans.imageKey, status: scans.status, width: scans.width, height: scans.height })
+    .select({
+      id: scans.id,
+      patientId: scans.patientId,
+      imageKey: scans.imageKey,
+      status: scans.status,
+      width: scans.width,
+      height: scans.height,
+      dicom: scans.dicom,
+    })
     .from(scans)
     .where(eq(scans.id, id));
   return row ?? null;

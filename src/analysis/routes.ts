@@ -66,7 +66,12 @@ export function mlRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           response: { 200: ModelListSchema, 401: ErrorSchema, 429: ErrorSchema, 503: ErrorSchema },
         },
       },
-      async () => ({ models: await listModelSummaries(ctx.config.modelsDir) }),
+      async () => ({
+        models: await listModelSummaries(ctx.config.modelsDir, {
+          calibrationDir: ctx.config.calibrationDir,
+          operatingPoints: ctx.config.chestOperatingPoint ? { 'chest-xray': ctx.config.chestOperatingPoint } : {},
+        }),
+      }),
     );
   };
 }

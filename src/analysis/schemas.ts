@@ -38,6 +38,22 @@ export const ModelListSchema = Type.Object({
       task: Type.String(),
       labels: Type.Array(Type.String()),
       metrics: Nullable(Type.Record(Type.String(), Type.Unknown())),
+      calibration: Type.Union([Type.Literal('model'), Type.Literal('site')], {
+        description: '"site": temperature and thresholds from this site\'s own images (npm run calibrate)',
+      }),
+      temperature: Type.Number(),
+      operatingPoint: Type.String({ description: 'The point in use (CHEST_OPERATING_POINT or the manifest default)' }),
+      operatingPoints: Type.Array(
+        Type.Object({
+          name: Type.String(),
+          threshold: Nullable(Type.Number()),
+          description: Nullable(Type.String()),
+          chosenOn: Nullable(Type.String()),
+          validation: Nullable(Type.Record(Type.String(), Type.Unknown())),
+          external: Nullable(Type.Record(Type.String(), Type.Unknown())),
+          site: Nullable(Type.Record(Type.String(), Type.Unknown())),
+        }),
+      ),
     }),
   ),
 });

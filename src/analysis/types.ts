@@ -17,7 +17,8 @@ export interface AnalysisQueue {
    */
   enqueue(
     tx: DbOrTx,
-    job: { scanId: string; scanType: ScanType; requestedBy: string | null },
+    /** scanType null: the analysis decides it from the DICOM header or the image. */
+    job: { scanId: string; scanType: ScanType | null; requestedBy: string | null },
   ): Promise<{ jobId: string; analysisId: string; deduplicated: boolean }>;
   /** The latest job of a scan, or null when it never had one. */
   jobStatus(scanId: string): Promise<JobStatus | null>;

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 
 import { explainClass, tumorLocation, type Heatmap, type HotRegion } from './heatmap.js';
-import { preprocessImage } from './preprocess.js';
+import { preprocessImage, type PreprocessedImage, type PreprocessingSpec } from './preprocess.js';
 import {
   checkDistance,
   checkInput,
@@ -18,6 +18,8 @@ import {
   type RefusalCheck,
 } from './refusal.js';
 import type { LoadedModel, ModelTask } from './registry.js';
+import { dicomHint, decideScanType, routeImage, SCAN_TYPE_NAME, type Routing } from './routing.js';
+import type { DicomInfo } from '../imaging/dicom/info.js';
 
 export interface ModelRef {
   id: string;
@@ -37,7 +39,11 @@ export interface BrainFinding {
   probabilities: { glioma: number; meningioma: number; notumor: number; pituitary: number };
   /** Image-based approximate position of the model's attention; only when hasTumor. */
   tumorLocation: string | null;
+  /** The decision rule in use: argmax for brain 1.x. */
+  operatingPoint: string;
+  calibration: 'model' | 'site';
   model: ModelRef;
+  routing?: Routing;
 }
 
 export interface ChestFinding {
@@ -48,18 +54,26 @@ export interface ChestFinding {
   /** P(pneumonia) when positive, else P(normal). */
   confidence: number;
   probabilities: { normal: number; bacterial: number; viral: number };
-  /** Pneumonia is reported when P(bacterial) + P(viral) reaches this (chosen for sensitivity). */
+  /** Pneumonia is reported when P(bacterial) + P(viral) reaches this threshold of the operating point. */
   decisionThreshold: number;
+  /** The named operating point in use (CHEST_OPERATING_POINT), e.g. screening or balanced. */
+  operatingPoint: string;
+  /** Whose temperature and threshold: the model's, or this site's (npm run calibrate). */
+  calibration: 'model' | 'site';
   model: ModelRef;
+  routing?: Routing;
 }
 
 export interface RefusedResult {
   refused: true;
-  scanType: ModelTask;
+  /** The type it was analysed as; null when the type could not be settled (neither, or a header refusal). */
+  scanType: ModelTask | null;
   /** Why no diagnosis was given, in words for the user. */
   reason: string;
-  check: RefusalCheck;
-  model: ModelRef;
+  check: RefusalCheck | 'scan_type';
+  /** Null when refused before any model ran (scan type). */
+  model: ModelRef | null;
+  routing?: Routing;
 }
 
 /** What is stored as the analysis result (plain JSON). */
@@ -97,6 +111,8 @@ export interface AnalyzeOptions {
   inputThresholds?: InputCheckThresholds;
   /** Called as each stage starts, so a caller can report progress. */
   onStage?: (stage: 'preprocess' | 'inference' | 'explanation') => void;
+  /** The image already preprocessed with this model's spec (routing did it), to skip doing it again. */
+  prepared?: PreprocessedImage;
 }
 
 const round4 = (v: number) => Math.round(v * 10_000) / 10_000;
@@ -172,6 +188,8 @@ function decideBrain(model: LoadedModel, probs: number[]): Decision {
         pituitary: round4(p.pituitary),
       },
       tumorLocation: null,
+      operatingPoint: model.calibration.operatingPoint,
+      calibration: model.calibration.source,
       model: { id: model.id, version: model.manifest.version },
     },
   };
@@ -180,7 +198,7 @@ function decideBrain(model: LoadedModel, probs: number[]): Decision {
 function decideChest(model: LoadedModel, probs: number[]): Decision {
   const labels = model.manifest.labels;
   const p = byLabel(labels, probs, ['normal', 'bacterial', 'viral'] as const);
-  const threshold = model.manifest.decision.positiveThreshold!;
+  const threshold = model.calibration.threshold!;
   const pneumonia = p.bacterial + p.viral;
   const hasPneumonia = pneumonia >= threshold;
   const type: PneumoniaType | null = hasPneumonia ? (p.bacterial >= p.viral ? 'bacterial' : 'viral') : null;
@@ -194,6 +212,8 @@ function decideChest(model: LoadedModel, probs: number[]): Decision {
       confidence: round4(hasPneumonia ? pneumonia : p.normal),
       probabilities: { normal: round4(p.normal), bacterial: round4(p.bacterial), viral: round4(p.viral) },
       decisionThreshold: threshold,
+      operatingPoint: model.calibration.operatingPoint,
+      calibration: model.calibration.source,
       model: { id: model.id, version: model.manifest.version },
     },
   };
@@ -212,7 +232,7 @@ export async function analyzeImage(model: LoadedModel, image: Buffer, options: A
   }
   const modelRef = { id: model.id, version: manifest.version };
   options.onStage?.('preprocess');
-  const prepared = await preprocessImage(image, manifest.preprocessing, { maxPixels: options.maxPixels });
+  const prepared = options.prepared ?? (await preprocessImage(image, manifest.preprocessing, { maxPixels: options.maxPixels }));
   const stats = imageStats(prepared.rgb, prepared.width, prepared.height);
 
   const inputRefusal = checkInput(stats, manifest.task, options.inputThresholds);
@@ -231,7 +251,7 @@ export async function analyzeImage(model: LoadedModel, image: Buffer, options: A
   const t0 = performance.now();
   const out = await runModel(model, prepared.tensor);
   const modelMs = performance.now() - t0;
-  const probabilities = calibratedProbabilities(out.logits, manifest.calibration.temperature);
+  const probabilities = calibratedProbabilities(out.logits, model.calibration.temperature);
   const scores = { logits: Array.from(out.logits), probabilities, oodDistance: out.oodDistance };
 
   const distanceRefusal = checkDistance(out.oodDistance, manifest.refusal.oodThreshold, manifest.task);
@@ -268,4 +288,76 @@ export async function analyzeImage(model: LoadedModel, image: Buffer, options: A
     inputStats: stats,
     timings: { modelMs, totalMs: performance.now() - start },
   };
+}
+
+/** Both specs give the same pixels and tensor (the router's is the shared 224 px spec). */
+function sameSpec(a: PreprocessingSpec, b: PreprocessingSpec): boolean {
+  return a.width === b.width && a.height === b.height && a.resize === b.resize && a.mean === b.mean && a.std === b.std;
+}
+
+export interface ScanAnalyzeOptions extends Omit<AnalyzeOptions, 'scanType' | 'prepared'> {
+  /** The type the uploader or the analyze endpoint named; null to decide it. */
+  scanType: ModelTask | null;
+  /** The scan's DICOM attributes, when it came as DICOM (Modality and Body Part Examined are used). */
+  dicom?: Pick<DicomInfo, 'modality' | 'bodyPartExamined'> | null;
+}
+
+/**
+ * Analyse a scan as served: settle its type (declared, DICOM header, or the image; see
+ * routing.ts), refuse a declared type the image contradicts, then run that model. The result
+ * carries `routing`, how the type was settled.
+ */
+export async function analyzeScan(
+  models: { get(id: ModelTask): LoadedModel },
+  image: Buffer,
+  options: ScanAnalyzeOptions,
+): Promise<Analysis> {
+  const start = performance.now();
+  const refuse = (reason: string, scanType: ModelTask | null, routing?: Routing, stats?: ImageStats): Analysis => ({
+    result: { refused: true, scanType, reason, check: 'scan_type', model: null, ...(routing ? { routing } : {}) },
+    heatmap: null,
+    hotRegion: null,
+    scores: null,
+    inputStats: stats ?? { grayStd: 0, meanChroma: 0, colourfulFraction: 0, highFrequencyRatio: 0 },
+    timings: { modelMs: null, totalMs: performance.now() - start },
+  });
+
+  let declared: { scanType: ModelTask; source: 'declared' | 'dicom'; detail?: string } | null = null;
+  if (options.scanType) declared = { scanType: options.scanType, source: 'declared' };
+  else {
+    const hint = dicomHint(options.dicom);
+    if (hint.kind === 'refuse') return refuse(hint.reason, null);
+    if (hint.kind === 'type') declared = { scanType: hint.scanType, source: 'dicom', detail: hint.detail };
+  }
+
+  // One decode and resize for routing and the model (both use the shared 224 px spec).
+  const first = models.get(declared?.scanType ?? 'brain-mri');
+  options.onStage?.('preprocess');
+  const prepared = await preprocessImage(image, first.manifest.preprocessing, { maxPixels: options.maxPixels });
+  const decision = decideScanType(routeImage(prepared.rgb, prepared.width, prepared.height), declared);
+  if (!decision.ok) return refuse(decision.reason, decision.scanType);
+  const { routing } = decision;
+
+  const model = models.get(routing.scanType);
+  const reuse = sameSpec(model.manifest.preprocessing, first.manifest.preprocessing);
+  const analysis = await analyzeImage(model, image, {
+    ...options,
+    scanType: routing.scanType,
+    prepared: reuse ? prepared : undefined,
+    onStage: (stage) => {
+      if (stage !== 'preprocess') options.onStage?.(stage);
+    },
+  });
+  const result = analysis.result;
+  result.routing = routing;
+  if (result.refused && routing.source === 'image') {
+    // The image picked the model and that model does not recognise it: most likely neither
+    // kind of scan, so the type stays unknown rather than guessed.
+    result.scanType = null;
+    result.reason =
+      `This image was not recognised as a brain MRI or a chest X-ray (it was tried as a ${SCAN_TYPE_NAME[routing.scanType]}, ` +
+      `the closer of the two). ${result.reason} If it is one of them, upload it again with scanType set.`;
+  }
+  analysis.timings.totalMs = performance.now() - start;
+  return analysis;
 }

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 
 import { AppError } from '../platform/errors.js';
+import { CalibrationError, readSiteCalibration, resolveCalibration } from './calibration.js';
 import { parsePreprocessingSpec, type PreprocessingSpec } from './preprocess.js';
 
 export type ModelTask = 'brain-mri' | 'chest-xray';
@@ -33,6 +34,36 @@ export interface ManifestMetrics {
   confusionMatrix: number[][];
 }
 
+/** Sensitivity and specificity of pneumonia-vs-normal at one threshold, on one data set. */
+export interface PointMetrics {
+  sensitivity: number;
+  specificity: number;
+  accuracy?: number;
+  n?: number;
+}
+
+/**
+ * A named decision rule of a model. Chest: pneumonia when P(bacterial) + P(viral) >= threshold.
+ * Brain: the most probable class (`rule: "argmax"`, no threshold).
+ */
+export interface OperatingPoint {
+  threshold?: number;
+  rule?: 'argmax';
+  description?: string;
+  /** How the threshold was chosen, in words (which data, which criterion). */
+  chosenOn?: string;
+  validation?: PointMetrics;
+  external?: PointMetrics;
+}
+
+export interface ManifestDecision {
+  positiveLabels?: string[];
+  /** The single threshold of manifests written before operating points (1.0.0). */
+  positiveThreshold?: number;
+  operatingPoints?: Record<string, OperatingPoint>;
+  defaultOperatingPoint?: string;
+}
+
 /** The fields of a manifest that serving relies on; the rest is kept as written. */
 export interface ModelManifest {
   id: string;
@@ -46,16 +77,29 @@ export interface ModelManifest {
   preprocessing: PreprocessingSpec;
   calibration: { method: string; temperature: number };
   refusal: { method: string; oodThreshold: number; quantileOfValidation?: number };
-  decision: { positiveLabels?: string[]; positiveThreshold?: number };
+  decision: ManifestDecision;
   training?: Record<string, unknown>;
   metrics?: { validation?: ManifestMetrics; test?: ManifestMetrics };
   date?: string;
+}
+
+/** What serving uses to turn logits into an answer: the manifest's or the site's. */
+export interface EffectiveCalibration {
+  /** "model": as shipped in the manifest; "site": from a site calibration (npm run calibrate). */
+  source: 'model' | 'site';
+  temperature: number;
+  /** The operating point in use and its pneumonia threshold (chest), or the argmax rule (brain). */
+  operatingPoint: string;
+  threshold: number | null;
+  /** Every point of the model (with the site's thresholds when calibrated there). */
+  operatingPoints: Record<string, OperatingPoint>;
 }
 
 export interface LoadedModel {
   id: string;
   manifest: ModelManifest;
   session: ort.InferenceSession;
+  calibration: EffectiveCalibration;
 }
 
 export interface ModelSummary {
@@ -66,6 +110,9 @@ export interface ModelSummary {
   labels: string[];
   /** Held-out test metrics from training, or null when the manifest has none. */
   metrics: ManifestMetrics | null;
+  calibration: 'model' | 'site';
+  operatingPoint: string;
+  operatingPoints: string[];
 }
 
 export interface RegistryOptions {
@@ -75,6 +122,10 @@ export interface RegistryOptions {
   intraOpNumThreads?: number;
   /** Load only these model ids (default: every manifest found). */
   only?: string[];
+  /** Folder of site calibrations (`<id>.site.json`, written by npm run calibrate); none when absent. */
+  calibrationDir?: string | null;
+  /** Operating point per model id (CHEST_OPERATING_POINT for chest-xray); the manifest's default otherwise. */
+  operatingPoints?: Partial<Record<string, string>>;
 }
 
 export class ModelLoadError extends Error {
@@ -118,11 +169,22 @@ export function parseManifest(raw: unknown, file = 'manifest'): ModelManifest {
   const input = m.input as { name?: unknown } | undefined;
   if (typeof input?.name !== 'string') fail(file, 'input.name must be a string');
   if (task === 'chest-xray') {
-    const d = m.decision as { positiveThreshold?: unknown; positiveLabels?: unknown } | undefined;
-    if (typeof d?.positiveThreshold !== 'number' || d.positiveThreshold <= 0 || d.positiveThreshold >= 1) {
+    const d = m.decision as { positiveThreshold?: unknown; positiveLabels?: unknown; operatingPoints?: unknown } | undefined;
+    const isProbability = (v: unknown) => typeof v === 'number' && v > 0 && v < 1;
+    if (d?.operatingPoints !== undefined) {
+      const points = d.operatingPoints;
+      if (typeof points !== 'object' || points === null || Object.keys(points).length === 0) {
+        fail(file, 'decision.operatingPoints must name at least one point');
+      }
+      for (const [name, point] of Object.entries(points)) {
+        if (!isProbability((point as { threshold?: unknown } | null)?.threshold)) {
+          fail(file, `decision.operatingPoints.${name}.threshold must be between 0 and 1`);
+        }
+      }
+    } else if (!isProbability(d?.positiveThreshold)) {
       fail(file, 'decision.positiveThreshold must be between 0 and 1');
     }
-    if (!Array.isArray(d.positiveLabels) || d.positiveLabels.some((l) => !labels.includes(l))) {
+    if (!Array.isArray(d?.positiveLabels) || d.positiveLabels.some((l) => !labels.includes(l))) {
       fail(file, 'decision.positiveLabels must be labels of the model');
     }
   }
@@ -176,19 +238,34 @@ export class ModelRegistry {
         executionMode: 'sequential',
         graphOptimizationLevel: 'all',
       });
-      models.set(manifest.id, { id: manifest.id, manifest, session });
+      let calibration: EffectiveCalibration;
+      try {
+        calibration = resolveCalibration(
+          manifest,
+          readSiteCalibration(options.calibrationDir, manifest),
+          options.operatingPoints?.[manifest.id],
+        );
+      } catch (err) {
+        await session.release();
+        if (err instanceof CalibrationError) fail(manifestPath, err.message);
+        throw err;
+      }
+      models.set(manifest.id, { id: manifest.id, manifest, session, calibration });
     }
     return new ModelRegistry(models);
   }
 
   list(): ModelSummary[] {
-    return [...this.models.values()].map(({ manifest: m }) => ({
+    return [...this.models.values()].map(({ manifest: m, calibration }) => ({
       id: m.id,
       name: m.name,
       version: m.version,
       task: m.task,
       labels: [...m.labels],
       metrics: m.metrics?.test ?? null,
+      calibration: calibration.source,
+      operatingPoint: calibration.operatingPoint,
+      operatingPoints: Object.keys(calibration.operatingPoints),
     }));
   }
 

@@ -33,6 +33,10 @@ export interface Config {
   decodeTimeoutMs: number;
   storage: S3Config | null;
   modelsDir: string;
+  /** Site calibrations written by `npm run calibrate` (default DATA_DIR/calibration). */
+  calibrationDir: string;
+  /** Named operating point of the chest model (CHEST_OPERATING_POINT); null: the manifest's default. */
+  chestOperatingPoint: string | null;
   worker: { inProcess: boolean; concurrency: number; pollIntervalSeconds: number };
   webhooks: { allowPrivate: boolean; timeoutMs: number; maxAttempts: number };
   google: GoogleSettings;
@@ -132,6 +136,15 @@ function loadJwtSecret(env: Env, dataDir: string): Uint8Array {
 
 const DURATION = /^\d+\s*(s|m|h|d|w)$/;
 
+/** A point name such as screening or balanced; whether the model has it is checked when it loads. */
+function operatingPointName(env: Env, name: string): string | null {
+  const v = str(env, name);
+  if (v !== null && !/^[a-z][a-z0-9-]{0,39}$/.test(v)) {
+    throw new ConfigError(`${name} must be an operating point name such as screening or balanced, got "${v.slice(0, 40)}"`);
+  }
+  return v;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const dataDir = path.resolve(str(env, 'DATA_DIR') ?? './data');
   const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']);
@@ -191,6 +204,8 @@ export function loadConfig(env: Env = process.env): Config {
         }
       : null,
     modelsDir: path.resolve(str(env, 'MODELS_DIR') ?? path.join(REPO_ROOT, 'models')),
+    calibrationDir: path.resolve(str(env, 'CALIBRATION_DIR') ?? path.join(dataDir, 'calibration')),
+    chestOperatingPoint: operatingPointName(env, 'CHEST_OPERATING_POINT'),
     worker: {
       inProcess: bool(env, 'WORKER_IN_PROCESS', true),
       concurrency: int(env, 'WORKER_CONCURRENCY', 2, 1, 64),

@@ -90,7 +90,7 @@ for (const kind of await databaseKinds()) {
         assert.equal(scan.patientName, 'Priya Mehta');
         assert.equal(scan.scanDate, '2025-05-01T15:30:00.000Z');
         assert.equal(scan.scanType, null);
-        assert.equal(scan.status, 'pending');
+        assert.equal(scan.status, 'processing');
         assert.match(scan.imageUrl, new RegExp(`^http://imagemedix\\.test/files/scans/${scan._id}/image\\.png\\?expires=\\d+&signature=`));
         assert.match(scan.thumbnailUrl, /^http:\/\/imagemedix\.test\/files\/scans\/.+\/thumb\.png\?expires=/);
 
@@ -140,10 +140,16 @@ for (const kind of await databaseKinds()) {
         assert.ok(rows[0]!.jobId);
       });
 
-      test('without a scanType the scan is pending and has no job', async () => {
+      test('without a scanType the upload is queued too, its type to be decided from the image', async () => {
         const scan = await uploadJpeg(doctorA);
+        assert.equal(scan.status, 'processing');
+        assert.equal(scan.scanType, null);
         const status = (await get(doctorA, `/api/scans/${scan._id}/status`)).json();
-        assert.deepEqual(status, { status: 'pending', failureReason: null, jobStatus: null });
+        assert.equal(status.status, 'processing');
+        assert.equal(status.jobStatus.state, 'created');
+        const rows = await t.ctx.db.select().from(analyses).where(eq(analyses.scanId, scan._id));
+        assert.equal(rows.length, 1);
+        assert.equal(rows[0]!.scanType, null);
       });
 
       test('a PNG is accepted whatever the client calls it', async () => {
@@ -407,11 +413,15 @@ for (const kind of await databaseKinds()) {
         const patientRowId = (await get(doctorA, `/api/patients/${patientId}`)).json()._id;
         assert.equal((await list(`patientId=${patientRowId}`)).totalScans, 3);
 
-        const processing = await list(`patientId=${patientId}&status=processing`);
+        // Every upload is queued; the one analysed since is the only completed one.
+        assert.equal((await list(`patientId=${patientId}&status=processing`)).totalScans, 3);
+        await runAnalysis(t, ids[2]!, { ...BRAIN_OUTPUT, heatmapPng: await heatmapPng(64, 64) });
+        const completed = await list(`patientId=${patientId}&status=completed`);
         assert.deepEqual(
-          processing.scans.map((s: { _id: string }) => s._id),
+          completed.scans.map((s: { _id: string }) => s._id),
           [ids[2]],
         );
+        assert.equal((await list(`patientId=${patientId}&status=processing`)).totalScans, 2);
         const ranged = await list(`patientId=${patientId}&startDate=2023-02-01&endDate=2023-02-10`);
         assert.deepEqual(
           ranged.scans.map((s: { _id: string }) => s._id),

@@ -86,6 +86,19 @@ export const ResultSchema = Type.Object(
     additionalNotes: Type.Optional(Nullable(Type.String())),
     model: Type.Optional(Nullable(Type.Object({ id: Type.String(), version: Type.String() }))),
     heatmapUrl: Type.Optional(Nullable(Type.String({ description: 'Signed, expiring link' }))),
+    decisionThreshold: Type.Optional(Nullable(Type.Number({ description: 'Chest: pneumonia when P(bacterial) + P(viral) reaches it' }))),
+    operatingPoint: Type.Optional(Nullable(Type.String({ description: 'The named operating point used (CHEST_OPERATING_POINT)' }))),
+    calibration: Type.Optional(Nullable(Type.String({ description: '"model": as shipped; "site": this site\'s calibration' }))),
+    routing: Type.Optional(
+      Nullable(
+        Type.Object({
+          source: Type.String({ description: 'declared, dicom (header) or image (the scan-type router)' }),
+          scanType: Type.String(),
+          probability: Type.Number(),
+          detail: Type.Optional(Type.String()),
+        }),
+      ),
+    ),
   },
   { description: 'The current finding: the physician-reviewed one when reviewed, else the model output' },
 );
@@ -129,7 +142,7 @@ export const ScanListSchema = Type.Object({
 export const AnalysisHistoryEntrySchema = Type.Object({
   _id: Type.String(),
   status: Type.String({ description: 'queued, active, completed or failed' }),
-  scanType: ScanTypeSchema,
+  scanType: Nullable(ScanTypeSchema),
   model: Nullable(Type.Object({ id: Type.String(), version: Type.String() })),
   result: Nullable(ResultSchema),
   failureReason: Nullable(Type.String({ description: 'Why the model refused the image, or the error' })),

@@ -164,7 +164,10 @@ export async function uploadScan(
   }
   const patientName = request.patientName ?? (dicom?.patientName?.trim().slice(0, 200) || null);
   const scanDate = request.scanDate ?? studyDate(dicom?.studyDate) ?? new Date();
-  const scanType = request.scanType ?? (dicom ? inferScanType(dicom) : null);
+  // The analysis settles the type when the form does not give it: from the DICOM header, else
+  // from the image (src/ml/routing.ts). The header's type is shown meanwhile.
+  const declaredType = request.scanType;
+  const scanType = declaredType ?? (dicom ? inferScanType(dicom) : null);
 
   const thumbnail = await sharp(decoded.png)
     .resize(THUMBNAIL_PX, THUMBNAIL_PX, { fit: 'inside', withoutEnlargement: true })
@@ -187,7 +190,8 @@ export async function uploadScan(
       storage.put(keys.image, decoded.png, 'image/png'),
       storage.put(keys.thumbnail, thumbnail, 'image/png'),
     ]);
-    const status = scanType ? ('processing' as const) : ('pending' as const);
+    // Every upload is analysed, as the API document shows: `"status": "processing"`.
+    const status = 'processing' as const;
     const insert = () =>
       db.transaction(async (tx) => {
         let patient = await patientRepo.findPatientByPatientId(tx, patientId);
@@ -220,7 +224,7 @@ export async function uploadScan(
           seriesInstanceUid: dicom?.seriesInstanceUid ?? null,
           sopInstanceUid: dicom?.sopInstanceUid ?? null,
         });
-        if (scanType) await deps.analysis.enqueue(tx, { scanId, scanType, requestedBy: viewer.id });
+        await deps.analysis.enqueue(tx, { scanId, scanType: declaredType, requestedBy: viewer.id });
         await deps.events.publish(tx, { type: 'scan.uploaded', scanId, patientId: patient.id, status });
         return { scan, patient };
       });

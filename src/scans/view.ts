@@ -33,6 +33,10 @@ export interface ResultView {
   additionalNotes?: string | null;
   model?: { id: string; version: string } | null;
   heatmapUrl?: string | null;
+  decisionThreshold?: number | null;
+  operatingPoint?: string | null;
+  calibration?: string | null;
+  routing?: { source: string; scanType: string; probability: number; detail?: string } | null;
 }
 
 /** The fields a physician's review may set; the rest of a result describes the analysis. */
@@ -63,9 +67,27 @@ export function modelResultView(analysis: AnalysisRow | null | undefined, links:
     probabilities: probabilities(raw.probabilities) ?? {},
     model: modelId && modelVersion ? { id: modelId, version: modelVersion } : null,
     heatmapUrl: analysis.heatmapKey ? links.file(analysis.heatmapKey) : null,
+    // How the answer was reached: the operating point and calibration in use, how the type was settled.
+    ...(typeof raw.operatingPoint === 'string' ? { operatingPoint: raw.operatingPoint } : {}),
+    ...(typeof raw.calibration === 'string' ? { calibration: raw.calibration } : {}),
+    ...(isRecord(raw.routing) && typeof raw.routing.source === 'string' && typeof raw.routing.scanType === 'string'
+      ? {
+          routing: {
+            source: raw.routing.source,
+            scanType: raw.routing.scanType,
+            probability: num(raw.routing.probability) ?? 0,
+            ...(typeof raw.routing.detail === 'string' ? { detail: raw.routing.detail } : {}),
+          },
+        }
+      : {}),
   };
   if (typeof raw.hasPneumonia === 'boolean' || analysis.scanType === 'chest-xray') {
-    return { hasPneumonia: raw.hasPneumonia === true, pneumoniaType: str(raw.pneumoniaType), ...common };
+    return {
+      hasPneumonia: raw.hasPneumonia === true,
+      pneumoniaType: str(raw.pneumoniaType),
+      ...(num(raw.decisionThreshold) !== null ? { decisionThreshold: num(raw.decisionThreshold) } : {}),
+      ...common,
+    };
   }
   return {
     hasTumor: raw.hasTumor === true,

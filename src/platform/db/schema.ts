@@ -174,7 +174,8 @@ export const analyses = pgTable(
       .notNull()
       .references(() => scans.id, { onDelete: 'cascade' }),
     jobId: text('job_id'),
-    scanType: text('scan_type', { enum: ['brain-mri', 'chest-xray'] }).notNull(),
+    /** Null while the type is still to be decided from the image (an upload without scanType). */
+    scanType: text('scan_type', { enum: ['brain-mri', 'chest-xray'] }),
     status: text('status', { enum: ['queued', 'active', 'completed', 'failed'] }).notNull().default('queued'),
     /** Stage and percent written by the worker as it goes (decode, preprocess, inference...). */
     stage: text('stage'),

@@ -1,0 +1,144 @@
+/**
+ * Operating points and site calibration: which temperature and threshold serving uses, that
+ * each named point changes the answer as its threshold says and the result names it, and that
+ * a site calibration is used only for the model file it was fitted on.
+ */
+import assert from 'node:assert/strict';
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { listModelSummaries } from '../analysis/models.js';
+import { readSiteCalibration, resolveCalibration, siteCalibrationPath, type SiteCalibration } from './calibration.js';
+import { analyzeImage } from './inference.js';
+import { ModelRegistry, parseManifest, type ModelManifest } from './registry.js';
+import { fixture, loadTestModels, TEST_MODELS_DIR } from './testing.js';
+
+const { registry, skip } = await loadTestModels();
+after(() => registry.close());
+
+const chestManifest = async (): Promise<ModelManifest> =>
+  parseManifest(JSON.parse(await readFile(path.join(TEST_MODELS_DIR, 'chest-xray.json'), 'utf8')));
+
+function withPoints(m: ModelManifest, points: Record<string, number>, def?: string): ModelManifest {
+  const operatingPoints = Object.fromEntries(Object.entries(points).map(([name, threshold]) => [name, { threshold }]));
+  return { ...m, decision: { ...m.decision, operatingPoints, ...(def ? { defaultOperatingPoint: def } : {}) } };
+}
+
+function site(m: ModelManifest, over: Partial<SiteCalibration> = {}): SiteCalibration {
+  return {
+    model: { id: m.id, version: m.version, sha256: m.sha256 },
+    temperature: 1.7,
+    operatingPoints: { screening: { threshold: 0.2 }, balanced: { threshold: 0.6 } },
+    data: { dir: '/site', counts: { normal: 60, bacterial: 40, viral: 40 } },
+    date: '2026-12-01T00:00:00Z',
+    ...over,
+  };
+}
+
+describe('resolving the calibration in use', { skip: skip['chest-xray'] }, () => {
+  it('uses the manifest default point, or the one asked for, and refuses an unknown name listing the points', async () => {
+    const m = withPoints(await chestManifest(), { screening: 0.1, balanced: 0.5 });
+    const def = resolveCalibration(m, null);
+    assert.deepEqual([def.source, def.operatingPoint, def.threshold], ['model', 'screening', 0.1]);
+    assert.equal(def.temperature, m.calibration.temperature);
+    const balanced = resolveCalibration(m, null, 'balanced');
+    assert.deepEqual([balanced.operatingPoint, balanced.threshold], ['balanced', 0.5]);
+    assert.equal(resolveCalibration(withPoints(m, { screening: 0.1, balanced: 0.5 }, 'balanced'), null).operatingPoint, 'balanced');
+    assert.throws(() => resolveCalibration(m, null, 'rule-out'), /operating point "rule-out" is not defined .* it has screening, balanced/);
+  });
+
+  it('a 1.0.0 manifest without points serves its single threshold as screening', async () => {
+    const m = await chestManifest();
+    const legacy = { ...m, decision: { positiveLabels: ['bacterial', 'viral'], positiveThreshold: 0.06 } };
+    const c = resolveCalibration(legacy, null);
+    assert.deepEqual([c.operatingPoint, c.threshold, Object.keys(c.operatingPoints)], ['screening', 0.06, ['screening']]);
+  });
+
+  it("a site calibration replaces temperature and thresholds, and only for the model file it was fitted on", async () => {
+    const m = withPoints(await chestManifest(), { screening: 0.1, balanced: 0.5 });
+    const dir = await mkdtemp(path.join(tmpdir(), 'imagemedix-cal-'));
+    try {
+      assert.equal(readSiteCalibration(dir, m), null, 'no file, no site calibration');
+      await writeFile(siteCalibrationPath(dir, m.id), JSON.stringify(site(m)));
+      const c = resolveCalibration(m, readSiteCalibration(dir, m), 'balanced');
+      assert.deepEqual([c.source, c.temperature, c.threshold], ['site', 1.7, 0.6]);
+      await writeFile(siteCalibrationPath(dir, m.id), JSON.stringify(site(m, { model: { id: m.id, version: '0.9.0', sha256: 'f'.repeat(64) } })));
+      assert.equal(readSiteCalibration(dir, m), null, 'fitted on another model file: not used');
+      await writeFile(siteCalibrationPath(dir, m.id), JSON.stringify(site(m, { temperature: -1 })));
+      assert.throws(() => readSiteCalibration(dir, m), /temperature must be > 0/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('each operating point as served', { skip: skip['chest-xray'] }, () => {
+  let dir: string;
+  let calDir: string;
+  let pPneumonia: number;
+  const registries: ModelRegistry[] = [];
+  const load = async (point?: string, calibrationDir?: string) => {
+    const r = await ModelRegistry.load({
+      dir,
+      only: ['chest-xray'],
+      calibrationDir,
+      operatingPoints: point ? { 'chest-xray': point } : {},
+    });
+    registries.push(r);
+    return r.get('chest-xray');
+  };
+
+  before(async () => {
+    // P(pneumonia) of the normal fixture as shipped, then points on either side of it.
+    const shipped = await analyzeImage(registry.get('chest-xray'), await fixture('chest-xray', 'normal'), { scanType: 'chest-xray' });
+    assert.ok(!shipped.result.refused && shipped.result.scanType === 'chest-xray');
+    pPneumonia = shipped.result.probabilities.bacterial + shipped.result.probabilities.viral;
+    dir = await mkdtemp(path.join(tmpdir(), 'imagemedix-points-'));
+    calDir = await mkdtemp(path.join(tmpdir(), 'imagemedix-site-'));
+    const m = await chestManifest();
+    const below = Math.max(0.001, pPneumonia / 2);
+    const above = Math.min(0.999, pPneumonia + (1 - pPneumonia) / 2);
+    await writeFile(path.join(dir, 'chest-xray.json'), JSON.stringify(withPoints(m, { screening: below, balanced: above })));
+    await copyFile(path.join(TEST_MODELS_DIR, m.file), path.join(dir, m.file));
+  });
+  after(async () => {
+    await Promise.all(registries.map((r) => r.close()));
+    await rm(dir, { recursive: true, force: true });
+    await rm(calDir, { recursive: true, force: true });
+  });
+
+  for (const [point, positive] of [
+    ['screening', true],
+    ['balanced', false],
+  ] as const) {
+    it(`${point}: the normal fixture is ${positive ? 'flagged' : 'not flagged'}, and the result names the point`, async () => {
+      const model = await load(point);
+      const a = await analyzeImage(model, await fixture('chest-xray', 'normal'), { scanType: 'chest-xray' });
+      assert.ok(!a.result.refused && a.result.scanType === 'chest-xray');
+      assert.equal(a.result.operatingPoint, point);
+      assert.equal(a.result.calibration, 'model');
+      assert.equal(a.result.decisionThreshold, model.calibration.threshold);
+      assert.equal(a.result.hasPneumonia, positive, `P(pneumonia) ${pPneumonia} vs ${model.calibration.threshold}`);
+    });
+  }
+
+  it('an unknown CHEST_OPERATING_POINT stops the model from loading, naming the points there are', async () => {
+    await assert.rejects(load('rule-out'), /operating point "rule-out" is not defined .* screening, balanced/);
+  });
+
+  it('a site calibration is used and reported, in the result and in the model list', async () => {
+    const m = parseManifest(JSON.parse(await readFile(path.join(dir, 'chest-xray.json'), 'utf8')));
+    await writeFile(siteCalibrationPath(calDir, m.id), JSON.stringify(site(m, { operatingPoints: { screening: { threshold: 0.999 } } })));
+    const model = await load('screening', calDir);
+    const a = await analyzeImage(model, await fixture('chest-xray', 'bacterial'), { scanType: 'chest-xray' });
+    assert.ok(!a.result.refused && a.result.scanType === 'chest-xray');
+    assert.equal(a.result.calibration, 'site');
+    assert.equal(a.result.decisionThreshold, 0.999);
+    const listed = await listModelSummaries(dir, { calibrationDir: calDir });
+    assert.equal(listed[0]!.calibration, 'site');
+    assert.equal(listed[0]!.temperature, 1.7);
+    assert.equal((await listModelSummaries(dir))[0]!.calibration, 'model');
+  });
+});

@@ -1,0 +1,128 @@
+/**
+ * Scan-type routing: the DICOM header's verdict, the image router on real images of both
+ * kinds, a declared type the image contradicts, and an image that is neither (refused by the
+ * model the router picked). Uses the installed models and the fixture images.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+
+import { analyzeScan } from './inference.js';
+import { preprocessImage } from './preprocess.js';
+import { decideScanType, dicomHint, routeImage } from './routing.js';
+import { blankImage, syntheticDocument, syntheticPhoto } from './synthetic.js';
+import { fixture, loadTestModels } from './testing.js';
+
+const { registry, skip } = await loadTestModels();
+after(() => registry.close());
+const bothSkip = skip['brain-mri'] || skip['chest-xray'];
+
+describe('DICOM header hint', () => {
+  it('takes MR of the head as brain MRI and CR/DX of the chest as chest X-ray', () => {
+    assert.deepEqual(dicomHint({ modality: 'MR', bodyPartExamined: 'BRAIN' }), {
+      kind: 'type',
+      scanType: 'brain-mri',
+      detail: 'DICOM header: Modality MR, Body Part Examined BRAIN',
+    });
+    assert.equal((dicomHint({ modality: 'DX', bodyPartExamined: 'CHEST' }) as { scanType: string }).scanType, 'chest-xray');
+    assert.equal((dicomHint({ modality: 'CR' }) as { scanType: string }).scanType, 'chest-xray');
+  });
+
+  it('refuses another modality or body part, saying what the header says', () => {
+    const ct = dicomHint({ modality: 'CT', bodyPartExamined: 'HEAD' });
+    assert.equal(ct.kind, 'refuse');
+    assert.match((ct as { reason: string }).reason, /Modality CT, Body Part Examined HEAD.*brain MRI .* chest X-rays/);
+    const knee = dicomHint({ modality: 'MR', bodyPartExamined: 'KNEE' });
+    assert.equal(knee.kind, 'refuse');
+    assert.match((knee as { reason: string }).reason, /scanType/);
+  });
+
+  it('leaves it to the image without a modality or for a secondary capture', () => {
+    assert.equal(dicomHint(null).kind, 'none');
+    assert.equal(dicomHint({}).kind, 'none');
+    assert.equal(dicomHint({ modality: 'OT' }).kind, 'none');
+  });
+});
+
+describe('declared type against the image', () => {
+  it('keeps a declared type the image agrees with and refuses one it contradicts', () => {
+    const chestLike = { 'brain-mri': 0.02, 'chest-xray': 0.98 };
+    const kept = decideScanType(chestLike, { scanType: 'chest-xray', source: 'declared' });
+    assert.deepEqual(kept, { ok: true, routing: { scanType: 'chest-xray', source: 'declared', probability: 0.98 } });
+    const refused = decideScanType(chestLike, { scanType: 'brain-mri', source: 'declared' });
+    assert.equal(refused.ok, false);
+    assert.match((refused as { reason: string }).reason, /looks like a chest X-ray \(scan-type check 98\.0%\), but it was declared a brain MRI/);
+    const header = decideScanType(chestLike, { scanType: 'brain-mri', source: 'dicom' });
+    assert.match((header as { reason: string }).reason, /its DICOM header says brain MRI/);
+  });
+
+  it('routes by the image when nothing is declared', () => {
+    assert.deepEqual(decideScanType({ 'brain-mri': 0.9, 'chest-xray': 0.1 }, null), {
+      ok: true,
+      routing: { source: 'image', scanType: 'brain-mri', probability: 0.9 },
+    });
+  });
+});
+
+describe('image router and routed analysis', { skip: bothSkip }, () => {
+  const spec = () => registry.get('brain-mri').manifest.preprocessing;
+  for (const [task, label] of [
+    ['brain-mri', 'glioma'],
+    ['brain-mri', 'notumor'],
+    ['brain-mri', 'pituitary'],
+    ['chest-xray', 'normal'],
+    ['chest-xray', 'bacterial'],
+    ['chest-xray', 'viral'],
+  ] as const) {
+    it(`routes the ${task} ${label} fixture to ${task}`, async () => {
+      const prepared = await preprocessImage(await fixture(task, label), spec());
+      const p = routeImage(prepared.rgb, prepared.width, prepared.height);
+      assert.ok(p[task] > 0.9, JSON.stringify(p));
+      assert.ok(Math.abs(p['brain-mri'] + p['chest-xray'] - 1) < 1e-9);
+    });
+  }
+
+  it('analyses an undeclared chest X-ray with the chest model, saying how the type was found', async () => {
+    const a = await analyzeScan(registry, await fixture('chest-xray', 'bacterial'), { scanType: null });
+    assert.ok(!a.result.refused && a.result.scanType === 'chest-xray', JSON.stringify(a.result));
+    assert.equal(a.result.routing?.source, 'image');
+    assert.equal(a.result.model?.id, 'chest-xray');
+    assert.ok(a.heatmap);
+  });
+
+  it('uses a DICOM header type and still checks it against the image', async () => {
+    const ok = await analyzeScan(registry, await fixture('brain-mri', 'glioma'), {
+      scanType: null,
+      dicom: { modality: 'MR', bodyPartExamined: 'HEAD' },
+    });
+    assert.ok(!ok.result.refused && ok.result.scanType === 'brain-mri');
+    assert.equal(ok.result.routing?.source, 'dicom');
+    const wrong = await analyzeScan(registry, await fixture('chest-xray', 'normal'), { scanType: null, dicom: { modality: 'MR' } });
+    assert.ok(wrong.result.refused);
+    assert.match(wrong.result.reason, /looks like a chest X-ray .*DICOM header says brain MRI/);
+    const ct = await analyzeScan(registry, await fixture('chest-xray', 'normal'), { scanType: null, dicom: { modality: 'CT' } });
+    assert.ok(ct.result.refused && ct.result.check === 'scan_type' && ct.result.scanType === null);
+  });
+
+  it('refuses a declared brain MRI that is a chest X-ray without running the brain model', async () => {
+    const a = await analyzeScan(registry, await fixture('chest-xray', 'viral'), { scanType: 'brain-mri' });
+    assert.ok(a.result.refused);
+    assert.equal(a.result.check, 'scan_type');
+    assert.equal(a.result.model, null);
+    assert.equal(a.timings.modelMs, null);
+    assert.match(a.result.reason, /looks like a chest X-ray .*declared a brain MRI/);
+  });
+
+  for (const [name, make] of [
+    ['a colour photograph', () => syntheticPhoto(11)],
+    ['a grayscale photograph', () => syntheticPhoto(12, { gray: true })],
+    ['a document', () => syntheticDocument(13)],
+    ['a blank frame', () => blankImage(14)],
+  ] as const) {
+    it(`refuses ${name} sent without a type, leaving the type unknown`, async () => {
+      const a = await analyzeScan(registry, await make(), { scanType: null });
+      assert.ok(a.result.refused, JSON.stringify(a.result));
+      assert.equal(a.result.scanType, null);
+      assert.match(a.result.reason, /not recognised as a brain MRI or a chest X-ray/);
+    });
+  }
+});

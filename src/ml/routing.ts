@@ -1,0 +1,156 @@
+/**
+ * Which model a scan is for, when the uploader did not say, and whether a declared type fits
+ * the image. Two sources, in order:
+ *
+ * 1. The DICOM header (Modality, Body Part Examined), when the file is DICOM and says enough;
+ *    a header naming another modality or body part (CT, an MR of the knee) is refused outright.
+ * 2. The image: a logistic regression on a 16 x 16 thumbnail and a grey-level histogram
+ *    (ml/train_router.py, weights in scan-type-router.json), trained on the train/ images of
+ *    both datasets. It costs microseconds, so routing adds no model pass.
+ *
+ * The router only chooses between the two types; whether the image is a medical image of that
+ * type at all is then decided by the chosen model's own checks (input checks and the
+ * out-of-distribution distance), which refuse photographs, documents, blank frames and noise.
+ * Measured on both test/ sets, chest external/ and the reject set: docs/models/README.md.
+ */
+import { readFileSync } from 'node:fs';
+
+import type { DicomInfo } from '../imaging/dicom/info.js';
+import { inferScanType } from '../imaging/scan-type.js';
+import type { ModelTask } from './registry.js';
+
+export interface ScanTypeRouter {
+  types: [ModelTask, ModelTask];
+  grid: number;
+  bins: number;
+  size: number;
+  mean: number[];
+  std: number[];
+  weights: number[];
+  bias: number;
+}
+
+export const ROUTER_FILE = new URL('./scan-type-router.json', import.meta.url);
+
+let cached: ScanTypeRouter | null = null;
+
+export function loadRouter(): ScanTypeRouter {
+  if (!cached) {
+    const raw = JSON.parse(readFileSync(ROUTER_FILE, 'utf8')) as ScanTypeRouter;
+    const n = raw.grid * raw.grid + raw.bins;
+    if (raw.weights.length !== n || raw.mean.length !== n || raw.std.length !== n) {
+      throw new Error(`scan-type-router.json: expected ${n} weights, means and stds`);
+    }
+    cached = raw;
+  }
+  return cached;
+}
+
+export const SCAN_TYPE_NAME: Record<ModelTask, string> = {
+  'brain-mri': 'brain MRI',
+  'chest-xray': 'chest X-ray',
+};
+
+/**
+ * The router's features from the preprocessed 8-bit RGB image (size x size), exactly as
+ * ml/train_router.py computes them: block means of gray / 255, then the grey-level histogram.
+ */
+export function routerFeatures(rgb: Uint8Array, width: number, height: number, router: ScanTypeRouter = loadRouter()): Float64Array {
+  const { grid, bins, size } = router;
+  if (width !== size || height !== size) throw new Error(`the router needs a ${size} x ${size} image, got ${width} x ${height}`);
+  const block = size / grid;
+  const out = new Float64Array(grid * grid + bins);
+  const n = size * size;
+  for (let y = 0; y < size; y++) {
+    const row = Math.floor(y / block) * grid;
+    for (let x = 0; x < size; x++) {
+      const j = (y * size + x) * 3;
+      const gray = (rgb[j]! + rgb[j + 1]! + rgb[j + 2]!) / 3 / 255;
+      out[row + Math.floor(x / block)]! += gray;
+      out[grid * grid + Math.min(bins - 1, Math.floor(gray * bins))]! += 1;
+    }
+  }
+  for (let i = 0; i < grid * grid; i++) out[i]! /= block * block;
+  for (let i = 0; i < bins; i++) out[grid * grid + i]! /= n;
+  return out;
+}
+
+/** P(type) for both types, from the preprocessed image. */
+export function routeImage(rgb: Uint8Array, width: number, height: number, router: ScanTypeRouter = loadRouter()): Record<ModelTask, number> {
+  const f = routerFeatures(rgb, width, height, router);
+  let z = router.bias;
+  for (let i = 0; i < f.length; i++) z += (router.weights[i]! * (f[i]! - router.mean[i]!)) / router.std[i]!;
+  const second = 1 / (1 + Math.exp(-z));
+  const [a, b] = router.types;
+  return { [a]: 1 - second, [b]: second } as Record<ModelTask, number>;
+}
+
+/** What the DICOM header says about the scan type. */
+export type DicomHint =
+  | { kind: 'type'; scanType: ModelTask; detail: string }
+  | { kind: 'refuse'; reason: string }
+  | { kind: 'none' };
+
+const OUR_MODALITIES = new Set(['MR', 'CR', 'DX', 'RG']);
+
+/**
+ * The header's verdict. Modality and body part that match one of our models give its type; a
+ * modality or body part that matches neither (CT, US, an MR of the knee, a DX of the hand) is a
+ * refusal; a header without Modality, or a secondary capture (OT, SC), leaves it to the image.
+ */
+export function dicomHint(info: Pick<DicomInfo, 'modality' | 'bodyPartExamined'> | null | undefined): DicomHint {
+  const modality = info?.modality?.trim().toUpperCase() || undefined;
+  if (!modality || modality === 'OT' || modality === 'SC') return { kind: 'none' };
+  const part = info?.bodyPartExamined?.trim().toUpperCase() || undefined;
+  const type = inferScanType({ modality, bodyPartExamined: part });
+  const described = `Modality ${modality}${part ? `, Body Part Examined ${part}` : ''}`;
+  if (type) return { kind: 'type', scanType: type, detail: `DICOM header: ${described}` };
+  return {
+    kind: 'refuse',
+    reason:
+      `The DICOM header says this is ${described}; ImageMedix analyses brain MRI (MR of the head) and chest ` +
+      `X-rays (CR/DX of the chest) only, so no analysis was made.` +
+      (OUR_MODALITIES.has(modality) ? ' If the header is wrong, upload it again with scanType set.' : ''),
+  };
+}
+
+/** How the type of an analysis was settled. */
+export interface Routing {
+  /** declared: given by the uploader or the analyze endpoint; dicom: from the header; image: by the router. */
+  source: 'declared' | 'dicom' | 'image';
+  scanType: ModelTask;
+  /** The router's probability for that type. */
+  probability: number;
+  detail?: string;
+}
+
+/** Below this router probability a declared type is taken to contradict the image. */
+export const CONTRADICTION_PROBABILITY = 0.5;
+
+export type RoutingDecision = { ok: true; routing: Routing } | { ok: false; reason: string; scanType: ModelTask | null };
+
+/**
+ * The type to analyse as: the declared one (or the header's) when the image agrees, else the
+ * router's. A declared or header type that the image contradicts is refused with the reason.
+ */
+export function decideScanType(
+  probabilities: Record<ModelTask, number>,
+  declared: { scanType: ModelTask; source: 'declared' | 'dicom'; detail?: string } | null,
+): RoutingDecision {
+  const best: ModelTask = probabilities['brain-mri'] >= probabilities['chest-xray'] ? 'brain-mri' : 'chest-xray';
+  if (!declared) return { ok: true, routing: { source: 'image', scanType: best, probability: round4(probabilities[best]) } };
+  const p = probabilities[declared.scanType];
+  if (p >= CONTRADICTION_PROBABILITY) {
+    return { ok: true, routing: { ...declared, probability: round4(p) } };
+  }
+  const claimed = declared.source === 'declared' ? `it was declared a ${SCAN_TYPE_NAME[declared.scanType]}` : `its DICOM header says ${SCAN_TYPE_NAME[declared.scanType]}`;
+  return {
+    ok: false,
+    scanType: declared.scanType,
+    reason:
+      `The image looks like a ${SCAN_TYPE_NAME[best]} (scan-type check ${(probabilities[best] * 100).toFixed(1)}%), but ${claimed}; ` +
+      `it was not analysed with the wrong model. Analyse it as a ${SCAN_TYPE_NAME[best]}, or check that the right image was uploaded.`,
+  };
+}
+
+const round4 = (v: number) => Math.round(v * 10_000) / 10_000;

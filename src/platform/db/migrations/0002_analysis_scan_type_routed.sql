@@ -1,0 +1,1 @@
+ALTER TABLE "analyses" ALTER COLUMN "scan_type" DROP NOT NULL;

@@ -4,7 +4,8 @@
  * an analysis that already finished is skipped, and the final write is one transaction.
  */
 import type { Db } from '../platform/db/index.js';
-import type { HotRegion, ScanType } from '../platform/db/schema.js';
+import type { HotRegion } from '../platform/db/schema.js';
+import type { Finding, ScanType } from '../scan-types/index.js';
 import { PermanentJobError, type JobDefinition } from '../platform/queue/index.js';
 import type { Storage } from '../platform/storage/index.js';
 import type { EventPublisher } from '../webhooks/types.js';
@@ -28,8 +29,8 @@ export type AnalyzerOutput =
       /** The type it was analysed as, when the analyzer settled it (no declared type). */
       scanType?: ScanType;
       model: { id: string; version: string };
-      /** The model's output: hasTumor/tumorType or hasPneumonia/pneumoniaType, confidence, probabilities... */
-      result: Record<string, unknown>;
+      /** The model's finding, in its scan type's shape (src/scan-types). */
+      result: Finding;
       heatmapPng: Buffer;
       hotRegion: HotRegion;
     }

@@ -74,7 +74,7 @@ export default async function analyzeInThread(task: AnalysisTask): Promise<Analy
         refused: false,
         scanType: result.scanType,
         model: result.model,
-        result: finding as unknown as Record<string, unknown>,
+        result: finding,
         heatmapPng: analysis.heatmap.png,
         hotRegion: analysis.hotRegion,
       },

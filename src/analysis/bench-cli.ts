@@ -21,6 +21,7 @@ import { loadConfig, REPO_ROOT } from '../platform/config.js';
 import { openDatabase, type Database } from '../platform/db/index.js';
 import { analyses } from '../platform/db/schema.js';
 import { createRuntime } from '../runtime.js';
+import type { ScanType } from '../scan-types/index.js';
 import { createUser } from '../users/service.js';
 
 const { values } = parseArgs({
@@ -40,8 +41,8 @@ const MODE = values.mode === 'idle' ? 'idle' : 'burst';
 if (values.mode !== 'idle' && values.mode !== 'burst') throw new Error('--mode must be burst or idle');
 const DATASETS = path.resolve(REPO_ROOT, '../shared/datasets');
 
-function testImages(n: number): { file: string; scanType: 'brain-mri' | 'chest-xray' }[] {
-  const pick = (dataset: string, scanType: 'brain-mri' | 'chest-xray') => {
+function testImages(n: number): { file: string; scanType: ScanType }[] {
+  const pick = (dataset: string, scanType: ScanType) => {
     const root = path.join(DATASETS, dataset, 'test');
     return readdirSync(root).flatMap((cls) =>
       readdirSync(path.join(root, cls))

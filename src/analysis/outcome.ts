@@ -1,5 +1,5 @@
 import type { Db } from '../platform/db/index.js';
-import type { ScanType } from '../platform/db/schema.js';
+import type { ScanType } from '../scan-types/index.js';
 import type { EventPublisher } from '../webhooks/types.js';
 import * as repo from './repository.js';
 

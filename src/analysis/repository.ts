@@ -158,18 +158,3 @@ export async function unfinishedAnalyses(db: DbOrTx, olderThan: Date): Promise<A
     .limit(200);
 }
 
-/** A scan the viewer may see (admins all; doctors those of their assigned patients). */
-export async function findVisibleScan(db: DbOrTx, viewer: { id: string; role: 'doctor' | 'admin' }, scanId: string) {
-  const [row] = await db
-    .select({ id: scans.id, patientId: scans.patientId, status: scans.status, scanType: scans.scanType })
-    .from(scans)
-    .where(
-      viewer.role === 'admin'
-        ? eq(scans.id, scanId)
-        : and(
-            eq(scans.id, scanId),
-            sql`exists (select 1 from patient_doctors pd where pd.patient_id = ${scans.patientId} and pd.doctor_id = ${viewer.id})`,
-          ),
-    );
-  return row ?? null;
-}

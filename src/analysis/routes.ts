@@ -4,6 +4,7 @@ import { currentUser } from '../auth/hooks.js';
 import type { AppContext } from '../context.js';
 import { listModelSummaries } from './models.js';
 import { authErrors, ErrorSchema } from '../platform/http/schemas.js';
+import { SCAN_TYPE_IDS, scanTypeSpec } from '../scan-types/index.js';
 import { AnalysisStatusSchema, AnalyzeBodySchema, AnalyzeResponseSchema, ModelListSchema } from './schemas.js';
 import { analysisStatus, requestAnalysis } from './service.js';
 
@@ -14,12 +15,9 @@ export function mlRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     const tags = ['ML Analysis'];
     const security = [{ bearerAuth: [] }];
 
-    for (const [path, scanType] of [
-      ['/brain/analyze', 'brain-mri'],
-      ['/chest/analyze', 'chest-xray'],
-    ] as const) {
+    for (const scanType of SCAN_TYPE_IDS) {
       app.post(
-        path,
+        scanTypeSpec(scanType).analyzeRoute,
         {
           schema: {
             tags,

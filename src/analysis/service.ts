@@ -1,20 +1,11 @@
 /** ML analysis requests and status, with the access check first (not yours = 404). */
+import { requireVisibleScan, type Viewer } from '../access/index.js';
 import type { AppContext } from '../context.js';
-import type { ScanType } from '../platform/db/schema.js';
-import { notFound } from '../platform/errors.js';
-import { isUuid } from '../platform/http/schemas.js';
+import type { ScanType } from '../scan-types/index.js';
 import * as repo from './repository.js';
 
-type Viewer = { id: string; role: 'doctor' | 'admin' };
-
-async function visibleScanOr404(ctx: AppContext, viewer: Viewer, scanId: string) {
-  const scan = isUuid(scanId) ? await repo.findVisibleScan(ctx.db, viewer, scanId) : null;
-  if (!scan) throw notFound('Scan');
-  return scan;
-}
-
 export async function requestAnalysis(ctx: AppContext, { viewer, scanId, scanType }: { viewer: Viewer; scanId: string; scanType: ScanType }) {
-  await visibleScanOr404(ctx, viewer, scanId);
+  await requireVisibleScan(ctx.db, viewer, scanId);
   const out = await ctx.db.transaction((tx) => ctx.analysis.enqueue(tx, { scanId, scanType, requestedBy: viewer.id }));
   return { jobId: out.jobId, status: 'processing' as const, deduplicated: out.deduplicated };
 }
@@ -29,7 +20,7 @@ function humanDuration(ms: number): string {
 const DEFAULT_ANALYSIS_MS = 2000;
 
 export async function analysisStatus(ctx: AppContext, { viewer, scanId, concurrency }: { viewer: Viewer; scanId: string; concurrency: number }) {
-  const scan = await visibleScanOr404(ctx, viewer, scanId);
+  const { scan } = await requireVisibleScan(ctx.db, viewer, scanId);
   const analysis = await repo.latestAnalysisOf(ctx.db, scan.id);
   if (!analysis) return { status: scan.status, progress: 0, estimatedCompletionTime: null, state: null, stage: null };
   const job = (await ctx.analysis.jobStatus(scan.id))!;

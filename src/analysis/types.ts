@@ -1,5 +1,5 @@
 import type { DbOrTx } from '../platform/db/index.js';
-import type { ScanType } from '../platform/db/schema.js';
+import type { ScanType } from '../scan-types/index.js';
 
 export type JobState = 'created' | 'active' | 'completed' | 'failed' | 'retry';
 

@@ -12,7 +12,7 @@ import { sniffImageKind, type ImageKind } from './sniff.js';
 
 export { ImageDecodeError, type ImageDecodeErrorCode } from './errors.js';
 export { sniffImageKind, type ImageKind } from './sniff.js';
-export { inferScanType, type ScanType } from './scan-type.js';
+export { inferScanType } from './scan-type.js';
 export { decodeDicomPixels, DEFAULT_MAX_PIXELS, type DicomPixels } from './dicom/pixels.js';
 export { formatDicomDate, formatPersonName, type DicomInfo } from './dicom/info.js';
 

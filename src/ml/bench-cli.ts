@@ -1,5 +1,5 @@
 /**
- * npm run bench:inference -- --model <brain-mri|chest-xray> [--n 200] [--models-dir <dir>]
+ * npm run bench:inference -- --model <scan type> [--n 200] [--models-dir <dir>]
  *                            [--out docs/benchmarks/inference.md]
  *
  * Model time per image (session.run only, batch 1) with 1 and 2 intra-op threads, and whole
@@ -20,7 +20,8 @@ import { runModel } from './inference.js';
 import { mean, percentile } from './metrics.js';
 import { createOnnxAnalyzer } from '../analysis/analyzer.js';
 import { REPO_ROOT } from '../platform/config.js';
-import { DEFAULT_MODELS_DIR, ModelRegistry, type LoadedModel, type ModelTask } from './registry.js';
+import { DEFAULT_MODELS_DIR, ModelRegistry, type LoadedModel } from './registry.js';
+import { isScanType, type ScanType } from '../scan-types/index.js';
 import { rng } from './synthetic.js';
 
 interface Row {
@@ -53,15 +54,14 @@ async function timeRuns(model: LoadedModel, input: Float32Array, n: number, conc
  * Whole analyses (decode, checks, model, heatmap PNG) through the job worker's pool of two
  * threads, two at a time: what one worker process with WORKER_CONCURRENCY=2 sustains.
  */
-async function timePool(id: string, modelsDir: string, n: number): Promise<Row> {
+async function timePool(id: ScanType, modelsDir: string, n: number): Promise<Row> {
   const fixtures = path.join(REPO_ROOT, 'test', 'fixtures', 'ml');
   const file = (await readdir(fixtures)).find((f) => f.startsWith(`${id}--`) && f.endsWith('.png'));
   if (!file) throw new Error(`no fixture image for ${id} in ${fixtures}`);
   const png = await readFile(path.join(fixtures, file));
   const analyzer = createOnnxAnalyzer({ modelsDir, threads: 2 });
-  const scanType = id as ModelTask;
   try {
-    for (let i = 0; i < 6; i++) await analyzer.analyze(scanType, png, async () => undefined);
+    for (let i = 0; i < 6; i++) await analyzer.analyze(id, png, async () => undefined);
     const times: number[] = [];
     let next = 0;
     const start = performance.now();
@@ -69,7 +69,7 @@ async function timePool(id: string, modelsDir: string, n: number): Promise<Row> 
       while (next < n) {
         next++;
         const t0 = performance.now();
-        await analyzer.analyze(scanType, png, async () => undefined);
+        await analyzer.analyze(id, png, async () => undefined);
         times.push(performance.now() - t0);
       }
     };
@@ -98,7 +98,7 @@ async function main(): Promise<number> {
   });
   const id = values.model;
   const n = Number(values.n);
-  if (!id || !(Number.isInteger(n) && n > 0)) {
+  if (!isScanType(id) || !(Number.isInteger(n) && n > 0)) {
     console.error('usage: npm run bench:inference -- --model <id> [--n 200] [--models-dir <dir>] [--out <file.md>]');
     return 2;
   }

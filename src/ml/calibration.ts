@@ -5,6 +5,7 @@
  * (CHEST_OPERATING_POINT). A site calibration is bound to the model file by its sha256, so a
  * new model version never runs with thresholds fitted to the old one.
  */
+import { scanTypeSpec } from '../scan-types/index.js';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -56,7 +57,7 @@ export function readSiteCalibration(dir: string | null | undefined, manifest: Mo
 /** The manifest's named points; a 1.0.0 chest manifest's single threshold becomes `screening`. */
 export function manifestOperatingPoints(manifest: ModelManifest): Record<string, OperatingPoint> {
   if (manifest.decision.operatingPoints) return manifest.decision.operatingPoints;
-  if (manifest.task === 'brain-mri') {
+  if (!scanTypeSpec(manifest.task).needsPositiveThreshold) {
     return { argmax: { rule: 'argmax', description: 'the most probable class', chosenOn: 'fixed rule' } };
   }
   return {

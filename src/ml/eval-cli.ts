@@ -1,5 +1,5 @@
 /**
- * npm run eval -- --model <brain-mri|chest-xray> --data <dir> [--json] [--check-targets]
+ * npm run eval -- --model <scan type> --data <dir> [--json] [--check-targets]
  *                 [--models-dir <dir>] [--limit N]
  *
  * <dir> holds one folder per label of the model and optionally reject/ (images that must be
@@ -10,10 +10,11 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { evaluateModel, missedTargets, type EvalReport } from './evaluate.js';
-import { ModelRegistry, type ModelTask } from './registry.js';
+import { ModelRegistry } from './registry.js';
+import { isScanType, SCAN_TYPE_IDS } from '../scan-types/index.js';
 
 const USAGE =
-  'usage: npm run eval -- --model <brain-mri|chest-xray> --data <dir> [--json] [--check-targets] [--models-dir <dir>] [--limit N]';
+  `usage: npm run eval -- --model <${SCAN_TYPE_IDS.join('|')}> --data <dir> [--json] [--check-targets] [--models-dir <dir>] [--limit N]`;
 
 const pct = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : `${(v * 100).toFixed(2)}%`);
 const num = (v: number) => v.toFixed(4);
@@ -86,7 +87,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const id = args.model;
-  if ((id !== 'brain-mri' && id !== 'chest-xray') || !args.data) {
+  if (!isScanType(id) || !args.data) {
     console.error(USAGE);
     return 2;
   }
@@ -114,7 +115,7 @@ async function main(): Promise<number> {
   await registry.close();
 
   printReport(report);
-  const missed = missedTargets(report, id as ModelTask);
+  const missed = missedTargets(report, id);
   if (args['check-targets']) {
     console.log(missed.length ? `\nTARGETS MISSED:\n${missed.map((m) => `  - ${m}`).join('\n')}` : '\nAll targets met.');
   }

@@ -13,6 +13,7 @@ import path from 'node:path';
 
 import * as ort from 'onnxruntime-node';
 
+import { scanTypeSpec, type ScanType } from '../scan-types/index.js';
 import { analyzeImage, type AnalysisResult } from './inference.js';
 import {
   binaryAuc,
@@ -74,8 +75,9 @@ async function listImages(dir: string, limit?: number): Promise<string[]> {
 /** The served 3-class answer as a label index, or -1 when refused. */
 function servedPrediction(result: AnalysisResult, labels: readonly string[]): number {
   if (result.refused) return -1;
-  if (result.scanType === 'brain-mri') return labels.indexOf(result.tumorType ?? 'notumor');
-  return labels.indexOf(result.pneumoniaType ?? 'normal');
+  const spec = scanTypeSpec(result.scanType);
+  const kind = (result as Record<string, unknown>)[spec.fields.kind];
+  return labels.indexOf(typeof kind === 'string' ? kind : spec.negativeLabel);
 }
 
 const r4 = (v: number) => (Number.isFinite(v) ? Math.round(v * 10_000) / 10_000 : v);
@@ -190,19 +192,25 @@ export async function evaluateModel(model: LoadedModel, dataDir: string, options
   };
 }
 
-/** The release bar. Returns the targets missed, empty when all are met. */
-export function missedTargets(report: EvalReport, task: 'brain-mri' | 'chest-xray'): string[] {
+/** The metrics a scan type's release targets may name (src/scan-types), as read from a report. */
+const TARGET_METRICS: Record<string, (r: EvalReport) => number | null | undefined> = {
+  accuracy: (r) => r.accuracy,
+  macroF1: (r) => r.macroF1,
+  'binary accuracy': (r) => r.binary?.accuracy,
+  'binary AUC': (r) => r.binary?.auc,
+  'binary sensitivity': (r) => r.binary?.sensitivity,
+};
+
+/** The release bar: the scan type's own targets, calibration and refusals. Returns the targets missed. */
+export function missedTargets(report: EvalReport, task: ScanType): string[] {
   const missed: string[] = [];
   const need = (name: string, value: number | null | undefined, ok: (v: number) => boolean, bar: string) => {
     if (value === null || value === undefined || Number.isNaN(value) || !ok(value)) missed.push(`${name} ${value} (target ${bar})`);
   };
-  if (task === 'brain-mri') {
-    need('accuracy', report.accuracy, (v) => v >= 0.97, '>= 0.97');
-    need('macroF1', report.macroF1, (v) => v >= 0.97, '>= 0.97');
-  } else {
-    need('binary accuracy', report.binary?.accuracy, (v) => v >= 0.94, '>= 0.94');
-    need('binary AUC', report.binary?.auc, (v) => v >= 0.98, '>= 0.98');
-    need('binary sensitivity', report.binary?.sensitivity, (v) => v >= 0.95, '>= 0.95');
+  for (const [metric, min] of Object.entries(scanTypeSpec(task).targets)) {
+    const read = TARGET_METRICS[metric];
+    if (!read) throw new Error(`unknown target metric "${metric}" for ${task}`);
+    need(metric, read(report), (v) => v >= min, `>= ${min}`);
   }
   need('ECE', report.ece, (v) => v <= 0.05, '<= 0.05');
   need('false refusal rate', report.falseRefusalRate, (v) => v < 0.02, '< 0.02');

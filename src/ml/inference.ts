@@ -17,6 +17,7 @@ import {
   type InputCheckThresholds,
   type RefusalCheck,
 } from './refusal.js';
+import { SCAN_TYPE_IDS, scanTypeSpec, type Finding } from '../scan-types/index.js';
 import type { LoadedModel, ModelTask } from './registry.js';
 import { dicomHint, decideScanType, routeImage, SCAN_TYPE_NAME, type Routing } from './routing.js';
 import type { DicomInfo } from '../imaging/dicom/info.js';
@@ -24,44 +25,6 @@ import type { DicomInfo } from '../imaging/dicom/info.js';
 export interface ModelRef {
   id: string;
   version: string;
-}
-
-export type TumorType = 'glioma' | 'meningioma' | 'pituitary';
-export type PneumoniaType = 'bacterial' | 'viral';
-
-export interface BrainFinding {
-  refused: false;
-  scanType: 'brain-mri';
-  hasTumor: boolean;
-  tumorType: TumorType | null;
-  /** Probability of the reported finding (of "no tumour" when hasTumor is false). */
-  confidence: number;
-  probabilities: { glioma: number; meningioma: number; notumor: number; pituitary: number };
-  /** Image-based approximate position of the model's attention; only when hasTumor. */
-  tumorLocation: string | null;
-  /** The decision rule in use: argmax for brain 1.x. */
-  operatingPoint: string;
-  calibration: 'model' | 'site';
-  model: ModelRef;
-  routing?: Routing;
-}
-
-export interface ChestFinding {
-  refused: false;
-  scanType: 'chest-xray';
-  hasPneumonia: boolean;
-  pneumoniaType: PneumoniaType | null;
-  /** P(pneumonia) when positive, else P(normal). */
-  confidence: number;
-  probabilities: { normal: number; bacterial: number; viral: number };
-  /** Pneumonia is reported when P(bacterial) + P(viral) reaches this threshold of the operating point. */
-  decisionThreshold: number;
-  /** The named operating point in use (CHEST_OPERATING_POINT), e.g. screening or balanced. */
-  operatingPoint: string;
-  /** Whose temperature and threshold: the model's, or this site's (npm run calibrate). */
-  calibration: 'model' | 'site';
-  model: ModelRef;
-  routing?: Routing;
 }
 
 export interface RefusedResult {
@@ -76,8 +39,8 @@ export interface RefusedResult {
   routing?: Routing;
 }
 
-/** What is stored as the analysis result (plain JSON). */
-export type AnalysisResult = BrainFinding | ChestFinding | RefusedResult;
+/** A finding (its scan type's shape, src/scan-types) or a refusal. */
+export type AnalysisResult = (Finding & { refused: false }) | RefusedResult;
 
 export interface ModelOutputs {
   logits: Float32Array;
@@ -155,68 +118,39 @@ function argmax(xs: readonly number[]): number {
   return best;
 }
 
-function byLabel<L extends string>(labels: readonly string[], probs: readonly number[], wanted: readonly L[]): Record<L, number> {
-  const out = {} as Record<L, number>;
-  for (const l of wanted) out[l] = probs[labels.indexOf(l)]!;
-  return out;
-}
-
-interface Decision {
-  finding: BrainFinding | ChestFinding;
+interface Decided {
+  finding: Finding;
   /** The class whose activation map explains the finding. */
   explainedClass: number;
 }
 
-function decideBrain(model: LoadedModel, probs: number[]): Decision {
-  const labels = model.manifest.labels;
-  const p = byLabel(labels, probs, ['glioma', 'meningioma', 'notumor', 'pituitary'] as const);
-  const top = argmax(probs);
-  const label = labels[top]!;
-  const hasTumor = label !== 'notumor';
-  return {
-    explainedClass: top,
-    finding: {
-      refused: false,
-      scanType: 'brain-mri',
-      hasTumor,
-      tumorType: hasTumor ? (label as TumorType) : null,
-      confidence: round4(probs[top]!),
-      probabilities: {
-        glioma: round4(p.glioma),
-        meningioma: round4(p.meningioma),
-        notumor: round4(p.notumor),
-        pituitary: round4(p.pituitary),
-      },
-      tumorLocation: null,
-      operatingPoint: model.calibration.operatingPoint,
-      calibration: model.calibration.source,
-      model: { id: model.id, version: model.manifest.version },
-    },
-  };
+/** The scan type's decision rule (src/scan-types) on calibrated probabilities, as a finding. */
+function decide(model: LoadedModel, probs: number[]): Decided {
+  const { labels, task, version } = model.manifest;
+  const spec = scanTypeSpec(task);
+  const byLabel: Record<string, number> = {};
+  labels.forEach((l, i) => (byLabel[l] = probs[i]!));
+  const d = spec.decide(byLabel, model.calibration.threshold);
+  const probabilities: Record<string, number> = {};
+  for (const l of spec.labels) probabilities[l] = round4(byLabel[l]!);
+  const finding = {
+    scanType: task,
+    [spec.fields.presence]: d.present,
+    [spec.fields.kind]: d.kind,
+    confidence: round4(d.confidence),
+    probabilities,
+    ...(spec.fields.location ? { [spec.fields.location]: null } : {}),
+    ...d.extra,
+    operatingPoint: model.calibration.operatingPoint,
+    calibration: model.calibration.source,
+    model: { id: model.id, version },
+  } as Finding;
+  return { finding, explainedClass: labels.indexOf(d.explainedLabel) };
 }
 
-function decideChest(model: LoadedModel, probs: number[]): Decision {
-  const labels = model.manifest.labels;
-  const p = byLabel(labels, probs, ['normal', 'bacterial', 'viral'] as const);
-  const threshold = model.calibration.threshold!;
-  const pneumonia = p.bacterial + p.viral;
-  const hasPneumonia = pneumonia >= threshold;
-  const type: PneumoniaType | null = hasPneumonia ? (p.bacterial >= p.viral ? 'bacterial' : 'viral') : null;
-  return {
-    explainedClass: labels.indexOf(type ?? 'normal'),
-    finding: {
-      refused: false,
-      scanType: 'chest-xray',
-      hasPneumonia,
-      pneumoniaType: type,
-      confidence: round4(hasPneumonia ? pneumonia : p.normal),
-      probabilities: { normal: round4(p.normal), bacterial: round4(p.bacterial), viral: round4(p.viral) },
-      decisionThreshold: threshold,
-      operatingPoint: model.calibration.operatingPoint,
-      calibration: model.calibration.source,
-      model: { id: model.id, version: model.manifest.version },
-    },
-  };
+/** Whether the finding is positive (a tumour, pneumonia). */
+function present(finding: Finding): boolean {
+  return (finding as Record<string, unknown>)[scanTypeSpec(finding.scanType).fields.presence] === true;
 }
 
 /**
@@ -266,8 +200,7 @@ export async function analyzeImage(model: LoadedModel, image: Buffer, options: A
     };
   }
 
-  const { finding, explainedClass } =
-    manifest.task === 'brain-mri' ? decideBrain(model, probabilities) : decideChest(model, probabilities);
+  const { finding, explainedClass } = decide(model, probabilities);
   options.onStage?.('explanation');
   const { heatmap, hotRegion } = await explainClass(
     out.cam,
@@ -277,11 +210,12 @@ export async function analyzeImage(model: LoadedModel, image: Buffer, options: A
     prepared.source,
     { render: options.heatmap !== false },
   );
-  if (finding.scanType === 'brain-mri' && finding.hasTumor && hotRegion) {
-    finding.tumorLocation = tumorLocation(hotRegion, prepared.source.width, prepared.source.height);
+  const { location } = scanTypeSpec(manifest.task).fields;
+  if (location && present(finding) && hotRegion) {
+    (finding as Record<string, unknown>)[location] = tumorLocation(hotRegion, prepared.source.width, prepared.source.height);
   }
   return {
-    result: finding,
+    result: { refused: false, ...finding },
     heatmap,
     hotRegion,
     scores,
@@ -331,7 +265,7 @@ export async function analyzeScan(
   }
 
   // One decode and resize for routing and the model (both use the shared 224 px spec).
-  const first = models.get(declared?.scanType ?? 'brain-mri');
+  const first = models.get(declared?.scanType ?? SCAN_TYPE_IDS[0]);
   options.onStage?.('preprocess');
   const prepared = await preprocessImage(image, first.manifest.preprocessing, { maxPixels: options.maxPixels });
   const decision = decideScanType(routeImage(prepared.rgb, prepared.width, prepared.height), declared);
@@ -355,7 +289,7 @@ export async function analyzeScan(
     // kind of scan, so the type stays unknown rather than guessed.
     result.scanType = null;
     result.reason =
-      `This image was not recognised as a brain MRI or a chest X-ray (it was tried as a ${SCAN_TYPE_NAME[routing.scanType]}, ` +
+      `This image was not recognised as a brain MRI or a chest X-ray (it was tried as a ${SCAN_TYPE_NAME(routing.scanType)}, ` +
       `the closer of the two). ${result.reason} If it is one of them, upload it again with scanType set.`;
   }
   analysis.timings.totalMs = performance.now() - start;

@@ -14,6 +14,7 @@
  * Thresholds of the input checks were set on the *training* images of both datasets (see
  * docs/models/README.md for the measured ranges), far outside what a valid image shows.
  */
+import { scanTypeSpec, type ScanType } from '../scan-types/index.js';
 
 export type RefusalCheck = 'blank' | 'colour' | 'noise' | 'out_of_distribution';
 
@@ -101,18 +102,14 @@ export function imageStats(rgb: Uint8Array, width: number, height: number): Imag
   };
 }
 
-const SUBJECT = {
-  'brain-mri': 'a brain MRI slice',
-  'chest-xray': 'a chest X-ray',
-} as const;
 
 /** The input checks; null when the image may go to the model. */
 export function checkInput(
   stats: ImageStats,
-  task: keyof typeof SUBJECT,
+  task: ScanType,
   thresholds: InputCheckThresholds = DEFAULT_INPUT_THRESHOLDS,
 ): Refusal | null {
-  const subject = SUBJECT[task];
+  const subject = scanTypeSpec(task).subject;
   if (stats.grayStd < thresholds.minGrayStd) {
     return {
       check: 'blank',
@@ -135,12 +132,12 @@ export function checkInput(
 }
 
 /** The model-side check on the Mahalanobis distance of the features. */
-export function checkDistance(distance: number, threshold: number, task: keyof typeof SUBJECT): Refusal | null {
+export function checkDistance(distance: number, threshold: number, task: ScanType): Refusal | null {
   if (Number.isFinite(distance) && distance <= threshold) return null;
   return {
     check: 'out_of_distribution',
     reason:
-      `The image does not resemble the ${SUBJECT[task].replace(/^an? /, '')} images this model was trained on ` +
+      `The image does not resemble the ${scanTypeSpec(task).subject.replace(/^an? /, '')} images this model was trained on ` +
       `(out-of-distribution score ${Number.isFinite(distance) ? distance.toFixed(1) : 'undefined'}, limit ${threshold.toFixed(1)}). ` +
       `It may be another kind of scan or picture, or of unusual quality; no diagnosis was made.`,
   };

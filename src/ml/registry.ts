@@ -12,14 +12,11 @@ import * as ort from 'onnxruntime-node';
 
 import { AppError } from '../platform/errors.js';
 import { CalibrationError, readSiteCalibration, resolveCalibration } from './calibration.js';
+import { isScanType, scanTypeSpec, type ScanType } from '../scan-types/index.js';
 import { parsePreprocessingSpec, type PreprocessingSpec } from './preprocess.js';
 
-export type ModelTask = 'brain-mri' | 'chest-xray';
-
-export const TASK_LABELS = {
-  'brain-mri': ['glioma', 'meningioma', 'notumor', 'pituitary'],
-  'chest-xray': ['normal', 'bacterial', 'viral'],
-} as const satisfies Record<ModelTask, readonly string[]>;
+/** A model's task is the scan type it analyses (src/scan-types). */
+export type ModelTask = ScanType;
 
 export const DEFAULT_MODELS_DIR = path.resolve(fileURLToPath(new URL('../../models', import.meta.url)));
 
@@ -151,9 +148,10 @@ export function parseManifest(raw: unknown, file = 'manifest'): ModelManifest {
   str('file');
   if (!/^[0-9a-f]{64}$/.test(str('sha256'))) fail(file, '"sha256" must be 64 hex digits');
   const task = str('task');
-  if (!(task in TASK_LABELS)) fail(file, `unknown task "${task}"`);
+  if (!isScanType(task)) fail(file, `unknown task "${task}"`);
   const labels = m.labels;
-  const expected: readonly string[] = TASK_LABELS[task as ModelTask];
+  const spec = scanTypeSpec(task);
+  const expected: readonly string[] = spec.labels;
   if (!Array.isArray(labels) || labels.length !== expected.length || !expected.every((l) => labels.includes(l))) {
     fail(file, `labels must be ${expected.join(', ')} for task ${task}`);
   }
@@ -168,7 +166,7 @@ export function parseManifest(raw: unknown, file = 'manifest'): ModelManifest {
   if (typeof threshold !== 'number' || !(threshold > 0)) fail(file, 'refusal.oodThreshold must be > 0');
   const input = m.input as { name?: unknown } | undefined;
   if (typeof input?.name !== 'string') fail(file, 'input.name must be a string');
-  if (task === 'chest-xray') {
+  if (spec.needsPositiveThreshold) {
     const d = m.decision as { positiveThreshold?: unknown; positiveLabels?: unknown; operatingPoints?: unknown } | undefined;
     const isProbability = (v: unknown) => typeof v === 'number' && v > 0 && v < 1;
     if (d?.operatingPoints !== undefined) {

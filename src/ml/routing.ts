@@ -17,6 +17,7 @@ import { readFileSync } from 'node:fs';
 
 import type { DicomInfo } from '../imaging/dicom/info.js';
 import { inferScanType } from '../imaging/scan-type.js';
+import { SCAN_TYPE_IDS, scanTypeSpec } from '../scan-types/index.js';
 import type { ModelTask } from './registry.js';
 
 export interface ScanTypeRouter {
@@ -46,10 +47,8 @@ export function loadRouter(): ScanTypeRouter {
   return cached;
 }
 
-export const SCAN_TYPE_NAME: Record<ModelTask, string> = {
-  'brain-mri': 'brain MRI',
-  'chest-xray': 'chest X-ray',
-};
+/** "brain MRI", "chest X-ray": the scan type's name in a sentence (src/scan-types). */
+export const SCAN_TYPE_NAME = (type: ModelTask): string => scanTypeSpec(type).name;
 
 /**
  * The router's features from the preprocessed 8-bit RGB image (size x size), exactly as
@@ -91,7 +90,7 @@ export type DicomHint =
   | { kind: 'refuse'; reason: string }
   | { kind: 'none' };
 
-const OUR_MODALITIES = new Set(['MR', 'CR', 'DX', 'RG']);
+const OUR_MODALITIES = new Set(SCAN_TYPE_IDS.flatMap((t) => scanTypeSpec(t).dicom.modalities));
 
 /**
  * The header's verdict. Modality and body part that match one of our models give its type; a
@@ -137,19 +136,20 @@ export function decideScanType(
   probabilities: Record<ModelTask, number>,
   declared: { scanType: ModelTask; source: 'declared' | 'dicom'; detail?: string } | null,
 ): RoutingDecision {
-  const best: ModelTask = probabilities['brain-mri'] >= probabilities['chest-xray'] ? 'brain-mri' : 'chest-xray';
+  const types = Object.keys(probabilities) as ModelTask[];
+  const best = types.reduce((a, b) => (probabilities[b] > probabilities[a] ? b : a));
   if (!declared) return { ok: true, routing: { source: 'image', scanType: best, probability: round4(probabilities[best]) } };
   const p = probabilities[declared.scanType];
   if (p >= CONTRADICTION_PROBABILITY) {
     return { ok: true, routing: { ...declared, probability: round4(p) } };
   }
-  const claimed = declared.source === 'declared' ? `it was declared a ${SCAN_TYPE_NAME[declared.scanType]}` : `its DICOM header says ${SCAN_TYPE_NAME[declared.scanType]}`;
+  const claimed = declared.source === 'declared' ? `it was declared a ${SCAN_TYPE_NAME(declared.scanType)}` : `its DICOM header says ${SCAN_TYPE_NAME(declared.scanType)}`;
   return {
     ok: false,
     scanType: declared.scanType,
     reason:
-      `The image looks like a ${SCAN_TYPE_NAME[best]} (scan-type check ${(probabilities[best] * 100).toFixed(1)}%), but ${claimed}; ` +
-      `it was not analysed with the wrong model. Analyse it as a ${SCAN_TYPE_NAME[best]}, or check that the right image was uploaded.`,
+      `The image looks like a ${SCAN_TYPE_NAME(best)} (scan-type check ${(probabilities[best] * 100).toFixed(1)}%), but ${claimed}; ` +
+      `it was not analysed with the wrong model. Analyse it as a ${SCAN_TYPE_NAME(best)}, or check that the right image was uploaded.`,
   };
 }
 

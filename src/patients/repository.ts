@@ -1,30 +1,10 @@
-import { and, asc, desc, eq, inArray, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, sql, type SQL } from 'drizzle-orm';
+import { patientVisibleTo, type PatientRow, type Viewer } from '../access/index.js';
 import type { DbOrTx } from '../platform/db/index.js';
 import { medicalHistory, patientDoctors, patientNotes, patients, scans, users } from '../platform/db/schema.js';
-import { isUuid } from '../platform/http/schemas.js';
 
-export type PatientRow = typeof patients.$inferSelect;
+export type { PatientRow };
 export type NewPatientRow = typeof patients.$inferInsert;
-
-/** Who may see a patient: admins all, a doctor those assigned to them. */
-export interface Viewer {
-  id: string;
-  role: 'doctor' | 'admin';
-}
-
-function visibleTo(viewer: Viewer): SQL | undefined {
-  if (viewer.role === 'admin') return undefined;
-  return sql`exists (select 1 from ${patientDoctors} pd where pd.patient_id = ${patients.id} and pd.doctor_id = ${viewer.id})`;
-}
-
-/** A patient by `_id` or by `patientId` (the hospital's identifier), if the viewer may see it. */
-export async function findVisiblePatient(db: DbOrTx, viewer: Viewer, idOrPatientId: string): Promise<PatientRow | null> {
-  const match = isUuid(idOrPatientId)
-    ? or(eq(patients.id, idOrPatientId), eq(patients.patientId, idOrPatientId))
-    : eq(patients.patientId, idOrPatientId);
-  const [row] = await db.select().from(patients).where(and(match, visibleTo(viewer)));
-  return row ?? null;
-}
 
 export async function findPatientByPatientId(db: DbOrTx, patientId: string): Promise<PatientRow | null> {
   const [row] = await db.select().from(patients).where(eq(patients.patientId, patientId));
@@ -47,7 +27,7 @@ export async function listVisiblePatients(
   viewer: Viewer,
   filter: PatientListFilter,
 ): Promise<{ rows: PatientRow[]; total: number }> {
-  const conditions: (SQL | undefined)[] = [visibleTo(viewer)];
+  const conditions: (SQL | undefined)[] = [patientVisibleTo(viewer, patients.id)];
   if (filter.status) conditions.push(eq(patients.status, filter.status));
   if (filter.search) {
     const pattern = `%${escapeLike(filter.search.trim().toLowerCase())}%`;
@@ -85,14 +65,6 @@ export async function deletePatientRow(db: DbOrTx, id: string): Promise<void> {
 
 export async function assignDoctor(db: DbOrTx, patientId: string, doctorId: string): Promise<void> {
   await db.insert(patientDoctors).values({ patientId, doctorId }).onConflictDoNothing();
-}
-
-export async function isAssigned(db: DbOrTx, patientId: string, doctorId: string): Promise<boolean> {
-  const [row] = await db
-    .select({ one: sql<number>`1` })
-    .from(patientDoctors)
-    .where(and(eq(patientDoctors.patientId, patientId), eq(patientDoctors.doctorId, doctorId)));
-  return row !== undefined;
 }
 
 export async function assignedDoctors(

@@ -3,16 +3,14 @@
  * patients assigned to them, an admin reaches all, and "not yours" answers exactly like
  * "not there" (404) so patient ids cannot be probed.
  */
+import { requireAdmin, requireVisiblePatient, type PatientRow, type Viewer } from '../access/index.js';
 import type { Db, DbOrTx } from '../platform/db/index.js';
 import type { PatientContact } from '../platform/db/schema.js';
-import { AppError, badRequest, conflict, forbidden, notFound } from '../platform/errors.js';
+import { badRequest, conflict, notFound } from '../platform/errors.js';
 import { isUuid } from '../platform/http/schemas.js';
 import { findUserById, isUniqueViolation } from '../users/repository.js';
 import * as repo from './repository.js';
-import type { PatientRow, Viewer } from './repository.js';
 import type { CreatePatientBody, UpdatePatientBody } from './schemas.js';
-
-export type { Viewer };
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 const dateOnlyIso = (d: string | null) => (d ? `${d}T00:00:00.000Z` : null);
@@ -33,12 +31,6 @@ function parseTimestamp(value: string | null | undefined, field: string): Date |
   const d = new Date(value);
   if (Number.isNaN(d.getTime())) throw badRequest(`${field} must be an ISO 8601 date-time`);
   return d;
-}
-
-async function visiblePatientOr404(db: DbOrTx, viewer: Viewer, id: string): Promise<PatientRow> {
-  const patient = await repo.findVisiblePatient(db, viewer, id);
-  if (!patient) throw notFound('Patient');
-  return patient;
 }
 
 function core(p: PatientRow) {
@@ -85,7 +77,7 @@ export async function listPatients(
 }
 
 export async function getPatient(db: Db, { viewer, id }: { viewer: Viewer; id: string }) {
-  const p = await visiblePatientOr404(db, viewer, id);
+  const p = await requireVisiblePatient(db, viewer, id);
   const [doctors, history, notes, scans] = await Promise.all([
     repo.assignedDoctors(db, [p.id]),
     repo.historyOf(db, p.id),
@@ -176,7 +168,7 @@ export async function updatePatient(
 ) {
   try {
     return await db.transaction(async (tx) => {
-      const p = await visiblePatientOr404(tx, viewer, id);
+      const p = await requireVisiblePatient(tx, viewer, id);
       const values: Partial<repo.NewPatientRow> = {};
       if (input.patientId !== undefined && input.patientId !== p.patientId) {
         if (await repo.findPatientByPatientId(tx, input.patientId)) throw duplicatePatientId(input.patientId);
@@ -210,7 +202,7 @@ export async function addMedicalHistory(
     entry,
   }: { viewer: Viewer; id: string; entry: { condition: string; diagnosis?: string; treatment?: string; date?: string } },
 ) {
-  const p = await visiblePatientOr404(db, viewer, id);
+  const p = await requireVisiblePatient(db, viewer, id);
   await repo.insertHistory(db, {
     patientId: p.id,
     condition: entry.condition.trim(),
@@ -223,7 +215,7 @@ export async function addMedicalHistory(
 }
 
 export async function addNote(db: Db, { viewer, id, content }: { viewer: Viewer; id: string; content: string }) {
-  const p = await visiblePatientOr404(db, viewer, id);
+  const p = await requireVisiblePatient(db, viewer, id);
   if (content.trim() === '') throw badRequest('content must not be blank');
   await repo.insertNote(db, { patientId: p.id, content, createdBy: viewer.id });
   const notes = await repo.notesOf(db, p.id);
@@ -237,8 +229,8 @@ export async function assignDoctorToPatient(
   db: Db,
   { viewer, id, doctorId }: { viewer: Viewer; id: string; doctorId: string },
 ) {
-  if (viewer.role !== 'admin') throw forbidden('Only administrators can assign doctors');
-  const p = await visiblePatientOr404(db, viewer, id);
+  requireAdmin(viewer, 'Only administrators can assign doctors');
+  const p = await requireVisiblePatient(db, viewer, id);
   const doctor = isUuid(doctorId) ? await findUserById(db, doctorId) : null;
   if (!doctor) throw notFound('Doctor');
   if (doctor.role !== 'doctor') throw badRequest('doctorId must name a user with the doctor role');
@@ -250,9 +242,9 @@ export async function assignDoctorToPatient(
 
 /** Deletes a patient and, by cascade, their scans; returns the scan ids whose files to remove. */
 export async function deletePatient(db: Db, { viewer, id }: { viewer: Viewer; id: string }): Promise<string[]> {
-  if (viewer.role !== 'admin') throw new AppError('forbidden', 'Only administrators can delete patients');
+  requireAdmin(viewer, 'Only administrators can delete patients');
   return db.transaction(async (tx) => {
-    const p = await visiblePatientOr404(tx, viewer, id);
+    const p = await requireVisiblePatient(tx, viewer, id);
     const scanIds = await repo.scanIdsOf(tx, p.id);
     await repo.deletePatientRow(tx, p.id);
     return scanIds;

@@ -71,7 +71,7 @@ function reportInput(overrides: Partial<ReportInput> = {}): ReportInput {
       summary: 'Tumour detected: glioma',
       confidence: 0.8734,
       probabilities: { glioma: 0.8734, meningioma: 0.0811, pituitary: 0.0301, no_tumor: 0.0154 },
-      tumorLocation: 'Right frontal lobe',
+      location: { label: 'Tumour location', value: 'Right frontal lobe' },
       additionalNotes: 'Recommend contrast-enhanced follow-up.',
     },
     model: { id: 'brain-mri-effnet', version: '2.1.0', name: 'Brain tumour classifier' },

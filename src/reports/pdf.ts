@@ -9,11 +9,12 @@
  */
 import PDFDocument from 'pdfkit';
 import sharp from 'sharp';
+import { scanTypeSpec, type ScanType } from '../scan-types/index.js';
 
 export interface ReportInput {
   scan: {
     id: string;
-    scanType: 'brain-mri' | 'chest-xray' | null;
+    scanType: ScanType | null;
     scanDate: Date | null;
     uploadedAt: Date;
     status: string;
@@ -33,7 +34,8 @@ export interface ReportInput {
     summary: string;
     confidence: number | null;
     probabilities?: Record<string, number>;
-    tumorLocation?: string | null;
+    /** Where the model looked, for scan types that localise a finding ("Tumour location"). */
+    location?: { label: string; value: string | null };
     additionalNotes?: string | null;
   };
   model: null | { id: string; version: string; name?: string };
@@ -190,7 +192,7 @@ function drawFindings(doc: Doc, input: ReportInput): void {
     doc.font(FONT_BOLD).fontSize(14).fillColor(COLOR.text).text(pdfText(finding.summary), left, doc.y, { width });
     doc.y += 6;
     const rows: Array<[string, string | null | undefined]> = [['Confidence', formatPercent(finding.confidence)]];
-    if (finding.tumorLocation !== undefined) rows.push(['Tumour location', finding.tumorLocation]);
+    if (finding.location) rows.push([finding.location.label, finding.location.value]);
     doc.y = keyValues(doc, left, doc.y, width, rows);
     if (finding.additionalNotes) {
       doc.y += 2;
@@ -669,14 +671,7 @@ function humanize(value: string | null | undefined): string {
 }
 
 function scanTypeLabel(scanType: ReportInput['scan']['scanType']): string {
-  switch (scanType) {
-    case 'brain-mri':
-      return 'Brain MRI';
-    case 'chest-xray':
-      return 'Chest X-ray';
-    case null:
-      return MISSING;
-  }
+  return scanType ? scanTypeSpec(scanType).displayName : MISSING;
 }
 
 function differs(

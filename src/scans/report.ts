@@ -8,34 +8,31 @@ import type { FastifyBaseLogger } from 'fastify';
 import { StorageNotFoundError } from '../platform/storage/index.js';
 import { renderReportPdf, type ReportInput } from '../reports/pdf.js';
 import * as repo from './repository.js';
-import { visibleScanOr404, type ScanDeps, type Viewer } from './service.js';
+import { requireVisibleScan, type Viewer } from '../access/index.js';
+import type { ScanDeps } from './service.js';
 import { listModelSummaries } from '../analysis/models.js';
+import { findingSummary, SCAN_TYPE_IDS, scanTypeSpec, type ScanType } from '../scan-types/index.js';
 import { modelResultView, reviewedResultView, type FileLinks, type ResultView } from './view.js';
 
-const humanize = (s: string) => s.replace(/[-_]+/g, ' ');
-
-/** One line a reader understands: "Tumour detected: glioma", "No pneumonia detected". */
-export function findingSummary(result: ResultView): string {
-  if (typeof result.hasTumor === 'boolean') {
-    if (!result.hasTumor) return 'No tumour detected';
-    return result.tumorType ? `Tumour detected: ${humanize(result.tumorType)}` : 'Tumour detected (type not specified)';
-  }
-  if (typeof result.hasPneumonia === 'boolean') {
-    if (!result.hasPneumonia) return 'No pneumonia detected';
-    return result.pneumoniaType
-      ? `Pneumonia detected: ${humanize(result.pneumoniaType)}`
-      : 'Pneumonia detected (type not specified)';
-  }
-  return 'No structured finding: see the notes';
+/** The scan's type, or for a scan without one the type its reviewed finding speaks of. */
+function typeOf(scanType: ScanType | null, result: ResultView): ScanType | undefined {
+  const fields = result as Record<string, unknown>;
+  return scanType ?? SCAN_TYPE_IDS.find((t) => typeof fields[scanTypeSpec(t).fields.presence] === 'boolean');
 }
 
-function finding(result: ResultView | null): ReportInput['finding'] {
+function finding(scanType: ScanType | null, result: ResultView | null): ReportInput['finding'] {
   if (!result) return null;
+  const type = typeOf(scanType, result);
+  const spec = type ? scanTypeSpec(type) : null;
+  const location = spec?.fields.location;
+  const noun = spec ? spec.noun.charAt(0).toUpperCase() + spec.noun.slice(1) : '';
   return {
     summary: findingSummary(result),
     confidence: result.confidence ?? null,
     ...(result.probabilities && Object.keys(result.probabilities).length > 0 ? { probabilities: result.probabilities } : {}),
-    ...(typeof result.hasPneumonia === 'boolean' ? {} : { tumorLocation: result.tumorLocation ?? null }),
+    ...(spec && location
+      ? { location: { label: `${noun} location`, value: ((result as Record<string, unknown>)[location] as string | null | undefined) ?? null } }
+      : {}),
     additionalNotes: result.additionalNotes ?? null,
   };
 }
@@ -62,7 +59,7 @@ export async function generateReport(
   }: { viewer: Viewer & { name: string }; id: string; links: FileLinks; log: FastifyBaseLogger; now?: Date },
 ) {
   const { db, storage } = deps;
-  const { scan, patient } = await visibleScanOr404(db, viewer, id);
+  const { scan, patient } = await requireVisibleScan(db, viewer, id);
   const [analyses, reviews, annotations, image] = await Promise.all([
     repo.currentAnalyses(db, [scan]),
     repo.latestReviews(db, [scan.id]),
@@ -117,7 +114,7 @@ export async function generateReport(
       createdAt: a.createdAt,
       createdBy: a.authorName ? { name: a.authorName } : null,
     })),
-    finding: finding(result),
+    finding: finding(scan.scanType, result),
     model: modelResult?.model ? { ...modelResult.model, name: await modelName(deps.config.modelsDir, modelResult.model.id) } : null,
     modelFinding:
       review && modelResult ? { summary: findingSummary(modelResult), confidence: modelResult.confidence ?? null } : null,

@@ -1,25 +1,11 @@
 import { and, asc, desc, eq, gte, inArray, lt, sql, type SQL } from 'drizzle-orm';
+import { patientVisibleTo, scanPatientColumns, type ScanPatient, type ScanRow, type ScanWithPatient, type Viewer } from '../access/index.js';
 import type { DbOrTx } from '../platform/db/index.js';
-import { analyses, annotations, patientDoctors, patients, reports, scanReviews, scans, users } from '../platform/db/schema.js';
-import type { Viewer } from '../patients/repository.js';
+import { analyses, annotations, patients, reports, scanReviews, scans, users } from '../platform/db/schema.js';
 
-export type ScanRow = typeof scans.$inferSelect;
+export type { ScanPatient, ScanRow, ScanWithPatient };
 export type NewScanRow = typeof scans.$inferInsert;
 export type AnalysisRow = typeof analyses.$inferSelect;
-
-/** The patient fields a scan is shown with. */
-export interface ScanPatient {
-  id: string;
-  patientId: string;
-  name: string;
-  dateOfBirth: string | null;
-  gender: string | null;
-}
-
-export interface ScanWithPatient {
-  scan: ScanRow;
-  patient: ScanPatient;
-}
 
 export interface LatestReview {
   id: string;
@@ -29,33 +15,6 @@ export interface LatestReview {
   result: Record<string, unknown>;
   reviewedAt: Date;
   reviewer: { id: string; name: string; email: string } | null;
-}
-
-/**
- * The same rule as for patients: admins see every scan, a doctor the scans of the patients
- * assigned to them. Written as `patient_id in (...)` so the planner starts from the doctor's
- * few assignments (patient_doctors_doctor_idx) and reaches scans by scans_patient_date_idx.
- */
-function visibleTo(viewer: Viewer): SQL | undefined {
-  if (viewer.role === 'admin') return undefined;
-  return sql`${scans.patientId} in (select pd.patient_id from ${patientDoctors} pd where pd.doctor_id = ${viewer.id})`;
-}
-
-const patientColumns = {
-  id: patients.id,
-  patientId: patients.patientId,
-  name: patients.name,
-  dateOfBirth: patients.dateOfBirth,
-  gender: patients.gender,
-};
-
-export async function findVisibleScan(db: DbOrTx, viewer: Viewer, id: string): Promise<ScanWithPatient | null> {
-  const [row] = await db
-    .select({ scan: scans, patient: patientColumns })
-    .from(scans)
-    .innerJoin(patients, eq(patients.id, scans.patientId))
-    .where(and(eq(scans.id, id), visibleTo(viewer)));
-  return row ?? null;
 }
 
 export interface ScanListFilter {
@@ -74,7 +33,7 @@ export async function listVisibleScans(
   viewer: Viewer,
   filter: ScanListFilter,
 ): Promise<{ rows: ScanWithPatient[]; total: number }> {
-  const conditions: (SQL | undefined)[] = [visibleTo(viewer)];
+  const conditions: (SQL | undefined)[] = [patientVisibleTo(viewer, scans.patientId)];
   if (filter.status) conditions.push(eq(scans.status, filter.status));
   if (filter.patientRowId) conditions.push(eq(scans.patientId, filter.patientRowId));
   if (filter.from) conditions.push(gte(scans.scanDate, filter.from));
@@ -82,7 +41,7 @@ export async function listVisibleScans(
   const where = and(...conditions);
   const [count] = await db.select({ n: sql<number>`count(*)::int` }).from(scans).where(where);
   const rows = await db
-    .select({ scan: scans, patient: patientColumns })
+    .select({ scan: scans, patient: scanPatientColumns })
     .from(scans)
     .innerJoin(patients, eq(patients.id, scans.patientId))
     .where(where)

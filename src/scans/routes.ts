@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { currentUser, requireAdmin } from '../auth/hooks.js';
 import type { AppContext } from '../context.js';
 import { authErrors, ErrorSchema, IdParamsSchema, MessageSchema } from '../platform/http/schemas.js';
+import { SCAN_TYPE_IDS } from '../scan-types/index.js';
 import { fileRoutes } from './files.js';
 import { generateReport } from './report.js';
 import {
@@ -50,7 +51,7 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
             "- `patientId`: the patient's hospital identifier; from the DICOM header when absent. An unknown patientId creates the patient, assigned to you.",
             '- `patientName`: required to create a patient; from the DICOM header when absent.',
             '- `scanDate` (optional, ISO 8601): from the DICOM StudyDate when absent, else now.',
-            '- `scanType` (optional, `brain-mri` or `chest-xray`): which analysis applies; inferred from DICOM Modality and BodyPartExamined when absent. With a scan type the scan is queued for analysis (`processing`), else it is `pending`.',
+            `- \`scanType\` (optional, ${SCAN_TYPE_IDS.map((t) => `\`${t}\``).join(' or ')}): which analysis applies; inferred from DICOM Modality and BodyPartExamined when absent. With a scan type the scan is queued for analysis (\`processing\`), else it is \`pending\`.`,
             '',
             `Over MAX_UPLOAD_MB: 413. Not JPEG, PNG or DICOM: 415. Corrupt or truncated: 400. A DICOM encoding that cannot be decoded: 422.`,
           ].join('\n'),

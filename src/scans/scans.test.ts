@@ -31,11 +31,15 @@ const BRAIN_OUTPUT = {
   refused: false as const,
   model: { id: 'brain-mri-resnet', version: '1.2.0' },
   result: {
+    scanType: 'brain-mri' as const,
     hasTumor: true,
-    tumorType: 'glioma',
+    tumorType: 'glioma' as const,
     confidence: 0.91,
     probabilities: { glioma: 0.91, meningioma: 0.05, notumor: 0.02, pituitary: 0.02 },
     tumorLocation: 'upper right',
+    operatingPoint: 'argmax',
+    calibration: 'model' as const,
+    model: { id: 'brain-mri-resnet', version: '1.2.0' },
   },
   hotRegion: { x: 10, y: 12, width: 30, height: 20 },
 };
@@ -553,6 +557,8 @@ for (const kind of await databaseKinds()) {
           probabilities: BRAIN_OUTPUT.result.probabilities,
           tumorLocation: 'upper right',
           model: { id: 'brain-mri-resnet', version: '1.2.0' },
+          operatingPoint: 'argmax',
+          calibration: 'model',
         });
         assert.match(heatmapUrl, /^http:\/\/imagemedix\.test\/files\/scans\/.+\/heatmap-.+\.png\?expires=/);
         assert.equal((await get(null, localPath(heatmapUrl))).statusCode, 200);
@@ -584,7 +590,7 @@ for (const kind of await databaseKinds()) {
         assert.equal(second.json().result.additionalNotes, 'Well-defined, minimal edema.');
         assert.deepEqual(second.json().review.reviewedBy, { _id: admin.id, name: admin.name });
         const [row] = await t.ctx.db.select().from(analyses).where(eq(analyses.scanId, scan._id));
-        assert.equal(row!.result!.tumorType, 'glioma');
+        assert.equal(row!.result!.scanType === 'brain-mri' && row!.result!.tumorType, 'glioma');
         assert.equal(row!.result!.confidence, 0.91);
       });
 
@@ -703,7 +709,12 @@ for (const kind of await databaseKinds()) {
         const rerun = {
           ...BRAIN_OUTPUT,
           model: { id: 'brain-mri-resnet', version: '1.3.0' },
-          result: { ...BRAIN_OUTPUT.result, tumorType: 'pituitary', confidence: 0.88 },
+          result: {
+            ...BRAIN_OUTPUT.result,
+            tumorType: 'pituitary' as const,
+            confidence: 0.88,
+            model: { id: 'brain-mri-resnet', version: '1.3.0' },
+          },
         };
         await runAnalysis(t, scan._id, { ...rerun, heatmapPng: await heatmapPng(width, height) });
 

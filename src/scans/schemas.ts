@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { IsoDateTime, Nullable, PageQuery } from '../platform/http/schemas.js';
+import { ResultSchema, ReviewedFindingSchema, ScanTypeSchema } from '../scan-types/index.js';
 
 export const ScanStatusSchema = Type.Union([
   Type.Literal('pending'),
@@ -7,8 +8,6 @@ export const ScanStatusSchema = Type.Union([
   Type.Literal('completed'),
   Type.Literal('failed'),
 ]);
-
-export const ScanTypeSchema = Type.Union([Type.Literal('brain-mri'), Type.Literal('chest-xray')]);
 
 /** A calendar date ("2025-05-01") or an ISO 8601 date-time. */
 const DateOrDateTime = Type.String({
@@ -35,18 +34,8 @@ export const ListScansQuerySchema = Type.Object(
 );
 export type ListScansQuery = Static<typeof ListScansQuerySchema>;
 
-export const ReviewResultSchema = Type.Object(
-  {
-    hasTumor: Type.Optional(Type.Boolean()),
-    tumorType: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: 100 }))),
-    hasPneumonia: Type.Optional(Type.Boolean()),
-    pneumoniaType: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: 100 }))),
-    confidence: Type.Optional(Nullable(Type.Number({ minimum: 0, maximum: 1 }))),
-    tumorLocation: Type.Optional(Nullable(Type.String({ maxLength: 200 }))),
-    additionalNotes: Type.Optional(Nullable(Type.String({ maxLength: 5000 }))),
-  },
-  { additionalProperties: false },
-);
+/** What a physician's review may set: the finding fields of every scan type (src/scan-types). */
+export const ReviewResultSchema = ReviewedFindingSchema;
 export type ReviewResult = Static<typeof ReviewResultSchema>;
 
 export const ReviewBodySchema = Type.Object(
@@ -73,35 +62,6 @@ export const AnnotationBodySchema = Type.Object(
 export type AnnotationBody = Static<typeof AnnotationBodySchema>;
 
 const UserRef = Type.Object({ _id: Type.String(), name: Type.String() });
-
-export const ResultSchema = Type.Object(
-  {
-    hasTumor: Type.Optional(Type.Boolean()),
-    tumorType: Type.Optional(Nullable(Type.String())),
-    hasPneumonia: Type.Optional(Type.Boolean()),
-    pneumoniaType: Type.Optional(Nullable(Type.String())),
-    confidence: Type.Optional(Nullable(Type.Number())),
-    probabilities: Type.Optional(Type.Record(Type.String(), Type.Number())),
-    tumorLocation: Type.Optional(Nullable(Type.String())),
-    additionalNotes: Type.Optional(Nullable(Type.String())),
-    model: Type.Optional(Nullable(Type.Object({ id: Type.String(), version: Type.String() }))),
-    heatmapUrl: Type.Optional(Nullable(Type.String({ description: 'Signed, expiring link' }))),
-    decisionThreshold: Type.Optional(Nullable(Type.Number({ description: 'Chest: pneumonia when P(bacterial) + P(viral) reaches it' }))),
-    operatingPoint: Type.Optional(Nullable(Type.String({ description: 'The named operating point used (CHEST_OPERATING_POINT)' }))),
-    calibration: Type.Optional(Nullable(Type.String({ description: '"model": as shipped; "site": this site\'s calibration' }))),
-    routing: Type.Optional(
-      Nullable(
-        Type.Object({
-          source: Type.String({ description: 'declared, dicom (header) or image (the scan-type router)' }),
-          scanType: Type.String(),
-          probability: Type.Number(),
-          detail: Type.Optional(Type.String()),
-        }),
-      ),
-    ),
-  },
-  { description: 'The current finding: the physician-reviewed one when reviewed, else the model output' },
-);
 
 export const AnnotationSchema = Type.Object({
   _id: Type.String(),

@@ -6,22 +6,20 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import sharp from 'sharp';
+import { findVisiblePatient, mayAddScansTo, requireAdmin, requireVisibleScan, type Viewer } from '../access/index.js';
 import type { AppContext } from '../context.js';
 import { ImageDecodeError, inferScanType, type DecodedImage, type DicomInfo } from '../imaging/index.js';
 import * as patientRepo from '../patients/repository.js';
 import { createPatientForUpload } from '../patients/service.js';
 import type { Db, DbOrTx } from '../platform/db/index.js';
-import type { ScanType } from '../platform/db/schema.js';
-import { AppError, badRequest, forbidden, notFound } from '../platform/errors.js';
-import { isUuid } from '../platform/http/schemas.js';
+import { isScanType, SCAN_TYPE_IDS, scanTypeSpec, type ReviewedFinding, type ScanType } from '../scan-types/index.js';
+import { AppError, badRequest, notFound } from '../platform/errors.js';
 import { isUniqueViolation } from '../users/repository.js';
 import * as repo from './repository.js';
 import type { ScanWithPatient } from './repository.js';
-import type { AnnotationBody, ListScansQuery, ReviewBody, ReviewResult } from './schemas.js';
+import type { AnnotationBody, ListScansQuery, ReviewBody } from './schemas.js';
 import type { UploadForm } from './upload.js';
 import {
-  BRAIN_FIELDS,
-  CHEST_FIELDS,
   REVIEW_FIELDS,
   annotationView,
   modelResultView,
@@ -31,25 +29,12 @@ import {
   type FileLinks,
 } from './view.js';
 
-export type Viewer = patientRepo.Viewer;
 export type ScanDeps = Pick<AppContext, 'db' | 'storage' | 'imaging' | 'analysis' | 'events' | 'config'>;
 
-const SCAN_TYPES: readonly ScanType[] = ['brain-mri', 'chest-xray'];
 const PATIENT_ID = /^[A-Za-z0-9][A-Za-z0-9._\-/]*$/;
 const THUMBNAIL_PX = 256;
 /** A scan date a little ahead of the server clock is a clock difference, not an error. */
 const CLOCK_SKEW_MS = 24 * 3600 * 1000;
-
-async function visibleScanOr404(db: DbOrTx, viewer: Viewer, id: string): Promise<ScanWithPatient> {
-  const found = isUuid(id) ? await repo.findVisibleScan(db, viewer, id) : null;
-  if (!found) throw notFound('Scan');
-  return found;
-}
-
-/** A patient the viewer may add scans to; "someone else's" answers like "not there". */
-async function mayUseExistingPatient(db: DbOrTx, viewer: Viewer, patient: patientRepo.PatientRow): Promise<boolean> {
-  return viewer.role === 'admin' || patientRepo.isAssigned(db, patient.id, viewer.id);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Upload
@@ -80,8 +65,8 @@ function checkScanDate(d: Date, field: string): Date {
 /** The text fields of the form, checked; what is missing may still come from a DICOM header. */
 export function parseUploadFields(fields: UploadForm['fields']): UploadRequest {
   const { patientId, patientName, scanDate, scanType } = fields;
-  if (scanType !== undefined && !(SCAN_TYPES as readonly string[]).includes(scanType)) {
-    throw badRequest(`scanType must be one of ${SCAN_TYPES.join(', ')}; got "${scanType.slice(0, 40)}"`);
+  if (scanType !== undefined && !isScanType(scanType)) {
+    throw badRequest(`scanType must be one of ${SCAN_TYPE_IDS.join(', ')}; got "${scanType.slice(0, 40)}"`);
   }
   if (patientName !== undefined && patientName.length > 200) throw badRequest('patientName must be at most 200 characters');
   let date: Date | null = null;
@@ -98,7 +83,7 @@ export function parseUploadFields(fields: UploadForm['fields']): UploadRequest {
     patientId: patientId === undefined ? null : checkPatientId(patientId, 'in the form'),
     patientName: patientName ?? null,
     scanDate: date,
-    scanType: (scanType as ScanType | undefined) ?? null,
+    scanType: scanType ?? null,
   };
 }
 
@@ -141,7 +126,7 @@ export async function uploadScan(
   // Access first, before the expensive decode: someone else's patient is "not found".
   if (request.patientId) {
     const existing = await patientRepo.findPatientByPatientId(db, request.patientId);
-    if (existing && !(await mayUseExistingPatient(db, viewer, existing))) throw notFound('Patient');
+    if (existing && !(await mayAddScansTo(db, viewer, existing))) throw notFound('Patient');
   }
 
   let decoded: DecodedImage;
@@ -195,7 +180,7 @@ export async function uploadScan(
     const insert = () =>
       db.transaction(async (tx) => {
         let patient = await patientRepo.findPatientByPatientId(tx, patientId);
-        if (patient && !(await mayUseExistingPatient(tx, viewer, patient))) throw notFound('Patient');
+        if (patient && !(await mayAddScansTo(tx, viewer, patient))) throw notFound('Patient');
         if (!patient) {
           if (!patientName) {
             throw badRequest(
@@ -269,7 +254,7 @@ export async function listScans(db: Db, { viewer, query, links }: { viewer: View
 
   let patientRowId: string | undefined;
   if (query.patientId) {
-    const patient = await patientRepo.findVisiblePatient(db, viewer, query.patientId);
+    const patient = await findVisiblePatient(db, viewer, query.patientId);
     if (!patient) return empty;
     patientRowId = patient.id;
   }
@@ -314,12 +299,12 @@ async function detail(db: Db, found: ScanWithPatient, links: FileLinks) {
 }
 
 export async function getScan(db: Db, { viewer, id, links }: { viewer: Viewer; id: string; links: FileLinks }) {
-  const found = await visibleScanOr404(db, viewer, id);
+  const found = await requireVisibleScan(db, viewer, id);
   return detail(db, found, links);
 }
 
 export async function scanStatus(deps: ScanDeps, { viewer, id }: { viewer: Viewer; id: string }) {
-  const { scan } = await visibleScanOr404(deps.db, viewer, id);
+  const { scan } = await requireVisibleScan(deps.db, viewer, id);
   const job = await deps.analysis.jobStatus(scan.id);
   const analysis = (await repo.currentAnalyses(deps.db, [scan])).get(scan.id);
   return {
@@ -332,15 +317,13 @@ export async function scanStatus(deps: ScanDeps, { viewer, id }: { viewer: Viewe
 // ---------------------------------------------------------------------------------------------
 // Review
 
-type Finding = Partial<Record<(typeof REVIEW_FIELDS)[number], unknown>>;
-
-function pick(source: object | null | undefined): Finding {
-  const out: Finding = {};
+function pick(source: object | null | undefined): ReviewedFinding {
+  const out: Record<string, unknown> = {};
   if (!source) return out;
   for (const field of REVIEW_FIELDS) {
     if (field in source) out[field] = (source as Record<string, unknown>)[field];
   }
-  return out;
+  return out as ReviewedFinding;
 }
 
 /**
@@ -349,41 +332,38 @@ function pick(source: object | null | undefined): Finding {
  * drops the model's confidence unless the physician gives one: it was the confidence of
  * another finding.
  */
-export function mergeReview(scanType: ScanType | null, base: Finding, patch: ReviewResult): Finding {
-  const has = (fields: readonly string[]) => fields.filter((f) => f in patch);
-  const brain = has(BRAIN_FIELDS);
-  const chest = has(CHEST_FIELDS);
-  if (brain.length > 0 && (scanType === 'chest-xray' || chest.length > 0)) {
-    throw badRequest(`result.${brain[0]} does not apply to a ${scanType ?? 'chest-xray'} scan`);
+export function mergeReview(scanType: ScanType | null, base: ReviewedFinding, patch: ReviewedFinding): ReviewedFinding {
+  const fieldsOf = (type: ScanType) => {
+    const { presence, kind, location } = scanTypeSpec(type).fields;
+    return location ? [presence, kind, location] : [presence, kind];
+  };
+  // Fields of another scan type do not apply; without a type, fields of two types contradict.
+  const touched = SCAN_TYPE_IDS.map((type) => ({ type, fields: fieldsOf(type).filter((f) => f in patch) })).filter(
+    (t) => t.fields.length > 0,
+  );
+  for (const [i, { type, fields }] of touched.entries()) {
+    const other = scanType ?? touched[i + 1]?.type;
+    if (other !== undefined && other !== type) throw badRequest(`result.${fields[0]} does not apply to a ${other} scan`);
   }
-  if (chest.length > 0 && scanType === 'brain-mri') {
-    throw badRequest(`result.${chest[0]} does not apply to a brain-mri scan`);
+  const p = patch as Record<string, unknown>;
+  const b = base as Record<string, unknown>;
+  const merged: Record<string, unknown> = { ...base, ...patch };
+  const sameValue = (x: unknown, y: unknown) => (x ?? null) === (y ?? null);
+  let findingChanged = false;
+  for (const type of SCAN_TYPE_IDS) {
+    const { presence, kind, location } = scanTypeSpec(type).fields;
+    if (p[presence] === false) {
+      for (const field of location ? [kind, location] : [kind]) {
+        if (p[field]) throw badRequest(`result.${field} must be null when result.${presence} is false`);
+        merged[field] = null;
+      }
+    } else if (p[kind] && p[presence] === undefined) {
+      merged[presence] = true;
+    }
+    findingChanged ||= !sameValue(merged[presence], b[presence]) || !sameValue(merged[kind], b[kind]);
   }
-  const merged: Finding = { ...base, ...patch };
-  const sameType = (a: unknown, b: unknown) => (a ?? null) === (b ?? null);
-
-  if (patch.hasTumor === false) {
-    if (patch.tumorType) throw badRequest('result.tumorType must be null when result.hasTumor is false');
-    if (patch.tumorLocation) throw badRequest('result.tumorLocation must be null when result.hasTumor is false');
-    merged.tumorType = null;
-    merged.tumorLocation = null;
-  } else if (patch.tumorType && patch.hasTumor === undefined) {
-    merged.hasTumor = true;
-  }
-  if (patch.hasPneumonia === false) {
-    if (patch.pneumoniaType) throw badRequest('result.pneumoniaType must be null when result.hasPneumonia is false');
-    merged.pneumoniaType = null;
-  } else if (patch.pneumoniaType && patch.hasPneumonia === undefined) {
-    merged.hasPneumonia = true;
-  }
-
-  const findingChanged =
-    !sameType(merged.hasTumor, base.hasTumor) ||
-    !sameType(merged.tumorType, base.tumorType) ||
-    !sameType(merged.hasPneumonia, base.hasPneumonia) ||
-    !sameType(merged.pneumoniaType, base.pneumoniaType);
   if (findingChanged && !('confidence' in patch)) merged.confidence = null;
-  return merged;
+  return merged as ReviewedFinding;
 }
 
 export async function reviewScan(
@@ -391,7 +371,7 @@ export async function reviewScan(
   { viewer, id, body, links }: { viewer: Viewer; id: string; body: ReviewBody; links: FileLinks },
 ) {
   const reviewed = await db.transaction(async (tx) => {
-    const found = await visibleScanOr404(tx, viewer, id);
+    const found = await requireVisibleScan(tx, viewer, id);
     const { scan } = found;
     // One connection: queries in a transaction run one after another.
     const analysis = (await repo.currentAnalyses(tx, [scan])).get(scan.id);
@@ -425,7 +405,7 @@ export async function addAnnotation(
   db: Db,
   { viewer, id, annotation }: { viewer: Viewer; id: string; annotation: AnnotationBody },
 ) {
-  const { scan } = await visibleScanOr404(db, viewer, id);
+  const { scan } = await requireVisibleScan(db, viewer, id);
   const { x, y } = annotation;
   const size = `the image is ${scan.width}x${scan.height} pixels`;
   if (x > scan.width - 1) throw badRequest(`x must be between 0 and ${scan.width - 1}: ${size}`);
@@ -442,12 +422,11 @@ export async function addAnnotation(
 
 /** Deletes the scan's row (its analyses, reviews, annotations and reports by cascade). */
 export async function deleteScan(db: Db, { viewer, id }: { viewer: Viewer; id: string }): Promise<string> {
-  if (viewer.role !== 'admin') throw forbidden('Only administrators can delete scans');
+  requireAdmin(viewer, 'Only administrators can delete scans');
   return db.transaction(async (tx) => {
-    const { scan } = await visibleScanOr404(tx, viewer, id);
+    const { scan } = await requireVisibleScan(tx, viewer, id);
     await repo.deleteScanRow(tx, scan.id);
     return scan.id;
   });
 }
 
-export { visibleScanOr404 };

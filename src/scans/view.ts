@@ -7,6 +7,7 @@
  * act on: the physician's review laid over the model's output when the scan was reviewed.
  */
 import type { UrlSigner } from '../platform/signing.js';
+import { SCAN_TYPE_IDS, scanTypeSpec, type ResultView, type ReviewedFinding } from '../scan-types/index.js';
 import type { AnalysisRow, AnnotationRow, LatestReview, ScanPatient, ScanRow } from './repository.js';
 
 /** Builds absolute, signed and expiring links to stored files. */
@@ -22,79 +23,41 @@ export function fileLinks(signer: UrlSigner, base: string): FileLinks {
   };
 }
 
-export interface ResultView {
-  hasTumor?: boolean;
-  tumorType?: string | null;
-  hasPneumonia?: boolean;
-  pneumoniaType?: string | null;
-  confidence?: number | null;
-  probabilities?: Record<string, number>;
-  tumorLocation?: string | null;
-  additionalNotes?: string | null;
-  model?: { id: string; version: string } | null;
-  heatmapUrl?: string | null;
-  decisionThreshold?: number | null;
-  operatingPoint?: string | null;
-  calibration?: string | null;
-  routing?: { source: string; scanType: string; probability: number; detail?: string } | null;
-}
+export type { ResultView };
 
-/** The fields a physician's review may set; the rest of a result describes the analysis. */
-export const BRAIN_FIELDS = ['hasTumor', 'tumorType', 'tumorLocation'] as const;
-export const CHEST_FIELDS = ['hasPneumonia', 'pneumoniaType'] as const;
-export const REVIEW_FIELDS = [...BRAIN_FIELDS, ...CHEST_FIELDS, 'confidence', 'additionalNotes'] as const;
+/** The fields a physician's review may set (every scan type's); the rest describes the analysis. */
+export const REVIEW_FIELDS = [
+  ...SCAN_TYPE_IDS.flatMap((type) => {
+    const { presence, kind, location } = scanTypeSpec(type).fields;
+    return location ? [presence, kind, location] : [presence, kind];
+  }),
+  'confidence',
+  'additionalNotes',
+] as (keyof ReviewedFinding)[];
 
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
-const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
-function probabilities(v: unknown): Record<string, number> | undefined {
-  if (!isRecord(v)) return undefined;
-  const out: Record<string, number> = {};
-  for (const [k, p] of Object.entries(v)) if (typeof p === 'number') out[k] = p;
-  return out;
-}
-
-/** The model's finding from a completed analysis; null when there is none or it refused. */
+/** The model's finding from a completed analysis, in the API's shape; null when there is none. */
 export function modelResultView(analysis: AnalysisRow | null | undefined, links: FileLinks): ResultView | null {
-  const raw = analysis?.result;
-  if (!analysis || !isRecord(raw) || raw.refused === true) return null;
-  const rawModel = isRecord(raw.model) ? raw.model : {};
-  const modelId = str(rawModel.id) ?? analysis.modelId;
-  const modelVersion = str(rawModel.version) ?? analysis.modelVersion;
-  const common = {
-    confidence: num(raw.confidence),
-    probabilities: probabilities(raw.probabilities) ?? {},
+  const finding = analysis?.result;
+  if (!analysis || !finding) return null;
+  const { presence, kind, location } = scanTypeSpec(finding.scanType).fields;
+  const fields = finding as Record<string, unknown>;
+  const modelId = finding.model?.id ?? analysis.modelId;
+  const modelVersion = finding.model?.version ?? analysis.modelVersion;
+  return {
+    [presence]: fields[presence] === true,
+    [kind]: str(fields[kind]),
+    ...(location ? { [location]: str(fields[location]) } : {}),
+    ...(typeof fields.decisionThreshold === 'number' ? { decisionThreshold: fields.decisionThreshold } : {}),
+    confidence: finding.confidence ?? null,
+    probabilities: finding.probabilities ?? {},
     model: modelId && modelVersion ? { id: modelId, version: modelVersion } : null,
     heatmapUrl: analysis.heatmapKey ? links.file(analysis.heatmapKey) : null,
     // How the answer was reached: the operating point and calibration in use, how the type was settled.
-    ...(typeof raw.operatingPoint === 'string' ? { operatingPoint: raw.operatingPoint } : {}),
-    ...(typeof raw.calibration === 'string' ? { calibration: raw.calibration } : {}),
-    ...(isRecord(raw.routing) && typeof raw.routing.source === 'string' && typeof raw.routing.scanType === 'string'
-      ? {
-          routing: {
-            source: raw.routing.source,
-            scanType: raw.routing.scanType,
-            probability: num(raw.routing.probability) ?? 0,
-            ...(typeof raw.routing.detail === 'string' ? { detail: raw.routing.detail } : {}),
-          },
-        }
-      : {}),
-  };
-  if (typeof raw.hasPneumonia === 'boolean' || analysis.scanType === 'chest-xray') {
-    return {
-      hasPneumonia: raw.hasPneumonia === true,
-      pneumoniaType: str(raw.pneumoniaType),
-      ...(num(raw.decisionThreshold) !== null ? { decisionThreshold: num(raw.decisionThreshold) } : {}),
-      ...common,
-    };
-  }
-  return {
-    hasTumor: raw.hasTumor === true,
-    tumorType: str(raw.tumorType),
-    ...common,
-    tumorLocation: str(raw.tumorLocation),
-    ...(typeof raw.additionalNotes === 'string' ? { additionalNotes: raw.additionalNotes } : {}),
+    ...(finding.operatingPoint ? { operatingPoint: finding.operatingPoint } : {}),
+    ...(finding.calibration ? { calibration: finding.calibration } : {}),
+    ...(finding.routing ? { routing: finding.routing } : {}),
   };
 }
 

@@ -1,16 +1,11 @@
-import { and, arrayContains, count, desc, eq, sql, type SQL } from 'drizzle-orm';
+import { and, arrayContains, count, desc, eq, sql } from 'drizzle-orm';
+import { userMaySeePatient, webhooksManageableBy, type Viewer, type WebhookRow } from '../access/index.js';
 import type { DbOrTx } from '../platform/db/index.js';
-import { patientDoctors, users, webhookDeliveries, webhooks } from '../platform/db/schema.js';
-import type { Viewer } from '../patients/repository.js';
+import { users, webhookDeliveries, webhooks } from '../platform/db/schema.js';
 import type { WebhookEventType } from './types.js';
 
-export type WebhookRow = typeof webhooks.$inferSelect;
+export type { WebhookRow };
 export type DeliveryRow = typeof webhookDeliveries.$inferSelect;
-
-/** Admins manage every webhook, a doctor their own. */
-function manageableBy(viewer: Viewer): SQL | undefined {
-  return viewer.role === 'admin' ? undefined : eq(webhooks.ownerId, viewer.id);
-}
 
 /** Locks the owner's row so concurrent creations cannot both pass the per-user limit. */
 export async function lockOwner(tx: DbOrTx, ownerId: string): Promise<void> {
@@ -28,15 +23,7 @@ export async function insertWebhook(tx: DbOrTx, values: typeof webhooks.$inferIn
 }
 
 export async function listWebhooks(db: DbOrTx, viewer: Viewer): Promise<WebhookRow[]> {
-  return db.select().from(webhooks).where(manageableBy(viewer)).orderBy(desc(webhooks.createdAt), desc(webhooks.id));
-}
-
-export async function findManageableWebhook(db: DbOrTx, viewer: Viewer, id: string): Promise<WebhookRow | null> {
-  const [row] = await db
-    .select()
-    .from(webhooks)
-    .where(and(eq(webhooks.id, id), manageableBy(viewer)));
-  return row ?? null;
+  return db.select().from(webhooks).where(webhooksManageableBy(viewer)).orderBy(desc(webhooks.createdAt), desc(webhooks.id));
 }
 
 export async function deleteWebhookRow(db: DbOrTx, id: string): Promise<void> {
@@ -52,12 +39,8 @@ export async function deliveriesOf(db: DbOrTx, webhookId: string, limit: number)
     .limit(limit);
 }
 
-/**
- * The owner may see the patient: admins see every patient, a doctor those assigned to them
- * (the same rule as the patients feature).
- */
-const ownerMaySeePatient = (patientId: string) =>
-  sql<boolean>`(${users.role} = 'admin' or exists (select 1 from ${patientDoctors} pd where pd.patient_id = ${patientId} and pd.doctor_id = ${webhooks.ownerId}))`;
+/** The webhook's owner may see the patient: the rule of src/access. */
+const ownerMaySeePatient = (patientId: string) => userMaySeePatient({ role: users.role, id: webhooks.ownerId }, patientId);
 
 /** Active webhooks of active users that subscribe to the event and whose owner may see the patient. */
 export async function subscribersOf(

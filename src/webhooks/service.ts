@@ -5,9 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Db } from '../platform/db/index.js';
-import { badRequest, conflict, notFound } from '../platform/errors.js';
-import { isUuid } from '../platform/http/schemas.js';
-import type { Viewer } from '../patients/repository.js';
+import { badRequest, conflict } from '../platform/errors.js';
+import { requireManageableWebhook, type Viewer } from '../access/index.js';
 import * as repo from './repository.js';
 import type { CreatedWebhook, CreateWebhookBody, Webhook } from './schemas.js';
 import { MAX_WEBHOOKS_PER_USER } from './schemas.js';
@@ -90,15 +89,9 @@ export async function listWebhooks(db: Db, { viewer }: { viewer: Viewer }): Prom
   return { webhooks: rows.map(view) };
 }
 
-async function manageableOr404(db: Db, viewer: Viewer, id: string): Promise<repo.WebhookRow> {
-  const row = isUuid(id) ? await repo.findManageableWebhook(db, viewer, id) : null;
-  if (!row) throw notFound('Webhook');
-  return row;
-}
-
 /** Deletes a webhook with its delivery log; queued deliveries find it gone and are skipped. */
 export async function deleteWebhook(db: Db, { viewer, id }: { viewer: Viewer; id: string }): Promise<void> {
-  const row = await manageableOr404(db, viewer, id);
+  const row = await requireManageableWebhook(db, viewer, id);
   await repo.deleteWebhookRow(db, row.id);
 }
 
@@ -106,7 +99,7 @@ export async function listDeliveries(
   db: Db,
   { viewer, id, limit }: { viewer: Viewer; id: string; limit: number },
 ) {
-  const row = await manageableOr404(db, viewer, id);
+  const row = await requireManageableWebhook(db, viewer, id);
   const deliveries = await repo.deliveriesOf(db, row.id, limit);
   return {
     deliveries: deliveries.map((d) => ({

@@ -17,6 +17,7 @@ import {
   uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
+import type { Finding, ReviewedFinding, ScanType } from '../../scan-types/index.js';
 
 const id = () => uuid('id').primaryKey().defaultRandom();
 const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
@@ -117,7 +118,6 @@ export const patientNotes = pgTable(
   (t) => [index('patient_notes_patient_idx').on(t.patientId, t.createdAt)],
 );
 
-export type ScanType = 'brain-mri' | 'chest-xray';
 export type ScanStatus = 'pending' | 'processing' | 'completed' | 'failed';
 
 export const scans = pgTable(
@@ -130,7 +130,7 @@ export const scans = pgTable(
     /** The doctor responsible for the scan: the uploader. */
     doctorId: uuid('doctor_id').references(() => users.id, { onDelete: 'set null' }),
     scanDate: timestamp('scan_date', { withTimezone: true }).notNull(),
-    scanType: text('scan_type', { enum: ['brain-mri', 'chest-xray'] }),
+    scanType: text('scan_type').$type<ScanType>(),
     status: text('status', { enum: ['pending', 'processing', 'completed', 'failed'] }).notNull(),
     originalFormat: text('original_format', { enum: ['jpeg', 'png', 'dicom'] }).notNull(),
     originalKey: text('original_key').notNull(),
@@ -175,7 +175,7 @@ export const analyses = pgTable(
       .references(() => scans.id, { onDelete: 'cascade' }),
     jobId: text('job_id'),
     /** Null while the type is still to be decided from the image (an upload without scanType). */
-    scanType: text('scan_type', { enum: ['brain-mri', 'chest-xray'] }),
+    scanType: text('scan_type').$type<ScanType>(),
     status: text('status', { enum: ['queued', 'active', 'completed', 'failed'] }).notNull().default('queued'),
     /** Stage and percent written by the worker as it goes (decode, preprocess, inference...). */
     stage: text('stage'),
@@ -189,7 +189,7 @@ export const analyses = pgTable(
     modelId: text('model_id'),
     modelVersion: text('model_version'),
     /** The model's output exactly as produced; a doctor's review never overwrites it. */
-    result: jsonb('result').$type<Record<string, unknown>>(),
+    result: jsonb('result').$type<Finding>(),
     heatmapKey: text('heatmap_key'),
     hotRegion: jsonb('hot_region').$type<HotRegion>(),
     refusalReason: text('refusal_reason'),
@@ -211,7 +211,7 @@ export const scanReviews = pgTable(
       .references(() => scans.id, { onDelete: 'cascade' }),
     analysisId: uuid('analysis_id').references(() => analyses.id, { onDelete: 'set null' }),
     status: text('status').notNull(),
-    result: jsonb('result').$type<Record<string, unknown>>().notNull(),
+    result: jsonb('result').$type<ReviewedFinding>().notNull(),
     reviewedBy: uuid('reviewed_by').references(() => users.id, { onDelete: 'set null' }),
     reviewedAt: createdAt(),
   },

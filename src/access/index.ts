@@ -1,0 +1,128 @@
+/**
+ * Who may see what: ImageMedix's access rules live here (src/access/index.ts) and nowhere else.
+ *
+ * - A patient, and everything of theirs (scans, analyses, reports, files), is visible to every
+ *   admin and to the doctors assigned to them (patient_doctors).
+ * - A webhook is managed by its owner and by admins; it only receives events about patients
+ *   its owner may see.
+ * - "Not yours" answers exactly like "not there" (404), so ids cannot be probed.
+ *
+ * Services start with one of the `require...` helpers; listings filter with `patientVisibleTo`.
+ */
+import { and, eq, or, sql, type SQL, type SQLWrapper } from 'drizzle-orm';
+import type { DbOrTx } from '../platform/db/index.js';
+import { patientDoctors, patients, scans, webhooks, type users } from '../platform/db/schema.js';
+import { forbidden, notFound } from '../platform/errors.js';
+import { isUuid } from '../platform/http/schemas.js';
+
+/** The user a request acts for. */
+export interface Viewer {
+  id: string;
+  role: 'doctor' | 'admin';
+}
+
+export type PatientRow = typeof patients.$inferSelect;
+export type ScanRow = typeof scans.$inferSelect;
+export type WebhookRow = typeof webhooks.$inferSelect;
+
+/** The patient fields a scan is shown with. */
+export const scanPatientColumns = {
+  id: patients.id,
+  patientId: patients.patientId,
+  name: patients.name,
+  dateOfBirth: patients.dateOfBirth,
+  gender: patients.gender,
+};
+
+export interface ScanPatient {
+  id: string;
+  patientId: string;
+  name: string;
+  dateOfBirth: string | null;
+  gender: string | null;
+}
+
+export interface ScanWithPatient {
+  scan: ScanRow;
+  patient: ScanPatient;
+}
+
+/**
+ * The doctor is assigned to the patient. Written as `patient in (the doctor's patients)` so the
+ * planner starts from the doctor's few assignments (patient_doctors_doctor_idx).
+ */
+function assigned(patientId: SQLWrapper | string, doctorId: SQLWrapper | string): SQL {
+  return sql`${patientId} in (select ${patientDoctors.patientId} from ${patientDoctors} where ${patientDoctors.doctorId} = ${doctorId})`;
+}
+
+/** Filter on a patient id column: the rows the viewer may see (no filter for an admin). */
+export function patientVisibleTo(viewer: Viewer, patientId: SQLWrapper): SQL | undefined {
+  return viewer.role === 'admin' ? undefined : assigned(patientId, viewer.id);
+}
+
+/** The same rule for a user known only by columns (a webhook's owner at delivery time). */
+export function userMaySeePatient(user: { role: typeof users.role; id: SQLWrapper }, patientId: string): SQL<boolean> {
+  return sql<boolean>`(${user.role} = 'admin' or ${assigned(patientId, user.id)})`;
+}
+
+/** A patient by `_id` or by `patientId` (the hospital's identifier), if the viewer may see it. */
+export async function findVisiblePatient(db: DbOrTx, viewer: Viewer, idOrPatientId: string): Promise<PatientRow | null> {
+  const match = isUuid(idOrPatientId)
+    ? or(eq(patients.id, idOrPatientId), eq(patients.patientId, idOrPatientId))
+    : eq(patients.patientId, idOrPatientId);
+  const [row] = await db
+    .select()
+    .from(patients)
+    .where(and(match, patientVisibleTo(viewer, patients.id)));
+  return row ?? null;
+}
+
+export async function requireVisiblePatient(db: DbOrTx, viewer: Viewer, idOrPatientId: string): Promise<PatientRow> {
+  const patient = await findVisiblePatient(db, viewer, idOrPatientId);
+  if (!patient) throw notFound('Patient');
+  return patient;
+}
+
+/** Whether the viewer may add scans to an existing patient (found by the hospital's id). */
+export async function mayAddScansTo(db: DbOrTx, viewer: Viewer, patient: PatientRow): Promise<boolean> {
+  if (viewer.role === 'admin') return true;
+  const [row] = await db
+    .select({ one: sql<number>`1` })
+    .from(patients)
+    .where(and(eq(patients.id, patient.id), patientVisibleTo(viewer, patients.id)));
+  return row !== undefined;
+}
+
+/** A scan with its patient, or 404 when it does not exist or the viewer may not see it. */
+export async function requireVisibleScan(db: DbOrTx, viewer: Viewer, scanId: string): Promise<ScanWithPatient> {
+  const [row] = isUuid(scanId)
+    ? await db
+        .select({ scan: scans, patient: scanPatientColumns })
+        .from(scans)
+        .innerJoin(patients, eq(patients.id, scans.patientId))
+        .where(and(eq(scans.id, scanId), patientVisibleTo(viewer, scans.patientId)))
+    : [];
+  if (!row) throw notFound('Scan');
+  return row;
+}
+
+/** Filter on webhooks: admins manage every webhook, a doctor their own. */
+export function webhooksManageableBy(viewer: Viewer): SQL | undefined {
+  return viewer.role === 'admin' ? undefined : eq(webhooks.ownerId, viewer.id);
+}
+
+export async function requireManageableWebhook(db: DbOrTx, viewer: Viewer, webhookId: string): Promise<WebhookRow> {
+  const [row] = isUuid(webhookId)
+    ? await db
+        .select()
+        .from(webhooks)
+        .where(and(eq(webhooks.id, webhookId), webhooksManageableBy(viewer)))
+    : [];
+  if (!row) throw notFound('Webhook');
+  return row;
+}
+
+/** Actions reserved to administrators (deleting records, assigning doctors) answer 403. */
+export function requireAdmin(viewer: Viewer, message: string): void {
+  if (viewer.role !== 'admin') throw forbidden(message);
+}

@@ -391,6 +391,8 @@ def main():
                        "seed": args.seed, "torch": torch.__version__, "device": str(device)},
             "history": history,
             "minutes": round((time.time() - t0) / 60, 1),
+            # Exactly how this run was started, for the model card's reproduce section.
+            "command": "/usr/bin/python3 ml/train.py " + " ".join(sys.argv[1:]),
         },
         "metrics": {"validation": val_rep, "test": test_rep},
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

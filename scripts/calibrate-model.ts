@@ -5,6 +5,13 @@
  * (reproduced by ml/validation_split.py) and on external/, and writes it all into the manifest.
  *
  *   npx tsx scripts/calibrate-model.ts --model chest-xray [--data ../shared/datasets/chest-xray] [--models-dir models] [--write]
+ *                                      [--keep-temperature] [--keep-screening]
+ *
+ * --keep-temperature keeps the training temperature (fitted on validation) instead of fitting
+ * one on external/; --keep-screening keeps the manifest's current screening threshold (chosen on
+ * validation by ml/train.py) and only adds the points chosen on external/. Used for chest 1.0.0,
+ * whose external-chosen screening threshold would cost in-pool test sensitivity (see
+ * docs/models/README.md).
  *
  * Without --write it only prints. external/ is used for choosing the temperature and the
  * thresholds and for reporting, never for training; the figures on it at points chosen on it are
@@ -35,6 +42,8 @@ const { values } = parseArgs({
     'models-dir': { type: 'string', default: 'models' },
     'val-fraction': { type: 'string', default: '0.12' },
     write: { type: 'boolean', default: false },
+    'keep-temperature': { type: 'boolean', default: false },
+    'keep-screening': { type: 'boolean', default: false },
   },
 });
 const id = values.model!;
@@ -89,7 +98,12 @@ const external = await scoreImages(
   progress('external'),
 );
 
-const summary = calibrate(model, external);
+const summary = calibrate(model, external, values['keep-temperature'] ? { temperature: model.calibration.temperature } : {});
+const keptScreening = values['keep-screening'] ? model.calibration.operatingPoints.screening : undefined;
+if (values['keep-screening'] && keptScreening?.threshold === undefined) {
+  console.error('--keep-screening: the manifest has no screening threshold to keep');
+  process.exit(2);
+}
 const isPos = (rows: typeof validation) => rows.map((r) => positive.includes(r.truth));
 const valScores = positiveScores(validation, summary.temperature, positive);
 const fmt = (v: number) => v.toFixed(3);
@@ -98,11 +112,14 @@ console.log(`${id} ${manifest.version}: temperature ${previousTemperature} -> ${
   `(external log loss ${summary.logLoss.before} -> ${summary.logLoss.after}, ECE ${summary.ece}, AUC ${summary.auc})`);
 console.log('point      threshold  validation sens/spec  external sens/spec  external cross-fitted sens/spec');
 const operatingPoints: Record<string, unknown> = {};
+const extScores = positiveScores(external, summary.temperature, positive);
 for (const name of Object.keys(POINT_CRITERIA) as PointName[]) {
-  const t = summary.thresholds[name];
+  const kept = name === 'screening' && keptScreening ? keptScreening.threshold! : undefined;
+  const t = kept ?? summary.thresholds[name];
   const val = metricsAt(valScores, isPos(validation), t);
-  const ext = summary.points[name];
-  const cf = summary.crossFitted[name];
+  // A kept threshold was not chosen on external/, so its external figures need no cross-fitting.
+  const ext = kept === undefined ? summary.points[name] : metricsAt(extScores, isPos(external), t);
+  const cf = kept === undefined ? summary.crossFitted[name] : ext;
   console.log(
     `${name.padEnd(10)} ${t.toFixed(4).padStart(9)}  ${fmt(val.sensitivity)} / ${fmt(val.specificity)}         ` +
       `${fmt(ext.sensitivity)} / ${fmt(ext.specificity)}       ${fmt(cf.sensitivity)} / ${fmt(cf.specificity)}`,
@@ -110,7 +127,10 @@ for (const name of Object.keys(POINT_CRITERIA) as PointName[]) {
   operatingPoints[name] = {
     threshold: t,
     description: POINT_DESCRIPTIONS[name],
-    chosenOn: `external/ (${external.length} images), ${POINT_CRITERIA[name]}, at temperature ${summary.temperature}`,
+    chosenOn:
+      kept === undefined
+        ? `external/ (${external.length} images), ${POINT_CRITERIA[name]}, at temperature ${summary.temperature}`
+        : (keptScreening!.chosenOn ?? 'validation (ml/train.py)'),
     validation: val,
     external: ext,
     externalCrossFitted: cf,
@@ -120,24 +140,29 @@ for (const name of Object.keys(POINT_CRITERIA) as PointName[]) {
 if (values.write) {
   const raw = JSON.parse(readFileSync(manifestPath, 'utf8')) as Record<string, any>;
   const trainingTemperature = raw.calibration?.trainingTemperature ?? previousTemperature;
-  raw.calibration = {
-    method: 'temperature scaling by log loss on external/ after training (scripts/calibrate-model.ts)',
-    temperature: summary.temperature,
-    trainingTemperature,
-    trainingMethod: 'temperature scaling on validation (ml/train.py)',
-  };
+  raw.calibration = values['keep-temperature']
+    ? { ...raw.calibration, trainingTemperature, externalCheck: 'kept; external/ log loss and ECE in metrics.external' }
+    : {
+        method: 'temperature scaling by log loss on external/ after training (scripts/calibrate-model.ts)',
+        temperature: summary.temperature,
+        trainingTemperature,
+        trainingMethod: 'temperature scaling on validation (ml/train.py)',
+      };
   raw.decision = {
     positiveLabels: manifest.decision.positiveLabels,
     // Kept for readers of 1.0 manifests: the default point's threshold.
-    positiveThreshold: summary.thresholds.screening,
+    positiveThreshold: keptScreening?.threshold ?? summary.thresholds.screening,
     defaultOperatingPoint: 'screening',
     operatingPoints,
   };
   raw.externalUse =
     `external/ (${external.length} images, ${Object.entries(summary.counts).map(([l, n]) => `${n} ${l}`).join(', ')}; ` +
-    `the dataset's official test split, other children selected later) was used after training only: to fit the ` +
-    `temperature (log loss over the ${external.length - summary.refused} images the model answered), to choose the ` +
-    `operating-point thresholds, and to report. It was never trained on or used to pick an epoch. Figures on external/ ` +
+    `the dataset's official test split, other children selected later) was used after training only: ` +
+    (values['keep-temperature']
+      ? 'not for the temperature (the training one, fitted on validation, was kept), '
+      : `to fit the temperature (log loss over the ${external.length - summary.refused} images the model answered), `) +
+    (keptScreening ? 'to choose the balanced threshold (screening kept as chosen on validation), ' : 'to choose the operating-point thresholds, ') +
+    `and to report. It was never trained on or used to pick an epoch. Figures on external/ ` +
     `at points chosen there are optimistic; externalCrossFitted chooses on half the patients and measures on the other half.`;
   raw.metrics = {
     ...raw.metrics,
@@ -151,7 +176,10 @@ if (values.write) {
     },
   };
   raw.calibratedAt = new Date().toISOString();
-  raw.calibrationCommand = `npx tsx scripts/calibrate-model.ts --model ${id} --data ${path.relative(process.cwd(), dataDir)} --write`;
+  raw.calibrationCommand =
+    `npx tsx scripts/calibrate-model.ts --model ${id} --data ${path.relative(process.cwd(), dataDir)} --write` +
+    (values['keep-temperature'] ? ' --keep-temperature' : '') +
+    (values['keep-screening'] ? ' --keep-screening' : '');
   writeFileSync(manifestPath, JSON.stringify(raw, null, 2) + '\n');
   console.log(`wrote ${manifestPath}`);
 } else {

@@ -252,11 +252,12 @@ export interface CalibrationSummary {
 }
 
 /** Fit the temperature and choose the points on scored images of a chest model. */
-export function calibrate(model: LoadedModel, rows: ScoredImage[]): CalibrationSummary {
+export function calibrate(model: LoadedModel, rows: ScoredImage[], options: { temperature?: number } = {}): CalibrationSummary {
   const labels = model.manifest.labels;
   const positive = (model.manifest.decision.positiveLabels ?? []).map((l) => labels.indexOf(l));
   if (positive.length === 0) throw new Error(`${model.id} has no positive labels: operating points are for the chest model`);
-  const temperature = fitTemperature(rows);
+  // A given temperature (the training one) is kept; otherwise it is fitted on these images.
+  const temperature = options.temperature ?? fitTemperature(rows);
   const scores = positiveScores(rows, temperature, positive);
   const isPos = rows.map((r) => positive.includes(r.truth));
   const thresholds = choosePoints(scores, isPos);

@@ -23,7 +23,10 @@ import {
   mean,
   perClassMetrics,
   percentile,
+  reliabilityBins,
+  rocCurve,
   type BinaryMetrics,
+  type ReliabilityBin,
 } from './metrics.js';
 import type { LoadedModel } from './registry.js';
 
@@ -63,7 +66,16 @@ export interface EvalReport {
   falseRefusalsByCheck: Record<string, number>;
   reject: { n: number; refused: number; byCategory: Record<string, Count>; byCheck: Record<string, number> } | null;
   binary?: BinaryMetrics;
-  machine: { cpu: string; cpus: number; node: string; onnxruntime: string };
+  /** The decision rule and calibration this evaluation served with. */
+  operatingPoint: string;
+  calibration: 'model' | 'site';
+  temperature: number;
+  /** Chest: pneumonia-vs-normal at every named point of the model, refusals counted. */
+  operatingPoints?: Record<string, { threshold: number; accuracy: number; sensitivity: number; specificity: number }>;
+  /** For the model card's pictures: ROC (chest: pneumonia vs normal; brain: each class vs rest) and reliability bins. */
+  curves: { roc: Record<string, [number, number][]>; reliability: ReliabilityBin[] };
+  /** loadAverage: the 1-minute load when the evaluation ended; latency on a busy machine is not the model's. */
+  machine: { cpu: string; cpus: number; node: string; onnxruntime: string; loadAverage?: number };
   date: string;
 }
 
@@ -154,8 +166,18 @@ export async function evaluateModel(model: LoadedModel, dataDir: string, options
     perClass[l] = { precision: r4(m.precision), recall: r4(m.recall), f1: r4(m.f1), auc: r4(aucs[c]!), support: m.support };
   });
 
+  const rocs: Record<string, [number, number][]> = {};
   let binary: BinaryMetrics | undefined;
+  let pointMetrics: EvalReport['operatingPoints'];
   const positives = manifest.decision.positiveLabels;
+  if (!positives?.length) {
+    labels.forEach((l, c) => {
+      rocs[l] = rocCurve(
+        answered.map((x) => x.p[c]!),
+        answered.map((x) => x.t === c),
+      );
+    });
+  }
   if (positives?.length) {
     const posIdx = positives.map((l) => labels.indexOf(l));
     const actual = truth.map((t) => posIdx.includes(t));
@@ -163,6 +185,17 @@ export async function evaluateModel(model: LoadedModel, dataDir: string, options
     const scores = probs.map((p) => (p ? posIdx.reduce((s, c) => s + p[c]!, 0) : null));
     const b = binaryMetrics(actual, pred, scores);
     binary = { accuracy: r4(b.accuracy), sensitivity: r4(b.sensitivity), specificity: r4(b.specificity), auc: r4(b.auc) };
+    const scored = scores.map((sc, i) => ({ sc, a: actual[i]! })).filter((x): x is { sc: number; a: boolean } => x.sc !== null);
+    rocs.pneumonia = rocCurve(
+      scored.map((x) => x.sc),
+      scored.map((x) => x.a),
+    );
+    pointMetrics = {};
+    for (const [name, point] of Object.entries(model.calibration.operatingPoints)) {
+      if (point.threshold === undefined) continue;
+      const m = binaryMetrics(actual, scores.map((sc) => (sc === null ? null : sc >= point.threshold!)), scores);
+      pointMetrics[name] = { threshold: point.threshold, accuracy: r4(m.accuracy), sensitivity: r4(m.sensitivity), specificity: r4(m.specificity) };
+    }
   }
 
   const cpus = os.cpus();
@@ -187,33 +220,97 @@ export async function evaluateModel(model: LoadedModel, dataDir: string, options
     falseRefusalsByCheck,
     reject: reject.n ? reject : null,
     ...(binary ? { binary } : {}),
-    machine: { cpu: cpus[0]?.model ?? 'unknown', cpus: cpus.length, node: process.version, onnxruntime: ort.env.versions.common },
+    operatingPoint: model.calibration.operatingPoint,
+    calibration: model.calibration.source,
+    temperature: model.calibration.temperature,
+    ...(pointMetrics ? { operatingPoints: pointMetrics } : {}),
+    curves: {
+      roc: rocs,
+      reliability: reliabilityBins(confidence, argmaxCorrect, 15).map((b) => ({
+        ...b,
+        lo: r4(b.lo),
+        hi: r4(b.hi),
+        confidence: b.confidence === null ? null : r4(b.confidence),
+        accuracy: b.accuracy === null ? null : r4(b.accuracy),
+      })),
+    },
+    machine: {
+      cpu: cpus[0]?.model ?? 'unknown',
+      cpus: cpus.length,
+      node: process.version,
+      onnxruntime: ort.env.versions.common,
+      loadAverage: Math.round(os.loadavg()[0]! * 10) / 10,
+    },
     date: new Date().toISOString(),
   };
 }
 
-/** The metrics a scan type's release targets may name (src/scan-types), as read from a report. */
+/** The metrics a scan type's targets may name (src/scan-types), as read from a report. */
 const TARGET_METRICS: Record<string, (r: EvalReport) => number | null | undefined> = {
   accuracy: (r) => r.accuracy,
   macroF1: (r) => r.macroF1,
   'binary accuracy': (r) => r.binary?.accuracy,
   'binary AUC': (r) => r.binary?.auc,
   'binary sensitivity': (r) => r.binary?.sensitivity,
+  'binary specificity': (r) => r.binary?.specificity,
 };
 
-/** The release bar: the scan type's own targets, calibration and refusals. Returns the targets missed. */
-export function missedTargets(report: EvalReport, task: ScanType): string[] {
+/** Which bar: the release targets on test/, or the targets on external/ (issue 10) where a type has them. */
+export type TargetSet = 'test' | 'external';
+
+/** The bar: the scan type's own targets, calibration and refusals. Returns the targets missed. */
+export function missedTargets(report: EvalReport, task: ScanType, set: TargetSet = 'test'): string[] {
   const missed: string[] = [];
   const need = (name: string, value: number | null | undefined, ok: (v: number) => boolean, bar: string) => {
     if (value === null || value === undefined || Number.isNaN(value) || !ok(value)) missed.push(`${name} ${value} (target ${bar})`);
   };
-  for (const [metric, min] of Object.entries(scanTypeSpec(task).targets)) {
+  const spec = scanTypeSpec(task);
+  const targets: Readonly<Record<string, number>> | undefined = set === 'external' ? spec.externalTargets : spec.targets;
+  if (!targets) return [`no ${set} targets for ${task}`];
+  for (const [metric, min] of Object.entries(targets)) {
     const read = TARGET_METRICS[metric];
     if (!read) throw new Error(`unknown target metric "${metric}" for ${task}`);
     need(metric, read(report), (v) => v >= min, `>= ${min}`);
+  }
+  if (set === 'external') {
+    // On images from outside the training pool, as served, refusals counted (issue 10).
+    need('ECE', report.ece, (v) => v <= 0.05, '<= 0.05');
+    need('false refusal rate', report.falseRefusalRate, (v) => v <= 0.01, '<= 0.01');
+    return missed;
   }
   need('ECE', report.ece, (v) => v <= 0.05, '<= 0.05');
   need('false refusal rate', report.falseRefusalRate, (v) => v < 0.02, '< 0.02');
   if (report.reject) need('refusal rate on reject/', report.refusalRate, (v) => v >= 0.9, '>= 0.9');
   return missed;
+}
+
+/**
+ * The regression gate: the figures a model card states (its committed evaluation) that this
+ * evaluation falls below. Higher is better for every figure but ECE and the false-refusal rate.
+ * `tolerance` absorbs floating-point differences between machines, not real regressions.
+ */
+export function regressions(report: EvalReport, baseline: Partial<EvalReport>, tolerance = 0.002): string[] {
+  const out: string[] = [];
+  const check = (name: string, now: number | null | undefined, was: number | null | undefined, higherIsBetter: boolean) => {
+    if (was === null || was === undefined || Number.isNaN(was)) return;
+    if (now === null || now === undefined || Number.isNaN(now)) {
+      out.push(`${name}: not measured now (card: ${was})`);
+      return;
+    }
+    const worse = higherIsBetter ? now < was - tolerance : now > was + tolerance;
+    if (worse) out.push(`${name}: ${now} (card: ${was})`);
+  };
+  check('accuracy', report.accuracy, baseline.accuracy, true);
+  check('macro-F1', report.macroF1, baseline.macroF1, true);
+  check('AUC', report.auc, baseline.auc, true);
+  check('ECE', report.ece, baseline.ece, false);
+  check('false refusal rate', report.falseRefusalRate, baseline.falseRefusalRate, false);
+  check('refusal rate on reject/', report.refusalRate, baseline.refusalRate, true);
+  if (baseline.binary) {
+    check('pneumonia-vs-normal accuracy', report.binary?.accuracy, baseline.binary.accuracy, true);
+    check('pneumonia-vs-normal sensitivity', report.binary?.sensitivity, baseline.binary.sensitivity, true);
+    check('pneumonia-vs-normal specificity', report.binary?.specificity, baseline.binary.specificity, true);
+    check('pneumonia-vs-normal AUC', report.binary?.auc, baseline.binary.auc, true);
+  }
+  return out;
 }

@@ -8,7 +8,10 @@ import {
   expectedCalibrationError,
   perClassMetrics,
   percentile,
+  reliabilityBins,
+  rocCurve,
 } from './metrics.js';
+import { missedTargets, regressions, type EvalReport } from './evaluate.js';
 
 const close = (actual: number, expected: number, eps = 1e-9) =>
   assert.ok(Math.abs(actual - expected) < eps, `${actual} is not ${expected}`);
@@ -88,5 +91,56 @@ describe('binaryMetrics', () => {
     close(m.sensitivity, 0.5);
     close(m.specificity, 0.5);
     close(m.auc, 1);
+  });
+});
+
+describe('curves for the model cards', () => {
+  it('ROC runs from (0,0) to (1,1), one point per distinct score', () => {
+    const roc = rocCurve([0.9, 0.8, 0.8, 0.3], [true, true, false, false]);
+    assert.deepEqual(roc, [
+      [0, 0],
+      [0, 0.5],
+      [0.5, 1],
+      [1, 1],
+    ]);
+    assert.deepEqual(rocCurve([0.5], [true]), [], 'no curve without both classes');
+  });
+
+  it('reliability bins hold the mean confidence and accuracy behind the ECE', () => {
+    const bins = reliabilityBins([0.95, 0.97, 0.55], [true, false, true], 10);
+    assert.equal(bins.length, 10);
+    assert.deepEqual([bins[9]!.n, bins[9]!.accuracy], [2, 0.5]);
+    assert.ok(Math.abs(bins[9]!.confidence! - 0.96) < 1e-12);
+    assert.deepEqual([bins[5]!.n, bins[5]!.accuracy], [1, 1]);
+    assert.equal(bins[0]!.confidence, null);
+  });
+});
+
+describe('the regression gate and the external targets', () => {
+  const report = (over: Partial<EvalReport>): EvalReport =>
+    ({
+      accuracy: 0.9,
+      macroF1: 0.9,
+      auc: 0.95,
+      ece: 0.03,
+      falseRefusalRate: 0.01,
+      refusalRate: 1,
+      binary: { accuracy: 0.93, sensitivity: 0.96, specificity: 0.9, auc: 0.98 },
+      ...over,
+    }) as EvalReport;
+
+  it('fails a figure below the card, and a worse ECE, beyond the tolerance only', () => {
+    const card = report({});
+    assert.deepEqual(regressions(report({ accuracy: 0.899 }), card), [], 'within 0.002');
+    assert.deepEqual(regressions(report({ accuracy: 0.89, ece: 0.04 }), card), ['accuracy: 0.89 (card: 0.9)', 'ECE: 0.04 (card: 0.03)']);
+    assert.deepEqual(regressions(report({ binary: { accuracy: 0.93, sensitivity: 0.9, specificity: 0.95, auc: 0.98 } }), card), [
+      'pneumonia-vs-normal sensitivity: 0.9 (card: 0.96)',
+    ]);
+  });
+
+  it('external targets ask for specificity >= 0.90 and false refusals <= 1%', () => {
+    assert.deepEqual(missedTargets(report({ ece: 0.04 }), 'chest-xray', 'external'), ['binary accuracy 0.93 (target >= 0.95)']);
+    const missed = missedTargets(report({ binary: { accuracy: 0.96, sensitivity: 0.99, specificity: 0.4, auc: 0.99 }, falseRefusalRate: 0.02 }), 'chest-xray', 'external');
+    assert.deepEqual(missed, ['binary specificity 0.4 (target >= 0.90)', 'false refusal rate 0.02 (target <= 0.01)']);
   });
 });

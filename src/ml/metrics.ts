@@ -144,3 +144,49 @@ export function binaryMetrics(
     ),
   };
 }
+
+/** ROC curve points [false-positive rate, true-positive rate], from (0,0) to (1,1), at most `max` points. */
+export function rocCurve(scores: readonly number[], positive: readonly boolean[], max = 200): [number, number][] {
+  const nPos = positive.filter(Boolean).length;
+  const nNeg = positive.length - nPos;
+  if (nPos === 0 || nNeg === 0) return [];
+  const order = scores.map((s, i) => ({ s, p: positive[i]! })).sort((a, b) => b.s - a.s);
+  const points: [number, number][] = [[0, 0]];
+  let tp = 0;
+  let fp = 0;
+  for (let i = 0; i < order.length; i++) {
+    if (order[i]!.p) tp++;
+    else fp++;
+    // One point per distinct score: tied images move the curve together.
+    if (i + 1 === order.length || order[i + 1]!.s !== order[i]!.s) points.push([fp / nNeg, tp / nPos]);
+  }
+  if (points.length <= max) return points;
+  const step = (points.length - 1) / (max - 1);
+  return Array.from({ length: max }, (_, k) => points[Math.round(k * step)]!);
+}
+
+export interface ReliabilityBin {
+  lo: number;
+  hi: number;
+  n: number;
+  /** Mean confidence and accuracy of the images in the bin; null when empty. */
+  confidence: number | null;
+  accuracy: number | null;
+}
+
+/** The bins behind the ECE, for a reliability diagram. */
+export function reliabilityBins(confidence: readonly number[], correct: readonly boolean[], bins = 15): ReliabilityBin[] {
+  const out: ReliabilityBin[] = Array.from({ length: bins }, (_, b) => ({ lo: b / bins, hi: (b + 1) / bins, n: 0, confidence: 0, accuracy: 0 }));
+  confidence.forEach((c, i) => {
+    if (!(c > 0)) return;
+    const bin = out[Math.min(bins - 1, Math.ceil(c * bins) - 1)]!;
+    bin.n++;
+    bin.confidence! += c;
+    bin.accuracy! += correct[i] ? 1 : 0;
+  });
+  for (const bin of out) {
+    bin.confidence = bin.n ? bin.confidence! / bin.n : null;
+    bin.accuracy = bin.n ? bin.accuracy! / bin.n : null;
+  }
+  return out;
+}

@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
@@ -251,6 +252,11 @@ for (const kind of await databaseKinds()) {
       const brain = models.find((m: { id: string }) => m.id === 'brain-mri');
       assert.deepEqual(brain.labels, ['glioma', 'meningioma', 'notumor', 'pituitary']);
       assert.ok(brain.metrics.accuracy > 0.5);
+      const chest = models.find((m: { id: string }) => m.id === 'chest-xray');
+      assert.equal(chest.calibration, 'model');
+      assert.equal(chest.operatingPoint, 'screening');
+      const names = chest.operatingPoints.map((p: { name: string }) => p.name);
+      assert.ok(names.includes('screening') && names.includes('balanced'), names.join());
     });
 
     test('webhooks: the receiver verified scan.uploaded, scan.analyzed and scan.failed', async () => {
@@ -293,6 +299,40 @@ for (const kind of await databaseKinds()) describe(`analysis queue without a wor
       assert.match(chest.json().error, /already being analysed as brain-mri/);
     } finally {
       await t.close();
+    }
+  });
+});
+
+describe('operating point and site calibration, as deployed', () => {
+  test('CHEST_OPERATING_POINT picks the point the result names; a site calibration is used and listed as "site"', async () => {
+    const [kind] = await databaseKinds();
+    const calibrationDir = mkdtempSync(path.join(tmpdir(), 'imagemedix-site-'));
+    const manifest = JSON.parse(readFileSync(path.join(REPO_ROOT, 'models/chest-xray.json'), 'utf8'));
+    writeFileSync(
+      path.join(calibrationDir, 'chest-xray.site.json'),
+      JSON.stringify({
+        model: { id: 'chest-xray', version: manifest.version, sha256: manifest.sha256 },
+        temperature: 1.3,
+        operatingPoints: { balanced: { threshold: 0.999 } },
+        data: { dir: '/site', counts: { normal: 100, bacterial: 50, viral: 50 } },
+        date: new Date().toISOString(),
+      }),
+    );
+    const t = await createTestApp(kind!, { worker: true, env: { CHEST_OPERATING_POINT: 'balanced', CALIBRATION_DIR: calibrationDir } });
+    try {
+      const doc = await t.user();
+      const listed = (await t.app.inject({ url: '/api/ml/models', headers: doc.auth })).json().models;
+      const chest = listed.find((m: { id: string }) => m.id === 'chest-xray');
+      assert.deepEqual([chest.calibration, chest.operatingPoint, chest.temperature], ['site', 'balanced', 1.3]);
+      const scan = await upload(t, doc, fixture('chest-bacterial-1.jpeg'), { scanType: 'chest-xray' });
+      const done = await waitForScan(t, doc, scan._id);
+      assert.equal(done.status, 'completed', done.failureReason);
+      assert.equal(done.result.operatingPoint, 'balanced');
+      assert.equal(done.result.calibration, 'site');
+      assert.equal(done.result.decisionThreshold, 0.999);
+    } finally {
+      await t.close();
+      rmSync(calibrationDir, { recursive: true, force: true });
     }
   });
 });

@@ -2,9 +2,14 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'data/', 'ml/', 'models/', 'coverage/', 'drizzle.config.ts', 'eslint.config.js'] },
   {
-    files: ['**/*.ts'],
+    ignores: [
+      'node_modules/', 'data/', 'ml/', 'models/', 'coverage/', 'drizzle.config.ts', 'eslint.config.js',
+      'web/dist/', 'web/vite.config.ts', 'web/src/api/openapi.d.ts', 'test-results/',
+    ],
+  },
+  {
+    files: ['**/*.ts', 'web/src/**/*.tsx'],
     languageOptions: {
       parser: tseslint.parser,
       parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },

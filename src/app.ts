@@ -18,12 +18,15 @@ import { clientErrorMessage, validationMessage } from './platform/http/validatio
 import { createValidatorCompiler } from './platform/http/validator.js';
 import { loggerOptions } from './platform/logging.js';
 import { userRoutes } from './users/routes.js';
+import { defaultWebRoot, isPageRequest, registerWebApp } from './web/plugin.js';
 
 export interface BuildOptions {
   /** A pino instance or false; defaults to pino at the configured level. */
   logger?: FastifyBaseLogger | false;
   /** Feature plugins after the core ones; defaults to FEATURES (scans, ml, webhooks...). */
   features?: Feature[];
+  /** Folder of the built web app; defaults to web/dist when built; null serves none. */
+  webRoot?: string | null;
 }
 
 export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promise<FastifyInstance> {
@@ -88,8 +91,11 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
   });
 
   const limitRequest = app.rateLimit();
+  const webRoot = opts.webRoot === undefined ? defaultWebRoot() : opts.webRoot;
   app.addHook('onRequest', async (request, reply) => {
     if ((request.routeOptions.config as { rateLimit?: unknown } | undefined)?.rateLimit === false) return;
+    // A page of the web app is index.html whatever the path: not an API call.
+    if (webRoot && isPageRequest(request)) return;
     await limitRequest.call(app, request, reply);
   });
 
@@ -116,8 +122,11 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
   await app.register(patientRoutes(ctx), { prefix: '/api/patients' });
   for (const feature of opts.features ?? FEATURES) await feature(app, ctx);
 
-  app.setNotFoundHandler(async (request, reply) =>
-    reply.code(404).send({ error: `Route ${request.method} ${request.url.split('?')[0]} not found` }),
+  const web = webRoot ? await registerWebApp(app, webRoot) : null;
+  app.setNotFoundHandler(
+    async (request, reply) =>
+      web?.fallback(request, reply) ??
+      reply.code(404).send({ error: `Route ${request.method} ${request.url.split('?')[0]} not found` }),
   );
   return app;
 }

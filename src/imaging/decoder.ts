@@ -8,11 +8,14 @@ import os from 'node:os';
 import { Piscina } from 'piscina';
 
 import type { DecodeTask, DecodeTaskResult } from './decode.thread.js';
+import type { ModalityPixels } from './dicom/modality.js';
 import { ImageDecodeError } from './errors.js';
 import type { DecodedImage } from './index.js';
 
 export interface ImageDecoder {
   decode(bytes: Buffer, opts: { maxPixels: number }): Promise<DecodedImage>;
+  /** A DICOM image's pixel values in modality units, for window/level in the viewer. */
+  modalityPixels(bytes: Buffer, opts: { maxPixels: number }): Promise<ModalityPixels>;
   close(): Promise<void>;
 }
 
@@ -31,30 +34,38 @@ export function createImageDecoder({ timeoutMs, threads, onInternalError }: Imag
     maxThreads: threads ?? Math.max(1, Math.min(4, os.availableParallelism())),
     idleTimeout: 60_000,
   });
+  async function run(task: DecodeTask): Promise<DecodeTaskResult & { ok: true }> {
+    let outcome: DecodeTaskResult;
+    try {
+      outcome = await pool.run(task, { signal: AbortSignal.timeout(timeoutMs) });
+    } catch (err) {
+      if ((err as Error).name === 'AbortError' || (err as Error).name === 'TimeoutError') {
+        throw new ImageDecodeError(
+          'corrupt',
+          `The image could not be decoded within ${Math.round(timeoutMs / 1000)} seconds; the file may be damaged or unusually complex.`,
+        );
+      }
+      throw err;
+    }
+    if (outcome.ok) return outcome;
+    if (outcome.code === 'internal') {
+      onInternalError?.(outcome.message);
+      throw new ImageDecodeError('corrupt', 'The file could not be read as an image: it may be damaged or use a variant this server does not support.');
+    }
+    throw new ImageDecodeError(outcome.code, outcome.message);
+  }
   return {
     async decode(bytes, { maxPixels }) {
-      let outcome: DecodeTaskResult;
-      try {
-        outcome = await pool.run({ bytes: new Uint8Array(bytes), maxPixels }, { signal: AbortSignal.timeout(timeoutMs) });
-      } catch (err) {
-        if ((err as Error).name === 'AbortError' || (err as Error).name === 'TimeoutError') {
-          throw new ImageDecodeError(
-            'corrupt',
-            `The image could not be decoded within ${Math.round(timeoutMs / 1000)} seconds; the file may be damaged or unusually complex.`,
-          );
-        }
-        throw err;
-      }
-      if (outcome.ok) {
-        const { image } = outcome;
-        // Buffers arrive from the thread as plain Uint8Arrays.
-        return { ...image, png: Buffer.from(image.png.buffer, image.png.byteOffset, image.png.byteLength) };
-      }
-      if (outcome.code === 'internal') {
-        onInternalError?.(outcome.message);
-        throw new ImageDecodeError('corrupt', 'The file could not be read as an image: it may be damaged or use a variant this server does not support.');
-      }
-      throw new ImageDecodeError(outcome.code, outcome.message);
+      const outcome = await run({ bytes: new Uint8Array(bytes), maxPixels });
+      if (!('image' in outcome)) throw new Error('decoder thread answered the wrong task');
+      const { image } = outcome;
+      // Buffers arrive from the thread as plain Uint8Arrays.
+      return { ...image, png: Buffer.from(image.png.buffer, image.png.byteOffset, image.png.byteLength) };
+    },
+    async modalityPixels(bytes, { maxPixels }) {
+      const outcome = await run({ bytes: new Uint8Array(bytes), maxPixels, mode: 'modality' });
+      if (!('modality' in outcome)) throw new Error('decoder thread answered the wrong task');
+      return outcome.modality;
     },
     close: () => pool.destroy(),
   };

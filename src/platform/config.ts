@@ -163,16 +163,20 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('ADMIN_PASSWORD must be at least 8 characters long');
   }
   const bucket = str(env, 'S3_BUCKET');
-  const clientUrl = url(env, 'CLIENT_URL', ['http:', 'https:']) ?? 'http://localhost:5173';
+  const port = int(env, 'PORT', 3000, 0, 65535);
+  const publicUrl = url(env, 'PUBLIC_URL', ['http:', 'https:']);
+  // The web app this server serves takes the token from the fragment on its sign-in page.
+  const clientUrl =
+    url(env, 'CLIENT_URL', ['http:', 'https:']) ?? `${(publicUrl ?? `http://localhost:${port}`).replace(/\/+$/, '')}/login`;
   const allowedDomains = (str(env, 'GOOGLE_ALLOWED_DOMAINS') ?? '')
     .split(',')
     .map((d) => d.trim().toLowerCase().replace(/^@/, ''))
     .filter(Boolean);
 
   return {
-    port: int(env, 'PORT', 3000, 0, 65535),
+    port,
     host: str(env, 'HOST') ?? '0.0.0.0',
-    publicUrl: url(env, 'PUBLIC_URL', ['http:', 'https:']),
+    publicUrl,
     dataDir,
     databaseUrl,
     jwtSecret,

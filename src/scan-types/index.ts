@@ -280,6 +280,17 @@ export const ResultSchema = Type.Object(
     operatingPoint: Type.Optional(Nullable(Type.String({ description: 'The named operating point used (CHEST_OPERATING_POINT)' }))),
     calibration: Type.Optional(Nullable(Type.String({ description: '"model": as shipped; "site": this site\'s calibration' }))),
     routing: Type.Optional(Nullable(RoutingSchema)),
+    region: Type.Optional(
+      Nullable(
+        Type.Object(
+          { x: Type.Number(), y: Type.Number(), width: Type.Number(), height: Type.Number() },
+          {
+            description:
+              "Box around the heatmap's hottest region, in pixels of the scan image: where the model looked, not a lesion outline",
+          },
+        ),
+      ),
+    ),
   },
   { description: 'The current finding: the physician-reviewed one when reviewed, else the model output' },
 );

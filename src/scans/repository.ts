@@ -21,6 +21,7 @@ export interface ScanListFilter {
   page: number;
   limit: number;
   status?: ScanRow['status'];
+  scanType?: NonNullable<ScanRow['scanType']>;
   /** The patient's `_id`, already resolved and checked. */
   patientRowId?: string;
   from?: Date;
@@ -35,6 +36,7 @@ export async function listVisibleScans(
 ): Promise<{ rows: ScanWithPatient[]; total: number }> {
   const conditions: (SQL | undefined)[] = [patientVisibleTo(viewer, scans.patientId)];
   if (filter.status) conditions.push(eq(scans.status, filter.status));
+  if (filter.scanType) conditions.push(eq(scans.scanType, filter.scanType));
   if (filter.patientRowId) conditions.push(eq(scans.patientId, filter.patientRowId));
   if (filter.from) conditions.push(gte(scans.scanDate, filter.from));
   if (filter.until) conditions.push(lt(scans.scanDate, filter.until));

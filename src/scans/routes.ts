@@ -1,5 +1,6 @@
 import multipart from '@fastify/multipart';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { currentUser, requireAdmin } from '../auth/hooks.js';
 import type { AppContext } from '../context.js';
@@ -15,9 +16,12 @@ import {
   ReviewBodySchema,
   ScanDetailSchema,
   ScanListSchema,
+  PixelsResponseHeaders,
   ScanStatusResponseSchema,
+  StatusStreamQuerySchema,
   UploadResponseSchema,
 } from './schemas.js';
+import { openStatusStream, parseScanIds } from './status-stream.js';
 import * as scans from './service.js';
 import { readUploadForm } from './upload.js';
 import { fileLinks, type FileLinks } from './view.js';
@@ -96,6 +100,82 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       },
       async (request) =>
         scans.getScan(ctx.db, { viewer: currentUser(request), id: request.params.id, links: linksFor(ctx, request) }),
+    );
+
+    app.get(
+      '/:id/pixels',
+      {
+        schema: {
+          tags,
+          security,
+          summary: "A DICOM scan's original pixel values (modality units), for window/level in a viewer",
+          description: [
+            'The first frame, after the modality rescale (slope and intercept), not the 8-bit rendering of imageUrl.',
+            'Body: width x height little-endian samples, row by row. Headers:',
+            ...Object.entries(PixelsResponseHeaders).map(([name, meaning]) => `- \`${name}\`: ${meaning}`),
+            '',
+            'A scan uploaded as JPEG or PNG has none: 409. A colour DICOM: 422.',
+          ].join('\n'),
+          params: IdParamsSchema,
+          response: {
+            200: Type.Unsafe<Buffer>({ type: 'string', format: 'binary', description: 'application/octet-stream' }),
+            ...authErrors,
+            409: ErrorSchema,
+            422: ErrorSchema,
+          },
+        },
+      },
+      async (request, reply) => {
+        const px = await scans.scanPixels(ctx, { viewer: currentUser(request), id: request.params.id });
+        return reply
+          .header('content-type', 'application/octet-stream')
+          .header('cache-control', 'private, max-age=3600')
+          .header('x-image-width', String(px.width))
+          .header('x-image-height', String(px.height))
+          .header('x-pixel-format', px.format)
+          .header('x-window-center', String(px.window.center))
+          .header('x-window-width', String(px.window.width))
+          .header('x-pixel-min', String(px.min))
+          .header('x-pixel-max', String(px.max))
+          .header('x-photometric-invert', String(px.invert))
+          .send(Buffer.from(px.data.buffer, px.data.byteOffset, px.data.byteLength));
+      },
+    );
+
+    app.get(
+      '/events',
+      {
+        schema: {
+          tags,
+          security,
+          summary: 'Follow the status of up to 50 scans live (server-sent events)',
+          description: [
+            'text/event-stream. Each `status` event carries a ScanStatusEvent as JSON: every scan at once, then each change',
+            '(status, job state, progress, stage). `end` when every scan is completed, failed, pending without analysis or',
+            'gone; the stream then closes. It also closes after 5 minutes: reconnect to go on following. A scan that is not',
+            'yours answers 404 before the stream opens.',
+          ].join(' '),
+          querystring: StatusStreamQuerySchema,
+          response: {
+            200: Type.Unsafe<string>({ type: 'string', description: 'text/event-stream of ScanStatusEvent' }),
+            ...authErrors,
+          },
+        },
+      },
+      async (request, reply) => {
+        const viewer = currentUser(request);
+        const { stream, close } = await openStatusStream(ctx, {
+          viewer,
+          ids: parseScanIds(request.query.ids),
+          onError: (err) => request.log.error({ err }, 'scan status stream failed'),
+        });
+        request.raw.on('close', close);
+        return reply
+          .header('content-type', 'text/event-stream; charset=utf-8')
+          .header('cache-control', 'no-store')
+          .header('x-accel-buffering', 'no')
+          .send(stream);
+      },
     );
 
     app.get(

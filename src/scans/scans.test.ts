@@ -559,6 +559,7 @@ for (const kind of await databaseKinds()) {
           model: { id: 'brain-mri-resnet', version: '1.2.0' },
           operatingPoint: 'argmax',
           calibration: 'model',
+          region: BRAIN_OUTPUT.hotRegion,
         });
         assert.match(heatmapUrl, /^http:\/\/imagemedix\.test\/files\/scans\/.+\/heatmap-.+\.png\?expires=/);
         assert.equal((await get(null, localPath(heatmapUrl))).statusCode, 200);

@@ -19,6 +19,7 @@ export const ListScansQuerySchema = Type.Object(
   {
     ...PageQuery,
     status: Type.Optional(ScanStatusSchema),
+    scanType: Type.Optional(ScanTypeSchema),
     patientId: Type.Optional(
       Type.String({ minLength: 1, maxLength: 128, description: "The patient's patientId or _id" }),
     ),
@@ -171,3 +172,38 @@ export const SignedQuerySchema = Type.Object({
   expires: Type.Optional(Type.String({ maxLength: 20 })),
   signature: Type.Optional(Type.String({ maxLength: 100 })),
 });
+
+export const PixelsResponseHeaders = {
+  'x-image-width': 'columns',
+  'x-image-height': 'rows',
+  'x-pixel-format': 'int16 or float32 (little-endian, row by row)',
+  'x-window-center': "the file's window centre, else the middle of its 0.5-99.5th percentiles",
+  'x-window-width': 'the matching window width',
+  'x-pixel-min': 'lowest modality value',
+  'x-pixel-max': 'highest modality value',
+  'x-photometric-invert': '"true" when high values are shown dark (MONOCHROME1)',
+} as const;
+
+export const StatusStreamQuerySchema = Type.Object(
+  {
+    ids: Type.String({
+      minLength: 1,
+      maxLength: 4000,
+      description: 'Comma-separated scan _ids to follow (at most 50)',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export const ScanStatusEventSchema = Type.Object(
+  {
+    _id: Type.String(),
+    status: Type.Union([ScanStatusSchema, Type.Literal('gone')], { description: '"gone": deleted or no longer yours' }),
+    failureReason: Nullable(Type.String()),
+    jobStatus: Nullable(
+      Type.Object({ state: Type.String(), progress: Type.Integer(), stage: Nullable(Type.String()) }),
+    ),
+  },
+  { description: 'The data of each `status` event of the stream' },
+);
+export type ScanStatusEvent = Static<typeof ScanStatusEventSchema>;

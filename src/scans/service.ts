@@ -13,7 +13,7 @@ import * as patientRepo from '../patients/repository.js';
 import { createPatientForUpload } from '../patients/service.js';
 import type { Db, DbOrTx } from '../platform/db/index.js';
 import { isScanType, SCAN_TYPE_IDS, scanTypeSpec, type ReviewedFinding, type ScanType } from '../scan-types/index.js';
-import { AppError, badRequest, notFound } from '../platform/errors.js';
+import { AppError, badRequest, conflict, notFound } from '../platform/errors.js';
 import { isUniqueViolation } from '../users/repository.js';
 import * as repo from './repository.js';
 import type { ScanWithPatient } from './repository.js';
@@ -262,6 +262,7 @@ export async function listScans(db: Db, { viewer, query, links }: { viewer: View
     page: query.page,
     limit: query.limit,
     status: query.status,
+    scanType: query.scanType,
     patientRowId,
     from,
     until,
@@ -312,6 +313,27 @@ export async function scanStatus(deps: ScanDeps, { viewer, id }: { viewer: Viewe
     failureReason: scan.failureReason ?? (scan.status === 'failed' ? (analysis?.refusalReason ?? null) : null),
     jobStatus: job ? { state: job.state, progress: Math.round(job.progress), stage: job.stage } : null,
   };
+}
+
+/**
+ * The original pixel values of a DICOM scan for window/level in the viewer, decoded off the
+ * event loop. A JPEG or PNG has only its 8-bit rendering (imageUrl): 409 says so.
+ */
+export async function scanPixels(
+  deps: Pick<ScanDeps, 'db' | 'storage' | 'imaging' | 'config'>,
+  { viewer, id }: { viewer: Viewer; id: string },
+) {
+  const { scan } = await requireVisibleScan(deps.db, viewer, id);
+  if (scan.originalFormat !== 'dicom') {
+    throw conflict(`This scan was uploaded as ${scan.originalFormat.toUpperCase()}: it has no DICOM pixel data to window; use its imageUrl`);
+  }
+  const bytes = await deps.storage.get(scan.originalKey);
+  try {
+    return await deps.imaging.modalityPixels(bytes, { maxPixels: deps.config.maxImagePixels });
+  } catch (err) {
+    if (err instanceof ImageDecodeError) throw decodeErrorToAppError(err);
+    throw err;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ export function modelResultView(analysis: AnalysisRow | null | undefined, links:
     ...(finding.operatingPoint ? { operatingPoint: finding.operatingPoint } : {}),
     ...(finding.calibration ? { calibration: finding.calibration } : {}),
     ...(finding.routing ? { routing: finding.routing } : {}),
+    region: analysis.hotRegion ?? null,
   };
 }
 

@@ -2,6 +2,7 @@
 // GET /api/auth/google/callback -> 302 to CLIENT_URL#token=<jwt> or CLIENT_URL#error=<code>&error_description=<text>
 // Both answer 404 {"error"} while GOOGLE_CLIENT_ID is not set.
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
 import type { FastifyBaseLogger, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 
 import { checkGoogleConfig, type GoogleConfig } from './config.js';
@@ -55,6 +56,19 @@ export function googleAuthPlugin(opts: GoogleAuthPluginOptions): FastifyPluginAs
           return redirectWithError(request, reply, err);
         }
       },
+    );
+
+    // The sign-in page asks whether to offer the button (no flow is started, nothing is set).
+    app.get(
+      '/enabled',
+      {
+        schema: {
+          summary: 'Whether Google sign-in is configured on this server',
+          tags: ['auth'],
+          response: { 200: Type.Object({ enabled: Type.Boolean() }) },
+        },
+      },
+      async () => ({ enabled: signIn !== undefined }),
     );
 
     app.get(

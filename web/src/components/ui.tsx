@@ -1,0 +1,86 @@
+/** Small shared pieces: status badges, alerts, pagination, page headers. */
+import type { ReactNode } from 'react';
+
+const STATUS_TEXT: Record<string, string> = {
+  pending: 'Pending',
+  processing: 'Analysing',
+  completed: 'Completed',
+  failed: 'Failed',
+  gone: 'Removed',
+};
+
+export function StatusBadge({ status, progress }: { status: string; progress?: number | null }) {
+  return (
+    <span className={`badge badge-${status}`}>
+      {STATUS_TEXT[status] ?? status}
+      {status === 'processing' && progress != null && progress > 0 ? ` ${progress}%` : ''}
+    </span>
+  );
+}
+
+export function ProgressBar({ value, label }: { value: number; label: string }) {
+  return (
+    <div
+      className="progress"
+      role="progressbar"
+      aria-label={label}
+      aria-valuemin={0}
+      aria-valuemax={100}
+      aria-valuenow={Math.round(value)}
+    >
+      <div className="progress-fill" style={{ width: `${Math.max(2, Math.min(100, value))}%` }} />
+    </div>
+  );
+}
+
+export function Alert({ kind = 'error', children }: { kind?: 'error' | 'info' | 'success' | 'warning'; children: ReactNode }) {
+  return (
+    <div className={`alert alert-${kind}`} role={kind === 'error' ? 'alert' : 'status'}>
+      {children}
+    </div>
+  );
+}
+
+export function PageHeader({ title, children, subtitle }: { title: string; subtitle?: ReactNode; children?: ReactNode }) {
+  return (
+    <div className="page-header">
+      <div>
+        <h1 tabIndex={-1}>{title}</h1>
+        {subtitle && <p className="subtitle">{subtitle}</p>}
+      </div>
+      {children && <div className="page-actions">{children}</div>}
+    </div>
+  );
+}
+
+export function Pagination({
+  page,
+  totalPages,
+  total,
+  noun,
+  onPage,
+}: {
+  page: number;
+  totalPages: number;
+  total: number;
+  noun: string;
+  onPage(page: number): void;
+}) {
+  return (
+    <nav className="pagination" aria-label={`${noun} pages`}>
+      <button type="button" className="btn btn-secondary" disabled={page <= 1} onClick={() => onPage(page - 1)}>
+        ← Previous
+      </button>
+      <span aria-live="polite">
+        Page {totalPages === 0 ? 0 : page} of {totalPages} · {total} {noun}
+      </span>
+      <button type="button" className="btn btn-secondary" disabled={page >= totalPages} onClick={() => onPage(page + 1)}>
+        Next →
+      </button>
+    </nav>
+  );
+}
+
+export function Empty({ children }: { children: ReactNode }) {
+  return <p className="empty">{children}</p>;
+}

@@ -1,0 +1,158 @@
+import { useEffect, useState, type FormEvent } from 'react';
+import { api, errorMessage, ok, type User } from '../api/client';
+import { useAuth } from '../auth';
+import { Alert, PageHeader } from '../components/ui';
+import { useAsync } from '../lib/useAsync';
+
+export function AdminUsers() {
+  const { user: me } = useAuth();
+  const users = useAsync(() => ok(api.GET('/api/users/users')), []);
+  const [error, setError] = useState<string | null>(null);
+  const [creating, setCreating] = useState(false);
+
+  useEffect(() => {
+    document.title = 'Users · ImageMedix';
+  }, []);
+
+  async function change(u: User, body: { role?: 'admin' | 'doctor'; isActive?: boolean }) {
+    setError(null);
+    try {
+      const updated = await ok(api.PATCH('/api/users/users/{id}', { params: { path: { id: u._id } }, body }));
+      users.setData((old) => (old ?? []).map((x) => (x._id === u._id ? updated : x)));
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+
+  return (
+    <section>
+      <PageHeader title="Users" subtitle="Who may sign in, and with which role. Deactivated users cannot sign in.">
+        <button type="button" className="btn btn-primary" onClick={() => setCreating((c) => !c)} aria-expanded={creating}>
+          New user
+        </button>
+      </PageHeader>
+      {creating && (
+        <NewUserForm
+          onCreated={(u) => {
+            users.setData((old) => [...(old ?? []), u]);
+            setCreating(false);
+          }}
+        />
+      )}
+      {(error ?? users.error) && <Alert>{error ?? users.error}</Alert>}
+      <div className="card table-card">
+        <table className="table">
+          <caption className="sr-only">Users</caption>
+          <thead>
+            <tr>
+              <th scope="col">Name</th>
+              <th scope="col">Email</th>
+              <th scope="col">Specialization</th>
+              <th scope="col">Role</th>
+              <th scope="col">Active</th>
+            </tr>
+          </thead>
+          <tbody>
+            {(users.data ?? []).map((u) => (
+              <tr key={u._id}>
+                <td className="strong">{u.name}</td>
+                <td>{u.email}</td>
+                <td>{u.specialization ?? '—'}</td>
+                <td>
+                  <select
+                    aria-label={`Role of ${u.name}`}
+                    value={u.role}
+                    disabled={u._id === me?._id}
+                    onChange={(e) => void change(u, { role: e.target.value as 'admin' | 'doctor' })}
+                  >
+                    <option value="doctor">Doctor</option>
+                    <option value="admin">Administrator</option>
+                  </select>
+                </td>
+                <td>
+                  <label className="switch">
+                    <input
+                      type="checkbox"
+                      checked={u.isActive}
+                      disabled={u._id === me?._id}
+                      onChange={(e) => void change(u, { isActive: e.target.checked })}
+                    />
+                    <span>{u.isActive ? 'Active' : 'Inactive'}</span>
+                    <span className="sr-only"> account of {u.name}</span>
+                  </label>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </section>
+  );
+}
+
+function NewUserForm({ onCreated }: { onCreated(u: User): void }) {
+  const [f, setF] = useState({ name: '', email: '', password: '', role: 'doctor', specialization: '' });
+  const [error, setError] = useState<string | null>(null);
+  async function submit(e: FormEvent) {
+    e.preventDefault();
+    setError(null);
+    try {
+      const created = await ok(
+        api.POST('/api/users/users', {
+          body: {
+            name: f.name.trim(),
+            email: f.email.trim(),
+            password: f.password,
+            role: f.role as 'doctor',
+            ...(f.specialization.trim() ? { specialization: f.specialization.trim() } : {}),
+          },
+        }),
+      );
+      onCreated(created as User);
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+  return (
+    <form className="card form" onSubmit={submit} aria-labelledby="new-user-h">
+      <h2 id="new-user-h">New user</h2>
+      {error && <Alert>{error}</Alert>}
+      <div className="grid-3">
+        <div className="field">
+          <label htmlFor="nu-name">Full name</label>
+          <input id="nu-name" required value={f.name} onChange={(e) => setF({ ...f, name: e.target.value })} />
+        </div>
+        <div className="field">
+          <label htmlFor="nu-email">Email</label>
+          <input id="nu-email" type="email" required value={f.email} onChange={(e) => setF({ ...f, email: e.target.value })} />
+        </div>
+        <div className="field">
+          <label htmlFor="nu-password">Initial password</label>
+          <input
+            id="nu-password"
+            type="password"
+            autoComplete="new-password"
+            required
+            minLength={8}
+            value={f.password}
+            onChange={(e) => setF({ ...f, password: e.target.value })}
+          />
+        </div>
+        <div className="field">
+          <label htmlFor="nu-role">Role</label>
+          <select id="nu-role" value={f.role} onChange={(e) => setF({ ...f, role: e.target.value })}>
+            <option value="doctor">Doctor</option>
+            <option value="admin">Administrator</option>
+          </select>
+        </div>
+        <div className="field">
+          <label htmlFor="nu-spec">Specialization</label>
+          <input id="nu-spec" value={f.specialization} onChange={(e) => setF({ ...f, specialization: e.target.value })} />
+        </div>
+      </div>
+      <button type="submit" className="btn btn-primary" disabled={!f.name || !f.email || f.password.length < 8}>
+        Create user
+      </button>
+    </form>
+  );
+}

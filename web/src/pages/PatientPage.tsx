@@ -1,0 +1,254 @@
+import { useEffect, useState, type FormEvent } from 'react';
+import { Link, useParams } from 'react-router-dom';
+import { api, errorMessage, ok, type PatientDetail } from '../api/client';
+import { useAuth } from '../auth';
+import { Alert, Empty, PageHeader, StatusBadge } from '../components/ui';
+import { formatDate, formatDateTime, SCAN_TYPE_NAMES } from '../lib/format';
+import { useAsync } from '../lib/useAsync';
+
+export function PatientPage() {
+  const { id = '' } = useParams();
+  const { user } = useAuth();
+  const patient = useAsync((signal) => ok(api.GET('/api/patients/{id}', { params: { path: { id } }, signal })), [id]);
+  const p = patient.data;
+
+  useEffect(() => {
+    document.title = p ? `${p.name} · Patients · ImageMedix` : 'Patient · ImageMedix';
+  }, [p]);
+
+  if (patient.error) return <Alert>{patient.error}</Alert>;
+  if (!p) return <p role="status">Loading patient…</p>;
+  const merge = (part: Partial<PatientDetail>) => patient.setData((old) => ({ ...old!, ...part }));
+
+  return (
+    <section>
+      <p className="breadcrumb">
+        <Link to="/patients">Patients</Link> / {p.name}
+      </p>
+      <PageHeader title={p.name} subtitle={`Patient ID ${p.patientId}`}>
+        <Link to={`/upload?patient=${encodeURIComponent(p._id)}`} className="btn btn-primary">
+          Upload scan
+        </Link>
+      </PageHeader>
+      <div className="patient-grid">
+        <div className="stack">
+          <section className="card" aria-labelledby="demo-h">
+            <h2 id="demo-h">Demographics</h2>
+            <dl className="facts">
+              <dt>Date of birth</dt>
+              <dd>{formatDate(p.dateOfBirth)}</dd>
+              <dt>Gender</dt>
+              <dd className="capitalize">{p.gender ?? '—'}</dd>
+              <dt>Status</dt>
+              <dd className="capitalize">{p.status}</dd>
+              <dt>Email</dt>
+              <dd>{p.contact.email ?? '—'}</dd>
+              <dt>Phone</dt>
+              <dd>{p.contact.phone ?? '—'}</dd>
+              <dt>Address</dt>
+              <dd>{p.contact.address ?? '—'}</dd>
+              <dt>Last visit</dt>
+              <dd>{formatDate(p.lastVisit)}</dd>
+              <dt>Next appointment</dt>
+              <dd>{formatDateTime(p.nextAppointment)}</dd>
+            </dl>
+          </section>
+          <section className="card" aria-labelledby="docs-h">
+            <h2 id="docs-h">Assigned doctors</h2>
+            <ul className="plain">
+              {p.assignedDoctors.map((d) => (
+                <li key={d._id}>{d.name}</li>
+              ))}
+            </ul>
+            {user?.role === 'admin' && <AssignDoctor patientId={p._id} onAssigned={() => patient.reload()} />}
+          </section>
+        </div>
+        <div className="stack">
+          <section className="card" aria-labelledby="scans-h">
+            <h2 id="scans-h">Scans</h2>
+            {p.scans.length === 0 ? (
+              <Empty>No scans yet.</Empty>
+            ) : (
+              <table className="table">
+                <caption className="sr-only">Scans of {p.name}</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Scan date</th>
+                    <th scope="col">Type</th>
+                    <th scope="col">Status</th>
+                    <th scope="col">
+                      <span className="sr-only">Open</span>
+                    </th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {p.scans.map((s) => (
+                    <tr key={s._id}>
+                      <td>{formatDate(s.scanDate)}</td>
+                      <td>{s.scanType ? (SCAN_TYPE_NAMES[s.scanType as keyof typeof SCAN_TYPE_NAMES] ?? s.scanType) : '—'}</td>
+                      <td>
+                        <StatusBadge status={s.status} />
+                      </td>
+                      <td>
+                        <Link to={`/scans/${s._id}`}>Open viewer</Link>
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            )}
+          </section>
+          <MedicalHistory patient={p} onChange={(medicalHistory) => merge({ medicalHistory })} />
+          <Notes patient={p} onChange={(notes) => merge({ notes })} />
+        </div>
+      </div>
+    </section>
+  );
+}
+
+function MedicalHistory({ patient, onChange }: { patient: PatientDetail; onChange(h: PatientDetail['medicalHistory']): void }) {
+  const [f, setF] = useState({ condition: '', diagnosis: '', treatment: '' });
+  const [error, setError] = useState<string | null>(null);
+  async function submit(e: FormEvent) {
+    e.preventDefault();
+    setError(null);
+    try {
+      const out = await ok(
+        api.POST('/api/patients/{id}/medical-history', {
+          params: { path: { id: patient._id } },
+          body: {
+            condition: f.condition.trim(),
+            ...(f.diagnosis.trim() ? { diagnosis: f.diagnosis.trim() } : {}),
+            ...(f.treatment.trim() ? { treatment: f.treatment.trim() } : {}),
+          },
+        }),
+      );
+      onChange(out.medicalHistory);
+      setF({ condition: '', diagnosis: '', treatment: '' });
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+  return (
+    <section className="card" aria-labelledby="mh-h">
+      <h2 id="mh-h">Medical history</h2>
+      {patient.medicalHistory.length === 0 ? (
+        <Empty>No entries.</Empty>
+      ) : (
+        <ul className="entries">
+          {patient.medicalHistory.map((h) => (
+            <li key={h._id}>
+              <p className="strong">{h.condition}</p>
+              {h.diagnosis && <p className="small">Diagnosis: {h.diagnosis}</p>}
+              {h.treatment && <p className="small">Treatment: {h.treatment}</p>}
+              <p className="muted small">{formatDate(h.date)}</p>
+            </li>
+          ))}
+        </ul>
+      )}
+      <form className="form inline-form" onSubmit={submit}>
+        {error && <Alert>{error}</Alert>}
+        <div className="grid-3">
+          <div className="field">
+            <label htmlFor="mh-condition">Condition</label>
+            <input id="mh-condition" value={f.condition} onChange={(e) => setF({ ...f, condition: e.target.value })} />
+          </div>
+          <div className="field">
+            <label htmlFor="mh-diagnosis">Diagnosis</label>
+            <input id="mh-diagnosis" value={f.diagnosis} onChange={(e) => setF({ ...f, diagnosis: e.target.value })} />
+          </div>
+          <div className="field">
+            <label htmlFor="mh-treatment">Treatment</label>
+            <input id="mh-treatment" value={f.treatment} onChange={(e) => setF({ ...f, treatment: e.target.value })} />
+          </div>
+        </div>
+        <button type="submit" className="btn btn-secondary" disabled={!f.condition.trim()}>
+          Add entry
+        </button>
+      </form>
+    </section>
+  );
+}
+
+function Notes({ patient, onChange }: { patient: PatientDetail; onChange(n: PatientDetail['notes']): void }) {
+  const [content, setContent] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  async function submit(e: FormEvent) {
+    e.preventDefault();
+    setError(null);
+    try {
+      const out = await ok(api.POST('/api/patients/{id}/notes', { params: { path: { id: patient._id } }, body: { content: content.trim() } }));
+      onChange(out.notes as PatientDetail['notes']);
+      setContent('');
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+  return (
+    <section className="card" aria-labelledby="notes-h">
+      <h2 id="notes-h">Notes</h2>
+      {patient.notes.length === 0 ? (
+        <Empty>No notes.</Empty>
+      ) : (
+        <ul className="entries">
+          {patient.notes.map((n) => (
+            <li key={n._id}>
+              <p>{n.content}</p>
+              <p className="muted small">
+                {n.createdBy?.name ?? 'former user'} · {formatDateTime(n.createdAt)}
+              </p>
+            </li>
+          ))}
+        </ul>
+      )}
+      <form className="form inline-form" onSubmit={submit}>
+        {error && <Alert>{error}</Alert>}
+        <div className="field">
+          <label htmlFor="note-content">New note</label>
+          <textarea id="note-content" rows={2} value={content} onChange={(e) => setContent(e.target.value)} />
+        </div>
+        <button type="submit" className="btn btn-secondary" disabled={!content.trim()}>
+          Add note
+        </button>
+      </form>
+    </section>
+  );
+}
+
+function AssignDoctor({ patientId, onAssigned }: { patientId: string; onAssigned(): void }) {
+  const users = useAsync(() => ok(api.GET('/api/users/users')), []);
+  const [doctorId, setDoctorId] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  async function submit(e: FormEvent) {
+    e.preventDefault();
+    setError(null);
+    try {
+      await ok(api.POST('/api/patients/{id}/assign-doctor', { params: { path: { id: patientId } }, body: { doctorId } }));
+      setDoctorId('');
+      onAssigned();
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+  return (
+    <form className="form inline-form" onSubmit={submit}>
+      {error && <Alert>{error}</Alert>}
+      <div className="field">
+        <label htmlFor="assign-doctor">Assign a doctor</label>
+        <select id="assign-doctor" value={doctorId} onChange={(e) => setDoctorId(e.target.value)}>
+          <option value="">Choose…</option>
+          {(users.data ?? [])
+            .filter((u) => u.isActive)
+            .map((u) => (
+              <option key={u._id} value={u._id}>
+                {u.name} ({u.role})
+              </option>
+            ))}
+        </select>
+      </div>
+      <button type="submit" className="btn btn-secondary" disabled={!doctorId}>
+        Assign
+      </button>
+    </form>
+  );
+}

@@ -1,0 +1,194 @@
+import { useEffect, useState, type FormEvent } from 'react';
+import { Link, useNavigate, useSearchParams } from 'react-router-dom';
+import { api, errorMessage, ok } from '../api/client';
+import { Alert, Empty, PageHeader, Pagination } from '../components/ui';
+import { formatDate } from '../lib/format';
+import { useAsync } from '../lib/useAsync';
+
+const PAGE_SIZE = 10;
+type PatientStatus = 'active' | 'inactive' | 'archived';
+
+export function Patients() {
+  const [params, setParams] = useSearchParams();
+  const navigate = useNavigate();
+  const page = Math.max(1, Number(params.get('page')) || 1);
+  const search = params.get('search') ?? '';
+  const status = (params.get('status') ?? '') as PatientStatus | '';
+  const [input, setInput] = useState(search);
+  const [creating, setCreating] = useState(false);
+
+  useEffect(() => {
+    document.title = 'Patients · ImageMedix';
+  }, []);
+
+  useEffect(() => {
+    if (input === search) return;
+    const timer = setTimeout(() => {
+      const next = new URLSearchParams(params);
+      if (input.trim()) next.set('search', input.trim());
+      else next.delete('search');
+      next.delete('page');
+      setParams(next);
+    }, 300);
+    return () => clearTimeout(timer);
+  }, [input, search, params, setParams]);
+
+  const list = useAsync(
+    () =>
+      ok(
+        api.GET('/api/patients/', {
+          params: { query: { page, limit: PAGE_SIZE, ...(search ? { search } : {}), ...(status ? { status } : {}) } },
+        }),
+      ),
+    [page, search, status],
+  );
+
+  return (
+    <section>
+      <PageHeader title="Patients" subtitle="Patients assigned to you (all patients for administrators).">
+        <button type="button" className="btn btn-primary" onClick={() => setCreating((c) => !c)} aria-expanded={creating}>
+          New patient
+        </button>
+      </PageHeader>
+      {creating && <NewPatientForm onCreated={(id) => navigate(`/patients/${id}`)} onCancel={() => setCreating(false)} />}
+      <form className="filters card" role="search" aria-label="Find patients" onSubmit={(e) => e.preventDefault()}>
+        <div className="field grow">
+          <label htmlFor="p-search">Search by name or patient ID</label>
+          <input id="p-search" type="search" value={input} onChange={(e) => setInput(e.target.value)} />
+        </div>
+        <div className="field">
+          <label htmlFor="p-status">Status</label>
+          <select
+            id="p-status"
+            value={status}
+            onChange={(e) => {
+              const next = new URLSearchParams(params);
+              if (e.target.value) next.set('status', e.target.value);
+              else next.delete('status');
+              next.delete('page');
+              setParams(next);
+            }}
+          >
+            <option value="">All</option>
+            <option value="active">Active</option>
+            <option value="inactive">Inactive</option>
+            <option value="archived">Archived</option>
+          </select>
+        </div>
+      </form>
+      {list.error && <Alert>{list.error}</Alert>}
+      <div className="card table-card">
+        <table className="table" aria-busy={list.loading}>
+          <caption className="sr-only">Patients</caption>
+          <thead>
+            <tr>
+              <th scope="col">Name</th>
+              <th scope="col">Patient ID</th>
+              <th scope="col">Date of birth</th>
+              <th scope="col">Gender</th>
+              <th scope="col">Status</th>
+              <th scope="col">Doctors</th>
+            </tr>
+          </thead>
+          <tbody>
+            {(list.data?.patients ?? []).map((p) => (
+              <tr key={p._id} className="clickable" onClick={() => navigate(`/patients/${p._id}`)}>
+                <td>
+                  <Link to={`/patients/${p._id}`} className="row-link" onClick={(e) => e.stopPropagation()}>
+                    {p.name}
+                  </Link>
+                </td>
+                <td>{p.patientId}</td>
+                <td>{formatDate(p.dateOfBirth)}</td>
+                <td className="capitalize">{p.gender ?? '—'}</td>
+                <td>
+                  <span className={`badge badge-${p.status}`}>{p.status}</span>
+                </td>
+                <td>{p.assignedDoctors.map((d) => d.name).join(', ') || '—'}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+        {list.data && list.data.patients.length === 0 && <Empty>{search ? `No patient matches “${search}”.` : 'No patients yet.'}</Empty>}
+      </div>
+      {list.data && (
+        <Pagination
+          page={page}
+          totalPages={list.data.totalPages}
+          total={list.data.totalPatients}
+          noun="patients"
+          onPage={(p) => {
+            const next = new URLSearchParams(params);
+            next.set('page', String(p));
+            setParams(next);
+          }}
+        />
+      )}
+    </section>
+  );
+}
+
+function NewPatientForm({ onCreated, onCancel }: { onCreated(id: string): void; onCancel(): void }) {
+  const [f, setF] = useState({ patientId: '', name: '', dateOfBirth: '', gender: '', email: '', phone: '' });
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  async function submit(e: FormEvent) {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const contact = { ...(f.email ? { email: f.email } : {}), ...(f.phone ? { phone: f.phone } : {}) };
+      const created = await ok(
+        api.POST('/api/patients/', {
+          body: {
+            patientId: f.patientId.trim(),
+            name: f.name.trim(),
+            ...(f.dateOfBirth ? { dateOfBirth: f.dateOfBirth } : {}),
+            ...(f.gender ? { gender: f.gender as 'female' } : {}),
+            ...(Object.keys(contact).length ? { contact } : {}),
+          },
+        }),
+      );
+      onCreated(created._id);
+    } catch (err) {
+      setError(errorMessage(err));
+      setBusy(false);
+    }
+  }
+  const field = (key: keyof typeof f, label: string, type = 'text', required = false) => (
+    <div className="field">
+      <label htmlFor={`new-${key}`}>{label}</label>
+      <input id={`new-${key}`} type={type} required={required} value={f[key]} onChange={(e) => setF({ ...f, [key]: e.target.value })} />
+    </div>
+  );
+  return (
+    <form className="card form" onSubmit={submit} aria-labelledby="new-patient-h">
+      <h2 id="new-patient-h">New patient</h2>
+      {error && <Alert>{error}</Alert>}
+      <div className="grid-3">
+        {field('patientId', 'Patient ID', 'text', true)}
+        {field('name', 'Full name', 'text', true)}
+        {field('dateOfBirth', 'Date of birth', 'date')}
+        <div className="field">
+          <label htmlFor="new-gender">Gender</label>
+          <select id="new-gender" value={f.gender} onChange={(e) => setF({ ...f, gender: e.target.value })}>
+            <option value="">Not given</option>
+            <option value="female">Female</option>
+            <option value="male">Male</option>
+            <option value="other">Other</option>
+          </select>
+        </div>
+        {field('email', 'Email', 'email')}
+        {field('phone', 'Phone', 'tel')}
+      </div>
+      <div className="row-actions">
+        <button type="submit" className="btn btn-primary" disabled={busy || !f.patientId.trim() || !f.name.trim()}>
+          Create patient
+        </button>
+        <button type="button" className="btn btn-secondary" onClick={onCancel}>
+          Cancel
+        </button>
+      </div>
+    </form>
+  );
+}

@@ -1,0 +1,193 @@
+/**
+ * The worklist: the scans the user may see, newest first, filtered and paged through the URL
+ * (so a reload or the back button keeps the view), with live status while analyses run.
+ */
+import { useEffect, useState } from 'react';
+import { Link, useNavigate, useSearchParams } from 'react-router-dom';
+import { api, ok, type ScanListItem, type ScanListQuery } from '../api/client';
+import { Alert, Empty, PageHeader, Pagination, ProgressBar, StatusBadge } from '../components/ui';
+import { findingText, formatDate, percent, SCAN_TYPE_NAMES } from '../lib/format';
+import { useScanStatus, type StatusEvent } from '../lib/live';
+import { useAsync } from '../lib/useAsync';
+
+const PAGE_SIZE = 10;
+
+export function Worklist() {
+  const [params, setParams] = useSearchParams();
+  const navigate = useNavigate();
+  const page = Math.max(1, Number(params.get('page')) || 1);
+  const status = params.get('status') ?? '';
+  const scanType = params.get('scanType') ?? '';
+  const patientId = params.get('patientId') ?? '';
+  const startDate = params.get('startDate') ?? '';
+  const endDate = params.get('endDate') ?? '';
+  const [patientInput, setPatientInput] = useState(patientId);
+  const [live, setLive] = useState<Record<string, StatusEvent>>({});
+
+  useEffect(() => {
+    document.title = 'Worklist · ImageMedix';
+  }, []);
+
+  const list = useAsync(async () => {
+    const query: ScanListQuery = { page, limit: PAGE_SIZE };
+    if (status) query.status = status as NonNullable<ScanListQuery['status']>;
+    if (scanType) query.scanType = scanType as NonNullable<ScanListQuery['scanType']>;
+    if (patientId) query.patientId = patientId;
+    if (startDate) query.startDate = startDate;
+    if (endDate) query.endDate = endDate;
+    return ok(api.GET('/api/scans/', { params: { query } }));
+  }, [page, status, scanType, patientId, startDate, endDate]);
+
+  const running = (list.data?.scans ?? []).filter((s) => (live[s._id]?.status ?? s.status) === 'processing').map((s) => s._id);
+  useScanStatus(running, (event) => {
+    setLive((old) => ({ ...old, [event._id]: event }));
+    // A finished analysis has a finding to show: read the page again.
+    if (event.status !== 'processing') list.reload();
+  });
+
+  const setFilter = (name: string, value: string) => {
+    const next = new URLSearchParams(params);
+    if (value) next.set(name, value);
+    else next.delete(name);
+    next.delete('page');
+    setParams(next);
+  };
+
+  // Typing a patient id filters after a short pause, not on every key.
+  useEffect(() => {
+    if (patientInput === patientId) return;
+    const timer = setTimeout(() => setFilter('patientId', patientInput.trim()), 400);
+    return () => clearTimeout(timer);
+  }, [patientInput]);
+
+  const scans = list.data?.scans ?? [];
+  const filtered = Boolean(status || scanType || patientId || startDate || endDate);
+
+  return (
+    <section>
+      <PageHeader title="Worklist" subtitle="Scans of your patients, newest first. Status updates live while an analysis runs.">
+        <Link to="/upload" className="btn btn-primary">
+          Upload scans
+        </Link>
+      </PageHeader>
+
+      <form className="filters card" role="search" aria-label="Filter scans" onSubmit={(e) => e.preventDefault()}>
+        <div className="field">
+          <label htmlFor="f-status">Status</label>
+          <select id="f-status" value={status} onChange={(e) => setFilter('status', e.target.value)}>
+            <option value="">All</option>
+            <option value="processing">Analysing</option>
+            <option value="completed">Completed</option>
+            <option value="failed">Failed</option>
+            <option value="pending">Pending</option>
+          </select>
+        </div>
+        <div className="field">
+          <label htmlFor="f-type">Scan type</label>
+          <select id="f-type" value={scanType} onChange={(e) => setFilter('scanType', e.target.value)}>
+            <option value="">All</option>
+            <option value="brain-mri">Brain MRI</option>
+            <option value="chest-xray">Chest X-ray</option>
+          </select>
+        </div>
+        <div className="field">
+          <label htmlFor="f-patient">Patient ID</label>
+          <input id="f-patient" value={patientInput} placeholder="e.g. PT-20250505-001" onChange={(e) => setPatientInput(e.target.value)} />
+        </div>
+        <div className="field">
+          <label htmlFor="f-from">Scan date from</label>
+          <input id="f-from" type="date" value={startDate} onChange={(e) => setFilter('startDate', e.target.value)} />
+        </div>
+        <div className="field">
+          <label htmlFor="f-to">to</label>
+          <input id="f-to" type="date" value={endDate} onChange={(e) => setFilter('endDate', e.target.value)} />
+        </div>
+        {filtered && (
+          <button
+            type="button"
+            className="btn btn-secondary"
+            onClick={() => {
+              setPatientInput('');
+              setParams(new URLSearchParams());
+            }}
+          >
+            Clear filters
+          </button>
+        )}
+      </form>
+
+      {list.error && <Alert>{list.error}</Alert>}
+
+      <div className="card table-card">
+        <table className="table worklist" aria-busy={list.loading}>
+          <caption className="sr-only">Scans</caption>
+          <thead>
+            <tr>
+              <th scope="col">
+                <span className="sr-only">Preview</span>
+              </th>
+              <th scope="col">Patient</th>
+              <th scope="col">Scan type</th>
+              <th scope="col">Scan date</th>
+              <th scope="col">Status</th>
+              <th scope="col">Finding</th>
+              <th scope="col" className="num">
+                Confidence
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {scans.map((scan) => (
+              <ScanRow key={scan._id} scan={scan} live={live[scan._id]} onOpen={() => navigate(`/scans/${scan._id}`)} />
+            ))}
+          </tbody>
+        </table>
+        {!list.loading && scans.length === 0 && (
+          <Empty>{filtered ? 'No scan matches these filters.' : 'No scans yet. Upload one to start.'}</Empty>
+        )}
+      </div>
+      {list.data && (
+        <Pagination
+          page={page}
+          totalPages={list.data.totalPages}
+          total={list.data.totalScans}
+          noun="scans"
+          onPage={(p) => {
+            const next = new URLSearchParams(params);
+            next.set('page', String(p));
+            setParams(next);
+          }}
+        />
+      )}
+    </section>
+  );
+}
+
+function ScanRow({ scan, live, onOpen }: { scan: ScanListItem; live?: StatusEvent; onOpen(): void }) {
+  const status = live?.status ?? scan.status;
+  const progress = live?.jobStatus?.progress ?? null;
+  const refused = status === 'failed';
+  return (
+    <tr className="clickable" onClick={onOpen} data-scan-id={scan._id}>
+      <td className="thumb-cell">
+        <img src={scan.thumbnailUrl} alt="" className="thumb" loading="lazy" width={48} height={48} />
+      </td>
+      <td>
+        <Link to={`/scans/${scan._id}`} onClick={(e) => e.stopPropagation()} className="row-link">
+          {scan.patientName}
+        </Link>
+        <div className="muted small">{scan.patientId}</div>
+      </td>
+      <td>{scan.scanType ? SCAN_TYPE_NAMES[scan.scanType] : <span className="muted">Not set</span>}</td>
+      <td>{formatDate(scan.scanDate)}</td>
+      <td>
+        <StatusBadge status={status} progress={progress} />
+        {status === 'processing' && (
+          <ProgressBar value={progress ?? 5} label={`Analysis of ${scan.patientName}'s scan`} />
+        )}
+      </td>
+      <td>{refused ? <span className="refusal-text">{scan.failureReason ? 'Refused' : 'Failed'}</span> : findingText(scan.result)}</td>
+      <td className="num">{refused ? '—' : percent(scan.result?.confidence)}</td>
+    </tr>
+  );
+}

@@ -362,6 +362,8 @@ for (const kind of await databaseKinds()) {
           send(doctorB, 'PATCH', `/api/scans/${id}`, { status: 'completed' }),
           send(doctorB, 'POST', `/api/scans/${id}/annotations`, { x: 1, y: 1, text: 'x' }),
           send(doctorB, 'POST', `/api/scans/${id}/report`),
+          get(doctorB, `/api/scans/${id}/pixels`),
+          get(doctorB, `/api/scans/events?ids=${id}`),
         ]);
         for (const res of tries) {
           assert.equal(res.statusCode, 404);

@@ -51,6 +51,10 @@ def parse_args():
                    help="scanner: also imitate other sites' exposure and optics (gamma, contrast, blur, noise, "
                         "wider crop and scale), the shift a second hospital shows")
     p.add_argument("--label-smoothing", type=float, default=0.05)
+    p.add_argument("--init-from", help="start from the weights of an exported ONNX model (read back as ml/parity.py "
+                                      "does); with --epochs 0 it only re-calibrates and re-exports them")
+    p.add_argument("--ood-quantile", type=float, default=0.995,
+                   help="quantile of validation distances used as the refusal threshold")
     p.add_argument("--select", choices=["macroF1", "binaryAUC"], default="macroF1",
                    help="validation score that picks the exported epoch (binaryAUC: positive vs negative labels)")
     return p.parse_args()
@@ -237,17 +241,21 @@ def main():
     class_weights = (counts.sum() / (len(labels) * counts)).to(device)
 
     model = ImagemedixNet(len(labels), width=args.width).to(device)
+    if args.init_from:
+        from parity import rebuild  # noqa: E402  (only needed for this mode)
+        model = rebuild(args.init_from).model.to(device)
+        print(f"[{args.task}] weights from {args.init_from}", flush=True)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"[{args.task}] parameters: {n_params}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
     steps_per_epoch = math.ceil(len(x_train) / args.batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, epochs=args.epochs,
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, epochs=max(1, args.epochs),
                                                 steps_per_epoch=steps_per_epoch, pct_start=0.2)
     gen = torch.Generator().manual_seed(args.seed)
     average = WeightAverage(model, args.ema) if args.ema > 0 else None
     # The network that is validated each epoch: the weight average, or the model itself.
     evaluated = ImagemedixNet(len(labels), width=args.width).to(device) if average else model
-    best = {"score": -1.0, "epoch": -1, "state": None}
+    best = {"score": -1.0, "epoch": 0, "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
     history = []
     for epoch in range(args.epochs):
         model.train()
@@ -306,7 +314,7 @@ def main():
         _, _, _, val_ood = wrapper(preprocess_batch(x_val))
     # Refusal threshold: the 99.5th percentile of validation distances, so about 0.5% of valid
     # images are refused by this test; the Node side adds input checks (blank, colour photos).
-    ood_threshold = float(np.quantile(val_ood.numpy(), 0.995))
+    ood_threshold = float(np.quantile(val_ood.numpy(), args.ood_quantile))
 
     val_probs = (val_logits / temperature).softmax(1).numpy()
     val_rep = metrics_report(val_probs, y_val.numpy(), labels)
@@ -369,7 +377,7 @@ def main():
                     "ood_distance": "minimum class-conditional Mahalanobis distance of the features"},
         "calibration": {"method": "temperature scaling on validation", "temperature": round(temperature, 5)},
         "refusal": {"method": "Mahalanobis distance of penultimate features (tied covariance)",
-                    "oodThreshold": round(ood_threshold, 4), "quantileOfValidation": 0.995,
+                    "oodThreshold": round(ood_threshold, 4), "quantileOfValidation": args.ood_quantile,
                     "validationDistances": {f"q{int(q * 1000)}": round(float(np.quantile(val_ood.numpy(), q)), 3)
                                             for q in (0.5, 0.9, 0.99, 0.995, 0.999, 1.0)}},
         "decision": decision,
@@ -379,7 +387,8 @@ def main():
                      "trainCount": len(train_items), "validationCount": len(val_items),
                      "testCount": len(test_items),
                      "classCounts": {l: int(c) for l, c in zip(labels, counts.tolist())}},
-            "recipe": {"architecture": f"ImagemedixNet (compact VGG/ResNet-style CNN, width {args.width})",
+            "recipe": {"initialisedFrom": args.init_from and os.path.basename(args.init_from),
+                       "architecture": f"ImagemedixNet (compact VGG/ResNet-style CNN, width {args.width})",
                        "parameters": n_params, "optimizer": "AdamW, one-cycle LR",
                        "lr": args.lr, "batch": args.batch, "epochsRun": len(history), "bestEpoch": best["epoch"],
                        "augmentation": "affine (rotation 12 deg, scale 12%, shift 8%), horizontal flip, contrast/brightness 20%"

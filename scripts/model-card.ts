@@ -174,6 +174,8 @@ if (training) {
   out.push(`- Augmentation: ${r.augmentation}. Class balancing: ${r.classBalancing}. Label smoothing ${r.labelSmoothing}.`);
   out.push(`- Calibration: ${m.calibration.method}, T = ${m.calibration.temperature}.`);
   out.push(`- Seed ${r.seed}; PyTorch ${r.torch}; ${training.minutes} minutes on ${r.device === 'cpu' ? 'CPU' : r.device}.`);
+  if (r.flipTTA) out.push('- Test-time augmentation: each answer is averaged with that of the mirrored image, inside the ONNX graph.');
+  if (typeof r.note === 'string') out.push(`- ${r.note}`);
   out.push('');
   out.push('Reproduce (seed and data fingerprint above; the fingerprint is checked by comparing with a fresh run\'s manifest):');
   out.push('');
@@ -191,7 +193,8 @@ out.push('');
 out.push('No diagnosis is given, with a reason, when the input is not what the model was trained on:');
 out.push(`blank or near-uniform (gray std < ${DEFAULT_INPUT_THRESHOLDS.minGrayStd}), colour (mean chroma > ${DEFAULT_INPUT_THRESHOLDS.maxMeanChroma} or > ${DEFAULT_INPUT_THRESHOLDS.maxColourfulFraction * 100}% colourful pixels),`);
 out.push(`noise-like (neighbour decorrelation > ${DEFAULT_INPUT_THRESHOLDS.maxHighFrequencyRatio}), or a Mahalanobis distance of the penultimate features above`);
-out.push(`${m.refusal.oodThreshold} (the ${((m.refusal.quantileOfValidation ?? 0.995) * 100).toFixed(1)}th percentile of validation distances). See docs/models/README.md.`);
+const refusalRule = (m.refusal as { rule?: string }).rule;
+out.push(`${m.refusal.oodThreshold} (${refusalRule ?? `the ${((m.refusal.quantileOfValidation ?? 0.995) * 100).toFixed(1)}th percentile of validation distances`}). See docs/models/README.md.`);
 out.push('');
 out.push('## Performance');
 out.push('');

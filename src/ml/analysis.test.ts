@@ -8,7 +8,7 @@ import { after, describe, it } from 'node:test';
 import sharp from 'sharp';
 
 import { AppError } from '../platform/errors.js';
-import { analyzeImage, type Analysis } from './inference.js';
+import { analyzeImage, analyzeScan, type Analysis } from './inference.js';
 import { blankImage, noiseImage, syntheticDocument, syntheticPhoto } from './synthetic.js';
 import { fixture, loadTestModels } from './testing.js';
 
@@ -66,11 +66,11 @@ describe('brain MRI analysis', { skip: skip['brain-mri'] }, () => {
     await assertHeatmap(analysis, 448, 392);
   });
 
-  it('refuses a chest X-ray as out of distribution', { skip: skip['chest-xray'] }, async () => {
-    const { result } = await analyzeImage(model(), await fixture('chest-xray', 'normal'), { scanType: 'brain-mri' });
+  it('refuses a chest X-ray declared a brain MRI, as served (scan-type check before the model)', { skip: skip['chest-xray'] }, async () => {
+    const { result } = await analyzeScan({ get: () => model() }, await fixture('chest-xray', 'normal'), { scanType: 'brain-mri' });
     assert.ok(result.refused, JSON.stringify(result));
-    assert.equal(result.check, 'out_of_distribution');
-    assert.match(result.reason, /brain MRI/);
+    assert.equal(result.check, 'scan_type');
+    assert.match(result.reason, /chest X-ray/);
   });
 });
 

@@ -1,6 +1,6 @@
 /**
  * Evaluation of one model on a folder of labelled images, through the same code path the
- * server uses (analyzeImage), so what is measured is what is served: decode, input checks,
+ * server uses (analyzeScan: scan-type check, then the model), so what is measured is what is served: decode, input checks,
  * model, calibration, decision rule, refusal.
  *
  * Folder layout: one subfolder per label of the model, plus an optional `reject/` of images
@@ -14,7 +14,7 @@ import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 
 import { scanTypeSpec, type ScanType } from '../scan-types/index.js';
-import { analyzeImage, type AnalysisResult } from './inference.js';
+import { analyzeScan, type AnalysisResult } from './inference.js';
 import {
   binaryAuc,
   binaryMetrics,
@@ -121,7 +121,8 @@ export async function evaluateModel(model: LoadedModel, dataDir: string, options
   const reject = { n: 0, refused: 0, byCategory: {} as Record<string, Count>, byCheck: {} as Record<string, number> };
   let done = 0;
   for (const job of jobs) {
-    const analysis = await analyzeImage(model, await readFile(job.file), { scanType: manifest.task });
+    // As served: the declared type goes through the scan-type check before the model runs.
+    const analysis = await analyzeScan({ get: () => model }, await readFile(job.file), { scanType: manifest.task });
     totalMs.push(analysis.timings.totalMs);
     if (analysis.timings.modelMs !== null) modelMs.push(analysis.timings.modelMs);
     const { result } = analysis;

@@ -17,6 +17,7 @@ import { healthRoutes } from './platform/http/health.js';
 import { clientErrorMessage, validationMessage } from './platform/http/validation.js';
 import { createValidatorCompiler } from './platform/http/validator.js';
 import { loggerOptions } from './platform/logging.js';
+import { recordRequestLatency, registerMetricsRoute } from './platform/metrics/routes.js';
 import { userRoutes } from './users/routes.js';
 import { defaultWebRoot, isPageRequest, registerWebApp } from './web/plugin.js';
 
@@ -116,6 +117,10 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true }, config: { rateLimit: false } }, async () => app.swagger());
 
+  if (config.metrics.token) {
+    recordRequestLatency(app, ctx.metrics);
+    registerMetricsRoute(app, ctx.metrics, config.metrics.token);
+  }
   await app.register(healthRoutes(ctx));
   await app.register(authRoutes(ctx), { prefix: '/api/auth' });
   await app.register(userRoutes(ctx), { prefix: '/api/users' });

@@ -13,6 +13,7 @@ import { createImageDecoder, type ImageDecoder } from './imaging/decoder.js';
 import path from 'node:path';
 import type { AnalysisQueue } from './analysis/types.js';
 import type { EventPublisher } from './webhooks/types.js';
+import { createMetrics, type Metrics } from './platform/metrics/index.js';
 
 export interface AppContext {
   config: Config;
@@ -26,6 +27,8 @@ export interface AppContext {
   authenticate: onRequestHookHandler;
   analysis: AnalysisQueue;
   events: EventPublisher;
+  /** Prometheus metrics of this process (served at /metrics when METRICS_TOKEN is set). */
+  metrics: Metrics;
   /** Removes every stored file of the given scans (after their rows are gone). */
   removeScanFiles(scanIds: string[], log: FastifyBaseLogger): Promise<void>;
 }
@@ -50,6 +53,7 @@ export function createContext(
     authenticate: createAuthHook(database.db, tokens),
     analysis: services.analysis,
     events: services.events,
+    metrics: overrides.metrics ?? createMetrics({ defaultMetrics: false }),
     async removeScanFiles(scanIds, log) {
       for (const id of scanIds) {
         try {

@@ -16,6 +16,7 @@ import { startQueue, type JobDefinition, type Queue } from './platform/queue/ind
 import { createLocalStorage, createS3Storage, type Storage } from './platform/storage/index.js';
 import { webhookDeliveryJob } from './webhooks/deliver.job.js';
 import { createEventPublisher } from './webhooks/publisher.js';
+import { createMetrics, pgBossQueueStats } from './platform/metrics/index.js';
 import path from 'node:path';
 
 export interface Runtime {
@@ -47,7 +48,12 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
     if (!queue) throw new Error('queue not started');
     return queue;
   };
+  const metrics = createMetrics({
+    queueStats: pgBossQueueStats(database.executor),
+    defaultMetrics: Boolean(config.metrics.token),
+  });
   const deliveryJob = webhookDeliveryJob({
+    metrics,
     db: database.db,
     timeoutMs: config.webhooks.timeoutMs,
     maxAttempts: config.webhooks.maxAttempts,
@@ -74,6 +80,7 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
     storage,
     analyzer: lazyAnalyzer,
     events,
+    metrics,
     expireInSeconds: opts.analysisExpireInSeconds,
   });
   const jobs = [analyzeJob, deliveryJob] as unknown as JobDefinition<object>[];
@@ -88,7 +95,7 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
     // The decoder's own words only, never the file: a bug report without patient data.
     onInternalError: (message) => log.error({ decoderError: message }, 'image decoder failed unexpectedly'),
   });
-  const ctx = createContext(config, database, { analysis, events }, { storage, imaging });
+  const ctx = createContext(config, database, { analysis, events }, { storage, imaging, metrics });
   let stopReconciler: (() => void) | null = null;
 
   return {

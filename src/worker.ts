@@ -2,7 +2,9 @@
  * A worker process alone (`npm run worker`): analysis and webhook-delivery jobs from the
  * shared PostgreSQL database, no HTTP. Run as many as the hardware allows.
  */
+import Fastify from 'fastify';
 import pino from 'pino';
+import { registerMetricsRoute } from './platform/metrics/routes.js';
 import { openDatabase } from './platform/db/index.js';
 import { loggerOptions } from './platform/logging.js';
 import { createRuntime } from './runtime.js';
@@ -19,7 +21,14 @@ async function main(): Promise<void> {
   const runtime = await createRuntime(config, database, { log });
   await runtime.startWorkers();
   log.info({ concurrency: config.worker.concurrency }, 'worker started');
-  onShutdown(log, [() => runtime.stop(), () => database.close()]);
+  // A worker has no API; Prometheus scrapes its /metrics on METRICS_PORT (with METRICS_TOKEN).
+  const metricsServer = config.metrics.token && config.metrics.port ? Fastify({ logger: false }) : null;
+  if (metricsServer && config.metrics.token && config.metrics.port) {
+    registerMetricsRoute(metricsServer, runtime.ctx.metrics, config.metrics.token);
+    await metricsServer.listen({ port: config.metrics.port, host: config.host });
+    log.info({ port: config.metrics.port }, 'worker metrics at /metrics');
+  }
+  onShutdown(log, [async () => metricsServer?.close(), () => runtime.stop(), () => database.close()]);
 }
 
 main().catch((err: unknown) => {

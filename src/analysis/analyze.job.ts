@@ -7,6 +7,7 @@ import type { Db } from '../platform/db/index.js';
 import type { HotRegion } from '../platform/db/schema.js';
 import type { Finding, ScanType } from '../scan-types/index.js';
 import { PermanentJobError, type JobDefinition } from '../platform/queue/index.js';
+import type { Metrics } from '../platform/metrics/index.js';
 import type { Storage } from '../platform/storage/index.js';
 import type { EventPublisher } from '../webhooks/types.js';
 import { ANALYZE_SCAN_JOB } from './job-name.js';
@@ -69,6 +70,8 @@ export interface AnalyzeJobDeps {
   storage: Storage;
   analyzer: Analyzer;
   events: EventPublisher;
+  /** Analysis duration by model and outcome, refusals by scan type. */
+  metrics?: Pick<Metrics, 'analysisDuration' | 'analysisRefusals'>;
   /** Seconds before an active job whose worker died is retried. */
   expireInSeconds?: number;
 }
@@ -92,7 +95,8 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<AnalyzeScanP
       if (typeof d?.scanId !== 'string' || typeof d.analysisId !== 'string') throw new Error('scanId and analysisId required');
       return { scanId: d.scanId, analysisId: d.analysisId };
     },
-    async handler({ scanId, analysisId }, { attempt, log }) {
+    async handler({ scanId, analysisId }, { attempt, log, enqueuedAt }) {
+      const handlerStart = Date.now();
       const scan = await repo.findScanForAnalysis(db, scanId);
       if (!scan) {
         log.info('scan deleted before it was analysed; nothing to do');
@@ -106,13 +110,55 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<AnalyzeScanP
         return;
       }
       const started = Date.now();
-      const setStage = (stage: AnalysisStage) => repo.reportProgress(db, analysisId, attempt, stage, STAGE_PROGRESS[stage]);
-      const fail = (reason: string, refused: boolean) =>
-        failAnalysis(db, events, { analysisId, scanId, patientId: scan.patientId, reason, refused, attempt });
+      // When each stage began, for the one log line per analysis (ids and timings, no patient data).
+      const marks: Partial<Record<AnalysisStage | 'loaded' | 'saved', number>> = {};
+      const setStage = (stage: AnalysisStage) => {
+        marks[stage] ??= Date.now();
+        return repo.reportProgress(db, analysisId, attempt, stage, STAGE_PROGRESS[stage]);
+      };
+      const span = (from: keyof typeof marks, to: keyof typeof marks) =>
+        marks[from] !== undefined && marks[to] !== undefined ? marks[to] - marks[from] : undefined;
+      const finished = (
+        outcome: 'completed' | 'refused' | 'failed',
+        model: { id: string; version: string } | null,
+        routedType?: string | null,
+      ) => {
+        const end = Date.now();
+        const scanType = analysis.scanType ?? routedType ?? 'unrouted';
+        deps.metrics?.analysisDuration.observe({ model: model?.id ?? 'none', outcome }, (end - started) / 1000);
+        if (outcome === 'refused') deps.metrics?.analysisRefusals.inc({ scan_type: scanType });
+        log.info(
+          {
+            scanId,
+            analysisId,
+            attempt,
+            scanType,
+            model: model ? `${model.id}@${model.version}` : null,
+            outcome,
+            timings: {
+              queuedMs: enqueuedAt && attempt === 1 ? handlerStart - enqueuedAt.getTime() : undefined,
+              claimMs: started - handlerStart,
+              loadMs: span('decode', 'loaded'),
+              decodeMs: span('loaded', 'preprocess'),
+              preprocessMs: span('preprocess', 'inference'),
+              inferenceMs: span('inference', 'explanation'),
+              explanationMs: span('explanation', 'saving'),
+              saveMs: marks.saving !== undefined ? end - marks.saving : undefined,
+              totalMs: end - started,
+            },
+          },
+          'analysis finished',
+        );
+      };
+      const fail = async (reason: string, refused: boolean) => {
+        await failAnalysis(db, events, { analysisId, scanId, patientId: scan.patientId, reason, refused, attempt });
+        if (!refused) finished('failed', null);
+      };
 
       try {
         await setStage('decode');
         const png = await storage.get(scan.imageKey);
+        marks.loaded = Date.now();
         const output = await analyzer.analyze(analysis.scanType, png, setStage, { dicom: scan.dicom });
         if (output.refused) {
           await failAnalysis(db, events, {
@@ -125,7 +171,7 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<AnalyzeScanP
             // A declared type stays; a routed one is only kept when the model accepted it.
             ...(analysis.scanType === null && output.scanType ? { scanType: output.scanType } : {}),
           });
-          log.info({ model: output.model?.id }, 'image refused by the model');
+          finished('refused', output.model, output.scanType);
           return;
         }
 
@@ -161,7 +207,7 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<AnalyzeScanP
           await events.publish(tx, { type: 'scan.analyzed', scanId, patientId: scan.patientId, status: 'completed' });
           return true;
         });
-        if (saved) log.info({ model: output.model.id, ms: Date.now() - started }, 'analysis completed');
+        if (saved) finished('completed', output.model, output.scanType);
         else log.warn('a later try of this job owns the analysis; this result was discarded');
       } catch (err) {
         // Undecodable image, model not installed: a retry would fail the same way.

@@ -39,6 +39,8 @@ export interface Config {
   chestOperatingPoint: string | null;
   worker: { inProcess: boolean; concurrency: number; pollIntervalSeconds: number };
   webhooks: { allowPrivate: boolean; timeoutMs: number; maxAttempts: number };
+  /** Prometheus metrics at /metrics, behind this bearer token; off when null. */
+  metrics: { token: string | null; port: number | null };
   google: GoogleSettings;
 }
 
@@ -168,6 +170,8 @@ export function loadConfig(env: Env = process.env): Config {
   // The web app this server serves takes the token from the fragment on its sign-in page.
   const clientUrl =
     url(env, 'CLIENT_URL', ['http:', 'https:']) ?? `${(publicUrl ?? `http://localhost:${port}`).replace(/\/+$/, '')}/login`;
+  const metricsToken = str(env, 'METRICS_TOKEN');
+  if (metricsToken !== null && metricsToken.length < 16) throw new ConfigError('METRICS_TOKEN must be at least 16 characters long');
   const allowedDomains = (str(env, 'GOOGLE_ALLOWED_DOMAINS') ?? '')
     .split(',')
     .map((d) => d.trim().toLowerCase().replace(/^@/, ''))
@@ -219,6 +223,10 @@ export function loadConfig(env: Env = process.env): Config {
       allowPrivate: bool(env, 'WEBHOOK_ALLOW_PRIVATE', false),
       timeoutMs: int(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 100, 120_000),
       maxAttempts: int(env, 'WEBHOOK_MAX_ATTEMPTS', 8, 1, 20),
+    },
+    metrics: {
+      token: metricsToken,
+      port: str(env, 'METRICS_PORT') === null ? null : int(env, 'METRICS_PORT', 0, 1, 65535),
     },
     google: {
       clientId: str(env, 'GOOGLE_CLIENT_ID'),

@@ -21,6 +21,7 @@ import { sendWebhook, type WebhookSender } from './http.js';
 import * as repo from './repository.js';
 import { TargetRefusedError, vetTarget, type HostResolver } from './target.js';
 import { WEBHOOK_EVENTS, type WebhookDeliveryPayload, type WebhookEventType } from './types.js';
+import type { Metrics } from '../platform/metrics/index.js';
 
 export const WEBHOOK_DELIVERY_JOB = 'webhook-delivery';
 export const USER_AGENT = 'ImageMedix-Webhooks/1.0';
@@ -37,6 +38,8 @@ export interface WebhookDeliveryDeps {
   resolve?: HostResolver;
   /** The clock for webhook-timestamp. */
   now?: () => Date;
+  /** Counts failed attempts (imagemedix_webhook_delivery_failures_total). */
+  metrics?: Pick<Metrics, 'webhookFailures'>;
 }
 
 /** Answers worth another try: the receiver is down, overloaded or slow. */
@@ -110,7 +113,9 @@ export function webhookDeliveryJob(deps: WebhookDeliveryDeps): JobDefinition<Web
           durationMs: Math.round(performance.now() - started),
           ...outcome,
         });
+      const failed = (reason: 'network' | 'status' | 'refused') => deps.metrics?.webhookFailures.inc({ reason });
       const retryOrGiveUp = async (error: string, statusCode: number | null) => {
+        failed(statusCode === null ? 'network' : 'status');
         await record({ statusCode, error: lastTry ? `${error}; giving up after ${attempt} attempts` : error, succeeded: false });
         if (lastTry) throw new PermanentJobError(`delivery failed after ${attempt} attempts: ${error}`);
         throw new Error(`delivery failed, will retry: ${error}`);
@@ -122,6 +127,7 @@ export function webhookDeliveryJob(deps: WebhookDeliveryDeps): JobDefinition<Web
         addresses = await vetTarget(url, { allowPrivate, resolve: deps.resolve });
       } catch (err) {
         if (err instanceof TargetRefusedError) {
+          failed('refused');
           await record({ statusCode: null, error: `target refused: ${err.message}`, succeeded: false });
           throw new PermanentJobError(`target refused: ${err.message}`);
         }
@@ -153,6 +159,7 @@ export function webhookDeliveryJob(deps: WebhookDeliveryDeps): JobDefinition<Web
         statusCode >= 300 && statusCode < 400
           ? `the receiver answered ${statusCode}, a redirect; redirects are not followed: point the webhook at the final URL`
           : `the receiver answered ${statusCode}; not retried (only 408, 429 and 5xx are)`;
+      failed('status');
       await record({ statusCode, error, succeeded: false });
       throw new PermanentJobError(error);
     },

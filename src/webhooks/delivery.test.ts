@@ -12,6 +12,7 @@ import pino from 'pino';
 import { Webhook } from 'standardwebhooks';
 import { createTestApp, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { databaseKinds } from '../../test/helpers/db.js';
+import { createMetrics } from '../platform/metrics/index.js';
 import { PermanentJobError, type JobDefinition, type Queue } from '../platform/queue/index.js';
 import { webhookDeliveryJob, type WebhookDeliveryDeps } from './deliver.job.js';
 import { createEventPublisher } from './publisher.js';
@@ -235,9 +236,13 @@ for (const kind of await databaseKinds()) {
         const hook = await subscribe(doctor, receiver.url);
         await publish(await scanEvent(doctor, 'scan.failed'));
         const payload = await onlyQueued(hook._id);
+        const metrics = createMetrics({ defaultMetrics: false });
+        const counted = webhookDeliveryJob({ ...deliveryDeps(), metrics });
 
-        await assert.rejects(run(job, payload, 1), (err: Error) => !(err instanceof PermanentJobError) && /500/.test(err.message));
-        await run(job, payload, 2);
+        await assert.rejects(run(counted, payload, 1), (err: Error) => !(err instanceof PermanentJobError) && /500/.test(err.message));
+        await run(counted, payload, 2);
+        // One failed attempt, counted for the operator's dashboard; the success is not a failure.
+        assert.match(await metrics.render(), /imagemedix_webhook_delivery_failures_total\{reason="status"\} 1\n/);
 
         assert.equal(receiver.received.length, 2);
         const [first, second] = receiver.received;
@@ -354,9 +359,11 @@ for (const kind of await databaseKinds()) {
         const doctor = await t.user();
         const hook = await subscribe(doctor, receiver.url);
         await publish(await scanEvent(doctor));
-        const strict = webhookDeliveryJob({ ...deliveryDeps(), allowPrivate: false });
+        const metrics = createMetrics({ defaultMetrics: false });
+        const strict = webhookDeliveryJob({ ...deliveryDeps(), allowPrivate: false, metrics });
         await assert.rejects(run(strict, await onlyQueued(hook._id)), PermanentJobError);
         assert.equal(receiver.received.length, 0);
+        assert.match(await metrics.render(), /imagemedix_webhook_delivery_failures_total\{reason="refused"\} 1\n/);
         const [d] = await deliveries(doctor, hook._id);
         assert.equal(d!.succeeded, false);
         assert.equal(d!.statusCode, null);

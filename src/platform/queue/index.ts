@@ -11,6 +11,8 @@ export interface JobContext {
   jobId: string;
   /** 1 on the first try, 2 on the first retry... */
   attempt: number;
+  /** When the job was first enqueued (time in the queue = start - this, on the first try). */
+  enqueuedAt?: Date;
   log: Logger;
 }
 
@@ -127,7 +129,7 @@ export async function startQueue(
                 return;
               }
               try {
-                await job.handler(data, { jobId: j.id, attempt, log: jobLog });
+                await job.handler(data, { jobId: j.id, attempt, enqueuedAt: j.createdOn, log: jobLog });
               } catch (err) {
                 if (err instanceof PermanentJobError) {
                   // Returning completes the pg-boss job so it is not retried; the handler has

@@ -8,6 +8,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
+import { evictUsersOnWrites } from './auth/hooks.js';
 import { authRoutes } from './auth/routes.js';
 import type { AppContext } from './context.js';
 import { FEATURES, type Feature } from './features.js';
@@ -121,6 +122,7 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     recordRequestLatency(app, ctx.metrics);
     registerMetricsRoute(app, ctx.metrics, config.metrics.token);
   }
+  evictUsersOnWrites(app, ctx.userCache);
   await app.register(healthRoutes(ctx));
   await app.register(authRoutes(ctx), { prefix: '/api/auth' });
   await app.register(userRoutes(ctx), { prefix: '/api/users' });

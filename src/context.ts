@@ -3,7 +3,8 @@
  * process (server.ts, worker.ts) or by a test, and passed down explicitly.
  */
 import type { FastifyBaseLogger, onRequestHookHandler } from 'fastify';
-import { createAuthHook } from './auth/hooks.js';
+import { createAuthHook, type CachedUser } from './auth/hooks.js';
+import { createUserCache, type UserCache } from './auth/user-cache.js';
 import { createTokenService, type TokenService } from './auth/tokens.js';
 import type { Config } from './platform/config.js';
 import type { Database, Db } from './platform/db/index.js';
@@ -25,6 +26,8 @@ export interface AppContext {
   signer: UrlSigner;
   tokens: TokenService;
   authenticate: onRequestHookHandler;
+  /** Signed-in users, per process; started (LISTEN) by the runtime, bypassed until then. */
+  userCache: UserCache<CachedUser>;
   analysis: AnalysisQueue;
   events: EventPublisher;
   /** Prometheus metrics of this process (served at /metrics when METRICS_TOKEN is set). */
@@ -42,6 +45,7 @@ export function createContext(
   const storage =
     overrides.storage ?? (config.storage ? createS3Storage(config.storage) : createLocalStorage(path.join(config.dataDir, 'files')));
   const tokens = overrides.tokens ?? createTokenService(config.jwtSecret, config.jwtExpiresIn);
+  const userCache = createUserCache<CachedUser>(database);
   return {
     config,
     database,
@@ -50,7 +54,8 @@ export function createContext(
     imaging: overrides.imaging ?? createImageDecoder({ timeoutMs: config.decodeTimeoutMs }),
     signer: overrides.signer ?? createUrlSigner(config.urlSigningSecret, config.signedUrlTtlSeconds),
     tokens,
-    authenticate: createAuthHook(database.db, tokens),
+    authenticate: createAuthHook(database.db, tokens, userCache),
+    userCache,
     analysis: services.analysis,
     events: services.events,
     metrics: overrides.metrics ?? createMetrics({ defaultMetrics: false }),

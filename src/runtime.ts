@@ -97,6 +97,7 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
   });
   const ctx = createContext(config, database, { analysis, events }, { storage, imaging, metrics });
   let stopReconciler: (() => void) | null = null;
+  await ctx.userCache.start();
 
   return {
     ctx,
@@ -116,6 +117,7 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
     },
     async stop() {
       stopReconciler?.();
+      await ctx.userCache.stop();
       await getQueue().stop();
       await onnx?.close();
       await ctx.imaging.close();

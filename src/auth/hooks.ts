@@ -1,13 +1,15 @@
 /**
- * Authentication and role checks as Fastify hooks. Every request re-reads its user, so a
- * deactivated account or a changed role takes effect at once, even for tokens already issued.
+ * Authentication and role checks as Fastify hooks. A request's user comes from the database
+ * (through a per-process cache that every change to the user's row evicts, see user-cache.ts),
+ * so a deactivated account or a changed role takes effect at once, even for tokens already issued.
  */
-import type { FastifyReply, FastifyRequest, onRequestHookHandler, preHandlerHookHandler } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler, preHandlerHookHandler } from 'fastify';
 import type { Db } from '../platform/db/index.js';
 import { AppError } from '../platform/errors.js';
 import { findUserById } from '../users/repository.js';
 import type { Role } from '../users/service.js';
 import type { TokenService } from './tokens.js';
+import type { UserCache } from './user-cache.js';
 
 export interface AuthUser {
   id: string;
@@ -30,13 +32,16 @@ export function bearerToken(request: FastifyRequest): string | null {
   return match?.[1] ?? null;
 }
 
-export function createAuthHook(db: Db, tokens: TokenService): onRequestHookHandler {
+/** What the user cache holds: the user's row as the auth hook reads it. */
+export type CachedUser = NonNullable<Awaited<ReturnType<typeof findUserById>>>;
+
+export function createAuthHook(db: Db, tokens: TokenService, cache?: UserCache<CachedUser>): onRequestHookHandler {
   return async function authenticate(request: FastifyRequest, _reply: FastifyReply) {
     const token = bearerToken(request);
     if (!token) throw new AppError('unauthorized', 'Authentication required: send "Authorization: Bearer <token>"');
     const userId = await tokens.verify(token);
     if (!userId) throw new AppError('unauthorized', 'Invalid or expired token: log in again');
-    const user = await findUserById(db, userId);
+    const user = cache ? await cache.get(userId, () => findUserById(db, userId)) : await findUserById(db, userId);
     if (!user) throw new AppError('unauthorized', 'Invalid or expired token: log in again');
     if (!user.isActive) throw new AppError('unauthorized', 'This account is deactivated');
     request.user = {
@@ -48,6 +53,19 @@ export function createAuthHook(db: Db, tokens: TokenService): onRequestHookHandl
     };
     request.log = request.log.child({ userId: user.id });
   };
+}
+
+/**
+ * A request of this process that may have changed a user (an admin's edit, a password change,
+ * a logout) empties the cache before its response leaves: the NOTIFY that evicts the user
+ * everywhere arrives on another connection, a moment after the commit, and this process's
+ * next request (the client's following call) must not be answered from the old row meanwhile.
+ */
+export function evictUsersOnWrites(app: FastifyInstance, cache: UserCache<CachedUser>): void {
+  app.addHook('onSend', async (request, _reply, payload) => {
+    if (request.method !== 'GET' && request.method !== 'HEAD' && /^\/api\/(users|auth)(\/|$|\?)/.test(request.url)) cache.clear();
+    return payload;
+  });
 }
 
 export const requireAdmin: preHandlerHookHandler = async function requireAdmin(request) {

@@ -117,7 +117,7 @@ async function imagemedix(kind: 'pglite' | 'postgres'): Promise<Result[]> {
       profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
     );
     const base = `http://127.0.0.1:${port}`;
-    await waitForHttp(`${base}/healthz`, 60_000, child);
+    await waitForHttp(`${base}/healthz`, 180_000, child);
     const auth = { authorization: `Bearer ${token}` };
     const endpoints: [string, string][] = [
       ['me', '/api/auth/me'],

@@ -8,7 +8,9 @@ import { sql } from 'drizzle-orm';
 import type { Db } from '../platform/db/index.js';
 
 export interface SeedOptions {
+  /** The doctor the patients are assigned to; with `doctorIds`, patient n goes to doctorIds[n mod D]. */
   doctorId: string;
+  doctorIds?: string[];
   patients: number;
   scans: number;
   /** Prefix of the hospital patient ids, e.g. BENCH- gives BENCH-1, BENCH-2... */
@@ -25,9 +27,11 @@ export async function seedScans(db: Db, opts: SeedOptions): Promise<void> {
     insert into patients (patient_id, name, created_by)
     select ${prefix} || g, 'Bench Patient ' || g, ${opts.doctorId}::uuid from generate_series(1, ${opts.patients}) g
     on conflict (patient_id) do nothing`);
+  const doctors = opts.doctorIds && opts.doctorIds.length > 0 ? opts.doctorIds : [opts.doctorId];
   await db.execute(sql`
     insert into patient_doctors (patient_id, doctor_id)
-    select id, ${opts.doctorId}::uuid from patients where patient_id like ${`${prefix}%`}
+    select p.id, (${`{${doctors.join(',')}}`}::uuid[])[(substr(p.patient_id, ${prefix.length + 1})::int % ${doctors.length}) + 1]
+    from patients p where p.patient_id like ${`${prefix}%`}
     on conflict do nothing`);
   // Patients numbered 1..P in a temporary map, so scan i belongs to patient (i mod P) + 1.
   await db.execute(sql`create temporary table if not exists bench_patient_map (n int primary key, id uuid not null)`);
@@ -44,7 +48,7 @@ export async function seedScans(db: Db, opts: SeedOptions): Promise<void> {
         select m.id, ${opts.doctorId}::uuid,
                now() - (g * interval '7 minutes'),
                case when g % 2 = 0 then 'brain-mri' else 'chest-xray' end,
-               case when g % 20 = 0 then 'failed' when g % 10 = 1 then 'processing' when g % 10 = 2 then 'pending' else 'completed' end,
+               case abs(hashint4(g)) % 20 when 0 then 'failed' when 1 then 'processing' when 2 then 'processing' when 3 then 'pending' when 4 then 'pending' else 'completed' end,
                'png', 'bench/original.png', 'bench/image.png', 'bench/thumb.png', 512, 512, 10000, md5(g::text)
         from generate_series(${start}::int, ${end}::int) g
         join bench_patient_map m on m.n = (g % ${opts.patients}) + 1
@@ -64,5 +68,10 @@ export async function seedScans(db: Db, opts: SeedOptions): Promise<void> {
       update scans s set current_analysis_id = a.id from new_analyses a where s.id = a.scan_id`);
     opts.onProgress?.(end);
   }
-  await db.execute(sql`analyze`);
+  // A bulk load leaves the visibility map unset: without VACUUM every index-only scan
+  // visits the heap, which no real, long-lived table does.
+  await db.execute(sql`vacuum analyze patients`);
+  await db.execute(sql`vacuum analyze patient_doctors`);
+  await db.execute(sql`vacuum analyze scans`);
+  await db.execute(sql`vacuum analyze analyses`);
 }

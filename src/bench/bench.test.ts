@@ -1,0 +1,37 @@
+/**
+ * Smoke runs of the benchmark commands (seconds, tiny counts): they must keep working as the
+ * code moves. Their figures are meaningless here; the real runs are by hand (docs/benchmarks).
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+import { REPO_ROOT } from '../platform/config.js';
+
+const run = promisify(execFile);
+
+async function bench(script: string, args: string[]): Promise<string> {
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, script), ...args], {
+    cwd: REPO_ROOT,
+    timeout: 240_000,
+    maxBuffer: 10 * 1024 * 1024,
+  });
+  return stdout;
+}
+
+test('bench:api measures the hello-world ceiling and an endpoint', async () => {
+  const out = await bench('src/bench/api-cli.ts', ['--db', 'pglite', '--scans', '5', '--duration', '1', '--connections', '2', '--endpoints', 'me,list']);
+  assert.match(out, /\| Fastify hello-world \(ceiling\) \| `\/` \| \d+ \|/);
+  assert.match(out, /\| pglite: list \| `\/api\/scans\?limit=10` \| \d+ \| \d+ \| \d+ \| 0 \|/);
+});
+
+test('bench:ingest uploads generated DICOM files (Orthanc off)', async () => {
+  const out = await bench('src/bench/ingest-cli.ts', ['--db', 'pglite', '--files', '4', '--clients', '2', '--orthanc', 'off']);
+  assert.match(out, /\| ImageMedix \(pglite\) \| [\d.]+ \| \d+ \| \d+ \| 0 \|/);
+});
+
+test('bench:pipeline in idle mode analyses scans one at a time', async () => {
+  const out = await bench('src/analysis/bench-cli.ts', ['--db', 'pglite', '--mode', 'idle', '--scans', '2']);
+  assert.match(out, /pglite, idle, one scan at a time: 2 scans, upload response p50 \d+ ms, upload-to-completed p50 \d+ ms/);
+});

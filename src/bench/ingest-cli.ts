@@ -1,0 +1,235 @@
+/**
+ * npm run bench:ingest -- [--files 200] [--clients 8] [--db pglite|postgres|both] [--orthanc auto|off|URL]
+ *                         [--out docs/benchmarks/ingest.md]
+ *
+ * DICOM ingest side by side with Orthanc in the same run: N small MR files (~10 kB, 64 x 64
+ * 16-bit, each its own SOP instance; 20 patients) generated from the shared NEMA MR1 slice,
+ * uploaded by 8 clients at once to
+ *   - Orthanc, `POST /instances` (store + index in its SQLite), and
+ *   - ImageMedix, `POST /api/scans` (validate, decode, render, store, index, queue analysis),
+ *     as an API-only `npm start` on embedded PGlite and on the PostgreSQL server.
+ * Orthanc: `--orthanc auto` starts the Debian package's binary (`apt-get install orthanc`;
+ * /usr/sbin/Orthanc) on a free loopback port with its own configuration and a temporary
+ * storage folder, and stops it afterwards; `--orthanc http://host:8042` uses a running one.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import dicomParser from 'dicom-parser';
+import { createTokenService } from '../auth/tokens.js';
+import { syntheticImage } from '../imaging/testing/dicom-writer.js';
+import { REPO_ROOT } from '../platform/config.js';
+import { openDatabase } from '../platform/db/index.js';
+import { createUser } from '../users/service.js';
+import {
+  DEFAULT_POSTGRES_URL,
+  createServerDatabase,
+  freePort,
+  machineLine,
+  pct,
+  postgresReachable,
+  startProcess,
+  stopProcess,
+  waitForHttp,
+} from './support.js';
+
+const { values } = parseArgs({
+  options: {
+    files: { type: 'string', default: '200' },
+    clients: { type: 'string', default: '8' },
+    db: { type: 'string', default: 'both' },
+    orthanc: { type: 'string', default: 'auto' },
+    'postgres-url': { type: 'string', default: DEFAULT_POSTGRES_URL },
+    out: { type: 'string' },
+    'cpu-prof': { type: 'string' },
+  },
+});
+const N = Number(values.files);
+const CLIENTS = Number(values.clients);
+const MR1 = path.resolve(REPO_ROOT, '../shared/datasets/dicom/mr_brain/MR1_UNC.dcm');
+
+/** N distinct ~10 kB MR instances: the MR1 slice downsampled to 64 x 64, new UIDs each. */
+function makeFiles(n: number): Uint8Array<ArrayBuffer>[] {
+  const source = readFileSync(MR1);
+  const ds = dicomParser.parseDicom(new Uint8Array(source));
+  const rows = ds.uint16('x00280010')!;
+  const cols = ds.uint16('x00280011')!;
+  const px = ds.elements.x7fe00010!;
+  const pixels = new Uint16Array(source.buffer.slice(source.byteOffset + px.dataOffset, source.byteOffset + px.dataOffset + px.length));
+  const step = rows / 64;
+  const small = new Array<number>(64 * 64);
+  for (let y = 0; y < 64; y++) for (let x = 0; x < 64; x++) small[y * 64 + x] = pixels[y * step * cols + x * step]!;
+  const run = `2.25.${BigInt(`0x${randomBytes(12).toString('hex')}`).toString()}`;
+  const files: Uint8Array<ArrayBuffer>[] = [];
+  for (let i = 0; i < n; i++) {
+    const patient = i % 20;
+    const file = syntheticImage({
+        rows: 64,
+        columns: 64,
+        values: small,
+        bitsStored: 12,
+        extra: [
+          { tag: 0x00080018, vr: 'UI', value: `${run}.${i + 1}` },
+          { tag: 0x00080020, vr: 'DA', value: '20240315' },
+          { tag: 0x00080060, vr: 'CS', value: 'MR' },
+          { tag: 0x00100010, vr: 'PN', value: `BENCH^PATIENT${patient}` },
+          { tag: 0x00100020, vr: 'LO', value: `INGEST-${run.slice(-6)}-${patient}` },
+          { tag: 0x00180015, vr: 'CS', value: 'BRAIN' },
+          { tag: 0x0020000d, vr: 'UI', value: `${run}.9${patient}` },
+          { tag: 0x0020000e, vr: 'UI', value: `${run}.8${patient}` },
+          { tag: 0x00200013, vr: 'IS', value: String(i + 1) },
+        ],
+    });
+    files.push(new Uint8Array(file));
+  }
+  return files;
+}
+
+interface Run {
+  name: string;
+  perSecond: number;
+  p50: number;
+  p99: number;
+  failed: number;
+}
+
+/** CLIENTS loops taking the next file until none is left; latency per request. */
+async function drive(name: string, files: Uint8Array<ArrayBuffer>[], send: (file: Uint8Array<ArrayBuffer>, i: number) => Promise<Response>): Promise<Run> {
+  let next = 0;
+  let failed = 0;
+  const latencies: number[] = [];
+  let firstError = '';
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CLIENTS }, async () => {
+      for (let i = next++; i < files.length; i = next++) {
+        const begin = performance.now();
+        const res = await send(files[i]!, i);
+        const body = await res.text();
+        latencies.push(performance.now() - begin);
+        if (res.status >= 300) {
+          failed++;
+          firstError ||= `${res.status} ${body.slice(0, 200)}`;
+        }
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  if (firstError) console.error(`${name}: ${failed} failed, first: ${firstError}`);
+  return { name, perSecond: files.length / seconds, p50: pct(latencies, 50), p99: pct(latencies, 99), failed };
+}
+
+async function orthanc(files: Uint8Array<ArrayBuffer>[], label: string): Promise<Run | null> {
+  let base = values.orthanc!;
+  let child: ChildProcess | null = null;
+  let dir: string | null = null;
+  if (base === 'off') return null;
+  if (base === 'auto') {
+    const binary = ['/usr/sbin/Orthanc', '/usr/bin/Orthanc'].find((b) => existsSync(b));
+    if (!binary) {
+      console.error('Orthanc is not installed (apt-get install orthanc); measuring ImageMedix alone');
+      return null;
+    }
+    dir = mkdtempSync(path.join(os.tmpdir(), 'imagemedix-bench-orthanc-'));
+    const port = await freePort();
+    writeFileSync(
+      path.join(dir, 'orthanc.json'),
+      JSON.stringify({
+        Name: 'bench',
+        StorageDirectory: path.join(dir, 'storage'),
+        IndexDirectory: path.join(dir, 'storage'),
+        HttpPort: port,
+        RemoteAccessAllowed: false,
+        AuthenticationEnabled: false,
+        DicomServerEnabled: false,
+        HttpCompressionEnabled: false,
+        Plugins: [],
+      }),
+    );
+    child = spawn(binary, [path.join(dir, 'orthanc.json')], { stdio: ['ignore', 'ignore', 'ignore'] });
+    base = `http://127.0.0.1:${port}`;
+  }
+  try {
+    await waitForHttp(`${base}/system`, 60_000, child ?? undefined);
+    return await drive(`Orthanc ${label}`, files, (file) =>
+      fetch(`${base}/instances`, { method: 'POST', body: file, headers: { 'content-type': 'application/dicom' } }),
+    );
+  } finally {
+    if (child) await stopProcess(child);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function imagemedix(kind: 'pglite' | 'postgres', files: Uint8Array<ArrayBuffer>[]): Promise<Run> {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'imagemedix-bench-ingest-'));
+  const server = kind === 'postgres' ? await createServerDatabase(values['postgres-url']!, 'imagemedix_bench_ingest') : null;
+  const jwtSecret = randomBytes(32).toString('hex');
+  let child: ChildProcess | null = null;
+  try {
+    const database = await openDatabase({ databaseUrl: server?.url ?? null, dataDir });
+    const doctor = await createUser(database.db, { email: 'ingest@bench.test', password: 'bench-password', name: 'Ingest', role: 'doctor' });
+    await database.close();
+    const token = await createTokenService(new TextEncoder().encode(jwtSecret), '12h').issue(doctor.id);
+    const port = await freePort();
+    child = startProcess('server', {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      DATA_DIR: dataDir,
+      JWT_SECRET: jwtSecret,
+      LOG_LEVEL: 'warn',
+      RATE_LIMIT_MAX: '1000000',
+      WORKER_IN_PROCESS: 'false',
+      ...(server ? { DATABASE_URL: server.url } : {}),
+    }, values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values['cpu-prof'], kind)}`] : []);
+    const base = `http://127.0.0.1:${port}`;
+    await waitForHttp(`${base}/healthz`, 180_000, child);
+    const headers = { authorization: `Bearer ${token}` };
+    // One upload first, so both servers start warm (Orthanc has no cold start to speak of).
+    const warm = new FormData();
+    warm.set('image', new Blob([files[0]!]), 'warm.dcm');
+    warm.set('patientId', 'WARM-UP');
+    warm.set('patientName', 'Warm Up');
+    await fetch(`${base}/api/scans`, { method: 'POST', body: warm, headers });
+    return await drive(`ImageMedix (${kind})`, files, (file, i) => {
+      const form = new FormData();
+      form.set('image', new Blob([file]), `${i}.dcm`);
+      return fetch(`${base}/api/scans`, { method: 'POST', body: form, headers });
+    });
+  } finally {
+    if (child) await stopProcess(child);
+    rmSync(dataDir, { recursive: true, force: true });
+    await server?.drop();
+  }
+}
+
+let kinds: ('pglite' | 'postgres')[] = values.db === 'both' ? ['pglite', 'postgres'] : [values.db as 'pglite' | 'postgres'];
+if (kinds.includes('postgres') && !(await postgresReachable(values['postgres-url']!))) {
+  console.error(`PostgreSQL is not reachable at ${values['postgres-url']}; measuring the embedded database only`);
+  kinds = kinds.filter((k) => k !== 'postgres');
+}
+const machine = machineLine();
+const files = makeFiles(N);
+const size = Math.round(files.reduce((a, f) => a + f.length, 0) / files.length);
+const runs: Run[] = [];
+const before = await orthanc(makeFiles(N), '(first)');
+if (before) runs.push(before);
+for (const kind of kinds) runs.push(await imagemedix(kind, makeFiles(N)));
+// Orthanc again at the end: the machine is shared, its load moves.
+const afterRun = await orthanc(makeFiles(N), '(again)');
+if (afterRun) runs.push(afterRun);
+
+const table = [
+  '| server | files/s | p50 ms | p99 ms | failed |',
+  '|---|---:|---:|---:|---:|',
+  ...runs.map((r) => `| ${r.name} | ${r.perSecond.toFixed(1)} | ${r.p50.toFixed(0)} | ${r.p99.toFixed(0)} | ${r.failed} |`),
+].join('\n');
+const head = `${N} DICOM files of ${size} bytes (64 x 64 MR, 20 patients), ${CLIENTS} clients. ${machine}.`;
+console.log(`${head}\n\n${table}`);
+if (values.out) {
+  mkdirSync(path.dirname(values.out), { recursive: true });
+  appendFileSync(values.out, `\n### ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC\n\n${head}\n\n${table}\n`);
+}
+process.exit(0);

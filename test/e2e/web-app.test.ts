@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -270,6 +270,25 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await level.fill(String(Math.round(min + (max - min) * 0.3)));
     assert.notEqual(await canvas.getAttribute('data-window'), windowBefore);
     assert.notEqual(await canvasHash(), before, 'a new level changes the picture');
+    // Measured: how long one window/level rendering of the whole image takes in the browser.
+    await level.focus();
+    const times: number[] = [];
+    for (let i = 0; i < 15; i++) {
+      const shown = await canvas.getAttribute('data-window');
+      await page.keyboard.press('ArrowRight');
+      await page.waitForFunction((w) => document.querySelector('canvas.viewer-canvas')?.getAttribute('data-window') !== w, shown);
+      times.push(Number(await canvas.getAttribute('data-render-ms')));
+    }
+    times.sort((a, b) => a - b);
+    const { width: w, height: h } = (await page.evaluate(() => {
+      const meta = document.querySelector('.meta')?.textContent ?? '';
+      const m = /(\d+) × (\d+)/.exec(meta);
+      return { width: Number(m?.[1]), height: Number(m?.[2]) };
+    })) as { width: number; height: number };
+    const measured = { image: `${w}x${h}`, renders: times.length, medianMs: times[7], maxMs: times.at(-1) };
+    writeFileSync(path.join(SHOTS, '..', 'window-level.json'), `${JSON.stringify(measured, null, 2)}\n`);
+    console.log(`window/level rendering of a ${w}x${h} DICOM: median ${times[7]} ms, max ${times.at(-1)} ms`);
+    assert.ok(times[7]! < 250, 'window/level keeps up with a slider');
     // The window/level tool: dragging on the image widens the window.
     await page.getByRole('radio', { name: 'Window/level' }).click();
     const afterSlider = await canvas.getAttribute('data-window');

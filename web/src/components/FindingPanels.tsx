@@ -62,7 +62,7 @@ export function ModelFinding({ scan, model }: { scan: ScanDetail; model: ModelIn
       <h2 id="finding-h">Model finding</h2>
       <div className="finding-head">
         <span className={`finding-label ${label && NEGATIVE_LABELS.has(label) ? 'negative' : 'positive'}`}>{findingText(m)}</span>
-        <span className="finding-conf">{percent(m.confidence)} confidence</span>
+        <span className="finding-conf">{percent(m.confidence, 1)} confidence</span>
       </div>
       {m.tumorLocation && <p className="small">Location: {m.tumorLocation}</p>}
       <ProbabilityChart result={m} labels={model?.labels ?? []} />
@@ -133,6 +133,11 @@ export function ReviewPanel({
           <p className="muted small">
             Reviewed by {scan.review.reviewedBy?.name ?? 'a former user'} on {formatDateTime(scan.review.reviewedAt)}
           </p>
+          {(scan.review as { newerAnalysis?: boolean }).newerAnalysis && (
+            <p className="newer small" role="note">
+              A newer analysis finished after this review: the reviewed finding stands until you review again.
+            </p>
+          )}
         </div>
       ) : (
         <p className="muted small">Not reviewed yet.</p>
@@ -267,8 +272,9 @@ export function HistoryPanel({ scan }: { scan: ScanDetail }) {
     title: `Analysis ${a.status}${a.model ? ` · ${a.model.id} v${a.model.version}` : ''}`,
     detail: a.result ? `${findingText(a.result)}, ${percent(a.result.confidence)}` : (a.failureReason ?? ''),
   }));
-  const reviews = (scan as { reviewHistory?: { reviewedAt: string; reviewedBy: { name: string } | null; result?: ScanResult | null }[] })
-    .reviewHistory;
+  // Every review, where the server keeps them all (`reviews`, oldest first); else the latest.
+  const reviews = (scan as { reviews?: { reviewedAt: string; reviewedBy: { name: string } | null; result?: ScanResult | null }[] })
+    .reviews;
   if (reviews?.length) {
     for (const r of reviews) {
       entries.push({ at: r.reviewedAt, kind: 'review', title: `Reviewed by ${r.reviewedBy?.name ?? 'a former user'}`, detail: r.result ? findingText(r.result) : '' });

@@ -100,6 +100,8 @@ export const ImageViewer = forwardRef<ImageViewerHandle, ImageViewerProps>(funct
   const [size, setSize] = useState({ w: 0, h: 0 });
   const [version, setVersion] = useState(0);
   const [status, setStatus] = useState<'loading' | 'ready' | 'error'>('loading');
+  /** Milliseconds the last window/level rendering took (shown to the browser test, measured). */
+  const [renderMs, setRenderMs] = useState<number | null>(null);
   const redraw = () => setVersion((v) => v + 1);
 
   // Canvas size follows its box.
@@ -139,7 +141,9 @@ export const ImageViewer = forwardRef<ImageViewerHandle, ImageViewerProps>(funct
   useEffect(() => {
     if (pixels && win) {
       const off = base.current instanceof HTMLCanvasElement ? base.current : document.createElement('canvas');
+      const started = performance.now();
       renderWindow(pixels, win, off);
+      setRenderMs(performance.now() - started);
       base.current = off;
       setStatus('ready');
       redraw();
@@ -312,6 +316,7 @@ export const ImageViewer = forwardRef<ImageViewerHandle, ImageViewerProps>(funct
         aria-label={`${props.label}. Arrow keys pan, plus and minus zoom, 0 fits${tool === 'annotate' ? ', Enter places an annotation at the centre' : ''}.`}
         data-ready={status === 'ready' ? 'true' : 'false'}
         data-window={win ? `${Math.round(win.center)}/${Math.round(win.width)}` : ''}
+        data-render-ms={renderMs === null ? undefined : renderMs.toFixed(1)}
         style={{ width: size.w, height: size.h }}
         onPointerDown={onPointerDown}
         onPointerMove={onPointerMove}

@@ -99,7 +99,8 @@ export function PatientPage() {
             )}
           </section>
           <MedicalHistory patient={p} onChange={(medicalHistory) => merge({ medicalHistory })} />
-          <Notes patient={p} onChange={(notes) => merge({ notes })} />
+          {/* The note's answer names its author by id only: read the patient again for names. */}
+          <Notes patient={p} onChange={() => patient.reload()} />
         </div>
       </div>
     </section>
@@ -170,15 +171,15 @@ function MedicalHistory({ patient, onChange }: { patient: PatientDetail; onChang
   );
 }
 
-function Notes({ patient, onChange }: { patient: PatientDetail; onChange(n: PatientDetail['notes']): void }) {
+function Notes({ patient, onChange }: { patient: PatientDetail; onChange(): void }) {
   const [content, setContent] = useState('');
   const [error, setError] = useState<string | null>(null);
   async function submit(e: FormEvent) {
     e.preventDefault();
     setError(null);
     try {
-      const out = await ok(api.POST('/api/patients/{id}/notes', { params: { path: { id: patient._id } }, body: { content: content.trim() } }));
-      onChange(out.notes as PatientDetail['notes']);
+      await ok(api.POST('/api/patients/{id}/notes', { params: { path: { id: patient._id } }, body: { content: content.trim() } }));
+      onChange();
       setContent('');
     } catch (err) {
       setError(errorMessage(err));

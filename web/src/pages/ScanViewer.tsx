@@ -8,10 +8,20 @@ import { formatDate, SCAN_TYPE_NAMES } from '../lib/format';
 import { useScanStatus, type StatusEvent } from '../lib/live';
 import { useAsync } from '../lib/useAsync';
 
+/** The installed models change only with a deployment: asked once per page load (rate limit). */
+let modelsOnce: Promise<{ models: ModelInfo[] }> | null = null;
+function installedModels() {
+  modelsOnce ??= ok(api.GET('/api/ml/models')).catch((err: unknown) => {
+    modelsOnce = null;
+    throw err;
+  });
+  return modelsOnce;
+}
+
 export function ScanViewer() {
   const { id = '' } = useParams();
   const scan = useAsync((signal) => ok(api.GET('/api/scans/{id}', { params: { path: { id } }, signal })), [id]);
-  const models = useAsync(() => ok(api.GET('/api/ml/models')), []);
+  const models = useAsync(() => installedModels(), []);
   const [live, setLive] = useState<StatusEvent | null>(null);
   const [pixels, setPixels] = useState<DicomPixels | null>(null);
   const [pixelError, setPixelError] = useState<string | null>(null);

@@ -215,7 +215,7 @@ export function Upload() {
             <div className="field">
               <label htmlFor="scan-type">Scan type</label>
               <select id="scan-type" value={scanType} onChange={(e) => setScanType(e.target.value)}>
-                <option value="">From the DICOM header</option>
+                <option value="">Automatic (DICOM header, else the image)</option>
                 <option value="brain-mri">{SCAN_TYPE_NAMES['brain-mri']}</option>
                 <option value="chest-xray">{SCAN_TYPE_NAMES['chest-xray']}</option>
               </select>

@@ -187,7 +187,7 @@ function ScanRow({ scan, live, onOpen }: { scan: ScanListItem; live?: StatusEven
         )}
       </td>
       <td>{refused ? <span className="refusal-text">{scan.failureReason ? 'Refused' : 'Failed'}</span> : findingText(scan.result)}</td>
-      <td className="num">{refused ? '—' : percent(scan.result?.confidence)}</td>
+      <td className="num">{refused ? '—' : percent(scan.result?.confidence, 1)}</td>
     </tr>
   );
 }

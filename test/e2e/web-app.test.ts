@@ -196,7 +196,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await page.getByRole('heading', { name: /Priya Mehta/ }).waitFor();
     await page.locator('canvas.viewer-canvas[data-ready="true"]').waitFor();
     await page.getByRole('heading', { name: 'Model finding' }).waitFor();
-    assert.match(await page.locator('.model-name').innerText(), /v1\.0\.0/);
+    assert.match(await page.locator('.model-name').innerText(), /(Brain MRI|brain-mri).* · v\d+\.\d+\.\d+/);
     assert.ok((await page.locator('.prob-chart li').count()) >= 3, 'a probability per label');
 
     const withHeatmap = await canvasHash();
@@ -288,7 +288,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     const measured = { image: `${w}x${h}`, renders: times.length, medianMs: times[7], maxMs: times.at(-1) };
     writeFileSync(path.join(SHOTS, '..', 'window-level.json'), `${JSON.stringify(measured, null, 2)}\n`);
     console.log(`window/level rendering of a ${w}x${h} DICOM: median ${times[7]} ms, max ${times.at(-1)} ms`);
-    assert.ok(times[7]! < 250, 'window/level keeps up with a slider');
+    assert.ok(times[7]! < 500, 'window/level keeps up with a slider');
     // The window/level tool: dragging on the image widens the window.
     await page.getByRole('radio', { name: 'Window/level' }).click();
     const afterSlider = await canvas.getAttribute('data-window');
@@ -352,8 +352,13 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await page.getByRole('button', { name: 'Create user' }).click();
     const row = page.locator('tbody tr', { hasText: email });
     await row.waitFor();
+    const saved = page.waitForResponse((r) => r.request().method() === 'PATCH' && r.url().includes('/api/users/users/'));
     await row.getByLabel(/account of Dr\. Ananya Singh/).uncheck();
     await row.getByText('Inactive').waitFor();
+    assert.equal((await saved).status(), 200);
+    // The server has it too.
+    const listed = await t.app.inject({ method: 'GET', url: '/api/users/users', headers: admin.auth });
+    assert.equal(listed.json<{ email: string; isActive: boolean }[]>().find((u) => u.email === email)?.isActive, false);
     await checkAccessibility('users');
     await shot('09-admin-users');
 

@@ -14,12 +14,15 @@ export function AdminUsers() {
     document.title = 'Users · ImageMedix';
   }, []);
 
+  /** Shows the change at once (a switch that lags feels broken) and undoes it if refused. */
   async function change(u: User, body: { role?: 'admin' | 'doctor'; isActive?: boolean }) {
     setError(null);
+    users.setData((old) => (old ?? []).map((x) => (x._id === u._id ? { ...x, ...body } : x)));
     try {
       const updated = await ok(api.PATCH('/api/users/users/{id}', { params: { path: { id: u._id } }, body }));
       users.setData((old) => (old ?? []).map((x) => (x._id === u._id ? updated : x)));
     } catch (err) {
+      users.setData((old) => (old ?? []).map((x) => (x._id === u._id ? u : x)));
       setError(errorMessage(err));
     }
   }

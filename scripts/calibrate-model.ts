@@ -34,6 +34,7 @@ import {
   type PointName,
 } from '../src/ml/calibrate.js';
 import { ModelRegistry } from '../src/ml/registry.js';
+import { scanTypeSpec } from '../src/scan-types/index.js';
 
 const { values } = parseArgs({
   options: {
@@ -56,10 +57,8 @@ const model = registry.get(id);
 const { manifest } = model;
 const labels = manifest.labels;
 const positive = (manifest.decision.positiveLabels ?? []).map((l) => labels.indexOf(l));
-if (positive.length === 0) {
-  console.error(`${id} has no positive labels; operating points are chosen for the chest model (brain uses its argmax rule)`);
-  process.exit(2);
-}
+// A model without positive labels (brain) has one point, its argmax rule: only measured here.
+const argmaxOnly = positive.length === 0;
 const progress = (what: string) => (done: number, total: number) => {
   if (done === total || done % 100 === 0) process.stderr.write(`  ${what}: ${done}/${total}\n`);
 };
@@ -85,6 +84,48 @@ const validation = await scoreImages(
   split.map((s) => ({ file: s.path, truth: labels.indexOf(s.class), group: s.group })),
   progress('validation'),
 );
+
+if (argmaxOnly) {
+  // Finding present (any label but the negative one) vs absent, on validation, refusals counted.
+  const negative = labels.indexOf(scanTypeSpec(manifest.task).negativeLabel);
+  const predictedPresent = validation.map((r) =>
+    r.logits ? r.logits.indexOf(Math.max(...r.logits)) !== negative : null,
+  );
+  const present = validation.map((r) => r.truth !== negative);
+  // No threshold: the argmax answer is the prediction (as a score of 1 or 0 for metricsAt).
+  const val = metricsAt(
+    predictedPresent.map((p) => (p === null ? null : p ? 1 : 0)),
+    present,
+    0.5,
+  );
+  const correct = validation.filter((r) => r.logits && r.logits.indexOf(Math.max(...r.logits)) === r.truth).length;
+  const point = {
+    rule: 'argmax',
+    description: 'the most probable class',
+    chosenOn: 'fixed rule (no threshold)',
+    validation: {
+      sensitivity: val.sensitivity,
+      specificity: val.specificity,
+      accuracy: val.accuracy,
+      n: val.n,
+      refused: val.refused,
+      accuracy4Class: Math.round((correct / validation.length) * 10_000) / 10_000,
+    },
+  };
+  console.log(
+    `${id} ${manifest.version}: argmax on validation (${validation.length}): finding present vs absent sensitivity ${val.sensitivity}, ` +
+      `specificity ${val.specificity}; ${labels.length}-class accuracy ${point.validation.accuracy4Class} (refusals counted)`,
+  );
+  if (values.write) {
+    const raw = JSON.parse(readFileSync(manifestPath, 'utf8')) as Record<string, any>;
+    raw.decision = { ...raw.decision, defaultOperatingPoint: 'argmax', operatingPoints: { argmax: point } };
+    raw.calibrationCommand = `npx tsx scripts/calibrate-model.ts --model ${id} --data ${path.relative(process.cwd(), dataDir)} --write`;
+    writeFileSync(manifestPath, JSON.stringify(raw, null, 2) + '\n');
+    console.log(`wrote ${manifestPath}`);
+  }
+  await registry.close();
+  process.exit(0);
+}
 
 // external/: grouped by patient (EXTERNAL.tsv) so cross-fitting never splits a child.
 const patients = new Map<string, string>();

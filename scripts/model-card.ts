@@ -133,6 +133,11 @@ if (isBrain) {
   out.push('`hasTumor`, `tumorType`, calibrated class probabilities, a class-activation heatmap and, for a tumour, an');
   out.push('approximate image-based location of the model\'s attention (not a segmentation; the slice orientation of a');
   out.push('JPEG is unknown, so left/right is given in image terms with the radiological-convention patient side).');
+  const argmax = manifestOperatingPoints(m).argmax as { validation?: { sensitivity: number; specificity: number; n?: number } } | undefined;
+  if (argmax?.validation) {
+    out.push(`Its one operating point is \`argmax\` (the most probable class, no threshold): on validation (${argmax.validation.n ?? '?'} images,`);
+    out.push(`refusals counted) tumour present vs absent has sensitivity ${f(argmax.validation.sensitivity)} and specificity ${f(argmax.validation.specificity)}.`);
+  }
 } else {
   out.push('Classifies one frontal chest radiograph as normal, bacterial pneumonia or viral pneumonia. The server reports');
   out.push('`hasPneumonia` when P(bacterial) + P(viral) reaches the threshold of the deployment\'s operating point');

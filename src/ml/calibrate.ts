@@ -14,7 +14,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import { analyzeImage, calibratedProbabilities } from './inference.js';
+import { analyzeScan, calibratedProbabilities } from './inference.js';
 import { binaryAuc, expectedCalibrationError } from './metrics.js';
 import type { LoadedModel } from './registry.js';
 
@@ -68,7 +68,7 @@ export async function labelledImages(dir: string, labels: readonly string[], gro
   return out;
 }
 
-/** Runs each image through the served pipeline (input checks, model, distance refusal). */
+/** Runs each image through the served pipeline (scan-type check, input checks, model, distance refusal). */
 export async function scoreImages(
   model: LoadedModel,
   images: { file: string; truth: number; group: string }[],
@@ -76,7 +76,7 @@ export async function scoreImages(
 ): Promise<ScoredImage[]> {
   const out: ScoredImage[] = [];
   for (const img of images) {
-    const a = await analyzeImage(model, await readFile(img.file), { scanType: model.manifest.task, heatmap: false });
+    const a = await analyzeScan({ get: () => model }, await readFile(img.file), { scanType: model.manifest.task, heatmap: false });
     out.push({ ...img, logits: a.result.refused || !a.scores ? null : a.scores.logits });
     onProgress?.(out.length, images.length);
   }

@@ -2,11 +2,12 @@
  * Builds the Fastify application as a tree of feature plugins. It never listens: server.ts
  * owns the process, and tests call `app.inject` on what this returns.
  */
+import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { Redis } from 'ioredis';
 import { evictUsersOnWrites } from './auth/hooks.js';
 import { authRoutes } from './auth/routes.js';
@@ -15,7 +16,7 @@ import { FEATURES, type Feature } from './features.js';
 import { patientRoutes } from './patients/routes.js';
 import { AppError } from './platform/errors.js';
 import { healthRoutes } from './platform/http/health.js';
-import { clientErrorMessage, validationMessage } from './platform/http/validation.js';
+import { clientErrorMessage, frameworkErrorMessage, validationMessage } from './platform/http/validation.js';
 import { createValidatorCompiler } from './platform/http/validator.js';
 import { loggerOptions } from './platform/logging.js';
 import { recordRequestLatency, registerMetricsRoute } from './platform/metrics/routes.js';
@@ -38,6 +39,12 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     ...(opts.logger ? { loggerInstance: opts.logger } : {}),
     trustProxy: config.trustProxy,
     bodyLimit: 1024 * 1024,
+    // Errors the router raises before any route or error handler runs (a badly encoded or
+    // over-long path segment) get the API's error shape too.
+    frameworkErrors: (err, _request, reply: FastifyReply) => {
+      const { status, message } = frameworkErrorMessage(err);
+      void reply.code(status).send({ error: message });
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(createValidatorCompiler());
 
@@ -58,6 +65,17 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
       return reply.code(500).send({ error: 'Internal server error: the problem has been logged' });
     }
     return reply.code(status).send({ error: clientErrorMessage(err, request.headers['content-type']) });
+  });
+
+  // Browser apps on the configured origins only (CORS_ORIGINS, default CLIENT_URL); registered
+  // first so that refusals (401, 429) carry the headers too and the browser can read them.
+  await app.register(cors, {
+    origin: config.corsOrigins,
+    credentials: true,
+    methods: ['GET', 'POST', 'PATCH', 'DELETE'],
+    allowedHeaders: ['Authorization', 'Content-Type'],
+    exposedHeaders: ['X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset', 'Retry-After', 'Content-Disposition'],
+    maxAge: 600,
   });
 
   const redis = config.redisUrl ? new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }) : null;

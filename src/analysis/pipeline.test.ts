@@ -290,13 +290,13 @@ for (const kind of await databaseKinds()) describe(`analysis queue without a wor
       assert.ok(requests.every((r) => r.json().deduplicated === true), 'they join the upload\'s queued analysis');
       const status = (await t.app.inject({ url: `/api/scans/${scan._id}/status`, headers: doc.auth })).json();
       assert.equal(status.status, 'processing');
-      assert.equal(status.jobStatus.state, 'created');
+      assert.equal(status.jobStatus.state, 'waiting');
       const ml = (await t.app.inject({ url: `/api/ml/status/${scan._id}`, headers: doc.auth })).json();
       assert.match(ml.estimatedCompletionTime, /^\d+ (seconds|minutes)$/);
       // The queued analysis is a brain one: asking for the chest model meanwhile is a conflict.
       const chest = await t.app.inject({ method: 'POST', url: '/api/ml/chest/analyze', headers: doc.auth, payload: { scanId: scan._id } });
       assert.equal(chest.statusCode, 409, chest.body);
-      assert.match(chest.json().error, /already being analysed as brain-mri/);
+      assert.match(chest.json().error, /is a brain-mri scan and cannot be analysed as chest-xray/);
     } finally {
       await t.close();
     }

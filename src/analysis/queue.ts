@@ -51,10 +51,11 @@ export async function statusOf(analysis: repo.AnalysisRow, boss: PgBoss): Promis
   const stage = analysis.stage;
   if (analysis.status === 'completed') return { state: 'completed', progress: 100, stage };
   if (analysis.status === 'failed') return { state: 'failed', progress: analysis.progress, stage };
-  let state: JobState = analysis.status === 'active' ? 'active' : 'created';
+  // A try that failed and waits for its retry is waiting again, not active.
+  let state: JobState = analysis.status === 'active' ? 'active' : 'waiting';
   if (analysis.jobId) {
     const job = await boss.getJobById(ANALYZE_SCAN_JOB, analysis.jobId);
-    if (job?.state === 'retry') state = 'retry';
+    if (job?.state === 'retry') state = 'waiting';
     else if (job?.state === 'active') state = 'active';
   }
   return { state, progress: analysis.progress, stage };

@@ -13,13 +13,10 @@ export const AnalyzeResponseSchema = Type.Object({
   deduplicated: Type.Boolean(),
 });
 
-export const JobStateSchema = Type.Union([
-  Type.Literal('created'),
-  Type.Literal('active'),
-  Type.Literal('completed'),
-  Type.Literal('failed'),
-  Type.Literal('retry'),
-]);
+export const JobStateSchema = Type.Union(
+  [Type.Literal('waiting'), Type.Literal('active'), Type.Literal('completed'), Type.Literal('failed')],
+  { description: 'waiting (queued, or waiting to be retried), active, completed or failed' },
+);
 
 export const AnalysisStatusSchema = Type.Object({
   status: Type.String({ description: 'The scan status: pending, processing, completed, failed' }),

@@ -1,11 +1,17 @@
 /** ML analysis requests and status, with the access check first (not yours = 404). */
 import { requireVisibleScan, type Viewer } from '../access/index.js';
 import type { AppContext } from '../context.js';
-import type { ScanType } from '../scan-types/index.js';
+import { conflict } from '../platform/errors.js';
+import { scanTypeSpec, type ScanType } from '../scan-types/index.js';
 import * as repo from './repository.js';
 
 export async function requestAnalysis(ctx: AppContext, { viewer, scanId, scanType }: { viewer: Viewer; scanId: string; scanType: ScanType }) {
-  await requireVisibleScan(ctx.db, viewer, scanId);
+  const { scan } = await requireVisibleScan(ctx.db, viewer, scanId);
+  // A scan's type is fixed once known: the other model would only corrupt its record.
+  if (scan.scanType !== null && scan.scanType !== scanType) {
+    const route = `/api/ml${scanTypeSpec(scan.scanType).analyzeRoute}`;
+    throw conflict(`This scan is a ${scan.scanType} scan and cannot be analysed as ${scanType}; use POST ${route}`);
+  }
   const out = await ctx.db.transaction((tx) => ctx.analysis.enqueue(tx, { scanId, scanType, requestedBy: viewer.id }));
   return { jobId: out.jobId, status: 'processing' as const, deduplicated: out.deduplicated };
 }

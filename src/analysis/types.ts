@@ -1,7 +1,8 @@
 import type { DbOrTx } from '../platform/db/index.js';
 import type { ScanType } from '../scan-types/index.js';
 
-export type JobState = 'created' | 'active' | 'completed' | 'failed' | 'retry';
+/** The API's job states: waiting (queued, or waiting to be retried), active, completed, failed. */
+export type JobState = 'waiting' | 'active' | 'completed' | 'failed';
 
 export interface JobStatus {
   state: JobState;

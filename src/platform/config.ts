@@ -42,6 +42,8 @@ export interface Config {
   /** Prometheus metrics at /metrics, behind this bearer token; off when null. */
   metrics: { token: string | null; port: number | null };
   google: GoogleSettings;
+  /** Browser origins allowed to call the API (CORS); never a wildcard. */
+  corsOrigins: string[];
 }
 
 export interface S3Config {
@@ -134,6 +136,33 @@ function loadJwtSecret(env: Env, dataDir: string): Uint8Array {
   }
   chmodSync(file, 0o600);
   return new TextEncoder().encode(readFileSync(file, 'utf8').trim());
+}
+
+/**
+ * CORS_ORIGINS: comma-separated origins (scheme, host and port, no path) of the browser apps
+ * allowed to call the API. "*" is refused: the API carries patient data, so every origin is
+ * named; the default is CLIENT_URL's origin, where the Google sign-in returns.
+ */
+function corsOrigins(env: Env, clientUrl: string): string[] {
+  const raw = str(env, 'CORS_ORIGINS');
+  if (raw === null) return [new URL(clientUrl).origin];
+  return raw
+    .split(',')
+    .map((o) => o.trim())
+    .filter(Boolean)
+    .map((o) => {
+      if (o === '*') throw new ConfigError('CORS_ORIGINS must list origins (e.g. https://app.hospital.org); "*" is not allowed');
+      let u: URL;
+      try {
+        u = new URL(o);
+      } catch {
+        throw new ConfigError(`CORS_ORIGINS must be a comma-separated list of origins, got "${o}"`);
+      }
+      if (!['http:', 'https:'].includes(u.protocol) || u.origin !== o.replace(/\/$/, '')) {
+        throw new ConfigError(`CORS_ORIGINS entries must be origins like https://app.hospital.org (no path), got "${o}"`);
+      }
+      return u.origin;
+    });
 }
 
 const DURATION = /^\d+\s*(s|m|h|d|w)$/;
@@ -237,6 +266,7 @@ export function loadConfig(env: Env = process.env): Config {
       autoProvision: oneOf(env, 'GOOGLE_AUTO_PROVISION', ['inactive', 'active', 'off'] as const, 'inactive'),
       allowedDomains,
     },
+    corsOrigins: corsOrigins(env, clientUrl),
   };
 }
 

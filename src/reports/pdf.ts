@@ -42,6 +42,14 @@ export interface ReportInput {
   /** The model's original output, given when a physician changed it. */
   modelFinding?: null | { summary: string; confidence: number | null };
   review: null | { reviewer: { name: string; email?: string }; reviewedAt: Date; status: string };
+  /** An analysis that finished after the review: shown beside the reviewed finding, never instead. */
+  newerAnalysis?: null | {
+    summary: string | null;
+    confidence: number | null;
+    completedAt: Date | null;
+    model: { id: string; version: string } | null;
+    refusalReason?: string | null;
+  };
   refusalReason?: string | null;
   generatedAt: Date;
   generatedBy: { name: string };
@@ -219,6 +227,21 @@ function drawFindings(doc: Doc, input: ReportInput): void {
 
   if (modelFinding && finding && differs(modelFinding, finding)) {
     drawComparison(doc, modelFinding, finding);
+  }
+
+  const newer = input.newerAnalysis;
+  if (newer) {
+    const said = newer.summary
+      ? `${newer.summary} (confidence ${formatPercent(newer.confidence)})`
+      : `no result: ${newer.refusalReason ?? 'the analysis failed'}`;
+    const by = newer.model ? `, model ${newer.model.id} ${newer.model.version}` : '';
+    callout(
+      doc,
+      'A newer analysis finished after this review',
+      `${formatDateTime(newer.completedAt)}${by}: ${said}. The physician's review above stands until a physician reviews the scan again.`,
+      COLOR.warn,
+      COLOR.warnBg,
+    );
   }
 
   doc.y += 4;

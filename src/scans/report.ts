@@ -71,10 +71,16 @@ export async function generateReport(
       return Buffer.alloc(0);
     }),
   ]);
-  const analysis = analyses.get(scan.id) ?? null;
+  const current = analyses.get(scan.id) ?? null;
   const review = reviews.get(scan.id) ?? null;
+  // A review stands over the analysis it judged; a newer analysis is reported beside it.
+  const newer = review && current && review.analysisId !== current.id ? current : null;
+  const analysis = newer
+    ? ((await repo.analysesById(db, [review?.analysisId])).get(review?.analysisId ?? '') ?? null)
+    : current;
   const modelResult = modelResultView(analysis, links);
   const result = reviewedResultView(modelResult, review);
+  const newerResult = newer ? modelResultView(newer, links) : null;
 
   let heatmap: Buffer | null = null;
   if (analysis?.heatmapKey) {
@@ -127,7 +133,16 @@ export async function generateReport(
           status: review.status,
         }
       : null,
-    refusalReason: analysis?.refusalReason ?? (scan.status === 'failed' ? scan.failureReason : null),
+    newerAnalysis: newer
+      ? {
+          summary: newerResult ? findingSummary(newerResult) : null,
+          confidence: newerResult?.confidence ?? null,
+          completedAt: newer.completedAt,
+          model: newerResult?.model ?? null,
+          refusalReason: newer.refusalReason ?? newer.error,
+        }
+      : null,
+    refusalReason: newer ? null : (analysis?.refusalReason ?? (scan.status === 'failed' ? scan.failureReason : null)),
     generatedAt: now,
     generatedBy: { name: viewer.name },
   };

@@ -130,48 +130,81 @@ export async function currentAnalyses(db: DbOrTx, scanRows: ScanRow[]): Promise<
   return out;
 }
 
+const reviewColumns = {
+  id: scanReviews.id,
+  scanId: scanReviews.scanId,
+  analysisId: scanReviews.analysisId,
+  status: scanReviews.status,
+  result: scanReviews.result,
+  reviewedAt: scanReviews.reviewedAt,
+  reviewerId: users.id,
+  reviewerName: users.name,
+  reviewerEmail: users.email,
+};
+
+function toReview(r: {
+  id: string;
+  scanId: string;
+  analysisId: string | null;
+  status: string;
+  result: Record<string, unknown>;
+  reviewedAt: Date;
+  reviewerId: string | null;
+  reviewerName: string | null;
+  reviewerEmail: string | null;
+}): LatestReview {
+  return {
+    id: r.id,
+    scanId: r.scanId,
+    analysisId: r.analysisId,
+    status: r.status,
+    result: r.result,
+    reviewedAt: r.reviewedAt,
+    reviewer: r.reviewerId ? { id: r.reviewerId, name: r.reviewerName ?? '', email: r.reviewerEmail ?? '' } : null,
+  };
+}
+
 /**
- * The latest review of each scan's current analysis, by scan id. A review judged one analysis:
- * after a re-analysis it stays in the table (who said what, when) but no longer overlays the
- * new model output.
+ * The standing review of each scan (its latest), by scan id. A physician's review is a clinical
+ * record: it stands after a re-analysis, beside the newer model output, until a physician
+ * reviews again.
  */
 export async function latestReviews(db: DbOrTx, scanIds: string[]): Promise<Map<string, LatestReview>> {
   const out = new Map<string, LatestReview>();
   if (scanIds.length === 0) return out;
   const rows = await db
-    .selectDistinctOn([scanReviews.scanId], {
-      id: scanReviews.id,
-      scanId: scanReviews.scanId,
-      analysisId: scanReviews.analysisId,
-      status: scanReviews.status,
-      result: scanReviews.result,
-      reviewedAt: scanReviews.reviewedAt,
-      reviewerId: users.id,
-      reviewerName: users.name,
-      reviewerEmail: users.email,
-    })
+    .selectDistinctOn([scanReviews.scanId], reviewColumns)
     .from(scanReviews)
-    .innerJoin(scans, eq(scans.id, scanReviews.scanId))
     .leftJoin(users, eq(users.id, scanReviews.reviewedBy))
-    .where(
-      and(
-        inArray(scanReviews.scanId, scanIds),
-        sql`${scanReviews.analysisId} is not distinct from ${scans.currentAnalysisId}`,
-      ),
-    )
+    .where(inArray(scanReviews.scanId, scanIds))
     .orderBy(scanReviews.scanId, desc(scanReviews.reviewedAt), desc(scanReviews.id));
-  for (const r of rows) {
-    out.set(r.scanId, {
-      id: r.id,
-      scanId: r.scanId,
-      analysisId: r.analysisId,
-      status: r.status,
-      result: r.result,
-      reviewedAt: r.reviewedAt,
-      reviewer: r.reviewerId ? { id: r.reviewerId, name: r.reviewerName ?? '', email: r.reviewerEmail ?? '' } : null,
-    });
-  }
+  for (const r of rows) out.set(r.scanId, toReview(r));
   return out;
+}
+
+/** Every review of a scan, oldest first: who said what, when, about which analysis. */
+export async function reviewsOf(db: DbOrTx, scanId: string): Promise<LatestReview[]> {
+  const rows = await db
+    .select(reviewColumns)
+    .from(scanReviews)
+    .leftJoin(users, eq(users.id, scanReviews.reviewedBy))
+    .where(eq(scanReviews.scanId, scanId))
+    .orderBy(asc(scanReviews.reviewedAt), asc(scanReviews.id));
+  return rows.map(toReview);
+}
+
+/** Analyses by id (the current ones and those the standing reviews judged). */
+export async function analysesById(db: DbOrTx, ids: (string | null | undefined)[]): Promise<Map<string, AnalysisRow>> {
+  const wanted = [...new Set(ids.filter((id): id is string => typeof id === 'string'))];
+  const out = new Map<string, AnalysisRow>();
+  if (wanted.length === 0) return out;
+  for (const row of await db.select().from(analyses).where(inArray(analyses.id, wanted))) out.set(row.id, row);
+  return out;
+}
+
+/** Moves the scan's updatedAt: a review or an annotation changed what the scan shows. */
+export async function touchScan(db: DbOrTx, id: string): Promise<ScanRow> {
+  return updateScanRow(db, id, {});
 }
 
 /** Every analysis of a scan, oldest first: the scan's analysis history. */

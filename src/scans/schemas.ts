@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { IsoDateTime, Nullable, PageQuery } from '../platform/http/schemas.js';
-import { ResultSchema, ReviewedFindingSchema, ScanTypeSchema } from '../scan-types/index.js';
+import { ResultSchema, ReviewedFindingSchema, SCAN_TYPE_IDS, ScanTypeSchema, scanTypeSpec } from '../scan-types/index.js';
 
 export const ScanStatusSchema = Type.Union([
   Type.Literal('pending'),
@@ -35,8 +35,21 @@ export const ListScansQuerySchema = Type.Object(
 );
 export type ListScansQuery = Static<typeof ListScansQuerySchema>;
 
+/** The merge rules of a review, from the scan-type table (also enforced by mergeReview). */
+const MERGE_RULES = [
+  'Merged into the current finding (the standing review, else the model output):',
+  '- a field left out keeps its value; `null` clears it;',
+  `- only the fields of the scan's type apply: ${SCAN_TYPE_IDS.map((type) => {
+    const { fields, labels, negativeLabel } = scanTypeSpec(type);
+    const kinds = labels.filter((l) => l !== negativeLabel).join(', ');
+    return `${type} \`${fields.presence}\`, \`${fields.kind}\` (${kinds})${fields.location ? `, \`${fields.location}\`` : ''}`;
+  }).join('; ')}; every type \`confidence\` and \`additionalNotes\`;`,
+  '- "nothing found" (`hasTumor: false`, `hasPneumonia: false`) clears the kind and the location; naming a kind implies the finding is present;',
+  '- when the finding changes and the current one has a confidence, `confidence` must be sent (a number or null): the old value was for another finding (400 otherwise).',
+].join('\n');
+
 /** What a physician's review may set: the finding fields of every scan type (src/scan-types). */
-export const ReviewResultSchema = ReviewedFindingSchema;
+export const ReviewResultSchema = Type.Object(ReviewedFindingSchema.properties, { additionalProperties: false, description: MERGE_RULES });
 export type ReviewResult = Static<typeof ReviewResultSchema>;
 
 export const ReviewBodySchema = Type.Object(
@@ -64,6 +77,22 @@ export type AnnotationBody = Static<typeof AnnotationBodySchema>;
 
 const UserRef = Type.Object({ _id: Type.String(), name: Type.String() });
 
+export const ReviewSchema = Type.Object(
+  {
+    _id: Type.String(),
+    reviewedBy: Nullable(UserRef),
+    reviewedAt: IsoDateTime,
+    status: Type.String({ description: 'The scan status the physician set or confirmed' }),
+    result: ResultSchema,
+    analysisId: Nullable(Type.String({ description: 'The analysis this review judged (analysisHistory[]._id); null before any' })),
+    newerAnalysis: Type.Boolean({
+      description:
+        'True when an analysis finished after this review: `modelResult` is newer than the reviewed finding, which still stands (and is `result`) until a physician reviews again',
+    }),
+  },
+  { description: "A physician's review: never overwritten or deleted by software" },
+);
+
 export const AnnotationSchema = Type.Object({
   _id: Type.String(),
   x: Type.Number(),
@@ -89,6 +118,7 @@ export const UploadResponseSchema = Type.Object(ScanCore);
 export const ScanListItemSchema = Type.Object({
   ...ScanCore,
   result: Nullable(ResultSchema),
+  review: Nullable(ReviewSchema),
   failureReason: Nullable(Type.String()),
   createdAt: IsoDateTime,
 });
@@ -116,8 +146,11 @@ export const ScanDetailSchema = Type.Object({
   patient: Type.Object({ _id: Type.String(), patientId: Type.String(), name: Type.String() }),
   doctorId: Nullable(Type.Object({ _id: Type.String(), name: Type.String(), email: Type.String() })),
   result: Nullable(ResultSchema),
-  modelResult: Nullable(ResultSchema),
-  review: Nullable(Type.Object({ reviewedBy: Nullable(UserRef), reviewedAt: IsoDateTime, status: Type.String() })),
+  modelResult: Type.Union([ResultSchema, Type.Null()], {
+    description: 'The output of the current (latest finished) analysis, exactly as the model gave it',
+  }),
+  review: Type.Union([ReviewSchema, Type.Null()], { description: 'The standing review (the latest); null before any' }),
+  reviews: Type.Array(ReviewSchema, { description: 'Every review of the scan, oldest first' }),
   failureReason: Nullable(Type.String()),
   annotations: Type.Array(AnnotationSchema),
   analysisHistory: Type.Array(AnalysisHistoryEntrySchema, { description: 'Every analysis of the scan, oldest first' }),
@@ -137,16 +170,20 @@ export const ScanDetailSchema = Type.Object({
   updatedAt: IsoDateTime,
 });
 
+export const JobStatusSchema = Type.Object({
+  state: Type.Union([Type.Literal('waiting'), Type.Literal('active'), Type.Literal('completed'), Type.Literal('failed')], {
+    description: 'waiting (queued, or waiting to be retried), active, completed or failed',
+  }),
+  progress: Type.Integer({ minimum: 0, maximum: 100 }),
+  stage: Nullable(Type.String({ description: 'decode, preprocess, inference, explanation or saving' })),
+});
+
 export const ScanStatusResponseSchema = Type.Object({
   status: ScanStatusSchema,
   failureReason: Nullable(Type.String()),
-  jobStatus: Nullable(
-    Type.Object({
-      state: Type.String({ description: 'created, active, retry, completed or failed' }),
-      progress: Type.Integer({ minimum: 0, maximum: 100 }),
-      stage: Nullable(Type.String()),
-    }),
-  ),
+  jobStatus: Type.Union([JobStatusSchema, Type.Null()], {
+    description: 'The latest analysis job; null only for a scan that was never queued (pending, no scan type)',
+  }),
 });
 
 export const AnnotationsResponseSchema = Type.Object({

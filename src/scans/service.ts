@@ -267,20 +267,21 @@ export async function listScans(db: Db, { viewer, query, links }: { viewer: View
     from,
     until,
   });
-  const [analyses, reviews] = await Promise.all([
-    repo.currentAnalyses(
-      db,
-      rows.map((r) => r.scan),
-    ),
-    repo.latestReviews(
-      db,
-      rows.map((r) => r.scan.id),
-    ),
+  const reviews = await repo.latestReviews(
+    db,
+    rows.map((r) => r.scan.id),
+  );
+  const analyses = await repo.analysesById(db, [
+    ...rows.map((r) => r.scan.currentAnalysisId),
+    ...[...reviews.values()].map((r) => r.analysisId),
   ]);
   return {
-    scans: rows.map((r) =>
-      scanView({ ...r, analysis: analyses.get(r.scan.id), review: reviews.get(r.scan.id) }, links),
-    ),
+    scans: rows.map((r) => {
+      const review = reviews.get(r.scan.id);
+      const analysis = r.scan.currentAnalysisId ? analyses.get(r.scan.currentAnalysisId) : undefined;
+      const reviewedAnalysis = review?.analysisId ? analyses.get(review.analysisId) : undefined;
+      return scanView({ ...r, analysis, review, reviewedAnalysis }, links);
+    }),
     currentPage: query.page,
     totalPages: Math.ceil(total / query.limit),
     totalScans: total,
@@ -291,12 +292,17 @@ async function detail(db: Db, found: ScanWithPatient, links: FileLinks) {
   const { scan } = found;
   const [history, reviews, annotations, doctor] = await Promise.all([
     repo.analysesOf(db, scan.id),
-    repo.latestReviews(db, [scan.id]),
+    repo.reviewsOf(db, scan.id),
     repo.annotationsOf(db, scan.id),
     scan.doctorId ? repo.findUserRef(db, scan.doctorId) : Promise.resolve(null),
   ]);
   const analysis = history.find((a) => a.id === scan.currentAnalysisId) ?? null;
-  return scanDetailView({ ...found, analysis, review: reviews.get(scan.id), annotations, doctor, history }, links);
+  const review = reviews.at(-1) ?? null;
+  const reviewedAnalysis = review ? (history.find((a) => a.id === review.analysisId) ?? null) : null;
+  return scanDetailView(
+    { ...found, analysis, review, reviewedAnalysis, annotations, doctor, history, reviews },
+    links,
+  );
 }
 
 export async function getScan(db: Db, { viewer, id, links }: { viewer: Viewer; id: string; links: FileLinks }) {
@@ -311,6 +317,7 @@ export async function scanStatus(deps: ScanDeps, { viewer, id }: { viewer: Viewe
   return {
     status: scan.status,
     failureReason: scan.failureReason ?? (scan.status === 'failed' ? (analysis?.refusalReason ?? null) : null),
+    // The document's shape, {state, progress}, for every scan that was ever queued.
     jobStatus: job ? { state: job.state, progress: Math.round(job.progress), stage: job.stage } : null,
   };
 }
@@ -349,10 +356,15 @@ function pick(source: object | null | undefined): ReviewedFinding {
 }
 
 /**
- * The reviewed finding: the previous one (the last review, else the model's) with the
- * physician's changes, kept consistent (no tumour type without a tumour). A changed finding
- * drops the model's confidence unless the physician gives one: it was the confidence of
- * another finding.
+ * The merge rules of a review (PATCH /api/scans/:id), applied to the current finding (the
+ * standing review, else the model's); the OpenAPI document states the same (schemas.ts):
+ * - a field left out keeps its current value; `null` clears it;
+ * - only the fields of the scan's type apply, and the kind must be one of its model's labels;
+ * - "nothing found" (hasTumor/hasPneumonia false) clears the kind and the location; naming a
+ *   kind implies the finding is present;
+ * - when the finding changes and the current one has a confidence, `confidence` must be sent
+ *   (a number or null): the old value was the confidence of another finding, and software
+ *   neither keeps it silently nor drops it silently.
  */
 export function mergeReview(scanType: ScanType | null, base: ReviewedFinding, patch: ReviewedFinding): ReviewedFinding {
   const fieldsOf = (type: ScanType) => {
@@ -371,9 +383,16 @@ export function mergeReview(scanType: ScanType | null, base: ReviewedFinding, pa
   const b = base as Record<string, unknown>;
   const merged: Record<string, unknown> = { ...base, ...patch };
   const sameValue = (x: unknown, y: unknown) => (x ?? null) === (y ?? null);
-  let findingChanged = false;
+  let changedFrom: string | null = null;
   for (const type of SCAN_TYPE_IDS) {
-    const { presence, kind, location } = scanTypeSpec(type).fields;
+    const { fields, labels, negativeLabel } = scanTypeSpec(type);
+    const { presence, kind, location } = fields;
+    const kinds = labels.filter((l) => l !== negativeLabel);
+    if (typeof p[kind] === 'string' && !kinds.includes(p[kind])) {
+      throw badRequest(
+        `result.${kind} must be one of ${kinds.map((k) => `"${k}"`).join(', ')} or null for a ${type} scan; got "${p[kind].slice(0, 60)}"`,
+      );
+    }
     if (p[presence] === false) {
       for (const field of location ? [kind, location] : [kind]) {
         if (p[field]) throw badRequest(`result.${field} must be null when result.${presence} is false`);
@@ -382,9 +401,15 @@ export function mergeReview(scanType: ScanType | null, base: ReviewedFinding, pa
     } else if (p[kind] && p[presence] === undefined) {
       merged[presence] = true;
     }
-    findingChanged ||= !sameValue(merged[presence], b[presence]) || !sameValue(merged[kind], b[kind]);
+    if (!sameValue(merged[presence], b[presence]) || !sameValue(merged[kind], b[kind])) {
+      changedFrom = b[presence] === false ? 'no finding' : `"${String(b[kind] ?? b[presence] ?? 'no finding')}"`;
+    }
   }
-  if (findingChanged && !('confidence' in patch)) merged.confidence = null;
+  if (changedFrom !== null && !('confidence' in patch) && typeof base.confidence === 'number') {
+    throw badRequest(
+      `result.confidence is required when the finding changes: the current confidence (${base.confidence}) was for ${changedFrom}; send the reviewed finding's confidence (0 to 1) or null`,
+    );
+  }
   return merged as ReviewedFinding;
 }
 
@@ -398,8 +423,10 @@ export async function reviewScan(
     // One connection: queries in a transaction run one after another.
     const analysis = (await repo.currentAnalyses(tx, [scan])).get(scan.id);
     const previous = (await repo.latestReviews(tx, [scan.id])).get(scan.id);
+    // The physician edits what the scan shows: the standing review, else the model's output.
     const base = previous ? pick(previous.result) : pick(modelResultView(analysis, links));
     const result = mergeReview(scan.scanType, base, body.result ?? {});
+    // Every review is a new row (who, when, what, which analysis it judged); none is overwritten.
     await repo.insertReview(tx, {
       scanId: scan.id,
       analysisId: scan.currentAnalysisId,
@@ -407,15 +434,14 @@ export async function reviewScan(
       result,
       reviewedBy: viewer.id,
     });
-    if (body.status && body.status !== scan.status) {
-      // A physician's verdict replaces an earlier refusal; the analysis keeps its reason.
-      const updated = await repo.updateScanRow(tx, scan.id, {
-        status: body.status,
-        ...(body.status === 'failed' ? {} : { failureReason: null }),
-      });
-      return { ...found, scan: updated };
-    }
-    return found;
+    const changesStatus = body.status !== undefined && body.status !== scan.status;
+    // A physician's verdict replaces an earlier refusal; the analysis keeps its reason.
+    const updated = await repo.updateScanRow(
+      tx,
+      scan.id,
+      changesStatus ? { status: body.status, ...(body.status === 'failed' ? {} : { failureReason: null }) } : {},
+    );
+    return { ...found, scan: updated };
   });
   return detail(db, reviewed, links);
 }
@@ -434,7 +460,10 @@ export async function addAnnotation(
   if (y > scan.height - 1) throw badRequest(`y must be between 0 and ${scan.height - 1}: ${size}`);
   const text = annotation.text.trim();
   if (text === '') throw badRequest('text must not be blank');
-  await repo.insertAnnotation(db, { scanId: scan.id, x, y, text, createdBy: viewer.id });
+  await db.transaction(async (tx) => {
+    await repo.insertAnnotation(tx, { scanId: scan.id, x, y, text, createdBy: viewer.id });
+    await repo.touchScan(tx, scan.id);
+  });
   const annotations = await repo.annotationsOf(db, scan.id);
   return { _id: scan.id, annotations: annotations.map(annotationView) };
 }

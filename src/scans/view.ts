@@ -3,8 +3,9 @@
  * latest review) to the API's shape, so the analysis pipeline only has to fill the analyses
  * row and every endpoint shows the same thing.
  *
- * `modelResult` is the model's output exactly as stored; `result` is what the reader should
- * act on: the physician's review laid over the model's output when the scan was reviewed.
+ * `modelResult` is the current model output exactly as stored; `result` is what the reader
+ * should act on: the standing physician review laid over the model output it judged, when the
+ * scan was reviewed. A later analysis never replaces a review (`review.newerAnalysis` flags it).
  */
 import type { UrlSigner } from '../platform/signing.js';
 import { SCAN_TYPE_IDS, scanTypeSpec, type ResultView, type ReviewedFinding } from '../scan-types/index.js';
@@ -76,8 +77,37 @@ export function reviewedResultView(model: ResultView | null, review: LatestRevie
 export interface ScanViewInput {
   scan: ScanRow;
   patient: ScanPatient;
+  /** The current analysis: the latest one that finished. */
   analysis?: AnalysisRow | null;
+  /** The standing review (the latest), whichever analysis it judged. */
   review?: LatestReview | null;
+  /** The analysis the standing review judged; the current one unless a newer one finished since. */
+  reviewedAnalysis?: AnalysisRow | null;
+}
+
+/**
+ * What the reader acts on: the standing review laid over the model output it judged, else the
+ * current model output. A newer analysis never replaces a physician's finding; it shows as
+ * `modelResult`, flagged by `review.newerAnalysis`, until a physician reviews again.
+ */
+export function currentResultView(input: ScanViewInput, links: FileLinks): ResultView | null {
+  if (!input.review) return modelResultView(input.analysis, links);
+  return reviewedResultView(modelResultView(input.reviewedAnalysis, links), input.review);
+}
+
+/** One review as the API shows it: who, when, what, and which analysis it judged. */
+export function reviewView(review: LatestReview, currentAnalysisId: string | null) {
+  const result: Record<string, unknown> = {};
+  for (const field of REVIEW_FIELDS) if (field in review.result) result[field] = review.result[field];
+  return {
+    _id: review.id,
+    reviewedBy: review.reviewer ? { _id: review.reviewer.id, name: review.reviewer.name } : null,
+    reviewedAt: review.reviewedAt.toISOString(),
+    status: review.status,
+    result: result as ResultView,
+    analysisId: review.analysisId,
+    newerAnalysis: currentAnalysisId !== null && review.analysisId !== currentAnalysisId,
+  };
 }
 
 export function scanCoreView({ scan, patient }: ScanViewInput, links: FileLinks) {
@@ -101,10 +131,10 @@ function failureReason(scan: ScanRow, analysis: AnalysisRow | null | undefined):
 
 /** A scan as the list shows it. */
 export function scanView(input: ScanViewInput, links: FileLinks) {
-  const modelResult = modelResultView(input.analysis, links);
   return {
     ...scanCoreView(input, links),
-    result: reviewedResultView(modelResult, input.review),
+    result: currentResultView(input, links),
+    review: input.review ? reviewView(input.review, input.scan.currentAnalysisId) : null,
     failureReason: failureReason(input.scan, input.analysis),
     createdAt: input.scan.createdAt.toISOString(),
   };
@@ -143,23 +173,18 @@ export function scanDetailView(
     doctor: { id: string; name: string; email: string } | null;
     annotations: AnnotationRow[];
     history: AnalysisRow[];
+    reviews: LatestReview[];
   },
   links: FileLinks,
 ) {
-  const { scan, patient, review } = input;
+  const { scan, patient } = input;
   const modelResult = modelResultView(input.analysis, links);
   return {
     ...scanView(input, links),
     patient: { _id: patient.id, patientId: patient.patientId, name: patient.name },
     doctorId: input.doctor ? { _id: input.doctor.id, name: input.doctor.name, email: input.doctor.email } : null,
     modelResult,
-    review: review
-      ? {
-          reviewedBy: review.reviewer ? { _id: review.reviewer.id, name: review.reviewer.name } : null,
-          reviewedAt: review.reviewedAt.toISOString(),
-          status: review.status,
-        }
-      : null,
+    reviews: input.reviews.map((r) => reviewView(r, scan.currentAnalysisId)),
     annotations: input.annotations.map(annotationView),
     analysisHistory: analysisHistoryView(input.history, links),
     originalFormat: scan.originalFormat,

@@ -6,26 +6,54 @@ interface AjvError {
   keyword: string;
   message?: string;
   params: Record<string, unknown>;
+  /** The value that failed (the validator runs with Ajv's `verbose`). */
+  data?: unknown;
+}
+
+const shown = (v: unknown) => (typeof v === 'string' ? `"${v.slice(0, 60)}"` : JSON.stringify(v));
+
+/** The values a union of literals (or an enum) allows at `path`, from all of its branches' errors. */
+function allowedValues(errors: AjvError[], instancePath: string): unknown[] {
+  const out: unknown[] = [];
+  for (const e of errors) {
+    if (e.instancePath !== instancePath) continue;
+    if (e.keyword === 'const') out.push(e.params.allowedValue);
+    if (e.keyword === 'enum' && Array.isArray(e.params.allowedValues)) out.push(...(e.params.allowedValues as unknown[]));
+    if (e.keyword === 'type' && e.params.type === 'null') out.push(null);
+  }
+  return out;
 }
 
 export function validationMessage(err: FastifyError): string {
-  const first = (err.validation as AjvError[] | undefined)?.[0];
+  const errors = (err.validation as AjvError[] | undefined) ?? [];
+  const first = errors[0];
   const where = err.validationContext ?? 'request';
   if (!first) return `Invalid ${where}`;
   const path = first.instancePath.replace(/^\//, '').replace(/\//g, '.');
   const field = (name: string) => (path ? `${path}.${name}` : name);
+  // Echo what was sent (short values only), but never a secret.
+  const secret = /password|token|secret/i.test(path);
+  const got = secret || first.data === undefined || typeof first.data === 'object' ? '' : `; got ${shown(first.data)}`;
   switch (first.keyword) {
     case 'required':
       return `${where} field "${field(String(first.params.missingProperty))}" is required`;
     case 'additionalProperties':
       return `${where} field "${field(String(first.params.additionalProperty))}" is not allowed`;
     case 'format':
-      return `${where} field "${path}" must be a valid ${String(first.params.format)}`;
+      return `${where} field "${path}" must be a valid ${String(first.params.format)}${got}`;
     case 'minProperties':
       return `${where} must contain at least one field to change`;
+    case 'const':
+    case 'enum': {
+      const allowed = allowedValues(errors, first.instancePath);
+      return `${where} field "${path}" must be one of ${allowed.map(shown).join(', ')}${got}`;
+    }
+    case 'type':
+      if (!path) return where === 'body' ? 'The request body must be a JSON object (Content-Type: application/json)' : `Invalid ${where}`;
+      return `${where} field "${path}" must be ${String(first.params.type)}${got}`;
     default: {
       if (!path) return `Invalid ${where}: ${first.message ?? 'does not match the schema'}`;
-      return `${where} field "${path}" ${first.message ?? 'is invalid'}`;
+      return `${where} field "${path}" ${first.message ?? 'is invalid'}${got}`;
     }
   }
 }
@@ -43,4 +71,16 @@ export function clientErrorMessage(err: FastifyError, contentType: string | unde
   }
   if (err instanceof SyntaxError) return 'The request body is not valid JSON';
   return CLIENT_ERRORS[err.code] ?? err.message;
+}
+
+/** Status and message for the errors Fastify's router raises before any handler runs. */
+export function frameworkErrorMessage(err: FastifyError): { status: number; message: string } {
+  switch (err.code) {
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return { status: 414, message: 'A path segment of the URL is too long (at most 100 characters): check the id in the URL' };
+    case 'FST_ERR_BAD_URL':
+      return { status: 400, message: 'The URL is not valid: a path segment is badly percent-encoded' };
+    default:
+      return { status: 400, message: 'The request could not be routed: check the URL' };
+  }
 }

@@ -14,7 +14,8 @@ const addFormats = (addFormatsModule as unknown as { default: (ajv: Ajv) => Ajv 
 
 function createAjv(coerceTypes: Options['coerceTypes']): Ajv {
   // strict: false, because TypeBox schemas carry annotations (e.g. `examples`) Ajv does not know.
-  const ajv = new Ajv({ coerceTypes, useDefaults: true, removeAdditional: false, allErrors: false, strict: false });
+  // verbose: errors carry the value that failed, so messages can say what was sent.
+  const ajv = new Ajv({ coerceTypes, useDefaults: true, removeAdditional: false, allErrors: false, strict: false, verbose: true });
   addFormats(ajv);
   return ajv;
 }

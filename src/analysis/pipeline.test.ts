@@ -198,14 +198,19 @@ for (const kind of await databaseKinds()) {
       assert.match(done.failureReason, /looks like a chest X-ray .*declared a brain MRI/);
       assert.equal(done.result, null);
 
-      const viaEndpoint = await upload(t, doc, fixture('brain-glioma-1.jpg'), { scanType: 'brain-mri' });
-      await waitForScan(t, doc, viaEndpoint._id);
-      const res = await t.app.inject({ method: 'POST', url: '/api/ml/chest/analyze', headers: doc.auth, payload: { scanId: viaEndpoint._id } });
-      assert.equal(res.statusCode, 200);
-      assert.equal(res.json().status, 'processing');
-      const again = await waitForScan(t, doc, viaEndpoint._id);
-      assert.equal(again.status, 'failed');
-      assert.match(again.failureReason, /looks like a brain MRI .*declared a chest X-ray/);
+      // The refused declaration may be corrected through the right route; the image decides.
+      const corrected = await t.app.inject({ method: 'POST', url: '/api/ml/chest/analyze', headers: doc.auth, payload: { scanId: scan._id } });
+      assert.equal(corrected.statusCode, 200, corrected.body);
+      const fixed = await waitForScan(t, doc, scan._id);
+      assert.equal(fixed.status, 'completed');
+      assert.equal(fixed.scanType, 'chest-xray');
+
+      // Once analysed as its type, a scan keeps it: the other route is a conflict (issue 11).
+      const typed = await upload(t, doc, fixture('brain-glioma-1.jpg'), { scanType: 'brain-mri' });
+      await waitForScan(t, doc, typed._id);
+      const res = await t.app.inject({ method: 'POST', url: '/api/ml/chest/analyze', headers: doc.auth, payload: { scanId: typed._id } });
+      assert.equal(res.statusCode, 409, res.body);
+      assert.match(res.json().error, /brain-mri scan and cannot be analysed as chest-xray/);
     });
 
     test('re-analysis keeps the earlier result in the history', async () => {

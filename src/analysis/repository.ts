@@ -1,6 +1,6 @@
 import { and, asc, avg, desc, eq, inArray, lt, lte, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../platform/db/index.js';
-import { analyses, scans } from '../platform/db/schema.js';
+import { analyses, scanReviews, scans } from '../platform/db/schema.js';
 
 export type AnalysisRow = typeof analyses.$inferSelect;
 
@@ -107,6 +107,12 @@ export async function findScanForAnalysis(db: DbOrTx, id: string) {
     .from(scans)
     .where(eq(scans.id, id));
   return row ?? null;
+}
+
+/** Whether a physician has reviewed the scan. */
+export async function hasReview(db: DbOrTx, scanId: string): Promise<boolean> {
+  const [row] = await db.select({ id: scanReviews.id }).from(scanReviews).where(eq(scanReviews.scanId, scanId)).limit(1);
+  return row !== undefined;
 }
 
 /** Analyses waiting ahead of this one (queued earlier), for the completion estimate. */

@@ -7,8 +7,9 @@ import * as repo from './repository.js';
 
 export async function requestAnalysis(ctx: AppContext, { viewer, scanId, scanType }: { viewer: Viewer; scanId: string; scanType: ScanType }) {
   const { scan } = await requireVisibleScan(ctx.db, viewer, scanId);
-  // A scan's type is fixed once known: the other model would only corrupt its record.
-  if (scan.scanType !== null && scan.scanType !== scanType) {
+  // A scan's type is fixed once known (analysed as it, or reviewed): the other model would only
+  // corrupt its record. A declared type the model refused may still be corrected.
+  if (scan.scanType !== null && scan.scanType !== scanType && (scan.status === 'completed' || (await repo.hasReview(ctx.db, scan.id)))) {
     const route = `/api/ml${scanTypeSpec(scan.scanType).analyzeRoute}`;
     throw conflict(`This scan is a ${scan.scanType} scan and cannot be analysed as ${scanType}; use POST ${route}`);
   }

@@ -1,10 +1,20 @@
-import { and, asc, desc, eq, inArray, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, or, sql, type SQL } from 'drizzle-orm';
 import { patientVisibleTo, type PatientRow, type Viewer } from '../access/index.js';
 import type { DbOrTx } from '../platform/db/index.js';
+import { isUuid } from '../platform/http/schemas.js';
 import { medicalHistory, patientDoctors, patientNotes, patients, scans, users } from '../platform/db/schema.js';
 
 export type { PatientRow };
 export type NewPatientRow = typeof patients.$inferInsert;
+
+/** A patient by `_id` or hospital patientId, whoever may see it (callers check access). */
+export async function findPatientByIdOrPatientId(db: DbOrTx, idOrPatientId: string): Promise<PatientRow | null> {
+  const match = isUuid(idOrPatientId)
+    ? or(eq(patients.id, idOrPatientId), eq(patients.patientId, idOrPatientId))
+    : eq(patients.patientId, idOrPatientId);
+  const [row] = await db.select().from(patients).where(match);
+  return row ?? null;
+}
 
 export async function findPatientByPatientId(db: DbOrTx, patientId: string): Promise<PatientRow | null> {
   const [row] = await db.select().from(patients).where(eq(patients.patientId, patientId));
@@ -65,6 +75,28 @@ export async function deletePatientRow(db: DbOrTx, id: string): Promise<void> {
 
 export async function assignDoctor(db: DbOrTx, patientId: string, doctorId: string): Promise<void> {
   await db.insert(patientDoctors).values({ patientId, doctorId }).onConflictDoNothing();
+}
+
+/** Removes one assignment; returns whether there was one. */
+export async function unassignDoctor(db: DbOrTx, patientId: string, doctorId: string): Promise<boolean> {
+  const rows = await db
+    .delete(patientDoctors)
+    .where(and(eq(patientDoctors.patientId, patientId), eq(patientDoctors.doctorId, doctorId)))
+    .returning({ doctorId: patientDoctors.doctorId });
+  return rows.length === 1;
+}
+
+/** Locks the patient row: assignment changes of one patient run one after another. */
+export async function lockPatient(db: DbOrTx, id: string): Promise<void> {
+  await db.select({ id: patients.id }).from(patients).where(eq(patients.id, id)).for('update');
+}
+
+export async function isAssigned(db: DbOrTx, patientId: string, doctorId: string): Promise<boolean> {
+  const [row] = await db
+    .select({ one: sql<number>`1` })
+    .from(patientDoctors)
+    .where(and(eq(patientDoctors.patientId, patientId), eq(patientDoctors.doctorId, doctorId)));
+  return row !== undefined;
 }
 
 export async function assignedDoctors(

@@ -14,6 +14,7 @@ import {
   PatientDetailSchema,
   PatientListSchema,
   PatientRecordSchema,
+  UnassignDoctorParamsSchema,
   UpdatePatientBodySchema,
 } from './schemas.js';
 import * as patients from './service.js';
@@ -148,6 +149,28 @@ export function patientRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           viewer: currentUser(request),
           id: request.params.id,
           doctorId: request.body.doctorId,
+        }),
+    );
+
+    app.delete(
+      '/:id/assign-doctor/:doctorId',
+      {
+        preHandler: requireAdmin,
+        schema: {
+          tags,
+          security,
+          summary: 'Un-assign a doctor from a patient (admin)',
+          description:
+            "Answers like the assignment, with the remaining assignedDoctors. 404 when the doctor is not assigned to the patient; 409 when it is the patient's only assigned doctor (assign another first).",
+          params: UnassignDoctorParamsSchema,
+          response: { 200: AssignDoctorResponseSchema, ...authErrors, 409: ErrorSchema },
+        },
+      },
+      async (request) =>
+        patients.unassignDoctorFromPatient(ctx.db, {
+          viewer: currentUser(request),
+          id: request.params.id,
+          doctorId: request.params.doctorId,
         }),
     );
 

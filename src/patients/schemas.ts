@@ -173,3 +173,8 @@ export const AssignDoctorResponseSchema = Type.Object({
   _id: Type.String(),
   assignedDoctors: Type.Array(Type.String()),
 });
+
+export const UnassignDoctorParamsSchema = Type.Object({
+  id: Type.String({ minLength: 1, maxLength: 128, description: 'The patient _id or patientId' }),
+  doctorId: Type.String({ minLength: 1, maxLength: 64, description: 'The doctor _id' }),
+});

@@ -241,6 +241,30 @@ export async function assignDoctorToPatient(
 }
 
 /** Deletes a patient and, by cascade, their scans; returns the scan ids whose files to remove. */
+/**
+ * Un-assigns a doctor (admin). A patient always keeps at least one assigned doctor, so someone
+ * is responsible for them and their scans stay reachable by a doctor.
+ */
+export async function unassignDoctorFromPatient(
+  db: Db,
+  { viewer, id, doctorId }: { viewer: Viewer; id: string; doctorId: string },
+) {
+  requireAdmin(viewer, 'Only administrators can un-assign doctors');
+  return db.transaction(async (tx) => {
+    const p = await requireVisiblePatient(tx, viewer, id);
+    await repo.lockPatient(tx, p.id);
+    const before = (await repo.assignedDoctors(tx, [p.id])).get(p.id) ?? [];
+    if (!isUuid(doctorId) || !before.some((d) => d._id === doctorId)) {
+      throw notFound('Doctor assignment');
+    }
+    if (before.length === 1) {
+      throw conflict("This is the patient's only assigned doctor: assign another doctor before removing this one");
+    }
+    await repo.unassignDoctor(tx, p.id, doctorId);
+    return { _id: p.id, assignedDoctors: before.filter((d) => d._id !== doctorId).map((d) => d._id) };
+  });
+}
+
 export async function deletePatient(db: Db, { viewer, id }: { viewer: Viewer; id: string }): Promise<string[]> {
   requireAdmin(viewer, 'Only administrators can delete patients');
   return db.transaction(async (tx) => {

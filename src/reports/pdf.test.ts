@@ -222,18 +222,58 @@ describe('renderReportPdf', () => {
     assert.ok(width && height && height > width, 'portrait page');
   });
 
-  it('replaces characters Helvetica cannot show instead of failing', async () => {
+  it('prints names and notes in any script as written: Cyrillic, Greek, Arabic, Chinese, accented Latin', async () => {
+    const names = {
+      cyrillic: 'Иван Петров',
+      greek: 'Γιώργος Παπαδόπουλος',
+      arabic: 'محمد',
+      chinese: '王小明',
+      latin: 'Zoë Łukasz Dvořák Ñúñez',
+    };
     const text = await pdfToText(
       await renderReportPdf(
         reportInput({
-          patient: { patientId: 'P-UNI', name: 'Zoë Ωmega 王 Łukasz Dvořák 🙂', dateOfBirth: null, gender: null },
-          generatedBy: { name: 'Dr “Quotes” — Müller' },
+          patient: { patientId: 'P-UNI', name: `${names.cyrillic} ${names.chinese}`, dateOfBirth: null, gender: null },
+          generatedBy: { name: `Dr ${names.greek}` },
+          annotations: [
+            { x: 1, y: 1, text: `Reviewed with ${names.latin}`, createdAt: new Date('2024-03-03T10:00:00Z'), createdBy: { name: names.arabic } },
+          ],
         }),
       ),
     );
+    for (const [script, name] of Object.entries(names)) {
+      // pdftotext writes a right-to-left run in logical or visual order depending on layout.
+      const found = text.includes(name) || (script === 'arabic' && text.includes([...name].reverse().join('')));
+      assert.ok(found, `${script} "${name}" is in the PDF text:\n${text}`);
+    }
+    assert.doesNotMatch(text, /\?\?/);
+  });
 
-    assert.match(text, /Zoë \?mega \? \?ukasz Dvorák \?/);
-    assert.match(text, /by Dr “Quotes” — Müller/);
+  it('splits text into runs by script, each drawn in the font that covers it', async () => {
+    const fonts = await import('./fonts.js');
+    assert.equal(fonts.unicodeFontsAvailable(), true, 'the npm font packages are installed');
+    assert.deepEqual(
+      fonts.fontRuns('Иван 王小明 (محمد)').map((r) => [r.face, r.text]),
+      [
+        ['base', 'Иван '],
+        ['cjk', '王小明 ('],
+        ['arabic', 'محمد)'],
+      ],
+    );
+  });
+
+  it('without the font packages, a report still renders in Helvetica, with "?" for what it cannot show, and one warning', async () => {
+    const warnings: string[] = [];
+    const render = () =>
+      renderReportPdf(
+        reportInput({ patient: { patientId: 'P-UNI', name: 'Zoë Ωmega 王 Łukasz', dateOfBirth: null, gender: null } }),
+        { warn: (m) => warnings.push(m), withoutUnicodeFonts: true },
+      );
+    const text = await pdfToText(await render());
+    await render();
+    assert.match(text, /Zoë \?mega \? \?ukasz/);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /font packages .* not installed.*npm install/);
   });
 
   it('wraps long text and continues many annotations on the following pages', async () => {

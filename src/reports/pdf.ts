@@ -3,13 +3,15 @@
  * (the physician's when reviewed), the scan with numbered annotations, the model's attention
  * map, and a notice that nothing here is a diagnosis until a physician has reviewed it.
  *
- * Uses pdfkit's built-in Helvetica, so every string that did not come from this file goes
- * through `pdfText` first: the standard fonts only cover WinAnsi, and pdfkit writes other
- * characters as garbage bytes instead of failing.
+ * Text is drawn in Unicode fonts (./fonts.ts), so names and notes in any script print as
+ * written. Only when those fonts are missing does text fall back to Helvetica, which covers
+ * WinAnsi alone: then `pdfText` replaces what it cannot show, because pdfkit would otherwise
+ * write garbage bytes instead of failing.
  */
 import PDFDocument from 'pdfkit';
 import sharp from 'sharp';
 import { scanTypeSpec, type ScanType } from '../scan-types/index.js';
+import { REPORT_FONT, withFallbackFonts } from './fonts.js';
 
 export interface ReportInput {
   scan: {
@@ -57,9 +59,9 @@ export interface ReportInput {
 
 type Doc = PDFKit.PDFDocument;
 
-const FONT = 'Helvetica';
-const FONT_BOLD = 'Helvetica-Bold';
-const FONT_ITALIC = 'Helvetica-Oblique';
+const FONT = REPORT_FONT.regular;
+const FONT_BOLD = REPORT_FONT.bold;
+const FONT_ITALIC = REPORT_FONT.italic;
 
 const MARGIN = { top: 48, left: 48, right: 48, bottom: 60 };
 const MISSING = '—';
@@ -83,7 +85,17 @@ const COLOR = {
   hotRegion: '#00e5ff',
 } as const;
 
-export async function renderReportPdf(input: ReportInput): Promise<Buffer> {
+/** Where a missing-font warning goes (the caller's pino logger). */
+export interface RenderOptions {
+  warn?: (message: string) => void;
+  /** Tests only: render as on a machine without the font packages. */
+  withoutUnicodeFonts?: boolean;
+}
+
+/** True while the document being drawn has only Helvetica: text is then reduced to WinAnsi. */
+let winAnsiOnly = false;
+
+export async function renderReportPdf(input: ReportInput, { warn = () => undefined, withoutUnicodeFonts = false }: RenderOptions = {}): Promise<Buffer> {
   const [image, heatmap] = await Promise.all([
     prepareImage(input.image),
     input.heatmap ? prepareImage(input.heatmap) : Promise.resolve(null),
@@ -103,6 +115,9 @@ export async function renderReportPdf(input: ReportInput): Promise<Buffer> {
     },
   });
   const pdf = collect(doc);
+  // Drawing below is synchronous, so this flag cannot leak into another report.
+  winAnsiOnly = !withFallbackFonts(doc, warn, withoutUnicodeFonts ? false : undefined);
+  doc.font(FONT);
 
   drawHeader(doc, input);
   drawNotice(doc);
@@ -649,11 +664,13 @@ function collect(doc: Doc): Promise<Buffer> {
 const WIN_ANSI_EXTRA = new Set('€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ');
 
 /**
- * Makes text safe for the standard fonts: keeps WinAnsi characters, strips accents it cannot
- * show (ő becomes o), and replaces anything else (Ω, 王, emoji) with '?'.
+ * Cleans text for the page (control characters out). On the Helvetica fallback it also keeps
+ * only WinAnsi: accents it cannot show are stripped (ő becomes o) and anything else (Ω, 王,
+ * emoji) becomes '?'.
  */
 function pdfText(value: string | null | undefined): string {
   if (value === null || value === undefined) return '';
+  if (!winAnsiOnly) return value.replace(/\r\n?/g, '\n').replace(/\t/g, ' ').replace(/[\p{Cc}\p{Cf}]/gu, (c) => (c === '\n' ? c : '')).trim();
   let out = '';
   for (const char of value.replace(/\r\n?/g, '\n')) {
     if (isWinAnsi(char)) out += char;

@@ -6,75 +6,101 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AppContext } from '../context.js';
+import { bearerToken } from '../auth/hooks.js';
+import { requireVisibleScan, type Viewer } from '../access/index.js';
+import type { Db } from '../platform/db/index.js';
 import { AppError, notFound } from '../platform/errors.js';
 import { ErrorSchema } from '../platform/http/schemas.js';
 import { StorageNotFoundError, type Storage } from '../platform/storage/index.js';
 import type { UrlSigner } from '../platform/signing.js';
 import { reportKey } from './report.js';
+import { latestReportId } from './repository.js';
 import { ReportFileParamsSchema, SignedQuerySchema } from './schemas.js';
 
 const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
-const SCAN_FILE = new RegExp(`^scans/${UUID}/(?:[A-Za-z0-9][A-Za-z0-9._-]*/)*[A-Za-z0-9][A-Za-z0-9._-]*\\.png$`);
-const REPORT_FILE = new RegExp(`^report-(${UUID})-(${UUID})\\.pdf$`);
+const SCAN_FILE = new RegExp(`^scans/(${UUID})/(?:[A-Za-z0-9][A-Za-z0-9._-]*/)*[A-Za-z0-9][A-Za-z0-9._-]*\\.png$`);
+/** report-<scanId>-<reportId>.pdf (a signed link) or report-<scanId>.pdf (the document's path: the latest). */
+const REPORT_FILE = new RegExp(`^report-(${UUID})(?:-(${UUID}))?\\.pdf$`);
 
 export type SignedFile =
-  | { ok: true; body: Buffer; contentType: string; expiresAt: number; filename?: string }
+  | { ok: true; body: Buffer; contentType: string; expiresAt: number | null; filename?: string }
   | { ok: false; expired: true };
 
-async function readSigned(
-  { storage, signer }: { storage: Storage; signer: UrlSigner },
-  { path, key, expires, signature }: { path: string; key: string | null; expires?: string; signature?: string },
-): Promise<{ body: Buffer; expiresAt: number } | 'expired'> {
-  const verdict = signer.verify(path, expires, signature);
-  if (verdict === 'invalid' || key === null) {
-    throw new AppError('forbidden', 'This file link is not valid: use the imageUrl, thumbnailUrl or reportUrl the API returned');
-  }
-  if (verdict === 'expired') return 'expired';
+type FileDeps = { db: Db; storage: Storage; signer: UrlSigner };
+/** How the request proves it may have the file: the link's signature, or a bearer token's user. */
+type Credentials = { expires?: string; signature?: string; viewer?: Viewer | null };
+
+const INVALID = 'This file link is not valid: use the imageUrl, thumbnailUrl or reportUrl the API returned, or send a bearer token';
+
+async function read(storage: Storage, key: string): Promise<Buffer> {
   try {
-    return { body: await storage.get(key), expiresAt: Number(expires) };
+    return await storage.get(key);
   } catch (err) {
     if (err instanceof StorageNotFoundError) throw notFound('File');
     throw err;
   }
 }
 
-/** A scan image, thumbnail or heatmap by its signed link. */
-export async function openScanFile(
-  deps: { storage: Storage; signer: UrlSigner },
-  { rest, expires, signature }: { rest: string; expires?: string; signature?: string },
-): Promise<SignedFile> {
-  const key = SCAN_FILE.test(rest) && !rest.includes('..') ? rest : null;
-  const out = await readSigned(deps, { path: `/files/${rest}`, key, expires, signature });
-  if (out === 'expired') return { ok: false, expired: true };
-  return { ok: true, body: out.body, contentType: 'image/png', expiresAt: out.expiresAt };
+/**
+ * Checks the credentials for `path`: a signature wins when given; else a signed-in viewer must
+ * be able to see the scan (not theirs answers like not there). Returns the link's expiry.
+ */
+async function authorise(
+  deps: FileDeps,
+  { path, scanId, expires, signature, viewer }: Credentials & { path: string; scanId: string | null },
+): Promise<{ expiresAt: number | null } | 'expired'> {
+  if (scanId === null) throw new AppError('forbidden', INVALID);
+  if (signature !== undefined || expires !== undefined || !viewer) {
+    const verdict = deps.signer.verify(path, expires, signature);
+    if (verdict === 'invalid') throw new AppError('forbidden', INVALID);
+    if (verdict === 'expired') return 'expired';
+    return { expiresAt: Number(expires) };
+  }
+  await requireVisibleScan(deps.db, viewer, scanId);
+  return { expiresAt: null };
 }
 
-/** A stored report by its signed link. */
-export async function openReportFile(
-  deps: { storage: Storage; signer: UrlSigner },
-  { file, expires, signature }: { file: string; expires?: string; signature?: string },
-): Promise<SignedFile> {
-  const m = REPORT_FILE.exec(file);
-  const key = m ? reportKey(m[1]!, m[2]!) : null;
-  const out = await readSigned(deps, { path: `/reports/${file}`, key, expires, signature });
+/** A scan image, thumbnail or heatmap by its signed link or with a bearer token. */
+export async function openScanFile(deps: FileDeps, { rest, ...credentials }: Credentials & { rest: string }): Promise<SignedFile> {
+  const m = rest.includes('..') ? null : SCAN_FILE.exec(rest);
+  const out = await authorise(deps, { path: `/files/${rest}`, scanId: m?.[1] ?? null, ...credentials });
   if (out === 'expired') return { ok: false, expired: true };
+  return { ok: true, body: await read(deps.storage, rest), contentType: 'image/png', expiresAt: out.expiresAt };
+}
+
+/** A stored report by its signed link, or with a bearer token (the documented path gives the latest). */
+export async function openReportFile(deps: FileDeps, { file, ...credentials }: Credentials & { file: string }): Promise<SignedFile> {
+  const m = REPORT_FILE.exec(file);
+  const scanId = m?.[1] ?? null;
+  const out = await authorise(deps, { path: `/reports/${file}`, scanId, ...credentials });
+  if (out === 'expired') return { ok: false, expired: true };
+  const reportId = m![2] ?? (await latestReportId(deps.db, scanId!));
+  if (!reportId) throw new AppError('not_found', 'No report has been generated for this scan yet: POST /api/scans/:id/report makes one');
   return {
     ok: true,
-    body: out.body,
+    body: await read(deps.storage, reportKey(scanId!, reportId)),
     contentType: 'application/pdf',
     expiresAt: out.expiresAt,
-    filename: `report-${m![1]}.pdf`,
+    filename: `report-${scanId}.pdf`,
   };
 }
 
 const fileResponses = (contentType: string) => ({
   200: Type.Unsafe<Buffer>({ type: 'string', format: 'binary', description: contentType }),
+  401: ErrorSchema,
   403: ErrorSchema,
   404: ErrorSchema,
   410: ErrorSchema,
 });
 const EXPIRED = 'This link has expired: fetch the scan again for a fresh link';
+
+function cacheControl(expiresAt: number | null): string {
+  // A signed link may be cached until it expires; a bearer-token answer is not kept.
+  if (expiresAt === null) return 'private, no-store';
+  return `private, max-age=${Math.max(0, expiresAt - Math.floor(Date.now() / 1000))}`;
+}
 
 export function fileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   return async (app) => {
@@ -83,25 +109,33 @@ export function fileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     // at once, so the per-client request limit does not apply here.
     const config = { rateLimit: false } as const;
 
+    /** The signed-in user when the request has no signature but a bearer token (401 when it is bad). */
+    async function viewerOf(request: FastifyRequest, reply: FastifyReply, query: { expires?: string; signature?: string }) {
+      if (query.expires !== undefined || query.signature !== undefined || !bearerToken(request)) return null;
+      // The auth hook is async (typed as a hook that may also be callback-style).
+      await Promise.resolve(ctx.authenticate.call(app, request, reply, () => undefined));
+      return request.user;
+    }
+
     app.get(
       '/files/*',
       {
         config,
         schema: {
           tags,
-          summary: 'A scan image, thumbnail or heatmap by the signed link the API returned (no bearer token)',
+          summary: 'A scan image, thumbnail or heatmap: by the signed link the API returned, or its path with a bearer token',
           params: Type.Object({ '*': Type.String({ maxLength: 300 }) }),
           querystring: SignedQuerySchema,
           response: fileResponses('image/png'),
         },
       },
       async (request, reply) => {
-        const file = await openScanFile(ctx, { rest: request.params['*'], ...request.query });
+        const viewer = await viewerOf(request, reply, request.query);
+        const file = await openScanFile(ctx, { rest: request.params['*'], ...request.query, viewer });
         if (!file.ok) return reply.code(410).send({ error: EXPIRED });
-        const maxAge = Math.max(0, file.expiresAt - Math.floor(Date.now() / 1000));
         return reply
           .header('content-type', file.contentType)
-          .header('cache-control', `private, max-age=${maxAge}`)
+          .header('cache-control', cacheControl(file.expiresAt))
           .header('x-content-type-options', 'nosniff')
           .send(file.body);
       },
@@ -113,20 +147,22 @@ export function fileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         config,
         schema: {
           tags,
-          summary: 'A generated PDF report by the signed reportUrl (no bearer token)',
+          summary: 'A generated PDF report: by the signed reportUrl, or with a bearer token',
+          description:
+            'Signed: `/reports/report-<scanId>-<reportId>.pdf?expires=...&signature=...` as reportUrl gives it, no token needed. With `Authorization: Bearer <token>` of someone who may see the scan: that path without its query, or the documented `/reports/report-<scanId>.pdf`, which is the latest report of the scan.',
           params: ReportFileParamsSchema,
           querystring: SignedQuerySchema,
           response: fileResponses('application/pdf'),
         },
       },
       async (request, reply) => {
-        const file = await openReportFile(ctx, { file: request.params.file, ...request.query });
+        const viewer = await viewerOf(request, reply, request.query);
+        const file = await openReportFile(ctx, { file: request.params.file, ...request.query, viewer });
         if (!file.ok) return reply.code(410).send({ error: EXPIRED });
-        const maxAge = Math.max(0, file.expiresAt - Math.floor(Date.now() / 1000));
         return reply
           .header('content-type', file.contentType)
           .header('content-disposition', `attachment; filename="${file.filename}"`)
-          .header('cache-control', `private, max-age=${maxAge}`)
+          .header('cache-control', cacheControl(file.expiresAt))
           .header('x-content-type-options', 'nosniff')
           .send(file.body);
       },

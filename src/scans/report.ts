@@ -147,7 +147,7 @@ export async function generateReport(
     generatedBy: { name: viewer.name },
   };
 
-  const pdf = await renderReportPdf(input);
+  const pdf = await renderReportPdf(input, { warn: (message) => log.warn(message) });
   const reportId = randomUUID();
   const key = reportKey(scan.id, reportId);
   await storage.put(key, pdf, 'application/pdf');

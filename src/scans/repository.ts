@@ -243,6 +243,17 @@ export async function insertReport(db: DbOrTx, values: typeof reports.$inferInse
   await db.insert(reports).values(values);
 }
 
+/** The id of the scan's latest report, or null when none was generated. */
+export async function latestReportId(db: DbOrTx, scanId: string): Promise<string | null> {
+  const [row] = await db
+    .select({ id: reports.id })
+    .from(reports)
+    .where(eq(reports.scanId, scanId))
+    .orderBy(desc(reports.createdAt), desc(reports.id))
+    .limit(1);
+  return row?.id ?? null;
+}
+
 export async function findReport(db: DbOrTx, scanId: string, reportId: string) {
   const [row] = await db
     .select()

@@ -1,7 +1,7 @@
 import multipart from '@fastify/multipart';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { currentUser, requireAdmin } from '../auth/hooks.js';
 import type { AppContext } from '../context.js';
 import { authErrors, ErrorSchema, IdParamsSchema, MessageSchema } from '../platform/http/schemas.js';
@@ -26,13 +26,12 @@ import * as scans from './service.js';
 import { readUploadForm } from './upload.js';
 import { fileLinks, type FileLinks } from './view.js';
 
-/** The absolute base of links: PUBLIC_URL when set, else the address the client used. */
-export function publicBase(ctx: AppContext, request: FastifyRequest): string {
-  return ctx.config.publicUrl ?? `${request.protocol}://${request.host}`;
-}
-
-export function linksFor(ctx: AppContext, request: FastifyRequest): FileLinks {
-  return fileLinks(ctx.signer, publicBase(ctx, request));
+/**
+ * Links are relative paths, as in the API document (`/reports/report-<id>.pdf`), so they
+ * never depend on a Host header the client controls; absolute on PUBLIC_URL when it is set.
+ */
+export function linksFor(ctx: AppContext): FileLinks {
+  return fileLinks(ctx.signer, ctx.config.publicUrl);
 }
 
 export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
@@ -52,21 +51,21 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           description: [
             'multipart/form-data with the fields:',
             '- `image` (file, required): JPEG, PNG or DICOM Part 10; the type is read from the bytes, never from the file name or Content-Type.',
-            "- `patientId`: the patient's hospital identifier; from the DICOM header when absent. An unknown patientId creates the patient, assigned to you.",
-            '- `patientName`: required to create a patient; from the DICOM header when absent.',
+            "- `patientId`: the patient's hospital identifier (`PT-20250505-001`) or `_id`, as `GET /api/patients/:id` accepts; from the DICOM header when absent. An unknown hospital identifier creates the patient from `patientName`, assigned to you; an unknown `_id` is 404.",
+            "- `patientName`: required to create a patient (400 without it); from the DICOM header when absent. For an existing patient it may be left out; when sent it must match the patient's name on record (case and spacing aside), else 409.",
             '- `scanDate` (optional, ISO 8601): from the DICOM StudyDate when absent, else now.',
             `- \`scanType\` (optional, ${SCAN_TYPE_IDS.map((t) => `\`${t}\``).join(' or ')}): which analysis applies; inferred from DICOM Modality and BodyPartExamined when absent. With a scan type the scan is queued for analysis (\`processing\`), else it is \`pending\`.`,
             '',
             `Over MAX_UPLOAD_MB: 413. Not JPEG, PNG or DICOM: 415. Corrupt or truncated: 400. A DICOM encoding that cannot be decoded: 422.`,
           ].join('\n'),
           consumes: ['multipart/form-data'],
-          response: { 201: UploadResponseSchema, ...authErrors, 413: ErrorSchema, 415: ErrorSchema, 422: ErrorSchema },
+          response: { 201: UploadResponseSchema, ...authErrors, 409: ErrorSchema, 413: ErrorSchema, 415: ErrorSchema, 422: ErrorSchema },
         },
       },
       async (request, reply) => {
         const viewer = currentUser(request);
         const form = await readUploadForm(request, ctx.config.maxUploadMb);
-        const scan = await scans.uploadScan(ctx, { viewer, form, links: linksFor(ctx, request), log: request.log });
+        const scan = await scans.uploadScan(ctx, { viewer, form, links: linksFor(ctx), log: request.log });
         request.log.info({ scan: scan._id, status: scan.status }, 'scan uploaded');
         return reply.code(201).send(scan);
       },
@@ -84,7 +83,7 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         },
       },
       async (request) =>
-        scans.listScans(ctx.db, { viewer: currentUser(request), query: request.query, links: linksFor(ctx, request) }),
+        scans.listScans(ctx.db, { viewer: currentUser(request), query: request.query, links: linksFor(ctx) }),
     );
 
     app.get(
@@ -99,7 +98,7 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         },
       },
       async (request) =>
-        scans.getScan(ctx.db, { viewer: currentUser(request), id: request.params.id, links: linksFor(ctx, request) }),
+        scans.getScan(ctx.db, { viewer: currentUser(request), id: request.params.id, links: linksFor(ctx) }),
     );
 
     app.get(
@@ -209,7 +208,7 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           viewer: currentUser(request),
           id: request.params.id,
           body: request.body,
-          links: linksFor(ctx, request),
+          links: linksFor(ctx),
         });
         request.log.info({ scan: scan._id, status: scan.status }, 'scan reviewed');
         return scan;
@@ -245,6 +244,8 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           tags,
           security,
           summary: 'Generate a PDF report; reportUrl is a signed, expiring download link',
+          description:
+            'reportUrl is a relative path (absolute on PUBLIC_URL when set): `/reports/report-<scanId>-<reportId>.pdf?expires=...&signature=...`, fetched without a bearer token until it expires. The documented path `/reports/report-<scanId>.pdf` (the latest report of the scan) and the path without its query also answer a request with a bearer token of someone who may see the scan.',
           params: IdParamsSchema,
           response: { 201: ReportResponseSchema, ...authErrors },
         },
@@ -253,7 +254,7 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         const out = await generateReport(ctx, {
           viewer: currentUser(request),
           id: request.params.id,
-          links: linksFor(ctx, request),
+          links: linksFor(ctx),
           log: request.log,
         });
         request.log.info({ scan: request.params.id }, 'report generated');

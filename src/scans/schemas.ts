@@ -108,8 +108,11 @@ const ScanCore = {
   patientName: Type.String(),
   scanDate: IsoDateTime,
   scanType: Nullable(ScanTypeSchema),
-  imageUrl: Type.String({ description: 'Absolute, signed and expiring link to the rendered PNG' }),
-  thumbnailUrl: Type.String({ description: 'Absolute, signed and expiring link to a small PNG preview' }),
+  imageUrl: Type.String({
+    description:
+      'Signed, expiring link to the rendered PNG: a relative path `/files/scans/<_id>/image.png?expires=...&signature=...` (absolute on PUBLIC_URL when set). The path without its query also answers a bearer token of someone who may see the scan.',
+  }),
+  thumbnailUrl: Type.String({ description: 'Signed, expiring link to a small PNG preview (same shape as imageUrl)' }),
   status: ScanStatusSchema,
 };
 
@@ -193,7 +196,10 @@ export const AnnotationsResponseSchema = Type.Object({
 
 export const ReportResponseSchema = Type.Object({
   message: Type.String(),
-  reportUrl: Type.String({ description: 'Absolute, signed and expiring link to the PDF' }),
+  reportUrl: Type.String({
+    description:
+      'Signed, expiring link to the PDF: a relative path `/reports/report-<scanId>-<reportId>.pdf?expires=...&signature=...` (absolute on PUBLIC_URL when set)',
+  }),
 });
 
 export const ScanFileParamsSchema = Type.Object({

@@ -14,6 +14,7 @@ import { createPatientForUpload } from '../patients/service.js';
 import type { Db, DbOrTx } from '../platform/db/index.js';
 import { isScanType, SCAN_TYPE_IDS, scanTypeSpec, type ReviewedFinding, type ScanType } from '../scan-types/index.js';
 import { AppError, badRequest, conflict, notFound } from '../platform/errors.js';
+import { isUuid } from '../platform/http/schemas.js';
 import { isUniqueViolation } from '../users/repository.js';
 import * as repo from './repository.js';
 import type { ScanWithPatient } from './repository.js';
@@ -38,6 +39,25 @@ const CLOCK_SKEW_MS = 24 * 3600 * 1000;
 
 // ---------------------------------------------------------------------------------------------
 // Upload
+
+/** Names compared as a person would: case, accents' encoding and spacing do not matter. */
+const sameName = (a: string, b: string) => {
+  const norm = (s: string) => s.normalize('NFC').trim().replace(/\s+/g, ' ').toLocaleLowerCase();
+  return norm(a) === norm(b);
+};
+
+/**
+ * A patientName sent with an existing patient must be that patient's: a contradiction is
+ * more likely the wrong patient than a new spelling, so it is refused rather than ignored.
+ * (A name from a DICOM header is not checked: scanners format names their own way.)
+ */
+function checkSamePatient(patient: patientRepo.PatientRow, formName: string | null): void {
+  if (formName !== null && !sameName(formName, patient.name)) {
+    throw conflict(
+      `patientName does not match the name on record for patient ${patient.patientId}: check that this is the right patient, or leave patientName out to use the record's`,
+    );
+  }
+}
 
 export interface UploadRequest {
   patientId: string | null;
@@ -125,8 +145,11 @@ export async function uploadScan(
   const request = parseUploadFields(form.fields);
   // Access first, before the expensive decode: someone else's patient is "not found".
   if (request.patientId) {
-    const existing = await patientRepo.findPatientByPatientId(db, request.patientId);
+    const existing = await patientRepo.findPatientByIdOrPatientId(db, request.patientId);
     if (existing && !(await mayAddScansTo(db, viewer, existing))) throw notFound('Patient');
+    if (existing) checkSamePatient(existing, request.patientName);
+    // A UUID names a patient's _id: it must exist, never become a new hospital identifier.
+    if (!existing && isUuid(request.patientId)) throw notFound('Patient');
   }
 
   let decoded: DecodedImage;
@@ -179,8 +202,10 @@ export async function uploadScan(
     const status = 'processing' as const;
     const insert = () =>
       db.transaction(async (tx) => {
-        let patient = await patientRepo.findPatientByPatientId(tx, patientId);
+        let patient = await patientRepo.findPatientByIdOrPatientId(tx, patientId);
         if (patient && !(await mayAddScansTo(tx, viewer, patient))) throw notFound('Patient');
+        if (patient) checkSamePatient(patient, request.patientName);
+        if (!patient && isUuid(patientId)) throw notFound('Patient');
         if (!patient) {
           if (!patientName) {
             throw badRequest(

@@ -11,13 +11,14 @@ import type { UrlSigner } from '../platform/signing.js';
 import { SCAN_TYPE_IDS, scanTypeSpec, type ResultView, type ReviewedFinding } from '../scan-types/index.js';
 import type { AnalysisRow, AnnotationRow, LatestReview, ScanPatient, ScanRow } from './repository.js';
 
-/** Builds absolute, signed and expiring links to stored files. */
+/** Builds signed and expiring links to stored files. */
 export interface FileLinks {
   file(key: string): string;
   report(scanId: string, reportId: string): string;
 }
 
-export function fileLinks(signer: UrlSigner, base: string): FileLinks {
+/** Signed links on `base`, or relative paths when it is null. */
+export function fileLinks(signer: UrlSigner, base: string | null): FileLinks {
   return {
     file: (key) => signer.sign(`/files/${key}`, base),
     report: (scanId, reportId) => signer.sign(`/reports/report-${scanId}-${reportId}.pdf`, base),

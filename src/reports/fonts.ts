@@ -1,0 +1,167 @@
+/**
+ * Unicode text in the PDF reports. Hospitals are international: names and notes arrive in
+ * Cyrillic, Greek, Arabic, Chinese... The fonts are Noto (SIL Open Font Licence), shipped by npm
+ * packages so `npm install` is all a machine needs: Noto Sans (Latin, Greek, Cyrillic), Noto
+ * Naskh Arabic, and Noto Sans SC (Chinese, Japanese kana, Korean Hangul).
+ *
+ * pdfkit draws a string in one font, so `withFallbackFonts` splits each string into runs by
+ * script and draws every run in the font that has its glyphs (fontkit shapes Arabic joining
+ * forms and right-to-left runs). When the packages are missing, reports still render with the
+ * built-in Helvetica, which only covers WinAnsi; a warning says so once.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+
+export type FontStyle = 'regular' | 'bold' | 'italic';
+type Face = 'base' | 'arabic' | 'cjk';
+
+const FILES: Record<Face, Record<FontStyle, { pkg: string; file: string }>> = {
+  base: {
+    regular: { pkg: '@embedpdf/fonts-latin', file: 'NotoSans-Regular.ttf' },
+    bold: { pkg: '@embedpdf/fonts-latin', file: 'NotoSans-Bold.ttf' },
+    italic: { pkg: '@embedpdf/fonts-latin', file: 'NotoSans-Italic.ttf' },
+  },
+  arabic: {
+    regular: { pkg: '@embedpdf/fonts-arabic', file: 'NotoNaskhArabic-Regular.ttf' },
+    bold: { pkg: '@embedpdf/fonts-arabic', file: 'NotoNaskhArabic-Bold.ttf' },
+    italic: { pkg: '@embedpdf/fonts-arabic', file: 'NotoNaskhArabic-Regular.ttf' },
+  },
+  cjk: {
+    regular: { pkg: '@embedpdf/fonts-sc', file: 'NotoSansHans-Regular.otf' },
+    bold: { pkg: '@embedpdf/fonts-sc', file: 'NotoSansHans-Bold.otf' },
+    italic: { pkg: '@embedpdf/fonts-sc', file: 'NotoSansHans-Regular.otf' },
+  },
+};
+
+const fontName = (face: Face, style: FontStyle) => `imagemedix-${face}-${style}`;
+const HELVETICA: Record<FontStyle, string> = { regular: 'Helvetica', bold: 'Helvetica-Bold', italic: 'Helvetica-Oblique' };
+
+/** The names report code passes to `doc.font()` (on a document set up by `withFallbackFonts`). */
+export const REPORT_FONT: Record<FontStyle, string> = {
+  regular: fontName('base', 'regular'),
+  bold: fontName('base', 'bold'),
+  italic: fontName('base', 'italic'),
+};
+
+/** Path of each font file, or null when a package is not installed. */
+function locate(): Record<Face, Record<FontStyle, string>> | null {
+  const require = createRequire(import.meta.url);
+  const out = {} as Record<Face, Record<FontStyle, string>>;
+  for (const face of Object.keys(FILES) as Face[]) {
+    out[face] = {} as Record<FontStyle, string>;
+    for (const style of Object.keys(FILES[face]) as FontStyle[]) {
+      const { pkg, file } = FILES[face][style];
+      let entry: string;
+      try {
+        entry = require.resolve(pkg);
+      } catch {
+        return null;
+      }
+      // The packages keep their fonts in fonts/ beside dist/ (their entry point).
+      const fontPath = path.join(path.dirname(entry), '..', 'fonts', file);
+      if (!existsSync(fontPath)) return null;
+      out[face][style] = fontPath;
+    }
+  }
+  return out;
+}
+
+let located: ReturnType<typeof locate> | undefined;
+let warned = false;
+
+/** Whether the Unicode fonts are installed (checked once per process). */
+export function unicodeFontsAvailable(): boolean {
+  located ??= locate();
+  return located !== null;
+}
+
+const ARABIC = /[\p{Script=Arabic}]/u;
+const CJK = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}\p{Script=Bopomofo}\u3000-\u303f\uff00-\uffef]/u;
+/** Spaces and punctuation belong to the run around them. */
+const NEUTRAL = /[\s\p{P}\p{S}\p{N}]/u;
+
+function faceOf(char: string): Face | null {
+  if (ARABIC.test(char)) return 'arabic';
+  if (CJK.test(char)) return 'cjk';
+  if (NEUTRAL.test(char)) return null;
+  return 'base';
+}
+
+/** Splits text into runs of one face each ("Иван 王小明" -> base "Иван ", cjk "王小明"). */
+export function fontRuns(text: string): Array<{ face: Face; text: string }> {
+  const runs: Array<{ face: Face; text: string }> = [];
+  for (const char of text) {
+    const face = faceOf(char);
+    const last = runs.at(-1);
+    if (last && (face === null || face === last.face)) last.text += char;
+    else runs.push({ face: face ?? 'base', text: char });
+  }
+  return runs;
+}
+
+type Doc = PDFKit.PDFDocument;
+type TextArgs = [x?: number | PDFKit.Mixins.TextOptions, y?: number, options?: PDFKit.Mixins.TextOptions];
+
+/**
+ * Sets `doc` up for REPORT_FONT names: registers the Unicode fonts and makes `text()` draw each
+ * run of a string in the font that covers it. Returns whether the Unicode fonts are in use; when
+ * they are missing, the names map to Helvetica and `warn` is called (once per process).
+ */
+export function withFallbackFonts(doc: Doc, warn: (message: string) => void, available = unicodeFontsAvailable()): boolean {
+  const setFont = doc.font.bind(doc) as (name: string, size?: number) => Doc;
+  const styleOf = (name: string): FontStyle => (name.endsWith('-bold') ? 'bold' : name.endsWith('-italic') ? 'italic' : 'regular');
+
+  if (!available) {
+    if (!warned) {
+      warned = true;
+      warn(
+        'PDF reports: the Noto font packages (@embedpdf/fonts-latin, -arabic, -sc) are not installed; reports use Helvetica and show non-Latin characters as "?". Run npm install.',
+      );
+    }
+    doc.font = ((name: string, size?: number) =>
+      setFont(name.startsWith('imagemedix-') ? HELVETICA[styleOf(name)] : name, size)) as Doc['font'];
+    return false;
+  }
+
+  const files = located!;
+  const registered = new Set<string>();
+  const use = (face: Face, style: FontStyle) => {
+    const name = fontName(face, style);
+    // The CJK font is large: it is only read into documents that have CJK text.
+    if (!registered.has(name)) {
+      doc.registerFont(name, files[face][style]);
+      registered.add(name);
+    }
+    return name;
+  };
+
+  let style: FontStyle = 'regular';
+  const drawText = doc.text.bind(doc) as (text: string, ...args: TextArgs) => Doc;
+
+  doc.font = ((name: string, size?: number) => {
+    if (!name.startsWith('imagemedix-')) return setFont(name, size);
+    style = styleOf(name);
+    return setFont(use('base', style), size);
+  }) as Doc['font'];
+
+  doc.text = ((text: unknown, ...args: TextArgs) => {
+    const value = String(text ?? '');
+    const runs = fontRuns(value);
+    if (runs.length <= 1 && (runs[0]?.face ?? 'base') === 'base') return drawText(value, ...args);
+    const [a, b, c] = args;
+    const options = typeof a === 'object' ? a : c;
+    const position: [number?, number?] = typeof a === 'object' ? [] : [a, b];
+    const current = style;
+    runs.forEach((run, i) => {
+      const last = i === runs.length - 1;
+      setFont(use(run.face, current));
+      const runOptions = { ...options, continued: last ? (options?.continued ?? false) : true };
+      if (i === 0) drawText(run.text, ...position, runOptions);
+      else drawText(run.text, runOptions);
+    });
+    setFont(use('base', current));
+    return doc;
+  }) as Doc['text'];
+  return true;
+}

@@ -1,0 +1,80 @@
+/**
+ * Which patient an upload belongs to: the form's patientId may be the hospital identifier or
+ * the patient's `_id`; a new patient needs a name; a name that contradicts the record is refused.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
+import { databaseKinds } from '../../test/helpers/db.js';
+import { FIXTURES, uploadRequest } from './test-support.js';
+
+const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
+
+for (const kind of await databaseKinds()) {
+  describe(`upload: linking the patient (${kind})`, () => {
+    let t: TestApp;
+    let doctor: TestUser;
+    before(async () => {
+      t = await createTestApp(kind);
+      doctor = await t.user();
+    });
+    after(() => t.close());
+
+    const upload = (fields: Record<string, string>, user: TestUser = doctor) => t.app.inject(uploadRequest(user, { data: JPEG, fields }));
+    const patientCount = async () => (await t.app.inject({ url: '/api/patients?limit=100', headers: doctor.auth })).json().totalPatients as number;
+
+    test("the patient's _id links the scan to that patient; no second patient is made", async () => {
+      const patient = await t.patient(doctor, { name: 'Priya Mehta' });
+      const count = await patientCount();
+      const res = await upload({ patientId: patient._id });
+      assert.equal(res.statusCode, 201, res.body);
+      assert.equal(res.json().patientId, patient.patientId);
+      assert.equal(res.json().patientName, 'Priya Mehta');
+      assert.equal(await patientCount(), count);
+      const scans = (await t.app.inject({ url: `/api/patients/${patient._id}`, headers: doctor.auth })).json().scans;
+      assert.deepEqual(
+        scans.map((s: { _id: string }) => s._id),
+        [res.json()._id],
+      );
+    });
+
+    test('the same name in other case or spacing is the same patient; a different name is 409 and stores nothing', async () => {
+      const patient = await t.patient(doctor, { name: 'Priya Mehta' });
+      assert.equal((await upload({ patientId: patient.patientId, patientName: '  priya   MEHTA ' })).statusCode, 201);
+      const res = await upload({ patientId: patient.patientId, patientName: 'Raj Sharma' });
+      assert.equal(res.statusCode, 409, res.body);
+      assert.match(res.json().error, /patientName does not match the name on record for patient/);
+      const detail = (await t.app.inject({ url: `/api/patients/${patient._id}`, headers: doctor.auth })).json();
+      assert.equal(detail.name, 'Priya Mehta');
+      assert.equal(detail.scans.length, 1);
+    });
+
+    test('an unknown hospital patientId creates the patient from patientName, and without one is 400', async () => {
+      const patientId = uniqueId();
+      const missing = await upload({ patientId });
+      assert.equal(missing.statusCode, 400);
+      assert.match(missing.json().error, /"patientName" is required: no patient with patientId .+ exists yet/);
+      const created = await upload({ patientId, patientName: 'Иван Петров' });
+      assert.equal(created.statusCode, 201, created.body);
+      const detail = (await t.app.inject({ url: `/api/patients/${patientId}`, headers: doctor.auth })).json();
+      assert.equal(detail.name, 'Иван Петров');
+      assert.deepEqual(
+        detail.assignedDoctors.map((d: { _id: string }) => d._id),
+        [doctor.id],
+      );
+    });
+
+    test("an unknown _id, or another doctor's patient by _id, is 404 and creates nothing", async () => {
+      const count = await patientCount();
+      const res = await upload({ patientId: '6f1c1a52-2b0e-4f5e-9a55-1d2b3c4d5e6f', patientName: 'Priya Mehta' });
+      assert.equal(res.statusCode, 404, res.body);
+      assert.equal(await patientCount(), count);
+      const other = await t.user();
+      const theirs = await t.patient(other);
+      assert.equal((await upload({ patientId: theirs._id })).statusCode, 404);
+      assert.equal((await upload({ patientId: theirs.patientId })).statusCode, 404);
+    });
+  });
+}

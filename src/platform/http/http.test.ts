@@ -129,7 +129,8 @@ describe('CORS', () => {
     assert.deepEqual(loadConfig({ ...base, CLIENT_URL: 'https://viewer.hospital.test/app/' }).corsOrigins, [
       'https://viewer.hospital.test',
     ]);
-    assert.deepEqual(loadConfig(base).corsOrigins, ['http://localhost:5173']);
+    const defaults = loadConfig(base);
+    assert.deepEqual(defaults.corsOrigins, [new URL(defaults.google.clientUrl).origin]);
     assert.throws(() => loadConfig({ ...base, CORS_ORIGINS: '*' }), /"\*" is not allowed/);
     assert.throws(() => loadConfig({ ...base, CORS_ORIGINS: 'https://a.test/path' }), /no path/);
   });

@@ -5,23 +5,40 @@
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { Redis } from 'ioredis';
 import { evictUsersOnWrites } from './auth/hooks.js';
+import { registerAuditHooks } from './audit/log.js';
+import { auditRoutes } from './audit/routes.js';
 import { authRoutes } from './auth/routes.js';
+import { LoginThrottledError } from './auth/throttle.js';
 import type { AppContext } from './context.js';
 import { FEATURES, type Feature } from './features.js';
 import { patientRoutes } from './patients/routes.js';
 import { AppError } from './platform/errors.js';
+import { registerApiDocs } from './platform/http/docs.js';
 import { healthRoutes } from './platform/http/health.js';
+import { registerSecurityHeaders } from './platform/http/security-headers.js';
+import { rejectControlCharacters } from './platform/http/text-input.js';
 import { clientErrorMessage, frameworkErrorMessage, validationMessage } from './platform/http/validation.js';
 import { createValidatorCompiler } from './platform/http/validator.js';
 import { loggerOptions } from './platform/logging.js';
 import { recordRequestLatency, registerMetricsRoute } from './platform/metrics/routes.js';
 import { userRoutes } from './users/routes.js';
 import { defaultWebRoot, isPageRequest, registerWebApp } from './web/plugin.js';
+
+export interface RouteEntry {
+  method: string;
+  url: string;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every route of the application (HEAD twins of GET routes left out). */
+    routeTable: RouteEntry[];
+  }
+}
 
 export interface BuildOptions {
   /** A pino instance or false; defaults to pino at the configured level. */
@@ -49,10 +66,19 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
   app.setValidatorCompiler(createValidatorCompiler());
 
   app.decorateRequest('user', null);
+  // Every route as it is added, so tests (the access matrix) can check each one has a row.
+  const routeTable: RouteEntry[] = [];
+  app.decorate('routeTable', routeTable);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) if (method !== 'HEAD') routeTable.push({ method, url: route.url });
+  });
+  // Every route, schema or not: NUL and other control characters are a 400, never a 500.
+  app.addHook('preValidation', rejectControlCharacters);
 
   app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
     if (err instanceof AppError) {
       if (err.status >= 500) request.log.error({ err }, 'request failed');
+      if (err instanceof LoginThrottledError) reply.header('retry-after', String(err.retryAfterSeconds));
       return reply.code(err.status).send({ error: err.message });
     }
     if (err.validation) {
@@ -77,6 +103,9 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     exposedHeaders: ['X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset', 'Retry-After', 'Content-Disposition'],
     maxAge: 600,
   });
+  await registerSecurityHeaders(app);
+  registerAuditHooks(app, ctx);
+  app.addHook('onClose', () => ctx.audit.flush());
 
   const redis = config.redisUrl ? new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }) : null;
   if (redis) {
@@ -133,8 +162,7 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
       },
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
-  app.get('/openapi.json', { schema: { hide: true }, config: { rateLimit: false } }, async () => app.swagger());
+  await registerApiDocs(app, ctx);
 
   if (config.metrics.token) {
     recordRequestLatency(app, ctx.metrics);
@@ -145,6 +173,7 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
   await app.register(authRoutes(ctx), { prefix: '/api/auth' });
   await app.register(userRoutes(ctx), { prefix: '/api/users' });
   await app.register(patientRoutes(ctx), { prefix: '/api/patients' });
+  await app.register(auditRoutes(ctx), { prefix: '/api/audit' });
   for (const feature of opts.features ?? FEATURES) await feature(app, ctx);
 
   const web = webRoot ? await registerWebApp(app, webRoot) : null;

@@ -5,6 +5,8 @@
 import type { FastifyBaseLogger, onRequestHookHandler } from 'fastify';
 import { createAuthHook, type CachedUser } from './auth/hooks.js';
 import { createUserCache, type UserCache } from './auth/user-cache.js';
+import { createAuditLog, type AuditLog } from './audit/log.js';
+import { createLoginThrottle, type LoginThrottle } from './auth/throttle.js';
 import { createTokenService, type TokenService } from './auth/tokens.js';
 import type { Config } from './platform/config.js';
 import type { Database, Db } from './platform/db/index.js';
@@ -28,6 +30,10 @@ export interface AppContext {
   authenticate: onRequestHookHandler;
   /** Signed-in users, per process; started (LISTEN) by the runtime, bypassed until then. */
   userCache: UserCache<CachedUser>;
+  /** The append-only audit trail of who read or changed what (src/audit). */
+  audit: AuditLog;
+  /** Failed sign-ins per account and address, shared by every process through the database. */
+  loginThrottle: LoginThrottle;
   analysis: AnalysisQueue;
   events: EventPublisher;
   /** Prometheus metrics of this process (served at /metrics when METRICS_TOKEN is set). */
@@ -56,6 +62,8 @@ export function createContext(
     tokens,
     authenticate: createAuthHook(database.db, tokens, userCache),
     userCache,
+    loginThrottle: createLoginThrottle(database.db, config.loginThrottle),
+    audit: createAuditLog(database.db),
     analysis: services.analysis,
     events: services.events,
     metrics: overrides.metrics ?? createMetrics({ defaultMetrics: false }),

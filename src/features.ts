@@ -8,6 +8,7 @@ import { googleAuthPlugin } from './auth/google/plugin.js';
 import { createGoogleUserStore } from './auth/google/store.js';
 import type { AppContext } from './context.js';
 import { scansFeature } from './scans/routes.js';
+import { findUserById } from './users/repository.js';
 import { webhookRoutes } from './webhooks/routes.js';
 
 export type Feature = (app: FastifyInstance, ctx: AppContext) => Promise<void>;
@@ -18,7 +19,11 @@ export const FEATURES: Feature[] = [
       googleAuthPlugin({
         config: ctx.config.google,
         users: createGoogleUserStore(ctx.db),
-        issueToken: (user) => ctx.tokens.issue(user.id),
+        issueToken: async (user) => {
+          const row = await findUserById(ctx.db, user.id);
+          if (!row) throw new Error('the signed-in user vanished');
+          return ctx.tokens.issue(row);
+        },
         stateSecret: ctx.config.jwtSecret,
       }),
       { prefix: '/api/auth/google' },

@@ -93,8 +93,8 @@ async function run(kind: 'pglite' | 'postgres') {
   await runtime.startWorkers();
   await app.listen({ port: 0, host: '127.0.0.1' });
   const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
-  const user = await createUser(database.db, { email: 'bench@bench.test', password: 'bench-password', name: 'Bench', role: 'doctor' });
-  const token = await runtime.ctx.tokens.issue(user.id);
+  const user = await createUser(database.db, { email: 'bench@bench.test', password: randomBytes(18).toString('base64url'), name: 'Bench', role: 'doctor' });
+  const token = await runtime.ctx.tokens.issue(user);
   const auth = { authorization: `Bearer ${token}` };
 
   const images = testImages(N);

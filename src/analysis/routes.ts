@@ -19,6 +19,7 @@ export function mlRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       app.post(
         scanTypeSpec(scanType).analyzeRoute,
         {
+          config: { audit: { action: 'analysis.request', resource: 'scan' } },
           schema: {
             tags,
             security,
@@ -38,6 +39,7 @@ export function mlRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.get(
       '/status/:scanId',
       {
+        config: { audit: { action: 'analysis.read_status', resource: 'scan' } },
         schema: {
           tags,
           security,

@@ -89,7 +89,7 @@ for (const kind of await databaseKinds()) {
       const forged = await t.app.inject({ url: '/api/auth/me', headers: { authorization: `Bearer ${h}.${p}.AAAA` } });
       assert.equal(forged.statusCode, 401);
       const { createTokenService } = await import('./tokens.js');
-      const expired = await createTokenService(t.config.jwtSecret, '1s').issue(u.id);
+      const expired = await createTokenService(t.config.jwtSecret, '1s').issue({ id: u.id, tokenVersion: 0 });
       await new Promise((r) => setTimeout(r, 2100));
       const res = await t.app.inject({ url: '/api/auth/me', headers: { authorization: `Bearer ${expired}` } });
       assert.equal(res.statusCode, 401);

@@ -1,7 +1,8 @@
 /**
  * Authentication and role checks as Fastify hooks. A request's user comes from the database
  * (through a per-process cache that every change to the user's row evicts, see user-cache.ts),
- * so a deactivated account or a changed role takes effect at once, even for tokens already issued.
+ * so a deactivated account or a changed role takes effect at once, and a token whose version is
+ * behind the user's (password change, role change, deactivation, logout) is refused.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler, preHandlerHookHandler } from 'fastify';
 import type { Db } from '../platform/db/index.js';
@@ -39,11 +40,14 @@ export function createAuthHook(db: Db, tokens: TokenService, cache?: UserCache<C
   return async function authenticate(request: FastifyRequest, _reply: FastifyReply) {
     const token = bearerToken(request);
     if (!token) throw new AppError('unauthorized', 'Authentication required: send "Authorization: Bearer <token>"');
-    const userId = await tokens.verify(token);
-    if (!userId) throw new AppError('unauthorized', 'Invalid or expired token: log in again');
+    const claims = await tokens.verify(token);
+    if (!claims) throw new AppError('unauthorized', 'Invalid or expired token: log in again');
+    const userId = claims.userId;
     const user = cache ? await cache.get(userId, () => findUserById(db, userId)) : await findUserById(db, userId);
     if (!user) throw new AppError('unauthorized', 'Invalid or expired token: log in again');
     if (!user.isActive) throw new AppError('unauthorized', 'This account is deactivated');
+    // A password change, role change, deactivation or logout since the token was issued.
+    if (user.tokenVersion !== claims.tokenVersion) throw new AppError('unauthorized', 'This session has ended: log in again');
     request.user = {
       id: user.id,
       name: user.name,

@@ -1,7 +1,6 @@
 /** Password hashing with argon2id (OWASP's first choice), parameters from the argon2 library. */
 import argon2 from 'argon2';
 
-export const MIN_PASSWORD_LENGTH = 8;
 
 export function hashPassword(password: string): Promise<string> {
   return argon2.hash(password, { type: argon2.argon2id });

@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { AppContext } from '../context.js';
-import { ErrorSchema } from '../platform/http/schemas.js';
-import { authenticate } from '../users/service.js';
+import { ErrorSchema, MessageSchema } from '../platform/http/schemas.js';
+import { endSessions } from '../users/service.js';
+import { signIn } from './sign-in.js';
 import { currentUser } from './hooks.js';
 import { LoginBodySchema, LoginResponseSchema, MeSchema } from './schemas.js';
 
@@ -10,6 +11,7 @@ export function authRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.post(
       '/login',
       {
+        config: { audit: { action: 'auth.login', resource: 'session' } },
         schema: {
           tags: ['Authentication'],
           summary: 'Log in with email and password',
@@ -18,10 +20,28 @@ export function authRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         },
       },
       async (request) => {
-        const user = await authenticate(ctx.db, request.body.email, request.body.password);
-        const token = await ctx.tokens.issue(user.id);
+        const user = await signIn(ctx, { email: request.body.email, password: request.body.password, ip: request.ip });
+        const token = await ctx.tokens.issue(user);
         request.log.info({ userId: user.id }, 'login');
         return { user: { _id: user.id, name: user.name, email: user.email, role: user.role }, token };
+      },
+    );
+
+    app.post(
+      '/logout',
+      {
+        config: { audit: { action: 'auth.logout', resource: 'session' } },
+        onRequest: ctx.authenticate,
+        schema: {
+          tags: ['Authentication'],
+          summary: "Log out: ends every session of the signed-in user (all of the user's tokens stop working)",
+          security: [{ bearerAuth: [] }],
+          response: { 200: MessageSchema, 401: ErrorSchema, 429: ErrorSchema },
+        },
+      },
+      async (request) => {
+        await endSessions(ctx.db, currentUser(request).id);
+        return { message: 'Logged out: every token of this account has stopped working' };
       },
     );
 

@@ -1,21 +1,30 @@
-/** ImageMedix access tokens: HS256 JWTs from `jose`, carrying only the user id. */
+/**
+ * ImageMedix access tokens: short-lived HS256 JWTs from `jose`, carrying the user id and the
+ * user's token version. Bumping the version (password change, deactivation, role change,
+ * logout) refuses every token issued before, without a session table.
+ */
 import { jwtVerify, SignJWT } from 'jose';
 
 const ISSUER = 'imagemedix';
 const AUDIENCE = 'imagemedix-api';
 
+export interface TokenClaims {
+  userId: string;
+  tokenVersion: number;
+}
+
 export interface TokenService {
-  issue(userId: string): Promise<string>;
-  /** The user id of a valid token, or null for anything invalid or expired. */
-  verify(token: string): Promise<string | null>;
+  issue(user: { id: string; tokenVersion: number }): Promise<string>;
+  /** The claims of a valid token, or null for anything invalid, expired or without a version. */
+  verify(token: string): Promise<TokenClaims | null>;
 }
 
 export function createTokenService(secret: Uint8Array, expiresIn: string): TokenService {
   return {
-    issue(userId) {
-      return new SignJWT({})
+    issue(user) {
+      return new SignJWT({ ver: user.tokenVersion })
         .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
-        .setSubject(userId)
+        .setSubject(user.id)
         .setIssuer(ISSUER)
         .setAudience(AUDIENCE)
         .setIssuedAt()
@@ -28,8 +37,10 @@ export function createTokenService(secret: Uint8Array, expiresIn: string): Token
           issuer: ISSUER,
           audience: AUDIENCE,
           algorithms: ['HS256'],
+          requiredClaims: ['exp', 'sub'],
         });
-        return typeof payload.sub === 'string' ? payload.sub : null;
+        if (typeof payload.sub !== 'string' || typeof payload.ver !== 'number' || !Number.isInteger(payload.ver)) return null;
+        return { userId: payload.sub, tokenVersion: payload.ver };
       } catch {
         return null;
       }

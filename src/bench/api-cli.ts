@@ -90,7 +90,7 @@ async function imagemedix(kind: 'pglite' | 'postgres'): Promise<Result[]> {
     const database = await openDatabase({ databaseUrl: server?.url ?? null, dataDir });
     const doctor = await createUser(database.db, {
       email: 'bench-doctor@bench.test',
-      password: 'bench-password',
+      password: randomBytes(18).toString('base64url'),
       name: 'Bench Doctor',
       role: 'doctor',
     });
@@ -99,7 +99,7 @@ async function imagemedix(kind: 'pglite' | 'postgres'): Promise<Result[]> {
     const scanId = ((Array.isArray(picked) ? picked : (picked as { rows: unknown[] }).rows) as { id: string }[])[0]!.id;
     await database.close();
 
-    const token = await createTokenService(new TextEncoder().encode(jwtSecret), '12h').issue(doctor.id);
+    const token = await createTokenService(new TextEncoder().encode(jwtSecret), '12h').issue(doctor);
     const port = await freePort();
     const profDir = values['cpu-prof'] ? path.resolve(values['cpu-prof'], kind) : null;
     child = startProcess(

@@ -64,7 +64,7 @@ try {
     );
     doctorIds.push(...(d as { id: string }[]).map((r) => r.id));
   } else {
-    admin = await createUser(database.db, { email: 'bench-admin@bench.test', password: 'bench-password', name: 'Bench Admin', role: 'admin' });
+    admin = await createUser(database.db, { email: 'bench-admin@bench.test', password: 'bench-Lantern-orbit-71-quartz', name: 'Bench Admin', role: 'admin' });
     for (let i = 0; i < D; i++) {
       const u = await database.executor.executeSql(
         `insert into users (name, email, role) values ($1, $2, 'doctor') returning id`,
@@ -103,8 +103,8 @@ try {
   await client.end();
 
   const tokens = createTokenService(new TextEncoder().encode(jwtSecret), '12h');
-  const doctorToken = await tokens.issue(doctor);
-  const adminToken = await tokens.issue(admin.id);
+  const doctorToken = await tokens.issue({ id: doctor, tokenVersion: 0 });
+  const adminToken = await tokens.issue({ id: admin.id, tokenVersion: 0 });
   const port = await freePort();
   child = startProcess('server', {
     PORT: String(port),

@@ -170,9 +170,9 @@ async function imagemedix(kind: 'pglite' | 'postgres', files: Uint8Array<ArrayBu
   let child: ChildProcess | null = null;
   try {
     const database = await openDatabase({ databaseUrl: server?.url ?? null, dataDir });
-    const doctor = await createUser(database.db, { email: 'ingest@bench.test', password: 'bench-password', name: 'Ingest', role: 'doctor' });
+    const doctor = await createUser(database.db, { email: 'ingest@bench.test', password: 'bench-Lantern-orbit-71-quartz', name: 'Ingest', role: 'doctor' });
     await database.close();
-    const token = await createTokenService(new TextEncoder().encode(jwtSecret), '12h').issue(doctor.id);
+    const token = await createTokenService(new TextEncoder().encode(jwtSecret), '12h').issue(doctor);
     const port = await freePort();
     child = startProcess('server', {
       PORT: String(port),

@@ -49,11 +49,29 @@ for (const kind of await databaseKinds()) {
       assert.match(p._id, /^[0-9a-f-]{36}$/);
     });
 
-    test('a duplicate patientId answers 409, even from another doctor', async () => {
-      const p = await t.patient(docA);
-      const res = await inject(docB, 'POST', '/api/patients', { patientId: p.patientId, name: 'Someone' });
-      assert.equal(res.statusCode, 409);
-      assert.match(res.json().error, new RegExp(p.patientId));
+    test('a patientId in use answers one 409 to everyone, never saying whose it is (issue 12, item 2)', async () => {
+      const p = await t.patient(docA, { name: 'Leakington Pharaoh' });
+      const own = await t.patient(docB);
+      const answers = [
+        await inject(docA, 'POST', '/api/patients', { patientId: p.patientId, name: 'Someone' }), // visible to A
+        await inject(docB, 'POST', '/api/patients', { patientId: p.patientId, name: 'Someone' }), // not visible to B
+        await inject(docB, 'PATCH', `/api/patients/${own._id}`, { patientId: p.patientId }),
+      ];
+      for (const res of answers) {
+        assert.equal(res.statusCode, 409);
+        assert.deepEqual(res.json(), {
+          error: `patientId ${p.patientId} is already in use at this site: if this is your patient, ask an administrator to assign them to you`,
+        });
+      }
+      // Reading it: "not yours" and "not there" are the same 404.
+      const notYours = await inject(docB, 'GET', `/api/patients/${p.patientId}`);
+      const notThere = await inject(docB, 'GET', `/api/patients/PT-NOT-THERE-${Date.now()}`);
+      assert.equal(notYours.statusCode, 404);
+      assert.deepEqual(notYours.json(), notThere.json());
+      assert.deepEqual(
+        (await inject(docB, 'GET', `/api/patients/${p._id}`)).json(),
+        (await inject(docB, 'GET', '/api/patients/00000000-0000-4000-8000-000000000000')).json(),
+      );
     });
 
     test('create validates input and names the field', async () => {

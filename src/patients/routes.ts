@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { currentUser, requireAdmin } from '../auth/hooks.js';
+import { noteAudit } from '../audit/log.js';
 import type { AppContext } from '../context.js';
 import { authErrors, ErrorSchema, IdParamsSchema, MessageSchema } from '../platform/http/schemas.js';
 import {
@@ -19,6 +20,12 @@ import {
 } from './schemas.js';
 import * as patients from './service.js';
 
+/** The uniqueness rule for hospital ids, as the OpenAPI document states it (SECURITY.md). */
+const PATIENT_ID_RULE =
+  'A patientId is unique at the site. One already in use is refused to everyone with the same 409 ' +
+  '("patientId X is already in use at this site: ..."), whether or not you may see that patient: ' +
+  'the answer never says whose it is. An upload naming a patientId in use by a patient you may not see gets the same 409.';
+
 export function patientRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   return async (app) => {
     app.addHook('onRequest', ctx.authenticate);
@@ -28,6 +35,7 @@ export function patientRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.get(
       '/',
       {
+        config: { audit: { action: 'patient.list', resource: 'patient' } },
         schema: {
           tags,
           security,
@@ -42,6 +50,7 @@ export function patientRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.get(
       '/:id',
       {
+        config: { audit: { action: 'patient.read', resource: 'patient' } },
         schema: {
           tags,
           security,
@@ -56,10 +65,12 @@ export function patientRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.post(
       '/',
       {
+        config: { audit: { action: 'patient.create', resource: 'patient' } },
         schema: {
           tags,
           security,
           summary: 'Create a patient (assigned to its creator)',
+          description: PATIENT_ID_RULE,
           body: CreatePatientBodySchema,
           response: { 201: PatientRecordSchema, ...authErrors, 409: ErrorSchema },
         },
@@ -74,10 +85,12 @@ export function patientRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.patch(
       '/:id',
       {
+        config: { audit: { action: 'patient.update', resource: 'patient' } },
         schema: {
           tags,
           security,
           summary: 'Update a patient; contact fields are merged (null removes one)',
+          description: PATIENT_ID_RULE,
           params: IdParamsSchema,
           body: UpdatePatientBodySchema,
           response: { 200: PatientRecordSchema, ...authErrors, 409: ErrorSchema },
@@ -90,6 +103,7 @@ export function patientRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.post(
       '/:id/medical-history',
       {
+        config: { audit: { action: 'patient.add_history', resource: 'patient' } },
         schema: {
           tags,
           security,
@@ -112,6 +126,7 @@ export function patientRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.post(
       '/:id/notes',
       {
+        config: { audit: { action: 'patient.add_note', resource: 'patient' } },
         schema: {
           tags,
           security,
@@ -134,6 +149,7 @@ export function patientRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.post(
       '/:id/assign-doctor',
       {
+        config: { audit: { action: 'patient.assign_doctor', resource: 'patient' } },
         preHandler: requireAdmin,
         schema: {
           tags,
@@ -177,6 +193,7 @@ export function patientRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.delete(
       '/:id',
       {
+        config: { audit: { action: 'patient.delete', resource: 'patient' } },
         preHandler: requireAdmin,
         schema: {
           tags,
@@ -187,9 +204,10 @@ export function patientRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         },
       },
       async (request) => {
-        const scanIds = await patients.deletePatient(ctx.db, { viewer: currentUser(request), id: request.params.id });
+        const { id, scanIds } = await patients.deletePatient(ctx.db, { viewer: currentUser(request), id: request.params.id });
+        noteAudit(request, { resourceId: id, patientIds: [id], detail: { scans: scanIds.length } });
         await ctx.removeScanFiles(scanIds, request.log);
-        request.log.info({ patient: request.params.id, scans: scanIds.length }, 'patient deleted');
+        request.log.info({ patient: id, scans: scanIds.length }, 'patient deleted');
         return { message: 'Patient deleted successfully' };
       },
     );

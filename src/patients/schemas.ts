@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { IsoDateTime, Nullable, PageQuery } from '../platform/http/schemas.js';
+import { IsoDateTime, Line, Nullable, PageQuery, Text } from '../platform/http/schemas.js';
 
 export const PatientStatusSchema = Type.Union([Type.Literal('active'), Type.Literal('inactive'), Type.Literal('archived')]);
 export const GenderSchema = Type.Union([
@@ -45,7 +45,7 @@ const PatientIdString = Type.String({
 export const CreatePatientBodySchema = Type.Object(
   {
     patientId: PatientIdString,
-    name: Type.String({ minLength: 1, maxLength: 200 }),
+    name: Line({ maxLength: 200 }),
     dateOfBirth: Type.Optional(Nullable(DateInput)),
     gender: Type.Optional(Nullable(GenderSchema)),
     contact: Type.Optional(ContactSchema),
@@ -60,7 +60,7 @@ export type CreatePatientBody = Static<typeof CreatePatientBodySchema>;
 export const UpdatePatientBodySchema = Type.Object(
   {
     patientId: Type.Optional(PatientIdString),
-    name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    name: Type.Optional(Line({ maxLength: 200 })),
     dateOfBirth: Type.Optional(Nullable(DateInput)),
     gender: Type.Optional(Nullable(GenderSchema)),
     contact: Type.Optional(ContactPatchSchema),
@@ -83,7 +83,7 @@ export const ListPatientsQuerySchema = Type.Object(
 
 export const MedicalHistoryBodySchema = Type.Object(
   {
-    condition: Type.String({ minLength: 1, maxLength: 500 }),
+    condition: Line({ maxLength: 500 }),
     diagnosis: Type.Optional(Type.String({ maxLength: 2000 })),
     treatment: Type.Optional(Type.String({ maxLength: 2000 })),
     date: Type.Optional(DateInput),
@@ -92,7 +92,7 @@ export const MedicalHistoryBodySchema = Type.Object(
 );
 
 export const NoteBodySchema = Type.Object(
-  { content: Type.String({ minLength: 1, maxLength: 10_000 }) },
+  { content: Text({ maxLength: 10_000 }) },
   { additionalProperties: false },
 );
 

@@ -7,7 +7,7 @@ import { requireAdmin, requireVisiblePatient, type PatientRow, type Viewer } fro
 import type { Db, DbOrTx } from '../platform/db/index.js';
 import type { PatientContact } from '../platform/db/schema.js';
 import { badRequest, conflict, notFound } from '../platform/errors.js';
-import { isUuid } from '../platform/http/schemas.js';
+import { isUuid, MAX_YEAR, MIN_YEAR, yearInRange } from '../platform/http/schemas.js';
 import { findUserById, isUniqueViolation } from '../users/repository.js';
 import * as repo from './repository.js';
 import type { CreatePatientBody, UpdatePatientBody } from './schemas.js';
@@ -22,6 +22,7 @@ export function parseCalendarDate(value: string, field: string): string {
   if (Number.isNaN(d.getTime()) || d.toISOString().slice(0, 10) !== day) {
     throw badRequest(`${field} is not a real calendar date: "${value}"`);
   }
+  if (!yearInRange(d)) throw badRequest(`${field} must be between ${MIN_YEAR} and today`);
   if (d.getTime() > Date.now()) throw badRequest(`${field} cannot be in the future`);
   return day;
 }
@@ -30,6 +31,7 @@ function parseTimestamp(value: string | null | undefined, field: string): Date |
   if (value === undefined || value === null) return value;
   const d = new Date(value);
   if (Number.isNaN(d.getTime())) throw badRequest(`${field} must be an ISO 8601 date-time`);
+  if (!yearInRange(d)) throw badRequest(`${field} must be between the years ${MIN_YEAR} and ${MAX_YEAR}`);
   return d;
 }
 
@@ -115,9 +117,18 @@ async function patientRecord(db: DbOrTx, p: PatientRow) {
   };
 }
 
-function duplicatePatientId(patientId: string) {
-  return conflict(`A patient with patientId ${patientId} already exists`);
+/**
+ * The rule for hospital ids (SECURITY.md): a patientId is unique at the site, so one already
+ * in use is refused, to everyone, with this one answer, whether or not the caller may see
+ * that patient. It tells that the identifier is taken, never whose it is: no name, no _id,
+ * no difference between "yours" and "someone else's" (issue 12, item 2).
+ */
+export function patientIdInUse(patientId: string) {
+  return conflict(
+    `patientId ${patientId} is already in use at this site: if this is your patient, ask an administrator to assign them to you`,
+  );
 }
+const duplicatePatientId = patientIdInUse;
 
 export async function createPatient(db: Db, { viewer, input }: { viewer: Viewer; input: CreatePatientBody }) {
   try {
@@ -240,7 +251,6 @@ export async function assignDoctorToPatient(
   return { _id: p.id, assignedDoctors: (doctors.get(p.id) ?? []).map((d) => d._id) };
 }
 
-/** Deletes a patient and, by cascade, their scans; returns the scan ids whose files to remove. */
 /**
  * Un-assigns a doctor (admin). A patient always keeps at least one assigned doctor, so someone
  * is responsible for them and their scans stay reachable by a doctor.
@@ -265,12 +275,16 @@ export async function unassignDoctorFromPatient(
   });
 }
 
-export async function deletePatient(db: Db, { viewer, id }: { viewer: Viewer; id: string }): Promise<string[]> {
+/** Deletes a patient and, by cascade, their scans; returns the record's id and the scan ids whose files to remove. */
+export async function deletePatient(
+  db: Db,
+  { viewer, id }: { viewer: Viewer; id: string },
+): Promise<{ id: string; scanIds: string[] }> {
   requireAdmin(viewer, 'Only administrators can delete patients');
   return db.transaction(async (tx) => {
     const p = await requireVisiblePatient(tx, viewer, id);
     const scanIds = await repo.scanIdsOf(tx, p.id);
     await repo.deletePatientRow(tx, p.id);
-    return scanIds;
+    return { id: p.id, scanIds };
   });
 }

@@ -12,6 +12,8 @@ export interface Config {
   host: string;
   /** Absolute URL clients use to reach this server; signed image links are built on it. */
   publicUrl: string | null;
+  /** /docs and /openapi.json: public (on), absent (off), or for signed-in users (auth). */
+  apiDocs: 'on' | 'off' | 'auth';
   dataDir: string;
   databaseUrl: string | null;
   jwtSecret: Uint8Array;
@@ -22,6 +24,8 @@ export interface Config {
   adminEmail: string | null;
   adminPassword: string | null;
   rateLimit: { max: number; windowMs: number };
+  /** Failed sign-ins: slowed, then locked per account; locked per client address. */
+  loginThrottle: { slowAfter: number; lockAfter: number; lockMinutes: number; maxPerIp: number; windowMinutes: number };
   redisUrl: string | null;
   /** Prefix of every Redis key, so several deployments can share one Redis. */
   redisKeyPrefix: string;
@@ -180,9 +184,16 @@ export function loadConfig(env: Env = process.env): Config {
   const dataDir = path.resolve(str(env, 'DATA_DIR') ?? './data');
   const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']);
   const jwtSecret = loadJwtSecret(env, dataDir);
-  const jwtExpiresIn = str(env, 'JWT_EXPIRES_IN') ?? '12h';
+  // Short-lived: a stolen token is worth an hour at most (and logout or a password change
+  // ends it at once, see auth/tokens.ts).
+  const jwtExpiresIn = str(env, 'JWT_EXPIRES_IN') ?? '1h';
   if (!DURATION.test(jwtExpiresIn)) {
     throw new ConfigError(`JWT_EXPIRES_IN must look like 30m, 12h or 7d, got "${jwtExpiresIn}"`);
+  }
+  const unitSeconds = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 } as const;
+  const lifetime = parseInt(jwtExpiresIn, 10) * unitSeconds[jwtExpiresIn.trim().slice(-1) as keyof typeof unitSeconds];
+  if (lifetime < 60 || lifetime > 86_400) {
+    throw new ConfigError(`JWT_EXPIRES_IN must be between 1m and 24h (tokens are meant to be short-lived), got "${jwtExpiresIn}"`);
   }
   const signingRaw = str(env, 'URL_SIGNING_SECRET');
   const adminEmail = str(env, 'ADMIN_EMAIL');
@@ -190,8 +201,8 @@ export function loadConfig(env: Env = process.env): Config {
   if ((adminEmail === null) !== (adminPassword === null)) {
     throw new ConfigError('ADMIN_EMAIL and ADMIN_PASSWORD must be set together');
   }
-  if (adminPassword !== null && adminPassword.length < 8) {
-    throw new ConfigError('ADMIN_PASSWORD must be at least 8 characters long');
+  if (adminPassword !== null && adminPassword.length < 10) {
+    throw new ConfigError('ADMIN_PASSWORD must be at least 10 characters long (and hard to guess: it is checked at start-up)');
   }
   const bucket = str(env, 'S3_BUCKET');
   const port = int(env, 'PORT', 3000, 0, 65535);
@@ -210,6 +221,7 @@ export function loadConfig(env: Env = process.env): Config {
     port,
     host: str(env, 'HOST') ?? '0.0.0.0',
     publicUrl,
+    apiDocs: oneOf(env, 'API_DOCS', ['on', 'off', 'auth'] as const, 'on'),
     dataDir,
     databaseUrl,
     jwtSecret,
@@ -221,6 +233,13 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimit: {
       max: int(env, 'RATE_LIMIT_MAX', 100, 1, 1_000_000),
       windowMs: int(env, 'RATE_LIMIT_WINDOW_MS', 15 * 60 * 1000, 1000, 24 * 3600 * 1000),
+    },
+    loginThrottle: {
+      slowAfter: 3,
+      lockAfter: int(env, 'LOGIN_MAX_FAILURES', 10, 3, 1000),
+      lockMinutes: int(env, 'LOGIN_LOCKOUT_MINUTES', 15, 1, 24 * 60),
+      maxPerIp: int(env, 'LOGIN_MAX_FAILURES_PER_IP', 50, 5, 100_000),
+      windowMinutes: 15,
     },
     redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
     redisKeyPrefix: str(env, 'REDIS_KEY_PREFIX') ?? 'imagemedix:',

@@ -1,7 +1,10 @@
 /**
  * pino options shared by the API and the worker. Patient data never goes to logs: request
- * bodies are not logged, and headers or fields that carry credentials are redacted in case
- * someone logs an object that holds them.
+ * bodies and query strings are not logged, headers or fields that carry credentials are
+ * redacted, and errors are logged by kind, code and stack frames only (`scrubError`), because
+ * an error's message can quote data: Drizzle's lists every bound value of the failed query
+ * (a patient's name, a webhook secret, a password hash), PostgreSQL's `detail` quotes the
+ * duplicate key, and our own 4xx messages echo what the client sent.
  */
 import type { LoggerOptions } from 'pino';
 
@@ -10,22 +13,76 @@ export const REDACT_PATHS = [
   'req.headers.cookie',
   'res.headers["set-cookie"]',
   '*.password',
+  '*.passwordHash',
   '*.token',
   '*.secret',
   '*.authorization',
 ];
+
+/** PostgreSQL error fields that name schema objects or the server's routine, never values. */
+const SAFE_DRIVER_FIELDS = ['code', 'severity', 'routine', 'constraint', 'table', 'column', 'schema', 'dataType'] as const;
+/** How deep a chain of causes is followed. */
+const MAX_CAUSES = 3;
+
+export interface ScrubbedError {
+  type: string;
+  /** An application or driver code (SQLSTATE, ENOENT, FST_...); never a value. */
+  code?: string;
+  /** The failed statement with `$n` placeholders: Drizzle always binds values separately. */
+  query?: string;
+  [field: string]: unknown;
+  frames?: string;
+  cause?: ScrubbedError;
+}
+
+function field(source: object, key: string): string | undefined {
+  const value = (source as Record<string, unknown>)[key];
+  return typeof value === 'string' || typeof value === 'number' ? String(value).slice(0, 200) : undefined;
+}
+
+/**
+ * An error as it may be logged: its class, codes, schema names and stack frames. The message,
+ * the query's parameters and the driver's `detail`, `hint` and `where` are left out, whatever
+ * the error, so no code path has to remember to scrub.
+ */
+export function scrubError(err: unknown, depth = 0): ScrubbedError {
+  if (!(err instanceof Error)) {
+    return { type: err === null ? 'null' : typeof err };
+  }
+  const out: ScrubbedError = { type: err.name || err.constructor.name };
+  for (const key of SAFE_DRIVER_FIELDS) {
+    const value = field(err, key);
+    if (value !== undefined) out[key] = value;
+  }
+  // Drizzle's query error: the statement's text, whose values are bound as $1, $2...
+  const { query } = err as { query?: unknown };
+  if (typeof query === 'string' && 'params' in err) out.query = query.slice(0, 2000);
+  const status = (err as { statusCode?: unknown }).statusCode;
+  if (typeof status === 'number') out.statusCode = status;
+  const frames = err.stack
+    ?.split('\n')
+    .filter((line) => line.trimStart().startsWith('at '))
+    .slice(0, 15)
+    .join('\n');
+  if (frames) out.frames = frames;
+  if (err.cause !== undefined && depth < MAX_CAUSES) out.cause = scrubError(err.cause, depth + 1);
+  return out;
+}
 
 export function loggerOptions(level: string): LoggerOptions {
   return {
     level,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     serializers: {
-      // Log the route, not the full URL: query strings can carry signed-link signatures.
+      // Log the route pattern, never the URL: a path can carry a patient id, a query string a
+      // search term or a signed link's signature. An unmatched URL is not logged at all.
       req: (req: { method: string; url: string; routeOptions?: { url?: string }; id: string }) => ({
         id: req.id,
         method: req.method,
-        route: req.routeOptions?.url ?? req.url.split('?')[0],
+        route: req.routeOptions?.url ?? '(no route)',
       }),
+      err: scrubError,
+      error: scrubError,
     },
   };
 }

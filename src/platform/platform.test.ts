@@ -51,18 +51,21 @@ describe('configuration', () => {
 });
 
 describe('signed links', () => {
-  test('verify accepts its own signature and refuses tampering and expiry', () => {
+  test('verify accepts its own signature and refuses tampering, another user and expiry', () => {
     let now = 1_000_000_000_000;
     const signer = createUrlSigner(randomBytes(32), 60, () => now);
-    const url = new URL(signer.sign('/files/scans/a/image.png', 'http://h'));
-    const exp = url.searchParams.get('expires')!;
-    const sig = url.searchParams.get('signature')!;
-    assert.equal(signer.verify('/files/scans/a/image.png', exp, sig), 'ok');
-    assert.equal(signer.verify('/files/scans/b/image.png', exp, sig), 'invalid');
-    assert.equal(signer.verify('/files/scans/a/image.png', String(Number(exp) + 1), sig), 'invalid');
-    assert.equal(signer.verify('/files/scans/a/image.png', exp, undefined), 'invalid');
+    const userId = '11111111-1111-4111-8111-111111111111';
+    const url = new URL(signer.sign('/files/scans/a/image.png', 'http://h', { userId }));
+    const q = { expires: url.searchParams.get('expires')!, user: url.searchParams.get('user')!, signature: url.searchParams.get('signature')! };
+    assert.equal(q.user, userId);
+    assert.deepEqual(signer.verify('/files/scans/a/image.png', q), { ok: true, userId });
+    const invalid = { ok: false, reason: 'invalid' };
+    assert.deepEqual(signer.verify('/files/scans/b/image.png', q), invalid);
+    assert.deepEqual(signer.verify('/files/scans/a/image.png', { ...q, expires: String(Number(q.expires) + 1) }), invalid);
+    assert.deepEqual(signer.verify('/files/scans/a/image.png', { ...q, user: '22222222-2222-4222-8222-222222222222' }), invalid);
+    assert.deepEqual(signer.verify('/files/scans/a/image.png', { ...q, signature: undefined }), invalid);
     now += 61_000;
-    assert.equal(signer.verify('/files/scans/a/image.png', exp, sig), 'expired');
+    assert.deepEqual(signer.verify('/files/scans/a/image.png', q), { ok: false, reason: 'expired' });
   });
 });
 

@@ -1,30 +1,44 @@
 /**
- * Signed, expiring links to patient files (HMAC-SHA256 over path and expiry), so an <img> tag
- * can show a scan without a bearer header while the file is never world-readable.
+ * Signed, expiring links to patient files (HMAC-SHA256 over path, expiry and the user the
+ * link was issued to), so an <img> tag can show a scan without a bearer header while the file
+ * is never world-readable. The link names its user: the download is refused once that user
+ * is deactivated or may no longer see the scan (scans/files.ts), and it is recorded in the
+ * audit trail as theirs.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
-export interface UrlSigner {
-  /** `path` starts with "/"; returns an absolute URL when a base is given. */
-  sign(path: string, base: string | null, ttlSeconds?: number): string;
-  verify(path: string, expires: string | undefined, signature: string | undefined): 'ok' | 'expired' | 'invalid';
+export interface SignedQuery {
+  expires?: string;
+  user?: string;
+  signature?: string;
 }
 
+export type LinkVerdict = { ok: true; userId: string } | { ok: false; reason: 'expired' | 'invalid' };
+
+export interface UrlSigner {
+  /** `path` starts with "/"; returns an absolute URL when a base is given. */
+  sign(path: string, base: string | null, opts: { userId: string; ttlSeconds?: number }): string;
+  verify(path: string, query: SignedQuery): LinkVerdict;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 export function createUrlSigner(secret: Uint8Array, defaultTtlSeconds: number, now = () => Date.now()): UrlSigner {
-  const mac = (path: string, expires: number) =>
-    createHmac('sha256', secret).update(`url-v1\n${path}\n${expires}`).digest('base64url');
+  const mac = (path: string, expires: number, userId: string) =>
+    createHmac('sha256', secret).update(`url-v2\n${path}\n${expires}\n${userId}`).digest('base64url');
   return {
-    sign(path, base, ttlSeconds = defaultTtlSeconds) {
+    sign(path, base, { userId, ttlSeconds = defaultTtlSeconds }) {
       const expires = Math.floor(now() / 1000) + ttlSeconds;
-      const query = `expires=${expires}&signature=${mac(path, expires)}`;
+      const query = `expires=${expires}&user=${userId}&signature=${mac(path, expires, userId)}`;
       return `${base ?? ''}${path}?${query}`;
     },
-    verify(path, expires, signature) {
-      if (!expires || !signature || !/^\d+$/.test(expires)) return 'invalid';
-      const expected = Buffer.from(mac(path, Number(expires)));
+    verify(path, { expires, user, signature }) {
+      if (!expires || !signature || !user || !/^\d{1,15}$/.test(expires) || !UUID.test(user)) return { ok: false, reason: 'invalid' };
+      const expected = Buffer.from(mac(path, Number(expires), user));
       const given = Buffer.from(signature);
-      if (expected.length !== given.length || !timingSafeEqual(expected, given)) return 'invalid';
-      return Number(expires) * 1000 < now() ? 'expired' : 'ok';
+      if (expected.length !== given.length || !timingSafeEqual(expected, given)) return { ok: false, reason: 'invalid' };
+      if (Number(expires) * 1000 < now()) return { ok: false, reason: 'expired' };
+      return { ok: true, userId: user };
     },
   };
 }

@@ -1,8 +1,9 @@
 /**
  * Signed file links: scan images, thumbnails, heatmaps and reports are fetched with an
  * expiring HMAC signature instead of a bearer token, so an <img> tag or a download link works
- * while the files are never world-readable. The signature covers the path, so only links the
- * server handed out can be followed.
+ * while the files are never world-readable. The signature covers the path, the expiry and the
+ * user the link was issued to; a link is refused once that user is deactivated or may no longer
+ * see the scan (issue 12, item 9), and each download is recorded in the audit trail as theirs.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
@@ -15,6 +16,8 @@ import { AppError, notFound } from '../platform/errors.js';
 import { ErrorSchema } from '../platform/http/schemas.js';
 import { StorageNotFoundError, type Storage } from '../platform/storage/index.js';
 import type { UrlSigner } from '../platform/signing.js';
+import { findUserById } from '../users/repository.js';
+import { noteAudit } from '../audit/log.js';
 import { reportKey } from './report.js';
 import { latestReportId } from './repository.js';
 import { ReportFileParamsSchema, SignedQuerySchema } from './schemas.js';
@@ -25,12 +28,12 @@ const SCAN_FILE = new RegExp(`^scans/(${UUID})/(?:[A-Za-z0-9][A-Za-z0-9._-]*/)*[
 const REPORT_FILE = new RegExp(`^report-(${UUID})(?:-(${UUID}))?\\.pdf$`);
 
 export type SignedFile =
-  | { ok: true; body: Buffer; contentType: string; expiresAt: number | null; filename?: string }
+  | { ok: true; body: Buffer; contentType: string; filename?: string; userId: string; scanId: string; patientId: string }
   | { ok: false; expired: true };
 
 type FileDeps = { db: Db; storage: Storage; signer: UrlSigner };
 /** How the request proves it may have the file: the link's signature, or a bearer token's user. */
-type Credentials = { expires?: string; signature?: string; viewer?: Viewer | null };
+type Credentials = { expires?: string; user?: string; signature?: string; viewer?: Viewer | null };
 
 const INVALID = 'This file link is not valid: use the imageUrl, thumbnailUrl or reportUrl the API returned, or send a bearer token';
 
@@ -49,17 +52,22 @@ async function read(storage: Storage, key: string): Promise<Buffer> {
  */
 async function authorise(
   deps: FileDeps,
-  { path, scanId, expires, signature, viewer }: Credentials & { path: string; scanId: string | null },
-): Promise<{ expiresAt: number | null } | 'expired'> {
+  { path, scanId, expires, user, signature, viewer }: Credentials & { path: string; scanId: string | null },
+): Promise<{ userId: string; patientId: string } | 'expired'> {
   if (scanId === null) throw new AppError('forbidden', INVALID);
   if (signature !== undefined || expires !== undefined || !viewer) {
-    const verdict = deps.signer.verify(path, expires, signature);
-    if (verdict === 'invalid') throw new AppError('forbidden', INVALID);
-    if (verdict === 'expired') return 'expired';
-    return { expiresAt: Number(expires) };
+    const verdict = deps.signer.verify(path, { expires, user, signature });
+    if (!verdict.ok && verdict.reason === 'invalid') throw new AppError('forbidden', INVALID);
+    if (!verdict.ok) return 'expired';
+    // The link's user must still be active and still see the scan: a link dies with its
+    // user's access (a scan they may no longer see is "not there").
+    const owner = await findUserById(deps.db, verdict.userId);
+    if (!owner || !owner.isActive) throw new AppError('forbidden', INVALID);
+    const { scan } = await requireVisibleScan(deps.db, { id: owner.id, role: owner.role }, scanId);
+    return { userId: owner.id, patientId: scan.patientId };
   }
-  await requireVisibleScan(deps.db, viewer, scanId);
-  return { expiresAt: null };
+  const { scan } = await requireVisibleScan(deps.db, viewer, scanId);
+  return { userId: viewer.id, patientId: scan.patientId };
 }
 
 /** A scan image, thumbnail or heatmap by its signed link or with a bearer token. */
@@ -67,7 +75,7 @@ export async function openScanFile(deps: FileDeps, { rest, ...credentials }: Cre
   const m = rest.includes('..') ? null : SCAN_FILE.exec(rest);
   const out = await authorise(deps, { path: `/files/${rest}`, scanId: m?.[1] ?? null, ...credentials });
   if (out === 'expired') return { ok: false, expired: true };
-  return { ok: true, body: await read(deps.storage, rest), contentType: 'image/png', expiresAt: out.expiresAt };
+  return { ok: true, body: await read(deps.storage, rest), contentType: 'image/png', userId: out.userId, scanId: m![1]!, patientId: out.patientId };
 }
 
 /** A stored report by its signed link, or with a bearer token (the documented path gives the latest). */
@@ -82,8 +90,10 @@ export async function openReportFile(deps: FileDeps, { file, ...credentials }: C
     ok: true,
     body: await read(deps.storage, reportKey(scanId!, reportId)),
     contentType: 'application/pdf',
-    expiresAt: out.expiresAt,
     filename: `report-${scanId}.pdf`,
+    userId: out.userId,
+    scanId: scanId!,
+    patientId: out.patientId,
   };
 }
 
@@ -96,11 +106,6 @@ const fileResponses = (contentType: string) => ({
 });
 const EXPIRED = 'This link has expired: fetch the scan again for a fresh link';
 
-function cacheControl(expiresAt: number | null): string {
-  // A signed link may be cached until it expires; a bearer-token answer is not kept.
-  if (expiresAt === null) return 'private, no-store';
-  return `private, max-age=${Math.max(0, expiresAt - Math.floor(Date.now() / 1000))}`;
-}
 
 export function fileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   return async (app) => {
@@ -110,8 +115,8 @@ export function fileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     const config = { rateLimit: false } as const;
 
     /** The signed-in user when the request has no signature but a bearer token (401 when it is bad). */
-    async function viewerOf(request: FastifyRequest, reply: FastifyReply, query: { expires?: string; signature?: string }) {
-      if (query.expires !== undefined || query.signature !== undefined || !bearerToken(request)) return null;
+    async function viewerOf(request: FastifyRequest, reply: FastifyReply, query: { expires?: string; user?: string; signature?: string }) {
+      if (query.expires !== undefined || query.signature !== undefined || query.user !== undefined || !bearerToken(request)) return null;
       // The auth hook is async (typed as a hook that may also be callback-style).
       await Promise.resolve(ctx.authenticate.call(app, request, reply, () => undefined));
       return request.user;
@@ -120,7 +125,7 @@ export function fileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.get(
       '/files/*',
       {
-        config,
+        config: { ...config, audit: { action: 'file.download', resource: 'scan' } },
         schema: {
           tags,
           summary: 'A scan image, thumbnail or heatmap: by the signed link the API returned, or its path with a bearer token',
@@ -133,9 +138,11 @@ export function fileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         const viewer = await viewerOf(request, reply, request.query);
         const file = await openScanFile(ctx, { rest: request.params['*'], ...request.query, viewer });
         if (!file.ok) return reply.code(410).send({ error: EXPIRED });
+        noteAudit(request, { actor: { id: file.userId, role: request.user?.role ?? null }, resourceId: file.scanId, patientIds: [file.patientId] });
         return reply
           .header('content-type', file.contentType)
-          .header('cache-control', cacheControl(file.expiresAt))
+          // Patient images and reports stay out of browser and proxy caches (issue 12, item 7).
+          .header('cache-control', 'no-store')
           .header('x-content-type-options', 'nosniff')
           .send(file.body);
       },
@@ -144,7 +151,7 @@ export function fileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.get(
       '/reports/:file',
       {
-        config,
+        config: { ...config, audit: { action: 'report.download', resource: 'scan' } },
         schema: {
           tags,
           summary: 'A generated PDF report: by the signed reportUrl, or with a bearer token',
@@ -159,10 +166,12 @@ export function fileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         const viewer = await viewerOf(request, reply, request.query);
         const file = await openReportFile(ctx, { file: request.params.file, ...request.query, viewer });
         if (!file.ok) return reply.code(410).send({ error: EXPIRED });
+        noteAudit(request, { actor: { id: file.userId, role: request.user?.role ?? null }, resourceId: file.scanId, patientIds: [file.patientId] });
         return reply
           .header('content-type', file.contentType)
           .header('content-disposition', `attachment; filename="${file.filename}"`)
-          .header('cache-control', cacheControl(file.expiresAt))
+          // Patient images and reports stay out of browser and proxy caches (issue 12, item 7).
+          .header('cache-control', 'no-store')
           .header('x-content-type-options', 'nosniff')
           .send(file.body);
       },

@@ -1,8 +1,9 @@
 import multipart from '@fastify/multipart';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { currentUser, requireAdmin } from '../auth/hooks.js';
+import { noteAudit } from '../audit/log.js';
 import type { AppContext } from '../context.js';
 import { authErrors, ErrorSchema, IdParamsSchema, MessageSchema } from '../platform/http/schemas.js';
 import { SCAN_TYPE_IDS } from '../scan-types/index.js';
@@ -29,9 +30,10 @@ import { fileLinks, type FileLinks } from './view.js';
 /**
  * Links are relative paths, as in the API document (`/reports/report-<id>.pdf`), so they
  * never depend on a Host header the client controls; absolute on PUBLIC_URL when it is set.
+ * Each is signed for the user who asked: refused once that user may no longer see the scan.
  */
-export function linksFor(ctx: AppContext): FileLinks {
-  return fileLinks(ctx.signer, ctx.config.publicUrl);
+export function linksFor(ctx: AppContext, request: FastifyRequest): FileLinks {
+  return fileLinks(ctx.signer, ctx.config.publicUrl, currentUser(request).id);
 }
 
 export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
@@ -44,6 +46,7 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.post(
       '/',
       {
+        config: { audit: { action: 'scan.upload', resource: 'scan' } },
         schema: {
           tags,
           security,
@@ -65,7 +68,7 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       async (request, reply) => {
         const viewer = currentUser(request);
         const form = await readUploadForm(request, ctx.config.maxUploadMb);
-        const scan = await scans.uploadScan(ctx, { viewer, form, links: linksFor(ctx), log: request.log });
+        const scan = await scans.uploadScan(ctx, { viewer, form, links: linksFor(ctx, request), log: request.log });
         request.log.info({ scan: scan._id, status: scan.status }, 'scan uploaded');
         return reply.code(201).send(scan);
       },
@@ -74,6 +77,7 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.get(
       '/',
       {
+        config: { audit: { action: 'scan.list', resource: 'scan' } },
         schema: {
           tags,
           security,
@@ -83,12 +87,13 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         },
       },
       async (request) =>
-        scans.listScans(ctx.db, { viewer: currentUser(request), query: request.query, links: linksFor(ctx) }),
+        scans.listScans(ctx.db, { viewer: currentUser(request), query: request.query, links: linksFor(ctx, request) }),
     );
 
     app.get(
       '/:id',
       {
+        config: { audit: { action: 'scan.read', resource: 'scan' } },
         schema: {
           tags,
           security,
@@ -98,7 +103,7 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         },
       },
       async (request) =>
-        scans.getScan(ctx.db, { viewer: currentUser(request), id: request.params.id, links: linksFor(ctx) }),
+        scans.getScan(ctx.db, { viewer: currentUser(request), id: request.params.id, links: linksFor(ctx, request) }),
     );
 
     app.get(
@@ -180,6 +185,7 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.get(
       '/:id/status',
       {
+        config: { audit: { action: 'scan.read_status', resource: 'scan' } },
         schema: {
           tags,
           security,
@@ -194,6 +200,7 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.patch(
       '/:id',
       {
+        config: { audit: { action: 'scan.review', resource: 'scan' } },
         schema: {
           tags,
           security,
@@ -208,7 +215,7 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           viewer: currentUser(request),
           id: request.params.id,
           body: request.body,
-          links: linksFor(ctx),
+          links: linksFor(ctx, request),
         });
         request.log.info({ scan: scan._id, status: scan.status }, 'scan reviewed');
         return scan;
@@ -218,6 +225,7 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.post(
       '/:id/annotations',
       {
+        config: { audit: { action: 'scan.annotate', resource: 'scan' } },
         schema: {
           tags,
           security,
@@ -240,6 +248,7 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.post(
       '/:id/report',
       {
+        config: { audit: { action: 'report.create', resource: 'scan' } },
         schema: {
           tags,
           security,
@@ -254,7 +263,7 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         const out = await generateReport(ctx, {
           viewer: currentUser(request),
           id: request.params.id,
-          links: linksFor(ctx),
+          links: linksFor(ctx, request),
           log: request.log,
         });
         request.log.info({ scan: request.params.id }, 'report generated');
@@ -265,6 +274,7 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.delete(
       '/:id',
       {
+        config: { audit: { action: 'scan.delete', resource: 'scan' } },
         preHandler: requireAdmin,
         schema: {
           tags,
@@ -275,7 +285,8 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         },
       },
       async (request) => {
-        const id = await scans.deleteScan(ctx.db, { viewer: currentUser(request), id: request.params.id });
+        const { id, patientId } = await scans.deleteScan(ctx.db, { viewer: currentUser(request), id: request.params.id });
+        noteAudit(request, { resourceId: id, patientIds: [patientId] });
         await ctx.removeScanFiles([id], request.log);
         request.log.info({ scan: id }, 'scan deleted');
         return { message: 'Scan deleted successfully' };

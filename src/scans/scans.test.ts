@@ -95,7 +95,7 @@ for (const kind of await databaseKinds()) {
         assert.equal(scan.scanDate, '2025-05-01T15:30:00.000Z');
         assert.equal(scan.scanType, null);
         assert.equal(scan.status, 'processing');
-        assert.match(scan.imageUrl, new RegExp(`^http://imagemedix\\.test/files/scans/${scan._id}/image\\.png\\?expires=\\d+&signature=`));
+        assert.match(scan.imageUrl, new RegExp(`^http://imagemedix\\.test/files/scans/${scan._id}/image\\.png\\?expires=\\d+&user=${doctorA.id}&signature=`));
         assert.match(scan.thumbnailUrl, /^http:\/\/imagemedix\.test\/files\/scans\/.+\/thumb\.png\?expires=/);
 
         for (const name of ['original.jpg', 'image.png', 'thumb.png']) {
@@ -119,7 +119,7 @@ for (const kind of await databaseKinds()) {
         const image = await get(null, localPath(scan.imageUrl));
         assert.equal(image.statusCode, 200);
         assert.equal(image.headers['content-type'], 'image/png');
-        assert.match(String(image.headers['cache-control']), /^private/);
+        assert.equal(image.headers['cache-control'], 'no-store');
         const detail = (await get(doctorA, `/api/scans/${scan._id}`)).json();
         assert.deepEqual(await pngSize(image.rawPayload), { width: detail.width, height: detail.height, format: 'png' });
 
@@ -326,8 +326,10 @@ for (const kind of await databaseKinds()) {
       test("a doctor cannot add scans to another doctor's patient; an admin can", async () => {
         const patient = await t.patient(doctorA);
         const denied = await upload(doctorB, { data: JPEG, fields: { patientId: patient.patientId, patientName: 'X' } });
-        assert.equal(denied.statusCode, 404);
-        assert.deepEqual(denied.json(), { error: 'Patient not found' });
+        // The same answer as creating a patient with an id in use: nothing about whose it is.
+        assert.equal(denied.statusCode, 409);
+        assert.match(denied.json().error, /is already in use at this site/);
+        assert.ok(!denied.body.includes(patient.name) && !denied.body.includes(patient._id));
         const byAdmin = await upload(admin, { data: JPEG, fields: { patientId: patient.patientId } });
         assert.equal(byAdmin.statusCode, 201, byAdmin.body);
         assert.equal(byAdmin.json().patientName, patient.name);
@@ -460,23 +462,24 @@ for (const kind of await databaseKinds()) {
         const b = await uploadJpeg(doctorA);
         const url = new URL(a.imageUrl);
         const sig = url.searchParams.get('signature')!;
-        const tampered = `${url.pathname}?expires=${url.searchParams.get('expires')}&signature=${sig.slice(0, -2)}${sig.endsWith('AA') ? 'BB' : 'AA'}`;
+        const user = url.searchParams.get('user');
+        const tampered = `${url.pathname}?expires=${url.searchParams.get('expires')}&user=${user}&signature=${sig.slice(0, -2)}${sig.endsWith('AA') ? 'BB' : 'AA'}`;
         assert.equal((await get(null, tampered)).statusCode, 403);
         const otherScan = `${new URL(b.imageUrl).pathname}${url.search}`;
         assert.equal((await get(null, otherScan)).statusCode, 403);
-        const laterExpiry = `${url.pathname}?expires=${Number(url.searchParams.get('expires')) + 3600}&signature=${sig}`;
+        const laterExpiry = `${url.pathname}?expires=${Number(url.searchParams.get('expires')) + 3600}&user=${user}&signature=${sig}`;
         assert.equal((await get(null, laterExpiry)).statusCode, 403);
         const bare = await get(null, url.pathname);
         assert.equal(bare.statusCode, 403);
         assert.match(bare.json().error, /not valid/);
         // The original file is never served by link.
-        const original = t.ctx.signer.sign(`/files/scans/${a._id}/original.jpg`, null);
+        const original = t.ctx.signer.sign(`/files/scans/${a._id}/original.jpg`, null, { userId: doctorA.id });
         assert.equal((await get(null, original)).statusCode, 403);
       });
 
       test('an expired link is refused with 410', async () => {
         const scan = await uploadJpeg(doctorA);
-        const expired = t.ctx.signer.sign(new URL(scan.imageUrl).pathname, null, -60);
+        const expired = t.ctx.signer.sign(new URL(scan.imageUrl, 'http://x').pathname, null, { userId: doctorA.id, ttlSeconds: -60 });
         const res = await get(null, expired);
         assert.equal(res.statusCode, 410);
         assert.match(res.json().error, /expired/);
@@ -488,7 +491,7 @@ for (const kind of await databaseKinds()) {
           const doctor = await local.user();
           const res = await local.app.inject({ ...uploadRequest(doctor, { data: JPEG, fields: newPatientFields() }), authority: 'scans.example:8443' });
           assert.equal(res.statusCode, 201, res.body);
-          assert.match(res.json().imageUrl, /^\/files\/scans\/[0-9a-f-]{36}\/image\.png\?expires=\d+&signature=/);
+          assert.match(res.json().imageUrl, /^\/files\/scans\/[0-9a-f-]{36}\/image\.png\?expires=\d+&user=[0-9a-f-]{36}&signature=/);
           assert.equal((await local.app.inject({ url: res.json().imageUrl })).statusCode, 200);
         } finally {
           await local.close();
@@ -660,12 +663,12 @@ for (const kind of await databaseKinds()) {
         assert.equal(report.statusCode, 201, report.body);
         assert.equal(report.json().message, 'Report generated successfully');
         const reportUrl: string = report.json().reportUrl;
-        assert.match(reportUrl, new RegExp(`^http://imagemedix\\.test/reports/report-${scan._id}-[0-9a-f-]{36}\\.pdf\\?expires=\\d+&signature=`));
+        assert.match(reportUrl, new RegExp(`^http://imagemedix\\.test/reports/report-${scan._id}-[0-9a-f-]{36}\\.pdf\\?expires=\\d+&user=${doctorA.id}&signature=`));
 
         const pdf = await get(null, localPath(reportUrl));
         assert.equal(pdf.statusCode, 200);
         assert.equal(pdf.headers['content-type'], 'application/pdf');
-        assert.match(String(pdf.headers['cache-control']), /^private/);
+        assert.equal(pdf.headers['cache-control'], 'no-store');
         assert.equal(pdf.rawPayload.subarray(0, 5).toString(), '%PDF-');
         const text = (await pdfText(pdf.rawPayload)).replace(/\s+/g, ' ');
         for (const expected of [

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { IsoDateTime, Nullable, PageQuery } from '../platform/http/schemas.js';
+import { IsoDateTime, Nullable, PageQuery, Text } from '../platform/http/schemas.js';
 import { ResultSchema, ReviewedFindingSchema, SCAN_TYPE_IDS, ScanTypeSchema, scanTypeSpec } from '../scan-types/index.js';
 
 export const ScanStatusSchema = Type.Union([
@@ -69,7 +69,7 @@ export const AnnotationBodySchema = Type.Object(
   {
     x: Type.Number({ minimum: 0, description: 'Pixel column in the rendered image (0..width-1)' }),
     y: Type.Number({ minimum: 0, description: 'Pixel row in the rendered image (0..height-1)' }),
-    text: Type.String({ minLength: 1, maxLength: 2000 }),
+    text: Text({ maxLength: 2000 }),
   },
   { additionalProperties: false },
 );
@@ -213,6 +213,7 @@ export const ReportFileParamsSchema = Type.Object({
 
 export const SignedQuerySchema = Type.Object({
   expires: Type.Optional(Type.String({ maxLength: 20 })),
+  user: Type.Optional(Type.String({ maxLength: 64, description: 'The user the link was issued to' })),
   signature: Type.Optional(Type.String({ maxLength: 100 })),
 });
 

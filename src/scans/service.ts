@@ -10,11 +10,11 @@ import { findVisiblePatient, mayAddScansTo, requireAdmin, requireVisibleScan, ty
 import type { AppContext } from '../context.js';
 import { ImageDecodeError, inferScanType, type DecodedImage, type DicomInfo } from '../imaging/index.js';
 import * as patientRepo from '../patients/repository.js';
-import { createPatientForUpload } from '../patients/service.js';
+import { createPatientForUpload, patientIdInUse } from '../patients/service.js';
 import type { Db, DbOrTx } from '../platform/db/index.js';
 import { isScanType, SCAN_TYPE_IDS, scanTypeSpec, type ReviewedFinding, type ScanType } from '../scan-types/index.js';
 import { AppError, badRequest, conflict, notFound } from '../platform/errors.js';
-import { isUuid } from '../platform/http/schemas.js';
+import { isUuid, MAX_YEAR, MIN_YEAR, yearInRange } from '../platform/http/schemas.js';
 import { isUniqueViolation } from '../users/repository.js';
 import * as repo from './repository.js';
 import type { ScanWithPatient } from './repository.js';
@@ -143,10 +143,11 @@ export async function uploadScan(
 ) {
   const { db, storage } = deps;
   const request = parseUploadFields(form.fields);
-  // Access first, before the expensive decode: someone else's patient is "not found".
+  // Access first, before the expensive decode: someone else's patientId is "in use", the
+  // same answer as creating a patient with it (patients/service.ts, patientIdInUse).
   if (request.patientId) {
     const existing = await patientRepo.findPatientByIdOrPatientId(db, request.patientId);
-    if (existing && !(await mayAddScansTo(db, viewer, existing))) throw notFound('Patient');
+    if (existing && !(await mayAddScansTo(db, viewer, existing))) throw isUuid(request.patientId) ? notFound('Patient') : patientIdInUse(request.patientId);
     if (existing) checkSamePatient(existing, request.patientName);
     // A UUID names a patient's _id: it must exist, never become a new hospital identifier.
     if (!existing && isUuid(request.patientId)) throw notFound('Patient');
@@ -203,7 +204,7 @@ export async function uploadScan(
     const insert = () =>
       db.transaction(async (tx) => {
         let patient = await patientRepo.findPatientByIdOrPatientId(tx, patientId);
-        if (patient && !(await mayAddScansTo(tx, viewer, patient))) throw notFound('Patient');
+        if (patient && !(await mayAddScansTo(tx, viewer, patient))) throw isUuid(patientId) ? notFound('Patient') : patientIdInUse(patientId);
         if (patient) checkSamePatient(patient, request.patientName);
         if (!patient && isUuid(patientId)) throw notFound('Patient');
         if (!patient) {
@@ -266,6 +267,7 @@ function parseFilterDate(value: string, field: string, endOfDay: boolean): Date 
   if (Number.isNaN(d.getTime()) || (dateOnly && d.toISOString().slice(0, 10) !== value)) {
     throw badRequest(`${field} is not a valid date: "${value}"`);
   }
+  if (!yearInRange(d)) throw badRequest(`${field} must be between the years ${MIN_YEAR} and ${MAX_YEAR}`);
   if (!endOfDay) return d;
   // The end is inclusive: a whole day for a date, the instant itself for a date-time.
   return new Date(d.getTime() + (dateOnly ? 24 * 3600 * 1000 : 1));
@@ -497,12 +499,15 @@ export async function addAnnotation(
 // Delete
 
 /** Deletes the scan's row (its analyses, reviews, annotations and reports by cascade). */
-export async function deleteScan(db: Db, { viewer, id }: { viewer: Viewer; id: string }): Promise<string> {
+export async function deleteScan(
+  db: Db,
+  { viewer, id }: { viewer: Viewer; id: string },
+): Promise<{ id: string; patientId: string }> {
   requireAdmin(viewer, 'Only administrators can delete scans');
   return db.transaction(async (tx) => {
     const { scan } = await requireVisibleScan(tx, viewer, id);
     await repo.deleteScanRow(tx, scan.id);
-    return scan.id;
+    return { id: scan.id, patientId: scan.patientId };
   });
 }
 

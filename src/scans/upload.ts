@@ -6,6 +6,7 @@
  */
 import type { FastifyRequest } from 'fastify';
 import { AppError, badRequest } from '../platform/errors.js';
+import { controlCharacterIn } from '../platform/http/text-input.js';
 
 export const UPLOAD_FIELDS = ['patientId', 'patientName', 'scanDate', 'scanType'] as const;
 export type UploadField = (typeof UPLOAD_FIELDS)[number];
@@ -61,6 +62,12 @@ export async function readUploadForm(request: FastifyRequest, maxUploadMb: numbe
         throw badRequest(`Form field "${name}" is not allowed; send image, ${UPLOAD_FIELDS.join(', ')}`);
       }
       if (part.valueTruncated) throw badRequest(`Form field "${name}" is too long`);
+      // Before trimming: a control character is refused, not quietly cut off the ends.
+      const char = typeof part.value === 'string' ? controlCharacterIn(part.value) : null;
+      if (char) throw badRequest(`Form field "${name}" contains a control character (${char}): send plain text`);
+      if (typeof part.value === 'string' && /[\t\n\r]/.test(part.value.trim())) {
+        throw badRequest(`Form field "${name}" must be one line of text`);
+      }
       if (fields[name as UploadField] !== undefined) throw badRequest(`Form field "${name}" is sent more than once`);
       const value = typeof part.value === 'string' ? part.value.trim() : String(part.value);
       if (value !== '') fields[name as UploadField] = value;

@@ -17,11 +17,11 @@ export interface FileLinks {
   report(scanId: string, reportId: string): string;
 }
 
-/** Signed links on `base`, or relative paths when it is null. */
-export function fileLinks(signer: UrlSigner, base: string | null): FileLinks {
+/** Signed links on `base`, or relative paths when it is null; each for one user, refused once that user may no longer see the scan. */
+export function fileLinks(signer: UrlSigner, base: string | null, userId: string): FileLinks {
   return {
-    file: (key) => signer.sign(`/files/${key}`, base),
-    report: (scanId, reportId) => signer.sign(`/reports/report-${scanId}-${reportId}.pdf`, base),
+    file: (key) => signer.sign(`/files/${key}`, base, { userId }),
+    report: (scanId, reportId) => signer.sign(`/reports/report-${scanId}-${reportId}.pdf`, base, { userId }),
   };
 }
 

@@ -37,6 +37,13 @@ export async function updateUserRow(db: DbOrTx, id: string, values: Partial<NewU
   return row ?? null;
 }
 
+export async function bumpTokenVersion(db: DbOrTx, id: string): Promise<void> {
+  await db
+    .update(users)
+    .set({ tokenVersion: sql`${users.tokenVersion} + 1`, updatedAt: new Date() })
+    .where(eq(users.id, id));
+}
+
 export async function listUserRows(db: DbOrTx): Promise<UserRow[]> {
   return db.select().from(users).orderBy(asc(users.name), asc(users.id));
 }

@@ -3,9 +3,9 @@ import { Type } from '@sinclair/typebox';
 import { currentUser, requireAdmin } from '../auth/hooks.js';
 import type { AppContext } from '../context.js';
 import { notFound } from '../platform/errors.js';
-import { authErrors, ErrorSchema, IdParamsSchema, isUuid } from '../platform/http/schemas.js';
+import { authErrors, ErrorSchema, IdParamsSchema, isUuid, MessageSchema } from '../platform/http/schemas.js';
 import { CreateUserBodySchema, UpdateUserBodySchema, UserSchema } from './schemas.js';
-import { createUser, listUsers, toPublicUser, updateUser } from './service.js';
+import { createUser, findUser, listUsers, toPublicUser, updateUser } from './service.js';
 
 /** User management, admin only (mounted at /api/users, so paths read /api/users/users). */
 export function userRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
@@ -16,13 +16,17 @@ export function userRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
 
     app.get(
       '/users',
-      { schema: { tags: ['Users'], summary: 'List users (admin)', security, response: { 200: Type.Array(UserSchema), ...authErrors } } },
+      {
+        config: { audit: { action: 'user.list', resource: 'user' } },
+        schema: { tags: ['Users'], summary: 'List users (admin)', security, response: { 200: Type.Array(UserSchema), ...authErrors } },
+      },
       async () => (await listUsers(ctx.db)).map(toPublicUser),
     );
 
     app.post(
       '/users',
       {
+        config: { audit: { action: 'user.create', resource: 'user' } },
         schema: {
           tags: ['Users'],
           summary: 'Create a user (admin)',
@@ -41,6 +45,7 @@ export function userRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.patch(
       '/users/:id',
       {
+        config: { audit: { action: 'user.update', resource: 'user' } },
         schema: {
           tags: ['Users'],
           summary: 'Change a user: role, active flag, specialization, name, password (admin)',
@@ -59,6 +64,27 @@ export function userRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         });
         request.log.info({ updatedUserId: user.id, fields: Object.keys(request.body) }, 'user updated');
         return toPublicUser(user);
+      },
+    );
+
+    app.post(
+      '/users/:id/unlock',
+      {
+        config: { audit: { action: 'user.unlock', resource: 'user' } },
+        schema: {
+          tags: ['Users'],
+          summary: 'Unlock an account locked after failed sign-ins (admin)',
+          security,
+          params: IdParamsSchema,
+          response: { 200: MessageSchema, ...authErrors },
+        },
+      },
+      async (request) => {
+        const user = isUuid(request.params.id) ? await findUser(ctx.db, request.params.id) : null;
+        if (!user) throw notFound('User');
+        await ctx.loginThrottle.unlock(user.email);
+        request.log.info({ unlockedUserId: user.id }, 'account unlocked');
+        return { message: 'Account unlocked: the user can sign in again' };
       },
     );
   };

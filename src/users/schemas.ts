@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { MIN_PASSWORD_LENGTH } from '../auth/password-policy.js';
 import { RoleSchema } from '../auth/schemas.js';
-import { Nullable } from '../platform/http/schemas.js';
+import { Line, Nullable } from '../platform/http/schemas.js';
 
 export const UserSchema = Type.Object({
   _id: Type.String(),
@@ -13,9 +14,9 @@ export const UserSchema = Type.Object({
 
 export const CreateUserBodySchema = Type.Object(
   {
-    name: Type.String({ minLength: 1, maxLength: 200 }),
+    name: Line({ maxLength: 200 }),
     email: Type.String({ format: 'email', maxLength: 254 }),
-    password: Type.String({ minLength: 8, maxLength: 1024 }),
+    password: Type.String({ minLength: MIN_PASSWORD_LENGTH, maxLength: 1024 }),
     role: Type.Optional(RoleSchema),
     specialization: Type.Optional(Nullable(Type.String({ maxLength: 200 }))),
   },
@@ -25,11 +26,11 @@ export type CreateUserBody = Static<typeof CreateUserBodySchema>;
 
 export const UpdateUserBodySchema = Type.Object(
   {
-    name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    name: Type.Optional(Line({ maxLength: 200 })),
     role: Type.Optional(RoleSchema),
     isActive: Type.Optional(Type.Boolean()),
     specialization: Type.Optional(Nullable(Type.String({ maxLength: 200 }))),
-    password: Type.Optional(Type.String({ minLength: 8, maxLength: 1024 })),
+    password: Type.Optional(Type.String({ minLength: MIN_PASSWORD_LENGTH, maxLength: 1024 })),
   },
   { additionalProperties: false, minProperties: 1 },
 );

@@ -1,6 +1,7 @@
 import type { Db } from '../platform/db/index.js';
 import { AppError, conflict, notFound } from '../platform/errors.js';
-import { dummyPasswordHash, hashPassword, MIN_PASSWORD_LENGTH, verifyPassword } from '../auth/password.js';
+import { dummyPasswordHash, hashPassword, verifyPassword } from '../auth/password.js';
+import { assertStrongPassword } from '../auth/password-policy.js';
 import {
   countActiveAdmins,
   findUserByEmail,
@@ -9,6 +10,7 @@ import {
   isUniqueViolation,
   listUserRows,
   updateUserRow,
+  bumpTokenVersion,
   type UserRow,
 } from './repository.js';
 
@@ -43,10 +45,8 @@ export interface CreateUserInput {
 }
 
 export async function createUser(db: Db, input: CreateUserInput): Promise<UserRow> {
-  if (input.password.length < MIN_PASSWORD_LENGTH) {
-    throw new AppError('bad_request', `password must be at least ${MIN_PASSWORD_LENGTH} characters long`);
-  }
   const email = input.email.trim().toLowerCase();
+  assertStrongPassword(input.password, { email, name: input.name });
   if (await findUserByEmail(db, email)) throw conflict(`A user with email ${email} already exists`);
   try {
     return await insertUser(db, {
@@ -61,6 +61,10 @@ export async function createUser(db: Db, input: CreateUserInput): Promise<UserRo
     if (isUniqueViolation(err)) throw conflict(`A user with email ${email} already exists`);
     throw err;
   }
+}
+
+export function findUser(db: Db, id: string): Promise<UserRow | null> {
+  return findUserById(db, id);
 }
 
 export function listUsers(db: Db): Promise<UserRow[]> {
@@ -78,14 +82,18 @@ export async function updateUser(db: Db, { actorId, userId, changes }: UpdateUse
     const { password, ...rest } = changes;
     const values: Parameters<typeof updateUserRow>[2] = { ...rest };
     if (rest.name !== undefined) values.name = rest.name.trim();
-    if (password !== undefined) {
-      if (password.length < MIN_PASSWORD_LENGTH) {
-        throw new AppError('bad_request', `password must be at least ${MIN_PASSWORD_LENGTH} characters long`);
-      }
-      values.passwordHash = await hashPassword(password);
-    }
     const before = await findUserById(tx, userId);
     if (!before) throw notFound('User');
+    if (password !== undefined) {
+      assertStrongPassword(password, { email: before.email, name: values.name ?? before.name });
+      values.passwordHash = await hashPassword(password);
+    }
+    // Every token issued before a password change, a role change or a deactivation is refused.
+    const endsSessions =
+      password !== undefined ||
+      (rest.role !== undefined && rest.role !== before.role) ||
+      (rest.isActive === false && before.isActive);
+    if (endsSessions) values.tokenVersion = before.tokenVersion + 1;
     const losesAdmin =
       before.role === 'admin' && before.isActive && (rest.role === 'doctor' || rest.isActive === false);
     if (losesAdmin && (await countActiveAdmins(tx)) <= 1) {
@@ -118,6 +126,11 @@ export async function authenticate(db: Db, email: string, password: string): Pro
     throw new AppError('forbidden', 'This account is deactivated: ask an administrator to activate it');
   }
   return user;
+}
+
+/** Refuses every token issued so far to the user (logout). */
+export async function endSessions(db: Db, userId: string): Promise<void> {
+  await bumpTokenVersion(db, userId);
 }
 
 /** First start: create the admin named by ADMIN_EMAIL / ADMIN_PASSWORD if no admin exists. */

@@ -34,7 +34,7 @@ for (const kind of await databaseKinds()) {
       const doc = await t.user();
       for (const [method, url, payload] of [
         ['GET', '/api/users/users', undefined],
-        ['POST', '/api/users/users', { name: 'X', email: 'x@y.zz', password: 'longenough', role: 'admin' }],
+        ['POST', '/api/users/users', { name: 'X', email: 'x@y.zz', password: 'violet-tundra-48-quartz', role: 'admin' }],
         ['PATCH', `/api/users/users/${doc.id}`, { role: 'admin' }],
       ] as const) {
         const forbidden = await t.app.inject({ method, url, payload, headers: doc.auth });
@@ -52,7 +52,7 @@ for (const kind of await databaseKinds()) {
         method: 'POST',
         url: '/api/users/users',
         headers: admin.auth,
-        payload: { name: 'Dr. Ananya Singh', email, password: 'correct horse', role: 'doctor', specialization: 'Radiology' },
+        payload: { name: 'Dr. Ananya Singh', email, password: 'correct horse battery staple', role: 'doctor', specialization: 'Radiology' },
       });
       assert.equal(res.statusCode, 201);
       const created = res.json();
@@ -62,7 +62,7 @@ for (const kind of await databaseKinds()) {
       const login = await t.app.inject({
         method: 'POST',
         url: '/api/auth/login',
-        payload: { email, password: 'correct horse' },
+        payload: { email, password: 'correct horse battery staple' },
       });
       assert.equal(login.statusCode, 200);
       assert.equal(login.json().user._id, created._id);
@@ -75,7 +75,7 @@ for (const kind of await databaseKinds()) {
         method: 'POST',
         url: '/api/users/users',
         headers: admin.auth,
-        payload: { name: 'Dup', email: existing.email.toUpperCase(), password: 'longenough' },
+        payload: { name: 'Dup', email: existing.email.toUpperCase(), password: 'violet-tundra-48-quartz' },
       });
       assert.equal(res.statusCode, 409);
       assert.match(res.json().error, /already exists/);
@@ -83,7 +83,7 @@ for (const kind of await databaseKinds()) {
 
     test('create validates fields: short password, bad role, bad email, unknown field', async () => {
       const admin = await t.user({ role: 'admin' });
-      const base = { name: 'N', email: `v-${Date.now()}@h.test`, password: 'longenough' };
+      const base = { name: 'N', email: `v-${Date.now()}@h.test`, password: 'violet-tundra-48-quartz' };
       for (const [payload, field] of [
         [{ ...base, password: 'short' }, /password/],
         [{ ...base, role: 'superuser' }, /role/],
@@ -115,8 +115,11 @@ for (const kind of await databaseKinds()) {
         specialization: 'Chief Radiology',
         isActive: true,
       });
-      // The new role applies to the token already issued.
-      const list = await t.app.inject({ url: '/api/users/users', headers: doc.auth });
+      // A role change ends the sessions issued before it (issue 12, item 4); a new login has the new role.
+      const stale = await t.app.inject({ url: '/api/users/users', headers: doc.auth });
+      assert.equal(stale.statusCode, 401);
+      const login = await t.app.inject({ method: 'POST', url: '/api/auth/login', payload: { email: doc.email, password: doc.password } });
+      const list = await t.app.inject({ url: '/api/users/users', headers: { authorization: `Bearer ${login.json().token}` } });
       assert.equal(list.statusCode, 200);
     });
 

@@ -26,6 +26,7 @@ export function webhookRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.post(
       '/',
       {
+        config: { audit: { action: 'webhook.create', resource: 'webhook' } },
         schema: {
           tags,
           security,
@@ -44,6 +45,7 @@ export function webhookRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.get(
       '/',
       {
+        config: { audit: { action: 'webhook.list', resource: 'webhook' } },
         schema: {
           tags,
           security,
@@ -57,6 +59,7 @@ export function webhookRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.delete(
       '/:id',
       {
+        config: { audit: { action: 'webhook.delete', resource: 'webhook' } },
         schema: {
           tags,
           security,
@@ -75,6 +78,7 @@ export function webhookRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.get(
       '/:id/deliveries',
       {
+        config: { audit: { action: 'webhook.read_deliveries', resource: 'webhook' } },
         schema: {
           tags,
           security,

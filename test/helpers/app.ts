@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, type BuildOptions } from '../../src/app.js';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import type { Analyzer } from '../../src/analysis/analyze.job.js';
 import type { AppContext } from '../../src/context.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
@@ -52,6 +52,8 @@ export interface TestAppOptions {
   analyzer?: Analyzer;
   analysisExpireInSeconds?: number;
   maintenanceIntervalSeconds?: number;
+  /** The process logger (queue, jobs) and, unless `build` says otherwise, the app's. */
+  log?: Logger;
   /** Changes settings no environment variable may set (e.g. an http OIDC issuer on loopback). */
   adjustConfig?: (config: Config) => void;
 }
@@ -69,7 +71,7 @@ export async function createTestApp(kind: DbKind, opts: TestAppOptions = {}): Pr
   });
   opts.adjustConfig?.(config);
   const database = await openTestDatabase(kind);
-  const log = pino({ level: 'silent' });
+  const log = opts.log ?? pino({ level: 'silent' });
   const runtime = await createRuntime(config, database, {
     log,
     supervise: opts.worker ?? false,
@@ -79,7 +81,7 @@ export async function createTestApp(kind: DbKind, opts: TestAppOptions = {}): Pr
   });
   const ctx = runtime.ctx;
   if (opts.worker) await runtime.startWorkers();
-  const app = await buildApp(ctx, { logger: false, ...(opts.build?.(ctx) ?? {}) });
+  const app = await buildApp(ctx, { logger: opts.log ?? false, ...(opts.build?.(ctx) ?? {}) });
   await app.ready();
 
   const t: TestApp = {
@@ -94,7 +96,7 @@ export async function createTestApp(kind: DbKind, opts: TestAppOptions = {}): Pr
       const password = `pw-${randomBytes(8).toString('hex')}`;
       const displayName = name ?? `Dr ${randomBytes(3).toString('hex')}`;
       const row = await createUser(database.db, { email, password, name: displayName, role, specialization });
-      const token = await ctx.tokens.issue(row.id);
+      const token = await ctx.tokens.issue(row);
       return { id: row.id, email, password, name: displayName, role, token, auth: { authorization: `Bearer ${token}` } };
     },
     async patient(owner, fields = {}) {

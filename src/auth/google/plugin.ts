@@ -123,19 +123,7 @@ function logFailure(log: FastifyBaseLogger, code: GoogleSignInErrorCode, err: un
   }
   // Errors from the user store or token issuer. Their messages can quote the query and its
   // parameters (Drizzle's do: an email), so only their kind, code and stack frames are logged.
-  log.error({ googleSignInError: code, err: describeUnexpectedError(err) }, 'google sign-in failed');
-}
-
-function describeUnexpectedError(err: unknown): Record<string, unknown> {
-  if (!(err instanceof Error)) return { type: typeof err };
-  const code = (value: unknown) => (typeof value === 'object' && value !== null && 'code' in value ? String(value.code) : undefined);
-  return {
-    type: err.name,
-    code: code(err),
-    causeType: err.cause instanceof Error ? err.cause.name : undefined,
-    causeCode: code(err.cause),
-    frames: err.stack?.split('\n').filter((line) => line.trimStart().startsWith('at ')).join('\n'),
-  };
+  log.error({ googleSignInError: code, err }, 'google sign-in failed');
 }
 
 /** CLIENT_URL with the result in the fragment, which browsers never send to a server. */

@@ -93,13 +93,22 @@ function stripIso2022Escapes(bytes: Uint8Array): Uint8Array {
 
 export type TextDecode = (bytes: Uint8Array) => string;
 
-/** All values of a string element, trimmed of the padding DICOM allows (spaces, NUL). */
+/**
+ * All values of a string element, trimmed of the padding DICOM allows (spaces, NUL). Control
+ * characters inside a value (a crafted file's NUL in PatientName) are dropped: they are not
+ * text, and PostgreSQL refuses NUL in text and jsonb.
+ */
 export function strings(dataSet: DataSet, tag: string, decode: TextDecode): string[] {
   const bytes = elementBytes(dataSet, tag);
   if (!bytes || bytes.length === 0) return [];
   return decode(bytes)
     .split('\\')
-    .map((value) => value.replace(/[\0\s]+$/u, '').replace(/^[\0 ]+/u, ''));
+    .map((value) =>
+      value
+        .replace(/[\0\s]+$/u, '')
+        .replace(/^[\0 ]+/u, '')
+        .replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/gu, ''),
+    );
 }
 
 export function firstString(dataSet: DataSet, tag: string, decode: TextDecode): string | undefined {

@@ -34,6 +34,11 @@ export const users = pgTable(
     specialization: text('specialization'),
     isActive: boolean('is_active').notNull().default(true),
     googleSubject: text('google_subject'),
+    /**
+     * Carried in every token; bumped on a password change, deactivation, role change and
+     * logout, which ends every session issued before.
+     */
+    tokenVersion: integer('token_version').notNull().default(0),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -283,4 +288,49 @@ export const webhookDeliveries = pgTable(
     createdAt: createdAt(),
   },
   (t) => [index('webhook_deliveries_webhook_idx').on(t.webhookId, t.createdAt)],
+);
+
+/**
+ * Failed sign-ins per account and per client address, shared by every API process. Keys are
+ * SHA-256 digests ("account:<email>", "ip:<address>"), so the table never holds what someone
+ * typed into the email field.
+ */
+export const loginThrottle = pgTable('login_throttle', {
+  key: text('key').primaryKey(),
+  failures: integer('failures').notNull(),
+  windowStartedAt: timestamp('window_started_at', { withTimezone: true }).notNull(),
+  lockedUntil: timestamp('locked_until', { withTimezone: true }),
+});
+
+export type AuditOutcome = 'success' | 'denied' | 'not_found' | 'invalid' | 'throttled' | 'error';
+
+/**
+ * The audit trail: who did what to which record, when, from where, and how it ended. Append
+ * only: a trigger (migration 0002) refuses UPDATE, DELETE and TRUNCATE. No foreign keys, so
+ * deleting a patient or scan never touches its history. Holds ids and field names, never
+ * values, images, passwords or tokens.
+ */
+export const auditEvents = pgTable(
+  'audit_events',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+    actorId: uuid('actor_id'),
+    actorRole: text('actor_role'),
+    action: text('action').notNull(),
+    resourceType: text('resource_type').notNull(),
+    resourceId: text('resource_id'),
+    /** Every patient whose data the event touched (one for a record, several for a list). */
+    patientIds: uuid('patient_ids').array().notNull().default(sql`'{}'::uuid[]`),
+    ip: text('ip'),
+    outcome: text('outcome', { enum: ['success', 'denied', 'not_found', 'invalid', 'throttled', 'error'] }).notNull(),
+    statusCode: integer('status_code'),
+    detail: jsonb('detail').$type<Record<string, unknown>>(),
+  },
+  (t) => [
+    index('audit_events_at_idx').on(t.at),
+    index('audit_events_actor_idx').on(t.actorId, t.at),
+    index('audit_events_action_idx').on(t.action, t.at),
+    index('audit_events_patients_idx').using('gin', t.patientIds),
+  ],
 );

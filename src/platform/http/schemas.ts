@@ -18,8 +18,27 @@ export const IdParamsSchema = Type.Object({
   id: Type.String({ minLength: 1, maxLength: 128, description: 'The resource _id' }),
 });
 
+/** A name or short label: one line, not blank (whitespace-only is refused, not trimmed to ''). */
+export const Line = (opts: { minLength?: number; maxLength: number; description?: string }) =>
+  Type.String({ minLength: 1, ...opts, singleLine: true });
+
+/** Free text (a note, an annotation): several lines allowed, blank refused. */
+export const Text = (opts: { maxLength: number; description?: string }) =>
+  Type.String({ minLength: 1, ...opts, notBlank: true });
+
+/**
+ * Dates the API stores or filters on lie in 1900-9999: year 0000 is no date PostgreSQL knows,
+ * and nothing in a medical record is older than its patient.
+ */
+export const MIN_YEAR = 1900;
+export const MAX_YEAR = 9999;
+export const yearInRange = (d: Date) => d.getUTCFullYear() >= MIN_YEAR && d.getUTCFullYear() <= MAX_YEAR;
+
+export const MAX_PAGE = 100_000;
+
 export const PageQuery = {
-  page: Type.Integer({ minimum: 1, default: 1 }),
+  // Bounded: `page=1e308` is an integer to JSON Schema, and its offset overflows PostgreSQL.
+  page: Type.Integer({ minimum: 1, maximum: MAX_PAGE, default: 1 }),
   limit: Type.Integer({ minimum: 1, maximum: 100, default: 10 }),
 };
 

@@ -41,6 +41,10 @@ export function validationMessage(err: FastifyError): string {
       return `${where} field "${field(String(first.params.additionalProperty))}" is not allowed`;
     case 'format':
       return `${where} field "${path}" must be a valid ${String(first.params.format)}${got}`;
+    case 'singleLine':
+      return `${where} field ${path} must be one line of text, not blank`;
+    case 'notBlank':
+      return `${where} field ${path} must not be blank`;
     case 'minProperties':
       return `${where} must contain at least one field to change`;
     case 'const':

@@ -17,6 +17,21 @@ function createAjv(coerceTypes: Options['coerceTypes']): Ajv {
   // verbose: errors carry the value that failed, so messages can say what was sent.
   const ajv = new Ajv({ coerceTypes, useDefaults: true, removeAdditional: false, allErrors: false, strict: false, verbose: true });
   addFormats(ajv);
+  // `singleLine: true` on a string schema: a name or identifier, one line, not blank. Control
+  // characters are refused for every field before validation (text-input.ts).
+  ajv.addKeyword({
+    keyword: 'singleLine',
+    type: 'string',
+    schemaType: 'boolean',
+    validate: (enabled: boolean, data: string) => !enabled || (!/[\t\n\r]/.test(data) && data.trim() !== ''),
+  });
+  // `notBlank: true`: free text (notes, annotations) may span lines but must say something.
+  ajv.addKeyword({
+    keyword: 'notBlank',
+    type: 'string',
+    schemaType: 'boolean',
+    validate: (enabled: boolean, data: string) => !enabled || data.trim() !== '',
+  });
   return ajv;
 }
 

@@ -6,6 +6,7 @@
 import PgBoss from 'pg-boss';
 import type { Logger } from 'pino';
 import { executorFor, type Database, type DbOrTx } from '../db/index.js';
+import { scrubError } from '../logging.js';
 
 export interface JobContext {
   jobId: string;
@@ -35,6 +36,16 @@ export class PermanentJobError extends Error {
 
 /** NOTIFY channel of enqueued jobs; the payload is the queue's name. */
 export const JOBS_CHANNEL = 'imagemedix_jobs';
+
+/** A handler's failure as pg-boss keeps it: kind, codes and stack frames, never a message. */
+class JobFailedError extends Error {
+  override name = 'JobFailedError';
+  constructor(cause: unknown) {
+    const scrubbed = scrubError(cause);
+    super(`${scrubbed.type}${scrubbed.code ? ` (${scrubbed.code})` : ''}`);
+    this.stack = `${this.name}: ${this.message}\n${scrubbed.frames ?? ''}`;
+  }
+}
 
 export interface Queue {
   boss: PgBoss;
@@ -138,7 +149,9 @@ export async function startQueue(
                   return;
                 }
                 jobLog.warn({ err, attempt }, 'job failed; pg-boss will retry it if tries remain');
-                throw err;
+                // pg-boss stores what a handler throws in its job table: store the scrubbed
+                // error, since a failed query's message lists its parameters.
+                throw new JobFailedError(err);
               }
             },
           );

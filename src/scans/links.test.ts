@@ -52,7 +52,7 @@ describe('file and report links', () => {
     const report = await t.app.inject({ method: 'POST', url: `/api/scans/${scan._id}/report`, headers: doctor.auth });
     assert.equal(report.statusCode, 201, report.body);
     const reportUrl: string = report.json().reportUrl;
-    assert.match(reportUrl, new RegExp(`^/reports/report-${scan._id}-[0-9a-f-]{36}\\.pdf\\?expires=\\d+&signature=[\\w-]+$`));
+    assert.match(reportUrl, new RegExp(`^/reports/report-${scan._id}-[0-9a-f-]{36}\\.pdf\\?expires=\\d+&user=[0-9a-f-]{36}&signature=[\\w-]+$`));
     for (const link of [detail.imageUrl, detail.thumbnailUrl, detail.result.heatmapUrl, reportUrl]) {
       assert.match(link, /^\/(files|reports)\//);
       const res = await get(link);

@@ -74,7 +74,7 @@ describe('file and report links', () => {
     assert.equal(pdf.statusCode, 200, pdf.body);
     assert.equal(pdf.headers['content-type'], 'application/pdf');
     assert.equal(pdf.rawPayload.subarray(0, 5).toString(), '%PDF-');
-    assert.equal(pdf.headers['cache-control'], 'private, no-store');
+    assert.equal(pdf.headers['cache-control'], 'no-store');
     const pinned = await get(first.reportUrl.split('?')[0], doctor);
     assert.equal(pinned.statusCode, 200);
 

@@ -4,10 +4,10 @@ import { analyses, scanReviews, scans } from '../platform/db/schema.js';
 
 export type AnalysisRow = typeof analyses.$inferSelect;
 
+/** Locks the scan's row until the transaction ends, so concurrent requests for it queue up. */
 export async function lockScan(tx: DbOrTx, scanId: string) {
-  const rows = await tx.execute(sql`select id, patient_id from ${scans} where id = ${scanId} for update`);
-  const list = (Array.isArray(rows) ? rows : (rows as { rows: unknown[] }).rows) as { id: string; patient_id: string }[];
-  return list[0] ?? null;
+  const [row] = await tx.select({ id: scans.id, patientId: scans.patientId }).from(scans).where(eq(scans.id, scanId)).for('update');
+  return row ?? null;
 }
 
 export async function pendingAnalysisOf(tx: DbOrTx, scanId: string): Promise<AnalysisRow | null> {

@@ -9,7 +9,7 @@ export type DeliveryRow = typeof webhookDeliveries.$inferSelect;
 
 /** Locks the owner's row so concurrent creations cannot both pass the per-user limit. */
 export async function lockOwner(tx: DbOrTx, ownerId: string): Promise<void> {
-  await tx.execute(sql`select 1 from ${users} where ${users.id} = ${ownerId} for update`);
+  await tx.select({ id: users.id }).from(users).where(eq(users.id, ownerId)).for('update');
 }
 
 export async function countWebhooksOf(tx: DbOrTx, ownerId: string): Promise<number> {

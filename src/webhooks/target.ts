@@ -11,6 +11,7 @@
  */
 import { promises as dns, type LookupAddress } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
 
 /** A URL that can never be a webhook target (bad scheme, private address...). */
 export class TargetRefusedError extends Error {
@@ -57,38 +58,19 @@ const LISTS = RANGES.map(([reason, family, cidr]) => {
   return { reason, family, list };
 });
 
-/** The 16 bytes of an IPv6 address (zone id dropped), or null if it is not one. */
-function ipv6Bytes(address: string): Uint8Array | null {
-  let text = address.split('%')[0]!;
-  if (isIP(text) !== 6) return null;
-  const bytes = new Uint8Array(16);
-  const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (dotted) {
-    const v4 = dotted[1]!.split('.').map(Number);
-    text = `${text.slice(0, -dotted[1]!.length)}${((v4[0]! << 8) | v4[1]!).toString(16)}:${((v4[2]! << 8) | v4[3]!).toString(16)}`;
-  }
-  const [head, tail] = text.includes('::') ? (text.split('::') as [string, string]) : [text, null];
-  const headGroups = head ? head.split(':') : [];
-  const tailGroups = tail ? tail.split(':') : [];
-  const groups = [...headGroups, ...Array<string>(8 - headGroups.length - tailGroups.length).fill('0'), ...tailGroups];
-  groups.forEach((g, i) => {
-    const n = parseInt(g, 16);
-    bytes[i * 2] = n >> 8;
-    bytes[i * 2 + 1] = n & 0xff;
-  });
-  return bytes;
-}
+const NAT64 = ipaddr.IPv6.parseCIDR('64:ff9b::/96');
+const SIX_TO_FOUR = ipaddr.IPv6.parseCIDR('2002::/16');
 
 /** An IPv4 address carried inside an IPv6 one that routes to it (mapped, NAT64, 6to4). */
 function embeddedIpv4(address: string): string | null {
-  const b = ipv6Bytes(address);
-  if (!b) return null;
-  const zero = (from: number, to: number) => b.slice(from, to).every((x) => x === 0);
+  if (!ipaddr.IPv6.isValid(address)) return null;
+  const ip = ipaddr.IPv6.parse(address);
   // ::ffff:a.b.c.d (IPv4-mapped) and 64:ff9b::a.b.c.d (well-known NAT64 prefix).
-  if (zero(0, 10) && b[10] === 0xff && b[11] === 0xff) return b.slice(12).join('.');
-  if (b[0] === 0x00 && b[1] === 0x64 && b[2] === 0xff && b[3] === 0x9b && zero(4, 12)) return b.slice(12).join('.');
+  if (ip.isIPv4MappedAddress()) return ip.toIPv4Address().toString();
+  const bytes = ip.toByteArray();
+  if (ip.match(NAT64)) return bytes.slice(12).join('.');
   // 2002:AABB:CCDD::/48 (6to4) routes to AA.BB.CC.DD.
-  if (b[0] === 0x20 && b[1] === 0x02) return b.slice(2, 6).join('.');
+  if (ip.match(SIX_TO_FOUR)) return bytes.slice(2, 6).join('.');
   return null;
 }
 

@@ -99,6 +99,9 @@ export function ReviewPanel({
     try {
       const result = {
         ...labelFields(scanType, chosen),
+        // A correction is the physician's finding, not the model's: the API asks for its
+        // confidence explicitly, and a physician's finding carries none.
+        ...(chosen !== modelLabel ? { confidence: null } : {}),
         ...(scanType === 'brain-mri' && !NEGATIVE_LABELS.has(chosen) && location.trim() ? { tumorLocation: location.trim() } : {}),
         ...(notes.trim() ? { additionalNotes: notes.trim() } : {}),
       };

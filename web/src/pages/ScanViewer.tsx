@@ -240,7 +240,7 @@ export function ScanViewer() {
         <aside className="viewer-side" aria-label="Findings">
           <ModelFinding scan={s} model={model} />
           {s.status !== 'processing' && (
-            <ReviewPanel key={`${s._id}-${s.updatedAt}`} scan={s} labels={model?.labels ?? []} onSaved={(next) => scan.setData(next)} />
+            <ReviewPanel key={s._id} scan={s} labels={model?.labels ?? []} onSaved={(next) => scan.setData(next)} />
           )}
           <AnnotationsPanel
             scan={s}

@@ -74,7 +74,11 @@ for (const kind of await databaseKinds()) {
       const other = await t.user();
       const theirs = await t.patient(other);
       assert.equal((await upload({ patientId: theirs._id })).statusCode, 404);
-      assert.equal((await upload({ patientId: theirs.patientId })).statusCode, 404);
+      // A hospital id in use answers one 409 to everyone, naming no one (SECURITY.md).
+      const inUse = await upload({ patientId: theirs.patientId });
+      assert.equal(inUse.statusCode, 409, inUse.body);
+      assert.ok(!inUse.body.includes(theirs.name), inUse.body);
+      assert.equal(await patientCount(), count);
     });
   });
 }

@@ -11,6 +11,8 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { decodeJwt, SignJWT } from 'jose';
 import { pino } from 'pino';
 
+import { loggerOptions } from '../../platform/logging.js';
+
 import { newAccount, OidcBrowser, redirectResult, signInAssertions, type SignInResult } from '../../../test/oidc/browser.js';
 import { startTestIdentityProvider, type TestIdentityProvider } from '../../../test/oidc/provider.js';
 import { GOOGLE_NOT_CONFIGURED, googleAuthPlugin, type GoogleConfig, type GoogleUser, type GoogleUserStore } from './plugin.js';
@@ -277,7 +279,7 @@ describe('Google sign-in', () => {
     };
     const result = await new Browser(app).signInAs(account);
     assertSignInError(result, 'server_error');
-    assert.match(logs.join(''), /"causeCode":"23505"/);
+    assert.match(logs.join(""), /"cause":\{"type":"Error","code":"23505"/);
     assertLogsClean(logs, result, [account.email]);
   });
 
@@ -377,7 +379,8 @@ async function buildApp(overrides: Partial<GoogleConfig> = {}): Promise<{
       callback();
     },
   });
-  const logger: FastifyBaseLogger = pino({ level: 'debug' }, stream);
+  // The server's own logger options (platform/logging.ts): what production writes is what is checked.
+  const logger: FastifyBaseLogger = pino(loggerOptions('debug'), stream);
   const app = Fastify({ loggerInstance: logger });
   const users = new InMemoryUserStore();
   const issued: string[] = [];

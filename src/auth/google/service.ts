@@ -2,6 +2,7 @@
 // subject, an existing user with the same verified email (linked now), or a new doctor,
 // within the domain and provisioning rules.
 import type { GoogleAutoProvision } from './config.js';
+import { isUniqueViolation } from '../../users/repository.js';
 import { GoogleSignInError } from './errors.js';
 
 export interface GoogleUser {
@@ -71,11 +72,11 @@ export async function signInWithGoogle(opts: {
     case 'off':
       throw new GoogleSignInError('account_not_found', 'GOOGLE_AUTO_PROVISION is off');
     case 'inactive': {
-      const created = await users.createFromGoogle({ email, name: displayName(identity, email), sub: identity.sub, isActive: false });
+      const created = await createOnce(users, { email, name: displayName(identity, email), sub: identity.sub, isActive: false });
       throw new GoogleSignInError('account_pending_activation', 'created inactive doctor', created.id);
     }
     case 'active': {
-      const created = await users.createFromGoogle({ email, name: displayName(identity, email), sub: identity.sub, isActive: true });
+      const created = await createOnce(users, { email, name: displayName(identity, email), sub: identity.sub, isActive: true });
       return { user: created, outcome: 'created' };
     }
   }
@@ -86,6 +87,21 @@ export function isDomainAllowed(email: string, hostedDomain: string | undefined,
   const emailDomain = email.slice(email.lastIndexOf('@') + 1).toLowerCase();
   if (!allowedDomains.includes(emailDomain)) return false;
   return hostedDomain === undefined || allowedDomains.includes(hostedDomain.toLowerCase());
+}
+
+/**
+ * Two tabs finishing the same first sign-in race to create the account; the one that loses
+ * the insert takes the account the other created, so both hear the same answer.
+ */
+async function createOnce(users: GoogleUserStore, input: Parameters<GoogleUserStore['createFromGoogle']>[0]): Promise<GoogleUser> {
+  try {
+    return await users.createFromGoogle(input);
+  } catch (err) {
+    if (!isUniqueViolation(err)) throw err;
+    const created = await users.findByGoogleSubject(input.sub);
+    if (!created) throw err;
+    return created;
+  }
 }
 
 function requireActive(user: GoogleUser): GoogleUser {

@@ -81,13 +81,13 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
     analyzer: lazyAnalyzer,
     events,
     metrics,
-    expireInSeconds: opts.analysisExpireInSeconds,
+    expireInSeconds: opts.analysisExpireInSeconds ?? config.worker.analysisTimeoutSeconds,
   });
   const jobs = [analyzeJob, deliveryJob] as unknown as JobDefinition<object>[];
   queue = await startQueue(database, jobs, {
     log,
     supervise: opts.supervise ?? true,
-    maintenanceIntervalSeconds: opts.maintenanceIntervalSeconds,
+    maintenanceIntervalSeconds: opts.maintenanceIntervalSeconds ?? config.worker.maintenanceSeconds,
   });
   const analysis = createAnalysisQueue(database.db, queue, analyzeJob);
   const imaging = createImageDecoder({

@@ -41,7 +41,15 @@ export interface Config {
   calibrationDir: string;
   /** Named operating point of the chest model (CHEST_OPERATING_POINT); null: the manifest's default. */
   chestOperatingPoint: string | null;
-  worker: { inProcess: boolean; concurrency: number; pollIntervalSeconds: number };
+  worker: {
+    inProcess: boolean;
+    concurrency: number;
+    pollIntervalSeconds: number;
+    /** An analysis still running after this long is taken as lost (its worker died) and retried. */
+    analysisTimeoutSeconds: number;
+    /** How often the queue looks for such lost jobs (pg-boss maintenance). */
+    maintenanceSeconds: number;
+  };
   webhooks: { allowPrivate: boolean; timeoutMs: number; maxAttempts: number };
   /** Prometheus metrics at /metrics, behind this bearer token; off when null. */
   metrics: { token: string | null; port: number | null };
@@ -266,6 +274,8 @@ export function loadConfig(env: Env = process.env): Config {
       inProcess: bool(env, 'WORKER_IN_PROCESS', true),
       concurrency: int(env, 'WORKER_CONCURRENCY', 2, 1, 64),
       pollIntervalSeconds: int(env, 'WORKER_POLL_SECONDS', 1, 1, 60),
+      analysisTimeoutSeconds: int(env, 'ANALYSIS_TIMEOUT_SECONDS', 120, 2, 3600),
+      maintenanceSeconds: int(env, 'QUEUE_MAINTENANCE_SECONDS', 30, 1, 600),
     },
     webhooks: {
       allowPrivate: bool(env, 'WEBHOOK_ALLOW_PRIVATE', false),

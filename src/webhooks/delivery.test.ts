@@ -295,6 +295,63 @@ for (const kind of await databaseKinds()) {
       }
     });
 
+    test("each event's retry state: the queue's next retry time after a failure, then 'gave up' after the last try", async () => {
+      const flaky = await startReceiver(() => ({ status: 503 }));
+      const refusing = await startReceiver(() => ({ status: 410 }));
+      const twoTries = webhookDeliveryJob({ ...deliveryDeps(), maxAttempts: 2 });
+      const publishing = createEventPublisher({ getQueue: () => queue, deliveryJob: twoTries });
+      /** The deliveries of `hook` once `ready` holds for them (the worker runs meanwhile). */
+      const deliveriesOnce = async (user: TestUser, hookId: string, what: string, ready: (d: Array<Record<string, unknown>>) => boolean) => {
+        const deadline = Date.now() + 20_000;
+        for (;;) {
+          const list = await deliveries(user, hookId);
+          if (ready(list)) return list;
+          if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(list)}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      };
+      try {
+        const doctor = await t.user();
+        const retried = await subscribe(doctor, flaky.url);
+        const refused = await subscribe(doctor, refusing.url);
+        const event = await scanEvent(doctor);
+        await t.ctx.db.transaction((tx) => publishing.publish(tx, event));
+        await queue.work([twoTries as unknown as JobDefinition<object>], { concurrency: 1, pollIntervalSeconds: 0.5, log });
+
+        // The first try failed with a retryable 503: the retry waits in the queue with its backoff.
+        const [first] = await deliveriesOnce(doctor, retried._id, 'a scheduled retry', (d) =>
+          d.length === 1 && typeof d[0]!.nextRetryAt === 'string' && Date.parse(String(d[0]!.nextRetryAt)) > Date.parse(String(d[0]!.createdAt)),
+        );
+        assert.equal(first!.attempt, 1);
+        assert.equal(first!.gaveUp, false);
+        const wait = Date.parse(String(first!.nextRetryAt)) - Date.parse(String(first!.createdAt));
+        // pg-boss's backoff for the first retry of a 2 s delay: 2 to 4 s after the failure.
+        assert.ok(wait >= 1500 && wait <= 4500, `first retry due ${wait} ms after the attempt`);
+
+        // The second try was the last (2 attempts in all): the event is given up, nothing is due.
+        const [last, earlier] = await deliveriesOnce(doctor, retried._id, 'giving up', (d) => d.length === 2 && d[0]!.gaveUp === true);
+        assert.deepEqual(
+          [last, earlier].map((d) => [d!.attempt, d!.succeeded, d!.nextRetryAt, d!.gaveUp]),
+          [
+            [2, false, null, true],
+            [1, false, null, false],
+          ],
+          'only the latest attempt of an event carries its state',
+        );
+
+        // A 410 is not retried: given up at once, after one attempt.
+        const [only] = await deliveriesOnce(doctor, refused._id, 'the refused delivery', (d) => d.length === 1 && d[0]!.gaveUp === true);
+        assert.equal(only!.statusCode, 410);
+        assert.equal(only!.nextRetryAt, null);
+        assert.equal(flaky.received.length, 2);
+        assert.equal(refusing.received.length, 1);
+      } finally {
+        await queue.boss.offWork(twoTries.name);
+        await flaky.close();
+        await refusing.close();
+      }
+    });
+
     test('a redirect is not followed and fails for good', async () => {
       const receiver = await startReceiver(() => ({ status: 302, headers: { location: '/elsewhere' } }));
       try {

@@ -69,6 +69,18 @@ export const DeliverySchema = Type.Object({
   error: Nullable(Type.String({ description: 'Why the attempt failed; null when it succeeded' })),
   succeeded: Type.Boolean(),
   createdAt: IsoDateTime,
+  nextRetryAt: Type.Union([IsoDateTime, Type.Null()], {
+    description:
+        "On the latest failed attempt of an event whose retry is queued: when the queue's backoff makes it due " +
+        '(in the past while it waits for a worker or runs); null otherwise',
+  }),
+  gaveUp: Type.Boolean({
+    description:
+      'True on the latest failed attempt of an event that will not be tried again (attempts used up, an answer ' +
+      'that is not retried, or a refused target)',
+  }),
 });
+
+export type Delivery = Static<typeof DeliverySchema>;
 
 export const DeliveryListSchema = Type.Object({ deliveries: Type.Array(DeliverySchema) });

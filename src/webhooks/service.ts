@@ -5,10 +5,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Db } from '../platform/db/index.js';
+import { pendingJobs } from '../platform/queue/index.js';
 import { badRequest, conflict } from '../platform/errors.js';
 import { requireManageableWebhook, type Viewer } from '../access/index.js';
+import { WEBHOOK_DELIVERY_JOB } from './deliver.job.js';
 import * as repo from './repository.js';
-import type { CreatedWebhook, CreateWebhookBody, Webhook } from './schemas.js';
+import type { CreatedWebhook, CreateWebhookBody, Delivery, Webhook } from './schemas.js';
 import { MAX_WEBHOOKS_PER_USER } from './schemas.js';
 import { TargetRefusedError, vetTarget, type TargetPolicy } from './target.js';
 import type { WebhookEventType } from './types.js';
@@ -95,23 +97,44 @@ export async function deleteWebhook(db: Db, { viewer, id }: { viewer: Viewer; id
   await repo.deleteWebhookRow(db, row.id);
 }
 
+/**
+ * The delivery log with each event's retry state. Only the latest attempt of an event carries
+ * it: if its delivery job is still in pg-boss's queue a retry is coming (`nextRetryAt`, the
+ * backoff's due time), and a failed latest attempt whose job is gone was the last one (`gaveUp`).
+ * The log is newest first, so an event's latest attempt is always within the page.
+ */
 export async function listDeliveries(
   db: Db,
   { viewer, id, limit }: { viewer: Viewer; id: string; limit: number },
-) {
+): Promise<{ deliveries: Delivery[] }> {
   const row = await requireManageableWebhook(db, viewer, id);
   const deliveries = await repo.deliveriesOf(db, row.id, limit);
+  const queued = new Map<string, Date>();
+  if (deliveries.some((d) => !d.succeeded)) {
+    for (const job of await pendingJobs(db, WEBHOOK_DELIVERY_JOB, { field: 'webhookId', value: row.id })) {
+      const messageId = (job.data as { messageId?: unknown } | null)?.messageId;
+      if (typeof messageId === 'string') queued.set(messageId, job.startAfter);
+    }
+  }
+  const seen = new Set<string>();
   return {
-    deliveries: deliveries.map((d) => ({
-      _id: d.id,
-      messageId: d.messageId,
-      eventType: d.eventType as WebhookEventType,
-      attempt: d.attempt,
-      statusCode: d.statusCode,
-      durationMs: d.durationMs,
-      error: d.error,
-      succeeded: d.succeeded,
-      createdAt: d.createdAt.toISOString(),
-    })),
+    deliveries: deliveries.map((d) => {
+      const latest = !seen.has(d.messageId);
+      seen.add(d.messageId);
+      const retryAt = latest && !d.succeeded ? queued.get(d.messageId) : undefined;
+      return {
+        _id: d.id,
+        messageId: d.messageId,
+        eventType: d.eventType as WebhookEventType,
+        attempt: d.attempt,
+        statusCode: d.statusCode,
+        durationMs: d.durationMs,
+        error: d.error,
+        succeeded: d.succeeded,
+        createdAt: d.createdAt.toISOString(),
+        nextRetryAt: retryAt ? retryAt.toISOString() : null,
+        gaveUp: latest && !d.succeeded && retryAt === undefined,
+      };
+    }),
   };
 }

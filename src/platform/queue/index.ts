@@ -167,3 +167,33 @@ export async function startQueue(
     },
   };
 }
+
+/** A job that is still to run or running: waiting for its first try, for a retry, or active. */
+export interface PendingJob {
+  data: unknown;
+  state: 'created' | 'retry' | 'active';
+  /** When pg-boss will (or did) hand it to a worker: for a retry, the backoff's due time. */
+  startAfter: Date;
+  /** Tries already made and failed. */
+  retryCount: number;
+}
+
+/**
+ * The pending jobs of queue `name` whose payload has `field` equal to `value`, read from
+ * pg-boss's own job table (the same database, whether PGlite or a server), so what a page
+ * shows of retries is what the queue will actually do.
+ */
+export async function pendingJobs(db: DbOrTx, name: string, match: { field: string; value: string }): Promise<PendingJob[]> {
+  const { rows } = await executorFor(db).executeSql(
+    `select data, state::text as state, start_after as "startAfter", retry_count as "retryCount"
+       from pgboss.job
+      where name = $1 and state in ('created', 'retry', 'active') and data ->> $2 = $3`,
+    [name, match.field, match.value],
+  );
+  return (rows as Array<{ data: unknown; state: PendingJob['state']; startAfter: Date | string; retryCount: number }>).map((r) => ({
+    data: r.data,
+    state: r.state,
+    startAfter: new Date(r.startAfter),
+    retryCount: Number(r.retryCount),
+  }));
+}

@@ -1,6 +1,7 @@
 import { useEffect, useState, type FormEvent } from 'react';
-import { api, errorMessage, ok, type Webhook } from '../api/client';
+import { api, errorMessage, ok, type Delivery, type Webhook } from '../api/client';
 import { Alert, Empty, PageHeader } from '../components/ui';
+import { retryState } from '../lib/delivery-state';
 import { formatDateTime } from '../lib/format';
 import { useAsync } from '../lib/useAsync';
 
@@ -109,6 +110,7 @@ function Deliveries({ id }: { id: string }) {
               Duration
             </th>
             <th scope="col">Error</th>
+            <th scope="col">Retry</th>
           </tr>
         </thead>
         <tbody>
@@ -123,6 +125,9 @@ function Deliveries({ id }: { id: string }) {
               <td>{d.statusCode ?? '—'}</td>
               <td className="num">{d.durationMs != null ? `${d.durationMs} ms` : '—'}</td>
               <td className="small">{d.error ?? ''}</td>
+              <td>
+                <RetryCell delivery={d} />
+              </td>
             </tr>
           ))}
         </tbody>
@@ -130,6 +135,27 @@ function Deliveries({ id }: { id: string }) {
       {list.data && list.data.deliveries.length === 0 && <Empty>No delivery yet: events are sent as scans are uploaded and analysed.</Empty>}
     </section>
   );
+}
+
+/** The retry state of one attempt: the queue's next try, given up, or superseded by a later try. */
+function RetryCell({ delivery }: { delivery: Delivery }) {
+  const state = retryState(delivery, Date.now());
+  switch (state.kind) {
+    case 'delivered':
+      return <>—</>;
+    case 'gave-up':
+      return <span className="badge badge-failed badge-sentence">Gave up after attempt {delivery.attempt}</span>;
+    case 'scheduled':
+      return (
+        <span className="badge badge-processing badge-sentence">
+          Next try at <time dateTime={delivery.nextRetryAt ?? undefined}>{new Date(state.at!).toLocaleTimeString()}</time>
+        </span>
+      );
+    case 'due':
+      return <span className="badge badge-processing badge-sentence">Retrying now</span>;
+    case 'retried':
+      return <span className="small">Retried</span>;
+  }
 }
 
 function NewWebhookForm({ onCreated }: { onCreated(secret: string): void }) {

@@ -6,7 +6,10 @@
  * survives a reload, not the closing of the tab). Patient data lives in memory only.
  */
 import createClient, { type Middleware } from 'openapi-fetch';
+import { ApiError, endsSession, errorFromResponse, tokenExpiresAt, UNREACHABLE } from '../lib/api-errors';
 import type { components, paths } from './openapi';
+
+export { ApiError };
 
 export type { components, paths };
 
@@ -48,15 +51,7 @@ export const session = {
   },
   /** When the token stops working (its `exp`), in ms since the epoch; null if unreadable. */
   expiresAt(): number | null {
-    const token = this.token;
-    const payload = token?.split('.')[1];
-    if (!payload) return null;
-    try {
-      const json = JSON.parse(atob(payload.replace(/-/g, '+').replace(/_/g, '/'))) as { exp?: unknown };
-      return typeof json.exp === 'number' ? json.exp * 1000 : null;
-    } catch {
-      return null;
-    }
+    return tokenExpiresAt(this.token);
   },
 };
 
@@ -73,24 +68,13 @@ const auth: Middleware = {
     return request;
   },
   onResponse({ response, request }) {
-    if (response.status === 401 && !request.url.endsWith('/api/auth/login')) onUnauthorized?.();
+    if (endsSession(response.status, request.url)) onUnauthorized?.();
     return response;
   },
 };
 
 export const api = createClient<paths>({ baseUrl: window.location.origin });
 api.use(auth);
-
-/** An answer the API refused, with its `{"error"}` message for the person using the app. */
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly retryAfter: number | null = null,
-  ) {
-    super(message);
-  }
-}
 
 interface FetchResult<T> {
   data?: T;
@@ -104,16 +88,11 @@ export async function ok<T>(call: Promise<FetchResult<T>>): Promise<T> {
   try {
     out = await call;
   } catch {
-    throw new ApiError(0, 'The server could not be reached. Check the connection and try again.');
+    throw new ApiError(0, UNREACHABLE);
   }
   const { data, error, response } = out;
   if (response.ok) return data as T;
-  const message =
-    error && typeof error === 'object' && 'error' in error && typeof error.error === 'string'
-      ? error.error
-      : `The server answered ${response.status} ${response.statusText}`;
-  const retry = Number(response.headers.get('retry-after'));
-  throw new ApiError(response.status, message, Number.isFinite(retry) && retry > 0 ? retry : null);
+  throw errorFromResponse(response.status, response.statusText, error, response.headers.get('retry-after'));
 }
 
 export function errorMessage(err: unknown): string {
@@ -138,9 +117,8 @@ export function uploadScan(
     };
     xhr.onload = () => {
       if (xhr.status === 201) return resolve(xhr.response as UploadedScan);
-      if (xhr.status === 401) onUnauthorized?.();
-      const body = xhr.response as { error?: unknown } | null;
-      reject(new ApiError(xhr.status, typeof body?.error === 'string' ? body.error : `Upload failed (${xhr.status})`));
+      if (endsSession(xhr.status, '/api/scans')) onUnauthorized?.();
+      reject(errorFromResponse(xhr.status, xhr.statusText, xhr.response, xhr.getResponseHeader('retry-after')));
     };
     xhr.onerror = () => reject(new ApiError(0, 'The upload was interrupted: the server could not be reached.'));
     xhr.onabort = () => reject(new ApiError(0, 'Upload cancelled'));
@@ -166,9 +144,8 @@ export async function fetchPixels(scanId: string, signal?: AbortSignal): Promise
     signal,
   });
   if (!res.ok) {
-    if (res.status === 401) onUnauthorized?.();
-    const body = (await res.json().catch(() => null)) as { error?: string } | null;
-    throw new ApiError(res.status, body?.error ?? `Pixel data unavailable (${res.status})`);
+    if (endsSession(res.status, res.url)) onUnauthorized?.();
+    throw errorFromResponse(res.status, res.statusText, await res.json().catch(() => null), res.headers.get('retry-after'));
   }
   const h = (name: string) => Number(res.headers.get(name));
   const buffer = await res.arrayBuffer();

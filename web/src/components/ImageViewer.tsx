@@ -6,6 +6,8 @@
  */
 import { forwardRef, useCallback, useEffect, useImperativeHandle, useRef, useState, type KeyboardEvent, type PointerEvent } from 'react';
 import type { DicomPixels } from '../api/client';
+import { applyWindow, dragWindow } from '../lib/window-level';
+import { arrowPan, fitView, panBy, placementAt, placementAtCentre, zoomAt as zoomView } from '../lib/viewport';
 
 export type Tool = 'pan' | 'window' | 'annotate';
 
@@ -51,41 +53,11 @@ function loadImage(url: string): Promise<HTMLImageElement> {
 
 /** Renders modality values through a linear window (DICOM PS3.3 C.11.2.1.2) into a canvas. */
 export function renderWindow(pixels: DicomPixels, win: { center: number; width: number }, target: HTMLCanvasElement): void {
-  const { width, height, data, invert } = pixels;
-  target.width = width;
-  target.height = height;
+  target.width = pixels.width;
+  target.height = pixels.height;
   const ctx = target.getContext('2d')!;
-  const image = ctx.createImageData(width, height);
-  const out = image.data;
-  const c = win.center - 0.5;
-  const w = Math.max(1, win.width - 1);
-  const low = c - w / 2;
-  const map = (v: number) => {
-    let y = v <= low ? 0 : v > c + w / 2 ? 255 : ((v - c) / w + 0.5) * 255;
-    if (invert) y = 255 - y;
-    return y;
-  };
-  if (data instanceof Int16Array) {
-    // A lookup table over the whole int16 range used: one pass per pixel, no arithmetic.
-    const min = pixels.min;
-    const lut = new Uint8ClampedArray(pixels.max - min + 1);
-    for (let i = 0; i < lut.length; i++) lut[i] = map(i + min);
-    for (let i = 0, j = 0; i < data.length; i++, j += 4) {
-      const g = lut[data[i]! - min]!;
-      out[j] = g;
-      out[j + 1] = g;
-      out[j + 2] = g;
-      out[j + 3] = 255;
-    }
-  } else {
-    for (let i = 0, j = 0; i < data.length; i++, j += 4) {
-      const g = map(data[i]!);
-      out[j] = g;
-      out[j + 1] = g;
-      out[j + 2] = g;
-      out[j + 3] = 255;
-    }
-  }
+  const image = ctx.createImageData(pixels.width, pixels.height);
+  applyWindow(pixels, win, image.data);
   ctx.putImageData(image, 0, 0);
 }
 
@@ -118,8 +90,7 @@ export const ImageViewer = forwardRef<ImageViewerHandle, ImageViewerProps>(funct
 
   const fit = useCallback(() => {
     if (!size.w || !size.h) return;
-    const scale = Math.min(size.w / width, size.h / height) * 0.96;
-    view.current = { scale, x: (size.w - width * scale) / 2, y: (size.h - height * scale) / 2, fitted: true };
+    view.current = { ...fitView({ width: size.w, height: size.h }, { width, height }), fitted: true };
     redraw();
   }, [size.w, size.h, width, height]);
 
@@ -128,10 +99,7 @@ export const ImageViewer = forwardRef<ImageViewerHandle, ImageViewerProps>(funct
   }, [fit, size.w]);
 
   const zoomAt = useCallback((factor: number, cx: number, cy: number) => {
-    const v = view.current;
-    const scale = Math.min(40, Math.max(0.05, v.scale * factor));
-    const k = scale / v.scale;
-    view.current = { scale, x: cx - (cx - v.x) * k, y: cy - (cy - v.y) * k, fitted: true };
+    view.current = { ...zoomView(view.current, factor, cx, cy), fitted: true };
     redraw();
   }, []);
 
@@ -230,10 +198,10 @@ export const ImageViewer = forwardRef<ImageViewerHandle, ImageViewerProps>(funct
     });
   }, [version, size, width, height, showHeatmap, heatmapOpacity, showRegion, region, markers]);
 
-  const toImage = (clientX: number, clientY: number) => {
+  /** The canvas point of a pointer position (client coordinates). */
+  const onCanvas = (clientX: number, clientY: number) => {
     const rect = canvas.current!.getBoundingClientRect();
-    const v = view.current;
-    return { x: (clientX - rect.left - v.x) / v.scale, y: (clientY - rect.top - v.y) / v.scale };
+    return { x: clientX - rect.left, y: clientY - rect.top };
   };
 
   const onPointerDown = (e: PointerEvent<HTMLCanvasElement>) => {
@@ -248,33 +216,26 @@ export const ImageViewer = forwardRef<ImageViewerHandle, ImageViewerProps>(funct
     if (!d.moved && Math.hypot(dx, dy) < 4) return;
     d.moved = true;
     if (tool === 'window' && d.win && pixels) {
-      // Horizontal drag widens the window, vertical drag moves its centre (as on a PACS).
-      const range = Math.max(1, pixels.max - pixels.min);
-      props.onWindowChange({
-        width: Math.max(1, d.win.width + (dx / 300) * range),
-        center: d.win.center - (dy / 300) * range,
-      });
+      props.onWindowChange(dragWindow(d.win, dx, dy, pixels.max - pixels.min));
       return;
     }
-    view.current = { ...view.current, x: view.current.x + e.movementX, y: view.current.y + e.movementY };
+    view.current = { ...view.current, ...panBy(view.current, e.movementX, e.movementY) };
     redraw();
   };
   const onPointerUp = (e: PointerEvent<HTMLCanvasElement>) => {
     const d = drag.current;
     drag.current = null;
     if (!d || d.moved || tool !== 'annotate') return;
-    const p = toImage(e.clientX, e.clientY);
-    if (p.x < 0 || p.y < 0 || p.x >= width || p.y >= height) return;
-    props.onPlace({ x: Math.round(p.x), y: Math.round(p.y) });
+    const p = placementAt(view.current, onCanvas(e.clientX, e.clientY), { width, height });
+    if (p) props.onPlace(p);
   };
 
   const onKeyDown = (e: KeyboardEvent) => {
-    const step = 40;
     const v = view.current;
-    const moves: Record<string, [number, number]> = { ArrowLeft: [step, 0], ArrowRight: [-step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] };
-    if (moves[e.key]) {
+    const move = arrowPan(e.key);
+    if (move) {
       e.preventDefault();
-      view.current = { ...v, x: v.x + moves[e.key]![0], y: v.y + moves[e.key]![1] };
+      view.current = { ...v, ...panBy(v, move[0], move[1]) };
       redraw();
     } else if (e.key === '+' || e.key === '=') {
       e.preventDefault();
@@ -288,8 +249,8 @@ export const ImageViewer = forwardRef<ImageViewerHandle, ImageViewerProps>(funct
     } else if (e.key === 'Enter' && tool === 'annotate') {
       // Keyboard placement: the point at the centre of the view.
       e.preventDefault();
-      const p = { x: (size.w / 2 - v.x) / v.scale, y: (size.h / 2 - v.y) / v.scale };
-      if (p.x >= 0 && p.y >= 0 && p.x < width && p.y < height) props.onPlace({ x: Math.round(p.x), y: Math.round(p.y) });
+      const p = placementAtCentre(v, { width: size.w, height: size.h }, { width, height });
+      if (p) props.onPlace(p);
     }
   };
 

@@ -1,14 +1,10 @@
 import { useEffect, useState, type FormEvent } from 'react';
 import { Navigate, useSearchParams } from 'react-router-dom';
-import { api, ApiError, errorMessage } from '../api/client';
+import { api, errorMessage } from '../api/client';
 import { useAuth } from '../auth';
 import { Logo } from '../components/Logo';
 import { Alert } from '../components/ui';
-
-/** Only a path of this app is a place to return to (never another site). */
-function safeNext(next: string | null): string {
-  return next && next.startsWith('/') && !next.startsWith('//') ? next : '/';
-}
+import { safeNext, signInErrorText } from '../lib/api-errors';
 
 export function Login() {
   const { user, signIn, adoptToken, endedReason } = useAuth();
@@ -40,9 +36,7 @@ export function Login() {
     try {
       await signIn(email.trim(), password);
     } catch (err) {
-      if (err instanceof ApiError && err.status === 429 && err.retryAfter) {
-        setError(`${err.message} (try again in ${Math.ceil(err.retryAfter / 60)} min)`);
-      } else setError(errorMessage(err));
+      setError(signInErrorText(err));
       setBusy(false);
     }
   }

@@ -5,7 +5,7 @@ export default tseslint.config(
   {
     ignores: [
       'node_modules/', 'data/', 'ml/', 'models/', 'coverage/', 'drizzle.config.ts', 'eslint.config.js',
-      'web/dist/', 'web/vite.config.ts', 'web/src/api/openapi.d.ts', 'test-results/',
+      'dist/', 'web/dist/', 'web/vite.config.ts', 'web/src/api/openapi.d.ts', 'test-results/',
     ],
   },
   {

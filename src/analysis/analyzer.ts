@@ -11,6 +11,7 @@ import { Piscina } from 'piscina';
 import { PermanentJobError } from '../platform/queue/index.js';
 import type { AnalysisStage, Analyzer } from './analyze.job.js';
 import type { AnalysisTask, AnalysisTaskResult } from './analyzer.thread.js';
+import { siblingModuleUrl } from '../platform/threads.js';
 
 export interface OnnxAnalyzer extends Analyzer {
   close(): Promise<void>;
@@ -43,7 +44,7 @@ export function createOnnxAnalyzer({
   maxPixels,
 }: OnnxAnalyzerOptions): OnnxAnalyzer {
   const pool = new Piscina<AnalysisTask, AnalysisTaskResult>({
-    filename: new URL('./analyzer.thread.ts', import.meta.url).href,
+    filename: siblingModuleUrl(import.meta.url, 'analyzer.thread'),
     minThreads: 0,
     maxThreads: Math.max(1, threads),
     // Threads keep their loaded models while analyses keep coming.

@@ -11,6 +11,7 @@ import type { DecodeTask, DecodeTaskResult } from './decode.thread.js';
 import type { ModalityPixels } from './dicom/modality.js';
 import { ImageDecodeError } from './errors.js';
 import type { DecodedImage } from './index.js';
+import { siblingModuleUrl } from '../platform/threads.js';
 
 export interface ImageDecoder {
   decode(bytes: Buffer, opts: { maxPixels: number }): Promise<DecodedImage>;
@@ -29,7 +30,7 @@ export interface ImageDecoderOptions {
 
 export function createImageDecoder({ timeoutMs, threads, onInternalError }: ImageDecoderOptions): ImageDecoder {
   const pool = new Piscina<DecodeTask, DecodeTaskResult>({
-    filename: new URL('./decode.thread.ts', import.meta.url).href,
+    filename: siblingModuleUrl(import.meta.url, 'decode.thread'),
     minThreads: 0,
     maxThreads: threads ?? Math.max(1, Math.min(4, os.availableParallelism())),
     idleTimeout: 60_000,

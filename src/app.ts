@@ -169,7 +169,7 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     registerMetricsRoute(app, ctx.metrics, config.metrics.token);
   }
   evictUsersOnWrites(app, ctx.userCache);
-  await app.register(healthRoutes(ctx));
+  await app.register(healthRoutes(ctx.database));
   await app.register(authRoutes(ctx), { prefix: '/api/auth' });
   await app.register(userRoutes(ctx), { prefix: '/api/users' });
   await app.register(patientRoutes(ctx), { prefix: '/api/patients' });

@@ -2,7 +2,7 @@
  * What the feature plugins share: configuration and the I/O adapters, built once by the
  * process (server.ts, worker.ts) or by a test, and passed down explicitly.
  */
-import type { FastifyBaseLogger, onRequestHookHandler } from 'fastify';
+import type { onRequestHookHandler } from 'fastify';
 import { createAuthHook, type CachedUser } from './auth/hooks.js';
 import { createUserCache, type UserCache } from './auth/user-cache.js';
 import { createAuditLog, type AuditLog } from './audit/log.js';
@@ -38,8 +38,6 @@ export interface AppContext {
   events: EventPublisher;
   /** Prometheus metrics of this process (served at /metrics when METRICS_TOKEN is set). */
   metrics: Metrics;
-  /** Removes every stored file of the given scans (after their rows are gone). */
-  removeScanFiles(scanIds: string[], log: FastifyBaseLogger): Promise<void>;
 }
 
 export function createContext(
@@ -67,16 +65,6 @@ export function createContext(
     analysis: services.analysis,
     events: services.events,
     metrics: overrides.metrics ?? createMetrics({ defaultMetrics: false }),
-    async removeScanFiles(scanIds, log) {
-      for (const id of scanIds) {
-        try {
-          await storage.deletePrefix(`scans/${id}/`);
-        } catch (err) {
-          // The rows are gone already; an orphaned file is logged for clean-up, not an error.
-          log.error({ err, scanId: id }, 'could not remove stored files of a deleted scan');
-        }
-      }
-    },
     ...overrides,
   };
 }

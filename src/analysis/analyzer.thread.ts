@@ -9,7 +9,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { DicomInfo } from '../imaging/dicom/info.js';
 import { analyzeScan } from '../ml/inference.js';
 import { ModelRegistry, type ModelTask } from '../ml/registry.js';
-import { AppError } from '../platform/errors.js';
+import { PermanentAnalysisError } from '../ml/errors.js';
 import type { AnalyzerOutput } from './analyze.job.js';
 
 export interface AnalysisTask {
@@ -81,7 +81,7 @@ export default async function analyzeInThread(task: AnalysisTask): Promise<Analy
     };
   } catch (err) {
     // A missing model or an undecodable image will not get better on a retry.
-    if (err instanceof AppError) return { ok: false, permanent: true, message: err.message };
+    if (err instanceof PermanentAnalysisError) return { ok: false, permanent: true, message: err.message };
     return { ok: false, permanent: false, message: err instanceof Error ? err.message : String(err) };
   } finally {
     task.progress.close();

@@ -7,7 +7,7 @@ import { after, describe, it } from 'node:test';
 
 import sharp from 'sharp';
 
-import { AppError } from '../platform/errors.js';
+import { PermanentAnalysisError } from './errors.js';
 import { analyzeImage, analyzeScan, type Analysis } from './inference.js';
 import { blankImage, noiseImage, syntheticDocument, syntheticPhoto } from './synthetic.js';
 import { fixture, loadTestModels } from './testing.js';
@@ -134,7 +134,7 @@ describe('refusal of images that are not scans', () => {
     const task = tasks[0]!;
     await assert.rejects(
       analyzeImage(registry.get(task), Buffer.from('%PDF-1.4 not an image'), { scanType: task }),
-      (err: unknown) => err instanceof AppError && err.code === 'unprocessable',
+      (err: unknown) => err instanceof PermanentAnalysisError && err.reason === 'unreadable_image',
     );
   });
 });

@@ -154,7 +154,7 @@ function present(finding: Finding): boolean {
 }
 
 /**
- * Analyse one image file (PNG or JPEG) with one model. Throws AppError('unprocessable') when
+ * Analyse one image file (PNG or JPEG) with one model. Throws PermanentAnalysisError('unreadable_image') when
  * the file cannot be decoded; a readable image the model should not judge is a refusal, not
  * an error.
  */

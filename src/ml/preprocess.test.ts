@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 
 import sharp from 'sharp';
 
-import { AppError } from '../platform/errors.js';
+import { PermanentAnalysisError } from './errors.js';
 import { parsePreprocessingSpec, preprocessImage, tensorFromRgb } from './preprocess.js';
 
 const spec = parsePreprocessingSpec(JSON.parse(readFileSync(new URL('../../ml/preprocessing.json', import.meta.url), 'utf8')));
@@ -69,9 +69,9 @@ describe('preprocessImage', () => {
   });
 
   it('answers unprocessable for bytes that are not an image, or too many pixels', async () => {
-    await assert.rejects(preprocessImage(Buffer.from('hello'), spec), (e: unknown) => e instanceof AppError && e.code === 'unprocessable');
+    await assert.rejects(preprocessImage(Buffer.from('hello'), spec), (e: unknown) => e instanceof PermanentAnalysisError && e.reason === 'unreadable_image');
     const big = await png(Buffer.alloc(300 * 300 * 3), 300, 300, 3);
-    await assert.rejects(preprocessImage(big, spec, { maxPixels: 10_000 }), (e: unknown) => e instanceof AppError && e.code === 'unprocessable');
+    await assert.rejects(preprocessImage(big, spec, { maxPixels: 10_000 }), (e: unknown) => e instanceof PermanentAnalysisError && e.reason === 'unreadable_image');
   });
 });
 

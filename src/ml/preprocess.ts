@@ -5,7 +5,7 @@
  */
 import sharp from 'sharp';
 
-import { AppError } from '../platform/errors.js';
+import { PermanentAnalysisError } from './errors.js';
 
 export interface PreprocessingSpec {
   width: number;
@@ -104,7 +104,7 @@ async function decodeRgb(image: Buffer, maxPixels: number): Promise<{ data: Buff
     }
     return { data, width: info.width, height: info.height };
   } catch (err) {
-    throw new AppError('unprocessable', `The file could not be read as an image (${(err as Error).message})`);
+    throw new PermanentAnalysisError('unreadable_image', `The file could not be read as an image (${(err as Error).message})`);
   }
 }
 

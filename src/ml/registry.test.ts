@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 
-import { AppError } from '../platform/errors.js';
+import { PermanentAnalysisError } from './errors.js';
 import { ModelLoadError, ModelRegistry, parseManifest } from './registry.js';
 import { TEST_MODELS_DIR } from './testing.js';
 
@@ -46,7 +46,7 @@ describe('ModelRegistry.load', () => {
     assert.equal(registry.has('brain-mri'), false);
     assert.throws(
       () => registry.get('brain-mri'),
-      (e: unknown) => e instanceof AppError && e.code === 'unavailable' && /brain-mri/.test(e.message),
+      (e: unknown) => e instanceof PermanentAnalysisError && e.reason === 'model_unavailable' && /brain-mri/.test(e.message),
     );
   });
 

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 
 import * as ort from 'onnxruntime-node';
 
-import { AppError } from '../platform/errors.js';
+import { PermanentAnalysisError } from './errors.js';
 import { CalibrationError, readSiteCalibration, resolveCalibration } from './calibration.js';
 import { isScanType, scanTypeSpec, type ScanType } from '../scan-types/index.js';
 import { parsePreprocessingSpec, type PreprocessingSpec } from './preprocess.js';
@@ -271,10 +271,10 @@ export class ModelRegistry {
     return this.models.has(id);
   }
 
-  /** The model, or AppError 'unavailable' (503) when it is not installed on this server. */
+  /** The model; PermanentAnalysisError 'model_unavailable' when it is not installed on this server. */
   get(id: string): LoadedModel {
     const model = this.models.get(id);
-    if (!model) throw new AppError('unavailable', `The ${id} model is not installed on this server`);
+    if (!model) throw new PermanentAnalysisError('model_unavailable', `The ${id} model is not installed on this server`);
     return model;
   }
 

@@ -204,9 +204,13 @@ export function patientRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         },
       },
       async (request) => {
-        const { id, scanIds } = await patients.deletePatient(ctx.db, { viewer: currentUser(request), id: request.params.id });
+        const { id, scanIds } = await patients.deletePatient(ctx.db, {
+          viewer: currentUser(request),
+          id: request.params.id,
+          storage: ctx.storage,
+          log: request.log,
+        });
         noteAudit(request, { resourceId: id, patientIds: [id], detail: { scans: scanIds.length } });
-        await ctx.removeScanFiles(scanIds, request.log);
         request.log.info({ patient: id, scans: scanIds.length }, 'patient deleted');
         return { message: 'Patient deleted successfully' };
       },

@@ -3,12 +3,16 @@
  * patients assigned to them, an admin reaches all, and "not yours" answers exactly like
  * "not there" (404) so patient ids cannot be probed.
  */
+import type { BaseLogger } from 'pino';
 import { requireAdmin, requireVisiblePatient, type PatientRow, type Viewer } from '../access/index.js';
 import type { Db, DbOrTx } from '../platform/db/index.js';
 import type { PatientContact } from '../platform/db/schema.js';
 import { badRequest, conflict, notFound } from '../platform/errors.js';
 import { isUuid, MAX_YEAR, MIN_YEAR, yearInRange } from '../platform/http/schemas.js';
-import { findUserById, isUniqueViolation } from '../users/repository.js';
+import { isUniqueViolation } from '../platform/db/errors.js';
+import type { Storage } from '../platform/storage/index.js';
+import { removeScanFiles } from '../scans/stored-files.js';
+import { findUserById } from '../users/repository.js';
 import * as repo from './repository.js';
 import type { CreatePatientBody, UpdatePatientBody } from './schemas.js';
 
@@ -276,15 +280,21 @@ export async function unassignDoctorFromPatient(
 }
 
 /** Deletes a patient and, by cascade, their scans; returns the record's id and the scan ids whose files to remove. */
+/**
+ * Deletes a patient with their scans (rows first, in one transaction; then the stored files).
+ * Returns what the audit trail records.
+ */
 export async function deletePatient(
   db: Db,
-  { viewer, id }: { viewer: Viewer; id: string },
+  { viewer, id, storage, log }: { viewer: Viewer; id: string; storage: Storage; log: Pick<BaseLogger, 'error'> },
 ): Promise<{ id: string; scanIds: string[] }> {
   requireAdmin(viewer, 'Only administrators can delete patients');
-  return db.transaction(async (tx) => {
+  const deleted = await db.transaction(async (tx) => {
     const p = await requireVisiblePatient(tx, viewer, id);
     const scanIds = await repo.scanIdsOf(tx, p.id);
     await repo.deletePatientRow(tx, p.id);
     return { id: p.id, scanIds };
   });
+  await removeScanFiles(storage, deleted.scanIds, log);
+  return deleted;
 }

@@ -285,9 +285,13 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         },
       },
       async (request) => {
-        const { id, patientId } = await scans.deleteScan(ctx.db, { viewer: currentUser(request), id: request.params.id });
+        const { id, patientId } = await scans.deleteScan(ctx.db, {
+          viewer: currentUser(request),
+          id: request.params.id,
+          storage: ctx.storage,
+          log: request.log,
+        });
         noteAudit(request, { resourceId: id, patientIds: [patientId] });
-        await ctx.removeScanFiles([id], request.log);
         request.log.info({ scan: id }, 'scan deleted');
         return { message: 'Scan deleted successfully' };
       },

@@ -5,6 +5,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
+import type { BaseLogger } from 'pino';
 import sharp from 'sharp';
 import { findVisiblePatient, mayAddScansTo, requireAdmin, requireVisibleScan, type Viewer } from '../access/index.js';
 import type { AppContext } from '../context.js';
@@ -15,8 +16,10 @@ import type { Db, DbOrTx } from '../platform/db/index.js';
 import { isScanType, SCAN_TYPE_IDS, scanTypeSpec, type ReviewedFinding, type ScanType } from '../scan-types/index.js';
 import { AppError, badRequest, conflict, notFound } from '../platform/errors.js';
 import { isUuid, MAX_YEAR, MIN_YEAR, yearInRange } from '../platform/http/schemas.js';
-import { isUniqueViolation } from '../users/repository.js';
+import { isUniqueViolation } from '../platform/db/errors.js';
+import type { Storage } from '../platform/storage/index.js';
 import * as repo from './repository.js';
+import { removeScanFiles, scanFilesPrefix } from './stored-files.js';
 import type { ScanWithPatient } from './repository.js';
 import type { AnnotationBody, ListScansQuery, ReviewBody } from './schemas.js';
 import type { UploadForm } from './upload.js';
@@ -184,7 +187,7 @@ export async function uploadScan(
     .toBuffer();
 
   const scanId = randomUUID();
-  const prefix = `scans/${scanId}/`;
+  const prefix = scanFilesPrefix(scanId);
   const keys = {
     original: `${prefix}original.${EXTENSION[decoded.kind]}`,
     image: `${prefix}image.png`,
@@ -499,15 +502,18 @@ export async function addAnnotation(
 // Delete
 
 /** Deletes the scan's row (its analyses, reviews, annotations and reports by cascade). */
+/** Deletes a scan (its rows, then its stored files); returns what the audit trail records. */
 export async function deleteScan(
   db: Db,
-  { viewer, id }: { viewer: Viewer; id: string },
+  { viewer, id, storage, log }: { viewer: Viewer; id: string; storage: Storage; log: Pick<BaseLogger, 'error'> },
 ): Promise<{ id: string; patientId: string }> {
   requireAdmin(viewer, 'Only administrators can delete scans');
-  return db.transaction(async (tx) => {
+  const deleted = await db.transaction(async (tx) => {
     const { scan } = await requireVisibleScan(tx, viewer, id);
     await repo.deleteScanRow(tx, scan.id);
     return { id: scan.id, patientId: scan.patientId };
   });
+  await removeScanFiles(storage, [deleted.id], log);
+  return deleted;
 }
 

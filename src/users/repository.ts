@@ -55,9 +55,3 @@ export async function countActiveAdmins(db: DbOrTx): Promise<number> {
     .where(sql`${users.role} = 'admin' and ${users.isActive}`);
   return row?.n ?? 0;
 }
-
-export function isUniqueViolation(err: unknown): boolean {
-  // Drizzle wraps driver errors; the SQLSTATE lives on the error or its cause.
-  const e = err as { code?: string; cause?: { code?: string } };
-  return e?.code === '23505' || e?.cause?.code === '23505';
-}

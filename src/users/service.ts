@@ -1,4 +1,5 @@
 import type { Db } from '../platform/db/index.js';
+import { isUniqueViolation } from '../platform/db/errors.js';
 import { AppError, conflict, notFound } from '../platform/errors.js';
 import { dummyPasswordHash, hashPassword, verifyPassword } from '../auth/password.js';
 import { assertStrongPassword } from '../auth/password-policy.js';
@@ -7,7 +8,6 @@ import {
   findUserByEmail,
   findUserById,
   insertUser,
-  isUniqueViolation,
   listUserRows,
   updateUserRow,
   bumpTokenVersion,

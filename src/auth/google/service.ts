@@ -2,7 +2,7 @@
 // subject, an existing user with the same verified email (linked now), or a new doctor,
 // within the domain and provisioning rules.
 import type { GoogleAutoProvision } from './config.js';
-import { isUniqueViolation } from '../../users/repository.js';
+import { isUniqueViolation } from '../../platform/db/errors.js';
 import { GoogleSignInError } from './errors.js';
 
 export interface GoogleUser {

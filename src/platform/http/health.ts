@@ -1,9 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { AppContext } from '../../context.js';
+import type { Database } from '../db/index.js';
 
 /** Liveness and readiness probes; not rate limited, so a load balancer can poll them. */
-export function healthRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
+export function healthRoutes(database: Pick<Database, 'kind' | 'ping'>): FastifyPluginAsyncTypebox {
   return async (app) => {
     app.get(
       '/healthz',
@@ -28,8 +28,8 @@ export function healthRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       },
       async (request, reply) => {
         try {
-          await ctx.database.ping();
-          return { status: 'ready' as const, database: ctx.database.kind };
+          await database.ping();
+          return { status: 'ready' as const, database: database.kind };
         } catch (err) {
           request.log.error({ err }, 'readiness check failed');
           return reply.code(503).send({ error: 'The database is not reachable' });

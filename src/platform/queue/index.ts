@@ -4,8 +4,9 @@
  * own small pool. Jobs are declared once (`JobDefinition`) and registered in src/jobs.ts.
  */
 import PgBoss from 'pg-boss';
+import pg from 'pg';
 import type { Logger } from 'pino';
-import { executorFor, type Database, type DbOrTx } from '../db/index.js';
+import { executorFor, type Database, type DbOrTx, type SqlExecutor } from '../db/index.js';
 import { scrubError } from '../logging.js';
 
 export interface JobContext {
@@ -70,9 +71,25 @@ export async function startQueue(
     // Maintenance is what notices jobs whose worker died (expired) and retries them.
     maintenanceIntervalSeconds: opts.maintenanceIntervalSeconds ?? 30,
   };
-  const boss = database.connectionString
-    ? new PgBoss({ connectionString: database.connectionString, max: 4, ...common })
-    : new PgBoss({ db: database.executor as PgBoss.Db, ...common });
+  // pg-boss runs its SQL through an executor of ours that counts the statements in flight, so
+  // stop() can wait for the last ones: pg-boss does not await a job's completion (`complete`
+  // runs after the handler, unawaited) nor a fetch that began before stop() and may still
+  // return a job; closing its connections under them was the "Cannot use a pool after calling
+  // end" error at shutdown. On a server the pool is ours too, closed once they are done.
+  const pool = database.connectionString ? new pg.Pool({ connectionString: database.connectionString, max: 4 }) : null;
+  // A pooled connection cut by a database restart is dropped by the pool; it must not crash the process.
+  pool?.on('error', () => undefined);
+  const counted = countStatements(
+    pool
+      ? {
+          async executeSql(text, values) {
+            const r = await pool.query(text, values);
+            return { rows: r.rows };
+          },
+        }
+      : database.executor,
+  );
+  const boss = new PgBoss({ db: counted.executor as PgBoss.Db, ...common });
   boss.on('error', (err: Error) => opts.log.error({ err }, 'queue error'));
   await boss.start();
   for (const job of jobs) {
@@ -86,6 +103,7 @@ export async function startQueue(
     });
   }
   const workers: string[] = [];
+  const handlers = { running: 0 };
   const workersByQueue = new Map<string, string[]>();
   // Work starts at once: every enqueue NOTIFYs in its own transaction, so the wake-up arrives
   // when (and only if) the job is committed, in this process and in every other one listening
@@ -121,37 +139,45 @@ export async function startQueue(
       for (const job of definitions) {
         for (let i = 0; i < concurrency; i++) {
           let workerId: string | undefined;
+          const run = async (j: PgBoss.JobWithMetadata<unknown>) => {
+            // pg-boss waits a whole polling interval after every fetch, even one that found a
+            // job; notifying the worker now makes it fetch again as soon as this job is done,
+            // so a busy queue drains at the pace of the work, not of the poll.
+            if (workerId) boss.notifyWorker(workerId);
+            const jobLog = log.child({ job: job.name, jobId: j.id });
+            const attempt = j.retryCount + 1;
+            let data: object;
+            try {
+              data = job.parse(j.data);
+            } catch (err) {
+              jobLog.error({ err }, 'malformed job payload; dropping it');
+              return;
+            }
+            try {
+              await job.handler(data, { jobId: j.id, attempt, enqueuedAt: j.createdOn, log: jobLog });
+            } catch (err) {
+              if (err instanceof PermanentJobError) {
+                // Returning completes the pg-boss job so it is not retried; the handler has
+                // recorded the failure (and its reason) in the feature's own tables.
+                jobLog.warn({ reason: err.message }, 'job failed permanently');
+                return;
+              }
+              jobLog.warn({ err, attempt }, 'job failed; pg-boss will retry it if tries remain');
+              // pg-boss stores what a handler throws in its job table: store the scrubbed
+              // error, since a failed query's message lists its parameters.
+              throw new JobFailedError(err);
+            }
+          };
           const id = await boss.work(
             job.name,
             { batchSize: 1, pollingIntervalSeconds: pollIntervalSeconds, includeMetadata: true },
             async ([j]) => {
               if (!j) return;
-              // pg-boss waits a whole polling interval after every fetch, even one that found a
-              // job; notifying the worker now makes it fetch again as soon as this job is done,
-              // so a busy queue drains at the pace of the work, not of the poll.
-              if (workerId) boss.notifyWorker(workerId);
-              const jobLog = log.child({ job: job.name, jobId: j.id });
-              const attempt = j.retryCount + 1;
-              let data: object;
+              handlers.running++;
               try {
-                data = job.parse(j.data);
-              } catch (err) {
-                jobLog.error({ err }, 'malformed job payload; dropping it');
-                return;
-              }
-              try {
-                await job.handler(data, { jobId: j.id, attempt, enqueuedAt: j.createdOn, log: jobLog });
-              } catch (err) {
-                if (err instanceof PermanentJobError) {
-                  // Returning completes the pg-boss job so it is not retried; the handler has
-                  // recorded the failure (and its reason) in the feature's own tables.
-                  jobLog.warn({ reason: err.message }, 'job failed permanently');
-                  return;
-                }
-                jobLog.warn({ err, attempt }, 'job failed; pg-boss will retry it if tries remain');
-                // pg-boss stores what a handler throws in its job table: store the scrubbed
-                // error, since a failed query's message lists its parameters.
-                throw new JobFailedError(err);
+                await run(j);
+              } finally {
+                handlers.running--;
               }
             },
           );
@@ -163,7 +189,39 @@ export async function startQueue(
     },
     async stop() {
       await unlisten();
-      await boss.stop({ graceful: true, wait: true, timeout: 20_000 });
+      // Waits for the handlers that are running (up to 20 s), then for pg-boss's last statements
+      // (a job's completion, a fetch begun before the stop and the job it returned).
+      await boss.stop({ graceful: true, wait: true, timeout: 20_000, close: false });
+      await counted.drained(handlers, 10_000);
+      await pool?.end();
+    },
+  };
+}
+
+/** An executor that knows how many of its statements are still running. */
+function countStatements(inner: SqlExecutor) {
+  let inFlight = 0;
+  return {
+    executor: {
+      async executeSql(text: string, values?: unknown[]) {
+        inFlight++;
+        try {
+          return await inner.executeSql(text, values);
+        } finally {
+          inFlight--;
+        }
+      },
+    } satisfies SqlExecutor,
+    /** Resolves once no statement and no handler has run for a moment, or after `timeoutMs`. */
+    async drained(handlers: { running: number }, timeoutMs: number) {
+      const deadline = Date.now() + timeoutMs;
+      // Two quiet checks a timer apart: a job's completion is issued a few promise turns after
+      // its handler returns, never across a timer.
+      let quiet = 0;
+      while (quiet < 2 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+        quiet = inFlight === 0 && handlers.running === 0 ? quiet + 1 : 0;
+      }
     },
   };
 }

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
+import pg from 'pg';
 import pino from 'pino';
 import { databaseKinds, openTestDatabase, type TestDatabase } from '../../../test/helpers/db.js';
+import { captureLog } from '../../../test/helpers/log-capture.js';
 import { openDatabase, type Database } from '../db/index.js';
 import { startQueue, type JobDefinition, type Queue } from './index.js';
 
@@ -130,6 +132,57 @@ for (const kind of await databaseKinds()) {
           [3, 4],
         );
       });
+    }
+  });
+}
+
+if ((await databaseKinds()).includes('postgres')) {
+  test('stop() during a fetch: the job that fetch brings back still runs, is recorded completed, and nothing runs on a closed pool (postgres)', async () => {
+    const database: TestDatabase = await openTestDatabase('postgres');
+    const locker = new pg.Client({ connectionString: database.connectionString! });
+    try {
+      const captured = captureLog('warn');
+      const handled: number[] = [];
+      const job: JobDefinition<{ n: number }> = {
+        name: 'stop-during-fetch',
+        parse: (d) => d as { n: number },
+        retryLimit: 0,
+        retryDelaySeconds: 1,
+        retryBackoff: false,
+        expireInSeconds: 60,
+        async handler({ n }) {
+          await new Promise((r) => setTimeout(r, 100));
+          handled.push(n);
+        },
+      };
+      const definitions = [job as unknown as JobDefinition<object>];
+      const queue = await startQueue(database, definitions, { log: captured.log, supervise: false });
+      await queue.send(job, { n: 1 });
+      // Hold the job table so the worker's first fetch is still on its way when stop() comes.
+      await locker.connect();
+      await locker.query('begin');
+      await locker.query('lock table pgboss.job in access exclusive mode');
+      await queue.work(definitions, { concurrency: 1, pollIntervalSeconds: 30, log: captured.log });
+      for (let i = 0; ; i++) {
+        const { rows } = await locker.query(
+          `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`,
+        );
+        if ((rows[0] as { n: number }).n > 0) break;
+        assert.ok(i < 500, 'the fetch never started');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const stopping = queue.stop();
+      // Let stop() get as far as it goes on its own, then let the fetch return the job.
+      await new Promise((r) => setTimeout(r, 300));
+      await locker.query('commit');
+      await stopping;
+      assert.deepEqual(handled, [1], 'stop() returned before the fetched job had run');
+      const { rows } = await database.executor.executeSql(`select state from pgboss.job where name = $1`, [job.name]);
+      assert.deepEqual(rows, [{ state: 'completed' }]);
+      assert.deepEqual(captured.entries().filter((e) => (e.level as number) >= 50), []);
+    } finally {
+      await locker.end().catch(() => undefined);
+      await database.destroy();
     }
   });
 }

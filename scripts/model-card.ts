@@ -175,7 +175,7 @@ if (training) {
   const r = training.recipe;
   out.push(`- Architecture: ${r.architecture}, ${Number(r.parameters).toLocaleString('en-US')} parameters; one-channel 224 x 224 input.`);
   out.push(`- Preprocessing (\`ml/preprocessing.json\`, shared with serving): 8-bit RGB, fill-resize to 224 x 224, gray = (R+G+B)/3, x = (gray/255 - ${m.preprocessing.mean}) / ${m.preprocessing.std}.`);
-  out.push(`- Optimiser: ${r.optimizer}, peak learning rate ${r.lr}, batch ${r.batch}, ${r.epochsRun} epochs run, best epoch ${r.bestEpoch} by validation macro-F1.`);
+  out.push(`- Optimiser: ${r.optimizer}, peak learning rate ${r.lr}, batch ${r.batch}, ${r.epochsRun} epochs run, best epoch ${r.bestEpoch} by validation ${r.selection === 'binaryAUC' ? 'pneumonia-vs-normal AUC' : 'macro-F1'}.`);
   out.push(`- Augmentation: ${r.augmentation}. Class balancing: ${r.classBalancing}. Label smoothing ${r.labelSmoothing}.`);
   out.push(`- Calibration: ${m.calibration.method}, T = ${m.calibration.temperature}.`);
   out.push(`- Seed ${r.seed}; PyTorch ${r.torch}; ${training.minutes} minutes on ${r.device === 'cpu' ? 'CPU' : r.device}.`);

@@ -17,9 +17,12 @@ import { fileURLToPath } from 'node:url';
 import openapiTS, { astToString } from 'openapi-typescript';
 import type { AnalysisQueue } from '../src/analysis/types.js';
 import { buildApp } from '../src/app.js';
-import { createContext } from '../src/context.js';
+import type { ImageDecoder } from '../src/imaging/decoder.js';
 import { loadConfig } from '../src/platform/config.js';
 import type { Database } from '../src/platform/db/index.js';
+import { createMetrics } from '../src/platform/metrics/index.js';
+import type { Storage } from '../src/platform/storage/index.js';
+import { createContext } from '../src/runtime.js';
 import type { EventPublisher } from '../src/webhooks/types.js';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
@@ -36,12 +39,15 @@ export async function openApiDocument(): Promise<Record<string, unknown>> {
     const ctx = createContext(config, { db: unused } as unknown as Database, {
       analysis: unused as AnalysisQueue,
       events: unused as EventPublisher,
+      storage: unused as Storage,
+      imaging: unused as ImageDecoder,
+      metrics: createMetrics({ defaultMetrics: false }),
+      redis: null,
     });
     const app = await buildApp(ctx, { logger: false, webRoot: null });
     await app.ready();
     const doc = app.swagger() as unknown as Record<string, unknown>;
     await app.close();
-    await ctx.imaging.close();
     return doc;
   } finally {
     rmSync(dataDir, { recursive: true, force: true });

@@ -7,15 +7,15 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
-import { Redis } from 'ioredis';
 import { evictUsersOnWrites } from './auth/hooks.js';
 import { registerAuditHooks } from './audit/log.js';
-import { auditRoutes } from './audit/routes.js';
-import { authRoutes } from './auth/routes.js';
+import { analysisFeature } from './analysis/routes.js';
+import { auditFeature } from './audit/routes.js';
+import { googleSignInFeature } from './auth/google/feature.js';
+import { authFeature } from './auth/routes.js';
 import { LoginThrottledError } from './auth/throttle.js';
-import type { AppContext } from './context.js';
-import { FEATURES, type Feature } from './features.js';
-import { patientRoutes } from './patients/routes.js';
+import type { AppContext, Feature } from './context.js';
+import { patientsFeature } from './patients/routes.js';
 import { AppError } from './platform/errors.js';
 import { registerApiDocs } from './platform/http/docs.js';
 import { healthRoutes } from './platform/http/health.js';
@@ -25,8 +25,17 @@ import { clientErrorMessage, frameworkErrorMessage, validationMessage } from './
 import { createValidatorCompiler } from './platform/http/validator.js';
 import { loggerOptions } from './platform/logging.js';
 import { recordRequestLatency, registerMetricsRoute } from './platform/metrics/routes.js';
-import { userRoutes } from './users/routes.js';
+import { scanFilesFeature } from './scans/files.js';
+import { scansFeature } from './scans/routes.js';
+import { usersFeature } from './users/routes.js';
+import { webhooksFeature } from './webhooks/routes.js';
 import { defaultWebRoot, isPageRequest, registerWebApp } from './web/plugin.js';
+
+/** Always mounted: sign-in, users, patients and the audit trail. */
+const CORE_FEATURES: Feature[] = [authFeature, usersFeature, patientsFeature, auditFeature];
+
+/** The other features, one list so the server and the tests build the same application. */
+export const FEATURES: Feature[] = [googleSignInFeature, scansFeature, scanFilesFeature, analysisFeature, webhooksFeature];
 
 export interface RouteEntry {
   method: string;
@@ -107,13 +116,7 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
   registerAuditHooks(app, ctx);
   app.addHook('onClose', () => ctx.audit.flush());
 
-  const redis = config.redisUrl ? new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }) : null;
-  if (redis) {
-    redis.on('error', (err) => app.log.warn({ err: err.message }, 'redis unavailable for rate limits'));
-    app.addHook('onClose', async () => {
-      redis.disconnect();
-    });
-  }
+  const { redis } = ctx;
   // One root-level hook rather than the plugin's per-route hooks: route hooks run after the
   // feature plugins' own onRequest hooks (authentication), so a 401 would carry no rate-limit
   // headers and failed logins or token probes would not count. Routes opt out with
@@ -170,11 +173,9 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
   }
   evictUsersOnWrites(app, ctx.userCache);
   await app.register(healthRoutes(ctx.database));
-  await app.register(authRoutes(ctx), { prefix: '/api/auth' });
-  await app.register(userRoutes(ctx), { prefix: '/api/users' });
-  await app.register(patientRoutes(ctx), { prefix: '/api/patients' });
-  await app.register(auditRoutes(ctx), { prefix: '/api/audit' });
-  for (const feature of opts.features ?? FEATURES) await feature(app, ctx);
+  for (const feature of [...CORE_FEATURES, ...(opts.features ?? FEATURES)]) {
+    await app.register(feature.routes(ctx), { prefix: feature.prefix });
+  }
 
   const web = webRoot ? await registerWebApp(app, webRoot) : null;
   app.setNotFoundHandler(

@@ -1,22 +1,22 @@
 /**
  * What the feature plugins share: configuration and the I/O adapters, built once by the
- * process (server.ts, worker.ts) or by a test, and passed down explicitly.
+ * composition root (src/runtime.ts) and passed down explicitly; and the shape of a feature.
  */
-import type { onRequestHookHandler } from 'fastify';
-import { createAuthHook, type CachedUser } from './auth/hooks.js';
-import { createUserCache, type UserCache } from './auth/user-cache.js';
-import { createAuditLog, type AuditLog } from './audit/log.js';
-import { createLoginThrottle, type LoginThrottle } from './auth/throttle.js';
-import { createTokenService, type TokenService } from './auth/tokens.js';
+import type { FastifyPluginAsync, onRequestHookHandler } from 'fastify';
+import type { Redis } from 'ioredis';
+import type { AnalysisQueue } from './analysis/types.js';
+import type { AuditLog } from './audit/log.js';
+import type { CachedUser } from './auth/hooks.js';
+import type { LoginThrottle } from './auth/throttle.js';
+import type { TokenService } from './auth/tokens.js';
+import type { UserCache } from './auth/user-cache.js';
+import type { ImageDecoder } from './imaging/decoder.js';
 import type { Config } from './platform/config.js';
 import type { Database, Db } from './platform/db/index.js';
-import { createUrlSigner, type UrlSigner } from './platform/signing.js';
-import { createLocalStorage, createS3Storage, type Storage } from './platform/storage/index.js';
-import { createImageDecoder, type ImageDecoder } from './imaging/decoder.js';
-import path from 'node:path';
-import type { AnalysisQueue } from './analysis/types.js';
+import type { Metrics } from './platform/metrics/index.js';
+import type { UrlSigner } from './platform/signing.js';
+import type { Storage } from './platform/storage/index.js';
 import type { EventPublisher } from './webhooks/types.js';
-import { createMetrics, type Metrics } from './platform/metrics/index.js';
 
 export interface AppContext {
   config: Config;
@@ -38,33 +38,12 @@ export interface AppContext {
   events: EventPublisher;
   /** Prometheus metrics of this process (served at /metrics when METRICS_TOKEN is set). */
   metrics: Metrics;
+  /** Rate-limit counters shared by every API process (REDIS_URL); null keeps them per process. */
+  redis: Redis | null;
 }
 
-export function createContext(
-  config: Config,
-  database: Database,
-  services: { analysis: AnalysisQueue; events: EventPublisher },
-  overrides: Partial<AppContext> = {},
-): AppContext {
-  const storage =
-    overrides.storage ?? (config.storage ? createS3Storage(config.storage) : createLocalStorage(path.join(config.dataDir, 'files')));
-  const tokens = overrides.tokens ?? createTokenService(config.jwtSecret, config.jwtExpiresIn);
-  const userCache = createUserCache<CachedUser>(database);
-  return {
-    config,
-    database,
-    db: database.db,
-    storage,
-    imaging: overrides.imaging ?? createImageDecoder({ timeoutMs: config.decodeTimeoutMs }),
-    signer: overrides.signer ?? createUrlSigner(config.urlSigningSecret, config.signedUrlTtlSeconds),
-    tokens,
-    authenticate: createAuthHook(database.db, tokens, userCache),
-    userCache,
-    loginThrottle: createLoginThrottle(database.db, config.loginThrottle),
-    audit: createAuditLog(database.db),
-    analysis: services.analysis,
-    events: services.events,
-    metrics: overrides.metrics ?? createMetrics({ defaultMetrics: false }),
-    ...overrides,
-  };
+/** A feature of the API: its routes, mounted under its own prefix ('' for root paths). */
+export interface Feature {
+  prefix: string;
+  routes(ctx: AppContext): FastifyPluginAsync;
 }

@@ -1,23 +1,37 @@
 /**
- * Wires a process together: storage, queue, jobs, the analysis queue and the event publisher,
- * and (when this process works jobs) the workers and the reconciler. server.ts, worker.ts and
- * the tests all build through here, so they run the same wiring.
+ * The composition root: every adapter (storage, image decoder, metrics, Redis, queue, ONNX
+ * analyzer) is built here, once, and handed down. server.ts, worker.ts, the tests and the
+ * benchmarks all build through createRuntime, so they run the same wiring; scripts that only
+ * need the routes (the OpenAPI document) build a context alone with createContext.
  */
+import path from 'node:path';
+import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { analyzeScanJob, type Analyzer } from './analysis/analyze.job.js';
 import { createOnnxAnalyzer, type OnnxAnalyzer } from './analysis/analyzer.js';
+import { ANALYZE_SCAN_JOB } from './analysis/job-name.js';
 import { createAnalysisQueue } from './analysis/queue.js';
 import { startReconciler } from './analysis/reconciler.js';
-import { createContext, type AppContext } from './context.js';
-import { createImageDecoder } from './imaging/decoder.js';
+import type { AnalysisQueue } from './analysis/types.js';
+import { createAuditLog } from './audit/log.js';
+import { createAuthHook, type CachedUser } from './auth/hooks.js';
+import { createLoginThrottle } from './auth/throttle.js';
+import { createTokenService } from './auth/tokens.js';
+import { createUserCache } from './auth/user-cache.js';
+import type { AppContext } from './context.js';
+import { createImageDecoder, type ImageDecoder } from './imaging/decoder.js';
 import type { Config } from './platform/config.js';
 import type { Database } from './platform/db/index.js';
-import { startQueue, type JobDefinition, type Queue } from './platform/queue/index.js';
+import { createMetrics, pgBossQueueStats, type Metrics } from './platform/metrics/index.js';
+import { openQueue, type Queue } from './platform/queue/index.js';
+import { createUrlSigner } from './platform/signing.js';
 import { createLocalStorage, createS3Storage, type Storage } from './platform/storage/index.js';
-import { webhookDeliveryJob } from './webhooks/deliver.job.js';
+import { WEBHOOK_DELIVERY_JOB, webhookDeliveryJob } from './webhooks/deliver.job.js';
 import { createEventPublisher } from './webhooks/publisher.js';
-import { createMetrics, pgBossQueueStats } from './platform/metrics/index.js';
-import path from 'node:path';
+import type { EventPublisher } from './webhooks/types.js';
+
+/** Every job this application queues: start-up fails if one has no handler, or two. */
+export const JOB_NAMES = [ANALYZE_SCAN_JOB, WEBHOOK_DELIVERY_JOB] as const;
 
 export interface Runtime {
   ctx: AppContext;
@@ -39,18 +53,46 @@ export interface RuntimeOptions {
   maintenanceIntervalSeconds?: number;
 }
 
+/** The adapters a context is made of, each built once by the caller. */
+export interface ContextAdapters {
+  storage: Storage;
+  imaging: ImageDecoder;
+  metrics: Metrics;
+  analysis: AnalysisQueue;
+  events: EventPublisher;
+  redis: Redis | null;
+}
+
+/** What the routes share, from the configuration and adapters built by the caller. */
+export function createContext(config: Config, database: Database, adapters: ContextAdapters): AppContext {
+  const tokens = createTokenService(config.jwtSecret, config.jwtExpiresIn);
+  const userCache = createUserCache<CachedUser>(database);
+  return {
+    ...adapters,
+    config,
+    database,
+    db: database.db,
+    signer: createUrlSigner(config.urlSigningSecret, config.signedUrlTtlSeconds),
+    tokens,
+    authenticate: createAuthHook(database.db, tokens, userCache),
+    userCache,
+    loginThrottle: createLoginThrottle(database.db, config.loginThrottle),
+    audit: createAuditLog(database.db),
+  };
+}
+
 export async function createRuntime(config: Config, database: Database, opts: RuntimeOptions): Promise<Runtime> {
   const { log } = opts;
   const storage =
     opts.storage ?? (config.storage ? createS3Storage(config.storage) : createLocalStorage(path.join(config.dataDir, 'files')));
-  let queue: Queue | null = null;
-  const getQueue = () => {
-    if (!queue) throw new Error('queue not started');
-    return queue;
-  };
   const metrics = createMetrics({
     queueStats: pgBossQueueStats(database.executor),
     defaultMetrics: Boolean(config.metrics.token),
+  });
+  const queue = await openQueue(database, {
+    log,
+    supervise: opts.supervise ?? true,
+    maintenanceIntervalSeconds: opts.maintenanceIntervalSeconds ?? config.worker.maintenanceSeconds,
   });
   const deliveryJob = webhookDeliveryJob({
     metrics,
@@ -59,7 +101,7 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
     maxAttempts: config.webhooks.maxAttempts,
     allowPrivate: config.webhooks.allowPrivate,
   });
-  const events = createEventPublisher({ getQueue, deliveryJob });
+  const events = createEventPublisher({ queue, deliveryJob });
   // The analyzer (ONNX sessions) loads lazily, on the first analysis: API-only processes
   // never pay for it.
   let onnx: OnnxAnalyzer | null = null;
@@ -83,19 +125,17 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
     metrics,
     expireInSeconds: opts.analysisExpireInSeconds ?? config.worker.analysisTimeoutSeconds,
   });
-  const jobs = [analyzeJob, deliveryJob] as unknown as JobDefinition<object>[];
-  queue = await startQueue(database, jobs, {
-    log,
-    supervise: opts.supervise ?? true,
-    maintenanceIntervalSeconds: opts.maintenanceIntervalSeconds ?? config.worker.maintenanceSeconds,
-  });
+  await queue.register(JOB_NAMES, [analyzeJob, deliveryJob]);
   const analysis = createAnalysisQueue(database.db, queue, analyzeJob);
   const imaging = createImageDecoder({
     timeoutMs: config.decodeTimeoutMs,
     // The decoder's own words only, never the file: a bug report without patient data.
     onInternalError: (message) => log.error({ decoderError: message }, 'image decoder failed unexpectedly'),
   });
-  const ctx = createContext(config, database, { analysis, events }, { storage, imaging, metrics });
+  // Rate-limit counters shared by every API process (REDIS_URL); without it, per process.
+  const redis = config.redisUrl ? new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }) : null;
+  redis?.on('error', (err: Error) => log.warn({ err: err.message }, 'redis unavailable for rate limits'));
+  const ctx = createContext(config, database, { storage, imaging, metrics, analysis, events, redis });
   let stopReconciler: (() => void) | null = null;
   await ctx.userCache.start();
 
@@ -103,24 +143,17 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
     ctx,
     queue,
     async startWorkers() {
-      await getQueue().work([analyzeJob as unknown as JobDefinition<object>], {
-        concurrency: config.worker.concurrency,
-        pollIntervalSeconds: config.worker.pollIntervalSeconds,
-        log,
-      });
-      await getQueue().work([deliveryJob as unknown as JobDefinition<object>], {
-        concurrency: 2,
-        pollIntervalSeconds: config.worker.pollIntervalSeconds,
-        log,
-      });
-      stopReconciler = startReconciler({ db: database.db, queue: getQueue(), events, log });
+      await queue.work(ANALYZE_SCAN_JOB, { concurrency: config.worker.concurrency, pollIntervalSeconds: config.worker.pollIntervalSeconds, log });
+      await queue.work(WEBHOOK_DELIVERY_JOB, { concurrency: 2, pollIntervalSeconds: config.worker.pollIntervalSeconds, log });
+      stopReconciler = startReconciler({ db: database.db, queue, events, log });
     },
     async stop() {
       stopReconciler?.();
       await ctx.userCache.stop();
-      await getQueue().stop();
+      await queue.stop();
       await onnx?.close();
-      await ctx.imaging.close();
+      await imaging.close();
+      redis?.disconnect();
     },
   };
 }

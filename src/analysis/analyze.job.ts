@@ -3,6 +3,7 @@
  * writes its progress to the analysis row, which the status endpoints read. Safe to run twice:
  * an analysis that already finished is skipped, and the final write is one transaction.
  */
+import { Type, type Static } from '@sinclair/typebox';
 import type { Db } from '../platform/db/index.js';
 import type { HotRegion } from '../platform/db/schema.js';
 import type { Finding, ScanType } from '../scan-types/index.js';
@@ -60,10 +61,8 @@ export interface Analyzer {
   ): Promise<AnalyzerOutput>;
 }
 
-export interface AnalyzeScanPayload {
-  scanId: string;
-  analysisId: string;
-}
+export const AnalyzeScanPayloadSchema = Type.Object({ scanId: Type.String(), analysisId: Type.String() });
+export type AnalyzeScanPayload = Static<typeof AnalyzeScanPayloadSchema>;
 
 export interface AnalyzeJobDeps {
   db: Db;
@@ -78,7 +77,7 @@ export interface AnalyzeJobDeps {
 
 const RETRY_LIMIT = 3;
 
-export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<AnalyzeScanPayload> {
+export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof AnalyzeScanPayloadSchema> {
   const { db, storage, analyzer, events } = deps;
 
   const fail = (analysisId: string, scanId: string, patientId: string, reason: string, refused: boolean) =>
@@ -90,11 +89,7 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<AnalyzeScanP
     retryDelaySeconds: 5,
     retryBackoff: true,
     expireInSeconds: deps.expireInSeconds ?? 120,
-    parse(data) {
-      const d = data as Partial<AnalyzeScanPayload>;
-      if (typeof d?.scanId !== 'string' || typeof d.analysisId !== 'string') throw new Error('scanId and analysisId required');
-      return { scanId: d.scanId, analysisId: d.analysisId };
-    },
+    payload: AnalyzeScanPayloadSchema,
     async handler({ scanId, analysisId }, { attempt, log, enqueuedAt }) {
       const handlerStart = Date.now();
       const scan = await repo.findScanForAnalysis(db, scanId);

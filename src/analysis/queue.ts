@@ -3,7 +3,6 @@
  * pg-boss job that runs it. Both are written in the caller's transaction, so a scan can never
  * be committed without the job that will analyse it.
  */
-import type PgBoss from 'pg-boss';
 import type { Db } from '../platform/db/index.js';
 import { AppError } from '../platform/errors.js';
 import type { Queue } from '../platform/queue/index.js';
@@ -42,19 +41,19 @@ export function createAnalysisQueue(db: Db, queue: Queue, job: AnalyzeJob): Anal
     async jobStatus(scanId) {
       const analysis = await repo.latestAnalysisOf(db, scanId);
       if (!analysis) return null;
-      return statusOf(analysis, queue.boss);
+      return statusOf(analysis, queue);
     },
   };
 }
 
-export async function statusOf(analysis: repo.AnalysisRow, boss: PgBoss): Promise<JobStatus> {
+async function statusOf(analysis: repo.AnalysisRow, queue: Pick<Queue, 'jobState'>): Promise<JobStatus> {
   const stage = analysis.stage;
   if (analysis.status === 'completed') return { state: 'completed', progress: 100, stage };
   if (analysis.status === 'failed') return { state: 'failed', progress: analysis.progress, stage };
   // A try that failed and waits for its retry is waiting again, not active.
   let state: JobState = analysis.status === 'active' ? 'active' : 'waiting';
   if (analysis.jobId) {
-    const job = await boss.getJobById(ANALYZE_SCAN_JOB, analysis.jobId);
+    const job = await queue.jobState(ANALYZE_SCAN_JOB, analysis.jobId);
     if (job?.state === 'retry') state = 'waiting';
     else if (job?.state === 'active') state = 'active';
   }

@@ -16,7 +16,7 @@ export async function reconcileOnce(deps: { db: Db; queue: Queue; events: EventP
   const stale = await repo.unfinishedAnalyses(db, new Date(Date.now() - 60_000));
   let failed = 0;
   for (const analysis of stale) {
-    const job = analysis.jobId ? await queue.boss.getJobById(ANALYZE_SCAN_JOB, analysis.jobId) : null;
+    const job = analysis.jobId ? await queue.jobState(ANALYZE_SCAN_JOB, analysis.jobId) : null;
     const lost = !job || job.state === 'failed' || job.state === 'cancelled' || job.state === 'completed';
     if (!lost) continue;
     const scan = await repo.findScanForAnalysis(db, analysis.scanId);

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { currentUser } from '../auth/hooks.js';
-import type { AppContext } from '../context.js';
+import type { AppContext, Feature } from '../context.js';
 import { listModelSummaries } from './models.js';
 import { authErrors, ErrorSchema } from '../platform/http/schemas.js';
 import { SCAN_TYPE_IDS, scanTypeSpec } from '../scan-types/index.js';
@@ -75,3 +75,6 @@ export function mlRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     );
   };
 }
+
+/** The ML Analysis section. */
+export const analysisFeature: Feature = { prefix: '/api/ml', routes: mlRoutes };

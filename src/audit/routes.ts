@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { requireAdmin } from '../auth/hooks.js';
-import type { AppContext } from '../context.js';
+import type { AppContext, Feature } from '../context.js';
 import { badRequest } from '../platform/errors.js';
 import { authErrors, isUuid, yearInRange } from '../platform/http/schemas.js';
 import { findPatientByPatientId } from '../patients/repository.js';
@@ -78,3 +78,6 @@ export function auditRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     );
   };
 }
+
+/** The audit trail. */
+export const auditFeature: Feature = { prefix: '/api/audit', routes: auditRoutes };

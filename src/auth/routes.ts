@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { AppContext } from '../context.js';
+import type { AppContext, Feature } from '../context.js';
 import { ErrorSchema, MessageSchema } from '../platform/http/schemas.js';
 import { endSessions } from '../users/service.js';
 import { signIn } from './sign-in.js';
@@ -63,3 +63,6 @@ export function authRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     );
   };
 }
+
+/** Sign-in, sign-out and the signed-in user. */
+export const authFeature: Feature = { prefix: '/api/auth', routes: authRoutes };

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { currentUser, requireAdmin } from '../auth/hooks.js';
 import { noteAudit } from '../audit/log.js';
-import type { AppContext } from '../context.js';
+import type { AppContext, Feature } from '../context.js';
 import { authErrors, ErrorSchema, IdParamsSchema, MessageSchema } from '../platform/http/schemas.js';
 import {
   AssignDoctorBodySchema,
@@ -217,3 +217,6 @@ export function patientRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     );
   };
 }
+
+/** Patients. */
+export const patientsFeature: Feature = { prefix: '/api/patients', routes: patientRoutes };

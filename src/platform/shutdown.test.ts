@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import sharp from 'sharp';
 import { eq } from 'drizzle-orm';
-import { FEATURES } from '../features.js';
+import { FEATURES } from '../app.js';
 import { uploadRequest } from '../scans/test-support.js';
 import { createTestApp } from '../../test/helpers/app.js';
 import { analyses } from './db/schema.js';
@@ -50,11 +50,14 @@ test('SIGTERM steps: an in-flight request is answered and a running analysis com
     build: () => ({
       features: [
         ...FEATURES,
-        async (app) => {
-          app.get('/test/slow', { config: { rateLimit: false } }, async () => {
-            await sleep(1_000);
-            return { done: true };
-          });
+        {
+          prefix: '',
+          routes: () => async (app) => {
+            app.get('/test/slow', { config: { rateLimit: false } }, async () => {
+              await sleep(1_000);
+              return { done: true };
+            });
+          },
         },
       ],
     }),

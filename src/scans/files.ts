@@ -8,7 +8,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { AppContext } from '../context.js';
+import type { AppContext, Feature } from '../context.js';
 import { bearerToken } from '../auth/hooks.js';
 import { requireVisibleScan, type Viewer } from '../access/index.js';
 import type { Db } from '../platform/db/index.js';
@@ -178,3 +178,6 @@ export function fileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     );
   };
 }
+
+/** Signed file links (/files/..., /reports/...). */
+export const scanFilesFeature: Feature = { prefix: '', routes: fileRoutes };

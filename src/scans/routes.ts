@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { currentUser, requireAdmin } from '../auth/hooks.js';
 import { noteAudit } from '../audit/log.js';
-import type { AppContext } from '../context.js';
+import type { AppContext, Feature } from '../context.js';
 import { authErrors, ErrorSchema, IdParamsSchema, MessageSchema } from '../platform/http/schemas.js';
 import { SCAN_TYPE_IDS } from '../scan-types/index.js';
 import { fileRoutes } from './files.js';
@@ -299,8 +299,6 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   };
 }
 
-/** The scans feature: the API under /api/scans and the signed file links. */
-export async function scansFeature(app: FastifyInstance, ctx: AppContext): Promise<void> {
-  await app.register(scanRoutes(ctx), { prefix: '/api/scans' });
-  await app.register(fileRoutes(ctx));
-}
+
+/** Scans. */
+export const scansFeature: Feature = { prefix: '/api/scans', routes: scanRoutes };

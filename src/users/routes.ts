@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { currentUser, requireAdmin } from '../auth/hooks.js';
-import type { AppContext } from '../context.js';
+import type { AppContext, Feature } from '../context.js';
 import { notFound } from '../platform/errors.js';
 import { authErrors, ErrorSchema, IdParamsSchema, isUuid, MessageSchema } from '../platform/http/schemas.js';
 import { CreateUserBodySchema, UpdateUserBodySchema, UserSchema } from './schemas.js';
@@ -89,3 +89,6 @@ export function userRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     );
   };
 }
+
+/** User accounts. */
+export const usersFeature: Feature = { prefix: '/api/users', routes: userRoutes };

@@ -20,7 +20,7 @@ import { PermanentJobError, type JobDefinition } from '../platform/queue/index.j
 import { sendWebhook, type WebhookSender } from './http.js';
 import * as repo from './repository.js';
 import { TargetRefusedError, vetTarget, type HostResolver } from './target.js';
-import { WEBHOOK_EVENTS, type WebhookDeliveryPayload, type WebhookEventType } from './types.js';
+import { WebhookDeliveryPayloadSchema } from './types.js';
 import type { Metrics } from '../platform/metrics/index.js';
 
 export const WEBHOOK_DELIVERY_JOB = 'webhook-delivery';
@@ -53,29 +53,14 @@ function describeNetworkError(err: unknown): string {
   return e?.code ? `${e.code}: ${e.message ?? 'network error'}` : (e?.message ?? 'network error');
 }
 
-function parsePayload(data: unknown): WebhookDeliveryPayload {
-  const d = data as Partial<Record<keyof WebhookDeliveryPayload, unknown>>;
-  for (const key of ['webhookId', 'messageId', 'eventType', 'patientId', 'body'] as const) {
-    if (typeof d?.[key] !== 'string') throw new Error(`${key} must be a string`);
-  }
-  if (!(WEBHOOK_EVENTS as readonly unknown[]).includes(d.eventType)) throw new Error(`unknown event type ${String(d.eventType)}`);
-  return {
-    webhookId: d.webhookId as string,
-    messageId: d.messageId as string,
-    eventType: d.eventType as WebhookEventType,
-    patientId: d.patientId as string,
-    body: d.body as string,
-  };
-}
-
-export function webhookDeliveryJob(deps: WebhookDeliveryDeps): JobDefinition<WebhookDeliveryPayload> {
+export function webhookDeliveryJob(deps: WebhookDeliveryDeps): JobDefinition<typeof WebhookDeliveryPayloadSchema> {
   const { db, timeoutMs, maxAttempts, allowPrivate } = deps;
   const send = deps.send ?? sendWebhook;
   const now = deps.now ?? (() => new Date());
 
   return {
     name: WEBHOOK_DELIVERY_JOB,
-    parse: parsePayload,
+    payload: WebhookDeliveryPayloadSchema,
     retryLimit: Math.max(0, maxAttempts - 1),
     // pg-boss doubles the delay each time, with jitter: ~2-4 s, 4-8 s, 8-16 s...
     retryDelaySeconds: 2,

@@ -13,11 +13,11 @@ import { Webhook } from 'standardwebhooks';
 import { createTestApp, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { databaseKinds } from '../../test/helpers/db.js';
 import { createMetrics } from '../platform/metrics/index.js';
-import { PermanentJobError, type JobDefinition, type Queue } from '../platform/queue/index.js';
+import { openQueue, PermanentJobError, type JobDefinition, type Queue } from '../platform/queue/index.js';
 import { webhookDeliveryJob, type WebhookDeliveryDeps } from './deliver.job.js';
 import { createEventPublisher } from './publisher.js';
-import { webhookRoutes } from './routes.js';
-import type { ScanEvent, WebhookDeliveryPayload, WebhookEventType } from './types.js';
+import { webhooksFeature } from './routes.js';
+import type { ScanEvent, WebhookDeliveryPayload, WebhookDeliveryPayloadSchema, WebhookEventType } from './types.js';
 
 const log = pino({ level: 'silent' });
 
@@ -79,23 +79,19 @@ for (const kind of await databaseKinds()) {
     let t: TestApp;
     let queue: Queue;
     const deliveryDeps = (): WebhookDeliveryDeps => ({ db: t.ctx.db, timeoutMs: 5000, maxAttempts: 3, allowPrivate: true });
-    let job: JobDefinition<WebhookDeliveryPayload>;
+    let job: JobDefinition<typeof WebhookDeliveryPayloadSchema>;
     const eventTime = new Date('2025-05-05T10:00:00.000Z');
     let publisher: ReturnType<typeof createEventPublisher>;
 
     before(async () => {
       t = await createTestApp(kind, {
         build: () => ({
-          features: [
-            async (app, c) => {
-              await app.register(webhookRoutes(c), { prefix: '/api/webhooks' });
-            },
-          ],
+          features: [webhooksFeature],
         }),
       });
       job = webhookDeliveryJob(deliveryDeps());
       queue = t.runtime.queue;
-      publisher = createEventPublisher({ getQueue: () => queue, deliveryJob: job, now: () => eventTime });
+      publisher = createEventPublisher({ queue, deliveryJob: job, now: () => eventTime });
     });
     after(() => t.close());
 
@@ -111,10 +107,8 @@ for (const kind of await databaseKinds()) {
 
     /** Takes the queued deliveries off the queue (as a worker would), keyed by webhook. */
     async function takeQueued(): Promise<Map<string, WebhookDeliveryPayload[]>> {
-      const jobs = await queue.boss.fetch<WebhookDeliveryPayload>(job.name, { batchSize: 100 });
       const byWebhook = new Map<string, WebhookDeliveryPayload[]>();
-      for (const j of jobs ?? []) {
-        const payload = job.parse(j.data);
+      for (const payload of await queue.take(job, 100)) {
         byWebhook.set(payload.webhookId, [...(byWebhook.get(payload.webhookId) ?? []), payload]);
       }
       return byWebhook;
@@ -126,7 +120,7 @@ for (const kind of await databaseKinds()) {
       return queued[0]!;
     }
 
-    const run = (definition: JobDefinition<WebhookDeliveryPayload>, payload: WebhookDeliveryPayload, attempt = 1) =>
+    const run = (definition: JobDefinition<typeof WebhookDeliveryPayloadSchema>, payload: WebhookDeliveryPayload, attempt = 1) =>
       definition.handler(payload, { jobId: randomUUID(), attempt, log });
 
     async function deliveries(user: TestUser, webhookId: string, query = '') {
@@ -273,7 +267,8 @@ for (const kind of await databaseKinds()) {
         const doctor = await t.user();
         const hook = await subscribe(doctor, receiver.url);
         await publish(await scanEvent(doctor));
-        await queue.work([job as unknown as JobDefinition<object>], { concurrency: 1, pollIntervalSeconds: 0.5, log });
+        // The runtime's registered delivery job (the same settings as `job`, from the test config).
+        await queue.work(job.name, { concurrency: 1, pollIntervalSeconds: 0.5, log });
         await waitFor('two delivery attempts', () => receiver.received.length >= 2);
         let attempts = await deliveries(doctor, hook._id);
         const deadline = Date.now() + 5000;
@@ -290,7 +285,7 @@ for (const kind of await databaseKinds()) {
         );
         assert.equal(receiver.received[0]!.headers['webhook-id'], receiver.received[1]!.headers['webhook-id']);
       } finally {
-        await queue.boss.offWork(job.name);
+        await queue.stopWorking(job.name);
         await receiver.close();
       }
     });
@@ -299,7 +294,10 @@ for (const kind of await databaseKinds()) {
       const flaky = await startReceiver(() => ({ status: 503 }));
       const refusing = await startReceiver(() => ({ status: 410 }));
       const twoTries = webhookDeliveryJob({ ...deliveryDeps(), maxAttempts: 2 });
-      const publishing = createEventPublisher({ getQueue: () => queue, deliveryJob: twoTries });
+      const publishing = createEventPublisher({ queue, deliveryJob: twoTries });
+      // A worker of its own, with this two-try definition registered in place of the app's.
+      const twoTriesQueue = await openQueue(t.database, { log, supervise: false });
+      await twoTriesQueue.register([twoTries.name], [twoTries]);
       /** The deliveries of `hook` once `ready` holds for them (the worker runs meanwhile). */
       const deliveriesOnce = async (user: TestUser, hookId: string, what: string, ready: (d: Array<Record<string, unknown>>) => boolean) => {
         const deadline = Date.now() + 20_000;
@@ -316,7 +314,7 @@ for (const kind of await databaseKinds()) {
         const refused = await subscribe(doctor, refusing.url);
         const event = await scanEvent(doctor);
         await t.ctx.db.transaction((tx) => publishing.publish(tx, event));
-        await queue.work([twoTries as unknown as JobDefinition<object>], { concurrency: 1, pollIntervalSeconds: 0.5, log });
+        await twoTriesQueue.work(twoTries.name, { concurrency: 1, pollIntervalSeconds: 0.5, log });
 
         // The first try failed with a retryable 503: the retry waits in the queue with its backoff.
         const [first] = await deliveriesOnce(doctor, retried._id, 'a scheduled retry', (d) =>
@@ -346,7 +344,7 @@ for (const kind of await databaseKinds()) {
         assert.equal(flaky.received.length, 2);
         assert.equal(refusing.received.length, 1);
       } finally {
-        await queue.boss.offWork(twoTries.name);
+        await twoTriesQueue.stop();
         await flaky.close();
         await refusing.close();
       }

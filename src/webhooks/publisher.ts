@@ -10,11 +10,11 @@
 import { randomBytes } from 'node:crypto';
 import type { JobDefinition, Queue } from '../platform/queue/index.js';
 import * as repo from './repository.js';
-import type { EventPublisher, ScanEvent, WebhookDeliveryPayload } from './types.js';
+import type { EventPublisher, ScanEvent, WebhookDeliveryPayloadSchema } from './types.js';
 
 export interface EventPublisherDeps {
-  getQueue: () => Queue;
-  deliveryJob: JobDefinition<WebhookDeliveryPayload>;
+  queue: Pick<Queue, 'send'>;
+  deliveryJob: JobDefinition<typeof WebhookDeliveryPayloadSchema>;
   /** The clock that stamps events (tests fix it). */
   now?: () => Date;
 }
@@ -41,7 +41,7 @@ export function createEventPublisher(deps: EventPublisherDeps): EventPublisher {
       if (subscribers.length === 0) return;
       const body = eventBody(event, now());
       for (const { id } of subscribers) {
-        await deps.getQueue().send(
+        await deps.queue.send(
           deps.deliveryJob,
           { webhookId: id, messageId: newMessageId(), eventType: event.type, patientId: event.patientId, body },
           { tx },

@@ -3,16 +3,12 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { createTestApp, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { databaseKinds } from '../../test/helpers/db.js';
-import { webhookRoutes } from './routes.js';
+import { webhooksFeature } from './routes.js';
 
 const withWebhooks = (env?: Record<string, string>) => ({
   ...(env ? { env } : {}),
   build: () => ({
-    features: [
-      async (app: TestApp['app'], c: TestApp['ctx']) => {
-        await app.register(webhookRoutes(c), { prefix: '/api/webhooks' });
-      },
-    ],
+    features: [webhooksFeature],
   }),
 });
 

@@ -5,7 +5,7 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { currentUser } from '../auth/hooks.js';
-import type { AppContext } from '../context.js';
+import type { AppContext, Feature } from '../context.js';
 import { authErrors, ErrorSchema, IdParamsSchema, MessageSchema } from '../platform/http/schemas.js';
 import {
   CreatedWebhookSchema,
@@ -97,3 +97,6 @@ export function webhookRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     );
   };
 }
+
+/** Webhook subscriptions. */
+export const webhooksFeature: Feature = { prefix: '/api/webhooks', routes: webhookRoutes };

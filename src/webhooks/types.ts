@@ -1,3 +1,4 @@
+import { Type, type Static } from '@sinclair/typebox';
 import type { DbOrTx } from '../platform/db/index.js';
 
 export const WEBHOOK_EVENTS = ['scan.uploaded', 'scan.analyzed', 'scan.failed'] as const;
@@ -21,13 +22,14 @@ export interface EventPublisher {
  * One queued delivery of one event to one webhook. The body is fixed when the event is
  * published, so every retry sends the same bytes under the same `webhook-id`.
  */
-export interface WebhookDeliveryPayload {
-  webhookId: string;
+export const WebhookDeliveryPayloadSchema = Type.Object({
+  webhookId: Type.String(),
   /** The Standard Webhooks message id (`msg_...`), the receiver's de-duplication key. */
-  messageId: string;
-  eventType: WebhookEventType;
+  messageId: Type.String(),
+  eventType: Type.Union(WEBHOOK_EVENTS.map((event) => Type.Literal(event))),
   /** The patient `_id` of the event, to re-check at delivery that the owner may still see it. */
-  patientId: string;
+  patientId: Type.String(),
   /** The JSON body exactly as it will be sent. */
-  body: string;
-}
+  body: Type.String(),
+});
+export type WebhookDeliveryPayload = Static<typeof WebhookDeliveryPayloadSchema>;

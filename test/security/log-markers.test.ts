@@ -15,9 +15,12 @@ import * as patientRepo from '../../src/patients/repository.js';
 import { insertWebhook } from '../../src/webhooks/repository.js';
 import { updateUserRow } from '../../src/users/repository.js';
 import { annotations, medicalHistory, patientNotes, patients, users } from '../../src/platform/db/schema.js';
-import { startQueue, type JobDefinition } from '../../src/platform/queue/index.js';
+import { openQueue, type JobDefinition } from '../../src/platform/queue/index.js';
 import { scrubError } from '../../src/platform/logging.js';
-import { FEATURES } from '../../src/features.js';
+import { FEATURES } from '../../src/app.js';
+import { Type } from '@sinclair/typebox';
+
+const CountPayloadSchema = Type.Object({ n: Type.Number() });
 import type { AppContext } from '../../src/context.js';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../helpers/app.js';
 import { databaseKinds } from '../helpers/db.js';
@@ -99,7 +102,7 @@ for (const kind of await databaseKinds()) {
       captured = captureLog('trace');
       t = await createTestApp(kind, {
         log: captured.log,
-        build: () => ({ logger: captured.log, features: [...FEATURES, failingRoutes] }),
+        build: () => ({ logger: captured.log, features: [...FEATURES, { prefix: '', routes: (ctx) => async (app) => failingRoutes(app, ctx) }] }),
       });
       admin = await t.user({ role: 'admin' });
       doctor = await t.user();
@@ -175,9 +178,9 @@ for (const kind of await databaseKinds()) {
 
     test('a failing job is logged and stored by pg-boss without the data of its query', async () => {
       const secret = marker('JOB');
-      const job: JobDefinition<{ n: number }> = {
+      const job: JobDefinition<typeof CountPayloadSchema> = {
         name: `log-scrub-${randomBytes(4).toString('hex')}`,
-        parse: (d) => d as { n: number },
+        payload: CountPayloadSchema,
         retryLimit: 0,
         retryDelaySeconds: 1,
         retryBackoff: false,
@@ -186,15 +189,16 @@ for (const kind of await databaseKinds()) {
           await t.ctx.db.execute(sql`select ${`${secret}\u0000`}::text`);
         },
       };
-      const queue = await startQueue(t.database, [job as unknown as JobDefinition<object>], { log: captured.log, supervise: false });
+      const queue = await openQueue(t.database, { log: captured.log, supervise: false });
       try {
-        await queue.work([job as unknown as JobDefinition<object>], { concurrency: 1, pollIntervalSeconds: 1, log: captured.log });
+        await queue.register([job.name], [job]);
+        await queue.work(job.name, { concurrency: 1, pollIntervalSeconds: 1, log: captured.log });
         const id = await queue.send(job, { n: 1 });
         let state = '';
         let output: unknown;
         for (let i = 0; i < 100 && state !== 'failed'; i++) {
           await new Promise((r) => setTimeout(r, 100));
-          const j = await queue.boss.getJobById(job.name, id);
+          const j = await queue.jobState(job.name, id);
           state = j?.state ?? '';
           output = j?.output;
         }

@@ -1,8 +1,12 @@
 /**
  * The job queue: pg-boss on the application's own PostgreSQL database (no second datastore).
  * On embedded PGlite it runs through the SQL adapter of platform/db; on a server it opens its
- * own small pool. Jobs are declared once (`JobDefinition`) and registered in src/jobs.ts.
+ * own small pool. Each job is declared once (`JobDefinition`: name, payload schema, handler);
+ * the composition root (src/runtime.ts) opens the queue and then registers every job at once
+ * against the list in src/jobs.ts, so a job without a handler, or with two, stops the start.
  */
+import type { Static, TObject } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import PgBoss from 'pg-boss';
 import pg from 'pg';
 import type { Logger } from 'pino';
@@ -18,16 +22,17 @@ export interface JobContext {
   log: Logger;
 }
 
-export interface JobDefinition<T extends object> {
+export interface JobDefinition<S extends TObject = TObject> {
   name: string;
-  /** Validates a payload; throws on a malformed one (a bug: such a job fails for good). */
-  parse(data: unknown): T;
+  /** The payload's shape; a payload that does not match is a bug, and such a job is dropped. */
+  payload: S;
   retryLimit: number;
   retryDelaySeconds: number;
   retryBackoff: boolean;
   /** A job still active after this long is treated as lost (worker died) and retried. */
   expireInSeconds: number;
-  handler: (data: T, ctx: JobContext) => Promise<void>;
+  // A method, so that a list of jobs with different payloads is a JobDefinition[] without casts.
+  handler(data: Static<S>, ctx: JobContext): Promise<void>;
 }
 
 /** Thrown by a handler for a failure that retrying cannot fix (refused image, bad data). */
@@ -48,23 +53,44 @@ class JobFailedError extends Error {
   }
 }
 
+/** Where a job stands in pg-boss (for status answers and the reconciler). */
+export interface JobState {
+  state: 'created' | 'retry' | 'active' | 'completed' | 'cancelled' | 'failed';
+  /** What the handler's last failure left (a scrubbed error), or its result. */
+  output: unknown;
+}
+
 export interface Queue {
-  boss: PgBoss;
-  send<T extends object>(job: JobDefinition<T>, data: T, opts?: { tx?: DbOrTx; startAfterSeconds?: number }): Promise<string>;
-  work(jobs: JobDefinition<object>[], opts: { concurrency: number; pollIntervalSeconds: number; log: Logger }): Promise<void>;
+  /** Creates the queues of `jobs`; each name in `declared` must have exactly one definition. */
+  register(declared: readonly string[], jobs: readonly JobDefinition[]): Promise<void>;
+  /** Enqueues a job, inside the caller's transaction when `tx` is given. */
+  send<S extends TObject>(job: JobDefinition<S>, data: Static<S>, opts?: { tx?: DbOrTx; startAfterSeconds?: number }): Promise<string>;
+  /** Starts `concurrency` workers of the registered job `name` in this process. */
+  work(name: string, opts: { concurrency: number; pollIntervalSeconds: number; log: Logger }): Promise<void>;
+  /** Stops this process's workers of `name` (the jobs stay queued). */
+  stopWorking(name: string): Promise<void>;
+  /** Takes up to `max` queued jobs of `job` off the queue without running them (tests, tools). */
+  take<S extends TObject>(job: JobDefinition<S>, max: number): Promise<Static<S>[]>;
+  jobState(name: string, id: string): Promise<JobState | null>;
   stop(): Promise<void>;
 }
 
-export async function startQueue(
+/** Start-up check: every declared job has exactly one definition, and none is undeclared. */
+export function checkJobRegistry(declared: readonly string[], jobs: readonly JobDefinition[]): void {
+  for (const name of declared) {
+    const handlers = jobs.filter((j) => j.name === name).length;
+    if (handlers === 0) throw new Error(`Job ${name} has no handler`);
+    if (handlers > 1) throw new Error(`Job ${name} has ${handlers} handlers`);
+  }
+  for (const job of jobs) {
+    if (!declared.includes(job.name)) throw new Error(`Job ${job.name} has a handler but is not declared in src/jobs.ts`);
+  }
+}
+
+export async function openQueue(
   database: Database,
-  jobs: JobDefinition<object>[],
   opts: { log: Logger; supervise: boolean; maintenanceIntervalSeconds?: number },
 ): Promise<Queue> {
-  const names = new Set<string>();
-  for (const job of jobs) {
-    if (names.has(job.name)) throw new Error(`Job ${job.name} is registered twice`);
-    names.add(job.name);
-  }
   const common = {
     supervise: opts.supervise,
     schedule: false,
@@ -92,17 +118,7 @@ export async function startQueue(
   const boss = new PgBoss({ db: counted.executor as PgBoss.Db, ...common });
   boss.on('error', (err: Error) => opts.log.error({ err }, 'queue error'));
   await boss.start();
-  for (const job of jobs) {
-    await boss.createQueue(job.name, {
-      name: job.name,
-      policy: 'standard',
-      retryLimit: job.retryLimit,
-      retryDelay: job.retryDelaySeconds,
-      retryBackoff: job.retryBackoff,
-      expireInSeconds: job.expireInSeconds,
-    });
-  }
-  const workers: string[] = [];
+  const registered = new Map<string, JobDefinition>();
   const handlers = { running: 0 };
   const workersByQueue = new Map<string, string[]>();
   // Work starts at once: every enqueue NOTIFYs in its own transaction, so the wake-up arrives
@@ -119,8 +135,47 @@ export async function startQueue(
     onError: (err) => opts.log.warn({ err: err.message }, 'job notifications lost; reconnecting (polling meanwhile)'),
   });
 
+  async function runJob(job: JobDefinition, j: PgBoss.JobWithMetadata, log: Logger): Promise<void> {
+    const jobLog = log.child({ job: job.name, jobId: j.id });
+    const attempt = j.retryCount + 1;
+    let data: Static<TObject>;
+    try {
+      data = Value.Parse(job.payload, j.data);
+    } catch (err) {
+      jobLog.error({ err }, 'malformed job payload; dropping it');
+      return;
+    }
+    try {
+      await job.handler(data, { jobId: j.id, attempt, enqueuedAt: j.createdOn, log: jobLog });
+    } catch (err) {
+      if (err instanceof PermanentJobError) {
+        // Returning completes the pg-boss job so it is not retried; the handler has
+        // recorded the failure (and its reason) in the feature's own tables.
+        jobLog.warn({ reason: err.message }, 'job failed permanently');
+        return;
+      }
+      jobLog.warn({ err, attempt }, 'job failed; pg-boss will retry it if tries remain');
+      // pg-boss stores what a handler throws in its job table: store the scrubbed
+      // error, since a failed query's message lists its parameters.
+      throw new JobFailedError(err);
+    }
+  }
+
   return {
-    boss,
+    async register(declared, jobs) {
+      checkJobRegistry(declared, jobs);
+      for (const job of jobs) {
+        await boss.createQueue(job.name, {
+          name: job.name,
+          policy: 'standard',
+          retryLimit: job.retryLimit,
+          retryDelay: job.retryDelaySeconds,
+          retryBackoff: job.retryBackoff,
+          expireInSeconds: job.expireInSeconds,
+        });
+        registered.set(job.name, job);
+      }
+    },
     async send(job, data, { tx, startAfterSeconds } = {}) {
       const id = await boss.send(job.name, data, {
         retryLimit: job.retryLimit,
@@ -135,57 +190,43 @@ export async function startQueue(
       await executor.executeSql('select pg_notify($1, $2)', [JOBS_CHANNEL, job.name]);
       return id;
     },
-    async work(definitions, { concurrency, pollIntervalSeconds, log }) {
-      for (const job of definitions) {
-        for (let i = 0; i < concurrency; i++) {
-          let workerId: string | undefined;
-          const run = async (j: PgBoss.JobWithMetadata<unknown>) => {
+    async work(name, { concurrency, pollIntervalSeconds, log }) {
+      const job = registered.get(name);
+      if (!job) throw new Error(`Job ${name} is not registered`);
+      for (let i = 0; i < concurrency; i++) {
+        let workerId: string | undefined;
+        const id = await boss.work<object>(
+          job.name,
+          { batchSize: 1, pollingIntervalSeconds: pollIntervalSeconds, includeMetadata: true },
+          async ([j]) => {
+            if (!j) return;
             // pg-boss waits a whole polling interval after every fetch, even one that found a
             // job; notifying the worker now makes it fetch again as soon as this job is done,
             // so a busy queue drains at the pace of the work, not of the poll.
             if (workerId) boss.notifyWorker(workerId);
-            const jobLog = log.child({ job: job.name, jobId: j.id });
-            const attempt = j.retryCount + 1;
-            let data: object;
+            handlers.running++;
             try {
-              data = job.parse(j.data);
-            } catch (err) {
-              jobLog.error({ err }, 'malformed job payload; dropping it');
-              return;
+              await runJob(job, j, log);
+            } finally {
+              handlers.running--;
             }
-            try {
-              await job.handler(data, { jobId: j.id, attempt, enqueuedAt: j.createdOn, log: jobLog });
-            } catch (err) {
-              if (err instanceof PermanentJobError) {
-                // Returning completes the pg-boss job so it is not retried; the handler has
-                // recorded the failure (and its reason) in the feature's own tables.
-                jobLog.warn({ reason: err.message }, 'job failed permanently');
-                return;
-              }
-              jobLog.warn({ err, attempt }, 'job failed; pg-boss will retry it if tries remain');
-              // pg-boss stores what a handler throws in its job table: store the scrubbed
-              // error, since a failed query's message lists its parameters.
-              throw new JobFailedError(err);
-            }
-          };
-          const id = await boss.work(
-            job.name,
-            { batchSize: 1, pollingIntervalSeconds: pollIntervalSeconds, includeMetadata: true },
-            async ([j]) => {
-              if (!j) return;
-              handlers.running++;
-              try {
-                await run(j);
-              } finally {
-                handlers.running--;
-              }
-            },
-          );
-          workerId = id;
-          workers.push(id);
-          workersByQueue.set(job.name, [...(workersByQueue.get(job.name) ?? []), id]);
-        }
+          },
+        );
+        workerId = id;
+        workersByQueue.set(job.name, [...(workersByQueue.get(job.name) ?? []), id]);
       }
+    },
+    async stopWorking(name) {
+      await boss.offWork(name);
+      workersByQueue.delete(name);
+    },
+    async take(job, max) {
+      const jobs = (await boss.fetch(job.name, { batchSize: max })) ?? [];
+      return jobs.map((j) => Value.Parse(job.payload, j.data));
+    },
+    async jobState(name, id) {
+      const job = await boss.getJobById(name, id);
+      return job ? { state: job.state, output: job.output } : null;
     },
     async stop() {
       await unlisten();

@@ -1,22 +1,25 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
+import { Type } from '@sinclair/typebox';
 import pg from 'pg';
 import pino from 'pino';
 import { databaseKinds, openTestDatabase, type TestDatabase } from '../../../test/helpers/db.js';
 import { captureLog } from '../../../test/helpers/log-capture.js';
 import { openDatabase, type Database } from '../db/index.js';
-import { startQueue, type JobDefinition, type Queue } from './index.js';
+import { checkJobRegistry, openQueue, type JobDefinition, type Queue } from './index.js';
 
 const log = pino({ level: 'silent' });
 // Far longer than any wait below: a job picked up in time was woken, not polled.
 const POLL_SECONDS = 30;
 
+const CountPayloadSchema = Type.Object({ n: Type.Number() });
+
 function recordingJob(name: string) {
   const handled: { data: { n: number }; at: number }[] = [];
   let onHandled: (() => void) | null = null;
-  const job: JobDefinition<{ n: number }> = {
+  const job: JobDefinition<typeof CountPayloadSchema> = {
     name,
-    parse: (d) => d as { n: number },
+    payload: CountPayloadSchema,
     retryLimit: 0,
     retryDelaySeconds: 1,
     retryBackoff: false,
@@ -38,11 +41,53 @@ function recordingJob(name: string) {
   return { job, handled, next };
 }
 
-async function startWith(database: Database, job: JobDefinition<{ n: number }>, work: boolean): Promise<Queue> {
-  const queue = await startQueue(database, [job as unknown as JobDefinition<object>], { log, supervise: false });
-  if (work) await queue.work([job as unknown as JobDefinition<object>], { concurrency: 2, pollIntervalSeconds: POLL_SECONDS, log });
+async function startWith(database: Database, job: JobDefinition<typeof CountPayloadSchema>, work: boolean): Promise<Queue> {
+  const queue = await openQueue(database, { log, supervise: false });
+  await queue.register([job.name], [job]);
+  if (work) await queue.work(job.name, { concurrency: 2, pollIntervalSeconds: POLL_SECONDS, log });
   return queue;
 }
+
+describe('job registry', () => {
+  const a = recordingJob('job-a').job;
+  const b = recordingJob('job-b').job;
+
+  test('start-up fails on a declared job with no handler', () => {
+    assert.throws(() => checkJobRegistry(['job-a', 'job-b'], [a]), /Job job-b has no handler/);
+  });
+
+  test('start-up fails on a job with two handlers', () => {
+    assert.throws(() => checkJobRegistry(['job-a'], [a, recordingJob('job-a').job]), /Job job-a has 2 handlers/);
+  });
+
+  test('start-up fails on a handler for a job nobody declared', () => {
+    assert.throws(() => checkJobRegistry(['job-a'], [a, b]), /Job job-b has a handler but is not declared/);
+  });
+
+  test('one handler per declared job passes', () => {
+    checkJobRegistry(['job-a', 'job-b'], [b, a]);
+  });
+});
+
+describe('job payloads', () => {
+  test('a payload that does not match the schema is dropped, never handed to the handler', async () => {
+    const database = await openTestDatabase('pglite');
+    const { job, handled, next } = recordingJob('payload-check');
+    const queue = await startWith(database, job, true);
+    try {
+      const picked = next(1_500);
+      // What an old release or a bug might have queued: the handler must not see it.
+      await queue.send(job, { n: 'one' } as unknown as { n: number });
+      assert.equal(await picked, null);
+      await queue.send(job, { n: 2 });
+      assert.ok(await next(5_000));
+      assert.deepEqual(handled.map((h) => h.data), [{ n: 2 }]);
+    } finally {
+      await queue.stop();
+      await database.destroy();
+    }
+  });
+});
 
 for (const kind of await databaseKinds()) {
   describe(`job wake-up (${kind})`, () => {
@@ -143,9 +188,9 @@ if ((await databaseKinds()).includes('postgres')) {
     try {
       const captured = captureLog('warn');
       const handled: number[] = [];
-      const job: JobDefinition<{ n: number }> = {
+      const job: JobDefinition<typeof CountPayloadSchema> = {
         name: 'stop-during-fetch',
-        parse: (d) => d as { n: number },
+        payload: CountPayloadSchema,
         retryLimit: 0,
         retryDelaySeconds: 1,
         retryBackoff: false,
@@ -155,14 +200,14 @@ if ((await databaseKinds()).includes('postgres')) {
           handled.push(n);
         },
       };
-      const definitions = [job as unknown as JobDefinition<object>];
-      const queue = await startQueue(database, definitions, { log: captured.log, supervise: false });
+      const queue = await openQueue(database, { log: captured.log, supervise: false });
+      await queue.register([job.name], [job]);
       await queue.send(job, { n: 1 });
       // Hold the job table so the worker's first fetch is still on its way when stop() comes.
       await locker.connect();
       await locker.query('begin');
       await locker.query('lock table pgboss.job in access exclusive mode');
-      await queue.work(definitions, { concurrency: 1, pollIntervalSeconds: 30, log: captured.log });
+      await queue.work(job.name, { concurrency: 1, pollIntervalSeconds: 30, log: captured.log });
       for (let i = 0; ; i++) {
         const { rows } = await locker.query(
           `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`,

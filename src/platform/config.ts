@@ -6,6 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { KindGuard, Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 
 export interface Config {
   port: number;
@@ -88,59 +90,148 @@ type Env = Record<string, string | undefined>;
 
 const REPO_ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 
-function str(env: Env, key: string): string | null {
-  const v = env[key];
-  return v === undefined || v.trim() === '' ? null : v.trim();
+/** Extra schema options the parser below reads: the URL schemes a variable accepts, and what a pattern means. */
+interface EnvOptions {
+  description: string;
+  protocols?: string[];
+  /** Says what the pattern asks for, in the error message (e.g. "look like 30m, 12h or 7d"). */
+  hint?: string;
 }
+const Int = (fallback: number | undefined, minimum: number, maximum: number, description: string) =>
+  Type.Integer({ ...(fallback === undefined ? {} : { default: fallback }), minimum, maximum, description });
+const Bool = (fallback: boolean, description: string) => Type.Boolean({ default: fallback, description });
+const Text = (description: string, options: { default?: string; minLength?: number; pattern?: string; hint?: string } = {}) =>
+  Type.String({ description, ...options });
+const Url = (protocols: string[], description: string) => Type.String({ description, protocols } satisfies EnvOptions);
+const OneOf = <T extends string>(values: readonly T[], fallback: T, description: string) =>
+  Type.Union(
+    values.map((v) => Type.Literal(v)),
+    { default: fallback, description },
+  );
 
-function int(env: Env, key: string, fallback: number, min: number, max: number): number {
-  const raw = str(env, key);
-  if (raw === null) return fallback;
-  if (!/^\d+$/.test(raw)) throw new ConfigError(`${key} must be a whole number, got "${raw}"`);
-  const n = Number(raw);
-  if (n < min || n > max) throw new ConfigError(`${key} must be between ${min} and ${max}, got ${n}`);
-  return n;
-}
+/**
+ * Every environment variable the server reads, with its type, limits and default. Parsed once
+ * at start-up (loadConfig); a bad value stops the process with a message naming the variable.
+ */
+export const ConfigSchema = Type.Object({
+  PORT: Int(3000, 0, 65535, 'Port the API listens on'),
+  HOST: Text('Address the API listens on', { default: '0.0.0.0' }),
+  PUBLIC_URL: Url(['http:', 'https:'], 'Absolute URL clients use to reach this server (signed links are built on it)'),
+  API_DOCS: OneOf(['on', 'off', 'auth'] as const, 'on', '/docs and /openapi.json: public, absent, or for signed-in users'),
+  DATA_DIR: Text('Embedded database, files and generated secrets', { default: './data' }),
+  DATABASE_URL: Url(['postgres:', 'postgresql:'], 'PostgreSQL server; embedded PGlite when unset'),
+  JWT_SECRET: Text('Secret of the sign-in tokens; generated into DATA_DIR when unset', { minLength: 32 }),
+  JWT_EXPIRES_IN: Text('Lifetime of a sign-in token, 1m to 24h', { default: '1h', pattern: '^\\d+\\s*(s|m|h|d|w)$', hint: 'look like 30m, 12h or 7d' }),
+  URL_SIGNING_SECRET: Text('Secret of signed file links; derived from the JWT secret when unset'),
+  SIGNED_URL_TTL_SECONDS: Int(3600, 30, 7 * 24 * 3600, 'Lifetime of a signed file link'),
+  ADMIN_EMAIL: Text('First administrator, created when no admin exists (with ADMIN_PASSWORD)'),
+  ADMIN_PASSWORD: Text('Password of ADMIN_EMAIL', { minLength: 10, hint: 'be at least 10 characters long (and hard to guess: it is checked at start-up)' }),
+  RATE_LIMIT_MAX: Int(100, 1, 1_000_000, 'Requests per client and window'),
+  RATE_LIMIT_WINDOW_MS: Int(15 * 60 * 1000, 1000, 24 * 3600 * 1000, 'Rate-limit window'),
+  LOGIN_MAX_FAILURES: Int(10, 3, 1000, 'Failed sign-ins before an account is locked'),
+  LOGIN_LOCKOUT_MINUTES: Int(15, 1, 24 * 60, 'How long a locked account stays locked'),
+  LOGIN_MAX_FAILURES_PER_IP: Int(50, 5, 100_000, 'Failed sign-ins per client address before it is locked'),
+  REDIS_URL: Url(['redis:', 'rediss:'], 'Redis for rate limits shared by several API processes'),
+  REDIS_KEY_PREFIX: Text('Prefix of every Redis key', { default: 'imagemedix:' }),
+  TRUST_PROXY: Bool(false, 'Take the client address from X-Forwarded-For'),
+  LOG_LEVEL: OneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info', 'pino log level'),
+  MAX_UPLOAD_MB: Int(50, 1, 2048, 'Largest upload'),
+  MAX_IMAGE_PIXELS: Int(50_000_000, 1, 1_000_000_000, 'Largest image (decompression-bomb guard)'),
+  DECODE_TIMEOUT_MS: Int(30_000, 1000, 600_000, 'An upload whose decoding takes longer is refused'),
+  S3_BUCKET: Text('S3 bucket for files; local DATA_DIR/files when unset'),
+  S3_REGION: Text('S3 region', { default: 'us-east-1' }),
+  S3_ENDPOINT: Url(['http:', 'https:'], 'S3-compatible endpoint (MinIO...)'),
+  S3_ACCESS_KEY_ID: Text('S3 access key (else the SDK default chain)'),
+  S3_SECRET_ACCESS_KEY: Text('S3 secret key'),
+  S3_FORCE_PATH_STYLE: Bool(false, 'Path-style S3 URLs (MinIO)'),
+  S3_PREFIX: Text('Prefix of every S3 key', { default: '' }),
+  MODELS_DIR: Text('Installed models (manifest + ONNX)'),
+  CALIBRATION_DIR: Text('Site calibrations (npm run calibrate); default DATA_DIR/calibration'),
+  CHEST_OPERATING_POINT: Text('Named operating point of the chest model', {
+    pattern: '^[a-z][a-z0-9-]{0,39}$',
+    hint: 'be an operating point name such as screening or balanced',
+  }),
+  WORKER_IN_PROCESS: Bool(true, 'npm start also works analysis jobs'),
+  WORKER_CONCURRENCY: Int(2, 1, 64, 'Analyses at once per process'),
+  WORKER_POLL_SECONDS: Int(1, 1, 60, 'Queue polling interval (fallback to notifications)'),
+  ANALYSIS_TIMEOUT_SECONDS: Int(120, 2, 3600, 'An analysis running longer is taken as lost and retried'),
+  QUEUE_MAINTENANCE_SECONDS: Int(30, 1, 600, 'How often the queue looks for lost jobs'),
+  WEBHOOK_ALLOW_PRIVATE: Bool(false, 'Allow webhooks to private addresses'),
+  WEBHOOK_TIMEOUT_MS: Int(10_000, 100, 120_000, 'Deadline of one webhook delivery'),
+  WEBHOOK_MAX_ATTEMPTS: Int(8, 1, 20, 'Tries of one webhook delivery'),
+  METRICS_TOKEN: Text('Bearer token of /metrics; off when unset', { minLength: 16 }),
+  METRICS_PORT: Int(undefined, 1, 65535, 'Port of a worker process\'s /metrics'),
+  CLIENT_URL: Url(['http:', 'https:'], 'The web app\'s sign-in page (Google sign-in returns there)'),
+  GOOGLE_CLIENT_ID: Text('Google sign-in client id'),
+  GOOGLE_CLIENT_SECRET: Text('Google sign-in client secret'),
+  GOOGLE_CALLBACK_URL: Url(['http:', 'https:'], 'Registered redirect URI of Google sign-in'),
+  GOOGLE_ISSUER: Url(['http:', 'https:'], 'OpenID issuer of Google sign-in'),
+  GOOGLE_AUTO_PROVISION: OneOf(['inactive', 'active', 'off'] as const, 'inactive', 'Accounts made on a first Google sign-in'),
+  GOOGLE_ALLOWED_DOMAINS: Text('Comma-separated email domains allowed to sign in with Google'),
+  CORS_ORIGINS: Text('Comma-separated browser origins allowed to call the API (default CLIENT_URL\'s)'),
+});
 
-function bool(env: Env, key: string, fallback: boolean): boolean {
-  const raw = str(env, key);
-  if (raw === null) return fallback;
-  if (['true', '1', 'yes'].includes(raw.toLowerCase())) return true;
-  if (['false', '0', 'no'].includes(raw.toLowerCase())) return false;
-  throw new ConfigError(`${key} must be true or false, got "${raw}"`);
-}
+type EnvSettings = { [K in keyof Static<typeof ConfigSchema>]: Static<typeof ConfigSchema>[K] | null };
 
-function url(env: Env, key: string, protocols: string[]): string | null {
-  const raw = str(env, key);
-  if (raw === null) return null;
-  let parsed: URL;
-  try {
-    parsed = new URL(raw);
-  } catch {
-    throw new ConfigError(`${key} must be a URL, got "${raw}"`);
+/** One variable's text as its schema's type; throws a ConfigError that names the variable. */
+function parseVariable(key: string, schema: TSchema, raw: string): unknown {
+  const fail = (message: string) => new ConfigError(`${key} ${message}`);
+  if (KindGuard.IsInteger(schema)) {
+    if (!/^\d+$/.test(raw)) throw fail(`must be a whole number, got "${raw}"`);
+    return Number(raw);
   }
-  if (!protocols.includes(parsed.protocol)) {
-    throw new ConfigError(`${key} must use ${protocols.join(' or ')}, got "${parsed.protocol}"`);
+  if (KindGuard.IsBoolean(schema)) {
+    if (['true', '1', 'yes'].includes(raw.toLowerCase())) return true;
+    if (['false', '0', 'no'].includes(raw.toLowerCase())) return false;
+    throw fail(`must be true or false, got "${raw}"`);
   }
-  return raw.replace(/\/$/, '');
+  const members = (schema as { anyOf?: TSchema[] }).anyOf;
+  if (members) {
+    const values = members.map((member) => (KindGuard.IsLiteral(member) ? String(member.const) : ''));
+    if (!values.includes(raw)) throw fail(`must be one of ${values.join(', ')}, got "${raw}"`);
+    return raw;
+  }
+  const { protocols } = schema as Partial<EnvOptions>;
+  if (protocols) {
+    let parsed: URL;
+    try {
+      parsed = new URL(raw);
+    } catch {
+      throw fail(`must be a URL, got "${raw}"`);
+    }
+    if (!protocols.includes(parsed.protocol)) throw fail(`must use ${protocols.join(' or ')}, got "${parsed.protocol}"`);
+    return raw.replace(/\/$/, '');
+  }
+  return raw;
 }
 
-function oneOf<T extends string>(env: Env, key: string, values: readonly T[], fallback: T): T {
-  const raw = str(env, key);
-  if (raw === null) return fallback;
-  if (!(values as readonly string[]).includes(raw)) {
-    throw new ConfigError(`${key} must be one of ${values.join(', ')}, got "${raw}"`);
+/** The environment, parsed by ConfigSchema: each variable typed, limited and defaulted (null when unset without a default). */
+function parseEnvironment(env: Env): EnvSettings {
+  const out: Record<string, unknown> = {};
+  for (const [key, schema] of Object.entries(ConfigSchema.properties) as [string, TSchema & EnvOptions & Record<string, unknown>][]) {
+    const text = env[key]?.trim();
+    out[key] = text ? parseVariable(key, schema, text) : (schema.default ?? null);
+    if (out[key] === null) continue;
+    // The limits (range, length, pattern) as the schema states them.
+    const error = Value.Errors(schema, out[key]).First();
+    if (!error) continue;
+    const value = String(out[key]);
+    // Secrets (the variables with a minimum length) are never repeated in the message.
+    if (typeof schema.minLength === 'number') {
+      throw new ConfigError(`${key} must ${schema.hint ?? `be at least ${schema.minLength} characters long`}`);
+    }
+    if (schema.hint) throw new ConfigError(`${key} must ${schema.hint}, got "${value.slice(0, 40)}"`);
+    if (typeof schema.minimum === 'number') {
+      throw new ConfigError(`${key} must be between ${schema.minimum} and ${String(schema.maximum)}, got ${value}`);
+    }
+    throw new ConfigError(`${key} ${error.message}, got "${value.slice(0, 40)}"`);
   }
-  return raw as T;
+  return out as EnvSettings;
 }
 
 /** JWT secret from the environment, or generated once and kept in DATA_DIR (never a constant). */
-function loadJwtSecret(env: Env, dataDir: string): Uint8Array {
-  const raw = str(env, 'JWT_SECRET');
-  if (raw !== null) {
-    if (raw.length < 32) throw new ConfigError('JWT_SECRET must be at least 32 characters long');
-    return new TextEncoder().encode(raw);
-  }
+function loadJwtSecret(raw: string | null, dataDir: string): Uint8Array {
+  if (raw !== null) return new TextEncoder().encode(raw);
   const file = path.join(dataDir, 'jwt-secret');
   if (!existsSync(file)) {
     mkdirSync(dataDir, { recursive: true });
@@ -155,8 +246,7 @@ function loadJwtSecret(env: Env, dataDir: string): Uint8Array {
  * allowed to call the API. "*" is refused: the API carries patient data, so every origin is
  * named; the default is CLIENT_URL's origin, where the Google sign-in returns.
  */
-function corsOrigins(env: Env, clientUrl: string): string[] {
-  const raw = str(env, 'CORS_ORIGINS');
+function corsOrigins(raw: string | null, clientUrl: string): string[] {
   if (raw === null) return [new URL(clientUrl).origin];
   return raw
     .split(',')
@@ -177,125 +267,99 @@ function corsOrigins(env: Env, clientUrl: string): string[] {
     });
 }
 
-const DURATION = /^\d+\s*(s|m|h|d|w)$/;
-
-/** A point name such as screening or balanced; whether the model has it is checked when it loads. */
-function operatingPointName(env: Env, name: string): string | null {
-  const v = str(env, name);
-  if (v !== null && !/^[a-z][a-z0-9-]{0,39}$/.test(v)) {
-    throw new ConfigError(`${name} must be an operating point name such as screening or balanced, got "${v.slice(0, 40)}"`);
-  }
-  return v;
-}
-
 export function loadConfig(env: Env = process.env): Config {
-  const dataDir = path.resolve(str(env, 'DATA_DIR') ?? './data');
-  const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']);
-  const jwtSecret = loadJwtSecret(env, dataDir);
+  const e = parseEnvironment(env);
+  const dataDir = path.resolve(e.DATA_DIR ?? './data');
+  const jwtSecret = loadJwtSecret(e.JWT_SECRET, dataDir);
   // Short-lived: a stolen token is worth an hour at most (and logout or a password change
   // ends it at once, see auth/tokens.ts).
-  const jwtExpiresIn = str(env, 'JWT_EXPIRES_IN') ?? '1h';
-  if (!DURATION.test(jwtExpiresIn)) {
-    throw new ConfigError(`JWT_EXPIRES_IN must look like 30m, 12h or 7d, got "${jwtExpiresIn}"`);
-  }
+  const jwtExpiresIn = e.JWT_EXPIRES_IN ?? '1h';
   const unitSeconds = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 } as const;
   const lifetime = parseInt(jwtExpiresIn, 10) * unitSeconds[jwtExpiresIn.trim().slice(-1) as keyof typeof unitSeconds];
   if (lifetime < 60 || lifetime > 86_400) {
     throw new ConfigError(`JWT_EXPIRES_IN must be between 1m and 24h (tokens are meant to be short-lived), got "${jwtExpiresIn}"`);
   }
-  const signingRaw = str(env, 'URL_SIGNING_SECRET');
-  const adminEmail = str(env, 'ADMIN_EMAIL');
-  const adminPassword = str(env, 'ADMIN_PASSWORD');
-  if ((adminEmail === null) !== (adminPassword === null)) {
+  if ((e.ADMIN_EMAIL === null) !== (e.ADMIN_PASSWORD === null)) {
     throw new ConfigError('ADMIN_EMAIL and ADMIN_PASSWORD must be set together');
   }
-  if (adminPassword !== null && adminPassword.length < 10) {
-    throw new ConfigError('ADMIN_PASSWORD must be at least 10 characters long (and hard to guess: it is checked at start-up)');
-  }
-  const bucket = str(env, 'S3_BUCKET');
-  const port = int(env, 'PORT', 3000, 0, 65535);
-  const publicUrl = url(env, 'PUBLIC_URL', ['http:', 'https:']);
+  const port = e.PORT ?? 3000;
   // The web app this server serves takes the token from the fragment on its sign-in page.
-  const clientUrl =
-    url(env, 'CLIENT_URL', ['http:', 'https:']) ?? `${(publicUrl ?? `http://localhost:${port}`).replace(/\/+$/, '')}/login`;
-  const metricsToken = str(env, 'METRICS_TOKEN');
-  if (metricsToken !== null && metricsToken.length < 16) throw new ConfigError('METRICS_TOKEN must be at least 16 characters long');
-  const allowedDomains = (str(env, 'GOOGLE_ALLOWED_DOMAINS') ?? '')
+  const clientUrl = e.CLIENT_URL ?? `${(e.PUBLIC_URL ?? `http://localhost:${port}`).replace(/\/+$/, '')}/login`;
+  const allowedDomains = (e.GOOGLE_ALLOWED_DOMAINS ?? '')
     .split(',')
     .map((d) => d.trim().toLowerCase().replace(/^@/, ''))
     .filter(Boolean);
+  const defaulted = <T>(value: T | null): T => {
+    // Every variable read below has a default in ConfigSchema.
+    if (value === null) throw new Error('a ConfigSchema default is missing');
+    return value;
+  };
 
   return {
     port,
-    host: str(env, 'HOST') ?? '0.0.0.0',
-    publicUrl,
-    apiDocs: oneOf(env, 'API_DOCS', ['on', 'off', 'auth'] as const, 'on'),
+    host: defaulted(e.HOST),
+    publicUrl: e.PUBLIC_URL,
+    apiDocs: defaulted(e.API_DOCS),
     dataDir,
-    databaseUrl,
+    databaseUrl: e.DATABASE_URL,
     jwtSecret,
     jwtExpiresIn,
-    urlSigningSecret: signingRaw ? new TextEncoder().encode(signingRaw) : jwtSecret,
-    signedUrlTtlSeconds: int(env, 'SIGNED_URL_TTL_SECONDS', 3600, 30, 7 * 24 * 3600),
-    adminEmail: adminEmail?.toLowerCase() ?? null,
-    adminPassword,
-    rateLimit: {
-      max: int(env, 'RATE_LIMIT_MAX', 100, 1, 1_000_000),
-      windowMs: int(env, 'RATE_LIMIT_WINDOW_MS', 15 * 60 * 1000, 1000, 24 * 3600 * 1000),
-    },
+    urlSigningSecret: e.URL_SIGNING_SECRET ? new TextEncoder().encode(e.URL_SIGNING_SECRET) : jwtSecret,
+    signedUrlTtlSeconds: defaulted(e.SIGNED_URL_TTL_SECONDS),
+    adminEmail: e.ADMIN_EMAIL?.toLowerCase() ?? null,
+    adminPassword: e.ADMIN_PASSWORD,
+    rateLimit: { max: defaulted(e.RATE_LIMIT_MAX), windowMs: defaulted(e.RATE_LIMIT_WINDOW_MS) },
     loginThrottle: {
       slowAfter: 3,
-      lockAfter: int(env, 'LOGIN_MAX_FAILURES', 10, 3, 1000),
-      lockMinutes: int(env, 'LOGIN_LOCKOUT_MINUTES', 15, 1, 24 * 60),
-      maxPerIp: int(env, 'LOGIN_MAX_FAILURES_PER_IP', 50, 5, 100_000),
+      lockAfter: defaulted(e.LOGIN_MAX_FAILURES),
+      lockMinutes: defaulted(e.LOGIN_LOCKOUT_MINUTES),
+      maxPerIp: defaulted(e.LOGIN_MAX_FAILURES_PER_IP),
       windowMinutes: 15,
     },
-    redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
-    redisKeyPrefix: str(env, 'REDIS_KEY_PREFIX') ?? 'imagemedix:',
-    trustProxy: bool(env, 'TRUST_PROXY', false),
-    logLevel: oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
-    maxUploadMb: int(env, 'MAX_UPLOAD_MB', 50, 1, 2048),
-    maxImagePixels: int(env, 'MAX_IMAGE_PIXELS', 50_000_000, 1, 1_000_000_000),
-    decodeTimeoutMs: int(env, 'DECODE_TIMEOUT_MS', 30_000, 1000, 600_000),
-    storage: bucket
+    redisUrl: e.REDIS_URL,
+    redisKeyPrefix: defaulted(e.REDIS_KEY_PREFIX),
+    trustProxy: defaulted(e.TRUST_PROXY),
+    logLevel: defaulted(e.LOG_LEVEL),
+    maxUploadMb: defaulted(e.MAX_UPLOAD_MB),
+    maxImagePixels: defaulted(e.MAX_IMAGE_PIXELS),
+    decodeTimeoutMs: defaulted(e.DECODE_TIMEOUT_MS),
+    storage: e.S3_BUCKET
       ? {
-          bucket,
-          region: str(env, 'S3_REGION') ?? 'us-east-1',
-          endpoint: url(env, 'S3_ENDPOINT', ['http:', 'https:']),
-          accessKeyId: str(env, 'S3_ACCESS_KEY_ID'),
-          secretAccessKey: str(env, 'S3_SECRET_ACCESS_KEY'),
-          forcePathStyle: bool(env, 'S3_FORCE_PATH_STYLE', false),
-          prefix: str(env, 'S3_PREFIX') ?? '',
+          bucket: e.S3_BUCKET,
+          region: defaulted(e.S3_REGION),
+          endpoint: e.S3_ENDPOINT,
+          accessKeyId: e.S3_ACCESS_KEY_ID,
+          secretAccessKey: e.S3_SECRET_ACCESS_KEY,
+          forcePathStyle: defaulted(e.S3_FORCE_PATH_STYLE),
+          prefix: defaulted(e.S3_PREFIX),
         }
       : null,
-    modelsDir: path.resolve(str(env, 'MODELS_DIR') ?? path.join(REPO_ROOT, 'models')),
-    calibrationDir: path.resolve(str(env, 'CALIBRATION_DIR') ?? path.join(dataDir, 'calibration')),
-    chestOperatingPoint: operatingPointName(env, 'CHEST_OPERATING_POINT'),
+    modelsDir: path.resolve(e.MODELS_DIR ?? path.join(REPO_ROOT, 'models')),
+    calibrationDir: path.resolve(e.CALIBRATION_DIR ?? path.join(dataDir, 'calibration')),
+    chestOperatingPoint: e.CHEST_OPERATING_POINT,
     worker: {
-      inProcess: bool(env, 'WORKER_IN_PROCESS', true),
-      concurrency: int(env, 'WORKER_CONCURRENCY', 2, 1, 64),
-      pollIntervalSeconds: int(env, 'WORKER_POLL_SECONDS', 1, 1, 60),
-      analysisTimeoutSeconds: int(env, 'ANALYSIS_TIMEOUT_SECONDS', 120, 2, 3600),
-      maintenanceSeconds: int(env, 'QUEUE_MAINTENANCE_SECONDS', 30, 1, 600),
+      inProcess: defaulted(e.WORKER_IN_PROCESS),
+      concurrency: defaulted(e.WORKER_CONCURRENCY),
+      pollIntervalSeconds: defaulted(e.WORKER_POLL_SECONDS),
+      analysisTimeoutSeconds: defaulted(e.ANALYSIS_TIMEOUT_SECONDS),
+      maintenanceSeconds: defaulted(e.QUEUE_MAINTENANCE_SECONDS),
     },
     webhooks: {
-      allowPrivate: bool(env, 'WEBHOOK_ALLOW_PRIVATE', false),
-      timeoutMs: int(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 100, 120_000),
-      maxAttempts: int(env, 'WEBHOOK_MAX_ATTEMPTS', 8, 1, 20),
+      allowPrivate: defaulted(e.WEBHOOK_ALLOW_PRIVATE),
+      timeoutMs: defaulted(e.WEBHOOK_TIMEOUT_MS),
+      maxAttempts: defaulted(e.WEBHOOK_MAX_ATTEMPTS),
     },
-    metrics: {
-      token: metricsToken,
-      port: str(env, 'METRICS_PORT') === null ? null : int(env, 'METRICS_PORT', 0, 1, 65535),
-    },
+    metrics: { token: e.METRICS_TOKEN, port: e.METRICS_PORT },
     google: {
-      clientId: str(env, 'GOOGLE_CLIENT_ID'),
-      clientSecret: str(env, 'GOOGLE_CLIENT_SECRET'),
-      callbackUrl: url(env, 'GOOGLE_CALLBACK_URL', ['http:', 'https:']),
+      clientId: e.GOOGLE_CLIENT_ID,
+      clientSecret: e.GOOGLE_CLIENT_SECRET,
+      callbackUrl: e.GOOGLE_CALLBACK_URL,
       clientUrl,
-      issuer: url(env, 'GOOGLE_ISSUER', ['http:', 'https:']) ?? 'https://accounts.google.com',
-      autoProvision: oneOf(env, 'GOOGLE_AUTO_PROVISION', ['inactive', 'active', 'off'] as const, 'inactive'),
+      issuer: e.GOOGLE_ISSUER ?? 'https://accounts.google.com',
+      autoProvision: defaulted(e.GOOGLE_AUTO_PROVISION),
       allowedDomains,
     },
-    corsOrigins: corsOrigins(env, clientUrl),
+    corsOrigins: corsOrigins(e.CORS_ORIGINS, clientUrl),
   };
 }
 

@@ -12,6 +12,7 @@ import { registerAuditHooks } from './audit/log.js';
 import { analysisFeature } from './analysis/routes.js';
 import { auditFeature } from './audit/routes.js';
 import { googleSignInFeature } from './auth/google/feature.js';
+import { rateLimitKey, rateLimitMax } from './auth/rate-limit-key.js';
 import { authFeature } from './auth/routes.js';
 import { LoginThrottledError } from './auth/throttle.js';
 import type { AppContext, Feature } from './context.js';
@@ -123,7 +124,9 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
   // `config: { rateLimit: false }` (health checks, signed image links).
   await app.register(rateLimit, {
     global: false,
-    max: config.rateLimit.max,
+    // Per address for anonymous callers and sign-in; per user, with more room, once signed in.
+    keyGenerator: rateLimitKey(ctx.tokens),
+    max: rateLimitMax(config.rateLimit),
     timeWindow: config.rateLimit.windowMs,
     ...(redis ? { redis, nameSpace: `${config.redisKeyPrefix}rate-limit:` } : {}),
     // A Redis outage must not take the API down: let requests through and log it.

@@ -25,7 +25,8 @@ export interface Config {
   signedUrlTtlSeconds: number;
   adminEmail: string | null;
   adminPassword: string | null;
-  rateLimit: { max: number; windowMs: number };
+  /** Requests per window: `max` per address (anonymous, sign-in), `userMax` per signed-in user. */
+  rateLimit: { max: number; userMax: number; windowMs: number };
   /** Failed sign-ins: slowed, then locked per account; locked per client address. */
   loginThrottle: { slowAfter: number; lockAfter: number; lockMinutes: number; maxPerIp: number; windowMinutes: number };
   redisUrl: string | null;
@@ -86,6 +87,13 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/** A signed-in user's allowance: 1000 unless set, and never below an address's (signing in must not lower it). */
+function rateLimitUserMax(addressMax: number, set: number | null | undefined): number {
+  if (set === null || set === undefined) return Math.max(1000, addressMax);
+  if (set < addressMax) throw new ConfigError(`RATE_LIMIT_USER_MAX must be at least RATE_LIMIT_MAX (${addressMax}), got ${set}`);
+  return set;
+}
+
 type Env = Record<string, string | undefined>;
 
 const REPO_ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -126,7 +134,13 @@ export const ConfigSchema = Type.Object({
   SIGNED_URL_TTL_SECONDS: Int(3600, 30, 7 * 24 * 3600, 'Lifetime of a signed file link'),
   ADMIN_EMAIL: Text('First administrator, created when no admin exists (with ADMIN_PASSWORD)'),
   ADMIN_PASSWORD: Text('Password of ADMIN_EMAIL', { minLength: 10, hint: 'be at least 10 characters long (and hard to guess: it is checked at start-up)' }),
-  RATE_LIMIT_MAX: Int(100, 1, 1_000_000, 'Requests per client and window'),
+  RATE_LIMIT_MAX: Int(100, 1, 1_000_000, 'Requests per client address and window: anonymous calls and signing in'),
+  RATE_LIMIT_USER_MAX: Int(
+    undefined,
+    1,
+    10_000_000,
+    'Requests per signed-in user and window, wherever they call from; default 1000, never below RATE_LIMIT_MAX',
+  ),
   RATE_LIMIT_WINDOW_MS: Int(15 * 60 * 1000, 1000, 24 * 3600 * 1000, 'Rate-limit window'),
   LOGIN_MAX_FAILURES: Int(10, 3, 1000, 'Failed sign-ins before an account is locked'),
   LOGIN_LOCKOUT_MINUTES: Int(15, 1, 24 * 60, 'How long a locked account stays locked'),
@@ -308,7 +322,11 @@ export function loadConfig(env: Env = process.env): Config {
     signedUrlTtlSeconds: defaulted(e.SIGNED_URL_TTL_SECONDS),
     adminEmail: e.ADMIN_EMAIL?.toLowerCase() ?? null,
     adminPassword: e.ADMIN_PASSWORD,
-    rateLimit: { max: defaulted(e.RATE_LIMIT_MAX), windowMs: defaulted(e.RATE_LIMIT_WINDOW_MS) },
+    rateLimit: {
+      max: defaulted(e.RATE_LIMIT_MAX),
+      userMax: rateLimitUserMax(defaulted(e.RATE_LIMIT_MAX), e.RATE_LIMIT_USER_MAX),
+      windowMs: defaulted(e.RATE_LIMIT_WINDOW_MS),
+    },
     loginThrottle: {
       slowAfter: 3,
       lockAfter: defaulted(e.LOGIN_MAX_FAILURES),

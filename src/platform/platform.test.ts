@@ -15,7 +15,9 @@ describe('configuration', () => {
     const c = loadConfig({ DATA_DIR: tmp() });
     assert.equal(c.port, 3000);
     assert.equal(c.databaseUrl, null);
-    assert.deepEqual(c.rateLimit, { max: 100, windowMs: 900_000 });
+    assert.deepEqual(c.rateLimit, { max: 100, userMax: 1000, windowMs: 900_000 });
+    // A signed-in user's allowance is never below an address's.
+    assert.equal(loadConfig({ DATA_DIR: tmp(), RATE_LIMIT_MAX: '5000' }).rateLimit.userMax, 5000);
     assert.equal(c.maxUploadMb, 50);
     assert.equal(c.worker.inProcess, true);
   });
@@ -28,6 +30,7 @@ describe('configuration', () => {
       [{ JWT_SECRET: 'short' }, /JWT_SECRET must be at least 32/],
       [{ JWT_EXPIRES_IN: 'forever' }, /JWT_EXPIRES_IN/],
       [{ RATE_LIMIT_MAX: '-1' }, /RATE_LIMIT_MAX/],
+      [{ RATE_LIMIT_MAX: '200', RATE_LIMIT_USER_MAX: '150' }, /RATE_LIMIT_USER_MAX must be at least RATE_LIMIT_MAX \(200\)/],
       [{ ADMIN_EMAIL: 'a@b.co' }, /ADMIN_EMAIL and ADMIN_PASSWORD must be set together/],
       [{ WEBHOOK_ALLOW_PRIVATE: 'maybe' }, /WEBHOOK_ALLOW_PRIVATE must be true or false/],
       [{ GOOGLE_AUTO_PROVISION: 'sometimes' }, /GOOGLE_AUTO_PROVISION must be one of/],
@@ -72,7 +75,7 @@ describe('signed links', () => {
 describe('HTTP platform (pglite)', () => {
   let t: TestApp;
   before(async () => {
-    t = await createTestApp('pglite', { env: { RATE_LIMIT_MAX: '5', RATE_LIMIT_WINDOW_MS: '60000' } });
+    t = await createTestApp('pglite', { env: { RATE_LIMIT_MAX: '5', RATE_LIMIT_USER_MAX: '8', RATE_LIMIT_WINDOW_MS: '60000' } });
   });
   after(() => t.close());
 
@@ -133,6 +136,38 @@ describe('HTTP platform (pglite)', () => {
     assert.equal(other.statusCode, 404);
     assert.equal(other.headers['x-ratelimit-remaining'], '4');
   });
+
+  test('a signed-in user spends their own, larger budget; anonymous calls and sign-in stay per address', async () => {
+    const ip = '10.7.7.7';
+    const [ana, ben] = [await t.user(), await t.user()];
+    const call = (headers: Record<string, string> = {}, url = '/api/auth/me', remoteAddress = ip) =>
+      t.app.inject({ url, headers, remoteAddress });
+    const budget = (res: { headers: Record<string, unknown> }) => [res.headers['x-ratelimit-limit'], res.headers['x-ratelimit-remaining']];
+
+    const first = await call(ana.auth);
+    assert.equal(first.statusCode, 200);
+    assert.deepEqual(budget(first), ['8', '7']);
+    assert.deepEqual(budget(await call(ben.auth)), ['8', '7'], 'two doctors behind one address do not share');
+    assert.deepEqual(budget(await call()), ['5', '4'], "the address's own budget is untouched by signed-in calls");
+    // A token that does not verify is anonymous: it spends the address's budget.
+    const forged = `${ana.token.slice(0, -4)}AAAA`;
+    assert.deepEqual(budget(await call({ authorization: `Bearer ${forged}` })), ['5', '3']);
+    // Signing in is keyed by address even with a valid token along: passwords are guessed there.
+    const login = await t.app.inject({
+      method: 'POST',
+      url: '/api/auth/login',
+      headers: ana.auth,
+      remoteAddress: ip,
+      payload: { email: ana.email, password: 'wrong-password' },
+    });
+    assert.deepEqual(budget(login), ['5', '2']);
+
+    for (let i = 0; i < 7; i++) assert.equal((await call(ana.auth)).statusCode, 200);
+    const limited = await call(ana.auth, '/api/auth/me', '10.7.7.8');
+    assert.equal(limited.statusCode, 429, 'the budget is the user\'s wherever they call from');
+    assert.match(limited.json().error, /the limit is 8 per window/);
+    assert.equal((await call(ben.auth)).statusCode, 200, 'another user is not affected');
+  });
 });
 
 describe('rate limits shared through Redis', () => {
@@ -150,7 +185,9 @@ describe('rate limits shared through Redis', () => {
     }
     const env = {
       RATE_LIMIT_MAX: '3',
+      RATE_LIMIT_USER_MAX: '4',
       RATE_LIMIT_WINDOW_MS: '60000',
+      JWT_SECRET: randomBytes(32).toString('hex'),
       REDIS_URL: 'redis://127.0.0.1:6379',
       REDIS_KEY_PREFIX: `imagemedix-test-${randomBytes(4).toString('hex')}:`,
     };
@@ -162,6 +199,11 @@ describe('rate limits shared through Redis', () => {
       assert.equal((await hit(b)).headers['x-ratelimit-remaining'], '1');
       assert.equal((await hit(a)).headers['x-ratelimit-remaining'], '0');
       assert.equal((await hit(b)).statusCode, 429);
+      // A signed-in user's budget is one across the instances too (same JWT secret, as deployed).
+      const user = await a.user();
+      const me = (t: TestApp) => t.app.inject({ url: '/api/auth/me', headers: user.auth, remoteAddress: '10.1.2.3' });
+      assert.equal((await me(a)).headers['x-ratelimit-remaining'], '3');
+      assert.equal((await me(b)).headers['x-ratelimit-remaining'], '2');
     } finally {
       await a.close();
       await b.close();

@@ -1,4 +1,4 @@
-/** Small shared pieces: status badges, alerts, pagination, page headers. */
+/** Small shared pieces: status badges, alerts, pagination, page headers, loading states. */
 import type { ReactNode } from 'react';
 
 const STATUS_TEXT: Record<string, string> = {
@@ -83,4 +83,17 @@ export function Pagination({
 
 export function Empty({ children }: { children: ReactNode }) {
   return <p className="empty">{children}</p>;
+}
+
+/**
+ * What a page shows until its main data is there: the error that stopped it, else "Loading …".
+ * Use as `if (state.error || !state.data) return <LoadState state={state} what="scan" />`.
+ */
+export function LoadState({ state, what }: { state: { error: string | null }; what: string }) {
+  if (state.error) return <Alert>{state.error}</Alert>;
+  return (
+    <p className="page-loading" role="status">
+      Loading {what}…
+    </p>
+  );
 }

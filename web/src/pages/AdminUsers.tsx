@@ -1,7 +1,8 @@
-import { useEffect, useState, type FormEvent } from 'react';
+import { useState } from 'react';
 import { api, errorMessage, ok, type User } from '../api/client';
 import { useAuth } from '../auth';
 import { Alert, PageHeader } from '../components/ui';
+import { useDocumentTitle, useFormAction } from '../lib/hooks';
 import { useAsync } from '../lib/useAsync';
 
 export function AdminUsers() {
@@ -10,9 +11,7 @@ export function AdminUsers() {
   const [error, setError] = useState<string | null>(null);
   const [creating, setCreating] = useState(false);
 
-  useEffect(() => {
-    document.title = 'Users · ImageMedix';
-  }, []);
+  useDocumentTitle('Users');
 
   /** Shows the change at once (a switch that lags feels broken) and undoes it if refused. */
   async function change(u: User, body: { role?: 'admin' | 'doctor'; isActive?: boolean }) {
@@ -95,29 +94,22 @@ export function AdminUsers() {
 
 function NewUserForm({ onCreated }: { onCreated(u: User): void }) {
   const [f, setF] = useState({ name: '', email: '', password: '', role: 'doctor', specialization: '' });
-  const [error, setError] = useState<string | null>(null);
-  async function submit(e: FormEvent) {
-    e.preventDefault();
-    setError(null);
-    try {
-      const created = await ok(
-        api.POST('/api/users/users', {
-          body: {
-            name: f.name.trim(),
-            email: f.email.trim(),
-            password: f.password,
-            role: f.role as 'doctor',
-            ...(f.specialization.trim() ? { specialization: f.specialization.trim() } : {}),
-          },
-        }),
-      );
-      onCreated(created as User);
-    } catch (err) {
-      setError(errorMessage(err));
-    }
-  }
+  const { onSubmit, busy, error } = useFormAction(async () => {
+    const created = await ok(
+      api.POST('/api/users/users', {
+        body: {
+          name: f.name.trim(),
+          email: f.email.trim(),
+          password: f.password,
+          role: f.role as 'doctor',
+          ...(f.specialization.trim() ? { specialization: f.specialization.trim() } : {}),
+        },
+      }),
+    );
+    onCreated(created as User);
+  });
   return (
-    <form className="card form" onSubmit={submit} aria-labelledby="new-user-h">
+    <form className="card form" onSubmit={onSubmit} aria-labelledby="new-user-h">
       <h2 id="new-user-h">New user</h2>
       {error && <Alert>{error}</Alert>}
       <div className="grid-3">
@@ -153,7 +145,7 @@ function NewUserForm({ onCreated }: { onCreated(u: User): void }) {
           <input id="nu-spec" value={f.specialization} onChange={(e) => setF({ ...f, specialization: e.target.value })} />
         </div>
       </div>
-      <button type="submit" className="btn btn-primary" disabled={!f.name || !f.email || f.password.length < 8}>
+      <button type="submit" className="btn btn-primary" disabled={busy || !f.name || !f.email || f.password.length < 8}>
         Create user
       </button>
     </form>

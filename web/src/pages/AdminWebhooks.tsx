@@ -1,8 +1,9 @@
-import { useEffect, useState, type FormEvent } from 'react';
+import { useState } from 'react';
 import { api, errorMessage, ok, type Delivery, type Webhook } from '../api/client';
 import { Alert, Empty, PageHeader } from '../components/ui';
 import { retryState } from '../lib/delivery-state';
 import { formatDateTime } from '../lib/format';
+import { useDocumentTitle, useFormAction } from '../lib/hooks';
 import { useAsync } from '../lib/useAsync';
 
 const EVENTS = ['scan.uploaded', 'scan.analyzed', 'scan.failed'] as const;
@@ -13,9 +14,7 @@ export function AdminWebhooks() {
   const [secret, setSecret] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
 
-  useEffect(() => {
-    document.title = 'Webhooks · ImageMedix';
-  }, []);
+  useDocumentTitle('Webhooks');
 
   async function remove(h: Webhook) {
     if (!window.confirm(`Delete the webhook to ${h.url}? Queued deliveries are dropped.`)) return;
@@ -162,25 +161,18 @@ function NewWebhookForm({ onCreated }: { onCreated(secret: string): void }) {
   const [url, setUrl] = useState('');
   const [description, setDescription] = useState('');
   const [events, setEvents] = useState<string[]>([...EVENTS]);
-  const [error, setError] = useState<string | null>(null);
-  async function submit(e: FormEvent) {
-    e.preventDefault();
-    setError(null);
-    try {
-      const out = await ok(
-        api.POST('/api/webhooks/', {
-          body: { url: url.trim(), events: events as (typeof EVENTS)[number][], ...(description.trim() ? { description: description.trim() } : {}) },
-        }),
-      );
-      setUrl('');
-      setDescription('');
-      onCreated(out.secret);
-    } catch (err) {
-      setError(errorMessage(err));
-    }
-  }
+  const { onSubmit, busy, error } = useFormAction(async () => {
+    const out = await ok(
+      api.POST('/api/webhooks/', {
+        body: { url: url.trim(), events: events as (typeof EVENTS)[number][], ...(description.trim() ? { description: description.trim() } : {}) },
+      }),
+    );
+    setUrl('');
+    setDescription('');
+    onCreated(out.secret);
+  });
   return (
-    <form className="card form" onSubmit={submit} aria-labelledby="new-hook-h">
+    <form className="card form" onSubmit={onSubmit} aria-labelledby="new-hook-h">
       <h2 id="new-hook-h">New webhook</h2>
       {error && <Alert>{error}</Alert>}
       <div className="grid-2">
@@ -206,7 +198,7 @@ function NewWebhookForm({ onCreated }: { onCreated(secret: string): void }) {
           </label>
         ))}
       </fieldset>
-      <button type="submit" className="btn btn-primary" disabled={!url.trim() || events.length === 0}>
+      <button type="submit" className="btn btn-primary" disabled={busy || !url.trim() || events.length === 0}>
         Create webhook
       </button>
     </form>

@@ -1,23 +1,23 @@
-import { useEffect, useState, type FormEvent } from 'react';
+import { useEffect, useState } from 'react';
 import { Navigate, useSearchParams } from 'react-router-dom';
 import { api, errorMessage } from '../api/client';
 import { useAuth } from '../auth';
 import { Logo } from '../components/Logo';
 import { Alert } from '../components/ui';
 import { safeNext, signInErrorText } from '../lib/api-errors';
+import { useDocumentTitle, useFormAction } from '../lib/hooks';
 
 export function Login() {
   const { user, signIn, adoptToken, endedReason } = useAuth();
   const [params] = useSearchParams();
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
   const [google, setGoogle] = useState(false);
   const next = safeNext(params.get('next'));
+  const { onSubmit, busy, error, setError } = useFormAction(() => signIn(email.trim(), password), signInErrorText);
+  useDocumentTitle('Sign in');
 
   useEffect(() => {
-    document.title = 'Sign in · ImageMedix';
     void api.GET('/api/auth/google/enabled').then(({ data }) => setGoogle(data?.enabled === true), () => undefined);
     // Google sign-in returns here with the token (or an error) in the fragment.
     const fragment = new URLSearchParams(window.location.hash.slice(1));
@@ -25,21 +25,9 @@ export function Login() {
     const token = fragment.get('token');
     if (token) adoptToken(token).catch((err: unknown) => setError(errorMessage(err)));
     else if (fragment.get('error')) setError(fragment.get('error_description') ?? 'Google sign-in failed.');
-  }, [adoptToken]);
+  }, [adoptToken, setError]);
 
   if (user) return <Navigate to={next} replace />;
-
-  async function submit(e: FormEvent) {
-    e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      await signIn(email.trim(), password);
-    } catch (err) {
-      setError(signInErrorText(err));
-      setBusy(false);
-    }
-  }
 
   return (
     <div className="login-page">
@@ -54,7 +42,7 @@ export function Login() {
         <h1 tabIndex={-1}>Sign in</h1>
         {endedReason && !error && <Alert kind="info">{endedReason}</Alert>}
         {error && <Alert>{error}</Alert>}
-        <form onSubmit={submit} className="form" noValidate>
+        <form onSubmit={onSubmit} className="form" noValidate>
           <div className="field">
             <label htmlFor="email">Email</label>
             <input

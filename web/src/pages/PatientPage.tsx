@@ -1,9 +1,10 @@
-import { useEffect, useState, type FormEvent } from 'react';
+import { useState } from 'react';
 import { Link, useParams } from 'react-router-dom';
-import { api, errorMessage, ok, type PatientDetail } from '../api/client';
+import { api, ok, type PatientDetail } from '../api/client';
 import { useAuth } from '../auth';
-import { Alert, Empty, PageHeader, StatusBadge } from '../components/ui';
+import { Alert, Empty, LoadState, PageHeader, StatusBadge } from '../components/ui';
 import { formatDate, formatDateTime, SCAN_TYPE_NAMES } from '../lib/format';
+import { useDocumentTitle, useFormAction } from '../lib/hooks';
 import { useAsync } from '../lib/useAsync';
 
 export function PatientPage() {
@@ -12,12 +13,9 @@ export function PatientPage() {
   const patient = useAsync((signal) => ok(api.GET('/api/patients/{id}', { params: { path: { id } }, signal })), [id]);
   const p = patient.data;
 
-  useEffect(() => {
-    document.title = p ? `${p.name} · Patients · ImageMedix` : 'Patient · ImageMedix';
-  }, [p]);
+  useDocumentTitle(p ? `${p.name} · Patients` : 'Patient');
 
-  if (patient.error) return <Alert>{patient.error}</Alert>;
-  if (!p) return <p role="status">Loading patient…</p>;
+  if (patient.error || !p) return <LoadState state={patient} what="patient" />;
   const merge = (part: Partial<PatientDetail>) => patient.setData((old) => ({ ...old!, ...part }));
 
   return (
@@ -109,27 +107,20 @@ export function PatientPage() {
 
 function MedicalHistory({ patient, onChange }: { patient: PatientDetail; onChange(h: PatientDetail['medicalHistory']): void }) {
   const [f, setF] = useState({ condition: '', diagnosis: '', treatment: '' });
-  const [error, setError] = useState<string | null>(null);
-  async function submit(e: FormEvent) {
-    e.preventDefault();
-    setError(null);
-    try {
-      const out = await ok(
-        api.POST('/api/patients/{id}/medical-history', {
-          params: { path: { id: patient._id } },
-          body: {
-            condition: f.condition.trim(),
-            ...(f.diagnosis.trim() ? { diagnosis: f.diagnosis.trim() } : {}),
-            ...(f.treatment.trim() ? { treatment: f.treatment.trim() } : {}),
-          },
-        }),
-      );
-      onChange(out.medicalHistory);
-      setF({ condition: '', diagnosis: '', treatment: '' });
-    } catch (err) {
-      setError(errorMessage(err));
-    }
-  }
+  const { onSubmit, error } = useFormAction(async () => {
+    const out = await ok(
+      api.POST('/api/patients/{id}/medical-history', {
+        params: { path: { id: patient._id } },
+        body: {
+          condition: f.condition.trim(),
+          ...(f.diagnosis.trim() ? { diagnosis: f.diagnosis.trim() } : {}),
+          ...(f.treatment.trim() ? { treatment: f.treatment.trim() } : {}),
+        },
+      }),
+    );
+    onChange(out.medicalHistory);
+    setF({ condition: '', diagnosis: '', treatment: '' });
+  });
   return (
     <section className="card" aria-labelledby="mh-h">
       <h2 id="mh-h">Medical history</h2>
@@ -147,7 +138,7 @@ function MedicalHistory({ patient, onChange }: { patient: PatientDetail; onChang
           ))}
         </ul>
       )}
-      <form className="form inline-form" onSubmit={submit}>
+      <form className="form inline-form" onSubmit={onSubmit}>
         {error && <Alert>{error}</Alert>}
         <div className="grid-3">
           <div className="field">
@@ -173,18 +164,11 @@ function MedicalHistory({ patient, onChange }: { patient: PatientDetail; onChang
 
 function Notes({ patient, onChange }: { patient: PatientDetail; onChange(): void }) {
   const [content, setContent] = useState('');
-  const [error, setError] = useState<string | null>(null);
-  async function submit(e: FormEvent) {
-    e.preventDefault();
-    setError(null);
-    try {
-      await ok(api.POST('/api/patients/{id}/notes', { params: { path: { id: patient._id } }, body: { content: content.trim() } }));
-      onChange();
-      setContent('');
-    } catch (err) {
-      setError(errorMessage(err));
-    }
-  }
+  const { onSubmit, error } = useFormAction(async () => {
+    await ok(api.POST('/api/patients/{id}/notes', { params: { path: { id: patient._id } }, body: { content: content.trim() } }));
+    onChange();
+    setContent('');
+  });
   return (
     <section className="card" aria-labelledby="notes-h">
       <h2 id="notes-h">Notes</h2>
@@ -202,7 +186,7 @@ function Notes({ patient, onChange }: { patient: PatientDetail; onChange(): void
           ))}
         </ul>
       )}
-      <form className="form inline-form" onSubmit={submit}>
+      <form className="form inline-form" onSubmit={onSubmit}>
         {error && <Alert>{error}</Alert>}
         <div className="field">
           <label htmlFor="note-content">New note</label>
@@ -219,20 +203,13 @@ function Notes({ patient, onChange }: { patient: PatientDetail; onChange(): void
 function AssignDoctor({ patientId, onAssigned }: { patientId: string; onAssigned(): void }) {
   const users = useAsync(() => ok(api.GET('/api/users/users')), []);
   const [doctorId, setDoctorId] = useState('');
-  const [error, setError] = useState<string | null>(null);
-  async function submit(e: FormEvent) {
-    e.preventDefault();
-    setError(null);
-    try {
-      await ok(api.POST('/api/patients/{id}/assign-doctor', { params: { path: { id: patientId } }, body: { doctorId } }));
-      setDoctorId('');
-      onAssigned();
-    } catch (err) {
-      setError(errorMessage(err));
-    }
-  }
+  const { onSubmit, error } = useFormAction(async () => {
+    await ok(api.POST('/api/patients/{id}/assign-doctor', { params: { path: { id: patientId } }, body: { doctorId } }));
+    setDoctorId('');
+    onAssigned();
+  });
   return (
-    <form className="form inline-form" onSubmit={submit}>
+    <form className="form inline-form" onSubmit={onSubmit}>
       {error && <Alert>{error}</Alert>}
       <div className="field">
         <label htmlFor="assign-doctor">Assign a doctor</label>

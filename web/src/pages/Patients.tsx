@@ -1,37 +1,23 @@
-import { useEffect, useState, type FormEvent } from 'react';
-import { Link, useNavigate, useSearchParams } from 'react-router-dom';
-import { api, errorMessage, ok } from '../api/client';
+import { useState } from 'react';
+import { Link, useNavigate } from 'react-router-dom';
+import { api, ok } from '../api/client';
 import { Alert, Empty, PageHeader, Pagination } from '../components/ui';
 import { formatDate } from '../lib/format';
+import { useDebouncedFilter, useDocumentTitle, useFormAction, useUrlFilters } from '../lib/hooks';
 import { useAsync } from '../lib/useAsync';
 
 const PAGE_SIZE = 10;
 type PatientStatus = 'active' | 'inactive' | 'archived';
 
 export function Patients() {
-  const [params, setParams] = useSearchParams();
+  const filters = useUrlFilters();
   const navigate = useNavigate();
-  const page = Math.max(1, Number(params.get('page')) || 1);
-  const search = params.get('search') ?? '';
-  const status = (params.get('status') ?? '') as PatientStatus | '';
-  const [input, setInput] = useState(search);
+  const { page } = filters;
+  const search = filters.get('search');
+  const status = filters.get('status') as PatientStatus | '';
+  const [input, setInput] = useDebouncedFilter(filters, 'search');
   const [creating, setCreating] = useState(false);
-
-  useEffect(() => {
-    document.title = 'Patients · ImageMedix';
-  }, []);
-
-  useEffect(() => {
-    if (input === search) return;
-    const timer = setTimeout(() => {
-      const next = new URLSearchParams(params);
-      if (input.trim()) next.set('search', input.trim());
-      else next.delete('search');
-      next.delete('page');
-      setParams(next);
-    }, 300);
-    return () => clearTimeout(timer);
-  }, [input, search, params, setParams]);
+  useDocumentTitle('Patients');
 
   const list = useAsync(
     () =>
@@ -61,13 +47,7 @@ export function Patients() {
           <select
             id="p-status"
             value={status}
-            onChange={(e) => {
-              const next = new URLSearchParams(params);
-              if (e.target.value) next.set('status', e.target.value);
-              else next.delete('status');
-              next.delete('page');
-              setParams(next);
-            }}
+            onChange={(e) => filters.set('status', e.target.value)}
           >
             <option value="">All</option>
             <option value="active">Active</option>
@@ -117,11 +97,7 @@ export function Patients() {
           totalPages={list.data.totalPages}
           total={list.data.totalPatients}
           noun="patients"
-          onPage={(p) => {
-            const next = new URLSearchParams(params);
-            next.set('page', String(p));
-            setParams(next);
-          }}
+          onPage={filters.setPage}
         />
       )}
     </section>
@@ -130,31 +106,21 @@ export function Patients() {
 
 function NewPatientForm({ onCreated, onCancel }: { onCreated(id: string): void; onCancel(): void }) {
   const [f, setF] = useState({ patientId: '', name: '', dateOfBirth: '', gender: '', email: '', phone: '' });
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-  async function submit(e: FormEvent) {
-    e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const contact = { ...(f.email ? { email: f.email } : {}), ...(f.phone ? { phone: f.phone } : {}) };
-      const created = await ok(
-        api.POST('/api/patients/', {
-          body: {
-            patientId: f.patientId.trim(),
-            name: f.name.trim(),
-            ...(f.dateOfBirth ? { dateOfBirth: f.dateOfBirth } : {}),
-            ...(f.gender ? { gender: f.gender as 'female' } : {}),
-            ...(Object.keys(contact).length ? { contact } : {}),
-          },
-        }),
-      );
-      onCreated(created._id);
-    } catch (err) {
-      setError(errorMessage(err));
-      setBusy(false);
-    }
-  }
+  const { onSubmit, busy, error } = useFormAction(async () => {
+    const contact = { ...(f.email ? { email: f.email } : {}), ...(f.phone ? { phone: f.phone } : {}) };
+    const created = await ok(
+      api.POST('/api/patients/', {
+        body: {
+          patientId: f.patientId.trim(),
+          name: f.name.trim(),
+          ...(f.dateOfBirth ? { dateOfBirth: f.dateOfBirth } : {}),
+          ...(f.gender ? { gender: f.gender as 'female' } : {}),
+          ...(Object.keys(contact).length ? { contact } : {}),
+        },
+      }),
+    );
+    onCreated(created._id);
+  });
   const field = (key: keyof typeof f, label: string, type = 'text', required = false) => (
     <div className="field">
       <label htmlFor={`new-${key}`}>{label}</label>
@@ -162,7 +128,7 @@ function NewPatientForm({ onCreated, onCancel }: { onCreated(id: string): void; 
     </div>
   );
   return (
-    <form className="card form" onSubmit={submit} aria-labelledby="new-patient-h">
+    <form className="card form" onSubmit={onSubmit} aria-labelledby="new-patient-h">
       <h2 id="new-patient-h">New patient</h2>
       {error && <Alert>{error}</Alert>}
       <div className="grid-3">

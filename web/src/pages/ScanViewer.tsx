@@ -3,9 +3,10 @@ import { Link, useParams } from 'react-router-dom';
 import { api, errorMessage, fetchPixels, ok, type DicomPixels, type ModelInfo } from '../api/client';
 import { AnnotationsPanel, HistoryPanel, ModelFinding, ReviewPanel } from '../components/FindingPanels';
 import { ImageViewer, type ImageViewerHandle, type Marker, type Tool } from '../components/ImageViewer';
-import { Alert, ProgressBar, StatusBadge } from '../components/ui';
+import { Alert, LoadState, ProgressBar, StatusBadge } from '../components/ui';
 import { formatDate, SCAN_TYPE_NAMES } from '../lib/format';
 import { useScanStatus, type StatusEvent } from '../lib/live';
+import { useDocumentTitle } from '../lib/hooks';
 import { useAsync } from '../lib/useAsync';
 
 /** The installed models change only with a deployment: asked once per page load (rate limit). */
@@ -37,9 +38,7 @@ export function ScanViewer() {
   const viewer = useRef<ImageViewerHandle>(null);
   const s = scan.data;
 
-  useEffect(() => {
-    document.title = s ? `${s.patientName} · ${s.scanType ? SCAN_TYPE_NAMES[s.scanType] : 'Scan'} · ImageMedix` : 'Scan · ImageMedix';
-  }, [s]);
+  useDocumentTitle(s ? `${s.patientName} · ${s.scanType ? SCAN_TYPE_NAMES[s.scanType] : 'Scan'}` : 'Scan');
 
   const isDicom = s?.originalFormat === 'dicom';
   useEffect(() => {
@@ -72,8 +71,7 @@ export function ScanViewer() {
     [s, placing],
   );
 
-  if (scan.error) return <Alert>{scan.error}</Alert>;
-  if (!s) return <p role="status">Loading scan…</p>;
+  if (scan.error || !s) return <LoadState state={scan} what="scan" />;
 
   const heatmapUrl = s.modelResult?.heatmapUrl ?? null;
   const region = s.modelResult?.region ?? null;

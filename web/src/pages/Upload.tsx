@@ -8,6 +8,7 @@ import { Link, useSearchParams } from 'react-router-dom';
 import { api, errorMessage, ok, uploadScan, type PatientList } from '../api/client';
 import { Alert, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
 import { SCAN_TYPE_NAMES } from '../lib/format';
+import { useDebounced, useDocumentTitle } from '../lib/hooks';
 import { useScanStatus, type StatusEvent } from '../lib/live';
 
 type Patient = PatientList['patients'][number];
@@ -42,9 +43,7 @@ export function Upload() {
   const [busy, setBusy] = useState(false);
   const input = useRef<HTMLInputElement>(null);
 
-  useEffect(() => {
-    document.title = 'Upload scans · ImageMedix';
-  }, []);
+  useDocumentTitle('Upload scans');
 
   // Arriving from a patient's page: that patient is chosen.
   useEffect(() => {
@@ -56,16 +55,19 @@ export function Upload() {
     );
   }, [params]);
 
+  // The patient search asks the server once the typing pauses.
+  const query = useDebounced(search.trim(), 250);
   useEffect(() => {
     if (mode !== 'existing' || patient) return;
-    const timer = setTimeout(() => {
-      ok(api.GET('/api/patients/', { params: { query: { search: search.trim() || undefined, limit: 8, page: 1 } } })).then(
-        (out) => setMatches(out.patients),
-        (err: unknown) => setError(errorMessage(err)),
-      );
-    }, 250);
-    return () => clearTimeout(timer);
-  }, [search, mode, patient]);
+    let live = true;
+    ok(api.GET('/api/patients/', { params: { query: { search: query || undefined, limit: 8, page: 1 } } })).then(
+      (out) => live && setMatches(out.patients),
+      (err: unknown) => live && setError(errorMessage(err)),
+    );
+    return () => {
+      live = false;
+    };
+  }, [query, mode, patient]);
 
   const running = items.filter((i) => i.scanId && i.status === 'processing').map((i) => i.scanId!);
   useScanStatus(running, (e: StatusEvent) =>

@@ -2,31 +2,30 @@
  * The worklist: the scans the user may see, newest first, filtered and paged through the URL
  * (so a reload or the back button keeps the view), with live status while analyses run.
  */
-import { useEffect, useState } from 'react';
-import { Link, useNavigate, useSearchParams } from 'react-router-dom';
+import { useState } from 'react';
+import { Link, useNavigate } from 'react-router-dom';
 import { api, ok, type ScanListItem, type ScanListQuery } from '../api/client';
 import { Alert, Empty, PageHeader, Pagination, ProgressBar, StatusBadge } from '../components/ui';
 import { findingText, formatDate, percent, SCAN_TYPE_NAMES } from '../lib/format';
 import { useScanStatus, type StatusEvent } from '../lib/live';
+import { useDebouncedFilter, useDocumentTitle, useUrlFilters } from '../lib/hooks';
 import { useAsync } from '../lib/useAsync';
 
 const PAGE_SIZE = 10;
 
 export function Worklist() {
-  const [params, setParams] = useSearchParams();
+  const filters = useUrlFilters();
   const navigate = useNavigate();
-  const page = Math.max(1, Number(params.get('page')) || 1);
-  const status = params.get('status') ?? '';
-  const scanType = params.get('scanType') ?? '';
-  const patientId = params.get('patientId') ?? '';
-  const startDate = params.get('startDate') ?? '';
-  const endDate = params.get('endDate') ?? '';
-  const [patientInput, setPatientInput] = useState(patientId);
+  const { page } = filters;
+  const status = filters.get('status');
+  const scanType = filters.get('scanType');
+  const patientId = filters.get('patientId');
+  const startDate = filters.get('startDate');
+  const endDate = filters.get('endDate');
+  // Typing a patient id filters after a short pause, not on every key.
+  const [patientInput, setPatientInput] = useDebouncedFilter(filters, 'patientId', 400);
   const [live, setLive] = useState<Record<string, StatusEvent>>({});
-
-  useEffect(() => {
-    document.title = 'Worklist · ImageMedix';
-  }, []);
+  useDocumentTitle('Worklist');
 
   const list = useAsync(async () => {
     const query: ScanListQuery = { page, limit: PAGE_SIZE };
@@ -45,23 +44,9 @@ export function Worklist() {
     if (event.status !== 'processing') list.reload();
   });
 
-  const setFilter = (name: string, value: string) => {
-    const next = new URLSearchParams(params);
-    if (value) next.set(name, value);
-    else next.delete(name);
-    next.delete('page');
-    setParams(next);
-  };
-
-  // Typing a patient id filters after a short pause, not on every key.
-  useEffect(() => {
-    if (patientInput === patientId) return;
-    const timer = setTimeout(() => setFilter('patientId', patientInput.trim()), 400);
-    return () => clearTimeout(timer);
-  }, [patientInput]);
-
+  const setFilter = filters.set;
   const scans = list.data?.scans ?? [];
-  const filtered = Boolean(status || scanType || patientId || startDate || endDate);
+  const filtered = filters.any;
 
   return (
     <section>
@@ -108,7 +93,7 @@ export function Worklist() {
             className="btn btn-secondary"
             onClick={() => {
               setPatientInput('');
-              setParams(new URLSearchParams());
+              filters.clear();
             }}
           >
             Clear filters
@@ -152,11 +137,7 @@ export function Worklist() {
           totalPages={list.data.totalPages}
           total={list.data.totalScans}
           noun="scans"
-          onPage={(p) => {
-            const next = new URLSearchParams(params);
-            next.set('page', String(p));
-            setParams(next);
-          }}
+          onPage={filters.setPage}
         />
       )}
     </section>

@@ -4,10 +4,17 @@
  * worker and the real ONNX models. It walks what a doctor does in a day, checks each page
  * with axe-core (no serious or critical violation) under the app's own CSP, and saves a
  * screenshot of each page into test-results/screenshots (docs/screenshots holds the chosen ones).
+ *
+ * Signing in is walked every way a person meets it: a wrong password, Google through a real
+ * OpenID provider on loopback (test/oidc/provider.ts, the one the server's Google tests use),
+ * a locked and a deactivated account, and a session that expires while a page is open. The
+ * requests each part makes are counted against the rate limit (test-results/rate-limit.json).
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -16,6 +23,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { REPO_ROOT } from '../../src/platform/config.js';
 import { defaultWebRoot } from '../../src/web/plugin.js';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../helpers/app.js';
+import { startTestIdentityProvider, type TestIdentityProvider } from '../oidc/provider.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SHOTS = path.join(REPO_ROOT, 'test-results', 'screenshots');
@@ -33,6 +41,22 @@ const CHROMIUM_ARGS = [
   '--disable-sync',
 ];
 
+/** A free port on loopback, so the Google client's redirect URI can be known before the server starts. */
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+// The rate-limit budgets of the test server: the header X-RateLimit-Limit tells which one a
+// request spent (a signed-in user's or the address's), so the walk can be counted.
+const ADDRESS_BUDGET = 100_000;
+const USER_BUDGET = 200_000;
+/** The default RATE_LIMIT_USER_MAX: one clinician's walk must fit in one window of it, with room. */
+const DEFAULT_USER_MAX = 1000;
+
 const missing = !existsSync(CHROMIUM) ? `Chromium not found at ${CHROMIUM}` : !existsSync(CHEST_DICOM) ? `${CHEST_DICOM} missing` : null;
 if (missing && process.env.CI) throw new Error(`CI requires the browser test: ${missing}`);
 
@@ -44,22 +68,42 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
   let profile: string;
   let doctor: TestUser;
   let admin: TestUser;
+  let idp: TestIdentityProvider;
   const cspViolations: string[] = [];
   const patientId = uniqueId('PT-WEB');
+  /** Requests that counted against the rate limit, by part of the walk and by budget. */
+  const counted: Record<string, { user: number; address: number; api: number }> = {};
+  let part = 'start';
 
   before(async () => {
     if (!defaultWebRoot()) {
       const { execFileSync } = await import('node:child_process');
       execFileSync(process.execPath, ['--import', 'tsx', 'scripts/build-web.ts'], { cwd: REPO_ROOT, stdio: 'inherit' });
     }
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    const google = { clientId: 'imagemedix-web-e2e', clientSecret: 'e2e-secret-'.padEnd(40, 'x'), redirectUri: `${base}/api/auth/google/callback` };
+    idp = await startTestIdentityProvider({ clients: [google] });
     t = await createTestApp('pglite', {
       worker: true,
-      // Links are built from the address the browser used.
+      env: {
+        GOOGLE_CLIENT_ID: google.clientId,
+        GOOGLE_CLIENT_SECRET: google.clientSecret,
+        GOOGLE_CALLBACK_URL: google.redirectUri,
+        GOOGLE_ISSUER: idp.issuer,
+        CLIENT_URL: `${base}/login`,
+        // The fewest failures the configuration allows, so the lock is reached in a few tries.
+        LOGIN_MAX_FAILURES: '3',
+        RATE_LIMIT_MAX: String(ADDRESS_BUDGET),
+        RATE_LIMIT_USER_MAX: String(USER_BUDGET),
+      },
+      // Links are built from the address the browser used; the test provider is http on loopback.
       adjustConfig: (config) => {
         config.publicUrl = null;
+        config.google.allowInsecureIssuer = true;
       },
     });
-    base = await t.app.listen({ port: 0, host: '127.0.0.1' });
+    await t.app.listen({ port, host: '127.0.0.1' });
     doctor = await t.user({ name: 'Dr. Ana Lima', specialization: 'Neuroradiology' });
     admin = await t.user({ role: 'admin', name: 'Sam Okafor' });
     profile = mkdtempSync(path.join(tmpdir(), 'imagemedix-chromium-'));
@@ -75,11 +119,21 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     page.on('console', (msg) => {
       if (/Content[- ]Security[- ]Policy/i.test(msg.text())) cspViolations.push(msg.text());
     });
+    context.on('response', (response) => {
+      const tally = (counted[part] ??= { user: 0, address: 0, api: 0 });
+      // Every API call, counted or not (signed image links are not), for comparison.
+      if (new URL(response.url()).pathname.startsWith('/api/')) tally.api++;
+      const limit = Number(response.headers()['x-ratelimit-limit']);
+      if (!limit) return;
+      if (limit === USER_BUDGET) tally.user++;
+      else tally.address++;
+    });
   });
 
   after(async () => {
     await context?.close();
     await t?.close();
+    await idp?.close();
     if (profile) rmSync(profile, { recursive: true, force: true });
   });
 
@@ -115,6 +169,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
   }
 
   test('sign in: a wrong password is said so; the right one opens the worklist', async () => {
+    part = 'sign-in';
     await page.goto(`${base}/`);
     await page.waitForURL(/\/login/);
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
@@ -139,6 +194,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
   });
 
   test('upload: a brain MRI JPEG by drag and drop and a chest DICOM by file chooser for a new patient', async () => {
+    part = 'upload';
     await page.getByRole('link', { name: 'Upload', exact: true }).click();
     await page.getByRole('heading', { name: 'Upload scans' }).waitFor();
     await page.getByLabel('New patient').check();
@@ -174,6 +230,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
   });
 
   test('worklist: both scans with their findings, filters by scan type and status', async () => {
+    part = 'worklist';
     await page.getByRole('link', { name: 'Worklist' }).first().click();
     await page.getByRole('heading', { name: 'Worklist' }).waitFor();
     const rows = page.locator('tbody tr');
@@ -192,6 +249,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
   });
 
   test('viewer: heatmap toggles, an annotation is placed in image pixels, the finding is corrected, the report is a PDF', async () => {
+    part = 'viewer-brain';
     await page.locator('tbody tr', { hasText: 'Brain MRI' }).getByRole('link').click();
     await page.getByRole('heading', { name: /Priya Mehta/ }).waitFor();
     await page.locator('canvas.viewer-canvas[data-ready="true"]').waitFor();
@@ -228,6 +286,34 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
       stored.annotations.map((a) => [a.x, a.y, a.text]),
       [[x, y, 'Enhancing margin, compare with prior']],
     );
+
+    // The same by keyboard alone: choose the tool, Tab to the image, pan with the arrows (the
+    // point under the centre moves), Enter places the marker there, type, Tab to Save, Enter.
+    await page.getByRole('radio', { name: 'Pan' }).click();
+    await page.getByRole('radio', { name: 'Annotate' }).focus();
+    await page.keyboard.press('Space');
+    assert.equal(await page.getByRole('radio', { name: 'Annotate' }).getAttribute('aria-checked'), 'true');
+    for (let i = 0; i < 20 && !(await page.evaluate(() => document.activeElement?.classList.contains('viewer-canvas'))); i++) {
+      await page.keyboard.press('Tab');
+    }
+    assert.ok(await page.evaluate(() => document.activeElement?.classList.contains('viewer-canvas')), 'the image is reachable with Tab');
+    await page.keyboard.press('ArrowLeft');
+    await page.keyboard.press('ArrowLeft');
+    await page.keyboard.press('Enter');
+    const kx = Number(await page.getByLabel('x (pixels)').inputValue());
+    const ky = Number(await page.getByLabel('y (pixels)').inputValue());
+    assert.ok(kx < width / 2 - 5 && Math.abs(ky - height / 2) <= 2, `keyboard placement at (${kx}, ${ky}) of ${width}x${height}`);
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'ann-text', 'the text field has the focus');
+    await page.keyboard.type('Second focus, posterior');
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Save annotation');
+    await page.keyboard.press('Enter');
+    await page.locator('.annotations li', { hasText: 'Second focus, posterior' }).waitFor();
+    const both = (await t.app.inject({ method: 'GET', url: `/api/scans/${scanId}`, headers: doctor.auth })).json<{
+      annotations: { x: number; y: number; text: string }[];
+    }>();
+    assert.deepEqual(both.annotations.at(-1), { ...both.annotations.at(-1), x: kx, y: ky, text: 'Second focus, posterior' });
+    await page.getByRole('radio', { name: 'Pan' }).click();
     await checkAccessibility('viewer');
     await shot('04-viewer-brain');
 
@@ -256,6 +342,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
   });
 
   test('viewer: window/level of the chest DICOM works on its original pixel values', async () => {
+    part = 'viewer-dicom';
     await page.getByRole('link', { name: 'Worklist' }).first().click();
     await page.locator('tbody tr', { hasText: 'Chest X-ray' }).getByRole('link').click();
     await page.getByRole('radio', { name: 'Window/level' }).waitFor();
@@ -313,6 +400,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
   });
 
   test('patients: search finds the patient; the patient page shows their scans and takes a note', async () => {
+    part = 'patients';
     await page.getByRole('link', { name: 'Patients' }).click();
     await page.getByRole('heading', { name: 'Patients' }).waitFor();
     await page.getByLabel('Search by name or patient ID').fill('Priya');
@@ -331,6 +419,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
   });
 
   test('sign out returns to sign-in and the token is gone', async () => {
+    part = 'sign-out';
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
     assert.deepEqual(await page.evaluate(() => Object.keys(sessionStorage)), []);
@@ -338,7 +427,100 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await page.waitForURL(/\/login\?next=%2Fpatients/);
   });
 
+  test('Google sign-in: "Sign in with Google" goes through the provider and back, signed in', async () => {
+    part = 'google';
+    const sub = '108' + String(Date.now()).slice(-12);
+    idp.addAccount({ sub, email: doctor.email, emailVerified: true, name: doctor.name });
+    idp.setNextSignIn({ accountId: sub });
+    await page.goto(`${base}/login`);
+    const button = page.getByRole('link', { name: 'Sign in with Google' });
+    await button.waitFor();
+    await button.click();
+    // Provider, callback, then the app with the token in the fragment, which it takes and hides.
+    await page.getByRole('heading', { name: 'Worklist' }).waitFor();
+    assert.equal(new URL(page.url()).hash, '', 'the token is not left in the address bar');
+    assert.match(await page.locator('.user-name').innerText(), /Dr\. Ana Lima/);
+    assert.deepEqual(await page.evaluate(() => Object.keys(sessionStorage)), ['imagemedix.session']);
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  });
+
+  test('a locked account and a deactivated one are told so, with what to do', async () => {
+    part = 'locked-and-inactive';
+    const locked = await t.user({ name: 'Dr. Lock Test' });
+    /** Signs in through the form and waits for the server's answer; its status. */
+    const attempt = async (user: TestUser) => {
+      const answer = page.waitForResponse((r) => r.url().endsWith('/api/auth/login'));
+      await signIn(user);
+      return (await answer).status();
+    };
+    await page.goto(`${base}/login`);
+    for (let i = 0; i < 3; i++) {
+      assert.equal(await attempt({ ...locked, password: `wrong-${i}` }), 401);
+      await page.getByRole('alert').filter({ hasText: /Wrong email or password/ }).waitFor();
+    }
+    // The lock is reached: even the right password is refused, and the page says for how long.
+    assert.equal(await attempt(locked), 429);
+    const alert = page.getByRole('alert').filter({ hasText: /locked/ });
+    await alert.waitFor();
+    assert.match(
+      await alert.innerText(),
+      /Too many failed sign-ins: signing in is locked for 15 minutes\. Try again then, or ask an administrator to unlock your account\./,
+    );
+    await checkAccessibility('sign in (locked)');
+    await shot('11-sign-in-locked');
+
+    const inactive = await t.user({ name: 'Dr. Former Staff' });
+    const off = await t.app.inject({ method: 'PATCH', url: `/api/users/users/${inactive.id}`, headers: admin.auth, payload: { isActive: false } });
+    assert.equal(off.statusCode, 200);
+    assert.equal(await attempt(inactive), 403);
+    await page.getByRole('alert').filter({ hasText: /deactivated/ }).waitFor();
+    assert.match(
+      await page.getByRole('alert').innerText(),
+      /This account is deactivated\. Ask an administrator to activate it, then sign in again\./,
+    );
+    assert.equal(new URL(page.url()).pathname, '/login');
+  });
+
+  test('an expired session returns to sign-in and, signed in again, to the page that was open', async () => {
+    part = 'expiry';
+    // A second server whose tokens live the shortest lifetime the configuration allows.
+    const short = await createTestApp('pglite', { env: { JWT_EXPIRES_IN: '1m' }, adjustConfig: (c) => void (c.publicUrl = null) });
+    const tab = await context.newPage();
+    try {
+      const shortBase = await short.app.listen({ port: 0, host: '127.0.0.1' });
+      const nurse = await short.user({ name: 'Dr. Short Session' });
+      await tab.goto(`${shortBase}/login`);
+      await tab.getByLabel('Email').fill(nurse.email);
+      await tab.getByLabel('Password').fill(nurse.password);
+      await tab.getByRole('button', { name: 'Sign in' }).click();
+      await tab.getByRole('heading', { name: 'Worklist' }).waitFor();
+      const signedInAt = Date.now();
+      await tab.getByRole('link', { name: 'Patients' }).click();
+      await tab.getByLabel('Search by name or patient ID').fill('Nobody');
+      await tab.waitForURL(/\/patients\?search=Nobody/);
+      // No request is made meanwhile: the app ends the session at the token's expiry by itself.
+      await tab.waitForURL(/\/login\?next=/, { timeout: 90_000 });
+      const waited = Date.now() - signedInAt;
+      assert.ok(waited > 50_000 && waited < 80_000, `signed out ${waited} ms after signing in (token lifetime 60 s)`);
+      assert.equal(new URL(tab.url()).searchParams.get('next'), '/patients?search=Nobody');
+      await tab.getByText('Your session expired. Sign in again to continue.').waitFor();
+      assert.deepEqual(await tab.evaluate(() => Object.keys(sessionStorage)), []);
+      await tab.getByLabel('Email').fill(nurse.email);
+      await tab.getByLabel('Password').fill(nurse.password);
+      await tab.getByRole('button', { name: 'Sign in' }).click();
+      await tab.getByRole('heading', { name: 'Patients' }).waitFor();
+      assert.equal(await tab.getByLabel('Search by name or patient ID').inputValue(), 'Nobody', 'the page comes back as it was');
+    } finally {
+      await tab.close();
+      await short.close();
+    }
+  });
+
   test('admin: users (create, role, activation) and webhooks with their deliveries', async () => {
+    part = 'admin';
+    // Signing in from a page that asked for one returns there (here the patients list).
+    await page.goto(`${base}/login?next=%2Fpatients`);
     await signIn(admin);
     await page.getByRole('heading', { name: 'Patients' }).waitFor();
     await page.getByRole('link', { name: 'Users' }).click();
@@ -372,10 +554,56 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     assert.match(await page.locator('code.secret').innerText(), /^whsec_/);
     await page.getByRole('button', { name: 'Deliveries' }).click();
     await page.getByRole('heading', { name: 'Delivery attempts' }).waitFor();
+
+    // A receiver that is down (503): the page shows the failed attempt and when the queue retries it.
+    const down = createHttpServer((req, res) => {
+      req.resume();
+      res.writeHead(503).end();
+    });
+    await new Promise<void>((resolve) => down.listen(0, '127.0.0.1', resolve));
+    try {
+      const downUrl = `http://127.0.0.1:${(down.address() as AddressInfo).port}/ris`;
+      await page.getByLabel('Receiver URL (https)').fill(downUrl);
+      await page.getByLabel('Description').fill('PACS bridge (down)');
+      await page.getByRole('button', { name: 'Create webhook' }).click();
+      const downRow = page.locator('tbody tr', { hasText: downUrl });
+      await downRow.waitFor();
+      // An event for one of the doctor's scans, published as the analysis worker does.
+      // (The doctor's own tokens ended when they signed out: the admin reads.)
+      const scans = await t.app.inject({ url: '/api/scans', headers: admin.auth });
+      assert.equal(scans.statusCode, 200, scans.body);
+      const scanId = scans.json<{ scans: { _id: string }[] }>().scans[0]!._id;
+      const detail = (await t.app.inject({ url: `/api/scans/${scanId}`, headers: admin.auth })).json<{ patient: { _id: string } }>();
+      await t.ctx.db.transaction((tx) =>
+        t.ctx.events.publish(tx, { type: 'scan.analyzed', scanId, patientId: detail.patient._id, status: 'completed' }),
+      );
+      await downRow.getByRole('button', { name: 'Deliveries' }).click();
+      const retry = page.locator('tbody tr', { hasText: '503' }).getByText(/Next try at|Retrying now/);
+      for (let i = 0; i < 60 && !(await retry.isVisible()); i++) {
+        await page.getByRole('button', { name: 'Refresh' }).click();
+        await page.waitForTimeout(500);
+      }
+      await retry.waitFor();
+      assert.match(await page.locator('tbody tr', { hasText: '503' }).first().innerText(), /scan\.analyzed[\s\S]*1[\s\S]*Failed[\s\S]*503/);
+    } finally {
+      down.closeAllConnections();
+      await new Promise((resolve) => down.close(resolve));
+    }
     await checkAccessibility('webhooks');
     await shot('10-admin-webhooks');
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  });
+
+  test("one clinician's walk fits the signed-in budget; only sign-in spends the address's", () => {
+    const walk = ['sign-in', 'upload', 'worklist', 'viewer-brain', 'viewer-dicom', 'patients', 'sign-out'];
+    const user = walk.reduce((n, k) => n + (counted[k]?.user ?? 0), 0);
+    const address = walk.reduce((n, k) => n + (counted[k]?.address ?? 0), 0);
+    writeFileSync(path.join(SHOTS, '..', 'rate-limit.json'), `${JSON.stringify({ byPart: counted, doctorWalk: { user, address } }, null, 2)}\n`);
+    console.log(`rate limit: the doctor's walk made ${user} signed-in and ${address} anonymous counted requests`, counted);
+    assert.ok(user > 0 && user < DEFAULT_USER_MAX / 2, `the walk's ${user} requests fit twice in the default ${DEFAULT_USER_MAX}`);
+    // Anonymous requests are the sign-in page's own (Google enabled?, the login calls).
+    assert.ok(address < 20, `${address} anonymous requests`);
   });
 
   test("the app's CSP was never violated", () => {

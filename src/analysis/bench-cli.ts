@@ -14,7 +14,6 @@ import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSy
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import pino from 'pino';
 import { buildApp } from '../app.js';
 import { loadConfig, REPO_ROOT } from '../platform/config.js';
@@ -22,6 +21,7 @@ import { openDatabase, type Database } from '../platform/db/index.js';
 import { analyses } from '../platform/db/schema.js';
 import { createRuntime } from '../runtime.js';
 import type { ScanType } from '../scan-types/index.js';
+import { createServerDatabase, databasesToMeasure } from '../bench/support.js';
 import { createUser } from '../users/service.js';
 
 const { values } = parseArgs({
@@ -66,18 +66,8 @@ const pct = (xs: number[], p: number) => {
 
 async function run(kind: 'pglite' | 'postgres') {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'imagemedix-bench-'));
-  let dropName: string | null = null;
-  let databaseUrl: string | null = null;
-  if (kind === 'postgres') {
-    dropName = `imagemedix_bench_${randomBytes(4).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: values['postgres-url'] });
-    await admin.connect();
-    await admin.query(`create database ${dropName}`);
-    await admin.end();
-    const u = new URL(values['postgres-url']!);
-    u.pathname = `/${dropName}`;
-    databaseUrl = u.toString();
-  }
+  const server = kind === 'postgres' ? await createServerDatabase(values['postgres-url']!, 'imagemedix_bench') : null;
+  const databaseUrl = server?.url ?? null;
   const config = loadConfig({
     DATA_DIR: dataDir,
     JWT_SECRET: randomBytes(32).toString('hex'),
@@ -160,12 +150,7 @@ async function run(kind: 'pglite' | 'postgres') {
   await runtime.stop();
   await database.close();
   rmSync(dataDir, { recursive: true, force: true });
-  if (dropName) {
-    const admin = new pg.Client({ connectionString: values['postgres-url'] });
-    await admin.connect();
-    await admin.query(`drop database if exists ${dropName} with (force)`);
-    await admin.end();
-  }
+  await server?.drop();
   return {
     kind,
     scans: N,
@@ -179,22 +164,7 @@ async function run(kind: 'pglite' | 'postgres') {
   };
 }
 
-async function postgresReachable(): Promise<boolean> {
-  const client = new pg.Client({ connectionString: values['postgres-url'], connectionTimeoutMillis: 3000 });
-  try {
-    await client.connect();
-    await client.end();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-let kinds = values.db === 'both' ? (['pglite', 'postgres'] as ('pglite' | 'postgres')[]) : ([values.db] as ('pglite' | 'postgres')[]);
-if (kinds.includes('postgres') && !(await postgresReachable())) {
-  console.error(`PostgreSQL is not reachable at ${values['postgres-url']}; measuring the embedded database only`);
-  kinds = kinds.filter((k) => k !== 'postgres');
-}
+const kinds = await databasesToMeasure(values.db!, values['postgres-url']!);
 const machine = `${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`;
 const rows: string[] = [];
 for (const kind of kinds) {

@@ -9,7 +9,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,11 +22,12 @@ import { openDatabase } from '../platform/db/index.js';
 import { createUser } from '../users/service.js';
 import { seedScans } from './seed.js';
 import {
-  DEFAULT_POSTGRES_URL,
+  SERVER_BENCH_OPTIONS,
   createServerDatabase,
   freePort,
   machineLine,
-  postgresReachable,
+  appendFigures,
+  databasesToMeasure,
   startProcess,
   stopProcess,
   waitForHttp,
@@ -34,14 +35,11 @@ import {
 
 const { values } = parseArgs({
   options: {
-    db: { type: 'string', default: 'both' },
+    ...SERVER_BENCH_OPTIONS,
     scans: { type: 'string', default: '200' },
     connections: { type: 'string', default: '100' },
     duration: { type: 'string', default: '5' },
     endpoints: { type: 'string' },
-    'postgres-url': { type: 'string', default: DEFAULT_POSTGRES_URL },
-    'cpu-prof': { type: 'string' },
-    out: { type: 'string' },
   },
 });
 
@@ -145,11 +143,7 @@ async function imagemedix(kind: 'pglite' | 'postgres'): Promise<Result[]> {
   }
 }
 
-let kinds: ('pglite' | 'postgres')[] = values.db === 'both' ? ['pglite', 'postgres'] : [values.db as 'pglite' | 'postgres'];
-if (kinds.includes('postgres') && !(await postgresReachable(values['postgres-url']!))) {
-  console.error(`PostgreSQL is not reachable at ${values['postgres-url']}; measuring the embedded database only`);
-  kinds = kinds.filter((k) => k !== 'postgres');
-}
+const kinds = await databasesToMeasure(values.db!, values['postgres-url']!);
 const machine = machineLine();
 const results: Result[] = [await helloCeiling()];
 for (const kind of kinds) results.push(...(await imagemedix(kind)));
@@ -162,12 +156,5 @@ const table = [
   ...results.map((r) => `| ${r.name} | \`${r.path.replace(/[0-9a-f-]{36}/, ':id')}\` | ${Math.round(r.rps)} | ${r.p50} | ${r.p99} | ${r.errors} |`),
 ].join('\n');
 console.log(`machine: ${machine}\n${Number(values.scans)} scans seeded, ${values.connections} connections, ${values.duration} s per endpoint\n\n${table}`);
-if (values.out) {
-  mkdirSync(path.dirname(values.out), { recursive: true });
-  appendFileSync(
-    values.out,
-    `\n### ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC\n\n${machine}; ${values.scans} scans seeded, ` +
-      `${values.connections} connections, ${values.duration} s per endpoint.\n\n${table}\n`,
-  );
-}
+appendFigures(values.out, `${machine}; ${values.scans} scans seeded, ${values.connections} connections, ${values.duration} s per endpoint.\n\n${table}`);
 process.exit(0);

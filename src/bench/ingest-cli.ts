@@ -14,7 +14,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -25,12 +25,13 @@ import { REPO_ROOT } from '../platform/config.js';
 import { openDatabase } from '../platform/db/index.js';
 import { createUser } from '../users/service.js';
 import {
-  DEFAULT_POSTGRES_URL,
+  SERVER_BENCH_OPTIONS,
   createServerDatabase,
   freePort,
   machineLine,
   pct,
-  postgresReachable,
+  appendFigures,
+  databasesToMeasure,
   startProcess,
   stopProcess,
   waitForHttp,
@@ -38,13 +39,10 @@ import {
 
 const { values } = parseArgs({
   options: {
+    ...SERVER_BENCH_OPTIONS,
     files: { type: 'string', default: '200' },
     clients: { type: 'string', default: '8' },
-    db: { type: 'string', default: 'both' },
     orthanc: { type: 'string', default: 'auto' },
-    'postgres-url': { type: 'string', default: DEFAULT_POSTGRES_URL },
-    out: { type: 'string' },
-    'cpu-prof': { type: 'string' },
   },
 });
 const N = Number(values.files);
@@ -205,11 +203,7 @@ async function imagemedix(kind: 'pglite' | 'postgres', files: Uint8Array<ArrayBu
   }
 }
 
-let kinds: ('pglite' | 'postgres')[] = values.db === 'both' ? ['pglite', 'postgres'] : [values.db as 'pglite' | 'postgres'];
-if (kinds.includes('postgres') && !(await postgresReachable(values['postgres-url']!))) {
-  console.error(`PostgreSQL is not reachable at ${values['postgres-url']}; measuring the embedded database only`);
-  kinds = kinds.filter((k) => k !== 'postgres');
-}
+const kinds = await databasesToMeasure(values.db!, values['postgres-url']!);
 const machine = machineLine();
 const files = makeFiles(N);
 const size = Math.round(files.reduce((a, f) => a + f.length, 0) / files.length);
@@ -228,8 +222,5 @@ const table = [
 ].join('\n');
 const head = `${N} DICOM files of ${size} bytes (64 x 64 MR, 20 patients), ${CLIENTS} clients. ${machine}.`;
 console.log(`${head}\n\n${table}`);
-if (values.out) {
-  mkdirSync(path.dirname(values.out), { recursive: true });
-  appendFileSync(values.out, `\n### ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC\n\n${head}\n\n${table}\n`);
-}
+appendFigures(values.out, `${head}\n\n${table}`);
 process.exit(0);

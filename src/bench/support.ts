@@ -1,7 +1,7 @@
 /** Shared pieces of the benchmark commands: databases, child processes, ports, the machine. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,6 +9,14 @@ import pg from 'pg';
 import { REPO_ROOT } from '../platform/config.js';
 
 export const DEFAULT_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+
+/** The options every benchmark of a running server takes (parseArgs): databases, figures file, profiles. */
+export const SERVER_BENCH_OPTIONS = {
+  db: { type: 'string', default: 'both' },
+  'postgres-url': { type: 'string', default: DEFAULT_POSTGRES_URL },
+  out: { type: 'string' },
+  'cpu-prof': { type: 'string' },
+} as const;
 
 export async function postgresReachable(url: string): Promise<boolean> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
@@ -39,6 +47,23 @@ export async function createServerDatabase(adminUrl: string, prefix: string): Pr
       await c.end();
     },
   };
+}
+
+/** The databases to measure (--db pglite|postgres|both); PostgreSQL is left out, saying so, when unreachable. */
+export async function databasesToMeasure(db: string, postgresUrl: string): Promise<('pglite' | 'postgres')[]> {
+  const kinds: ('pglite' | 'postgres')[] = db === 'both' ? ['pglite', 'postgres'] : [db as 'pglite' | 'postgres'];
+  if (kinds.includes('postgres') && !(await postgresReachable(postgresUrl))) {
+    console.error(`PostgreSQL is not reachable at ${postgresUrl}; measuring the embedded database only`);
+    return kinds.filter((k) => k !== 'postgres');
+  }
+  return kinds;
+}
+
+/** Appends one dated run (`text`) to the figures file of a benchmark (--out), when one is named. */
+export function appendFigures(out: string | undefined, text: string): void {
+  if (!out) return;
+  mkdirSync(path.dirname(out), { recursive: true });
+  appendFileSync(out, `\n### ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC\n\n${text}\n`);
 }
 
 export async function freePort(): Promise<number> {

@@ -23,6 +23,7 @@ import { REPO_ROOT } from '../platform/config.js';
 import { DEFAULT_MODELS_DIR, ModelRegistry, type LoadedModel } from './registry.js';
 import { isScanType, type ScanType } from '../scan-types/index.js';
 import { rng } from './synthetic.js';
+import { runCommand } from '../platform/process.js';
 
 interface Row {
   setting: string;
@@ -154,12 +155,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    console.error(err instanceof Error ? err.message : err);
-    process.exitCode = 1;
-  },
-);
+runCommand(main);

@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { evaluateModel, missedTargets, regressions, type EvalReport, type TargetSet } from './evaluate.js';
 import { ModelRegistry } from './registry.js';
 import { isScanType, SCAN_TYPE_IDS } from '../scan-types/index.js';
+import { runCommand } from '../platform/process.js';
 
 const USAGE =
   `usage: npm run eval -- --model <${SCAN_TYPE_IDS.join('|')}> --data <dir> [--json] [--check-targets] [--targets test|external] ` +
@@ -154,12 +155,4 @@ async function main(): Promise<number> {
   return (args['check-targets'] && missed.length) || regressed.length ? 1 : 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    console.error(err instanceof Error ? err.message : err);
-    process.exitCode = 1;
-  },
-);
+runCommand(main);

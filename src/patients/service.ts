@@ -82,14 +82,14 @@ export async function listPatients(
   };
 }
 
+/** What a patient's record is made of besides its row: doctors, history, notes and scans. */
+function recordParts(db: DbOrTx, patientId: string) {
+  return Promise.all([repo.assignedDoctors(db, [patientId]), repo.historyOf(db, patientId), repo.notesOf(db, patientId), repo.scansOf(db, patientId)]);
+}
+
 export async function getPatient(db: Db, { viewer, id }: { viewer: Viewer; id: string }) {
   const p = await requireVisiblePatient(db, viewer, id);
-  const [doctors, history, notes, scans] = await Promise.all([
-    repo.assignedDoctors(db, [p.id]),
-    repo.historyOf(db, p.id),
-    repo.notesOf(db, p.id),
-    repo.scansOf(db, p.id),
-  ]);
+  const [doctors, history, notes, scans] = await recordParts(db, p.id);
   return {
     ...core(p),
     assignedDoctors: doctors.get(p.id) ?? [],
@@ -106,12 +106,7 @@ export async function getPatient(db: Db, { viewer, id }: { viewer: Viewer; id: s
 
 /** The record as the API document shows it after create and update (doctors by id). */
 async function patientRecord(db: DbOrTx, p: PatientRow) {
-  const [doctors, history, notes, scans] = await Promise.all([
-    repo.assignedDoctors(db, [p.id]),
-    repo.historyOf(db, p.id),
-    repo.notesOf(db, p.id),
-    repo.scansOf(db, p.id),
-  ]);
+  const [doctors, history, notes, scans] = await recordParts(db, p.id);
   return {
     ...core(p),
     assignedDoctors: (doctors.get(p.id) ?? []).map((d) => d._id),

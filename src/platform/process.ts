@@ -36,3 +36,16 @@ export function onShutdown(log: pino.Logger, steps: Array<() => Promise<void>>):
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
 }
+
+/** Runs a command-line tool's main: its exit code, or 1 with the error's message (no stack) when it throws. */
+export function runCommand(main: () => Promise<number>): void {
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      console.error(err instanceof Error ? err.message : err);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -8,6 +8,7 @@ import sharp from 'sharp';
 import { eq } from 'drizzle-orm';
 import { FEATURES } from '../app.js';
 import { uploadRequest } from '../scans/test-support.js';
+import { gliomaOutput } from '../../test/helpers/analyzer-output.js';
 import { createTestApp } from '../../test/helpers/app.js';
 import { analyses } from './db/schema.js';
 
@@ -27,23 +28,10 @@ test('SIGTERM steps: an in-flight request is answered and a running analysis com
         await onStage('inference');
         await held;
         return {
-          refused: false,
-          model: { id: 'brain-mri', version: 'test' },
-          result: {
-            scanType: 'brain-mri' as const,
-            hasTumor: true,
-            tumorType: 'glioma' as const,
-            confidence: 0.9,
-            probabilities: { glioma: 0.9, meningioma: 0.04, notumor: 0.03, pituitary: 0.03 },
-            tumorLocation: 'upper right',
-            operatingPoint: 'argmax',
-            calibration: 'model' as const,
-            model: { id: 'brain-mri', version: 'test' },
-          },
+          ...gliomaOutput({ model: { id: 'brain-mri', version: 'test' }, hotRegion: { x: 0, y: 0, width: 1, height: 1 } }),
           heatmapPng: await sharp({ create: { width: 8, height: 8, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } })
             .png()
             .toBuffer(),
-          hotRegion: { x: 0, y: 0, width: 1, height: 1 },
         };
       },
     },

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { eq } from 'drizzle-orm';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
+import { gliomaOutput } from '../../test/helpers/analyzer-output.js';
 import { databaseKinds } from '../../test/helpers/db.js';
 import { analyses, scans } from '../platform/db/schema.js';
 import { pngPixels } from '../imaging/testing/png.js';
@@ -27,22 +28,12 @@ const CHEST_PNG = readFileSync(path.join(FIXTURES, 'images/chest-normal-1.png'))
 const DICOM_MR_SMALL = readFileSync(path.join(FIXTURES, 'imaging/MR_small_implicit.dcm'));
 const EDGE_DIR = path.join(SHARED_DATASETS, 'dicom/edge');
 
-const BRAIN_OUTPUT = {
-  refused: false as const,
+const BRAIN_OUTPUT = gliomaOutput({
   model: { id: 'brain-mri-resnet', version: '1.2.0' },
-  result: {
-    scanType: 'brain-mri' as const,
-    hasTumor: true,
-    tumorType: 'glioma' as const,
-    confidence: 0.91,
-    probabilities: { glioma: 0.91, meningioma: 0.05, notumor: 0.02, pituitary: 0.02 },
-    tumorLocation: 'upper right',
-    operatingPoint: 'argmax',
-    calibration: 'model' as const,
-    model: { id: 'brain-mri-resnet', version: '1.2.0' },
-  },
+  confidence: 0.91,
+  tumorLocation: 'upper right',
   hotRegion: { x: 10, y: 12, width: 30, height: 20 },
-};
+});
 
 for (const kind of await databaseKinds()) {
   describe(`scans (${kind})`, () => {

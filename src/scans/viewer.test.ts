@@ -9,6 +9,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import dicomParser from 'dicom-parser';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
+import { gliomaOutput } from '../../test/helpers/analyzer-output.js';
 import { databaseKinds } from '../../test/helpers/db.js';
 import { FIXTURES, heatmapPng, runAnalysis, uploadRequest } from './test-support.js';
 
@@ -16,22 +17,7 @@ const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
 const DICOM_MR = readFileSync(path.join(FIXTURES, 'imaging/MR_small_implicit.dcm'));
 const DICOM_RGB = readFileSync(path.join(FIXTURES, 'imaging/SC_rgb_small_odd.dcm'));
 
-const BRAIN_OUTPUT = {
-  refused: false as const,
-  model: { id: 'brain-mri', version: '1.0.0' },
-  result: {
-    scanType: 'brain-mri' as const,
-    hasTumor: true,
-    tumorType: 'glioma' as const,
-    confidence: 0.9,
-    probabilities: { glioma: 0.9, meningioma: 0.04, notumor: 0.03, pituitary: 0.03 },
-    tumorLocation: 'upper left',
-    operatingPoint: 'argmax',
-    calibration: 'model' as const,
-    model: { id: 'brain-mri', version: '1.0.0' },
-  },
-  hotRegion: { x: 5, y: 6, width: 20, height: 10 },
-};
+const BRAIN_OUTPUT = gliomaOutput();
 
 /** Parses a server-sent event stream into its events. */
 function parseEvents(body: string): { event: string; data: Record<string, unknown> }[] {

@@ -9,6 +9,7 @@
 // sign them with a key it does not publish.
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
+import { after, before } from 'node:test';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -242,5 +243,23 @@ function createMemoryAdapterFactory(): (name: string) => Adapter {
         grants.delete(grantId);
       },
     };
+  };
+}
+
+/**
+ * The provider for the tests of one file, started before them and closed after them, with one
+ * client registered. Returns a getter: the provider exists once the tests run.
+ */
+export function useTestIdentityProvider(client: TestClient): () => TestIdentityProvider {
+  let idp: TestIdentityProvider | null = null;
+  before(async () => {
+    idp = await startTestIdentityProvider({ clients: [client] });
+  });
+  after(async () => {
+    await idp?.close();
+  });
+  return () => {
+    if (!idp) throw new Error('the test identity provider starts before the tests');
+    return idp;
   };
 }

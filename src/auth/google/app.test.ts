@@ -12,7 +12,7 @@ import type { FastifyInstance } from 'fastify';
 import { createTestApp, type TestApp, type TestUser } from '../../../test/helpers/app.js';
 import { databaseKinds } from '../../../test/helpers/db.js';
 import { newAccount, OidcBrowser, signInAssertions, type SignInResult } from '../../../test/oidc/browser.js';
-import { startTestIdentityProvider, type TestAccount, type TestIdentityProvider } from '../../../test/oidc/provider.js';
+import { useTestIdentityProvider, type TestAccount } from '../../../test/oidc/provider.js';
 import { buildApp } from '../../app.js';
 import { loadConfig, type Config } from '../../platform/config.js';
 
@@ -25,17 +25,7 @@ const NOT_CONFIGURED = 'Google sign-in is not configured on this server';
 
 const { assertSignedIn, assertSignInError } = signInAssertions(CLIENT_URL);
 
-let idp: TestIdentityProvider;
-
-before(async () => {
-  idp = await startTestIdentityProvider({
-    clients: [{ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, redirectUri: CALLBACK_URL }],
-  });
-});
-
-after(async () => {
-  await idp.close();
-});
+const identityProvider = useTestIdentityProvider({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, redirectUri: CALLBACK_URL });
 
 /** The GOOGLE_* environment of a server whose Google client is the test provider's. */
 function googleEnv(extra: Record<string, string> = {}): Record<string, string> {
@@ -44,7 +34,7 @@ function googleEnv(extra: Record<string, string> = {}): Record<string, string> {
     GOOGLE_CLIENT_SECRET: CLIENT_SECRET,
     GOOGLE_CALLBACK_URL: CALLBACK_URL,
     CLIENT_URL,
-    GOOGLE_ISSUER: idp.issuer,
+    GOOGLE_ISSUER: identityProvider().issuer,
     ...extra,
   };
 }
@@ -79,7 +69,7 @@ async function sameAppWithEnv(t: TestApp, env: Record<string, string>): Promise<
 
 /** What the browser, an administrator and the API show of one app. */
 function client(app: FastifyInstance, admin: TestUser) {
-  const newBrowser = () => new OidcBrowser(app, { idp, appOrigin: APP_ORIGIN, callbackUrl: CALLBACK_URL, clientUrl: CLIENT_URL });
+  const newBrowser = () => new OidcBrowser(app, { idp: identityProvider(), appOrigin: APP_ORIGIN, callbackUrl: CALLBACK_URL, clientUrl: CLIENT_URL });
   return {
     signIn(account: TestAccount | { deny: true }, options?: Parameters<OidcBrowser['signInAs']>[1]): Promise<SignInResult> {
       // A fresh browser each time: no provider session or cookie carries over between sign-ins.

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
 import { Writable } from 'node:stream';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { decodeJwt, SignJWT } from 'jose';
@@ -14,7 +14,7 @@ import { pino } from 'pino';
 import { loggerOptions } from '../../platform/logging.js';
 
 import { newAccount, OidcBrowser, redirectResult, signInAssertions, type SignInResult } from '../../../test/oidc/browser.js';
-import { startTestIdentityProvider, type TestIdentityProvider } from '../../../test/oidc/provider.js';
+import { useTestIdentityProvider, type TestIdentityProvider } from '../../../test/oidc/provider.js';
 import { GOOGLE_NOT_CONFIGURED, googleAuthPlugin, type GoogleConfig, type GoogleUser, type GoogleUserStore } from './plugin.js';
 
 const APP_ORIGIN = 'http://imagemedix.test';
@@ -25,17 +25,7 @@ const CLIENT_SECRET = randomBytes(24).toString('base64url');
 const TOKEN_KEY = randomBytes(32);
 const { assertSignedIn, assertSignInError } = signInAssertions(CLIENT_URL);
 
-let idp: TestIdentityProvider;
-
-before(async () => {
-  idp = await startTestIdentityProvider({
-    clients: [{ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, redirectUri: CALLBACK_URL }],
-  });
-});
-
-after(async () => {
-  await idp.close();
-});
+const identityProvider = useTestIdentityProvider({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, redirectUri: CALLBACK_URL });
 
 describe('Google sign-in', () => {
   test('both routes answer 404 when no client id is configured', async () => {
@@ -52,7 +42,7 @@ describe('Google sign-in', () => {
     const res = await app.inject({ method: 'GET', url: '/api/auth/google' });
     assert.equal(res.statusCode, 302);
     const location = new URL(String(res.headers.location));
-    assert.equal(location.origin, idp.issuer);
+    assert.equal(location.origin, identityProvider().issuer);
     const params = location.searchParams;
     assert.equal(params.get('client_id'), CLIENT_ID);
     assert.equal(params.get('redirect_uri'), CALLBACK_URL);
@@ -313,7 +303,7 @@ async function signInWithTamperedIdToken(
 ): Promise<{ result: SignInResult; logs: string[] }> {
   const account = newAccount();
   const { app, users, logs, issued } = await buildApp({ autoProvision: 'active' });
-  idp.tamperIdTokens(tampering);
+  identityProvider().tamperIdTokens(tampering);
   try {
     const result = await new Browser(app).signInAs(account);
     if (result.fragment.has('error')) {
@@ -323,7 +313,7 @@ async function signInWithTamperedIdToken(
     assertLogsClean(logs, result, [account.email, ...issued]);
     return { result, logs };
   } finally {
-    idp.tamperIdTokens(undefined);
+    identityProvider().tamperIdTokens(undefined);
   }
 }
 
@@ -389,7 +379,7 @@ async function buildApp(overrides: Partial<GoogleConfig> = {}): Promise<{
     clientSecret: CLIENT_SECRET,
     callbackUrl: CALLBACK_URL,
     clientUrl: CLIENT_URL,
-    issuer: idp.issuer,
+    issuer: identityProvider().issuer,
     autoProvision: 'inactive',
     allowedDomains: [],
     allowInsecureIssuer: true,
@@ -445,6 +435,6 @@ function unusedPort(): Promise<number> {
 /** The shared browser (test/oidc/browser.ts), pointed at this file's provider and app URLs. */
 class Browser extends OidcBrowser {
   constructor(app: FastifyInstance) {
-    super(app, { idp, appOrigin: APP_ORIGIN, callbackUrl: CALLBACK_URL, clientUrl: CLIENT_URL });
+    super(app, { idp: identityProvider(), appOrigin: APP_ORIGIN, callbackUrl: CALLBACK_URL, clientUrl: CLIENT_URL });
   }
 }

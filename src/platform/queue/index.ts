@@ -3,7 +3,7 @@
  * On embedded PGlite it runs through the SQL adapter of platform/db; on a server it opens its
  * own small pool. Each job is declared once (`JobDefinition`: name, payload schema, handler);
  * the composition root (src/runtime.ts) opens the queue and then registers every job at once
- * against the list in src/jobs.ts, so a job without a handler, or with two, stops the start.
+ * against JOB_NAMES there, so a job without a handler, or with two, stops the start.
  */
 import type { Static, TObject } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
@@ -83,7 +83,7 @@ export function checkJobRegistry(declared: readonly string[], jobs: readonly Job
     if (handlers > 1) throw new Error(`Job ${name} has ${handlers} handlers`);
   }
   for (const job of jobs) {
-    if (!declared.includes(job.name)) throw new Error(`Job ${job.name} has a handler but is not declared in src/jobs.ts`);
+    if (!declared.includes(job.name)) throw new Error(`Job ${job.name} has a handler but is not declared in JOB_NAMES (src/runtime.ts)`);
   }
 }
 

@@ -80,9 +80,6 @@ const RETRY_LIMIT = 3;
 export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof AnalyzeScanPayloadSchema> {
   const { db, storage, analyzer, events } = deps;
 
-  const fail = (analysisId: string, scanId: string, patientId: string, reason: string, refused: boolean) =>
-    failAnalysis(db, events, { analysisId, scanId, patientId, reason, refused });
-
   return {
     name: ANALYZE_SCAN_JOB,
     retryLimit: RETRY_LIMIT,

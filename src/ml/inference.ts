@@ -112,12 +112,6 @@ export async function runModel(model: LoadedModel, tensor: Float32Array): Promis
   };
 }
 
-function argmax(xs: readonly number[]): number {
-  let best = 0;
-  for (let i = 1; i < xs.length; i++) if (xs[i]! > xs[best]!) best = i;
-  return best;
-}
-
 interface Decided {
   finding: Finding;
   /** The class whose activation map explains the finding. */

@@ -1,13 +1,12 @@
 import multipart from '@fastify/multipart';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import { currentUser, requireAdmin } from '../auth/hooks.js';
 import { noteAudit } from '../audit/log.js';
 import type { AppContext, Feature } from '../context.js';
 import { authErrors, ErrorSchema, IdParamsSchema, MessageSchema } from '../platform/http/schemas.js';
 import { SCAN_TYPE_IDS } from '../scan-types/index.js';
-import { fileRoutes } from './files.js';
 import { generateReport } from './report.js';
 import {
   AnnotationBodySchema,

@@ -12,7 +12,7 @@ import type { AppContext } from '../context.js';
 import { ImageDecodeError, inferScanType, type DecodedImage, type DicomInfo } from '../imaging/index.js';
 import * as patientRepo from '../patients/repository.js';
 import { createPatientForUpload, patientIdInUse } from '../patients/service.js';
-import type { Db, DbOrTx } from '../platform/db/index.js';
+import type { Db } from '../platform/db/index.js';
 import { isScanType, SCAN_TYPE_IDS, scanTypeSpec, type ReviewedFinding, type ScanType } from '../scan-types/index.js';
 import { AppError, badRequest, conflict, notFound } from '../platform/errors.js';
 import { isUuid, MAX_YEAR, MIN_YEAR, yearInRange } from '../platform/http/schemas.js';

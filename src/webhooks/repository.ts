@@ -1,4 +1,4 @@
-import { and, arrayContains, count, desc, eq, sql } from 'drizzle-orm';
+import { and, arrayContains, count, desc, eq } from 'drizzle-orm';
 import { userMaySeePatient, webhooksManageableBy, type Viewer, type WebhookRow } from '../access/index.js';
 import type { DbOrTx } from '../platform/db/index.js';
 import { users, webhookDeliveries, webhooks } from '../platform/db/schema.js';

@@ -36,6 +36,13 @@ import {
 import { ModelRegistry } from '../src/ml/registry.js';
 import { scanTypeSpec } from '../src/scan-types/index.js';
 
+/** The manifest file as JSON, edited in place: the sections rewritten here, and the rest copied through untouched. */
+type ManifestJson = Record<string, unknown> & {
+  decision?: object;
+  calibration?: Record<string, unknown> & { trainingTemperature?: number };
+  metrics?: object;
+};
+
 const { values } = parseArgs({
   options: {
     model: { type: 'string', default: 'chest-xray' },
@@ -47,8 +54,8 @@ const { values } = parseArgs({
     'keep-screening': { type: 'boolean', default: false },
   },
 });
-const id = values.model!;
-const modelsDir = path.resolve(values['models-dir']!);
+const id = values.model;
+const modelsDir = path.resolve(values['models-dir']);
 const dataDir = path.resolve(values.data ?? `../shared/datasets/${id}`);
 const manifestPath = path.join(modelsDir, `${id}.json`);
 
@@ -68,7 +75,7 @@ const recipe = (manifest.training as { recipe?: { seed?: number } } | undefined)
 const seed = recipe?.seed ?? 20261125;
 const split = execFileSync(
   '/usr/bin/python3',
-  ['ml/validation_split.py', '--task', manifest.task, '--data', dataDir, '--seed', String(seed), '--val-fraction', values['val-fraction']!],
+  ['ml/validation_split.py', '--task', manifest.task, '--data', dataDir, '--seed', String(seed), '--val-fraction', values['val-fraction']],
   { encoding: 'utf8' },
 )
   .trim()
@@ -117,7 +124,7 @@ if (argmaxOnly) {
       `specificity ${val.specificity}; ${labels.length}-class accuracy ${point.validation.accuracy4Class} (refusals counted)`,
   );
   if (values.write) {
-    const raw = JSON.parse(readFileSync(manifestPath, 'utf8')) as Record<string, any>;
+    const raw = JSON.parse(readFileSync(manifestPath, 'utf8')) as ManifestJson;
     raw.decision = { ...raw.decision, defaultOperatingPoint: 'argmax', operatingPoints: { argmax: point } };
     raw.calibrationCommand = `npx tsx scripts/calibrate-model.ts --model ${id} --data ${path.relative(process.cwd(), dataDir)} --write`;
     writeFileSync(manifestPath, JSON.stringify(raw, null, 2) + '\n');
@@ -179,7 +186,7 @@ for (const name of Object.keys(POINT_CRITERIA) as PointName[]) {
 }
 
 if (values.write) {
-  const raw = JSON.parse(readFileSync(manifestPath, 'utf8')) as Record<string, any>;
+  const raw = JSON.parse(readFileSync(manifestPath, 'utf8')) as ManifestJson;
   const trainingTemperature = raw.calibration?.trainingTemperature ?? previousTemperature;
   raw.calibration = values['keep-temperature']
     ? { ...raw.calibration, trainingTemperature, externalCheck: 'kept; external/ log loss and ECE in metrics.external' }

@@ -44,7 +44,7 @@ for (const { id } of registry.list()) {
       const ok =
         result.scanType === 'brain-mri'
           ? (result.tumorType ?? 'notumor') === label && result.confidence >= 0.9
-          : (result.pneumoniaType ?? 'normal') === label && result.probabilities[label as 'normal' | 'bacterial' | 'viral'] >= 0.8;
+          : (result.pneumoniaType ?? 'normal') === label && result.probabilities[label] >= 0.8;
       if (!ok) continue;
       const { data, info } = await sharp(bytes).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
       await writeFile(

@@ -23,7 +23,7 @@ const { values } = parseArgs({
     json: { type: 'string' },
   },
 });
-const datasets = path.resolve(values.datasets!);
+const datasets = path.resolve(values.datasets);
 const registry = await ModelRegistry.load({ dir: values['models-dir'] });
 
 async function images(dir: string): Promise<string[]> {

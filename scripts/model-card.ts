@@ -133,7 +133,7 @@ if (isBrain) {
   out.push('`hasTumor`, `tumorType`, calibrated class probabilities, a class-activation heatmap and, for a tumour, an');
   out.push('approximate image-based location of the model\'s attention (not a segmentation; the slice orientation of a');
   out.push('JPEG is unknown, so left/right is given in image terms with the radiological-convention patient side).');
-  const argmax = manifestOperatingPoints(m).argmax as { validation?: { sensitivity: number; specificity: number; n?: number } } | undefined;
+  const argmax = manifestOperatingPoints(m).argmax;
   if (argmax?.validation) {
     out.push(`Its one operating point is \`argmax\` (the most probable class, no threshold): on validation (${argmax.validation.n ?? '?'} images,`);
     out.push(`refusals counted) tumour present vs absent has sensitivity ${f(argmax.validation.sensitivity)} and specificity ${f(argmax.validation.specificity)}.`);

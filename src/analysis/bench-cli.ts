@@ -66,7 +66,7 @@ const pct = (xs: number[], p: number) => {
 
 async function run(kind: 'pglite' | 'postgres') {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'imagemedix-bench-'));
-  const server = kind === 'postgres' ? await createServerDatabase(values['postgres-url']!, 'imagemedix_bench') : null;
+  const server = kind === 'postgres' ? await createServerDatabase(values['postgres-url'], 'imagemedix_bench') : null;
   const databaseUrl = server?.url ?? null;
   const config = loadConfig({
     DATA_DIR: dataDir,
@@ -164,7 +164,7 @@ async function run(kind: 'pglite' | 'postgres') {
   };
 }
 
-const kinds = await databasesToMeasure(values.db!, values['postgres-url']!);
+const kinds = await databasesToMeasure(values.db, values['postgres-url']);
 const machine = `${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`;
 const rows: string[] = [];
 for (const kind of kinds) {

@@ -31,7 +31,7 @@ async function upload(t: TestApp, user: TestUser, file: Buffer, fields: Record<s
   });
   const res = await t.app.inject({ method: 'POST', url: '/api/scans', ...body, headers: { ...body.headers, ...user.auth } });
   assert.equal(res.statusCode, 201, res.body);
-  return res.json() as { _id: string; status: string; patientId: string };
+  return res.json<{ _id: string; status: string; patientId: string }>();
 }
 
 async function waitForScan(t: TestApp, user: TestUser, id: string, done = ['completed', 'failed'], timeoutMs = 60_000) {
@@ -122,9 +122,9 @@ for (const kind of await databaseKinds()) {
         if (s.status === 'completed' || s.status === 'failed') break;
         await sleep(25);
       }
-      assert.deepEqual(progress, [...progress].sort((a, b) => a - b), `progress went backwards: ${progress}`);
+      assert.deepEqual(progress, [...progress].sort((a, b) => a - b), `progress went backwards: ${progress.join(',')}`);
       assert.equal(progress.at(-1), 100);
-      assert.ok(new Set(progress).size >= 3, `expected to see several stages, saw ${[...new Set(progress)]}`);
+      assert.ok(new Set(progress).size >= 3, `expected to see several stages, saw ${[...new Set(progress)].join(',')}`);
       assert.deepEqual(stagesSeen, ['preprocess', 'inference', 'explanation']);
 
       const done = await waitForScan(t, doc, scan._id);
@@ -291,7 +291,7 @@ for (const kind of await databaseKinds()) describe(`analysis queue without a wor
         ),
       );
       const ids = requests.map((r) => r.json().jobId);
-      assert.equal(new Set(ids).size, 1, `expected one job, got ${ids}`);
+      assert.equal(new Set(ids).size, 1, `expected one job, got ${ids.join(',')}`);
       assert.ok(requests.every((r) => r.json().deduplicated === true), 'they join the upload\'s queued analysis');
       const status = (await t.app.inject({ url: `/api/scans/${scan._id}/status`, headers: doc.auth })).json();
       assert.equal(status.status, 'processing');

@@ -70,7 +70,7 @@ for (const kind of await databaseKinds()) {
 
     test('one address failing on many accounts is locked for the window', async () => {
       const ip = '10.7.7.7';
-      let res;
+      let res: Awaited<ReturnType<typeof login>> | undefined;
       for (let i = 0; i < 20; i++) res = await login(`spray-${i}-${process.pid}@hospital.test`, 'Winter2024!', ip);
       assert.equal(res!.statusCode, 401);
       const u = await t.user();

@@ -80,7 +80,7 @@ async function helloCeiling(): Promise<Result> {
 
 async function imagemedix(kind: 'pglite' | 'postgres'): Promise<Result[]> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'imagemedix-bench-api-'));
-  const server = kind === 'postgres' ? await createServerDatabase(values['postgres-url']!, 'imagemedix_bench_api') : null;
+  const server = kind === 'postgres' ? await createServerDatabase(values['postgres-url'], 'imagemedix_bench_api') : null;
   const jwtSecret = randomBytes(32).toString('hex');
   let child: ChildProcess | null = null;
   try {
@@ -143,7 +143,7 @@ async function imagemedix(kind: 'pglite' | 'postgres'): Promise<Result[]> {
   }
 }
 
-const kinds = await databasesToMeasure(values.db!, values['postgres-url']!);
+const kinds = await databasesToMeasure(values.db, values['postgres-url']);
 const machine = machineLine();
 const results: Result[] = [await helloCeiling()];
 for (const kind of kinds) results.push(...(await imagemedix(kind)));

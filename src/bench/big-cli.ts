@@ -40,7 +40,7 @@ const D = Number(values.doctors);
 const machine = machineLine();
 const server = values.reuse
   ? { url: values.reuse, drop: async () => console.log(`kept ${values.reuse}`) }
-  : await createServerDatabase(values['postgres-url']!, 'imagemedix_bench_big');
+  : await createServerDatabase(values['postgres-url'], 'imagemedix_bench_big');
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'imagemedix-bench-big-'));
 const jwtSecret = randomBytes(32).toString('hex');
 let child: ChildProcess | null = null;
@@ -121,7 +121,7 @@ try {
   await waitForHttp(`${base}/healthz`, 180_000, child);
 
   say(`\n### ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC: ${counts[0]!.n} scans\n`);
-  say(`${machine}. PostgreSQL ${values['postgres-url']!.replace(/\/\/[^@]*@/, '//')} (shared with the other engineers' tests); database ${sizes[0]!.size}, seeded in ${seedSeconds.toFixed(0)} s.`);
+  say(`${machine}. PostgreSQL ${values['postgres-url'].replace(/\/\/[^@]*@/, '//')} (shared with the other engineers' tests); database ${sizes[0]!.size}, seeded in ${seedSeconds.toFixed(0)} s.`);
   say(`${D} doctors, ${Math.floor(N / 10)} patients; the doctor measured sees ${counts[0]!.mine} scans, the admin all. autocannon ${values.connections} connections, ${values.duration} s per row.\n`);
   say('| who | request | req/s | p50 ms | p99 ms | max ms | errors |');
   say('|---|---|---:|---:|---:|---:|---:|');

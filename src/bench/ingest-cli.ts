@@ -121,7 +121,7 @@ async function drive(name: string, files: Uint8Array<ArrayBuffer>[], send: (file
 }
 
 async function orthanc(files: Uint8Array<ArrayBuffer>[], label: string): Promise<Run | null> {
-  let base = values.orthanc!;
+  let base = values.orthanc;
   let child: ChildProcess | null = null;
   let dir: string | null = null;
   if (base === 'off') return null;
@@ -163,7 +163,7 @@ async function orthanc(files: Uint8Array<ArrayBuffer>[], label: string): Promise
 
 async function imagemedix(kind: 'pglite' | 'postgres', files: Uint8Array<ArrayBuffer>[]): Promise<Run> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'imagemedix-bench-ingest-'));
-  const server = kind === 'postgres' ? await createServerDatabase(values['postgres-url']!, 'imagemedix_bench_ingest') : null;
+  const server = kind === 'postgres' ? await createServerDatabase(values['postgres-url'], 'imagemedix_bench_ingest') : null;
   const jwtSecret = randomBytes(32).toString('hex');
   let child: ChildProcess | null = null;
   try {
@@ -203,7 +203,7 @@ async function imagemedix(kind: 'pglite' | 'postgres', files: Uint8Array<ArrayBu
   }
 }
 
-const kinds = await databasesToMeasure(values.db!, values['postgres-url']!);
+const kinds = await databasesToMeasure(values.db, values['postgres-url']);
 const machine = machineLine();
 const files = makeFiles(N);
 const size = Math.round(files.reduce((a, f) => a + f.length, 0) / files.length);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decodeDicomPixels, decodeUpload, ImageDecodeError, type DicomPixels } from './index.js';
+import { decodeDicomPixels, decodeUpload, type DicomPixels } from './index.js';
 import { pngPixels } from './testing/png.js';
 import { dicomFixture, sharedDicom } from './testing/paths.js';
 

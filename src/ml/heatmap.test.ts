@@ -67,9 +67,9 @@ describe('explainClass', () => {
     const { data } = await sharp(heatmap.png).raw().toBuffer({ resolveWithObject: true });
     const px = (x: number, y: number) => [...data.subarray((y * 300 + x) * 3, (y * 300 + x) * 3 + 3)];
     const hot = px(Math.round((11.5 / 14) * 300), Math.round((11.5 / 14) * 200));
-    assert.ok(hot[0]! > 100 && hot[0]! - hot[2]! > 50, `hot pixel ${hot}`);
+    assert.ok(hot[0]! > 100 && hot[0]! - hot[2]! > 50, `hot pixel ${[...hot].join(',')}`);
     const cold = px(150, 5);
-    assert.ok(cold[2]! > cold[0]!, `cold pixel ${cold}`);
+    assert.ok(cold[2]! > cold[0]!, `cold pixel ${[...cold].join(',')}`);
   });
 });
 

@@ -229,7 +229,8 @@ function parseEnvironment(env: Env): EnvSettings {
     // The limits (range, length, pattern) as the schema states them.
     const error = Value.Errors(schema, out[key]).First();
     if (!error) continue;
-    const value = String(out[key]);
+    const parsed = out[key] as string | number | boolean;
+    const value = String(parsed);
     // Secrets (the variables with a minimum length) are never repeated in the message.
     if (typeof schema.minLength === 'number') {
       throw new ConfigError(`${key} must ${schema.hint ?? `be at least ${schema.minLength} characters long`}`);

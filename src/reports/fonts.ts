@@ -146,7 +146,8 @@ export function withFallbackFonts(doc: Doc, warn: (message: string) => void, ava
   }) as Doc['font'];
 
   doc.text = ((text: unknown, ...args: TextArgs) => {
-    const value = String(text ?? '');
+    // pdfkit is given strings and numbers.
+    const value = typeof text === 'string' ? text : typeof text === 'number' ? String(text) : '';
     const runs = fontRuns(value);
     if (runs.length <= 1 && (runs[0]?.face ?? 'base') === 'base') return drawText(value, ...args);
     const [a, b, c] = args;
@@ -162,6 +163,6 @@ export function withFallbackFonts(doc: Doc, warn: (message: string) => void, ava
     });
     setFont(use('base', current));
     return doc;
-  }) as Doc['text'];
+  });
   return true;
 }

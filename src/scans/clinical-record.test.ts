@@ -68,7 +68,7 @@ for (const kind of await databaseKinds()) {
         uploadRequest(doctor, { data, fields: { patientId: uniqueId(), patientName: 'Priya Mehta', scanType } }),
       );
       assert.equal(res.statusCode, 201, res.body);
-      return res.json() as { _id: string; patientId: string };
+      return res.json<{ _id: string; patientId: string }>();
     }
     async function analysed(data: Buffer, scanType: 'brain-mri' | 'chest-xray') {
       const scan = await upload(data, scanType);

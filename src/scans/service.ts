@@ -382,7 +382,7 @@ function pick(source: object | null | undefined): ReviewedFinding {
   for (const field of REVIEW_FIELDS) {
     if (field in source) out[field] = (source as Record<string, unknown>)[field];
   }
-  return out as ReviewedFinding;
+  return out;
 }
 
 /**
@@ -432,7 +432,8 @@ export function mergeReview(scanType: ScanType | null, base: ReviewedFinding, pa
       merged[presence] = true;
     }
     if (!sameValue(merged[presence], b[presence]) || !sameValue(merged[kind], b[kind])) {
-      changedFrom = b[presence] === false ? 'no finding' : `"${String(b[kind] ?? b[presence] ?? 'no finding')}"`;
+      const was = b[kind] ?? b[presence] ?? 'no finding';
+      changedFrom = b[presence] === false ? 'no finding' : `"${typeof was === 'string' ? was : JSON.stringify(was)}"`;
     }
   }
   if (changedFrom !== null && !('confidence' in patch) && typeof base.confidence === 'number') {
@@ -440,7 +441,7 @@ export function mergeReview(scanType: ScanType | null, base: ReviewedFinding, pa
       `result.confidence is required when the finding changes: the current confidence (${base.confidence}) was for ${changedFrom}; send the reviewed finding's confidence (0 to 1) or null`,
     );
   }
-  return merged as ReviewedFinding;
+  return merged;
 }
 
 export async function reviewScan(

@@ -53,7 +53,7 @@ export interface StatusStreamOptions {
  * Checks access to every scan first (404 for any that is not the viewer's, like GET /:id),
  * then returns the event stream.
  */
-export async function openStatusStream(deps: ScanDeps, opts: StatusStreamOptions): Promise<{ stream: PassThrough; close(): void }> {
+export async function openStatusStream(deps: ScanDeps, opts: StatusStreamOptions): Promise<{ stream: PassThrough; close: () => void }> {
   const { viewer, ids, intervalMs = 1000, heartbeatMs = 15_000, maxMs = 5 * 60_000 } = opts;
   const first = new Map<string, ScanStatusEvent>();
   for (const id of ids) first.set(id, await scanStatus(deps, { viewer, id }).then((s) => ({ _id: id, ...s })));

@@ -16,7 +16,7 @@ for (const kind of await databaseKinds()) {
       const doc = await t.user({ specialization: 'Radiology' });
       const res = await t.app.inject({ url: '/api/users/users', headers: admin.auth });
       assert.equal(res.statusCode, 200);
-      const list = res.json() as Record<string, unknown>[];
+      const list = res.json<Record<string, unknown>[]>();
       const row = list.find((u) => u._id === doc.id);
       assert.deepEqual(row, {
         _id: doc.id,

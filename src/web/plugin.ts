@@ -64,7 +64,7 @@ export async function registerWebApp(app: FastifyInstance, root: string): Promis
   await app.register(async (scope) => {
     // Static files are not API calls: a page load must not spend the client's request budget.
     scope.addHook('onRoute', (route) => {
-      route.config = { ...(route.config as object | undefined), rateLimit: false };
+      route.config = { ...(route.config), rateLimit: false };
     });
     await scope.register(fastifyStatic, {
       root,

@@ -98,7 +98,7 @@ for (const kind of await databaseKinds()) {
     async function subscribe(owner: TestUser, url: string, events: WebhookEventType[] = ['scan.uploaded', 'scan.analyzed', 'scan.failed']) {
       const res = await t.app.inject({ method: 'POST', url: '/api/webhooks', headers: owner.auth, payload: { url, events } });
       assert.equal(res.statusCode, 201, res.body);
-      return res.json() as { _id: string; secret: string };
+      return res.json<{ _id: string; secret: string }>();
     }
 
     async function publish(event: ScanEvent) {

@@ -367,11 +367,11 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
       times.push(Number(await canvas.getAttribute('data-render-ms')));
     }
     times.sort((a, b) => a - b);
-    const { width: w, height: h } = (await page.evaluate(() => {
+    const { width: w, height: h } = await page.evaluate(() => {
       const meta = document.querySelector('.meta')?.textContent ?? '';
       const m = /(\d+) × (\d+)/.exec(meta);
       return { width: Number(m?.[1]), height: Number(m?.[2]) };
-    })) as { width: number; height: number };
+    });
     const measured = { image: `${w}x${h}`, renders: times.length, medianMs: times[7], maxMs: times.at(-1) };
     writeFileSync(path.join(SHOTS, '..', 'window-level.json'), `${JSON.stringify(measured, null, 2)}\n`);
     console.log(`window/level rendering of a ${w}x${h} DICOM: median ${times[7]} ms, max ${times.at(-1)} ms`);

@@ -42,7 +42,7 @@ export async function until<T>(what: string, check: () => Promise<T | undefined 
       lastError = err;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${String(lastError)})` : ''}`);
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${lastError instanceof Error ? lastError.message : JSON.stringify(lastError)})` : ''}`);
     }
     await sleep(everyMs);
   }
@@ -98,7 +98,7 @@ function spawnChild(name: string, script: 'server' | 'worker', env: Record<strin
     if (raw.length > 300) raw.shift();
   };
   let pending = '';
-  child.stdout!.on('data', (d: Buffer) => {
+  child.stdout.on('data', (d: Buffer) => {
     pending += d.toString();
     const lines = pending.split('\n');
     pending = lines.pop() ?? '';
@@ -111,7 +111,7 @@ function spawnChild(name: string, script: 'server' | 'worker', env: Record<strin
       }
     }
   });
-  child.stderr!.on('data', (d: Buffer) => keep(d.toString().trimEnd()));
+  child.stderr.on('data', (d: Buffer) => keep(d.toString().trimEnd()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
@@ -182,7 +182,7 @@ export async function startWebhookReceiver(): Promise<WebhookReceiver> {
 }
 
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
-  const cleanups: Array<() => Promise<unknown> | unknown> = [];
+  const cleanups: Array<() => unknown> = [];
   const close = async () => {
     for (const step of cleanups.reverse()) {
       try {

@@ -141,8 +141,8 @@ export function redirectResult(location: string | string[] | undefined): SignInR
 
 /** Assertions that a sign-in ended on `clientUrl` with a token, or with an error code. */
 export function signInAssertions(clientUrl: string): {
-  assertSignedIn(result: SignInResult): string;
-  assertSignInError(result: SignInResult, code: string): void;
+  assertSignedIn: (result: SignInResult) => string;
+  assertSignInError: (result: SignInResult, code: string) => void;
 } {
   return {
     assertSignedIn(result) {

@@ -128,7 +128,7 @@ const ROWS: Record<string, Row> = {
 
   // Scans.
   'POST /api/scans': {
-    call: (f, as) => uploadRequest(null, { data: JPEG, fields: { patientId: uniqueId(), patientName: 'Matrix Upload', scanType: 'brain-mri' } }),
+    call: () => uploadRequest(null, { data: JPEG, fields: { patientId: uniqueId(), patientName: 'Matrix Upload', scanType: 'brain-mri' } }),
     expect: signedIn(201),
   },
   'GET /api/scans': { call: () => json('GET', '/api/scans'), expect: signedIn(200) },

@@ -211,7 +211,7 @@ describe('hostile input corpus (pglite)', () => {
       const res = await t.app.inject(await c.request({ t, doctor, patientId, scanId, deactivated }));
       let error: unknown;
       try {
-        error = (res.json() as { error?: unknown }).error;
+        error = res.json<{ error?: unknown }>().error;
       } catch {
         error = undefined;
       }

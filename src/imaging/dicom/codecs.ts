@@ -75,13 +75,13 @@ class WasmCodec<M> {
 }
 
 const openJpeg = new WasmCodec<{ J2KDecoder: new () => WasmDecoder }>(() =>
-  require('@cornerstonejs/codec-openjpeg/decodewasmjs'),
+  require('@cornerstonejs/codec-openjpeg/decodewasmjs') as Factory<{ J2KDecoder: new () => WasmDecoder }>,
 );
 const charLs = new WasmCodec<{ JpegLSDecoder: new () => JpegLsDecoder }>(() =>
-  require('@cornerstonejs/codec-charls/decodewasmjs'),
+  require('@cornerstonejs/codec-charls/decodewasmjs') as Factory<{ JpegLSDecoder: new () => JpegLsDecoder }>,
 );
 const libJpegTurbo = new WasmCodec<{ JPEGDecoder: new () => WasmDecoder }>(() =>
-  require('@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasmjs'),
+  require('@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasmjs') as Factory<{ JPEGDecoder: new () => WasmDecoder }>,
 );
 
 /** Decoded samples, little endian, `bytesPerSample` each, pixel-interleaved unless `planar`. */

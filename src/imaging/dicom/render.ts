@@ -44,7 +44,7 @@ export function readDisplayAttributes(dataSet: DataSet, signed: boolean): Displa
   return {
     slope,
     intercept,
-    ...(center !== undefined && usableWidth ? { window: { center, width: width!, fn } } : {}),
+    ...(center !== undefined && usableWidth ? { window: { center, width: width, fn } } : {}),
     ...(paddingValue !== undefined ? { paddingValue } : {}),
     inverse: firstString(dataSet, 'x20500020', decode)?.toUpperCase() === 'INVERSE',
   };

@@ -63,12 +63,12 @@ function encodeValue(vr: string, value: DicomValue, enc: Encoding): Buffer {
   numbers.forEach((n, i) => {
     const o = i * size;
     const le = enc.littleEndian;
-    if (vr === 'US') le ? buf.writeUInt16LE(n, o) : buf.writeUInt16BE(n, o);
-    else if (vr === 'SS') le ? buf.writeInt16LE(n, o) : buf.writeInt16BE(n, o);
-    else if (vr === 'UL' || vr === 'AT') le ? buf.writeUInt32LE(n, o) : buf.writeUInt32BE(n, o);
-    else if (vr === 'SL') le ? buf.writeInt32LE(n, o) : buf.writeInt32BE(n, o);
-    else if (vr === 'FL') le ? buf.writeFloatLE(n, o) : buf.writeFloatBE(n, o);
-    else le ? buf.writeDoubleLE(n, o) : buf.writeDoubleBE(n, o);
+    if (vr === 'US') buf[le ? 'writeUInt16LE' : 'writeUInt16BE'](n, o);
+    else if (vr === 'SS') buf[le ? 'writeInt16LE' : 'writeInt16BE'](n, o);
+    else if (vr === 'UL' || vr === 'AT') buf[le ? 'writeUInt32LE' : 'writeUInt32BE'](n, o);
+    else if (vr === 'SL') buf[le ? 'writeInt32LE' : 'writeInt32BE'](n, o);
+    else if (vr === 'FL') buf[le ? 'writeFloatLE' : 'writeFloatBE'](n, o);
+    else buf[le ? 'writeDoubleLE' : 'writeDoubleBE'](n, o);
   });
   return buf;
 }
@@ -183,8 +183,8 @@ export function syntheticImage(image: SyntheticImage): Buffer {
     const v = image.values[i]!;
     const o = i * bytes;
     if (bytes === 1) data[o] = v & 0xff;
-    else if (bytes === 2) bigEndian ? data.writeUInt16BE(v & 0xffff, o) : data.writeUInt16LE(v & 0xffff, o);
-    else bigEndian ? data.writeUInt32BE(v >>> 0, o) : data.writeUInt32LE(v >>> 0, o);
+    else if (bytes === 2) data[bigEndian ? 'writeUInt16BE' : 'writeUInt16LE'](v & 0xffff, o);
+    else data[bigEndian ? 'writeUInt32BE' : 'writeUInt32LE'](v >>> 0, o);
   }
   const elements: DicomElement[] = [
     { tag: 0x00080016, vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.7' },

@@ -35,7 +35,7 @@ export interface Database {
    * Calls `onNotify` for every NOTIFY on `channel` once its transaction commits, from this
    * process or another; `onReconnect` after a lost server connection came back. Returns unlisten.
    */
-  listen(channel: string, handlers: { onNotify(payload: string): void; onReconnect?(): void; onError?(err: Error): void }): Promise<() => Promise<void>>;
+  listen(channel: string, handlers: { onNotify: (payload: string) => void; onReconnect?: () => void; onError?: (err: Error) => void }): Promise<() => Promise<void>>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -64,7 +64,7 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
       connectionString: opts.databaseUrl,
       executor: {
         async executeSql(text, values) {
-          const r = await pool.query(text, values as unknown[] | undefined);
+          const r = await pool.query(text, values);
           return { rows: r.rows };
         },
       },
@@ -136,8 +136,9 @@ export function sqlFromText(text: string, values: unknown[] = []): SQL {
 export function executorFor(tx: DbOrTx): SqlExecutor {
   return {
     async executeSql(text, values) {
-      const r = (await tx.execute(sqlFromText(text, values))) as unknown as { rows?: unknown[] } | unknown[];
-      return { rows: Array.isArray(r) ? r : (r.rows ?? []) };
+      // pg answers { rows }, PGlite answers the rows themselves.
+      const r: unknown = await tx.execute(sqlFromText(text, values));
+      return { rows: Array.isArray(r) ? (r as unknown[]) : ((r as { rows?: unknown[] }).rows ?? []) };
     },
   };
 }

@@ -20,7 +20,7 @@ describe('error shape', () => {
   /** Asserts the status and that the body is exactly `{"error": "<a sentence>"}`. */
   async function expectError(req: InjectOptions, status: number, message: RegExp) {
     const res = await t.app.inject(req);
-    assert.equal(res.statusCode, status, `${req.method} ${req.url}: ${res.body}`);
+    assert.equal(res.statusCode, status, `${req.method} ${JSON.stringify(req.url)}: ${res.body}`);
     assert.match(String(res.headers['content-type']), /^application\/json/);
     const body = res.json();
     assert.deepEqual(Object.keys(body), ['error'], res.body);

@@ -115,7 +115,7 @@ export async function openQueue(
         }
       : database.executor,
   );
-  const boss = new PgBoss({ db: counted.executor as PgBoss.Db, ...common });
+  const boss = new PgBoss({ db: counted.executor, ...common });
   boss.on('error', (err: Error) => opts.log.error({ err }, 'queue error'));
   await boss.start();
   const registered = new Map<string, JobDefinition>();
@@ -183,7 +183,7 @@ export async function openQueue(
         retryBackoff: job.retryBackoff,
         expireInSeconds: job.expireInSeconds,
         ...(startAfterSeconds ? { startAfter: startAfterSeconds } : {}),
-        ...(tx ? { db: executorFor(tx) as PgBoss.Db } : {}),
+        ...(tx ? { db: executorFor(tx) } : {}),
       });
       if (!id) throw new Error(`Job ${job.name} was not queued`);
       const executor = tx ? executorFor(tx) : database.executor;

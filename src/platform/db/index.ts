@@ -54,8 +54,7 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
   if (opts.databaseUrl) {
     const connectionString = opts.databaseUrl;
     const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: opts.poolSize ?? 10 });
-    // An idle client that errors (server restart) must not crash the process.
-    pool.on('error', () => undefined);
+    survivesServerRestarts(pool);
     const db = drizzlePg(pool, { schema }) as unknown as Db;
     await migratePg(drizzlePg(pool), { migrationsFolder: MIGRATIONS });
     return {
@@ -116,6 +115,20 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
       await client.close();
     },
   };
+}
+
+/**
+ * A server restart cuts every connection, and each connection's client emits 'error'. The pool
+ * handles it for idle clients, but not for a client checked out between two statements (a
+ * transaction waiting on storage, say): unheard, that 'error' ended the whole process. Each
+ * client gets a listener for its lifetime; the statement that next uses it fails instead,
+ * and the pool discards it when it is released.
+ */
+export function survivesServerRestarts(pool: pg.Pool): void {
+  pool.on('error', () => undefined);
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
 }
 
 /**

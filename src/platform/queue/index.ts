@@ -10,7 +10,7 @@ import { Value } from '@sinclair/typebox/value';
 import PgBoss from 'pg-boss';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { executorFor, type Database, type DbOrTx, type SqlExecutor } from '../db/index.js';
+import { executorFor, survivesServerRestarts, type Database, type DbOrTx, type SqlExecutor } from '../db/index.js';
 import { scrubError } from '../logging.js';
 
 export interface JobContext {
@@ -63,8 +63,15 @@ export interface JobState {
 export interface Queue {
   /** Creates the queues of `jobs`; each name in `declared` must have exactly one definition. */
   register(declared: readonly string[], jobs: readonly JobDefinition[]): Promise<void>;
-  /** Enqueues a job, inside the caller's transaction when `tx` is given. */
-  send<S extends TObject>(job: JobDefinition<S>, data: Static<S>, opts?: { tx?: DbOrTx; startAfterSeconds?: number }): Promise<string>;
+  /**
+   * Enqueues a job, inside the caller's transaction when `tx` is given; `id` is the job's id
+   * when the caller must know it before the insert (a UUID).
+   */
+  send<S extends TObject>(
+    job: JobDefinition<S>,
+    data: Static<S>,
+    opts?: { tx?: DbOrTx; startAfterSeconds?: number; id?: string },
+  ): Promise<string>;
   /** Starts `concurrency` workers of the registered job `name` in this process. */
   work(name: string, opts: { concurrency: number; pollIntervalSeconds: number; log: Logger }): Promise<void>;
   /** Stops this process's workers of `name` (the jobs stay queued). */
@@ -103,8 +110,7 @@ export async function openQueue(
   // return a job; closing its connections under them was the "Cannot use a pool after calling
   // end" error at shutdown. On a server the pool is ours too, closed once they are done.
   const pool = database.connectionString ? new pg.Pool({ connectionString: database.connectionString, max: 4 }) : null;
-  // A pooled connection cut by a database restart is dropped by the pool; it must not crash the process.
-  pool?.on('error', () => undefined);
+  if (pool) survivesServerRestarts(pool);
   const counted = countStatements(
     pool
       ? {
@@ -176,8 +182,9 @@ export async function openQueue(
         registered.set(job.name, job);
       }
     },
-    async send(job, data, { tx, startAfterSeconds } = {}) {
+    async send(job, data, { tx, startAfterSeconds, id: jobId } = {}) {
       const id = await boss.send(job.name, data, {
+        ...(jobId ? { id: jobId } : {}),
         retryLimit: job.retryLimit,
         retryDelay: job.retryDelaySeconds,
         retryBackoff: job.retryBackoff,

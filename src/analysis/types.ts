@@ -19,7 +19,13 @@ export interface AnalysisQueue {
   enqueue(
     tx: DbOrTx,
     /** scanType null: the analysis decides it from the DICOM header or the image. */
-    job: { scanId: string; scanType: ScanType | null; requestedBy: string | null },
+    job: {
+      scanId: string;
+      scanType: ScanType | null;
+      requestedBy: string | null;
+      /** The scan was inserted in this transaction with status `processing` (an upload). */
+      newScan?: boolean;
+    },
   ): Promise<{ jobId: string; analysisId: string; deduplicated: boolean }>;
   /** The latest job of a scan, or null when it never had one. */
   jobStatus(scanId: string): Promise<JobStatus | null>;

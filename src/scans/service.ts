@@ -238,7 +238,7 @@ export async function uploadScan(
           seriesInstanceUid: dicom?.seriesInstanceUid ?? null,
           sopInstanceUid: dicom?.sopInstanceUid ?? null,
         });
-        await deps.analysis.enqueue(tx, { scanId, scanType: declaredType, requestedBy: viewer.id });
+        await deps.analysis.enqueue(tx, { scanId, scanType: declaredType, requestedBy: viewer.id, newScan: true });
         await deps.events.publish(tx, { type: 'scan.uploaded', scanId, patientId: patient.id, status });
         return { scan, patient };
       });

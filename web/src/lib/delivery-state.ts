@@ -24,3 +24,18 @@ export function retryState(d: DeliveryState, now: number): { kind: RetryStateKin
   }
   return { kind: 'retried', at: null };
 }
+
+/**
+ * When to read the delivery log again, in ms, while some retry is queued: a second after the
+ * earliest is due (between 2 and 30 s from now); null when nothing is waiting.
+ */
+export function nextRefreshIn(deliveries: DeliveryState[], now: number): number | null {
+  let earliest: number | null = null;
+  for (const d of deliveries) {
+    if (d.succeeded || d.gaveUp || d.nextRetryAt === null) continue;
+    const at = Date.parse(d.nextRetryAt);
+    if (Number.isFinite(at) && (earliest === null || at < earliest)) earliest = at;
+  }
+  if (earliest === null) return null;
+  return Math.min(30_000, Math.max(2_000, earliest - now + 1_000));
+}

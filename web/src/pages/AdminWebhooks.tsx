@@ -1,7 +1,7 @@
-import { useState } from 'react';
+import { useEffect, useState } from 'react';
 import { api, errorMessage, ok, type Delivery, type Webhook } from '../api/client';
 import { Alert, Empty, PageHeader } from '../components/ui';
-import { retryState } from '../lib/delivery-state';
+import { nextRefreshIn, retryState } from '../lib/delivery-state';
 import { formatDateTime } from '../lib/format';
 import { useDocumentTitle, useFormAction } from '../lib/hooks';
 import { useAsync } from '../lib/useAsync';
@@ -87,6 +87,14 @@ export function AdminWebhooks() {
 
 function Deliveries({ id }: { id: string }) {
   const list = useAsync(() => ok(api.GET('/api/webhooks/{id}/deliveries', { params: { path: { id }, query: { limit: 50 } } })), [id]);
+  // While a retry is queued, read the log again once it is due, so its outcome appears by itself.
+  useEffect(() => {
+    const due = nextRefreshIn(list.data?.deliveries ?? [], Date.now());
+    if (due === null) return;
+    // (reload only bumps a counter, so the one of this render is as good as any.)
+    const timer = setTimeout(list.reload, due);
+    return () => clearTimeout(timer);
+  }, [list.data]);
   return (
     <section className="card table-card" aria-labelledby="deliv-h">
       <div className="card-head">

@@ -18,8 +18,8 @@ test('a connection cut while its transaction waits between statements fails that
   try {
     const outcome = await database.db
       .transaction(async (tx) => {
-        const result = (await tx.execute(sql`select pg_backend_pid() as pid`)) as unknown as { rows: { pid: number }[] };
-        const pid = result.rows[0]!.pid;
+        const result: unknown = await tx.execute(sql`select pg_backend_pid() as pid`);
+        const pid = (result as { rows: { pid: number }[] }).rows[0]!.pid;
         // The transaction's connection is cut while this code is between statements (as an
         // upload's transaction waits on storage)...
         await killer.query('select pg_terminate_backend($1)', [pid]);

@@ -115,7 +115,6 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
   });
   await registerSecurityHeaders(app);
   registerAuditHooks(app, ctx);
-  app.addHook('onClose', () => ctx.audit.flush());
 
   const { redis } = ctx;
   // One root-level hook rather than the plugin's per-route hooks: route hooks run after the

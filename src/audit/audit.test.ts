@@ -41,7 +41,6 @@ for (const kind of await databaseKinds()) {
     after(() => t.close());
 
     async function events(query: string): Promise<{ events: Event[]; totalEvents: number; totalPages: number }> {
-      await t.ctx.audit.flush();
       const res = await t.app.inject({ method: 'GET', url: `/api/audit?${query}`, headers: admin.auth });
       assert.equal(res.statusCode, 200, res.body);
       return res.json();
@@ -60,6 +59,12 @@ for (const kind of await databaseKinds()) {
       const report = await t.app.inject({ method: 'POST', url: `/api/scans/${scan._id}/report`, headers: doctor.auth });
       assert.equal(report.statusCode, 201);
       await t.app.inject({ method: 'GET', url: '/api/patients', headers: doctor.auth });
+      // The original pixels are a read too (none for a JPEG: 409, recorded as such).
+      assert.equal((await t.app.inject({ method: 'GET', url: `/api/scans/${scan._id}/pixels`, headers: doctor.auth })).statusCode, 409);
+      // An admin's un-assignment, with the doctor it removed.
+      await t.app.inject({ method: 'POST', url: `/api/patients/${p._id}/assign-doctor`, headers: admin.auth, payload: { doctorId: other.id } });
+      const unassigned = await t.app.inject({ method: 'DELETE', url: `/api/patients/${p._id}/assign-doctor/${other.id}`, headers: admin.auth });
+      assert.equal(unassigned.statusCode, 200, unassigned.body);
 
       const { events: trail } = await events(`patientId=${p.patientId}&limit=100`);
       const seen = (action: string, outcome = 'success') => trail.find((e) => e.action === action && e.outcome === outcome);
@@ -82,6 +87,24 @@ for (const kind of await databaseKinds()) {
       assert.equal(download.actor?._id, doctor.id);
       assert.equal(download.resourceId, scan._id);
       assert.ok(seen('report.create'));
+      // Handing out signed links is an export of its own, apart from downloading through them.
+      const issued = trail.filter((e) => e.action === 'link.issue' && e.resourceId === scan._id);
+      const via = (action: string) => issued.find((e) => e.detail?.via === action);
+      assert.deepEqual(via('scan.upload')?.detail?.kinds, ['image', 'thumbnail']);
+      assert.deepEqual(via('report.create')?.detail?.kinds, ['report']);
+      assert.equal(via('report.create')?.actor?._id, doctor.id, 'the link was issued to the doctor who asked');
+      assert.deepEqual(via('report.create')?.patientIds, [p._id]);
+      assert.equal(via('report.create')?.detail?.expiresInSeconds, t.config.signedUrlTtlSeconds);
+      const listed = await t.app.inject({ method: 'GET', url: '/api/scans', headers: doctor.auth });
+      assert.equal(listed.statusCode, 200);
+      const exports = (await events(`action=link.issue&userId=${doctor.id}`)).events;
+      assert.ok(exports.some((e) => e.detail?.via === 'scan.list' && e.patientIds.includes(p._id)));
+      // A refusal hands out no link, so it records no export.
+      await t.app.inject({ method: 'GET', url: `/api/scans/${scan._id}`, headers: other.auth });
+      assert.ok(!(await events(`action=link.issue&userId=${other.id}`)).events.length);
+      assert.deepEqual(seen('scan.read_pixels', 'invalid')?.patientIds, [p._id]);
+      assert.deepEqual(seen('patient.unassign_doctor')?.detail, { doctorId: other.id });
+      assert.ok(seen('patient.assign_doctor'));
       const list = seen('patient.list');
       assert.ok(list && list.patientIds.includes(p._id) && typeof list.detail?.count === 'number');
 
@@ -134,7 +157,6 @@ for (const kind of await databaseKinds()) {
 
     test('the trail is append-only: UPDATE, DELETE and TRUNCATE are refused by the database', async () => {
       await t.patient(doctor);
-      await t.ctx.audit.flush();
       const db = t.database.db;
       await assert.rejects(db.execute(sql`update audit_events set action = 'patient.nothing'`), (err: Error) =>
         /append-only/.test(String((err.cause as Error | undefined)?.message ?? err.message)),
@@ -144,6 +166,72 @@ for (const kind of await databaseKinds()) {
       const r = await db.execute(sql`select count(*)::int as n from audit_events where action = 'patient.nothing'`);
       assert.equal(((Array.isArray(r) ? r : (r as { rows: unknown[] }).rows) as { n: number }[])[0]!.n, 0);
       assert.ok(uniqueId());
+    });
+  });
+}
+
+for (const kind of await databaseKinds()) {
+  describe(`audit trail on a slow or failing database (${kind})`, () => {
+    let t: TestApp;
+    let doctor: TestUser;
+    let broken = false;
+    let slowMs = 0;
+    before(async () => {
+      t = await createTestApp(kind, {
+        build: (ctx) => {
+          const real = ctx.audit;
+          ctx.audit = {
+            write: async (rows) => {
+              if (broken) throw new Error('could not extend file "base/16384/24601": No space left on device');
+              if (slowMs > 0) await new Promise((resolve) => setTimeout(resolve, slowMs));
+              await real.write(rows);
+            },
+          };
+          return {};
+        },
+      });
+      doctor = await t.user();
+    });
+    after(() => t.close());
+
+    test('each event is committed before its answer leaves, however slow the write: a crash after the answer loses nothing', async () => {
+      const p = await t.patient(doctor);
+      slowMs = 150;
+      try {
+        for (let i = 1; i <= 3; i++) {
+          const res = await t.app.inject({ method: 'GET', url: `/api/patients/${p._id}`, headers: doctor.auth });
+          assert.equal(res.statusCode, 200);
+          // Straight from the table, the moment the answer has arrived: no flush, no wait.
+          const r = await t.database.db.execute(
+            sql`select count(*)::int as n from audit_events where action = 'patient.read' and resource_id = ${p._id}`,
+          );
+          assert.equal(((Array.isArray(r) ? r : (r as { rows: unknown[] }).rows) as { n: number }[])[0]!.n, i);
+        }
+      } finally {
+        slowMs = 0;
+      }
+    });
+
+    test('the answer is withheld (503 {"error"}): no patient data and no file leaves without its trace', async () => {
+      const p = await t.patient(doctor, { name: 'Withheld Patient' });
+      const up = await t.app.inject(uploadRequest(doctor, { data: JPEG, fields: { patientId: p.patientId, scanType: 'brain-mri' } }));
+      assert.equal(up.statusCode, 201, up.body);
+      const image = new URL(up.json().imageUrl as string, 'http://x');
+      broken = true;
+      try {
+        const read = await t.app.inject({ method: 'GET', url: `/api/patients/${p._id}`, headers: doctor.auth });
+        assert.equal(read.statusCode, 503);
+        assert.match(read.json().error, /audit trail/);
+        assert.ok(!read.body.includes('Withheld Patient') && !read.body.includes(p.patientId));
+        const file = await t.app.inject({ method: 'GET', url: image.pathname + image.search });
+        assert.equal(file.statusCode, 503);
+        assert.match(String(file.headers['content-type']), /application\/json/);
+        assert.ok(file.rawPayload.length < 500, 'no image bytes');
+      } finally {
+        broken = false;
+      }
+      // The server keeps serving once the trail can be written again.
+      assert.equal((await t.app.inject({ method: 'GET', url: `/api/patients/${p._id}`, headers: doctor.auth })).statusCode, 200);
     });
   });
 }

@@ -1,12 +1,15 @@
 /**
  * The audit trail's writer and the Fastify hooks that feed it. A route opts in with
- * `config: { audit: { action, resource } }`; after the answer has gone out (onResponse, off
- * the request's latency), one event is written: who (the signed-in user, or the user a signed
- * link was issued to), what (resource type and id, and every patient whose data it touched),
- * the action, when, from which address, and the outcome from the status code. Events hold
- * ids and field names only: never values, image data, passwords or tokens.
+ * `config: { audit: { action, resource } }`; once the answer is ready and before any byte of it
+ * leaves (onSend), its event is committed: who (the signed-in user, or the user a signed link
+ * was issued to), what (resource type and id, and every patient whose data it touched), the
+ * action, when, from which address, and the outcome from the status code. A request that
+ * handed out signed links to files records their issuing as a second event (`link.issue`).
+ * If the events cannot be written, the client gets a 503 instead of the answer: no patient
+ * data leaves without its trace, and a crash after the answer cannot lose the trace. Events
+ * hold ids and field names only: never values, image data, passwords or tokens.
  */
-import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Db } from '../platform/db/index.js';
 import type { AuditOutcome } from '../platform/db/schema.js';
 import { isUuid } from '../platform/http/schemas.js';
@@ -14,7 +17,7 @@ import { findPatientByPatientId } from '../patients/repository.js';
 import { findUserByEmail } from '../users/repository.js';
 import { insertAuditEvents, patientsOfScans, type NewAuditRow } from './repository.js';
 
-export type AuditResource = 'patient' | 'scan' | 'user' | 'session' | 'webhook' | 'audit' | 'model';
+export type AuditResource = 'patient' | 'scan' | 'user' | 'session' | 'webhook' | 'audit' | 'model' | 'address';
 
 export interface AuditSpec {
   /** What happened, as `<resource>.<verb>`: patient.read, scan.upload, report.create... */
@@ -27,8 +30,15 @@ export interface AuditNote {
   actor?: { id: string; role: string | null };
   resourceId?: string;
   patientIds?: string[];
+  /** Scans the request was about, when no single id names them (their patients are looked up). */
+  scanIds?: string[];
   detail?: Record<string, unknown>;
+  /** When the status code does not tell (a sign-in that ends in a redirect either way). */
+  outcome?: AuditOutcome;
 }
+
+/** Which stored files a signed link was issued for. */
+export type LinkKind = 'image' | 'thumbnail' | 'heatmap' | 'report' | 'file';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -37,40 +47,23 @@ declare module 'fastify' {
   interface FastifyRequest {
     auditNote: AuditNote | null;
     auditPayload: unknown;
+    /** Signed links this request handed out, per scan (see noteLinkIssued). */
+    issuedLinks: Map<string, Set<LinkKind>> | null;
+    auditWritten: boolean;
   }
 }
 
 export interface AuditLog {
-  /** Queues one event, built (and its patients resolved) off the request's path. */
-  record(build: () => Promise<NewAuditRow | null>, log: FastifyBaseLogger): void;
-  /** Resolves once every queued event is written (tests, shutdown). */
-  flush(): Promise<void>;
+  /** Commits the events; resolves once they are stored, rejects when they could not be. */
+  write(rows: NewAuditRow[]): Promise<void>;
 }
 
 export function createAuditLog(db: Db): AuditLog {
-  const pending = new Set<Promise<void>>();
-  return {
-    record(build, log) {
-      const p = (async () => {
-        try {
-          const row = await build();
-          if (row) await insertAuditEvents(db, [row]);
-        } catch (err) {
-          // Logged by kind and code only (platform/logging.ts); the request has been answered.
-          log.error({ err }, 'an audit event could not be written');
-        }
-      })();
-      pending.add(p);
-      void p.finally(() => pending.delete(p));
-    },
-    async flush() {
-      while (pending.size > 0) await Promise.all([...pending]);
-    },
-  };
+  return { write: (rows) => insertAuditEvents(db, rows) };
 }
 
 /** An audit log that writes nothing: for measuring the trail's own cost, never in production. */
-export const noAuditLog: AuditLog = { record: () => undefined, flush: async () => undefined };
+export const noAuditLog: AuditLog = { write: async () => undefined };
 
 export function outcomeOf(statusCode: number): AuditOutcome {
   if (statusCode < 400) return 'success';
@@ -85,12 +78,19 @@ const asRecord = (v: unknown): Record<string, unknown> | null =>
   typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
 const idsOf = (list: unknown): string[] =>
   Array.isArray(list) ? list.map((item) => asRecord(item)?._id).filter((id): id is string => typeof id === 'string' && isUuid(id)) : [];
-const clip = (s: unknown): string | null => (typeof s === 'string' && s !== '' ? s.slice(0, 128) : null);
+/**
+ * Text as the database will take it: what a hostile request sent (a NUL in a path id, a lone
+ * surrogate in a body key) is recorded with the offending characters replaced, so it can never
+ * make the event fail to write and the answer be withheld.
+ */
+const UNSTORABLE = /[\u0000-\u001f\u007f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+const storable = (s: string): string => s.replace(UNSTORABLE, '\ufffd');
+const clip = (s: unknown): string | null => (typeof s === 'string' && s !== '' ? storable(s.slice(0, 128)) : null);
 
 /** Names of the fields a request changed: which, never what to. */
 function changedFields(body: unknown): string[] | undefined {
   const b = asRecord(body);
-  return b ? Object.keys(b).slice(0, 30) : undefined;
+  return b ? Object.keys(b).slice(0, 30).map((k) => storable(k.slice(0, 64))) : undefined;
 }
 
 async function describe(db: Db, spec: AuditSpec, request: FastifyRequest, statusCode: number): Promise<NewAuditRow> {
@@ -100,7 +100,7 @@ async function describe(db: Db, spec: AuditSpec, request: FastifyRequest, status
   const body = asRecord(request.body);
   let actor = request.user ? { id: request.user.id, role: request.user.role as string | null } : (note.actor ?? null);
   let resourceId =
-    note.resourceId ?? clip(payload?._id) ?? clip(params.id) ?? clip(params.scanId) ?? clip(body?.scanId) ?? null;
+    note.resourceId ?? clip(payload?._id) ?? clip(params.id) ?? clip(params.scanId) ?? clip(params.ip) ?? clip(body?.scanId) ?? null;
   let patientIds = note.patientIds;
   const detail: Record<string, unknown> = { ...(note.detail ?? {}) };
   const ok = statusCode < 400;
@@ -125,7 +125,12 @@ async function describe(db: Db, spec: AuditSpec, request: FastifyRequest, status
       break;
     }
     case 'scan': {
-      if (!patientIds) {
+      if (!patientIds && note.scanIds) {
+        const ids = note.scanIds.filter(isUuid);
+        patientIds = await patientsOfScans(db, ids);
+        if (ids.length === 1) resourceId = ids[0]!;
+        detail.scans = note.scanIds.length;
+      } else if (!patientIds) {
         const list = idsOf(payload?.scans);
         const patientRef = asRecord(payload?.patient);
         if (Array.isArray(payload?.scans)) {
@@ -145,7 +150,7 @@ async function describe(db: Db, spec: AuditSpec, request: FastifyRequest, status
       if (ok && typeof user?._id === 'string') {
         actor = { id: user._id, role: typeof user.role === 'string' ? user.role : null };
         resourceId = user._id;
-      } else if (!actor && typeof body?.email === 'string') {
+      } else if (!actor && typeof body?.email === 'string' && body.email.length <= 254 && storable(body.email) === body.email) {
         // A failed sign-in names the account it tried, when there is one; never the email typed.
         const target = await findUserByEmail(db, body.email.trim());
         resourceId = target?.id ?? null;
@@ -154,7 +159,7 @@ async function describe(db: Db, spec: AuditSpec, request: FastifyRequest, status
     }
     case 'user': {
       const fields = changedFields(body);
-      if (fields && request.method !== 'GET') {
+      if (fields && request.method !== 'GET' && !note.detail?.fields) {
         detail.fields = fields.filter((f) => f !== 'password').concat(fields.includes('password') ? ['password (changed)'] : []);
         if (typeof body?.role === 'string') detail.role = body.role;
         if (typeof body?.isActive === 'boolean') detail.isActive = body.isActive;
@@ -164,15 +169,17 @@ async function describe(db: Db, spec: AuditSpec, request: FastifyRequest, status
     case 'webhook':
     case 'audit':
     case 'model':
+    case 'address':
       break;
   }
   if (spec.resource === 'patient' && (request.method === 'PATCH' || request.method === 'POST')) {
     const fields = changedFields(body);
     if (fields) detail.fields = fields;
   }
-  if (request.method === 'GET' && request.query && Object.keys(request.query).length > 0) {
+  // (A sign-in's query is the provider's code and state: nothing an auditor filters by.)
+  if (request.method === 'GET' && spec.resource !== 'session' && request.query && Object.keys(request.query).length > 0) {
     // Which filters were used, not their values (a search term can be a patient's name).
-    detail.query = Object.keys(request.query).slice(0, 20);
+    detail.query = Object.keys(request.query).slice(0, 20).map((k) => storable(k.slice(0, 64)));
   }
   return {
     actorId: actor?.id ?? null,
@@ -182,29 +189,92 @@ async function describe(db: Db, spec: AuditSpec, request: FastifyRequest, status
     resourceId,
     patientIds: [...new Set(patientIds ?? [])],
     ip: request.ip,
-    outcome: outcomeOf(statusCode),
+    outcome: note.outcome ?? outcomeOf(statusCode),
     statusCode,
     detail: Object.keys(detail).length > 0 ? detail : null,
   };
 }
 
+/**
+ * The issuing of signed links, as its own export event: which scans' files left as links, of
+ * which kinds, to whom (the actor: a link is signed for the user who asked) and for how long.
+ * Downloading through a link is recorded apart (file.download, report.download).
+ */
+async function linkIssueEvent(db: Db, request: FastifyRequest, main: NewAuditRow, ttlSeconds: number): Promise<NewAuditRow | null> {
+  const issued = request.issuedLinks;
+  if (!issued || issued.size === 0 || main.outcome !== 'success') return null;
+  const scanIds = [...issued.keys()];
+  const kinds = [...new Set([...issued.values()].flatMap((k) => [...k]))].sort();
+  const sameScans = main.resourceType === 'scan' && scanIds.length === 1 && main.resourceId === scanIds[0];
+  return {
+    actorId: main.actorId,
+    actorRole: main.actorRole,
+    action: 'link.issue',
+    resourceType: 'scan',
+    resourceId: scanIds.length === 1 ? scanIds[0]! : null,
+    patientIds: sameScans ? main.patientIds : await patientsOfScans(db, scanIds),
+    ip: main.ip,
+    outcome: 'success',
+    statusCode: main.statusCode,
+    detail: { via: main.action, scans: scanIds.length, kinds, expiresInSeconds: ttlSeconds },
+  };
+}
+
 /** Root-level hooks: every route whose config names an audit action is recorded. */
-export function registerAuditHooks(app: FastifyInstance, deps: { db: Db; audit: AuditLog }): void {
+export function registerAuditHooks(app: FastifyInstance, deps: { db: Db; audit: AuditLog; config: { signedUrlTtlSeconds: number } }): void {
   app.decorateRequest('auditNote', null);
   app.decorateRequest('auditPayload', null);
+  app.decorateRequest('issuedLinks', null);
+  app.decorateRequest('auditWritten', false);
   app.addHook('preSerialization', async (request, _reply, payload) => {
     if (request.routeOptions.config?.audit) request.auditPayload = payload;
     return payload;
   });
-  app.addHook('onResponse', async (request, reply) => {
+  // onSend, not onResponse: the event is committed before the answer leaves. The hook runs
+  // once per request (an error answer it provokes goes through onSend again).
+  app.addHook('onSend', async (request, reply, payload) => {
     const spec = request.routeOptions.config?.audit;
-    if (!spec) return;
-    const statusCode = reply.statusCode;
-    deps.audit.record(() => describe(deps.db, spec, request, statusCode), request.log);
+    if (!spec || request.auditWritten) return payload;
+    request.auditWritten = true;
+    try {
+      const main = await describe(deps.db, spec, request, reply.statusCode);
+      const links = await linkIssueEvent(deps.db, request, main, deps.config.signedUrlTtlSeconds);
+      await deps.audit.write(links ? [main, links] : [main]);
+    } catch (err) {
+      // Logged by kind and code only (platform/logging.ts). The answer is withheld.
+      request.log.error({ err }, 'an audit event could not be written: the answer is withheld');
+      return withhold(reply, payload);
+    }
+    return payload;
   });
+}
+
+const WITHHELD = JSON.stringify({
+  error: 'The request could not be recorded in the audit trail, so its answer was withheld: try again later',
+});
+
+/**
+ * Replaces an answer that must not leave with a 503 {"error"}: a file stream is closed and
+ * file headers removed. Done here rather than by throwing, which would hand an answer that
+ * the error handler built already to Fastify's default handler (another error shape).
+ */
+function withhold(reply: FastifyReply, payload: unknown): string {
+  const stream = payload as { destroy?: () => void } | null;
+  if (stream && typeof stream === 'object' && typeof stream.destroy === 'function') stream.destroy();
+  reply.removeHeader('content-disposition');
+  reply.code(503).header('content-type', 'application/json; charset=utf-8').header('retry-after', '30');
+  return WITHHELD;
 }
 
 /** For a handler: what the hook cannot see (a deleted record's patient, a link's user). */
 export function noteAudit(request: FastifyRequest, note: AuditNote): void {
   request.auditNote = { ...(request.auditNote ?? {}), ...note };
+}
+
+/** For whoever signs a link: records that this request hands out a link to a scan's file. */
+export function noteLinkIssued(request: FastifyRequest, scanId: string, kind: LinkKind): void {
+  request.issuedLinks ??= new Map();
+  let kinds = request.issuedLinks.get(scanId);
+  if (!kinds) request.issuedLinks.set(scanId, (kinds = new Set()));
+  kinds.add(kind);
 }

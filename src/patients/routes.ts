@@ -171,6 +171,7 @@ export function patientRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.delete(
       '/:id/assign-doctor/:doctorId',
       {
+        config: { audit: { action: 'patient.unassign_doctor', resource: 'patient' } },
         preHandler: requireAdmin,
         schema: {
           tags,
@@ -182,12 +183,14 @@ export function patientRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           response: { 200: AssignDoctorResponseSchema, ...authErrors, 409: ErrorSchema },
         },
       },
-      async (request) =>
-        patients.unassignDoctorFromPatient(ctx.db, {
+      async (request) => {
+        noteAudit(request, { detail: { doctorId: request.params.doctorId } });
+        return patients.unassignDoctorFromPatient(ctx.db, {
           viewer: currentUser(request),
           id: request.params.id,
           doctorId: request.params.doctorId,
-        }),
+        });
+      },
     );
 
     app.delete(

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { FastifyRequest } from 'fastify';
 import { currentUser, requireAdmin } from '../auth/hooks.js';
-import { noteAudit } from '../audit/log.js';
+import { noteAudit, noteLinkIssued } from '../audit/log.js';
 import type { AppContext, Feature } from '../context.js';
 import { authErrors, ErrorSchema, IdParamsSchema, MessageSchema } from '../platform/http/schemas.js';
 import { SCAN_TYPE_IDS } from '../scan-types/index.js';
@@ -32,7 +32,19 @@ import { fileLinks, type FileLinks } from './view.js';
  * Each is signed for the user who asked: refused once that user may no longer see the scan.
  */
 export function linksFor(ctx: AppContext, request: FastifyRequest): FileLinks {
-  return fileLinks(ctx.signer, ctx.config.publicUrl, currentUser(request).id);
+  const links = fileLinks(ctx.signer, ctx.config.publicUrl, currentUser(request).id);
+  // Handing out a link is an export of the file: the audit trail records it (link.issue).
+  return {
+    file(key) {
+      const [, scanId, name = ''] = key.split('/');
+      if (scanId) noteLinkIssued(request, scanId, name.startsWith('thumb') ? 'thumbnail' : name.startsWith('heatmap') ? 'heatmap' : name.startsWith('image') ? 'image' : 'file');
+      return links.file(key);
+    },
+    report(scanId, reportId) {
+      noteLinkIssued(request, scanId, 'report');
+      return links.report(scanId, reportId);
+    },
+  };
 }
 
 export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
@@ -108,6 +120,7 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.get(
       '/:id/pixels',
       {
+        config: { audit: { action: 'scan.read_pixels', resource: 'scan' } },
         schema: {
           tags,
           security,
@@ -132,7 +145,8 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         const px = await scans.scanPixels(ctx, { viewer: currentUser(request), id: request.params.id });
         return reply
           .header('content-type', 'application/octet-stream')
-          .header('cache-control', 'private, max-age=3600')
+          // Patient image data stays out of browser and proxy caches (issue 12, item 7).
+          .header('cache-control', 'no-store')
           .header('x-image-width', String(px.width))
           .header('x-image-height', String(px.height))
           .header('x-pixel-format', px.format)
@@ -148,6 +162,7 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     app.get(
       '/events',
       {
+        config: { audit: { action: 'scan.watch_status', resource: 'scan' } },
         schema: {
           tags,
           security,
@@ -167,9 +182,11 @@ export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       },
       async (request, reply) => {
         const viewer = currentUser(request);
+        const ids = parseScanIds(request.query.ids);
+        noteAudit(request, { scanIds: ids });
         const { stream, close } = await openStatusStream(ctx, {
           viewer,
-          ids: parseScanIds(request.query.ids),
+          ids,
           onError: (err) => request.log.error({ err }, 'scan status stream failed'),
         });
         request.raw.on('close', close);

@@ -203,6 +203,37 @@ for (const kind of await databaseKinds()) {
       assert.equal((await app.me(signedIn(await app.signIn(verified)))).json()._id, u.id);
     });
 
+    test('Google sign-ins, accepted and refused, are in the audit trail as auth.login like password sign-ins', async () => {
+      const u = await t.user();
+      const account = newAccount({ email: u.email });
+      signedIn(await app.signIn(account));
+      await app.setActive(u.id, false);
+      assertSignInError(await app.signIn(account), 'account_inactive');
+      const res = await t.app.inject({ url: `/api/audit?action=auth.login&resourceId=${u.id}`, headers: admin.auth });
+      assert.equal(res.statusCode, 200, res.body);
+      const events = (res.json() as { events: { outcome: string; actor: { _id: string } | null; detail: unknown; statusCode: number }[] }).events;
+      const byOutcome = Object.fromEntries(events.map((e) => [e.outcome, e]));
+      assert.equal(events.length, 2);
+      assert.equal(byOutcome.success?.actor?._id, u.id);
+      assert.deepEqual(byOutcome.success?.detail, { method: 'google', account: 'linked' });
+      assert.equal(byOutcome.denied?.actor, null, 'a refused sign-in has no actor, only the account it tried');
+      assert.deepEqual(byOutcome.denied?.detail, { method: 'google', reason: 'account_inactive' });
+      assert.ok(!res.body.toLowerCase().includes(u.email.toLowerCase()), 'the trail never holds the email Google sent');
+
+      // A forged callback is recorded too, as an invalid attempt that names no account.
+      const before = (await t.app.inject({ url: '/api/audit?action=auth.login&outcome=invalid', headers: admin.auth })).json().totalEvents as number;
+      const result = await app.signIn(newAccount(), {
+        beforeCallback: (callback) => {
+          callback.searchParams.set('state', `${callback.searchParams.get('state')}x`);
+        },
+      });
+      assertSignInError(result, 'invalid_state');
+      const invalid = (await t.app.inject({ url: '/api/audit?action=auth.login&outcome=invalid', headers: admin.auth })).json();
+      assert.equal(invalid.totalEvents, before + 1);
+      assert.deepEqual(invalid.events[0].detail, { method: 'google', reason: 'invalid_state' });
+      assert.equal(invalid.events[0].resourceId, null);
+    });
+
     test('a tampered state sends the browser back with invalid_state and creates nobody', async () => {
       const account = newAccount();
       const before = (await app.users()).length;

@@ -5,6 +5,8 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { FastifyBaseLogger, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 
+import { noteAudit } from '../../audit/log.js';
+import type { AuditOutcome } from '../../platform/db/schema.js';
 import { checkGoogleConfig, type GoogleConfig } from './config.js';
 import { GOOGLE_SIGN_IN_ERROR_DESCRIPTIONS, GoogleSignInError, type GoogleSignInErrorCode } from './errors.js';
 import { createGoogleSignInFlow } from './flow.js';
@@ -77,6 +79,9 @@ export function googleAuthPlugin(opts: GoogleAuthPluginOptions): FastifyPluginAs
         // A HEAD request (a link prefetcher) must not spend the code and the sign-in cookie.
         exposeHeadRoute: false,
         attachValidation: true,
+        // Recorded like a password sign-in (auth.login), success or refusal; the redirect's
+        // status says nothing, so the outcome comes from the handler (noteAudit).
+        config: { audit: { action: 'auth.login', resource: 'session' } },
         // The query holds the authorization code: keep it out of the request log lines.
         logSerializers: { req: serializeRequestWithoutQuery },
         schema: {
@@ -95,6 +100,12 @@ export function googleAuthPlugin(opts: GoogleAuthPluginOptions): FastifyPluginAs
           if (request.validationError) throw new GoogleSignInError('invalid_request', 'callback query failed validation');
           const { user, outcome, token } = await signIn.finish({ query: rawQuery(request.url), cookieHeader: request.headers.cookie });
           request.log.info({ userId: user.id, outcome }, 'google sign-in succeeded');
+          noteAudit(request, {
+            actor: { id: user.id, role: user.role },
+            resourceId: user.id,
+            outcome: 'success',
+            detail: { method: 'google', account: outcome },
+          });
           return reply.redirect(clientRedirect(config.clientUrl, { token }), 302);
         } catch (err) {
           return redirectWithError(request, reply, err);
@@ -107,12 +118,37 @@ export function googleAuthPlugin(opts: GoogleAuthPluginOptions): FastifyPluginAs
     const error = err instanceof GoogleSignInError ? err : undefined;
     const code: GoogleSignInErrorCode = error?.code ?? 'server_error';
     logFailure(request.log, code, err);
+    // A refused Google sign-in names the account it concerned, when there is one (like a
+    // failed password sign-in), and why; never the email or anything Google sent.
+    noteAudit(request, {
+      ...(error?.userId ? { resourceId: error.userId } : {}),
+      outcome: AUDIT_OUTCOME[code],
+      detail: { method: 'google', reason: code },
+    });
     return reply.redirect(
       clientRedirect(config.clientUrl, { error: code, error_description: GOOGLE_SIGN_IN_ERROR_DESCRIPTIONS[code] }),
       302,
     );
   }
 }
+
+/** How each refusal reads in the audit trail, in the outcomes a password sign-in has. */
+const AUDIT_OUTCOME: Record<GoogleSignInErrorCode, AuditOutcome> = {
+  access_denied: 'denied',
+  email_not_verified: 'denied',
+  domain_not_allowed: 'denied',
+  account_not_found: 'denied',
+  account_pending_activation: 'denied',
+  account_inactive: 'denied',
+  account_conflict: 'denied',
+  invalid_request: 'invalid',
+  invalid_state: 'invalid',
+  invalid_grant: 'invalid',
+  invalid_response: 'invalid',
+  provider_error: 'error',
+  provider_unavailable: 'error',
+  server_error: 'error',
+};
 
 function logFailure(log: FastifyBaseLogger, code: GoogleSignInErrorCode, err: unknown): void {
   if (err instanceof GoogleSignInError) {

@@ -80,6 +80,100 @@ for (const kind of await databaseKinds()) {
       assert.equal((await login(u.email, u.password, '10.7.7.8')).statusCode, 200, 'other addresses are not affected');
     });
 
+    test('an admin sees the locked addresses and lifts a lock; a doctor can do neither; both are audited', async () => {
+      const ip = '10.11.11.11';
+      for (let i = 0; i < 20; i++) await login(`ipspray-${i}-${process.pid}@hospital.test`, 'Winter2024!', ip);
+      const u = await t.user();
+      assert.equal((await login(u.email, u.password, ip)).statusCode, 429);
+      const doctor = await t.user();
+      assert.equal((await t.app.inject({ url: '/api/users/ip-locks', headers: doctor.auth })).statusCode, 403);
+      const unlock = (address: string, auth = admin.auth) =>
+        t.app.inject({ method: 'POST', url: `/api/users/ip-locks/${encodeURIComponent(address)}/unlock`, headers: auth });
+      assert.equal((await unlock(ip, doctor.auth)).statusCode, 403);
+      assert.equal((await t.app.inject({ url: '/api/users/ip-locks' })).statusCode, 401);
+
+      const list = await t.app.inject({ url: '/api/users/ip-locks', headers: admin.auth });
+      assert.equal(list.statusCode, 200, list.body);
+      const locks = list.json() as { ip: string; failures: number; lockedUntil: string }[];
+      const lock = locks.find((l) => l.ip === ip);
+      assert.ok(lock, list.body);
+      assert.equal(lock.failures, 20);
+      assert.ok(Date.parse(lock.lockedUntil) > Date.now());
+      assert.ok(!list.body.includes('ipspray'), 'the list names addresses, never the accounts tried');
+
+      const lifted = await unlock(ip);
+      assert.equal(lifted.statusCode, 200, lifted.body);
+      assert.equal((await login(u.email, u.password, ip)).statusCode, 200, 'sign-ins from the address are accepted again');
+      assert.ok(!(await t.app.inject({ url: '/api/users/ip-locks', headers: admin.auth })).json().some((l: { ip: string }) => l.ip === ip));
+      assert.equal((await unlock(ip)).statusCode, 404, 'no lock to lift');
+      assert.equal((await unlock('not-an-address')).statusCode, 400);
+      assert.equal((await unlock('1')).statusCode, 400);
+
+      // An IPv4 address written as IPv6 is the same address.
+      for (let i = 0; i < 20; i++) await login(`ipspray6-${i}-${process.pid}@hospital.test`, 'Winter2024!', '::ffff:10.12.0.1');
+      assert.ok((await t.app.inject({ url: '/api/users/ip-locks', headers: admin.auth })).json().some((l: { ip: string }) => l.ip === '10.12.0.1'));
+      assert.equal((await unlock('::ffff:10.12.0.1')).statusCode, 200);
+
+      const trail = await t.app.inject({ url: `/api/audit?action=address.unlock&resourceId=${ip}`, headers: admin.auth });
+      const outcomes = (trail.json().events as { outcome: string; actor: { _id: string } | null }[]).map((e) => `${e.outcome}:${e.actor?._id}`).sort();
+      assert.deepEqual(outcomes, [`denied:${doctor.id}`, `not_found:${admin.id}`, `success:${admin.id}`].sort());
+    });
+
+    test('a signed-in user changes their own password: the current one is required, strength checked, old tokens die, audited', async () => {
+      const u = await t.user();
+      const otherDevice = (await login(u.email, u.password, '10.13.0.1')).json().token as string;
+      const change = (body: object, token: string | null = u.token) =>
+        t.app.inject({
+          method: 'POST',
+          url: '/api/auth/password',
+          headers: token ? { authorization: `Bearer ${token}` } : {},
+          payload: body,
+          remoteAddress: '10.13.0.2',
+        });
+      const next = 'harbour-Violet-kettle-58';
+      assert.equal((await change({ currentPassword: u.password, newPassword: next }, null)).statusCode, 401);
+      const wrong = await change({ currentPassword: 'not-my-password-1', newPassword: next });
+      assert.equal(wrong.statusCode, 403);
+      assert.match(wrong.json().error, /current password is not correct/);
+      const weak = await change({ currentPassword: u.password, newPassword: 'password1234' });
+      assert.equal(weak.statusCode, 400);
+      assert.match(weak.json().error, /too easy to guess/);
+      assert.equal((await change({ currentPassword: u.password, newPassword: u.password })).statusCode, 400);
+      assert.equal((await me(u)).statusCode, 200, 'refused changes end no session');
+
+      const ok = await change({ currentPassword: u.password, newPassword: next });
+      assert.equal(ok.statusCode, 200, ok.body);
+      const fresh = ok.json().token as string;
+      assert.equal((await me(u)).statusCode, 401, 'the token used for the change has ended');
+      assert.equal((await me(u, otherDevice)).statusCode, 401, 'and so has every other session');
+      assert.equal((await me(u, fresh)).statusCode, 200, 'the answer carries a working token');
+      assert.equal((await login(u.email, u.password, '10.13.0.3')).statusCode, 401);
+      assert.equal((await login(u.email, next, '10.13.0.3')).statusCode, 200);
+
+      const trail = await t.app.inject({ url: `/api/audit?action=user.password_change&resourceId=${u.id}`, headers: admin.auth });
+      const outcomes = (trail.json().events as { outcome: string }[]).map((e) => e.outcome).sort();
+      assert.deepEqual(outcomes, ['denied', 'invalid', 'invalid', 'success']);
+      for (const secret of [u.password, next, 'not-my-password-1']) assert.ok(!trail.body.includes(secret));
+    });
+
+    test('wrong current passwords count as failed sign-ins: the account is slowed, then locked', async () => {
+      const u = await t.user();
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const res = await t.app.inject({
+          method: 'POST',
+          url: '/api/auth/password',
+          headers: u.auth,
+          payload: { currentPassword: `guess-${i}-password`, newPassword: 'harbour-Violet-kettle-58' },
+          remoteAddress: '10.14.0.1',
+        });
+        statuses.push(res.statusCode);
+        if (res.statusCode === 429) assert.ok(Number(res.headers['retry-after']) >= 1);
+      }
+      assert.deepEqual(statuses, [403, 403, 403, 429, 429]);
+      assert.equal((await login(u.email, u.password, '10.14.0.2')).statusCode, 429, 'the same lock as for sign-ins');
+    });
+
     test('counters live in the database: a second app on the same database sees the lock', async () => {
       const u = await t.user();
       for (let i = 0; i < 4; i++) await login(u.email, 'wrong-password', '10.8.0.1');

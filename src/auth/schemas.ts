@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Nullable } from '../platform/http/schemas.js';
+import { MIN_PASSWORD_LENGTH } from './password-policy.js';
 
 export const LoginBodySchema = Type.Object(
   {
@@ -28,4 +29,21 @@ export const MeSchema = Type.Object({
   email: Type.String(),
   role: RoleSchema,
   specialization: Nullable(Type.String()),
+});
+
+export const ChangePasswordBodySchema = Type.Object(
+  {
+    currentPassword: Type.String({ minLength: 1, maxLength: 1024 }),
+    newPassword: Type.String({
+      minLength: MIN_PASSWORD_LENGTH,
+      maxLength: 1024,
+      description: `At least ${MIN_PASSWORD_LENGTH} characters, hard to guess (zxcvbn score 3 or more), not built on your email or name`,
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export const ChangePasswordResponseSchema = Type.Object({
+  message: Type.String(),
+  token: Type.String({ description: "A new access token for this device: every token issued before the change has stopped working" }),
 });

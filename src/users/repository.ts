@@ -44,6 +44,16 @@ export async function bumpTokenVersion(db: DbOrTx, id: string): Promise<void> {
     .where(eq(users.id, id));
 }
 
+/** A new password hash, and every token issued before it refused (one statement: no lost bump). */
+export async function setPasswordHash(db: DbOrTx, id: string, passwordHash: string): Promise<UserRow | null> {
+  const [row] = await db
+    .update(users)
+    .set({ passwordHash, tokenVersion: sql`${users.tokenVersion} + 1`, updatedAt: new Date() })
+    .where(eq(users.id, id))
+    .returning();
+  return row ?? null;
+}
+
 export async function listUserRows(db: DbOrTx): Promise<UserRow[]> {
   return db.select().from(users).orderBy(asc(users.name), asc(users.id));
 }

@@ -1,10 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
+import { noteAudit } from '../audit/log.js';
 import { currentUser, requireAdmin } from '../auth/hooks.js';
+import { canonicalAddress, isIpAddress } from '../auth/throttle.js';
 import type { AppContext, Feature } from '../context.js';
-import { notFound } from '../platform/errors.js';
+import { badRequest, notFound } from '../platform/errors.js';
 import { authErrors, ErrorSchema, IdParamsSchema, isUuid, MessageSchema } from '../platform/http/schemas.js';
-import { CreateUserBodySchema, UpdateUserBodySchema, UserSchema } from './schemas.js';
+import { AddressLockSchema, AddressParamsSchema, CreateUserBodySchema, UpdateUserBodySchema, UserSchema } from './schemas.js';
 import { createUser, findUser, listUsers, toPublicUser, updateUser } from './service.js';
 
 /** User management, admin only (mounted at /api/users, so paths read /api/users/users). */
@@ -85,6 +87,48 @@ export function userRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         await ctx.loginThrottle.unlock(user.email);
         request.log.info({ unlockedUserId: user.id }, 'account unlocked');
         return { message: 'Account unlocked: the user can sign in again' };
+      },
+    );
+
+    app.get(
+      '/ip-locks',
+      {
+        config: { audit: { action: 'address.list_locks', resource: 'address' } },
+        schema: {
+          tags: ['Users'],
+          summary: 'Client addresses locked now after too many failed sign-ins, longest lock first (admin)',
+          security,
+          response: { 200: Type.Array(AddressLockSchema), ...authErrors },
+        },
+      },
+      async () =>
+        (await ctx.loginThrottle.lockedAddresses()).map((l) => ({
+          ip: l.ip,
+          failures: l.failures,
+          windowStartedAt: l.windowStartedAt.toISOString(),
+          lockedUntil: l.lockedUntil.toISOString(),
+        })),
+    );
+
+    app.post(
+      '/ip-locks/:ip/unlock',
+      {
+        config: { audit: { action: 'address.unlock', resource: 'address' } },
+        schema: {
+          tags: ['Users'],
+          summary: "Lift a client address's sign-in lock and forget its failures (admin)",
+          security,
+          params: AddressParamsSchema,
+          response: { 200: MessageSchema, ...authErrors },
+        },
+      },
+      async (request) => {
+        if (!isIpAddress(request.params.ip)) throw badRequest('ip must be an IPv4 or IPv6 address');
+        const ip = canonicalAddress(request.params.ip);
+        noteAudit(request, { resourceId: ip });
+        if (!(await ctx.loginThrottle.unlockAddress(ip))) throw notFound('A sign-in lock on this address');
+        request.log.info('address unlocked');
+        return { message: `Address ${ip} unlocked: sign-ins from it are accepted again` };
       },
     );
   };

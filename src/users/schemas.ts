@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { MIN_PASSWORD_LENGTH } from '../auth/password-policy.js';
 import { RoleSchema } from '../auth/schemas.js';
-import { Line, Nullable } from '../platform/http/schemas.js';
+import { IsoDateTime, Line, Nullable } from '../platform/http/schemas.js';
 
 export const UserSchema = Type.Object({
   _id: Type.String(),
@@ -34,3 +34,14 @@ export const UpdateUserBodySchema = Type.Object(
   },
   { additionalProperties: false, minProperties: 1 },
 );
+
+export const AddressLockSchema = Type.Object({
+  ip: Type.String({ description: 'The client address, as the server sees it (behind a proxy only with TRUST_PROXY)' }),
+  failures: Type.Integer({ description: 'Failed sign-ins from it in the current window' }),
+  windowStartedAt: IsoDateTime,
+  lockedUntil: IsoDateTime,
+});
+
+export const AddressParamsSchema = Type.Object({
+  ip: Type.String({ minLength: 2, maxLength: 64, description: 'An IPv4 or IPv6 address' }),
+});

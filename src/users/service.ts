@@ -11,8 +11,10 @@ import {
   listUserRows,
   updateUserRow,
   bumpTokenVersion,
+  setPasswordHash,
   type UserRow,
 } from './repository.js';
+import type { LoginThrottle } from '../auth/throttle.js';
 
 export type Role = 'doctor' | 'admin';
 
@@ -126,6 +128,43 @@ export async function authenticate(db: Db, email: string, password: string): Pro
     throw new AppError('forbidden', 'This account is deactivated: ask an administrator to activate it');
   }
   return user;
+}
+
+export interface ChangeOwnPasswordInput {
+  userId: string;
+  currentPassword: string;
+  newPassword: string;
+  /** The client address: wrong current passwords count against it like failed sign-ins. */
+  ip: string;
+}
+
+/**
+ * A signed-in user changes their own password. The current password is required (a token
+ * left on an unlocked screen is not enough), and wrong ones count as failed sign-ins of the
+ * account and the address (the same throttle and lockout). The new one must pass the strength
+ * check. Every token issued before, on every device, stops working; the caller gets a new one.
+ */
+export async function changeOwnPassword(
+  deps: { db: Db; loginThrottle: LoginThrottle },
+  { userId, currentPassword, newPassword, ip }: ChangeOwnPasswordInput,
+): Promise<UserRow> {
+  const user = await findUserById(deps.db, userId);
+  if (!user) throw notFound('User');
+  if (!user.passwordHash) {
+    throw new AppError('bad_request', 'This account signs in with Google and has no password to change');
+  }
+  await deps.loginThrottle.check(user.email, ip);
+  if (!(await verifyPassword(user.passwordHash, currentPassword))) {
+    await deps.loginThrottle.recordFailure(user.email, ip);
+    // 403, not 401: the session is fine, the proof of knowing the password is not.
+    throw new AppError('forbidden', 'The current password is not correct');
+  }
+  if (newPassword === currentPassword) throw new AppError('bad_request', 'The new password must differ from the current one');
+  assertStrongPassword(newPassword, { email: user.email, name: user.name });
+  const row = await setPasswordHash(deps.db, user.id, await hashPassword(newPassword));
+  if (!row) throw notFound('User');
+  await deps.loginThrottle.recordSuccess(user.email);
+  return row;
 }
 
 /** Refuses every token issued so far to the user (logout). */

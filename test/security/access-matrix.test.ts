@@ -21,6 +21,7 @@ import type { InjectOptions } from 'fastify';
 import { FIXTURES, uploadRequest } from '../../src/scans/test-support.js';
 import { findUserById } from '../../src/users/repository.js';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../helpers/app.js';
+import { databaseKinds } from '../helpers/db.js';
 
 type Principal = 'anonymous' | 'deactivated' | 'assigned' | 'unassigned' | 'admin';
 const PRINCIPALS: Principal[] = ['anonymous', 'deactivated', 'unassigned', 'assigned', 'admin'];
@@ -76,6 +77,18 @@ const ROWS: Record<string, Row> = {
     expect: { anonymous: 401, deactivated: 403, assigned: 200, unassigned: 200, admin: 200 },
   },
   'POST /api/auth/logout': { call: () => json('POST', '/api/auth/logout'), expect: signedIn(200) },
+  // Changes the principal's own password (then the fixture remembers the new one).
+  'POST /api/auth/password': {
+    call: (f, as) => {
+      const next = `harbour-Violet-${randomUUID().slice(0, 8)}`;
+      if (as === 'anonymous') return json('POST', '/api/auth/password', { currentPassword: 'whatever-it-was-1', newPassword: next });
+      const u = f.users[as];
+      const body = { currentPassword: u.password, newPassword: next };
+      if (as !== 'deactivated') u.password = next;
+      return json('POST', '/api/auth/password', body);
+    },
+    expect: signedIn(200),
+  },
   'GET /api/auth/me': { call: () => json('GET', '/api/auth/me'), expect: signedIn(200) },
   // Not configured in tests: the same answer for everyone.
   'GET /api/auth/google': { call: () => json('GET', '/api/auth/google'), expect: all(404) },
@@ -94,6 +107,17 @@ const ROWS: Record<string, Row> = {
   },
   'POST /api/users/users/:id/unlock': {
     call: (f) => json('POST', `/api/users/users/${f.users.assigned.id}/unlock`),
+    expect: adminOnly(200),
+  },
+  'GET /api/users/ip-locks': { call: () => json('GET', '/api/users/ip-locks'), expect: adminOnly(200) },
+  'POST /api/users/ip-locks/:ip/unlock': {
+    // An address locked for each principal (LOGIN_MAX_FAILURES_PER_IP is 5 here).
+    fresh: async (f) => {
+      const ip = `10.77.${Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250)}`;
+      for (let i = 0; i < 5; i++) await f.t.ctx.loginThrottle.recordFailure(`matrix-${randomUUID()}@hospital.test`, ip);
+      return ip;
+    },
+    call: (_f, _as, ip) => json('POST', `/api/users/ip-locks/${ip}/unlock`),
     expect: adminOnly(200),
   },
 
@@ -241,84 +265,86 @@ const STATIC_FILE = /^GET \/(assets\/[^/]+|[A-Za-z0-9._-]+\.(svg|png|ico|txt|web
 const staticRow = (key: string): Row => ({ call: () => json('GET', key.slice(4)), expect: all(200) });
 const rowFor = (key: string): Row | undefined => ROWS[key] ?? (STATIC_FILE.test(key) && key !== 'GET /openapi.json' ? staticRow(key) : undefined);
 
-describe('access matrix: every route, five principals (pglite)', () => {
-  let f: Fixtures;
-  before(async () => {
-    const t = await createTestApp('pglite');
-    const assigned = await t.user({ name: 'Dr Assigned' });
-    const unassigned = await t.user({ name: 'Dr Unassigned' });
-    const admin = await t.user({ role: 'admin' });
-    const deactivated = await t.user({ name: 'Dr Gone' });
-    const patient = await t.patient(assigned);
-    const up = await t.app.inject(uploadRequest(assigned, { data: JPEG, fields: { patientId: patient.patientId, scanType: 'brain-mri' } }));
-    assert.equal(up.statusCode, 201, up.body);
-    const scanId = up.json()._id as string;
-    const report = await t.app.inject({ method: 'POST', url: `/api/scans/${scanId}/report`, headers: assigned.auth });
-    assert.equal(report.statusCode, 201, report.body);
-    const reportPath = new URL(report.json().reportUrl as string, 'http://x').pathname;
-    const imagePath = new URL(up.json().imageUrl as string, 'http://x').pathname;
-    const hook = await t.app.inject({
-      method: 'POST',
-      url: '/api/webhooks',
-      headers: assigned.auth,
-      payload: { url: 'https://hooks.example.org/matrix', events: ['scan.uploaded'] },
+for (const kind of await databaseKinds()) {
+  describe(`access matrix: every route, five principals (${kind})`, () => {
+    let f: Fixtures;
+    before(async () => {
+      const t = await createTestApp(kind, { env: { LOGIN_MAX_FAILURES_PER_IP: '5' } });
+      const assigned = await t.user({ name: 'Dr Assigned' });
+      const unassigned = await t.user({ name: 'Dr Unassigned' });
+      const admin = await t.user({ role: 'admin' });
+      const deactivated = await t.user({ name: 'Dr Gone' });
+      const patient = await t.patient(assigned);
+      const up = await t.app.inject(uploadRequest(assigned, { data: JPEG, fields: { patientId: patient.patientId, scanType: 'brain-mri' } }));
+      assert.equal(up.statusCode, 201, up.body);
+      const scanId = up.json()._id as string;
+      const report = await t.app.inject({ method: 'POST', url: `/api/scans/${scanId}/report`, headers: assigned.auth });
+      assert.equal(report.statusCode, 201, report.body);
+      const reportPath = new URL(report.json().reportUrl as string, 'http://x').pathname;
+      const imagePath = new URL(up.json().imageUrl as string, 'http://x').pathname;
+      const hook = await t.app.inject({
+        method: 'POST',
+        url: '/api/webhooks',
+        headers: assigned.auth,
+        payload: { url: 'https://hooks.example.org/matrix', events: ['scan.uploaded'] },
+      });
+      // The deactivated user held a link and a token before being deactivated.
+      const users = { assigned, unassigned, admin, deactivated };
+      const links: Record<string, string> = {};
+      const sign = (p: string, userId: string) => t.ctx.signer.sign(p, null, { userId: userId || randomUUID() });
+      links.deactivatedImage = sign(imagePath, deactivated.id);
+      links.deactivatedReport = sign(reportPath, deactivated.id);
+      await t.app.inject({ method: 'PATCH', url: `/api/users/users/${deactivated.id}`, headers: admin.auth, payload: { isActive: false } });
+      f = {
+        t,
+        users,
+        patient,
+        scanId,
+        webhookId: hook.json()._id as string,
+        imageLink: (userId) => (userId === deactivated.id ? links.deactivatedImage! : sign(imagePath, userId)),
+        reportLink: (userId) => (userId === deactivated.id ? links.deactivatedReport! : sign(reportPath, userId)),
+      };
     });
-    // The deactivated user held a link and a token before being deactivated.
-    const users = { assigned, unassigned, admin, deactivated };
-    const links: Record<string, string> = {};
-    const sign = (p: string, userId: string) => t.ctx.signer.sign(p, null, { userId: userId || randomUUID() });
-    links.deactivatedImage = sign(imagePath, deactivated.id);
-    links.deactivatedReport = sign(reportPath, deactivated.id);
-    await t.app.inject({ method: 'PATCH', url: `/api/users/users/${deactivated.id}`, headers: admin.auth, payload: { isActive: false } });
-    f = {
-      t,
-      users,
-      patient,
-      scanId,
-      webhookId: hook.json()._id as string,
-      imageLink: (userId) => (userId === deactivated.id ? links.deactivatedImage! : sign(imagePath, userId)),
-      reportLink: (userId) => (userId === deactivated.id ? links.deactivatedReport! : sign(reportPath, userId)),
-    };
-  });
-  after(() => f.t.close());
+    after(() => f.t.close());
 
-  test('every route has a row, and every row a route', () => {
-    const routes = f.t.app.routeTable.map((r) => `${r.method} ${r.url}`);
-    const missing = routes.filter((r) => !rowFor(r));
-    assert.deepEqual(missing, [], `routes without a row in the access matrix (add them to ROWS): ${missing.join(', ')}`);
-    const stale = Object.keys(ROWS).filter((k) => !routes.includes(k));
-    assert.deepEqual(stale, [], `rows for routes that do not exist: ${stale.join(', ')}`);
-  });
+    test('every route has a row, and every row a route', () => {
+      const routes = f.t.app.routeTable.map((r) => `${r.method} ${r.url}`);
+      const missing = routes.filter((r) => !rowFor(r));
+      assert.deepEqual(missing, [], `routes without a row in the access matrix (add them to ROWS): ${missing.join(', ')}`);
+      const stale = Object.keys(ROWS).filter((k) => !routes.includes(k));
+      assert.deepEqual(stale, [], `rows for routes that do not exist: ${stale.join(', ')}`);
+    });
 
-  test('each principal gets the expected status on each route, errors as {"error"}', async () => {
-    const failures: string[] = [];
-    const keys = [...Object.keys(ROWS), ...f.t.app.routeTable.map((r) => `${r.method} ${r.url}`).filter((k) => !(k in ROWS) && STATIC_FILE.test(k))];
-    for (const key of keys) {
-      const row = rowFor(key)!;
-      for (const as of PRINCIPALS) {
-        const target = row.fresh ? await row.fresh(f) : null;
-        const req = await row.call(f, as, target);
-        const headers: Record<string, string> = { ...(req.headers as Record<string, string> | undefined) };
-        delete headers.authorization;
-        if (as === 'deactivated') Object.assign(headers, f.users.deactivated.auth);
-        else if (as !== 'anonymous' && !key.startsWith('GET /files') && !key.startsWith('GET /reports')) {
-          // A fresh token each call: logout (a row above) ends the sessions issued before it.
-          const row2 = await findUserById(f.t.database.db, f.users[as].id);
-          headers.authorization = `Bearer ${await f.t.ctx.tokens.issue(row2!)}`;
-        }
-        const res = await f.t.app.inject({ ...req, headers });
-        if (key === 'POST /api/auth/logout' && as !== 'anonymous' && as !== 'deactivated') {
-          // Logout ended that user's sessions: the fixtures' own token for them is renewed.
-          const renewed = await findUserById(f.t.database.db, f.users[as].id);
-          f.users[as].token = await f.t.ctx.tokens.issue(renewed!);
-          f.users[as].auth = { authorization: `Bearer ${f.users[as].token}` };
-        }
-        if (res.statusCode !== row.expect[as]) failures.push(`${key} as ${as}: ${res.statusCode} (expected ${row.expect[as]}) ${res.body.slice(0, 120)}`);
-        if (res.statusCode >= 400 && typeof (JSON.parse(res.body || '{}') as { error?: unknown }).error !== 'string') {
-          failures.push(`${key} as ${as}: ${res.statusCode} without {"error"}`);
+    test('each principal gets the expected status on each route, errors as {"error"}', async () => {
+      const failures: string[] = [];
+      const keys = [...Object.keys(ROWS), ...f.t.app.routeTable.map((r) => `${r.method} ${r.url}`).filter((k) => !(k in ROWS) && STATIC_FILE.test(k))];
+      for (const key of keys) {
+        const row = rowFor(key)!;
+        for (const as of PRINCIPALS) {
+          const target = row.fresh ? await row.fresh(f) : null;
+          const req = await row.call(f, as, target);
+          const headers: Record<string, string> = { ...(req.headers as Record<string, string> | undefined) };
+          delete headers.authorization;
+          if (as === 'deactivated') Object.assign(headers, f.users.deactivated.auth);
+          else if (as !== 'anonymous' && !key.startsWith('GET /files') && !key.startsWith('GET /reports')) {
+            // A fresh token each call: logout (a row above) ends the sessions issued before it.
+            const row2 = await findUserById(f.t.database.db, f.users[as].id);
+            headers.authorization = `Bearer ${await f.t.ctx.tokens.issue(row2!)}`;
+          }
+          const res = await f.t.app.inject({ ...req, headers });
+          if ((key === 'POST /api/auth/logout' || key === 'POST /api/auth/password') && as !== 'anonymous' && as !== 'deactivated') {
+            // Logout or a password change ended that user's sessions: the fixtures' own token for them is renewed.
+            const renewed = await findUserById(f.t.database.db, f.users[as].id);
+            f.users[as].token = await f.t.ctx.tokens.issue(renewed!);
+            f.users[as].auth = { authorization: `Bearer ${f.users[as].token}` };
+          }
+          if (res.statusCode !== row.expect[as]) failures.push(`${key} as ${as}: ${res.statusCode} (expected ${row.expect[as]}) ${res.body.slice(0, 120)}`);
+          if (res.statusCode >= 400 && typeof (JSON.parse(res.body || '{}') as { error?: unknown }).error !== 'string') {
+            failures.push(`${key} as ${as}: ${res.statusCode} without {"error"}`);
+          }
         }
       }
-    }
-    assert.deepEqual(failures, []);
+      assert.deepEqual(failures, []);
+    });
   });
-});
+}

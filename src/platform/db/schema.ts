@@ -300,6 +300,8 @@ export const loginThrottle = pgTable('login_throttle', {
   failures: integer('failures').notNull(),
   windowStartedAt: timestamp('window_started_at', { withTimezone: true }).notNull(),
   lockedUntil: timestamp('locked_until', { withTimezone: true }),
+  /** The client address of a per-address row, so an admin can see and lift its lock; null for accounts (their key is a digest: no typed email is stored). */
+  ip: text('ip'),
 });
 
 export type AuditOutcome = 'success' | 'denied' | 'not_found' | 'invalid' | 'throttled' | 'error';

@@ -13,6 +13,7 @@ import type { InjectOptions } from 'fastify';
 import { SignJWT } from 'jose';
 import { sql } from 'drizzle-orm';
 import { FIXTURES, multipart, uploadRequest } from '../../src/scans/test-support.js';
+import { databaseKinds } from '../helpers/db.js';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../helpers/app.js';
 import { captureLog, leakedMarkers } from '../helpers/log-capture.js';
 
@@ -108,6 +109,9 @@ const CASES: Case[] = [
   { name: 'NUL in review', request: ({ doctor, scanId }) => ({ ...post(doctor, `/api/scans/${scanId}`, { result: { tumorLocation: `${marker('R')}\u0000` } }), method: 'PATCH' }), status: 400 },
   { name: 'NUL in webhook description', request: ({ doctor }) => post(doctor, '/api/webhooks', { url: 'https://hooks.example.org/x', events: ['scan.uploaded'], description: `${marker('W')}\u0000` }), status: 400 },
   { name: 'NUL in login password', request: ({ doctor }) => post(doctor, '/api/auth/login', { email: doctor.email, password: `${marker('PW')}\u0000` }), status: 400 },
+  { name: 'NUL in a new password', request: ({ doctor }) => post(doctor, '/api/auth/password', { currentPassword: doctor.password, newPassword: `${marker('PW')}\u0000-long-enough` }), status: 400 },
+  { name: '10 kB new password', request: ({ doctor }) => post(doctor, '/api/auth/password', { currentPassword: doctor.password, newPassword: 'x'.repeat(10_240) }), status: 400 },
+  { name: 'NUL in an address to unlock', request: ({ doctor }) => ({ method: 'POST', url: '/api/users/ip-locks/%00/unlock', headers: doctor.auth }), status: 400 },
   { name: 'lone surrogate in name', request: ({ doctor }) => post(doctor, '/api/patients', { patientId: uniqueId(), name: 'A\ud800B' }), status: 400 },
   { name: 'control character then trim', request: ({ doctor }) => post(doctor, '/api/patients', { patientId: uniqueId(), name: '\u0007Bell ' }), status: 400 },
   { name: 'whitespace-only name', request: ({ doctor }) => post(doctor, '/api/patients', { patientId: uniqueId(), name: '   \t ' }), status: 400 },
@@ -175,79 +179,81 @@ const CASES: Case[] = [
 
 const TABLES = ['patients', 'scans', 'medical_history', 'patient_notes', 'annotations', 'scan_reviews', 'reports', 'webhooks', 'users'];
 
-describe('hostile input corpus (pglite)', () => {
-  let t: TestApp;
-  let doctor: TestUser;
-  let deactivated: TestUser;
-  let patientId: string;
-  let scanId: string;
-  const captured = captureLog('trace');
-  before(async () => {
-    t = await createTestApp('pglite', { log: captured.log });
-    doctor = await t.user();
-    const admin = await t.user({ role: 'admin' });
-    deactivated = await t.user();
-    await t.app.inject({ method: 'PATCH', url: `/api/users/users/${deactivated.id}`, headers: admin.auth, payload: { isActive: false } });
-    patientId = (await t.patient(doctor))._id;
-    const up = await t.app.inject(uploadRequest(doctor, { data: JPEG, fields: { patientId: uniqueId(), patientName: 'Scan Owner', scanType: 'brain-mri' } }));
-    assert.equal(up.statusCode, 201, up.body);
-    scanId = up.json()._id as string;
-  });
-  after(() => t.close());
+for (const kind of await databaseKinds()) {
+  describe(`hostile input corpus (${kind})`, () => {
+    let t: TestApp;
+    let doctor: TestUser;
+    let deactivated: TestUser;
+    let patientId: string;
+    let scanId: string;
+    const captured = captureLog('trace');
+    before(async () => {
+      t = await createTestApp(kind, { log: captured.log });
+      doctor = await t.user();
+      const admin = await t.user({ role: 'admin' });
+      deactivated = await t.user();
+      await t.app.inject({ method: 'PATCH', url: `/api/users/users/${deactivated.id}`, headers: admin.auth, payload: { isActive: false } });
+      patientId = (await t.patient(doctor))._id;
+      const up = await t.app.inject(uploadRequest(doctor, { data: JPEG, fields: { patientId: uniqueId(), patientName: 'Scan Owner', scanType: 'brain-mri' } }));
+      assert.equal(up.statusCode, 201, up.body);
+      scanId = up.json()._id as string;
+    });
+    after(() => t.close());
 
-  async function counts(): Promise<Record<string, number>> {
-    const out: Record<string, number> = {};
-    for (const table of TABLES) {
-      const r = await t.database.db.execute(sql.raw(`select count(*)::int as n from ${table}`));
-      out[table] = ((Array.isArray(r) ? r : (r as { rows: unknown[] }).rows) as { n: number }[])[0]!.n;
-    }
-    return out;
-  }
-
-  test('each crafted input gets its 4xx {"error"}, stores nothing and never a 500', async () => {
-    const failures: string[] = [];
-    for (const c of CASES) {
-      const before = await counts();
-      const res = await t.app.inject(await c.request({ t, doctor, patientId, scanId, deactivated }));
-      let error: unknown;
-      try {
-        error = res.json<{ error?: unknown }>().error;
-      } catch {
-        error = undefined;
+    async function counts(): Promise<Record<string, number>> {
+      const out: Record<string, number> = {};
+      for (const table of TABLES) {
+        const r = await t.database.db.execute(sql.raw(`select count(*)::int as n from ${table}`));
+        out[table] = ((Array.isArray(r) ? r : (r as { rows: unknown[] }).rows) as { n: number }[])[0]!.n;
       }
-      if (res.statusCode !== c.status) failures.push(`${c.name}: ${res.statusCode} (expected ${c.status}) ${res.body.slice(0, 160)}`);
-      else if (typeof error !== 'string' || error === '') failures.push(`${c.name}: no {"error"} in ${res.body.slice(0, 80)}`);
-      const afterCounts = await counts();
-      // A case that makes an admin (NUL in user path id) adds that one user; nothing else may change.
-      if (c.name === 'NUL in user path id') afterCounts.users = (afterCounts.users ?? 0) - 1;
-      if (JSON.stringify(before) !== JSON.stringify(afterCounts)) {
-        failures.push(`${c.name}: stored something: ${JSON.stringify(before)} -> ${JSON.stringify(afterCounts)}`);
-      }
+      return out;
     }
-    assert.deepEqual(failures, []);
-  });
 
-  test('a file name with ../ and NUL is never used: the scan is stored under its own id', async () => {
-    const res = await t.app.inject(
-      uploadRequest(doctor, { data: JPEG, filename: '../../../etc/passwd\u0000.jpg', fields: { patientId: uniqueId(), patientName: 'Named' } }),
-    );
-    assert.equal(res.statusCode, 201, res.body);
-    assert.match(res.json().imageUrl as string, /\/files\/scans\/[0-9a-f-]{36}\/image\.png\?/);
-  });
+    test('each crafted input gets its 4xx {"error"}, stores nothing and never a 500', async () => {
+      const failures: string[] = [];
+      for (const c of CASES) {
+        const before = await counts();
+        const res = await t.app.inject(await c.request({ t, doctor, patientId, scanId, deactivated }));
+        let error: unknown;
+        try {
+          error = res.json<{ error?: unknown }>().error;
+        } catch {
+          error = undefined;
+        }
+        if (res.statusCode !== c.status) failures.push(`${c.name}: ${res.statusCode} (expected ${c.status}) ${res.body.slice(0, 160)}`);
+        else if (typeof error !== 'string' || error === '') failures.push(`${c.name}: no {"error"} in ${res.body.slice(0, 80)}`);
+        const afterCounts = await counts();
+        // A case that makes an admin (NUL in user path id) adds that one user; nothing else may change.
+        if (c.name === 'NUL in user path id') afterCounts.users = (afterCounts.users ?? 0) - 1;
+        if (JSON.stringify(before) !== JSON.stringify(afterCounts)) {
+          failures.push(`${c.name}: stored something: ${JSON.stringify(before)} -> ${JSON.stringify(afterCounts)}`);
+        }
+      }
+      assert.deepEqual(failures, []);
+    });
 
-  test('Unicode text that is text is kept exactly', async () => {
-    const name = 'Zoë Ångström-Nguyễn 山田太郎 محمد 👩‍⚕️';
-    const res = await t.app.inject({ method: 'POST', url: '/api/patients', headers: doctor.auth, payload: { patientId: uniqueId(), name } });
-    assert.equal(res.statusCode, 201, res.body);
-    assert.equal(res.json().name, name);
-  });
+    test('a file name with ../ and NUL is never used: the scan is stored under its own id', async () => {
+      const res = await t.app.inject(
+        uploadRequest(doctor, { data: JPEG, filename: '../../../etc/passwd\u0000.jpg', fields: { patientId: uniqueId(), patientName: 'Named' } }),
+      );
+      assert.equal(res.statusCode, 201, res.body);
+      assert.match(res.json().imageUrl as string, /\/files\/scans\/[0-9a-f-]{36}\/image\.png\?/);
+    });
 
-  test('the server keeps serving, and the log holds none of the markers', async () => {
-    assert.equal((await t.app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);
-    const list = await t.app.inject({ method: 'GET', url: '/api/patients', headers: doctor.auth });
-    assert.equal(list.statusCode, 200);
-    assert.ok(captured.entries().length > CASES.length, 'requests were logged');
-    assert.deepEqual(leakedMarkers(captured.text(), markers), []);
-    assert.equal(captured.entries().filter((e) => (e.res as { statusCode?: number } | undefined)?.statusCode === 500).length, 0);
+    test('Unicode text that is text is kept exactly', async () => {
+      const name = 'Zoë Ångström-Nguyễn 山田太郎 محمد 👩‍⚕️';
+      const res = await t.app.inject({ method: 'POST', url: '/api/patients', headers: doctor.auth, payload: { patientId: uniqueId(), name } });
+      assert.equal(res.statusCode, 201, res.body);
+      assert.equal(res.json().name, name);
+    });
+
+    test('the server keeps serving, and the log holds none of the markers', async () => {
+      assert.equal((await t.app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);
+      const list = await t.app.inject({ method: 'GET', url: '/api/patients', headers: doctor.auth });
+      assert.equal(list.statusCode, 200);
+      assert.ok(captured.entries().length > CASES.length, 'requests were logged');
+      assert.deepEqual(leakedMarkers(captured.text(), markers), []);
+      assert.equal(captured.entries().filter((e) => (e.res as { statusCode?: number } | undefined)?.statusCode === 500).length, 0);
+    });
   });
-});
+}

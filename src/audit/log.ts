@@ -266,6 +266,37 @@ function withhold(reply: FastifyReply, payload: unknown): string {
   return WITHHELD;
 }
 
+/**
+ * A refused sign-in outside any audited route (HTTP Basic at /docs with API_DOCS=auth): recorded
+ * like a failed password sign-in, naming the account tried when there is one. Nothing leaves on
+ * a refusal, so an event that cannot be written is logged, not fatal.
+ */
+export async function auditRefusedSignIn(
+  deps: { db: Db; audit: AuditLog },
+  request: FastifyRequest,
+  { email, statusCode, method }: { email: string; statusCode: number; method: string },
+): Promise<void> {
+  try {
+    const target = email.length <= 254 && storable(email) === email ? await findUserByEmail(deps.db, email.trim()) : null;
+    await deps.audit.write([
+      {
+        actorId: null,
+        actorRole: null,
+        action: 'auth.login',
+        resourceType: 'session',
+        resourceId: target?.id ?? null,
+        patientIds: [],
+        ip: request.ip,
+        outcome: outcomeOf(statusCode),
+        statusCode,
+        detail: { method },
+      },
+    ]);
+  } catch (err) {
+    request.log.error({ err }, 'a refused sign-in could not be recorded in the audit trail');
+  }
+}
+
 /** For a handler: what the hook cannot see (a deleted record's patient, a link's user). */
 export function noteAudit(request: FastifyRequest, note: AuditNote): void {
   request.auditNote = { ...(request.auditNote ?? {}), ...note };

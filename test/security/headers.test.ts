@@ -99,6 +99,11 @@ for (const kind of await databaseKinds()) {
           const forged = await t.app.inject({ method: 'GET', url, headers: { authorization: 'Bearer not-a-token' } });
           assert.equal(forged.statusCode, 401, url);
         }
+        // The wrong Basic passwords are failed sign-ins in the audit trail, naming the account.
+        const admin = await t.user({ role: 'admin' });
+        const trail = await t.app.inject({ url: `/api/audit?action=auth.login&resourceId=${user.id}`, headers: admin.auth });
+        const refused = (trail.json().events as { outcome: string; detail: { method?: string } | null }[]).filter((e) => e.detail?.method === 'basic (API docs)');
+        assert.deepEqual(refused.map((e) => e.outcome), ['denied', 'denied']);
       } finally {
         await t.close();
       }

@@ -8,6 +8,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AppContext } from '../../context.js';
 import { AppError } from '../errors.js';
+import { auditRefusedSignIn } from '../../audit/log.js';
 import { signIn } from '../../auth/sign-in.js';
 
 function basicCredentials(request: FastifyRequest): { email: string; password: string } | null {
@@ -31,6 +32,8 @@ export async function registerApiDocs(app: FastifyInstance, ctx: AppContext): Pr
         return;
       } catch (err) {
         if (err instanceof AppError && (err.status === 401 || err.status === 403)) reply.header('www-authenticate', 'Basic realm="ImageMedix API docs"');
+        // A wrong password here is a failed sign-in like any other: in the audit trail.
+        if (err instanceof AppError) await auditRefusedSignIn(ctx, request, { email: basic.email, statusCode: err.status, method: 'basic (API docs)' });
         throw err;
       }
     }

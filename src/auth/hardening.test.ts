@@ -94,7 +94,7 @@ for (const kind of await databaseKinds()) {
 
       const list = await t.app.inject({ url: '/api/users/ip-locks', headers: admin.auth });
       assert.equal(list.statusCode, 200, list.body);
-      const locks = list.json() as { ip: string; failures: number; lockedUntil: string }[];
+      const locks = list.json<{ ip: string; failures: number; lockedUntil: string }[]>();
       const lock = locks.find((l) => l.ip === ip);
       assert.ok(lock, list.body);
       assert.equal(lock.failures, 20);

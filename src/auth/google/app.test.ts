@@ -211,7 +211,7 @@ for (const kind of await databaseKinds()) {
       assertSignInError(await app.signIn(account), 'account_inactive');
       const res = await t.app.inject({ url: `/api/audit?action=auth.login&resourceId=${u.id}`, headers: admin.auth });
       assert.equal(res.statusCode, 200, res.body);
-      const events = (res.json() as { events: { outcome: string; actor: { _id: string } | null; detail: unknown; statusCode: number }[] }).events;
+      const events = res.json<{ events: { outcome: string; actor: { _id: string } | null; detail: unknown; statusCode: number }[] }>().events;
       const byOutcome = Object.fromEntries(events.map((e) => [e.outcome, e]));
       assert.equal(events.length, 2);
       assert.equal(byOutcome.success?.actor?._id, u.id);

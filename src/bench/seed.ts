@@ -59,8 +59,8 @@ export async function seedScans(db: Db, opts: SeedOptions): Promise<void> {
         select id, scan_type, 'completed', 'saving', 100, 1,
                case when scan_type = 'brain-mri' then 'brain-mri' else 'chest-xray' end, '1.0.0',
                case when scan_type = 'brain-mri'
-                 then '{"hasTumor": false, "tumorType": null, "confidence": 0.97}'::jsonb
-                 else '{"hasPneumonia": false, "pneumoniaType": null, "confidence": 0.95}'::jsonb end,
+                 then '{"scanType": "brain-mri", "hasTumor": false, "tumorType": null, "confidence": 0.97}'::jsonb
+                 else '{"scanType": "chest-xray", "hasPneumonia": false, "pneumoniaType": null, "confidence": 0.95}'::jsonb end,
                20, created_at, created_at, created_at
         from new_scans where status = 'completed'
         returning id, scan_id

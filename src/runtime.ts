@@ -125,7 +125,9 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
     metrics,
     expireInSeconds: opts.analysisExpireInSeconds ?? config.worker.analysisTimeoutSeconds,
   });
-  await queue.register(JOB_NAMES, [analyzeJob, deliveryJob]);
+  // Processes started together take turns at creating the queues (pg-boss makes a table
+  // partition per queue: DDL that deadlocks when two processes run it at once).
+  await database.withStartupLock(() => queue.register(JOB_NAMES, [analyzeJob, deliveryJob]));
   const analysis = createAnalysisQueue(database.db, queue, analyzeJob);
   const imaging = createImageDecoder({
     timeoutMs: config.decodeTimeoutMs,

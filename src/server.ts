@@ -16,7 +16,8 @@ async function main(): Promise<void> {
   const log = pino(loggerOptions(config.logLevel));
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   log.info({ database: database.kind }, 'database ready, migrations applied');
-  await bootstrapAdmin(database.db, config, log);
+  // API processes started together take turns: the second finds the admin the first created.
+  await database.withStartupLock(() => bootstrapAdmin(database.db, config, log));
 
   const runtime = await createRuntime(config, database, { log });
   const app = await buildApp(runtime.ctx, { logger: log });

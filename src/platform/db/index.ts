@@ -37,7 +37,32 @@ export interface Database {
    */
   listen(channel: string, handlers: { onNotify: (payload: string) => void; onReconnect?: () => void; onError?: (err: Error) => void }): Promise<() => Promise<void>>;
   ping(): Promise<void>;
+  /**
+   * Runs `fn` while holding the site-wide start-up lock (a PostgreSQL advisory lock), so
+   * processes started together take turns at migrations and queue creation: the DDL they run
+   * (CREATE TABLE, pg-boss's queue partitions) fails or deadlocks when two run it at once.
+   * PGlite has one process: `fn` just runs.
+   */
+  withStartupLock<T>(fn: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
+}
+
+/** The advisory-lock key of start-up work: any fixed 64-bit number no other code uses. */
+const STARTUP_LOCK_KEY = 7_262_301_947_151n;
+
+/** Holds the start-up lock on a connection of its own (a session lock lives with its connection). */
+async function withAdvisoryLock<T>(pool: pg.Pool, fn: () => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('select pg_advisory_lock($1)', [STARTUP_LOCK_KEY.toString()]);
+    try {
+      return await fn();
+    } finally {
+      await client.query('select pg_advisory_unlock($1)', [STARTUP_LOCK_KEY.toString()]);
+    }
+  } finally {
+    client.release();
+  }
 }
 
 const MIGRATIONS = path.join(path.dirname(new URL(import.meta.url).pathname), 'migrations');
@@ -56,7 +81,7 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
     const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: opts.poolSize ?? 10 });
     survivesServerRestarts(pool);
     const db = drizzlePg(pool, { schema }) as unknown as Db;
-    await migratePg(drizzlePg(pool), { migrationsFolder: MIGRATIONS });
+    await withAdvisoryLock(pool, () => migratePg(drizzlePg(pool), { migrationsFolder: MIGRATIONS }));
     return {
       kind: 'postgres',
       db,
@@ -72,6 +97,9 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
       },
       async ping() {
         await pool.query('select 1');
+      },
+      withStartupLock(fn) {
+        return withAdvisoryLock(pool, fn);
       },
       async close() {
         await pool.end();
@@ -110,6 +138,9 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
     },
     async ping() {
       await client.query('select 1');
+    },
+    withStartupLock(fn) {
+      return fn();
     },
     async close() {
       await client.close();

@@ -171,6 +171,12 @@ export async function openQueue(
     async register(declared, jobs) {
       checkJobRegistry(declared, jobs);
       for (const job of jobs) {
+        // An existing queue keeps its settings here: createQueue only inserts (ON CONFLICT DO
+        // NOTHING), so calling it again changes nothing and takes DDL locks for no gain.
+        if (await boss.getQueue(job.name)) {
+          registered.set(job.name, job);
+          continue;
+        }
         await boss.createQueue(job.name, {
           name: job.name,
           policy: 'standard',

@@ -165,7 +165,7 @@ describe('HTTP platform (pglite)', () => {
     for (let i = 0; i < 7; i++) assert.equal((await call(ana.auth)).statusCode, 200);
     const limited = await call(ana.auth, '/api/auth/me', '10.7.7.8');
     assert.equal(limited.statusCode, 429, 'the budget is the user\'s wherever they call from');
-    assert.match(limited.json().error, /the limit is 8 per window/);
+    assert.match(limited.json().error, /the limit is 8 per minute/);
     assert.equal((await call(ben.auth)).statusCode, 200, 'another user is not affected');
   });
 });

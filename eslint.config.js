@@ -32,8 +32,10 @@ export default tseslint.config(
     },
   },
   {
-    // The server, its tests and scripts also get typescript-eslint's type-checked recommended set.
-    files: ['src/**/*.ts', 'test/**/*.ts', 'scripts/**/*.ts'],
+    // The server, its tests and scripts, and the web app also get typescript-eslint's
+    // type-checked recommended set. The project service types each file with its nearest
+    // tsconfig.json: web/tsconfig.json (DOM, bundler resolution) for the web app.
+    files: ['src/**/*.ts', 'test/**/*.ts', 'scripts/**/*.ts', 'web/src/**/*.ts', 'web/src/**/*.tsx'],
     extends: [tseslint.configs.recommendedTypeChecked],
     rules: {
       // Fastify tells promise-style plugins, hooks and handlers from callback-style ones by

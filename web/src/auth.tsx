@@ -11,10 +11,10 @@ interface AuthState {
   user: Me | null;
   /** True while a stored session is being checked at start. */
   checking: boolean;
-  signIn(email: string, password: string): Promise<void>;
+  signIn: (email: string, password: string) => Promise<void>;
   /** Takes a token from Google sign-in (the fragment of the return URL). */
-  adoptToken(token: string): Promise<void>;
-  signOut(reason?: string): void;
+  adoptToken: (token: string) => Promise<void>;
+  signOut: (reason?: string) => void;
   /** Why the last session ended, shown on the sign-in page. */
   endedReason: string | null;
 }

@@ -78,7 +78,7 @@ export function ReviewPanel({
 }: {
   scan: ScanDetail;
   labels: string[];
-  onSaved(scan: ScanDetail): void;
+  onSaved: (scan: ScanDetail) => void;
 }) {
   const current = resultLabel(scan.result);
   const modelLabel = resultLabel(scan.modelResult);
@@ -191,8 +191,8 @@ export function AnnotationsPanel({
 }: {
   scan: ScanDetail;
   placing: { x: number; y: number } | null;
-  onPlacingChange(p: { x: number; y: number } | null): void;
-  onSaved(annotations: ScanDetail['annotations']): void;
+  onPlacingChange: (p: { x: number; y: number } | null) => void;
+  onSaved: (annotations: ScanDetail['annotations']) => void;
 }) {
   const [text, setText] = useState('');
   const [busy, setBusy] = useState(false);

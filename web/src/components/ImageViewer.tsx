@@ -24,7 +24,7 @@ export interface ImageViewerProps {
   height: number;
   pixels: DicomPixels | null;
   window: { center: number; width: number } | null;
-  onWindowChange(w: { center: number; width: number }): void;
+  onWindowChange: (w: { center: number; width: number }) => void;
   heatmapUrl: string | null;
   showHeatmap: boolean;
   heatmapOpacity: number;
@@ -32,13 +32,13 @@ export interface ImageViewerProps {
   showRegion: boolean;
   markers: Marker[];
   tool: Tool;
-  onPlace(point: { x: number; y: number }): void;
+  onPlace: (point: { x: number; y: number }) => void;
   label: string;
 }
 
 export interface ImageViewerHandle {
-  zoomBy(factor: number): void;
-  fit(): void;
+  zoomBy: (factor: number) => void;
+  fit: () => void;
 }
 
 function loadImage(url: string): Promise<HTMLImageElement> {

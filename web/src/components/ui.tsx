@@ -64,7 +64,7 @@ export function Pagination({
   totalPages: number;
   total: number;
   noun: string;
-  onPage(page: number): void;
+  onPage: (page: number) => void;
 }) {
   return (
     <nav className="pagination" aria-label={`${noun} pages`}>

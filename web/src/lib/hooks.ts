@@ -24,11 +24,11 @@ export interface UrlFilters {
   /** The current page, 1 when absent or not a page number. */
   page: number;
   /** A filter's value, '' when absent. */
-  get(name: string): string;
+  get: (name: string) => string;
   /** Sets (or, for '', removes) a filter and goes back to the first page. */
-  set(name: string, value: string): void;
-  setPage(page: number): void;
-  clear(): void;
+  set: (name: string, value: string) => void;
+  setPage: (page: number) => void;
+  clear: () => void;
   /** True when any filter (not the page) is set. */
   any: boolean;
 }
@@ -80,10 +80,10 @@ export function useDebouncedFilter(filters: UrlFilters, name: string, ms = 300):
 
 export interface FormAction {
   /** The form's onSubmit: prevents the page load, runs the action, keeps its error. */
-  onSubmit(e?: FormEvent): Promise<void>;
+  onSubmit: (e?: FormEvent) => Promise<void>;
   busy: boolean;
   error: string | null;
-  setError(message: string | null): void;
+  setError: (message: string | null) => void;
 }
 
 /**

@@ -5,8 +5,8 @@ export interface Async<T> {
   data: T | null;
   error: string | null;
   loading: boolean;
-  reload(): void;
-  setData(update: T | ((old: T | null) => T)): void;
+  reload: () => void;
+  setData: (update: T | ((old: T | null) => T)) => void;
 }
 
 /** Runs `load` when `deps` change; keeps the last data while reloading (no flicker). */

@@ -92,7 +92,7 @@ export function AdminUsers() {
   );
 }
 
-function NewUserForm({ onCreated }: { onCreated(u: User): void }) {
+function NewUserForm({ onCreated }: { onCreated: (u: User) => void }) {
   const [f, setF] = useState({ name: '', email: '', password: '', role: 'doctor', specialization: '' });
   const { onSubmit, busy, error } = useFormAction(async () => {
     const created = await ok(
@@ -106,7 +106,7 @@ function NewUserForm({ onCreated }: { onCreated(u: User): void }) {
         },
       }),
     );
-    onCreated(created as User);
+    onCreated(created);
   });
   return (
     <form className="card form" onSubmit={onSubmit} aria-labelledby="new-user-h">

@@ -165,7 +165,7 @@ function RetryCell({ delivery }: { delivery: Delivery }) {
   }
 }
 
-function NewWebhookForm({ onCreated }: { onCreated(secret: string): void }) {
+function NewWebhookForm({ onCreated }: { onCreated: (secret: string) => void }) {
   const [url, setUrl] = useState('');
   const [description, setDescription] = useState('');
   const [events, setEvents] = useState<string[]>([...EVENTS]);

@@ -105,7 +105,7 @@ export function PatientPage() {
   );
 }
 
-function MedicalHistory({ patient, onChange }: { patient: PatientDetail; onChange(h: PatientDetail['medicalHistory']): void }) {
+function MedicalHistory({ patient, onChange }: { patient: PatientDetail; onChange: (h: PatientDetail['medicalHistory']) => void }) {
   const [f, setF] = useState({ condition: '', diagnosis: '', treatment: '' });
   const { onSubmit, error } = useFormAction(async () => {
     const out = await ok(
@@ -162,7 +162,7 @@ function MedicalHistory({ patient, onChange }: { patient: PatientDetail; onChang
   );
 }
 
-function Notes({ patient, onChange }: { patient: PatientDetail; onChange(): void }) {
+function Notes({ patient, onChange }: { patient: PatientDetail; onChange: () => void }) {
   const [content, setContent] = useState('');
   const { onSubmit, error } = useFormAction(async () => {
     await ok(api.POST('/api/patients/{id}/notes', { params: { path: { id: patient._id } }, body: { content: content.trim() } }));
@@ -200,7 +200,7 @@ function Notes({ patient, onChange }: { patient: PatientDetail; onChange(): void
   );
 }
 
-function AssignDoctor({ patientId, onAssigned }: { patientId: string; onAssigned(): void }) {
+function AssignDoctor({ patientId, onAssigned }: { patientId: string; onAssigned: () => void }) {
   const users = useAsync(() => ok(api.GET('/api/users/users')), []);
   const [doctorId, setDoctorId] = useState('');
   const { onSubmit, error } = useFormAction(async () => {

@@ -104,7 +104,7 @@ export function Patients() {
   );
 }
 
-function NewPatientForm({ onCreated, onCancel }: { onCreated(id: string): void; onCancel(): void }) {
+function NewPatientForm({ onCreated, onCancel }: { onCreated: (id: string) => void; onCancel: () => void }) {
   const [f, setF] = useState({ patientId: '', name: '', dateOfBirth: '', gender: '', email: '', phone: '' });
   const { onSubmit, busy, error } = useFormAction(async () => {
     const contact = { ...(f.email ? { email: f.email } : {}), ...(f.phone ? { phone: f.phone } : {}) };

@@ -144,7 +144,7 @@ export function Worklist() {
   );
 }
 
-function ScanRow({ scan, live, onOpen }: { scan: ScanListItem; live?: StatusEvent; onOpen(): void }) {
+function ScanRow({ scan, live, onOpen }: { scan: ScanListItem; live?: StatusEvent; onOpen: () => void }) {
   const status = live?.status ?? scan.status;
   const progress = live?.jobStatus?.progress ?? null;
   const refused = status === 'failed';

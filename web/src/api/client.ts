@@ -61,6 +61,11 @@ export function setUnauthorizedHandler(handler: (() => void) | null) {
   onUnauthorized = handler;
 }
 
+/** The server refused the session's token outside an API call (the live status stream). */
+export function sessionEnded(): void {
+  onUnauthorized?.();
+}
+
 const auth: Middleware = {
   onRequest({ request }) {
     const token = session.token;

@@ -17,7 +17,7 @@ import {
   type InputCheckThresholds,
   type RefusalCheck,
 } from './refusal.js';
-import { SCAN_TYPE_IDS, scanTypeSpec, type Finding } from '../scan-types/index.js';
+import { listInWords, SCAN_TYPE_IDS, scanTypeSpec, type Finding } from '../scan-types/index.js';
 import type { LoadedModel, ModelTask } from './registry.js';
 import { dicomHint, decideScanType, routeImage, SCAN_TYPE_NAME, type Routing } from './routing.js';
 import type { DicomInfo } from '../imaging/dicom/info.js';
@@ -283,8 +283,9 @@ export async function analyzeScan(
     // kind of scan, so the type stays unknown rather than guessed.
     result.scanType = null;
     result.reason =
-      `This image was not recognised as a brain MRI or a chest X-ray (it was tried as a ${SCAN_TYPE_NAME(routing.scanType)}, ` +
-      `the closer of the two). ${result.reason} If it is one of them, upload it again with scanType set.`;
+      `This image was not recognised as ${listInWords(SCAN_TYPE_IDS.map((t) => `a ${SCAN_TYPE_NAME(t)}`), 'or')} ` +
+      `(it was tried as a ${SCAN_TYPE_NAME(routing.scanType)}, ${SCAN_TYPE_IDS.length === 2 ? 'the closer of the two' : 'the closest of them'}). ` +
+      `${result.reason} If it is one of them, upload it again with scanType set.`;
   }
   analysis.timings.totalMs = performance.now() - start;
   return analysis;

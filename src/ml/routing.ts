@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 
 import type { DicomInfo } from '../imaging/dicom/info.js';
 import { inferScanType } from '../imaging/scan-type.js';
-import { SCAN_TYPE_IDS, scanTypeSpec } from '../scan-types/index.js';
+import { listInWords, SCAN_TYPE_IDS, scanTypeSpec } from '../scan-types/index.js';
 import type { ModelTask } from './registry.js';
 
 export interface ScanTypeRouter {
@@ -90,6 +90,8 @@ export type DicomHint =
   | { kind: 'refuse'; reason: string }
   | { kind: 'none' };
 
+/** "brain MRI (MR of the head) and chest X-rays (CR/DX of the chest)", from the scan-type table. */
+const ANALYSED_BY_DICOM = listInWords(SCAN_TYPE_IDS.map((t) => scanTypeSpec(t).dicomScope), 'and');
 const OUR_MODALITIES = new Set(SCAN_TYPE_IDS.flatMap((t) => scanTypeSpec(t).dicom.modalities));
 
 /**
@@ -107,8 +109,7 @@ export function dicomHint(info: Pick<DicomInfo, 'modality' | 'bodyPartExamined'>
   return {
     kind: 'refuse',
     reason:
-      `The DICOM header says this is ${described}; ImageMedix analyses brain MRI (MR of the head) and chest ` +
-      `X-rays (CR/DX of the chest) only, so no analysis was made.` +
+      `The DICOM header says this is ${described}; ImageMedix analyses ${ANALYSED_BY_DICOM} only, so no analysis was made.` +
       (OUR_MODALITIES.has(modality) ? ' If the header is wrong, upload it again with scanType set.' : ''),
   };
 }

@@ -96,6 +96,8 @@ export interface ScanTypeSpec {
   name: string;
   /** What an image of this type is, for refusal messages: "a brain MRI slice". */
   subject: string;
+  /** What is analysed, by its DICOM terms, for a refused header: "brain MRI (MR of the head)". */
+  dicomScope: string;
   /** The route under /api/ml that queues this analysis (fixed by the API document). */
   analyzeRoute: string;
   /** The model's classes; a manifest must list exactly these. */
@@ -134,6 +136,7 @@ export const SCAN_TYPES = {
     displayName: 'Brain MRI',
     name: 'brain MRI',
     subject: 'a brain MRI slice',
+    dicomScope: 'brain MRI (MR of the head)',
     analyzeRoute: '/brain/analyze',
     labels: BRAIN_LABELS,
     negativeLabel: 'notumor',
@@ -154,6 +157,7 @@ export const SCAN_TYPES = {
     displayName: 'Chest X-ray',
     name: 'chest X-ray',
     subject: 'a chest X-ray',
+    dicomScope: 'chest X-rays (CR/DX of the chest)',
     analyzeRoute: '/chest/analyze',
     labels: CHEST_LABELS,
     negativeLabel: 'normal',
@@ -195,6 +199,12 @@ export const ScanTypeSchema = Type.Union(SCAN_TYPE_IDS.map((t) => Type.Literal(t
 
 export function isScanType(value: unknown): value is ScanType {
   return typeof value === 'string' && Object.hasOwn(SCAN_TYPES, value);
+}
+
+/** "a, b and c" (or "a, b or c"): the scan types in a sentence, in the table's order. */
+export function listInWords(words: readonly string[], conjunction: 'and' | 'or'): string {
+  if (words.length <= 1) return words.join('');
+  return `${words.slice(0, -1).join(', ')} ${conjunction} ${words.at(-1)!}`;
 }
 
 export function scanTypeSpec(type: ScanType): ScanTypeSpec {

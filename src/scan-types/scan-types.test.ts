@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Value } from '@sinclair/typebox/value';
-import { findingSummary, FindingSchema, ReviewedFindingSchema, scanTypeOfDicom, scanTypeSpec } from './index.js';
+import { findingSummary, FindingSchema, listInWords, ReviewedFindingSchema, scanTypeOfDicom, scanTypeSpec } from './index.js';
 
 describe('scan-type table', () => {
   test('brain MRI: the most probable class decides', () => {
@@ -20,6 +20,12 @@ describe('scan-type table', () => {
     assert.deepEqual(d.extra, { decisionThreshold: 0.4 });
     const below = scanTypeSpec('chest-xray').decide({ normal: 0.7, bacterial: 0.2, viral: 0.1 }, 0.4);
     assert.deepEqual([below.present, below.kind, below.explainedLabel], [false, null, 'normal']);
+  });
+
+  test('messages list the scan types in words, whatever their number', () => {
+    assert.equal(listInWords(['a brain MRI'], 'or'), 'a brain MRI');
+    assert.equal(listInWords(['a brain MRI', 'a chest X-ray'], 'or'), 'a brain MRI or a chest X-ray');
+    assert.equal(listInWords(['a', 'b', 'c'], 'and'), 'a, b and c');
   });
 
   test('summaries read as a sentence', () => {

@@ -9,6 +9,8 @@ npx tsc --noEmit
 npx tsx scripts/build-web.ts --types
 npx tsc --noEmit -p web
 npx eslint .
+# Unused files, exports, types and dependencies (entry points and exceptions in knip.jsonc).
+npx knip --no-progress
 mapfile -t files < <(find src test -name '*.test.ts' -not -path '*/node_modules/*' | sort)
 node --import tsx --test --test-concurrency=1 --test-timeout=600000 "$@" "${files[@]}"
 if [ -d ../shared/datasets ] && [ -z "${SKIP_MODEL_EVAL:-}" ]; then

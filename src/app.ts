@@ -38,7 +38,7 @@ const CORE_FEATURES: Feature[] = [authFeature, usersFeature, patientsFeature, au
 /** The other features, one list so the server and the tests build the same application. */
 export const FEATURES: Feature[] = [googleSignInFeature, scansFeature, scanFilesFeature, analysisFeature, webhooksFeature];
 
-export interface RouteEntry {
+interface RouteEntry {
   method: string;
   url: string;
 }

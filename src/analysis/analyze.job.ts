@@ -3,7 +3,7 @@
  * writes its progress to the analysis row, which the status endpoints read. Safe to run twice:
  * an analysis that already finished is skipped, and the final write is one transaction.
  */
-import { Type, type Static } from '@sinclair/typebox';
+import { Type } from '@sinclair/typebox';
 import type { Db } from '../platform/db/index.js';
 import type { HotRegion } from '../platform/db/schema.js';
 import type { Finding, ScanType } from '../scan-types/index.js';
@@ -17,7 +17,7 @@ import * as repo from './repository.js';
 
 export type AnalysisStage = 'decode' | 'preprocess' | 'inference' | 'explanation' | 'saving';
 
-export const STAGE_PROGRESS: Record<AnalysisStage, number> = {
+const STAGE_PROGRESS: Record<AnalysisStage, number> = {
   decode: 10,
   preprocess: 25,
   inference: 50,
@@ -45,7 +45,7 @@ export type AnalyzerOutput =
     };
 
 /** What the analyzer knows of the scan besides its pixels. */
-export interface AnalyzeContext {
+interface AnalyzeContext {
   /** The DICOM attributes stored with the scan (Modality, Body Part Examined...), when it came as DICOM. */
   dicom?: Record<string, unknown> | null;
 }
@@ -62,7 +62,6 @@ export interface Analyzer {
 }
 
 export const AnalyzeScanPayloadSchema = Type.Object({ scanId: Type.String(), analysisId: Type.String() });
-export type AnalyzeScanPayload = Static<typeof AnalyzeScanPayloadSchema>;
 
 export interface AnalyzeJobDeps {
   db: Db;

@@ -11,7 +11,7 @@ import { ANALYZE_SCAN_JOB } from './job-name.js';
 import { failAnalysis } from './outcome.js';
 import * as repo from './repository.js';
 
-export async function reconcileOnce(deps: { db: Db; queue: Queue; events: EventPublisher; log: Logger }): Promise<number> {
+async function reconcileOnce(deps: { db: Db; queue: Queue; events: EventPublisher; log: Logger }): Promise<number> {
   const { db, queue, events, log } = deps;
   const stale = await repo.unfinishedAnalyses(db, new Date(Date.now() - 60_000));
   let failed = 0;

@@ -35,10 +35,6 @@ export async function insertAnalysis(tx: DbOrTx, values: typeof analyses.$inferI
   return row!;
 }
 
-export async function updateAnalysis(db: DbOrTx, id: string, values: Partial<typeof analyses.$inferInsert>) {
-  await db.update(analyses).set(values).where(eq(analyses.id, id));
-}
-
 const UNFINISHED = ['queued', 'active'] as const;
 
 /**

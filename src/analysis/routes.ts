@@ -9,7 +9,7 @@ import { AnalysisStatusSchema, AnalyzeBodySchema, AnalyzeResponseSchema, ModelLi
 import { analysisStatus, requestAnalysis } from './service.js';
 
 /** The ML Analysis section of the API: /api/ml/... */
-export function mlRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
+function mlRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   return async (app) => {
     app.addHook('onRequest', ctx.authenticate);
     const tags = ['ML Analysis'];

@@ -13,7 +13,7 @@ export const AnalyzeResponseSchema = Type.Object({
   deduplicated: Type.Boolean(),
 });
 
-export const JobStateSchema = Type.Union(
+const JobStateSchema = Type.Union(
   [Type.Literal('waiting'), Type.Literal('active'), Type.Literal('completed'), Type.Literal('failed')],
   { description: 'waiting (queued, or waiting to be retried), active, completed or failed' },
 );

@@ -17,9 +17,9 @@ import { findPatientByPatientId } from '../patients/repository.js';
 import { findUserByEmail } from '../users/repository.js';
 import { insertAuditEvents, patientsOfScans, type NewAuditRow } from './repository.js';
 
-export type AuditResource = 'patient' | 'scan' | 'user' | 'session' | 'webhook' | 'audit' | 'model' | 'address';
+type AuditResource = 'patient' | 'scan' | 'user' | 'session' | 'webhook' | 'audit' | 'model' | 'address';
 
-export interface AuditSpec {
+interface AuditSpec {
   /** What happened, as `<resource>.<verb>`: patient.read, scan.upload, report.create... */
   action: string;
   resource: AuditResource;
@@ -65,7 +65,7 @@ export function createAuditLog(db: Db): AuditLog {
 /** An audit log that writes nothing: for measuring the trail's own cost, never in production. */
 export const noAuditLog: AuditLog = { write: async () => undefined };
 
-export function outcomeOf(statusCode: number): AuditOutcome {
+function outcomeOf(statusCode: number): AuditOutcome {
   if (statusCode < 400) return 'success';
   if (statusCode === 401 || statusCode === 403) return 'denied';
   if (statusCode === 404 || statusCode === 410) return 'not_found';

@@ -56,7 +56,7 @@ async function searchAudit(ctx: AppContext, q: AuditQuery) {
 }
 
 /** GET /api/audit: the audit trail, newest first (admin). Reading it is itself recorded. */
-export function auditRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
+function auditRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   return async (app) => {
     app.addHook('onRequest', ctx.authenticate);
     app.addHook('preHandler', requireAdmin);

@@ -28,7 +28,7 @@ export const AuditQuerySchema = Type.Object(
 );
 export type AuditQuery = Static<typeof AuditQuerySchema>;
 
-export const AuditEventSchema = Type.Object({
+const AuditEventSchema = Type.Object({
   _id: Type.String(),
   at: IsoDateTime,
   actor: Nullable(Type.Object({ _id: Type.String(), role: Nullable(Type.String()) })),

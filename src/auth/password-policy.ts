@@ -11,7 +11,7 @@ import { AppError } from '../platform/errors.js';
 
 export const MIN_PASSWORD_LENGTH = 10;
 /** zxcvbn's scale: 3 is "safely unguessable: moderate protection from offline attacks". */
-export const MIN_PASSWORD_SCORE = 3;
+const MIN_PASSWORD_SCORE = 3;
 
 let estimator: ZxcvbnFactory | null = null;
 function zxcvbn(): ZxcvbnFactory {
@@ -47,7 +47,7 @@ function personalWords(user: { email?: string; name?: string }): string[] {
 }
 
 /** The reason a password is refused, or null when it is acceptable. */
-export function passwordWeakness(password: string, user: { email?: string; name?: string }): string | null {
+function passwordWeakness(password: string, user: { email?: string; name?: string }): string | null {
   if (password.length < MIN_PASSWORD_LENGTH) return `password must be at least ${MIN_PASSWORD_LENGTH} characters long`;
   const lower = password.toLowerCase();
   const words = personalWords(user);

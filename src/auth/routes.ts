@@ -7,7 +7,7 @@ import { signIn } from './sign-in.js';
 import { currentUser } from './hooks.js';
 import { ChangePasswordBodySchema, ChangePasswordResponseSchema, LoginBodySchema, LoginResponseSchema, MeSchema } from './schemas.js';
 
-export function authRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
+function authRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   return async (app) => {
     app.post(
       '/login',

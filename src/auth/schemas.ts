@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { Type } from '@sinclair/typebox';
 import { Nullable } from '../platform/http/schemas.js';
 import { MIN_PASSWORD_LENGTH } from './password-policy.js';
 
@@ -9,7 +9,6 @@ export const LoginBodySchema = Type.Object(
   },
   { additionalProperties: false },
 );
-export type LoginBody = Static<typeof LoginBodySchema>;
 
 export const RoleSchema = Type.Union([Type.Literal('doctor'), Type.Literal('admin')]);
 

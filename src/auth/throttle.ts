@@ -31,7 +31,7 @@ export interface ThrottlePolicy {
   windowMinutes: number;
 }
 
-export const DEFAULT_THROTTLE: ThrottlePolicy = { slowAfter: 3, lockAfter: 10, lockMinutes: 15, maxPerIp: 50, windowMinutes: 15 };
+const DEFAULT_THROTTLE: ThrottlePolicy = { slowAfter: 3, lockAfter: 10, lockMinutes: 15, maxPerIp: 50, windowMinutes: 15 };
 
 const digest = (kind: 'account' | 'ip', value: string) =>
   `${kind}:${createHash('sha256').update(`${kind}\n${value.trim().toLowerCase()}`).digest('hex')}`;
@@ -47,7 +47,7 @@ export function isIpAddress(s: string): boolean {
   return ipaddr.IPv4.isValidFourPartDecimal(s) || ipaddr.IPv6.isValid(s);
 }
 
-export interface AddressLock {
+interface AddressLock {
   ip: string;
   failures: number;
   windowStartedAt: Date;

@@ -8,7 +8,7 @@ import { jwtVerify, SignJWT } from 'jose';
 const ISSUER = 'imagemedix';
 const AUDIENCE = 'imagemedix-api';
 
-export interface TokenClaims {
+interface TokenClaims {
   userId: string;
   tokenVersion: number;
 }

@@ -10,7 +10,7 @@
 import type { Database } from '../platform/db/index.js';
 
 /** Channel of the users_changed trigger (migration 0002); the payload is the user's id. */
-export const USERS_CHANNEL = 'imagemedix_users';
+const USERS_CHANNEL = 'imagemedix_users';
 
 export interface UserCache<T> {
   /** The cached value, or `load()`'s, cached when notifications are flowing. */

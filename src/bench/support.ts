@@ -18,7 +18,7 @@ export const SERVER_BENCH_OPTIONS = {
   'cpu-prof': { type: 'string' },
 } as const;
 
-export async function postgresReachable(url: string): Promise<boolean> {
+async function postgresReachable(url: string): Promise<boolean> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
   try {
     await client.connect();

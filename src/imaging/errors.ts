@@ -26,7 +26,7 @@ export function describeThrown(thrown: unknown): string {
   return String(thrown);
 }
 
-export function megapixels(pixels: number): string {
+function megapixels(pixels: number): string {
   return `${(pixels / 1_000_000).toFixed(1)} megapixels`;
 }
 

@@ -10,11 +10,11 @@ import { ImageDecodeError } from './errors.js';
 import { decodeRaster } from './raster.js';
 import { sniffImageKind, type ImageKind } from './sniff.js';
 
-export { ImageDecodeError, type ImageDecodeErrorCode } from './errors.js';
-export { sniffImageKind, type ImageKind } from './sniff.js';
+export { ImageDecodeError } from './errors.js';
+export { sniffImageKind } from './sniff.js';
 export { inferScanType } from './scan-type.js';
-export { decodeDicomPixels, DEFAULT_MAX_PIXELS, type DicomPixels } from './dicom/pixels.js';
-export { formatDicomDate, formatPersonName, type DicomInfo } from './dicom/info.js';
+export { decodeDicomPixels, type DicomPixels } from './dicom/pixels.js';
+export type { DicomInfo } from './dicom/info.js';
 
 export interface DecodedImage {
   kind: ImageKind;

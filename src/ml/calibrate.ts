@@ -40,7 +40,7 @@ export interface PointMetrics {
   refused: number;
 }
 
-export const SCREENING_MIN_SENSITIVITY = 0.98;
+const SCREENING_MIN_SENSITIVITY = 0.98;
 
 export const POINT_CRITERIA = {
   screening: `the highest threshold with sensitivity >= ${SCREENING_MIN_SENSITIVITY}`,
@@ -88,7 +88,7 @@ function answered(rows: ScoredImage[]): { logits: number[]; truth: number }[] {
 }
 
 /** Mean negative log-likelihood of the true labels at temperature T. */
-export function logLoss(rows: ScoredImage[], temperature: number): number {
+function logLoss(rows: ScoredImage[], temperature: number): number {
   const a = answered(rows);
   let total = 0;
   for (const r of a) total -= Math.log(Math.max(1e-12, calibratedProbabilities(r.logits, temperature)[r.truth]!));
@@ -290,7 +290,7 @@ export function calibrate(model: LoadedModel, rows: ScoredImage[], options: { te
  * fewer than 100 of either group, one image moves sensitivity or specificity by more than a
  * percentage point and the 95% interval of a 0.97 sensitivity spans more than 0.9 to 0.99.
  */
-export const MIN_PER_GROUP = 100;
+const MIN_PER_GROUP = 100;
 
 export function tooFewImages(counts: Record<string, number>, positiveLabels: readonly string[]): string | null {
   const pos = positiveLabels.reduce((s, l) => s + (counts[l] ?? 0), 0);

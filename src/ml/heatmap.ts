@@ -28,7 +28,7 @@ export interface Explanation {
 }
 
 /** The [h, w] map of one class out of a [K, h, w] activation tensor. */
-export function classMap(cam: Float32Array, classIndex: number, mapWidth: number, mapHeight: number): Float32Array {
+function classMap(cam: Float32Array, classIndex: number, mapWidth: number, mapHeight: number): Float32Array {
   const size = mapWidth * mapHeight;
   if (cam.length < (classIndex + 1) * size) throw new Error('class activation map is smaller than expected');
   return cam.slice(classIndex * size, (classIndex + 1) * size);
@@ -160,7 +160,7 @@ const JET = (() => {
  * Colour the map with jet and blend it over the grayscale image. The opacity grows with the
  * activation, so cold areas keep the anatomy readable under a light tint.
  */
-export async function renderOverlay(
+async function renderOverlay(
   map01: Float32Array,
   mapWidth: number,
   mapHeight: number,

@@ -22,12 +22,12 @@ import type { LoadedModel, ModelTask } from './registry.js';
 import { dicomHint, decideScanType, routeImage, SCAN_TYPE_NAME, type Routing } from './routing.js';
 import type { DicomInfo } from '../imaging/dicom/info.js';
 
-export interface ModelRef {
+interface ModelRef {
   id: string;
   version: string;
 }
 
-export interface RefusedResult {
+interface RefusedResult {
   refused: true;
   /** The type it was analysed as; null when the type could not be settled (neither, or a header refusal). */
   scanType: ModelTask | null;

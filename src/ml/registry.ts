@@ -53,7 +53,7 @@ export interface OperatingPoint {
   external?: PointMetrics;
 }
 
-export interface ManifestDecision {
+interface ManifestDecision {
   positiveLabels?: string[];
   /** The single threshold of manifests written before operating points (1.0.0). */
   positiveThreshold?: number;
@@ -282,9 +282,4 @@ export class ModelRegistry {
     await Promise.all([...this.models.values()].map((m) => m.session.release()));
     this.models.clear();
   }
-}
-
-/** Convenience for callers that want a plain function. */
-export function loadModelRegistry(options: RegistryOptions = {}): Promise<ModelRegistry> {
-  return ModelRegistry.load(options);
 }

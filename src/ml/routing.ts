@@ -31,11 +31,11 @@ export interface ScanTypeRouter {
   bias: number;
 }
 
-export const ROUTER_FILE = new URL('./scan-type-router.json', import.meta.url);
+const ROUTER_FILE = new URL('./scan-type-router.json', import.meta.url);
 
 let cached: ScanTypeRouter | null = null;
 
-export function loadRouter(): ScanTypeRouter {
+function loadRouter(): ScanTypeRouter {
   if (!cached) {
     const raw = JSON.parse(readFileSync(ROUTER_FILE, 'utf8')) as ScanTypeRouter;
     const n = raw.grid * raw.grid + raw.bins;
@@ -54,7 +54,7 @@ export const SCAN_TYPE_NAME = (type: ModelTask): string => scanTypeSpec(type).na
  * The router's features from the preprocessed 8-bit RGB image (size x size), exactly as
  * ml/train_router.py computes them: block means of gray / 255, then the grey-level histogram.
  */
-export function routerFeatures(rgb: Uint8Array, width: number, height: number, router: ScanTypeRouter = loadRouter()): Float64Array {
+function routerFeatures(rgb: Uint8Array, width: number, height: number, router: ScanTypeRouter = loadRouter()): Float64Array {
   const { grid, bins, size } = router;
   if (width !== size || height !== size) throw new Error(`the router needs a ${size} x ${size} image, got ${width} x ${height}`);
   const block = size / grid;
@@ -125,7 +125,7 @@ export interface Routing {
 }
 
 /** Below this router probability a declared type is taken to contradict the image. */
-export const CONTRADICTION_PROBABILITY = 0.5;
+const CONTRADICTION_PROBABILITY = 0.5;
 
 export type RoutingDecision = { ok: true; routing: Routing } | { ok: false; reason: string; scanType: ModelTask | null };
 

@@ -13,7 +13,7 @@ import { ModelRegistry } from './registry.js';
 
 const ROOT = path.resolve(fileURLToPath(new URL('../..', import.meta.url)));
 export const TEST_MODELS_DIR = path.join(ROOT, 'models');
-export const ML_FIXTURES_DIR = path.join(ROOT, 'test', 'fixtures', 'ml');
+const ML_FIXTURES_DIR = path.join(ROOT, 'test', 'fixtures', 'ml');
 
 export function fixturePath(task: ScanType, label: string): string {
   return path.join(ML_FIXTURES_DIR, `${task}--${label}.png`);

@@ -91,14 +91,6 @@ export async function lockPatient(db: DbOrTx, id: string): Promise<void> {
   await db.select({ id: patients.id }).from(patients).where(eq(patients.id, id)).for('update');
 }
 
-export async function isAssigned(db: DbOrTx, patientId: string, doctorId: string): Promise<boolean> {
-  const [row] = await db
-    .select({ one: sql<number>`1` })
-    .from(patientDoctors)
-    .where(and(eq(patientDoctors.patientId, patientId), eq(patientDoctors.doctorId, doctorId)));
-  return row !== undefined;
-}
-
 export async function assignedDoctors(
   db: DbOrTx,
   patientIds: string[],

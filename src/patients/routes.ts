@@ -26,7 +26,7 @@ const PATIENT_ID_RULE =
   '("patientId X is already in use at this site: ..."), whether or not you may see that patient: ' +
   'the answer never says whose it is. An upload naming a patientId in use by a patient you may not see gets the same 409.';
 
-export function patientRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
+function patientRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   return async (app) => {
     app.addHook('onRequest', ctx.authenticate);
     const tags = ['Patients'];

@@ -1,8 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { IsoDateTime, Line, Nullable, PageQuery, Text } from '../platform/http/schemas.js';
 
-export const PatientStatusSchema = Type.Union([Type.Literal('active'), Type.Literal('inactive'), Type.Literal('archived')]);
-export const GenderSchema = Type.Union([
+const PatientStatusSchema = Type.Union([Type.Literal('active'), Type.Literal('inactive'), Type.Literal('archived')]);
+const GenderSchema = Type.Union([
   Type.Literal('male'),
   Type.Literal('female'),
   Type.Literal('other'),
@@ -16,7 +16,7 @@ const DateInput = Type.String({
 });
 const DateTimeInput = Type.String({ format: 'date-time', description: 'ISO 8601 date-time' });
 
-export const ContactSchema = Type.Object(
+const ContactSchema = Type.Object(
   {
     email: Type.Optional(Type.String({ format: 'email', maxLength: 254 })),
     phone: Type.Optional(Type.String({ maxLength: 50 })),
@@ -26,7 +26,7 @@ export const ContactSchema = Type.Object(
 );
 
 /** In a PATCH, `null` removes a contact field; absent fields keep their value. */
-export const ContactPatchSchema = Type.Object(
+const ContactPatchSchema = Type.Object(
   {
     email: Type.Optional(Nullable(Type.String({ format: 'email', maxLength: 254 }))),
     phone: Type.Optional(Nullable(Type.String({ maxLength: 50 }))),
@@ -103,7 +103,7 @@ export const AssignDoctorBodySchema = Type.Object(
 
 const DoctorRef = Type.Object({ _id: Type.String(), name: Type.String() });
 
-export const MedicalHistoryEntrySchema = Type.Object({
+const MedicalHistoryEntrySchema = Type.Object({
   _id: Type.String(),
   condition: Type.String(),
   diagnosis: Nullable(Type.String()),
@@ -125,7 +125,7 @@ const PatientCore = {
   updatedAt: IsoDateTime,
 };
 
-export const PatientListItemSchema = Type.Object({ ...PatientCore, assignedDoctors: Type.Array(DoctorRef) });
+const PatientListItemSchema = Type.Object({ ...PatientCore, assignedDoctors: Type.Array(DoctorRef) });
 
 export const PatientListSchema = Type.Object({
   patients: Type.Array(PatientListItemSchema),

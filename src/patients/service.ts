@@ -20,7 +20,7 @@ const iso = (d: Date | null) => (d ? d.toISOString() : null);
 const dateOnlyIso = (d: string | null) => (d ? `${d}T00:00:00.000Z` : null);
 
 /** "1992-08-22" or an ISO timestamp -> "1992-08-22", refusing impossible and future dates. */
-export function parseCalendarDate(value: string, field: string): string {
+function parseCalendarDate(value: string, field: string): string {
   const day = value.slice(0, 10);
   const d = new Date(`${day}T00:00:00.000Z`);
   if (Number.isNaN(d.getTime()) || d.toISOString().slice(0, 10) !== day) {

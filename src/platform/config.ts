@@ -71,7 +71,7 @@ export interface S3Config {
   prefix: string;
 }
 
-export interface GoogleSettings {
+interface GoogleSettings {
   clientId: string | null;
   clientSecret: string | null;
   callbackUrl: string | null;
@@ -121,7 +121,7 @@ const OneOf = <T extends string>(values: readonly T[], fallback: T, description:
  * Every environment variable the server reads, with its type, limits and default. Parsed once
  * at start-up (loadConfig); a bad value stops the process with a message naming the variable.
  */
-export const ConfigSchema = Type.Object({
+const ConfigSchema = Type.Object({
   PORT: Int(3000, 0, 65535, 'Port the API listens on'),
   HOST: Text('Address the API listens on', { default: '0.0.0.0' }),
   PUBLIC_URL: Url(['http:', 'https:'], 'Absolute URL clients use to reach this server (signed links are built on it)'),

@@ -3,7 +3,7 @@
  * the HTTP status. Services throw `AppError`; the global handler in app.ts answers
  * `{"error": message}` and hides the message of anything unexpected.
  */
-export const ERROR_STATUS = {
+const ERROR_STATUS = {
   bad_request: 400,
   unauthorized: 401,
   forbidden: 403,

@@ -7,13 +7,13 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
-export interface SignedQuery {
+interface SignedQuery {
   expires?: string;
   user?: string;
   signature?: string;
 }
 
-export type LinkVerdict = { ok: true; userId: string } | { ok: false; reason: 'expired' | 'invalid' };
+type LinkVerdict = { ok: true; userId: string } | { ok: false; reason: 'expired' | 'invalid' };
 
 export interface UrlSigner {
   /** `path` starts with "/"; returns an absolute URL when a base is given. */

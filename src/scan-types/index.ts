@@ -74,10 +74,9 @@ const ChestFindingSchema = Type.Object({
 /** A model's finding as stored in `analyses.result`: exactly what the model said. */
 export const FindingSchema = Type.Union([BrainFindingSchema, ChestFindingSchema]);
 export type Finding = Static<typeof FindingSchema>;
-export type Routing = Static<typeof RoutingSchema>;
 
 /** What a decision rule says, before the finding is assembled (src/ml/inference.ts). */
-export interface Decision {
+interface Decision {
   /** Whether the finding is positive (a tumour, pneumonia). */
   present: boolean;
   /** The positive label reported, null when negative. */
@@ -131,7 +130,7 @@ function argmaxLabel(p: Readonly<Record<string, number>>, labels: readonly strin
   return best;
 }
 
-export const SCAN_TYPES = {
+const SCAN_TYPES = {
   'brain-mri': {
     displayName: 'Brain MRI',
     name: 'brain MRI',

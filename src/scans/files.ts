@@ -27,7 +27,7 @@ const SCAN_FILE = new RegExp(`^scans/(${UUID})/(?:[A-Za-z0-9][A-Za-z0-9._-]*/)*[
 /** report-<scanId>-<reportId>.pdf (a signed link) or report-<scanId>.pdf (the document's path: the latest). */
 const REPORT_FILE = new RegExp(`^report-(${UUID})(?:-(${UUID}))?\\.pdf$`);
 
-export type SignedFile =
+type SignedFile =
   | { ok: true; body: Buffer; contentType: string; filename?: string; userId: string; scanId: string; patientId: string }
   | { ok: false; expired: true };
 
@@ -71,7 +71,7 @@ async function authorise(
 }
 
 /** A scan image, thumbnail or heatmap by its signed link or with a bearer token. */
-export async function openScanFile(deps: FileDeps, { rest, ...credentials }: Credentials & { rest: string }): Promise<SignedFile> {
+async function openScanFile(deps: FileDeps, { rest, ...credentials }: Credentials & { rest: string }): Promise<SignedFile> {
   const m = rest.includes('..') ? null : SCAN_FILE.exec(rest);
   const out = await authorise(deps, { path: `/files/${rest}`, scanId: m?.[1] ?? null, ...credentials });
   if (out === 'expired') return { ok: false, expired: true };
@@ -79,7 +79,7 @@ export async function openScanFile(deps: FileDeps, { rest, ...credentials }: Cre
 }
 
 /** A stored report by its signed link, or with a bearer token (the documented path gives the latest). */
-export async function openReportFile(deps: FileDeps, { file, ...credentials }: Credentials & { file: string }): Promise<SignedFile> {
+async function openReportFile(deps: FileDeps, { file, ...credentials }: Credentials & { file: string }): Promise<SignedFile> {
   const m = REPORT_FILE.exec(file);
   const scanId = m?.[1] ?? null;
   const out = await authorise(deps, { path: `/reports/${file}`, scanId, ...credentials });
@@ -107,7 +107,7 @@ const fileResponses = (contentType: string) => ({
 const EXPIRED = 'This link has expired: fetch the scan again for a fresh link';
 
 
-export function fileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
+function fileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   return async (app) => {
     const tags = ['Files'];
     // Links are checked (one HMAC) before any I/O, and a page of scans loads many thumbnails

@@ -254,14 +254,6 @@ export async function latestReportId(db: DbOrTx, scanId: string): Promise<string
   return row?.id ?? null;
 }
 
-export async function findReport(db: DbOrTx, scanId: string, reportId: string) {
-  const [row] = await db
-    .select()
-    .from(reports)
-    .where(and(eq(reports.id, reportId), eq(reports.scanId, scanId)));
-  return row ?? null;
-}
-
 export async function findUserRef(db: DbOrTx, id: string) {
   const [row] = await db.select({ id: users.id, name: users.name, email: users.email }).from(users).where(eq(users.id, id));
   return row ?? null;

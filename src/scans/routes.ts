@@ -31,7 +31,7 @@ import { fileLinks, type FileLinks } from './view.js';
  * never depend on a Host header the client controls; absolute on PUBLIC_URL when it is set.
  * Each is signed for the user who asked: refused once that user may no longer see the scan.
  */
-export function linksFor(ctx: AppContext, request: FastifyRequest): FileLinks {
+function linksFor(ctx: AppContext, request: FastifyRequest): FileLinks {
   const links = fileLinks(ctx.signer, ctx.config.publicUrl, currentUser(request).id);
   // Handing out a link is an export of the file: the audit trail records it (link.issue).
   return {
@@ -47,7 +47,7 @@ export function linksFor(ctx: AppContext, request: FastifyRequest): FileLinks {
   };
 }
 
-export function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
+function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   return async (app) => {
     await app.register(multipart, { throwFileSizeLimit: true });
     app.addHook('onRequest', ctx.authenticate);

@@ -86,7 +86,7 @@ function checkScanDate(d: Date, field: string): Date {
 }
 
 /** The text fields of the form, checked; what is missing may still come from a DICOM header. */
-export function parseUploadFields(fields: UploadForm['fields']): UploadRequest {
+function parseUploadFields(fields: UploadForm['fields']): UploadRequest {
   const { patientId, patientName, scanDate, scanType } = fields;
   if (scanType !== undefined && !isScanType(scanType)) {
     throw badRequest(`scanType must be one of ${SCAN_TYPE_IDS.join(', ')}; got "${scanType.slice(0, 40)}"`);
@@ -111,7 +111,7 @@ export function parseUploadFields(fields: UploadForm['fields']): UploadRequest {
 }
 
 /** A DICOM StudyDate (already ISO, YYYY-MM-DD) as a scan date; null when absent or implausible. */
-export function studyDate(date: string | undefined): Date | null {
+function studyDate(date: string | undefined): Date | null {
   if (!date || !/^\d{4}-\d{2}-\d{2}$/.test(date)) return null;
   const d = new Date(`${date}T00:00:00.000Z`);
   if (Number.isNaN(d.getTime()) || d.getTime() > Date.now() + CLOCK_SKEW_MS || d.getUTCFullYear() < 1900) return null;
@@ -396,7 +396,7 @@ function pick(source: object | null | undefined): ReviewedFinding {
  *   (a number or null): the old value was the confidence of another finding, and software
  *   neither keeps it silently nor drops it silently.
  */
-export function mergeReview(scanType: ScanType | null, base: ReviewedFinding, patch: ReviewedFinding): ReviewedFinding {
+function mergeReview(scanType: ScanType | null, base: ReviewedFinding, patch: ReviewedFinding): ReviewedFinding {
   const fieldsOf = (type: ScanType) => {
     const { presence, kind, location } = scanTypeSpec(type).fields;
     return location ? [presence, kind, location] : [presence, kind];

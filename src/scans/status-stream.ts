@@ -17,7 +17,7 @@ import type { ScanStatusEvent } from './schemas.js';
 import type { Viewer } from '../access/index.js';
 import { scanStatus, type ScanDeps } from './service.js';
 
-export const MAX_FOLLOWED_SCANS = 50;
+const MAX_FOLLOWED_SCANS = 50;
 
 export function parseScanIds(ids: string): string[] {
   const list = [...new Set(ids.split(',').map((s) => s.trim()).filter(Boolean))];

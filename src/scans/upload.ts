@@ -8,8 +8,8 @@ import type { FastifyRequest } from 'fastify';
 import { AppError, badRequest } from '../platform/errors.js';
 import { controlCharacterIn } from '../platform/http/text-input.js';
 
-export const UPLOAD_FIELDS = ['patientId', 'patientName', 'scanDate', 'scanType'] as const;
-export type UploadField = (typeof UPLOAD_FIELDS)[number];
+const UPLOAD_FIELDS = ['patientId', 'patientName', 'scanDate', 'scanType'] as const;
+type UploadField = (typeof UPLOAD_FIELDS)[number];
 
 export interface UploadForm {
   image: Buffer;

@@ -91,13 +91,13 @@ export interface ScanViewInput {
  * current model output. A newer analysis never replaces a physician's finding; it shows as
  * `modelResult`, flagged by `review.newerAnalysis`, until a physician reviews again.
  */
-export function currentResultView(input: ScanViewInput, links: FileLinks): ResultView | null {
+function currentResultView(input: ScanViewInput, links: FileLinks): ResultView | null {
   if (!input.review) return modelResultView(input.analysis, links);
   return reviewedResultView(modelResultView(input.reviewedAnalysis, links), input.review);
 }
 
 /** One review as the API shows it: who, when, what, and which analysis it judged. */
-export function reviewView(review: LatestReview, currentAnalysisId: string | null) {
+function reviewView(review: LatestReview, currentAnalysisId: string | null) {
   const result: Record<string, unknown> = {};
   for (const field of REVIEW_FIELDS) if (field in review.result) result[field] = review.result[field];
   return {
@@ -155,7 +155,7 @@ export function annotationView(a: AnnotationRow) {
 const dicomString = (info: Record<string, unknown> | null, key: string) => (info ? str(info[key]) : null);
 
 /** Every analysis of the scan, oldest first: re-analysis never loses an earlier answer. */
-export function analysisHistoryView(rows: AnalysisRow[], links: FileLinks) {
+function analysisHistoryView(rows: AnalysisRow[], links: FileLinks) {
   return rows.map((a) => ({
     _id: a.id,
     status: a.status,

@@ -13,7 +13,7 @@ import type { Db } from '../platform/db/index.js';
 import { listUserRows } from './repository.js';
 import { createUser, ensureBootstrapAdmin } from './service.js';
 
-export const DEFAULT_ADMIN_EMAIL = 'admin@imagemedix.local';
+const DEFAULT_ADMIN_EMAIL = 'admin@imagemedix.local';
 
 export async function bootstrapAdmin(db: Db, config: Config, log: Logger): Promise<void> {
   if (config.adminEmail && config.adminPassword) {

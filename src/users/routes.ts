@@ -10,7 +10,7 @@ import { AddressLockSchema, AddressParamsSchema, CreateUserBodySchema, UpdateUse
 import { createUser, findUser, listUsers, toPublicUser, updateUser } from './service.js';
 
 /** User management, admin only (mounted at /api/users, so paths read /api/users/users). */
-export function userRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
+function userRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   return async (app) => {
     app.addHook('onRequest', ctx.authenticate);
     app.addHook('preHandler', requireAdmin);

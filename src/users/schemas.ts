@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { Type } from '@sinclair/typebox';
 import { MIN_PASSWORD_LENGTH } from '../auth/password-policy.js';
 import { RoleSchema } from '../auth/schemas.js';
 import { IsoDateTime, Line, Nullable } from '../platform/http/schemas.js';
@@ -22,7 +22,6 @@ export const CreateUserBodySchema = Type.Object(
   },
   { additionalProperties: false },
 );
-export type CreateUserBody = Static<typeof CreateUserBodySchema>;
 
 export const UpdateUserBodySchema = Type.Object(
   {

@@ -24,7 +24,7 @@ import { WebhookDeliveryPayloadSchema } from './types.js';
 import type { Metrics } from '../platform/metrics/index.js';
 
 export const WEBHOOK_DELIVERY_JOB = 'webhook-delivery';
-export const USER_AGENT = 'ImageMedix-Webhooks/1.0';
+const USER_AGENT = 'ImageMedix-Webhooks/1.0';
 
 export interface WebhookDeliveryDeps {
   db: Db;
@@ -43,7 +43,7 @@ export interface WebhookDeliveryDeps {
 }
 
 /** Answers worth another try: the receiver is down, overloaded or slow. */
-export function isRetryableStatus(status: number): boolean {
+function isRetryableStatus(status: number): boolean {
   return status >= 500 || status === 408 || status === 429;
 }
 

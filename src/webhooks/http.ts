@@ -9,7 +9,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { LookupFunction } from 'node:net';
 
-export interface WebhookRequest {
+interface WebhookRequest {
   url: URL;
   /** The vetted addresses of url's host; the connection goes to one of these. */
   addresses: LookupAddress[];
@@ -18,19 +18,19 @@ export interface WebhookRequest {
   timeoutMs: number;
 }
 
-export interface WebhookResponse {
+interface WebhookResponse {
   statusCode: number;
 }
 
 /** Sends one delivery; resolves with the receiver's status, rejects on network errors and timeouts. */
 export type WebhookSender = (request: WebhookRequest) => Promise<WebhookResponse>;
 
-export class DeliveryTimeoutError extends Error {
+class DeliveryTimeoutError extends Error {
   override name = 'DeliveryTimeoutError';
 }
 
 /** A `lookup` that answers only with the vetted addresses, never asking DNS again. */
-export function pinnedLookup(addresses: LookupAddress[]): LookupFunction {
+function pinnedLookup(addresses: LookupAddress[]): LookupFunction {
   return (_hostname, options, callback) => {
     const usable = options.family === 4 || options.family === 6 ? addresses.filter((a) => a.family === options.family) : addresses;
     if (usable.length === 0) {

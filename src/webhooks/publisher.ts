@@ -20,12 +20,12 @@ export interface EventPublisherDeps {
 }
 
 /** A Standard Webhooks message id, unique per event and webhook, kept across retries. */
-export function newMessageId(): string {
+function newMessageId(): string {
   return `msg_${randomBytes(18).toString('base64url')}`;
 }
 
 /** The body every receiver gets: exactly these fields, nothing about the patient but the id. */
-export function eventBody(event: ScanEvent, at: Date): string {
+function eventBody(event: ScanEvent, at: Date): string {
   return JSON.stringify({
     type: event.type,
     timestamp: at.toISOString(),

@@ -16,7 +16,7 @@ import {
 } from './schemas.js';
 import * as webhooks from './service.js';
 
-export function webhookRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
+function webhookRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   const policy = { allowPrivate: ctx.config.webhooks.allowPrivate };
   return async (app) => {
     app.addHook('onRequest', ctx.authenticate);

@@ -10,7 +10,7 @@ export const MAX_WEBHOOKS_PER_USER = 25;
  * The intersection lets the route type provider (which infers from the JSON Schema) see it.
  */
 const eventEnum = { type: 'string', enum: WEBHOOK_EVENTS, description: `One of ${WEBHOOK_EVENTS.join(', ')}` } as const;
-export const WebhookEventSchema = Type.Unsafe<WebhookEventType>({ ...eventEnum, enum: [...WEBHOOK_EVENTS] }) as TUnsafe<WebhookEventType> &
+const WebhookEventSchema = Type.Unsafe<WebhookEventType>({ ...eventEnum, enum: [...WEBHOOK_EVENTS] }) as TUnsafe<WebhookEventType> &
   typeof eventEnum;
 
 export const CreateWebhookBodySchema = Type.Object(
@@ -39,7 +39,7 @@ const webhookFields = {
   createdAt: IsoDateTime,
 };
 
-export const WebhookSchema = Type.Object(webhookFields);
+const WebhookSchema = Type.Object(webhookFields);
 export type Webhook = Static<typeof WebhookSchema>;
 
 export const CreatedWebhookSchema = Type.Object({
@@ -59,7 +59,7 @@ export const DeliveriesQuerySchema = Type.Object(
   { additionalProperties: false },
 );
 
-export const DeliverySchema = Type.Object({
+const DeliverySchema = Type.Object({
   _id: Type.String(),
   messageId: Type.String({ description: 'The webhook-id header: the same for every attempt of one event' }),
   eventType: WebhookEventSchema,

@@ -16,7 +16,7 @@ import { TargetRefusedError, vetTarget, type TargetPolicy } from './target.js';
 import type { WebhookEventType } from './types.js';
 
 /** `whsec_` + base64 of 24 random bytes: the Standard Webhooks secret format. */
-export function generateSecret(): string {
+function generateSecret(): string {
   return `whsec_${randomBytes(24).toString('base64')}`;
 }
 

@@ -21,7 +21,7 @@ export class TargetRefusedError extends Error {
 /** Resolves a host name to every address it has (both families). */
 export type HostResolver = (hostname: string) => Promise<LookupAddress[]>;
 
-export const resolveHost: HostResolver = (hostname) => dns.lookup(hostname, { all: true, verbatim: true });
+const resolveHost: HostResolver = (hostname) => dns.lookup(hostname, { all: true, verbatim: true });
 
 const RANGES: Array<[reason: string, family: 'ipv4' | 'ipv6', cidr: string]> = [
   ['unspecified', 'ipv4', '0.0.0.0/8'],
@@ -75,7 +75,7 @@ function embeddedIpv4(address: string): string | null {
 }
 
 /** Why an address is not a public webhook target ("loopback", "private"...), or null if it is. */
-export function nonPublicReason(address: string): string | null {
+function nonPublicReason(address: string): string | null {
   const family = isIP(address.split('%')[0]!);
   if (family === 0) return 'invalid';
   if (family === 6) {

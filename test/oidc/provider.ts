@@ -32,9 +32,9 @@ export interface TestClient {
 }
 
 /** What the "user" does at the provider on the next authorization request. */
-export type SignInPlan = { accountId: string } | { deny: true };
+type SignInPlan = { accountId: string } | { deny: true };
 
-export interface IdTokenTampering {
+interface IdTokenTampering {
   /** Changes the claims before the ID token is re-signed. */
   claims?: (claims: JWTPayload) => JWTPayload;
   /** Signs with a key that is not in the provider's JWKS (same `kid`). */

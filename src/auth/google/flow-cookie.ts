@@ -11,7 +11,7 @@ export interface SignInFlow {
   codeVerifier: string;
 }
 
-export const FLOW_COOKIE_NAME = 'imagemedix_google_signin';
+const FLOW_COOKIE_NAME = 'imagemedix_google_signin';
 const FLOW_TTL_SECONDS = 600;
 const AUDIENCE = 'imagemedix:google-sign-in';
 

@@ -124,7 +124,7 @@ function toSignInError(err: unknown): GoogleSignInError {
  * message (fixed texts such as `unexpected JWT "aud" (audience) claim value`). The causes
  * themselves hold the response parameters and claims, so they are never logged.
  */
-export function describeLibraryError(err: unknown): string {
+function describeLibraryError(err: unknown): string {
   if (!(err instanceof Error)) return 'non-error thrown';
   const parts = [err.name];
   const code = (err as { code?: unknown }).code;

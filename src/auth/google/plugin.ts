@@ -13,9 +13,7 @@ import { createGoogleSignInFlow } from './flow.js';
 import { GoogleCallbackQuerySchema, GoogleErrorResponseSchema, RedirectResponseSchema } from './schemas.js';
 import type { GoogleUser, GoogleUserStore } from './service.js';
 
-export type { GoogleAutoProvision, GoogleConfig } from './config.js';
-export { DEFAULT_GOOGLE_ISSUER } from './config.js';
-export type { GoogleSignInErrorCode } from './errors.js';
+export type { GoogleConfig } from './config.js';
 export type { GoogleUser, GoogleUserStore } from './service.js';
 
 export interface GoogleAuthPluginOptions {

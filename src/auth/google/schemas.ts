@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { Type } from '@sinclair/typebox';
 
 // Providers add their own parameters to the redirect (Google: scope, authuser, hd, prompt;
 // RFC 9207: iss), so unknown ones are allowed and handed to openid-client untouched.
@@ -11,9 +11,7 @@ export const GoogleCallbackQuerySchema = Type.Object(
   },
   { additionalProperties: true },
 );
-export type GoogleCallbackQuery = Static<typeof GoogleCallbackQuerySchema>;
 
 export const GoogleErrorResponseSchema = Type.Object({ error: Type.String() });
-export type GoogleErrorResponse = Static<typeof GoogleErrorResponseSchema>;
 
 export const RedirectResponseSchema = Type.Null({ description: 'Redirect; see the Location header' });

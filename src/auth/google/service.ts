@@ -82,7 +82,7 @@ export async function signInWithGoogle(opts: {
   }
 }
 
-export function isDomainAllowed(email: string, hostedDomain: string | undefined, allowedDomains: readonly string[]): boolean {
+function isDomainAllowed(email: string, hostedDomain: string | undefined, allowedDomains: readonly string[]): boolean {
   if (allowedDomains.length === 0) return true;
   const emailDomain = email.slice(email.lastIndexOf('@') + 1).toLowerCase();
   if (!allowedDomains.includes(emailDomain)) return false;

@@ -19,7 +19,7 @@ const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 
 
 const UNDEFINED_LENGTH = 0xffffffff;
 
-export function hasPart10Prefix(bytes: Uint8Array): boolean {
+function hasPart10Prefix(bytes: Uint8Array): boolean {
   return (
     bytes.length >= 132 && bytes[128] === 0x44 && bytes[129] === 0x49 && bytes[130] === 0x43 && bytes[131] === 0x4d
   );

@@ -26,7 +26,7 @@ export interface DicomInfo {
  * A DICOM person name (PS3.5 6.2.1) as a person would write it. Only the alphabetic group is
  * used (ideographic and phonetic groups follow '='); components are family^given^middle^prefix^suffix.
  */
-export function formatPersonName(value: string): string | undefined {
+function formatPersonName(value: string): string | undefined {
   const alphabetic = (value.split('=')[0] ?? '').trim();
   if (alphabetic === '') return undefined;
   const [family = '', given = '', middle = '', prefix = '', suffix = ''] = alphabetic.split('^').map((p) => p.trim());
@@ -36,7 +36,7 @@ export function formatPersonName(value: string): string | undefined {
 }
 
 /** DA (YYYYMMDD, or the ACR-NEMA YYYY.MM.DD) to an ISO date; impossible dates are dropped. */
-export function formatDicomDate(value: string): string | undefined {
+function formatDicomDate(value: string): string | undefined {
   const match = /^(\d{4})\.?(\d{2})\.?(\d{2})$/.exec(value.trim());
   if (!match) return undefined;
   const [, y, m, d] = match as unknown as [string, string, string, string];

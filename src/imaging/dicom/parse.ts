@@ -17,8 +17,6 @@ const dicomParser = require('dicom-parser') as typeof import('dicom-parser') & {
   DataSet: new (parser: ByteArrayParser, byteArray: Uint8Array, elements: Record<string, Element>) => DataSet;
 };
 
-export type { DataSet, Element };
-
 export interface ParsedDicom {
   dataSet: DataSet;
   transferSyntax: TransferSyntax;

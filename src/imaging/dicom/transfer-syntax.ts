@@ -4,7 +4,7 @@
  * marked `unsupported` are named so the error can say what the file is, instead of
  * "unknown encoding".
  */
-export type PixelEncoding =
+type PixelEncoding =
   | 'native'
   | 'rle'
   | 'jpeg' // JPEG process 1/2/4 (DCT) or 14 (lossless); the codestream's own SOF marker picks the decoder
@@ -23,8 +23,8 @@ export interface TransferSyntax {
 
 export const IMPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2';
 export const EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1';
-export const DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1.99';
-export const EXPLICIT_VR_BIG_ENDIAN = '1.2.840.10008.1.2.2';
+const DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1.99';
+const EXPLICIT_VR_BIG_ENDIAN = '1.2.840.10008.1.2.2';
 
 const table: Array<[uid: string, name: string, encoding: PixelEncoding]> = [
   [IMPLICIT_VR_LITTLE_ENDIAN, 'Implicit VR Little Endian', 'native'],

@@ -14,7 +14,7 @@ export function element(dataSet: DataSet, tag: string): Element | undefined {
   return found;
 }
 
-export function elementBytes(dataSet: DataSet, tag: string): Uint8Array | undefined {
+function elementBytes(dataSet: DataSet, tag: string): Uint8Array | undefined {
   const found = element(dataSet, tag);
   if (!found) return undefined;
   return dataSet.byteArray.subarray(found.dataOffset, found.dataOffset + found.length);
@@ -98,7 +98,7 @@ export type TextDecode = (bytes: Uint8Array) => string;
  * characters inside a value (a crafted file's NUL in PatientName) are dropped: they are not
  * text, and PostgreSQL refuses NUL in text and jsonb.
  */
-export function strings(dataSet: DataSet, tag: string, decode: TextDecode): string[] {
+function strings(dataSet: DataSet, tag: string, decode: TextDecode): string[] {
   const bytes = elementBytes(dataSet, tag);
   if (!bytes || bytes.length === 0) return [];
   return decode(bytes)

@@ -6,16 +6,16 @@ import { deflateRawSync } from 'node:zlib';
  * oversized headers, deflate bombs...). Not for production: it trusts its input.
  */
 
-export type DicomValue = string | number[] | Uint8Array | DicomElement[][];
+type DicomValue = string | number[] | Uint8Array | DicomElement[][];
 
-export interface DicomElement {
+interface DicomElement {
   /** 0xGGGGEEEE */
   tag: number;
   vr: string;
   value: DicomValue;
 }
 
-export interface EncapsulatedPixels {
+interface EncapsulatedPixels {
   fragments: Uint8Array[];
   /** Basic Offset Table entries; empty table when absent. */
   offsets?: number[];
@@ -111,7 +111,7 @@ function header(tag: number, vr: string, length: number, enc: Encoding): Buffer 
   return Buffer.concat([tagBytes(tag, enc), buf]);
 }
 
-export function encodeElement(element: DicomElement, enc: Encoding): Buffer {
+function encodeElement(element: DicomElement, enc: Encoding): Buffer {
   const value = encodeValue(element.vr, element.value, enc);
   return Buffer.concat([header(element.tag, element.vr, value.length, enc), value]);
 }

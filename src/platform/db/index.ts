@@ -166,7 +166,7 @@ export function survivesServerRestarts(pool: pg.Pool): void {
  * Runs parameterised SQL text ($1, $2...) through Drizzle, so raw statements (pg-boss's) can
  * join a Drizzle transaction on either driver.
  */
-export function sqlFromText(text: string, values: unknown[] = []): SQL {
+function sqlFromText(text: string, values: unknown[] = []): SQL {
   const parts = text.split(/\$(\d+)/);
   const chunks: SQL[] = [];
   parts.forEach((part, i) => {
@@ -186,5 +186,3 @@ export function executorFor(tx: DbOrTx): SqlExecutor {
     },
   };
 }
-
-export { schema };

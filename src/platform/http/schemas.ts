@@ -34,7 +34,7 @@ export const MIN_YEAR = 1900;
 export const MAX_YEAR = 9999;
 export const yearInRange = (d: Date) => d.getUTCFullYear() >= MIN_YEAR && d.getUTCFullYear() <= MAX_YEAR;
 
-export const MAX_PAGE = 100_000;
+const MAX_PAGE = 100_000;
 
 export const PageQuery = {
   // Bounded: `page=1e308` is an integer to JSON Schema, and its offset overflows PostgreSQL.

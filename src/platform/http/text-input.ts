@@ -23,7 +23,7 @@ export function controlCharacterIn(s: string): string | null {
  * Walks a parsed body, query or params object without recursion (a 10,000-deep JSON body
  * must not overflow the stack) and returns the path and character of the first bad string.
  */
-export function findControlCharacter(value: unknown): { path: string; char: string } | null {
+function findControlCharacter(value: unknown): { path: string; char: string } | null {
   const stack: { value: unknown; path: string }[] = [{ value, path: '' }];
   while (stack.length > 0) {
     const item = stack.pop()!;

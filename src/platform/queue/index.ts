@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { executorFor, survivesServerRestarts, type Database, type DbOrTx, type SqlExecutor } from '../db/index.js';
 import { scrubError } from '../logging.js';
 
-export interface JobContext {
+interface JobContext {
   jobId: string;
   /** 1 on the first try, 2 on the first retry... */
   attempt: number;
@@ -41,7 +41,7 @@ export class PermanentJobError extends Error {
 }
 
 /** NOTIFY channel of enqueued jobs; the payload is the queue's name. */
-export const JOBS_CHANNEL = 'imagemedix_jobs';
+const JOBS_CHANNEL = 'imagemedix_jobs';
 
 /** A handler's failure as pg-boss keeps it: kind, codes and stack frames, never a message. */
 class JobFailedError extends Error {
@@ -54,7 +54,7 @@ class JobFailedError extends Error {
 }
 
 /** Where a job stands in pg-boss (for status answers and the reconciler). */
-export interface JobState {
+interface JobState {
   state: 'created' | 'retry' | 'active' | 'completed' | 'cancelled' | 'failed';
   /** What the handler's last failure left (a scrubbed error), or its result. */
   output: unknown;

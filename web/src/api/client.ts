@@ -7,22 +7,20 @@
  */
 import createClient, { type Middleware } from 'openapi-fetch';
 import { ApiError, endsSession, errorFromResponse, tokenExpiresAt, UNREACHABLE } from '../lib/api-errors';
-import type { components, paths } from './openapi';
+import type { paths } from './openapi';
 
-export { ApiError };
-
-export type { components, paths };
+export type { paths };
 
 type Json<T> = T extends { content: { 'application/json': infer B } } ? B : never;
 /** The JSON body of a successful answer of `method path`. */
-export type Ok<P extends keyof paths, M extends keyof paths[P]> = paths[P][M] extends {
+type Ok<P extends keyof paths, M extends keyof paths[P]> = paths[P][M] extends {
   responses: infer R;
 }
   ? Json<R[Extract<keyof R, 200 | 201>]>
   : never;
 
 export type ScanDetail = Ok<'/api/scans/{id}', 'get'>;
-export type ScanList = Ok<'/api/scans/', 'get'>;
+type ScanList = Ok<'/api/scans/', 'get'>;
 export type ScanListItem = ScanList['scans'][number];
 export type ScanResult = NonNullable<ScanDetail['result']>;
 export type ScanStatus = Ok<'/api/scans/{id}/status', 'get'>;

@@ -4,7 +4,7 @@ import { api, errorMessage, ok, type ModelInfo, type ScanDetail, type ScanResult
 import { findingText, formatDateTime, labelFields, labelName, NEGATIVE_LABELS, percent, resultLabel } from '../lib/format';
 import { Alert } from './ui';
 
-export function ProbabilityChart({ result, labels }: { result: ScanResult; labels: string[] }) {
+function ProbabilityChart({ result, labels }: { result: ScanResult; labels: string[] }) {
   const probs = result.probabilities ?? {};
   const keys = (labels.length ? labels : Object.keys(probs)).filter((k) => k in probs);
   const top = resultLabel(result);

@@ -52,7 +52,7 @@ function loadImage(url: string): Promise<HTMLImageElement> {
 }
 
 /** Renders modality values through a linear window (DICOM PS3.3 C.11.2.1.2) into a canvas. */
-export function renderWindow(pixels: DicomPixels, win: { center: number; width: number }, target: HTMLCanvasElement): void {
+function renderWindow(pixels: DicomPixels, win: { center: number; width: number }, target: HTMLCanvasElement): void {
   target.width = pixels.width;
   target.height = pixels.height;
   const ctx = target.getContext('2d')!;

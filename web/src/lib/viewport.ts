@@ -22,8 +22,8 @@ export interface Point {
   y: number;
 }
 
-export const MIN_SCALE = 0.05;
-export const MAX_SCALE = 40;
+const MIN_SCALE = 0.05;
+const MAX_SCALE = 40;
 
 /** The whole image centred in the box, with a small margin. */
 export function fitView(box: Size, image: Size): View {

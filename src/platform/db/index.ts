@@ -50,18 +50,21 @@ export interface Database {
 /** The advisory-lock key of start-up work: any fixed 64-bit number no other code uses. */
 const STARTUP_LOCK_KEY = 7_262_301_947_151n;
 
-/** Holds the start-up lock on a connection of its own (a session lock lives with its connection). */
-async function withAdvisoryLock<T>(pool: pg.Pool, fn: () => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+/**
+ * Holds the start-up lock on a connection of its own, outside the pool: a session lock lives
+ * with its connection, and `fn` needs the pool's connections (a pool of one would wait for ever).
+ */
+async function withAdvisoryLock<T>(connectionString: string, fn: () => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString });
+  // A connection cut while waiting (server restart) fails the start-up; it must not crash the process.
+  client.on('error', () => undefined);
+  await client.connect();
   try {
     await client.query('select pg_advisory_lock($1)', [STARTUP_LOCK_KEY.toString()]);
-    try {
-      return await fn();
-    } finally {
-      await client.query('select pg_advisory_unlock($1)', [STARTUP_LOCK_KEY.toString()]);
-    }
+    return await fn();
   } finally {
-    client.release();
+    // Ending the session releases its advisory locks.
+    await client.end().catch(() => undefined);
   }
 }
 
@@ -81,7 +84,7 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
     const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: opts.poolSize ?? 10 });
     survivesServerRestarts(pool);
     const db = drizzlePg(pool, { schema }) as unknown as Db;
-    await withAdvisoryLock(pool, () => migratePg(drizzlePg(pool), { migrationsFolder: MIGRATIONS }));
+    await withAdvisoryLock(connectionString, () => migratePg(drizzlePg(pool), { migrationsFolder: MIGRATIONS }));
     return {
       kind: 'postgres',
       db,
@@ -99,7 +102,7 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
         await pool.query('select 1');
       },
       withStartupLock(fn) {
-        return withAdvisoryLock(pool, fn);
+        return withAdvisoryLock(connectionString, fn);
       },
       async close() {
         await pool.end();

@@ -35,10 +35,10 @@ function linksFor(ctx: AppContext, request: FastifyRequest): FileLinks {
   const links = fileLinks(ctx.signer, ctx.config.publicUrl, currentUser(request).id);
   // Handing out a link is an export of the file: the audit trail records it (link.issue).
   return {
-    file(key) {
-      const [, scanId, name = ''] = key.split('/');
-      if (scanId) noteLinkIssued(request, scanId, name.startsWith('thumb') ? 'thumbnail' : name.startsWith('heatmap') ? 'heatmap' : name.startsWith('image') ? 'image' : 'file');
-      return links.file(key);
+    file(key, scanId) {
+      const name = key.slice(key.lastIndexOf('/') + 1);
+      noteLinkIssued(request, scanId, name.startsWith('thumb') ? 'thumbnail' : name.startsWith('heatmap') ? 'heatmap' : name.startsWith('image') ? 'image' : 'file');
+      return links.file(key, scanId);
     },
     report(scanId, reportId) {
       noteLinkIssued(request, scanId, 'report');

@@ -13,7 +13,8 @@ import type { AnalysisRow, AnnotationRow, LatestReview, ScanPatient, ScanRow } f
 
 /** Builds signed and expiring links to stored files. */
 export interface FileLinks {
-  file(key: string): string;
+  /** A link to a stored file of `scanId` (the scan is named, never read back from the key's layout). */
+  file(key: string, scanId: string): string;
   report(scanId: string, reportId: string): string;
 }
 
@@ -55,7 +56,7 @@ export function modelResultView(analysis: AnalysisRow | null | undefined, links:
     confidence: finding.confidence ?? null,
     probabilities: finding.probabilities ?? {},
     model: modelId && modelVersion ? { id: modelId, version: modelVersion } : null,
-    heatmapUrl: analysis.heatmapKey ? links.file(analysis.heatmapKey) : null,
+    heatmapUrl: analysis.heatmapKey ? links.file(analysis.heatmapKey, analysis.scanId) : null,
     // How the answer was reached: the operating point and calibration in use, how the type was settled.
     ...(finding.operatingPoint ? { operatingPoint: finding.operatingPoint } : {}),
     ...(finding.calibration ? { calibration: finding.calibration } : {}),
@@ -118,8 +119,8 @@ export function scanCoreView({ scan, patient }: ScanViewInput, links: FileLinks)
     patientName: patient.name,
     scanDate: scan.scanDate.toISOString(),
     scanType: scan.scanType,
-    imageUrl: links.file(scan.imageKey),
-    thumbnailUrl: links.file(scan.thumbnailKey),
+    imageUrl: links.file(scan.imageKey, scan.id),
+    thumbnailUrl: links.file(scan.thumbnailKey, scan.id),
     status: scan.status,
   };
 }

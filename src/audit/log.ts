@@ -205,7 +205,9 @@ async function linkIssueEvent(db: Db, request: FastifyRequest, main: NewAuditRow
   if (!issued || issued.size === 0 || main.outcome !== 'success') return null;
   const scanIds = [...issued.keys()];
   const kinds = [...new Set([...issued.values()].flatMap((k) => [...k]))].sort();
-  const sameScans = main.resourceType === 'scan' && scanIds.length === 1 && main.resourceId === scanIds[0];
+  // A scan event (list, detail, upload, review) has already resolved the patients of the very
+  // scans whose links it handed out: reuse them rather than query again on the hottest path.
+  const sameScans = main.resourceType === 'scan' && (main.patientIds?.length ?? 0) > 0;
   return {
     actorId: main.actorId,
     actorRole: main.actorRole,

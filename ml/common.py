@@ -90,9 +90,13 @@ class ImagemedixNet(nn.Module):
     three residual stages (56 -> 28 -> 14), global average pooling and a linear head, so the
     class activation map of the last stage is exact (CAM / Grad-CAM for a GAP + linear head)."""
 
-    def __init__(self, n_classes, width=32):
+    def __init__(self, n_classes, width=32, input_norm=False):
         super().__init__()
         w = width
+        # Per-image standardisation inside the graph: every image enters with zero mean and
+        # unit variance, whatever the exposure and contrast its site's scanner gave it. It is
+        # part of the ONNX file, so serving needs no preprocessing change.
+        self.input_norm = input_norm
         self.stem = nn.Sequential(conv_bn(1, w // 2 + 8, stride=2), conv_bn(w // 2 + 8, w, stride=2))
         self.stage1 = Stage(w, int(w * 1.5))
         self.stage2 = Stage(int(w * 1.5), w * 3)
@@ -101,6 +105,9 @@ class ImagemedixNet(nn.Module):
         self.head = nn.Linear(w * 6, n_classes)
 
     def forward(self, x):
+        if self.input_norm:
+            centred = x - x.mean(dim=(1, 2, 3), keepdim=True)
+            x = centred / torch.sqrt((centred * centred).mean(dim=(1, 2, 3), keepdim=True) + 1e-4)
         x = self.stem(x)
         x = self.stage1(x)
         x = self.stage2(F.max_pool2d(x, 2))

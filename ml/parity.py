@@ -37,10 +37,12 @@ def rebuild(onnx_path):
     """ImagemedixNet + ExportWrapper holding the ONNX file's weights (and the test-time
     augmentation its manifest records)."""
     manifest_path = os.path.splitext(onnx_path)[0] + ".json"
-    flip_tta = False
+    flip_tta, input_norm = False, False
     if os.path.exists(manifest_path):
         with open(manifest_path) as f:
-            flip_tta = bool(json.load(f).get("testTimeAugmentation", {}).get("horizontalFlip", False))
+            manifest = json.load(f)
+        flip_tta = bool(manifest.get("testTimeAugmentation", {}).get("horizontalFlip", False))
+        input_norm = manifest.get("training", {}).get("recipe", {}).get("inputNorm") == "per-image"
     graph = onnx.load(onnx_path).graph
     init = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
     convs, head, means = [], None, None
@@ -51,14 +53,14 @@ def rebuild(onnx_path):
             trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
             w = init[node.input[1]]
             head = (w if trans_b else w.T, init[node.input[2]])
-        elif node.op_type == "Sub":
+        elif node.op_type == "Sub" and any(i in init for i in node.input):
             means = next(init[i] for i in node.input if i in init)
     if head is None or means is None or "precision" not in init:
         raise SystemExit(f"{onnx_path}: unexpected graph (no head, class means or precision)")
 
     n_classes = head[0].shape[0]
     width = convs[1][0].shape[0]
-    model = ImagemedixNet(n_classes, width=width)
+    model = ImagemedixNet(n_classes, width=width, input_norm=input_norm)
     modules = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     if len(modules) != len(convs):

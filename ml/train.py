@@ -50,6 +50,8 @@ def parse_args():
     p.add_argument("--augment", choices=["standard", "scanner"], default="standard",
                    help="scanner: also imitate other sites' exposure and optics (gamma, contrast, blur, noise, "
                         "wider crop and scale), the shift a second hospital shows")
+    p.add_argument("--input-norm", choices=["none", "per-image"], default="none",
+                   help="per-image: standardise each image to zero mean and unit variance inside the network")
     p.add_argument("--label-smoothing", type=float, default=0.05)
     p.add_argument("--init-from", help="start from the weights of an exported ONNX model (read back as ml/parity.py "
                                       "does); with --epochs 0 it only re-calibrates and re-exports them")
@@ -240,7 +242,7 @@ def main():
     # Class balancing: weight the loss by inverse class frequency.
     class_weights = (counts.sum() / (len(labels) * counts)).to(device)
 
-    model = ImagemedixNet(len(labels), width=args.width).to(device)
+    model = ImagemedixNet(len(labels), width=args.width, input_norm=args.input_norm == "per-image").to(device)
     if args.init_from:
         from parity import rebuild  # noqa: E402  (only needed for this mode)
         model = rebuild(args.init_from).model.to(device)
@@ -254,7 +256,7 @@ def main():
     gen = torch.Generator().manual_seed(args.seed)
     average = WeightAverage(model, args.ema) if args.ema > 0 else None
     # The network that is validated each epoch: the weight average, or the model itself.
-    evaluated = ImagemedixNet(len(labels), width=args.width).to(device) if average else model
+    evaluated = ImagemedixNet(len(labels), width=args.width, input_norm=args.input_norm == "per-image").to(device) if average else model
     best = {"score": -1.0, "epoch": 0, "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
     history = []
     for epoch in range(args.epochs):
@@ -396,6 +398,7 @@ def main():
                           "crop/zoom 20% with 10% shift" if args.augment == "scanner" else ""),
                        "selection": args.select,
                        "classBalancing": "inverse-frequency class weights", "labelSmoothing": args.label_smoothing,
+                       "inputNorm": args.input_norm,
                        "weightAverage": args.ema or None, "flipTTA": tta,
                        "seed": args.seed, "torch": torch.__version__, "device": str(device)},
             "history": history,

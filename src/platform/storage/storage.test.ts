@@ -4,7 +4,7 @@
  * paginated clean-up of a deleted scan's files.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, beforeEach, describe, test } from 'node:test';
@@ -49,6 +49,18 @@ describe('local storage', () => {
     await storage.deletePrefix('scans/a/');
     await assert.rejects(storage.get('scans/a/original.dcm'), StorageNotFoundError);
     assert.equal((await storage.get('scans/b/image.png')).toString(), 'other');
+  });
+
+  test('a scan folder removed behind its back (another process deleted the scan) is made again', async () => {
+    const storage = createLocalStorage(dir);
+    await storage.put('scans/c/image.png', Buffer.from('one'), 'image/png');
+    rmSync(path.join(dir, 'scans/c'), { recursive: true });
+    await storage.put('scans/c/heatmap.png', Buffer.from('two'), 'image/png');
+    assert.equal((await storage.get('scans/c/heatmap.png')).toString(), 'two');
+    await storage.deletePrefix('scans/c/');
+    await storage.put('scans/c/report.pdf', Buffer.from('three'), 'application/pdf');
+    assert.equal((await storage.get('scans/c/report.pdf')).toString(), 'three');
+    assert.deepEqual(readdirSync(path.join(dir, 'scans/c')), ['report.pdf'], 'no temporary file left');
   });
 
   test('keys that could escape the folder are refused', async () => {

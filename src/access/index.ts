@@ -83,14 +83,28 @@ export async function requireVisiblePatient(db: DbOrTx, viewer: Viewer, idOrPati
   return patient;
 }
 
-/** Whether the viewer may add scans to an existing patient (found by the hospital's id). */
-export async function mayAddScansTo(db: DbOrTx, viewer: Viewer, patient: PatientRow): Promise<boolean> {
-  if (viewer.role === 'admin') return true;
+/**
+ * A patient by `_id` or hospital identifier, whether or not the viewer may see it, with
+ * whether they may add scans to it (the same rule as seeing it), in one query: an upload asks
+ * both, and "someone else's" answers differently from "no such patient" there (the caller
+ * maps it to the answer a patient creation would give).
+ */
+export async function findPatientForScans(
+  db: DbOrTx,
+  viewer: Viewer,
+  idOrPatientId: string,
+): Promise<{ patient: PatientRow; mayAddScans: boolean } | null> {
+  const match = isUuid(idOrPatientId)
+    ? or(eq(patients.id, idOrPatientId), eq(patients.patientId, idOrPatientId))
+    : eq(patients.patientId, idOrPatientId);
   const [row] = await db
-    .select({ one: sql<number>`1` })
+    .select({
+      patient: patients,
+      mayAddScans: viewer.role === 'admin' ? sql<boolean>`true` : sql<boolean>`${assigned(patients.id, viewer.id)}`,
+    })
     .from(patients)
-    .where(and(eq(patients.id, patient.id), patientVisibleTo(viewer, patients.id)));
-  return row !== undefined;
+    .where(match);
+  return row ?? null;
 }
 
 /** A scan with its patient, or 404 when it does not exist or the viewer may not see it. */

@@ -16,36 +16,40 @@ type AnalyzeJob = ReturnType<typeof analyzeScanJob>;
 
 export function createAnalysisQueue(db: Db, queue: Queue, job: AnalyzeJob): AnalysisQueue {
   return {
-    async enqueue(tx, { scanId, scanType, requestedBy, newScan = false }) {
-      // A scan inserted in this very transaction has no other analysis and is already
-      // `processing`: the lock, the look-up and the scan update are skipped (three of the
-      // upload's round trips).
-      if (!newScan) {
-        // Locking the scan row serialises concurrent requests for one scan: the second one sees
-        // the first one's queued analysis and returns it instead of queueing another.
-        await repo.lockScan(tx, scanId);
-        const pending = await repo.pendingAnalysisOf(tx, scanId);
-        if (pending?.jobId) {
-          if (pending.scanType !== scanType) {
-            const running = pending.scanType ? `as ${pending.scanType}` : 'with its type being decided from the image';
-            throw new AppError(
-              'conflict',
-              `This scan is already being analysed ${running}; wait for that analysis to finish before requesting ${scanType ?? 'another analysis'}`,
-            );
-          }
-          return { jobId: pending.jobId, analysisId: pending.id, deduplicated: true };
+    async enqueue(tx, { scanId, scanType, requestedBy }) {
+      // Locking the scan row serialises concurrent requests for one scan: the second one sees
+      // the first one's queued analysis and returns it instead of queueing another.
+      await repo.lockScan(tx, scanId);
+      const pending = await repo.pendingAnalysisOf(tx, scanId);
+      if (pending?.jobId) {
+        if (pending.scanType !== scanType) {
+          const running = pending.scanType ? `as ${pending.scanType}` : 'with its type being decided from the image';
+          throw new AppError(
+            'conflict',
+            `This scan is already being analysed ${running}; wait for that analysis to finish before requesting ${scanType ?? 'another analysis'}`,
+          );
         }
+        return { jobId: pending.jobId, analysisId: pending.id, deduplicated: true };
       }
       // Both ids chosen here, so the analysis row is written once, already naming its job.
       const analysisId = randomUUID();
       const jobId = randomUUID();
       await repo.insertAnalysis(tx, { id: analysisId, jobId, scanId, scanType, requestedBy, status: 'queued', progress: 0 });
       await queue.send(job, { scanId, analysisId }, { tx, id: jobId });
-      if (!newScan) {
-        // A type to be decided leaves the scan's type as it is until the analysis settles it.
-        await repo.updateScan(tx, scanId, { status: 'processing', ...(scanType ? { scanType } : {}), failureReason: null });
-      }
+      // A type to be decided leaves the scan's type as it is until the analysis settles it.
+      await repo.updateScan(tx, scanId, { status: 'processing', ...(scanType ? { scanType } : {}), failureReason: null });
       return { jobId, analysisId, deduplicated: false };
+    },
+
+    async enqueueNewScan(tx, { scanId, scanType, requestedBy }, insertScan) {
+      // A scan inserted in this very transaction has no other analysis and is already
+      // `processing`: no lock, no look-up, no scan update, and its analysis row is written by
+      // the scan's own insert.
+      const analysisId = randomUUID();
+      const jobId = randomUUID();
+      const inserted = await insertScan({ id: analysisId, jobId, scanId, scanType, requestedBy, status: 'queued', progress: 0 });
+      await queue.send(job, { scanId, analysisId }, { tx, id: jobId });
+      return inserted;
     },
 
     async jobStatus(scanId) {

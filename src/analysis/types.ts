@@ -1,5 +1,9 @@
 import type { DbOrTx } from '../platform/db/index.js';
+import type { analyses } from '../platform/db/schema.js';
 import type { ScanType } from '../scan-types/index.js';
+
+/** An analysis row as it is first written. */
+export type NewAnalysisRow = typeof analyses.$inferInsert;
 
 /** The API's job states: waiting (queued, or waiting to be retried), active, completed, failed. */
 export type JobState = 'waiting' | 'active' | 'completed' | 'failed';
@@ -23,10 +27,18 @@ export interface AnalysisQueue {
       scanId: string;
       scanType: ScanType | null;
       requestedBy: string | null;
-      /** The scan was inserted in this transaction with status `processing` (an upload). */
-      newScan?: boolean;
     },
   ): Promise<{ jobId: string; analysisId: string; deduplicated: boolean }>;
+  /**
+   * Queues the first analysis of a scan that `insertScan` inserts, with status `processing`,
+   * in the caller's transaction: it writes the scan row and the analysis row it is handed in
+   * one statement (an upload's hottest path), then the job is queued.
+   */
+  enqueueNewScan<T>(
+    tx: DbOrTx,
+    job: { scanId: string; scanType: ScanType | null; requestedBy: string | null },
+    insertScan: (analysis: NewAnalysisRow) => Promise<T>,
+  ): Promise<T>;
   /** The latest job of a scan, or null when it never had one. */
   jobStatus(scanId: string): Promise<JobStatus | null>;
 }

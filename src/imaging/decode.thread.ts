@@ -9,6 +9,8 @@ import { describeThrown, ImageDecodeError, type ImageDecodeErrorCode } from './e
 export interface DecodeTask {
   bytes: Uint8Array;
   maxPixels: number;
+  /** With 'display': also a thumbnail this many pixels on its longer side. */
+  thumbnailPx?: number;
   /** 'display' (default): the upload's PNG; 'modality': a DICOM's pixel values for window/level. */
   mode?: 'display' | 'modality';
 }
@@ -23,7 +25,7 @@ export default async function decodeInThread(task: DecodeTask): Promise<DecodeTa
   try {
     const bytes = Buffer.from(task.bytes.buffer, task.bytes.byteOffset, task.bytes.byteLength);
     if (task.mode === 'modality') return { ok: true, modality: await decodeModalityPixels(bytes, { maxPixels: task.maxPixels }) };
-    return { ok: true, image: await decodeUpload(bytes, { maxPixels: task.maxPixels }) };
+    return { ok: true, image: await decodeUpload(bytes, { maxPixels: task.maxPixels, thumbnailPx: task.thumbnailPx }) };
   } catch (err) {
     if (err instanceof ImageDecodeError) return { ok: false, code: err.code, message: err.message };
     return { ok: false, code: 'internal', message: describeThrown(err) };

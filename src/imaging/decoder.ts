@@ -14,7 +14,7 @@ import type { DecodedImage } from './index.js';
 import { siblingModuleUrl } from '../platform/threads.js';
 
 export interface ImageDecoder {
-  decode(bytes: Buffer, opts: { maxPixels: number }): Promise<DecodedImage>;
+  decode(bytes: Buffer, opts: { maxPixels: number; thumbnailPx?: number }): Promise<DecodedImage>;
   /** A DICOM image's pixel values in modality units, for window/level in the viewer. */
   modalityPixels(bytes: Buffer, opts: { maxPixels: number }): Promise<ModalityPixels>;
   close(): Promise<void>;
@@ -56,12 +56,13 @@ export function createImageDecoder({ timeoutMs, threads, onInternalError }: Imag
     throw new ImageDecodeError(outcome.code, outcome.message);
   }
   return {
-    async decode(bytes, { maxPixels }) {
-      const outcome = await run({ bytes: new Uint8Array(bytes), maxPixels });
+    async decode(bytes, { maxPixels, thumbnailPx }) {
+      const outcome = await run({ bytes: new Uint8Array(bytes), maxPixels, thumbnailPx });
       if (!('image' in outcome)) throw new Error('decoder thread answered the wrong task');
       const { image } = outcome;
       // Buffers arrive from the thread as plain Uint8Arrays.
-      return { ...image, png: Buffer.from(image.png.buffer, image.png.byteOffset, image.png.byteLength) };
+      const asBuffer = (a: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+      return { ...image, png: asBuffer(image.png), ...(image.thumbnail ? { thumbnail: asBuffer(image.thumbnail) } : {}) };
     },
     async modalityPixels(bytes, { maxPixels }) {
       const outcome = await run({ bytes: new Uint8Array(bytes), maxPixels, mode: 'modality' });

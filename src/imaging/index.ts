@@ -23,14 +23,29 @@ export interface DecodedImage {
   width: number;
   height: number;
   dicom?: DicomInfo;
+  /** A PNG at most `thumbnailPx` on its longer side, when asked for. */
+  thumbnail?: Buffer;
 }
 
 export interface DecodeOptions {
   /** Largest image accepted, in pixels (of the one frame decoded from a DICOM file). Default 50 000 000. */
   maxPixels?: number;
+  /** Also render a thumbnail this many pixels on its longer side (never enlarged). */
+  thumbnailPx?: number;
 }
 
 export async function decodeUpload(bytes: Buffer, opts: DecodeOptions = {}): Promise<DecodedImage> {
+  const image = await decodeForDisplay(bytes, opts);
+  if (opts.thumbnailPx === undefined) return image;
+  // Made here, in the decoder's thread, rather than on the API's event loop after it.
+  const thumbnail = await sharp(image.png)
+    .resize(opts.thumbnailPx, opts.thumbnailPx, { fit: 'inside', withoutEnlargement: true })
+    .png()
+    .toBuffer();
+  return { ...image, thumbnail };
+}
+
+async function decodeForDisplay(bytes: Buffer, opts: DecodeOptions): Promise<DecodedImage> {
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (!Number.isSafeInteger(maxPixels) || maxPixels < 1) throw new RangeError('maxPixels must be a positive integer');
   const kind = sniffImageKind(bytes);

@@ -1,20 +1,10 @@
-import { and, asc, desc, eq, inArray, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, sql, type SQL } from 'drizzle-orm';
 import { patientVisibleTo, type PatientRow, type Viewer } from '../access/index.js';
 import type { DbOrTx } from '../platform/db/index.js';
-import { isUuid } from '../platform/http/schemas.js';
 import { medicalHistory, patientDoctors, patientNotes, patients, scans, users } from '../platform/db/schema.js';
 
 export type { PatientRow };
 export type NewPatientRow = typeof patients.$inferInsert;
-
-/** A patient by `_id` or hospital patientId, whoever may see it (callers check access). */
-export async function findPatientByIdOrPatientId(db: DbOrTx, idOrPatientId: string): Promise<PatientRow | null> {
-  const match = isUuid(idOrPatientId)
-    ? or(eq(patients.id, idOrPatientId), eq(patients.patientId, idOrPatientId))
-    : eq(patients.patientId, idOrPatientId);
-  const [row] = await db.select().from(patients).where(match);
-  return row ?? null;
-}
 
 export async function findPatientByPatientId(db: DbOrTx, patientId: string): Promise<PatientRow | null> {
   const [row] = await db.select().from(patients).where(eq(patients.patientId, patientId));

@@ -1,6 +1,7 @@
 import { and, asc, desc, eq, gte, inArray, lt, sql, type SQL } from 'drizzle-orm';
 import { patientVisibleTo, scanPatientColumns, type ScanPatient, type ScanRow, type ScanWithPatient, type Viewer } from '../access/index.js';
 import type { DbOrTx } from '../platform/db/index.js';
+import type { NewAnalysisRow } from '../analysis/types.js';
 import { analyses, annotations, patientDoctors, patients, reports, scanReviews, scans, users } from '../platform/db/schema.js';
 import { createTotalsCache, LARGE, type TotalsCache } from './totals.js';
 
@@ -102,8 +103,13 @@ export async function listVisibleScans(
   return { rows, total };
 }
 
-export async function insertScan(db: DbOrTx, values: NewScanRow): Promise<ScanRow> {
-  const [row] = await db.insert(scans).values(values).returning();
+/**
+ * A new scan with its first analysis row, in one statement (one round trip of an upload): the
+ * analysis is inserted by a data-modifying CTE, its foreign key checked at the statement's end.
+ */
+export async function insertScanWithAnalysis(tx: DbOrTx, values: NewScanRow, analysis: NewAnalysisRow): Promise<ScanRow> {
+  const queued = tx.$with('queued_analysis').as(tx.insert(analyses).values(analysis).returning({ id: analyses.id }));
+  const [row] = await tx.with(queued).insert(scans).values(values).returning();
   return row!;
 }
 

@@ -6,8 +6,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { BaseLogger } from 'pino';
-import sharp from 'sharp';
-import { findVisiblePatient, mayAddScansTo, requireAdmin, requireVisibleScan, type Viewer } from '../access/index.js';
+import { findPatientForScans, findVisiblePatient, requireAdmin, requireVisibleScan, type Viewer } from '../access/index.js';
 import type { AppContext } from '../context.js';
 import { ImageDecodeError, inferScanType, type DecodedImage, type DicomInfo } from '../imaging/index.js';
 import * as patientRepo from '../patients/repository.js';
@@ -149,16 +148,16 @@ export async function uploadScan(
   // Access first, before the expensive decode: someone else's patientId is "in use", the
   // same answer as creating a patient with it (patients/service.ts, patientIdInUse).
   if (request.patientId) {
-    const existing = await patientRepo.findPatientByIdOrPatientId(db, request.patientId);
-    if (existing && !(await mayAddScansTo(db, viewer, existing))) throw isUuid(request.patientId) ? notFound('Patient') : patientIdInUse(request.patientId);
-    if (existing) checkSamePatient(existing, request.patientName);
+    const existing = await findPatientForScans(db, viewer, request.patientId);
+    if (existing && !existing.mayAddScans) throw isUuid(request.patientId) ? notFound('Patient') : patientIdInUse(request.patientId);
+    if (existing) checkSamePatient(existing.patient, request.patientName);
     // A UUID names a patient's _id: it must exist, never become a new hospital identifier.
     if (!existing && isUuid(request.patientId)) throw notFound('Patient');
   }
 
   let decoded: DecodedImage;
   try {
-    decoded = await deps.imaging.decode(form.image, { maxPixels: deps.config.maxImagePixels });
+    decoded = await deps.imaging.decode(form.image, { maxPixels: deps.config.maxImagePixels, thumbnailPx: THUMBNAIL_PX });
   } catch (err) {
     if (err instanceof ImageDecodeError) throw decodeErrorToAppError(err);
     throw err;
@@ -181,10 +180,8 @@ export async function uploadScan(
   const declaredType = request.scanType;
   const scanType = declaredType ?? (dicom ? inferScanType(dicom) : null);
 
-  const thumbnail = await sharp(decoded.png)
-    .resize(THUMBNAIL_PX, THUMBNAIL_PX, { fit: 'inside', withoutEnlargement: true })
-    .png()
-    .toBuffer();
+  const thumbnail = decoded.thumbnail;
+  if (!thumbnail) throw new Error('the decoder made no thumbnail');
 
   const scanId = randomUUID();
   const prefix = scanFilesPrefix(scanId);
@@ -197,17 +194,20 @@ export async function uploadScan(
   try {
     // Files first: a row is only committed once its files exist. If anything below fails,
     // the prefix is removed, so no file outlives a row that was never committed.
-    await Promise.all([
+    // All settled before any clean-up below, so no put still running can outlive it.
+    const stored = await Promise.allSettled([
       storage.put(keys.original, form.image, MIME[decoded.kind]),
       storage.put(keys.image, decoded.png, 'image/png'),
       storage.put(keys.thumbnail, thumbnail, 'image/png'),
     ]);
+    for (const put of stored) if (put.status === 'rejected') throw put.reason;
     // Every upload is analysed, as the API document shows: `"status": "processing"`.
     const status = 'processing' as const;
     const insert = () =>
       db.transaction(async (tx) => {
-        let patient = await patientRepo.findPatientByIdOrPatientId(tx, patientId);
-        if (patient && !(await mayAddScansTo(tx, viewer, patient))) throw isUuid(patientId) ? notFound('Patient') : patientIdInUse(patientId);
+        const found = await findPatientForScans(tx, viewer, patientId);
+        if (found && !found.mayAddScans) throw isUuid(patientId) ? notFound('Patient') : patientIdInUse(patientId);
+        let patient = found?.patient ?? null;
         if (patient) checkSamePatient(patient, request.patientName);
         if (!patient && isUuid(patientId)) throw notFound('Patient');
         if (!patient) {
@@ -218,27 +218,35 @@ export async function uploadScan(
           }
           patient = await createPatientForUpload(tx, { viewer, patientId, name: patientName });
         }
-        const scan = await repo.insertScan(tx, {
-          id: scanId,
-          patientId: patient.id,
-          doctorId: viewer.id,
-          scanDate,
-          scanType,
-          status,
-          originalFormat: decoded.kind,
-          originalKey: keys.original,
-          imageKey: keys.image,
-          thumbnailKey: keys.thumbnail,
-          width: decoded.width,
-          height: decoded.height,
-          fileSize: form.image.length,
-          sha256: createHash('sha256').update(form.image).digest('hex'),
-          dicom: dicom ? dicomSummary(dicom) : null,
-          studyInstanceUid: dicom?.studyInstanceUid ?? null,
-          seriesInstanceUid: dicom?.seriesInstanceUid ?? null,
-          sopInstanceUid: dicom?.sopInstanceUid ?? null,
-        });
-        await deps.analysis.enqueue(tx, { scanId, scanType: declaredType, requestedBy: viewer.id, newScan: true });
+        const scan = await deps.analysis.enqueueNewScan(
+          tx,
+          { scanId, scanType: declaredType, requestedBy: viewer.id },
+          (analysis) =>
+            repo.insertScanWithAnalysis(
+              tx,
+              {
+                id: scanId,
+                patientId: patient.id,
+                doctorId: viewer.id,
+                scanDate,
+                scanType,
+                status,
+                originalFormat: decoded.kind,
+                originalKey: keys.original,
+                imageKey: keys.image,
+                thumbnailKey: keys.thumbnail,
+                width: decoded.width,
+                height: decoded.height,
+                fileSize: form.image.length,
+                sha256: createHash('sha256').update(form.image).digest('hex'),
+                dicom: dicom ? dicomSummary(dicom) : null,
+                studyInstanceUid: dicom?.studyInstanceUid ?? null,
+                seriesInstanceUid: dicom?.seriesInstanceUid ?? null,
+                sopInstanceUid: dicom?.sopInstanceUid ?? null,
+              },
+              analysis,
+            ),
+        );
         await deps.events.publish(tx, { type: 'scan.uploaded', scanId, patientId: patient.id, status });
         return { scan, patient };
       });

@@ -27,7 +27,12 @@ async function main(): Promise<void> {
   }
   await app.listen({ port: config.port, host: config.host });
   log.info(`ImageMedix API listening on ${config.publicUrl ?? `http://localhost:${config.port}`} (docs at /docs)`);
-  onShutdown(log, [() => app.close(), () => runtime.stop(), () => database.close()]);
+  // Listener closed and requests answered first (the in-process worker keeps running for the
+  // jobs they enqueue), then the worker waits for its running jobs, then the database.
+  onShutdown(log, {
+    steps: [() => app.close(), () => runtime.stop(), () => database.close()],
+    beforeForcedExit: () => database.close(),
+  });
 }
 
 main().catch((err: unknown) => {

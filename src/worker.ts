@@ -28,7 +28,10 @@ async function main(): Promise<void> {
     await metricsServer.listen({ port: config.metrics.port, host: config.host });
     log.info({ port: config.metrics.port }, 'worker metrics at /metrics');
   }
-  onShutdown(log, [async () => metricsServer?.close(), () => runtime.stop(), () => database.close()]);
+  onShutdown(log, {
+    steps: [async () => metricsServer?.close(), () => runtime.stop(), () => database.close()],
+    beforeForcedExit: () => database.close(),
+  });
 }
 
 main().catch((err: unknown) => {

@@ -1,8 +1,14 @@
 /**
  * Graceful shutdown as server.ts runs it on SIGTERM: app.close() (stop accepting, finish
- * in-flight requests), then runtime.stop() (let running jobs finish), then the database.
+ * in-flight requests), then runtime.stop() (let running jobs finish), then the database; and
+ * what happens when those steps overrun. test/deployment/shutdown.test.ts stops the real
+ * process (`npm start`) the same way.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import sharp from 'sharp';
 import { eq } from 'drizzle-orm';
@@ -10,6 +16,8 @@ import { FEATURES } from '../app.js';
 import { uploadRequest } from '../scans/test-support.js';
 import { gliomaOutput } from '../../test/helpers/analyzer-output.js';
 import { createTestApp } from '../../test/helpers/app.js';
+import { REPO_ROOT } from './config.js';
+import { openDatabase } from './db/index.js';
 import { analyses } from './db/schema.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -84,5 +92,85 @@ test('SIGTERM steps: an in-flight request is answered and a running analysis com
   } finally {
     if (!closed) await t.close();
     else await t.database.destroy();
+  }
+});
+
+test('closing the server ends the live status streams at once, instead of waiting for their scans to finish', { timeout: 120_000 }, async () => {
+  // No worker: the scan stays queued (processing), so its stream would stay open for minutes.
+  const t = await createTestApp('pglite');
+  let closed = false;
+  try {
+    const doctor = await t.user();
+    const jpeg = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 80, g: 80, b: 80 } } })
+      .jpeg()
+      .toBuffer();
+    const up = await t.app.inject(
+      uploadRequest(doctor, { data: jpeg, fields: { patientId: `SD-${Date.now()}`, patientName: 'Stream Test', scanType: 'brain-mri' } }),
+    );
+    assert.equal(up.statusCode, 201);
+    const scanId = up.json<{ _id: string }>()._id;
+
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (t.app.server.address() as { port: number }).port;
+    const res = await fetch(`http://127.0.0.1:${port}/api/scans/events?ids=${scanId}`, { headers: doctor.auth });
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    assert.match(first, /event: status\ndata: .*"status":"processing"/);
+
+    const started = Date.now();
+    await t.app.close();
+    closed = true;
+    assert.ok(Date.now() - started < 5_000, `app.close() waited ${Date.now() - started} ms for the stream`);
+    let rest = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      rest += new TextDecoder().decode(value);
+    }
+    // Closed without `end`: the browser reconnects (and follows the scan on the restarted server).
+    assert.doesNotMatch(rest, /event: end/);
+  } finally {
+    if (!closed) await t.app.close();
+    await t.runtime.stop();
+    await t.database.destroy();
+  }
+});
+
+test('steps that overrun the time allowed: a second signal is only logged, the database is closed, exit 1, PGlite opens again', async () => {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'imagemedix-forced-exit-'));
+  try {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'test/helpers/stuck-shutdown.ts'), dataDir], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 60_000;
+    while (!out.includes('writing') && Date.now() < deadline && child.exitCode === null) await sleep(20);
+    assert.ok(out.includes('writing'), out);
+
+    child.kill('SIGTERM');
+    await sleep(300);
+    child.kill('SIGINT');
+    assert.equal(await exited, 1, out);
+    assert.match(out, /already shutting down/);
+    assert.match(out, /shutdown took too long; closing the database/);
+
+    // PGlite was closed (an exit without close leaves its postmaster.pid behind), and the rows
+    // written up to the forced exit are there, in a directory that opens and takes writes.
+    assert.equal(existsSync(path.join(dataDir, 'pgdata', 'postmaster.pid')), false, 'the forced exit left PGlite open');
+    const reopened = await openDatabase({ databaseUrl: null, dataDir });
+    try {
+      const { rows } = await reopened.executor.executeSql('select count(*)::int as n from shutdown_writes');
+      assert.ok((rows[0] as { n: number }).n > 0);
+      await reopened.executor.executeSql('insert into shutdown_writes default values');
+    } finally {
+      await reopened.close();
+    }
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
   }
 });

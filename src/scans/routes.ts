@@ -49,6 +49,13 @@ function linksFor(ctx: AppContext, request: FastifyRequest): FileLinks {
 
 function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   return async (app) => {
+    // A status stream lasts until its scans finish (minutes behind a queue): the server's
+    // shutdown ends them at once, instead of waiting for them as for any request in flight.
+    // The browser reconnects, to this server once restarted or to another one.
+    const openStreams = new Set<() => void>();
+    app.addHook('preClose', async () => {
+      for (const close of openStreams) close();
+    });
     await app.register(multipart, { throwFileSizeLimit: true });
     app.addHook('onRequest', ctx.authenticate);
     const tags = ['Scans'];
@@ -189,7 +196,11 @@ function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           ids,
           onError: (err) => request.log.error({ err }, 'scan status stream failed'),
         });
-        request.raw.on('close', close);
+        openStreams.add(close);
+        request.raw.on('close', () => {
+          openStreams.delete(close);
+          close();
+        });
         return reply
           .header('content-type', 'text/event-stream; charset=utf-8')
           .header('cache-control', 'no-store')

@@ -86,7 +86,12 @@ export interface Child {
 }
 
 function spawnChild(name: string, script: 'server' | 'worker', env: Record<string, string>, port: number | null): Child {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src', `${script}.ts`)], {
+  return spawnLogged(name, ['--import', 'tsx', path.join(REPO_ROOT, 'src', `${script}.ts`)], env, port);
+}
+
+/** Runs `node <args>` in the repository with only `env` (and PATH, HOME), its pino lines parsed. */
+export function spawnLogged(name: string, args: string[], env: Record<string, string>, port: number | null): Child {
+  const child = spawn(process.execPath, args, {
     cwd: REPO_ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? tmpdir(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

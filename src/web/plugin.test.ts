@@ -44,6 +44,22 @@ describe('web app serving', () => {
     }
   });
 
+  test('the home page is the app for curl and other clients that do not ask for HTML; unknown paths stay JSON 404s', async () => {
+    for (const accept of ['*/*', undefined, 'application/json']) {
+      const res = await t.app.inject({ method: 'GET', url: '/', headers: accept ? { accept } : {} });
+      assert.equal(res.statusCode, 200, `Accept: ${accept}`);
+      assert.match(String(res.headers['content-type']), /^text\/html/);
+      assert.equal(res.body, html);
+    }
+    assert.equal((await t.app.inject({ method: 'HEAD', url: '/?from=probe', headers: { accept: '*/*' } })).statusCode, 200);
+    for (const url of ['/api/nope', '/unknown']) {
+      const res = await t.app.inject({ method: 'GET', url, remoteAddress: '10.0.2.1', headers: { accept: '*/*' } });
+      assert.equal(res.statusCode, 404, url);
+      assert.match(String(res.headers['content-type']), /^application\/json/, url);
+      assert.match(res.json().error, /not found/, url);
+    }
+  });
+
   test('built assets are served with a long cache, and page loads do not spend the API request budget', async () => {
     for (let i = 0; i < 6; i++) {
       const res = await t.app.inject({ method: 'GET', url: '/assets/app-abc123.js' });

@@ -3,8 +3,8 @@
  * so `npm start` gives a hospital the product at http://localhost:3000/ with no second server.
  *
  * Files are served as found at start-up (hashed assets cached for a year, index.html never),
- * and any other GET for a page (a browser asking for HTML) gets index.html so client-side
- * routes survive a reload. The API's own paths are never shadowed: an unknown /api, /files,
+ * and any other GET for a page (a browser asking for HTML, or any client asking for `/`) gets
+ * index.html so client-side routes survive a reload. The API's own paths are never shadowed: an unknown /api, /files,
  * /reports or /docs path keeps its JSON 404.
  */
 import fastifyStatic from '@fastify/static';
@@ -47,10 +47,15 @@ export function defaultWebRoot(): string | null {
   return existsSync(path.join(root, 'index.html')) ? root : null;
 }
 
-/** A browser asking for a page of the app (answered with index.html, whatever the path). */
+/**
+ * A browser asking for a page of the app (answered with index.html, whatever the path). The
+ * home page is the app whatever the client accepts: no API lives at `/`, and `curl` or a
+ * probe of the site (a wildcard Accept, or none) should find the product there too.
+ */
 export function isPageRequest(request: FastifyRequest): boolean {
   if (request.method !== 'GET' && request.method !== 'HEAD') return false;
   if (under(request.url, NO_FALLBACK)) return false;
+  if ((request.url.split('?')[0] ?? '') === '/') return true;
   return (request.headers.accept ?? '').includes('text/html');
 }
 

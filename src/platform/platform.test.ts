@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -8,7 +8,10 @@ import { createTestApp, type TestApp } from '../../test/helpers/app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createUrlSigner } from './signing.js';
 
-const tmp = () => mkdtempSync(path.join(tmpdir(), 'imagemedix-cfg-'));
+// Every data directory of this file under one, removed when its tests are done.
+const tmpRoot = mkdtempSync(path.join(tmpdir(), 'imagemedix-cfg-'));
+const tmp = () => mkdtempSync(path.join(tmpRoot, 'data-'));
+after(() => rmSync(tmpRoot, { recursive: true, force: true }));
 
 describe('configuration', () => {
   test('defaults', () => {

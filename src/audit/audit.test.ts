@@ -5,10 +5,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { FIXTURES, uploadRequest } from '../scans/test-support.js';
-import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
+import { uniqueId, useTestApp, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { databaseKinds } from '../../test/helpers/db.js';
 
 const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
@@ -32,13 +32,14 @@ for (const kind of await databaseKinds()) {
     let admin: TestUser;
     let doctor: TestUser;
     let other: TestUser;
-    before(async () => {
-      t = await createTestApp(kind);
-      admin = await t.user({ role: 'admin' });
-      doctor = await t.user();
-      other = await t.user();
+    useTestApp(kind, {
+      async setup(app) {
+        t = app;
+        admin = await t.user({ role: 'admin' });
+        doctor = await t.user();
+        other = await t.user();
+      },
     });
-    after(() => t.close());
 
     async function events(query: string): Promise<{ events: Event[]; totalEvents: number; totalPages: number }> {
       const res = await t.app.inject({ method: 'GET', url: `/api/audit?${query}`, headers: admin.auth });
@@ -176,23 +177,23 @@ for (const kind of await databaseKinds()) {
     let doctor: TestUser;
     let broken = false;
     let slowMs = 0;
-    before(async () => {
-      t = await createTestApp(kind, {
-        build: (ctx) => {
-          const real = ctx.audit;
-          ctx.audit = {
-            write: async (rows) => {
-              if (broken) throw new Error('could not extend file "base/16384/24601": No space left on device');
-              if (slowMs > 0) await new Promise((resolve) => setTimeout(resolve, slowMs));
-              await real.write(rows);
-            },
-          };
-          return {};
-        },
-      });
-      doctor = await t.user();
+    useTestApp(kind, {
+      build: (ctx) => {
+        const real = ctx.audit;
+        ctx.audit = {
+          write: async (rows) => {
+            if (broken) throw new Error('could not extend file "base/16384/24601": No space left on device');
+            if (slowMs > 0) await new Promise((resolve) => setTimeout(resolve, slowMs));
+            await real.write(rows);
+          },
+        };
+        return {};
+      },
+      async setup(app) {
+        t = app;
+        doctor = await t.user();
+      },
     });
-    after(() => t.close());
 
     test('each event is committed before its answer leaves, however slow the write: a crash after the answer loses nothing', async () => {
       const p = await t.patient(doctor);

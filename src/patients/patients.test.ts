@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
+import { describe, test } from 'node:test';
+import { uniqueId, useTestApp, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { databaseKinds } from '../../test/helpers/db.js';
 
 for (const kind of await databaseKinds()) {
@@ -9,13 +9,14 @@ for (const kind of await databaseKinds()) {
     let admin: TestUser;
     let docA: TestUser;
     let docB: TestUser;
-    before(async () => {
-      t = await createTestApp(kind);
-      admin = await t.user({ role: 'admin', name: 'Admin' });
-      docA = await t.user({ name: 'Dr. Vikram Desai' });
-      docB = await t.user({ name: 'Dr. Ananya Singh' });
+    useTestApp(kind, {
+      async setup(app) {
+        t = app;
+        admin = await t.user({ role: 'admin', name: 'Admin' });
+        docA = await t.user({ name: 'Dr. Vikram Desai' });
+        docB = await t.user({ name: 'Dr. Ananya Singh' });
+      },
     });
-    after(() => t.close());
 
     const inject = (user: TestUser | null, method: string, url: string, payload?: unknown) =>
       t.app.inject({

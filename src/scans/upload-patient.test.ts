@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
+import { describe, test } from 'node:test';
+import { uniqueId, useTestApp, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { databaseKinds } from '../../test/helpers/db.js';
 import { FIXTURES, uploadRequest } from './test-support.js';
 
@@ -16,11 +16,12 @@ for (const kind of await databaseKinds()) {
   describe(`upload: linking the patient (${kind})`, () => {
     let t: TestApp;
     let doctor: TestUser;
-    before(async () => {
-      t = await createTestApp(kind);
-      doctor = await t.user();
+    useTestApp(kind, {
+      async setup(app) {
+        t = app;
+        doctor = await t.user();
+      },
     });
-    after(() => t.close());
 
     const upload = (fields: Record<string, string>, user: TestUser = doctor) => t.app.inject(uploadRequest(user, { data: JPEG, fields }));
     const patientCount = async () => (await t.app.inject({ url: '/api/patients?limit=100', headers: doctor.auth })).json().totalPatients as number;

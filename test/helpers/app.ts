@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, type BuildOptions } from '../../src/app.js';
+import { after, before } from 'node:test';
 import pino, { type Logger } from 'pino';
 import type { Analyzer } from '../../src/analysis/analyze.job.js';
 import type { AppContext } from '../../src/context.js';
@@ -117,4 +118,22 @@ export async function createTestApp(kind: DbKind, opts: TestAppOptions = {}): Pr
     },
   };
   return t;
+}
+
+export interface UseTestAppOptions extends TestAppOptions {
+  /** Runs once the app is built, before the block's first test: keep `t` and make the block's users here. */
+  setup: (t: TestApp) => Promise<void>;
+}
+
+/**
+ * The test application of a describe block: built (with `setup`) before its first test and
+ * closed after its last, even when a test failed, or when `setup` did after the app was built.
+ */
+export function useTestApp(kind: DbKind, { setup, ...opts }: UseTestAppOptions): void {
+  let built: TestApp | null = null;
+  before(async () => {
+    built = await createTestApp(kind, opts);
+    await setup(built);
+  });
+  after(() => built?.close());
 }

@@ -3,9 +3,9 @@
  * Host header (issue 12, items 7 and 8).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { databaseKinds } from '../helpers/db.js';
-import { createTestApp, type TestApp, type TestUser } from '../helpers/app.js';
+import { createTestApp, useTestApp, type TestApp, type TestUser } from '../helpers/app.js';
 
 function assertSecurityHeaders(headers: Record<string, unknown>, what: string): void {
   assert.equal(headers['x-content-type-options'], 'nosniff', what);
@@ -22,11 +22,12 @@ for (const kind of await databaseKinds()) {
   describe(`security headers and API docs (${kind})`, () => {
     let t: TestApp;
     let doctor: TestUser;
-    before(async () => {
-      t = await createTestApp(kind);
-      doctor = await t.user();
+    useTestApp(kind, {
+      async setup(app) {
+        t = app;
+        doctor = await t.user();
+      },
     });
-    after(() => t.close());
 
     test('patient data, errors and the health check are no-store with the security headers', async () => {
       const p = await t.patient(doctor);

@@ -10,7 +10,7 @@
  * Services start with one of the `require...` helpers; listings filter with `patientVisibleTo`.
  */
 import { and, eq, or, sql, type SQL, type SQLWrapper } from 'drizzle-orm';
-import type { DbOrTx } from '../platform/db/index.js';
+import { preparedPerDb, type DbOrTx } from '../platform/db/index.js';
 import { patientDoctors, patients, scans, webhooks, type users } from '../platform/db/schema.js';
 import { forbidden, notFound } from '../platform/errors.js';
 import { isUuid } from '../platform/http/schemas.js';
@@ -55,8 +55,11 @@ function assigned(patientId: SQLWrapper | string, doctorId: SQLWrapper | string)
   return sql`${patientId} in (select ${patientDoctors.patientId} from ${patientDoctors} where ${patientDoctors.doctorId} = ${doctorId})`;
 }
 
-/** Filter on a patient id column: the rows the viewer may see (no filter for an admin). */
-export function patientVisibleTo(viewer: Viewer, patientId: SQLWrapper): SQL | undefined {
+/**
+ * Filter on a patient id column: the rows the viewer may see (no filter for an admin). The
+ * viewer's id may be a placeholder, for a statement prepared once and run for every doctor.
+ */
+export function patientVisibleTo(viewer: { id: string | SQLWrapper; role: Viewer['role'] }, patientId: SQLWrapper): SQL | undefined {
   return viewer.role === 'admin' ? undefined : assigned(patientId, viewer.id);
 }
 
@@ -107,15 +110,20 @@ export async function findPatientForScans(
   return row ?? null;
 }
 
+const visibleScan = (role: Viewer['role']) =>
+  preparedPerDb((db) =>
+    db
+      .select({ scan: scans, patient: scanPatientColumns })
+      .from(scans)
+      .innerJoin(patients, eq(patients.id, scans.patientId))
+      .where(and(sql`${scans.id} = ${sql.placeholder('scanId')}`, patientVisibleTo({ role, id: sql.placeholder('viewerId') }, scans.patientId)))
+      .prepare(`visible_scan_${role}`),
+  );
+const visibleScanStatements = { admin: visibleScan('admin'), doctor: visibleScan('doctor') };
+
 /** A scan with its patient, or 404 when it does not exist or the viewer may not see it. */
 export async function requireVisibleScan(db: DbOrTx, viewer: Viewer, scanId: string): Promise<ScanWithPatient> {
-  const [row] = isUuid(scanId)
-    ? await db
-        .select({ scan: scans, patient: scanPatientColumns })
-        .from(scans)
-        .innerJoin(patients, eq(patients.id, scans.patientId))
-        .where(and(eq(scans.id, scanId), patientVisibleTo(viewer, scans.patientId)))
-    : [];
+  const [row] = isUuid(scanId) ? await visibleScanStatements[viewer.role](db).execute({ scanId, viewerId: viewer.id }) : [];
   if (!row) throw notFound('Scan');
   return row;
 }

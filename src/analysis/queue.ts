@@ -9,7 +9,7 @@ import { AppError } from '../platform/errors.js';
 import type { Queue } from '../platform/queue/index.js';
 import { ANALYZE_SCAN_JOB } from './job-name.js';
 import * as repo from './repository.js';
-import type { AnalysisQueue, JobState, JobStatus } from './types.js';
+import type { AnalysisQueue, JobState, JobStatus, LatestAnalysis } from './types.js';
 import type { analyzeScanJob } from './analyze.job.js';
 
 type AnalyzeJob = ReturnType<typeof analyzeScanJob>;
@@ -52,15 +52,15 @@ export function createAnalysisQueue(db: Db, queue: Queue, job: AnalyzeJob): Anal
       return inserted;
     },
 
-    async jobStatus(scanId) {
-      const analysis = await repo.latestAnalysisOf(db, scanId);
+    async jobStatus(scanId, latest) {
+      const analysis = latest === undefined ? await repo.latestAnalysisOf(db, scanId) : latest;
       if (!analysis) return null;
       return statusOf(analysis, queue);
     },
   };
 }
 
-async function statusOf(analysis: repo.AnalysisRow, queue: Pick<Queue, 'jobState'>): Promise<JobStatus> {
+async function statusOf(analysis: LatestAnalysis, queue: Pick<Queue, 'jobState'>): Promise<JobStatus> {
   const stage = analysis.stage;
   if (analysis.status === 'completed') return { state: 'completed', progress: 100, stage };
   if (analysis.status === 'failed') return { state: 'failed', progress: analysis.progress, stage };

@@ -30,7 +30,7 @@ export async function analysisStatus(ctx: AppContext, { viewer, scanId, concurre
   const { scan } = await requireVisibleScan(ctx.db, viewer, scanId);
   const analysis = await repo.latestAnalysisOf(ctx.db, scan.id);
   if (!analysis) return { status: scan.status, progress: 0, estimatedCompletionTime: null, state: null, stage: null };
-  const job = (await ctx.analysis.jobStatus(scan.id))!;
+  const job = (await ctx.analysis.jobStatus(scan.id, analysis))!;
   let estimate: string | null = null;
   if (analysis.status === 'queued' || analysis.status === 'active') {
     const avgMs = (await repo.recentAverageDurationMs(ctx.db)) ?? DEFAULT_ANALYSIS_MS;

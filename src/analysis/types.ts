@@ -14,6 +14,9 @@ export interface JobStatus {
   stage: string | null;
 }
 
+/** What the job status is made of: the latest analysis row of a scan. */
+export type LatestAnalysis = { status: 'queued' | 'active' | 'completed' | 'failed'; stage: string | null; progress: number; jobId: string | null };
+
 /** The analysis queue as the scans feature sees it. */
 export interface AnalysisQueue {
   /**
@@ -39,6 +42,10 @@ export interface AnalysisQueue {
     job: { scanId: string; scanType: ScanType | null; requestedBy: string | null },
     insertScan: (analysis: NewAnalysisRow) => Promise<T>,
   ): Promise<T>;
-  /** The latest job of a scan, or null when it never had one. */
-  jobStatus(scanId: string): Promise<JobStatus | null>;
+  /**
+   * The latest job of a scan, or null when it never had one. `latest`: the scan's latest
+   * analysis when the caller has read it already (a round trip fewer; the queue is then asked
+   * only while the job is unfinished).
+   */
+  jobStatus(scanId: string, latest?: LatestAnalysis | null): Promise<JobStatus | null>;
 }

@@ -9,6 +9,8 @@ import { describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import { FIXTURES, uploadRequest } from '../scans/test-support.js';
 import { uniqueId, useTestApp, type TestApp, type TestUser } from '../../test/helpers/app.js';
+import { groupCommit } from './log.js';
+import type { NewAuditRow } from './repository.js';
 import { databaseKinds } from '../../test/helpers/db.js';
 
 const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
@@ -236,3 +238,37 @@ for (const kind of await databaseKinds()) {
     });
   });
 }
+
+describe('audit writes of concurrent requests (group commit)', () => {
+  const row = (action: string): NewAuditRow => ({ action, resourceType: 'scan', outcome: 'success', patientIds: [] });
+
+  test('requests that finish together share one INSERT, and none is answered before its rows are stored', async () => {
+    const inserts: string[][] = [];
+    let release!: () => void;
+    const stored = new Promise<void>((resolve) => (release = resolve));
+    const log = groupCommit(async (rows) => {
+      inserts.push(rows.map((r) => r.action));
+      await stored;
+    });
+    const done: string[] = [];
+    const writes = ['a', 'b', 'c', 'd'].map((a) => log.write([row(a)]).then(() => done.push(a)));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(inserts, [['a', 'b', 'c', 'd']]);
+    assert.deepEqual(done, [], 'no write resolves while its INSERT is uncommitted');
+    release();
+    await Promise.all(writes);
+    assert.deepEqual(done.sort(), ['a', 'b', 'c', 'd']);
+  });
+
+  test("one request's row that cannot be stored withholds only that answer; a database that is down withholds all", async () => {
+    let down = false;
+    const log = groupCommit(async (rows) => {
+      if (down || rows.some((r) => r.action === 'bad')) throw new Error('insert failed');
+    });
+    const results = await Promise.allSettled(['ok-1', 'bad', 'ok-2'].map((a) => log.write([row(a)])));
+    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+    down = true;
+    const all = await Promise.allSettled(['ok-3', 'ok-4'].map((a) => log.write([row(a)])));
+    assert.deepEqual(all.map((r) => r.status), ['rejected', 'rejected']);
+  });
+});

@@ -89,8 +89,12 @@ for (const kind of await databaseKinds()) {
       const forged = await t.app.inject({ url: '/api/auth/me', headers: { authorization: `Bearer ${h}.${p}.AAAA` } });
       assert.equal(forged.statusCode, 401);
       const { createTokenService } = await import('./tokens.js');
-      const expired = await createTokenService(t.config.jwtSecret, '1s').issue({ id: u.id, tokenVersion: 0 });
-      await new Promise((r) => setTimeout(r, 2100));
+      // Valid for at least one second (expiry is counted in whole seconds from the issue's).
+      const expired = await createTokenService(t.config.jwtSecret, '2s').issue({ id: u.id, tokenVersion: 0 });
+      // Used while valid (the server remembers a verified token), then refused once expired.
+      const before = await t.app.inject({ url: '/api/auth/me', headers: { authorization: `Bearer ${expired}` } });
+      assert.equal(before.statusCode, 200);
+      await new Promise((r) => setTimeout(r, 3100));
       const res = await t.app.inject({ url: '/api/auth/me', headers: { authorization: `Bearer ${expired}` } });
       assert.equal(res.statusCode, 401);
       assert.match(res.json().error, /expired/);

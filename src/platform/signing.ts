@@ -5,7 +5,7 @@
  * is deactivated or may no longer see the scan (scans/files.ts), and it is recorded in the
  * audit trail as theirs.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, timingSafeEqual } from 'node:crypto';
 
 interface SignedQuery {
   expires?: string;
@@ -24,8 +24,10 @@ export interface UrlSigner {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export function createUrlSigner(secret: Uint8Array, defaultTtlSeconds: number, now = () => Date.now()): UrlSigner {
+  // The key imported once, not copied into each HMAC: a page of scans signs thirty links.
+  const key = createSecretKey(secret);
   const mac = (path: string, expires: number, userId: string) =>
-    createHmac('sha256', secret).update(`url-v2\n${path}\n${expires}\n${userId}`).digest('base64url');
+    createHmac('sha256', key).update(`url-v2\n${path}\n${expires}\n${userId}`).digest('base64url');
   return {
     sign(path, base, { userId, ttlSeconds = defaultTtlSeconds }) {
       const expires = Math.floor(now() / 1000) + ttlSeconds;

@@ -1,6 +1,7 @@
-import { and, asc, desc, eq, gte, inArray, lt, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, sql, type SQL } from 'drizzle-orm';
+import { alias } from 'drizzle-orm/pg-core';
 import { patientVisibleTo, scanPatientColumns, type ScanPatient, type ScanRow, type ScanWithPatient, type Viewer } from '../access/index.js';
-import type { DbOrTx } from '../platform/db/index.js';
+import { preparedPerDb, type DbOrTx } from '../platform/db/index.js';
 import type { NewAnalysisRow } from '../analysis/types.js';
 import { analyses, annotations, patientDoctors, patients, reports, scanReviews, scans, users } from '../platform/db/schema.js';
 import { createTotalsCache, LARGE, type TotalsCache } from './totals.js';
@@ -31,76 +32,222 @@ export interface ScanListFilter {
   until?: Date;
 }
 
+/** A scan of a list page with what it shows: the current analysis and the standing review. */
+export interface ScanListRow extends ScanWithPatient {
+  analysis: AnalysisRow | null;
+  review: LatestReview | null;
+  /** The analysis the standing review judged. */
+  reviewedAnalysis: AnalysisRow | null;
+}
+
 /** Counts of long lists, per process and database (see totals.ts). */
 const totalsByDb = new WeakMap<object, TotalsCache>();
 
-export async function listVisibleScans(
-  db: DbOrTx,
-  viewer: Viewer,
-  filter: ScanListFilter,
-): Promise<{ rows: ScanWithPatient[]; total: number }> {
-  const filters: (SQL | undefined)[] = [];
-  if (filter.status) filters.push(eq(scans.status, filter.status));
-  if (filter.scanType) filters.push(eq(scans.scanType, filter.scanType));
-  if (filter.patientRowId) filters.push(eq(scans.patientId, filter.patientRowId));
-  if (filter.from) filters.push(gte(scans.scanDate, filter.from));
-  if (filter.until) filters.push(lt(scans.scanDate, filter.until));
-  const where = and(patientVisibleTo(viewer, scans.patientId), ...filters);
-  const offset = (filter.page - 1) * filter.limit;
+const currentAnalysis = alias(analyses, 'current_analysis');
+const reviewedAnalysis = alias(analyses, 'reviewed_analysis');
+const reviewer = alias(users, 'reviewer');
 
-  const key = JSON.stringify([viewer.role === 'admin' ? 'all' : viewer.id, filter.status, filter.scanType, filter.patientRowId, filter.from, filter.until]);
-  const countRows = async (bound: number | null) => {
+/** Which placeholders a list statement has: one prepared statement per combination. */
+type ListShape = Pick<ScanListFilter, 'status' | 'scanType' | 'patientRowId' | 'from' | 'until'> & { admin: boolean };
+
+const p = {
+  viewerId: sql.placeholder('viewerId'),
+  status: sql.placeholder('status'),
+  scanType: sql.placeholder('scanType'),
+  patientRowId: sql.placeholder('patientRowId'),
+  from: sql.placeholder('from'),
+  until: sql.placeholder('until'),
+  limit: sql.placeholder('limit'),
+  offset: sql.placeholder('offset'),
+  perPatient: sql.placeholder('perPatient'),
+  bound: sql.placeholder('bound'),
+};
+
+function listFilters(shape: ListShape): SQL[] {
+  const filters: SQL[] = [];
+  if (shape.status) filters.push(sql`${scans.status} = ${p.status}`);
+  if (shape.scanType) filters.push(sql`${scans.scanType} = ${p.scanType}`);
+  if (shape.patientRowId) filters.push(sql`${scans.patientId} = ${p.patientRowId}`);
+  if (shape.from) filters.push(sql`${scans.scanDate} >= ${p.from}`);
+  if (shape.until) filters.push(sql`${scans.scanDate} < ${p.until}`);
+  return filters;
+}
+
+/**
+ * The statements of one list shape (role and filters present), built and prepared once per
+ * process: building a query with Drizzle cost more CPU than running it, and a named statement
+ * is parsed and planned once per connection. A page is one statement: the page's scans, each
+ * with its patient, current analysis and standing review joined (LATERAL), instead of three.
+ */
+function listStatements(db: DbOrTx, shape: ListShape) {
+  const filters = listFilters(shape);
+  const where = and(patientVisibleTo({ role: shape.admin ? 'admin' : 'doctor', id: p.viewerId }, scans.patientId), ...filters);
+  const name = `scans_list_${shape.admin ? 'a' : 'd'}${['status', 'scanType', 'patientRowId', 'from', 'until'].map((k) => (shape[k as keyof ListShape] ? '1' : '0')).join('')}`;
+
+  const matching = (bounded: boolean) => {
     const inner = db.select({ one: sql`1` }).from(scans).where(where);
-    const rows = await db
-      .select({ n: sql<number>`count(*)::int` })
-      .from((bound === null ? inner : inner.limit(bound)).as('matching'));
-    return rows[0]?.n ?? 0;
+    return db.select({ n: sql<number>`count(*)::int` }).from((bounded ? inner.limit(p.bound) : inner).as('matching'));
   };
-  let totals = totalsByDb.get(db);
-  if (!totals) totalsByDb.set(db, (totals = createTotalsCache()));
-  const totalPromise = totals.total(key, () => countRows(LARGE + 1), () => countRows(null));
 
-  let page: Promise<ScanWithPatient[]>;
-  if (viewer.role !== 'admin' && !filter.patientRowId) {
+  let ids;
+  if (!shape.admin && !shape.patientRowId) {
     // A doctor's page, patient by patient: the newest `offset + limit` scans of each assigned
     // patient (scans_patient_date_idx), merged. Scanning the whole table by date and probing
     // each scan's assignment instead reads thousands of rows when a doctor has 0.2% of them.
     // The rule is access/'s patientVisibleTo (a doctor sees the assigned patients), walked
     // from the assignments instead of checked per scan.
-    const k = offset + filter.limit;
     const per = db
       .select({ id: scans.id, scanDate: scans.scanDate })
       .from(scans)
       .where(and(sql`${scans.patientId} = ${patientDoctors.patientId}`, ...filters))
       .orderBy(desc(scans.scanDate), desc(scans.id))
-      .limit(k)
+      .limit(p.perPatient)
       .as('per_patient');
-    const ids = db
+    ids = db
       .select({ id: per.id })
       .from(patientDoctors)
       .innerJoinLateral(per, sql`true`)
-      .where(eq(patientDoctors.doctorId, viewer.id))
+      .where(sql`${patientDoctors.doctorId} = ${p.viewerId}`)
       .orderBy(desc(per.scanDate), desc(per.id))
-      .limit(filter.limit)
-      .offset(offset);
-    page = db
-      .select({ scan: scans, patient: scanPatientColumns })
-      .from(scans)
-      .innerJoin(patients, eq(patients.id, scans.patientId))
-      .where(inArray(scans.id, ids))
-      .orderBy(desc(scans.scanDate), desc(scans.id));
+      .limit(p.limit)
+      .offset(p.offset);
   } else {
-    page = db
-      .select({ scan: scans, patient: scanPatientColumns })
-      .from(scans)
-      .innerJoin(patients, eq(patients.id, scans.patientId))
-      .where(where)
-      .orderBy(desc(scans.scanDate), desc(scans.id))
-      .limit(filter.limit)
-      .offset(offset);
+    ids = db.select({ id: scans.id }).from(scans).where(where).orderBy(desc(scans.scanDate), desc(scans.id)).limit(p.limit).offset(p.offset);
   }
-  const [rows, total] = await Promise.all([page, totalPromise]);
-  return { rows, total };
+  const latestReview = db
+    .select(reviewFields)
+    .from(scanReviews)
+    .where(eq(scanReviews.scanId, scans.id))
+    .orderBy(desc(scanReviews.reviewedAt), desc(scanReviews.id))
+    .limit(1)
+    .as('latest_review');
+  const page = db
+    .select({
+      scan: scans,
+      patient: scanPatientColumns,
+      analysis: currentAnalysis,
+      review: {
+        id: latestReview.id,
+        scanId: latestReview.scanId,
+        analysisId: latestReview.analysisId,
+        status: latestReview.status,
+        result: latestReview.result,
+        reviewedAt: latestReview.reviewedAt,
+        reviewerId: reviewer.id,
+        reviewerName: reviewer.name,
+        reviewerEmail: reviewer.email,
+      },
+      reviewedAnalysis,
+    })
+    .from(scans)
+    .innerJoin(patients, eq(patients.id, scans.patientId))
+    .leftJoin(currentAnalysis, eq(currentAnalysis.id, scans.currentAnalysisId))
+    .leftJoinLateral(latestReview, sql`true`)
+    .leftJoin(reviewer, eq(reviewer.id, latestReview.reviewedBy))
+    .leftJoin(reviewedAnalysis, eq(reviewedAnalysis.id, latestReview.analysisId))
+    .where(inArray(scans.id, ids))
+    .orderBy(desc(scans.scanDate), desc(scans.id));
+  return {
+    page: page.prepare(`${name}_page`),
+    bounded: matching(true).prepare(`${name}_bounded`),
+    exact: matching(false).prepare(`${name}_count`),
+  };
+}
+
+/** The list statements of each shape used so far. */
+const listStatementsOf = preparedPerDb(() => new Map<string, ReturnType<typeof listStatements>>());
+
+export async function listVisibleScans(
+  db: DbOrTx,
+  viewer: Viewer,
+  filter: ScanListFilter,
+): Promise<{ rows: ScanListRow[]; total: number }> {
+  const admin = viewer.role === 'admin';
+  const shape: ListShape = { admin, ...filter };
+  const shapeKey = `${admin}${[filter.status, filter.scanType, filter.patientRowId, filter.from, filter.until].map((v) => (v === undefined ? 0 : 1)).join('')}`;
+  const byShape = listStatementsOf(db);
+  let statements = byShape.get(shapeKey);
+  if (!statements) byShape.set(shapeKey, (statements = listStatements(db, shape)));
+
+  const offset = (filter.page - 1) * filter.limit;
+  const values = {
+    viewerId: viewer.id,
+    status: filter.status ?? null,
+    scanType: filter.scanType ?? null,
+    patientRowId: filter.patientRowId ?? null,
+    from: filter.from?.toISOString() ?? null,
+    until: filter.until?.toISOString() ?? null,
+    limit: filter.limit,
+    offset,
+    perPatient: offset + filter.limit,
+    bound: LARGE + 1,
+  };
+  const key = JSON.stringify([admin ? 'all' : viewer.id, filter.status, filter.scanType, filter.patientRowId, filter.from, filter.until]);
+  let totals = totalsByDb.get(db);
+  if (!totals) totalsByDb.set(db, (totals = createTotalsCache()));
+  const { bounded, exact } = statements;
+  const count = async (statement: typeof bounded) => (await statement.execute(values))[0]?.n ?? 0;
+  const totalPromise = totals.total(key, () => count(bounded), () => count(exact));
+
+  const [rows, total] = await Promise.all([statements.page.execute(values), totalPromise]);
+  return {
+    rows: rows.map((r) => ({
+      scan: r.scan,
+      patient: r.patient,
+      analysis: r.analysis,
+      // (A left-joined object Drizzle may give as null or as an object of nulls.)
+      review: (r.review as Partial<ReviewFieldsRow> | null)?.id ? toReview(r.review as ReviewFieldsRow) : null,
+      reviewedAnalysis: r.reviewedAnalysis,
+    })),
+    total,
+  };
+}
+
+/** The scan's status, its current analysis's refusal and its latest analysis, in one statement. */
+function statusStatement(db: DbOrTx, role: Viewer['role']) {
+  const latest = db
+    .select({ status: analyses.status, stage: analyses.stage, progress: analyses.progress, jobId: analyses.jobId })
+    .from(analyses)
+    .where(eq(analyses.scanId, scans.id))
+    .orderBy(desc(analyses.createdAt))
+    .limit(1)
+    .as('latest_analysis');
+  return db
+    .select({
+      status: scans.status,
+      failureReason: scans.failureReason,
+      patientId: scans.patientId,
+      refusalReason: currentAnalysis.refusalReason,
+      latest: { status: latest.status, stage: latest.stage, progress: latest.progress, jobId: latest.jobId },
+    })
+    .from(scans)
+    .leftJoin(currentAnalysis, eq(currentAnalysis.id, scans.currentAnalysisId))
+    .leftJoinLateral(latest, sql`true`)
+    .where(and(sql`${scans.id} = ${sql.placeholder('scanId')}`, patientVisibleTo({ role, id: p.viewerId }, scans.patientId)))
+    .prepare(`scan_status_${role}`);
+}
+
+const statusStatements = {
+  admin: preparedPerDb((db) => statusStatement(db, 'admin')),
+  doctor: preparedPerDb((db) => statusStatement(db, 'doctor')),
+};
+
+export interface ScanStatusRow {
+  status: ScanRow['status'];
+  failureReason: string | null;
+  patientId: string;
+  /** Why the current analysis refused the image. */
+  refusalReason: string | null;
+  /** The scan's latest analysis (its job), null when it never had one. */
+  latest: Pick<AnalysisRow, 'status' | 'stage' | 'progress' | 'jobId'> | null;
+}
+
+/** What GET /api/scans/:id/status shows of a scan the viewer may see; null when not theirs or not there. */
+export async function visibleScanStatus(db: DbOrTx, viewer: Viewer, scanId: string): Promise<ScanStatusRow | null> {
+  const [row] = await statusStatements[viewer.role](db).execute({ scanId, viewerId: viewer.id });
+  if (!row) return null;
+  const latest = row.latest as Partial<NonNullable<ScanStatusRow['latest']>> | null;
+  return { ...row, latest: latest?.status ? (latest as ScanStatusRow['latest']) : null };
 }
 
 /**
@@ -136,29 +283,21 @@ export async function currentAnalyses(db: DbOrTx, scanRows: ScanRow[]): Promise<
   return out;
 }
 
-const reviewColumns = {
+const reviewFields = {
   id: scanReviews.id,
   scanId: scanReviews.scanId,
   analysisId: scanReviews.analysisId,
   status: scanReviews.status,
   result: scanReviews.result,
   reviewedAt: scanReviews.reviewedAt,
-  reviewerId: users.id,
-  reviewerName: users.name,
-  reviewerEmail: users.email,
+  reviewedBy: scanReviews.reviewedBy,
 };
+const reviewColumns = { ...reviewFields, reviewerId: users.id, reviewerName: users.name, reviewerEmail: users.email };
 
-function toReview(r: {
-  id: string;
-  scanId: string;
-  analysisId: string | null;
-  status: string;
-  result: Record<string, unknown>;
-  reviewedAt: Date;
-  reviewerId: string | null;
-  reviewerName: string | null;
-  reviewerEmail: string | null;
-}): LatestReview {
+/** A review row with its reviewer's columns (null when the reviewer's account is gone). */
+type ReviewFieldsRow = Omit<LatestReview, 'reviewer'> & { reviewerId: string | null; reviewerName: string | null; reviewerEmail: string | null };
+
+function toReview(r: ReviewFieldsRow): LatestReview {
   return {
     id: r.id,
     scanId: r.scanId,
@@ -188,15 +327,19 @@ export async function latestReviews(db: DbOrTx, scanIds: string[]): Promise<Map<
   return out;
 }
 
-/** Every review of a scan, oldest first: who said what, when, about which analysis. */
-export async function reviewsOf(db: DbOrTx, scanId: string): Promise<LatestReview[]> {
-  const rows = await db
+const reviewsOfScan = preparedPerDb((db) =>
+  db
     .select(reviewColumns)
     .from(scanReviews)
     .leftJoin(users, eq(users.id, scanReviews.reviewedBy))
-    .where(eq(scanReviews.scanId, scanId))
-    .orderBy(asc(scanReviews.reviewedAt), asc(scanReviews.id));
-  return rows.map(toReview);
+    .where(eq(scanReviews.scanId, sql.placeholder('scanId')))
+    .orderBy(asc(scanReviews.reviewedAt), asc(scanReviews.id))
+    .prepare('scan_reviews_of'),
+);
+
+/** Every review of a scan, oldest first: who said what, when, about which analysis. */
+export async function reviewsOf(db: DbOrTx, scanId: string): Promise<LatestReview[]> {
+  return (await reviewsOfScan(db).execute({ scanId })).map(toReview);
 }
 
 /** Analyses by id (the current ones and those the standing reviews judged). */
@@ -213,17 +356,26 @@ export async function touchScan(db: DbOrTx, id: string): Promise<ScanRow> {
   return updateScanRow(db, id, {});
 }
 
+const analysesOfScan = preparedPerDb((db) =>
+  db
+    .select()
+    .from(analyses)
+    .where(eq(analyses.scanId, sql.placeholder('scanId')))
+    .orderBy(asc(analyses.createdAt), asc(analyses.id))
+    .prepare('scan_analyses_of'),
+);
+
 /** Every analysis of a scan, oldest first: the scan's analysis history. */
 export async function analysesOf(db: DbOrTx, scanId: string): Promise<AnalysisRow[]> {
-  return db.select().from(analyses).where(eq(analyses.scanId, scanId)).orderBy(asc(analyses.createdAt), asc(analyses.id));
+  return analysesOfScan(db).execute({ scanId });
 }
 
 export async function insertReview(db: DbOrTx, values: typeof scanReviews.$inferInsert): Promise<void> {
   await db.insert(scanReviews).values(values);
 }
 
-export async function annotationsOf(db: DbOrTx, scanId: string) {
-  return db
+const annotationsOfScan = preparedPerDb((db) =>
+  db
     .select({
       id: annotations.id,
       x: annotations.x,
@@ -235,8 +387,13 @@ export async function annotationsOf(db: DbOrTx, scanId: string) {
     })
     .from(annotations)
     .leftJoin(users, eq(users.id, annotations.createdBy))
-    .where(eq(annotations.scanId, scanId))
-    .orderBy(asc(annotations.createdAt), asc(annotations.id));
+    .where(eq(annotations.scanId, sql.placeholder('scanId')))
+    .orderBy(asc(annotations.createdAt), asc(annotations.id))
+    .prepare('scan_annotations_of'),
+);
+
+export async function annotationsOf(db: DbOrTx, scanId: string) {
+  return annotationsOfScan(db).execute({ scanId });
 }
 
 export type AnnotationRow = Awaited<ReturnType<typeof annotationsOf>>[number];
@@ -260,7 +417,15 @@ export async function latestReportId(db: DbOrTx, scanId: string): Promise<string
   return row?.id ?? null;
 }
 
+const userRef = preparedPerDb((db) =>
+  db
+    .select({ id: users.id, name: users.name, email: users.email })
+    .from(users)
+    .where(eq(users.id, sql.placeholder('id')))
+    .prepare('scan_user_ref'),
+);
+
 export async function findUserRef(db: DbOrTx, id: string) {
-  const [row] = await db.select({ id: users.id, name: users.name, email: users.email }).from(users).where(eq(users.id, id));
+  const [row] = await userRef(db).execute({ id });
   return row ?? null;
 }

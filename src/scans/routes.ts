@@ -105,7 +105,13 @@ function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         },
       },
       async (request) =>
-        scans.listScans(ctx.db, { viewer: currentUser(request), query: request.query, links: linksFor(ctx, request) }),
+        scans.listScans(ctx.db, {
+          viewer: currentUser(request),
+          query: request.query,
+          links: linksFor(ctx, request),
+          // The audit event names the page's patients without querying them again.
+          onPatients: (patientIds) => noteAudit(request, { patientIds }),
+        }),
     );
 
     app.get(
@@ -221,7 +227,12 @@ function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           response: { 200: ScanStatusResponseSchema, ...authErrors },
         },
       },
-      async (request) => scans.scanStatus(ctx, { viewer: currentUser(request), id: request.params.id }),
+      async (request) =>
+        scans.scanStatus(ctx, {
+          viewer: currentUser(request),
+          id: request.params.id,
+          onPatient: (patientId) => noteAudit(request, { patientIds: [patientId] }),
+        }),
     );
 
     app.patch(

@@ -284,7 +284,15 @@ function parseFilterDate(value: string, field: string, endOfDay: boolean): Date 
   return new Date(d.getTime() + (dateOnly ? 24 * 3600 * 1000 : 1));
 }
 
-export async function listScans(db: Db, { viewer, query, links }: { viewer: Viewer; query: ListScansQuery; links: FileLinks }) {
+export async function listScans(
+  db: Db,
+  {
+    viewer,
+    query,
+    links,
+    onPatients,
+  }: { viewer: Viewer; query: ListScansQuery; links: FileLinks; onPatients?: (patientRowIds: string[]) => void },
+) {
   const from = query.startDate ? parseFilterDate(query.startDate, 'startDate', false) : undefined;
   const until = query.endDate ? parseFilterDate(query.endDate, 'endDate', true) : undefined;
   if (from && until && from >= until) throw badRequest('startDate must not be after endDate');
@@ -305,21 +313,9 @@ export async function listScans(db: Db, { viewer, query, links }: { viewer: View
     from,
     until,
   });
-  const reviews = await repo.latestReviews(
-    db,
-    rows.map((r) => r.scan.id),
-  );
-  const analyses = await repo.analysesById(db, [
-    ...rows.map((r) => r.scan.currentAnalysisId),
-    ...[...reviews.values()].map((r) => r.analysisId),
-  ]);
+  onPatients?.(rows.map((r) => r.patient.id));
   return {
-    scans: rows.map((r) => {
-      const review = reviews.get(r.scan.id);
-      const analysis = r.scan.currentAnalysisId ? analyses.get(r.scan.currentAnalysisId) : undefined;
-      const reviewedAnalysis = review?.analysisId ? analyses.get(review.analysisId) : undefined;
-      return scanView({ ...r, analysis, review, reviewedAnalysis }, links);
-    }),
+    scans: rows.map((r) => scanView(r, links)),
     currentPage: query.page,
     totalPages: Math.ceil(total / query.limit),
     totalScans: total,
@@ -348,13 +344,17 @@ export async function getScan(db: Db, { viewer, id, links }: { viewer: Viewer; i
   return detail(db, found, links);
 }
 
-export async function scanStatus(deps: ScanDeps, { viewer, id }: { viewer: Viewer; id: string }) {
-  const { scan } = await requireVisibleScan(deps.db, viewer, id);
-  const job = await deps.analysis.jobStatus(scan.id);
-  const analysis = (await repo.currentAnalyses(deps.db, [scan])).get(scan.id);
+export async function scanStatus(
+  deps: ScanDeps,
+  { viewer, id, onPatient }: { viewer: Viewer; id: string; onPatient?: (patientRowId: string) => void },
+) {
+  const row = isUuid(id) ? await repo.visibleScanStatus(deps.db, viewer, id) : null;
+  if (!row) throw notFound('Scan');
+  onPatient?.(row.patientId);
+  const job = await deps.analysis.jobStatus(id, row.latest);
   return {
-    status: scan.status,
-    failureReason: scan.failureReason ?? (scan.status === 'failed' ? (analysis?.refusalReason ?? null) : null),
+    status: row.status,
+    failureReason: row.failureReason ?? (row.status === 'failed' ? row.refusalReason : null),
     // The document's shape, {state, progress}, for every scan that was ever queued.
     jobStatus: job ? { state: job.state, progress: Math.round(job.progress), stage: job.stage } : null,
   };

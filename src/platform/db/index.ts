@@ -20,6 +20,20 @@ export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 /** A database handle or an open transaction: repositories accept either. */
 export type DbOrTx = Parameters<Parameters<Db['transaction']>[0]>[0] | Db;
 
+/**
+ * A statement built and prepared once per database handle (`build` is called on first use):
+ * building a query with Drizzle costs more CPU than running it, and a named statement is parsed
+ * and planned once per connection.
+ */
+export function preparedPerDb<T>(build: (db: DbOrTx) => T): (db: DbOrTx) => T {
+  const byDb = new WeakMap<object, T>();
+  return (db) => {
+    let statement = byDb.get(db);
+    if (statement === undefined) byDb.set(db, (statement = build(db)));
+    return statement;
+  };
+}
+
 /** The raw SQL surface pg-boss needs (its `db` option). */
 export interface SqlExecutor {
   executeSql(text: string, values?: unknown[]): Promise<{ rows: unknown[] }>;

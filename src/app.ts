@@ -140,7 +140,7 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     errorResponseBuilder: (_req, context) =>
       new AppError(
         'rate_limited',
-        `Too many requests: the limit is ${context.max} per ${context.after === '1 minute' ? 'minute' : 'window'}; try again in ${Math.ceil(context.ttl / 1000)} seconds`,
+        `Too many requests: the limit is ${context.max} per ${windowInWords(config.rateLimit.windowMs)}; try again in ${Math.ceil(context.ttl / 1000)} seconds`,
       ),
   });
 
@@ -186,4 +186,18 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
       reply.code(404).send({ error: `Route ${request.method} ${request.url.split('?')[0]} not found` }),
   );
   return app;
+}
+
+/**
+ * The rate-limit window in words ("minute", "15 minutes"), from the setting itself: the
+ * plugin's `context.after` is the time left in the window, not the window.
+ */
+function windowInWords(ms: number): string {
+  for (const [unit, size] of [['hour', 3_600_000], ['minute', 60_000], ['second', 1000]] as const) {
+    if (ms % size === 0) {
+      const n = ms / size;
+      return n === 1 ? unit : `${n} ${unit}s`;
+    }
+  }
+  return `${ms} ms`;
 }

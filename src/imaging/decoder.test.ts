@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { deflateRawSync } from 'node:zlib';
 import { after, describe, it } from 'node:test';
+import sharp from 'sharp';
 
 import { createImageDecoder } from './decoder.js';
 import { ImageDecodeError } from './errors.js';
@@ -33,6 +34,15 @@ describe('image decoder pool', () => {
     assert.ok(Buffer.isBuffer(image.png));
     assert.equal(image.png.subarray(1, 4).toString('latin1'), 'PNG');
     assert.equal(image.dicom?.modality, 'MR');
+  });
+
+  it('makes the thumbnail in the thread too, when asked: the whole image within that size', async () => {
+    const image = await decoder.decode(dicomFixture('MR1_J2KR.dcm'), { maxPixels: MAX_PIXELS, thumbnailPx: 256 });
+    assert.ok(Buffer.isBuffer(image.thumbnail));
+    const thumb = await sharp(image.thumbnail).metadata();
+    assert.deepEqual([thumb.format, thumb.width, thumb.height], ['png', 256, 256]);
+    const without = await decoder.decode(dicomFixture('MR1_J2KR.dcm'), { maxPixels: MAX_PIXELS });
+    assert.equal(without.thumbnail, undefined);
   });
 
   it('refuses a DICOM pixel bomb (65535 x 65535 declared) from its header', async () => {

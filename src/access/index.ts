@@ -26,7 +26,7 @@ export type ScanRow = typeof scans.$inferSelect;
 export type WebhookRow = typeof webhooks.$inferSelect;
 
 /** The patient fields a scan is shown with. */
-export const scanPatientColumns = {
+const scanPatientColumns = {
   id: patients.id,
   patientId: patients.patientId,
   name: patients.name,

@@ -1,8 +1,9 @@
 import { and, asc, desc, eq, inArray, sql, type SQL } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/pg-core';
-import { patientVisibleTo, scanPatientColumns, type ScanPatient, type ScanRow, type ScanWithPatient, type Viewer } from '../access/index.js';
+import { patientVisibleTo, type ScanPatient, type ScanRow, type ScanWithPatient, type Viewer } from '../access/index.js';
 import { preparedPerDb, type DbOrTx } from '../platform/db/index.js';
 import type { NewAnalysisRow } from '../analysis/types.js';
+import type { ListedScan, ShownAnalysis } from './view.js';
 import { analyses, annotations, patientDoctors, patients, reports, scanReviews, scans, users } from '../platform/db/schema.js';
 import { createTotalsCache, LARGE, type TotalsCache } from './totals.js';
 
@@ -33,11 +34,13 @@ export interface ScanListFilter {
 }
 
 /** A scan of a list page with what it shows: the current analysis and the standing review. */
-export interface ScanListRow extends ScanWithPatient {
-  analysis: AnalysisRow | null;
+export interface ScanListRow {
+  scan: ListedScan;
+  patient: Pick<ScanPatient, 'id' | 'patientId' | 'name'>;
+  analysis: ShownAnalysis | null;
   review: LatestReview | null;
   /** The analysis the standing review judged. */
-  reviewedAnalysis: AnalysisRow | null;
+  reviewedAnalysis: ShownAnalysis | null;
 }
 
 /** Counts of long lists, per process and database (see totals.ts). */
@@ -46,6 +49,31 @@ const totalsByDb = new WeakMap<object, TotalsCache>();
 const currentAnalysis = alias(analyses, 'current_analysis');
 const reviewedAnalysis = alias(analyses, 'reviewed_analysis');
 const reviewer = alias(users, 'reviewer');
+
+/**
+ * The columns a list page shows (view.ts's scanView), not whole rows: a page of whole scans and
+ * two whole analyses per scan was mostly columns no one reads, each mapped by Drizzle.
+ */
+const listedScanColumns = {
+  id: scans.id,
+  scanDate: scans.scanDate,
+  scanType: scans.scanType,
+  imageKey: scans.imageKey,
+  thumbnailKey: scans.thumbnailKey,
+  status: scans.status,
+  currentAnalysisId: scans.currentAnalysisId,
+  failureReason: scans.failureReason,
+  createdAt: scans.createdAt,
+};
+const shownAnalysisColumns = (a: typeof currentAnalysis | typeof reviewedAnalysis) => ({
+  scanId: a.scanId,
+  result: a.result,
+  modelId: a.modelId,
+  modelVersion: a.modelVersion,
+  heatmapKey: a.heatmapKey,
+  hotRegion: a.hotRegion,
+  refusalReason: a.refusalReason,
+});
 
 /** Which placeholders a list statement has: one prepared statement per combination. */
 type ListShape = Pick<ScanListFilter, 'status' | 'scanType' | 'patientRowId' | 'from' | 'until'> & { admin: boolean };
@@ -123,9 +151,9 @@ function listStatements(db: DbOrTx, shape: ListShape) {
     .as('latest_review');
   const page = db
     .select({
-      scan: scans,
-      patient: scanPatientColumns,
-      analysis: currentAnalysis,
+      scan: listedScanColumns,
+      patient: { id: patients.id, patientId: patients.patientId, name: patients.name },
+      analysis: shownAnalysisColumns(currentAnalysis),
       review: {
         id: latestReview.id,
         scanId: latestReview.scanId,
@@ -137,7 +165,10 @@ function listStatements(db: DbOrTx, shape: ListShape) {
         reviewerName: reviewer.name,
         reviewerEmail: reviewer.email,
       },
-      reviewedAnalysis,
+      reviewedAnalysis: shownAnalysisColumns(reviewedAnalysis),
+      // The bounded count rides in the page as a scalar subquery (run once, not per row): one
+      // round trip, and the total from the same snapshot as the rows. A bound of 0 skips it.
+      total: sql<number>`(${matching(true)})`,
     })
     .from(scans)
     .innerJoin(patients, eq(patients.id, scans.patientId))
@@ -187,17 +218,21 @@ export async function listVisibleScans(
   if (!totals) totalsByDb.set(db, (totals = createTotalsCache()));
   const { bounded, exact } = statements;
   const count = async (statement: typeof bounded) => (await statement.execute(values))[0]?.n ?? 0;
-  const totalPromise = totals.total(key, () => count(bounded), () => count(exact));
+  const countAll = () => count(exact);
 
-  const [rows, total] = await Promise.all([statements.page.execute(values), totalPromise]);
+  // A list of more than LARGE scans has its total remembered: the page skips its count.
+  const cached = totals.cached(key, countAll);
+  const rows = await statements.page.execute({ ...values, bound: cached === undefined ? LARGE + 1 : 0 });
+  // An empty page (past the end, or nothing matches) has no row to carry the count.
+  const total = cached ?? (await totals.settle(key, rows[0]?.total ?? (await count(bounded)), countAll));
   return {
     rows: rows.map((r) => ({
       scan: r.scan,
       patient: r.patient,
-      analysis: r.analysis,
       // (A left-joined object Drizzle may give as null or as an object of nulls.)
+      analysis: r.analysis?.scanId ? (r.analysis as ShownAnalysis) : null,
       review: (r.review as Partial<ReviewFieldsRow> | null)?.id ? toReview(r.review as ReviewFieldsRow) : null,
-      reviewedAnalysis: r.reviewedAnalysis,
+      reviewedAnalysis: r.reviewedAnalysis?.scanId ? (r.reviewedAnalysis as ShownAnalysis) : null,
     })),
     total,
   };

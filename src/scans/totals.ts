@@ -17,30 +17,35 @@ interface Entry {
 
 export interface TotalsCache {
   /**
-   * The total for `key`: `bounded()` counts at most LARGE + 1 rows; only when it hits the bound
-   * does `exact()` count them all (awaited the first time, in the background afterwards).
+   * The remembered total of `key` when it is a list of more than LARGE scans (a stale one is
+   * refreshed in the background by `exact()`); undefined otherwise, and the caller counts.
    */
-  total(key: string, bounded: () => Promise<number>, exact: () => Promise<number>): Promise<number>;
+  cached(key: string, exact: () => Promise<number>): number | undefined;
+  /**
+   * The total from a count that stopped at LARGE + 1 rows: that count itself up to LARGE, else
+   * `exact()`, remembered for `cached`.
+   */
+  settle(key: string, bounded: number, exact: () => Promise<number>): Promise<number>;
 }
 
 export function createTotalsCache(now: () => number = Date.now): TotalsCache {
   const large = new Map<string, Entry>();
   return {
-    async total(key, bounded, exact) {
+    cached(key, exact) {
       const cached = large.get(key);
-      if (cached) {
-        if (now() - cached.at > FRESH_MS && !cached.refreshing) {
-          cached.refreshing = true;
-          exact()
-            .then((total) => large.set(key, { total, at: now(), refreshing: false }))
-            .catch(() => {
-              cached.refreshing = false;
-            });
-        }
-        return cached.total;
+      if (!cached) return undefined;
+      if (now() - cached.at > FRESH_MS && !cached.refreshing) {
+        cached.refreshing = true;
+        exact()
+          .then((total) => large.set(key, { total, at: now(), refreshing: false }))
+          .catch(() => {
+            cached.refreshing = false;
+          });
       }
-      const n = await bounded();
-      if (n <= LARGE) return n;
+      return cached.total;
+    },
+    async settle(key, bounded, exact) {
+      if (bounded <= LARGE) return bounded;
       const total = await exact();
       if (large.size >= MAX_KEYS) large.clear();
       large.set(key, { total, at: now(), refreshing: false });

@@ -40,8 +40,17 @@ export const REVIEW_FIELDS = [
 
 const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 
+/** The columns of an analysis that its result view shows (a list page reads only these). */
+export type ShownAnalysis = Pick<AnalysisRow, 'scanId' | 'result' | 'modelId' | 'modelVersion' | 'heatmapKey' | 'hotRegion' | 'refusalReason'>;
+
+/** The columns of a scan that a list shows. */
+export type ListedScan = Pick<
+  ScanRow,
+  'id' | 'scanDate' | 'scanType' | 'imageKey' | 'thumbnailKey' | 'status' | 'currentAnalysisId' | 'failureReason' | 'createdAt'
+>;
+
 /** The model's finding from a completed analysis, in the API's shape; null when there is none. */
-export function modelResultView(analysis: AnalysisRow | null | undefined, links: FileLinks): ResultView | null {
+export function modelResultView(analysis: ShownAnalysis | null | undefined, links: FileLinks): ResultView | null {
   const finding = analysis?.result;
   if (!analysis || !finding) return null;
   const { presence, kind, location } = scanTypeSpec(finding.scanType).fields;
@@ -77,14 +86,14 @@ export function reviewedResultView(model: ResultView | null, review: LatestRevie
 }
 
 export interface ScanViewInput {
-  scan: ScanRow;
-  patient: ScanPatient;
+  scan: ListedScan;
+  patient: Pick<ScanPatient, 'patientId' | 'name'>;
   /** The current analysis: the latest one that finished. */
-  analysis?: AnalysisRow | null;
+  analysis?: ShownAnalysis | null;
   /** The standing review (the latest), whichever analysis it judged. */
   review?: LatestReview | null;
   /** The analysis the standing review judged; the current one unless a newer one finished since. */
-  reviewedAnalysis?: AnalysisRow | null;
+  reviewedAnalysis?: ShownAnalysis | null;
 }
 
 /**
@@ -125,7 +134,7 @@ export function scanCoreView({ scan, patient }: ScanViewInput, links: FileLinks)
   };
 }
 
-function failureReason(scan: ScanRow, analysis: AnalysisRow | null | undefined): string | null {
+function failureReason(scan: ListedScan, analysis: ShownAnalysis | null | undefined): string | null {
   if (scan.failureReason) return scan.failureReason;
   if (scan.status === 'failed') return analysis?.refusalReason ?? null;
   return null;
@@ -172,6 +181,9 @@ function analysisHistoryView(rows: AnalysisRow[], links: FileLinks) {
 /** A scan with everything GET /api/scans/:id shows. */
 export function scanDetailView(
   input: ScanViewInput & {
+    scan: ScanRow;
+    patient: ScanPatient;
+    analysis?: AnalysisRow | null;
     doctor: { id: string; name: string; email: string } | null;
     annotations: AnnotationRow[];
     history: AnalysisRow[];

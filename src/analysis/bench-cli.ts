@@ -1,5 +1,6 @@
 /**
  * npm run bench:pipeline -- --scans 100 [--mode burst|idle] [--db pglite|postgres|both] [--concurrency 2] [--out docs/benchmarks/pipeline.md]
+ *                            [--workers N] [--cpu-prof DIR]
  *
  * Starts the real server on a loopback port (API + in-process worker) and uploads N test images
  * through HTTP (half brain MRI, half chest X-ray from ../shared/datasets/*\/test).
@@ -8,20 +9,29 @@
  * - idle: one at a time on an idle server, each waited for before the next: the latency a
  *   radiologist sees (upload response, then upload-to-completed).
  * On PostgreSQL it creates and drops its own database.
+ * --workers N (PostgreSQL only): the scale-out deployment in child processes instead, the API
+ *   (`src/server.ts`, WORKER_IN_PROCESS=false) and N workers (`src/worker.ts`, each with
+ *   WORKER_CONCURRENCY --concurrency); --workers 0 is one server child with its in-process
+ *   worker, the same code as the default but off the benchmark's own event loop.
+ * --cpu-prof DIR: a V8 CPU profile of every process that serves (the children, or this process
+ *   in the default mode, where the uploading client shares the thread), under DIR/<database>.
  */
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { buildApp } from '../app.js';
-import { loadConfig, REPO_ROOT } from '../platform/config.js';
+import { createTokenService } from '../auth/tokens.js';
+import { loadConfig, REPO_ROOT, type Config } from '../platform/config.js';
 import { openDatabase, type Database } from '../platform/db/index.js';
 import { analyses } from '../platform/db/schema.js';
 import { createRuntime } from '../runtime.js';
 import type { ScanType } from '../scan-types/index.js';
-import { createServerDatabase, databasesToMeasure } from '../bench/support.js';
+import { createServerDatabase, databasesToMeasure, freePort, startProcess, stopProcess, waitForHttp } from '../bench/support.js';
 import { createUser } from '../users/service.js';
 
 const { values } = parseArgs({
@@ -33,12 +43,19 @@ const { values } = parseArgs({
     'postgres-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/postgres' },
     out: { type: 'string' },
     'timeout-seconds': { type: 'string', default: '900' },
+    workers: { type: 'string' },
+    'cpu-prof': { type: 'string' },
   },
 });
 
 const N = Number(values.scans);
 const MODE = values.mode === 'idle' ? 'idle' : 'burst';
 if (values.mode !== 'idle' && values.mode !== 'burst') throw new Error('--mode must be burst or idle');
+// undefined: API and worker in this very process (the historical figures); a number: child processes.
+const WORKERS = values.workers === undefined ? undefined : Number(values.workers);
+if (WORKERS !== undefined && !(Number.isInteger(WORKERS) && WORKERS >= 0)) throw new Error('--workers must be 0 or more');
+if (WORKERS !== undefined && values.db !== 'postgres') throw new Error('--workers needs --db postgres (PGlite is one process)');
+const PROFILE_DIR = values['cpu-prof'] ? path.resolve(values['cpu-prof']) : null;
 const DATASETS = path.resolve(REPO_ROOT, '../shared/datasets');
 
 function testImages(n: number): { file: string; scanType: ScanType }[] {
@@ -64,27 +81,90 @@ const pct = (xs: number[], p: number) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 };
 
+interface Served {
+  base: string;
+  stop(): Promise<void>;
+}
+
+/** API and in-process worker on this process's event loop, beside the uploading client. */
+async function inThisProcess(config: Config, database: Database, kind: string): Promise<Served> {
+  const log = pino({ level: 'silent' });
+  const runtime = await createRuntime(config, database, { log });
+  const app = await buildApp(runtime.ctx, { logger: false });
+  await runtime.startWorkers();
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const profiler = PROFILE_DIR ? new Session() : null;
+  if (profiler) {
+    profiler.connect();
+    await profiler.post('Profiler.enable');
+    await profiler.post('Profiler.start');
+  }
+  return {
+    base: `http://127.0.0.1:${(app.server.address() as { port: number }).port}`,
+    async stop() {
+      if (profiler) {
+        const { profile } = await profiler.post('Profiler.stop');
+        mkdirSync(path.join(PROFILE_DIR!, kind), { recursive: true });
+        writeFileSync(path.join(PROFILE_DIR!, kind, `bench-${process.pid}.cpuprofile`), JSON.stringify(profile));
+        profiler.disconnect();
+      }
+      await app.close();
+      await runtime.stop();
+    },
+  };
+}
+
+/** The API (with its in-process worker when WORKERS is 0) and WORKERS worker processes. */
+async function inChildren(config: Config, jwtSecret: string, databaseUrl: string, kind: string): Promise<Served> {
+  const port = await freePort();
+  const env = {
+    DATA_DIR: config.dataDir,
+    DATABASE_URL: databaseUrl,
+    JWT_SECRET: jwtSecret,
+    RATE_LIMIT_MAX: '1000000',
+    LOG_LEVEL: 'warn',
+    WORKER_CONCURRENCY: values.concurrency,
+  };
+  const nodeArgs = (role: string) => (PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${path.join(PROFILE_DIR, kind, role)}`] : []);
+  const children: ChildProcess[] = [];
+  const api = startProcess('server', { ...env, PORT: String(port), HOST: '127.0.0.1', WORKER_IN_PROCESS: WORKERS === 0 ? 'true' : 'false' }, nodeArgs('api'));
+  children.push(api);
+  const base = `http://127.0.0.1:${port}`;
+  await waitForHttp(`${base}/healthz`, 180_000, api);
+  // A worker opens its metrics port once it works jobs: the uploads start when all of them do.
+  const metricsToken = randomBytes(16).toString('hex');
+  for (let i = 0; i < WORKERS!; i++) {
+    const metricsPort = await freePort();
+    const worker = startProcess('worker', { ...env, METRICS_TOKEN: metricsToken, METRICS_PORT: String(metricsPort), HOST: '127.0.0.1' }, nodeArgs(`worker-${i + 1}`));
+    children.push(worker);
+    await waitForHttp(`http://127.0.0.1:${metricsPort}/metrics`, 180_000, worker);
+  }
+  return {
+    base,
+    async stop() {
+      await Promise.all(children.map((c) => stopProcess(c)));
+    },
+  };
+}
+
 async function run(kind: 'pglite' | 'postgres') {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'imagemedix-bench-'));
   const server = kind === 'postgres' ? await createServerDatabase(values['postgres-url'], 'imagemedix_bench') : null;
   const databaseUrl = server?.url ?? null;
+  const jwtSecret = randomBytes(32).toString('hex');
   const config = loadConfig({
     DATA_DIR: dataDir,
-    JWT_SECRET: randomBytes(32).toString('hex'),
+    JWT_SECRET: jwtSecret,
     RATE_LIMIT_MAX: '1000000',
     LOG_LEVEL: 'silent',
     WORKER_CONCURRENCY: values.concurrency,
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
   });
   const database: Database = await openDatabase({ databaseUrl, dataDir: databaseUrl ? null : dataDir });
-  const log = pino({ level: 'silent' });
-  const runtime = await createRuntime(config, database, { log });
-  const app = await buildApp(runtime.ctx, { logger: false });
-  await runtime.startWorkers();
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
   const user = await createUser(database.db, { email: 'bench@bench.test', password: randomBytes(18).toString('base64url'), name: 'Bench', role: 'doctor' });
-  const token = await runtime.ctx.tokens.issue(user);
+  const served = WORKERS === undefined ? await inThisProcess(config, database, kind) : await inChildren(config, jwtSecret, databaseUrl!, kind);
+  const base = served.base;
+  const token = await createTokenService(config.jwtSecret, '12h').issue(user);
   const auth = { authorization: `Bearer ${token}` };
 
   const images = testImages(N);
@@ -146,8 +226,7 @@ async function run(kind: 'pglite' | 'postgres') {
   const lastEnd = Math.max(...rows.map((r) => r.completedAt!.getTime()));
   const latencies = rows.map((r) => r.completedAt!.getTime() - started.get(r.scanId)!);
   const totalSeconds = (lastEnd - t0) / 1000;
-  await app.close();
-  await runtime.stop();
+  await served.stop();
   await database.close();
   rmSync(dataDir, { recursive: true, force: true });
   await server?.drop();
@@ -167,29 +246,31 @@ async function run(kind: 'pglite' | 'postgres') {
 const kinds = await databasesToMeasure(values.db, values['postgres-url']);
 const machine = `${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`;
 const rows: string[] = [];
+const deployment =
+  WORKERS === undefined ? 'API + in-process worker, in the benchmark process' : WORKERS === 0 ? 'API + in-process worker, one child process' : `API process + ${WORKERS} worker process${WORKERS > 1 ? 'es' : ''}`;
 for (const kind of kinds) {
   const r = await run(kind);
   const line =
     MODE === 'burst'
-      ? `| ${r.kind} | ${r.scans} | ${values.concurrency} | ${r.scansPerSecond.toFixed(2)} | ${(r.p50 / 1000).toFixed(2)} s | ${(r.p95 / 1000).toFixed(2)} s | ${r.failed} |`
+      ? `| ${r.kind} | ${deployment} | ${r.scans} | ${values.concurrency} | ${r.scansPerSecond.toFixed(2)} | ${(r.p50 / 1000).toFixed(2)} s | ${(r.p95 / 1000).toFixed(2)} s | ${r.failed} |`
       : `| ${r.kind} | ${r.scans} | ${r.uploadP50} ms | ${r.p50} ms | ${r.p95} ms | ${r.failed} |`;
   console.log(
     MODE === 'burst'
-      ? `${r.kind}: ${r.scans} scans in ${r.totalSeconds.toFixed(1)} s (uploads ${r.uploadSeconds.toFixed(1)} s): ` +
+      ? `${r.kind} (${deployment}): ${r.scans} scans in ${r.totalSeconds.toFixed(1)} s (uploads ${r.uploadSeconds.toFixed(1)} s): ` +
           `${r.scansPerSecond.toFixed(2)} scans/s, upload-to-completed p50 ${(r.p50 / 1000).toFixed(2)} s, p95 ${(r.p95 / 1000).toFixed(2)} s, failed ${r.failed}`
       : `${r.kind}, idle, one scan at a time: ${r.scans} scans, upload response p50 ${r.uploadP50} ms, ` +
           `upload-to-completed p50 ${r.p50} ms, p95 ${r.p95} ms, failed ${r.failed}`,
   );
   rows.push(line);
 }
-console.log(`machine: ${machine}`);
+console.log(`machine: ${machine}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 if (values.out) {
   mkdirSync(path.dirname(values.out), { recursive: true });
   appendFileSync(
     values.out,
     `\n### ${new Date().toISOString().slice(0, 10)}, ${MODE}: ${machine}, load average ${os.loadavg()[0]!.toFixed(2)}\n\n` +
       (MODE === 'burst'
-        ? '| database | scans | worker concurrency | scans/s | p50 upload-to-completed | p95 | failed |\n|---|---|---|---|---|---|---|\n'
+        ? '| database | deployment | scans | worker concurrency | scans/s | p50 upload-to-completed | p95 | failed |\n|---|---|---|---|---|---|---|---|\n'
         : '| database | scans (one at a time, idle) | p50 upload response | p50 upload-to-completed | p95 | failed |\n|---|---|---|---|---|---|\n') +
       rows.join('\n') +
       '\n',

@@ -1,6 +1,7 @@
 /**
- * The analysis job: decode -> preprocess -> inference -> explanation -> saving. Each stage
- * writes its progress to the analysis row, which the status endpoints read. Safe to run twice:
+ * The analysis job: decode -> preprocess -> inference -> explanation -> saving. The claim shows
+ * the first stage and each later stage that lasts long enough to be seen is written to the
+ * analysis row (progress.ts), which the status endpoints read. Safe to run twice:
  * an analysis that already finished is skipped, and the final write is one transaction.
  */
 import { Type } from '@sinclair/typebox';
@@ -13,6 +14,7 @@ import type { Storage } from '../platform/storage/index.js';
 import type { EventPublisher } from '../webhooks/types.js';
 import { ANALYZE_SCAN_JOB } from './job-name.js';
 import { failAnalysis } from './outcome.js';
+import { throttledProgress } from './progress.js';
 import * as repo from './repository.js';
 
 export type AnalysisStage = 'decode' | 'preprocess' | 'inference' | 'explanation' | 'saving';
@@ -95,7 +97,7 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
       }
       // Every write below names this try: if the job expired while this worker stalled and a
       // retry took over, whatever this try still writes is ignored.
-      const analysis = await repo.claimAnalysis(db, analysisId, attempt);
+      const analysis = await repo.claimAnalysis(db, analysisId, attempt, STAGE_PROGRESS.decode);
       if (!analysis) {
         log.info('analysis already finished or deleted; skipping');
         return;
@@ -103,9 +105,11 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
       const started = Date.now();
       // When each stage began, for the one log line per analysis (ids and timings, no patient data).
       const marks: Partial<Record<AnalysisStage | 'loaded' | 'saved', number>> = {};
+      const progress = throttledProgress((stage: AnalysisStage) => repo.reportProgress(db, analysisId, attempt, stage, STAGE_PROGRESS[stage]));
       const setStage = (stage: AnalysisStage) => {
         marks[stage] ??= Date.now();
-        return repo.reportProgress(db, analysisId, attempt, stage, STAGE_PROGRESS[stage]);
+        progress.report(stage);
+        return Promise.resolve();
       };
       const span = (from: keyof typeof marks, to: keyof typeof marks) =>
         marks[from] !== undefined && marks[to] !== undefined ? marks[to] - marks[from] : undefined;
@@ -147,11 +151,13 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
       };
 
       try {
-        await setStage('decode');
+        // The claim above already shows `decode`.
+        marks.decode = started;
         const png = await storage.get(scan.imageKey);
         marks.loaded = Date.now();
         const output = await analyzer.analyze(analysis.scanType, png, setStage, { dicom: scan.dicom });
         if (output.refused) {
+          await progress.settle();
           await failAnalysis(db, events, {
             analysisId,
             scanId,
@@ -166,9 +172,10 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
           return;
         }
 
-        await setStage('saving');
+        void setStage('saving');
         const heatmapKey = `scans/${scanId}/heatmap-${analysisId}.png`;
         await storage.put(heatmapKey, output.heatmapPng, 'image/png');
+        await progress.settle();
         const saved = await db.transaction(async (tx) => {
           const finished = await repo.finishAnalysis(
             tx,
@@ -201,6 +208,7 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
         if (saved) finished('completed', output.model, output.scanType);
         else log.warn('a later try of this job owns the analysis; this result was discarded');
       } catch (err) {
+        await progress.settle();
         // Undecodable image, model not installed: a retry would fail the same way.
         if (err instanceof PermanentJobError) {
           await fail(err.message, false);

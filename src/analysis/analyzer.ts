@@ -58,6 +58,8 @@ export function createOnnxAnalyzer({
       port1.on('message', (stage: AnalysisStage) => {
         reported = reported.then(() => onStage(stage)).catch(() => undefined);
       });
+      // A copy the thread may own: moved to it, not cloned on this event loop.
+      const bytes = new Uint8Array(png);
       let outcome: AnalysisTaskResult;
       try {
         outcome = await pool.run(
@@ -67,11 +69,11 @@ export function createOnnxAnalyzer({
             operatingPoints,
             scanType,
             dicom: dicomAttributes(context?.dicom),
-            png: new Uint8Array(png),
+            png: bytes,
             maxPixels,
             progress: port2,
           },
-          { transferList: [port2] },
+          { transferList: [port2, bytes.buffer] },
         );
       } finally {
         port1.close();

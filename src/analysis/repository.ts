@@ -38,13 +38,21 @@ export async function insertAnalysis(tx: DbOrTx, values: typeof analyses.$inferI
 const UNFINISHED = ['queued', 'active'] as const;
 
 /**
- * Takes an unfinished analysis for one try of its job: marks it active and records the try.
+ * Takes an unfinished analysis for one try of its job: marks it active, records the try and
+ * shows its first stage (`decode` at `progress`), all in one statement. Progress never moves
+ * back: a retry of an analysis that had got further keeps its stage until it passes it.
  * Returns null when it finished already (a retry of a job whose first run got through).
  */
-export async function claimAnalysis(db: DbOrTx, id: string, attempt: number): Promise<AnalysisRow | null> {
+export async function claimAnalysis(db: DbOrTx, id: string, attempt: number, progress: number): Promise<AnalysisRow | null> {
   const [row] = await db
     .update(analyses)
-    .set({ status: 'active', attempt, startedAt: new Date() })
+    .set({
+      status: 'active',
+      attempt,
+      startedAt: new Date(),
+      stage: sql`case when ${analyses.progress} < ${progress} then 'decode' else ${analyses.stage} end`,
+      progress: sql`greatest(${analyses.progress}, ${progress})`,
+    })
     .where(and(eq(analyses.id, id), inArray(analyses.status, [...UNFINISHED])))
     .returning();
   return row ?? null;

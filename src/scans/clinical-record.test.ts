@@ -238,7 +238,9 @@ for (const kind of await databaseKinds()) {
       assert.deepEqual(await status(scan._id), { state: 'waiting', progress: 0, stage: null });
 
       const analysis = (await latestAnalysisOf(t.ctx.db, scan._id))!;
-      await claimAnalysis(t.ctx.db, analysis.id, 1);
+      await claimAnalysis(t.ctx.db, analysis.id, 1, 10);
+      // A worker's claim alone shows the first stage: no separate write for it.
+      assert.deepEqual(await status(scan._id), { state: 'active', progress: 10, stage: 'decode' });
       await reportProgress(t.ctx.db, analysis.id, 1, 'inference', 45);
       assert.deepEqual(await status(scan._id), { state: 'active', progress: 45, stage: 'inference' });
       const ml = (await get(doctor, `/api/ml/status/${scan._id}`)).json();

@@ -114,14 +114,14 @@ test(
       }, 60_000, 5).catch(() => undefined);
       workerA.process.kill('SIGKILL');
       await workerA.exited;
-      const replacement = c.startWorker('worker-c');
+      // The replacement is up before the next fault: the faults come one after another.
+      await c.startWorker('worker-c');
       await acceptedAtLeast(accepted.length + 8, 'uploads after the kills');
 
       // 3. PostgreSQL stops abruptly and comes back.
       await server.restart();
       const beforeRecovery = accepted.length;
       await acceptedAtLeast(beforeRecovery + 8, 'uploads after the PostgreSQL restart');
-      await replacement;
       stopLoad = true;
       await load;
 

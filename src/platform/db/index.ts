@@ -90,6 +90,38 @@ export interface OpenOptions {
   /** Directory for PGlite's files; null keeps it in memory (tests). */
   dataDir: string | null;
   poolSize?: number;
+  /**
+   * How long start-up waits for a PostgreSQL server that is not accepting connections yet
+   * (starting, restarting, or started together with this process) before giving up.
+   */
+  startupWaitMs?: number;
+}
+
+/** Connection failures that end when the server comes up, as opposed to a wrong URL or password. */
+const SERVER_NOT_UP = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', '57P03', '57P01', '08006', '08001']);
+
+function serverNotUp(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string') return SERVER_NOT_UP.has(code);
+  return err instanceof Error && /Connection terminated|timeout expired/i.test(err.message);
+}
+
+/**
+ * Waits, with backoff, until the server answers: a worker or API process started beside a
+ * PostgreSQL that is still starting (a host boot, a compose file, a server restart) comes up
+ * with it instead of exiting. Any other error (authentication, unknown database) fails at once.
+ */
+async function serverAccepting(pool: pg.Pool, waitMs: number): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  for (let delay = 100; ; delay = Math.min(delay * 2, 2_000)) {
+    try {
+      await pool.query('select 1');
+      return;
+    } catch (err) {
+      if (!serverNotUp(err) || Date.now() + delay > deadline) throw err;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
 }
 
 export async function openDatabase(opts: OpenOptions): Promise<Database> {
@@ -97,6 +129,7 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
     const connectionString = opts.databaseUrl;
     const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: opts.poolSize ?? 10 });
     survivesServerRestarts(pool);
+    await serverAccepting(pool, opts.startupWaitMs ?? 60_000);
     const db = drizzlePg(pool, { schema }) as unknown as Db;
     await withAdvisoryLock(connectionString, () => migratePg(drizzlePg(pool), { migrationsFolder: MIGRATIONS }));
     return {

@@ -1,13 +1,13 @@
 import { and, asc, desc, eq, inArray, sql, type SQL } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/pg-core';
-import { patientVisibleTo, type ScanPatient, type ScanRow, type ScanWithPatient, type Viewer } from '../access/index.js';
+import { patientVisibleTo, type ScanPatient, type ScanRow, type Viewer } from '../access/index.js';
 import { preparedPerDb, type DbOrTx } from '../platform/db/index.js';
 import type { NewAnalysisRow } from '../analysis/types.js';
 import type { ListedScan, ShownAnalysis } from './view.js';
 import { analyses, annotations, patientDoctors, patients, reports, scanReviews, scans, users } from '../platform/db/schema.js';
 import { createTotalsCache, LARGE, type TotalsCache } from './totals.js';
 
-export type { ScanPatient, ScanRow, ScanWithPatient };
+export type { ScanPatient, ScanRow };
 export type NewScanRow = typeof scans.$inferInsert;
 export type AnalysisRow = typeof analyses.$inferSelect;
 
@@ -285,6 +285,84 @@ export async function visibleScanStatus(db: DbOrTx, viewer: Viewer, scanId: stri
   return { ...row, latest: latest?.status ? (latest as ScanStatusRow['latest']) : null };
 }
 
+/** An analysis as the detail shows it: its result view and its line of the analysis history. */
+export type DetailAnalysis = ShownAnalysis & Pick<AnalysisRow, 'id' | 'status' | 'scanType' | 'error' | 'createdAt' | 'completedAt'>;
+
+export interface ScanDetailRows {
+  scan: ScanRow;
+  patient: Pick<ScanPatient, 'id' | 'patientId' | 'name'>;
+  /** Every analysis, oldest first. */
+  history: DetailAnalysis[];
+  /** Every review, oldest first. */
+  reviews: LatestReview[];
+  annotations: AnnotationRow[];
+  doctor: { id: string; name: string; email: string } | null;
+}
+
+/** JSON's timestamps are strings; the rows the views take carry Dates. */
+const toDate = (v: string | null): Date | null => (v === null ? null : new Date(v));
+
+/**
+ * GET /api/scans/:id in one statement: the scan and its patient (access/'s rule), with its
+ * analyses, reviews, annotations and doctor as JSON arrays beside it. Five statements before,
+ * four of them in parallel on as many pool connections (and one after another on PGlite).
+ */
+function detailStatement(db: DbOrTx, role: Viewer['role']) {
+  const a = analyses;
+  const history = sql<unknown[]>`(select coalesce(json_agg(json_build_object(
+      'id', ${a.id}, 'scanId', ${a.scanId}, 'status', ${a.status}, 'scanType', ${a.scanType},
+      'modelId', ${a.modelId}, 'modelVersion', ${a.modelVersion}, 'result', ${a.result},
+      'heatmapKey', ${a.heatmapKey}, 'hotRegion', ${a.hotRegion}, 'refusalReason', ${a.refusalReason},
+      'error', ${a.error}, 'createdAt', ${a.createdAt}, 'completedAt', ${a.completedAt}
+    ) order by ${a.createdAt}, ${a.id}), '[]') from ${a} where ${a.scanId} = ${scans.id})`;
+  const r = scanReviews;
+  const reviews = sql<unknown[]>`(select coalesce(json_agg(json_build_object(
+      'id', ${r.id}, 'scanId', ${r.scanId}, 'analysisId', ${r.analysisId}, 'status', ${r.status},
+      'result', ${r.result}, 'reviewedAt', ${r.reviewedAt},
+      'reviewerId', ${users.id}, 'reviewerName', ${users.name}, 'reviewerEmail', ${users.email}
+    ) order by ${r.reviewedAt}, ${r.id}), '[]') from ${r} left join ${users} on ${users.id} = ${r.reviewedBy} where ${r.scanId} = ${scans.id})`;
+  const n = annotations;
+  const notes = sql<unknown[]>`(select coalesce(json_agg(json_build_object(
+      'id', ${n.id}, 'x', ${n.x}, 'y', ${n.y}, 'text', ${n.text}, 'createdAt', ${n.createdAt},
+      'authorId', ${users.id}, 'authorName', ${users.name}
+    ) order by ${n.createdAt}, ${n.id}), '[]') from ${n} left join ${users} on ${users.id} = ${n.createdBy} where ${n.scanId} = ${scans.id})`;
+  const doctor = sql<unknown>`(select json_build_object('id', ${users.id}, 'name', ${users.name}, 'email', ${users.email}) from ${users} where ${users.id} = ${scans.doctorId})`;
+  return db
+    .select({
+      scan: scans,
+      patient: { id: patients.id, patientId: patients.patientId, name: patients.name },
+      history,
+      reviews,
+      annotations: notes,
+      doctor,
+    })
+    .from(scans)
+    .innerJoin(patients, eq(patients.id, scans.patientId))
+    .where(and(sql`${scans.id} = ${sql.placeholder('scanId')}`, patientVisibleTo({ role, id: p.viewerId }, scans.patientId)))
+    .prepare(`scan_detail_${role}`);
+}
+
+const detailStatements = {
+  admin: preparedPerDb((db) => detailStatement(db, 'admin')),
+  doctor: preparedPerDb((db) => detailStatement(db, 'doctor')),
+};
+
+type Json<T> = { [K in keyof T]: T[K] extends Date ? string : T[K] extends Date | null ? string | null : T[K] };
+
+/** Everything GET /api/scans/:id shows of a scan the viewer may see (`scanId` a UUID); null when not theirs or not there. */
+export async function visibleScanDetail(db: DbOrTx, viewer: Viewer, scanId: string): Promise<ScanDetailRows | null> {
+  const [row] = await detailStatements[viewer.role](db).execute({ scanId, viewerId: viewer.id });
+  if (!row) return null;
+  return {
+    scan: row.scan,
+    patient: row.patient,
+    history: (row.history as Json<DetailAnalysis>[]).map((h) => ({ ...h, createdAt: new Date(h.createdAt), completedAt: toDate(h.completedAt) })),
+    reviews: (row.reviews as Json<ReviewFieldsRow>[]).map((v) => toReview({ ...v, reviewedAt: new Date(v.reviewedAt) })),
+    annotations: (row.annotations as Json<AnnotationRow>[]).map((v) => ({ ...v, createdAt: new Date(v.createdAt) })),
+    doctor: row.doctor as ScanDetailRows['doctor'],
+  };
+}
+
 /**
  * A new scan with its first analysis row, in one statement (one round trip of an upload): the
  * analysis is inserted by a data-modifying CTE, its foreign key checked at the statement's end.
@@ -362,21 +440,6 @@ export async function latestReviews(db: DbOrTx, scanIds: string[]): Promise<Map<
   return out;
 }
 
-const reviewsOfScan = preparedPerDb((db) =>
-  db
-    .select(reviewColumns)
-    .from(scanReviews)
-    .leftJoin(users, eq(users.id, scanReviews.reviewedBy))
-    .where(eq(scanReviews.scanId, sql.placeholder('scanId')))
-    .orderBy(asc(scanReviews.reviewedAt), asc(scanReviews.id))
-    .prepare('scan_reviews_of'),
-);
-
-/** Every review of a scan, oldest first: who said what, when, about which analysis. */
-export async function reviewsOf(db: DbOrTx, scanId: string): Promise<LatestReview[]> {
-  return (await reviewsOfScan(db).execute({ scanId })).map(toReview);
-}
-
 /** Analyses by id (the current ones and those the standing reviews judged). */
 export async function analysesById(db: DbOrTx, ids: (string | null | undefined)[]): Promise<Map<string, AnalysisRow>> {
   const wanted = [...new Set(ids.filter((id): id is string => typeof id === 'string'))];
@@ -389,20 +452,6 @@ export async function analysesById(db: DbOrTx, ids: (string | null | undefined)[
 /** Moves the scan's updatedAt: a review or an annotation changed what the scan shows. */
 export async function touchScan(db: DbOrTx, id: string): Promise<ScanRow> {
   return updateScanRow(db, id, {});
-}
-
-const analysesOfScan = preparedPerDb((db) =>
-  db
-    .select()
-    .from(analyses)
-    .where(eq(analyses.scanId, sql.placeholder('scanId')))
-    .orderBy(asc(analyses.createdAt), asc(analyses.id))
-    .prepare('scan_analyses_of'),
-);
-
-/** Every analysis of a scan, oldest first: the scan's analysis history. */
-export async function analysesOf(db: DbOrTx, scanId: string): Promise<AnalysisRow[]> {
-  return analysesOfScan(db).execute({ scanId });
 }
 
 export async function insertReview(db: DbOrTx, values: typeof scanReviews.$inferInsert): Promise<void> {
@@ -450,17 +499,4 @@ export async function latestReportId(db: DbOrTx, scanId: string): Promise<string
     .orderBy(desc(reports.createdAt), desc(reports.id))
     .limit(1);
   return row?.id ?? null;
-}
-
-const userRef = preparedPerDb((db) =>
-  db
-    .select({ id: users.id, name: users.name, email: users.email })
-    .from(users)
-    .where(eq(users.id, sql.placeholder('id')))
-    .prepare('scan_user_ref'),
-);
-
-export async function findUserRef(db: DbOrTx, id: string) {
-  const [row] = await userRef(db).execute({ id });
-  return row ?? null;
 }

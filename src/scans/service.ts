@@ -19,7 +19,6 @@ import { isUniqueViolation } from '../platform/db/errors.js';
 import type { Storage } from '../platform/storage/index.js';
 import * as repo from './repository.js';
 import { removeScanFiles, scanFilesPrefix } from './stored-files.js';
-import type { ScanWithPatient } from './repository.js';
 import type { AnnotationBody, ListScansQuery, ReviewBody } from './schemas.js';
 import type { UploadForm } from './upload.js';
 import {
@@ -322,26 +321,19 @@ export async function listScans(
   };
 }
 
-async function detail(db: Db, found: ScanWithPatient, links: FileLinks) {
-  const { scan } = found;
-  const [history, reviews, annotations, doctor] = await Promise.all([
-    repo.analysesOf(db, scan.id),
-    repo.reviewsOf(db, scan.id),
-    repo.annotationsOf(db, scan.id),
-    scan.doctorId ? repo.findUserRef(db, scan.doctorId) : Promise.resolve(null),
-  ]);
+/** GET /api/scans/:id's answer: one statement (repository's visibleScanDetail), 404 when not the viewer's. */
+async function detail(db: Db, viewer: Viewer, id: string, links: FileLinks) {
+  const found = isUuid(id) ? await repo.visibleScanDetail(db, viewer, id) : null;
+  if (!found) throw notFound('Scan');
+  const { scan, history, reviews } = found;
   const analysis = history.find((a) => a.id === scan.currentAnalysisId) ?? null;
   const review = reviews.at(-1) ?? null;
   const reviewedAnalysis = review ? (history.find((a) => a.id === review.analysisId) ?? null) : null;
-  return scanDetailView(
-    { ...found, analysis, review, reviewedAnalysis, annotations, doctor, history, reviews },
-    links,
-  );
+  return scanDetailView({ ...found, analysis, review, reviewedAnalysis }, links);
 }
 
 export async function getScan(db: Db, { viewer, id, links }: { viewer: Viewer; id: string; links: FileLinks }) {
-  const found = await requireVisibleScan(db, viewer, id);
-  return detail(db, found, links);
+  return detail(db, viewer, id, links);
 }
 
 export async function scanStatus(
@@ -480,9 +472,9 @@ export async function reviewScan(
       scan.id,
       changesStatus ? { status: body.status, ...(body.status === 'failed' ? {} : { failureReason: null }) } : {},
     );
-    return { ...found, scan: updated };
+    return updated;
   });
-  return detail(db, reviewed, links);
+  return detail(db, viewer, reviewed.id, links);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@
  */
 import type { UrlSigner } from '../platform/signing.js';
 import { SCAN_TYPE_IDS, scanTypeSpec, type ResultView, type ReviewedFinding } from '../scan-types/index.js';
-import type { AnalysisRow, AnnotationRow, LatestReview, ScanPatient, ScanRow } from './repository.js';
+import type { AnalysisRow, AnnotationRow, DetailAnalysis, LatestReview, ScanPatient, ScanRow } from './repository.js';
 
 /** Builds signed and expiring links to stored files. */
 export interface FileLinks {
@@ -165,7 +165,7 @@ export function annotationView(a: AnnotationRow) {
 const dicomString = (info: Record<string, unknown> | null, key: string) => (info ? str(info[key]) : null);
 
 /** Every analysis of the scan, oldest first: re-analysis never loses an earlier answer. */
-function analysisHistoryView(rows: AnalysisRow[], links: FileLinks) {
+function analysisHistoryView(rows: DetailAnalysis[], links: FileLinks) {
   return rows.map((a) => ({
     _id: a.id,
     status: a.status,
@@ -182,11 +182,11 @@ function analysisHistoryView(rows: AnalysisRow[], links: FileLinks) {
 export function scanDetailView(
   input: ScanViewInput & {
     scan: ScanRow;
-    patient: ScanPatient;
-    analysis?: AnalysisRow | null;
+    patient: Pick<ScanPatient, 'id' | 'patientId' | 'name'>;
+    analysis?: DetailAnalysis | null;
     doctor: { id: string; name: string; email: string } | null;
     annotations: AnnotationRow[];
-    history: AnalysisRow[];
+    history: DetailAnalysis[];
     reviews: LatestReview[];
   },
   links: FileLinks,

@@ -7,6 +7,7 @@
  */
 import type { Static, TObject } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { createRequire } from 'node:module';
 import PgBoss from 'pg-boss';
 import pg from 'pg';
 import type { Logger } from 'pino';
@@ -139,7 +140,7 @@ export async function openQueue(
         }
       : database.executor,
   );
-  const boss = new PgBoss({ db: counted.executor, ...common });
+  const boss = new PgBoss({ db: settledOutcomes(counted.executor, opts.log), ...common });
   boss.on('error', (err: Error) => opts.log.error({ err }, 'queue error'));
   await boss.start();
   const registered = new Map<string, JobDefinition>();
@@ -264,6 +265,40 @@ export async function openQueue(
       await boss.stop({ graceful: true, wait: true, timeout: 20_000, close: false });
       await counted.drained(handlers, 10_000);
       await pool?.end();
+    },
+  };
+}
+
+// pg-boss's own SQL texts, built as its manager builds them (schema `pgboss`, the default).
+const bossPlans = createRequire(import.meta.url)('pg-boss/src/plans.js') as {
+  completeJobs(schema: string): string;
+  failJobsById(schema: string): string;
+};
+const UNAWAITED = new Map([
+  [bossPlans.completeJobs('pgboss'), 'complete'],
+  [bossPlans.failJobsById('pgboss'), 'fail'],
+]);
+
+/**
+ * pg-boss 10 records a job's outcome without awaiting it (`manager.work` calls `this.complete`
+ * and `this.fail` and drops their promises), so a database outage at that moment was an
+ * unhandled rejection that ended the worker process: both workers of the fault test
+ * (test/deployment/faults.test.ts) died of it during a PostgreSQL restart. Those two
+ * statements' errors are logged here (scrubbed) and answered as "nothing changed": the job
+ * stays active, and pg-boss's maintenance retries it once it expires, which every handler is
+ * safe for (analyses name their try; a webhook is re-sent under the same webhook-id).
+ */
+export function settledOutcomes(inner: SqlExecutor, log: Logger): SqlExecutor {
+  return {
+    async executeSql(text, values) {
+      const outcome = UNAWAITED.get(text);
+      if (outcome === undefined) return inner.executeSql(text, values);
+      try {
+        return await inner.executeSql(text, values);
+      } catch (err) {
+        log.warn({ err: scrubError(err), outcome }, 'could not record a job outcome; the job is retried when it expires');
+        return { rows: [{ count: '0' }] };
+      }
     },
   };
 }

@@ -90,16 +90,11 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
     payload: AnalyzeScanPayloadSchema,
     async handler({ scanId, analysisId }, { attempt, log, enqueuedAt }) {
       const handlerStart = Date.now();
-      const scan = await repo.findScanForAnalysis(db, scanId);
-      if (!scan) {
-        log.info('scan deleted before it was analysed; nothing to do');
-        return;
-      }
       // Every write below names this try: if the job expired while this worker stalled and a
       // retry took over, whatever this try still writes is ignored.
-      const analysis = await repo.claimAnalysis(db, analysisId, attempt, STAGE_PROGRESS.decode);
-      if (!analysis) {
-        log.info('analysis already finished or deleted; skipping');
+      const claimed = await repo.claimAnalysis(db, analysisId, attempt, STAGE_PROGRESS.decode);
+      if (!claimed) {
+        log.info('analysis already finished, or deleted with its scan; skipping');
         return;
       }
       const started = Date.now();
@@ -119,7 +114,7 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
         routedType?: string | null,
       ) => {
         const end = Date.now();
-        const scanType = analysis.scanType ?? routedType ?? 'unrouted';
+        const scanType = claimed.scanType ?? routedType ?? 'unrouted';
         deps.metrics?.analysisDuration.observe({ model: model?.id ?? 'none', outcome }, (end - started) / 1000);
         if (outcome === 'refused') deps.metrics?.analysisRefusals.inc({ scan_type: scanType });
         log.info(
@@ -146,27 +141,27 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
         );
       };
       const fail = async (reason: string, refused: boolean) => {
-        await failAnalysis(db, events, { analysisId, scanId, patientId: scan.patientId, reason, refused, attempt });
+        await failAnalysis(db, events, { analysisId, scanId, patientId: claimed.patientId, reason, refused, attempt });
         if (!refused) finished('failed', null);
       };
 
       try {
         // The claim above already shows `decode`.
         marks.decode = started;
-        const png = await storage.get(scan.imageKey);
+        const png = await storage.get(claimed.imageKey);
         marks.loaded = Date.now();
-        const output = await analyzer.analyze(analysis.scanType, png, setStage, { dicom: scan.dicom });
+        const output = await analyzer.analyze(claimed.scanType, png, setStage, { dicom: claimed.dicom });
         if (output.refused) {
           await progress.settle();
           await failAnalysis(db, events, {
             analysisId,
             scanId,
-            patientId: scan.patientId,
+            patientId: claimed.patientId,
             reason: output.reason,
             refused: true,
             attempt,
             // A declared type stays; a routed one is only kept when the model accepted it.
-            ...(analysis.scanType === null && output.scanType ? { scanType: output.scanType } : {}),
+            ...(claimed.scanType === null && output.scanType ? { scanType: output.scanType } : {}),
           });
           finished('refused', output.model, output.scanType);
           return;
@@ -184,7 +179,7 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
               status: 'completed',
               stage: 'saving',
               progress: 100,
-              ...(analysis.scanType === null && output.scanType ? { scanType: output.scanType } : {}),
+              ...(claimed.scanType === null && output.scanType ? { scanType: output.scanType } : {}),
               modelId: output.model.id,
               modelVersion: output.model.version,
               result: output.result,
@@ -202,7 +197,7 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
             failureReason: null,
             ...(output.scanType ? { scanType: output.scanType } : {}),
           });
-          await events.publish(tx, { type: 'scan.analyzed', scanId, patientId: scan.patientId, status: 'completed' });
+          await events.publish(tx, { type: 'scan.analyzed', scanId, patientId: claimed.patientId, status: 'completed' });
           return true;
         });
         if (saved) finished('completed', output.model, output.scanType);

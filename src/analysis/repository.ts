@@ -39,11 +39,12 @@ const UNFINISHED = ['queued', 'active'] as const;
 
 /**
  * Takes an unfinished analysis for one try of its job: marks it active, records the try and
- * shows its first stage (`decode` at `progress`), all in one statement. Progress never moves
- * back: a retry of an analysis that had got further keeps its stage until it passes it.
- * Returns null when it finished already (a retry of a job whose first run got through).
+ * shows its first stage (`decode` at `progress`), and reads what the analysis needs of its
+ * scan, all in one statement. Progress never moves back: a retry of an analysis that had got
+ * further keeps its stage until it passes it. Returns null when it finished already (a retry
+ * of a job whose first run got through) or is gone with its scan.
  */
-export async function claimAnalysis(db: DbOrTx, id: string, attempt: number, progress: number): Promise<AnalysisRow | null> {
+export async function claimAnalysis(db: DbOrTx, id: string, attempt: number, progress: number) {
   const [row] = await db
     .update(analyses)
     .set({
@@ -53,8 +54,14 @@ export async function claimAnalysis(db: DbOrTx, id: string, attempt: number, pro
       stage: sql`case when ${analyses.progress} < ${progress} then 'decode' else ${analyses.stage} end`,
       progress: sql`greatest(${analyses.progress}, ${progress})`,
     })
-    .where(and(eq(analyses.id, id), inArray(analyses.status, [...UNFINISHED])))
-    .returning();
+    .from(scans)
+    .where(and(eq(analyses.id, id), eq(scans.id, analyses.scanId), inArray(analyses.status, [...UNFINISHED])))
+    .returning({
+      scanType: analyses.scanType,
+      patientId: scans.patientId,
+      imageKey: scans.imageKey,
+      dicom: scans.dicom,
+    });
   return row ?? null;
 }
 

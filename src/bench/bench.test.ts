@@ -8,6 +8,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { REPO_ROOT } from '../platform/config.js';
+import { DEFAULT_POSTGRES_URL, databasesToMeasure } from './support.js';
 
 const run = promisify(execFile);
 
@@ -34,4 +35,10 @@ test('bench:ingest uploads generated DICOM files (Orthanc off)', async () => {
 test('bench:pipeline in idle mode analyses scans one at a time', async () => {
   const out = await bench('src/analysis/bench-cli.ts', ['--db', 'pglite', '--mode', 'idle', '--scans', '2']);
   assert.match(out, /pglite, idle, one scan at a time: 2 scans, upload response p50 \d+ ms, upload-to-completed p50 \d+ ms/);
+});
+
+test('bench:pipeline --workers 1 analyses a burst with an API process and a worker process', async (t) => {
+  if (!(await databasesToMeasure('postgres', DEFAULT_POSTGRES_URL)).length) return t.skip('PostgreSQL is not reachable');
+  const out = await bench('src/analysis/bench-cli.ts', ['--db', 'postgres', '--workers', '1', '--scans', '4']);
+  assert.match(out, /postgres \(API process \+ 1 worker process\): 4 scans in [\d.]+ s .*failed 0/);
 });

@@ -53,6 +53,9 @@ def parse_args():
     p.add_argument("--input-norm", choices=["none", "per-image"], default="none",
                    help="per-image: standardise each image to zero mean and unit variance inside the network")
     p.add_argument("--label-smoothing", type=float, default=0.05)
+    p.add_argument("--mixup", type=float, default=0.0,
+                   help="alpha of mixup (blend each batch with a shuffled copy of itself, Beta(alpha, alpha) "
+                        "weights, loss blended alike); 0: off")
     p.add_argument("--init-from", help="start from the weights of an exported ONNX model (read back as ml/parity.py "
                                       "does); with --epochs 0 it only re-calibrates and re-exports them")
     p.add_argument("--ood-quantile", type=float, default=0.995,
@@ -254,6 +257,7 @@ def main():
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, epochs=max(1, args.epochs),
                                                 steps_per_epoch=steps_per_epoch, pct_start=0.2)
     gen = torch.Generator().manual_seed(args.seed)
+    mix_rng = np.random.default_rng(args.seed)
     average = WeightAverage(model, args.ema) if args.ema > 0 else None
     # The network that is validated each epoch: the weight average, or the model itself.
     evaluated = ImagemedixNet(len(labels), width=args.width, input_norm=args.input_norm == "per-image").to(device) if average else model
@@ -271,8 +275,19 @@ def main():
             if args.augment == "scanner":
                 x = augment_scanner(x, gen)
             y = y_train[idx].to(device)
-            logits, _, _ = model(x)
-            loss = F.cross_entropy(logits, y, weight=class_weights, label_smoothing=args.label_smoothing)
+            if args.mixup > 0:
+                # Mixup: the network sees blends and must answer in proportion, which softens
+                # over-confident decision edges (the calibration gap on external/).
+                lam = float(mix_rng.beta(args.mixup, args.mixup))
+                partner = torch.randperm(len(idx), generator=gen)
+                x = lam * x + (1 - lam) * x[partner]
+                logits, _, _ = model(x)
+                loss = (lam * F.cross_entropy(logits, y, weight=class_weights, label_smoothing=args.label_smoothing)
+                        + (1 - lam) * F.cross_entropy(logits, y[partner], weight=class_weights,
+                                                      label_smoothing=args.label_smoothing))
+            else:
+                logits, _, _ = model(x)
+                loss = F.cross_entropy(logits, y, weight=class_weights, label_smoothing=args.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -398,6 +413,7 @@ def main():
                           "crop/zoom 20% with 10% shift" if args.augment == "scanner" else ""),
                        "selection": args.select,
                        "classBalancing": "inverse-frequency class weights", "labelSmoothing": args.label_smoothing,
+                       "mixup": args.mixup or None,
                        "inputNorm": args.input_norm,
                        "weightAverage": args.ema or None, "flipTTA": tta,
                        "seed": args.seed, "torch": torch.__version__, "device": str(device)},

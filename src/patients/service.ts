@@ -83,8 +83,21 @@ export async function listPatients(
 }
 
 /** What a patient's record is made of besides its row: doctors, history, notes and scans. */
-function recordParts(db: DbOrTx, patientId: string) {
+function recordParts(db: Db, patientId: string) {
   return Promise.all([repo.assignedDoctors(db, [patientId]), repo.historyOf(db, patientId), repo.notesOf(db, patientId), repo.scansOf(db, patientId)]);
+}
+
+/**
+ * The same parts read inside a transaction: one after another, since a transaction is one
+ * connection, which runs one query at a time (pg warns that queueing them on a busy client is
+ * deprecated, and a later pg refuses it).
+ */
+async function recordPartsInTransaction(tx: DbOrTx, patientId: string) {
+  const doctors = await repo.assignedDoctors(tx, [patientId]);
+  const history = await repo.historyOf(tx, patientId);
+  const notes = await repo.notesOf(tx, patientId);
+  const scans = await repo.scansOf(tx, patientId);
+  return [doctors, history, notes, scans] as const;
 }
 
 export async function getPatient(db: Db, { viewer, id }: { viewer: Viewer; id: string }) {
@@ -105,8 +118,8 @@ export async function getPatient(db: Db, { viewer, id }: { viewer: Viewer; id: s
 }
 
 /** The record as the API document shows it after create and update (doctors by id). */
-async function patientRecord(db: DbOrTx, p: PatientRow) {
-  const [doctors, history, notes, scans] = await recordParts(db, p.id);
+async function patientRecord(tx: DbOrTx, p: PatientRow) {
+  const [doctors, history, notes, scans] = await recordPartsInTransaction(tx, p.id);
   return {
     ...core(p),
     assignedDoctors: (doctors.get(p.id) ?? []).map((d) => d._id),

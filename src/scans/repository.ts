@@ -2,6 +2,7 @@ import { and, asc, desc, eq, inArray, sql, type SQL } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/pg-core';
 import { patientVisibleTo, type ScanPatient, type ScanRow, type Viewer } from '../access/index.js';
 import { preparedPerDb, type DbOrTx } from '../platform/db/index.js';
+import { createReadCache } from '../platform/db/read-cache.js';
 import type { NewAnalysisRow } from '../analysis/types.js';
 import type { ListedScan, ShownAnalysis } from './view.js';
 import { analyses, annotations, patientDoctors, patients, reports, scanReviews, scans, users } from '../platform/db/schema.js';
@@ -188,11 +189,20 @@ function listStatements(db: DbOrTx, shape: ListShape) {
 /** The list statements of each shape used so far. */
 const listStatementsOf = preparedPerDb(() => new Map<string, ReturnType<typeof listStatements>>());
 
-export async function listVisibleScans(
-  db: DbOrTx,
-  viewer: Viewer,
-  filter: ScanListFilter,
-): Promise<{ rows: ScanListRow[]; total: number }> {
+/**
+ * List pages already read, on an embedded database (PGlite: one process, every write through
+ * it) until anything is written: see platform/db/read-cache.ts. Keyed by the viewer (id and
+ * role: the access rule the page applied) and the whole filter.
+ */
+const listPages = createReadCache<{ rows: ScanListRow[]; total: number }>();
+
+/** The scans of one list page the viewer may see, newest first, and how many match in all. */
+export function listVisibleScans(db: DbOrTx, viewer: Viewer, filter: ScanListFilter): Promise<{ rows: ScanListRow[]; total: number }> {
+  const key = JSON.stringify([viewer.role, viewer.id, filter.page, filter.limit, filter.status, filter.scanType, filter.patientRowId, filter.from, filter.until]);
+  return listPages(db, key, () => readListPage(db, viewer, filter));
+}
+
+async function readListPage(db: DbOrTx, viewer: Viewer, filter: ScanListFilter): Promise<{ rows: ScanListRow[]; total: number }> {
   const admin = viewer.role === 'admin';
   const shape: ListShape = { admin, ...filter };
   const shapeKey = `${admin}${[filter.status, filter.scanType, filter.patientRowId, filter.from, filter.until].map((v) => (v === undefined ? 0 : 1)).join('')}`;

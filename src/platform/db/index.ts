@@ -14,6 +14,8 @@ import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import pg from 'pg';
 import { listenOnServer } from './listen.js';
+import { withNamedStatements } from './pglite-statements.js';
+import { trackWrites, type WriteGeneration } from './write-generation.js';
 import * as schema from './schema.js';
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -32,6 +34,16 @@ export function preparedPerDb<T>(build: (db: DbOrTx) => T): (db: DbOrTx) => T {
     if (statement === undefined) byDb.set(db, (statement = build(db)));
     return statement;
   };
+}
+
+const writeGenerations = new WeakMap<object, WriteGeneration>();
+
+/**
+ * The write generation of an embedded database's handle (not of a transaction): what exact
+ * read caches key on. Undefined on a PostgreSQL server, where other processes write too.
+ */
+export function writeGenerationOf(db: DbOrTx): WriteGeneration | undefined {
+  return writeGenerations.get(db);
 }
 
 /** The raw SQL surface pg-boss needs (its `db` option). */
@@ -164,26 +176,32 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
   }
   const client = dir ? new PGlite(dir) : new PGlite();
   await client.waitReady;
-  const db = drizzlePglite(client, { schema }) as unknown as Db;
   await migratePglite(drizzlePglite(client), { migrationsFolder: MIGRATIONS });
+  // Statements run again are named, so PGlite plans them once (see pglite-statements.ts), and
+  // every statement after the migrations moves the write generation read caches key on.
+  const tracked = trackWrites(withNamedStatements(client));
+  const db = drizzlePglite(tracked.client, { schema }) as unknown as Db;
+  writeGenerations.set(db, tracked.generation);
   return {
     kind: 'pglite',
     db,
     connectionString: null,
     executor: {
       async executeSql(text, values) {
-        if (values && values.length > 0) {
-          const r = await client.query(text, values);
-          return { rows: r.rows };
-        }
-        // pg-boss sends multi-statement scripts (its own migrations) without parameters.
-        const results = await client.exec(text);
-        return { rows: results.at(-1)?.rows ?? [] };
+        return tracked.writing(async () => {
+          if (values && values.length > 0) {
+            const r = await tracked.client.query(text, values);
+            return { rows: r.rows };
+          }
+          // pg-boss sends multi-statement scripts (its own migrations) without parameters.
+          const results = await tracked.client.exec(text);
+          return { rows: results.at(-1)?.rows ?? [] };
+        });
       },
     },
     async listen(channel, { onNotify }) {
       // One embedded instance, one process: its notifications arrive when a commit returns.
-      const unlisten = await client.listen(channel, onNotify);
+      const unlisten = await tracked.client.listen(channel, onNotify);
       return () => unlisten();
     },
     async ping() {

@@ -1,0 +1,94 @@
+/**
+ * The list's pages kept in memory on PGlite (repository.ts, platform/db/read-cache.ts): a kept
+ * page must never show a scan its viewer may no longer see, nor a status that has changed.
+ * Runs on PostgreSQL too, where nothing is kept: the answers must be the same.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { eq, inArray } from 'drizzle-orm';
+import { scans } from '../platform/db/schema.js';
+import { writeGenerationOf } from '../platform/db/index.js';
+import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
+import { databaseKinds } from '../../test/helpers/db.js';
+import { seedScans } from '../bench/seed.js';
+
+interface ListAnswer {
+  scans: { _id: string; status: string; patientId: string }[];
+  totalScans: number;
+}
+
+for (const kind of await databaseKinds()) {
+  describe(`kept list pages follow every change (${kind})`, () => {
+    let t: TestApp;
+    let admin: TestUser;
+    let doctor: TestUser;
+    let other: TestUser;
+    let prefix: string;
+
+    before(async () => {
+      t = await createTestApp(kind);
+      [admin, doctor, other] = await Promise.all([t.user({ role: 'admin' }), t.user(), t.user()]);
+      prefix = `${uniqueId('KEPT')}-`;
+      await seedScans(t.database.db, { doctorId: doctor.id, patients: 3, scans: 12, patientPrefix: prefix });
+    });
+    after(() => t.close());
+
+    const list = async (user: TestUser, query = 'limit=50') => {
+      const res = await t.app.inject({ url: `/api/scans?${query}`, headers: user.auth });
+      assert.equal(res.statusCode, 200, res.body);
+      return res.json<ListAnswer>();
+    };
+
+    test('pages are kept only where the database has a write generation (PGlite)', () => {
+      assert.equal(writeGenerationOf(t.database.db) !== undefined, kind === 'pglite');
+    });
+
+    test('another viewer never gets a page kept for someone else', async () => {
+      assert.equal((await list(doctor)).totalScans, 12);
+      assert.equal((await list(doctor)).totalScans, 12);
+      const theirs = await list(other);
+      assert.equal(theirs.totalScans, 0);
+      assert.deepEqual(theirs.scans, []);
+      assert.ok((await list(admin)).totalScans >= 12);
+    });
+
+    test('a status changed by a statement or in a transaction shows on the next page', async () => {
+      const [first] = (await list(doctor)).scans;
+      await t.database.db.update(scans).set({ status: 'failed', failureReason: 'kept-test' }).where(eq(scans.id, first!._id));
+      assert.equal((await list(doctor)).scans.find((s) => s._id === first!._id)?.status, 'failed');
+      await t.database.db.transaction(async (tx) => {
+        await tx.update(scans).set({ status: 'completed', failureReason: null }).where(eq(scans.id, first!._id));
+      });
+      assert.equal((await list(doctor)).scans.find((s) => s._id === first!._id)?.status, 'completed');
+    });
+
+    test('a read in flight when a write starts is not kept past it', async () => {
+      const [first] = (await list(doctor)).scans;
+      const before = list(doctor);
+      const write = t.database.db.update(scans).set({ status: 'pending' }).where(eq(scans.id, first!._id));
+      await Promise.all([before, write]);
+      assert.equal((await list(doctor)).scans.find((s) => s._id === first!._id)?.status, 'pending');
+    });
+
+    test('assigning and un-assigning a patient shows at once in both doctors\' lists', async () => {
+      const patientId = `${prefix}1`;
+      const mine = (await list(doctor)).scans.filter((s) => s.patientId === patientId);
+      assert.equal(mine.length, 4);
+      assert.equal((await list(other)).totalScans, 0);
+      const assign = await t.app.inject({ method: 'POST', url: `/api/patients/${patientId}/assign-doctor`, headers: admin.auth, payload: { doctorId: other.id } });
+      assert.equal(assign.statusCode, 200, assign.body);
+      assert.deepEqual((await list(other)).scans.map((s) => s._id).sort(), mine.map((s) => s._id).sort());
+      const unassign = await t.app.inject({ method: 'DELETE', url: `/api/patients/${patientId}/assign-doctor/${doctor.id}`, headers: admin.auth });
+      assert.equal(unassign.statusCode, 200, unassign.body);
+      const after = await list(doctor);
+      assert.equal(after.totalScans, 8);
+      assert.ok(after.scans.every((s) => s.patientId !== patientId));
+      // And a scan deleted outright leaves the page of the doctor who still sees the rest.
+      const gone = after.scans.slice(0, 2).map((s) => s._id);
+      await t.database.db.delete(scans).where(inArray(scans.id, gone));
+      const later = await list(doctor);
+      assert.equal(later.totalScans, 6);
+      assert.ok(later.scans.every((s) => !gone.includes(s._id)));
+    });
+  });
+}

@@ -20,6 +20,7 @@ import { createTokenService } from './auth/tokens.js';
 import { createUserCache } from './auth/user-cache.js';
 import type { AppContext } from './context.js';
 import { createImageDecoder, type ImageDecoder } from './imaging/decoder.js';
+import { createScanRenditions } from './scans/renditions.js';
 import type { Config } from './platform/config.js';
 import type { Database } from './platform/db/index.js';
 import { createMetrics, pgBossQueueStats, type Metrics } from './platform/metrics/index.js';
@@ -117,10 +118,16 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
       return onnx.analyze(scanType, png, onStage, context);
     },
   };
+  const imaging = createImageDecoder({
+    timeoutMs: config.decodeTimeoutMs,
+    // The decoder's own words only, never the file: a bug report without patient data.
+    onInternalError: (message) => log.error({ decoderError: message }, 'image decoder failed unexpectedly'),
+  });
   const analyzeJob = analyzeScanJob({
     db: database.db,
     storage,
     analyzer: lazyAnalyzer,
+    renditions: createScanRenditions({ storage, imaging, maxPixels: config.maxImagePixels }),
     events,
     metrics,
     expireInSeconds: opts.analysisExpireInSeconds ?? config.worker.analysisTimeoutSeconds,
@@ -129,11 +136,6 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
   // partition per queue: DDL that deadlocks when two processes run it at once).
   await database.withStartupLock(() => queue.register(JOB_NAMES, [analyzeJob, deliveryJob]));
   const analysis = createAnalysisQueue(database.db, queue, analyzeJob);
-  const imaging = createImageDecoder({
-    timeoutMs: config.decodeTimeoutMs,
-    // The decoder's own words only, never the file: a bug report without patient data.
-    onInternalError: (message) => log.error({ decoderError: message }, 'image decoder failed unexpectedly'),
-  });
   // Rate-limit counters shared by every API process (REDIS_URL); without it, per process.
   const redis = config.redisUrl ? new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }) : null;
   redis?.on('error', (err: Error) => log.warn({ err: err.message }, 'redis unavailable for rate limits'));

@@ -12,6 +12,8 @@ import { PermanentJobError, type JobDefinition } from '../platform/queue/index.j
 import type { Metrics } from '../platform/metrics/index.js';
 import type { Storage } from '../platform/storage/index.js';
 import type { EventPublisher } from '../webhooks/types.js';
+import { ImageDecodeError } from '../imaging/errors.js';
+import type { ScanRenditions } from '../scans/renditions.js';
 import { ANALYZE_SCAN_JOB } from './job-name.js';
 import { failAnalysis } from './outcome.js';
 import { throttledProgress } from './progress.js';
@@ -69,6 +71,8 @@ export interface AnalyzeJobDeps {
   db: Db;
   storage: Storage;
   analyzer: Analyzer;
+  /** The scan's display image, rendered from its original when the upload stored none. */
+  renditions: ScanRenditions;
   events: EventPublisher;
   /** Analysis duration by model and outcome, refusals by scan type. */
   metrics?: Pick<Metrics, 'analysisDuration' | 'analysisRefusals'>;
@@ -78,8 +82,18 @@ export interface AnalyzeJobDeps {
 
 const RETRY_LIMIT = 3;
 
+/** The display image; a file that cannot be decoded fails its analysis for good, saying why. */
+async function displayImage(renditions: ScanRenditions, scan: Parameters<ScanRenditions['read']>[0]): Promise<Buffer> {
+  try {
+    return await renditions.read(scan, 'image');
+  } catch (err) {
+    if (err instanceof ImageDecodeError) throw new PermanentJobError(`The image could not be decoded: ${err.message}`);
+    throw err;
+  }
+}
+
 export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof AnalyzeScanPayloadSchema> {
-  const { db, storage, analyzer, events } = deps;
+  const { db, storage, analyzer, events, renditions } = deps;
 
   return {
     name: ANALYZE_SCAN_JOB,
@@ -148,7 +162,7 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
       try {
         // The claim above already shows `decode`.
         marks.decode = started;
-        const png = await storage.get(claimed.imageKey);
+        const png = await displayImage(renditions, claimed);
         marks.loaded = Date.now();
         const output = await analyzer.analyze(claimed.scanType, png, setStage, { dicom: claimed.dicom });
         if (output.refused) {

@@ -59,7 +59,10 @@ export async function claimAnalysis(db: DbOrTx, id: string, attempt: number, pro
     .returning({
       scanType: analyses.scanType,
       patientId: scans.patientId,
+      id: scans.id,
+      originalKey: scans.originalKey,
       imageKey: scans.imageKey,
+      thumbnailKey: scans.thumbnailKey,
       dicom: scans.dicom,
     });
   return row ?? null;

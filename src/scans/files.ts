@@ -10,7 +10,8 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AppContext, Feature } from '../context.js';
 import { bearerToken } from '../auth/hooks.js';
-import { requireVisibleScan, type Viewer } from '../access/index.js';
+import { requireVisibleScan, type ScanRow, type Viewer } from '../access/index.js';
+import { ImageDecodeError } from '../imaging/index.js';
 import type { Db } from '../platform/db/index.js';
 import { AppError, notFound } from '../platform/errors.js';
 import { ErrorSchema } from '../platform/http/schemas.js';
@@ -18,6 +19,7 @@ import { StorageNotFoundError, type Storage } from '../platform/storage/index.js
 import type { UrlSigner } from '../platform/signing.js';
 import { findUserById } from '../users/repository.js';
 import { noteAudit } from '../audit/log.js';
+import { createScanRenditions, type ScanRenditions } from './renditions.js';
 import { reportKey } from './report.js';
 import { latestReportId } from './repository.js';
 import { ReportFileParamsSchema, SignedQuerySchema } from './schemas.js';
@@ -31,7 +33,7 @@ type SignedFile =
   | { ok: true; body: Buffer; contentType: string; filename?: string; userId: string; scanId: string; patientId: string }
   | { ok: false; expired: true };
 
-type FileDeps = { db: Db; storage: Storage; signer: UrlSigner };
+type FileDeps = { db: Db; storage: Storage; signer: UrlSigner; renditions: ScanRenditions };
 /** How the request proves it may have the file: the link's signature, or a bearer token's user. */
 type Credentials = { expires?: string; user?: string; signature?: string; viewer?: Viewer | null };
 
@@ -53,7 +55,7 @@ async function read(storage: Storage, key: string): Promise<Buffer> {
 async function authorise(
   deps: FileDeps,
   { path, scanId, expires, user, signature, viewer }: Credentials & { path: string; scanId: string | null },
-): Promise<{ userId: string; patientId: string } | 'expired'> {
+): Promise<{ userId: string; scan: ScanRow } | 'expired'> {
   if (scanId === null) throw new AppError('forbidden', INVALID);
   if (signature !== undefined || expires !== undefined || !viewer) {
     const verdict = deps.signer.verify(path, { expires, user, signature });
@@ -64,10 +66,26 @@ async function authorise(
     const owner = await findUserById(deps.db, verdict.userId);
     if (!owner || !owner.isActive) throw new AppError('forbidden', INVALID);
     const { scan } = await requireVisibleScan(deps.db, { id: owner.id, role: owner.role }, scanId);
-    return { userId: owner.id, patientId: scan.patientId };
+    return { userId: owner.id, scan };
   }
   const { scan } = await requireVisibleScan(deps.db, viewer, scanId);
-  return { userId: viewer.id, patientId: scan.patientId };
+  return { userId: viewer.id, scan };
+}
+
+/**
+ * The display image or thumbnail of a scan; rendered now when the upload stored only the
+ * original and the worker has not rendered it yet, so the links an upload returns work at once.
+ */
+async function readRendition(deps: FileDeps, scan: ScanRow, which: 'image' | 'thumbnail'): Promise<Buffer> {
+  try {
+    return await deps.renditions.read(scan, which);
+  } catch (err) {
+    if (err instanceof StorageNotFoundError) throw notFound('File');
+    if (err instanceof ImageDecodeError) {
+      throw new AppError('unprocessable', `This scan's image could not be shown: ${err.message}`);
+    }
+    throw err;
+  }
 }
 
 /** A scan image, thumbnail or heatmap by its signed link or with a bearer token. */
@@ -75,7 +93,14 @@ async function openScanFile(deps: FileDeps, { rest, ...credentials }: Credential
   const m = rest.includes('..') ? null : SCAN_FILE.exec(rest);
   const out = await authorise(deps, { path: `/files/${rest}`, scanId: m?.[1] ?? null, ...credentials });
   if (out === 'expired') return { ok: false, expired: true };
-  return { ok: true, body: await read(deps.storage, rest), contentType: 'image/png', userId: out.userId, scanId: m![1]!, patientId: out.patientId };
+  const { scan } = out;
+  const body =
+    rest === scan.imageKey
+      ? await readRendition(deps, scan, 'image')
+      : rest === scan.thumbnailKey
+        ? await readRendition(deps, scan, 'thumbnail')
+        : await read(deps.storage, rest);
+  return { ok: true, body, contentType: 'image/png', userId: out.userId, scanId: scan.id, patientId: scan.patientId };
 }
 
 /** A stored report by its signed link, or with a bearer token (the documented path gives the latest). */
@@ -85,6 +110,7 @@ async function openReportFile(deps: FileDeps, { file, ...credentials }: Credenti
   const out = await authorise(deps, { path: `/reports/${file}`, scanId, ...credentials });
   if (out === 'expired') return { ok: false, expired: true };
   const reportId = m![2] ?? (await latestReportId(deps.db, scanId!));
+  const patientId = out.scan.patientId;
   if (!reportId) throw new AppError('not_found', 'No report has been generated for this scan yet: POST /api/scans/:id/report makes one');
   return {
     ok: true,
@@ -93,7 +119,7 @@ async function openReportFile(deps: FileDeps, { file, ...credentials }: Credenti
     filename: `report-${scanId}.pdf`,
     userId: out.userId,
     scanId: scanId!,
-    patientId: out.patientId,
+    patientId,
   };
 }
 
@@ -103,6 +129,7 @@ const fileResponses = (contentType: string) => ({
   403: ErrorSchema,
   404: ErrorSchema,
   410: ErrorSchema,
+  422: ErrorSchema,
 });
 const EXPIRED = 'This link has expired: fetch the scan again for a fresh link';
 
@@ -113,6 +140,12 @@ function fileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     // Links are checked (one HMAC) before any I/O, and a page of scans loads many thumbnails
     // at once, so the per-client request limit does not apply here.
     const config = { rateLimit: false } as const;
+    const deps: FileDeps = {
+      db: ctx.db,
+      storage: ctx.storage,
+      signer: ctx.signer,
+      renditions: createScanRenditions({ storage: ctx.storage, imaging: ctx.imaging, maxPixels: ctx.config.maxImagePixels }),
+    };
 
     /** The signed-in user when the request has no signature but a bearer token (401 when it is bad). */
     async function viewerOf(request: FastifyRequest, reply: FastifyReply, query: { expires?: string; user?: string; signature?: string }) {
@@ -136,7 +169,7 @@ function fileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       },
       async (request, reply) => {
         const viewer = await viewerOf(request, reply, request.query);
-        const file = await openScanFile(ctx, { rest: request.params['*'], ...request.query, viewer });
+        const file = await openScanFile(deps, { rest: request.params['*'], ...request.query, viewer });
         if (!file.ok) return reply.code(410).send({ error: EXPIRED });
         noteAudit(request, { actor: { id: file.userId, role: request.user?.role ?? null }, resourceId: file.scanId, patientIds: [file.patientId] });
         return reply
@@ -164,7 +197,7 @@ function fileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       },
       async (request, reply) => {
         const viewer = await viewerOf(request, reply, request.query);
-        const file = await openReportFile(ctx, { file: request.params.file, ...request.query, viewer });
+        const file = await openReportFile(deps, { file: request.params.file, ...request.query, viewer });
         if (!file.ok) return reply.code(410).send({ error: EXPIRED });
         noteAudit(request, { actor: { id: file.userId, role: request.user?.role ?? null }, resourceId: file.scanId, patientIds: [file.patientId] });
         return reply

@@ -5,7 +5,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
+import { ImageDecodeError } from '../imaging/index.js';
 import { StorageNotFoundError } from '../platform/storage/index.js';
+import { createScanRenditions } from './renditions.js';
 import { renderReportPdf, type ReportInput } from '../reports/pdf.js';
 import * as repo from './repository.js';
 import { requireVisibleScan, type Viewer } from '../access/index.js';
@@ -64,12 +66,15 @@ export async function generateReport(
     repo.currentAnalyses(db, [scan]),
     repo.latestReviews(db, [scan.id]),
     repo.annotationsOf(db, scan.id),
-    storage.get(scan.imageKey).catch((err: unknown) => {
-      if (!(err instanceof StorageNotFoundError)) throw err;
-      // The rest of the report is still worth having; its image panel says the image is missing.
-      log.error({ scanId: scan.id }, 'scan image missing from storage; report made without it');
-      return Buffer.alloc(0);
-    }),
+    // Rendered now when the upload stored only the original and no analysis rendered it yet.
+    createScanRenditions({ storage, imaging: deps.imaging, maxPixels: deps.config.maxImagePixels })
+      .read(scan, 'image')
+      .catch((err: unknown) => {
+        if (!(err instanceof StorageNotFoundError) && !(err instanceof ImageDecodeError)) throw err;
+        // The rest of the report is still worth having; its image panel says the image is missing.
+        log.error({ scanId: scan.id }, 'scan image missing from storage or not decodable; report made without it');
+        return Buffer.alloc(0);
+      }),
   ]);
   const current = analyses.get(scan.id) ?? null;
   const review = reviews.get(scan.id) ?? null;

@@ -8,7 +8,8 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { BaseLogger } from 'pino';
 import { findPatientForScans, findVisiblePatient, requireAdmin, requireVisibleScan, type Viewer } from '../access/index.js';
 import type { AppContext } from '../context.js';
-import { ImageDecodeError, inferScanType, type DecodedImage, type DicomInfo } from '../imaging/index.js';
+import { ImageDecodeError, inferScanType, inspectDicom, sniffImageKind, type DicomInfo } from '../imaging/index.js';
+import type { ImageKind } from '../imaging/sniff.js';
 import * as patientRepo from '../patients/repository.js';
 import { createPatientForUpload, patientIdInUse } from '../patients/service.js';
 import type { Db } from '../platform/db/index.js';
@@ -18,6 +19,7 @@ import { isUuid, MAX_YEAR, MIN_YEAR, yearInRange } from '../platform/http/schema
 import { isUniqueViolation } from '../platform/db/errors.js';
 import type { Storage } from '../platform/storage/index.js';
 import * as repo from './repository.js';
+import { THUMBNAIL_PX } from './renditions.js';
 import { removeScanFiles, scanFilesPrefix } from './stored-files.js';
 import type { AnnotationBody, ListScansQuery, ReviewBody } from './schemas.js';
 import type { UploadForm } from './upload.js';
@@ -34,7 +36,6 @@ import {
 export type ScanDeps = Pick<AppContext, 'db' | 'storage' | 'imaging' | 'analysis' | 'events' | 'config'>;
 
 const PATIENT_ID = /^[A-Za-z0-9][A-Za-z0-9._\-/]*$/;
-const THUMBNAIL_PX = 256;
 /** A scan date a little ahead of the server clock is a clock difference, not an error. */
 const CLOCK_SKEW_MS = 24 * 3600 * 1000;
 
@@ -138,6 +139,56 @@ function dicomSummary(info: DicomInfo): Record<string, unknown> {
   return rest;
 }
 
+/** What an upload's checks learnt of its image; `rendered` when it had to be decoded whole to be checked. */
+interface CheckedUpload {
+  kind: ImageKind;
+  width: number;
+  height: number;
+  dicom: DicomInfo | null;
+  rendered: { png: Buffer; thumbnail: Buffer } | null;
+}
+
+/** inspectDicom, with what a parser throws besides ImageDecodeError answered as the decoder threads do. */
+function inspectDicomHeader(bytes: Buffer, maxPixels: number): ReturnType<typeof inspectDicom> {
+  try {
+    return inspectDicom(bytes, { maxPixels });
+  } catch (err) {
+    if (err instanceof ImageDecodeError) throw err;
+    throw new ImageDecodeError('corrupt', 'The file could not be read as an image: it may be damaged or use a variant this server does not support.');
+  }
+}
+
+/**
+ * Refuses a file that is not an image we can show, before anything is stored. A DICOM file's
+ * header is checked here on the event loop (no pixel is decoded: src/imaging inspectDicom)
+ * and its display image is rendered later; JPEG, PNG and deflated DICOM files are decoded
+ * whole in the decoder threads, as libvips and inflating need, and their renditions stored
+ * with them.
+ */
+async function checkUpload(deps: ScanDeps, bytes: Buffer): Promise<CheckedUpload> {
+  const maxPixels = deps.config.maxImagePixels;
+  try {
+    const kind = sniffImageKind(bytes);
+    if (kind === null) throw new ImageDecodeError('unsupported_type', 'The file is not a JPEG, PNG or DICOM image.');
+    if (kind === 'dicom') {
+      const inspected = inspectDicomHeader(bytes, maxPixels);
+      if (inspected !== 'deflated') return { kind, width: inspected.width, height: inspected.height, dicom: inspected.info, rendered: null };
+    }
+    const decoded = await deps.imaging.decode(bytes, { maxPixels, thumbnailPx: THUMBNAIL_PX });
+    if (!decoded.thumbnail) throw new Error('the decoder made no thumbnail');
+    return {
+      kind: decoded.kind,
+      width: decoded.width,
+      height: decoded.height,
+      dicom: decoded.dicom ?? null,
+      rendered: { png: decoded.png, thumbnail: decoded.thumbnail },
+    };
+  } catch (err) {
+    if (err instanceof ImageDecodeError) throw decodeErrorToAppError(err);
+    throw err;
+  }
+}
+
 export async function uploadScan(
   deps: ScanDeps,
   { viewer, form, links, log }: { viewer: Viewer; form: UploadForm; links: FileLinks; log: FastifyBaseLogger },
@@ -154,14 +205,8 @@ export async function uploadScan(
     if (!existing && isUuid(request.patientId)) throw notFound('Patient');
   }
 
-  let decoded: DecodedImage;
-  try {
-    decoded = await deps.imaging.decode(form.image, { maxPixels: deps.config.maxImagePixels, thumbnailPx: THUMBNAIL_PX });
-  } catch (err) {
-    if (err instanceof ImageDecodeError) throw decodeErrorToAppError(err);
-    throw err;
-  }
-  const dicom = decoded.dicom ?? null;
+  const image = await checkUpload(deps, form.image);
+  const dicom = image.dicom;
 
   const headerPatientId = dicom?.patientId?.trim() || null;
   const patientId = request.patientId ?? (headerPatientId ? checkPatientId(headerPatientId, 'from the DICOM header') : null);
@@ -179,13 +224,10 @@ export async function uploadScan(
   const declaredType = request.scanType;
   const scanType = declaredType ?? (dicom ? inferScanType(dicom) : null);
 
-  const thumbnail = decoded.thumbnail;
-  if (!thumbnail) throw new Error('the decoder made no thumbnail');
-
   const scanId = randomUUID();
   const prefix = scanFilesPrefix(scanId);
   const keys = {
-    original: `${prefix}original.${EXTENSION[decoded.kind]}`,
+    original: `${prefix}original.${EXTENSION[image.kind]}`,
     image: `${prefix}image.png`,
     thumbnail: `${prefix}thumb.png`,
   };
@@ -194,10 +236,12 @@ export async function uploadScan(
     // Files first: a row is only committed once its files exist. If anything below fails,
     // the prefix is removed, so no file outlives a row that was never committed.
     // All settled before any clean-up below, so no put still running can outlive it.
+    // Without a rendition, the worker (or the first reader of the image link) renders it.
     const stored = await Promise.allSettled([
-      storage.put(keys.original, form.image, MIME[decoded.kind]),
-      storage.put(keys.image, decoded.png, 'image/png'),
-      storage.put(keys.thumbnail, thumbnail, 'image/png'),
+      storage.put(keys.original, form.image, MIME[image.kind]),
+      ...(image.rendered
+        ? [storage.put(keys.image, image.rendered.png, 'image/png'), storage.put(keys.thumbnail, image.rendered.thumbnail, 'image/png')]
+        : []),
     ]);
     for (const put of stored) if (put.status === 'rejected') throw put.reason;
     // Every upload is analysed, as the API document shows: `"status": "processing"`.
@@ -230,12 +274,12 @@ export async function uploadScan(
                 scanDate,
                 scanType,
                 status,
-                originalFormat: decoded.kind,
+                originalFormat: image.kind,
                 originalKey: keys.original,
                 imageKey: keys.image,
                 thumbnailKey: keys.thumbnail,
-                width: decoded.width,
-                height: decoded.height,
+                width: image.width,
+                height: image.height,
                 fileSize: form.image.length,
                 sha256: createHash('sha256').update(form.image).digest('hex'),
                 dicom: dicom ? dicomSummary(dicom) : null,

@@ -11,7 +11,9 @@ import { promisify } from 'node:util';
 import pino from 'pino';
 import sharp from 'sharp';
 import { analyzeScanJob, type Analyzer, type AnalyzerOutput } from '../analysis/analyze.job.js';
+import { createScanRenditions } from './renditions.js';
 import { latestAnalysisOf } from '../analysis/repository.js';
+import { PermanentJobError } from '../platform/queue/index.js';
 import { REPO_ROOT } from '../platform/config.js';
 import type { TestApp, TestUser } from '../../test/helpers/app.js';
 
@@ -89,21 +91,24 @@ export async function pdfText(pdf: Buffer): Promise<string> {
 }
 
 /** Runs the queued analysis of a scan through the real job handler with a fake model. */
-export async function runAnalysis(t: TestApp, scanId: string, output: AnalyzerOutput): Promise<void> {
+export async function runAnalysis(t: TestApp, scanId: string, output: AnalyzerOutput, onImage?: (png: Buffer) => void): Promise<void> {
   const analyzer: Analyzer = {
-    async analyze(_scanType, _png, onStage) {
+    async analyze(_scanType, png, onStage) {
+      onImage?.(png);
       await onStage('inference');
       return output;
     },
   };
-  const job = analyzeScanJob({ db: t.ctx.db, storage: t.ctx.storage, analyzer, events: t.ctx.events });
+  const renditions = createScanRenditions({ storage: t.ctx.storage, imaging: t.ctx.imaging, maxPixels: t.ctx.config.maxImagePixels });
+  const job = analyzeScanJob({ db: t.ctx.db, storage: t.ctx.storage, analyzer, renditions, events: t.ctx.events });
   const analysis = await latestAnalysisOf(t.ctx.db, scanId);
   if (!analysis) throw new Error(`scan ${scanId} has no queued analysis`);
   try {
     await job.handler({ scanId, analysisId: analysis.id }, { jobId: analysis.jobId ?? 'test', attempt: 1, log: pino({ level: 'silent' }) });
   } catch (err) {
-    // A refusal ends the job with a permanent error after recording the failure.
-    if (!output.refused) throw err;
+    // A refusal, or an image that cannot be decoded, ends the job with a permanent error
+    // after recording the failure.
+    if (!output.refused && !(err instanceof PermanentJobError)) throw err;
   }
 }
 

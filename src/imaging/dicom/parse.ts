@@ -73,7 +73,10 @@ function readTransferSyntaxUid(meta: DataSet, bytes: Uint8Array, position: numbe
  * transfer syntax, and deflate with a bound on the inflated size (a few kilobytes of deflate
  * can expand to gigabytes).
  */
-export function parseDicomBytes(bytes: Buffer, opts: { maxInflatedBytes: number }): ParsedDicom {
+export function parseDicomBytes(bytes: Buffer, opts: { maxInflatedBytes: number }): ParsedDicom;
+/** With `inflate: false`, a deflated data set is not inflated: the answer is 'deflated'. */
+export function parseDicomBytes(bytes: Buffer, opts: { maxInflatedBytes: number; inflate: false }): ParsedDicom | 'deflated';
+export function parseDicomBytes(bytes: Buffer, opts: { maxInflatedBytes: number; inflate?: false }): ParsedDicom | 'deflated' {
   const layout = detectDicomLayout(bytes);
   if (layout === null) throw corrupt('it does not start with a DICOM header.');
 
@@ -108,6 +111,7 @@ export function parseDicomBytes(bytes: Buffer, opts: { maxInflatedBytes: number 
   }
 
   if (transferSyntax.deflated) {
+    if (opts.inflate === false) return 'deflated';
     let inflated: Buffer;
     try {
       inflated = inflateRawSync(byteArray.subarray(position), { maxOutputLength: opts.maxInflatedBytes });

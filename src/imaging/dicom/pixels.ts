@@ -176,14 +176,14 @@ function expandYbr422(data: Uint8Array, rows: number, columns: number, bytesPerS
   return out;
 }
 
-function nativeFrame(parsed: ParsedDicom, pixelData: Element, image: ImageAttributes): SampleSource {
+/** The checks of uncompressed pixel data that need no decoding: present, whole, big enough. Returns the frame's size. */
+function checkNativeFrame(parsed: ParsedDicom, pixelData: Element, image: ImageAttributes): number {
   if (pixelData.encapsulatedPixelData || pixelData.length === 0xffffffff) {
     throw corrupt(`its pixel data is compressed although the transfer syntax (${parsed.transferSyntax.name}) is uncompressed.`);
   }
-  const bytesPerSample = (image.bitsAllocated / 8) as 1 | 2 | 4;
-  const pixelCount = image.rows * image.columns;
+  const bytesPerSample = image.bitsAllocated / 8;
   const subsampled = image.photometric === 'YBR_FULL_422';
-  const frameBytes = pixelCount * (subsampled ? 2 : image.samplesPerPixel) * bytesPerSample;
+  const frameBytes = image.rows * image.columns * (subsampled ? 2 : image.samplesPerPixel) * bytesPerSample;
   const available = parsed.byteArray.length - pixelData.dataOffset;
   if (pixelData.length > available) {
     throw corrupt(
@@ -193,6 +193,13 @@ function nativeFrame(parsed: ParsedDicom, pixelData: Element, image: ImageAttrib
   if (pixelData.length < frameBytes) {
     throw corrupt(`its pixel data holds ${pixelData.length} bytes but a ${image.columns}x${image.rows} frame needs ${frameBytes}.`);
   }
+  return frameBytes;
+}
+
+function nativeFrame(parsed: ParsedDicom, pixelData: Element, image: ImageAttributes): SampleSource {
+  const frameBytes = checkNativeFrame(parsed, pixelData, image);
+  const bytesPerSample = (image.bitsAllocated / 8) as 1 | 2 | 4;
+  const subsampled = image.photometric === 'YBR_FULL_422';
   let data: Uint8Array = parsed.byteArray.subarray(pixelData.dataOffset, pixelData.dataOffset + frameBytes);
   const littleEndian = parsed.transferSyntax.littleEndian;
   if (!littleEndian && bytesPerSample === 1 && pixelData.vr === 'OW') {
@@ -229,24 +236,28 @@ function checkCodestream(header: CodestreamHeader | null, image: ImageAttributes
   return header;
 }
 
+/** The first frame's compressed bytes, checked to be whole. */
+function encapsulatedFrame(parsed: ParsedDicom, pixelData: Element, image: ImageAttributes): Uint8Array {
+  if (!pixelData.encapsulatedPixelData) {
+    throw corrupt(`its transfer syntax (${parsed.transferSyntax.name}) is compressed but its pixel data is not.`);
+  }
+  try {
+    return firstEncapsulatedFrame(parsed.dataSet, pixelData, {
+      numberOfFrames: image.numberOfFrames,
+      oneFragmentPerFrame: parsed.transferSyntax.encoding === 'rle',
+    });
+  } catch (thrown) {
+    throw corrupt(`${(thrown as Error).message}.`);
+  }
+}
+
 async function compressedFrame(
   parsed: ParsedDicom,
   pixelData: Element,
   image: ImageAttributes,
 ): Promise<SampleSource> {
   const encoding = parsed.transferSyntax.encoding;
-  if (!pixelData.encapsulatedPixelData) {
-    throw corrupt(`its transfer syntax (${parsed.transferSyntax.name}) is compressed but its pixel data is not.`);
-  }
-  let frame: Uint8Array;
-  try {
-    frame = firstEncapsulatedFrame(parsed.dataSet, pixelData, {
-      numberOfFrames: image.numberOfFrames,
-      oneFragmentPerFrame: encoding === 'rle',
-    });
-  } catch (thrown) {
-    throw corrupt(`${(thrown as Error).message}.`);
-  }
+  const frame = encapsulatedFrame(parsed, pixelData, image);
 
   const fromCodec = (decoded: DecodedFrame, photometric: string): SampleSource => {
     if (decoded.width !== image.columns || decoded.height !== image.rows || decoded.components !== image.samplesPerPixel) {
@@ -342,12 +353,15 @@ export interface DecodedDicom {
   pixels: DicomPixels;
 }
 
-/** Parses the file and decodes the first frame to stored values; the shared core of rendering. */
-export async function decodeDicom(bytes: Buffer, opts: { maxPixels: number }): Promise<DecodedDicom> {
-  const parsed = parseDicomBytes(bytes, {
-    // Inflated data sets hold the pixels plus headers; a frame-count-sized bound suffices.
-    maxInflatedBytes: opts.maxPixels * 4 + 16 * 2 ** 20,
-  });
+interface CheckedDicom {
+  parsed: ParsedDicom;
+  info: DicomInfo;
+  image: ImageAttributes;
+  pixelData: Element;
+}
+
+/** Everything that can be known of the image without decoding its pixels, checked. */
+function checkDicom(parsed: ParsedDicom, opts: { maxPixels: number }): CheckedDicom {
   const { dataSet, transferSyntax } = parsed;
   const info = readDicomInfo(dataSet, transferSyntax.uid);
   const pixelData = dataSet.elements.x7fe00010;
@@ -368,10 +382,52 @@ export async function decodeDicom(bytes: Buffer, opts: { maxPixels: number }): P
         'Please export it uncompressed or with JPEG Lossless, JPEG-LS, JPEG 2000 or RLE compression.',
     );
   }
+  return { parsed, info, image, pixelData: pixelData! };
+}
+
+/** Inflated data sets hold the pixels plus headers; a frame-count-sized bound suffices. */
+const maxInflatedBytes = (maxPixels: number) => maxPixels * 4 + 16 * 2 ** 20;
+
+export interface InspectedDicom {
+  info: DicomInfo;
+  /** The size of the image it renders to (the first frame's Columns and Rows). */
+  width: number;
+  height: number;
+}
+
+/**
+ * The checks of an upload that need no pixel decoding: the header parses, the image
+ * attributes make sense and fit `maxPixels`, the transfer syntax is one we decode, the pixel
+ * data is present and whole, and a compressed frame's own header agrees with the DICOM
+ * header. Cheap (no pixel is decoded or copied), so it can run on the event loop; a file that
+ * passes may still fail at decoding. Returns 'deflated' for a deflated data set, which must
+ * be inflated first (a bounded but possibly long job): inspect it with decodeDicom off the
+ * event loop instead.
+ */
+export function inspectDicom(bytes: Buffer, opts: { maxPixels: number }): InspectedDicom | 'deflated' {
+  const parsed = parseDicomBytes(bytes, { maxInflatedBytes: maxInflatedBytes(opts.maxPixels), inflate: false });
+  if (parsed === 'deflated') return 'deflated';
+  const { info, image, pixelData } = checkDicom(parsed, opts);
+  if (parsed.transferSyntax.encoding === 'native') {
+    checkNativeFrame(parsed, pixelData, image);
+  } else {
+    const frame = encapsulatedFrame(parsed, pixelData, image);
+    const encoding = parsed.transferSyntax.encoding;
+    if (encoding === 'jpeg-2000') checkCodestream(readJpeg2000Header(frame), image, 'JPEG 2000');
+    else if (encoding === 'jpeg-ls') checkCodestream(readJpegFrameHeader(frame), image, 'JPEG-LS');
+    else if (encoding === 'jpeg') checkCodestream(readJpegFrameHeader(frame), image, 'JPEG');
+  }
+  return { info, width: image.columns, height: image.rows };
+}
+
+/** Parses the file and decodes the first frame to stored values; the shared core of rendering. */
+export async function decodeDicom(bytes: Buffer, opts: { maxPixels: number }): Promise<DecodedDicom> {
+  const parsed = parseDicomBytes(bytes, { maxInflatedBytes: maxInflatedBytes(opts.maxPixels) });
+  const { info, image, pixelData } = checkDicom(parsed, opts);
   const source =
-    transferSyntax.encoding === 'native'
-      ? nativeFrame(parsed, pixelData!, image)
-      : await compressedFrame(parsed, pixelData!, image);
+    parsed.transferSyntax.encoding === 'native'
+      ? nativeFrame(parsed, pixelData, image)
+      : await compressedFrame(parsed, pixelData, image);
   // A codec's own precision wins over a smaller Bits Stored for unsigned data, so values the
   // file really holds are not masked away; signed data keeps Bits Stored for sign extension.
   const codecBits = source.codecBits;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import sharp from 'sharp';
+import { createScanRenditions } from '../../scans/renditions.js';
 import { analyzeScanJob } from '../../analysis/analyze.job.js';
 import { latestAnalysisOf } from '../../analysis/repository.js';
 import { uploadRequest } from '../../scans/test-support.js';
@@ -93,6 +94,7 @@ for (const kind of await databaseKinds()) {
         storage: t.ctx.storage,
         events: t.ctx.events,
         metrics: t.ctx.metrics,
+        renditions: createScanRenditions({ storage: t.ctx.storage, imaging: t.ctx.imaging, maxPixels: t.ctx.config.maxImagePixels }),
         analyzer: {
           async analyze(_type, _png, onStage) {
             await onStage('inference');

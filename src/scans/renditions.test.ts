@@ -1,0 +1,111 @@
+/**
+ * A DICOM upload stores only its original; the display image and thumbnail are rendered by the
+ * analysis worker, or at once by the first reader of an image link. The links an upload returns
+ * work immediately, and a file whose pixels cannot be decoded ends with its scan failed and a
+ * reason, never stuck.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
+import { gliomaOutput } from '../../test/helpers/analyzer-output.js';
+import { writeDicom } from '../imaging/testing/dicom-writer.js';
+import { pngPixels } from '../imaging/testing/png.js';
+import { FIXTURES, heatmapPng, localPath, runAnalysis, uploadRequest } from './test-support.js';
+
+const DICOM_MR_SMALL = readFileSync(path.join(FIXTURES, 'imaging/MR_small_implicit.dcm'));
+
+/** RLE Lossless whose header is sound but whose frame says it has no segments: only decoding finds out. */
+function undecodableRle(): Buffer {
+  const frame = Buffer.alloc(64);
+  frame.writeUInt32LE(0, 0);
+  return writeDicom({
+    transferSyntaxUid: '1.2.840.10008.1.2.5',
+    elements: [
+      { tag: 0x00080016, vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.4' },
+      { tag: 0x00080018, vr: 'UI', value: '1.2.3.4.5.6.8' },
+      { tag: 0x00080060, vr: 'CS', value: 'MR' },
+      { tag: 0x00280002, vr: 'US', value: [1] },
+      { tag: 0x00280004, vr: 'CS', value: 'MONOCHROME2' },
+      { tag: 0x00280010, vr: 'US', value: [8] },
+      { tag: 0x00280011, vr: 'US', value: [8] },
+      { tag: 0x00280100, vr: 'US', value: [16] },
+      { tag: 0x00280101, vr: 'US', value: [16] },
+      { tag: 0x00280102, vr: 'US', value: [15] },
+      { tag: 0x00280103, vr: 'US', value: [0] },
+    ],
+    pixelData: { fragments: [frame] },
+  });
+}
+
+describe('scan images rendered after upload', () => {
+  let t: TestApp;
+  let doctor: TestUser;
+  before(async () => {
+    t = await createTestApp('pglite');
+    doctor = await t.user();
+  });
+  after(() => t.close());
+
+  const upload = async (data: Buffer) => {
+    const res = await t.app.inject(
+      uploadRequest(doctor, { data, filename: 'scan.dcm', contentType: 'application/dicom', fields: { patientId: uniqueId(), patientName: 'Ana Lima' } }),
+    );
+    assert.equal(res.statusCode, 201, res.body);
+    return res.json<{ _id: string; status: string; imageUrl: string; thumbnailUrl: string }>();
+  };
+
+  test('a DICOM upload stores its original only, and its image and thumbnail links answer at once', async () => {
+    const scan = await upload(DICOM_MR_SMALL);
+    assert.equal(scan.status, 'processing');
+    assert.ok(await t.ctx.storage.exists(`scans/${scan._id}/original.dcm`));
+    assert.equal(await t.ctx.storage.exists(`scans/${scan._id}/image.png`), false);
+
+    // Both links at once, as a page showing the new scan would.
+    const [image, thumbnail] = await Promise.all([t.app.inject({ url: localPath(scan.imageUrl) }), t.app.inject({ url: localPath(scan.thumbnailUrl) })]);
+    assert.equal(image.statusCode, 200, image.body);
+    assert.equal(image.headers['content-type'], 'image/png');
+    const png = await pngPixels(image.rawPayload);
+    assert.deepEqual([png.width, png.height, png.channels], [64, 64, 1]);
+    assert.ok(new Set(png.data).size > 2, 'a real picture, not a blank frame');
+    assert.equal(thumbnail.statusCode, 200, thumbnail.body);
+    const thumb = await pngPixels(thumbnail.rawPayload);
+    assert.deepEqual([thumb.width, thumb.height], [64, 64], 'never enlarged');
+    // Stored once rendered: the same bytes the next time.
+    assert.ok((await t.ctx.storage.get(`scans/${scan._id}/image.png`)).equals(image.rawPayload));
+    const again = await t.app.inject({ url: localPath(scan.imageUrl) });
+    assert.ok(again.rawPayload.equals(image.rawPayload));
+  });
+
+  test('the analysis renders the image of a DICOM upload before the model sees it', async () => {
+    const scan = await upload(DICOM_MR_SMALL);
+    let seen: Buffer | undefined;
+    const output = { ...gliomaOutput(), heatmapPng: await heatmapPng(64, 64) };
+    await runAnalysis(t, scan._id, output, (png) => (seen = png));
+    assert.ok(seen, 'the model got the display image');
+    assert.equal((await pngPixels(seen)).width, 64);
+    assert.ok(await t.ctx.storage.exists(`scans/${scan._id}/image.png`));
+    assert.ok(await t.ctx.storage.exists(`scans/${scan._id}/thumb.png`));
+    const detail = (await t.app.inject({ url: `/api/scans/${scan._id}`, headers: doctor.auth })).json();
+    assert.equal(detail.status, 'completed');
+    const image = await t.app.inject({ url: localPath(detail.imageUrl) });
+    assert.equal(image.statusCode, 200);
+  });
+
+  test('a DICOM file whose pixels cannot be decoded is accepted, then fails with a reason; its image link says why', async () => {
+    const scan = await upload(undecodableRle());
+    const image = await t.app.inject({ url: localPath(scan.imageUrl) });
+    assert.equal(image.statusCode, 422, image.body);
+    assert.match(image.json().error, /could not be shown.*RLE data has 0 segments/);
+    const thumbnail = await t.app.inject({ url: localPath(scan.thumbnailUrl) });
+    assert.equal(thumbnail.statusCode, 422);
+
+    await runAnalysis(t, scan._id, { ...gliomaOutput(), heatmapPng: await heatmapPng(8, 8) });
+    const detail = (await t.app.inject({ url: `/api/scans/${scan._id}`, headers: doctor.auth })).json();
+    assert.equal(detail.status, 'failed');
+    assert.match(detail.failureReason, /could not be decoded.*RLE/);
+    // The server is still answering, and nothing was left behind but the original.
+    assert.equal(await t.ctx.storage.exists(`scans/${scan._id}/image.png`), false);
+  });
+});

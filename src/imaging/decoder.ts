@@ -14,7 +14,11 @@ import type { DecodedImage } from './index.js';
 import { siblingModuleUrl } from '../platform/threads.js';
 
 export interface ImageDecoder {
-  decode(bytes: Buffer, opts: { maxPixels: number; thumbnailPx?: number }): Promise<DecodedImage>;
+  /**
+   * With `handOver`, the caller gives up `bytes` (they are moved to the decoder's thread, not
+   * copied, when they own their memory, and read as empty afterwards).
+   */
+  decode(bytes: Buffer, opts: { maxPixels: number; thumbnailPx?: number; handOver?: boolean }): Promise<DecodedImage>;
   /** A DICOM image's pixel values in modality units, for window/level in the viewer. */
   modalityPixels(bytes: Buffer, opts: { maxPixels: number }): Promise<ModalityPixels>;
   close(): Promise<void>;
@@ -28,6 +32,17 @@ export interface ImageDecoderOptions {
   onInternalError?: (message: string) => void;
 }
 
+/**
+ * Bytes the thread may own: the caller's memory itself when handed over and not shared (a
+ * Buffer that is a slice of Node's pool shares its memory with others), else one copy.
+ */
+function movable(bytes: Buffer, handOver: boolean): Uint8Array {
+  if (handOver && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) {
+    return new Uint8Array(bytes.buffer);
+  }
+  return new Uint8Array(bytes);
+}
+
 export function createImageDecoder({ timeoutMs, threads, onInternalError }: ImageDecoderOptions): ImageDecoder {
   const pool = new Piscina<DecodeTask, DecodeTaskResult>({
     filename: siblingModuleUrl(import.meta.url, 'decode.thread'),
@@ -38,7 +53,8 @@ export function createImageDecoder({ timeoutMs, threads, onInternalError }: Imag
   async function run(task: DecodeTask): Promise<DecodeTaskResult & { ok: true }> {
     let outcome: DecodeTaskResult;
     try {
-      outcome = await pool.run(task, { signal: AbortSignal.timeout(timeoutMs) });
+      // The bytes are the task's own (see movable): moved to the thread, not cloned again.
+      outcome = await pool.run(task, { signal: AbortSignal.timeout(timeoutMs), transferList: [task.bytes.buffer as ArrayBuffer] });
     } catch (err) {
       if ((err as Error).name === 'AbortError' || (err as Error).name === 'TimeoutError') {
         throw new ImageDecodeError(
@@ -56,8 +72,8 @@ export function createImageDecoder({ timeoutMs, threads, onInternalError }: Imag
     throw new ImageDecodeError(outcome.code, outcome.message);
   }
   return {
-    async decode(bytes, { maxPixels, thumbnailPx }) {
-      const outcome = await run({ bytes: new Uint8Array(bytes), maxPixels, thumbnailPx });
+    async decode(bytes, { maxPixels, thumbnailPx, handOver = false }) {
+      const outcome = await run({ bytes: movable(bytes, handOver), maxPixels, thumbnailPx });
       if (!('image' in outcome)) throw new Error('decoder thread answered the wrong task');
       const { image } = outcome;
       // Buffers arrive from the thread as plain Uint8Arrays.
@@ -65,7 +81,7 @@ export function createImageDecoder({ timeoutMs, threads, onInternalError }: Imag
       return { ...image, png: asBuffer(image.png), ...(image.thumbnail ? { thumbnail: asBuffer(image.thumbnail) } : {}) };
     },
     async modalityPixels(bytes, { maxPixels }) {
-      const outcome = await run({ bytes: new Uint8Array(bytes), maxPixels, mode: 'modality' });
+      const outcome = await run({ bytes: movable(bytes, false), maxPixels, mode: 'modality' });
       if (!('modality' in outcome)) throw new Error('decoder thread answered the wrong task');
       return outcome.modality;
     },

@@ -40,7 +40,7 @@ export function createScanRenditions({
 }): ScanRenditions {
   async function render(scan: RenditionSource): Promise<Rendered> {
     const original = await storage.get(scan.originalKey);
-    const decoded = await imaging.decode(original, { maxPixels, thumbnailPx: THUMBNAIL_PX });
+    const decoded = await imaging.decode(original, { maxPixels, thumbnailPx: THUMBNAIL_PX, handOver: true });
     if (!decoded.thumbnail) throw new Error('the decoder made no thumbnail');
     // The thumbnail first: the display image is what says "rendered" to the next reader.
     await storage.put(scan.thumbnailKey, decoded.thumbnail, 'image/png');

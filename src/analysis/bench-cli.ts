@@ -1,6 +1,6 @@
 /**
  * npm run bench:pipeline -- --scans 100 [--mode burst|idle] [--db pglite|postgres|both] [--concurrency 2] [--out docs/benchmarks/pipeline.md]
- *                            [--workers N] [--cpu-prof DIR]
+ *                            [--workers N] [--apis N] [--cpu-prof DIR]
  *
  * Starts the real server on a loopback port (API + in-process worker) and uploads N test images
  * through HTTP (half brain MRI, half chest X-ray from ../shared/datasets/*\/test).
@@ -13,6 +13,8 @@
  *   (`src/server.ts`, WORKER_IN_PROCESS=false) and N workers (`src/worker.ts`, each with
  *   WORKER_CONCURRENCY --concurrency); --workers 0 is one server child with its in-process
  *   worker, the same code as the default but off the benchmark's own event loop.
+ * --apis N (with --workers): N API processes instead of one (each with its in-process worker
+ *   when --workers is 0), the uploads spread over them in turn, as a load balancer would.
  * --cpu-prof DIR: a V8 CPU profile of every process that serves (the children, or this process
  *   in the default mode, where the uploading client shares the thread), under DIR/<database>.
  */
@@ -44,6 +46,7 @@ const { values } = parseArgs({
     out: { type: 'string' },
     'timeout-seconds': { type: 'string', default: '900' },
     workers: { type: 'string' },
+    apis: { type: 'string', default: '1' },
     'cpu-prof': { type: 'string' },
   },
 });
@@ -55,6 +58,9 @@ if (values.mode !== 'idle' && values.mode !== 'burst') throw new Error('--mode m
 const WORKERS = values.workers === undefined ? undefined : Number(values.workers);
 if (WORKERS !== undefined && !(Number.isInteger(WORKERS) && WORKERS >= 0)) throw new Error('--workers must be 0 or more');
 if (WORKERS !== undefined && values.db !== 'postgres') throw new Error('--workers needs --db postgres (PGlite is one process)');
+const APIS = Number(values.apis);
+if (!(Number.isInteger(APIS) && APIS >= 1)) throw new Error('--apis must be 1 or more');
+if (APIS > 1 && WORKERS === undefined) throw new Error('--apis needs --workers (the API processes are children)');
 const PROFILE_DIR = values['cpu-prof'] ? path.resolve(values['cpu-prof']) : null;
 const DATASETS = path.resolve(REPO_ROOT, '../shared/datasets');
 
@@ -82,7 +88,8 @@ const pct = (xs: number[], p: number) => {
 };
 
 interface Served {
-  base: string;
+  /** The API processes' addresses; uploads go to each in turn. */
+  bases: string[];
   stop(): Promise<void>;
 }
 
@@ -100,7 +107,7 @@ async function inThisProcess(config: Config, database: Database, kind: string): 
     await profiler.post('Profiler.start');
   }
   return {
-    base: `http://127.0.0.1:${(app.server.address() as { port: number }).port}`,
+    bases: [`http://127.0.0.1:${(app.server.address() as { port: number }).port}`],
     async stop() {
       if (profiler) {
         const { profile } = await profiler.post('Profiler.stop');
@@ -114,9 +121,8 @@ async function inThisProcess(config: Config, database: Database, kind: string): 
   };
 }
 
-/** The API (with its in-process worker when WORKERS is 0) and WORKERS worker processes. */
+/** APIS API processes (each with its in-process worker when WORKERS is 0) and WORKERS worker processes. */
 async function inChildren(config: Config, jwtSecret: string, databaseUrl: string, kind: string): Promise<Served> {
-  const port = await freePort();
   const env = {
     DATA_DIR: config.dataDir,
     DATABASE_URL: databaseUrl,
@@ -127,10 +133,19 @@ async function inChildren(config: Config, jwtSecret: string, databaseUrl: string
   };
   const nodeArgs = (role: string) => (PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${path.join(PROFILE_DIR, kind, role)}`] : []);
   const children: ChildProcess[] = [];
-  const api = startProcess('server', { ...env, PORT: String(port), HOST: '127.0.0.1', WORKER_IN_PROCESS: WORKERS === 0 ? 'true' : 'false' }, nodeArgs('api'));
-  children.push(api);
-  const base = `http://127.0.0.1:${port}`;
-  await waitForHttp(`${base}/healthz`, 180_000, api);
+  const bases: string[] = [];
+  // One after another: each applies the (idempotent) migrations at start-up.
+  for (let i = 0; i < APIS; i++) {
+    const port = await freePort();
+    const api = startProcess(
+      'server',
+      { ...env, PORT: String(port), HOST: '127.0.0.1', WORKER_IN_PROCESS: WORKERS === 0 ? 'true' : 'false' },
+      nodeArgs(APIS === 1 ? 'api' : `api-${i + 1}`),
+    );
+    children.push(api);
+    bases.push(`http://127.0.0.1:${port}`);
+    await waitForHttp(`${bases[i]}/healthz`, 180_000, api);
+  }
   // A worker opens its metrics port once it works jobs: the uploads start when all of them do.
   const metricsToken = randomBytes(16).toString('hex');
   for (let i = 0; i < WORKERS!; i++) {
@@ -140,7 +155,7 @@ async function inChildren(config: Config, jwtSecret: string, databaseUrl: string
     await waitForHttp(`http://127.0.0.1:${metricsPort}/metrics`, 180_000, worker);
   }
   return {
-    base,
+    bases,
     async stop() {
       await Promise.all(children.map((c) => stopProcess(c)));
     },
@@ -163,7 +178,7 @@ async function run(kind: 'pglite' | 'postgres') {
   const database: Database = await openDatabase({ databaseUrl, dataDir: databaseUrl ? null : dataDir });
   const user = await createUser(database.db, { email: 'bench@bench.test', password: randomBytes(18).toString('base64url'), name: 'Bench', role: 'doctor' });
   const served = WORKERS === undefined ? await inThisProcess(config, database, kind) : await inChildren(config, jwtSecret, databaseUrl!, kind);
-  const base = served.base;
+  const { bases } = served;
   const token = await createTokenService(config.jwtSecret, '12h').issue(user);
   const auth = { authorization: `Bearer ${token}` };
 
@@ -180,7 +195,7 @@ async function run(kind: 'pglite' | 'postgres') {
     form.set('patientName', `Bench Patient ${i % 20}`);
     form.set('scanType', img.scanType);
     const begin = Date.now();
-    const res = await fetch(`${base}/api/scans`, { method: 'POST', body: form, headers: auth });
+    const res = await fetch(`${bases[i % bases.length]}/api/scans`, { method: 'POST', body: form, headers: auth });
     if (res.status !== 201) throw new Error(`upload failed: ${res.status} ${await res.text()}`);
     const scan = (await res.json()) as { _id: string };
     responded.push(Date.now() - begin);
@@ -247,7 +262,13 @@ const kinds = await databasesToMeasure(values.db, values['postgres-url']);
 const machine = `${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`;
 const rows: string[] = [];
 const deployment =
-  WORKERS === undefined ? 'API + in-process worker, in the benchmark process' : WORKERS === 0 ? 'API + in-process worker, one child process' : `API process + ${WORKERS} worker process${WORKERS > 1 ? 'es' : ''}`;
+  WORKERS === undefined
+    ? 'API + in-process worker, in the benchmark process'
+    : WORKERS === 0
+      ? APIS === 1
+        ? 'API + in-process worker, one child process'
+        : `${APIS} API processes, each with its in-process worker`
+      : `${APIS === 1 ? 'API process' : `${APIS} API processes`} + ${WORKERS} worker process${WORKERS > 1 ? 'es' : ''}`;
 for (const kind of kinds) {
   const r = await run(kind);
   const line =

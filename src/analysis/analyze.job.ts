@@ -2,7 +2,8 @@
  * The analysis job: decode -> preprocess -> inference -> explanation -> saving. The claim shows
  * the first stage and each later stage that lasts long enough to be seen is written to the
  * analysis row (progress.ts), which the status endpoints read. Safe to run twice:
- * an analysis that already finished is skipped, and the final write is one transaction.
+ * an analysis that already finished is skipped, and the final write (result, scan status,
+ * webhook deliveries) commits at once: one statement when no webhook receives the event.
  */
 import { Type } from '@sinclair/typebox';
 import type { Db } from '../platform/db/index.js';
@@ -15,7 +16,7 @@ import type { EventPublisher } from '../webhooks/types.js';
 import { ImageDecodeError } from '../imaging/errors.js';
 import type { ScanRenditions } from '../scans/renditions.js';
 import { ANALYZE_SCAN_JOB } from './job-name.js';
-import { failAnalysis } from './outcome.js';
+import { endAnalysis, failAnalysis } from './outcome.js';
 import { throttledProgress } from './progress.js';
 import * as repo from './repository.js';
 
@@ -185,11 +186,13 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
         const heatmapKey = `scans/${scanId}/heatmap-${analysisId}.png`;
         await storage.put(heatmapKey, output.heatmapPng, 'image/png');
         await progress.settle();
-        const saved = await db.transaction(async (tx) => {
-          const finished = await repo.finishAnalysis(
-            tx,
+        const saved = await endAnalysis(
+          db,
+          events,
+          {
             analysisId,
-            {
+            attempt,
+            analysis: {
               status: 'completed',
               stage: 'saving',
               progress: 100,
@@ -202,18 +205,16 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
               durationMs: Date.now() - started,
               completedAt: new Date(),
             },
-            attempt,
-          );
-          if (!finished) return false;
-          await repo.updateScan(tx, scanId, {
-            status: 'completed',
-            currentAnalysisId: analysisId,
-            failureReason: null,
-            ...(output.scanType ? { scanType: output.scanType } : {}),
-          });
-          await events.publish(tx, { type: 'scan.analyzed', scanId, patientId: claimed.patientId, status: 'completed' });
-          return true;
-        });
+            scanId,
+            scan: {
+              status: 'completed',
+              currentAnalysisId: analysisId,
+              failureReason: null,
+              ...(output.scanType ? { scanType: output.scanType } : {}),
+            },
+          },
+          { type: 'scan.analyzed', scanId, patientId: claimed.patientId, status: 'completed' },
+        );
         if (saved) finished('completed', output.model, output.scanType);
         else log.warn('a later try of this job owns the analysis; this result was discarded');
       } catch (err) {

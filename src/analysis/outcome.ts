@@ -1,7 +1,24 @@
 import type { Db } from '../platform/db/index.js';
 import type { ScanType } from '../scan-types/index.js';
-import type { EventPublisher } from '../webhooks/types.js';
+import type { EventPublisher, ScanEvent } from '../webhooks/types.js';
 import * as repo from './repository.js';
+
+/**
+ * Writes the end of an analysis (its row, its scan) and publishes the scan's event, all in one
+ * commit, only if the analysis is still unfinished (and, with `attempt`, still owned by that
+ * try): returns whether this call ended it. When no webhook receives the event, the usual case,
+ * that is one statement and no transaction; otherwise a transaction that queues the deliveries
+ * with the change.
+ */
+export async function endAnalysis(db: Db, events: EventPublisher, end: Omit<repo.AnalysisEnd, 'unless'>, event: ScanEvent): Promise<boolean> {
+  const alone = await repo.endAnalysis(db, { ...end, unless: events.hasSubscribers(db, event) });
+  if (!alone.heldBack) return alone.finished;
+  return db.transaction(async (tx) => {
+    const { finished } = await repo.endAnalysis(tx, end);
+    if (finished) await events.publish(tx, event);
+    return finished;
+  });
+}
 
 /**
  * Ends an analysis as failed: the analysis row keeps the reason (a refusal or an error), the
@@ -23,27 +40,27 @@ export async function failAnalysis(
     scanType?: ScanType;
   },
 ): Promise<boolean> {
-  return db.transaction(async (tx) => {
-    const finished = await repo.finishAnalysis(
-      tx,
-      f.analysisId,
-      {
+  return endAnalysis(
+    db,
+    events,
+    {
+      analysisId: f.analysisId,
+      ...(f.attempt === undefined ? {} : { attempt: f.attempt }),
+      analysis: {
         status: 'failed',
         refusalReason: f.refused ? f.reason : null,
         error: f.refused ? null : f.reason,
         completedAt: new Date(),
         ...(f.scanType ? { scanType: f.scanType } : {}),
       },
-      f.attempt,
-    );
-    if (!finished) return false;
-    await repo.updateScan(tx, f.scanId, {
-      status: 'failed',
-      failureReason: f.reason,
-      currentAnalysisId: f.analysisId,
-      ...(f.scanType ? { scanType: f.scanType } : {}),
-    });
-    await events.publish(tx, { type: 'scan.failed', scanId: f.scanId, patientId: f.patientId, status: 'failed' });
-    return true;
-  });
+      scanId: f.scanId,
+      scan: {
+        status: 'failed',
+        failureReason: f.reason,
+        currentAnalysisId: f.analysisId,
+        ...(f.scanType ? { scanType: f.scanType } : {}),
+      },
+    },
+    { type: 'scan.failed', scanId: f.scanId, patientId: f.patientId, status: 'failed' },
+  );
 }

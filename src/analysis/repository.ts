@@ -1,4 +1,4 @@
-import { and, asc, avg, desc, eq, inArray, lt, lte, sql } from 'drizzle-orm';
+import { and, asc, avg, desc, eq, inArray, lt, lte, not, sql, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../platform/db/index.js';
 import { analyses, scanReviews, scans } from '../platform/db/schema.js';
 
@@ -76,28 +76,49 @@ export async function reportProgress(db: DbOrTx, id: string, attempt: number, st
     .where(and(eq(analyses.id, id), eq(analyses.status, 'active'), eq(analyses.attempt, attempt), lte(analyses.progress, progress)));
 }
 
+export interface AnalysisEnd {
+  analysisId: string;
+  /** The try that must still own the analysis; any try when absent (the reconciler). */
+  attempt?: number;
+  analysis: Partial<typeof analyses.$inferInsert>;
+  scanId: string;
+  scan: Partial<typeof scans.$inferInsert>;
+  /** A condition under which nothing is written (`heldBack` is then its value). */
+  unless?: SQL<boolean>;
+}
+
 /**
- * Finishes an analysis if it is still unfinished (and, with `attempt`, still owned by that
- * try). Returns whether this call finished it, so events are published exactly once.
+ * Ends an analysis and sets its scan in one statement: the analysis row if it is still
+ * unfinished (and, with `attempt`, still owned by that try), and the scan only if the analysis
+ * was. `finished`: this call ended it, so its event is published exactly once; `heldBack`:
+ * `unless` held, and nothing was written.
  */
-export async function finishAnalysis(
-  db: DbOrTx,
-  id: string,
-  values: Partial<typeof analyses.$inferInsert>,
-  attempt?: number,
-): Promise<boolean> {
-  const rows = await db
+export async function endAnalysis(db: DbOrTx, end: AnalysisEnd): Promise<{ finished: boolean; heldBack: boolean }> {
+  const unless = end.unless ?? sql<boolean>`false`;
+  const finished = db
     .update(analyses)
-    .set(values)
+    .set(end.analysis)
     .where(
       and(
-        eq(analyses.id, id),
+        eq(analyses.id, end.analysisId),
         inArray(analyses.status, [...UNFINISHED]),
-        attempt === undefined ? undefined : eq(analyses.attempt, attempt),
+        end.attempt === undefined ? undefined : eq(analyses.attempt, end.attempt),
+        not(unless),
       ),
     )
     .returning({ id: analyses.id });
-  return rows.length === 1;
+  const scan = db
+    .update(scans)
+    .set({ ...end.scan, updatedAt: new Date() })
+    .where(and(eq(scans.id, end.scanId), sql`exists (select 1 from finished)`));
+  // Data-modifying CTEs all run, on one snapshot, whether or not the outer query reads them.
+  const result: unknown = await db.execute(
+    sql`with finished as (${finished.getSQL()}), scan as (${scan.getSQL()})
+        select exists (select 1 from finished) as "finished", ${unless} as "heldBack"`,
+  );
+  // node-postgres answers { rows }, PGlite the rows themselves.
+  const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Array<{ finished: boolean; heldBack: boolean }>;
+  return { finished: rows[0]?.finished === true, heldBack: rows[0]?.heldBack === true };
 }
 
 export async function updateScan(db: DbOrTx, id: string, values: Partial<typeof scans.$inferInsert>) {

@@ -271,6 +271,7 @@ for (const kind of await databaseKinds()) {
         const before = (await readdir(scansDir).catch(() => [])).length;
         const events = t.ctx.events;
         t.ctx.events = {
+          ...events,
           async publish() {
             throw new Error('event store down');
           },

@@ -8,6 +8,7 @@
  * receiver reads details with its own credentials, so each read stays authorised.
  */
 import { randomBytes } from 'node:crypto';
+import { sql } from 'drizzle-orm';
 import type { JobDefinition, Queue } from '../platform/queue/index.js';
 import * as repo from './repository.js';
 import type { EventPublisher, ScanEvent, WebhookDeliveryPayloadSchema } from './types.js';
@@ -47,6 +48,9 @@ export function createEventPublisher(deps: EventPublisherDeps): EventPublisher {
           { tx },
         );
       }
+    },
+    hasSubscribers(db, event) {
+      return sql<boolean>`exists (${repo.subscribersQuery(db, event)})`;
     },
   };
 }

@@ -42,12 +42,12 @@ export async function deliveriesOf(db: DbOrTx, webhookId: string, limit: number)
 /** The webhook's owner may see the patient: the rule of src/access. */
 const ownerMaySeePatient = (patientId: string) => userMaySeePatient({ role: users.role, id: webhooks.ownerId }, patientId);
 
-/** Active webhooks of active users that subscribe to the event and whose owner may see the patient. */
-export async function subscribersOf(
-  tx: DbOrTx,
-  { type, patientId }: { type: WebhookEventType; patientId: string },
-): Promise<Array<{ id: string }>> {
-  return tx
+/**
+ * Active webhooks of active users that subscribe to the event and whose owner may see the
+ * patient, as a query not yet run (a caller may embed it in a statement of its own).
+ */
+export function subscribersQuery(db: DbOrTx, { type, patientId }: { type: WebhookEventType; patientId: string }) {
+  return db
     .select({ id: webhooks.id })
     .from(webhooks)
     .innerJoin(users, eq(users.id, webhooks.ownerId))
@@ -59,6 +59,13 @@ export async function subscribersOf(
         ownerMaySeePatient(patientId),
       ),
     );
+}
+
+export async function subscribersOf(
+  tx: DbOrTx,
+  event: { type: WebhookEventType; patientId: string },
+): Promise<Array<{ id: string }>> {
+  return subscribersQuery(tx, event);
 }
 
 export interface DeliveryTarget {

@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
+import type { SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../platform/db/index.js';
 
 export const WEBHOOK_EVENTS = ['scan.uploaded', 'scan.analyzed', 'scan.failed'] as const;
@@ -16,6 +17,12 @@ export interface ScanEvent {
 export interface EventPublisher {
   /** Records the event inside the caller's transaction; deliveries are queued with it. */
   publish(tx: DbOrTx, event: ScanEvent): Promise<void>;
+  /**
+   * An SQL condition, true when some webhook would receive the event: a change whose event
+   * nobody receives queues no delivery, so it can be written in one statement guarded by
+   * `not hasSubscribers(...)`, and in a transaction with `publish` otherwise.
+   */
+  hasSubscribers(db: DbOrTx, event: Pick<ScanEvent, 'type' | 'patientId'>): SQL<boolean>;
 }
 
 /**

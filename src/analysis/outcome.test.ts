@@ -1,0 +1,131 @@
+/**
+ * The end of an analysis: its row, its scan's status and the scan's webhook deliveries commit
+ * together and once, in one statement when no webhook receives the event.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { REPO_ROOT } from '../platform/config.js';
+import { pendingJobs } from '../platform/queue/index.js';
+import { WEBHOOK_DELIVERY_JOB } from '../webhooks/deliver.job.js';
+import type { EventPublisher, ScanEvent } from '../webhooks/types.js';
+import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
+import { databaseKinds } from '../../test/helpers/db.js';
+import { multipart } from '../../test/helpers/multipart.js';
+import { endAnalysis, failAnalysis } from './outcome.js';
+import * as repo from './repository.js';
+
+const JPEG = readFileSync(path.join(REPO_ROOT, 'test/fixtures/images/brain-glioma-1.jpg'));
+
+/** An uploaded scan and its analysis, claimed by the job's first try. */
+async function claimedScan(t: TestApp, user: TestUser) {
+  const body = multipart({
+    image: { filename: 'scan.jpg', contentType: 'image/jpeg', data: JPEG },
+    patientId: uniqueId(),
+    patientName: 'Outcome Patient',
+    scanType: 'brain-mri',
+  });
+  const res = await t.app.inject({ method: 'POST', url: '/api/scans', ...body, headers: { ...body.headers, ...user.auth } });
+  assert.equal(res.statusCode, 201, res.body);
+  const scan = res.json<{ _id: string; patientId: string }>();
+  const analysis = await repo.pendingAnalysisOf(t.ctx.db, scan._id);
+  assert.ok(analysis);
+  const claimed = await repo.claimAnalysis(t.ctx.db, analysis.id, 1, 10);
+  assert.ok(claimed);
+  return { scanId: scan._id, analysisId: analysis.id, patientId: claimed.patientId };
+}
+
+/** The real publisher, with the events it was asked to publish (and a failure on demand). */
+function recording(inner: EventPublisher) {
+  const published: ScanEvent[] = [];
+  let failNext = false;
+  const events: EventPublisher = {
+    async publish(tx, event) {
+      if (failNext) {
+        failNext = false;
+        throw new Error('delivery queue down');
+      }
+      published.push(event);
+      await inner.publish(tx, event);
+    },
+    hasSubscribers: (db, event) => inner.hasSubscribers(db, event),
+  };
+  return { events, published, failNextPublish: () => (failNext = true) };
+}
+
+const completion = (s: { scanId: string; analysisId: string }, attempt: number) => ({
+  analysisId: s.analysisId,
+  attempt,
+  analysis: { status: 'completed' as const, progress: 100, durationMs: 5, completedAt: new Date() },
+  scanId: s.scanId,
+  scan: { status: 'completed' as const, currentAnalysisId: s.analysisId, failureReason: null },
+});
+
+const statusOf = async (t: TestApp, s: { scanId: string; analysisId: string }) => ({
+  scan: (await repo.findScanForAnalysis(t.ctx.db, s.scanId))?.status,
+  analysis: (await repo.latestAnalysisOf(t.ctx.db, s.scanId))?.status,
+});
+
+for (const kind of await databaseKinds()) {
+  describe(`the end of an analysis (${kind})`, () => {
+    test('without a webhook for the event: written at once, by the try that owns it, only once', async () => {
+      const t = await createTestApp(kind);
+      try {
+        const doc = await t.user();
+        const s = await claimedScan(t, doc);
+        const { events, published } = recording(t.ctx.events);
+        const event: ScanEvent = { type: 'scan.analyzed', scanId: s.scanId, patientId: s.patientId, status: 'completed' };
+
+        assert.equal(await endAnalysis(t.ctx.db, events, completion(s, 2), event), false, 'a try that does not own it writes nothing');
+        assert.deepEqual(await statusOf(t, s), { scan: 'processing', analysis: 'active' });
+
+        assert.equal(await endAnalysis(t.ctx.db, events, completion(s, 1), event), true);
+        assert.deepEqual(await statusOf(t, s), { scan: 'completed', analysis: 'completed' });
+        assert.deepEqual(published, [], 'nobody subscribes: nothing to publish');
+
+        // The reconciler's failure, or a retry, after the end: nothing changes.
+        assert.equal(await failAnalysis(t.ctx.db, events, { ...s, reason: 'lost', refused: false }), false);
+        assert.deepEqual(await statusOf(t, s), { scan: 'completed', analysis: 'completed' });
+      } finally {
+        await t.close();
+      }
+    });
+
+    test('with a webhook for the event: the delivery is queued in the same commit, or nothing is written', async () => {
+      const t = await createTestApp(kind);
+      try {
+        const doc = await t.user();
+        const hook = await t.app.inject({
+          method: 'POST',
+          url: '/api/webhooks',
+          headers: doc.auth,
+          payload: { url: 'http://127.0.0.1:9/hook', events: ['scan.failed'] },
+        });
+        assert.equal(hook.statusCode, 201, hook.body);
+        const s = await claimedScan(t, doc);
+        const { events, published, failNextPublish } = recording(t.ctx.events);
+        const failure = { ...s, reason: 'Analysis failed after several attempts', refused: false, attempt: 1 };
+        const deliveries = async () =>
+          (await pendingJobs(t.ctx.db, WEBHOOK_DELIVERY_JOB, { field: 'eventType', value: 'scan.failed' })).filter((j) =>
+            (j.data as { body: string }).body.includes(s.scanId),
+          );
+
+        failNextPublish();
+        await assert.rejects(failAnalysis(t.ctx.db, events, failure), /delivery queue down/);
+        assert.deepEqual(await statusOf(t, s), { scan: 'processing', analysis: 'active' }, 'no result without its event');
+        assert.equal((await deliveries()).length, 0);
+
+        assert.equal(await failAnalysis(t.ctx.db, events, failure), true);
+        assert.deepEqual(await statusOf(t, s), { scan: 'failed', analysis: 'failed' });
+        assert.equal((await deliveries()).length, 1);
+
+        assert.equal(await failAnalysis(t.ctx.db, events, failure), false);
+        assert.equal((await deliveries()).length, 1, 'one delivery per event');
+        assert.equal(published.length, 1);
+      } finally {
+        await t.close();
+      }
+    });
+  });
+}

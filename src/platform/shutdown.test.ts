@@ -15,12 +15,23 @@ import { eq } from 'drizzle-orm';
 import { FEATURES } from '../app.js';
 import { uploadRequest } from '../scans/test-support.js';
 import { gliomaOutput } from '../../test/helpers/analyzer-output.js';
-import { createTestApp } from '../../test/helpers/app.js';
+import { createTestApp, type TestApp } from '../../test/helpers/app.js';
 import { REPO_ROOT } from './config.js';
 import { openDatabase } from './db/index.js';
 import { analyses } from './db/schema.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A new doctor's upload of a small grey brain MRI stand-in; its analysis is queued. */
+async function uploadScan(t: TestApp, patientName: string) {
+  const doctor = await t.user();
+  const jpeg = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 80, g: 80, b: 80 } } })
+    .jpeg()
+    .toBuffer();
+  const up = await t.app.inject(uploadRequest(doctor, { data: jpeg, fields: { patientId: `SD-${Date.now()}`, patientName, scanType: 'brain-mri' } }));
+  assert.equal(up.statusCode, 201);
+  return { doctor, scanId: up.json<{ _id: string }>()._id };
+}
 
 test('SIGTERM steps: an in-flight request is answered and a running analysis completes before the process ends', async () => {
   let analysisStarted = false;
@@ -60,15 +71,7 @@ test('SIGTERM steps: an in-flight request is answered and a running analysis com
   });
   let closed = false;
   try {
-    const doctor = await t.user();
-    const jpeg = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 80, g: 80, b: 80 } } })
-      .jpeg()
-      .toBuffer();
-    const up = await t.app.inject(
-      uploadRequest(doctor, { data: jpeg, fields: { patientId: `SD-${Date.now()}`, patientName: 'Shutdown Test', scanType: 'brain-mri' } }),
-    );
-    assert.equal(up.statusCode, 201);
-    const scanId = up.json<{ _id: string }>()._id;
+    const { scanId } = await uploadScan(t, 'Shutdown Test');
     const deadline = Date.now() + 30_000;
     while (!analysisStarted && Date.now() < deadline) await sleep(20);
     assert.ok(analysisStarted, 'the analysis never started');
@@ -100,15 +103,7 @@ test('closing the server ends the live status streams at once, instead of waitin
   const t = await createTestApp('pglite');
   let closed = false;
   try {
-    const doctor = await t.user();
-    const jpeg = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 80, g: 80, b: 80 } } })
-      .jpeg()
-      .toBuffer();
-    const up = await t.app.inject(
-      uploadRequest(doctor, { data: jpeg, fields: { patientId: `SD-${Date.now()}`, patientName: 'Stream Test', scanType: 'brain-mri' } }),
-    );
-    assert.equal(up.statusCode, 201);
-    const scanId = up.json<{ _id: string }>()._id;
+    const { doctor, scanId } = await uploadScan(t, 'Stream Test');
 
     await t.app.listen({ port: 0, host: '127.0.0.1' });
     const port = (t.app.server.address() as { port: number }).port;

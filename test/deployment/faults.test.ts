@@ -6,14 +6,11 @@
  * no webhook event reaches the receiver under two different webhook-ids.
  */
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { test } from 'node:test';
 import { inArray } from 'drizzle-orm';
 import { analyses, scans } from '../../src/platform/db/schema.js';
-import { multipart, FIXTURES } from '../../src/scans/test-support.js';
 import {
+  halfSentUpload,
   pendingJobs,
   pgBinAvailable,
   reachable,
@@ -189,34 +186,11 @@ test(
       const auth = c.doctor.auth;
 
       // An upload whose body is still arriving when SIGTERM comes.
-      const image = readFileSync(path.join(FIXTURES, 'images', 'brain-glioma-1.jpg'));
-      const body = multipart([
-        { name: 'patientId', value: 'SIGTERM-1' },
-        { name: 'patientName', value: 'Sigterm Patient' },
-        { name: 'scanType', value: 'brain-mri' },
-        { name: 'image', filename: 'scan.jpg', contentType: 'image/jpeg', data: image },
-      ]);
-      const half = Math.floor(body.payload.length / 2);
-      let sendRest: () => void = () => undefined;
-      const response = new Promise<{ status: number; text: string }>((resolve) => {
-        const req = http.request(
-          {
-            host: '127.0.0.1',
-            port: api.port!,
-            path: '/api/scans',
-            method: 'POST',
-            headers: { ...body.headers, ...auth, 'content-length': String(body.payload.length) },
-          },
-          (res) => {
-            const chunks: Buffer[] = [];
-            res.on('data', (d: Buffer) => chunks.push(d));
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
-          },
-        );
-        // A cut connection is an answer too (status 0): the assertion below reports it.
-        req.on('error', (err) => resolve({ status: 0, text: err.message }));
-        req.write(body.payload.subarray(0, half));
-        sendRest = () => req.end(body.payload.subarray(half));
+      const { response, sendRest } = halfSentUpload(api.port!, auth, {
+        patientId: 'SIGTERM-1',
+        patientName: 'Sigterm Patient',
+        scanType: 'brain-mri',
+        file: 'brain-glioma-1.jpg',
       });
       // The first half has reached the server when its request is logged.
       await until('the upload to reach the API', async () => api.logs.some((l) => l.msg === 'incoming request' && (l.req as { method?: string } | undefined)?.method === 'POST'), 60_000, 20);

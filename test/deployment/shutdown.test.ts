@@ -9,8 +9,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import http from 'node:http';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -22,9 +21,8 @@ import { freePort } from '../../src/bench/support.js';
 import { REPO_ROOT } from '../../src/platform/config.js';
 import { openDatabase } from '../../src/platform/db/index.js';
 import { analyses, scans } from '../../src/platform/db/schema.js';
-import { FIXTURES, multipart } from '../../src/scans/test-support.js';
 import { createUser } from '../../src/users/service.js';
-import { spawnLogged, until, uploadTo, type Child } from '../helpers/cluster.js';
+import { halfSentUpload, spawnLogged, until, uploadTo, type Child } from '../helpers/cluster.js';
 
 const run = promisify(execFile);
 
@@ -91,28 +89,11 @@ test('npm start, SIGTERM with an upload arriving and an analysis running: both f
     }, 60_000, 20);
 
     // Scan B: half of its body sent, the rest after SIGTERM.
-    const image = readFileSync(path.join(FIXTURES, 'images', 'chest-normal-1.jpeg'));
-    const body = multipart([
-      { name: 'patientId', value: 'SHUTDOWN-1' },
-      { name: 'patientName', value: 'Shutdown Patient' },
-      { name: 'scanType', value: 'chest-xray' },
-      { name: 'image', filename: 'scan.jpg', contentType: 'image/jpeg', data: image },
-    ]);
-    const half = Math.floor(body.payload.length / 2);
-    let sendRest: () => void = () => undefined;
-    const uploadB = new Promise<{ status: number; text: string }>((resolve) => {
-      const req = http.request(
-        { host: '127.0.0.1', port, path: '/api/scans', method: 'POST', headers: { ...body.headers, ...auth, 'content-length': String(body.payload.length) } },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (d: Buffer) => chunks.push(d));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
-        },
-      );
-      // A cut connection is an answer too (status 0): the assertion below reports it.
-      req.on('error', (err) => resolve({ status: 0, text: err.message }));
-      req.write(body.payload.subarray(0, half));
-      sendRest = () => req.end(body.payload.subarray(half));
+    const { response: uploadB, sendRest } = halfSentUpload(port, auth, {
+      patientId: 'SHUTDOWN-1',
+      patientName: 'Shutdown Patient',
+      scanType: 'chest-xray',
+      file: 'chest-normal-1.jpeg',
     });
     const posts = () => child.logs.filter((l) => l.msg === 'incoming request' && (l.req as { method?: string } | undefined)?.method === 'POST').length;
     await until('the upload of scan B to reach the server', async () => posts() === 2, 30_000, 10);

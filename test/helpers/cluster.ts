@@ -21,7 +21,7 @@ import { REPO_ROOT } from '../../src/platform/config.js';
 import { openDatabase, type Database } from '../../src/platform/db/index.js';
 import { createS3Storage, type Storage } from '../../src/platform/storage/index.js';
 import { createUser } from '../../src/users/service.js';
-import { FIXTURES } from '../../src/scans/test-support.js';
+import { FIXTURES, multipart } from '../../src/scans/test-support.js';
 import { freePort } from '../../src/bench/support.js';
 
 const run = promisify(execFile);
@@ -357,6 +357,40 @@ export async function uploadTo(base: string, auth: Record<string, string>, i: nu
   form.set('patientName', `Cluster Patient ${i % 5}`);
   form.set('scanType', img.scanType);
   return fetch(`${base}/api/scans`, { method: 'POST', body: form, headers: auth });
+}
+
+/**
+ * An upload of one fixture image whose body is half sent: `sendRest` sends the other half,
+ * `response` is the answer (status 0 and the error's message for a cut connection, which the
+ * caller's assertion then reports). For the shutdown tests: a signal while a body arrives.
+ */
+export function halfSentUpload(
+  port: number,
+  auth: Record<string, string>,
+  upload: { patientId: string; patientName: string; scanType: string; file: string },
+): { response: Promise<{ status: number; text: string }>; sendRest: () => void } {
+  const body = multipart([
+    { name: 'patientId', value: upload.patientId },
+    { name: 'patientName', value: upload.patientName },
+    { name: 'scanType', value: upload.scanType },
+    { name: 'image', filename: 'scan.jpg', contentType: 'image/jpeg', data: readFileSync(path.join(FIXTURES, 'images', upload.file)) },
+  ]);
+  const half = Math.floor(body.payload.length / 2);
+  let sendRest: () => void = () => undefined;
+  const response = new Promise<{ status: number; text: string }>((resolve) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, path: '/api/scans', method: 'POST', headers: { ...body.headers, ...auth, 'content-length': String(body.payload.length) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (d: Buffer) => chunks.push(d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
+      },
+    );
+    req.on('error', (err) => resolve({ status: 0, text: err.message }));
+    req.write(body.payload.subarray(0, half));
+    sendRest = () => req.end(body.payload.subarray(half));
+  });
+  return { response, sendRest: () => sendRest() };
 }
 
 // ---------------------------------------------------------------------------------------------

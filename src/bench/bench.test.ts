@@ -37,8 +37,8 @@ test('bench:pipeline in idle mode analyses scans one at a time', async () => {
   assert.match(out, /pglite, idle, one scan at a time: 2 scans, upload response p50 \d+ ms, upload-to-completed p50 \d+ ms/);
 });
 
-test('bench:pipeline --workers 1 analyses a burst with an API process and a worker process', async (t) => {
+test('bench:pipeline --apis 2 --workers 1 analyses a burst uploaded through two API processes to a worker process', async (t) => {
   if (!(await databasesToMeasure('postgres', DEFAULT_POSTGRES_URL)).length) return t.skip('PostgreSQL is not reachable');
-  const out = await bench('src/analysis/bench-cli.ts', ['--db', 'postgres', '--workers', '1', '--scans', '4']);
-  assert.match(out, /postgres \(API process \+ 1 worker process\): 4 scans in [\d.]+ s .*failed 0/);
+  const out = await bench('src/analysis/bench-cli.ts', ['--db', 'postgres', '--apis', '2', '--workers', '1', '--scans', '4']);
+  assert.match(out, /postgres \(2 API processes \+ 1 worker process\): 4 scans in [\d.]+ s .*failed 0/);
 });

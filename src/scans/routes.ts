@@ -86,7 +86,14 @@ function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       async (request, reply) => {
         const viewer = currentUser(request);
         const form = await readUploadForm(request, ctx.config.maxUploadMb);
-        const scan = await scans.uploadScan(ctx, { viewer, form, links: linksFor(ctx, request), log: request.log });
+        const scan = await scans.uploadScan(ctx, {
+          viewer,
+          form,
+          links: linksFor(ctx, request),
+          log: request.log,
+          // The audit line names the patient without looking the new scan up again.
+          onPatient: (patientId) => noteAudit(request, { patientIds: [patientId] }),
+        });
         request.log.info({ scan: scan._id, status: scan.status }, 'scan uploaded');
         return reply.code(201).send(scan);
       },

@@ -191,7 +191,13 @@ async function checkUpload(deps: ScanDeps, bytes: Buffer): Promise<CheckedUpload
 
 export async function uploadScan(
   deps: ScanDeps,
-  { viewer, form, links, log }: { viewer: Viewer; form: UploadForm; links: FileLinks; log: FastifyBaseLogger },
+  {
+    viewer,
+    form,
+    links,
+    log,
+    onPatient,
+  }: { viewer: Viewer; form: UploadForm; links: FileLinks; log: FastifyBaseLogger; onPatient?: (patientRowId: string) => void },
 ) {
   const { db, storage } = deps;
   const request = parseUploadFields(form.fields);
@@ -301,6 +307,7 @@ export async function uploadScan(
       if (!isUniqueViolation(err)) throw err;
       saved = await insert();
     }
+    onPatient?.(saved.patient.id);
     return scanCoreView(saved, links);
   } catch (err) {
     try {

@@ -5,7 +5,7 @@ import { preparedPerDb, type DbOrTx } from '../platform/db/index.js';
 import { createReadCache } from '../platform/db/read-cache.js';
 import type { NewAnalysisRow } from '../analysis/types.js';
 import type { ListedScan, ShownAnalysis } from './view.js';
-import { analyses, annotations, patientDoctors, patients, reports, scanReviews, scans, users } from '../platform/db/schema.js';
+import { analyses, annotations, patients, reports, scanAccess, scanReviews, scans, users } from '../platform/db/schema.js';
 import { createTotalsCache, LARGE, type TotalsCache } from './totals.js';
 
 export type { ScanPatient, ScanRow };
@@ -119,27 +119,30 @@ function listStatements(db: DbOrTx, shape: ListShape) {
   };
 
   let ids;
+  let counted = matching;
   if (!shape.admin && !shape.patientRowId) {
-    // A doctor's page, patient by patient: the newest `offset + limit` scans of each assigned
-    // patient (scans_patient_date_idx), merged. Scanning the whole table by date and probing
-    // each scan's assignment instead reads thousands of rows when a doctor has 0.2% of them.
-    // The rule is access/'s patientVisibleTo (a doctor sees the assigned patients), walked
-    // from the assignments instead of checked per scan.
-    const per = db
-      .select({ id: scans.id, scanDate: scans.scanDate })
-      .from(scans)
-      .where(and(sql`${scans.patientId} = ${patientDoctors.patientId}`, ...filters))
-      .orderBy(desc(scans.scanDate), desc(scans.id))
-      .limit(p.perPatient)
-      .as('per_patient');
-    ids = db
-      .select({ id: per.id })
-      .from(patientDoctors)
-      .innerJoinLateral(per, sql`true`)
-      .where(sql`${patientDoctors.doctorId} = ${p.viewerId}`)
-      .orderBy(desc(per.scanDate), desc(per.id))
-      .limit(p.limit)
-      .offset(p.offset);
+    // A doctor's page walks scan_access (one row per scan and assigned doctor, kept by
+    // triggers: migration 0007) by (doctor, date): ten index entries for a page, however many
+    // patients the doctor has, instead of the newest scans of each patient merged. The page
+    // below still checks access/'s rule on its rows.
+    const byDoctor = (select: Record<string, SQL | typeof scanAccess.scanId>) => {
+      const q = db.select(select).from(scanAccess);
+      const onScan = shape.status || shape.scanType ? q.innerJoin(scans, eq(scans.id, scanAccess.scanId)) : q;
+      return onScan.where(
+        and(
+          sql`${scanAccess.doctorId} = ${p.viewerId}`,
+          shape.status ? sql`${scans.status} = ${p.status}` : undefined,
+          shape.scanType ? sql`${scans.scanType} = ${p.scanType}` : undefined,
+          shape.from ? sql`${scanAccess.scanDate} >= ${p.from}` : undefined,
+          shape.until ? sql`${scanAccess.scanDate} < ${p.until}` : undefined,
+        ),
+      );
+    };
+    ids = byDoctor({ id: scanAccess.scanId }).orderBy(desc(scanAccess.scanDate), desc(scanAccess.scanId)).limit(p.limit).offset(p.offset);
+    counted = (bounded: boolean) => {
+      const inner = byDoctor({ one: sql`1` });
+      return db.select({ n: sql<number>`count(*)::int` }).from((bounded ? inner.limit(p.bound) : inner).as('matching'));
+    };
   } else {
     ids = db.select({ id: scans.id }).from(scans).where(where).orderBy(desc(scans.scanDate), desc(scans.id)).limit(p.limit).offset(p.offset);
   }
@@ -169,7 +172,7 @@ function listStatements(db: DbOrTx, shape: ListShape) {
       reviewedAnalysis: shownAnalysisColumns(reviewedAnalysis),
       // The bounded count rides in the page as a scalar subquery (run once, not per row): one
       // round trip, and the total from the same snapshot as the rows. A bound of 0 skips it.
-      total: sql<number>`(${matching(true)})`,
+      total: sql<number>`(${counted(true)})`,
     })
     .from(scans)
     .innerJoin(patients, eq(patients.id, scans.patientId))
@@ -177,12 +180,12 @@ function listStatements(db: DbOrTx, shape: ListShape) {
     .leftJoinLateral(latestReview, sql`true`)
     .leftJoin(reviewer, eq(reviewer.id, latestReview.reviewedBy))
     .leftJoin(reviewedAnalysis, eq(reviewedAnalysis.id, latestReview.analysisId))
-    .where(inArray(scans.id, ids))
+    .where(and(inArray(scans.id, ids), where))
     .orderBy(desc(scans.scanDate), desc(scans.id));
   return {
     page: page.prepare(`${name}_page`),
-    bounded: matching(true).prepare(`${name}_bounded`),
-    exact: matching(false).prepare(`${name}_count`),
+    bounded: counted(true).prepare(`${name}_bounded`),
+    exact: counted(false).prepare(`${name}_count`),
   };
 }
 

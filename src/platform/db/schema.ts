@@ -92,6 +92,27 @@ export const patientDoctors = pgTable(
   (t) => [primaryKey({ columns: [t.patientId, t.doctorId] }), index('patient_doctors_doctor_idx').on(t.doctorId)],
 );
 
+/**
+ * Which doctor may see which scan, one row per scan and assigned doctor: the rule of access/
+ * (a doctor sees the scans of the patients assigned to them) laid out by doctor and date, so a
+ * doctor's list page is a walk of one index however many patients the doctor has. Kept by
+ * triggers (migration 0007) in the same transaction as every change of scans or assignments;
+ * the list is the only reader, and its page still checks the assignment itself.
+ */
+export const scanAccess = pgTable(
+  'scan_access',
+  {
+    scanId: uuid('scan_id')
+      .notNull()
+      .references(() => scans.id, { onDelete: 'cascade' }),
+    doctorId: uuid('doctor_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    scanDate: timestamp('scan_date', { withTimezone: true }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.scanId, t.doctorId] }), index('scan_access_doctor_date_idx').on(t.doctorId, t.scanDate.desc().nullsFirst(), t.scanId.desc().nullsFirst())],
+);
+
 export const medicalHistory = pgTable(
   'medical_history',
   {

@@ -95,11 +95,22 @@ describe('scan images rendered after upload', () => {
 
   test('a DICOM file whose pixels cannot be decoded is accepted, then fails with a reason; its image link says why', async () => {
     const scan = await upload(undecodableRle());
+    // Count the decodes the links cause: a failure is remembered, not decoded again per read.
+    const decode = t.ctx.imaging.decode.bind(t.ctx.imaging);
+    let decodes = 0;
+    t.ctx.imaging.decode = (bytes, opts) => {
+      decodes++;
+      return decode(bytes, opts);
+    };
     const image = await t.app.inject({ url: localPath(scan.imageUrl) });
     assert.equal(image.statusCode, 422, image.body);
     assert.match(image.json().error, /could not be shown.*RLE data has 0 segments/);
     const thumbnail = await t.app.inject({ url: localPath(scan.thumbnailUrl) });
     assert.equal(thumbnail.statusCode, 422);
+    assert.equal(thumbnail.json().error, image.json().error);
+    assert.equal((await t.app.inject({ url: localPath(scan.imageUrl) })).statusCode, 422);
+    assert.equal(decodes, 1, 'decoded once for three reads');
+    t.ctx.imaging.decode = decode;
 
     await runAnalysis(t, scan._id, { ...gliomaOutput(), heatmapPng: await heatmapPng(8, 8) });
     const detail = (await t.app.inject({ url: `/api/scans/${scan._id}`, headers: doctor.auth })).json();

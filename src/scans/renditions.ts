@@ -6,6 +6,7 @@
  * rendering the same scan at once each store the same bytes (storage puts replace whole files).
  */
 import type { ImageDecoder } from '../imaging/decoder.js';
+import { ImageDecodeError } from '../imaging/errors.js';
 import type { ScanRow } from '../access/index.js';
 import { StorageNotFoundError, type Storage } from '../platform/storage/index.js';
 
@@ -28,6 +29,12 @@ interface Rendered {
 
 /** Renders in progress in this process, by scan id. */
 const rendering = new Map<string, Promise<Rendered>>();
+/**
+ * Scans whose original could not be decoded, with why: a link read again answers at once
+ * instead of decoding the file again (up to DECODE_TIMEOUT_MS of a thread each time).
+ */
+const undecodable = new Map<string, ImageDecodeError>();
+const MAX_UNDECODABLE = 1000;
 
 export function createScanRenditions({
   storage,
@@ -51,7 +58,15 @@ export function createScanRenditions({
   function renderOnce(scan: RenditionSource): Promise<Rendered> {
     let pending = rendering.get(scan.id);
     if (!pending) {
-      pending = render(scan).finally(() => rendering.delete(scan.id));
+      pending = render(scan)
+        .catch((err: unknown) => {
+          if (err instanceof ImageDecodeError) {
+            if (undecodable.size >= MAX_UNDECODABLE) undecodable.clear();
+            undecodable.set(scan.id, err);
+          }
+          throw err;
+        })
+        .finally(() => rendering.delete(scan.id));
       rendering.set(scan.id, pending);
     }
     return pending;
@@ -59,6 +74,8 @@ export function createScanRenditions({
 
   return {
     async read(scan, which) {
+      const known = undecodable.get(scan.id);
+      if (known) throw known;
       const pending = rendering.get(scan.id);
       if (pending) return (await pending)[which];
       try {

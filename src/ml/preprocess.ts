@@ -128,16 +128,18 @@ export async function preprocessImage(
       .raw()
       .toBuffer();
   }
+  const gray = grayFromRgb(rgb, width * height);
   return {
     tensor: tensorFromRgb(rgb, spec),
     width,
     height,
     rgb,
-    gray: grayFromRgb(rgb, width * height),
+    gray,
     source: {
       width: decoded.width,
       height: decoded.height,
-      gray: grayFromRgb(decoded.data, decoded.width * decoded.height),
+      // An image already at the spec size (the datasets' are) is its own resized image.
+      gray: rgb === decoded.data ? gray : grayFromRgb(decoded.data, decoded.width * decoded.height),
     },
   };
 }

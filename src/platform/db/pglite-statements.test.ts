@@ -72,6 +72,12 @@ describe('named statements on PGlite', () => {
     }
     await client.query('select 1');
     assert.ok((await prepared()).length - before <= 3, 'evicted statements are closed');
+    // A statement with many parameters (a multi-row INSERT) is never named.
+    const many = `cardinality(array[${Array.from({ length: 300 }, (_, i) => `$${i + 1}::int`).join(', ')}])`;
+    const huge = withNamedStatements(raw);
+    const names = (await prepared()).length;
+    for (let i = 0; i < 3; i++) assert.equal((await huge.query<{ v: number }>(`select ${many} as v`, Array.from({ length: 300 }, () => 1))).rows[0]?.v, 300);
+    assert.equal((await prepared()).length, names);
   });
 });
 

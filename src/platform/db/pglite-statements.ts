@@ -34,6 +34,10 @@ const STALE_STATEMENT = new Set([
   '26000', // prepared statement does not exist
 ]);
 
+/** Statements longer than this, or with more parameters, are never named. */
+const MAX_TEXT = 16_384;
+const MAX_PARAMS = 256;
+
 /** Statement names are unique per process: several clients may wrap one PGlite instance. */
 let counter = 0;
 
@@ -122,7 +126,9 @@ export function withNamedStatements(client: PGlite, opts: NamedStatementOptions 
   }
 
   async function query<T>(text: string, params: unknown[] = [], options?: QueryOptions): Promise<Results<T>> {
-    if (options?.blob) return client.query<T>(text, params, options);
+    // Multi-row INSERTs (a group of audit rows) have a text per row count: kept, each would hold
+    // its plan in the engine's memory for one use in a while.
+    if (options?.blob || text.length > MAX_TEXT || params.length > MAX_PARAMS) return client.query<T>(text, params, options);
     const known = statements.get(text);
     if (!known) {
       remember(text, { name: null, types: [], uses: 1 });

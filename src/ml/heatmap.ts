@@ -44,7 +44,11 @@ export function normaliseMap(map: Float32Array): Float32Array {
   return out;
 }
 
-/** Bilinear resize with pixel centres aligned (as align_corners=False), edges clamped. */
+/**
+ * Bilinear resize with pixel centres aligned (as align_corners=False), edges clamped. Done in
+ * two passes (each source row across, then down), which gives the same values as the direct
+ * formula with a third of its reads.
+ */
 export function resizeBilinear(src: Float32Array, sw: number, sh: number, dw: number, dh: number): Float32Array {
   const out = new Float32Array(dw * dh);
   const sx = sw / dw;
@@ -58,24 +62,30 @@ export function resizeBilinear(src: Float32Array, sw: number, sh: number, dw: nu
     x1s[x] = Math.min(x0s[x]! + 1, sw - 1);
     wxs[x] = fx - x0s[x]!;
   }
+  const rows = new Float64Array(sh * dw);
+  for (let r = 0; r < sh; r++) {
+    const from = r * sw;
+    const to = r * dw;
+    for (let x = 0; x < dw; x++) {
+      const wx = wxs[x]!;
+      rows[to + x] = src[from + x0s[x]!]! * (1 - wx) + src[from + x1s[x]!]! * wx;
+    }
+  }
   for (let y = 0; y < dh; y++) {
     const fy = Math.min(Math.max((y + 0.5) * sy - 0.5, 0), sh - 1);
     const y0 = Math.floor(fy);
     const y1 = Math.min(y0 + 1, sh - 1);
     const wy = fy - y0;
-    const row0 = y0 * sw;
-    const row1 = y1 * sw;
-    for (let x = 0; x < dw; x++) {
-      const x0 = x0s[x]!;
-      const x1 = x1s[x]!;
-      const wx = wxs[x]!;
-      const top = src[row0 + x0]! * (1 - wx) + src[row0 + x1]! * wx;
-      const bottom = src[row1 + x0]! * (1 - wx) + src[row1 + x1]! * wx;
-      out[y * dw + x] = top * (1 - wy) + bottom * wy;
-    }
+    const top = y0 * dw;
+    const bottom = y1 * dw;
+    const at = y * dw;
+    for (let x = 0; x < dw; x++) out[at + x] = rows[top + x]! * (1 - wy) + rows[bottom + x]! * wy;
   }
   return out;
 }
+
+/** Side of the working grid the hot region is found on. */
+const HOT_REGION_GRID_PX = 224;
 
 /**
  * Bounding box of the 8-connected region around the peak where the map is at least
@@ -90,9 +100,19 @@ export function findHotRegion(
   imageHeight: number,
   threshold = 0.5,
 ): HotRegion | null {
-  const gw = Math.min(imageWidth, 224);
-  const gh = Math.min(imageHeight, 224);
-  const grid = resizeBilinear(map01, mapWidth, mapHeight, gw, gh);
+  const gw = Math.min(imageWidth, HOT_REGION_GRID_PX);
+  const gh = Math.min(imageHeight, HOT_REGION_GRID_PX);
+  return hotRegionOnGrid(resizeBilinear(map01, mapWidth, mapHeight, gw, gh), gw, gh, imageWidth, imageHeight, threshold);
+}
+
+function hotRegionOnGrid(
+  grid: Float32Array,
+  gw: number,
+  gh: number,
+  imageWidth: number,
+  imageHeight: number,
+  threshold = 0.5,
+): HotRegion | null {
   let peak = -1;
   let peakValue = 0;
   for (let i = 0; i < grid.length; i++) {
@@ -181,14 +201,8 @@ function overlayTable(): Uint8Array {
  * is stored once and shown a few times, and level 6 cost about four times the rest of the
  * rendering for a file about a third smaller.
  */
-async function renderOverlay(
-  map01: Float32Array,
-  mapWidth: number,
-  mapHeight: number,
-  image: { gray: Uint8Array; width: number; height: number },
-): Promise<Buffer> {
+async function renderOverlay(heat: Float32Array, image: { gray: Uint8Array; width: number; height: number }): Promise<Buffer> {
   const { width, height, gray } = image;
-  const heat = resizeBilinear(map01, mapWidth, mapHeight, width, height);
   const table = overlayTable();
   const out = Buffer.allocUnsafe(width * height * 3);
   for (let i = 0, o = 0; i < width * height; i++, o += 3) {
@@ -212,9 +226,16 @@ export async function explainClass(
   options: { render?: boolean } = {},
 ): Promise<Explanation> {
   const map01 = normaliseMap(classMap(cam, classIndex, mapWidth, mapHeight));
-  const hotRegion = findHotRegion(map01, mapWidth, mapHeight, image.width, image.height);
-  if (options.render === false) return { heatmap: null, hotRegion };
-  const png = await renderOverlay(map01, mapWidth, mapHeight, image);
+  const { width, height } = image;
+  if (options.render === false) return { heatmap: null, hotRegion: findHotRegion(map01, mapWidth, mapHeight, width, height) };
+  const heat = resizeBilinear(map01, mapWidth, mapHeight, width, height);
+  // An image within the working grid (the datasets' are 224 px) has its hot region found on
+  // the overlay's own map instead of resizing the map a second time to the same size.
+  const hotRegion =
+    width <= HOT_REGION_GRID_PX && height <= HOT_REGION_GRID_PX
+      ? hotRegionOnGrid(heat, width, height, width, height)
+      : findHotRegion(map01, mapWidth, mapHeight, width, height);
+  const png = await renderOverlay(heat, image);
   return { heatmap: { png, width: image.width, height: image.height }, hotRegion };
 }
 

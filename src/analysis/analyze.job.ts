@@ -83,12 +83,15 @@ export interface AnalyzeJobDeps {
 
 const RETRY_LIMIT = 3;
 
-/** The display image; a file that cannot be decoded fails its analysis for good, saying why. */
+/**
+ * The display image; a file that cannot be decoded fails its analysis for good, saying why. A
+ * render that ran out of time (a busy machine) is an ordinary failure: the job is tried again.
+ */
 async function displayImage(renditions: ScanRenditions, scan: Parameters<ScanRenditions['read']>[0]): Promise<Buffer> {
   try {
     return await renditions.read(scan, 'image');
   } catch (err) {
-    if (err instanceof ImageDecodeError) throw new PermanentJobError(`The image could not be decoded: ${err.message}`);
+    if (err instanceof ImageDecodeError && !err.transient) throw new PermanentJobError(`The image could not be decoded: ${err.message}`);
     throw err;
   }
 }

@@ -60,6 +60,7 @@ export function createImageDecoder({ timeoutMs, threads, onInternalError }: Imag
         throw new ImageDecodeError(
           'corrupt',
           `The image could not be decoded within ${Math.round(timeoutMs / 1000)} seconds; the file may be damaged or unusually complex.`,
+          true,
         );
       }
       throw err;

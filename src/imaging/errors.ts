@@ -11,6 +11,11 @@ export class ImageDecodeError extends Error {
   constructor(
     public readonly code: ImageDecodeErrorCode,
     message: string,
+    /**
+     * True when the file ran out of time rather than failed: a busy machine can cause that, so a
+     * stored scan's render is tried again later instead of being marked undecodable for good.
+     */
+    public readonly transient = false,
   ) {
     super(message);
   }

@@ -81,6 +81,10 @@ async function readRendition(deps: FileDeps, scan: ScanRow, which: 'image' | 'th
     return await deps.renditions.read(scan, which);
   } catch (err) {
     if (err instanceof StorageNotFoundError) throw notFound('File');
+    if (err instanceof ImageDecodeError && err.transient) {
+      // Ran out of time on a busy server: the file may be fine, so the reader is told to retry.
+      throw new AppError('unavailable', 'This scan\'s image is still being prepared and the server is busy; try again in a moment.');
+    }
     if (err instanceof ImageDecodeError) {
       throw new AppError('unprocessable', `This scan's image could not be shown: ${err.message}`);
     }

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { gliomaOutput } from '../../test/helpers/analyzer-output.js';
+import { ImageDecodeError } from '../imaging/errors.js';
 import { writeDicom } from '../imaging/testing/dicom-writer.js';
 import { pngPixels } from '../imaging/testing/png.js';
 import { FIXTURES, heatmapPng, localPath, runAnalysis, uploadRequest } from './test-support.js';
@@ -91,6 +92,32 @@ describe('scan images rendered after upload', () => {
     assert.equal(detail.status, 'completed');
     const image = await t.app.inject({ url: localPath(detail.imageUrl) });
     assert.equal(image.statusCode, 200);
+  });
+
+  test('a render that ran out of time is tried again, by the next reader and by the analysis', async () => {
+    const scan = await upload(DICOM_MR_SMALL);
+    const decode = t.ctx.imaging.decode.bind(t.ctx.imaging);
+    let timeouts = 1;
+    t.ctx.imaging.decode = (bytes, opts) => {
+      if (timeouts-- > 0) return Promise.reject(new ImageDecodeError('corrupt', 'The image could not be decoded within 10 seconds', true));
+      return decode(bytes, opts);
+    };
+    try {
+      const busy = await t.app.inject({ url: localPath(scan.imageUrl) });
+      assert.equal(busy.statusCode, 503, busy.body);
+      assert.match(busy.json().error, /try again/);
+      const image = await t.app.inject({ url: localPath(scan.imageUrl) });
+      assert.equal(image.statusCode, 200, 'not remembered as undecodable');
+
+      // In the worker a timeout is an ordinary failure (retried), not the scan's end.
+      const other = await upload(DICOM_MR_SMALL);
+      timeouts = 1;
+      await assert.rejects(runAnalysis(t, other._id, { ...gliomaOutput(), heatmapPng: await heatmapPng(64, 64) }), /within 10 seconds/);
+      const detail = (await t.app.inject({ url: `/api/scans/${other._id}`, headers: doctor.auth })).json();
+      assert.notEqual(detail.status, 'failed');
+    } finally {
+      t.ctx.imaging.decode = decode;
+    }
   });
 
   test('a DICOM file whose pixels cannot be decoded is accepted, then fails with a reason; its image link says why', async () => {

@@ -12,7 +12,7 @@ import { StorageNotFoundError, type Storage } from '../platform/storage/index.js
 
 export const THUMBNAIL_PX = 256;
 
-export type RenditionSource = Pick<ScanRow, 'id' | 'originalKey' | 'imageKey' | 'thumbnailKey'>;
+type RenditionSource = Pick<ScanRow, 'id' | 'originalKey' | 'imageKey' | 'thumbnailKey'>;
 
 export interface ScanRenditions {
   /**
@@ -60,7 +60,7 @@ export function createScanRenditions({
     if (!pending) {
       pending = render(scan)
         .catch((err: unknown) => {
-          if (err instanceof ImageDecodeError) {
+          if (err instanceof ImageDecodeError && !err.transient) {
             if (undecodable.size >= MAX_UNDECODABLE) undecodable.clear();
             undecodable.set(scan.id, err);
           }

@@ -73,6 +73,25 @@ describe('signed links', () => {
     now += 61_000;
     assert.deepEqual(signer.verify('/files/scans/a/image.png', q), { ok: false, reason: 'expired' });
   });
+
+  test('a link is the same for a step of its lifetime and never outlives it', () => {
+    let now = 1_000_000_003_500;
+    const signer = createUrlSigner(randomBytes(32), 3600, () => now);
+    const userId = '11111111-1111-4111-8111-111111111111';
+    const sign = (p: string) => new URL(signer.sign(p, null, { userId }), 'http://h');
+    const first = sign('/files/scans/a/image.png');
+    const expires = Number(first.searchParams.get('expires'));
+    assert.ok(expires <= now / 1000 + 3600 && expires > now / 1000 + 3600 - 60, `expires ${expires}`);
+    now += 10_000;
+    assert.equal(sign('/files/scans/a/image.png').href, first.href, 'the same link within the step');
+    assert.notEqual(sign('/files/scans/b/image.png').searchParams.get('signature'), first.searchParams.get('signature'));
+    now += 60_000;
+    const later = sign('/files/scans/a/image.png');
+    assert.ok(Number(later.searchParams.get('expires')) > expires, 'a later step, a later expiry');
+    assert.deepEqual(signer.verify('/files/scans/a/image.png', Object.fromEntries(later.searchParams)), { ok: true, userId });
+    now = (expires + 1) * 1000;
+    assert.deepEqual(signer.verify('/files/scans/a/image.png', Object.fromEntries(first.searchParams)), { ok: false, reason: 'expired' });
+  });
 });
 
 describe('HTTP platform (pglite)', () => {

@@ -28,10 +28,25 @@ export function createUrlSigner(secret: Uint8Array, defaultTtlSeconds: number, n
   const key = createSecretKey(secret);
   const mac = (path: string, expires: number, userId: string) =>
     createHmac('sha256', key).update(`url-v2\n${path}\n${expires}\n${userId}`).digest('base64url');
+  // A link's expiry is rounded down to a step (a tenth of its lifetime, at most a minute), so the
+  // same file for the same user gets the same link for that step and its HMAC is computed once:
+  // a list page hands out thirty links, again on every request. A link lives between its
+  // lifetime minus one step and its lifetime, never longer.
+  const signatures = new Map<string, string>();
+  const signature = (path: string, expires: number, userId: string) => {
+    const key = `${expires}\n${userId}\n${path}`;
+    let value = signatures.get(key);
+    if (value === undefined) {
+      if (signatures.size >= 20_000) signatures.clear();
+      signatures.set(key, (value = mac(path, expires, userId)));
+    }
+    return value;
+  };
   return {
     sign(path, base, { userId, ttlSeconds = defaultTtlSeconds }) {
-      const expires = Math.floor(now() / 1000) + ttlSeconds;
-      const query = `expires=${expires}&user=${userId}&signature=${mac(path, expires, userId)}`;
+      const step = Math.max(1, Math.min(60, Math.floor(ttlSeconds / 10)));
+      const expires = Math.floor((now() / 1000 + ttlSeconds) / step) * step;
+      const query = `expires=${expires}&user=${userId}&signature=${signature(path, expires, userId)}`;
       return `${base ?? ''}${path}?${query}`;
     },
     verify(path, { expires, user, signature }) {

@@ -13,6 +13,7 @@ import { gliomaOutput } from '../../test/helpers/analyzer-output.js';
 import { ImageDecodeError } from '../imaging/errors.js';
 import { writeDicom } from '../imaging/testing/dicom-writer.js';
 import { pngPixels } from '../imaging/testing/png.js';
+import { createScanRenditions } from './renditions.js';
 import { FIXTURES, heatmapPng, localPath, runAnalysis, uploadRequest } from './test-support.js';
 
 const DICOM_MR_SMALL = readFileSync(path.join(FIXTURES, 'imaging/MR_small_implicit.dcm'));
@@ -92,6 +93,24 @@ describe('scan images rendered after upload', () => {
     assert.equal(detail.status, 'completed');
     const image = await t.app.inject({ url: localPath(detail.imageUrl) });
     assert.equal(image.statusCode, 200);
+  });
+
+  test('a scan deleted while its image is rendered leaves no rendered files behind', async () => {
+    const scan = await upload(DICOM_MR_SMALL);
+    const storage = t.ctx.storage;
+    // The deletion lands while the original is being decoded.
+    const deletingStorage = {
+      ...storage,
+      get: async (key: string) => {
+        const bytes = await storage.get(key);
+        await storage.deletePrefix(`scans/${scan._id}/`);
+        return bytes;
+      },
+    };
+    const renditions = createScanRenditions({ storage: deletingStorage, imaging: t.ctx.imaging, maxPixels: t.ctx.config.maxImagePixels });
+    await renditions.read({ id: scan._id, originalKey: `scans/${scan._id}/original.dcm`, imageKey: `scans/${scan._id}/image.png`, thumbnailKey: `scans/${scan._id}/thumb.png` }, 'image');
+    assert.equal(await storage.exists(`scans/${scan._id}/image.png`), false);
+    assert.equal(await storage.exists(`scans/${scan._id}/thumb.png`), false);
   });
 
   test('a render that ran out of time is tried again, by the next reader and by the analysis', async () => {

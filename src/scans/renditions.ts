@@ -9,6 +9,7 @@ import type { ImageDecoder } from '../imaging/decoder.js';
 import { ImageDecodeError } from '../imaging/errors.js';
 import type { ScanRow } from '../access/index.js';
 import { StorageNotFoundError, type Storage } from '../platform/storage/index.js';
+import { scanFilesPrefix } from './stored-files.js';
 
 export const THUMBNAIL_PX = 256;
 
@@ -52,6 +53,9 @@ export function createScanRenditions({
     // The thumbnail first: the display image is what says "rendered" to the next reader.
     await storage.put(scan.thumbnailKey, decoded.thumbnail, 'image/png');
     await storage.put(scan.imageKey, decoded.png, 'image/png');
+    // A scan deleted while it was rendered took its files with it; these two must follow, or they
+    // would stay behind as orphans. (A deletion after this check removes them itself.)
+    if (!(await storage.exists(scan.originalKey))) await storage.deletePrefix(scanFilesPrefix(scan.id));
     return { image: decoded.png, thumbnail: decoded.thumbnail };
   }
 

@@ -3,9 +3,10 @@
  *                            [--out docs/benchmarks/inference.md]
  *
  * Model time per image (session.run only, batch 1) with 1 and 2 intra-op threads, and whole
- * analyses through the job worker's thread pool (how the worker runs them). The input is
- * a fixed pseudo-random tensor: a CNN's time does not depend on the pixels. Writes nothing
- * unless --out is given; then the model's section of that Markdown file is replaced.
+ * analyses through the job worker's thread pool (how the worker runs them), each with its wall
+ * time and the process's CPU time per image. The input is a fixed pseudo-random tensor: a CNN's
+ * time does not depend on the pixels. Writes nothing unless --out is given; then the model's
+ * section of that Markdown file is replaced.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
@@ -31,12 +32,21 @@ interface Row {
   p95: number;
   mean: number;
   perSecond: number;
+  /** CPU time of the whole process (all threads, the decoder's pool too) per image. */
+  cpuMs: number;
+}
+
+/** User + system CPU of this process since `from`, in ms. */
+function cpuMsSince(from: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(from);
+  return (used.user + used.system) / 1000;
 }
 
 async function timeRuns(model: LoadedModel, input: Float32Array, n: number, concurrency: number): Promise<Row> {
   for (let i = 0; i < 10; i++) await runModel(model, input);
   const times: number[] = [];
   const start = performance.now();
+  const cpu = process.cpuUsage();
   let next = 0;
   const loop = async () => {
     while (next < n) {
@@ -48,7 +58,8 @@ async function timeRuns(model: LoadedModel, input: Float32Array, n: number, conc
   };
   await Promise.all(Array.from({ length: concurrency }, loop));
   const wall = performance.now() - start;
-  return { setting: '', p50: percentile(times, 50), p95: percentile(times, 95), mean: mean(times), perSecond: (n / wall) * 1000 };
+  const cpuMs = cpuMsSince(cpu) / n;
+  return { setting: '', p50: percentile(times, 50), p95: percentile(times, 95), mean: mean(times), perSecond: (n / wall) * 1000, cpuMs };
 }
 
 /**
@@ -66,6 +77,7 @@ async function timePool(id: ScanType, modelsDir: string, n: number): Promise<Row
     const times: number[] = [];
     let next = 0;
     const start = performance.now();
+    const cpu = process.cpuUsage();
     const loop = async () => {
       while (next < n) {
         next++;
@@ -76,12 +88,14 @@ async function timePool(id: ScanType, modelsDir: string, n: number): Promise<Row
     };
     await Promise.all([loop(), loop()]);
     const wall = performance.now() - start;
+    const cpuMs = cpuMsSince(cpu) / n;
     return {
       setting: 'whole analysis, worker pool of 2 threads, 2 at a time',
       p50: percentile(times, 50),
       p95: percentile(times, 95),
       mean: mean(times),
       perSecond: (n / wall) * 1000,
+      cpuMs,
     };
   } finally {
     await analyzer.close();
@@ -126,9 +140,12 @@ async function main(): Promise<number> {
   const cpus = os.cpus();
   const machine = `${cpus[0]?.model ?? 'unknown CPU'} x${cpus.length} (${os.platform()} ${os.arch()}), Node ${process.version}, onnxruntime-node ${ort.env.versions.common}`;
   const table = [
-    '| setting | p50 ms | p95 ms | mean ms | images/s |',
-    '|---|---:|---:|---:|---:|',
-    ...rows.map((r) => `| ${r.setting} | ${r.p50.toFixed(2)} | ${r.p95.toFixed(2)} | ${r.mean.toFixed(2)} | ${r.perSecond.toFixed(1)} |`),
+    '| setting | p50 ms | p95 ms | mean ms | images/s | CPU ms per image |',
+    '|---|---:|---:|---:|---:|---:|',
+    ...rows.map(
+      (r) =>
+        `| ${r.setting} | ${r.p50.toFixed(2)} | ${r.p95.toFixed(2)} | ${r.mean.toFixed(2)} | ${r.perSecond.toFixed(1)} | ${r.cpuMs.toFixed(2)} |`,
+    ),
   ].join('\n');
   console.log(`${id} ${version}: model time per image (session.run), ${n} runs each\n${machine}\n\n${table}`);
 
@@ -138,7 +155,9 @@ async function main(): Promise<number> {
       `<!-- bench:${id}:start -->`,
       `## ${id} ${version}`,
       '',
-      `Measured ${new Date().toISOString().slice(0, 10)} on ${machine}; ${n} runs per setting after 10 warm-up runs.`,
+      `Measured ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC on ${machine}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(', ')} (1, 5, 15 min) at the end; ` +
+        `${n} runs per setting after 10 warm-up runs. CPU ms per image: the process's user + system time (every thread) over the runs, divided by the images: ` +
+        'what an image costs the machine, which a loaded machine changes less than the wall times.',
       '',
       table,
       `<!-- bench:${id}:end -->`,

@@ -112,6 +112,37 @@ for (const kind of await databaseKinds()) {
         );
         assert.deepEqual(await drift(db()), { extra: 0, missing: 0 });
       });
+
+      test('new scans of one patient do not wait for each other; an assignment still waits for them (0008)', async () => {
+        const [p4] = await db().select({ id: patients.id }).from(patients).where(eq(patients.patientId, `${prefix}4`));
+        const copyScan = `insert into scans (patient_id, doctor_id, scan_date, scan_type, status, original_format, original_key, image_key, thumbnail_key, width, height, file_size, sha256)
+          select patient_id, doctor_id, now(), scan_type, status, original_format, original_key, image_key, thumbnail_key, width, height, file_size, md5(random()::text)
+          from scans where patient_id = $1 limit 1`;
+        const connect = async () => {
+          const c = new pg.Client({ connectionString: t.database.connectionString! });
+          await c.connect();
+          await c.query('begin');
+          await c.query(`set local lock_timeout = '2s'`);
+          return c;
+        };
+        const [first, second, assigner] = await Promise.all([connect(), connect(), connect()]);
+        try {
+          await first.query(copyScan, [p4!.id]);
+          // The second upload of the same patient goes through while the first is still open.
+          await second.query(copyScan, [p4!.id]);
+          await second.query('commit');
+          // An assignment must wait for the open upload, or it could miss its scan.
+          const racer = await t.user();
+          await assert.rejects(
+            assigner.query('insert into patient_doctors (patient_id, doctor_id) values ($1, $2)', [p4!.id, racer.id]),
+            (err: { code?: string }) => err.code === '55P03',
+          );
+          await first.query('commit');
+        } finally {
+          for (const c of [first, second, assigner]) await c.end().catch(() => undefined);
+        }
+        assert.deepEqual(await drift(db()), { extra: 0, missing: 0 });
+      });
     }
   });
 

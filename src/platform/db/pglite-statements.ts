@@ -63,6 +63,9 @@ interface NamedStatementOptions {
 export function withNamedStatements(client: PGlite, opts: NamedStatementOptions = {}): PGlite {
   const max = opts.max ?? 500;
   const internals = client as unknown as PGliteInternals;
+  // These internals are not PGlite's public API: a release without them gets the plain client
+  // (correct, only slower) instead of a broken one. pglite-statements.test.ts pins that they work.
+  if (!(['_checkReady', '_runExclusiveTransaction', '_runExclusiveQuery'] as const).every((k) => typeof internals[k] === 'function')) return client;
   const statements = new Map<string, Statement>();
   const toClose: string[] = [];
 

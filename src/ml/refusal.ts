@@ -60,7 +60,8 @@ export interface Refusal {
 
 export function imageStats(rgb: Uint8Array, width: number, height: number): ImageStats {
   const n = width * height;
-  const gray = new Float64Array(n);
+  // R + G + B per pixel (exact in 16 bits); the gray is that / 3, computed where it is used.
+  const sums = new Uint16Array(n);
   let sum = 0;
   let chromaSum = 0;
   let colourful = 0;
@@ -68,32 +69,28 @@ export function imageStats(rgb: Uint8Array, width: number, height: number): Imag
     const r = rgb[j]!;
     const g = rgb[j + 1]!;
     const b = rgb[j + 2]!;
-    const v = (r + g + b) / 3;
-    gray[i] = v;
-    sum += v;
+    sums[i] = r + g + b;
+    sum += (r + g + b) / 3;
     const chroma = Math.max(r, g, b) - Math.min(r, g, b);
     chromaSum += chroma;
     if (chroma > COLOURFUL_PIXEL_CHROMA) colourful++;
   }
   const mean = sum / n;
+  // One pass for the variance and the neighbour differences, each summed in the same order
+  // as two separate passes would.
   let variance = 0;
-  for (let i = 0; i < n; i++) variance += (gray[i]! - mean) ** 2;
-  variance /= n;
   let diff = 0;
-  let pairs = 0;
   for (let y = 0; y < height; y++) {
+    const row = y * width;
     for (let x = 0; x < width; x++) {
-      const v = gray[y * width + x]!;
-      if (x + 1 < width) {
-        diff += (gray[y * width + x + 1]! - v) ** 2;
-        pairs++;
-      }
-      if (y + 1 < height) {
-        diff += (gray[(y + 1) * width + x]! - v) ** 2;
-        pairs++;
-      }
+      const v = sums[row + x]! / 3;
+      variance += (v - mean) ** 2;
+      if (x + 1 < width) diff += (sums[row + x + 1]! / 3 - v) ** 2;
+      if (y + 1 < height) diff += (sums[row + width + x]! / 3 - v) ** 2;
     }
   }
+  variance /= n;
+  const pairs = (width - 1) * height + width * (height - 1);
   return {
     grayStd: Math.sqrt(variance),
     meanChroma: chromaSum / n,
@@ -101,7 +98,6 @@ export function imageStats(rgb: Uint8Array, width: number, height: number): Imag
     highFrequencyRatio: variance > 0 ? diff / pairs / (2 * variance) : 0,
   };
 }
-
 
 /** The input checks; null when the image may go to the model. */
 export function checkInput(

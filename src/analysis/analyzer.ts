@@ -84,8 +84,11 @@ export function createOnnxAnalyzer({
         throw new Error(outcome.message);
       }
       const { output } = outcome;
-      // Buffers arrive from the thread as plain Uint8Arrays.
-      return output.refused ? output : { ...output, heatmapPng: Buffer.from(output.heatmapPng) };
+      // Buffers arrive from the thread as plain Uint8Arrays (a copy this thread owns): viewed as
+      // a Buffer, not copied again on the event loop.
+      if (output.refused) return output;
+      const { buffer, byteOffset, byteLength } = output.heatmapPng;
+      return { ...output, heatmapPng: Buffer.from(buffer, byteOffset, byteLength) };
     },
     close: () => pool.destroy(),
   };

@@ -10,7 +10,7 @@
  * Services start with one of the `require...` helpers; listings filter with `patientVisibleTo`.
  */
 import { and, eq, or, sql, type SQL, type SQLWrapper } from 'drizzle-orm';
-import { preparedPerDb, type DbOrTx } from '../platform/db/index.js';
+import { builtOncePerDb, preparedPerDb, type DbOrTx } from '../platform/db/index.js';
 import { patientDoctors, patients, scans, webhooks, type users } from '../platform/db/schema.js';
 import { forbidden, notFound } from '../platform/errors.js';
 import { isUuid } from '../platform/http/schemas.js';
@@ -86,27 +86,40 @@ export async function requireVisiblePatient(db: DbOrTx, viewer: Viewer, idOrPati
   return patient;
 }
 
+/** By role, and by whether the id may be a patient's `_id` (a UUID) or only a hospital patientId. */
+const patientForScans = (role: Viewer['role'], byUuid: boolean) =>
+  builtOncePerDb(`patient_for_scans_${role}${byUuid ? '_uuid' : ''}`, (db) =>
+    db
+      .select({
+        patient: patients,
+        mayAddScans: role === 'admin' ? sql<boolean>`true` : sql<boolean>`${assigned(patients.id, sql.placeholder('viewerId'))}`,
+      })
+      .from(patients)
+      .where(
+        byUuid
+          ? or(sql`${patients.id} = ${sql.placeholder('id')}`, sql`${patients.patientId} = ${sql.placeholder('id')}`)
+          : sql`${patients.patientId} = ${sql.placeholder('id')}`,
+      ),
+  );
+const patientForScansStatements = {
+  admin: [patientForScans('admin', false), patientForScans('admin', true)],
+  doctor: [patientForScans('doctor', false), patientForScans('doctor', true)],
+} as const;
+
 /**
  * A patient by `_id` or hospital identifier, whether or not the viewer may see it, with
  * whether they may add scans to it (the same rule as seeing it), in one query: an upload asks
  * both, and "someone else's" answers differently from "no such patient" there (the caller
- * maps it to the answer a patient creation would give).
+ * maps it to the answer a patient creation would give). Built once: it runs in every upload's
+ * transaction.
  */
 export async function findPatientForScans(
   db: DbOrTx,
   viewer: Viewer,
   idOrPatientId: string,
 ): Promise<{ patient: PatientRow; mayAddScans: boolean } | null> {
-  const match = isUuid(idOrPatientId)
-    ? or(eq(patients.id, idOrPatientId), eq(patients.patientId, idOrPatientId))
-    : eq(patients.patientId, idOrPatientId);
-  const [row] = await db
-    .select({
-      patient: patients,
-      mayAddScans: viewer.role === 'admin' ? sql<boolean>`true` : sql<boolean>`${assigned(patients.id, viewer.id)}`,
-    })
-    .from(patients)
-    .where(match);
+  const statement = patientForScansStatements[viewer.role][isUuid(idOrPatientId) ? 1 : 0](db);
+  const [row] = await statement.execute({ id: idOrPatientId, viewerId: viewer.id });
   return row ?? null;
 }
 

@@ -1,7 +1,7 @@
 import { and, asc, desc, eq, inArray, sql, type SQL } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/pg-core';
 import { patientVisibleTo, type ScanPatient, type ScanRow, type Viewer } from '../access/index.js';
-import { preparedPerDb, type DbOrTx } from '../platform/db/index.js';
+import { builtOncePerDb, preparedPerDb, type DbOrTx } from '../platform/db/index.js';
 import { createReadCache } from '../platform/db/read-cache.js';
 import type { NewAnalysisRow } from '../analysis/types.js';
 import type { ListedScan, ShownAnalysis } from './view.js';
@@ -376,13 +376,53 @@ export async function visibleScanDetail(db: DbOrTx, viewer: Viewer, scanId: stri
   };
 }
 
+/** The columns an upload sets on a new scan and its first analysis; the rest take their defaults. */
+const UPLOADED_SCAN_COLUMNS = [
+  'id',
+  'patientId',
+  'doctorId',
+  'scanDate',
+  'scanType',
+  'status',
+  'originalFormat',
+  'originalKey',
+  'imageKey',
+  'thumbnailKey',
+  'width',
+  'height',
+  'fileSize',
+  'sha256',
+  'dicom',
+  'studyInstanceUid',
+  'seriesInstanceUid',
+  'sopInstanceUid',
+] as const satisfies ReadonlyArray<keyof NewScanRow>;
+const QUEUED_ANALYSIS_COLUMNS = ['id', 'jobId', 'scanId', 'scanType', 'requestedBy', 'status', 'progress'] as const satisfies ReadonlyArray<
+  keyof NewAnalysisRow
+>;
+type UploadedScanValues = Pick<NewScanRow, (typeof UPLOADED_SCAN_COLUMNS)[number]>;
+type QueuedAnalysisValues = Pick<NewAnalysisRow, (typeof QUEUED_ANALYSIS_COLUMNS)[number]>;
+
+function placeholders<K extends string>(columns: readonly K[], prefix: string): Record<K, ReturnType<typeof sql.placeholder>> {
+  return Object.fromEntries(columns.map((c) => [c, sql.placeholder(`${prefix}${c}`)])) as Record<K, ReturnType<typeof sql.placeholder>>;
+}
+
 /**
  * A new scan with its first analysis row, in one statement (one round trip of an upload): the
  * analysis is inserted by a data-modifying CTE, its foreign key checked at the statement's end.
+ * Built once with placeholders (every upload runs it, in its own transaction).
  */
-export async function insertScanWithAnalysis(tx: DbOrTx, values: NewScanRow, analysis: NewAnalysisRow): Promise<ScanRow> {
-  const queued = tx.$with('queued_analysis').as(tx.insert(analyses).values(analysis).returning({ id: analyses.id }));
-  const [row] = await tx.with(queued).insert(scans).values(values).returning();
+const scanWithAnalysisInsert = builtOncePerDb('insert_scan_with_analysis', (db) => {
+  const queued = db.$with('queued_analysis').as(db.insert(analyses).values(placeholders(QUEUED_ANALYSIS_COLUMNS, 'analysis_')).returning({ id: analyses.id }));
+  return db.with(queued).insert(scans).values(placeholders(UPLOADED_SCAN_COLUMNS, 'scan_')).returning();
+});
+
+export async function insertScanWithAnalysis(tx: DbOrTx, values: UploadedScanValues, analysis: QueuedAnalysisValues): Promise<ScanRow> {
+  const params: Record<string, unknown> = {};
+  // An absent value is NULL (the upload gives every column here that has a default: status, progress).
+  for (const c of UPLOADED_SCAN_COLUMNS) params[`scan_${c}`] = values[c] ?? null;
+  for (const c of QUEUED_ANALYSIS_COLUMNS) params[`analysis_${c}`] = analysis[c] ?? null;
+  const [row] = await scanWithAnalysisInsert(tx).execute(params);
   return row!;
 }
 

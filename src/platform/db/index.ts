@@ -6,7 +6,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import { sql, type SQL } from 'drizzle-orm';
+import type { Query } from 'drizzle-orm';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
@@ -32,6 +32,41 @@ export function preparedPerDb<T>(build: (db: DbOrTx) => T): (db: DbOrTx) => T {
   return (db) => {
     let statement = byDb.get(db);
     if (statement === undefined) byDb.set(db, (statement = build(db)));
+    return statement;
+  };
+}
+
+/** What Drizzle keeps of a built statement: its SQL text and parameters, and how rows map back. */
+interface BuiltStatement {
+  getQuery(): Query;
+  fields: unknown;
+  isResponseInArrayMode(): boolean;
+  customResultMapper?: unknown;
+  joinsNotNullableMap?: unknown;
+}
+
+/**
+ * Like `preparedPerDb`, for statements run inside transactions too (an upload's): the SQL is
+ * built once, on first use, and each handle (a transaction is a new one each time) only gets a
+ * statement object bound to its connection, through the handle's own session, so the result
+ * rows map back exactly as Drizzle's. On a PostgreSQL server the statement is named: each
+ * connection parses and plans it once.
+ */
+export function builtOncePerDb<P>(name: string, build: (db: DbOrTx) => { prepare(name: string): P }): (db: DbOrTx) => P {
+  let built: BuiltStatement | undefined;
+  const byDb = new WeakMap<object, P>();
+  return (db) => {
+    let statement = byDb.get(db);
+    if (statement !== undefined) return statement;
+    if (built === undefined) {
+      statement = build(db).prepare(name);
+      built = statement as unknown as BuiltStatement;
+    } else {
+      const made = db._.session.prepareQuery(built.getQuery(), built.fields as never, name, built.isResponseInArrayMode(), built.customResultMapper as never);
+      Object.assign(made, { joinsNotNullableMap: built.joinsNotNullableMap });
+      statement = made as unknown as P;
+    }
+    byDb.set(db, statement);
     return statement;
   };
 }
@@ -231,25 +266,17 @@ export function survivesServerRestarts(pool: pg.Pool): void {
 }
 
 /**
- * Runs parameterised SQL text ($1, $2...) through Drizzle, so raw statements (pg-boss's) can
- * join a Drizzle transaction on either driver.
+ * Runs parameterised SQL text ($1, $2...) on a Drizzle handle, so raw statements (pg-boss's) can
+ * join a Drizzle transaction on either driver. The text goes to the handle's session as it is:
+ * no Drizzle SQL is built for it (an upload's job insert is one of these).
  */
-function sqlFromText(text: string, values: unknown[] = []): SQL {
-  const parts = text.split(/\$(\d+)/);
-  const chunks: SQL[] = [];
-  parts.forEach((part, i) => {
-    if (i % 2 === 0) chunks.push(sql.raw(part));
-    // Drizzle drops an undefined parameter (and its placeholder); pg-boss passes undefined for unset options.
-    else chunks.push(sql`${values[Number(part) - 1] ?? null}`);
-  });
-  return sql.join(chunks, sql.raw(''));
-}
-
 export function executorFor(tx: DbOrTx): SqlExecutor {
   return {
-    async executeSql(text, values) {
+    async executeSql(text, values = []) {
+      // pg-boss passes undefined for unset options; the drivers want null.
+      const params = values.map((value) => value ?? null);
+      const r: unknown = await tx._.session.prepareQuery({ sql: text, params }, undefined, undefined, false).execute();
       // pg answers { rows }, PGlite answers the rows themselves.
-      const r: unknown = await tx.execute(sqlFromText(text, values));
       return { rows: Array.isArray(r) ? (r as unknown[]) : ((r as { rows?: unknown[] }).rows ?? []) };
     },
   };

@@ -64,7 +64,7 @@ export function patientVisibleTo(viewer: { id: string | SQLWrapper; role: Viewer
 }
 
 /** The same rule for a user known only by columns (a webhook's owner at delivery time). */
-export function userMaySeePatient(user: { role: typeof users.role; id: SQLWrapper }, patientId: string): SQL<boolean> {
+export function userMaySeePatient(user: { role: typeof users.role; id: SQLWrapper }, patientId: string | SQLWrapper): SQL<boolean> {
   return sql<boolean>`(${user.role} = 'admin' or ${assigned(patientId, user.id)})`;
 }
 

@@ -1,6 +1,6 @@
-import { and, arrayContains, count, desc, eq } from 'drizzle-orm';
+import { and, arrayContains, count, desc, eq, sql, type SQLWrapper } from 'drizzle-orm';
 import { userMaySeePatient, webhooksManageableBy, type Viewer, type WebhookRow } from '../access/index.js';
-import type { DbOrTx } from '../platform/db/index.js';
+import { builtOncePerDb, type DbOrTx } from '../platform/db/index.js';
 import { users, webhookDeliveries, webhooks } from '../platform/db/schema.js';
 import type { WebhookEventType } from './types.js';
 
@@ -40,7 +40,7 @@ export async function deliveriesOf(db: DbOrTx, webhookId: string, limit: number)
 }
 
 /** The webhook's owner may see the patient: the rule of src/access. */
-const ownerMaySeePatient = (patientId: string) => userMaySeePatient({ role: users.role, id: webhooks.ownerId }, patientId);
+const ownerMaySeePatient = (patientId: string | SQLWrapper) => userMaySeePatient({ role: users.role, id: webhooks.ownerId }, patientId);
 
 /**
  * Active webhooks of active users that subscribe to the event and whose owner may see the
@@ -61,11 +61,27 @@ export function subscribersQuery(db: DbOrTx, { type, patientId }: { type: Webhoo
     );
 }
 
+/** `subscribersQuery` built once, with the event type and patient as placeholders: every upload runs it. */
+const subscribersStatement = builtOncePerDb('webhook_subscribers', (db) =>
+  db
+    .select({ id: webhooks.id })
+    .from(webhooks)
+    .innerJoin(users, eq(users.id, webhooks.ownerId))
+    .where(
+      and(
+        eq(webhooks.isActive, true),
+        eq(users.isActive, true),
+        arrayContains(webhooks.events, sql`array[${sql.placeholder('type')}]::text[]`),
+        ownerMaySeePatient(sql.placeholder('patientId')),
+      ),
+    ),
+);
+
 export async function subscribersOf(
   tx: DbOrTx,
   event: { type: WebhookEventType; patientId: string },
 ): Promise<Array<{ id: string }>> {
-  return subscribersQuery(tx, event);
+  return subscribersStatement(tx).execute({ type: event.type, patientId: event.patientId });
 }
 
 export interface DeliveryTarget {

@@ -43,6 +43,17 @@ for (const kind of await databaseKinds()) {
       assert.equal(writeGenerationOf(t.database.db) !== undefined, kind === 'pglite');
     });
 
+    test('the audit rows every request writes do not drop the kept pages (PGlite)', async () => {
+      const generation = writeGenerationOf(t.database.db);
+      if (!generation) return;
+      await list(doctor);
+      await t.ctx.audit.write([{ action: 'scan.list', resourceType: 'scan', outcome: 'success', patientIds: [] }]);
+      const before = generation.current();
+      await list(doctor);
+      await list(doctor);
+      assert.equal(generation.current(), before, 'two list requests and their audit rows moved the generation');
+    });
+
     test('another viewer never gets a page kept for someone else', async () => {
       assert.equal((await list(doctor)).totalScans, 12);
       assert.equal((await list(doctor)).totalScans, 12);

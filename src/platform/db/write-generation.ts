@@ -22,7 +22,19 @@ const MAY_WRITE = /\b(insert|update|delete|merge|truncate|notify|pg_notify|nextv
 /** Audit rows: an INSERT into the append-only audit trail and nothing else. */
 const AUDIT_ONLY = /^\s*insert into "audit_events" \(/i;
 
+/** Exact statement texts that only append rows no kept read depends on (see markAppendOnly). */
+const appendOnly = new Set<string>();
+
+/**
+ * Declares a statement text (exactly as sent, placeholders included) as one that only appends
+ * rows that no cached read depends on, such as the audit trail's one INSERT.
+ */
+export function markAppendOnly(text: string): void {
+  appendOnly.add(text);
+}
+
 export function writesMayChange(text: string): boolean {
+  if (appendOnly.has(text)) return false;
   if (READ_ONLY.test(text)) return MAY_WRITE.test(text.replace(/^\s*select\b/i, ''));
   return !AUDIT_ONLY.test(text) || /\b(update|delete|select|with)\b/i.test(text.replace(AUDIT_ONLY, ''));
 }

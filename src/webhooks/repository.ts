@@ -1,4 +1,4 @@
-import { and, arrayContains, count, desc, eq, sql, type SQLWrapper } from 'drizzle-orm';
+import { and, count, desc, eq, sql, type SQLWrapper } from 'drizzle-orm';
 import { userMaySeePatient, webhooksManageableBy, type Viewer, type WebhookRow } from '../access/index.js';
 import { builtOncePerDb, type DbOrTx } from '../platform/db/index.js';
 import { users, webhookDeliveries, webhooks } from '../platform/db/schema.js';
@@ -43,10 +43,10 @@ export async function deliveriesOf(db: DbOrTx, webhookId: string, limit: number)
 const ownerMaySeePatient = (patientId: string | SQLWrapper) => userMaySeePatient({ role: users.role, id: webhooks.ownerId }, patientId);
 
 /**
- * Active webhooks of active users that subscribe to the event and whose owner may see the
- * patient, as a query not yet run (a caller may embed it in a statement of its own).
+ * Active webhooks of active users that subscribe to the event type and whose owner may see the
+ * patient. `type` and `patientId` are values or placeholders.
  */
-export function subscribersQuery(db: DbOrTx, { type, patientId }: { type: WebhookEventType; patientId: string }) {
+function selectSubscribers(db: DbOrTx, type: WebhookEventType | SQLWrapper, patientId: string | SQLWrapper) {
   return db
     .select({ id: webhooks.id })
     .from(webhooks)
@@ -55,26 +55,20 @@ export function subscribersQuery(db: DbOrTx, { type, patientId }: { type: Webhoo
       and(
         eq(webhooks.isActive, true),
         eq(users.isActive, true),
-        arrayContains(webhooks.events, [type]),
+        sql`${webhooks.events} @> array[${type}]::text[]`,
         ownerMaySeePatient(patientId),
       ),
     );
 }
 
-/** `subscribersQuery` built once, with the event type and patient as placeholders: every upload runs it. */
+/** The subscribers of an event as a query not yet run (a caller may embed it in a statement of its own). */
+export function subscribersQuery(db: DbOrTx, { type, patientId }: { type: WebhookEventType; patientId: string }) {
+  return selectSubscribers(db, type, patientId);
+}
+
+/** The same query built once, with the event type and patient as placeholders: every upload runs it. */
 const subscribersStatement = builtOncePerDb('webhook_subscribers', (db) =>
-  db
-    .select({ id: webhooks.id })
-    .from(webhooks)
-    .innerJoin(users, eq(users.id, webhooks.ownerId))
-    .where(
-      and(
-        eq(webhooks.isActive, true),
-        eq(users.isActive, true),
-        arrayContains(webhooks.events, sql`array[${sql.placeholder('type')}]::text[]`),
-        ownerMaySeePatient(sql.placeholder('patientId')),
-      ),
-    ),
+  selectSubscribers(db, sql.placeholder('type'), sql.placeholder('patientId')),
 );
 
 export async function subscribersOf(

@@ -122,22 +122,23 @@ function listStatements(db: DbOrTx, shape: ListShape) {
   let counted = matching;
   if (!shape.admin && !shape.patientRowId) {
     // A doctor's page walks scan_access (one row per scan and assigned doctor, kept by
-    // triggers: migration 0007) by (doctor, date): ten index entries for a page, however many
-    // patients the doctor has, instead of the newest scans of each patient merged. The page
-    // below still checks access/'s rule on its rows.
-    const byDoctor = (select: Record<string, SQL | typeof scanAccess.scanId>) => {
-      const q = db.select(select).from(scanAccess);
-      const onScan = shape.status || shape.scanType ? q.innerJoin(scans, eq(scans.id, scanAccess.scanId)) : q;
-      return onScan.where(
-        and(
-          sql`${scanAccess.doctorId} = ${p.viewerId}`,
-          shape.status ? sql`${scans.status} = ${p.status}` : undefined,
-          shape.scanType ? sql`${scans.scanType} = ${p.scanType}` : undefined,
-          shape.from ? sql`${scanAccess.scanDate} >= ${p.from}` : undefined,
-          shape.until ? sql`${scanAccess.scanDate} < ${p.until}` : undefined,
-        ),
-      );
-    };
+    // triggers: migrations 0007, 0009) by (doctor, date), or by (doctor, status or type, date)
+    // when filtered: ten index entries for a page, however many patients or scans the doctor
+    // has, instead of the newest scans of each patient merged or each scan probed for its
+    // status. The page below still checks access/'s rule and the filters on its rows.
+    const byDoctor = (select: Record<string, SQL | typeof scanAccess.scanId>) =>
+      db
+        .select(select)
+        .from(scanAccess)
+        .where(
+          and(
+            sql`${scanAccess.doctorId} = ${p.viewerId}`,
+            shape.status ? sql`${scanAccess.status} = ${p.status}` : undefined,
+            shape.scanType ? sql`${scanAccess.scanType} = ${p.scanType}` : undefined,
+            shape.from ? sql`${scanAccess.scanDate} >= ${p.from}` : undefined,
+            shape.until ? sql`${scanAccess.scanDate} < ${p.until}` : undefined,
+          ),
+        );
     ids = byDoctor({ id: scanAccess.scanId }).orderBy(desc(scanAccess.scanDate), desc(scanAccess.scanId)).limit(p.limit).offset(p.offset);
     counted = (bounded: boolean) => {
       const inner = byDoctor({ one: sql`1` });

@@ -96,7 +96,7 @@ export const patientDoctors = pgTable(
  * Which doctor may see which scan, one row per scan and assigned doctor: the rule of access/
  * (a doctor sees the scans of the patients assigned to them) laid out by doctor and date, so a
  * doctor's list page is a walk of one index however many patients the doctor has. Kept by
- * triggers (migration 0007) in the same transaction as every change of scans or assignments;
+ * triggers (migrations 0007, 0009) in the same transaction as every change of scans or assignments;
  * the list is the only reader, and its page still checks the assignment itself.
  */
 export const scanAccess = pgTable(
@@ -109,8 +109,16 @@ export const scanAccess = pgTable(
       .notNull()
       .references(() => users.id, { onDelete: 'cascade' }),
     scanDate: timestamp('scan_date', { withTimezone: true }).notNull(),
+    /** The scan's status and type (migration 0009), so a doctor's list filtered by them reads no scan it then drops. */
+    status: text('status', { enum: ['pending', 'processing', 'completed', 'failed'] }).notNull(),
+    scanType: text('scan_type').$type<ScanType>(),
   },
-  (t) => [primaryKey({ columns: [t.scanId, t.doctorId] }), index('scan_access_doctor_date_idx').on(t.doctorId, t.scanDate.desc().nullsFirst(), t.scanId.desc().nullsFirst())],
+  (t) => [
+    primaryKey({ columns: [t.scanId, t.doctorId] }),
+    index('scan_access_doctor_date_idx').on(t.doctorId, t.scanDate.desc().nullsFirst(), t.scanId.desc().nullsFirst()),
+    index('scan_access_doctor_status_date_idx').on(t.doctorId, t.status, t.scanDate.desc().nullsFirst(), t.scanId.desc().nullsFirst()),
+    index('scan_access_doctor_type_date_idx').on(t.doctorId, t.scanType, t.scanDate.desc().nullsFirst(), t.scanId.desc().nullsFirst()),
+  ],
 );
 
 export const medicalHistory = pgTable(

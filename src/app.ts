@@ -24,7 +24,7 @@ import { registerSecurityHeaders } from './platform/http/security-headers.js';
 import { rejectControlCharacters } from './platform/http/text-input.js';
 import { clientErrorMessage, frameworkErrorMessage, validationMessage } from './platform/http/validation.js';
 import { createValidatorCompiler } from './platform/http/validator.js';
-import { loggerOptions } from './platform/logging.js';
+import { loggerOptions, requestLoggerFactory } from './platform/logging.js';
 import { recordRequestLatency, registerMetricsRoute } from './platform/metrics/routes.js';
 import { scanFilesFeature } from './scans/files.js';
 import { scansFeature } from './scans/routes.js';
@@ -64,6 +64,8 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
   const app = Fastify({
     ...(opts.logger === undefined ? { logger: loggerOptions(config.logLevel) } : {}),
     ...(opts.logger ? { loggerInstance: opts.logger } : {}),
+    // Each request's logger (its id bound) is made when it first logs, not for every request.
+    childLoggerFactory: requestLoggerFactory,
     trustProxy: config.trustProxy,
     bodyLimit: 1024 * 1024,
     // Errors the router raises before any route or error handler runs (a badly encoded or

@@ -6,7 +6,8 @@
  * (a patient's name, a webhook secret, a password hash), PostgreSQL's `detail` quotes the
  * duplicate key, and our own 4xx messages echo what the client sent.
  */
-import type { LoggerOptions } from 'pino';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Bindings, ChildLoggerOptions, LoggerOptions } from 'pino';
 
 const REDACT_PATHS = [
   'req.headers.authorization',
@@ -85,4 +86,73 @@ export function loggerOptions(level: string): LoggerOptions {
       error: scrubError,
     },
   };
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+type LevelCheck = { isLevelEnabled?(level: string): boolean };
+
+/**
+ * A request's logger that becomes pino's child (the request id bound) only when something is
+ * logged at an enabled level, or a level is set. Fastify makes a child logger for every
+ * request, and src/auth/hooks.ts another with the user id: two pino children per request
+ * that, at the usual `warn` level, log nothing (9.4% of `GET /api/auth/me`'s main thread,
+ * docs/benchmarks/api.md). Every line that is logged carries the same bindings as before.
+ */
+class LazyChildLogger {
+  #made: FastifyBaseLogger | null = null;
+
+  constructor(
+    readonly parent: FastifyBaseLogger & LevelCheck,
+    readonly bindings: Bindings,
+    readonly options: ChildLoggerOptions,
+  ) {}
+
+  /** The pino child itself (and its parents'), made now if not yet. */
+  logger(): FastifyBaseLogger {
+    if (!this.#made) {
+      const parent = this.parent instanceof LazyChildLogger ? this.parent.logger() : this.parent;
+      this.#made = parent.child(this.bindings, this.options);
+    }
+    return this.#made;
+  }
+
+  get level(): string {
+    return this.#made?.level ?? this.parent.level;
+  }
+
+  set level(level: string) {
+    this.logger().level = level;
+  }
+
+  isLevelEnabled(level: string): boolean {
+    return ((this.#made ?? this.parent) as LevelCheck).isLevelEnabled?.(level) ?? true;
+  }
+
+  child(bindings: Bindings, options: ChildLoggerOptions = {}): FastifyBaseLogger {
+    return lazyChild(this as unknown as FastifyBaseLogger, bindings, options);
+  }
+}
+
+for (const level of LOG_LEVELS) {
+  Object.defineProperty(LazyChildLogger.prototype, level, {
+    value: function log(this: LazyChildLogger, ...args: unknown[]) {
+      if (level !== 'silent' && !this.isLevelEnabled(level)) return;
+      const logger = this.logger();
+      Reflect.apply(logger[level], logger, args);
+    },
+  });
+}
+
+function lazyChild(parent: FastifyBaseLogger & LevelCheck, bindings: Bindings, options: ChildLoggerOptions): FastifyBaseLogger {
+  // A child with its own level or serialisers (a route's logLevel), or of a logger that cannot
+  // say which levels it writes (Fastify's null logger), is made at once.
+  if (typeof parent.isLevelEnabled !== 'function' || options.level !== undefined || options.serializers !== undefined) {
+    return parent.child(bindings, options);
+  }
+  return new LazyChildLogger(parent, bindings, options) as unknown as FastifyBaseLogger;
+}
+
+/** Fastify's `childLoggerFactory`: each request's logger, made on first use (see LazyChildLogger). */
+export function requestLoggerFactory(logger: FastifyBaseLogger, bindings: Bindings, options: ChildLoggerOptions): FastifyBaseLogger {
+  return lazyChild(logger, bindings, options);
 }

@@ -11,6 +11,8 @@ export interface DecodeTask {
   maxPixels: number;
   /** With 'display': also a thumbnail this many pixels on its longer side. */
   thumbnailPx?: number;
+  /** With 'display': also the display image's pixels. */
+  withPixels?: boolean;
   /** 'display' (default): the upload's PNG; 'modality': a DICOM's pixel values for window/level. */
   mode?: 'display' | 'modality';
 }
@@ -25,7 +27,7 @@ export default async function decodeInThread(task: DecodeTask): Promise<DecodeTa
   try {
     const bytes = Buffer.from(task.bytes.buffer, task.bytes.byteOffset, task.bytes.byteLength);
     if (task.mode === 'modality') return { ok: true, modality: await decodeModalityPixels(bytes, { maxPixels: task.maxPixels }) };
-    return { ok: true, image: await decodeUpload(bytes, { maxPixels: task.maxPixels, thumbnailPx: task.thumbnailPx }) };
+    return { ok: true, image: await decodeUpload(bytes, { maxPixels: task.maxPixels, thumbnailPx: task.thumbnailPx, withPixels: task.withPixels }) };
   } catch (err) {
     if (err instanceof ImageDecodeError) return { ok: false, code: err.code, message: err.message };
     return { ok: false, code: 'internal', message: describeThrown(err) };

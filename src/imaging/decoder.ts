@@ -16,9 +16,10 @@ import { siblingModuleUrl } from '../platform/threads.js';
 export interface ImageDecoder {
   /**
    * With `handOver`, the caller gives up `bytes` (they are moved to the decoder's thread, not
-   * copied, when they own their memory, and read as empty afterwards).
+   * copied, when they own their memory, and read as empty afterwards). With `withPixels`, the
+   * display image's pixels come back too.
    */
-  decode(bytes: Buffer, opts: { maxPixels: number; thumbnailPx?: number; handOver?: boolean }): Promise<DecodedImage>;
+  decode(bytes: Buffer, opts: { maxPixels: number; thumbnailPx?: number; handOver?: boolean; withPixels?: boolean }): Promise<DecodedImage>;
   /** A DICOM image's pixel values in modality units, for window/level in the viewer. */
   modalityPixels(bytes: Buffer, opts: { maxPixels: number }): Promise<ModalityPixels>;
   close(): Promise<void>;
@@ -73,8 +74,8 @@ export function createImageDecoder({ timeoutMs, threads, onInternalError }: Imag
     throw new ImageDecodeError(outcome.code, outcome.message);
   }
   return {
-    async decode(bytes, { maxPixels, thumbnailPx, handOver = false }) {
-      const outcome = await run({ bytes: movable(bytes, handOver), maxPixels, thumbnailPx });
+    async decode(bytes, { maxPixels, thumbnailPx, handOver = false, withPixels = false }) {
+      const outcome = await run({ bytes: movable(bytes, handOver), maxPixels, thumbnailPx, withPixels });
       if (!('image' in outcome)) throw new Error('decoder thread answered the wrong task');
       const { image } = outcome;
       // Buffers arrive from the thread as plain Uint8Arrays.

@@ -2,11 +2,11 @@
  * Upload decoding: from the bytes someone uploaded to an 8-bit PNG for display and the models,
  * plus the DICOM attributes we keep. Pure functions: no HTTP, no database, no logging.
  */
-import sharp from 'sharp';
 import { decodeDicom, DEFAULT_MAX_PIXELS } from './dicom/pixels.js';
 import { readDisplayAttributes, renderForDisplay } from './dicom/render.js';
 import type { DicomInfo } from './dicom/info.js';
 import { ImageDecodeError } from './errors.js';
+import { encodePng, thumbnailPng, type RawImage } from './pixels.js';
 import { decodeRaster } from './raster.js';
 import { sniffImageKind, type ImageKind } from './sniff.js';
 
@@ -25,6 +25,8 @@ export interface DecodedImage {
   dicom?: DicomInfo;
   /** A PNG at most `thumbnailPx` on its longer side, when asked for. */
   thumbnail?: Buffer;
+  /** The pixels `png` holds, when asked for (`withPixels`): the analysis starts from them. */
+  pixels?: RawImage;
 }
 
 export interface DecodeOptions {
@@ -32,20 +34,28 @@ export interface DecodeOptions {
   maxPixels?: number;
   /** Also render a thumbnail this many pixels on its longer side (never enlarged). */
   thumbnailPx?: number;
+  /** Also return the display image's pixels. */
+  withPixels?: boolean;
 }
 
+/** The file decoded once; the PNG and the thumbnail are both encoded from its pixels. */
 export async function decodeUpload(bytes: Buffer, opts: DecodeOptions = {}): Promise<DecodedImage> {
-  const image = await decodeForDisplay(bytes, opts);
-  if (opts.thumbnailPx === undefined) return image;
+  const { kind, pixels, dicom } = await decodeForDisplay(bytes, opts);
+  const png = await encodePng(pixels);
   // Made here, in the decoder's thread, rather than on the API's event loop after it.
-  const thumbnail = await sharp(image.png)
-    .resize(opts.thumbnailPx, opts.thumbnailPx, { fit: 'inside', withoutEnlargement: true })
-    .png()
-    .toBuffer();
-  return { ...image, thumbnail };
+  const thumbnail = opts.thumbnailPx === undefined ? undefined : await thumbnailPng(pixels, opts.thumbnailPx, png);
+  return {
+    kind,
+    png,
+    width: pixels.width,
+    height: pixels.height,
+    ...(dicom ? { dicom } : {}),
+    ...(thumbnail ? { thumbnail } : {}),
+    ...(opts.withPixels ? { pixels } : {}),
+  };
 }
 
-async function decodeForDisplay(bytes: Buffer, opts: DecodeOptions): Promise<DecodedImage> {
+async function decodeForDisplay(bytes: Buffer, opts: DecodeOptions): Promise<{ kind: ImageKind; pixels: RawImage; dicom?: DicomInfo }> {
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (!Number.isSafeInteger(maxPixels) || maxPixels < 1) throw new RangeError('maxPixels must be a positive integer');
   const kind = sniffImageKind(bytes);
@@ -53,16 +63,9 @@ async function decodeForDisplay(bytes: Buffer, opts: DecodeOptions): Promise<Dec
     throw new ImageDecodeError('unsupported_type', 'The file is not a JPEG, PNG or DICOM image.');
   }
   if (kind === 'jpeg' || kind === 'png') {
-    return { kind, ...(await decodeRaster(bytes, kind, maxPixels)) };
+    return { kind, pixels: await decodeRaster(bytes, kind, maxPixels) };
   }
   const { parsed, info, pixels } = await decodeDicom(bytes, { maxPixels });
   const display = renderForDisplay(pixels, readDisplayAttributes(parsed.dataSet, pixels.signed));
-  const png = await sharp(display.data, {
-    raw: { width: display.width, height: display.height, channels: display.channels },
-  })
-    // Without an explicit colourspace sharp writes one-channel raw input as an RGB PNG.
-    .toColourspace(display.channels === 1 ? 'b-w' : 'srgb')
-    .png()
-    .toBuffer();
-  return { kind, png, width: display.width, height: display.height, dicom: info };
+  return { kind, pixels: display, dicom: info };
 }

@@ -1,5 +1,6 @@
 import sharp, { type Metadata, type SharpOptions } from 'sharp';
 import { describeThrown, ImageDecodeError, tooLarge } from './errors.js';
+import type { RawImage } from './pixels.js';
 
 /** How long libvips may spend on one image before we give up on it. */
 const DECODE_TIMEOUT_SECONDS = 30;
@@ -7,15 +8,12 @@ const DECODE_TIMEOUT_SECONDS = 30;
 const LABEL = { jpeg: 'JPEG', png: 'PNG' } as const;
 
 /**
- * JPEG or PNG to an 8-bit PNG with EXIF orientation applied. Colour stays colour (the model
+ * JPEG or PNG to 8-bit pixels with EXIF orientation applied, decoded once: the display PNG,
+ * the thumbnail and the model's input are all made from them. Colour stays colour (the model
  * code does its own grayscale); 16-bit and palette images become 8-bit; transparency is
  * flattened onto black, the background of every radiology viewer.
  */
-export async function decodeRaster(
-  bytes: Buffer,
-  kind: 'jpeg' | 'png',
-  maxPixels: number,
-): Promise<{ png: Buffer; width: number; height: number }> {
+export async function decodeRaster(bytes: Buffer, kind: 'jpeg' | 'png', maxPixels: number): Promise<RawImage> {
   const label = LABEL[kind];
   const corrupt = (thrown: unknown) =>
     new ImageDecodeError(
@@ -46,11 +44,12 @@ export async function decodeRaster(
   if (metadata.hasAlpha) pipeline = pipeline.flatten({ background: '#000000' });
   pipeline = pipeline
     .toColourspace(grey ? 'b-w' : 'srgb')
-    .png()
+    .raw({ depth: 'uchar' })
     .timeout({ seconds: DECODE_TIMEOUT_SECONDS });
   try {
     const { data, info } = await pipeline.toBuffer({ resolveWithObject: true });
-    return { png: data, width: info.width, height: info.height };
+    if (info.channels !== (grey ? 1 : 3)) throw new Error(`decoder gave ${info.channels} channels`);
+    return { data, width: info.width, height: info.height, channels: info.channels };
   } catch (thrown) {
     if (/exceeds pixel limit/i.test(describeThrown(thrown))) throw tooLarge(width, height, 1, maxPixels);
     if (/timeout/i.test(describeThrown(thrown))) {

@@ -14,7 +14,7 @@ import type { Metrics } from '../platform/metrics/index.js';
 import type { Storage } from '../platform/storage/index.js';
 import type { EventPublisher } from '../webhooks/types.js';
 import { ImageDecodeError } from '../imaging/errors.js';
-import type { ScanRenditions } from '../scans/renditions.js';
+import type { ScanImage, ScanRenditions } from '../scans/renditions.js';
 import { ANALYZE_SCAN_JOB } from './job-name.js';
 import { endAnalysis, failAnalysis } from './outcome.js';
 import { throttledProgress } from './progress.js';
@@ -57,10 +57,13 @@ interface AnalyzeContext {
 
 /** The ML side as the job sees it (implemented over src/ml in analyzer.ts). */
 export interface Analyzer {
-  /** scanType null: decide it from the DICOM header or the image (src/ml/routing.ts). */
+  /**
+   * scanType null: decide it from the DICOM header or the image (src/ml/routing.ts). The image
+   * is the display PNG, or its pixels when this worker has just rendered it.
+   */
   analyze(
     scanType: ScanType | null,
-    displayPng: Buffer,
+    image: ScanImage,
     onStage: (stage: AnalysisStage) => Promise<void>,
     context?: AnalyzeContext,
   ): Promise<AnalyzerOutput>;
@@ -87,9 +90,9 @@ const RETRY_LIMIT = 3;
  * The display image; a file that cannot be decoded fails its analysis for good, saying why. A
  * render that ran out of time (a busy machine) is an ordinary failure: the job is tried again.
  */
-async function displayImage(renditions: ScanRenditions, scan: Parameters<ScanRenditions['read']>[0]): Promise<Buffer> {
+async function displayImage(renditions: ScanRenditions, scan: Parameters<ScanRenditions['read']>[0]): Promise<ScanImage> {
   try {
-    return await renditions.read(scan, 'image');
+    return await renditions.readForAnalysis(scan);
   } catch (err) {
     if (err instanceof ImageDecodeError && !err.transient) throw new PermanentJobError(`The image could not be decoded: ${err.message}`);
     throw err;
@@ -166,9 +169,9 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
       try {
         // The claim above already shows `decode`.
         marks.decode = started;
-        const png = await displayImage(renditions, claimed);
+        const image = await displayImage(renditions, claimed);
         marks.loaded = Date.now();
-        const output = await analyzer.analyze(claimed.scanType, png, setStage, { dicom: claimed.dicom });
+        const output = await analyzer.analyze(claimed.scanType, image, setStage, { dicom: claimed.dicom });
         if (output.refused) {
           await progress.settle();
           await failAnalysis(db, events, {

@@ -7,6 +7,7 @@
 import type { MessagePort } from 'node:worker_threads';
 
 import type { DicomInfo } from '../imaging/dicom/info.js';
+import type { RawImage } from '../imaging/pixels.js';
 import { analyzeScan } from '../ml/inference.js';
 import { ModelRegistry, type ModelTask } from '../ml/registry.js';
 import { PermanentAnalysisError } from '../ml/errors.js';
@@ -21,7 +22,8 @@ export interface AnalysisTask {
   /** Null: decide it from the DICOM header or the image. */
   scanType: ModelTask | null;
   dicom: Pick<DicomInfo, 'modality' | 'bodyPartExamined'> | null;
-  png: Uint8Array;
+  /** The display PNG, or its pixels (a render this worker just made). */
+  image: { png: Uint8Array } | { pixels: RawImage };
   maxPixels?: number;
   /** Receives each stage's name as it starts. */
   progress: MessagePort;
@@ -54,7 +56,8 @@ function registryFor(task: AnalysisTask): Promise<ModelRegistry> {
 export default async function analyzeInThread(task: AnalysisTask): Promise<AnalysisTaskResult> {
   try {
     const registry = await registryFor(task);
-    const image = Buffer.from(task.png.buffer, task.png.byteOffset, task.png.byteLength);
+    const { image: given } = task;
+    const image = 'png' in given ? Buffer.from(given.png.buffer, given.png.byteOffset, given.png.byteLength) : given.pixels;
     const analysis = await analyzeScan(registry, image, {
       scanType: task.scanType,
       dicom: task.dicom,

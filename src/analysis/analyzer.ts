@@ -1,8 +1,9 @@
 /**
  * The analysis job's view of src/ml: a pool of worker threads, each holding the ONNX sessions,
- * that turns a scan's PNG into what is stored (result JSON, heatmap PNG, hot region) or a
- * refusal. The event loop only passes messages, so the API stays responsive while a worker
- * in the same process analyses; the pool has as many threads as analyses run at once.
+ * that turns a scan's display image (its PNG, or its pixels when the worker has just rendered
+ * it) into what is stored (result JSON, heatmap PNG, hot region) or a refusal. The event loop
+ * only passes messages, so the API stays responsive while a worker in the same process
+ * analyses; the pool has as many threads as analyses run at once.
  */
 import { MessageChannel } from 'node:worker_threads';
 
@@ -51,15 +52,17 @@ export function createOnnxAnalyzer({
     idleTimeout: 10 * 60_000,
   });
   return {
-    async analyze(scanType, png, onStage, context) {
+    async analyze(scanType, image, onStage, context) {
       const { port1, port2 } = new MessageChannel();
       // Stage updates are database writes: run them in order, never failing the analysis.
       let reported: Promise<void> = Promise.resolve();
       port1.on('message', (stage: AnalysisStage) => {
         reported = reported.then(() => onStage(stage)).catch(() => undefined);
       });
-      // A copy the thread may own: moved to it, not cloned on this event loop.
-      const bytes = new Uint8Array(png);
+      // A copy the thread may own: moved to it, not cloned on this event loop. (The pixels of a
+      // render may be shared with another reader of that render: they are copied too.)
+      const bytes = new Uint8Array('png' in image ? image.png : image.pixels.data);
+      const input: AnalysisTask['image'] = 'png' in image ? { png: bytes } : { pixels: { ...image.pixels, data: bytes } };
       let outcome: AnalysisTaskResult;
       try {
         outcome = await pool.run(
@@ -69,7 +72,7 @@ export function createOnnxAnalyzer({
             operatingPoints,
             scanType,
             dicom: dicomAttributes(context?.dicom),
-            png: bytes,
+            image: input,
             maxPixels,
             progress: port2,
           },

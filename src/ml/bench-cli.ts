@@ -76,7 +76,7 @@ async function timePool(id: ScanType, modelsDir: string, n: number): Promise<Row
     // Two at a time, so both threads have loaded their models before the timed runs.
     await Promise.all(
       [0, 1].map(async () => {
-        for (let i = 0; i < 5; i++) await analyzer.analyze(id, png, async () => undefined);
+        for (let i = 0; i < 5; i++) await analyzer.analyze(id, { png }, async () => undefined);
       }),
     );
     const times: number[] = [];
@@ -87,7 +87,7 @@ async function timePool(id: ScanType, modelsDir: string, n: number): Promise<Row
       while (next < n) {
         next++;
         const t0 = performance.now();
-        await analyzer.analyze(id, png, async () => undefined);
+        await analyzer.analyze(id, { png }, async () => undefined);
         times.push(performance.now() - t0);
       }
     };

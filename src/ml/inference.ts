@@ -21,6 +21,7 @@ import { listInWords, SCAN_TYPE_IDS, scanTypeSpec, type Finding } from '../scan-
 import type { LoadedModel, ModelTask } from './registry.js';
 import { dicomHint, decideScanType, routeImage, SCAN_TYPE_NAME, type Routing } from './routing.js';
 import type { DicomInfo } from '../imaging/dicom/info.js';
+import type { RawImage } from '../imaging/pixels.js';
 
 interface ModelRef {
   id: string;
@@ -148,11 +149,11 @@ function present(finding: Finding): boolean {
 }
 
 /**
- * Analyse one image file (PNG or JPEG) with one model. Throws PermanentAnalysisError('unreadable_image') when
- * the file cannot be decoded; a readable image the model should not judge is a refusal, not
- * an error.
+ * Analyse one image file (PNG or JPEG), or its decoded pixels, with one model. Throws
+ * PermanentAnalysisError('unreadable_image') when the file cannot be decoded; a readable image
+ * the model should not judge is a refusal, not an error.
  */
-export async function analyzeImage(model: LoadedModel, image: Buffer, options: AnalyzeOptions): Promise<Analysis> {
+export async function analyzeImage(model: LoadedModel, image: Buffer | RawImage, options: AnalyzeOptions): Promise<Analysis> {
   const start = performance.now();
   const { manifest } = model;
   if (options.scanType !== manifest.task) {
@@ -237,7 +238,7 @@ export interface ScanAnalyzeOptions extends Omit<AnalyzeOptions, 'scanType' | 'p
  */
 export async function analyzeScan(
   models: { get(id: ModelTask): LoadedModel },
-  image: Buffer,
+  image: Buffer | RawImage,
   options: ScanAnalyzeOptions,
 ): Promise<Analysis> {
   const start = performance.now();

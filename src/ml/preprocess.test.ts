@@ -68,6 +68,36 @@ describe('preprocessImage', () => {
     assert.ok(Math.abs(p.gray[100 * 224 + 100]! - 240) <= 3);
   });
 
+  it('gives exactly the same input from a display image\'s pixels as from its PNG', async () => {
+    // Gray and colour, at the spec size (no resize) and not (the resize path).
+    const scene = grayScene();
+    const colour = Buffer.from(scene.map((v, i) => (i % 3 === 0 ? v : i % 3 === 1 ? 255 - v : (v * 7) & 255)));
+    const gray = Buffer.alloc(224 * 224);
+    for (let i = 0; i < gray.length; i++) gray[i] = scene[i * 3]!;
+    const oddGray = Buffer.from(Array.from({ length: 301 * 187 }, (_, i) => (i * 13 + (i >> 5)) & 255));
+    const oddColour = Buffer.from(Array.from({ length: 173 * 250 * 3 }, (_, i) => (i * 31 + (i >> 7)) & 255));
+    const images: { data: Buffer; width: number; height: number; channels: 1 | 3 }[] = [
+      { data: gray, width: 224, height: 224, channels: 1 },
+      { data: colour, width: 224, height: 224, channels: 3 },
+      { data: oddGray, width: 301, height: 187, channels: 1 },
+      { data: oddColour, width: 173, height: 250, channels: 3 },
+    ];
+    for (const image of images) {
+      const file = await sharp(image.data, { raw: image })
+        .toColourspace(image.channels === 1 ? 'b-w' : 'srgb')
+        .png()
+        .toBuffer();
+      const fromFile = await preprocessImage(file, spec);
+      const fromPixels = await preprocessImage({ ...image, data: new Uint8Array(image.data) }, spec);
+      const what = `${image.width}x${image.height}x${image.channels}`;
+      assert.deepEqual(fromPixels.tensor, fromFile.tensor, what);
+      assert.ok(Buffer.from(fromPixels.rgb).equals(Buffer.from(fromFile.rgb)), what);
+      assert.ok(Buffer.from(fromPixels.gray).equals(Buffer.from(fromFile.gray)), what);
+      assert.deepEqual([fromPixels.source.width, fromPixels.source.height], [fromFile.source.width, fromFile.source.height]);
+      assert.ok(Buffer.from(fromPixels.source.gray).equals(Buffer.from(fromFile.source.gray)), what);
+    }
+  });
+
   it('answers unprocessable for bytes that are not an image, or too many pixels', async () => {
     await assert.rejects(preprocessImage(Buffer.from('hello'), spec), (e: unknown) => e instanceof PermanentAnalysisError && e.reason === 'unreadable_image');
     const big = await png(Buffer.alloc(300 * 300 * 3), 300, 300, 3);

@@ -5,6 +5,7 @@
  */
 import sharp from 'sharp';
 
+import type { RawImage } from '../imaging/pixels.js';
 import { PermanentAnalysisError } from './errors.js';
 
 export interface PreprocessingSpec {
@@ -109,17 +110,38 @@ async function decodeRgb(image: Buffer, maxPixels: number): Promise<{ data: Buff
 }
 
 /**
- * Image file (PNG or JPEG) -> model input. The image is decoded in full first and then
+ * Already decoded 8-bit pixels as decodeRgb gives them: three channels as they are, a grayscale
+ * value copied into all three (what decoding a one-channel PNG to sRGB does), so a scan's model
+ * input is the same whether it starts from its display PNG or from the pixels that PNG holds.
+ */
+function rgbOfPixels(pixels: RawImage): { data: Uint8Array; width: number; height: number } {
+  const { data, width, height, channels } = pixels;
+  const n = width * height;
+  if (data.length !== n * channels) throw new Error(`expected ${n * channels} bytes of pixels, got ${data.length}`);
+  if (channels === 3) return { data, width, height };
+  const rgb = new Uint8Array(n * 3);
+  for (let i = 0, j = 0; i < n; i++, j += 3) {
+    const v = data[i]!;
+    rgb[j] = v;
+    rgb[j + 1] = v;
+    rgb[j + 2] = v;
+  }
+  return { data: rgb, width, height };
+}
+
+/**
+ * Image -> model input. The image is an image file (PNG or JPEG), or its pixels already
+ * decoded (the worker's render of a DICOM scan); a file is decoded in full first and then
  * resized, as Pillow does in training (no JPEG shrink-on-load), with a linear kernel to match
  * Pillow's bilinear filter; the dataset images are already at the spec size, so for them the
  * resize is skipped and the tensor is exact.
  */
 export async function preprocessImage(
-  image: Buffer,
+  image: Buffer | RawImage,
   spec: PreprocessingSpec,
   options: PreprocessOptions = {},
 ): Promise<PreprocessedImage> {
-  const decoded = await decodeRgb(image, options.maxPixels ?? 100_000_000);
+  const decoded = Buffer.isBuffer(image) ? await decodeRgb(image, options.maxPixels ?? 100_000_000) : rgbOfPixels(image);
   const { width, height } = spec;
   let rgb: Uint8Array = decoded.data;
   if (decoded.width !== width || decoded.height !== height) {

@@ -13,7 +13,7 @@ import { gliomaOutput } from '../../test/helpers/analyzer-output.js';
 import { ImageDecodeError } from '../imaging/errors.js';
 import { writeDicom } from '../imaging/testing/dicom-writer.js';
 import { pngPixels } from '../imaging/testing/png.js';
-import { createScanRenditions } from './renditions.js';
+import { createScanRenditions, type ScanImage } from './renditions.js';
 import { FIXTURES, heatmapPng, localPath, runAnalysis, uploadRequest } from './test-support.js';
 
 const DICOM_MR_SMALL = readFileSync(path.join(FIXTURES, 'imaging/MR_small_implicit.dcm'));
@@ -80,19 +80,53 @@ describe('scan images rendered after upload', () => {
     assert.ok(again.rawPayload.equals(image.rawPayload));
   });
 
-  test('the analysis renders the image of a DICOM upload before the model sees it', async () => {
+  test('the analysis renders the image of a DICOM upload and gives the model its pixels, decoded once', async () => {
     const scan = await upload(DICOM_MR_SMALL);
-    let seen: Buffer | undefined;
-    const output = { ...gliomaOutput(), heatmapPng: await heatmapPng(64, 64) };
-    await runAnalysis(t, scan._id, output, (png) => (seen = png));
-    assert.ok(seen, 'the model got the display image');
-    assert.equal((await pngPixels(seen)).width, 64);
-    assert.ok(await t.ctx.storage.exists(`scans/${scan._id}/image.png`));
+    let seen: ScanImage | undefined;
+    const decode = t.ctx.imaging.decode.bind(t.ctx.imaging);
+    let decodes = 0;
+    t.ctx.imaging.decode = (bytes, opts) => {
+      decodes++;
+      return decode(bytes, opts);
+    };
+    try {
+      const output = { ...gliomaOutput(), heatmapPng: await heatmapPng(64, 64) };
+      await runAnalysis(t, scan._id, output, (image) => (seen = image));
+    } finally {
+      t.ctx.imaging.decode = decode;
+    }
+    assert.equal(decodes, 1, 'the original is decoded once, and its PNG never again');
+    assert.ok(seen && 'pixels' in seen, 'the model got the pixels of the render, not a PNG to decode');
+    // The very pixels of the stored display image.
+    const stored = await pngPixels(await t.ctx.storage.get(`scans/${scan._id}/image.png`));
+    assert.deepEqual([seen.pixels.width, seen.pixels.height, seen.pixels.channels], [stored.width, stored.height, stored.channels]);
+    assert.ok(Buffer.from(seen.pixels.data).equals(stored.data));
     assert.ok(await t.ctx.storage.exists(`scans/${scan._id}/thumb.png`));
     const detail = (await t.app.inject({ url: `/api/scans/${scan._id}`, headers: doctor.auth })).json();
     assert.equal(detail.status, 'completed');
     const image = await t.app.inject({ url: localPath(detail.imageUrl) });
     assert.equal(image.statusCode, 200);
+  });
+
+  test('the analysis of a scan whose display image is stored reads that PNG and decodes nothing', async () => {
+    const scan = await upload(DICOM_MR_SMALL);
+    // A link reader rendered it first.
+    const first = await t.app.inject({ url: localPath(scan.imageUrl) });
+    assert.equal(first.statusCode, 200);
+    let seen: ScanImage | undefined;
+    const decode = t.ctx.imaging.decode.bind(t.ctx.imaging);
+    let decodes = 0;
+    t.ctx.imaging.decode = (bytes, opts) => {
+      decodes++;
+      return decode(bytes, opts);
+    };
+    try {
+      await runAnalysis(t, scan._id, { ...gliomaOutput(), heatmapPng: await heatmapPng(64, 64) }, (image) => (seen = image));
+    } finally {
+      t.ctx.imaging.decode = decode;
+    }
+    assert.equal(decodes, 0);
+    assert.ok(seen && 'png' in seen && seen.png.equals(first.rawPayload));
   });
 
   test('a scan deleted while its image is rendered leaves no rendered files behind', async () => {

@@ -7,6 +7,7 @@
  */
 import type { ImageDecoder } from '../imaging/decoder.js';
 import { ImageDecodeError } from '../imaging/errors.js';
+import type { RawImage } from '../imaging/pixels.js';
 import type { ScanRow } from '../access/index.js';
 import { StorageNotFoundError, type Storage } from '../platform/storage/index.js';
 import { scanFilesPrefix } from './stored-files.js';
@@ -15,17 +16,27 @@ export const THUMBNAIL_PX = 256;
 
 type RenditionSource = Pick<ScanRow, 'id' | 'originalKey' | 'imageKey' | 'thumbnailKey'>;
 
+/**
+ * A scan's display image as the analysis gets it: the pixels of the render it just made (or
+ * joined), so they are not decoded again from the PNG, else the stored display PNG.
+ */
+export type ScanImage = { png: Buffer } | { pixels: RawImage };
+
 export interface ScanRenditions {
   /**
    * The stored display PNG ('image') or thumbnail, rendered from the original and stored first
    * when it is not there yet. Throws ImageDecodeError when the original cannot be decoded.
    */
   read(scan: RenditionSource, which: 'image' | 'thumbnail'): Promise<Buffer>;
+  /** The display image for the model: as `read(scan, 'image')`, with the pixels when it renders. */
+  readForAnalysis(scan: RenditionSource): Promise<ScanImage>;
 }
 
 interface Rendered {
   image: Buffer;
   thumbnail: Buffer;
+  /** The display image's pixels, when the render was asked for them. */
+  pixels?: RawImage;
 }
 
 /** Renders in progress in this process, by scan id. */
@@ -46,9 +57,9 @@ export function createScanRenditions({
   imaging: Pick<ImageDecoder, 'decode'>;
   maxPixels: number;
 }): ScanRenditions {
-  async function render(scan: RenditionSource): Promise<Rendered> {
+  async function render(scan: RenditionSource, withPixels: boolean): Promise<Rendered> {
     const original = await storage.get(scan.originalKey);
-    const decoded = await imaging.decode(original, { maxPixels, thumbnailPx: THUMBNAIL_PX, handOver: true });
+    const decoded = await imaging.decode(original, { maxPixels, thumbnailPx: THUMBNAIL_PX, handOver: true, withPixels });
     if (!decoded.thumbnail) throw new Error('the decoder made no thumbnail');
     // The thumbnail first: the display image is what says "rendered" to the next reader.
     await storage.put(scan.thumbnailKey, decoded.thumbnail, 'image/png');
@@ -56,13 +67,13 @@ export function createScanRenditions({
     // A scan deleted while it was rendered took its files with it; these two must follow, or they
     // would stay behind as orphans. (A deletion after this check removes them itself.)
     if (!(await storage.exists(scan.originalKey))) await storage.deletePrefix(scanFilesPrefix(scan.id));
-    return { image: decoded.png, thumbnail: decoded.thumbnail };
+    return { image: decoded.png, thumbnail: decoded.thumbnail, ...(decoded.pixels ? { pixels: decoded.pixels } : {}) };
   }
 
-  function renderOnce(scan: RenditionSource): Promise<Rendered> {
+  function renderOnce(scan: RenditionSource, withPixels: boolean): Promise<Rendered> {
     let pending = rendering.get(scan.id);
     if (!pending) {
-      pending = render(scan)
+      pending = render(scan, withPixels)
         .catch((err: unknown) => {
           if (err instanceof ImageDecodeError && !err.transient) {
             if (undecodable.size >= MAX_UNDECODABLE) undecodable.clear();
@@ -76,18 +87,29 @@ export function createScanRenditions({
     return pending;
   }
 
+  /** The stored rendition, or what a render in this process (running, or started here) made. */
+  async function stored(scan: RenditionSource, which: 'image' | 'thumbnail', withPixels: boolean): Promise<Buffer | Rendered> {
+    const known = undecodable.get(scan.id);
+    if (known) throw known;
+    const pending = rendering.get(scan.id);
+    if (pending) return pending;
+    try {
+      return await storage.get(which === 'image' ? scan.imageKey : scan.thumbnailKey);
+    } catch (err) {
+      if (!(err instanceof StorageNotFoundError)) throw err;
+    }
+    return renderOnce(scan, withPixels);
+  }
+
   return {
     async read(scan, which) {
-      const known = undecodable.get(scan.id);
-      if (known) throw known;
-      const pending = rendering.get(scan.id);
-      if (pending) return (await pending)[which];
-      try {
-        return await storage.get(which === 'image' ? scan.imageKey : scan.thumbnailKey);
-      } catch (err) {
-        if (!(err instanceof StorageNotFoundError)) throw err;
-      }
-      return (await renderOnce(scan))[which];
+      const found = await stored(scan, which, false);
+      return Buffer.isBuffer(found) ? found : found[which];
+    },
+    async readForAnalysis(scan) {
+      const found = await stored(scan, 'image', true);
+      if (Buffer.isBuffer(found)) return { png: found };
+      return found.pixels ? { pixels: found.pixels } : { png: found.image };
     },
   };
 }

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import pino from 'pino';
 import sharp from 'sharp';
 import { analyzeScanJob, type Analyzer, type AnalyzerOutput } from '../analysis/analyze.job.js';
-import { createScanRenditions } from './renditions.js';
+import { createScanRenditions, type ScanImage } from './renditions.js';
 import { latestAnalysisOf } from '../analysis/repository.js';
 import { PermanentJobError } from '../platform/queue/index.js';
 import { REPO_ROOT } from '../platform/config.js';
@@ -91,10 +91,10 @@ export async function pdfText(pdf: Buffer): Promise<string> {
 }
 
 /** Runs the queued analysis of a scan through the real job handler with a fake model. */
-export async function runAnalysis(t: TestApp, scanId: string, output: AnalyzerOutput, onImage?: (png: Buffer) => void): Promise<void> {
+export async function runAnalysis(t: TestApp, scanId: string, output: AnalyzerOutput, onImage?: (image: ScanImage) => void): Promise<void> {
   const analyzer: Analyzer = {
-    async analyze(_scanType, png, onStage) {
-      onImage?.(png);
+    async analyze(_scanType, image, onStage) {
+      onImage?.(image);
       await onStage('inference');
       return output;
     },

@@ -72,7 +72,7 @@ describe('the compiled server (npm run build, npm start)', () => {
       const decoder = createImageDecoder({ timeoutMs: 30000, threads: 1 });
       const image = await decoder.decode(readFileSync(process.argv[1]), { maxPixels: 50e6 });
       const analyzer = createOnnxAnalyzer({ modelsDir: 'models', threads: 1 });
-      const out = await analyzer.analyze('chest-xray', image.png, async () => {});
+      const out = await analyzer.analyze('chest-xray', { png: image.png }, async () => {});
       console.log(JSON.stringify({ width: image.width, refused: out.refused, model: out.model?.id }));
       await decoder.close();
       await analyzer.close();

@@ -1,0 +1,46 @@
+/**
+ * The worker hands the analyzer the pixels of a render it has just made instead of the PNG it
+ * stored: with the real models, the outcome (finding, refusal, hot region, heatmap) is the
+ * same as the analysis of that display image's PNG gave before.
+ */
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import sharp from 'sharp';
+import { createOnnxAnalyzer } from './analyzer.js';
+import { decodeUpload } from '../imaging/index.js';
+import { dicomFixture, imageFixture } from '../imaging/testing/paths.js';
+import { REPO_ROOT } from '../platform/config.js';
+import type { ScanType } from '../scan-types/index.js';
+
+describe('analysis from decoded pixels', () => {
+  const analyzer = createOnnxAnalyzer({ modelsDir: path.join(REPO_ROOT, 'models'), threads: 1 });
+  after(() => analyzer.close());
+
+  const cases: [string, Buffer, ScanType | null][] = [
+    ['DICOM MR, declared brain MRI', dicomFixture('MR1_UNC.dcm'), 'brain-mri'],
+    ['DICOM MR, type from the header', dicomFixture('MR1_UNC.dcm'), null],
+    ['DICOM RGB, type from the image', dicomFixture('SC_rgb_small_odd.dcm'), null],
+    ['JPEG brain MRI', imageFixture('brain-glioma-1.jpg'), 'brain-mri'],
+    ['grayscale PNG chest X-ray', imageFixture('chest-normal-1.png'), 'chest-xray'],
+  ];
+  for (const [name, file, scanType] of cases) {
+    it(`${name}: the same outcome as from the display PNG`, { timeout: 60_000 }, async () => {
+      const decoded = await decodeUpload(file, { withPixels: true });
+      const { pixels, dicom } = decoded;
+      assert.ok(pixels);
+      // The display PNG as it was encoded before (zlib level 6): the analysis it got.
+      const formerPng = await sharp(pixels.data, { raw: pixels })
+        .toColourspace(pixels.channels === 1 ? 'b-w' : 'srgb')
+        .png()
+        .toBuffer();
+      const context = { dicom: dicom ? { modality: dicom.modality, bodyPartExamined: dicom.bodyPartExamined } : null };
+      const noStage = async () => {};
+      const fromPng = await analyzer.analyze(scanType, { png: formerPng }, noStage, context);
+      const fromPixels = await analyzer.analyze(scanType, { pixels }, noStage, context);
+      assert.deepEqual(fromPixels, fromPng);
+      // The caller's pixels are copied to the thread, not taken from it.
+      assert.equal(pixels.data.length, pixels.width * pixels.height * pixels.channels);
+    });
+  }
+});

@@ -50,6 +50,8 @@ function recording(inner: EventPublisher) {
       await inner.publish(tx, event);
     },
     hasSubscribers: (db, event) => inner.hasSubscribers(db, event),
+    deliveryRecords: (db, patientId) => inner.deliveryRecords(db, patientId),
+    deliveryValues: (event) => inner.deliveryValues(event),
   };
   return { events, published, failNextPublish: () => (failNext = true) };
 }

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Db } from '../platform/db/index.js';
 import { AppError } from '../platform/errors.js';
-import type { Queue } from '../platform/queue/index.js';
+import { jobRecord, type Queue } from '../platform/queue/index.js';
 import { ANALYZE_SCAN_JOB } from './job-name.js';
 import * as repo from './repository.js';
 import type { AnalysisQueue, JobState, JobStatus, LatestAnalysis } from './types.js';
@@ -50,6 +50,15 @@ export function createAnalysisQueue(db: Db, queue: Queue, job: AnalyzeJob): Anal
       const inserted = await insertScan({ id: analysisId, jobId, scanId, scanType, requestedBy, status: 'queued', progress: 0 });
       await queue.send(job, { scanId, analysisId }, { tx, id: jobId });
       return inserted;
+    },
+
+    newScanAnalysis({ scanId, scanType, requestedBy }) {
+      const analysisId = randomUUID();
+      const jobId = randomUUID();
+      return {
+        analysis: { id: analysisId, jobId, scanId, scanType, requestedBy, status: 'queued', progress: 0 },
+        job: jobRecord(job, { scanId, analysisId }, jobId),
+      };
     },
 
     async jobStatus(scanId, latest) {

@@ -1,4 +1,5 @@
 import type { DbOrTx } from '../platform/db/index.js';
+import type { JobRecord } from '../platform/queue/index.js';
 import type { analyses } from '../platform/db/schema.js';
 import type { ScanType } from '../scan-types/index.js';
 
@@ -42,6 +43,15 @@ export interface AnalysisQueue {
     job: { scanId: string; scanType: ScanType | null; requestedBy: string | null },
     insertScan: (analysis: NewAnalysisRow) => Promise<T>,
   ): Promise<T>;
+  /**
+   * The first analysis of a new scan for a statement that inserts the scan, its analysis row
+   * and its job itself (an upload's one statement): the analysis row to write and its job as
+   * a pg-boss record (platform/queue insertJobsSql), both naming each other.
+   */
+  newScanAnalysis(job: { scanId: string; scanType: ScanType | null; requestedBy: string | null }): {
+    analysis: NewAnalysisRow & { id: string; jobId: string; status: 'queued'; progress: number };
+    job: JobRecord;
+  };
   /**
    * The latest job of a scan, or null when it never had one. `latest`: the scan's latest
    * analysis when the caller has read it already (a round trip fewer; the queue is then asked

@@ -1,7 +1,8 @@
-import { and, asc, desc, eq, inArray, sql, type SQL } from 'drizzle-orm';
-import { alias } from 'drizzle-orm/pg-core';
+import { and, asc, desc, eq, fillPlaceholders, getTableColumns, inArray, sql, type SQL } from 'drizzle-orm';
+import { alias, PgDialect, type PgColumn, type PgTable } from 'drizzle-orm/pg-core';
 import { patientVisibleTo, type ScanPatient, type ScanRow, type Viewer } from '../access/index.js';
 import { builtOncePerDb, preparedPerDb, type DbOrTx } from '../platform/db/index.js';
+import { insertJobsSql, notifyJobsSql, type JobRecord } from '../platform/queue/index.js';
 import { createReadCache } from '../platform/db/read-cache.js';
 import type { NewAnalysisRow } from '../analysis/types.js';
 import type { ListedScan, ShownAnalysis } from './view.js';
@@ -425,6 +426,116 @@ export async function insertScanWithAnalysis(tx: DbOrTx, values: UploadedScanVal
   for (const c of QUEUED_ANALYSIS_COLUMNS) params[`analysis_${c}`] = analysis[c] ?? null;
   const [row] = await scanWithAnalysisInsert(tx).execute(params);
   return row!;
+}
+
+/** Columns of `table` by key, with their SQL names and types. */
+function columnsOf<K extends string>(table: PgTable, keys: readonly K[]): Array<{ key: K; column: PgColumn }> {
+  const all = getTableColumns(table) as Record<string, PgColumn>;
+  return keys.map((key) => ({ key, column: all[key]! }));
+}
+
+/** `select $1::type, $2::type...` of the given columns' placeholders (a SELECT's values need their types). */
+const typedPlaceholders = (columns: Array<{ key: string; column: PgColumn }>, prefix: string) =>
+  sql.join(
+    columns.map(({ key, column }) => sql`${sql.placeholder(`${prefix}${key}`)}::${sql.raw(column.getSQLType())}`),
+    sql`, `,
+  );
+const columnList = (columns: Array<{ column: PgColumn }>) => sql.raw(columns.map(({ column }) => `"${column.name}"`).join(', '));
+
+const uploadScanColumns = columnsOf(scans, UPLOADED_SCAN_COLUMNS.filter((c) => c !== 'patientId'));
+const queuedAnalysisColumns = columnsOf(analyses, QUEUED_ANALYSIS_COLUMNS);
+const scanColumns = Object.entries(getTableColumns(scans)) as Array<[keyof ScanRow, PgColumn]>;
+
+/** What an upload's one statement needs besides the scan's own values. */
+export interface UploadExtras {
+  /** The event's delivery jobs (webhooks/ EventPublisher.deliveryRecords), for the patient's id given as SQL. */
+  deliveryRecords: (patientId: SQL) => SQL;
+}
+
+/**
+ * An upload for a patient that exists, in one statement (one round trip, no BEGIN/COMMIT): the
+ * patient by hospital identifier, if the viewer may add scans to it (src/access's rule) and
+ * the form's patientName, when given, is the one on record as written; then the scan, its
+ * analysis row, its analysis job and the event's webhook deliveries (pg-boss's own insert) and
+ * the jobs' wake-up NOTIFY. A statement is atomic and its NOTIFY goes out at its commit, as the
+ * transaction's did. When the patient is not there, not the viewer's, or named otherwise, it
+ * writes nothing and answers no row: the caller then takes the transaction that creates the
+ * patient or gives the exact refusal.
+ */
+function uploadStatement(db: DbOrTx, role: Viewer['role'], extras: UploadExtras): SQL {
+  const viewerMayAdd = role === 'admin' ? sql`` : sql`and p.id in (select patient_id from patient_doctors where doctor_id = ${sql.placeholder('viewerId')}::uuid)`;
+  const patientId = sql`(select id from upload_patient)`;
+  const records = sql`(select jsonb_agg(r)::json from (select ${sql.placeholder('analysisJob')}::jsonb as r union all ${extras.deliveryRecords(patientId)}) as records where exists (select 1 from upload_patient))`;
+  const scanJson = sql.raw(scanColumns.map(([key, column]) => `'${key}', s."${column.name}"`).join(', '));
+  return sql`with upload_patient as (
+      select p.id, p.patient_id, p.name from patients p
+       where p.patient_id = ${sql.placeholder('patientId')}::text ${viewerMayAdd}
+         and (${sql.placeholder('formName')}::text is null or p.name = ${sql.placeholder('formName')}::text)
+    ),
+    queued_analysis as (
+      insert into analyses (${columnList(queuedAnalysisColumns)}) select ${typedPlaceholders(queuedAnalysisColumns, 'analysis_')} from upload_patient returning id
+    ),
+    inserted_scan as (
+      insert into scans ("patient_id", ${columnList(uploadScanColumns)}) select upload_patient.id, ${typedPlaceholders(uploadScanColumns, 'scan_')} from upload_patient returning *
+    ),
+    queued_jobs as (${insertJobsSql(records)}),
+    notified as (${notifyJobsSql('queued_jobs')})
+    select json_build_object(${scanJson}) as scan, json_build_object('id', p.id, 'patientId', p.patient_id, 'name', p.name) as patient
+      from inserted_scan s cross join upload_patient p cross join notified`;
+}
+
+const pgDialect = new PgDialect();
+const uploadQueries = new Map<string, ReturnType<PgDialect['sqlToQuery']>>();
+
+/** A scan row as JSON (json_build_object's timestamps are text) mapped as Drizzle maps the columns. */
+function scanFromJson(json: Record<string, unknown>): ScanRow {
+  const row: Record<string, unknown> = {};
+  for (const [key, column] of scanColumns) {
+    const value = json[key];
+    row[key] = value === null || value === undefined ? null : column.mapFromDriverValue(value);
+  }
+  return row as ScanRow;
+}
+
+/**
+ * Inserts an upload's scan, analysis, jobs and deliveries for an existing patient the viewer
+ * may add scans to, in one statement (see uploadStatement); null when it wrote nothing.
+ */
+export async function insertUploadForKnownPatient(
+  db: DbOrTx,
+  {
+    viewer,
+    patientId,
+    formName,
+    scan,
+    analysis,
+    analysisJob,
+    extras,
+    extraValues,
+  }: {
+    viewer: Viewer;
+    /** A hospital identifier (not a UUID). */
+    patientId: string;
+    formName: string | null;
+    scan: Omit<UploadedScanValues, 'patientId'>;
+    analysis: QueuedAnalysisValues;
+    analysisJob: JobRecord;
+    extras: UploadExtras;
+    extraValues: Record<string, unknown>;
+  },
+): Promise<{ scan: ScanRow; patient: { id: string; patientId: string; name: string } } | null> {
+  const name = `upload_scan_${viewer.role}`;
+  let query = uploadQueries.get(name);
+  if (!query) uploadQueries.set(name, (query = pgDialect.sqlToQuery(uploadStatement(db, viewer.role, extras))));
+  const values: Record<string, unknown> = { ...extraValues, viewerId: viewer.id, patientId, formName, analysisJob: JSON.stringify(analysisJob) };
+  for (const { key, column } of uploadScanColumns) values[`scan_${key}`] = scan[key] == null ? null : column.mapToDriverValue(scan[key]);
+  for (const { key, column } of queuedAnalysisColumns) values[`analysis_${key}`] = analysis[key] == null ? null : column.mapToDriverValue(analysis[key]);
+  const params = fillPlaceholders(query.params, values);
+  const result: unknown = await db._.session.prepareQuery({ sql: query.sql, params }, undefined, name, false).execute();
+  // pg answers { rows }, PGlite the rows themselves.
+  const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Array<{ scan: Record<string, unknown>; patient: { id: string; patientId: string; name: string } }>;
+  const [row] = rows;
+  return row ? { scan: scanFromJson(row.scan), patient: row.patient } : null;
 }
 
 export async function updateScanRow(db: DbOrTx, id: string, values: Partial<NewScanRow>): Promise<ScanRow> {

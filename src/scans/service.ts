@@ -252,6 +252,45 @@ export async function uploadScan(
     for (const put of stored) if (put.status === 'rejected') throw put.reason;
     // Every upload is analysed, as the API document shows: `"status": "processing"`.
     const status = 'processing' as const;
+    const scanValues = {
+      id: scanId,
+      doctorId: viewer.id,
+      scanDate,
+      scanType,
+      status,
+      originalFormat: image.kind,
+      originalKey: keys.original,
+      imageKey: keys.image,
+      thumbnailKey: keys.thumbnail,
+      width: image.width,
+      height: image.height,
+      fileSize: form.image.length,
+      sha256: createHash('sha256').update(form.image).digest('hex'),
+      dicom: dicom ? dicomSummary(dicom) : null,
+      studyInstanceUid: dicom?.studyInstanceUid ?? null,
+      seriesInstanceUid: dicom?.seriesInstanceUid ?? null,
+      sopInstanceUid: dicom?.sopInstanceUid ?? null,
+    };
+    // A patient on record that the viewer may add scans to (every upload but a patient's
+    // first): one statement. Anything else (a new patient, a refusal) writes nothing there and
+    // takes the transaction below, which creates the patient or gives the exact answer.
+    if (!isUuid(patientId)) {
+      const { analysis, job } = deps.analysis.newScanAnalysis({ scanId, scanType: declaredType, requestedBy: viewer.id });
+      const saved = await repo.insertUploadForKnownPatient(db, {
+        viewer,
+        patientId,
+        formName: request.patientName,
+        scan: scanValues,
+        analysis,
+        analysisJob: job,
+        extras: { deliveryRecords: (patient) => deps.events.deliveryRecords(db, patient) },
+        extraValues: deps.events.deliveryValues({ type: 'scan.uploaded', scanId, status }),
+      });
+      if (saved) {
+        onPatient?.(saved.patient.id);
+        return scanCoreView(saved, links);
+      }
+    }
     const insert = () =>
       db.transaction(async (tx) => {
         const found = await findPatientForScans(tx, viewer, patientId);
@@ -271,30 +310,7 @@ export async function uploadScan(
           tx,
           { scanId, scanType: declaredType, requestedBy: viewer.id },
           (analysis) =>
-            repo.insertScanWithAnalysis(
-              tx,
-              {
-                id: scanId,
-                patientId: patient.id,
-                doctorId: viewer.id,
-                scanDate,
-                scanType,
-                status,
-                originalFormat: image.kind,
-                originalKey: keys.original,
-                imageKey: keys.image,
-                thumbnailKey: keys.thumbnail,
-                width: image.width,
-                height: image.height,
-                fileSize: form.image.length,
-                sha256: createHash('sha256').update(form.image).digest('hex'),
-                dicom: dicom ? dicomSummary(dicom) : null,
-                studyInstanceUid: dicom?.studyInstanceUid ?? null,
-                seriesInstanceUid: dicom?.seriesInstanceUid ?? null,
-                sopInstanceUid: dicom?.sopInstanceUid ?? null,
-              },
-              analysis,
-            ),
+            repo.insertScanWithAnalysis(tx, { ...scanValues, patientId: patient.id }, analysis),
         );
         await deps.events.publish(tx, { type: 'scan.uploaded', scanId, patientId: patient.id, status });
         return { scan, patient };

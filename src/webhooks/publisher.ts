@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
-import type { JobDefinition, Queue } from '../platform/queue/index.js';
+import { jobRecord, type JobDefinition, type Queue } from '../platform/queue/index.js';
 import * as repo from './repository.js';
 import type { EventPublisher, ScanEvent, WebhookDeliveryPayloadSchema } from './types.js';
 
@@ -34,9 +34,28 @@ function eventBody(event: ScanEvent, at: Date): string {
   });
 }
 
+/** Stands for the patient's id in a body made before the statement that knows it. */
+const PATIENT_SLOT = '00000000-0000-4000-8000-00000000ffff';
+
+/**
+ * `newMessageId` in SQL: 18 random bytes (of two v4 UUIDs' random parts, 138 random bits) as
+ * base64url, so each webhook of an event gets its own id inside one statement.
+ */
+const MESSAGE_ID_SQL = sql`'msg_' || rtrim(translate(encode(substring(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()) from 1 for 18), 'base64'), '+/', '-_'), '=')`;
+
 export function createEventPublisher(deps: EventPublisherDeps): EventPublisher {
   const now = deps.now ?? (() => new Date());
   return {
+    deliveryRecords(db, patientId) {
+      const subscribers = repo.subscribersQuery(db, { type: sql.placeholder('event_type'), patientId }).as('subscriber');
+      const data = sql`jsonb_build_object('webhookId', ${subscribers.id}, 'messageId', ${MESSAGE_ID_SQL}, 'eventType', ${sql.placeholder('event_type')}::text, 'patientId', ${patientId}, 'body', ${sql.placeholder('event_body_head')}::text || ${patientId} || ${sql.placeholder('event_body_tail')}::text)`;
+      return sql`select ${sql.placeholder('delivery_job')}::jsonb || jsonb_build_object('data', ${data}) from ${subscribers}`;
+    },
+    deliveryValues(event) {
+      const [head, tail] = eventBody({ ...event, patientId: PATIENT_SLOT }, now()).split(PATIENT_SLOT);
+      const { data: _none, ...job } = jobRecord(deps.deliveryJob, null);
+      return { event_type: event.type, event_body_head: head, event_body_tail: tail, delivery_job: JSON.stringify(job) };
+    },
     async publish(tx, event) {
       const subscribers = await repo.subscribersOf(tx, { type: event.type, patientId: event.patientId });
       if (subscribers.length === 0) return;

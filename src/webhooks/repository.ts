@@ -62,7 +62,7 @@ function selectSubscribers(db: DbOrTx, type: WebhookEventType | SQLWrapper, pati
 }
 
 /** The subscribers of an event as a query not yet run (a caller may embed it in a statement of its own). */
-export function subscribersQuery(db: DbOrTx, { type, patientId }: { type: WebhookEventType; patientId: string }) {
+export function subscribersQuery(db: DbOrTx, { type, patientId }: { type: WebhookEventType | SQLWrapper; patientId: string | SQLWrapper }) {
   return selectSubscribers(db, type, patientId);
 }
 

@@ -23,6 +23,15 @@ export interface EventPublisher {
    * `not hasSubscribers(...)`, and in a transaction with `publish` otherwise.
    */
   hasSubscribers(db: DbOrTx, event: Pick<ScanEvent, 'type' | 'patientId'>): SQL<boolean>;
+  /**
+   * For a statement that writes the change and queues its deliveries itself (an upload's one
+   * statement, built once): SQL giving the event's delivery jobs as pg-boss job records (a
+   * jsonb per webhook that receives it), for the patient `patientId` (an SQL expression of
+   * that statement). The event's type and body come from the placeholders `deliveryValues`
+   * fills; the body is the one `publish` would send.
+   */
+  deliveryRecords(db: DbOrTx, patientId: SQL): SQL;
+  deliveryValues(event: Omit<ScanEvent, 'patientId'>): Record<string, unknown>;
 }
 
 /**

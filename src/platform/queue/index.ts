@@ -7,6 +7,7 @@
  */
 import type { Static, TObject } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { sql, type SQL } from 'drizzle-orm';
 import { createRequire } from 'node:module';
 import PgBoss from 'pg-boss';
 import pg from 'pg';
@@ -60,6 +61,46 @@ function notifyingInsert(executor: SqlExecutor, queueName: string): SqlExecutor 
       ]);
     },
   };
+}
+
+/** A job as pg-boss's multi-job insert takes it (one element of its JSON array). */
+export interface JobRecord {
+  id?: string;
+  name: string;
+  data: unknown;
+  retryLimit: number;
+  retryDelay: number;
+  retryBackoff: boolean;
+  expireInSeconds: number;
+}
+
+/** A job of `job` as a record for `insertJobsSql`, with the definition's retry settings (as `send` gives them). */
+export function jobRecord<S extends TObject>(job: JobDefinition<S>, data: Static<S> | null, id?: string): JobRecord {
+  return {
+    ...(id ? { id } : {}),
+    name: job.name,
+    data,
+    retryLimit: job.retryLimit,
+    retryDelay: job.retryDelaySeconds,
+    retryBackoff: job.retryBackoff,
+    expireInSeconds: job.expireInSeconds,
+  };
+}
+
+/**
+ * pg-boss's own multi-job insert (`boss.insert`), for a statement that queues its jobs itself
+ * (an upload's one statement): inserts the jobs that `records` lists (SQL giving a JSON array
+ * of `JobRecord`s, null for none), returning the queue name of each job inserted, for
+ * `notifyJobsSql`. Its defaults are pg-boss's when none is configured (ours sets none).
+ */
+export function insertJobsSql(records: SQL): SQL {
+  const [head, tail] = INSERT_JOBS.split(RECORDS_PARAM);
+  return sql`${sql.raw(head!)}json_to_recordset(${records})${sql.raw(tail!)} returning name`;
+}
+
+/** The wake-up NOTIFY (at commit) of the jobs the `insertJobsSql` CTE named `inserted` inserted: one row, to join. */
+export function notifyJobsSql(inserted: string): SQL {
+  return sql`select count(pg_notify(${JOBS_CHANNEL}, queued.name)) as notified from (select distinct name from ${sql.identifier(inserted)}) as queued`;
 }
 
 /** A handler's failure as pg-boss keeps it: kind, codes and stack frames, never a message. */
@@ -273,7 +314,17 @@ export async function openQueue(
 const bossPlans = createRequire(import.meta.url)('pg-boss/src/plans.js') as {
   completeJobs(schema: string): string;
   failJobsById(schema: string): string;
+  insertJobs(schema: string): string;
 };
+const RECORDS_PARAM = 'json_to_recordset($1)';
+/** pg-boss's multi-job insert with its defaults ($2-$6: none configured) as NULL and its records ($1) to be spliced in. */
+const INSERT_JOBS = (() => {
+  const text = bossPlans.insertJobs('pgboss').replace(/\$[2-6]\b/g, 'null').trimEnd();
+  if (text.split(RECORDS_PARAM).length !== 2 || /\$\d/.test(text.replace(RECORDS_PARAM, '')) || !text.endsWith('ON CONFLICT DO NOTHING')) {
+    throw new Error('pg-boss insertJobs is not the text this module was written for: check insertJobsSql (src/platform/queue)');
+  }
+  return text;
+})();
 const UNAWAITED = new Map([
   [bossPlans.completeJobs('pgboss'), 'complete'],
   [bossPlans.failJobsById('pgboss'), 'fail'],

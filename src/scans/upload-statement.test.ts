@@ -1,0 +1,114 @@
+/**
+ * An upload for a patient on record is one statement (repository insertUploadForKnownPatient):
+ * it must write what the upload's transaction writes (scan, analysis, job with its wake-up,
+ * webhook deliveries), to the same people, and nothing at all when it refuses.
+ */
+import assert from 'node:assert/strict';
+import { readdir, readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { AnalyzeScanPayloadSchema } from '../analysis/analyze.job.js';
+import { ANALYZE_SCAN_JOB } from '../analysis/job-name.js';
+import { latestAnalysisOf } from '../analysis/repository.js';
+import type { JobDefinition } from '../platform/queue/index.js';
+import { WEBHOOK_DELIVERY_JOB } from '../webhooks/deliver.job.js';
+import { WebhookDeliveryPayloadSchema } from '../webhooks/types.js';
+import { useTestApp, type TestApp, type TestUser } from '../../test/helpers/app.js';
+import { databaseKinds } from '../../test/helpers/db.js';
+import { FIXTURES, uploadRequest } from './test-support.js';
+
+const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
+const readdirAsync = promisify(readdir);
+
+/** Only what `take` reads of a job: its queue and payload. */
+const queued = <S extends JobDefinition['payload']>(name: string, payload: S) => ({ name, payload }) as unknown as JobDefinition<S>;
+const analyzeJob = queued(ANALYZE_SCAN_JOB, AnalyzeScanPayloadSchema);
+const deliveryJob = queued(WEBHOOK_DELIVERY_JOB, WebhookDeliveryPayloadSchema);
+
+for (const kind of await databaseKinds()) {
+  describe(`upload for a patient on record, in one statement (${kind})`, () => {
+    let t: TestApp;
+    let doctor: TestUser;
+    useTestApp(kind, {
+      async setup(app) {
+        t = app;
+        doctor = await t.user();
+      },
+    });
+
+    const upload = (user: TestUser, fields: Record<string, string>) => t.app.inject(uploadRequest(user, { data: JPEG, fields }));
+    const subscribe = async (owner: TestUser, tag: string) => {
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/api/webhooks',
+        headers: owner.auth,
+        payload: { url: `http://127.0.0.1:9/${tag}`, events: ['scan.uploaded'] },
+      });
+      assert.equal(res.statusCode, 201, res.body);
+      return res.json<{ _id: string }>()._id;
+    };
+
+    test('writes the scan, its analysis and its job, woken by NOTIFY at commit, and the deliveries publish would queue', async () => {
+      const patient = await t.patient(doctor, { name: 'Ana Lima' });
+      const otherDoctor = await t.user();
+      const admin = await t.user({ role: 'admin' });
+      const mine = await subscribe(doctor, 'mine');
+      const foreign = await subscribe(otherDoctor, 'foreign');
+      const adminHook = await subscribe(admin, 'admin');
+      const woken: string[] = [];
+      const unlisten = await t.ctx.database.listen('imagemedix_jobs', { onNotify: (queue) => woken.push(queue) });
+      try {
+        const res = await upload(doctor, { patientId: patient.patientId });
+        assert.equal(res.statusCode, 201, res.body);
+        const scan = res.json<{ _id: string; patientId: string; patientName: string; status: string }>();
+        assert.equal(scan.patientId, patient.patientId);
+        assert.equal(scan.patientName, 'Ana Lima');
+        assert.equal(scan.status, 'processing');
+
+        const analysis = await latestAnalysisOf(t.ctx.db, scan._id);
+        assert.equal(analysis?.status, 'queued');
+        const jobs = (await t.runtime.queue.take(analyzeJob, 100)).filter((j) => j.scanId === scan._id);
+        assert.deepEqual(jobs, [{ scanId: scan._id, analysisId: analysis.id }], 'one analysis job, naming the analysis row');
+        for (let i = 0; i < 50 && !(woken.includes(ANALYZE_SCAN_JOB) && woken.includes(WEBHOOK_DELIVERY_JOB)); i++) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        assert.ok(woken.includes(ANALYZE_SCAN_JOB), 'the analysis workers are woken');
+        assert.ok(woken.includes(WEBHOOK_DELIVERY_JOB), 'the delivery workers are woken');
+
+        const deliveries = (await t.runtime.queue.take(deliveryJob, 100)).filter((d) => d.body.includes(scan._id));
+        const byHook = new Map(deliveries.map((d) => [d.webhookId, d]));
+        assert.deepEqual([...byHook.keys()].sort(), [mine, adminHook].sort(), "the patient's doctor's and the admin's webhooks, not another doctor's");
+        assert.equal(byHook.get(foreign), undefined);
+        const [first, second] = deliveries;
+        assert.match(first!.messageId, /^msg_[A-Za-z0-9_-]{24}$/);
+        assert.notEqual(first!.messageId, second!.messageId, 'a message id per webhook');
+        assert.equal(first!.eventType, 'scan.uploaded');
+        assert.equal(first!.patientId, patient._id);
+        const body = JSON.parse(first!.body) as { type: string; timestamp: string; data: unknown };
+        assert.deepEqual(Object.keys(body), ['type', 'timestamp', 'data']);
+        assert.equal(body.type, 'scan.uploaded');
+        assert.ok(Math.abs(Date.parse(body.timestamp) - Date.now()) < 60_000);
+        assert.deepEqual(body.data, { scanId: scan._id, patientId: patient._id, status: 'processing' });
+        assert.equal(first!.body, second!.body, 'every webhook gets the same bytes');
+      } finally {
+        await unlisten();
+      }
+    });
+
+    test("another doctor's patient: 409 as before, and no row, job or file is left", async () => {
+      const owner = await t.user();
+      const patient = await t.patient(owner, { name: 'Sara Kim' });
+      const scansDir = path.join(t.dataDir, 'files/scans');
+      const filesBefore = (await readdirAsync(scansDir).catch(() => [])).length;
+      await t.runtime.queue.take(analyzeJob, 1000);
+      const res = await upload(doctor, { patientId: patient.patientId });
+      assert.equal(res.statusCode, 409, res.body);
+      assert.match(res.json().error, /already in use/);
+      assert.equal((await readdirAsync(scansDir).catch(() => [])).length, filesBefore, 'the stored file is removed');
+      const detail = (await t.app.inject({ url: `/api/patients/${patient._id}`, headers: owner.auth })).json<{ scans: unknown[] }>();
+      assert.deepEqual(detail.scans, [], 'no scan row');
+      assert.deepEqual(await t.runtime.queue.take(analyzeJob, 100), [], 'no analysis job');
+    });
+  });
+}

@@ -1,11 +1,13 @@
 /**
- * The list's pages kept in memory on PGlite (repository.ts, platform/db/read-cache.ts): a kept
- * page must never show a scan its viewer may no longer see, nor a status that has changed.
- * Runs on PostgreSQL too, where nothing is kept: the answers must be the same.
+ * The list's pages kept in memory (repository.ts, platform/db/read-cache.ts): a kept page must
+ * never show a scan its viewer may no longer see, nor a status that has changed. On PostgreSQL
+ * also a change committed by another connection (another process), once its NOTIFY arrives
+ * (platform/db/server-writes.ts), and nothing is kept while the LISTEN connection is down.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { eq, inArray } from 'drizzle-orm';
+import pg from 'pg';
 import { scans } from '../platform/db/schema.js';
 import { writeGenerationOf } from '../platform/db/index.js';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
@@ -23,11 +25,12 @@ for (const kind of await databaseKinds()) {
     let admin: TestUser;
     let doctor: TestUser;
     let other: TestUser;
+    let other2: TestUser;
     let prefix: string;
 
     before(async () => {
       t = await createTestApp(kind);
-      [admin, doctor, other] = await Promise.all([t.user({ role: 'admin' }), t.user(), t.user()]);
+      [admin, doctor, other, other2] = await Promise.all([t.user({ role: 'admin' }), t.user(), t.user(), t.user()]);
       prefix = `${uniqueId('KEPT')}-`;
       await seedScans(t.database.db, { doctorId: doctor.id, patients: 3, scans: 12, patientPrefix: prefix });
     });
@@ -39,8 +42,68 @@ for (const kind of await databaseKinds()) {
       return res.json<ListAnswer>();
     };
 
-    test('pages are kept only where the database has a write generation (PGlite)', () => {
-      assert.equal(writeGenerationOf(t.database.db) !== undefined, kind === 'pglite');
+    test('pages are kept on both databases (a write generation, live)', () => {
+      assert.notEqual(writeGenerationOf(t.database.db)?.live?.(), false);
+    });
+
+    /** Polls until `check` holds, for up to 5 s: a NOTIFY arrives a moment after its commit. */
+    const eventually = async (what: string, check: () => Promise<boolean>) => {
+      const deadline = Date.now() + 5_000;
+      while (!(await check())) {
+        if (Date.now() > deadline) assert.fail(`${what}: not within 5 s`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    };
+
+    test('PostgreSQL: a change another process commits shows once its NOTIFY arrives; until one arrives the page is kept', async () => {
+      if (kind !== 'postgres') return;
+      const other = new pg.Client({ connectionString: t.database.connectionString! });
+      await other.connect();
+      try {
+        const [first] = (await list(doctor)).scans;
+        const statusOf = async () => (await list(doctor)).scans.find((s) => s._id === first!._id)?.status;
+        // A change that fires no trigger (as a replica applies it): nothing tells this process,
+        // so the kept page still shows the old status; this is what proves the page is kept.
+        await other.query('set session_replication_role = replica');
+        await other.query(`update scans set status = 'failed', failure_reason = 'unseen' where id = $1`, [first!._id]);
+        await other.query('set session_replication_role = origin');
+        assert.notEqual(await statusOf(), 'failed');
+        await other.query(`select pg_notify('imagemedix_reads', '')`);
+        await eventually('the notified change', async () => (await statusOf()) === 'failed');
+        // An ordinary write of another connection notifies by itself (migration 0010).
+        await other.query(`update scans set status = 'completed', failure_reason = null where id = $1`, [first!._id]);
+        await eventually('the committed change', async () => (await statusOf()) === 'completed');
+        // Assigning a doctor in another process: the new doctor's page follows.
+        assert.equal((await list(other2)).totalScans, 0);
+        await other.query(`insert into patient_doctors (patient_id, doctor_id) select patient_id, $1 from scans where id = $2`, [other2.id, first!._id]);
+        await eventually("the other doctor's page", async () => (await list(other2)).totalScans > 0);
+      } finally {
+        await other.end();
+      }
+    });
+
+    test('PostgreSQL: with the LISTEN connection cut, no page older than a change is served', async () => {
+      if (kind !== 'postgres') return;
+      const other = new pg.Client({ connectionString: t.database.connectionString! });
+      await other.connect();
+      try {
+        const [first] = (await list(doctor)).scans;
+        const statusOf = async () => (await list(doctor)).scans.find((s) => s._id === first!._id)?.status;
+        await other.query(
+          `select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and query = 'LISTEN "imagemedix_reads"'`,
+        );
+        // A change nothing notifies: seen once the cut is noticed (every page read meanwhile)
+        // or the connection is back (everything kept before it dropped).
+        await other.query('set session_replication_role = replica');
+        await other.query(`update scans set status = 'pending' where id = $1`, [first!._id]);
+        await other.query('set session_replication_role = origin');
+        await eventually('the change made while notifications were cut', async () => (await statusOf()) === 'pending');
+        await eventually('notifications back', async () => writeGenerationOf(t.database.db)?.live?.() === true);
+        await other.query(`update scans set status = 'completed' where id = $1`, [first!._id]);
+        await eventually('a change after the reconnection', async () => (await statusOf()) === 'completed');
+      } finally {
+        await other.end();
+      }
     });
 
     test('the audit rows every request writes do not drop the kept pages (PGlite)', async () => {

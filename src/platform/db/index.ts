@@ -14,6 +14,7 @@ import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import pg from 'pg';
 import { listenOnServer } from './listen.js';
+import { trackServerWrites } from './server-writes.js';
 import { withNamedStatements } from './pglite-statements.js';
 import { trackWrites, type WriteGeneration } from './write-generation.js';
 import * as schema from './schema.js';
@@ -74,8 +75,9 @@ export function builtOncePerDb<P>(name: string, build: (db: DbOrTx) => { prepare
 const writeGenerations = new WeakMap<object, WriteGeneration>();
 
 /**
- * The write generation of an embedded database's handle (not of a transaction): what exact
- * read caches key on. Undefined on a PostgreSQL server, where other processes write too.
+ * The write generation of a database's handle (not of a transaction's): what exact read caches
+ * key on. PGlite's moves with every statement that may write (write-generation.ts); a
+ * PostgreSQL server's also with every change another process commits (server-writes.ts).
  */
 export function writeGenerationOf(db: DbOrTx): WriteGeneration | undefined {
   return writeGenerations.get(db);
@@ -177,15 +179,20 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
     const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: opts.poolSize ?? 10 });
     survivesServerRestarts(pool);
     await serverAccepting(pool, opts.startupWaitMs ?? 60_000);
-    const db = drizzlePg(pool, { schema }) as unknown as Db;
     await withAdvisoryLock(connectionString, () => migratePg(drizzlePg(pool), { migrationsFolder: MIGRATIONS }));
+    // Everything after the migrations goes through a pool whose writes move the write
+    // generation, and the NOTIFY of any other process's change moves it too.
+    const writes = trackServerWrites(pool);
+    const db = drizzlePg(writes.pool, { schema }) as unknown as Db;
+    writeGenerations.set(db, writes.generation);
+    await writes.start((channel, handlers) => listenOnServer({ connectionString, channel, ...handlers }));
     return {
       kind: 'postgres',
       db,
       connectionString: opts.databaseUrl,
       executor: {
         async executeSql(text, values) {
-          const r = await pool.query(text, values);
+          const r = await writes.pool.query(text, values);
           return { rows: r.rows };
         },
       },
@@ -199,6 +206,7 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
         return withAdvisoryLock(connectionString, fn);
       },
       async close() {
+        await writes.stop();
         await pool.end();
       },
     };

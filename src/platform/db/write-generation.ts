@@ -14,6 +14,11 @@ import type { PGlite } from '@electric-sql/pglite';
 export interface WriteGeneration {
   /** Changes whenever the data may have changed; equal values mean nothing was written between. */
   current(): number;
+  /**
+   * False while changes may go unseen (a server database whose notifications are not
+   * arriving, see server-writes.ts): nothing may be kept meanwhile. Always live when absent.
+   */
+  live?(): boolean;
 }
 
 /** Statements that only read: a single SELECT with no data-changing word anywhere in it. */

@@ -1,3 +1,5 @@
+import type { Readable } from 'node:stream';
+
 /**
  * Where scan files live: DATA_DIR on local disk by default, an S3-compatible bucket when
  * S3_BUCKET is set. Keys look like `scans/<scanId>/original.dcm`, so everything that belongs
@@ -6,6 +8,12 @@
 export interface Storage {
   kind: 'local' | 's3';
   put(key: string, body: Buffer, contentType: string): Promise<void>;
+  /**
+   * Writes `body` under `key` as it arrives, never holding it whole (a large upload). The key
+   * appears only once the stream has ended; if the stream or the write fails, nothing is left
+   * under it and the promise rejects.
+   */
+  putStream(key: string, body: Readable, contentType: string): Promise<void>;
   get(key: string): Promise<Buffer>;
   exists(key: string): Promise<boolean>;
   delete(key: string): Promise<void>;

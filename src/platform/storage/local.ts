@@ -1,4 +1,5 @@
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { assertSafeKey, StorageNotFoundError, type Storage } from './index.js';
@@ -41,6 +42,30 @@ export function createLocalStorage(root: string): Storage {
         await writeFile(tmp, body, { mode: 0o600 });
       }
       await rename(tmp, file);
+    },
+    async putStream(key, body) {
+      const file = resolve(key);
+      const dir = path.dirname(file);
+      await makeFolder(dir);
+      const tmp = `${file}.${randomUUID()}.tmp`;
+      // Opened before the stream is read, so a folder removed meanwhile is made again without
+      // losing any of it.
+      let handle;
+      try {
+        handle = await open(tmp, 'wx', 0o600);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        await makeFolder(dir, true);
+        handle = await open(tmp, 'wx', 0o600);
+      }
+      try {
+        await pipeline(body, handle.createWriteStream());
+        await rename(tmp, file);
+      } catch (err) {
+        await handle.close().catch(() => undefined);
+        await rm(tmp, { force: true });
+        throw err;
+      }
     },
     async get(key) {
       try {

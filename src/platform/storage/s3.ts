@@ -1,4 +1,7 @@
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -7,9 +10,17 @@ import {
   NoSuchKey,
   PutObjectCommand,
   S3Client,
+  UploadPartCommand,
+  type CompletedPart,
 } from '@aws-sdk/client-s3';
 import type { S3Config } from '../config.js';
 import { assertSafeKey, StorageNotFoundError, type Storage } from './index.js';
+
+/**
+ * Size of the parts of a streamed upload (S3's least is 5 MiB but for the last): what one
+ * upload holds in memory while a part is sent.
+ */
+const PART_BYTES = 8 * 1024 * 1024;
 
 export function createS3Storage(cfg: S3Config): Storage {
   const client = new S3Client({
@@ -35,6 +46,53 @@ export function createS3Storage(cfg: S3Config): Storage {
       await client.send(
         new PutObjectCommand({ Bucket: cfg.bucket, Key: k(key), Body: body, ContentType: contentType, ServerSideEncryption: 'AES256' }),
       );
+    },
+    async putStream(key, body, contentType) {
+      const object = { Bucket: cfg.bucket, Key: k(key) };
+      let pending: Buffer[] = [];
+      let pendingBytes = 0;
+      let uploadId: string | undefined;
+      const parts: CompletedPart[] = [];
+      const sendPart = async () => {
+        const data = Buffer.concat(pending, pendingBytes);
+        pending = [];
+        pendingBytes = 0;
+        uploadId ??= (
+          await client.send(new CreateMultipartUploadCommand({ ...object, ContentType: contentType, ServerSideEncryption: 'AES256' }))
+        ).UploadId;
+        const PartNumber = parts.length + 1;
+        const sent = await client.send(new UploadPartCommand({ ...object, UploadId: uploadId, PartNumber, Body: data }));
+        parts.push({ PartNumber, ETag: sent.ETag });
+      };
+      try {
+        for await (const chunk of body as AsyncIterable<Buffer>) {
+          pending.push(chunk);
+          pendingBytes += chunk.length;
+          if (pendingBytes >= PART_BYTES) await sendPart();
+        }
+        if (uploadId === undefined) {
+          // It all fit in one part: one plain put.
+          await client.send(
+            new PutObjectCommand({ ...object, Body: Buffer.concat(pending, pendingBytes), ContentType: contentType, ServerSideEncryption: 'AES256' }),
+          );
+          return;
+        }
+        if (pendingBytes > 0) await sendPart();
+        // Only now does the object exist under its key.
+        await client.send(new CompleteMultipartUploadCommand({ ...object, UploadId: uploadId, MultipartUpload: { Parts: parts } }));
+      } catch (err) {
+        body.destroy();
+        // The parts sent so far are no object, but they are billed until aborted (a bucket
+        // lifecycle rule for incomplete multipart uploads catches an abort that failed).
+        if (uploadId !== undefined) {
+          try {
+            await client.send(new AbortMultipartUploadCommand({ ...object, UploadId: uploadId }));
+          } catch {
+            // Left to the lifecycle rule; the caller reports the error that matters.
+          }
+        }
+        throw err;
+      }
     },
     async get(key) {
       try {

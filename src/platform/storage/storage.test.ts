@@ -9,7 +9,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, beforeEach, describe, test } from 'node:test';
 
+import { Readable } from 'node:stream';
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -18,6 +22,7 @@ import {
   PutObjectCommand,
   S3Client,
   S3ServiceException,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 
@@ -127,5 +132,67 @@ describe('S3 storage', () => {
     s3.on(ListObjectsV2Command).resolves({ Contents: [{ Key: 'site-a/scans/a/image.png' }], IsTruncated: false });
     s3.on(DeleteObjectsCommand).resolves({ Errors: [{ Key: 'site-a/scans/a/image.png', Code: 'AccessDenied' }] });
     await assert.rejects(createS3Storage(S3_CONFIG).deletePrefix('scans/a/'), /could not delete 1/);
+  });
+});
+
+describe('streamed puts (putStream)', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'imagemedix-storage-stream-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const s3 = mockClient(S3Client);
+  beforeEach(() => s3.reset());
+
+  /** 1 MB chunks; fails after `failAfter` of them when given. */
+  async function* chunks(count: number, failAfter?: number) {
+    for (let i = 0; i < count; i++) {
+      if (i === failAfter) throw new Error('client went away');
+      yield Buffer.alloc(1024 * 1024, i);
+    }
+  }
+
+  test('local: the file appears whole once the stream ends; a failing stream leaves nothing', async () => {
+    const storage = createLocalStorage(dir);
+    await storage.putStream('scans/s/original.dcm', Readable.from(chunks(3)), 'application/dicom');
+    const stored = await storage.get('scans/s/original.dcm');
+    assert.equal(stored.length, 3 * 1024 * 1024);
+    assert.equal(stored[2 * 1024 * 1024], 2);
+    await assert.rejects(storage.putStream('scans/t/original.dcm', Readable.from(chunks(3, 2)), 'application/dicom'), /client went away/);
+    assert.deepEqual(readdirSync(path.join(dir, 'scans/t')), [], 'no temporary file left');
+  });
+
+  test('S3: a large stream goes as a multipart upload of 8 MB parts, completed at its end', async () => {
+    s3.on(CreateMultipartUploadCommand).resolves({ UploadId: 'up-1' });
+    s3.on(UploadPartCommand).callsFake((input: { PartNumber: number }) => ({ ETag: `etag-${input.PartNumber}` }));
+    s3.on(CompleteMultipartUploadCommand).resolves({});
+    await createS3Storage(S3_CONFIG).putStream('scans/a/original.dcm', Readable.from(chunks(20)), 'application/dicom');
+    const create = s3.commandCalls(CreateMultipartUploadCommand)[0]!.args[0].input;
+    assert.equal(create.Key, 'site-a/scans/a/original.dcm');
+    assert.equal(create.ServerSideEncryption, 'AES256');
+    assert.equal(create.ContentType, 'application/dicom');
+    const parts = s3.commandCalls(UploadPartCommand).map((c) => (c.args[0].input.Body as Buffer).length);
+    assert.deepEqual(parts, [8, 8, 4].map((mb) => mb * 1024 * 1024));
+    const complete = s3.commandCalls(CompleteMultipartUploadCommand)[0]!.args[0].input;
+    assert.deepEqual(complete.MultipartUpload!.Parts, [1, 2, 3].map((n) => ({ PartNumber: n, ETag: `etag-${n}` })));
+    assert.equal(s3.commandCalls(PutObjectCommand).length, 0);
+  });
+
+  test('S3: a stream that fails midway is aborted, never completed', async () => {
+    s3.on(CreateMultipartUploadCommand).resolves({ UploadId: 'up-2' });
+    s3.on(UploadPartCommand).resolves({ ETag: 'etag' });
+    await assert.rejects(
+      createS3Storage(S3_CONFIG).putStream('scans/b/original.dcm', Readable.from(chunks(20, 12)), 'application/dicom'),
+      /client went away/,
+    );
+    assert.equal(s3.commandCalls(CompleteMultipartUploadCommand).length, 0);
+    assert.deepEqual(
+      s3.commandCalls(AbortMultipartUploadCommand).map((c) => c.args[0].input),
+      [{ Bucket: 'imagemedix-test', Key: 'site-a/scans/b/original.dcm', UploadId: 'up-2' }],
+    );
+  });
+
+  test('S3: a stream that fits one part is one plain put', async () => {
+    s3.on(PutObjectCommand).resolves({});
+    await createS3Storage(S3_CONFIG).putStream('scans/c/original.dcm', Readable.from(chunks(2)), 'application/dicom');
+    assert.equal(s3.commandCalls(CreateMultipartUploadCommand).length, 0);
+    assert.equal((s3.commandCalls(PutObjectCommand)[0]!.args[0].input.Body as Buffer).length, 2 * 1024 * 1024);
   });
 });

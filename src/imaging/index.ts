@@ -13,7 +13,7 @@ import { sniffImageKind, type ImageKind } from './sniff.js';
 export { ImageDecodeError } from './errors.js';
 export { sniffImageKind } from './sniff.js';
 export { inferScanType } from './scan-type.js';
-export { decodeDicomPixels, inspectDicom, type DicomPixels } from './dicom/pixels.js';
+export { decodeDicomPixels, inspectDicom, inspectDicomHead, type DicomPixels } from './dicom/pixels.js';
 export type { DicomInfo } from './dicom/info.js';
 
 export interface DecodedImage {

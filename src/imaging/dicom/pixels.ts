@@ -177,14 +177,20 @@ function expandYbr422(data: Uint8Array, rows: number, columns: number, bytesPerS
 }
 
 /** The checks of uncompressed pixel data that need no decoding: present, whole, big enough. Returns the frame's size. */
-function checkNativeFrame(parsed: ParsedDicom, pixelData: Element, image: ImageAttributes): number {
+function checkNativeFrame(
+  parsed: ParsedDicom,
+  pixelData: Element,
+  image: ImageAttributes,
+  /** The whole file's length in `parsed.byteArray`'s offsets, when that holds only its first bytes. */
+  fileBytes = parsed.byteArray.length,
+): number {
   if (pixelData.encapsulatedPixelData || pixelData.length === 0xffffffff) {
     throw corrupt(`its pixel data is compressed although the transfer syntax (${parsed.transferSyntax.name}) is uncompressed.`);
   }
   const bytesPerSample = image.bitsAllocated / 8;
   const subsampled = image.photometric === 'YBR_FULL_422';
   const frameBytes = image.rows * image.columns * (subsampled ? 2 : image.samplesPerPixel) * bytesPerSample;
-  const available = parsed.byteArray.length - pixelData.dataOffset;
+  const available = fileBytes - pixelData.dataOffset;
   if (pixelData.length > available) {
     throw corrupt(
       `it is truncated: its pixel data should be ${pixelData.length} bytes but only ${Math.max(0, available)} are present.`,
@@ -459,4 +465,24 @@ export async function decodeDicomPixels(
 ): Promise<DicomPixels & { info: DicomInfo }> {
   const { info, pixels } = await decodeDicom(bytes, { maxPixels: opts.maxPixels ?? DEFAULT_MAX_PIXELS });
   return { ...pixels, info };
+}
+
+/**
+ * inspectDicom for a file of `fileBytes` bytes of which only the first ones, `head`, are at
+ * hand (a large upload streamed to storage). Uncompressed pixel data is checked against the
+ * file's size without being read, as inspectDicom does; what follows the pixel data is not
+ * read (inspectDicom accepts a problem there too). 'whole-file' when the checks need more
+ * than `head`: a header longer than it, compressed pixel data (its fragments are walked) or a
+ * deflated data set.
+ */
+export function inspectDicomHead(head: Buffer, fileBytes: number, opts: { maxPixels: number }): InspectedDicom | 'whole-file' {
+  const parsed = parseDicomBytes(head, { maxInflatedBytes: maxInflatedBytes(opts.maxPixels), inflate: false });
+  if (parsed === 'deflated') return 'whole-file';
+  const pixelData = parsed.dataSet.elements.x7fe00010;
+  const encoding = parsed.transferSyntax.encoding;
+  if (!pixelData || (encoding !== 'native' && encoding !== 'unsupported')) return 'whole-file';
+  const { info, image } = checkDicom(parsed, opts);
+  // A file without a preamble is parsed with one put in front: offsets are shifted by it.
+  checkNativeFrame(parsed, pixelData, image, fileBytes + parsed.byteArray.length - head.length);
+  return { info, width: image.columns, height: image.rows };
 }

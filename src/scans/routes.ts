@@ -85,7 +85,7 @@ function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       },
       async (request, reply) => {
         const viewer = currentUser(request);
-        const form = await readUploadForm(request, ctx.config.maxUploadMb);
+        const form = await readUploadForm(request, { maxUploadMb: ctx.config.maxUploadMb, storage: ctx.storage, log: request.log });
         const scan = await scans.uploadScan(ctx, {
           viewer,
           form,

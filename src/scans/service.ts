@@ -3,12 +3,12 @@
  * patients assigned to them, an admin reaches all, and "not yours" answers exactly like "not
  * there" (404) so scan ids cannot be probed.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { BaseLogger } from 'pino';
 import { findPatientForScans, findVisiblePatient, requireAdmin, requireVisibleScan, type Viewer } from '../access/index.js';
 import type { AppContext } from '../context.js';
-import { ImageDecodeError, inferScanType, inspectDicom, sniffImageKind, type DicomInfo } from '../imaging/index.js';
+import { ImageDecodeError, inferScanType, inspectDicom, inspectDicomHead, sniffImageKind, type DicomInfo } from '../imaging/index.js';
 import type { ImageKind } from '../imaging/sniff.js';
 import * as patientRepo from '../patients/repository.js';
 import { createPatientForUpload, patientIdInUse } from '../patients/service.js';
@@ -20,9 +20,9 @@ import { isUniqueViolation } from '../platform/db/errors.js';
 import type { Storage } from '../platform/storage/index.js';
 import * as repo from './repository.js';
 import { THUMBNAIL_PX } from './renditions.js';
-import { removeScanFiles, scanFilesPrefix } from './stored-files.js';
+import { ORIGINAL_EXTENSION, ORIGINAL_MIME, removeScanFiles, scanFilesPrefix } from './stored-files.js';
 import type { AnnotationBody, ListScansQuery, ReviewBody } from './schemas.js';
-import type { UploadForm } from './upload.js';
+import type { UploadedImage, UploadForm } from './upload.js';
 import {
   REVIEW_FIELDS,
   annotationView,
@@ -130,9 +130,6 @@ function decodeErrorToAppError(err: ImageDecodeError): AppError {
   }
 }
 
-const EXTENSION = { jpeg: 'jpg', png: 'png', dicom: 'dcm' } as const;
-const MIME = { jpeg: 'image/jpeg', png: 'image/png', dicom: 'application/dicom' } as const;
-
 /** The DICOM attributes kept with the scan; the identifying ones live on the patient. */
 function dicomSummary(info: DicomInfo): Record<string, unknown> {
   const { patientId: _id, patientName: _name, ...rest } = info;
@@ -148,10 +145,10 @@ interface CheckedUpload {
   rendered: { png: Buffer; thumbnail: Buffer } | null;
 }
 
-/** inspectDicom, with what a parser throws besides ImageDecodeError answered as the decoder threads do. */
-function inspectDicomHeader(bytes: Buffer, maxPixels: number): ReturnType<typeof inspectDicom> {
+/** A DICOM header check, with what a parser throws besides ImageDecodeError answered as the decoder threads do. */
+function inspectDicomHeader<T>(inspect: () => T): T {
   try {
-    return inspectDicom(bytes, { maxPixels });
+    return inspect();
   } catch (err) {
     if (err instanceof ImageDecodeError) throw err;
     throw new ImageDecodeError('corrupt', 'The file could not be read as an image: it may be damaged or use a variant this server does not support.');
@@ -164,14 +161,29 @@ function inspectDicomHeader(bytes: Buffer, maxPixels: number): ReturnType<typeof
  * and its display image is rendered later; JPEG, PNG and deflated DICOM files are decoded
  * whole in the decoder threads, as libvips and inflating need, and their renditions stored
  * with them.
+ *
+ * A file streamed to storage (src/scans/upload.ts) is checked from its first bytes when it is a
+ * DICOM file whose header and uncompressed pixel data they describe; otherwise (compressed or
+ * deflated DICOM, a header longer than they are, JPEG, PNG) it is read back whole, bounded by
+ * MAX_UPLOAD_MB, and checked as above.
  */
-async function checkUpload(deps: ScanDeps, bytes: Buffer): Promise<CheckedUpload> {
+async function checkUpload(deps: ScanDeps, upload: UploadedImage): Promise<CheckedUpload> {
   const maxPixels = deps.config.maxImagePixels;
   try {
+    let bytes = upload.head;
+    if (upload.stored) {
+      if (upload.stored.kind === 'dicom') {
+        const inspected = inspectDicomHeader(() => inspectDicomHead(upload.head, upload.size, { maxPixels }));
+        if (inspected !== 'whole-file') {
+          return { kind: 'dicom', width: inspected.width, height: inspected.height, dicom: inspected.info, rendered: null };
+        }
+      }
+      bytes = await deps.storage.get(upload.stored.key);
+    }
     const kind = sniffImageKind(bytes);
     if (kind === null) throw new ImageDecodeError('unsupported_type', 'The file is not a JPEG, PNG or DICOM image.');
     if (kind === 'dicom') {
-      const inspected = inspectDicomHeader(bytes, maxPixels);
+      const inspected = inspectDicomHeader(() => inspectDicom(bytes, { maxPixels }));
       if (inspected !== 'deflated') return { kind, width: inspected.width, height: inspected.height, dicom: inspected.info, rendered: null };
     }
     const decoded = await deps.imaging.decode(bytes, { maxPixels, thumbnailPx: THUMBNAIL_PX });
@@ -189,16 +201,25 @@ async function checkUpload(deps: ScanDeps, bytes: Buffer): Promise<CheckedUpload
   }
 }
 
-export async function uploadScan(
-  deps: ScanDeps,
-  {
-    viewer,
-    form,
-    links,
-    log,
-    onPatient,
-  }: { viewer: Viewer; form: UploadForm; links: FileLinks; log: FastifyBaseLogger; onPatient?: (patientRowId: string) => void },
-) {
+type UploadScanOptions = { viewer: Viewer; form: UploadForm; links: FileLinks; log: FastifyBaseLogger; onPatient?: (patientRowId: string) => void };
+
+export async function uploadScan(deps: ScanDeps, opts: UploadScanOptions) {
+  const streamed = opts.form.image.stored;
+  if (!streamed) return storeUpload(deps, opts);
+  try {
+    return await storeUpload(deps, opts);
+  } catch (err) {
+    // The file streamed in before any check: a refusal removes it, as it removes a stored one.
+    try {
+      await deps.storage.deletePrefix(scanFilesPrefix(streamed.scanId));
+    } catch (cleanupErr) {
+      opts.log.error({ err: cleanupErr, scanId: streamed.scanId }, 'could not remove the file of a refused upload');
+    }
+    throw err;
+  }
+}
+
+async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient }: UploadScanOptions) {
   const { db, storage } = deps;
   const request = parseUploadFields(form.fields);
   // Access first, before the expensive decode: someone else's patientId is "in use", the
@@ -230,10 +251,10 @@ export async function uploadScan(
   const declaredType = request.scanType;
   const scanType = declaredType ?? (dicom ? inferScanType(dicom) : null);
 
-  const scanId = randomUUID();
+  const scanId = form.image.stored?.scanId ?? randomUUID();
   const prefix = scanFilesPrefix(scanId);
   const keys = {
-    original: `${prefix}original.${EXTENSION[image.kind]}`,
+    original: form.image.stored?.key ?? `${prefix}original.${ORIGINAL_EXTENSION[image.kind]}`,
     image: `${prefix}image.png`,
     thumbnail: `${prefix}thumb.png`,
   };
@@ -244,7 +265,7 @@ export async function uploadScan(
     // All settled before any clean-up below, so no put still running can outlive it.
     // Without a rendition, the worker (or the first reader of the image link) renders it.
     const stored = await Promise.allSettled([
-      storage.put(keys.original, form.image, MIME[image.kind]),
+      ...(form.image.stored ? [] : [storage.put(keys.original, form.image.head, ORIGINAL_MIME[image.kind])]),
       ...(image.rendered
         ? [storage.put(keys.image, image.rendered.png, 'image/png'), storage.put(keys.thumbnail, image.rendered.thumbnail, 'image/png')]
         : []),
@@ -264,8 +285,8 @@ export async function uploadScan(
       thumbnailKey: keys.thumbnail,
       width: image.width,
       height: image.height,
-      fileSize: form.image.length,
-      sha256: createHash('sha256').update(form.image).digest('hex'),
+      fileSize: form.image.size,
+      sha256: form.image.sha256,
       dicom: dicom ? dicomSummary(dicom) : null,
       studyInstanceUid: dicom?.studyInstanceUid ?? null,
       seriesInstanceUid: dicom?.seriesInstanceUid ?? null,

@@ -2,6 +2,10 @@
 import type { BaseLogger } from 'pino';
 import type { Storage } from '../platform/storage/index.js';
 
+/** The uploaded file is kept as `original.<extension>`, typed as its kind. */
+export const ORIGINAL_EXTENSION = { jpeg: 'jpg', png: 'png', dicom: 'dcm' } as const;
+export const ORIGINAL_MIME = { jpeg: 'image/jpeg', png: 'image/png', dicom: 'application/dicom' } as const;
+
 /** Every stored file of a scan (image, thumbnail, heatmaps, reports) sits under this prefix. */
 export const scanFilesPrefix = (scanId: string): string => `scans/${scanId}/`;
 

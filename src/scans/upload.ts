@@ -3,16 +3,44 @@
  * the size limit enforced while streaming, and the form fields turned into a typed request.
  * The file type is never taken from the client's Content-Type or file name: src/imaging
  * decides it from the bytes.
+ *
+ * A file up to IN_MEMORY_BYTES is kept in memory whole (the hot path: DICOM slices of a few
+ * kB). A larger one is streamed to storage under its scan's `original.<ext>` as it arrives,
+ * hashed on the way, and only its first bytes are kept: enough to tell its type and, for most
+ * DICOM files, to check its header (src/scans/service.ts). Memory per upload stays about
+ * IN_MEMORY_BYTES whatever MAX_UPLOAD_MB is.
  */
-import type { FastifyRequest } from 'fastify';
+import { createHash, randomUUID } from 'node:crypto';
+import { PassThrough, type Readable } from 'node:stream';
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
+import { sniffImageKind } from '../imaging/index.js';
+import type { ImageKind } from '../imaging/sniff.js';
 import { AppError, badRequest } from '../platform/errors.js';
 import { controlCharacterIn } from '../platform/http/text-input.js';
+import type { Storage } from '../platform/storage/index.js';
+import { ORIGINAL_EXTENSION, ORIGINAL_MIME, scanFilesPrefix } from './stored-files.js';
+
+/**
+ * Files up to this size are read into memory whole; above it they are streamed to storage and
+ * this much of their start is kept (a DICOM header rarely needs more than a few kB of it).
+ */
+export const IN_MEMORY_BYTES = 1024 * 1024;
 
 const UPLOAD_FIELDS = ['patientId', 'patientName', 'scanDate', 'scanType'] as const;
 type UploadField = (typeof UPLOAD_FIELDS)[number];
 
+/** The uploaded file, in memory whole or already in storage. */
+export interface UploadedImage {
+  /** The whole file; or, when `stored`, its first IN_MEMORY_BYTES. */
+  head: Buffer;
+  size: number;
+  sha256: string;
+  /** Where a file too large to keep in memory was streamed to, under its scan's id; null when `head` is all of it. */
+  stored: { scanId: string; key: string; kind: ImageKind } | null;
+}
+
 export interface UploadForm {
-  image: Buffer;
+  image: UploadedImage;
   fields: Partial<Record<UploadField, string>>;
 }
 
@@ -28,8 +56,109 @@ interface MultipartError {
   code?: string;
 }
 
-/** Reads the whole form, refusing anything over the limit as it streams in. */
-export async function readUploadForm(request: FastifyRequest, maxUploadMb: number): Promise<UploadForm> {
+type FilePart = Readable & { truncated?: boolean };
+
+/** Storage failing under a streamed upload: a server error (500), not a malformed form. */
+class StoreUploadError extends Error {
+  override name = 'StoreUploadError';
+  readonly statusCode = 500;
+}
+
+/** Waits until `body` takes more data or is closed. */
+const writable = (body: PassThrough) =>
+  new Promise<void>((resolve) => {
+    const done = () => {
+      body.off('drain', done);
+      body.off('close', done);
+      resolve();
+    };
+    body.on('drain', done);
+    body.on('close', done);
+  });
+
+/**
+ * Reads the file part to its end: into memory when it is small, else into storage as it
+ * arrives. On any failure (over the limit, the client gone, storage failing) nothing is left
+ * in storage; over the limit, the rest of the part is still read so the answer reaches the client.
+ */
+async function receiveImage(file: FilePart, storage: Storage, maxUploadMb: number): Promise<UploadedImage> {
+  const hash = createHash('sha256');
+  const source = file[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let ended = false;
+  while (size <= IN_MEMORY_BYTES) {
+    const next = await source.next();
+    if (next.done) {
+      ended = true;
+      break;
+    }
+    hash.update(next.value);
+    chunks.push(next.value);
+    size += next.value.length;
+  }
+  if (file.truncated) throw tooLarge(maxUploadMb);
+  const received = Buffer.concat(chunks, size);
+  if (ended) return { head: received, size, sha256: hash.digest('hex'), stored: null };
+  // A copy, so that a large first chunk is not kept whole once it is written.
+  const head = Buffer.from(received.subarray(0, IN_MEMORY_BYTES));
+
+  const kind = sniffImageKind(head);
+  if (!kind) {
+    for (;;) if ((await source.next()).done) break;
+    throw new AppError('unsupported_media_type', 'The file is not a JPEG, PNG or DICOM image.');
+  }
+  const scanId = randomUUID();
+  const key = `${scanFilesPrefix(scanId)}original.${ORIGINAL_EXTENSION[kind]}`;
+  const body = new PassThrough();
+  // Failures reach us through `stored`; an 'error' without a listener would end the process.
+  body.on('error', () => undefined);
+  const stored = storage.putStream(key, body, ORIGINAL_MIME[kind]);
+  const storedSettled = stored.then(
+    () => undefined,
+    () => body.destroy(),
+  );
+  // Over the limit: stop storing at once (the rest of the part is still read, unstored).
+  const onLimit = () => body.destroy(tooLarge(maxUploadMb));
+  file.once('limit', onLimit);
+  try {
+    body.write(received);
+    for (;;) {
+      const next = await source.next();
+      if (next.done) break;
+      hash.update(next.value);
+      size += next.value.length;
+      if (!body.destroyed && !body.write(next.value)) await Promise.race([writable(body), storedSettled]);
+    }
+  } catch (err) {
+    // The client went away mid-file: the stored part is removed before the error goes on.
+    body.destroy(err as Error);
+    await storedSettled;
+    throw err;
+  } finally {
+    file.off('limit', onLimit);
+  }
+  if (file.truncated) {
+    onLimit();
+    await storedSettled;
+    throw tooLarge(maxUploadMb);
+  }
+  body.end();
+  await stored.catch((err: unknown) => {
+    throw new StoreUploadError('could not store the uploaded file', { cause: err });
+  });
+  return { head, size, sha256: hash.digest('hex'), stored: { scanId, key, kind } };
+}
+
+/**
+ * Reads the whole form, refusing anything over the limit as it streams in. A file streamed to
+ * storage is removed again if the form is refused after it; once this returns, the caller
+ * owns it (src/scans/service.ts uploadScan removes it on a refusal).
+ */
+export async function readUploadForm(
+  request: FastifyRequest,
+  { maxUploadMb, storage, log }: { maxUploadMb: number; storage: Storage; log: FastifyBaseLogger },
+): Promise<UploadForm> {
   const maxBytes = maxUploadMb * 1024 * 1024;
   if (!request.isMultipart()) {
     throw new AppError(
@@ -41,7 +170,7 @@ export async function readUploadForm(request: FastifyRequest, maxUploadMb: numbe
   const declared = Number(request.headers['content-length']);
   if (Number.isFinite(declared) && declared > maxBytes + FORM_OVERHEAD_BYTES) throw tooLarge(maxUploadMb);
 
-  let image: Buffer | null = null;
+  let image: UploadedImage | null = null;
   const fields: Partial<Record<UploadField, string>> = {};
   try {
     const parts = request.parts({
@@ -53,7 +182,7 @@ export async function readUploadForm(request: FastifyRequest, maxUploadMb: numbe
           await part.toBuffer().catch(() => undefined);
           throw badRequest(`The file must be sent in the form field "image", not "${part.fieldname}"`);
         }
-        image = await part.toBuffer();
+        image = await receiveImage(part.file, storage, maxUploadMb);
         continue;
       }
       const name = part.fieldname;
@@ -73,6 +202,13 @@ export async function readUploadForm(request: FastifyRequest, maxUploadMb: numbe
       if (value !== '') fields[name as UploadField] = value;
     }
   } catch (err) {
+    if (image?.stored) {
+      try {
+        await storage.deletePrefix(scanFilesPrefix(image.stored.scanId));
+      } catch (cleanupErr) {
+        log.error({ err: cleanupErr, scanId: image.stored.scanId }, 'could not remove the file of a refused upload');
+      }
+    }
     if (err instanceof AppError) throw err;
     switch ((err as MultipartError).code) {
       case 'FST_REQ_FILE_TOO_LARGE':
@@ -95,6 +231,6 @@ export async function readUploadForm(request: FastifyRequest, maxUploadMb: numbe
     }
   }
   if (!image) throw badRequest('Form field "image" is required: attach the scan file');
-  if (image.length === 0) throw badRequest('The image file is empty');
+  if (image.size === 0) throw badRequest('The image file is empty');
   return { image, fields };
 }

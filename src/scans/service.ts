@@ -264,10 +264,12 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
     // the prefix is removed, so no file outlives a row that was never committed.
     // All settled before any clean-up below, so no put still running can outlive it.
     // Without a rendition, the worker (or the first reader of the image link) renders it.
+    // The keys are fresh (a new scan's): written in place, no temporary file.
+    const fresh = { fresh: true };
     const stored = await Promise.allSettled([
-      ...(form.image.stored ? [] : [storage.put(keys.original, form.image.head, ORIGINAL_MIME[image.kind])]),
+      ...(form.image.stored ? [] : [storage.put(keys.original, form.image.head, ORIGINAL_MIME[image.kind], fresh)]),
       ...(image.rendered
-        ? [storage.put(keys.image, image.rendered.png, 'image/png'), storage.put(keys.thumbnail, image.rendered.thumbnail, 'image/png')]
+        ? [storage.put(keys.image, image.rendered.png, 'image/png', fresh), storage.put(keys.thumbnail, image.rendered.thumbnail, 'image/png', fresh)]
         : []),
     ]);
     for (const put of stored) if (put.status === 'rejected') throw put.reason;

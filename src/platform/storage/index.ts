@@ -7,7 +7,13 @@ import type { Readable } from 'node:stream';
  */
 export interface Storage {
   kind: 'local' | 's3';
-  put(key: string, body: Buffer, contentType: string): Promise<void>;
+  /**
+   * Stores `body` under `key`. `fresh`: the key is new (it names a scan made by this request),
+   * so nothing reads it before the row naming it commits: local storage then writes the file in
+   * place, refusing (EEXIST) to replace one, instead of a temporary file and a rename. A put
+   * that fails leaves nothing under the key but what was there before.
+   */
+  put(key: string, body: Buffer, contentType: string, opts?: { fresh?: boolean }): Promise<void>;
   /**
    * Writes `body` under `key` as it arrives, never holding it whole (a large upload). The key
    * appears only once the stream has ended; if the stream or the write fails, nothing is left

@@ -7,6 +7,8 @@ import { assertSafeKey, StorageNotFoundError, type Storage } from './index.js';
 /** Enough for every scan being uploaded at once; beyond it the list starts again. */
 const MAX_KNOWN_FOLDERS = 4096;
 
+const errno = (err: unknown) => (err as NodeJS.ErrnoException).code;
+
 export function createLocalStorage(root: string): Storage {
   const resolve = (key: string) => {
     assertSafeKey(key);
@@ -26,11 +28,34 @@ export function createLocalStorage(root: string): Storage {
     }
     return made;
   };
+  /** Writes a new file in place ('wx': never over an existing one); what a failed write made is removed. */
+  async function putFresh(file: string, dir: string, body: Buffer): Promise<void> {
+    // (Written synchronously on the event loop instead, small files made uploads slower on a
+    // loaded machine, not faster: an ext4 mkdir or create then stalls the loop.)
+    const write = async (again: boolean) => {
+      await makeFolder(dir, again);
+      await writeFile(file, body, { flag: 'wx', mode: 0o600 });
+    };
+    try {
+      try {
+        await write(false);
+      } catch (err) {
+        // The folder was removed by another process (a deleted scan): made again.
+        if (errno(err) !== 'ENOENT') throw err;
+        await write(true);
+      }
+    } catch (err) {
+      // EEXIST: the file is someone else's, and stays. Otherwise a half-written one goes.
+      if (errno(err) !== 'EEXIST') await rm(file, { force: true }).catch(() => undefined);
+      throw err;
+    }
+  }
   return {
     kind: 'local',
-    async put(key, body) {
+    async put(key, body, _contentType, opts) {
       const file = resolve(key);
       const dir = path.dirname(file);
+      if (opts?.fresh) return putFresh(file, dir, body);
       await makeFolder(dir);
       // Write then rename, so a reader never sees half a file.
       const tmp = `${file}.${randomUUID()}.tmp`;

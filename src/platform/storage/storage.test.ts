@@ -68,6 +68,33 @@ describe('local storage', () => {
     assert.deepEqual(readdirSync(path.join(dir, 'scans/c')), ['report.pdf'], 'no temporary file left');
   });
 
+  for (const size of [9_000, 300 * 1024]) {
+    test(`a fresh put (${size} bytes) writes in place, never over an existing file, and a failed one leaves nothing`, async () => {
+      const storage = createLocalStorage(dir);
+      const folder = `scans/fresh-${size}`;
+      const first = Buffer.alloc(size, 1);
+      await storage.put(`${folder}/original.dcm`, first, 'application/dicom', { fresh: true });
+      assert.deepEqual(await storage.get(`${folder}/original.dcm`), first);
+      assert.deepEqual(readdirSync(path.join(dir, folder)), ['original.dcm'], 'no temporary file');
+
+      await assert.rejects(
+        storage.put(`${folder}/original.dcm`, Buffer.alloc(size, 2), 'application/dicom', { fresh: true }),
+        (err: NodeJS.ErrnoException) => err.code === 'EEXIST',
+      );
+      assert.deepEqual(await storage.get(`${folder}/original.dcm`), first, 'the existing file is untouched');
+
+      // A key whose folder is a file cannot be written: the put fails and leaves no file behind.
+      await assert.rejects(storage.put(`${folder}/original.dcm/x.png`, Buffer.alloc(size), 'image/png', { fresh: true }), /EEXIST|ENOTDIR/);
+      assert.deepEqual(readdirSync(path.join(dir, folder)), ['original.dcm']);
+
+      // A folder removed behind its back is made again.
+      rmSync(path.join(dir, folder), { recursive: true });
+      await storage.put(`${folder}/image.png`, first, 'image/png', { fresh: true });
+      assert.deepEqual(readdirSync(path.join(dir, folder)), ['image.png']);
+      await storage.deletePrefix(`${folder}/`);
+    });
+  }
+
   test('keys that could escape the folder are refused', async () => {
     const storage = createLocalStorage(dir);
     for (const key of ['../etc/passwd', 'scans/../../x', '/abs', 'scans//x']) {

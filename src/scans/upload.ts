@@ -56,6 +56,9 @@ interface MultipartError {
   code?: string;
 }
 
+/** What a streamed upload buffers between the socket and storage. */
+const STREAM_BUFFER_BYTES = 1024 * 1024;
+
 type FilePart = Readable & { truncated?: boolean };
 
 /** Storage failing under a streamed upload: a server error (500), not a malformed form. */
@@ -110,7 +113,8 @@ async function receiveImage(file: FilePart, storage: Storage, maxUploadMb: numbe
   }
   const scanId = randomUUID();
   const key = `${scanFilesPrefix(scanId)}original.${ORIGINAL_EXTENSION[kind]}`;
-  const body = new PassThrough();
+  // Room for a few socket reads while storage writes, so the writes are batched (writev).
+  const body = new PassThrough({ highWaterMark: STREAM_BUFFER_BYTES });
   // Failures reach us through `stored`; an 'error' without a listener would end the process.
   body.on('error', () => undefined);
   const stored = storage.putStream(key, body, ORIGINAL_MIME[kind]);

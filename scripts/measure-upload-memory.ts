@@ -5,7 +5,10 @@
  * holds it), and reads the server's resident set from /proc: VmRSS before the large upload,
  * VmHWM (its peak) after it.
  *
- *   npx tsx scripts/measure-upload-memory.ts [--mb 200] [--max-upload-mb 256]
+ *   npx tsx scripts/measure-upload-memory.ts [--mb 200] [--max-upload-mb 256] [--storage local|s3]
+ *
+ * `--storage s3` runs s3rver (an S3-compatible server, in this script's process) on loopback
+ * and points the server at it.
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -13,6 +16,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import S3rver from 's3rver';
 import { createTokenService } from '../src/auth/tokens.js';
 import { freePort, machineLine, startProcess, stopProcess, waitForHttp } from '../src/bench/support.js';
 import { syntheticImage } from '../src/imaging/testing/dicom-writer.js';
@@ -23,6 +27,7 @@ const { values } = parseArgs({
   options: {
     mb: { type: 'string', default: '200' },
     'max-upload-mb': { type: 'string', default: '256' },
+    storage: { type: 'string', default: 'local' },
   },
 });
 const MB = 1024 * 1024;
@@ -89,7 +94,21 @@ const dir = mkdtempSync(path.join(os.tmpdir(), 'imagemedix-upload-memory-'));
 const dataDir = path.join(dir, 'data');
 const jwtSecret = randomBytes(32).toString('hex');
 let child: ReturnType<typeof startProcess> | null = null;
+let s3: S3rver | null = null;
 try {
+  let s3Env: Record<string, string> = {};
+  if (values.storage === 's3') {
+    const bucket = 'imagemedix-memory';
+    s3 = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: path.join(dir, 's3'), configureBuckets: [{ name: bucket, configs: [] }] });
+    const { port } = await s3.run();
+    s3Env = {
+      S3_BUCKET: bucket,
+      S3_ENDPOINT: `http://127.0.0.1:${port}`,
+      S3_ACCESS_KEY_ID: 'S3RVER',
+      S3_SECRET_ACCESS_KEY: 'S3RVER',
+      S3_FORCE_PATH_STYLE: 'true',
+    };
+  }
   const file = path.join(dir, 'series.dcm');
   const frames = writeSeries(file, Number(values.mb));
   const size = statSync(file).size;
@@ -108,6 +127,7 @@ try {
     RATE_LIMIT_MAX: '1000000',
     WORKER_IN_PROCESS: 'false',
     MAX_UPLOAD_MB: values['max-upload-mb'],
+    ...s3Env,
   });
   const base = `http://127.0.0.1:${port}`;
   await waitForHttp(`${base}/healthz`, 180_000, child);
@@ -122,7 +142,7 @@ try {
   const after = procStatus(child.pid!);
   console.log(machine);
   console.log(
-    `upload of ${(size / MB).toFixed(1)} MB (${frames} frames of 512x512x16 bit), MAX_UPLOAD_MB=${values['max-upload-mb']}: ` +
+    `${values.storage} storage: upload of ${(size / MB).toFixed(1)} MB (${frames} frames of 512x512x16 bit), MAX_UPLOAD_MB=${values['max-upload-mb']}: ` +
       `HTTP ${res.status} in ${seconds.toFixed(2)} s (${(size / MB / seconds).toFixed(0)} MB/s); ` +
       `server RSS before ${before.rssMb.toFixed(0)} MB (peak so far ${before.hwmMb.toFixed(0)} MB), ` +
       `peak during ${after.hwmMb.toFixed(0)} MB (+${(after.hwmMb - before.rssMb).toFixed(0)} MB), after ${after.rssMb.toFixed(0)} MB`,
@@ -130,5 +150,6 @@ try {
   if (res.status !== 201) console.log(res.body);
 } finally {
   if (child) await stopProcess(child);
+  await s3?.close();
   rmSync(dir, { recursive: true, force: true });
 }

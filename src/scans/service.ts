@@ -61,7 +61,7 @@ function checkSamePatient(patient: patientRepo.PatientRow, formName: string | nu
   }
 }
 
-export interface UploadRequest {
+interface UploadRequest {
   patientId: string | null;
   patientName: string | null;
   scanDate: Date | null;

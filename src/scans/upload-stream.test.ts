@@ -212,10 +212,10 @@ describe('streamed uploads, local storage', () => {
     // Half of the file: past what is kept in memory, so it is being written to storage.
     req.write(body.payload.subarray(0, Math.floor(body.payload.length / 2)));
     const writing = async () => (await filesUnder(root())).some((f) => f.endsWith('.tmp'));
-    for (let i = 0; i < 200 && !(await writing()); i++) await sleep(25);
+    for (let i = 0; i < 400 && !(await writing()); i++) await sleep(25);
     assert.ok(await writing(), 'the upload was being written to storage before the client left');
     req.destroy();
-    for (let i = 0; i < 200 && (await writing()); i++) await sleep(25);
+    for (let i = 0; i < 400 && (await writing()); i++) await sleep(25);
     assert.deepEqual(await filesUnder(root()), before);
     assert.equal((await t.database.db.select({ id: scans.id }).from(scans)).length, rowsBefore, 'no scan row');
     const res = await t.app.inject({ method: 'GET', url: `/api/patients/${patientId}`, headers: doctor.auth });

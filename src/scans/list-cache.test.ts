@@ -13,6 +13,7 @@ import { writeGenerationOf } from '../platform/db/index.js';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { databaseKinds } from '../../test/helpers/db.js';
 import { seedScans } from '../bench/seed.js';
+import { listScans } from './service.js';
 
 interface ListAnswer {
   scans: { _id: string; status: string; patientId: string }[];
@@ -115,6 +116,22 @@ for (const kind of await databaseKinds()) {
       await list(doctor);
       await list(doctor);
       assert.equal(generation.current(), before, 'two list requests and their audit rows moved the generation');
+    });
+
+    test("a kept page's views are rebuilt when its links change (a new expiry step)", async () => {
+      let step = 1;
+      const links = { file: (key: string) => `/files/${key}?step=${step}`, report: () => '' };
+      const read = () => listScans(t.database.db, { viewer: { id: doctor.id, role: 'doctor' }, query: { page: 1, limit: 10 }, links });
+      const first = await read();
+      assert.equal(first.scans.length, 10);
+      assert.equal((await read()).scans[0], first.scans[0], 'the same page and links: the views are kept');
+      step = 2;
+      const later = await read();
+      assert.deepEqual(
+        later.scans.map((s) => s._id),
+        first.scans.map((s) => s._id),
+      );
+      assert.ok(later.scans.every((s) => s.imageUrl.endsWith('?step=2') && s.thumbnailUrl.endsWith('?step=2')));
     });
 
     test('another viewer never gets a page kept for someone else', async () => {

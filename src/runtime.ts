@@ -103,20 +103,19 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
     allowPrivate: config.webhooks.allowPrivate,
   });
   const events = createEventPublisher({ queue, deliveryJob });
-  // The analyzer (ONNX sessions) loads lazily, on the first analysis: API-only processes
-  // never pay for it.
+  // The analyzer (ONNX sessions) loads lazily, when this process starts working jobs or on the
+  // first analysis: API-only processes never pay for it.
   let onnx: OnnxAnalyzer | null = null;
+  const onnxAnalyzer = () =>
+    (onnx ??= createOnnxAnalyzer({
+      modelsDir: config.modelsDir,
+      calibrationDir: config.calibrationDir,
+      operatingPoints: config.chestOperatingPoint ? { 'chest-xray': config.chestOperatingPoint } : {},
+      threads: config.worker.concurrency,
+      maxPixels: config.maxImagePixels,
+    }));
   const lazyAnalyzer: Analyzer = opts.analyzer ?? {
-    analyze(scanType, png, onStage, context) {
-      onnx ??= createOnnxAnalyzer({
-        modelsDir: config.modelsDir,
-        calibrationDir: config.calibrationDir,
-        operatingPoints: config.chestOperatingPoint ? { 'chest-xray': config.chestOperatingPoint } : {},
-        threads: config.worker.concurrency,
-        maxPixels: config.maxImagePixels,
-      });
-      return onnx.analyze(scanType, png, onStage, context);
-    },
+    analyze: (scanType, image, onStage, context) => onnxAnalyzer().analyze(scanType, image, onStage, context),
   };
   const imaging = createImageDecoder({
     timeoutMs: config.decodeTimeoutMs,
@@ -147,6 +146,14 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
     ctx,
     queue,
     async startWorkers() {
+      // Every analyzer thread loads its models before the first job is taken: otherwise the
+      // first analyses of a fresh worker (often a burst's) wait for them and share the CPU with
+      // them. A model that cannot be loaded fails its analyses, as before, not the start-up.
+      if (!opts.analyzer) {
+        await onnxAnalyzer()
+          .warmUp()
+          .catch((err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'models not loaded ahead of the first analysis'));
+      }
       await queue.work(ANALYZE_SCAN_JOB, { concurrency: config.worker.concurrency, pollIntervalSeconds: config.worker.pollIntervalSeconds, log });
       await queue.work(WEBHOOK_DELIVERY_JOB, { concurrency: 2, pollIntervalSeconds: config.worker.pollIntervalSeconds, log });
       stopReconciler = startReconciler({ db: database.db, queue, events, log });

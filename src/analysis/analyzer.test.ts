@@ -4,6 +4,8 @@
  * same as the analysis of that display image's PNG gave before.
  */
 import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import sharp from 'sharp';
@@ -43,4 +45,23 @@ describe('analysis from decoded pixels', () => {
       assert.equal(pixels.data.length, pixels.width * pixels.height * pixels.channels);
     });
   }
+});
+
+describe('analyzer warm-up', () => {
+  it('loads the models into every thread before the first analysis', { timeout: 60_000 }, async () => {
+    const modelsDir = mkdtempSync(path.join(tmpdir(), 'imagemedix-models-'));
+    cpSync(path.join(REPO_ROOT, 'models'), modelsDir, { recursive: true });
+    const analyzer = createOnnxAnalyzer({ modelsDir, threads: 2 });
+    try {
+      await analyzer.warmUp();
+      // Gone from disk: only a thread that loaded them in the warm-up can still analyse.
+      rmSync(modelsDir, { recursive: true, force: true });
+      const png = imageFixture('brain-glioma-1.jpg');
+      const outputs = await Promise.all([0, 1, 2, 3].map(() => analyzer.analyze('brain-mri', { png }, async () => {})));
+      for (const output of outputs) assert.equal(output.model?.id, 'brain-mri');
+    } finally {
+      rmSync(modelsDir, { recursive: true, force: true });
+      await analyzer.close();
+    }
+  });
 });

@@ -36,7 +36,9 @@ export type AnalysisTaskResult =
 
 const registries = new Map<string, Promise<ModelRegistry>>();
 
-function registryFor(task: AnalysisTask): Promise<ModelRegistry> {
+type RegistryOptions = Pick<AnalysisTask, 'modelsDir' | 'calibrationDir' | 'operatingPoints'>;
+
+function registryFor(task: RegistryOptions): Promise<ModelRegistry> {
   const key = JSON.stringify([task.modelsDir, task.calibrationDir, task.operatingPoints]);
   let registry = registries.get(key);
   if (!registry) {
@@ -51,6 +53,11 @@ function registryFor(task: AnalysisTask): Promise<ModelRegistry> {
     registries.set(key, registry);
   }
   return registry;
+}
+
+/** Loads the models into this thread ahead of its first analysis (run once per thread). */
+export async function warmUp(task: RegistryOptions): Promise<void> {
+  await registryFor(task);
 }
 
 export default async function analyzeInThread(task: AnalysisTask): Promise<AnalysisTaskResult> {

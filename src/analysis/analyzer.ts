@@ -11,10 +11,12 @@ import { Piscina } from 'piscina';
 
 import { PermanentJobError } from '../platform/queue/index.js';
 import type { AnalysisStage, Analyzer } from './analyze.job.js';
-import type { AnalysisTask, AnalysisTaskResult } from './analyzer.thread.js';
+import type { AnalysisTask, AnalysisTaskResult, warmUp as warmUpInThread } from './analyzer.thread.js';
 import { siblingModuleUrl } from '../platform/threads.js';
 
 export interface OnnxAnalyzer extends Analyzer {
+  /** Starts every thread of the pool and loads its models, so no analysis waits for them. */
+  warmUp(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -44,10 +46,11 @@ export function createOnnxAnalyzer({
   threads,
   maxPixels,
 }: OnnxAnalyzerOptions): OnnxAnalyzer {
-  const pool = new Piscina<AnalysisTask, AnalysisTaskResult>({
+  const maxThreads = Math.max(1, threads);
+  const pool = new Piscina<AnalysisTask | Parameters<typeof warmUpInThread>[0], AnalysisTaskResult | undefined>({
     filename: siblingModuleUrl(import.meta.url, 'analyzer.thread'),
     minThreads: 0,
-    maxThreads: Math.max(1, threads),
+    maxThreads,
     // Threads keep their loaded models while analyses keep coming.
     idleTimeout: 10 * 60_000,
   });
@@ -65,7 +68,8 @@ export function createOnnxAnalyzer({
       const input: AnalysisTask['image'] = 'png' in image ? { png: bytes } : { pixels: { ...image.pixels, data: bytes } };
       let outcome: AnalysisTaskResult;
       try {
-        outcome = await pool.run(
+        // The default export answers an analysis task (the warm-up, below, is the named one).
+        outcome = (await pool.run(
           {
             modelsDir,
             calibrationDir,
@@ -77,7 +81,7 @@ export function createOnnxAnalyzer({
             progress: port2,
           },
           { transferList: [port2, bytes.buffer] },
-        );
+        )) as AnalysisTaskResult;
       } finally {
         port1.close();
         await reported;
@@ -92,6 +96,11 @@ export function createOnnxAnalyzer({
       if (output.refused) return output;
       const { buffer, byteOffset, byteLength } = output.heatmapPng;
       return { ...output, heatmapPng: Buffer.from(buffer, byteOffset, byteLength) };
+    },
+    async warmUp() {
+      // One task per thread at once: a busy thread makes the pool start the next one.
+      const task: Parameters<typeof warmUpInThread>[0] = { modelsDir, calibrationDir, operatingPoints };
+      await Promise.all(Array.from({ length: maxThreads }, () => pool.run(task, { name: 'warmUp' })));
     },
     close: () => pool.destroy(),
   };

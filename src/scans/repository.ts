@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { and, asc, desc, eq, fillPlaceholders, getTableColumns, inArray, sql, type SQL } from 'drizzle-orm';
 import { alias, PgDialect, type PgColumn, type PgTable } from 'drizzle-orm/pg-core';
 import { patientVisibleTo, type ScanPatient, type ScanRow, type Viewer } from '../access/index.js';
@@ -453,24 +454,42 @@ export interface UploadExtras {
 }
 
 /**
- * An upload for a patient that exists, in one statement (one round trip, no BEGIN/COMMIT): the
- * patient by hospital identifier, if the viewer may add scans to it (src/access's rule) and
- * the form's patientName, when given, is the one on record as written; then the scan, its
+ * An upload in one statement (one round trip, no BEGIN/COMMIT): the patient by hospital
+ * identifier, if the viewer may add scans to it (src/access's rule) and the form's patientName,
+ * when given, is the one on record as written, or else a new patient assigned to the viewer
+ * when none has the identifier and there is a name to create it with; then the scan, its
  * analysis row, its analysis job and the event's webhook deliveries (pg-boss's own insert) and
  * the jobs' wake-up NOTIFY. A statement is atomic and its NOTIFY goes out at its commit, as the
- * transaction's did. When the patient is not there, not the viewer's, or named otherwise, it
- * writes nothing and answers no row: the caller then takes the transaction that creates the
- * patient or gives the exact refusal.
+ * transaction's did. When the patient is not the viewer's, is named otherwise, or cannot be
+ * created, it writes nothing and answers no row: the caller then takes the transaction, which
+ * gives the exact refusal (or finds the patient a concurrent upload just created).
  */
 function uploadStatement(db: DbOrTx, role: Viewer['role'], extras: UploadExtras): SQL {
-  const viewerMayAdd = role === 'admin' ? sql`` : sql`and p.id in (select patient_id from patient_doctors where doctor_id = ${sql.placeholder('viewerId')}::uuid)`;
+  const viewerMayAdd = role === 'admin' ? sql`true` : sql`p.id in (select patient_id from patient_doctors where doctor_id = ${sql.placeholder('viewerId')}::uuid)`;
   const patientId = sql`(select id from upload_patient)`;
   const records = sql`(select jsonb_agg(r)::json from (select ${sql.placeholder('analysisJob')}::jsonb as r union all ${extras.deliveryRecords(patientId)}) as records where exists (select 1 from upload_patient))`;
   const scanJson = sql.raw(scanColumns.map(([key, column]) => `'${key}', s."${column.name}"`).join(', '));
-  return sql`with upload_patient as (
-      select p.id, p.patient_id, p.name from patients p
-       where p.patient_id = ${sql.placeholder('patientId')}::text ${viewerMayAdd}
-         and (${sql.placeholder('formName')}::text is null or p.name = ${sql.placeholder('formName')}::text)
+  // A new patient (no row with the identifier, a name to create it with) is created and
+  // assigned to the viewer, as createPatientForUpload does; a concurrent creation of the same
+  // one makes this insert nothing (on conflict), and the caller's transaction then finds it.
+  return sql`with found_patient as (
+      select p.id, p.patient_id, p.name, ${viewerMayAdd} as may_add from patients p where p.patient_id = ${sql.placeholder('patientId')}::text
+    ),
+    created_patient as (
+      insert into patients (id, patient_id, name, created_by)
+      select ${sql.placeholder('newPatientRowId')}::uuid, ${sql.placeholder('patientId')}::text, ${sql.placeholder('newName')}::text, ${sql.placeholder('viewerId')}::uuid
+       where ${sql.placeholder('newName')}::text is not null and not exists (select 1 from found_patient)
+      on conflict do nothing
+      returning id, patient_id, name
+    ),
+    assigned_doctor as (
+      insert into patient_doctors (patient_id, doctor_id) select id, ${sql.placeholder('viewerId')}::uuid from created_patient
+    ),
+    upload_patient as (
+      select id, patient_id, name from found_patient
+       where may_add and (${sql.placeholder('formName')}::text is null or name = ${sql.placeholder('formName')}::text)
+      union all
+      select id, patient_id, name from created_patient
     ),
     queued_analysis as (
       insert into analyses (${columnList(queuedAnalysisColumns)}) select ${typedPlaceholders(queuedAnalysisColumns, 'analysis_')} from upload_patient returning id
@@ -498,15 +517,16 @@ function scanFromJson(json: Record<string, unknown>): ScanRow {
 }
 
 /**
- * Inserts an upload's scan, analysis, jobs and deliveries for an existing patient the viewer
- * may add scans to, in one statement (see uploadStatement); null when it wrote nothing.
+ * Inserts an upload's scan, analysis, jobs and deliveries, and its patient when new, in one
+ * statement (see uploadStatement); null when it wrote nothing.
  */
-export async function insertUploadForKnownPatient(
+export async function insertUploadInOneStatement(
   db: DbOrTx,
   {
     viewer,
     patientId,
     formName,
+    newName,
     scan,
     analysis,
     analysisJob,
@@ -517,6 +537,8 @@ export async function insertUploadForKnownPatient(
     /** A hospital identifier (not a UUID). */
     patientId: string;
     formName: string | null;
+    /** The name to create the patient with when there is none with `patientId` (none: not created here). */
+    newName: string | null;
     scan: Omit<UploadedScanValues, 'patientId'>;
     analysis: QueuedAnalysisValues;
     analysisJob: JobRecord;
@@ -527,7 +549,7 @@ export async function insertUploadForKnownPatient(
   const name = `upload_scan_${viewer.role}`;
   let query = uploadQueries.get(name);
   if (!query) uploadQueries.set(name, (query = pgDialect.sqlToQuery(uploadStatement(db, viewer.role, extras))));
-  const values: Record<string, unknown> = { ...extraValues, viewerId: viewer.id, patientId, formName, analysisJob: JSON.stringify(analysisJob) };
+  const values: Record<string, unknown> = { ...extraValues, viewerId: viewer.id, patientId, formName, newName, newPatientRowId: randomUUID(), analysisJob: JSON.stringify(analysisJob) };
   for (const { key, column } of uploadScanColumns) values[`scan_${key}`] = scan[key] == null ? null : column.mapToDriverValue(scan[key]);
   for (const { key, column } of queuedAnalysisColumns) values[`analysis_${key}`] = analysis[key] == null ? null : column.mapToDriverValue(analysis[key]);
   const params = fillPlaceholders(query.params, values);

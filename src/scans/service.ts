@@ -294,15 +294,16 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
       seriesInstanceUid: dicom?.seriesInstanceUid ?? null,
       sopInstanceUid: dicom?.sopInstanceUid ?? null,
     };
-    // A patient on record that the viewer may add scans to (every upload but a patient's
-    // first): one statement. Anything else (a new patient, a refusal) writes nothing there and
-    // takes the transaction below, which creates the patient or gives the exact answer.
+    // A patient on record that the viewer may add scans to, or a new one to create: one
+    // statement. Anything else (a refusal, a creation that lost a race) writes nothing there
+    // and takes the transaction below, which gives the exact answer or finds the patient.
     if (!isUuid(patientId)) {
       const { analysis, job } = deps.analysis.newScanAnalysis({ scanId, scanType: declaredType, requestedBy: viewer.id });
-      const saved = await repo.insertUploadForKnownPatient(db, {
+      const saved = await repo.insertUploadInOneStatement(db, {
         viewer,
         patientId,
         formName: request.patientName,
+        newName: patientName,
         scan: scanValues,
         analysis,
         analysisJob: job,

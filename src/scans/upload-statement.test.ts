@@ -1,5 +1,5 @@
 /**
- * An upload for a patient on record is one statement (repository insertUploadForKnownPatient):
+ * An upload for a patient on record is one statement (repository insertUploadInOneStatement):
  * it must write what the upload's transaction writes (scan, analysis, job with its wake-up,
  * webhook deliveries), to the same people, and nothing at all when it refuses.
  */
@@ -14,7 +14,7 @@ import { latestAnalysisOf } from '../analysis/repository.js';
 import type { JobDefinition } from '../platform/queue/index.js';
 import { WEBHOOK_DELIVERY_JOB } from '../webhooks/deliver.job.js';
 import { WebhookDeliveryPayloadSchema } from '../webhooks/types.js';
-import { useTestApp, type TestApp, type TestUser } from '../../test/helpers/app.js';
+import { uniqueId, useTestApp, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { databaseKinds } from '../../test/helpers/db.js';
 import { FIXTURES, uploadRequest } from './test-support.js';
 
@@ -94,6 +94,30 @@ for (const kind of await databaseKinds()) {
       } finally {
         await unlisten();
       }
+    });
+
+    test("a new patient is created with the scan, assigned to the uploader: in their list, not in another doctor's", async () => {
+      const uploader = await t.user();
+      const other = await t.user();
+      const patientId = uniqueId();
+      const res = await upload(uploader, { patientId, patientName: 'Lea Novak' });
+      assert.equal(res.statusCode, 201, res.body);
+      const scan = res.json<{ _id: string; patientId: string; patientName: string }>();
+      assert.deepEqual([scan.patientId, scan.patientName], [patientId, 'Lea Novak']);
+      const patient = await t.app.inject({ url: `/api/patients/${patientId}`, headers: uploader.auth });
+      assert.equal(patient.statusCode, 200, patient.body);
+      assert.equal(patient.json().name, 'Lea Novak');
+      const list = await t.app.inject({ url: '/api/scans', headers: uploader.auth });
+      assert.deepEqual(
+        list.json<{ scans: Array<{ _id: string }> }>().scans.map((s) => s._id),
+        [scan._id],
+        "the uploader's list has the scan (scan_access, kept by the scans trigger)",
+      );
+      assert.equal((await t.app.inject({ url: `/api/patients/${patientId}`, headers: other.auth })).statusCode, 404);
+      assert.equal((await t.app.inject({ url: '/api/scans', headers: other.auth })).json().totalScans, 0);
+      const again = await upload(uploader, { patientId });
+      assert.equal(again.statusCode, 201, 'the next scan finds the patient');
+      assert.equal((await upload(other, { patientId, patientName: 'Lea Novak' })).statusCode, 409, "another doctor's now");
     });
 
     test("another doctor's patient: 409 as before, and no row, job or file is left", async () => {

@@ -504,6 +504,10 @@ function uploadStatement(db: DbOrTx, role: Viewer['role'], extras: UploadExtras)
 }
 
 const pgDialect = new PgDialect();
+/**
+ * The statement's text and parameter slots by role, built once per process: its text depends on
+ * nothing but the role (values are placeholders), and the same text serves PGlite and PostgreSQL.
+ */
 const uploadQueries = new Map<string, ReturnType<PgDialect['sqlToQuery']>>();
 
 /** A scan row as JSON (json_build_object's timestamps are text) mapped as Drizzle maps the columns. */

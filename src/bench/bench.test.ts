@@ -29,7 +29,18 @@ test('bench:api measures the hello-world ceiling and an endpoint', async () => {
 
 test('bench:ingest uploads generated DICOM files (Orthanc off)', async () => {
   const out = await bench('src/bench/ingest-cli.ts', ['--db', 'pglite', '--files', '4', '--clients', '2', '--orthanc', 'off']);
-  assert.match(out, /\| ImageMedix \(pglite\) \| [\d.]+ \| \d+ \| \d+ \| 0 \|/);
+  assert.match(out, /\| ImageMedix \(pglite\) \| [\d.]+ \| \d+ \| \d+ \| 0 \| [\d.]+ \| [\d.]+ \|/);
+});
+
+test('bench:ingest --apis 2 uploads through two API processes on PostgreSQL, and refuses PGlite', async (t) => {
+  await assert.rejects(bench('src/bench/ingest-cli.ts', ['--db', 'pglite', '--apis', '2', '--files', '2', '--orthanc', 'off']), (err: { code?: number; stderr?: string }) => {
+    assert.equal(err.code, 2);
+    assert.match(err.stderr ?? '', /--apis 2 or more needs --db postgres/);
+    return true;
+  });
+  if (!(await databasesToMeasure('postgres', DEFAULT_POSTGRES_URL)).length) return t.skip('PostgreSQL is not reachable');
+  const out = await bench('src/bench/ingest-cli.ts', ['--db', 'postgres', '--apis', '2', '--files', '4', '--clients', '2', '--orthanc', 'off']);
+  assert.match(out, /\| ImageMedix \(postgres, 2 API processes\) \| [\d.]+ \| \d+ \| \d+ \| 0 \| [\d.]+ \| [\d.]+ \|/);
 });
 
 test('bench:pipeline in idle mode analyses scans one at a time', async () => {

@@ -1,6 +1,6 @@
 /**
  * npm run bench:ingest -- [--files 200] [--clients 8] [--db pglite|postgres|both] [--orthanc auto|off|URL]
- *                         [--out docs/benchmarks/ingest.md]
+ *                         [--apis N] [--cpu-prof DIR] [--out docs/benchmarks/ingest.md]
  *
  * DICOM ingest side by side with Orthanc in the same run: N small MR files (~10 kB, 64 x 64
  * 16-bit, each its own SOP instance; 20 patients) generated from the shared NEMA MR1 slice,
@@ -11,6 +11,14 @@
  * Orthanc: `--orthanc auto` starts the Debian package's binary (`apt-get install orthanc`;
  * /usr/sbin/Orthanc) on a free loopback port with its own configuration and a temporary
  * storage folder, and stops it afterwards; `--orthanc http://host:8042` uses a running one.
+ * Both get the same bytes, built before the clock starts: each file as a multipart/form-data
+ * body with one `image` part (Orthanc's `POST /instances` takes multipart too), so the client's
+ * own work per request is the same for both.
+ * --apis N (PostgreSQL only): N API-only processes on the same database and storage folder,
+ *   each on its own port, the clients spread over them in turn (client c to process c % N),
+ *   as the scale-out deployment of docs/deployment.md runs behind a load balancer.
+ * Each run also reports CPU per upload (user + system, ms) of the client (this process) and of
+ * the server processes it started (Orthanc, or the API processes; not PostgreSQL's backends).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -43,10 +51,17 @@ const { values } = parseArgs({
     files: { type: 'string', default: '200' },
     clients: { type: 'string', default: '8' },
     orthanc: { type: 'string', default: 'auto' },
+    apis: { type: 'string', default: '1' },
   },
 });
 const N = Number(values.files);
 const CLIENTS = Number(values.clients);
+const APIS = Number(values.apis);
+if (!(Number.isInteger(APIS) && APIS >= 1)) throw new Error('--apis must be 1 or more');
+if (APIS > 1 && values.db !== 'postgres') {
+  console.error('--apis 2 or more needs --db postgres: PGlite is embedded in its one API process, which no second process can share');
+  process.exit(2);
+}
 const MR1 = path.resolve(REPO_ROOT, '../shared/datasets/dicom/mr_brain/MR1_UNC.dcm');
 
 /** N distinct ~10 kB MR instances: the MR1 slice downsampled to 64 x 64, new UIDs each. */
@@ -86,26 +101,72 @@ function makeFiles(n: number): Uint8Array<ArrayBuffer>[] {
   return files;
 }
 
+const BOUNDARY = `----imagemedix-bench-${randomBytes(8).toString('hex')}`;
+const MULTIPART = `multipart/form-data; boundary=${BOUNDARY}`;
+
+/** A file as the body a browser's FormData would send: one `image` part. Built before the clock starts. */
+function multipartBody(file: Uint8Array, filename: string): Uint8Array<ArrayBuffer> {
+  const head = Buffer.from(
+    `--${BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="${filename}"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+  );
+  const tail = Buffer.from(`\r\n--${BOUNDARY}--\r\n`);
+  const body = new Uint8Array(head.length + file.length + tail.length);
+  body.set(head, 0);
+  body.set(file, head.length);
+  body.set(tail, head.length + file.length);
+  return body;
+}
+
+const multipartBodies = (files: Uint8Array[]): Uint8Array<ArrayBuffer>[] => files.map((f, i) => multipartBody(f, `${i}.dcm`));
+
+/** utime + stime of a process in ms, from /proc (Linux); null elsewhere or once it is gone. */
+function processCpuMs(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return null;
+  }
+}
+
+const sumCpuMs = (pids: (number | undefined)[]): number | null =>
+  pids.reduce<number | null>((sum, pid) => {
+    const ms = processCpuMs(pid);
+    return sum === null || ms === null ? null : sum + ms;
+  }, 0);
+
 interface Run {
   name: string;
   perSecond: number;
   p50: number;
   p99: number;
   failed: number;
+  /** CPU per upload in ms: this process (the clients), and the server processes started here (null: not known). */
+  clientCpuMs: number;
+  serverCpuMs: number | null;
 }
 
-/** CLIENTS loops taking the next file until none is left; latency per request. */
-async function drive(name: string, files: Uint8Array<ArrayBuffer>[], send: (file: Uint8Array<ArrayBuffer>, i: number) => Promise<Response>): Promise<Run> {
+/** CLIENTS loops taking the next body until none is left; latency per request. */
+async function drive(
+  name: string,
+  bodies: Uint8Array<ArrayBuffer>[],
+  serverPids: (number | undefined)[],
+  send: (body: Uint8Array<ArrayBuffer>, client: number) => Promise<Response>,
+): Promise<Run> {
   let next = 0;
   let failed = 0;
   const latencies: number[] = [];
   let firstError = '';
+  const server0 = sumCpuMs(serverPids);
+  const client0 = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(
-    Array.from({ length: CLIENTS }, async () => {
-      for (let i = next++; i < files.length; i = next++) {
+    Array.from({ length: CLIENTS }, async (_, client) => {
+      for (let i = next++; i < bodies.length; i = next++) {
         const begin = performance.now();
-        const res = await send(files[i]!, i);
+        const res = await send(bodies[i]!, client);
         const body = await res.text();
         latencies.push(performance.now() - begin);
         if (res.status >= 300) {
@@ -116,11 +177,21 @@ async function drive(name: string, files: Uint8Array<ArrayBuffer>[], send: (file
     }),
   );
   const seconds = (performance.now() - t0) / 1000;
+  const client = process.cpuUsage(client0);
+  const server1 = sumCpuMs(serverPids);
   if (firstError) console.error(`${name}: ${failed} failed, first: ${firstError}`);
-  return { name, perSecond: files.length / seconds, p50: pct(latencies, 50), p99: pct(latencies, 99), failed };
+  return {
+    name,
+    perSecond: bodies.length / seconds,
+    p50: pct(latencies, 50),
+    p99: pct(latencies, 99),
+    failed,
+    clientCpuMs: (client.user + client.system) / 1000 / bodies.length,
+    serverCpuMs: server0 === null || server1 === null ? null : (server1 - server0) / bodies.length,
+  };
 }
 
-async function orthanc(files: Uint8Array<ArrayBuffer>[], label: string): Promise<Run | null> {
+async function orthanc(bodies: Uint8Array<ArrayBuffer>[], label: string): Promise<Run | null> {
   let base = values.orthanc;
   let child: ChildProcess | null = null;
   let dir: string | null = null;
@@ -152,8 +223,8 @@ async function orthanc(files: Uint8Array<ArrayBuffer>[], label: string): Promise
   }
   try {
     await waitForHttp(`${base}/system`, 60_000, child ?? undefined);
-    return await drive(`Orthanc ${label}`, files, (file) =>
-      fetch(`${base}/instances`, { method: 'POST', body: file, headers: { 'content-type': 'application/dicom' } }),
+    return await drive(`Orthanc ${label}`, bodies, [child?.pid], (body) =>
+      fetch(`${base}/instances`, { method: 'POST', body, headers: { 'content-type': MULTIPART } }),
     );
   } finally {
     if (child) await stopProcess(child);
@@ -162,42 +233,49 @@ async function orthanc(files: Uint8Array<ArrayBuffer>[], label: string): Promise
 }
 
 async function imagemedix(kind: 'pglite' | 'postgres', files: Uint8Array<ArrayBuffer>[]): Promise<Run> {
+  const bodies = multipartBodies(files);
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'imagemedix-bench-ingest-'));
   const server = kind === 'postgres' ? await createServerDatabase(values['postgres-url'], 'imagemedix_bench_ingest') : null;
   const jwtSecret = randomBytes(32).toString('hex');
-  let child: ChildProcess | null = null;
+  const children: ChildProcess[] = [];
   try {
     const database = await openDatabase({ databaseUrl: server?.url ?? null, dataDir });
     const doctor = await createUser(database.db, { email: 'ingest@bench.test', password: 'bench-Lantern-orbit-71-quartz', name: 'Ingest', role: 'doctor' });
     await database.close();
     const token = await createTokenService(new TextEncoder().encode(jwtSecret), '12h').issue(doctor);
-    const port = await freePort();
-    child = startProcess('server', {
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      DATA_DIR: dataDir,
-      JWT_SECRET: jwtSecret,
-      LOG_LEVEL: 'warn',
-      RATE_LIMIT_MAX: '1000000',
-      WORKER_IN_PROCESS: 'false',
-      ...(server ? { DATABASE_URL: server.url } : {}),
-    }, values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values['cpu-prof'], kind)}`] : []);
-    const base = `http://127.0.0.1:${port}`;
-    await waitForHttp(`${base}/healthz`, 180_000, child);
     const headers = { authorization: `Bearer ${token}` };
-    // One upload first, so both servers start warm (Orthanc has no cold start to speak of).
-    const warm = new FormData();
-    warm.set('image', new Blob([files[0]!]), 'warm.dcm');
-    warm.set('patientId', 'WARM-UP');
-    warm.set('patientName', 'Warm Up');
-    await fetch(`${base}/api/scans`, { method: 'POST', body: warm, headers });
-    return await drive(`ImageMedix (${kind})`, files, (file, i) => {
-      const form = new FormData();
-      form.set('image', new Blob([file]), `${i}.dcm`);
-      return fetch(`${base}/api/scans`, { method: 'POST', body: form, headers });
-    });
+    const bases: string[] = [];
+    // One after another: each applies the (idempotent) migrations at start-up.
+    for (let a = 0; a < APIS; a++) {
+      const port = await freePort();
+      const role = APIS === 1 ? kind : path.join(kind, `api-${a + 1}`);
+      const child = startProcess('server', {
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        DATA_DIR: dataDir,
+        JWT_SECRET: jwtSecret,
+        LOG_LEVEL: 'warn',
+        RATE_LIMIT_MAX: '1000000',
+        WORKER_IN_PROCESS: 'false',
+        ...(server ? { DATABASE_URL: server.url } : {}),
+      }, values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values['cpu-prof'], role)}`] : []);
+      children.push(child);
+      const base = `http://127.0.0.1:${port}`;
+      await waitForHttp(`${base}/healthz`, 180_000, child);
+      // One upload first, so every process starts warm (Orthanc has no cold start to speak of).
+      const warm = new FormData();
+      warm.set('image', new Blob([files[0]!]), 'warm.dcm');
+      warm.set('patientId', 'WARM-UP');
+      warm.set('patientName', 'Warm Up');
+      await fetch(`${base}/api/scans`, { method: 'POST', body: warm, headers });
+      bases.push(base);
+    }
+    const label = APIS === 1 ? `ImageMedix (${kind})` : `ImageMedix (${kind}, ${APIS} API processes)`;
+    return await drive(label, bodies, children.map((c) => c.pid), (body, client) =>
+      fetch(`${bases[client % bases.length]}/api/scans`, { method: 'POST', body, headers: { ...headers, 'content-type': MULTIPART } }),
+    );
   } finally {
-    if (child) await stopProcess(child);
+    await Promise.all(children.map((c) => stopProcess(c)));
     rmSync(dataDir, { recursive: true, force: true });
     await server?.drop();
   }
@@ -208,17 +286,21 @@ const machine = machineLine();
 const files = makeFiles(N);
 const size = Math.round(files.reduce((a, f) => a + f.length, 0) / files.length);
 const runs: Run[] = [];
-const before = await orthanc(makeFiles(N), '(first)');
+const before = await orthanc(multipartBodies(makeFiles(N)), '(first)');
 if (before) runs.push(before);
 for (const kind of kinds) runs.push(await imagemedix(kind, makeFiles(N)));
 // Orthanc again at the end: the machine is shared, its load moves.
-const afterRun = await orthanc(makeFiles(N), '(again)');
+const afterRun = await orthanc(multipartBodies(makeFiles(N)), '(again)');
 if (afterRun) runs.push(afterRun);
 
+const cpu = (ms: number | null) => (ms === null ? '-' : ms.toFixed(2));
 const table = [
-  '| server | files/s | p50 ms | p99 ms | failed |',
-  '|---|---:|---:|---:|---:|',
-  ...runs.map((r) => `| ${r.name} | ${r.perSecond.toFixed(1)} | ${r.p50.toFixed(0)} | ${r.p99.toFixed(0)} | ${r.failed} |`),
+  '| server | files/s | p50 ms | p99 ms | failed | client CPU ms/file | server CPU ms/file |',
+  '|---|---:|---:|---:|---:|---:|---:|',
+  ...runs.map(
+    (r) =>
+      `| ${r.name} | ${r.perSecond.toFixed(1)} | ${r.p50.toFixed(0)} | ${r.p99.toFixed(0)} | ${r.failed} | ${cpu(r.clientCpuMs)} | ${cpu(r.serverCpuMs)} |`,
+  ),
 ].join('\n');
 const head = `${N} DICOM files of ${size} bytes (64 x 64 MR, 20 patients), ${CLIENTS} clients. ${machine}.`;
 console.log(`${head}\n\n${table}`);

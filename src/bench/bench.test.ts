@@ -29,7 +29,7 @@ test('bench:api measures the hello-world ceiling and an endpoint', async () => {
 
 test('bench:ingest uploads generated DICOM files (Orthanc off)', async () => {
   const out = await bench('src/bench/ingest-cli.ts', ['--db', 'pglite', '--files', '4', '--clients', '2', '--orthanc', 'off']);
-  assert.match(out, /\| ImageMedix \(pglite\) \| [\d.]+ \| \d+ \| \d+ \| 0 \| [\d.]+ \| [\d.]+ \|/);
+  assert.match(out, /\| ImageMedix \(pglite\) \| [\d.]+ \| \d+ \| \d+ \| 0 \| [\d.]+ \| [\d.]+ \| - \|/);
 });
 
 test('bench:ingest --apis 2 uploads through two API processes on PostgreSQL, and refuses PGlite', async (t) => {
@@ -40,7 +40,7 @@ test('bench:ingest --apis 2 uploads through two API processes on PostgreSQL, and
   });
   if (!(await databasesToMeasure('postgres', DEFAULT_POSTGRES_URL)).length) return t.skip('PostgreSQL is not reachable');
   const out = await bench('src/bench/ingest-cli.ts', ['--db', 'postgres', '--apis', '2', '--files', '4', '--clients', '2', '--orthanc', 'off']);
-  assert.match(out, /\| ImageMedix \(postgres, 2 API processes\) \| [\d.]+ \| \d+ \| \d+ \| 0 \| [\d.]+ \| [\d.]+ \|/);
+  assert.match(out, /\| ImageMedix \(postgres, 2 API processes\) \| [\d.]+ \| \d+ \| \d+ \| 0 \| [\d.]+ \| [\d.]+ \| [\d.]+ \|/);
 });
 
 test('bench:pipeline in idle mode analyses scans one at a time', async () => {

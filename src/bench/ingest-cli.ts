@@ -17,8 +17,9 @@
  * --apis N (PostgreSQL only): N API-only processes on the same database and storage folder,
  *   each on its own port, the clients spread over them in turn (client c to process c % N),
  *   as the scale-out deployment of docs/deployment.md runs behind a load balancer.
- * Each run also reports CPU per upload (user + system, ms) of the client (this process) and of
- * the server processes it started (Orthanc, or the API processes; not PostgreSQL's backends).
+ * Each run also reports CPU per upload (user + system, ms) of the client (this process), of
+ * the server processes it started (Orthanc, or the API processes) and, on PostgreSQL, of the
+ * backends connected to the benchmark's database (PostgreSQL on this machine only).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -27,6 +28,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import dicomParser from 'dicom-parser';
+import pg from 'pg';
 import { createTokenService } from '../auth/tokens.js';
 import { syntheticImage } from '../imaging/testing/dicom-writer.js';
 import { REPO_ROOT } from '../platform/config.js';
@@ -146,6 +148,22 @@ interface Run {
   /** CPU per upload in ms: this process (the clients), and the server processes started here (null: not known). */
   clientCpuMs: number;
   serverCpuMs: number | null;
+  databaseCpuMs: number | null;
+}
+
+/** CPU (ms) of each PostgreSQL backend connected to the database at `url`, by pid (they run on this machine). */
+async function backendCpuMs(url: string): Promise<Map<number, number>> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ pid: number }>('select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()');
+    return new Map(rows.flatMap(({ pid }) => {
+      const ms = processCpuMs(pid);
+      return ms === null ? [] : [[pid, ms] as const];
+    }));
+  } finally {
+    await client.end();
+  }
 }
 
 /** CLIENTS loops taking the next body until none is left; latency per request. */
@@ -153,6 +171,7 @@ async function drive(
   name: string,
   bodies: Uint8Array<ArrayBuffer>[],
   serverPids: (number | undefined)[],
+  databaseUrl: string | null,
   send: (body: Uint8Array<ArrayBuffer>, client: number) => Promise<Response>,
 ): Promise<Run> {
   let next = 0;
@@ -160,6 +179,7 @@ async function drive(
   const latencies: number[] = [];
   let firstError = '';
   const server0 = sumCpuMs(serverPids);
+  const database0 = databaseUrl ? await backendCpuMs(databaseUrl) : null;
   const client0 = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(
@@ -179,6 +199,9 @@ async function drive(
   const seconds = (performance.now() - t0) / 1000;
   const client = process.cpuUsage(client0);
   const server1 = sumCpuMs(serverPids);
+  // A backend that connected during the run counts from 0; one that left during it is missed.
+  const database1 = databaseUrl ? await backendCpuMs(databaseUrl) : null;
+  const databaseMs = database0 && database1 ? [...database1].reduce((sum, [pid, ms]) => sum + ms - (database0.get(pid) ?? 0), 0) : null;
   if (firstError) console.error(`${name}: ${failed} failed, first: ${firstError}`);
   return {
     name,
@@ -188,6 +211,7 @@ async function drive(
     failed,
     clientCpuMs: (client.user + client.system) / 1000 / bodies.length,
     serverCpuMs: server0 === null || server1 === null ? null : (server1 - server0) / bodies.length,
+    databaseCpuMs: databaseMs === null ? null : databaseMs / bodies.length,
   };
 }
 
@@ -223,7 +247,7 @@ async function orthanc(bodies: Uint8Array<ArrayBuffer>[], label: string): Promis
   }
   try {
     await waitForHttp(`${base}/system`, 60_000, child ?? undefined);
-    return await drive(`Orthanc ${label}`, bodies, [child?.pid], (body) =>
+    return await drive(`Orthanc ${label}`, bodies, [child?.pid], null, (body) =>
       fetch(`${base}/instances`, { method: 'POST', body, headers: { 'content-type': MULTIPART } }),
     );
   } finally {
@@ -271,7 +295,7 @@ async function imagemedix(kind: 'pglite' | 'postgres', files: Uint8Array<ArrayBu
       bases.push(base);
     }
     const label = APIS === 1 ? `ImageMedix (${kind})` : `ImageMedix (${kind}, ${APIS} API processes)`;
-    return await drive(label, bodies, children.map((c) => c.pid), (body, client) =>
+    return await drive(label, bodies, children.map((c) => c.pid), server?.url ?? null, (body, client) =>
       fetch(`${bases[client % bases.length]}/api/scans`, { method: 'POST', body, headers: { ...headers, 'content-type': MULTIPART } }),
     );
   } finally {
@@ -295,11 +319,11 @@ if (afterRun) runs.push(afterRun);
 
 const cpu = (ms: number | null) => (ms === null ? '-' : ms.toFixed(2));
 const table = [
-  '| server | files/s | p50 ms | p99 ms | failed | client CPU ms/file | server CPU ms/file |',
-  '|---|---:|---:|---:|---:|---:|---:|',
+  '| server | files/s | p50 ms | p99 ms | failed | client CPU ms/file | server CPU ms/file | PostgreSQL CPU ms/file |',
+  '|---|---:|---:|---:|---:|---:|---:|---:|',
   ...runs.map(
     (r) =>
-      `| ${r.name} | ${r.perSecond.toFixed(1)} | ${r.p50.toFixed(0)} | ${r.p99.toFixed(0)} | ${r.failed} | ${cpu(r.clientCpuMs)} | ${cpu(r.serverCpuMs)} |`,
+      `| ${r.name} | ${r.perSecond.toFixed(1)} | ${r.p50.toFixed(0)} | ${r.p99.toFixed(0)} | ${r.failed} | ${cpu(r.clientCpuMs)} | ${cpu(r.serverCpuMs)} | ${cpu(r.databaseCpuMs)} |`,
   ),
 ].join('\n');
 const head = `${N} DICOM files of ${size} bytes (64 x 64 MR, 20 patients), ${CLIENTS} clients. ${machine}.`;

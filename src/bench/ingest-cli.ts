@@ -6,8 +6,8 @@
  * 16-bit, each its own SOP instance; 20 patients) generated from the shared NEMA MR1 slice,
  * uploaded by 8 clients at once to
  *   - Orthanc, `POST /instances` (store + index in its SQLite), and
- *   - ImageMedix, `POST /api/scans` (validate, decode, render, store, index, queue analysis),
- *     as an API-only `npm start` on embedded PGlite and on the PostgreSQL server.
+ *   - ImageMedix, `POST /api/scans` (check the DICOM header, store the original, index, queue
+ *     analysis), as an API-only `npm start` on embedded PGlite and on the PostgreSQL server.
  * Orthanc: `--orthanc auto` starts the Debian package's binary (`apt-get install orthanc`;
  * /usr/sbin/Orthanc) on a free loopback port with its own configuration and a temporary
  * storage folder, and stops it afterwards; `--orthanc http://host:8042` uses a running one.
@@ -145,7 +145,7 @@ interface Run {
   p50: number;
   p99: number;
   failed: number;
-  /** CPU per upload in ms: this process (the clients), and the server processes started here (null: not known). */
+  /** CPU per upload in ms: this process (the clients), the server processes started here, the PostgreSQL backends (null: not known). */
   clientCpuMs: number;
   serverCpuMs: number | null;
   databaseCpuMs: number | null;

@@ -50,7 +50,7 @@ function recording(inner: EventPublisher) {
       await inner.publish(tx, event);
     },
     hasSubscribers: (db, event) => inner.hasSubscribers(db, event),
-    deliveryRecords: (db, patientId) => inner.deliveryRecords(db, patientId),
+    deliveryRecords: (db, patientId, newPatientOwner) => inner.deliveryRecords(db, patientId, newPatientOwner),
     deliveryValues: (event) => inner.deliveryValues(event),
   };
   return { events, published, failNextPublish: () => (failNext = true) };

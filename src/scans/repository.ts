@@ -450,7 +450,7 @@ const scanColumns = Object.entries(getTableColumns(scans)) as Array<[keyof ScanR
 /** What an upload's one statement needs besides the scan's own values. */
 export interface UploadExtras {
   /** The event's delivery jobs (webhooks/ EventPublisher.deliveryRecords), for the patient's id given as SQL. */
-  deliveryRecords: (patientId: SQL) => SQL;
+  deliveryRecords: (patientId: SQL, newPatientOwner: SQL) => SQL;
 }
 
 /**
@@ -467,7 +467,10 @@ export interface UploadExtras {
 function uploadStatement(db: DbOrTx, role: Viewer['role'], extras: UploadExtras): SQL {
   const viewerMayAdd = role === 'admin' ? sql`true` : sql`p.id in (select patient_id from patient_doctors where doctor_id = ${sql.placeholder('viewerId')}::uuid)`;
   const patientId = sql`(select id from upload_patient)`;
-  const records = sql`(select jsonb_agg(r)::json from (select ${sql.placeholder('analysisJob')}::jsonb as r union all ${extras.deliveryRecords(patientId)}) as records where exists (select 1 from upload_patient))`;
+  // The uploader, when this statement creates the patient and assigns it to them: the
+  // statement's subscribers query cannot see that assignment (one snapshot for all its parts).
+  const newPatientOwner = sql`(select ${sql.placeholder('viewerId')}::uuid from created_patient)`;
+  const records = sql`(select jsonb_agg(r)::json from (select ${sql.placeholder('analysisJob')}::jsonb as r union all ${extras.deliveryRecords(patientId, newPatientOwner)}) as records where exists (select 1 from upload_patient))`;
   const scanJson = sql.raw(scanColumns.map(([key, column]) => `'${key}', s."${column.name}"`).join(', '));
   // A new patient (no row with the identifier, a name to create it with) is created and
   // assigned to the viewer, as createPatientForUpload does; a concurrent creation of the same

@@ -307,7 +307,7 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
         scan: scanValues,
         analysis,
         analysisJob: job,
-        extras: { deliveryRecords: (patient) => deps.events.deliveryRecords(db, patient) },
+        extras: { deliveryRecords: (patient, newPatientOwner) => deps.events.deliveryRecords(db, patient, newPatientOwner) },
         extraValues: deps.events.deliveryValues({ type: 'scan.uploaded', scanId, status }),
       });
       if (saved) {

@@ -120,6 +120,23 @@ for (const kind of await databaseKinds()) {
       assert.equal((await upload(other, { patientId, patientName: 'Lea Novak' })).statusCode, 409, "another doctor's now");
     });
 
+    test("a new patient's first scan is announced to the uploader's and the admins' webhooks, not another doctor's", async () => {
+      const uploader = await t.user();
+      const other = await t.user();
+      const admin = await t.user({ role: 'admin' });
+      const mine = await subscribe(uploader, 'new-mine');
+      const foreign = await subscribe(other, 'new-foreign');
+      const adminHook = await subscribe(admin, 'new-admin');
+      const res = await upload(uploader, { patientId: uniqueId(), patientName: 'Ines Duarte' });
+      assert.equal(res.statusCode, 201, res.body);
+      const scan = res.json<{ _id: string }>();
+      const deliveries = (await t.runtime.queue.take(deliveryJob, 100)).filter((d) => d.body.includes(scan._id));
+      // (Earlier tests' admins have webhooks too: every admin sees every patient.)
+      const hooks = deliveries.map((d) => d.webhookId).filter((id) => [mine, foreign, adminHook].includes(id));
+      assert.deepEqual(hooks.sort(), [mine, adminHook].sort(), 'the statement cannot see the assignment it makes, yet the uploader is told');
+      assert.ok(deliveries.every((d) => d.eventType === 'scan.uploaded'));
+    });
+
     test("another doctor's patient: 409 as before, and no row, job or file is left", async () => {
       const owner = await t.user();
       const patient = await t.patient(owner, { name: 'Sara Kim' });

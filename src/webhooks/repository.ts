@@ -1,4 +1,4 @@
-import { and, count, desc, eq, sql, type SQLWrapper } from 'drizzle-orm';
+import { and, count, desc, eq, or, sql, type SQLWrapper } from 'drizzle-orm';
 import { userMaySeePatient, webhooksManageableBy, type Viewer, type WebhookRow } from '../access/index.js';
 import { builtOncePerDb, type DbOrTx } from '../platform/db/index.js';
 import { users, webhookDeliveries, webhooks } from '../platform/db/schema.js';
@@ -44,9 +44,12 @@ const ownerMaySeePatient = (patientId: string | SQLWrapper) => userMaySeePatient
 
 /**
  * Active webhooks of active users that subscribe to the event type and whose owner may see the
- * patient. `type` and `patientId` are values or placeholders.
+ * patient. `type` and `patientId` are values or placeholders. `newPatientOwner`, for a statement
+ * that creates the patient and its assignment itself (an upload's one statement): the user
+ * that statement assigns, as SQL; the statement's own snapshot cannot see that assignment yet.
  */
-function selectSubscribers(db: DbOrTx, type: WebhookEventType | SQLWrapper, patientId: string | SQLWrapper) {
+function selectSubscribers(db: DbOrTx, type: WebhookEventType | SQLWrapper, patientId: string | SQLWrapper, newPatientOwner?: SQLWrapper) {
+  const mayReceive = newPatientOwner ? or(ownerMaySeePatient(patientId), eq(webhooks.ownerId, sql`${newPatientOwner}`)) : ownerMaySeePatient(patientId);
   return db
     .select({ id: webhooks.id })
     .from(webhooks)
@@ -56,14 +59,17 @@ function selectSubscribers(db: DbOrTx, type: WebhookEventType | SQLWrapper, pati
         eq(webhooks.isActive, true),
         eq(users.isActive, true),
         sql`${webhooks.events} @> array[${type}]::text[]`,
-        ownerMaySeePatient(patientId),
+        mayReceive,
       ),
     );
 }
 
 /** The subscribers of an event as a query not yet run (a caller may embed it in a statement of its own). */
-export function subscribersQuery(db: DbOrTx, { type, patientId }: { type: WebhookEventType | SQLWrapper; patientId: string | SQLWrapper }) {
-  return selectSubscribers(db, type, patientId);
+export function subscribersQuery(
+  db: DbOrTx,
+  { type, patientId, newPatientOwner }: { type: WebhookEventType | SQLWrapper; patientId: string | SQLWrapper; newPatientOwner?: SQLWrapper },
+) {
+  return selectSubscribers(db, type, patientId, newPatientOwner);
 }
 
 /** The same query built once, with the event type and patient as placeholders: every upload runs it. */

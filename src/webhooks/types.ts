@@ -28,9 +28,11 @@ export interface EventPublisher {
    * statement, built once): SQL giving the event's delivery jobs as pg-boss job records (a
    * jsonb per webhook that receives it), for the patient `patientId` (an SQL expression of
    * that statement). The event's type and body come from the placeholders `deliveryValues`
-   * fills; the body is the one `publish` would send.
+   * fills; the body is the one `publish` would send. `newPatientOwner`: the user the same
+   * statement assigns to a patient it creates (SQL, null when it creates none), who receives it
+   * too although the statement's snapshot does not show that assignment.
    */
-  deliveryRecords(db: DbOrTx, patientId: SQL): SQL;
+  deliveryRecords(db: DbOrTx, patientId: SQL, newPatientOwner?: SQL): SQL;
   deliveryValues(event: Omit<ScanEvent, 'patientId'>): Record<string, unknown>;
 }
 

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import S3rver from 's3rver';
 import { createTokenService } from '../src/auth/tokens.js';
-import { freePort, machineLine, startProcess, stopProcess, waitForHttp } from '../src/bench/support.js';
+import { apiOnlyEnv, freePort, machineLine, startProcess, stopProcess, waitForHttp } from '../src/bench/support.js';
 import { syntheticImage } from '../src/imaging/testing/dicom-writer.js';
 import { openDatabase } from '../src/platform/db/index.js';
 import { createUser } from '../src/users/service.js';
@@ -119,13 +119,7 @@ try {
   const port = await freePort();
   const machine = machineLine();
   child = startProcess('server', {
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    DATA_DIR: dataDir,
-    JWT_SECRET: jwtSecret,
-    LOG_LEVEL: 'warn',
-    RATE_LIMIT_MAX: '1000000',
-    WORKER_IN_PROCESS: 'false',
+    ...apiOnlyEnv({ port, dataDir, jwtSecret }),
     MAX_UPLOAD_MB: values['max-upload-mb'],
     ...s3Env,
   });

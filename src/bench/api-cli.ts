@@ -28,6 +28,7 @@ import {
   machineLine,
   appendFigures,
   databasesToMeasure,
+  apiOnlyEnv,
   startProcess,
   stopProcess,
   waitForHttp,
@@ -102,16 +103,7 @@ async function imagemedix(kind: 'pglite' | 'postgres'): Promise<Result[]> {
     const profDir = values['cpu-prof'] ? path.resolve(values['cpu-prof'], kind) : null;
     child = startProcess(
       'server',
-      {
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        DATA_DIR: dataDir,
-        JWT_SECRET: jwtSecret,
-        LOG_LEVEL: 'warn',
-        RATE_LIMIT_MAX: '1000000',
-        WORKER_IN_PROCESS: 'false',
-        ...(server ? { DATABASE_URL: server.url } : {}),
-      },
+      apiOnlyEnv({ port, dataDir, jwtSecret, databaseUrl: server?.url }),
       profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
     );
     const base = `http://127.0.0.1:${port}`;

@@ -19,7 +19,7 @@ import { createTokenService } from '../auth/tokens.js';
 import { openDatabase } from '../platform/db/index.js';
 import { createUser } from '../users/service.js';
 import { seedScans } from './seed.js';
-import { DEFAULT_POSTGRES_URL, createServerDatabase, freePort, machineLine, startProcess, stopProcess, waitForHttp } from './support.js';
+import { DEFAULT_POSTGRES_URL, apiOnlyEnv, createServerDatabase, freePort, machineLine, startProcess, stopProcess, waitForHttp } from './support.js';
 
 const { values } = parseArgs({
   options: {
@@ -106,17 +106,7 @@ try {
   const doctorToken = await tokens.issue({ id: doctor, tokenVersion: 0 });
   const adminToken = await tokens.issue({ id: admin.id, tokenVersion: 0 });
   const port = await freePort();
-  child = startProcess('server', {
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    DATA_DIR: dataDir,
-    DATABASE_URL: server.url,
-    JWT_SECRET: jwtSecret,
-    LOG_LEVEL: 'warn',
-    RATE_LIMIT_MAX: '1000000',
-    WORKER_IN_PROCESS: 'false',
-    // Every SQL statement the API runs, with its plan, when it takes 20 ms or more.
-  });
+  child = startProcess('server', apiOnlyEnv({ port, dataDir, jwtSecret, databaseUrl: server.url }));
   const base = `http://127.0.0.1:${port}`;
   await waitForHttp(`${base}/healthz`, 180_000, child);
 

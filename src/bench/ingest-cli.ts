@@ -42,6 +42,7 @@ import {
   pct,
   appendFigures,
   databasesToMeasure,
+  apiOnlyEnv,
   startProcess,
   stopProcess,
   waitForHttp,
@@ -273,16 +274,7 @@ async function imagemedix(kind: 'pglite' | 'postgres', files: Uint8Array<ArrayBu
     for (let a = 0; a < APIS; a++) {
       const port = await freePort();
       const role = APIS === 1 ? kind : path.join(kind, `api-${a + 1}`);
-      const child = startProcess('server', {
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        DATA_DIR: dataDir,
-        JWT_SECRET: jwtSecret,
-        LOG_LEVEL: 'warn',
-        RATE_LIMIT_MAX: '1000000',
-        WORKER_IN_PROCESS: 'false',
-        ...(server ? { DATABASE_URL: server.url } : {}),
-      }, values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values['cpu-prof'], role)}`] : []);
+      const child = startProcess('server', apiOnlyEnv({ port, dataDir, jwtSecret, databaseUrl: server?.url }), values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values['cpu-prof'], role)}`] : []);
       children.push(child);
       const base = `http://127.0.0.1:${port}`;
       await waitForHttp(`${base}/healthz`, 180_000, child);

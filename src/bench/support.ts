@@ -92,6 +92,23 @@ export async function waitForHttp(url: string, timeoutMs = 60_000, child?: Child
   }
 }
 
+/**
+ * The settings of an API-only server child (`WORKER_IN_PROCESS=false`, so no analysis competes)
+ * as every benchmark runs it: loopback, quiet log, no rate limit in the way.
+ */
+export function apiOnlyEnv({ port, dataDir, jwtSecret, databaseUrl }: { port: number; dataDir: string; jwtSecret: string; databaseUrl?: string | null }): Record<string, string> {
+  return {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    DATA_DIR: dataDir,
+    JWT_SECRET: jwtSecret,
+    LOG_LEVEL: 'warn',
+    RATE_LIMIT_MAX: '1000000',
+    WORKER_IN_PROCESS: 'false',
+    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
+  };
+}
+
 /** `npm start` / `npm run worker` as a child process (node + tsx), with the given settings. */
 export function startProcess(script: 'server' | 'worker', env: Record<string, string>, extraNodeArgs: string[] = []): ChildProcess {
   const child = spawn(process.execPath, [...extraNodeArgs, '--import', 'tsx', path.join(REPO_ROOT, 'src', `${script}.ts`)], {

@@ -5,7 +5,12 @@
  * (reproduced by ml/validation_split.py) and on external/, and writes it all into the manifest.
  *
  *   npx tsx scripts/calibrate-model.ts --model chest-xray [--data ../shared/datasets/chest-xray] [--models-dir models] [--write]
- *                                      [--keep-temperature] [--keep-screening]
+ *                                      [--keep-temperature] [--keep-screening] [--with-validation] [--default <point>]
+ *
+ * --with-validation fits the temperature on validation and external/ together and requires the
+ * sensitivity floors (screening, general) on both sets, so one threshold holds for the training
+ * pool's population and for external/'s (chest 2.0.0: external/ alone would choose points that
+ * cost in-pool sensitivity). --default names the manifest's default point (screening unless given).
  *
  * --keep-temperature keeps the training temperature (fitted on validation) instead of fitting
  * one on external/; --keep-screening keeps the manifest's current screening threshold (chosen on
@@ -25,6 +30,7 @@ import { parseArgs } from 'node:util';
 
 import {
   calibrate,
+  choosePoints,
   labelledImages,
   metricsAt,
   POINT_CRITERIA,
@@ -33,6 +39,8 @@ import {
   scoreImages,
   type PointName,
 } from '../src/ml/calibrate.js';
+import { calibratedProbabilities } from '../src/ml/inference.js';
+import { expectedCalibrationError } from '../src/ml/metrics.js';
 import { ModelRegistry } from '../src/ml/registry.js';
 import { scanTypeSpec } from '../src/scan-types/index.js';
 
@@ -52,8 +60,16 @@ const { values } = parseArgs({
     write: { type: 'boolean', default: false },
     'keep-temperature': { type: 'boolean', default: false },
     'keep-screening': { type: 'boolean', default: false },
+    'with-validation': { type: 'boolean', default: false },
+    default: { type: 'string', default: 'screening' },
   },
 });
+if (!(values.default in POINT_CRITERIA)) {
+  console.error(`--default ${values.default}: not a point (${Object.keys(POINT_CRITERIA).join(', ')})`);
+  process.exit(2);
+}
+const defaultPoint = values.default as PointName;
+const withValidation = values['with-validation'];
 const id = values.model;
 const modelsDir = path.resolve(values['models-dir']);
 const dataDir = path.resolve(values.data ?? `../shared/datasets/${id}`);
@@ -146,7 +162,10 @@ const external = await scoreImages(
   progress('external'),
 );
 
-const summary = calibrate(model, external, values['keep-temperature'] ? { temperature: model.calibration.temperature } : {});
+const summary = calibrate(model, external, {
+  ...(values['keep-temperature'] ? { temperature: model.calibration.temperature } : {}),
+  ...(withValidation ? { alsoOn: validation } : {}),
+});
 const keptScreening = values['keep-screening'] ? model.calibration.operatingPoints.screening : undefined;
 if (values['keep-screening'] && keptScreening?.threshold === undefined) {
   console.error('--keep-screening: the manifest has no screening threshold to keep');
@@ -156,8 +175,15 @@ const isPos = (rows: typeof validation) => rows.map((r) => positive.includes(r.t
 const valScores = positiveScores(validation, summary.temperature, positive);
 const fmt = (v: number) => v.toFixed(3);
 const previousTemperature = manifest.calibration.temperature;
+const eceAt = (rows: typeof validation, temperature: number) => {
+  const probs = rows.flatMap((r) => (r.logits ? [{ p: calibratedProbabilities(r.logits, temperature), truth: r.truth }] : []));
+  const top = probs.map(({ p }) => Math.max(...p));
+  return expectedCalibrationError(top, probs.map(({ p, truth }, i) => p.indexOf(top[i]!) === truth), 15);
+};
 console.log(`${id} ${manifest.version}: temperature ${previousTemperature} -> ${summary.temperature} ` +
-  `(external log loss ${summary.logLoss.before} -> ${summary.logLoss.after}, ECE ${summary.ece}, AUC ${summary.auc})`);
+  `(fitted on ${withValidation ? 'validation + external/' : 'external/'}${values['keep-temperature'] ? ', kept' : ''}; ` +
+  `external log loss ${summary.logLoss.before} -> ${summary.logLoss.after}, ECE ${summary.ece}, AUC ${summary.auc}; ` +
+  `validation ECE ${fmt(eceAt(validation, previousTemperature))} -> ${fmt(eceAt(validation, summary.temperature))})`);
 console.log('point      threshold  validation sens/spec  external sens/spec  external cross-fitted sens/spec');
 const operatingPoints: Record<string, unknown> = {};
 const extScores = positiveScores(external, summary.temperature, positive);
@@ -177,12 +203,26 @@ for (const name of Object.keys(POINT_CRITERIA) as PointName[]) {
     description: POINT_DESCRIPTIONS[name],
     chosenOn:
       kept === undefined
-        ? `external/ (${external.length} images), ${POINT_CRITERIA[name]}, at temperature ${summary.temperature}`
+        ? `${withValidation && name !== 'balanced' ? `validation (${validation.length} images) and external/ (${external.length}), on each: ` : `external/ (${external.length} images), `}` +
+          `${POINT_CRITERIA[name]}, at temperature ${summary.temperature}`
         : (keptScreening!.chosenOn ?? 'validation (ml/train.py)'),
     validation: val,
     external: ext,
     externalCrossFitted: cf,
   };
+}
+
+/** Which set bound each sensitivity floor: the card must say whether external/ moved the threshold at all. */
+function floorsSetBy(): string {
+  const alone = (rows: typeof validation) => choosePoints(positiveScores(rows, summary.temperature, positive), isPos(rows));
+  const [onVal, onExt] = [alone(validation), alone(external)];
+  return (['screening', 'general'] as const)
+    .map((name) =>
+      onVal[name] <= onExt[name]
+        ? `${name} set by validation (external/ alone would allow ${onExt[name]})`
+        : `${name} set by external/ (validation alone would allow ${onVal[name]})`,
+    )
+    .join(', ');
 }
 
 if (values.write) {
@@ -191,7 +231,7 @@ if (values.write) {
   raw.calibration = values['keep-temperature']
     ? { ...raw.calibration, trainingTemperature, externalCheck: 'kept; external/ log loss and ECE in metrics.external' }
     : {
-        method: 'temperature scaling by log loss on external/ after training (scripts/calibrate-model.ts)',
+        method: `temperature scaling by log loss on ${withValidation ? 'validation and external/ together' : 'external/'} after training (scripts/calibrate-model.ts)`,
         temperature: summary.temperature,
         trainingTemperature,
         trainingMethod: 'temperature scaling on validation (ml/train.py)',
@@ -199,8 +239,8 @@ if (values.write) {
   raw.decision = {
     positiveLabels: manifest.decision.positiveLabels,
     // Kept for readers of 1.0 manifests: the default point's threshold.
-    positiveThreshold: keptScreening?.threshold ?? summary.thresholds.screening,
-    defaultOperatingPoint: 'screening',
+    positiveThreshold: (operatingPoints[defaultPoint] as { threshold: number }).threshold,
+    defaultOperatingPoint: defaultPoint,
     operatingPoints,
   };
   raw.externalUse =
@@ -208,8 +248,16 @@ if (values.write) {
     `the dataset's official test split, other children selected later) was used after training only: ` +
     (values['keep-temperature']
       ? 'not for the temperature (the training one, fitted on validation, was kept), '
-      : `to fit the temperature (log loss over the ${external.length - summary.refused} images the model answered), `) +
-    (keptScreening ? 'to choose the balanced threshold (screening kept as chosen on validation), ' : 'to choose the operating-point thresholds, ') +
+      : withValidation
+        ? `to fit the temperature (log loss over the images the model answered in validation and external/ together, ` +
+          `${validation.length - validation.filter((r) => !r.logits).length} + ${external.length - summary.refused}), `
+        : `to fit the temperature (log loss over the ${external.length - summary.refused} images the model answered), `) +
+    (keptScreening
+      ? 'to choose the balanced threshold (screening kept as chosen on validation), '
+      : withValidation
+        ? `to choose the thresholds (screening and general: the highest threshold keeping sensitivity >= 0.98 and >= 0.95 ` +
+          `on validation and on external/ alike, the lower of the two, ${floorsSetBy()}; balanced: the largest Youden index on external/), `
+        : 'to choose the operating-point thresholds, ') +
     `and to report. It was never trained on or used to pick an epoch. Figures on external/ ` +
     `at points chosen there are optimistic; externalCrossFitted chooses on half the patients and measures on the other half.`;
   raw.metrics = {
@@ -227,7 +275,9 @@ if (values.write) {
   raw.calibrationCommand =
     `npx tsx scripts/calibrate-model.ts --model ${id} --data ${path.relative(process.cwd(), dataDir)} --write` +
     (values['keep-temperature'] ? ' --keep-temperature' : '') +
-    (values['keep-screening'] ? ' --keep-screening' : '');
+    (values['keep-screening'] ? ' --keep-screening' : '') +
+    (withValidation ? ' --with-validation' : '') +
+    (defaultPoint !== 'screening' ? ` --default ${defaultPoint}` : '');
   writeFileSync(manifestPath, JSON.stringify(raw, null, 2) + '\n');
   console.log(`wrote ${manifestPath}`);
 } else {

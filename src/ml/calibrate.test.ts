@@ -57,6 +57,47 @@ describe('temperature and points', () => {
     assert.ok(t.balanced > t.screening);
   });
 
+  it('general keeps sensitivity >= 0.95 at the highest such threshold, between screening and balanced', () => {
+    const rows = synthetic(1000, 1, 3);
+    const scores = rows.map((r) => 1 / (1 + Math.exp(-r.logits![1]!)));
+    const isPos = rows.map((r) => r.truth === 1);
+    const t = choosePoints(scores, isPos);
+    assert.ok(metricsAt(scores, isPos, t.general).sensitivity >= 0.95);
+    assert.ok(metricsAt(scores, isPos, t.general + 0.01).sensitivity < 0.95, 'a higher threshold would lose sensitivity');
+    assert.ok(t.screening < t.general && t.general < t.balanced, JSON.stringify(t));
+  });
+
+  it('the sensitivity floors hold on every set they are chosen on; balanced is chosen on the first alone', () => {
+    const main = synthetic(1000, 1, 5);
+    const scores = main.map((r) => 1 / (1 + Math.exp(-r.logits![1]!)));
+    const isPos = main.map((r) => r.truth === 1);
+    // A second population whose pneumonias score lower: it needs lower thresholds for the same sensitivity.
+    const other = synthetic(1000, 1, 6).map((r) => ({ ...r, logits: [0, r.logits![1]! - (r.truth === 1 ? 1.5 : 0)] }));
+    const otherSet = { scores: other.map((r) => 1 / (1 + Math.exp(-r.logits[1]!))), isPositive: other.map((r) => r.truth === 1) };
+    const alone = choosePoints(scores, isPos);
+    const both = choosePoints(scores, isPos, [otherSet]);
+    const onOther = choosePoints(otherSet.scores, otherSet.isPositive);
+    for (const name of ['screening', 'general'] as const) {
+      assert.equal(both[name], Math.min(alone[name], onOther[name]), name);
+      assert.ok(both[name] < alone[name], `${name}: the second set binds`);
+      const min = name === 'screening' ? 0.98 : 0.95;
+      assert.ok(metricsAt(scores, isPos, both[name]).sensitivity >= min);
+      assert.ok(metricsAt(otherSet.scores, otherSet.isPositive, both[name]).sensitivity >= min);
+    }
+    assert.equal(both.balanced, alone.balanced);
+  });
+
+  it('a refused pneumonia counts as missed when keeping a sensitivity floor, as served', () => {
+    // 100 pneumonias, 3 refused: >= 0.95 as served needs 95 of the 97 answered ones flagged (93 would be
+    // >= 0.95 of the answered ones only, and 0.93 as served).
+    const pneumonia = [null, null, null, ...Array.from({ length: 97 }, (_, i) => 0.3 + i * 0.007)];
+    const normal = Array.from({ length: 100 }, (_, i) => i * 0.0029);
+    const scores = [...pneumonia, ...normal];
+    const isPos = scores.map((_, i) => i < 100);
+    const t = choosePoints(scores, isPos);
+    assert.equal(metricsAt(scores, isPos, t.general).sensitivity, 0.95, JSON.stringify(t));
+  });
+
   it('counts a refused image as neither a true positive nor a true negative', () => {
     const m = metricsAt([0.9, null, 0.1, null], [true, true, false, false], 0.5);
     assert.deepEqual([m.sensitivity, m.specificity, m.accuracy, m.refused], [0.5, 0.5, 0.5, 2]);

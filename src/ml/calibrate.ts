@@ -5,7 +5,13 @@
  *
  * - `screening`: the highest threshold that keeps sensitivity >= 0.98 (most specific among the
  *   high-sensitivity ones): a missed pneumonia costs more than a recall;
+ * - `general`: the highest threshold that keeps sensitivity >= 0.95, the release target: fewer
+ *   false alarms than screening where the population differs from the training pool;
  * - `balanced`: the threshold of the largest Youden index, sensitivity + specificity - 1.
+ *
+ * The two sensitivity floors can be required on more than one set at once (after training:
+ * validation and external/), so that the point holds for both populations; the threshold is then
+ * the lowest of the per-set ones. They count a refused pneumonia as missed, as served.
  *
  * Used after training (scripts/calibrate-model.ts, on external/) and by a site before go-live
  * (npm run calibrate, on its own images). Metrics at a point count refusals as served: a refused
@@ -41,16 +47,27 @@ export interface PointMetrics {
 }
 
 const SCREENING_MIN_SENSITIVITY = 0.98;
+const GENERAL_MIN_SENSITIVITY = 0.95;
+/** The points whose threshold is the highest one keeping a sensitivity floor. */
+const SENSITIVITY_FLOORS = { screening: SCREENING_MIN_SENSITIVITY, general: GENERAL_MIN_SENSITIVITY } as const;
 
 export const POINT_CRITERIA = {
-  screening: `the highest threshold with sensitivity >= ${SCREENING_MIN_SENSITIVITY}`,
+  screening: `the highest threshold with sensitivity >= ${SCREENING_MIN_SENSITIVITY} (refusals counted as misses)`,
+  general: `the highest threshold with sensitivity >= ${GENERAL_MIN_SENSITIVITY} (refusals counted as misses)`,
   balanced: 'the largest Youden index (sensitivity + specificity - 1)',
 } as const;
 export type PointName = keyof typeof POINT_CRITERIA;
 export const POINT_DESCRIPTIONS: Record<PointName, string> = {
   screening: 'high sensitivity: few missed pneumonias, more false alarms',
+  general: 'sensitivity >= 0.95 (the release target): fewer false alarms than screening',
   balanced: 'sensitivity and specificity weighed equally',
 };
+
+/** Scores of one labelled set, null where the image was refused. */
+export interface ScoredSet {
+  scores: (number | null)[];
+  isPositive: boolean[];
+}
 
 /** Label folders of `dir` (as for npm run eval); a `reject/` folder is ignored here. */
 export async function labelledImages(dir: string, labels: readonly string[], groupOf?: (file: string) => string) {
@@ -152,34 +169,60 @@ export function metricsAt(scores: (number | null)[], isPositive: boolean[], thre
   };
 }
 
-/**
- * Thresholds of the named points. Candidates are midpoints between consecutive distinct
- * scores, so a threshold never sits exactly on an image's score.
- */
-export function choosePoints(scores: (number | null)[], isPositive: boolean[]): Record<PointName, number> {
-  const answeredScores = scores.filter((s): s is number => s !== null);
-  const distinct = [...new Set(answeredScores)].sort((a, b) => a - b);
+/** Candidate thresholds: midpoints between consecutive distinct answered scores, and one beyond each end. */
+function candidateThresholds(scores: (number | null)[]): number[] {
+  const distinct = [...new Set(scores.filter((s): s is number => s !== null))].sort((a, b) => a - b);
   const candidates = [distinct[0]! / 2];
   for (let i = 1; i < distinct.length; i++) candidates.push((distinct[i - 1]! + distinct[i]!) / 2);
   candidates.push((distinct[distinct.length - 1]! + 1) / 2);
-  // Sensitivity and specificity over the answered images, for choosing.
+  return candidates;
+}
+
+/**
+ * The highest candidate threshold at which sensitivity, counting refused positives as missed (as
+ * served), is still >= `min`; the lowest candidate when none reaches it.
+ */
+function highestWithSensitivity(set: ScoredSet, min: number): number {
+  const candidates = candidateThresholds(set.scores);
+  const pos = set.isPositive.filter(Boolean).length;
+  let best = candidates[0]!;
+  for (const t of candidates) {
+    const tp = set.scores.filter((s, i) => set.isPositive[i] && s !== null && s >= t).length;
+    if (tp / Math.max(1, pos) >= min) best = t;
+  }
+  return best;
+}
+
+/**
+ * Thresholds of the named points. Candidates are midpoints between consecutive distinct
+ * scores, so a threshold never sits exactly on an image's score. The sensitivity floors
+ * (screening, general) must hold on `scores` and on every set in `alsoOn` (the lowest of the
+ * per-set thresholds); balanced is chosen on `scores` alone.
+ */
+export function choosePoints(scores: (number | null)[], isPositive: boolean[], alsoOn: ScoredSet[] = []): Record<PointName, number> {
+  const candidates = candidateThresholds(scores);
+  // Youden over the answered images.
   const ans = scores.map((s, i) => ({ s, p: isPositive[i]! })).filter((x): x is { s: number; p: boolean } => x.s !== null);
   const pos = ans.filter((x) => x.p).length;
   const neg = ans.length - pos;
-  let screening = candidates[0]!;
   let balanced = candidates[0]!;
   let bestJ = -Infinity;
   for (const t of candidates) {
     const sens = ans.filter((x) => x.p && x.s >= t).length / Math.max(1, pos);
     const spec = ans.filter((x) => !x.p && x.s < t).length / Math.max(1, neg);
-    if (sens >= SCREENING_MIN_SENSITIVITY) screening = t;
     if (sens + spec - 1 > bestJ) {
       bestJ = sens + spec - 1;
       balanced = t;
     }
   }
+  const sets = [{ scores, isPositive }, ...alsoOn];
+  const floor = (min: number) => Math.min(...sets.map((set) => highestWithSensitivity(set, min)));
   const round = (v: number) => Math.min(0.9999, Math.max(0.0001, Math.round(v * 10_000) / 10_000));
-  return { screening: round(screening), balanced: round(balanced) };
+  return {
+    screening: round(floor(SENSITIVITY_FLOORS.screening)),
+    general: round(floor(SENSITIVITY_FLOORS.general)),
+    balanced: round(balanced),
+  };
 }
 
 /** Share of rows in fold 0 or 1, by a stable hash of the group (patients never split). */
@@ -192,8 +235,14 @@ function foldOf(group: string): 0 | 1 {
 /**
  * An honest estimate of how points chosen on a data set do on new images of its kind: choose
  * on one half (by patient), measure on the other, both ways, and pool the two halves' counts.
+ * Sets in `alsoOn` (validation) take part in every choice whole, as they do in the real one.
  */
-export function crossFitted(rows: ScoredImage[], temperature: number, positive: readonly number[]): Record<PointName, PointMetrics> {
+export function crossFitted(
+  rows: ScoredImage[],
+  temperature: number,
+  positive: readonly number[],
+  alsoOn: ScoredSet[] = [],
+): Record<PointName, PointMetrics> {
   const isPos = rows.map((r) => positive.includes(r.truth));
   const scores = positiveScores(rows, temperature, positive);
   const folds = rows.map((r) => foldOf(r.group));
@@ -210,6 +259,7 @@ export function crossFitted(rows: ScoredImage[], temperature: number, positive: 
       const t = choosePoints(
         scores.filter((_, i) => fit[i]),
         isPos.filter((_, i) => fit[i]),
+        alsoOn,
       )[name];
       thresholds.push(t);
       const m = metricsAt(
@@ -251,16 +301,28 @@ export interface CalibrationSummary {
   refused: number;
 }
 
-/** Fit the temperature and choose the points on scored images of a chest model. */
-export function calibrate(model: LoadedModel, rows: ScoredImage[], options: { temperature?: number } = {}): CalibrationSummary {
+/**
+ * Fit the temperature and choose the points on scored images of a chest model. With `alsoOn`
+ * (after training: the validation images), the temperature is fitted on both sets together and
+ * the sensitivity floors must hold on both; balanced and the figures stay on `rows`.
+ */
+export function calibrate(
+  model: LoadedModel,
+  rows: ScoredImage[],
+  options: { temperature?: number; alsoOn?: ScoredImage[] } = {},
+): CalibrationSummary {
   const labels = model.manifest.labels;
   const positive = (model.manifest.decision.positiveLabels ?? []).map((l) => labels.indexOf(l));
   if (positive.length === 0) throw new Error(`${model.id} has no positive labels: operating points are for the chest model`);
+  const also = options.alsoOn ?? [];
   // A given temperature (the training one) is kept; otherwise it is fitted on these images.
-  const temperature = options.temperature ?? fitTemperature(rows);
+  const temperature = options.temperature ?? fitTemperature([...rows, ...also]);
   const scores = positiveScores(rows, temperature, positive);
   const isPos = rows.map((r) => positive.includes(r.truth));
-  const thresholds = choosePoints(scores, isPos);
+  const alsoOn: ScoredSet[] = also.length
+    ? [{ scores: positiveScores(also, temperature, positive), isPositive: also.map((r) => positive.includes(r.truth)) }]
+    : [];
+  const thresholds = choosePoints(scores, isPos, alsoOn);
   const points = {} as Record<PointName, PointMetrics>;
   for (const name of Object.keys(thresholds) as PointName[]) points[name] = metricsAt(scores, isPos, thresholds[name]);
   const ans = answered(rows);
@@ -276,7 +338,7 @@ export function calibrate(model: LoadedModel, rows: ScoredImage[], options: { te
     temperature,
     thresholds,
     points,
-    crossFitted: crossFitted(rows, temperature, positive),
+    crossFitted: crossFitted(rows, temperature, positive, alsoOn),
     auc: r4(binaryAuc(answeredScores, answeredPos)),
     ece: r4(ece),
     logLoss: { before: r4(logLoss(rows, model.calibration.temperature)), after: r4(logLoss(rows, temperature)) },

@@ -178,7 +178,7 @@ for (const kind of await databaseKinds()) {
       assert.equal(chestDone.scanType, 'chest-xray');
       assert.equal(chestDone.result.hasPneumonia, true);
       assert.equal(chestDone.result.model.id, 'chest-xray');
-      assert.equal(chestDone.result.operatingPoint, 'screening');
+      assert.equal(chestDone.result.operatingPoint, 'general', 'the manifest default');
     });
 
     test('an image that is neither a brain MRI nor a chest X-ray is refused with a reason, not left pending', async () => {
@@ -259,9 +259,9 @@ for (const kind of await databaseKinds()) {
       assert.ok(brain.metrics.accuracy > 0.5);
       const chest = models.find((m: { id: string }) => m.id === 'chest-xray');
       assert.equal(chest.calibration, 'model');
-      assert.equal(chest.operatingPoint, 'screening');
+      assert.equal(chest.operatingPoint, 'general', 'the manifest default');
       const names = chest.operatingPoints.map((p: { name: string }) => p.name);
-      assert.ok(names.includes('screening') && names.includes('balanced'), names.join());
+      assert.deepEqual(names, ['screening', 'general', 'balanced']);
     });
 
     test('webhooks: the receiver verified scan.uploaded, scan.analyzed and scan.failed', async () => {

@@ -78,6 +78,7 @@ describe('each operating point as served', { skip: skip['chest-xray'] }, () => {
   let dir: string;
   let calDir: string;
   let pPneumonia: number;
+  let written: Record<string, number>;
   const registries: ModelRegistry[] = [];
   const load = async (point?: string, calibrationDir?: string) => {
     const r = await ModelRegistry.load({
@@ -98,9 +99,12 @@ describe('each operating point as served', { skip: skip['chest-xray'] }, () => {
     dir = await mkdtemp(path.join(tmpdir(), 'imagemedix-points-'));
     calDir = await mkdtemp(path.join(tmpdir(), 'imagemedix-site-'));
     const m = await chestManifest();
+    // Three different thresholds, so serving another point's threshold shows in decisionThreshold.
     const below = Math.max(0.001, pPneumonia / 2);
-    const above = Math.min(0.999, pPneumonia + (1 - pPneumonia) / 2);
-    await writeFile(path.join(dir, 'chest-xray.json'), JSON.stringify(withPoints(m, { screening: below, balanced: above })));
+    const above = Math.min(0.998, pPneumonia + (1 - pPneumonia) / 2);
+    const higher = Math.min(0.999, pPneumonia + (3 * (1 - pPneumonia)) / 4);
+    written = { screening: below, general: above, balanced: higher };
+    await writeFile(path.join(dir, 'chest-xray.json'), JSON.stringify(withPoints(m, written)));
     await copyFile(path.join(TEST_MODELS_DIR, m.file), path.join(dir, m.file));
   });
   after(async () => {
@@ -111,21 +115,22 @@ describe('each operating point as served', { skip: skip['chest-xray'] }, () => {
 
   for (const [point, positive] of [
     ['screening', true],
+    ['general', false],
     ['balanced', false],
   ] as const) {
-    it(`${point}: the normal fixture is ${positive ? 'flagged' : 'not flagged'}, and the result names the point`, async () => {
+    it(`${point}: the normal fixture is ${positive ? 'flagged' : 'not flagged'}, and the result names the point and its threshold`, async () => {
       const model = await load(point);
       const a = await analyzeImage(model, await fixture('chest-xray', 'normal'), { scanType: 'chest-xray' });
       assert.ok(!a.result.refused && a.result.scanType === 'chest-xray');
       assert.equal(a.result.operatingPoint, point);
       assert.equal(a.result.calibration, 'model');
-      assert.equal(a.result.decisionThreshold, model.calibration.threshold);
-      assert.equal(a.result.hasPneumonia, positive, `P(pneumonia) ${pPneumonia} vs ${model.calibration.threshold}`);
+      assert.equal(a.result.decisionThreshold, written[point]);
+      assert.equal(a.result.hasPneumonia, positive, `P(pneumonia) ${pPneumonia} vs ${written[point]}`);
     });
   }
 
   it('an unknown CHEST_OPERATING_POINT stops the model from loading, naming the points there are', async () => {
-    await assert.rejects(load('rule-out'), /operating point "rule-out" is not defined .* screening, balanced/);
+    await assert.rejects(load('rule-out'), /operating point "rule-out" is not defined .* screening, general, balanced/);
   });
 
   it('a site calibration is used and reported, in the result and in the model list', async () => {
@@ -141,4 +146,33 @@ describe('each operating point as served', { skip: skip['chest-xray'] }, () => {
     assert.equal(listed[0]!.temperature, 1.7);
     assert.equal((await listModelSummaries(dir))[0]!.calibration, 'model');
   });
+});
+
+describe('the shipped chest manifest, point by point', { skip: skip['chest-xray'] }, () => {
+  const registries: ModelRegistry[] = [];
+  after(() => Promise.all(registries.map((r) => r.close())));
+
+  // The manifest file as written by scripts/calibrate-model.ts, read apart from the code that resolves it.
+  const shipped = async () =>
+    JSON.parse(await readFile(path.join(TEST_MODELS_DIR, 'chest-xray.json'), 'utf8')) as {
+      decision: { defaultOperatingPoint: string; operatingPoints: Record<string, { threshold: number }> };
+    };
+
+  for (const point of [undefined, 'screening', 'general', 'balanced'] as const) {
+    it(`${point ? `CHEST_OPERATING_POINT=${point}` : 'no CHEST_OPERATING_POINT (the default, general)'} serves that point's threshold`, async () => {
+      const { decision } = await shipped();
+      if (!point) assert.equal(decision.defaultOperatingPoint, 'general');
+      const name = point ?? 'general';
+      const threshold = decision.operatingPoints[name]!.threshold;
+      const r = await ModelRegistry.load({ dir: TEST_MODELS_DIR, only: ['chest-xray'], operatingPoints: point ? { 'chest-xray': point } : {} });
+      registries.push(r);
+      for (const label of ['normal', 'bacterial'] as const) {
+        const a = await analyzeImage(r.get('chest-xray'), await fixture('chest-xray', label), { scanType: 'chest-xray' });
+        assert.ok(!a.result.refused && a.result.scanType === 'chest-xray');
+        assert.deepEqual([a.result.operatingPoint, a.result.decisionThreshold], [name, threshold]);
+        const p = a.result.probabilities.bacterial + a.result.probabilities.viral;
+        assert.equal(a.result.hasPneumonia, p >= threshold, `${label}: P(pneumonia) ${p} vs ${threshold}`);
+      }
+    });
+  }
 });

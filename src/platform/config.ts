@@ -163,7 +163,7 @@ const ConfigSchema = Type.Object({
   CALIBRATION_DIR: Text('Site calibrations (npm run calibrate); default DATA_DIR/calibration'),
   CHEST_OPERATING_POINT: Text('Named operating point of the chest model', {
     pattern: '^[a-z][a-z0-9-]{0,39}$',
-    hint: 'be an operating point name such as screening or balanced',
+    hint: 'be an operating point name such as screening, general or balanced',
   }),
   WORKER_IN_PROCESS: Bool(true, 'npm start also works analysis jobs'),
   WORKER_CONCURRENCY: Int(2, 1, 64, 'Analyses at once per process'),

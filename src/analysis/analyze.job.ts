@@ -15,6 +15,7 @@ import type { Storage } from '../platform/storage/index.js';
 import type { EventPublisher } from '../webhooks/types.js';
 import { ImageDecodeError } from '../imaging/errors.js';
 import type { ScanImage, ScanRenditions } from '../scans/renditions.js';
+import { heatmapKey } from '../scans/stored-files.js';
 import { ANALYZE_SCAN_JOB } from './job-name.js';
 import { endAnalysis, failAnalysis } from './outcome.js';
 import { throttledProgress } from './progress.js';
@@ -189,8 +190,8 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
         }
 
         void setStage('saving');
-        const heatmapKey = `scans/${scanId}/heatmap-${analysisId}.png`;
-        await storage.put(heatmapKey, output.heatmapPng, 'image/png');
+        const heatmap = heatmapKey(scanId, analysisId);
+        await storage.put(heatmap, output.heatmapPng, 'image/png');
         await progress.settle();
         const saved = await endAnalysis(
           db,
@@ -206,7 +207,7 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
               modelId: output.model.id,
               modelVersion: output.model.version,
               result: output.result,
-              heatmapKey,
+              heatmapKey: heatmap,
               hotRegion: output.hotRegion,
               durationMs: Date.now() - started,
               completedAt: new Date(),

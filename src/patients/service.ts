@@ -12,6 +12,7 @@ import { isUuid, MAX_YEAR, MIN_YEAR, yearInRange } from '../platform/http/schema
 import { isUniqueViolation } from '../platform/db/errors.js';
 import type { Storage } from '../platform/storage/index.js';
 import { removeScanFiles } from '../scans/stored-files.js';
+import { storedFilesOf } from '../scans/repository.js';
 import { findUserById } from '../users/repository.js';
 import * as repo from './repository.js';
 import type { CreatePatientBody, UpdatePatientBody } from './schemas.js';
@@ -300,9 +301,10 @@ export async function deletePatient(
   const deleted = await db.transaction(async (tx) => {
     const p = await requireVisiblePatient(tx, viewer, id);
     const scanIds = await repo.scanIdsOf(tx, p.id);
+    const files = await storedFilesOf(tx, scanIds);
     await repo.deletePatientRow(tx, p.id);
-    return { id: p.id, scanIds };
+    return { id: p.id, scanIds, files };
   });
-  await removeScanFiles(storage, deleted.scanIds, log);
-  return deleted;
+  await removeScanFiles(storage, deleted.files, log);
+  return { id: deleted.id, scanIds: deleted.scanIds };
 }

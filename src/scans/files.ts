@@ -20,12 +20,26 @@ import type { UrlSigner } from '../platform/signing.js';
 import { findUserById } from '../users/repository.js';
 import { noteAudit } from '../audit/log.js';
 import { createScanRenditions, type ScanRenditions } from './renditions.js';
-import { reportKey } from './report.js';
-import { latestReportId } from './repository.js';
+import { reportStorageKey } from './repository.js';
 import { ReportFileParamsSchema, SignedQuerySchema } from './schemas.js';
 
 const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
-const SCAN_FILE = new RegExp(`^scans/(${UUID})/(?:[A-Za-z0-9][A-Za-z0-9._-]*/)*[A-Za-z0-9][A-Za-z0-9._-]*\\.png$`);
+/**
+ * A scan's PNG: `scans/<2 hex>/<scanId>.<name>.png` (src/scans/stored-files.ts), or under the
+ * folder of a scan stored before that layout, `scans/<scanId>/.../<name>.png`.
+ */
+const SCAN_FILE = new RegExp(
+  `^scans/(?:(${UUID})/(?:[A-Za-z0-9][A-Za-z0-9._-]*/)*[A-Za-z0-9][A-Za-z0-9._-]*|([0-9a-f]{2})/(${UUID})\\.[A-Za-z0-9][A-Za-z0-9_-]*)\\.png$`,
+);
+
+/** The scan whose file `key` is, or null when it is no scan file's key. */
+function scanOfFile(key: string): string | null {
+  const m = key.includes('..') ? null : SCAN_FILE.exec(key);
+  if (!m) return null;
+  if (m[1]) return m[1];
+  // A sharded key's folder is its scan id's first two digits; any other folder is no scan's.
+  return m[3]!.startsWith(m[2]!) ? m[3]! : null;
+}
 /** report-<scanId>-<reportId>.pdf (a signed link) or report-<scanId>.pdf (the document's path: the latest). */
 const REPORT_FILE = new RegExp(`^report-(${UUID})(?:-(${UUID}))?\\.pdf$`);
 
@@ -94,8 +108,7 @@ async function readRendition(deps: FileDeps, scan: ScanRow, which: 'image' | 'th
 
 /** A scan image, thumbnail or heatmap by its signed link or with a bearer token. */
 async function openScanFile(deps: FileDeps, { rest, ...credentials }: Credentials & { rest: string }): Promise<SignedFile> {
-  const m = rest.includes('..') ? null : SCAN_FILE.exec(rest);
-  const out = await authorise(deps, { path: `/files/${rest}`, scanId: m?.[1] ?? null, ...credentials });
+  const out = await authorise(deps, { path: `/files/${rest}`, scanId: scanOfFile(rest), ...credentials });
   if (out === 'expired') return { ok: false, expired: true };
   const { scan } = out;
   const body =
@@ -113,12 +126,15 @@ async function openReportFile(deps: FileDeps, { file, ...credentials }: Credenti
   const scanId = m?.[1] ?? null;
   const out = await authorise(deps, { path: `/reports/${file}`, scanId, ...credentials });
   if (out === 'expired') return { ok: false, expired: true };
-  const reportId = m![2] ?? (await latestReportId(deps.db, scanId!));
+  const reportId = m![2] ?? null;
+  // The row's key: a report stored before the shard layout keeps its older one.
+  const key = await reportStorageKey(deps.db, scanId!, reportId);
   const patientId = out.scan.patientId;
-  if (!reportId) throw new AppError('not_found', 'No report has been generated for this scan yet: POST /api/scans/:id/report makes one');
+  if (!key && reportId) throw notFound('File');
+  if (!key) throw new AppError('not_found', 'No report has been generated for this scan yet: POST /api/scans/:id/report makes one');
   return {
     ok: true,
-    body: await read(deps.storage, reportKey(scanId!, reportId)),
+    body: await read(deps.storage, key),
     contentType: 'application/pdf',
     filename: `report-${scanId}.pdf`,
     userId: out.userId,

@@ -14,6 +14,7 @@ import { ImageDecodeError } from '../imaging/errors.js';
 import { writeDicom } from '../imaging/testing/dicom-writer.js';
 import { pngPixels } from '../imaging/testing/png.js';
 import { createScanRenditions, type ScanImage } from './renditions.js';
+import { scanFileKey } from './stored-files.js';
 import { FIXTURES, heatmapPng, localPath, runAnalysis, uploadRequest } from './test-support.js';
 
 const DICOM_MR_SMALL = readFileSync(path.join(FIXTURES, 'imaging/MR_small_implicit.dcm'));
@@ -61,8 +62,8 @@ describe('scan images rendered after upload', () => {
   test('a DICOM upload stores its original only, and its image and thumbnail links answer at once', async () => {
     const scan = await upload(DICOM_MR_SMALL);
     assert.equal(scan.status, 'processing');
-    assert.ok(await t.ctx.storage.exists(`scans/${scan._id}/original.dcm`));
-    assert.equal(await t.ctx.storage.exists(`scans/${scan._id}/image.png`), false);
+    assert.ok(await t.ctx.storage.exists(scanFileKey(scan._id, 'original.dcm')));
+    assert.equal(await t.ctx.storage.exists(scanFileKey(scan._id, 'image.png')), false);
 
     // Both links at once, as a page showing the new scan would.
     const [image, thumbnail] = await Promise.all([t.app.inject({ url: localPath(scan.imageUrl) }), t.app.inject({ url: localPath(scan.thumbnailUrl) })]);
@@ -75,7 +76,7 @@ describe('scan images rendered after upload', () => {
     const thumb = await pngPixels(thumbnail.rawPayload);
     assert.deepEqual([thumb.width, thumb.height], [64, 64], 'never enlarged');
     // Stored once rendered: the same bytes the next time.
-    assert.ok((await t.ctx.storage.get(`scans/${scan._id}/image.png`)).equals(image.rawPayload));
+    assert.ok((await t.ctx.storage.get(scanFileKey(scan._id, 'image.png'))).equals(image.rawPayload));
     const again = await t.app.inject({ url: localPath(scan.imageUrl) });
     assert.ok(again.rawPayload.equals(image.rawPayload));
   });
@@ -98,10 +99,10 @@ describe('scan images rendered after upload', () => {
     assert.equal(decodes, 1, 'the original is decoded once, and its PNG never again');
     assert.ok(seen && 'pixels' in seen, 'the model got the pixels of the render, not a PNG to decode');
     // The very pixels of the stored display image.
-    const stored = await pngPixels(await t.ctx.storage.get(`scans/${scan._id}/image.png`));
+    const stored = await pngPixels(await t.ctx.storage.get(scanFileKey(scan._id, 'image.png')));
     assert.deepEqual([seen.pixels.width, seen.pixels.height, seen.pixels.channels], [stored.width, stored.height, stored.channels]);
     assert.ok(Buffer.from(seen.pixels.data).equals(stored.data));
-    assert.ok(await t.ctx.storage.exists(`scans/${scan._id}/thumb.png`));
+    assert.ok(await t.ctx.storage.exists(scanFileKey(scan._id, 'thumb.png')));
     const detail = (await t.app.inject({ url: `/api/scans/${scan._id}`, headers: doctor.auth })).json();
     assert.equal(detail.status, 'completed');
     const image = await t.app.inject({ url: localPath(detail.imageUrl) });
@@ -137,14 +138,14 @@ describe('scan images rendered after upload', () => {
       ...storage,
       get: async (key: string) => {
         const bytes = await storage.get(key);
-        await storage.deletePrefix(`scans/${scan._id}/`);
+        await storage.delete(scanFileKey(scan._id, 'original.dcm'));
         return bytes;
       },
     };
     const renditions = createScanRenditions({ storage: deletingStorage, imaging: t.ctx.imaging, maxPixels: t.ctx.config.maxImagePixels });
-    await renditions.read({ id: scan._id, originalKey: `scans/${scan._id}/original.dcm`, imageKey: `scans/${scan._id}/image.png`, thumbnailKey: `scans/${scan._id}/thumb.png` }, 'image');
-    assert.equal(await storage.exists(`scans/${scan._id}/image.png`), false);
-    assert.equal(await storage.exists(`scans/${scan._id}/thumb.png`), false);
+    await renditions.read({ id: scan._id, originalKey: scanFileKey(scan._id, 'original.dcm'), imageKey: scanFileKey(scan._id, 'image.png'), thumbnailKey: scanFileKey(scan._id, 'thumb.png') }, 'image');
+    assert.equal(await storage.exists(scanFileKey(scan._id, 'image.png')), false);
+    assert.equal(await storage.exists(scanFileKey(scan._id, 'thumb.png')), false);
   });
 
   test('a render that ran out of time is tried again, by the next reader and by the analysis', async () => {
@@ -197,6 +198,6 @@ describe('scan images rendered after upload', () => {
     assert.equal(detail.status, 'failed');
     assert.match(detail.failureReason, /could not be decoded.*RLE/);
     // The server is still answering, and nothing was left behind but the original.
-    assert.equal(await t.ctx.storage.exists(`scans/${scan._id}/image.png`), false);
+    assert.equal(await t.ctx.storage.exists(scanFileKey(scan._id, 'image.png')), false);
   });
 });

@@ -10,7 +10,7 @@ import { ImageDecodeError } from '../imaging/errors.js';
 import type { RawImage } from '../imaging/pixels.js';
 import type { ScanRow } from '../access/index.js';
 import { StorageNotFoundError, type Storage } from '../platform/storage/index.js';
-import { scanFilesPrefix } from './stored-files.js';
+import { removeStoredFiles } from './stored-files.js';
 
 export const THUMBNAIL_PX = 256;
 
@@ -66,7 +66,9 @@ export function createScanRenditions({
     await storage.put(scan.imageKey, decoded.png, 'image/png');
     // A scan deleted while it was rendered took its files with it; these two must follow, or they
     // would stay behind as orphans. (A deletion after this check removes them itself.)
-    if (!(await storage.exists(scan.originalKey))) await storage.deletePrefix(scanFilesPrefix(scan.id));
+    if (!(await storage.exists(scan.originalKey))) {
+      await removeStoredFiles(storage, { id: scan.id, keys: [scan.thumbnailKey, scan.imageKey] });
+    }
     return { image: decoded.png, thumbnail: decoded.thumbnail, ...(decoded.pixels ? { pixels: decoded.pixels } : {}) };
   }
 

@@ -10,6 +10,7 @@ import { StorageNotFoundError } from '../platform/storage/index.js';
 import { createScanRenditions } from './renditions.js';
 import { renderReportPdf, type ReportInput } from '../reports/pdf.js';
 import * as repo from './repository.js';
+import { reportKey } from './stored-files.js';
 import { requireVisibleScan, type Viewer } from '../access/index.js';
 import type { ScanDeps } from './service.js';
 import { listModelSummaries } from '../analysis/models.js';
@@ -47,8 +48,6 @@ async function modelName(modelsDir: string, id: string): Promise<string | undefi
     return undefined;
   }
 }
-
-export const reportKey = (scanId: string, reportId: string) => `scans/${scanId}/reports/${reportId}.pdf`;
 
 export async function generateReport(
   deps: ScanDeps,

@@ -9,6 +9,7 @@ import type { NewAnalysisRow } from '../analysis/types.js';
 import type { ListedScan, ShownAnalysis } from './view.js';
 import { analyses, annotations, patients, reports, scanAccess, scanReviews, scans, users } from '../platform/db/schema.js';
 import { createTotalsCache, LARGE, type TotalsCache } from './totals.js';
+import { heatmapKey, type ScanFiles } from './stored-files.js';
 
 export type { ScanPatient, ScanRow };
 export type NewScanRow = typeof scans.$inferInsert;
@@ -580,6 +581,31 @@ export async function deleteScanRow(db: DbOrTx, id: string): Promise<void> {
   await db.delete(scans).where(eq(scans.id, id));
 }
 
+/**
+ * Every stored file the rows of these scans name, read before the rows are deleted: the scan's
+ * original and renditions, each analysis's heatmap (also the key a heatmap written but not yet
+ * recorded would have: a deletion during an analysis leaves no orphan) and each report.
+ */
+export async function storedFilesOf(db: DbOrTx, scanIds: readonly string[]): Promise<ScanFiles[]> {
+  if (scanIds.length === 0) return [];
+  const ids = [...scanIds];
+  const [scanRows, analysisRows, reportRows] = await Promise.all([
+    db
+      .select({ id: scans.id, originalKey: scans.originalKey, imageKey: scans.imageKey, thumbnailKey: scans.thumbnailKey })
+      .from(scans)
+      .where(inArray(scans.id, ids)),
+    db.select({ id: analyses.id, scanId: analyses.scanId, heatmapKey: analyses.heatmapKey }).from(analyses).where(inArray(analyses.scanId, ids)),
+    db.select({ scanId: reports.scanId, key: reports.storageKey }).from(reports).where(inArray(reports.scanId, ids)),
+  ]);
+  const keys = new Map(scanRows.map((s) => [s.id, new Set([s.originalKey, s.imageKey, s.thumbnailKey])]));
+  for (const a of analysisRows) {
+    keys.get(a.scanId)?.add(heatmapKey(a.scanId, a.id));
+    if (a.heatmapKey) keys.get(a.scanId)?.add(a.heatmapKey);
+  }
+  for (const r of reportRows) keys.get(r.scanId)?.add(r.key);
+  return [...keys].map(([id, set]) => ({ id, keys: [...set] }));
+}
+
 /** The current analysis of each scan that has one, by scan id. */
 export async function currentAnalyses(db: DbOrTx, scanRows: ScanRow[]): Promise<Map<string, AnalysisRow>> {
   const ids = scanRows.map((s) => s.currentAnalysisId).filter((id): id is string => id !== null);
@@ -684,13 +710,16 @@ export async function insertReport(db: DbOrTx, values: typeof reports.$inferInse
   await db.insert(reports).values(values);
 }
 
-/** The id of the scan's latest report, or null when none was generated. */
-export async function latestReportId(db: DbOrTx, scanId: string): Promise<string | null> {
+/**
+ * Where a report of the scan is stored (its row's key: reports made before the shard layout sit
+ * elsewhere), by its id, or the latest when `reportId` is null; null when there is none.
+ */
+export async function reportStorageKey(db: DbOrTx, scanId: string, reportId: string | null): Promise<string | null> {
   const [row] = await db
-    .select({ id: reports.id })
+    .select({ key: reports.storageKey })
     .from(reports)
-    .where(eq(reports.scanId, scanId))
+    .where(reportId === null ? eq(reports.scanId, scanId) : and(eq(reports.scanId, scanId), eq(reports.id, reportId)))
     .orderBy(desc(reports.createdAt), desc(reports.id))
     .limit(1);
-  return row?.id ?? null;
+  return row?.key ?? null;
 }

@@ -36,7 +36,9 @@ function linksFor(ctx: AppContext, request: FastifyRequest): FileLinks {
   // Handing out a link is an export of the file: the audit trail records it (link.issue).
   return {
     file(key, scanId) {
-      const name = key.slice(key.lastIndexOf('/') + 1);
+      // The file's name: after its scan's id in a sharded key (stored-files.ts), the last part of an older one.
+      const last = key.slice(key.lastIndexOf('/') + 1);
+      const name = last.startsWith(`${scanId}.`) ? last.slice(scanId.length + 1) : last;
       noteLinkIssued(request, scanId, name.startsWith('thumb') ? 'thumbnail' : name.startsWith('heatmap') ? 'heatmap' : name.startsWith('image') ? 'image' : 'file');
       return links.file(key, scanId);
     },

@@ -7,8 +7,9 @@ import { eq } from 'drizzle-orm';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { gliomaOutput } from '../../test/helpers/analyzer-output.js';
 import { databaseKinds } from '../../test/helpers/db.js';
-import { analyses, scans } from '../platform/db/schema.js';
+import { analyses, reports, scans } from '../platform/db/schema.js';
 import { pngPixels } from '../imaging/testing/png.js';
+import { scanFileKey } from './stored-files.js';
 import {
   FIXTURES,
   SHARED_DATASETS,
@@ -92,11 +93,11 @@ for (const kind of await databaseKinds()) {
         assert.equal(scan.scanDate, '2025-05-01T15:30:00.000Z');
         assert.equal(scan.scanType, null);
         assert.equal(scan.status, 'processing');
-        assert.match(scan.imageUrl, new RegExp(`^http://imagemedix\\.test/files/scans/${scan._id}/image\\.png\\?expires=\\d+&user=${doctorA.id}&signature=`));
-        assert.match(scan.thumbnailUrl, /^http:\/\/imagemedix\.test\/files\/scans\/.+\/thumb\.png\?expires=/);
+        assert.match(scan.imageUrl, new RegExp(`^http://imagemedix\\.test/files/${scanFileKey(scan._id, 'image.png').replaceAll('.', '\\.')}\\?expires=\\d+&user=${doctorA.id}&signature=`));
+        assert.match(scan.thumbnailUrl, /^http:\/\/imagemedix\.test\/files\/scans\/[0-9a-f]{2}\/.+\.thumb\.png\?expires=/);
 
         for (const name of ['original.jpg', 'image.png', 'thumb.png']) {
-          assert.ok(await t.ctx.storage.exists(`scans/${scan._id}/${name}`), `${name} stored`);
+          assert.ok(await t.ctx.storage.exists(scanFileKey(scan._id, name)), `${name} stored`);
         }
         const patient = await get(doctorA, `/api/patients/${fields.patientId}`);
         assert.equal(patient.statusCode, 200);
@@ -161,7 +162,7 @@ for (const kind of await databaseKinds()) {
           fields: newPatientFields({ scanType: 'chest-xray' }),
         });
         assert.equal(res.statusCode, 201, res.body);
-        assert.ok(await t.ctx.storage.exists(`scans/${res.json()._id}/original.png`));
+        assert.ok(await t.ctx.storage.exists(scanFileKey(res.json()._id, 'original.png')));
       });
 
       test('a DICOM file fills patientId, patientName, scanDate and scanType from its header', async () => {
@@ -173,7 +174,7 @@ for (const kind of await databaseKinds()) {
         assert.equal(scan.scanDate, '2004-08-26T00:00:00.000Z');
         assert.equal(scan.scanType, 'brain-mri');
         assert.equal(scan.status, 'processing');
-        assert.ok(await t.ctx.storage.exists(`scans/${scan._id}/original.dcm`));
+        assert.ok(await t.ctx.storage.exists(scanFileKey(scan._id, 'original.dcm')));
         const detail = (await get(doctorA, `/api/scans/${scan._id}`)).json();
         assert.equal(detail.originalFormat, 'dicom');
         assert.equal(detail.dicom.modality, 'MR');
@@ -268,7 +269,9 @@ for (const kind of await databaseKinds()) {
 
       test('a failed upload leaves neither a row, nor a patient, nor a file', async () => {
         const scansDir = path.join(t.dataDir, 'files/scans');
-        const before = (await readdir(scansDir).catch(() => [])).length;
+        const storedFiles = async () =>
+          (await readdir(scansDir, { recursive: true, withFileTypes: true }).catch(() => [])).filter((f) => f.isFile()).length;
+        const before = await storedFiles();
         const events = t.ctx.events;
         // The upload's one statement fails (a body its database refuses: the NUL) and so would
         // the transaction's event, after the patient and scan rows were written in either.
@@ -287,7 +290,7 @@ for (const kind of await databaseKinds()) {
         } finally {
           t.ctx.events = events;
         }
-        assert.equal((await readdir(scansDir)).length, before);
+        assert.equal(await storedFiles(), before);
         assert.equal((await get(doctorA, `/api/patients/${fields.patientId}`)).statusCode, 404);
       });
 
@@ -474,7 +477,7 @@ for (const kind of await databaseKinds()) {
         assert.equal(bare.statusCode, 403);
         assert.match(bare.json().error, /not valid/);
         // The original file is never served by link.
-        const original = t.ctx.signer.sign(`/files/scans/${a._id}/original.jpg`, null, { userId: doctorA.id });
+        const original = t.ctx.signer.sign(`/files/${scanFileKey(a._id, 'original.jpg')}`, null, { userId: doctorA.id });
         assert.equal((await get(null, original)).statusCode, 403);
       });
 
@@ -492,7 +495,7 @@ for (const kind of await databaseKinds()) {
           const doctor = await local.user();
           const res = await local.app.inject({ ...uploadRequest(doctor, { data: JPEG, fields: newPatientFields() }), authority: 'scans.example:8443' });
           assert.equal(res.statusCode, 201, res.body);
-          assert.match(res.json().imageUrl, /^\/files\/scans\/[0-9a-f-]{36}\/image\.png\?expires=\d+&user=[0-9a-f-]{36}&signature=/);
+          assert.match(res.json().imageUrl, /^\/files\/scans\/[0-9a-f]{2}\/[0-9a-f-]{36}\.image\.png\?expires=\d+&user=[0-9a-f-]{36}&signature=/);
           assert.equal((await local.app.inject({ url: res.json().imageUrl })).statusCode, 200);
         } finally {
           await local.close();
@@ -568,7 +571,7 @@ for (const kind of await databaseKinds()) {
           calibration: 'model',
           region: BRAIN_OUTPUT.hotRegion,
         });
-        assert.match(heatmapUrl, /^http:\/\/imagemedix\.test\/files\/scans\/.+\/heatmap-.+\.png\?expires=/);
+        assert.match(heatmapUrl, /^http:\/\/imagemedix\.test\/files\/scans\/[0-9a-f]{2}\/.+\.heatmap-.+\.png\?expires=/);
         assert.equal((await get(null, localPath(heatmapUrl))).statusCode, 200);
         assert.deepEqual(analysed.modelResult, analysed.result);
         const listed = (await get(doctorA, `/api/scans?patientId=${scan.patientId}`)).json();
@@ -757,11 +760,112 @@ for (const kind of await databaseKinds()) {
         assert.equal((await t.ctx.db.select().from(scans).where(eq(scans.id, scan._id))).length, 0);
         assert.equal((await t.ctx.db.select().from(analyses).where(eq(analyses.scanId, scan._id))).length, 0);
         for (const name of ['original.jpg', 'image.png', 'thumb.png']) {
-          assert.equal(await t.ctx.storage.exists(`scans/${scan._id}/${name}`), false, name);
+          assert.equal(await t.ctx.storage.exists(scanFileKey(scan._id, name)), false, name);
         }
         assert.equal((await get(null, localPath(scan.imageUrl))).statusCode, 404);
         assert.equal((await get(null, localPath(report.json().reportUrl))).statusCode, 404);
         assert.equal((await send(admin, 'DELETE', `/api/scans/${scan._id}`)).statusCode, 404);
+      });
+
+      const filesDir = () => path.join(t.ctx.config.dataDir, 'files');
+      /** Every file of the scan in local storage, under any folder (its id is in its key). */
+      const filesOf = async (scanId: string) =>
+        (await readdir(filesDir(), { recursive: true })).filter((f) => f.includes(scanId));
+      /** Uploads, analyses and reports a scan: every kind of file a scan has. */
+      const scanWithEveryFile = async (fields: Record<string, string> = {}) => {
+        const scan = await uploadJpeg(doctorA, { scanType: 'brain-mri', ...fields });
+        const { width, height } = (await get(doctorA, `/api/scans/${scan._id}`)).json();
+        await runAnalysis(t, scan._id, { ...BRAIN_OUTPUT, heatmapPng: await heatmapPng(width, height) });
+        const report = await send(doctorA, 'POST', `/api/scans/${scan._id}/report`);
+        assert.equal(report.statusCode, 201, report.body);
+        return { id: scan._id as string, reportUrl: report.json().reportUrl as string };
+      };
+      /** Moves a scan's files to the layout of scans stored before the shard folders, rows included. */
+      const toLegacyLayout = async (scanId: string) => {
+        const storage = t.ctx.storage;
+        const move = async (key: string, legacy: string) => {
+          await storage.put(legacy, await storage.get(key), 'application/octet-stream');
+          await storage.delete(key);
+          return legacy;
+        };
+        const name = (key: string) => key.slice(key.indexOf(scanId) + scanId.length + 1);
+        const [row] = await t.ctx.db.select().from(scans).where(eq(scans.id, scanId));
+        await t.ctx.db
+          .update(scans)
+          .set({
+            originalKey: await move(row!.originalKey, `scans/${scanId}/${name(row!.originalKey)}`),
+            imageKey: await move(row!.imageKey, `scans/${scanId}/image.png`),
+            thumbnailKey: await move(row!.thumbnailKey, `scans/${scanId}/thumb.png`),
+          })
+          .where(eq(scans.id, scanId));
+        for (const a of await t.ctx.db.select().from(analyses).where(eq(analyses.scanId, scanId))) {
+          if (!a.heatmapKey) continue;
+          const heatmapKey = await move(a.heatmapKey, `scans/${scanId}/heatmap-${a.id}.png`);
+          await t.ctx.db.update(analyses).set({ heatmapKey }).where(eq(analyses.id, a.id));
+        }
+        for (const r of await t.ctx.db.select().from(reports).where(eq(reports.scanId, scanId))) {
+          const storageKey = await move(r.storageKey, `scans/${scanId}/reports/${r.id}.pdf`);
+          await t.ctx.db.update(reports).set({ storageKey }).where(eq(reports.id, r.id));
+        }
+        assert.ok((await filesOf(scanId)).every((f) => f.startsWith(path.join('scans', scanId))), 'only the legacy folder is left');
+      };
+
+      test('a scan\'s files sit in a shard folder named by its id, with no folder of its own', async () => {
+        const { id } = await scanWithEveryFile();
+        const shard = path.join('scans', id.slice(0, 2));
+        const files = await filesOf(id);
+        assert.deepEqual(
+          files.map((f) => path.relative(shard, f).replace(/heatmap-[0-9a-f-]{36}/, 'heatmap-A').replace(/report-[0-9a-f-]{36}/, 'report-R')).sort(),
+          ['original.jpg', 'image.png', 'thumb.png', 'heatmap-A.png', 'report-R.pdf'].map((n) => `${id}.${n}`).sort(),
+        );
+        assert.equal(readdirSync(path.join(filesDir(), 'scans')).includes(id), false, 'no folder per scan');
+      });
+
+      test('deleting a scan removes each of its files by the keys its rows name, and a heatmap not yet recorded', async () => {
+        const { id, reportUrl } = await scanWithEveryFile();
+        // A later analysis whose worker stored its heatmap and had not recorded it when the scan went.
+        const [late] = await t.ctx.db.insert(analyses).values({ scanId: id, status: 'active' }).returning();
+        await t.ctx.storage.put(scanFileKey(id, `heatmap-${late!.id}.png`), Buffer.from('png'), 'image/png');
+        assert.equal((await filesOf(id)).length, 6);
+
+        assert.equal((await send(admin, 'DELETE', `/api/scans/${id}`)).statusCode, 200);
+        assert.deepEqual(await filesOf(id), []);
+        assert.equal((await get(null, localPath(reportUrl))).statusCode, 404);
+      });
+
+      test('a scan stored in the older folder layout is read, linked and deleted as before', async () => {
+        const { id, reportUrl } = await scanWithEveryFile();
+        const before = (await get(doctorA, `/api/scans/${id}`)).json();
+        const image = (await get(null, localPath(before.imageUrl))).rawPayload;
+        await toLegacyLayout(id);
+
+        const detail = (await get(doctorA, `/api/scans/${id}`)).json();
+        assert.match(detail.imageUrl, new RegExp(`/files/scans/${id}/image\\.png\\?`));
+        const read = await get(null, localPath(detail.imageUrl));
+        assert.equal(read.statusCode, 200);
+        assert.ok(read.rawPayload.equals(image));
+        assert.equal((await get(null, localPath(detail.thumbnailUrl))).statusCode, 200);
+        assert.equal((await get(null, localPath(detail.result.heatmapUrl))).statusCode, 200);
+        assert.equal((await get(null, localPath(reportUrl))).statusCode, 200, 'the link given before still answers');
+        const latest = await get(doctorA, `/reports/report-${id}.pdf`);
+        assert.equal(latest.statusCode, 200);
+        assert.equal(latest.headers['content-type'], 'application/pdf');
+
+        assert.equal((await send(admin, 'DELETE', `/api/scans/${id}`)).statusCode, 200);
+        assert.deepEqual(await filesOf(id), []);
+        assert.equal(readdirSync(path.join(filesDir(), 'scans')).includes(id), false, 'the folder goes too');
+      });
+
+      test('deleting a patient removes the files of their scans, in either layout', async () => {
+        const patientId = uniqueId();
+        const sharded = await scanWithEveryFile({ patientId });
+        const legacy = await scanWithEveryFile({ patientId });
+        await toLegacyLayout(legacy.id);
+        assert.ok((await filesOf(sharded.id)).length > 0);
+        const patient = (await get(doctorA, `/api/patients/${patientId}`)).json();
+        assert.equal((await send(admin, 'DELETE', `/api/patients/${patient._id}`)).statusCode, 200);
+        assert.deepEqual(await filesOf(sharded.id), []);
+        assert.deepEqual(await filesOf(legacy.id), []);
       });
     });
   });

@@ -109,7 +109,7 @@ const ScanCore = {
   scanType: Nullable(ScanTypeSchema),
   imageUrl: Type.String({
     description:
-      'Signed, expiring link to the rendered PNG: a relative path `/files/scans/<_id>/image.png?expires=...&signature=...` (absolute on PUBLIC_URL when set). The path without its query also answers a bearer token of someone who may see the scan.',
+      'Signed, expiring link to the rendered PNG: a relative path `/files/scans/<first two characters of _id>/<_id>.image.png?expires=...&signature=...` (absolute on PUBLIC_URL when set). The path without its query also answers a bearer token of someone who may see the scan.',
   }),
   thumbnailUrl: Type.String({ description: 'Signed, expiring link to a small PNG preview (same shape as imageUrl)' }),
   status: ScanStatusSchema,

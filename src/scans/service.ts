@@ -20,7 +20,7 @@ import { isUniqueViolation } from '../platform/db/errors.js';
 import type { Storage } from '../platform/storage/index.js';
 import * as repo from './repository.js';
 import { THUMBNAIL_PX } from './renditions.js';
-import { ORIGINAL_EXTENSION, ORIGINAL_MIME, removeScanFiles, scanFilesPrefix } from './stored-files.js';
+import { ORIGINAL_EXTENSION, ORIGINAL_MIME, removeScanFiles, scanFileKey } from './stored-files.js';
 import type { AnnotationBody, ListScansQuery, ReviewBody } from './schemas.js';
 import type { UploadedImage, UploadForm } from './upload.js';
 import {
@@ -211,7 +211,7 @@ export async function uploadScan(deps: ScanDeps, opts: UploadScanOptions) {
   } catch (err) {
     // The file streamed in before any check: a refusal removes it, as it removes a stored one.
     try {
-      await deps.storage.deletePrefix(scanFilesPrefix(streamed.scanId));
+      await deps.storage.delete(streamed.key);
     } catch (cleanupErr) {
       opts.log.error({ err: cleanupErr, scanId: streamed.scanId }, 'could not remove the file of a refused upload');
     }
@@ -252,16 +252,15 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
   const scanType = declaredType ?? (dicom ? inferScanType(dicom) : null);
 
   const scanId = form.image.stored?.scanId ?? randomUUID();
-  const prefix = scanFilesPrefix(scanId);
   const keys = {
-    original: form.image.stored?.key ?? `${prefix}original.${ORIGINAL_EXTENSION[image.kind]}`,
-    image: `${prefix}image.png`,
-    thumbnail: `${prefix}thumb.png`,
+    original: form.image.stored?.key ?? scanFileKey(scanId, `original.${ORIGINAL_EXTENSION[image.kind]}`),
+    image: scanFileKey(scanId, 'image.png'),
+    thumbnail: scanFileKey(scanId, 'thumb.png'),
   };
 
   try {
     // Files first: a row is only committed once its files exist. If anything below fails,
-    // the prefix is removed, so no file outlives a row that was never committed.
+    // they are removed, so no file outlives a row that was never committed.
     // All settled before any clean-up below, so no put still running can outlive it.
     // Without a rendition, the worker (or the first reader of the image link) renders it.
     // The keys are fresh (a new scan's): written in place, no temporary file.
@@ -351,7 +350,8 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
     return scanCoreView(saved, links);
   } catch (err) {
     try {
-      await storage.deletePrefix(prefix);
+      // The keys are a new scan id's, so nothing but this upload wrote them.
+      for (const key of Object.values(keys)) await storage.delete(key);
     } catch (cleanupErr) {
       log.error({ err: cleanupErr, scanId }, 'could not remove the files of a failed upload');
     }
@@ -621,10 +621,11 @@ export async function deleteScan(
   requireAdmin(viewer, 'Only administrators can delete scans');
   const deleted = await db.transaction(async (tx) => {
     const { scan } = await requireVisibleScan(tx, viewer, id);
+    const files = await repo.storedFilesOf(tx, [scan.id]);
     await repo.deleteScanRow(tx, scan.id);
-    return { id: scan.id, patientId: scan.patientId };
+    return { id: scan.id, patientId: scan.patientId, files };
   });
-  await removeScanFiles(storage, [deleted.id], log);
-  return deleted;
+  await removeScanFiles(storage, deleted.files, log);
+  return { id: deleted.id, patientId: deleted.patientId };
 }
 

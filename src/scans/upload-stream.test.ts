@@ -21,6 +21,7 @@ import { syntheticImage } from '../imaging/testing/dicom-writer.js';
 import { scans } from '../platform/db/schema.js';
 import { multipart, uploadRequest } from './test-support.js';
 import { IN_MEMORY_BYTES } from './upload.js';
+import { scanFileKey } from './stored-files.js';
 
 const MB = 1024 * 1024;
 
@@ -85,15 +86,15 @@ function streamingTests(opts: {
     const res = await upload(series);
     assert.equal(res.statusCode, 201, res.body);
     const scanId = res.json()._id as string;
-    assert.deepEqual(opts.streamed.slice(streamedBefore), [`scans/${scanId}/original.dcm`]);
-    const original = await opts.app().ctx.storage.get(`scans/${scanId}/original.dcm`);
+    assert.deepEqual(opts.streamed.slice(streamedBefore), [scanFileKey(scanId, 'original.dcm')]);
+    const original = await opts.app().ctx.storage.get(scanFileKey(scanId, 'original.dcm'));
     assert.equal(original.length, series.length);
     assert.ok(original.equals(series), 'the stored original is the uploaded file');
     const [row] = await opts.app().database.db.select().from(scans).where(eq(scans.id, scanId));
     assert.equal(row!.fileSize, series.length);
     assert.equal(row!.sha256, sha256(series));
     assert.equal(row!.width, 512);
-    assert.deepEqual((await opts.stored()).filter((k) => k.startsWith(`scans/${scanId}/`)), [`scans/${scanId}/original.dcm`]);
+    assert.deepEqual((await opts.stored()).filter((k) => k.includes(scanId)), [scanFileKey(scanId, 'original.dcm')]);
   });
 
   test('a file over MAX_UPLOAD_MB is refused with 413 once streaming, and nothing is left in storage', async () => {
@@ -274,7 +275,7 @@ describe('streamed uploads, S3 storage (s3rver)', () => {
       uploadRequest(doctor, { data: series, filename: 's.dcm', contentType: 'application/dicom', fields: { patientId: uniqueId(), patientName: 'Long Series' } }),
     );
     assert.equal(res.statusCode, 201, res.body);
-    const original = await t.ctx.storage.get(`scans/${res.json()._id}/original.dcm`);
+    const original = await t.ctx.storage.get(scanFileKey(res.json()._id, 'original.dcm'));
     assert.equal(sha256(original), sha256(series));
   });
 });

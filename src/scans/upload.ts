@@ -18,7 +18,7 @@ import type { ImageKind } from '../imaging/sniff.js';
 import { AppError, badRequest } from '../platform/errors.js';
 import { controlCharacterIn } from '../platform/http/text-input.js';
 import type { Storage } from '../platform/storage/index.js';
-import { ORIGINAL_EXTENSION, ORIGINAL_MIME, scanFilesPrefix } from './stored-files.js';
+import { ORIGINAL_EXTENSION, ORIGINAL_MIME, scanFileKey } from './stored-files.js';
 
 /**
  * Files up to this size are read into memory whole; above it they are streamed to storage and
@@ -112,7 +112,7 @@ async function receiveImage(file: FilePart, storage: Storage, maxUploadMb: numbe
     throw new AppError('unsupported_media_type', 'The file is not a JPEG, PNG or DICOM image.');
   }
   const scanId = randomUUID();
-  const key = `${scanFilesPrefix(scanId)}original.${ORIGINAL_EXTENSION[kind]}`;
+  const key = scanFileKey(scanId, `original.${ORIGINAL_EXTENSION[kind]}`);
   // Room for a few socket reads while storage writes, so the writes are batched (writev).
   const body = new PassThrough({ highWaterMark: STREAM_BUFFER_BYTES });
   // Failures reach us through `stored`; an 'error' without a listener would end the process.
@@ -208,7 +208,7 @@ export async function readUploadForm(
   } catch (err) {
     if (image?.stored) {
       try {
-        await storage.deletePrefix(scanFilesPrefix(image.stored.scanId));
+        await storage.delete(image.stored.key);
       } catch (cleanupErr) {
         log.error({ err: cleanupErr, scanId: image.stored.scanId }, 'could not remove the file of a refused upload');
       }

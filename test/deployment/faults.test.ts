@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { inArray } from 'drizzle-orm';
 import { analyses, scans } from '../../src/platform/db/schema.js';
+import { scanFileKey } from '../../src/scans/stored-files.js';
 import {
   halfSentUpload,
   pendingJobs,
@@ -129,7 +130,7 @@ test(
       // Nothing accepted is lost...
       assert.deepEqual(accepted.filter((id) => !byId.has(id)), [], `accepted uploads missing\n${context}`);
       for (const id of accepted.slice(0, 5).concat(accepted.slice(-5))) {
-        assert.ok(await c.storage.exists(`scans/${id}/image.png`), `the image of accepted scan ${id} is missing`);
+        assert.ok(await c.storage.exists(scanFileKey(id, 'image.png')), `the image of accepted scan ${id} is missing`);
       }
       // ...nothing is stuck, and the analyses cut by the faults were retried, not failed.
       assert.deepEqual(

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { analyses, scans } from '../../src/platform/db/schema.js';
+import { scanFileKey } from '../../src/scans/stored-files.js';
 import { pendingJobs, reachable, startCluster, until, uploadTo, type Cluster } from '../helpers/cluster.js';
 
 const infra = (await reachable('postgres')) && (await reachable('redis'));
@@ -77,8 +78,8 @@ test('2 API processes and 2 workers: every scan uploaded through either API is a
 
     // The files are in the shared store, where either API can serve them.
     for (const s of scanRows.slice(0, 4)) {
-      assert.ok(await c.storage.exists(`scans/${s.id}/image.png`));
-      assert.ok(await c.storage.exists(`scans/${s.id}/heatmap-${s.currentAnalysisId}.png`));
+      assert.ok(await c.storage.exists(scanFileKey(s.id, 'image.png')));
+      assert.ok(await c.storage.exists(scanFileKey(s.id, `heatmap-${s.currentAnalysisId}.png`)));
       for (const base of bases) {
         const detail = await fetch(`${base}/api/scans/${s.id}`, { headers: auth });
         const { imageUrl } = (await detail.json()) as { imageUrl: string };

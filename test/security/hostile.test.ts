@@ -237,7 +237,7 @@ for (const kind of await databaseKinds()) {
         uploadRequest(doctor, { data: JPEG, filename: '../../../etc/passwd\u0000.jpg', fields: { patientId: uniqueId(), patientName: 'Named' } }),
       );
       assert.equal(res.statusCode, 201, res.body);
-      assert.match(res.json().imageUrl as string, /\/files\/scans\/[0-9a-f-]{36}\/image\.png\?/);
+      assert.match(res.json().imageUrl as string, /\/files\/scans\/[0-9a-f]{2}\/[0-9a-f-]{36}\.image\.png\?/);
     });
 
     test('Unicode text that is text is kept exactly', async () => {

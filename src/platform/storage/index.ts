@@ -2,8 +2,9 @@ import type { Readable } from 'node:stream';
 
 /**
  * Where scan files live: DATA_DIR on local disk by default, an S3-compatible bucket when
- * S3_BUCKET is set. Keys look like `scans/<scanId>/original.dcm`, so everything that belongs
- * to one scan is removed with its prefix.
+ * S3_BUCKET is set. Keys look like `scans/<2 hex>/<scanId>.original.dcm` (src/scans/stored-files.ts:
+ * a few shard folders, not one per scan); scans stored before that have `scans/<scanId>/...`,
+ * removed with their prefix.
  */
 export interface Storage {
   kind: 'local' | 's3';

@@ -6,7 +6,9 @@
  * action, when, from which address, and the outcome from the status code. A request that
  * handed out signed links to files records their issuing as a second event (`link.issue`).
  * If the events cannot be written, the client gets a 503 instead of the answer: no patient
- * data leaves without its trace, and a crash after the answer cannot lose the trace. Events
+ * data leaves without its trace, and a crash after the answer cannot lose the trace. A request
+ * whose own statement can commit its events with its writes (an upload) builds them beforehand
+ * with auditInAdvance; the hook then writes nothing more unless its answer differs. Events
  * hold ids and field names only: never values, image data, passwords or tokens.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -15,7 +17,7 @@ import type { AuditOutcome } from '../platform/db/schema.js';
 import { isUuid } from '../platform/http/schemas.js';
 import { findPatientByPatientId } from '../patients/repository.js';
 import { findUserByEmail } from '../users/repository.js';
-import { insertAuditEvents, patientsOfScans, type NewAuditRow } from './repository.js';
+import { insertAuditEvents, patientsOfScans, STATEMENT_PATIENT, type NewAuditRow } from './repository.js';
 
 type AuditResource = 'patient' | 'scan' | 'user' | 'session' | 'webhook' | 'audit' | 'model' | 'address';
 
@@ -50,6 +52,8 @@ declare module 'fastify' {
     /** Signed links this request handed out, per scan (see noteLinkIssued). */
     issuedLinks: Map<string, Set<LinkKind>> | null;
     auditWritten: boolean;
+    /** Events committed by the request's own statement (auditInAdvance), with their patients. */
+    auditCommitted: NewAuditRow[] | null;
   }
 }
 
@@ -145,9 +149,14 @@ function changedFields(body: unknown): string[] | undefined {
   return b ? Object.keys(b).slice(0, 30).map((k) => storable(k.slice(0, 64))) : undefined;
 }
 
-async function describe(db: Db, spec: AuditSpec, request: FastifyRequest, statusCode: number): Promise<NewAuditRow> {
-  const note = request.auditNote ?? {};
-  const payload = asRecord(request.auditPayload);
+async function describe(
+  db: Db,
+  spec: AuditSpec,
+  request: FastifyRequest,
+  statusCode: number,
+  { note = request.auditNote ?? {}, answer = request.auditPayload }: { note?: AuditNote; answer?: unknown } = {},
+): Promise<NewAuditRow> {
+  const payload = asRecord(answer);
   const params = asRecord(request.params) ?? {};
   const body = asRecord(request.body);
   let actor = request.user ? { id: request.user.id, role: request.user.role as string | null } : (note.actor ?? null);
@@ -253,8 +262,12 @@ async function describe(db: Db, spec: AuditSpec, request: FastifyRequest, status
  * which kinds, to whom (the actor: a link is signed for the user who asked) and for how long.
  * Downloading through a link is recorded apart (file.download, report.download).
  */
-async function linkIssueEvent(db: Db, request: FastifyRequest, main: NewAuditRow, ttlSeconds: number): Promise<NewAuditRow | null> {
-  const issued = request.issuedLinks;
+async function linkIssueEvent(
+  db: Db,
+  issued: FastifyRequest['issuedLinks'],
+  main: NewAuditRow,
+  ttlSeconds: number,
+): Promise<NewAuditRow | null> {
   if (!issued || issued.size === 0 || main.outcome !== 'success') return null;
   const scanIds = [...issued.keys()];
   const kinds = [...new Set([...issued.values()].flatMap((k) => [...k]))].sort();
@@ -281,6 +294,7 @@ export function registerAuditHooks(app: FastifyInstance, deps: { db: Db; audit: 
   app.decorateRequest('auditPayload', null);
   app.decorateRequest('issuedLinks', null);
   app.decorateRequest('auditWritten', false);
+  app.decorateRequest('auditCommitted', null);
   app.addHook('preSerialization', async (request, _reply, payload) => {
     if (request.routeOptions.config?.audit) request.auditPayload = payload;
     return payload;
@@ -293,8 +307,12 @@ export function registerAuditHooks(app: FastifyInstance, deps: { db: Db; audit: 
     request.auditWritten = true;
     try {
       const main = await describe(deps.db, spec, request, reply.statusCode);
-      const links = await linkIssueEvent(deps.db, request, main, deps.config.signedUrlTtlSeconds);
-      await deps.audit.write(links ? [main, links] : [main]);
+      const links = await linkIssueEvent(deps.db, request.issuedLinks, main, deps.config.signedUrlTtlSeconds);
+      const rows = links ? [main, links] : [main];
+      // Committed already with the request's own writes (auditInAdvance), exactly these: done.
+      // An answer other than the one foreseen (a failure after the commit) is recorded as well.
+      if (request.auditCommitted !== null && sameEvents(request.auditCommitted, rows)) return payload;
+      await deps.audit.write(rows);
     } catch (err) {
       // Logged by kind and code only (platform/logging.ts). The answer is withheld.
       request.log.error({ err }, 'an audit event could not be written: the answer is withheld');
@@ -350,6 +368,48 @@ export async function auditRefusedSignIn(
   } catch (err) {
     request.log.error({ err }, 'a refused sign-in could not be recorded in the audit trail');
   }
+}
+
+/** What a request's own writes commit of its audit trail (see auditInAdvance). */
+export interface AdvanceAudit {
+  /** The events, STATEMENT_PATIENT standing for the patient the write finds or creates. */
+  rows: NewAuditRow[];
+  /** The events for that patient, for a write that knows it (a transaction). */
+  rowsFor(patientId: string): NewAuditRow[];
+  /** To be called once they are committed: the hook then writes them no more. */
+  committed(patientId: string): void;
+}
+
+const withPatient = (rows: NewAuditRow[], patientId: string): NewAuditRow[] =>
+  rows.map((row) => ({ ...row, patientIds: row.patientIds?.map((id) => (id === STATEMENT_PATIENT ? patientId : id)) ?? [] }));
+
+const sameEvents = (a: NewAuditRow[], b: NewAuditRow[]): boolean => JSON.stringify(a) === JSON.stringify(b);
+
+/**
+ * The events the onSend hook would write for this request if it answered `statusCode` with
+ * `answer`, having noted `note` and issued `links`: built by the hook's own code, for a write
+ * that commits them with its own rows (an upload's one statement) instead of a second INSERT
+ * after it. The hook compares what it would write with them, and writes nothing more when they
+ * are the same; a different answer (a failure after the commit) is recorded as any other.
+ * Null for a route with no audit action.
+ */
+export async function auditInAdvance(
+  deps: { db: Db; config: { signedUrlTtlSeconds: number } },
+  request: FastifyRequest,
+  { statusCode, answer, note, links }: { statusCode: number; answer: unknown; note: AuditNote; links: FastifyRequest['issuedLinks'] },
+): Promise<AdvanceAudit | null> {
+  const spec = request.routeOptions.config?.audit;
+  if (!spec) return null;
+  const main = await describe(deps.db, spec, request, statusCode, { note: { ...(request.auditNote ?? {}), ...note }, answer });
+  const issued = await linkIssueEvent(deps.db, links, main, deps.config.signedUrlTtlSeconds);
+  const rows = issued ? [main, issued] : [main];
+  return {
+    rows,
+    rowsFor: (patientId) => withPatient(rows, patientId),
+    committed(patientId) {
+      request.auditCommitted = withPatient(rows, patientId);
+    },
+  };
 }
 
 /** For a handler: what the hook cannot see (a deleted record's patient, a link's user). */

@@ -21,6 +21,28 @@ const INSERT_AUDIT_ROWS_TAIL = '::jsonb) as r';
 // Append-only rows the cached pages never read: PGlite's write generation need not move for them.
 markAppendOnly(`${INSERT_AUDIT_ROWS_HEAD}$1${INSERT_AUDIT_ROWS_TAIL}`);
 
+/**
+ * Stands, in the patientIds of events written by a statement (auditRowsInsertSql), for the
+ * patient that statement finds or creates: an upload's events name a patient not known before.
+ */
+export const STATEMENT_PATIENT = '00000000-0000-4000-8000-000000000000';
+
+/**
+ * The INSERT of insertAuditEvents for a data-modifying CTE of a statement that commits the
+ * events with its own rows (an upload: one statement instead of a second INSERT after it).
+ * `rows` is a JSON array as insertAuditEvents sends; STATEMENT_PATIENT in a row's patientIds
+ * becomes `patientId`. Nothing is written when `when` is false.
+ */
+export function auditRowsInsertSql(rows: SQL, patientId: SQL, when: SQL): SQL {
+  return sql`insert into "audit_events" ("at", "actor_id", "actor_role", "action", "resource_type", "resource_id", "patient_ids", "ip", "outcome", "status_code", "detail")
+    select coalesce((r->>'at')::timestamptz, now()), (r->>'actorId')::uuid, r->>'actorRole', r->>'action', r->>'resourceType', r->>'resourceId',
+      array(select case when e = ${sql.raw(`'${STATEMENT_PATIENT}'`)} then ${patientId} else e::uuid end
+              from jsonb_array_elements_text(coalesce(r->'patientIds', '[]'::jsonb)) with ordinality as p(e, n) order by n),
+      r->>'ip', r->>'outcome', (r->>'statusCode')::int, nullif(r->'detail', 'null'::jsonb)
+    from jsonb_array_elements(${rows}::jsonb) as r
+    where ${when}`;
+}
+
 export async function insertAuditEvents(db: DbOrTx, rows: NewAuditRow[]): Promise<void> {
   if (rows.length === 0) return;
   await db.execute(sql`${sql.raw(INSERT_AUDIT_ROWS_HEAD)}${JSON.stringify(rows)}${sql.raw(INSERT_AUDIT_ROWS_TAIL)}`);

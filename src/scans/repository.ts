@@ -10,6 +10,7 @@ import type { ListedScan, ShownAnalysis } from './view.js';
 import { analyses, annotations, patients, reports, scanAccess, scanReviews, scans, users } from '../platform/db/schema.js';
 import { createTotalsCache, LARGE, type TotalsCache } from './totals.js';
 import { heatmapKey, type ScanFiles } from './stored-files.js';
+import { auditRowsInsertSql, type NewAuditRow } from '../audit/repository.js';
 
 export type { ScanPatient, ScanRow };
 export type NewScanRow = typeof scans.$inferInsert;
@@ -460,7 +461,7 @@ export interface UploadExtras {
  * when given, is the one on record as written, or else a new patient assigned to the viewer
  * when none has the identifier and there is a name to create it with; then the scan, its
  * analysis row, its analysis job and the event's webhook deliveries (pg-boss's own insert) and
- * the jobs' wake-up NOTIFY. A statement is atomic and its NOTIFY goes out at its commit, as the
+ * the jobs' wake-up NOTIFY, and the request's audit events (src/audit auditInAdvance). A statement is atomic and its NOTIFY goes out at its commit, as the
  * transaction's did. When the patient is not the viewer's, is named otherwise, or cannot be
  * created, it writes nothing and answers no row: the caller then takes the transaction, which
  * gives the exact refusal (or finds the patient a concurrent upload just created).
@@ -502,7 +503,8 @@ function uploadStatement(db: DbOrTx, role: Viewer['role'], extras: UploadExtras)
       insert into scans ("patient_id", ${columnList(uploadScanColumns)}) select upload_patient.id, ${typedPlaceholders(uploadScanColumns, 'scan_')} from upload_patient returning *
     ),
     queued_jobs as (${insertJobsSql(records)}),
-    notified as (${notifyJobsSql('queued_jobs')})
+    notified as (${notifyJobsSql('queued_jobs')}),
+    audited as (${auditRowsInsertSql(sql`${sql.placeholder('auditRows')}`, patientId, sql`exists (select 1 from upload_patient)`)})
     select json_build_object(${scanJson}) as scan, json_build_object('id', p.id, 'patientId', p.patient_id, 'name', p.name) as patient
       from inserted_scan s cross join upload_patient p cross join notified`;
 }
@@ -540,6 +542,7 @@ export async function insertUploadInOneStatement(
     analysisJob,
     extras,
     extraValues,
+    auditRows,
   }: {
     viewer: Viewer;
     /** A hospital identifier (not a UUID). */
@@ -552,12 +555,14 @@ export async function insertUploadInOneStatement(
     analysisJob: JobRecord;
     extras: UploadExtras;
     extraValues: Record<string, unknown>;
+    /** The request's audit events, committed with the upload (STATEMENT_PATIENT for its patient). */
+    auditRows: readonly NewAuditRow[];
   },
 ): Promise<{ scan: ScanRow; patient: { id: string; patientId: string; name: string } } | null> {
   const name = `upload_scan_${viewer.role}`;
   let query = uploadQueries.get(name);
   if (!query) uploadQueries.set(name, (query = pgDialect.sqlToQuery(uploadStatement(db, viewer.role, extras))));
-  const values: Record<string, unknown> = { ...extraValues, viewerId: viewer.id, patientId, formName, newName, newPatientRowId: randomUUID(), analysisJob: JSON.stringify(analysisJob) };
+  const values: Record<string, unknown> = { ...extraValues, viewerId: viewer.id, patientId, formName, newName, newPatientRowId: randomUUID(), analysisJob: JSON.stringify(analysisJob), auditRows: JSON.stringify(auditRows) };
   for (const { key, column } of uploadScanColumns) values[`scan_${key}`] = scan[key] == null ? null : column.mapToDriverValue(scan[key]);
   for (const { key, column } of queuedAnalysisColumns) values[`analysis_${key}`] = analysis[key] == null ? null : column.mapToDriverValue(analysis[key]);
   const params = fillPlaceholders(query.params, values);

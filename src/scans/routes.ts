@@ -3,7 +3,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { FastifyRequest } from 'fastify';
 import { currentUser, requireAdmin } from '../auth/hooks.js';
-import { noteAudit, noteLinkIssued } from '../audit/log.js';
+import { auditInAdvance, noteAudit, noteLinkIssued } from '../audit/log.js';
+import { STATEMENT_PATIENT } from '../audit/repository.js';
 import type { AppContext, Feature } from '../context.js';
 import { authErrors, ErrorSchema, IdParamsSchema, MessageSchema } from '../platform/http/schemas.js';
 import { SCAN_TYPE_IDS } from '../scan-types/index.js';
@@ -95,6 +96,15 @@ function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           log: request.log,
           // The audit line names the patient without looking the new scan up again.
           onPatient: (patientId) => noteAudit(request, { patientIds: [patientId] }),
+          // Its events, as the hook would write them for the 201 and its two links, are
+          // committed with the scan (one statement, no INSERT after it).
+          audit: (scanId) =>
+            auditInAdvance(ctx, request, {
+              statusCode: 201,
+              answer: { _id: scanId },
+              note: { patientIds: [STATEMENT_PATIENT] },
+              links: new Map([[scanId, new Set(['image', 'thumbnail'] as const)]]),
+            }),
         });
         request.log.info({ scan: scan._id, status: scan.status }, 'scan uploaded');
         return reply.code(201).send(scan);

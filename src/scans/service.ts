@@ -7,6 +7,8 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { BaseLogger } from 'pino';
 import { findPatientForScans, findVisiblePatient, requireAdmin, requireVisibleScan, type Viewer } from '../access/index.js';
+import type { AdvanceAudit } from '../audit/log.js';
+import { insertAuditEvents } from '../audit/repository.js';
 import type { AppContext } from '../context.js';
 import { ImageDecodeError, inferScanType, inspectDicom, inspectDicomHead, sniffImageKind, type DicomInfo } from '../imaging/index.js';
 import type { ImageKind } from '../imaging/sniff.js';
@@ -201,7 +203,15 @@ async function checkUpload(deps: ScanDeps, upload: UploadedImage): Promise<Check
   }
 }
 
-type UploadScanOptions = { viewer: Viewer; form: UploadForm; links: FileLinks; log: FastifyBaseLogger; onPatient?: (patientRowId: string) => void };
+type UploadScanOptions = {
+  viewer: Viewer;
+  form: UploadForm;
+  links: FileLinks;
+  log: FastifyBaseLogger;
+  onPatient?: (patientRowId: string) => void;
+  /** The request's audit events for the new scan, committed with it (src/audit auditInAdvance). */
+  audit?: (scanId: string) => Promise<AdvanceAudit | null>;
+};
 
 export async function uploadScan(deps: ScanDeps, opts: UploadScanOptions) {
   const streamed = opts.form.image.stored;
@@ -219,7 +229,7 @@ export async function uploadScan(deps: ScanDeps, opts: UploadScanOptions) {
   }
 }
 
-async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient }: UploadScanOptions) {
+async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient, audit: auditFor }: UploadScanOptions) {
   const { db, storage } = deps;
   const request = parseUploadFields(form.fields);
   // Access first, before the expensive decode: someone else's patientId is "in use", the
@@ -293,6 +303,7 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
       seriesInstanceUid: dicom?.seriesInstanceUid ?? null,
       sopInstanceUid: dicom?.sopInstanceUid ?? null,
     };
+    const audit = (await auditFor?.(scanId)) ?? null;
     // A patient on record that the viewer may add scans to, or a new one to create: one
     // statement. Anything else (a refusal, a creation that lost a race) writes nothing there
     // and takes the transaction below, which gives the exact answer or finds the patient.
@@ -308,8 +319,10 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
         analysisJob: job,
         extras: { deliveryRecords: (patient, newPatientOwner) => deps.events.deliveryRecords(db, patient, newPatientOwner) },
         extraValues: deps.events.deliveryValues({ type: 'scan.uploaded', scanId, status }),
+        auditRows: audit?.rows ?? [],
       });
       if (saved) {
+        audit?.committed(saved.patient.id);
         onPatient?.(saved.patient.id);
         return scanCoreView(saved, links);
       }
@@ -336,6 +349,7 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
             repo.insertScanWithAnalysis(tx, { ...scanValues, patientId: patient.id }, analysis),
         );
         await deps.events.publish(tx, { type: 'scan.uploaded', scanId, patientId: patient.id, status });
+        if (audit) await insertAuditEvents(tx, audit.rowsFor(patient.id));
         return { scan, patient };
       });
     let saved: Awaited<ReturnType<typeof insert>>;
@@ -346,6 +360,7 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
       if (!isUniqueViolation(err)) throw err;
       saved = await insert();
     }
+    audit?.committed(saved.patient.id);
     onPatient?.(saved.patient.id);
     return scanCoreView(saved, links);
   } catch (err) {

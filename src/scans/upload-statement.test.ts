@@ -8,6 +8,7 @@ import { readdir, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import path from 'node:path';
 import { describe, test } from 'node:test';
+import { and, asc, eq, inArray } from 'drizzle-orm';
 import { AnalyzeScanPayloadSchema } from '../analysis/analyze.job.js';
 import { ANALYZE_SCAN_JOB } from '../analysis/job-name.js';
 import { latestAnalysisOf } from '../analysis/repository.js';
@@ -17,6 +18,7 @@ import { WebhookDeliveryPayloadSchema } from '../webhooks/types.js';
 import { uniqueId, useTestApp, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { databaseKinds } from '../../test/helpers/db.js';
 import { FIXTURES, uploadRequest } from './test-support.js';
+import { auditEvents } from '../platform/db/schema.js';
 
 const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
 const readdirAsync = promisify(readdir);
@@ -141,15 +143,66 @@ for (const kind of await databaseKinds()) {
       const owner = await t.user();
       const patient = await t.patient(owner, { name: 'Sara Kim' });
       const scansDir = path.join(t.dataDir, 'files/scans');
-      const filesBefore = (await readdirAsync(scansDir).catch(() => [])).length;
+      // Files, in any folder (scans/<shard>/<scan id>.<name>).
+      const storedFiles = async () =>
+        (await readdirAsync(scansDir, { recursive: true, withFileTypes: true }).catch(() => [])).filter((f) => f.isFile()).length;
+      const filesBefore = await storedFiles();
       await t.runtime.queue.take(analyzeJob, 1000);
       const res = await upload(doctor, { patientId: patient.patientId });
       assert.equal(res.statusCode, 409, res.body);
       assert.match(res.json().error, /already in use/);
-      assert.equal((await readdirAsync(scansDir).catch(() => [])).length, filesBefore, 'the stored file is removed');
+      assert.equal(await storedFiles(), filesBefore, 'the stored file is removed');
       const detail = (await t.app.inject({ url: `/api/patients/${patient._id}`, headers: owner.auth })).json<{ scans: unknown[] }>();
       assert.deepEqual(detail.scans, [], 'no scan row');
       assert.deepEqual(await t.runtime.queue.take(analyzeJob, 100), [], 'no analysis job');
+    });
+
+    test('its audit events (the upload, the links it issued) are committed with it, as the hook recorded them, and not again', async () => {
+      const onRecord = await t.patient(doctor, { name: 'Ana Lima' });
+      const byRowId = await t.patient(doctor, { name: 'Ivo Reis' });
+      const hookWrites: string[] = [];
+      const audit = t.ctx.audit;
+      t.ctx.audit = {
+        write: async (rows) => {
+          hookWrites.push(...rows.map((r) => `${r.action} ${r.resourceId}`));
+          await audit.write(rows);
+        },
+      };
+      try {
+        const cases: Array<{ fields: Record<string, string>; patient: (() => string) | null }> = [
+          // A patient on record and a new one: the one statement.
+          { fields: { patientId: onRecord.patientId }, patient: () => onRecord._id },
+          { fields: { patientId: uniqueId(), patientName: 'Noor Haddad' }, patient: null },
+          // A patient by `_id`: the transaction.
+          { fields: { patientId: byRowId._id }, patient: () => byRowId._id },
+        ];
+        for (const { fields, patient } of cases) {
+          const res = await upload(doctor, fields);
+          assert.equal(res.statusCode, 201, res.body);
+          const scan = res.json<{ _id: string; patientId: string }>();
+          const patientRowId =
+            patient?.() ?? (await t.app.inject({ url: `/api/patients/${scan.patientId}`, headers: doctor.auth })).json<{ _id: string }>()._id;
+          const rows = await t.ctx.db
+            .select()
+            .from(auditEvents)
+            .where(and(eq(auditEvents.resourceId, scan._id), inArray(auditEvents.action, ['scan.upload', 'link.issue'])))
+            .orderBy(asc(auditEvents.action));
+          const common = { actorId: doctor.id, actorRole: 'doctor', resourceType: 'scan', resourceId: scan._id, patientIds: [patientRowId], outcome: 'success', statusCode: 201 };
+          assert.deepEqual(
+            rows.map(({ action, actorId, actorRole, resourceType, resourceId, patientIds, outcome, statusCode, detail, ip }) => ({
+              action, actorId, actorRole, resourceType, resourceId, patientIds, outcome, statusCode, detail, ip,
+            })),
+            [
+              { action: 'link.issue', ...common, detail: { via: 'scan.upload', scans: 1, kinds: ['image', 'thumbnail'], expiresInSeconds: t.ctx.config.signedUrlTtlSeconds }, ip: '127.0.0.1' },
+              { action: 'scan.upload', ...common, detail: null, ip: '127.0.0.1' },
+            ],
+            JSON.stringify(fields),
+          );
+          assert.deepEqual(hookWrites.filter((w) => w.endsWith(scan._id)), [], 'the hook writes them no more');
+        }
+      } finally {
+        t.ctx.audit = audit;
+      }
     });
   });
 }

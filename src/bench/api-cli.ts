@@ -1,11 +1,13 @@
 /**
  * npm run bench:api -- [--db pglite|postgres|both] [--scans 200] [--connections 100] [--duration 5]
- *                      [--endpoints me,list,...] [--cpu-prof DIR] [--out docs/benchmarks/api.md]
+ *                      [--endpoints me,list,...] [--write-rate N] [--cpu-prof DIR] [--out docs/benchmarks/api.md]
  *
  * Read throughput of the API, side by side with the machine's HTTP ceiling in the same run: a
  * Fastify hello-world and `npm start` (API only, WORKER_IN_PROCESS=false) run as child processes,
  * autocannon drives each endpoint in turn with a doctor's token over a seeded database.
  * On PostgreSQL it creates and drops its own database.
+ * --write-rate N: mixed load, N DICOM uploads a second by the same doctor (write-load.ts) while
+ *   each endpoint is read; every row then says the write rate achieved during it.
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -21,6 +23,7 @@ import { REPO_ROOT } from '../platform/config.js';
 import { openDatabase } from '../platform/db/index.js';
 import { createUser } from '../users/service.js';
 import { seedScans } from './seed.js';
+import { describeWrites, startWrites, type WriteFigures, type WriteLoad } from './write-load.js';
 import {
   SERVER_BENCH_OPTIONS,
   createServerDatabase,
@@ -41,8 +44,10 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '100' },
     duration: { type: 'string', default: '5' },
     endpoints: { type: 'string' },
+    'write-rate': { type: 'string', default: '0' },
   },
 });
+const WRITE_RATE = Number(values['write-rate']);
 
 interface Result {
   name: string;
@@ -51,9 +56,12 @@ interface Result {
   p50: number;
   p99: number;
   errors: number;
+  /** The writes meanwhile (--write-rate). */
+  writes?: WriteFigures;
 }
 
-async function drive(name: string, url: string, headers: Record<string, string>): Promise<Result> {
+async function drive(name: string, url: string, headers: Record<string, string>, writes?: WriteLoad): Promise<Result> {
+  writes?.mark();
   const r = await autocannon({
     url,
     headers,
@@ -61,7 +69,8 @@ async function drive(name: string, url: string, headers: Record<string, string>)
     duration: Number(values.duration),
   });
   const errors = r.errors + r.timeouts + r.non2xx;
-  return { name, path: new URL(url).pathname + new URL(url).search, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors };
+  const at = new URL(url);
+  return { name, path: at.pathname + at.search, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors, writes: await writes?.stop() };
 }
 
 async function helloCeiling(): Promise<Result> {
@@ -125,7 +134,9 @@ async function imagemedix(kind: 'pglite' | 'postgres'): Promise<Result[]> {
       // A check that the endpoint answers 200 before it is measured: errors are not speed.
       const check = await fetch(`${base}${p}`, { headers: auth });
       if (check.status !== 200) throw new Error(`${p} answered ${check.status}: ${await check.text()}`);
-      results.push(await drive(`${kind}: ${name}`, `${base}${p}`, auth));
+      // A fresh write load per endpoint, so that each row's write figures are its own.
+      const writes = WRITE_RATE > 0 ? startWrites({ url: `${base}/api/scans`, headers: auth, rate: WRITE_RATE }) : undefined;
+      results.push(await drive(`${kind}: ${name}`, `${base}${p}`, auth, writes));
     }
     return results;
   } finally {
@@ -143,10 +154,14 @@ for (const kind of kinds) results.push(...(await imagemedix(kind)));
 results.push({ ...(await helloCeiling()), name: 'Fastify hello-world (ceiling, again)' });
 
 const table = [
-  `| endpoint | path | req/s | p50 ms | p99 ms | errors |`,
-  `|---|---|---:|---:|---:|---:|`,
-  ...results.map((r) => `| ${r.name} | \`${r.path.replace(/[0-9a-f-]{36}/, ':id')}\` | ${Math.round(r.rps)} | ${r.p50} | ${r.p99} | ${r.errors} |`),
+  `| endpoint | path | req/s | p50 ms | p99 ms | errors |${WRITE_RATE > 0 ? ' writes meanwhile |' : ''}`,
+  `|---|---|---:|---:|---:|---:|${WRITE_RATE > 0 ? '---|' : ''}`,
+  ...results.map(
+    (r) =>
+      `| ${r.name} | \`${r.path.replace(/[0-9a-f-]{36}/, ':id')}\` | ${Math.round(r.rps)} | ${r.p50} | ${r.p99} | ${r.errors} |${WRITE_RATE > 0 ? ` ${r.writes ? describeWrites(r.writes) : '-'} |` : ''}`,
+  ),
 ].join('\n');
-console.log(`machine: ${machine}\n${Number(values.scans)} scans seeded, ${values.connections} connections, ${values.duration} s per endpoint\n\n${table}`);
-appendFigures(values.out, `${machine}; ${values.scans} scans seeded, ${values.connections} connections, ${values.duration} s per endpoint.\n\n${table}`);
+const load = WRITE_RATE > 0 ? `, ${WRITE_RATE} uploads/s offered meanwhile (mixed)` : ', no writes';
+console.log(`machine: ${machine}\n${Number(values.scans)} scans seeded, ${values.connections} connections, ${values.duration} s per endpoint${load}\n\n${table}`);
+appendFigures(values.out, `${machine}; ${values.scans} scans seeded, ${values.connections} connections, ${values.duration} s per endpoint${load}.\n\n${table}`);
 process.exit(0);

@@ -27,6 +27,21 @@ test('bench:api measures the hello-world ceiling and an endpoint', async () => {
   assert.match(out, /\| pglite: list \| `\/api\/scans\?limit=10` \| \d+ \| \d+ \| \d+ \| 0 \|/);
 });
 
+test('bench:api --write-rate reads the list while uploads go on, and says the write rate achieved', async () => {
+  const out = await bench('src/bench/api-cli.ts', ['--db', 'pglite', '--scans', '5', '--duration', '2', '--connections', '2', '--endpoints', 'list', '--write-rate', '5']);
+  assert.match(out, /5 uploads\/s offered meanwhile \(mixed\)/);
+  const row = /\| pglite: list \| `\/api\/scans\?limit=10` \| \d+ \| \d+ \| \d+ \| 0 \| 5\/s offered, ([\d.]+)\/s done \(0 failed, \d+ skipped\), upload p50 \d+ ms, p99 \d+ ms \|/.exec(out);
+  assert.ok(row, out);
+  assert.ok(Number(row[1]) > 0, 'no upload succeeded while the list was read');
+});
+
+test('bench:big --write-rate uploads as the doctor measured while each row is read', async (t) => {
+  if (!(await databasesToMeasure('postgres', DEFAULT_POSTGRES_URL)).length) return t.skip('PostgreSQL is not reachable');
+  const out = await bench('src/bench/big-cli.ts', ['--scans', '50', '--doctors', '3', '--duration', '1', '--connections', '2', '--write-rate', '4']);
+  assert.match(out, /Mixed: 4 DICOM uploads\/s offered/);
+  assert.match(out, /\| doctor \| list `\/api\/scans\?limit=10` \| \d+ \| \d+ \| \d+ \| \d+ \| 0 \| 4\/s offered, [\d.]+\/s done \(0 failed, \d+ skipped\)/);
+});
+
 test('bench:ingest uploads generated DICOM files (Orthanc off)', async () => {
   const out = await bench('src/bench/ingest-cli.ts', ['--db', 'pglite', '--files', '4', '--clients', '2', '--orthanc', 'off']);
   assert.match(out, /\| ImageMedix \(pglite\) \| [\d.]+ \| \d+ \| \d+ \| 0 \| [\d.]+ \| [\d.]+ \| - \|/);

@@ -1,11 +1,13 @@
 /**
  * npm run bench:big -- [--scans 1000000] [--doctors 500] [--connections 20] [--duration 5]
- *                      [--postgres-url ...] [--out docs/benchmarks/big-tables.md] [--keep]
+ *                      [--write-rate N] [--postgres-url ...] [--out docs/benchmarks/big-tables.md] [--keep]
  *
  * Big tables on the PostgreSQL server: a fresh database seeded with N scans (patients of many
  * doctors, a completed analysis per completed scan), EXPLAIN ANALYZE of the list and status
  * queries, then autocannon on list / filters / status as a doctor and as an admin, through an
  * API-only `npm start`. The database is dropped at the end (unless --keep).
+ * --write-rate N: mixed load, N DICOM uploads a second by the doctor measured (write-load.ts)
+ *   while each row is read; each row then says the write rate achieved during it.
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -19,6 +21,7 @@ import { createTokenService } from '../auth/tokens.js';
 import { openDatabase } from '../platform/db/index.js';
 import { createUser } from '../users/service.js';
 import { seedScans } from './seed.js';
+import { describeWrites, startWrites } from './write-load.js';
 import { DEFAULT_POSTGRES_URL, apiOnlyEnv, createServerDatabase, freePort, machineLine, startProcess, stopProcess, waitForHttp } from './support.js';
 
 const { values } = parseArgs({
@@ -32,8 +35,10 @@ const { values } = parseArgs({
     keep: { type: 'boolean', default: false },
     /** A database this command seeded and kept before (--keep): measure it again without seeding. */
     reuse: { type: 'string' },
+    'write-rate': { type: 'string', default: '0' },
   },
 });
+const WRITE_RATE = Number(values['write-rate']);
 
 const N = Number(values.scans);
 const D = Number(values.doctors);
@@ -112,9 +117,10 @@ try {
 
   say(`\n### ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC: ${counts[0]!.n} scans\n`);
   say(`${machine}. PostgreSQL ${values['postgres-url'].replace(/\/\/[^@]*@/, '//')} (shared with the other engineers' tests); database ${sizes[0]!.size}, seeded in ${seedSeconds.toFixed(0)} s.`);
-  say(`${D} doctors, ${Math.floor(N / 10)} patients; the doctor measured sees ${counts[0]!.mine} scans, the admin all. autocannon ${values.connections} connections, ${values.duration} s per row.\n`);
-  say('| who | request | req/s | p50 ms | p99 ms | max ms | errors |');
-  say('|---|---|---:|---:|---:|---:|---:|');
+  say(`${D} doctors, ${Math.floor(N / 10)} patients; the doctor measured sees ${counts[0]!.mine} scans, the admin all. autocannon ${values.connections} connections, ${values.duration} s per row.`);
+  say(WRITE_RATE > 0 ? `Mixed: ${WRITE_RATE} DICOM uploads/s offered by the doctor measured while each row is read.\n` : 'No writes meanwhile.\n');
+  say(`| who | request | req/s | p50 ms | p99 ms | max ms | errors |${WRITE_RATE > 0 ? ' writes meanwhile |' : ''}`);
+  say(`|---|---|---:|---:|---:|---:|---:|${WRITE_RATE > 0 ? '---|' : ''}`);
   const rows: [string, string, string][] = [
     ['doctor', 'list', '/api/scans?limit=10'],
     ['doctor', 'by patient', `/api/scans?limit=10&patientId=${patientId}`],
@@ -133,9 +139,12 @@ try {
     const headers = { authorization: `Bearer ${who === 'admin' ? adminToken : doctorToken}` };
     const check = await fetch(`${base}${p}`, { headers });
     if (check.status !== 200) throw new Error(`${p} answered ${check.status}: ${await check.text()}`);
+    const writes = WRITE_RATE > 0 ? startWrites({ url: `${base}/api/scans`, headers: { authorization: `Bearer ${doctorToken}` }, rate: WRITE_RATE }) : null;
+    writes?.mark();
     const r = await autocannon({ url: `${base}${p}`, headers, connections: Number(values.connections), duration: Number(values.duration) });
+    const written = await writes?.stop();
     say(
-      `| ${who} | ${name} \`${p.replace(/[0-9a-f-]{36}/, ':id').replace(patientId, ':patientId')}\` | ${Math.round(r.requests.average)} | ${r.latency.p50} | ${r.latency.p99} | ${r.latency.max} | ${r.errors + r.timeouts + r.non2xx} |`,
+      `| ${who} | ${name} \`${p.replace(/[0-9a-f-]{36}/, ':id').replace(patientId, ':patientId')}\` | ${Math.round(r.requests.average)} | ${r.latency.p50} | ${r.latency.p99} | ${r.latency.max} | ${r.errors + r.timeouts + r.non2xx} |${written ? ` ${describeWrites(written)} |` : ''}`,
     );
   }
   if (values.out) {

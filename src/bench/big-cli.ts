@@ -39,6 +39,8 @@ const { values } = parseArgs({
   },
 });
 const WRITE_RATE = Number(values['write-rate']);
+/** Doctors of the "in turn" row: each connection asks for their lists one after another. */
+const MANY = 50;
 
 const N = Number(values.scans);
 const D = Number(values.doctors);
@@ -110,6 +112,8 @@ try {
   const tokens = createTokenService(new TextEncoder().encode(jwtSecret), '12h');
   const doctorToken = await tokens.issue({ id: doctor, tokenVersion: 0 });
   const adminToken = await tokens.issue({ id: admin.id, tokenVersion: 0 });
+  // Many doctors listing at once, each their own kept page: what a write that drops every page costs.
+  const manyTokens = await Promise.all(doctorIds.slice(0, MANY).map((id) => tokens.issue({ id, tokenVersion: 0 })));
   const port = await freePort();
   child = startProcess('server', apiOnlyEnv({ port, dataDir, jwtSecret, databaseUrl: server.url }));
   const base = `http://127.0.0.1:${port}`;
@@ -128,6 +132,7 @@ try {
     ['doctor', 'by date', '/api/scans?limit=10&startDate=2025-01-01&endDate=2025-03-31'],
     ['doctor', 'status', `/api/scans/${scanId}/status`],
     ['doctor', 'detail', `/api/scans/${scanId}`],
+    ['doctors', `list, ${MANY} doctors in turn`, '/api/scans?limit=10'],
     ['admin', 'list', '/api/scans?limit=10'],
     ['admin', 'by patient', `/api/scans?limit=10&patientId=${patientId}`],
     ['admin', 'by status', '/api/scans?limit=10&status=failed'],
@@ -141,7 +146,13 @@ try {
     if (check.status !== 200) throw new Error(`${p} answered ${check.status}: ${await check.text()}`);
     const writes = WRITE_RATE > 0 ? startWrites({ url: `${base}/api/scans`, headers: { authorization: `Bearer ${doctorToken}` }, rate: WRITE_RATE }) : null;
     writes?.mark();
-    const r = await autocannon({ url: `${base}${p}`, headers, connections: Number(values.connections), duration: Number(values.duration) });
+    const r = await autocannon({
+      url: `${base}${p}`,
+      headers,
+      connections: Number(values.connections),
+      duration: Number(values.duration),
+      ...(who === 'doctors' ? { requests: manyTokens.map((token) => ({ method: 'GET' as const, path: p, headers: { authorization: `Bearer ${token}` } })) } : {}),
+    });
     const written = await writes?.stop();
     say(
       `| ${who} | ${name} \`${p.replace(/[0-9a-f-]{36}/, ':id').replace(patientId, ':patientId')}\` | ${Math.round(r.requests.average)} | ${r.latency.p50} | ${r.latency.p99} | ${r.latency.max} | ${r.errors + r.timeouts + r.non2xx} |${written ? ` ${describeWrites(written)} |` : ''}`,

@@ -161,6 +161,48 @@ for (const kind of await databaseKinds()) {
       assert.equal((await list(doctor)).scans.find((s) => s._id === first!._id)?.status, 'pending');
     });
 
+    test("a list filtered by patient follows an assignment at once, both ways (the patient's lookup is kept too)", async () => {
+      const query = `limit=50&patientId=${prefix}2`;
+      assert.equal((await list(doctor, query)).totalScans, 4);
+      assert.equal((await list(other, query)).totalScans, 0);
+      assert.equal((await list(other, query)).totalScans, 0);
+      const assign = await t.app.inject({ method: 'POST', url: `/api/patients/${prefix}2/assign-doctor`, headers: admin.auth, payload: { doctorId: other.id } });
+      assert.equal(assign.statusCode, 200, assign.body);
+      assert.equal((await list(other, query)).totalScans, 4);
+      const unassign = await t.app.inject({ method: 'DELETE', url: `/api/patients/${prefix}2/assign-doctor/${other.id}`, headers: admin.auth });
+      assert.equal(unassign.statusCode, 200, unassign.body);
+      const after = await list(other, query);
+      assert.equal(after.totalScans, 0);
+      assert.deepEqual(after.scans, []);
+      assert.equal((await list(doctor, query)).totalScans, 4);
+    });
+
+    test('PostgreSQL: the patient a list is filtered by is kept with its pages, and follows a change once notified', async () => {
+      if (kind !== 'postgres') return;
+      const patientId = `${prefix}3`;
+      const renamed = `${prefix}3-renamed`;
+      const byPatient = async (id: string) => (await list(doctor, `limit=50&patientId=${id}`)).totalScans;
+      const other = new pg.Client({ connectionString: t.database.connectionString! });
+      await other.connect();
+      try {
+        assert.equal(await byPatient(patientId), 4);
+        // A change that fires no trigger: the kept lookup still resolves the old hospital id.
+        await other.query('set session_replication_role = replica');
+        await other.query('update patients set patient_id = $2 where patient_id = $1', [patientId, renamed]);
+        await other.query('set session_replication_role = origin');
+        assert.equal(await byPatient(patientId), 4, 'the lookup was not kept');
+        await other.query(`select pg_notify('imagemedix_reads', '')`);
+        await eventually('the notified rename', async () => (await byPatient(patientId)) === 0);
+        assert.equal(await byPatient(renamed), 4);
+        // And back by an ordinary write, which notifies by itself.
+        await other.query('update patients set patient_id = $1 where patient_id = $2', [patientId, renamed]);
+        await eventually('the rename back', async () => (await byPatient(patientId)) === 4);
+        assert.equal(await byPatient(renamed), 0);
+      } finally {
+        await other.end();
+      }
+    });
+
     test('assigning and un-assigning a patient shows at once in both doctors\' lists', async () => {
       const patientId = `${prefix}1`;
       const mine = (await list(doctor)).scans.filter((s) => s.patientId === patientId);

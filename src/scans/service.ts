@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { BaseLogger } from 'pino';
-import { findPatientForScans, findVisiblePatient, requireAdmin, requireVisibleScan, type Viewer } from '../access/index.js';
+import { findPatientForScans, requireAdmin, requireVisibleScan, type Viewer } from '../access/index.js';
 import type { AdvanceAudit } from '../audit/log.js';
 import { insertAuditEvents } from '../audit/repository.js';
 import type { AppContext } from '../context.js';
@@ -405,9 +405,8 @@ export async function listScans(
 
   let patientRowId: string | undefined;
   if (query.patientId) {
-    const patient = await findVisiblePatient(db, viewer, query.patientId);
-    if (!patient) return empty;
-    patientRowId = patient.id;
+    patientRowId = (await repo.visiblePatientRowId(db, viewer, query.patientId)) ?? undefined;
+    if (!patientRowId) return empty;
   }
   const { rows, total } = await repo.listVisibleScans(db, viewer, {
     page: query.page,

@@ -22,6 +22,18 @@ export interface Storage {
    */
   putStream(key: string, body: Readable, contentType: string): Promise<void>;
   get(key: string): Promise<Buffer>;
+  /**
+   * Bytes `start` to `end` (exclusive) of a stored file, fewer when it ends sooner: a large
+   * upload's header is read this way instead of the whole file. StorageNotFoundError when absent.
+   */
+  readRange(key: string, start: number, end: number): Promise<Buffer>;
+  /**
+   * Removes what writes cut off by a crash left behind (local: temporary files; S3: unfinished
+   * multipart uploads under the prefix) that nothing wrote to since `olderThan`, which must lie
+   * further back than any upload in progress can have been idle. Safe to run in several
+   * processes at once. Answers how many it removed.
+   */
+  sweepPartialUploads(olderThan: Date): Promise<number>;
   exists(key: string): Promise<boolean>;
   delete(key: string): Promise<void>;
   deletePrefix(prefix: string): Promise<void>;

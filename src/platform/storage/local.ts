@@ -1,4 +1,4 @@
-import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -9,11 +9,50 @@ const MAX_KNOWN_FOLDERS = 4096;
 
 const errno = (err: unknown) => (err as NodeJS.ErrnoException).code;
 
+/**
+ * Where files being written live until their rename into place: one folder, so that what a
+ * crash left behind is found without walking every scan's folder (sweepPartialUploads). Never
+ * a key: keys start with a letter or digit. It must be on the same file system as the scans.
+ */
+export const PARTIAL_FOLDER = '.partial';
+
 export function createLocalStorage(root: string): Storage {
   const resolve = (key: string) => {
     assertSafeKey(key);
     return path.join(root, key);
   };
+  const partialDir = path.join(root, PARTIAL_FOLDER);
+  /** A new temporary file's path, named after the key's file so a leftover says what it was. */
+  const partialFile = (file: string) => path.join(partialDir, `${path.basename(file)}.${randomUUID()}.tmp`);
+  let partialDirMade: Promise<unknown> | null = null;
+  const makePartialDir = (again = false) => {
+    if (!partialDirMade || again) {
+      partialDirMade = mkdir(partialDir, { recursive: true, mode: 0o700 });
+      partialDirMade.catch(() => (partialDirMade = null));
+    }
+    return partialDirMade;
+  };
+  /** Moves a finished temporary file into place, making the key's folder again if another process removed it. */
+  async function moveIntoPlace(tmp: string, file: string, dir: string): Promise<void> {
+    try {
+      await rename(tmp, file);
+    } catch (err) {
+      if (errno(err) !== 'ENOENT') throw err;
+      await makeFolder(dir, true);
+      await rename(tmp, file);
+    }
+  }
+  /** Creates a temporary file for writing ('wx'), making its folder again if it was removed. */
+  async function openPartial(tmp: string) {
+    await makePartialDir();
+    try {
+      return await open(tmp, 'wx', 0o600);
+    } catch (err) {
+      if (errno(err) !== 'ENOENT') throw err;
+      await makePartialDir(true);
+      return open(tmp, 'wx', 0o600);
+    }
+  }
   // Folders this process made (or is making): a scan's files share one, so an upload's three
   // puts make it once instead of three times. Another process may remove a folder (a deleted
   // scan): a write that finds it gone makes it again.
@@ -58,40 +97,84 @@ export function createLocalStorage(root: string): Storage {
       if (opts?.fresh) return putFresh(file, dir, body);
       await makeFolder(dir);
       // Write then rename, so a reader never sees half a file.
-      const tmp = `${file}.${randomUUID()}.tmp`;
+      const tmp = partialFile(file);
+      const handle = await openPartial(tmp);
       try {
-        await writeFile(tmp, body, { mode: 0o600 });
+        try {
+          await handle.writeFile(body);
+        } finally {
+          await handle.close();
+        }
+        await moveIntoPlace(tmp, file, dir);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        await makeFolder(dir, true);
-        await writeFile(tmp, body, { mode: 0o600 });
+        await rm(tmp, { force: true });
+        throw err;
       }
-      await rename(tmp, file);
     },
     async putStream(key, body) {
       const file = resolve(key);
       const dir = path.dirname(file);
       await makeFolder(dir);
-      const tmp = `${file}.${randomUUID()}.tmp`;
+      const tmp = partialFile(file);
       // Opened before the stream is read, so a folder removed meanwhile is made again without
       // losing any of it.
-      let handle;
-      try {
-        handle = await open(tmp, 'wx', 0o600);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        await makeFolder(dir, true);
-        handle = await open(tmp, 'wx', 0o600);
-      }
+      const handle = await openPartial(tmp);
       try {
         // Larger writes than the default 16 kB: a few hundred kB per trip through the thread pool.
         await pipeline(body, handle.createWriteStream({ highWaterMark: 1024 * 1024 }));
-        await rename(tmp, file);
+        await moveIntoPlace(tmp, file, dir);
       } catch (err) {
         await handle.close().catch(() => undefined);
         await rm(tmp, { force: true });
         throw err;
       }
+    },
+    async readRange(key, start, end) {
+      let handle;
+      try {
+        handle = await open(resolve(key), 'r');
+      } catch (err) {
+        if (errno(err) === 'ENOENT') throw new StorageNotFoundError(key);
+        throw err;
+      }
+      try {
+        const wanted = Math.max(0, end - start);
+        const out = Buffer.allocUnsafe(wanted);
+        let got = 0;
+        while (got < wanted) {
+          const { bytesRead } = await handle.read(out, got, wanted - got, start + got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        return got === wanted ? out : out.subarray(0, got);
+      } finally {
+        await handle.close();
+      }
+    },
+    async sweepPartialUploads(olderThan) {
+      // A file still being written has a recent modification time (every write sets it), so
+      // only what nobody wrote to for the whole margin goes. Another process sweeping at the
+      // same time removes the same files: one of the two finds each gone, which is fine.
+      let names: string[];
+      try {
+        names = await readdir(partialDir);
+      } catch (err) {
+        if (errno(err) === 'ENOENT') return 0;
+        throw err;
+      }
+      let removed = 0;
+      for (const name of names) {
+        if (!name.endsWith('.tmp')) continue;
+        const tmp = path.join(partialDir, name);
+        try {
+          if ((await stat(tmp)).mtime >= olderThan) continue;
+          await unlink(tmp);
+          removed++;
+        } catch (err) {
+          if (errno(err) !== 'ENOENT') throw err;
+        }
+      }
+      return removed;
     },
     async get(key) {
       try {

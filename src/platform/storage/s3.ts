@@ -6,7 +6,9 @@ import {
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
+  ListPartsCommand,
   NoSuchKey,
   PutObjectCommand,
   S3Client,
@@ -40,6 +42,16 @@ export function createS3Storage(cfg: S3Config): Storage {
   const p = (prefix: string) => `${k(prefix.replace(/\/+$/, ''))}/`;
   const notFound = (err: unknown) =>
     err instanceof NoSuchKey || (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404;
+  /** Whether the multipart upload received a part at or after `since` (it is still being sent). */
+  async function receivedPartSince(upload: { Bucket: string; Key: string; UploadId: string }, since: Date): Promise<boolean> {
+    let marker: string | undefined;
+    do {
+      const page = await client.send(new ListPartsCommand({ ...upload, PartNumberMarker: marker }));
+      if ((page.Parts ?? []).some((part) => part.LastModified && part.LastModified >= since)) return true;
+      marker = page.IsTruncated ? page.NextPartNumberMarker : undefined;
+    } while (marker);
+    return false;
+  }
   return {
     kind: 's3',
     async put(key, body, contentType) {
@@ -102,6 +114,45 @@ export function createS3Storage(cfg: S3Config): Storage {
         if (notFound(err)) throw new StorageNotFoundError(key);
         throw err;
       }
+    },
+    async readRange(key, start, end) {
+      if (end <= start) return Buffer.alloc(0);
+      try {
+        const out = await client.send(new GetObjectCommand({ Bucket: cfg.bucket, Key: k(key), Range: `bytes=${start}-${end - 1}` }));
+        return Buffer.from(await out.Body!.transformToByteArray());
+      } catch (err) {
+        if (notFound(err)) throw new StorageNotFoundError(key);
+        // A range that starts past the end: no bytes there, as a short read on disk answers.
+        if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 416) return Buffer.alloc(0);
+        throw err;
+      }
+    },
+    async sweepPartialUploads(olderThan) {
+      // Only our keys (the prefix and its scans), and only uploads that began before the margin
+      // and received no part since: one still being sent is left alone. Another process sweeping
+      // at once aborts the same uploads; S3 answers NoSuchUpload to the second, which is fine.
+      let removed = 0;
+      let keyMarker: string | undefined;
+      let uploadIdMarker: string | undefined;
+      do {
+        const page = await client.send(
+          new ListMultipartUploadsCommand({ Bucket: cfg.bucket, Prefix: `${cfg.prefix}scans/`, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+        );
+        for (const upload of page.Uploads ?? []) {
+          if (!upload.Key || !upload.UploadId || !upload.Initiated || upload.Initiated >= olderThan) continue;
+          const object = { Bucket: cfg.bucket, Key: upload.Key, UploadId: upload.UploadId };
+          try {
+            if (await receivedPartSince(object, olderThan)) continue;
+            await client.send(new AbortMultipartUploadCommand(object));
+            removed++;
+          } catch (err) {
+            if ((err as { name?: string }).name !== 'NoSuchUpload' && !notFound(err)) throw err;
+          }
+        }
+        keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+        uploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
+      } while (keyMarker);
+      return removed;
     },
     async exists(key) {
       try {

@@ -4,7 +4,7 @@
  * paginated clean-up of a deleted scan's files.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, beforeEach, describe, test } from 'node:test';
@@ -17,7 +17,9 @@ import {
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
+  ListPartsCommand,
   NoSuchKey,
   PutObjectCommand,
   S3Client,
@@ -27,6 +29,7 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 
 import { createLocalStorage, createS3Storage, StorageNotFoundError } from './index.js';
+import { PARTIAL_FOLDER } from './local.js';
 
 const S3_CONFIG = {
   bucket: 'imagemedix-test',
@@ -221,5 +224,110 @@ describe('streamed puts (putStream)', () => {
     await createS3Storage(S3_CONFIG).putStream('scans/c/original.dcm', Readable.from(chunks(2)), 'application/dicom');
     assert.equal(s3.commandCalls(CreateMultipartUploadCommand).length, 0);
     assert.equal((s3.commandCalls(PutObjectCommand)[0]!.args[0].input.Body as Buffer).length, 2 * 1024 * 1024);
+  });
+});
+
+describe('ranges and partial uploads left by a crash', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'imagemedix-storage-sweep-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const s3 = mockClient(S3Client);
+  beforeEach(() => s3.reset());
+  const HOUR = 3600 * 1000;
+
+  test('local: readRange reads part of a file, short at its end; a missing file is "not found"', async () => {
+    const storage = createLocalStorage(dir);
+    await storage.put('scans/r/original.dcm', Buffer.from('0123456789'), 'application/dicom');
+    assert.equal((await storage.readRange('scans/r/original.dcm', 2, 5)).toString(), '234');
+    assert.equal((await storage.readRange('scans/r/original.dcm', 8, 100)).toString(), '89');
+    assert.equal((await storage.readRange('scans/r/original.dcm', 20, 30)).length, 0);
+    await assert.rejects(storage.readRange('scans/none/original.dcm', 0, 4), StorageNotFoundError);
+  });
+
+  test('local: temporary files live in one folder; the sweep removes the old ones only, never a write in progress', async () => {
+    const storage = createLocalStorage(dir);
+    const partial = path.join(dir, PARTIAL_FOLDER);
+    // A write in progress: its temporary file is there until the stream ends.
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    async function* slow() {
+      yield Buffer.alloc(1024, 1);
+      await held;
+      yield Buffer.alloc(1024, 2);
+    }
+    const writing = storage.putStream('scans/w/original.dcm', Readable.from(slow()), 'application/dicom');
+    for (let i = 0; i < 200 && readdirSync(partial).length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(readdirSync(partial).length, 1, 'the write in progress has its temporary file in the partial folder');
+    // What two crashed uploads left: one an hour and a half ago, one a minute ago.
+    const old = path.join(partial, 'original.dcm.crashed-old.tmp');
+    const recent = path.join(partial, 'original.dcm.crashed-recent.tmp');
+    writeFileSync(old, 'half a file');
+    writeFileSync(recent, 'half a file');
+    const ago = (ms: number) => new Date(Date.now() - ms);
+    utimesSync(old, ago(1.5 * HOUR), ago(1.5 * HOUR));
+    utimesSync(recent, ago(60_000), ago(60_000));
+
+    // Two processes sweeping at once: each old file is removed once, the rest stays.
+    const counts = await Promise.all([storage.sweepPartialUploads(ago(HOUR)), createLocalStorage(dir).sweepPartialUploads(ago(HOUR))]);
+    assert.equal(counts[0] + counts[1], 1);
+    const left = readdirSync(partial);
+    assert.ok(!left.includes(path.basename(old)), 'the old leftover is gone');
+    assert.ok(left.includes(path.basename(recent)), 'a recent one stays (its upload may still be running)');
+    assert.equal(left.length, 2, 'the write in progress is untouched');
+
+    release();
+    await writing;
+    assert.equal((await storage.get('scans/w/original.dcm')).length, 2048);
+    assert.deepEqual(readdirSync(partial), [path.basename(recent)]);
+    assert.equal(await createLocalStorage(path.join(dir, 'never-written')).sweepPartialUploads(new Date()), 0);
+  });
+
+  test('S3: readRange asks for the bytes by Range', async () => {
+    s3.on(GetObjectCommand).resolves({ Body: { transformToByteArray: async () => new Uint8Array(Buffer.from('234')) } } as never);
+    const got = await createS3Storage(S3_CONFIG).readRange('scans/r/original.dcm', 2, 5);
+    assert.equal(got.toString(), '234');
+    const input = s3.commandCalls(GetObjectCommand)[0]!.args[0].input;
+    assert.equal(input.Key, 'site-a/scans/r/original.dcm');
+    assert.equal(input.Range, 'bytes=2-4');
+  });
+
+  test('S3: the sweep aborts our old unfinished multipart uploads, on every page, and never one still receiving parts', async () => {
+    const now = Date.now();
+    const at = (ms: number) => new Date(now - ms);
+    s3.on(ListMultipartUploadsCommand, { KeyMarker: undefined })
+      .resolves({
+        Uploads: [
+          { Key: 'site-a/scans/a/original.dcm', UploadId: 'old', Initiated: at(3 * HOUR) },
+          { Key: 'site-a/scans/b/original.dcm', UploadId: 'young', Initiated: at(60_000) },
+        ],
+        IsTruncated: true,
+        NextKeyMarker: 'site-a/scans/b/original.dcm',
+        NextUploadIdMarker: 'young',
+      })
+      .on(ListMultipartUploadsCommand, { KeyMarker: 'site-a/scans/b/original.dcm' })
+      .resolves({
+        Uploads: [
+          { Key: 'site-a/scans/c/original.dcm', UploadId: 'old-but-sending', Initiated: at(5 * HOUR) },
+          { Key: 'site-a/scans/d/original.dcm', UploadId: 'aborted-by-another', Initiated: at(5 * HOUR) },
+        ],
+        IsTruncated: false,
+      });
+    s3.on(ListPartsCommand).resolves({ Parts: [{ PartNumber: 1, LastModified: at(2 * HOUR) }] });
+    s3.on(ListPartsCommand, { UploadId: 'old-but-sending' }).resolves({ Parts: [{ PartNumber: 1, LastModified: at(4 * HOUR) }, { PartNumber: 2, LastModified: at(1000) }] });
+    s3.on(AbortMultipartUploadCommand).resolves({});
+    s3.on(AbortMultipartUploadCommand, { UploadId: 'aborted-by-another' }).rejects(
+      new S3ServiceException({ name: 'NoSuchUpload', $fault: 'client', $metadata: { httpStatusCode: 404 }, message: 'gone' }),
+    );
+
+    const removed = await createS3Storage(S3_CONFIG).sweepPartialUploads(at(HOUR));
+    assert.equal(removed, 1);
+    assert.deepEqual(
+      s3.commandCalls(ListMultipartUploadsCommand).map((c) => c.args[0].input.Prefix),
+      ['site-a/scans/', 'site-a/scans/'],
+      'only our prefix is listed',
+    );
+    assert.deepEqual(
+      s3.commandCalls(AbortMultipartUploadCommand).map((c) => c.args[0].input.UploadId),
+      ['old', 'aborted-by-another'],
+    );
   });
 });

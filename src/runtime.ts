@@ -21,6 +21,7 @@ import { createUserCache } from './auth/user-cache.js';
 import type { AppContext } from './context.js';
 import { createImageDecoder, type ImageDecoder } from './imaging/decoder.js';
 import { createScanRenditions } from './scans/renditions.js';
+import { scheduleSweeps, SWEEP_PARTIAL_UPLOADS_JOB, sweepPartialUploadsJob } from './scans/sweep-partial-uploads.job.js';
 import type { Config } from './platform/config.js';
 import type { Database } from './platform/db/index.js';
 import { createMetrics, pgBossQueueStats, type Metrics } from './platform/metrics/index.js';
@@ -32,7 +33,7 @@ import { createEventPublisher } from './webhooks/publisher.js';
 import type { EventPublisher } from './webhooks/types.js';
 
 /** Every job this application queues: start-up fails if one has no handler, or two. */
-export const JOB_NAMES = [ANALYZE_SCAN_JOB, WEBHOOK_DELIVERY_JOB] as const;
+export const JOB_NAMES = [ANALYZE_SCAN_JOB, WEBHOOK_DELIVERY_JOB, SWEEP_PARTIAL_UPLOADS_JOB] as const;
 
 export interface Runtime {
   ctx: AppContext;
@@ -133,13 +134,15 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
   });
   // Processes started together take turns at creating the queues (pg-boss makes a table
   // partition per queue: DDL that deadlocks when two processes run it at once).
-  await database.withStartupLock(() => queue.register(JOB_NAMES, [analyzeJob, deliveryJob]));
+  const sweepJob = sweepPartialUploadsJob({ storage, ageMinutes: config.partialUploads.ageMinutes });
+  await database.withStartupLock(() => queue.register(JOB_NAMES, [analyzeJob, deliveryJob, sweepJob]));
   const analysis = createAnalysisQueue(database.db, queue, analyzeJob);
   // Rate-limit counters shared by every API process (REDIS_URL); without it, per process.
   const redis = config.redisUrl ? new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }) : null;
   redis?.on('error', (err: Error) => log.warn({ err: err.message }, 'redis unavailable for rate limits'));
   const ctx = createContext(config, database, { storage, imaging, metrics, analysis, events, redis });
   let stopReconciler: (() => void) | null = null;
+  let stopSweeps: (() => void) | null = null;
   await ctx.userCache.start();
 
   return {
@@ -157,8 +160,12 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
       await queue.work(ANALYZE_SCAN_JOB, { concurrency: config.worker.concurrency, pollIntervalSeconds: config.worker.pollIntervalSeconds, log });
       await queue.work(WEBHOOK_DELIVERY_JOB, { concurrency: 2, pollIntervalSeconds: config.worker.pollIntervalSeconds, log });
       stopReconciler = startReconciler({ db: database.db, queue, events, log });
+      // An hourly job needs no fast polling: a sweep asked for is taken within half a minute.
+      await queue.work(SWEEP_PARTIAL_UPLOADS_JOB, { concurrency: 1, pollIntervalSeconds: 30, log });
+      stopSweeps = scheduleSweeps({ queue, job: sweepJob, intervalMinutes: config.partialUploads.intervalMinutes, log });
     },
     async stop() {
+      stopSweeps?.();
       stopReconciler?.();
       await ctx.userCache.stop();
       await queue.stop();

@@ -39,6 +39,11 @@ export interface Config {
   /** An upload whose decoding takes longer is refused (and its decoder thread stopped). */
   decodeTimeoutMs: number;
   storage: S3Config | null;
+  /**
+   * What uploads cut off by a crash left in storage (temporary files, unfinished S3 multipart
+   * uploads) is removed once nothing was written to it for `ageMinutes`, swept every `intervalMinutes`.
+   */
+  partialUploads: { ageMinutes: number; intervalMinutes: number };
   modelsDir: string;
   /** Site calibrations written by `npm run calibrate` (default DATA_DIR/calibration). */
   calibrationDir: string;
@@ -159,6 +164,8 @@ const ConfigSchema = Type.Object({
   S3_SECRET_ACCESS_KEY: Text('S3 secret key'),
   S3_FORCE_PATH_STYLE: Bool(false, 'Path-style S3 URLs (MinIO)'),
   S3_PREFIX: Text('Prefix of every S3 key', { default: '' }),
+  PARTIAL_UPLOAD_AGE_MINUTES: Int(1440, 10, 30 * 1440, 'A crashed upload\'s leftovers (temporary file, unfinished S3 multipart upload) idle this long are removed'),
+  PARTIAL_UPLOAD_SWEEP_MINUTES: Int(60, 1, 1440, 'How often those leftovers are looked for'),
   MODELS_DIR: Text('Installed models (manifest + ONNX)'),
   CALIBRATION_DIR: Text('Site calibrations (npm run calibrate); default DATA_DIR/calibration'),
   CHEST_OPERATING_POINT: Text('Named operating point of the chest model', {
@@ -353,6 +360,7 @@ export function loadConfig(env: Env = process.env): Config {
           prefix: defaulted(e.S3_PREFIX),
         }
       : null,
+    partialUploads: { ageMinutes: defaulted(e.PARTIAL_UPLOAD_AGE_MINUTES), intervalMinutes: defaulted(e.PARTIAL_UPLOAD_SWEEP_MINUTES) },
     modelsDir: path.resolve(e.MODELS_DIR ?? path.join(REPO_ROOT, 'models')),
     calibrationDir: path.resolve(e.CALIBRATION_DIR ?? path.join(dataDir, 'calibration')),
     chestOperatingPoint: e.CHEST_OPERATING_POINT,

@@ -132,6 +132,12 @@ export interface Queue {
     data: Static<S>,
     opts?: { tx?: DbOrTx; startAfterSeconds?: number; id?: string },
   ): Promise<string>;
+  /**
+   * Enqueues a job unless one with the same `key` was already enqueued, by any process, in the
+   * current window of `seconds` (pg-boss's throttled send): N processes asking each window get
+   * one job. Answers whether this call enqueued it.
+   */
+  sendThrottled<S extends TObject>(job: JobDefinition<S>, data: Static<S>, opts: { key: string; seconds: number }): Promise<boolean>;
   /** Starts `concurrency` workers of the registered job `name` in this process. */
   work(name: string, opts: { concurrency: number; pollIntervalSeconds: number; log: Logger }): Promise<void>;
   /** Stops this process's workers of `name` (the jobs stay queued). */
@@ -260,6 +266,16 @@ export async function openQueue(
       });
       if (!id) throw new Error(`Job ${job.name} was not queued`);
       return id;
+    },
+    async sendThrottled(job, data, { key, seconds }) {
+      const id = await boss.sendThrottled(
+        job.name,
+        data,
+        { retryLimit: job.retryLimit, retryDelay: job.retryDelaySeconds, retryBackoff: job.retryBackoff, expireInSeconds: job.expireInSeconds },
+        seconds,
+        key,
+      );
+      return Boolean(id);
     },
     async work(name, { concurrency, pollIntervalSeconds, log }) {
       const job = registered.get(name);

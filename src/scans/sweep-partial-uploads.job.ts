@@ -1,0 +1,61 @@
+/**
+ * The sweep of what uploads cut off by a crash leave in storage: a streamed upload writes a
+ * temporary file (local) or a multipart upload (S3) that becomes the scan's original only at
+ * its end. A process killed in between leaves it behind; the upload's own clean-up never runs.
+ * Each worker process asks for a sweep at start-up and then every interval; pg-boss's
+ * throttled send turns the asks of N processes into one job per interval, and a sweep running
+ * twice at once is harmless anyway (each leftover is removed once, the other finds it gone).
+ * Only what nothing wrote to for PARTIAL_UPLOAD_AGE_MINUTES goes, so an upload in progress is
+ * never touched. An S3 bucket lifecycle rule for incomplete multipart uploads stays the
+ * belt-and-braces (docs/deployment.md).
+ */
+import { Type } from '@sinclair/typebox';
+import type { Logger } from 'pino';
+import type { JobDefinition, Queue } from '../platform/queue/index.js';
+import type { Storage } from '../platform/storage/index.js';
+
+export const SWEEP_PARTIAL_UPLOADS_JOB = 'storage.sweep-partial-uploads';
+
+export const SweepPartialUploadsPayloadSchema = Type.Object({});
+
+export function sweepPartialUploadsJob(deps: {
+  storage: Storage;
+  /** Leftovers idle for less than this may belong to an upload still running: kept. */
+  ageMinutes: number;
+  now?: () => number;
+}): JobDefinition<typeof SweepPartialUploadsPayloadSchema> {
+  const now = deps.now ?? Date.now;
+  return {
+    name: SWEEP_PARTIAL_UPLOADS_JOB,
+    payload: SweepPartialUploadsPayloadSchema,
+    retryLimit: 2,
+    retryDelaySeconds: 60,
+    retryBackoff: true,
+    expireInSeconds: 15 * 60,
+    async handler(_data, { log }) {
+      const olderThan = new Date(now() - deps.ageMinutes * 60_000);
+      const removed = await deps.storage.sweepPartialUploads(olderThan);
+      log.info({ removed, olderThan: olderThan.toISOString() }, 'partial uploads swept');
+    },
+  };
+}
+
+/**
+ * Asks for a sweep now and then every `intervalMinutes` (a quarter of it between asks, so no
+ * window is missed); one job per window whatever the number of processes asking. Returns the stop.
+ */
+export function scheduleSweeps(opts: {
+  queue: Pick<Queue, 'sendThrottled'>;
+  job: ReturnType<typeof sweepPartialUploadsJob>;
+  intervalMinutes: number;
+  log: Pick<Logger, 'warn'>;
+}): () => void {
+  const ask = () =>
+    opts.queue
+      .sendThrottled(opts.job, {}, { key: 'sweep', seconds: opts.intervalMinutes * 60 })
+      .catch((err: unknown) => opts.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not ask for a sweep of partial uploads'));
+  void ask();
+  const timer = setInterval(() => void ask(), (opts.intervalMinutes * 60_000) / 4);
+  timer.unref();
+  return () => clearInterval(timer);
+}

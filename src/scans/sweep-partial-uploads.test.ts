@@ -1,0 +1,67 @@
+/**
+ * The sweep of crashed uploads' leftovers: one job per interval whatever the number of
+ * processes asking (two queues on one database stand for two processes), and the handler
+ * removes only what has been idle longer than the margin.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
+import pino from 'pino';
+import { databaseKinds, openTestDatabase } from '../../test/helpers/db.js';
+import { openQueue } from '../platform/queue/index.js';
+import { createLocalStorage } from '../platform/storage/index.js';
+import { PARTIAL_FOLDER } from '../platform/storage/local.js';
+import { scheduleSweeps, sweepPartialUploadsJob } from './sweep-partial-uploads.job.js';
+
+const log = pino({ level: 'silent' });
+const MINUTE = 60_000;
+
+describe('sweep of partial uploads', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'imagemedix-sweep-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('removes the leftovers idle longer than the margin, and keeps the younger ones', async () => {
+    const partial = path.join(dir, PARTIAL_FOLDER);
+    mkdirSync(partial, { recursive: true });
+    const now = Date.now();
+    const leftover = (name: string, idleMinutes: number) => {
+      const file = path.join(partial, `${name}.tmp`);
+      writeFileSync(file, 'part of an upload');
+      const at = new Date(now - idleMinutes * MINUTE);
+      utimesSync(file, at, at);
+    };
+    leftover('original.dcm.crashed', 90);
+    leftover('original.dcm.running', 20);
+    const job = sweepPartialUploadsJob({ storage: createLocalStorage(dir), ageMinutes: 60, now: () => now });
+    await job.handler({}, { jobId: 'j', attempt: 1, log });
+    assert.deepEqual(readdirSync(partial), ['original.dcm.running.tmp']);
+  });
+
+  for (const kind of ['pglite', 'postgres'] as const) {
+    test(`N processes asking for sweeps get one job per interval (${kind})`, async (t) => {
+      if (!(await databaseKinds()).includes(kind)) return t.skip('no PostgreSQL server');
+      const database = await openTestDatabase(kind);
+      const job = sweepPartialUploadsJob({ storage: createLocalStorage(dir), ageMinutes: 60 });
+      const queues = [];
+      try {
+        for (let i = 0; i < (kind === 'pglite' ? 1 : 3); i++) {
+          const queue = await openQueue(database, { log, supervise: false });
+          queues.push(queue);
+          await queue.register([job.name], [job]);
+        }
+        // Every process asks at start-up, and again a little later in the same interval.
+        const asks = await Promise.all([...queues, ...queues].map((queue) => queue.sendThrottled(job, {}, { key: 'sweep', seconds: 3600 })));
+        assert.equal(asks.filter(Boolean).length, 1, 'one ask enqueued a job, the others found it there');
+        const stops = queues.map((queue) => scheduleSweeps({ queue, job, intervalMinutes: 60, log }));
+        await new Promise((r) => setTimeout(r, 200));
+        stops.forEach((stop) => stop());
+        assert.equal((await queues[0]!.take(job, 10)).length, 1, 'one sweep is queued');
+      } finally {
+        for (const queue of queues) await queue.stop();
+        await database.destroy();
+      }
+    });
+  }
+});

@@ -1,12 +1,13 @@
 /**
  * inspectDicomHead: the upload checks of a DICOM file from its first bytes and its size (a
- * large upload streamed to storage) answer as inspectDicom on the whole file does, or say
- * that the whole file is needed.
+ * large upload streamed to storage) answer as inspectDicom on the whole file does, compressed
+ * and deflated files included, or ask for a longer head.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ImageDecodeError, inspectDicom, inspectDicomHead } from './index.js';
 import { syntheticImage, writeDicom } from './testing/dicom-writer.js';
+import { sharedDicom } from './testing/paths.js';
 
 const opts = { maxPixels: 50_000_000 };
 const HEAD = 64 * 1024;
@@ -35,26 +36,70 @@ describe('inspectDicomHead', () => {
     });
   }
 
-  it('needs the whole file when the head ends before the pixel data, or the pixel data is compressed', () => {
+  it('asks for a longer head when the head ends before the pixel data', () => {
     const longHeader = syntheticImage({
       rows: 64,
       columns: 64,
       values: new Uint16Array(64 * 64),
       extra: [{ tag: 0x00091010, vr: 'OB', value: new Uint8Array(HEAD * 2) }],
     });
-    assert.equal(inspectDicomHead(longHeader.subarray(0, HEAD), longHeader.length, opts), 'whole-file');
+    assert.equal(inspectDicomHead(longHeader.subarray(0, HEAD), longHeader.length, opts), 'longer-head');
+    assert.deepEqual(inspectDicomHead(longHeader.subarray(0, HEAD * 4), longHeader.length, opts), inspectDicom(longHeader, opts));
+  });
+
+  for (const file of ['cr_chest/RG1_JLSN.dcm', 'cr_chest/RG1_J2KI.dcm', 'mr_brain/MR1_JPLL.dcm', 'mr_brain/MR1_RLE.dcm']) {
+    it(`checks compressed pixel data from the head: ${file}`, () => {
+      const whole = sharedDicom(file);
+      const inspected = inspectDicom(whole, opts);
+      assert.notEqual(inspected, 'deflated');
+      assert.deepEqual(inspectDicomHead(whole.subarray(0, HEAD), whole.length, opts), inspected);
+    });
+  }
+
+  it('refuses compressed pixel data whose fragments in the head do not fit the file, or whose codestream disagrees', () => {
+    const fragment = (n: number) => new Uint8Array(HEAD / 4).fill(n);
     const rle = writeDicom({
       transferSyntaxUid: '1.2.840.10008.1.2.5',
       elements: [
         { tag: 0x00280002, vr: 'US', value: [1] },
         { tag: 0x00280004, vr: 'CS', value: 'MONOCHROME2' },
+        { tag: 0x00280008, vr: 'IS', value: '8' },
         { tag: 0x00280010, vr: 'US', value: [256] },
         { tag: 0x00280011, vr: 'US', value: [256] },
         { tag: 0x00280100, vr: 'US', value: [8] },
       ],
-      pixelData: { fragments: [new Uint8Array(HEAD * 2)] },
+      pixelData: { fragments: [1, 2, 3, 4, 5, 6, 7, 8].map(fragment) },
     });
-    assert.equal(inspectDicomHead(rle.subarray(0, HEAD), rle.length, opts), 'whole-file');
+    assert.ok(typeof inspectDicomHead(rle.subarray(0, HEAD), rle.length, opts) === 'object');
+    // Cut inside the second fragment: the head lists it, longer than what the file holds.
+    const [head, cut] = [(HEAD / 8) * 3, (HEAD / 8) * 3.5];
+    assert.ok(typeof inspectDicomHead(rle.subarray(0, head), rle.length, opts) === 'object');
+    assert.throws(
+      () => inspectDicomHead(rle.subarray(0, head), cut, opts),
+      (err: unknown) => err instanceof ImageDecodeError && err.code === 'corrupt' && /truncated/.test(err.message),
+    );
+    // A JPEG-LS file whose DICOM header claims another size than its codestream.
+    const jls = Buffer.from(sharedDicom('cr_chest/RG1_JLSN.dcm'));
+    const rows = jls.indexOf(Buffer.from([0x28, 0x00, 0x10, 0x00, 0x55, 0x53, 0x02, 0x00]));
+    assert.ok(rows > 0);
+    jls.writeUInt16LE(jls.readUInt16LE(rows + 8) - 1, rows + 8);
+    assert.throws(() => inspectDicom(jls, opts), /JPEG-LS data is a/);
+    assert.throws(() => inspectDicomHead(jls.subarray(0, HEAD), jls.length, opts), /JPEG-LS data is a/);
+  });
+
+  it('reads the header of a deflated data set from the inflated start of the head', () => {
+    const values = new Uint16Array(512 * 512 * 4).map((_, i) => (i * 2654435761) >>> 20);
+    const deflated = syntheticImage({ rows: 512, columns: 512, values, frames: 4, transferSyntaxUid: '1.2.840.10008.1.2.1.99' });
+    assert.ok(deflated.length > 2 * HEAD);
+    const inspected = inspectDicomHead(deflated.subarray(0, HEAD), deflated.length, opts);
+    assert.ok(typeof inspected === 'object');
+    assert.equal(inspected.width, 512);
+    assert.equal(inspected.height, 512);
+    assert.equal(inspected.info.transferSyntaxUid, '1.2.840.10008.1.2.1.99');
+    // Too many pixels is refused from the inflated header too.
+    assert.throws(() => inspectDicomHead(deflated.subarray(0, HEAD), deflated.length, { maxPixels: 1000 }), (err: unknown) =>
+      err instanceof ImageDecodeError && err.code === 'too_large',
+    );
   });
 
   it('refuses from the head what inspectDicom refuses: too many pixels', () => {

@@ -14,6 +14,7 @@ export { ImageDecodeError } from './errors.js';
 export { sniffImageKind } from './sniff.js';
 export { inferScanType } from './scan-type.js';
 export { decodeDicomPixels, inspectDicom, inspectDicomHead, type DicomPixels } from './dicom/pixels.js';
+export { inspectRaster } from './raster.js';
 export type { DicomInfo } from './dicom/info.js';
 
 export interface DecodedImage {

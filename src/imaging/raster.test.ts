@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
-import { decodeUpload, ImageDecodeError } from './index.js';
+import { decodeUpload, ImageDecodeError, inspectRaster } from './index.js';
 import { imageFixture } from './testing/paths.js';
 
 const TIMEOUT = { timeout: 10_000 };
@@ -137,5 +137,37 @@ describe('decodeUpload: JPEG and PNG', () => {
     await rejectsWith(Buffer.from('name,diagnosis\nDoe,none\n'), 'unsupported_type', /not a JPEG, PNG or DICOM/);
     await rejectsWith(await sharp({ create: { width: 4, height: 4, channels: 3, background: '#fff' } }).gif().toBuffer(), 'unsupported_type');
     await rejectsWith(Buffer.alloc(0), 'unsupported_type');
+  });
+});
+
+describe('inspectRaster: the header checks of a large JPEG or PNG, from its first bytes', () => {
+  /** Noise, so the file is large: a JPEG of several MB whose pixels come long after its header. */
+  async function largeJpeg(orientation?: number): Promise<Buffer> {
+    const data = Buffer.alloc(1200 * 800 * 3);
+    for (let i = 0; i < data.length; i++) data[i] = (Math.imul(i, 2654435761) >>> 24) & 0xff;
+    const image = sharp(data, { raw: { width: 1200, height: 800, channels: 3 } }).jpeg({ quality: 100 });
+    return (orientation ? image.withMetadata({ orientation }) : image).toBuffer();
+  }
+
+  it('answers the size the image renders to, EXIF orientation applied, as decoding does', async () => {
+    for (const orientation of [undefined, 6]) {
+      const file = await largeJpeg(orientation);
+      const head = file.subarray(0, 64 * 1024);
+      const inspected = await inspectRaster(head, 'jpeg', 50_000_000);
+      const decoded = await decodeUpload(file);
+      assert.deepEqual(inspected, { width: decoded.width, height: decoded.height });
+    }
+    const fixture = imageFixture('chest-normal-1.png');
+    assert.deepEqual(await inspectRaster(fixture.subarray(0, 256), 'png', 50_000_000), await sharp(fixture).metadata().then((m) => ({ width: m.width, height: m.height })));
+  });
+
+  it('refuses from the header what decoding refuses: too many pixels, another format, no readable header', async () => {
+    const head = (await largeJpeg()).subarray(0, 64 * 1024);
+    await assert.rejects(inspectRaster(head, 'jpeg', 1000), (err: unknown) => err instanceof ImageDecodeError && err.code === 'too_large');
+    await assert.rejects(inspectRaster(head, 'png', 50_000_000), (err: unknown) => err instanceof ImageDecodeError && err.code === 'corrupt');
+    // A header cut before its size (what a header longer than the bytes at hand looks like).
+    await assert.rejects(inspectRaster(head.subarray(0, 100), 'jpeg', 50_000_000), (err: unknown) =>
+      err instanceof ImageDecodeError && err.code === 'corrupt' && /truncated or corrupt/.test(err.message),
+    );
   });
 });

@@ -7,29 +7,24 @@ const DECODE_TIMEOUT_SECONDS = 30;
 
 const LABEL = { jpeg: 'JPEG', png: 'PNG' } as const;
 
-/**
- * JPEG or PNG to 8-bit pixels with EXIF orientation applied, decoded once: the display PNG,
- * the thumbnail and the model's input are all made from them. Colour stays colour (the model
- * code does its own grayscale); 16-bit and palette images become 8-bit; transparency is
- * flattened onto black, the background of every radiology viewer.
- */
-export async function decodeRaster(bytes: Buffer, kind: 'jpeg' | 'png', maxPixels: number): Promise<RawImage> {
+// 'error' rejects truncated and broken data; 'warning' would also reject the harmless
+// oddities many scanners and phones write (extraneous bytes before a marker, and so on).
+const SHARP_OPTIONS: SharpOptions = { failOn: 'error', sequentialRead: true };
+
+const corrupt = (label: string, thrown: unknown) =>
+  new ImageDecodeError(
+    'corrupt',
+    `The ${label} file is truncated or corrupt: ${describeThrown(thrown).split('\n')[0]!.replace(/^Vips\w*:\s*/, '')}.`,
+  );
+
+/** The checks a JPEG or PNG header allows: readable, of the kind its bytes claim, a size within `maxPixels`. */
+async function readHeader(bytes: Buffer, kind: 'jpeg' | 'png', maxPixels: number): Promise<Metadata & { width: number; height: number }> {
   const label = LABEL[kind];
-  const corrupt = (thrown: unknown) =>
-    new ImageDecodeError(
-      'corrupt',
-      `The ${label} file is truncated or corrupt: ${describeThrown(thrown).split('\n')[0]!.replace(/^Vips\w*:\s*/, '')}.`,
-    );
-
-  // 'error' rejects truncated and broken data; 'warning' would also reject the harmless
-  // oddities many scanners and phones write (extraneous bytes before a marker, and so on).
-  const options: SharpOptions = { failOn: 'error', limitInputPixels: maxPixels, sequentialRead: true };
-
   let metadata: Metadata;
   try {
-    metadata = await sharp(bytes, { ...options, limitInputPixels: false }).metadata();
+    metadata = await sharp(bytes, { ...SHARP_OPTIONS, limitInputPixels: false }).metadata();
   } catch (thrown) {
-    throw corrupt(thrown);
+    throw corrupt(label, thrown);
   }
   if (metadata.format !== kind) {
     throw new ImageDecodeError('corrupt', `The file starts like a ${label} image but is not a readable ${label} file.`);
@@ -38,6 +33,32 @@ export async function decodeRaster(bytes: Buffer, kind: 'jpeg' | 'png', maxPixel
   if (!width || !height) throw new ImageDecodeError('corrupt', `The ${label} file does not state its size.`);
   // The header's size is trusted only to refuse early; sharp enforces the same limit itself.
   if (width * height > maxPixels) throw tooLarge(width, height, 1, maxPixels);
+  return { ...metadata, width, height };
+}
+
+/**
+ * The checks of a JPEG or PNG upload that need no decoding, from its first bytes (a large
+ * upload streamed to storage): `readHeader`'s, and the size of the image it renders to (EXIF
+ * orientation applied). A file whose header runs past `head` fails as corrupt: ask again with
+ * more of it. A file that passes may still fail at decoding (truncated or corrupt pixel data).
+ */
+export async function inspectRaster(head: Buffer, kind: 'jpeg' | 'png', maxPixels: number): Promise<{ width: number; height: number }> {
+  const { width, height, orientation } = await readHeader(head, kind, maxPixels);
+  // Orientations 5-8 turn the image a quarter: decodeRaster's autoOrient swaps the sides.
+  return orientation !== undefined && orientation >= 5 ? { width: height, height: width } : { width, height };
+}
+
+/**
+ * JPEG or PNG to 8-bit pixels with EXIF orientation applied, decoded once: the display PNG,
+ * the thumbnail and the model's input are all made from them. Colour stays colour (the model
+ * code does its own grayscale); 16-bit and palette images become 8-bit; transparency is
+ * flattened onto black, the background of every radiology viewer.
+ */
+export async function decodeRaster(bytes: Buffer, kind: 'jpeg' | 'png', maxPixels: number): Promise<RawImage> {
+  const label = LABEL[kind];
+  const options: SharpOptions = { ...SHARP_OPTIONS, limitInputPixels: maxPixels };
+  const metadata = await readHeader(bytes, kind, maxPixels);
+  const { width, height } = metadata;
 
   const grey = metadata.channels !== undefined && metadata.channels <= 2 && metadata.space !== 'cmyk';
   let pipeline = sharp(bytes, options).autoOrient();
@@ -55,6 +76,6 @@ export async function decodeRaster(bytes: Buffer, kind: 'jpeg' | 'png', maxPixel
     if (/timeout/i.test(describeThrown(thrown))) {
       throw new ImageDecodeError('corrupt', `The ${label} file could not be decoded in ${DECODE_TIMEOUT_SECONDS} seconds.`);
     }
-    throw corrupt(thrown);
+    throw corrupt(label, thrown);
   }
 }

@@ -10,7 +10,15 @@ import { findPatientForScans, requireAdmin, requireVisibleScan, type Viewer } fr
 import type { AdvanceAudit } from '../audit/log.js';
 import { insertAuditEvents } from '../audit/repository.js';
 import type { AppContext } from '../context.js';
-import { ImageDecodeError, inferScanType, inspectDicom, inspectDicomHead, sniffImageKind, type DicomInfo } from '../imaging/index.js';
+import {
+  ImageDecodeError,
+  inferScanType,
+  inspectDicom,
+  inspectDicomHead,
+  inspectRaster,
+  sniffImageKind,
+  type DicomInfo,
+} from '../imaging/index.js';
 import type { ImageKind } from '../imaging/sniff.js';
 import * as patientRepo from '../patients/repository.js';
 import { createPatientForUpload, patientIdInUse } from '../patients/service.js';
@@ -158,48 +166,84 @@ function inspectDicomHeader<T>(inspect: () => T): T {
 }
 
 /**
+ * How much of a large upload's start its header checks may read back from storage (in steps
+ * of 4x from the IN_MEMORY_BYTES kept while streaming); past it the header is refused.
+ */
+const HEADER_PREFIX_LIMIT = 16 * 1024 * 1024;
+
+/**
  * Refuses a file that is not an image we can show, before anything is stored. A DICOM file's
  * header is checked here on the event loop (no pixel is decoded: src/imaging inspectDicom)
  * and its display image is rendered later; JPEG, PNG and deflated DICOM files are decoded
  * whole in the decoder threads, as libvips and inflating need, and their renditions stored
- * with them.
- *
- * A file streamed to storage (src/scans/upload.ts) is checked from its first bytes when it is a
- * DICOM file whose header and uncompressed pixel data they describe; otherwise (compressed or
- * deflated DICOM, a header longer than they are, JPEG, PNG) it is read back whole, bounded by
- * MAX_UPLOAD_MB, and checked as above.
+ * with them. A file streamed to storage is checked from its start alone (checkStreamedUpload).
  */
 async function checkUpload(deps: ScanDeps, upload: UploadedImage): Promise<CheckedUpload> {
-  const maxPixels = deps.config.maxImagePixels;
   try {
-    let bytes = upload.head;
-    if (upload.stored) {
-      if (upload.stored.kind === 'dicom') {
-        const inspected = inspectDicomHeader(() => inspectDicomHead(upload.head, upload.size, { maxPixels }));
-        if (inspected !== 'whole-file') {
-          return { kind: 'dicom', width: inspected.width, height: inspected.height, dicom: inspected.info, rendered: null };
-        }
-      }
-      bytes = await deps.storage.get(upload.stored.key);
-    }
-    const kind = sniffImageKind(bytes);
-    if (kind === null) throw new ImageDecodeError('unsupported_type', 'The file is not a JPEG, PNG or DICOM image.');
-    if (kind === 'dicom') {
-      const inspected = inspectDicomHeader(() => inspectDicom(bytes, { maxPixels }));
-      if (inspected !== 'deflated') return { kind, width: inspected.width, height: inspected.height, dicom: inspected.info, rendered: null };
-    }
-    const decoded = await deps.imaging.decode(bytes, { maxPixels, thumbnailPx: THUMBNAIL_PX });
-    if (!decoded.thumbnail) throw new Error('the decoder made no thumbnail');
-    return {
-      kind: decoded.kind,
-      width: decoded.width,
-      height: decoded.height,
-      dicom: decoded.dicom ?? null,
-      rendered: { png: decoded.png, thumbnail: decoded.thumbnail },
-    };
+    if (upload.stored) return await checkStreamedUpload(deps, upload, upload.stored);
+    return await checkWholeFile(deps, upload.head);
   } catch (err) {
     if (err instanceof ImageDecodeError) throw decodeErrorToAppError(err);
     throw err;
+  }
+}
+
+async function checkWholeFile(deps: ScanDeps, bytes: Buffer): Promise<CheckedUpload> {
+  const maxPixels = deps.config.maxImagePixels;
+  const kind = sniffImageKind(bytes);
+  if (kind === null) throw new ImageDecodeError('unsupported_type', 'The file is not a JPEG, PNG or DICOM image.');
+  if (kind === 'dicom') {
+    const inspected = inspectDicomHeader(() => inspectDicom(bytes, { maxPixels }));
+    if (inspected !== 'deflated') return { kind, width: inspected.width, height: inspected.height, dicom: inspected.info, rendered: null };
+  }
+  const decoded = await deps.imaging.decode(bytes, { maxPixels, thumbnailPx: THUMBNAIL_PX });
+  if (!decoded.thumbnail) throw new Error('the decoder made no thumbnail');
+  return {
+    kind: decoded.kind,
+    width: decoded.width,
+    height: decoded.height,
+    dicom: decoded.dicom ?? null,
+    rendered: { png: decoded.png, thumbnail: decoded.thumbnail },
+  };
+}
+
+/**
+ * A file streamed to storage (src/scans/upload.ts), checked from its header without holding
+ * it whole: the first bytes kept while it streamed, and when its header is longer, more of its
+ * start read back from storage (up to HEADER_PREFIX_LIMIT). What a header cannot tell (pixel
+ * data that is corrupt, a compressed frame after the first bytes or deflated data that is
+ * truncated) is found by the worker when it renders the image: the scan then ends `failed`
+ * with the reason. Nothing is rendered here; the worker (or the first reader of an image
+ * link) renders it.
+ */
+async function checkStreamedUpload(deps: ScanDeps, upload: UploadedImage, stored: NonNullable<UploadedImage['stored']>): Promise<CheckedUpload> {
+  const maxPixels = deps.config.maxImagePixels;
+  const { kind, key } = stored;
+  for (let prefix = upload.head; ; ) {
+    // All of a file that turned out small enough is checked as one kept in memory.
+    if (prefix.length >= upload.size) return checkWholeFile(deps, prefix);
+    const atLimit = prefix.length >= HEADER_PREFIX_LIMIT;
+    if (kind === 'dicom') {
+      const inspected = inspectDicomHeader(() => inspectDicomHead(prefix, upload.size, { maxPixels }));
+      if (inspected !== 'longer-head') return { kind, width: inspected.width, height: inspected.height, dicom: inspected.info, rendered: null };
+      if (atLimit) {
+        throw new ImageDecodeError(
+          'unsupported_encoding',
+          `The DICOM header is longer than ${HEADER_PREFIX_LIMIT / 2 ** 20} MB before its pixel data; ImageMedix does not accept such headers.`,
+        );
+      }
+    } else {
+      try {
+        const { width, height } = await inspectRaster(prefix, kind, maxPixels);
+        return { kind, width, height, dicom: null, rendered: null };
+      } catch (err) {
+        // A header longer than the bytes at hand fails as corrupt too: tried again with more.
+        if (!(err instanceof ImageDecodeError) || err.code !== 'corrupt' || atLimit) throw err;
+      }
+    }
+    const longer = await deps.storage.readRange(key, 0, Math.min(upload.size, HEADER_PREFIX_LIMIT, prefix.length * 4));
+    if (longer.length <= prefix.length) throw new Error(`storage returned ${longer.length} bytes of a ${upload.size}-byte upload`);
+    prefix = longer;
   }
 }
 

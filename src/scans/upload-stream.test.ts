@@ -5,7 +5,7 @@
  * disk and on S3 (s3rver on loopback).
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import http from 'node:http';
@@ -16,10 +16,13 @@ import { after, before, describe, test } from 'node:test';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { eq } from 'drizzle-orm';
 import S3rver from 's3rver';
+import sharp from 'sharp';
+import { gliomaOutput } from '../../test/helpers/analyzer-output.js';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { syntheticImage } from '../imaging/testing/dicom-writer.js';
+import { sharedDicom } from '../imaging/testing/paths.js';
 import { scans } from '../platform/db/schema.js';
-import { multipart, uploadRequest } from './test-support.js';
+import { heatmapPng, localPath, multipart, runAnalysis, uploadRequest } from './test-support.js';
 import { IN_MEMORY_BYTES } from './upload.js';
 import { scanFileKey } from './stored-files.js';
 
@@ -65,6 +68,35 @@ async function postOverHttp(t: TestApp, user: TestUser, body: { payload: Buffer;
 }
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+/** Noise, so the files stay large once compressed: past what is kept in memory, pixels long after the header. */
+function noise(bytes: number): Buffer {
+  const data = Buffer.alloc(bytes);
+  for (let i = 0; i < bytes; i++) data[i] = (Math.imul(i + 1, 2654435761) >>> 24) & 0xff;
+  return data;
+}
+
+/** The large files whose checks used to read them back whole: JPEG, PNG, compressed and deflated DICOM. */
+async function largeImages(): Promise<{ name: string; data: Buffer; width: number; height: number }[]> {
+  const jpeg = await sharp(noise(1200 * 1000 * 3), { raw: { width: 1200, height: 1000, channels: 3 } })
+    .jpeg({ quality: 100 })
+    .withMetadata({ orientation: 6 })
+    .toBuffer();
+  const png = await sharp(randomBytes(1300 * 1000), { raw: { width: 1300, height: 1000, channels: 1 } }).png({ compressionLevel: 1 }).toBuffer();
+  const values = new Uint16Array(randomBytes(512 * 512 * 4 * 2).buffer).map((v) => v & 0xfff);
+  const deflated = syntheticImage({ rows: 512, columns: 512, values, frames: 4, transferSyntaxUid: '1.2.840.10008.1.2.1.99' });
+  const jpegLs = sharedDicom('cr_chest/RG1_JLSN.dcm');
+  const images = [
+    // EXIF orientation 6: shown turned a quarter, so 1000 wide.
+    { name: 'JPEG', data: jpeg, width: 1000, height: 1200 },
+    { name: 'PNG', data: png, width: 1300, height: 1000 },
+    { name: 'deflated DICOM', data: deflated, width: 512, height: 512 },
+    // A computed radiograph of the shared set (its MANIFEST): 1841 x 1955, one JPEG-LS frame in 64 kB fragments.
+    { name: 'JPEG-LS DICOM', data: jpegLs, width: 1841, height: 1955 },
+  ];
+  for (const image of images) assert.ok(image.data.length > IN_MEMORY_BYTES, `${image.name}: ${image.data.length} bytes`);
+  return images;
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The tests of one storage: `stored()` lists what is in it under scans/, `streamed` the keys written by putStream. */
@@ -73,6 +105,8 @@ function streamingTests(opts: {
   doctor: () => TestUser;
   stored: () => Promise<string[]>;
   streamed: string[];
+  /** The keys read back whole (storage.get). */
+  wholeReads: string[];
   maxUploadMb: number;
 }) {
   const upload = (data: Buffer, fields: Record<string, string> = { patientId: uniqueId(), patientName: 'Large Series' }) =>
@@ -141,6 +175,38 @@ function streamingTests(opts: {
     assert.deepEqual(await opts.stored(), before);
   });
 
+  test('a large JPEG, PNG, compressed or deflated DICOM is checked from its header, never read back whole, and renders', async () => {
+    for (const image of await largeImages()) {
+      const readsBefore = opts.wholeReads.length;
+      const res = await upload(image.data);
+      assert.equal(res.statusCode, 201, `${image.name}: ${res.body}`);
+      const scanId = res.json()._id as string;
+      assert.deepEqual(opts.wholeReads.slice(readsBefore), [], `${image.name}: nothing read back whole at upload`);
+      const [row] = await opts.app().database.db.select().from(scans).where(eq(scans.id, scanId));
+      assert.deepEqual([row!.width, row!.height], [image.width, image.height], image.name);
+      assert.equal(row!.sha256, sha256(image.data));
+      // The worker (here the first reader of the link) renders it from the stored original.
+      const shown = await opts.app().app.inject({ url: localPath(res.json().imageUrl as string) });
+      assert.equal(shown.statusCode, 200, `${image.name}: ${shown.body.slice(0, 200)}`);
+      const meta = await sharp(shown.rawPayload).metadata();
+      assert.deepEqual([meta.width, meta.height], [row!.width, row!.height], image.name);
+    }
+  });
+
+  test('a large file whose header is sound but whose pixel data is cut is accepted, then fails with the reason', async () => {
+    const [jpeg, , , jpegLs] = await largeImages();
+    for (const image of [jpeg!, jpegLs!]) {
+      const cut = image.data.subarray(0, image.data.length - 64 * 1024);
+      const res = await upload(cut);
+      assert.equal(res.statusCode, 201, `${image.name}: ${res.body}`);
+      const scanId = res.json()._id as string;
+      await runAnalysis(opts.app(), scanId, { ...gliomaOutput(), heatmapPng: await heatmapPng(8, 8) });
+      const detail = (await opts.app().app.inject({ url: `/api/scans/${scanId}`, headers: opts.doctor().auth })).json();
+      assert.equal(detail.status, 'failed', image.name);
+      assert.match(detail.failureReason, /could not be decoded.*(truncated|premature|corrupt)/i, image.name);
+    }
+  });
+
   test('a refusal after the file was streamed (a form field after it, a bad scanType, a missing patientName) removes it', async () => {
     const before = await opts.stored();
     const rowsBefore = await scanRows();
@@ -177,9 +243,15 @@ describe('streamed uploads, local storage', () => {
   let t: TestApp;
   let doctor: TestUser;
   const streamed: string[] = [];
+  const wholeReads: string[] = [];
   before(async () => {
     t = await createTestApp('pglite', { env: { MAX_UPLOAD_MB: String(MAX_UPLOAD_MB) } });
     doctor = await t.user();
+    const get = t.ctx.storage.get.bind(t.ctx.storage);
+    t.ctx.storage.get = (key) => {
+      wholeReads.push(key);
+      return get(key);
+    };
     const putStream = t.ctx.storage.putStream.bind(t.ctx.storage);
     t.ctx.storage.putStream = (key, body, contentType) => {
       streamed.push(key);
@@ -189,7 +261,7 @@ describe('streamed uploads, local storage', () => {
   after(() => t.close());
   const root = () => path.join(t.dataDir, 'files');
 
-  streamingTests({ app: () => t, doctor: () => doctor, stored: () => filesUnder(root()), streamed, maxUploadMb: MAX_UPLOAD_MB });
+  streamingTests({ app: () => t, doctor: () => doctor, stored: () => filesUnder(root()), streamed, wholeReads, maxUploadMb: MAX_UPLOAD_MB });
 
   test('a client that disconnects mid-file leaves no file and no row', async () => {
     if (!t.app.server.listening) await t.app.listen({ port: 0, host: '127.0.0.1' });
@@ -234,6 +306,7 @@ describe('streamed uploads, S3 storage (s3rver)', () => {
   let doctor: TestUser;
   let client: S3Client;
   const streamed: string[] = [];
+  const wholeReads: string[] = [];
   before(async () => {
     const { port } = await s3.run();
     const endpoint = `http://127.0.0.1:${port}`;
@@ -254,6 +327,11 @@ describe('streamed uploads, S3 storage (s3rver)', () => {
       streamed.push(key);
       return putStream(key, body, contentType);
     };
+    const get = t.ctx.storage.get.bind(t.ctx.storage);
+    t.ctx.storage.get = (key) => {
+      wholeReads.push(key);
+      return get(key);
+    };
   });
   after(async () => {
     await t?.close();
@@ -266,7 +344,7 @@ describe('streamed uploads, S3 storage (s3rver)', () => {
     return (page.Contents ?? []).map((o) => o.Key!).sort();
   };
 
-  streamingTests({ app: () => t, doctor: () => doctor, stored, streamed, maxUploadMb: MAX_UPLOAD_MB });
+  streamingTests({ app: () => t, doctor: () => doctor, stored, streamed, wholeReads, maxUploadMb: MAX_UPLOAD_MB });
 
   test('a series over the part size is sent in parts and read back whole', async () => {
     const series = dicomSeries(20);

@@ -6,8 +6,9 @@
  *
  * A file up to IN_MEMORY_BYTES is kept in memory whole (the hot path: DICOM slices of a few
  * kB). A larger one is streamed to storage under its scan's `original.<ext>` as it arrives,
- * hashed on the way, and only its first bytes are kept: enough to tell its type and, for most
- * DICOM files, to check its header (src/scans/service.ts). Memory per upload stays about
+ * hashed on the way, and only its first bytes are kept: enough to tell its type and, for all
+ * but headers longer than them, to check its header (src/scans/service.ts, which reads a longer
+ * start back from storage when needed, never the whole file). Memory per upload stays about
  * IN_MEMORY_BYTES whatever MAX_UPLOAD_MB is.
  */
 import { createHash, randomUUID } from 'node:crypto';
@@ -22,7 +23,7 @@ import { ORIGINAL_EXTENSION, ORIGINAL_MIME, scanFileKey } from './stored-files.j
 
 /**
  * Files up to this size are read into memory whole; above it they are streamed to storage and
- * this much of their start is kept (a DICOM header rarely needs more than a few kB of it).
+ * this much of their start is kept (a DICOM, JPEG or PNG header rarely needs more than a few kB of it).
  */
 export const IN_MEMORY_BYTES = 1024 * 1024;
 

@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { inflateRawSync } from 'node:zlib';
+import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
 import type { ByteArrayParser, ByteStream, DataSet, Element } from 'dicom-parser';
 import { describeThrown, ImageDecodeError } from '../errors.js';
 import { detectDicomLayout, isVrAt } from './detect.js';
@@ -68,6 +68,21 @@ function readTransferSyntaxUid(meta: DataSet, bytes: Uint8Array, position: numbe
 }
 
 /**
+ * Inflates the start of a deflate stream of which only the first bytes are at hand (no error
+ * for the missing end), to at most `maxBytes`: when all of `deflated` would inflate to more,
+ * less of it is taken, so a deflate bomb costs a few bounded tries, not its expansion.
+ */
+function inflatePrefix(deflated: Uint8Array, maxBytes: number): Buffer {
+  for (let take = deflated.length; ; take = Math.floor(take / 4)) {
+    try {
+      return inflateRawSync(deflated.subarray(0, take), { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: maxBytes });
+    } catch (thrown) {
+      if ((thrown as { code?: string }).code !== 'ERR_BUFFER_TOO_LARGE' || take < 1024) throw thrown;
+    }
+  }
+}
+
+/**
  * Parses a DICOM file with dicom-parser, handling the layouts and transfer syntaxes its
  * `parseDicom` does not: a file meta group without the preamble, a bare data set, a missing
  * transfer syntax, and deflate with a bound on the inflated size (a few kilobytes of deflate
@@ -76,7 +91,13 @@ function readTransferSyntaxUid(meta: DataSet, bytes: Uint8Array, position: numbe
 export function parseDicomBytes(bytes: Buffer, opts: { maxInflatedBytes: number }): ParsedDicom;
 /** With `inflate: false`, a deflated data set is not inflated: the answer is 'deflated'. */
 export function parseDicomBytes(bytes: Buffer, opts: { maxInflatedBytes: number; inflate: false }): ParsedDicom | 'deflated';
-export function parseDicomBytes(bytes: Buffer, opts: { maxInflatedBytes: number; inflate?: false }): ParsedDicom | 'deflated' {
+/**
+ * With `inflate: 'prefix'`, `bytes` are the first bytes of a file: a deflated data set is
+ * inflated as far as they go, to at most `maxInflatedBytes` (the start of the data set, enough
+ * for its header), and parsed as the start of a file.
+ */
+export function parseDicomBytes(bytes: Buffer, opts: { maxInflatedBytes: number; inflate: 'prefix' }): ParsedDicom;
+export function parseDicomBytes(bytes: Buffer, opts: { maxInflatedBytes: number; inflate?: false | 'prefix' }): ParsedDicom | 'deflated' {
   const layout = detectDicomLayout(bytes);
   if (layout === null) throw corrupt('it does not start with a DICOM header.');
 
@@ -114,7 +135,10 @@ export function parseDicomBytes(bytes: Buffer, opts: { maxInflatedBytes: number;
     if (opts.inflate === false) return 'deflated';
     let inflated: Buffer;
     try {
-      inflated = inflateRawSync(byteArray.subarray(position), { maxOutputLength: opts.maxInflatedBytes });
+      inflated =
+        opts.inflate === 'prefix'
+          ? inflatePrefix(byteArray.subarray(position), opts.maxInflatedBytes)
+          : inflateRawSync(byteArray.subarray(position), { maxOutputLength: opts.maxInflatedBytes });
     } catch (thrown) {
       if ((thrown as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
         throw new ImageDecodeError(

@@ -469,20 +469,57 @@ export async function decodeDicomPixels(
 
 /**
  * inspectDicom for a file of `fileBytes` bytes of which only the first ones, `head`, are at
- * hand (a large upload streamed to storage). Uncompressed pixel data is checked against the
- * file's size without being read, as inspectDicom does; what follows the pixel data is not
- * read (inspectDicom accepts a problem there too). 'whole-file' when the checks need more
- * than `head`: a header longer than it, compressed pixel data (its fragments are walked) or a
- * deflated data set.
+ * hand (a large upload streamed to storage), without reading the rest:
+ * - uncompressed pixel data is checked against the file's size, as inspectDicom does;
+ * - compressed pixel data: the fragments the head lists must fit in the file, and the first
+ *   frame's codestream header must agree with the DICOM header; the fragments after the head
+ *   are not walked (a truncated later fragment is found when the worker decodes the image);
+ * - a deflated data set is inflated as far as the head goes, for its header; whether its pixel
+ *   data is whole is found when the worker inflates it.
+ * 'longer-head' when the head ends before the checks could be made (a header longer than it):
+ * ask again with more of the file.
  */
-export function inspectDicomHead(head: Buffer, fileBytes: number, opts: { maxPixels: number }): InspectedDicom | 'whole-file' {
-  const parsed = parseDicomBytes(head, { maxInflatedBytes: maxInflatedBytes(opts.maxPixels), inflate: false });
-  if (parsed === 'deflated') return 'whole-file';
+export function inspectDicomHead(head: Buffer, fileBytes: number, opts: { maxPixels: number }): InspectedDicom | 'longer-head' {
+  let parsed = parseDicomBytes(head, { maxInflatedBytes: maxInflatedBytes(opts.maxPixels), inflate: false });
+  const deflated = parsed === 'deflated';
+  // The header of a deflated data set is in its first inflated bytes; a bounded prefix of them.
+  if (parsed === 'deflated') parsed = parseDicomBytes(head, { maxInflatedBytes: HEAD_INFLATED_BYTES, inflate: 'prefix' });
   const pixelData = parsed.dataSet.elements.x7fe00010;
-  const encoding = parsed.transferSyntax.encoding;
-  if (!pixelData || (encoding !== 'native' && encoding !== 'unsupported')) return 'whole-file';
+  if (!pixelData) return 'longer-head';
   const { info, image } = checkDicom(parsed, opts);
+  const inspected = { info, width: image.columns, height: image.rows };
+  if (deflated) return inspected;
   // A file without a preamble is parsed with one put in front: offsets are shifted by it.
-  checkNativeFrame(parsed, pixelData, image, fileBytes + parsed.byteArray.length - head.length);
-  return { info, width: image.columns, height: image.rows };
+  const fileEnd = fileBytes + parsed.byteArray.length - head.length;
+  const encoding = parsed.transferSyntax.encoding;
+  if (encoding === 'native' || encoding === 'unsupported') {
+    checkNativeFrame(parsed, pixelData, image, fileEnd);
+    return inspected;
+  }
+  if (!pixelData.encapsulatedPixelData) {
+    throw corrupt(`its transfer syntax (${parsed.transferSyntax.name}) is compressed but its pixel data is not.`);
+  }
+  const fragments = pixelData.fragments ?? [];
+  const first = fragments[0];
+  if (!first) return 'longer-head';
+  for (const fragment of fragments) {
+    if (fragment.position + fragment.length > fileEnd) {
+      throw corrupt(
+        `the compressed pixel data is truncated: a fragment needs ${fragment.length} bytes but only ${Math.max(0, fileEnd - fragment.position)} remain.`,
+      );
+    }
+  }
+  if (encoding === 'rle') return inspected;
+  // The codestream header opens the first fragment; a fragment cut by the head's end may still
+  // hold it whole.
+  const bytes = parsed.byteArray;
+  const frame = bytes.subarray(first.position, Math.min(first.position + first.length, bytes.length));
+  const cut = first.position + first.length > bytes.length;
+  const header = encoding === 'jpeg-2000' ? readJpeg2000Header(frame) : readJpegFrameHeader(frame);
+  if (!header && cut) return 'longer-head';
+  checkCodestream(header, image, encoding === 'jpeg-2000' ? 'JPEG 2000' : encoding === 'jpeg-ls' ? 'JPEG-LS' : 'JPEG');
+  return inspected;
 }
+
+/** How much of a deflated data set is inflated to read its header from the start of a file. */
+const HEAD_INFLATED_BYTES = 16 * 2 ** 20;

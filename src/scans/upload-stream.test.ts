@@ -357,3 +357,38 @@ describe('streamed uploads, S3 storage (s3rver)', () => {
     assert.equal(sha256(original), sha256(series));
   });
 });
+
+describe('streamed uploads: a DICOM header past what is read back', () => {
+  let t: TestApp;
+  let doctor: TestUser;
+  const ranges: number[] = [];
+  const wholeReads: string[] = [];
+  before(async () => {
+    t = await createTestApp('pglite', { env: { MAX_UPLOAD_MB: '24' } });
+    doctor = await t.user();
+    const readRange = t.ctx.storage.readRange.bind(t.ctx.storage);
+    t.ctx.storage.readRange = (key, start, end) => {
+      ranges.push(end - start);
+      return readRange(key, start, end);
+    };
+    const get = t.ctx.storage.get.bind(t.ctx.storage);
+    t.ctx.storage.get = (key) => {
+      wholeReads.push(key);
+      return get(key);
+    };
+  });
+  after(() => t.close());
+
+  test('a header of 4 MB is read back in a 4 MB prefix; one of 17 MB is refused (422) after 16 MB, never read whole', async () => {
+    const upload = (data: Buffer) =>
+      t.app.inject(uploadRequest(doctor, { data, filename: 's.dcm', contentType: 'application/dicom', fields: { patientId: uniqueId(), patientName: 'Long Header' } }));
+    const ok = await upload(dicomSeries(8, [{ tag: 0x00091010, vr: 'OB', value: new Uint8Array(3 * MB) }]));
+    assert.equal(ok.statusCode, 201, ok.body);
+    assert.deepEqual(ranges, [4 * MB]);
+    const refused = await upload(dicomSeries(8, [{ tag: 0x00091010, vr: 'OB', value: new Uint8Array(17 * MB) }]));
+    assert.equal(refused.statusCode, 422, refused.body);
+    assert.match(refused.json().error, /header is longer than 16 MB/);
+    assert.deepEqual(ranges, [4 * MB, 4 * MB, 16 * MB]);
+    assert.deepEqual(wholeReads, []);
+  });
+});

@@ -138,8 +138,13 @@ export interface Queue {
    * one job. Answers whether this call enqueued it.
    */
   sendThrottled<S extends TObject>(job: JobDefinition<S>, data: Static<S>, opts: { key: string; seconds: number }): Promise<boolean>;
-  /** Starts `concurrency` workers of the registered job `name` in this process. */
-  work(name: string, opts: { concurrency: number; pollIntervalSeconds: number; log: Logger }): Promise<void>;
+  /**
+   * Starts `concurrency` workers of the registered job `name` in this process, and `ahead` more
+   * that a notification wakes only while one of its jobs is running here: they take the next
+   * jobs of a busy queue while the others work, and leave an idle one to the first
+   * `concurrency` (one wake-up, as many fetches as before).
+   */
+  work(name: string, opts: { concurrency: number; ahead?: number; pollIntervalSeconds: number; log: Logger }): Promise<void>;
   /** Stops this process's workers of `name` (the jobs stay queued). */
   stopWorking(name: string): Promise<void>;
   /** Takes up to `max` queued jobs of `job` off the queue without running them (tests, tools). */
@@ -192,12 +197,14 @@ export async function openQueue(
   await boss.start();
   const registered = new Map<string, JobDefinition>();
   const handlers = { running: 0 };
-  const workersByQueue = new Map<string, string[]>();
+  const workersByQueue = new Map<string, { all: string[]; first: string[]; running: number }>();
   // Work starts at once: every enqueue NOTIFYs in its own transaction, so the wake-up arrives
   // when (and only if) the job is committed, in this process and in every other one listening
   // on the same database. Polling stays as the fallback (missed notifications, delayed retries).
   const wake = (name: string) => {
-    for (const id of workersByQueue.get(name) ?? []) boss.notifyWorker(id);
+    const workers = workersByQueue.get(name);
+    if (!workers) return;
+    for (const id of workers.running > 0 ? workers.all : workers.first) boss.notifyWorker(id);
   };
   const unlisten = await database.listen(JOBS_CHANNEL, {
     onNotify: wake,
@@ -277,10 +284,12 @@ export async function openQueue(
       );
       return Boolean(id);
     },
-    async work(name, { concurrency, pollIntervalSeconds, log }) {
+    async work(name, { concurrency, ahead = 0, pollIntervalSeconds, log }) {
       const job = registered.get(name);
       if (!job) throw new Error(`Job ${name} is not registered`);
-      for (let i = 0; i < concurrency; i++) {
+      const workers = workersByQueue.get(job.name) ?? { all: [], first: [], running: 0 };
+      workersByQueue.set(job.name, workers);
+      for (let i = 0; i < concurrency + ahead; i++) {
         let workerId: string | undefined;
         const id = await boss.work<object>(
           job.name,
@@ -292,15 +301,18 @@ export async function openQueue(
             // so a busy queue drains at the pace of the work, not of the poll.
             if (workerId) boss.notifyWorker(workerId);
             handlers.running++;
+            workers.running++;
             try {
               await runJob(job, j, log);
             } finally {
               handlers.running--;
+              workers.running--;
             }
           },
         );
         workerId = id;
-        workersByQueue.set(job.name, [...(workersByQueue.get(job.name) ?? []), id]);
+        workers.all.push(id);
+        if (i < concurrency) workers.first.push(id);
       }
     },
     async stopWorking(name) {

@@ -22,6 +22,7 @@ import type { AppContext } from './context.js';
 import { createImageDecoder, type ImageDecoder } from './imaging/decoder.js';
 import { createScanRenditions } from './scans/renditions.js';
 import { scheduleSweeps, SWEEP_PARTIAL_UPLOADS_JOB, sweepPartialUploadsJob } from './scans/sweep-partial-uploads.job.js';
+import { SCAN_FILE_FOLDERS } from './scans/stored-files.js';
 import type { Config } from './platform/config.js';
 import type { Database } from './platform/db/index.js';
 import { createMetrics, pgBossQueueStats, type Metrics } from './platform/metrics/index.js';
@@ -87,6 +88,8 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
   const { log } = opts;
   const storage =
     opts.storage ?? (config.storage ? createS3Storage(config.storage) : createLocalStorage(path.join(config.dataDir, 'files')));
+  // The 256 shard folders at start (a few ms), not one mkdir in each of the first uploads.
+  await storage.prepareFolders(SCAN_FILE_FOLDERS);
   const metrics = createMetrics({
     queueStats: pgBossQueueStats(database.executor),
     defaultMetrics: Boolean(config.metrics.token),

@@ -819,6 +819,9 @@ for (const kind of await databaseKinds()) {
           ['original.jpg', 'image.png', 'thumb.png', 'heatmap-A.png', 'report-R.pdf'].map((n) => `${id}.${n}`).sort(),
         );
         assert.equal(readdirSync(path.join(filesDir(), 'scans')).includes(id), false, 'no folder per scan');
+        // All 256 made when the server started, so no upload waits for a mkdir.
+        const shards = readdirSync(path.join(filesDir(), 'scans')).filter((f) => /^[0-9a-f]{2}$/.test(f));
+        assert.equal(shards.length, 256);
       });
 
       test('deleting a scan removes each of its files by the keys its rows name, and a heatmap not yet recorded', async () => {

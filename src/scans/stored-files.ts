@@ -21,6 +21,9 @@ export const scanFileKey = (scanId: string, name: string): string => `scans/${sc
 export const heatmapKey = (scanId: string, analysisId: string): string => scanFileKey(scanId, `heatmap-${analysisId}.png`);
 export const reportKey = (scanId: string, reportId: string): string => scanFileKey(scanId, `report-${reportId}.pdf`);
 
+/** Every shard folder of scanFileKey: made when the server starts (runtime.ts), not by an upload. */
+export const SCAN_FILE_FOLDERS: readonly string[] = Array.from({ length: 256 }, (_, i) => `scans/${i.toString(16).padStart(2, '0')}`);
+
 /** The folder a scan's files had before the shard layout: rows made then still name keys under it. */
 const legacyScanFolder = (scanId: string): string => `scans/${scanId}/`;
 

@@ -37,6 +37,11 @@ export interface Storage {
   exists(key: string): Promise<boolean>;
   delete(key: string): Promise<void>;
   deletePrefix(prefix: string): Promise<void>;
+  /**
+   * Makes the folders of these prefixes (`scans/3f`) ahead of their first write, and remembers
+   * them, so no write waits for one (local storage; S3 has no folders and does nothing).
+   */
+  prepareFolders(prefixes: readonly string[]): Promise<void>;
 }
 
 export class StorageNotFoundError extends Error {

@@ -195,6 +195,9 @@ export function createLocalStorage(root: string): Storage {
     async delete(key) {
       await rm(resolve(key), { force: true });
     },
+    async prepareFolders(prefixes) {
+      await Promise.all(prefixes.map((prefix) => makeFolder(resolve(prefix))));
+    },
     async deletePrefix(prefix) {
       const dir = resolve(prefix.replace(/\/$/, ''));
       for (const known of folders.keys()) if (known === dir || known.startsWith(`${dir}${path.sep}`)) folders.delete(known);

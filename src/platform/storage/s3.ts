@@ -167,6 +167,9 @@ export function createS3Storage(cfg: S3Config): Storage {
     async delete(key) {
       await client.send(new DeleteObjectCommand({ Bucket: cfg.bucket, Key: k(key) }));
     },
+    async prepareFolders() {
+      // Keys are names, not paths: nothing to make.
+    },
     async deletePrefix(prefix) {
       let token: string | undefined;
       do {

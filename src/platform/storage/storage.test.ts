@@ -59,6 +59,16 @@ describe('local storage', () => {
     assert.equal((await storage.get('scans/b/image.png')).toString(), 'other');
   });
 
+  test('prepareFolders makes the folders before any write; a fresh put into one still works', async () => {
+    const storage = createLocalStorage(dir);
+    await storage.prepareFolders(['shards/00', 'shards/ff']);
+    assert.deepEqual(readdirSync(path.join(dir, 'shards')).sort(), ['00', 'ff']);
+    await storage.put('shards/ff/x.original.dcm', Buffer.from('dicom'), 'application/dicom', { fresh: true });
+    assert.equal((await storage.get('shards/ff/x.original.dcm')).toString(), 'dicom');
+    await storage.prepareFolders(['shards/ff']);
+    assert.equal((await storage.get('shards/ff/x.original.dcm')).toString(), 'dicom', 'a folder made again keeps its files');
+  });
+
   test('a scan folder removed behind its back (another process deleted the scan) is made again', async () => {
     const storage = createLocalStorage(dir);
     await storage.put('scans/c/image.png', Buffer.from('one'), 'image/png');
@@ -126,6 +136,11 @@ describe('S3 storage', () => {
     assert.equal(put.ContentType, 'image/png');
     assert.equal(put.ServerSideEncryption, 'AES256');
     assert.equal((await storage.get('scans/a/image.png')).toString(), 'png bytes');
+  });
+
+  test('prepareFolders sends nothing: S3 keys need no folders', async () => {
+    await createS3Storage(S3_CONFIG).prepareFolders(['scans/00']);
+    assert.equal(s3.calls().length, 0);
   });
 
   test('a missing object is "not found", whether S3 says NoSuchKey or only 404', async () => {

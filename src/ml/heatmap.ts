@@ -204,11 +204,13 @@ function overlayTable(): Uint8Array {
 async function renderOverlay(heat: Float32Array, image: { gray: Uint8Array; width: number; height: number }): Promise<Buffer> {
   const { width, height, gray } = image;
   const table = overlayTable();
-  const out = Buffer.allocUnsafe(width * height * 3);
+  const out = new Uint8Array(width * height * 3);
   for (let i = 0, o = 0; i < width * height; i++, o += 3) {
     const t = heat[i]!;
-    const level = t >= 1 ? 255 : t > 0 ? Math.round(t * 255) : 0;
-    const at = (level * 256 + gray[i]!) * 3;
+    // Math.round(t * 255) for 0 < t < 1 without the call (this loop took ~2.3x as long with it):
+    // t is a float32, so t * 255 + 0.5 is exact in a double and its integer part is the level.
+    const level = t >= 1 ? 255 : t > 0 ? (t * 255 + 0.5) | 0 : 0;
+    const at = level * 768 + gray[i]! * 3;
     out[o] = table[at]!;
     out[o + 1] = table[at + 1]!;
     out[o + 2] = table[at + 2]!;

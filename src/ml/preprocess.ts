@@ -64,31 +64,46 @@ export function parsePreprocessingSpec(raw: unknown): PreprocessingSpec {
   };
 }
 
+/** R + G + B of an 8-bit pixel is one of 766 values, so every per-pixel step below is a table read. */
+const CHANNEL_SUMS = 3 * 255 + 1;
+
+/** The tensor value of each channel sum, per (mean, std): a few specs per process. */
+const tensorTables = new Map<string, Float32Array>();
+
 /**
  * Channel sums -> normalised tensor, step by step in float32 as PyTorch does it
  * (`sums.float() / 3.0`, `/ 255.0`, `- mean`, `/ std`), so the two sides agree to the last bit
- * or nearly so.
+ * or nearly so. The value depends on the sum alone, so it is computed once per sum, not per pixel.
  */
+function tensorTable(spec: PreprocessingSpec): Float32Array {
+  const key = `${spec.mean}/${spec.std}`;
+  let table = tensorTables.get(key);
+  if (!table) {
+    const f = Math.fround;
+    const mean = f(spec.mean);
+    const std = f(spec.std);
+    table = new Float32Array(CHANNEL_SUMS);
+    for (let sum = 0; sum < CHANNEL_SUMS; sum++) table[sum] = f(f(f(f(sum / 3) / 255) - mean) / std);
+    tensorTables.set(key, table);
+  }
+  return table;
+}
+
 export function tensorFromRgb(rgb: Uint8Array, spec: PreprocessingSpec): Float32Array {
   const n = spec.width * spec.height;
   if (rgb.length !== n * 3) throw new Error(`expected ${n * 3} RGB bytes, got ${rgb.length}`);
-  const f = Math.fround;
-  const mean = f(spec.mean);
-  const std = f(spec.std);
+  const table = tensorTable(spec);
   const out = new Float32Array(n);
-  for (let i = 0, j = 0; i < n; i++, j += 3) {
-    const sum = rgb[j]! + rgb[j + 1]! + rgb[j + 2]!;
-    const gray = f(sum / 3);
-    out[i] = f(f(f(gray / 255) - mean) / std);
-  }
+  for (let i = 0, j = 0; i < n; i++, j += 3) out[i] = table[rgb[j]! + rgb[j + 1]! + rgb[j + 2]!]!;
   return out;
 }
 
+/** The rounded mean of each channel sum. */
+const GRAY_OF_SUM = Uint8Array.from({ length: CHANNEL_SUMS }, (_, sum) => Math.round(sum / 3));
+
 function grayFromRgb(rgb: Uint8Array, pixels: number): Uint8Array {
   const gray = new Uint8Array(pixels);
-  for (let i = 0, j = 0; i < pixels; i++, j += 3) {
-    gray[i] = Math.round((rgb[j]! + rgb[j + 1]! + rgb[j + 2]!) / 3);
-  }
+  for (let i = 0, j = 0; i < pixels; i++, j += 3) gray[i] = GRAY_OF_SUM[rgb[j]! + rgb[j + 1]! + rgb[j + 2]!]!;
   return gray;
 }
 

@@ -58,9 +58,12 @@ export interface Refusal {
   reason: string;
 }
 
+/** The gray (R + G + B) / 3 of each channel sum, as a double: one table read per pixel, the same values. */
+const GRAY_OF_SUM = Float64Array.from({ length: 3 * 255 + 1 }, (_, sum) => sum / 3);
+
 export function imageStats(rgb: Uint8Array, width: number, height: number): ImageStats {
   const n = width * height;
-  // R + G + B per pixel (exact in 16 bits); the gray is that / 3, computed where it is used.
+  // R + G + B per pixel (exact in 16 bits); the gray is that / 3, read from GRAY_OF_SUM.
   const sums = new Uint16Array(n);
   let sum = 0;
   let chromaSum = 0;
@@ -69,8 +72,9 @@ export function imageStats(rgb: Uint8Array, width: number, height: number): Imag
     const r = rgb[j]!;
     const g = rgb[j + 1]!;
     const b = rgb[j + 2]!;
-    sums[i] = r + g + b;
-    sum += (r + g + b) / 3;
+    const s = r + g + b;
+    sums[i] = s;
+    sum += GRAY_OF_SUM[s]!;
     const chroma = Math.max(r, g, b) - Math.min(r, g, b);
     chromaSum += chroma;
     if (chroma > COLOURFUL_PIXEL_CHROMA) colourful++;
@@ -83,10 +87,10 @@ export function imageStats(rgb: Uint8Array, width: number, height: number): Imag
   for (let y = 0; y < height; y++) {
     const row = y * width;
     for (let x = 0; x < width; x++) {
-      const v = sums[row + x]! / 3;
+      const v = GRAY_OF_SUM[sums[row + x]!]!;
       variance += (v - mean) ** 2;
-      if (x + 1 < width) diff += (sums[row + x + 1]! / 3 - v) ** 2;
-      if (y + 1 < height) diff += (sums[row + width + x]! / 3 - v) ** 2;
+      if (x + 1 < width) diff += (GRAY_OF_SUM[sums[row + x + 1]!]! - v) ** 2;
+      if (y + 1 < height) diff += (GRAY_OF_SUM[sums[row + width + x]!]! - v) ** 2;
     }
   }
   variance /= n;

@@ -60,13 +60,21 @@ function routerFeatures(rgb: Uint8Array, width: number, height: number, router: 
   const block = size / grid;
   const out = new Float64Array(grid * grid + bins);
   const n = size * size;
+  // A pixel's gray and its histogram bin depend on R + G + B alone: computed once per sum.
+  const grayOfSum = new Float64Array(3 * 255 + 1);
+  const binOfSum = new Int32Array(3 * 255 + 1);
+  for (let sum = 0; sum < grayOfSum.length; sum++) {
+    const gray = sum / 3 / 255;
+    grayOfSum[sum] = gray;
+    binOfSum[sum] = grid * grid + Math.min(bins - 1, Math.floor(gray * bins));
+  }
   for (let y = 0; y < size; y++) {
     const row = Math.floor(y / block) * grid;
     for (let x = 0; x < size; x++) {
       const j = (y * size + x) * 3;
-      const gray = (rgb[j]! + rgb[j + 1]! + rgb[j + 2]!) / 3 / 255;
-      out[row + Math.floor(x / block)]! += gray;
-      out[grid * grid + Math.min(bins - 1, Math.floor(gray * bins))]! += 1;
+      const sum = rgb[j]! + rgb[j + 1]! + rgb[j + 2]!;
+      out[row + Math.floor(x / block)]! += grayOfSum[sum]!;
+      out[binOfSum[sum]!]! += 1;
     }
   }
   for (let i = 0; i < grid * grid; i++) out[i]! /= block * block;

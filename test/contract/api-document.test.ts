@@ -516,7 +516,7 @@ for (const kind of await databaseKinds()) {
       assert.ok(unassign, 'DELETE /api/patients/{id}/assign-doctor/{doctorId} is documented');
       assert.ok(unassign.responses['409'], 'with its 409 for the last doctor');
       const text = JSON.stringify(openapi);
-      assert.match(text, /a relative path `\/files\/scans\/<_id>\/image\.png\?expires=/);
+      assert.match(text, /a relative path `\/files\/scans\/<first two characters of _id>\/<_id>\.image\.png\?expires=/);
       assert.match(text, /a relative path `\/reports\/report-<scanId>-<reportId>\.pdf\?expires=/);
       assert.match(text, /the documented `\/reports\/report-<scanId>\.pdf`/);
       const patch = JSON.stringify(openapi.paths['/api/scans/{id}'].patch.requestBody);

@@ -9,9 +9,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import pino from 'pino';
+import S3rver from 's3rver';
 import { databaseKinds, openTestDatabase } from '../../test/helpers/db.js';
 import { openQueue } from '../platform/queue/index.js';
-import { createLocalStorage } from '../platform/storage/index.js';
+import { createLocalStorage, createS3Storage, type Storage } from '../platform/storage/index.js';
 import { PARTIAL_FOLDER } from '../platform/storage/local.js';
 import { scheduleSweeps, sweepPartialUploadsJob } from './sweep-partial-uploads.job.js';
 
@@ -37,6 +38,34 @@ describe('sweep of partial uploads', () => {
     const job = sweepPartialUploadsJob({ storage: createLocalStorage(dir), ageMinutes: 60, now: () => now });
     await job.handler({}, { jobId: 'j', attempt: 1, log });
     assert.deepEqual(readdirSync(partial), ['original.dcm.running.tmp']);
+  });
+
+  test('a store that cannot list unfinished multipart uploads (s3rver) ends the sweep with a warning, not a failed job retried for minutes', async () => {
+    const s3dir = mkdtempSync(path.join(tmpdir(), 'imagemedix-sweep-s3-'));
+    const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: s3dir, configureBuckets: [{ name: 'b', configs: [] }] });
+    const { port } = await server.run();
+    try {
+      const storage = createS3Storage({
+        bucket: 'b',
+        region: 'us-east-1',
+        endpoint: `http://127.0.0.1:${port}`,
+        accessKeyId: 'S3RVER',
+        secretAccessKey: 'S3RVER',
+        forcePathStyle: true,
+        prefix: '',
+      });
+      const warned: unknown[] = [];
+      const spy = pino({ level: 'warn' }, { write: (line: string) => void warned.push(JSON.parse(line)) });
+      await sweepPartialUploadsJob({ storage, ageMinutes: 60 }).handler({}, { jobId: 'j', attempt: 1, log: spy });
+      assert.equal(warned.length, 1);
+      assert.match(String((warned[0] as { reason: string }).reason), /lifecycle rule/);
+      // Any other failure still fails the job, so pg-boss retries it.
+      const broken = { ...storage, sweepPartialUploads: () => Promise.reject(new Error('connection reset')) } as Storage;
+      await assert.rejects(sweepPartialUploadsJob({ storage: broken, ageMinutes: 60 }).handler({}, { jobId: 'j', attempt: 1, log }), /connection reset/);
+    } finally {
+      await server.close();
+      rmSync(s3dir, { recursive: true, force: true });
+    }
   });
 
   for (const kind of ['pglite', 'postgres'] as const) {

@@ -48,6 +48,14 @@ export class StorageNotFoundError extends Error {
   override name = 'StorageNotFoundError';
 }
 
+/**
+ * The store cannot list what crashed uploads left (some S3-compatible servers do not implement
+ * ListMultipartUploads): the sweep cannot run there, and a bucket lifecycle rule has to do it.
+ */
+export class SweepUnsupportedError extends Error {
+  override name = 'SweepUnsupportedError';
+}
+
 const SAFE_KEY = /^[A-Za-z0-9][A-Za-z0-9._\-/]*$/;
 
 /** Keys are built by the server, never from user input; this guards against a bug doing so. */

@@ -16,7 +16,7 @@ import {
   type CompletedPart,
 } from '@aws-sdk/client-s3';
 import type { S3Config } from '../config.js';
-import { assertSafeKey, StorageNotFoundError, type Storage } from './index.js';
+import { assertSafeKey, StorageNotFoundError, SweepUnsupportedError, type Storage } from './index.js';
 
 /**
  * Size of the parts of a streamed upload (S3's least is 5 MiB but for the last): what one
@@ -135,9 +135,19 @@ export function createS3Storage(cfg: S3Config): Storage {
       let keyMarker: string | undefined;
       let uploadIdMarker: string | undefined;
       do {
-        const page = await client.send(
-          new ListMultipartUploadsCommand({ Bucket: cfg.bucket, Prefix: `${cfg.prefix}scans/`, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
-        );
+        const page = await client
+          .send(new ListMultipartUploadsCommand({ Bucket: cfg.bucket, Prefix: `${cfg.prefix}scans/`, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }))
+          .catch((err: unknown) => {
+            // A store without the call answers 501 NotImplemented or 405: no sweep is possible
+            // there, which retrying cannot change.
+            const { name, $metadata } = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+            if (name === 'NotImplemented' || name === 'MethodNotAllowed' || $metadata?.httpStatusCode === 501 || $metadata?.httpStatusCode === 405) {
+              throw new SweepUnsupportedError(
+                'This S3-compatible store does not list unfinished multipart uploads: set a bucket lifecycle rule that aborts them (docs/deployment.md)',
+              );
+            }
+            throw err;
+          });
         for (const upload of page.Uploads ?? []) {
           if (!upload.Key || !upload.UploadId || !upload.Initiated || upload.Initiated >= olderThan) continue;
           const object = { Bucket: cfg.bucket, Key: upload.Key, UploadId: upload.UploadId };

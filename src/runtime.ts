@@ -9,6 +9,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { analyzeScanJob, type Analyzer } from './analysis/analyze.job.js';
 import { createOnnxAnalyzer, type OnnxAnalyzer } from './analysis/analyzer.js';
+import { calibrationNotices } from './analysis/models.js';
 import { ANALYZE_SCAN_JOB } from './analysis/job-name.js';
 import { createAnalysisQueue } from './analysis/queue.js';
 import { startReconciler } from './analysis/reconciler.js';
@@ -110,11 +111,21 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
   // The analyzer (ONNX sessions) loads lazily, when this process starts working jobs or on the
   // first analysis: API-only processes never pay for it.
   let onnx: OnnxAnalyzer | null = null;
+  const operatingPoints: Record<string, string> = config.chestOperatingPoint ? { 'chest-xray': config.chestOperatingPoint } : {};
+  // Said once at start, by the API and the worker alike: a site calibration not used, a point
+  // no calibration has. (A manifest that cannot be read fails its analyses, not the start.)
+  try {
+    for (const n of await calibrationNotices(config.modelsDir, { calibrationDir: config.calibrationDir, operatingPoints })) {
+      log[n.level]({ model: n.model }, n.message);
+    }
+  } catch (err) {
+    log.error({ err: err instanceof Error ? err.message : String(err) }, 'model calibrations not checked');
+  }
   const onnxAnalyzer = () =>
     (onnx ??= createOnnxAnalyzer({
       modelsDir: config.modelsDir,
       calibrationDir: config.calibrationDir,
-      operatingPoints: config.chestOperatingPoint ? { 'chest-xray': config.chestOperatingPoint } : {},
+      operatingPoints,
       threads: config.worker.concurrency,
       maxPixels: config.maxImagePixels,
     }));

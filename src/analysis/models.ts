@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { readSiteCalibration, resolveCalibration } from '../ml/calibration.js';
+import { CalibrationError, readSiteCalibration, resolveCalibration } from '../ml/calibration.js';
 import { parseManifest } from '../ml/registry.js';
 
 export interface ModelListOptions {
@@ -15,7 +15,8 @@ export interface ModelListOptions {
   operatingPoints?: Record<string, string>;
 }
 
-export async function listModelSummaries(dir: string, options: ModelListOptions = {}) {
+/** The manifests in `dir` that have their network beside them. */
+async function installedManifests(dir: string) {
   let names: string[] = [];
   try {
     names = (await readdir(dir)).filter((n) => n.endsWith('.json') && !n.endsWith('.eval.json')).sort();
@@ -27,7 +28,33 @@ export async function listModelSummaries(dir: string, options: ModelListOptions 
     const file = path.join(dir, name);
     const m = parseManifest(JSON.parse(await readFile(file, 'utf8')), file);
     // A manifest without its network is not an installed model.
-    if (!existsSync(path.join(dir, m.file))) continue;
+    if (existsSync(path.join(dir, m.file))) out.push(m);
+  }
+  return out;
+}
+
+/**
+ * What an engineer must hear at start-up about the calibration each installed model will be
+ * served with: a site calibration that is not used because it lacks the point selected (warn),
+ * or a point that no calibration defines, which fails every analysis with that model (error).
+ */
+export async function calibrationNotices(dir: string, options: ModelListOptions = {}) {
+  const out: { level: 'warn' | 'error'; model: string; message: string }[] = [];
+  for (const m of await installedManifests(dir)) {
+    try {
+      const { siteIgnored } = resolveCalibration(m, readSiteCalibration(options.calibrationDir, m), options.operatingPoints?.[m.id]);
+      if (siteIgnored) out.push({ level: 'warn', model: m.id, message: siteIgnored });
+    } catch (err) {
+      if (!(err instanceof CalibrationError)) throw err;
+      out.push({ level: 'error', model: m.id, message: `${err.message}: analyses with ${m.id} will fail` });
+    }
+  }
+  return out;
+}
+
+export async function listModelSummaries(dir: string, options: ModelListOptions = {}) {
+  const out = [];
+  for (const m of await installedManifests(dir)) {
     const calibration = resolveCalibration(m, readSiteCalibration(options.calibrationDir, m), options.operatingPoints?.[m.id]);
     out.push({
       id: m.id,

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { listModelSummaries } from '../analysis/models.js';
+import { calibrationNotices, listModelSummaries } from '../analysis/models.js';
 import { readSiteCalibration, resolveCalibration, siteCalibrationPath, type SiteCalibration } from './calibration.js';
 import { analyzeImage } from './inference.js';
 import { ModelRegistry, parseManifest, type ModelManifest } from './registry.js';
@@ -68,6 +68,31 @@ describe('resolving the calibration in use', { skip: skip['chest-xray'] }, () =>
       assert.equal(readSiteCalibration(dir, m), null, 'fitted on another model file: not used');
       await writeFile(siteCalibrationPath(dir, m.id), JSON.stringify(site(m, { temperature: -1 })));
       assert.throws(() => readSiteCalibration(dir, m), /temperature must be > 0/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a site file without the point selected (written before chest 2.0.0 had `general`) is not mixed with the manifest: the model calibration, and a notice naming the file and its command', async () => {
+    const m = withPoints(await chestManifest(), { screening: 0.1, general: 0.3, balanced: 0.5 }, 'general');
+    const dir = await mkdtemp(path.join(tmpdir(), 'imagemedix-cal-'));
+    try {
+      const command = 'npm run calibrate -- --model chest-xray --data /site/images';
+      await writeFile(siteCalibrationPath(dir, m.id), JSON.stringify(site(m, { command })));
+      for (const wanted of [undefined, 'general']) {
+        const c = resolveCalibration(m, readSiteCalibration(dir, m), wanted);
+        // Not the site's 1.7 with a threshold fitted at the manifest's temperature.
+        assert.deepEqual([c.source, c.operatingPoint, c.temperature, c.threshold], ['model', 'general', m.calibration.temperature, 0.3]);
+        const notice = c.siteIgnored ?? '';
+        assert.ok(notice.includes(siteCalibrationPath(dir, m.id)), notice || 'no notice');
+        assert.ok(notice.includes(command), notice);
+        assert.match(notice, /no operating point "general" \(it has screening, balanced\).*CHEST_OPERATING_POINT to one of screening, balanced/);
+      }
+      // A point the file has is the site's, and only the site's points are listed with its temperature.
+      const s = resolveCalibration(m, readSiteCalibration(dir, m), 'screening');
+      assert.deepEqual([s.source, s.temperature, s.threshold, s.siteIgnored], ['site', 1.7, 0.2, null]);
+      assert.deepEqual(Object.keys(s.operatingPoints), ['screening', 'balanced']);
+      assert.throws(() => resolveCalibration(m, readSiteCalibration(dir, m), 'rule-out'), /"rule-out" is not defined .* it has screening, general, balanced/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -141,10 +166,29 @@ describe('each operating point as served', { skip: skip['chest-xray'] }, () => {
     assert.ok(!a.result.refused && a.result.scanType === 'chest-xray');
     assert.equal(a.result.calibration, 'site');
     assert.equal(a.result.decisionThreshold, 0.999);
-    const listed = await listModelSummaries(dir, { calibrationDir: calDir });
+    const listed = await listModelSummaries(dir, { calibrationDir: calDir, operatingPoints: { 'chest-xray': 'screening' } });
     assert.equal(listed[0]!.calibration, 'site');
     assert.equal(listed[0]!.temperature, 1.7);
     assert.equal((await listModelSummaries(dir))[0]!.calibration, 'model');
+  });
+
+  it('a site file without the point selected: results, the model list and the start-up notice all say the model calibration', async () => {
+    const m = parseManifest(JSON.parse(await readFile(path.join(dir, 'chest-xray.json'), 'utf8')));
+    // Written before `general` existed; its screening threshold would flag the normal fixture.
+    await writeFile(siteCalibrationPath(calDir, m.id), JSON.stringify(site(m, { operatingPoints: { screening: { threshold: 0.001 } } })));
+    const model = await load('general', calDir);
+    const a = await analyzeImage(model, await fixture('chest-xray', 'normal'), { scanType: 'chest-xray' });
+    assert.ok(!a.result.refused && a.result.scanType === 'chest-xray');
+    assert.deepEqual([a.result.calibration, a.result.operatingPoint, a.result.decisionThreshold, a.result.hasPneumonia], ['model', 'general', written.general, false]);
+    const options = { calibrationDir: calDir, operatingPoints: { 'chest-xray': 'general' } };
+    const listed = (await listModelSummaries(dir, options))[0]!;
+    assert.deepEqual([listed.calibration, listed.temperature, listed.operatingPoint], ['model', m.calibration.temperature, 'general']);
+    const notices = await calibrationNotices(dir, options);
+    assert.equal(notices.length, 1);
+    assert.equal(notices[0]!.level, 'warn');
+    assert.match(notices[0]!.message, /chest-xray\.site\.json .*no operating point "general"/);
+    assert.deepEqual(await calibrationNotices(dir, { calibrationDir: calDir, operatingPoints: { 'chest-xray': 'screening' } }), []);
+    assert.match((await calibrationNotices(dir, { operatingPoints: { 'chest-xray': 'rule-out' } }))[0]!.message, /"rule-out" is not defined/);
   });
 });
 

@@ -24,6 +24,8 @@ export interface SiteCalibration {
   data: { dir: string; counts: Record<string, number>; sha256?: string };
   command?: string;
   date: string;
+  /** Where it was read from (set on reading, not written). */
+  file?: string;
 }
 
 export function siteCalibrationPath(dir: string, modelId: string): string {
@@ -51,7 +53,7 @@ export function readSiteCalibration(dir: string | null | undefined, manifest: Mo
       throw new CalibrationError(`${file}: operatingPoints.${name}.threshold must be between 0 and 1`);
     }
   }
-  return raw;
+  return { ...raw, file };
 }
 
 /** The manifest's named points; a 1.0.0 chest manifest's single threshold becomes `screening`. */
@@ -76,34 +78,61 @@ export function defaultOperatingPoint(manifest: ModelManifest, points = manifest
 }
 
 /**
- * What serving uses for this model: temperature and points from the site calibration when
- * there is one for this model file, else from the manifest; the point named by `wanted`, else
- * the manifest's default. Throws CalibrationError naming the points there are when `wanted` is
- * not one of them.
+ * What serving uses for this model: the point named by `wanted`, else the manifest's default;
+ * with the site calibration's temperature and points when there is one for this model file and
+ * it has that point, else with the manifest's. A site file without the point (one written
+ * before the manifest gained it, e.g. chest 2.0.0's `general`) is not used for it: its
+ * temperature with a manifest threshold fitted at another temperature would be neither
+ * calibration. `siteIgnored` then says so, naming the file and the command that regenerates it.
+ * Throws CalibrationError naming the points there are when `wanted` is in neither.
  */
 export function resolveCalibration(
   manifest: ModelManifest,
   site: SiteCalibration | null,
   wanted?: string | null,
 ): EffectiveCalibration {
-  const points: Record<string, OperatingPoint> = { ...manifestOperatingPoints(manifest) };
-  if (site) {
-    for (const [name, p] of Object.entries(site.operatingPoints)) {
-      points[name] = { ...points[name], ...p, chosenOn: p.chosenOn ?? 'site calibration' };
+  const shipped = manifestOperatingPoints(manifest);
+  const name = wanted || defaultOperatingPoint(manifest, shipped);
+  const sitePoints = site?.operatingPoints ?? {};
+  if (site && Object.hasOwn(sitePoints, name)) {
+    // The site's points only: a manifest point's threshold (and its validation and external
+    // figures) belong to the manifest's temperature, not this one.
+    const points: Record<string, OperatingPoint> = {};
+    for (const [n, p] of Object.entries(sitePoints)) {
+      points[n] = { description: shipped[n]?.description, ...p, chosenOn: p.chosenOn ?? 'site calibration' };
     }
+    return {
+      source: 'site',
+      temperature: site.temperature,
+      operatingPoint: name,
+      threshold: points[name]!.threshold ?? null,
+      operatingPoints: points,
+      siteIgnored: null,
+    };
   }
-  const name = wanted || defaultOperatingPoint(manifest, points);
-  const point = points[name];
+  const point = Object.hasOwn(shipped, name) ? shipped[name] : undefined;
   if (!point) {
-    throw new CalibrationError(
-      `operating point "${name}" is not defined for ${manifest.id} ${manifest.version}; it has ${Object.keys(points).join(', ')}`,
-    );
+    const known = [...new Set([...Object.keys(shipped), ...Object.keys(sitePoints)])];
+    throw new CalibrationError(`operating point "${name}" is not defined for ${manifest.id} ${manifest.version}; it has ${known.join(', ')}`);
+  }
+  const threshold = point.rule === 'argmax' ? null : (point.threshold ?? null);
+  let siteIgnored: string | null = null;
+  if (site) {
+    const has = Object.keys(sitePoints);
+    const command = site.command ?? `npm run calibrate -- --model ${manifest.id} --data <dir with the site's labelled images>`;
+    siteIgnored =
+      `site calibration ${site.file ?? `${manifest.id}.site.json`} (written ${site.date}) has no operating point "${name}" ` +
+      `(it has ${has.join(', ') || 'none'}), so ${manifest.id} serves "${name}" with the model's own calibration ` +
+      `(temperature ${manifest.calibration.temperature}, threshold ${threshold ?? 'argmax'}), not the site's. ` +
+      `Regenerate the file with \`${command}\`` +
+      (has.length ? `, or set CHEST_OPERATING_POINT to one of ${has.join(', ')} to serve the site's point` : '');
   }
   return {
-    source: site ? 'site' : 'model',
-    temperature: site ? site.temperature : manifest.calibration.temperature,
+    source: 'model',
+    temperature: manifest.calibration.temperature,
     operatingPoint: name,
-    threshold: point.rule === 'argmax' ? null : (point.threshold ?? null),
-    operatingPoints: points,
+    threshold,
+    operatingPoints: shipped,
+    siteIgnored,
   };
 }

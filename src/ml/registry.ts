@@ -88,8 +88,10 @@ export interface EffectiveCalibration {
   /** The operating point in use and its pneumonia threshold (chest), or the argmax rule (brain). */
   operatingPoint: string;
   threshold: number | null;
-  /** Every point of the model (with the site's thresholds when calibrated there). */
+  /** Every point of the calibration in use (the site's points when calibrated there). */
   operatingPoints: Record<string, OperatingPoint>;
+  /** Why a site calibration for this model file is not used (it lacks the point selected); null otherwise. */
+  siteIgnored: string | null;
 }
 
 export interface LoadedModel {

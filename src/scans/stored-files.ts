@@ -9,7 +9,7 @@
  * goes with its prefix).
  */
 import type { BaseLogger } from 'pino';
-import type { Storage } from '../platform/storage/index.js';
+import type { LegacyTemporaryFolders, Storage } from '../platform/storage/index.js';
 
 /** The uploaded file is kept as `original.<extension>`, typed as its kind. */
 export const ORIGINAL_EXTENSION = { jpeg: 'jpg', png: 'png', dicom: 'dcm' } as const;
@@ -26,6 +26,14 @@ export const SCAN_FILE_FOLDERS: readonly string[] = Array.from({ length: 256 }, 
 
 /** The folder a scan's files had before the shard layout: rows made then still name keys under it. */
 const legacyScanFolder = (scanId: string): string => `scans/${scanId}/`;
+
+const SCAN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * The folders of the layout before the shard folders (`scans/<scan id>/`), where writes of that
+ * time also left their temporary files when a crash cut them off: swept with the rest.
+ */
+export const LEGACY_SCAN_FOLDERS: LegacyTemporaryFolders = { under: 'scans', folder: (name) => SCAN_ID.test(name) };
 
 /** A scan's stored files, as its rows name them (scan, analyses' heatmaps, reports). */
 export interface ScanFiles {

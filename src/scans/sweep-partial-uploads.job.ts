@@ -6,13 +6,15 @@
  * throttled send turns the asks of N processes into one job per interval, and a sweep running
  * twice at once is harmless anyway (each leftover is removed once, the other finds it gone).
  * Only what nothing wrote to for PARTIAL_UPLOAD_AGE_MINUTES goes, so an upload in progress is
- * never touched. An S3 bucket lifecycle rule for incomplete multipart uploads stays the
+ * never touched. Local storage also looks in the per-scan folders of the layout before the
+ * shard folders (`scans/<id>/`), where writes of that time left their `<file>.<uuid>.tmp`. An S3 bucket lifecycle rule for incomplete multipart uploads stays the
  * belt-and-braces (docs/deployment.md).
  */
 import { Type } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import type { JobDefinition, Queue } from '../platform/queue/index.js';
 import { SweepUnsupportedError, type Storage } from '../platform/storage/index.js';
+import { LEGACY_SCAN_FOLDERS } from './stored-files.js';
 
 export const SWEEP_PARTIAL_UPLOADS_JOB = 'storage.sweep-partial-uploads';
 
@@ -36,7 +38,7 @@ export function sweepPartialUploadsJob(deps: {
       const olderThan = new Date(now() - deps.ageMinutes * 60_000);
       let removed: number;
       try {
-        removed = await deps.storage.sweepPartialUploads(olderThan);
+        removed = await deps.storage.sweepPartialUploads(olderThan, LEGACY_SCAN_FOLDERS);
       } catch (err) {
         // Done for this interval, not failed: a retry would meet the same store.
         if (!(err instanceof SweepUnsupportedError)) throw err;

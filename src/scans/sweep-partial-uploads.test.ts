@@ -40,6 +40,50 @@ describe('sweep of partial uploads', () => {
     assert.deepEqual(readdirSync(partial), ['original.dcm.running.tmp']);
   });
 
+  test("also removes what crashes left in the per-scan folders of the layout before the shard folders, never a stored file", async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'imagemedix-sweep-legacy-'));
+    try {
+      const now = Date.now();
+      const file = (key: string, idleMinutes: number) => {
+        const at = path.join(root, key);
+        mkdirSync(path.dirname(at), { recursive: true });
+        writeFileSync(at, 'bytes');
+        const t = new Date(now - idleMinutes * MINUTE);
+        utimesSync(at, t, t);
+      };
+      const scan = '3f2a8c1e-0b4d-4e6f-9a1b-2c3d4e5f6a7b';
+      const tmpName = (name: string) => `${name}.5e0c7a1f-8b2d-4c3e-9f4a-1b2c3d4e5f60.tmp`;
+      // A scan stored under the old layout, days ago, with a crashed rendition write beside it.
+      for (const name of ['original.dcm', 'image.png', 'thumbnail.png', 'heatmap-a1.png', 'report-r1.pdf']) file(`scans/${scan}/${name}`, 3 * 24 * 60);
+      file(`scans/${scan}/${tmpName('image.png')}`, 90);
+      file(`scans/${scan}/${tmpName('original.dcm')}`, 20); // idle less than the margin: may still be written
+      file(`scans/${scan}/notes.tmp`, 90); // not a name our writes make
+      // A scan under the shard layout, and the partial folder's own leftover.
+      file(`scans/3f/${scan}.original.dcm`, 3 * 24 * 60);
+      file(`${PARTIAL_FOLDER}/original.dcm.crashed.tmp`, 90);
+      const job = sweepPartialUploadsJob({ storage: createLocalStorage(root), ageMinutes: 60, now: () => now });
+      await job.handler({}, { jobId: 'j', attempt: 1, log });
+      assert.deepEqual(readdirSync(path.join(root, 'scans', scan)).sort(), [
+        'heatmap-a1.png',
+        'image.png',
+        'notes.tmp',
+        'original.dcm',
+        tmpName('original.dcm'),
+        'report-r1.pdf',
+        'thumbnail.png',
+      ]);
+      assert.deepEqual(readdirSync(path.join(root, 'scans', '3f')), [`${scan}.original.dcm`]);
+      assert.deepEqual(readdirSync(path.join(root, PARTIAL_FOLDER)), []);
+      // A storage that never had the old layout (or no scans folder yet) sweeps as before.
+      await job.handler({}, { jobId: 'j', attempt: 1, log });
+      const fresh = mkdtempSync(path.join(tmpdir(), 'imagemedix-sweep-empty-'));
+      assert.equal(await createLocalStorage(fresh).sweepPartialUploads(new Date(now), { under: 'scans', folder: () => true }), 0);
+      rmSync(fresh, { recursive: true, force: true });
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
   test('a store that cannot list unfinished multipart uploads (s3rver) ends the sweep with a warning, not a failed job retried for minutes', async () => {
     const s3dir = mkdtempSync(path.join(tmpdir(), 'imagemedix-sweep-s3-'));
     const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: s3dir, configureBuckets: [{ name: 'b', configs: [] }] });

@@ -31,9 +31,11 @@ export interface Storage {
    * Removes what writes cut off by a crash left behind (local: temporary files; S3: unfinished
    * multipart uploads under the prefix) that nothing wrote to since `olderThan`, which must lie
    * further back than any upload in progress can have been idle. Safe to run in several
-   * processes at once. Answers how many it removed.
+   * processes at once. Answers how many it removed. `legacy` names the folders where an
+   * earlier layout wrote temporary files beside their file (local storage only: S3 puts leave
+   * nothing outside multipart uploads).
    */
-  sweepPartialUploads(olderThan: Date): Promise<number>;
+  sweepPartialUploads(olderThan: Date, legacy?: LegacyTemporaryFolders): Promise<number>;
   exists(key: string): Promise<boolean>;
   delete(key: string): Promise<void>;
   deletePrefix(prefix: string): Promise<void>;
@@ -42,6 +44,15 @@ export interface Storage {
    * them, so no write waits for one (local storage; S3 has no folders and does nothing).
    */
   prepareFolders(prefixes: readonly string[]): Promise<void>;
+}
+
+/**
+ * Folders where local storage wrote its temporary files (`<file>.<uuid>.tmp`) beside the file
+ * before they moved to one folder: each sub-folder of `under` whose name `folder` accepts.
+ */
+export interface LegacyTemporaryFolders {
+  under: string;
+  folder: (name: string) => boolean;
 }
 
 export class StorageNotFoundError extends Error {

@@ -1,4 +1,5 @@
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -15,6 +16,42 @@ const errno = (err: unknown) => (err as NodeJS.ErrnoException).code;
  * a key: keys start with a letter or digit. It must be on the same file system as the scans.
  */
 export const PARTIAL_FOLDER = '.partial';
+
+/**
+ * A temporary file as writes made them beside their file before PARTIAL_FOLDER (`original.dcm.<uuid>.tmp`).
+ * No stored file is named so: keys end in their file's own extension.
+ */
+const LEGACY_TEMPORARY = /\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.tmp$/;
+
+/**
+ * Removes the files of `dir` whose name `isTemporary` accepts and that nobody wrote to since
+ * `olderThan`. A file still being written has a recent modification time (every write sets it).
+ * Another process sweeping at the same time removes the same files: one of the two finds each
+ * gone, which is fine; so is a folder removed meanwhile (a deleted scan's).
+ */
+async function sweepFolder(dir: string, olderThan: Date, isTemporary: (name: string) => boolean): Promise<number> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return 0;
+    throw err;
+  }
+  let removed = 0;
+  for (const name of names) {
+    if (!isTemporary(name)) continue;
+    const tmp = path.join(dir, name);
+    try {
+      const info = await lstat(tmp);
+      if (!info.isFile() || info.mtime >= olderThan) continue;
+      await unlink(tmp);
+      removed++;
+    } catch (err) {
+      if (errno(err) !== 'ENOENT') throw err;
+    }
+  }
+  return removed;
+}
 
 export function createLocalStorage(root: string): Storage {
   const resolve = (key: string) => {
@@ -151,27 +188,22 @@ export function createLocalStorage(root: string): Storage {
         await handle.close();
       }
     },
-    async sweepPartialUploads(olderThan) {
-      // A file still being written has a recent modification time (every write sets it), so
-      // only what nobody wrote to for the whole margin goes. Another process sweeping at the
-      // same time removes the same files: one of the two finds each gone, which is fine.
-      let names: string[];
-      try {
-        names = await readdir(partialDir);
-      } catch (err) {
-        if (errno(err) === 'ENOENT') return 0;
-        throw err;
-      }
-      let removed = 0;
-      for (const name of names) {
-        if (!name.endsWith('.tmp')) continue;
-        const tmp = path.join(partialDir, name);
+    async sweepPartialUploads(olderThan, legacy) {
+      let removed = await sweepFolder(partialDir, olderThan, (name) => name.endsWith('.tmp'));
+      if (legacy) {
+        // What crashes left inside the folders of the earlier layout (scans/<id>/), where nothing
+        // writes any more.
+        const under = resolve(legacy.under);
+        let folders: Dirent[];
         try {
-          if ((await stat(tmp)).mtime >= olderThan) continue;
-          await unlink(tmp);
-          removed++;
+          folders = await readdir(under, { withFileTypes: true });
         } catch (err) {
           if (errno(err) !== 'ENOENT') throw err;
+          folders = [];
+        }
+        for (const folder of folders) {
+          if (!folder.isDirectory() || !legacy.folder(folder.name)) continue;
+          removed += await sweepFolder(path.join(under, folder.name), olderThan, (name) => LEGACY_TEMPORARY.test(name));
         }
       }
       return removed;

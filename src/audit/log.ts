@@ -8,7 +8,7 @@
  * If the events cannot be written, the client gets a 503 instead of the answer: no patient
  * data leaves without its trace, and a crash after the answer cannot lose the trace. A request
  * whose own statement can commit its events with its writes (an upload) builds them beforehand
- * with auditInAdvance; the hook then writes nothing more unless its answer differs. Events
+ * with auditInAdvance; the hook then writes nothing more unless its answer's status differs. Events
  * hold ids and field names only: never values, image data, passwords or tokens.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -305,14 +305,14 @@ export function registerAuditHooks(app: FastifyInstance, deps: { db: Db; audit: 
     const spec = request.routeOptions.config?.audit;
     if (!spec || request.auditWritten) return payload;
     request.auditWritten = true;
+    // Committed already with the request's own writes (auditInAdvance) for this very answer:
+    // done, with no describing again (the upload's hot path). An answer other than the one
+    // foreseen (a failure after the commit) is described and recorded as any other.
+    if (request.auditCommitted?.[0]?.statusCode === reply.statusCode) return payload;
     try {
       const main = await describe(deps.db, spec, request, reply.statusCode);
       const links = await linkIssueEvent(deps.db, request.issuedLinks, main, deps.config.signedUrlTtlSeconds);
-      const rows = links ? [main, links] : [main];
-      // Committed already with the request's own writes (auditInAdvance), exactly these: done.
-      // An answer other than the one foreseen (a failure after the commit) is recorded as well.
-      if (request.auditCommitted !== null && sameEvents(request.auditCommitted, rows)) return payload;
-      await deps.audit.write(rows);
+      await deps.audit.write(links ? [main, links] : [main]);
     } catch (err) {
       // Logged by kind and code only (platform/logging.ts). The answer is withheld.
       request.log.error({ err }, 'an audit event could not be written: the answer is withheld');
@@ -383,14 +383,12 @@ export interface AdvanceAudit {
 const withPatient = (rows: NewAuditRow[], patientId: string): NewAuditRow[] =>
   rows.map((row) => ({ ...row, patientIds: row.patientIds?.map((id) => (id === STATEMENT_PATIENT ? patientId : id)) ?? [] }));
 
-const sameEvents = (a: NewAuditRow[], b: NewAuditRow[]): boolean => JSON.stringify(a) === JSON.stringify(b);
-
 /**
  * The events the onSend hook would write for this request if it answered `statusCode` with
  * `answer`, having noted `note` and issued `links`: built by the hook's own code, for a write
  * that commits them with its own rows (an upload's one statement) instead of a second INSERT
- * after it. The hook compares what it would write with them, and writes nothing more when they
- * are the same; a different answer (a failure after the commit) is recorded as any other.
+ * after it. The hook takes them as committed and writes nothing more when the answer's status
+ * is the one foreseen; a different answer (a failure after the commit) is recorded as any other.
  * Null for a route with no audit action.
  */
 export async function auditInAdvance(

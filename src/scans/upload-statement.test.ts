@@ -204,5 +204,43 @@ for (const kind of await databaseKinds()) {
         t.ctx.audit = audit;
       }
     });
+
+    test('an answer other than the 201 committed in advance (a failure after the commit) is recorded as well, once', async () => {
+      const uploader = await t.user();
+      const patient = await t.patient(uploader, { name: 'Ana Lima' });
+      const hookWrites: string[] = [];
+      const { audit, signer } = t.ctx;
+      t.ctx.audit = {
+        write: async (rows) => {
+          hookWrites.push(...rows.map((r) => `${r.action} ${r.statusCode}`));
+          await audit.write(rows);
+        },
+      };
+      // The scan's links are signed after its statement committed: signing fails, the answer is a 500.
+      t.ctx.signer = { ...signer, sign: () => { throw new Error('signing failed'); } };
+      try {
+        const res = await upload(uploader, { patientId: patient.patientId });
+        assert.equal(res.statusCode, 500, res.body);
+      } finally {
+        t.ctx.audit = audit;
+        t.ctx.signer = signer;
+      }
+      const rows = await t.ctx.db
+        .select()
+        .from(auditEvents)
+        .where(and(eq(auditEvents.actorId, uploader.id), inArray(auditEvents.action, ['scan.upload', 'link.issue'])))
+        .orderBy(asc(auditEvents.statusCode), asc(auditEvents.action));
+      assert.deepEqual(
+        rows.map(({ action, statusCode, outcome, patientIds }) => ({ action, statusCode, outcome, patientIds })),
+        [
+          // Committed with the scan, as foreseen...
+          { action: 'link.issue', statusCode: 201, outcome: 'success', patientIds: [patient._id] },
+          { action: 'scan.upload', statusCode: 201, outcome: 'success', patientIds: [patient._id] },
+          // ...and the answer the client got, written by the hook.
+          { action: 'scan.upload', statusCode: 500, outcome: 'error', patientIds: [patient._id] },
+        ],
+      );
+      assert.deepEqual(hookWrites, ['scan.upload 500'], 'the hook writes the answer given, and only it');
+    });
   });
 }

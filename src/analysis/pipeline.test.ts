@@ -17,6 +17,7 @@ import type { Analyzer } from './analyze.job.js';
 import { REPO_ROOT } from '../platform/config.js';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { databaseKinds } from '../../test/helpers/db.js';
+import { captureLog } from '../../test/helpers/log-capture.js';
 import { multipart } from '../../test/helpers/multipart.js';
 
 const fixture = (name: string) => readFileSync(path.join(REPO_ROOT, 'test/fixtures/images', name));
@@ -335,6 +336,43 @@ describe('operating point and site calibration, as deployed', () => {
       assert.equal(done.result.operatingPoint, 'balanced');
       assert.equal(done.result.calibration, 'site');
       assert.equal(done.result.decisionThreshold, 0.999);
+    } finally {
+      await t.close();
+      rmSync(calibrationDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a site calibration written before chest 2.0.0 had `general`, as deployed', () => {
+  test('the API starts serving the manifest calibration at the default point, lists "model", and logs a warning naming the file and the command that regenerates it', async () => {
+    const [kind] = await databaseKinds();
+    const calibrationDir = mkdtempSync(path.join(tmpdir(), 'imagemedix-site-'));
+    const manifest = JSON.parse(readFileSync(path.join(REPO_ROOT, 'models/chest-xray.json'), 'utf8'));
+    const file = path.join(calibrationDir, 'chest-xray.site.json');
+    const command = 'npm run calibrate -- --model chest-xray --data /srv/site-images';
+    writeFileSync(
+      file,
+      JSON.stringify({
+        model: { id: 'chest-xray', version: manifest.version, sha256: manifest.sha256 },
+        temperature: 1.3,
+        operatingPoints: { screening: { threshold: 0.2 }, balanced: { threshold: 0.9 } },
+        data: { dir: '/srv/site-images', counts: { normal: 100, bacterial: 50, viral: 50 } },
+        command,
+        date: '2026-11-20T09:00:00.000Z',
+      }),
+    );
+    const captured = captureLog('warn');
+    const t = await createTestApp(kind!, { log: captured.log, env: { CALIBRATION_DIR: calibrationDir } });
+    try {
+      const warning = captured.entries().find((e) => e.model === 'chest-xray');
+      assert.ok(warning, captured.text());
+      assert.equal(warning.level, 40);
+      const msg = String(warning.msg);
+      assert.ok(msg.includes(file) && msg.includes(command) && msg.includes('"general"'), msg);
+      const doc = await t.user();
+      const chest = (await t.app.inject({ url: '/api/ml/models', headers: doc.auth })).json().models.find((m: { id: string }) => m.id === 'chest-xray');
+      assert.deepEqual([chest.calibration, chest.operatingPoint, chest.temperature], ['model', 'general', manifest.calibration.temperature]);
+      assert.equal(chest.operatingPoints.find((p: { name: string }) => p.name === 'general').threshold, manifest.decision.operatingPoints.general.threshold);
     } finally {
       await t.close();
       rmSync(calibrationDir, { recursive: true, force: true });

@@ -6,7 +6,9 @@
  * CALIBRATION_DIR), which the server uses from its next start and reports as
  * `calibration: "site"` in GET /api/ml/models.
  *
- *   npm run calibrate -- --model chest-xray --data <dir> [--models-dir models] [--out <calibration dir>] [--dry-run]
+ *   npm run calibrate -- --model chest-xray --data <dir> [--models-dir models] [--out <calibration dir>] [--write | --dry-run]
+ *
+ * Writing is the default; `--write` says so explicitly (as scripts/calibrate-model.ts asks for it).
  *
  * Refuses (exit 1) to write one from fewer than 100 pneumonia and 100 normal images.
  */
@@ -30,19 +32,27 @@ import {
 import { siteCalibrationPath, type SiteCalibration } from './calibration.js';
 import { ModelRegistry } from './registry.js';
 
-const USAGE = 'usage: npm run calibrate -- --model chest-xray --data <dir with normal/ bacterial/ viral/> [--out <dir>] [--dry-run]';
+const USAGE = 'usage: npm run calibrate -- --model chest-xray --data <dir with normal/ bacterial/ viral/> [--out <dir>] [--write | --dry-run]';
+
+const OPTIONS = {
+  model: { type: 'string' },
+  data: { type: 'string' },
+  'models-dir': { type: 'string' },
+  out: { type: 'string' },
+  write: { type: 'boolean', default: false },
+  'dry-run': { type: 'boolean', default: false },
+} as const;
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      model: { type: 'string' },
-      data: { type: 'string' },
-      'models-dir': { type: 'string' },
-      out: { type: 'string' },
-      'dry-run': { type: 'boolean', default: false },
-    },
-  });
-  if (!values.model || !values.data) {
+  let values: ReturnType<typeof parseArgs<{ options: typeof OPTIONS }>>['values'];
+  try {
+    ({ values } = parseArgs({ options: OPTIONS }));
+  } catch (err) {
+    // An unknown or malformed option: say which, and how it is used (not a stack trace).
+    console.error(`${(err as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (!values.model || !values.data || (values.write && values['dry-run'])) {
     console.error(USAGE);
     return 2;
   }

@@ -138,12 +138,20 @@ describe('npm run calibrate', { skip: skip['chest-xray'] }, () => {
     const data = await siteFolder({ normal: 20, bacterial: 10, viral: 10 });
     const out = await mkdtemp(path.join(tmpdir(), 'imagemedix-cal-'));
     try {
-      await assert.rejects(cli(['--model', 'chest-xray', '--data', data, '--out', out], {}), (err: { code: number; stderr: string }) => {
-        assert.equal(err.code, 1);
+      // `--write` (the default, said explicitly as calibrate-model.ts asks for it) is accepted.
+      await assert.rejects(cli(['--model', 'chest-xray', '--data', data, '--out', out, '--write'], {}), (err: { code: number; stderr: string }) => {
+        assert.equal(err.code, 1, err.stderr);
         assert.match(err.stderr, /Too few labelled images to calibrate: 20 with pneumonia .* and 20 normal; at least 100 of each/);
         return true;
       });
       assert.equal((await listModelSummaries(TEST_MODELS_DIR, { calibrationDir: out })).find((m) => m.id === 'chest-xray')?.calibration, 'model');
+      // An unknown option: its name and the usage, exit 2, not a stack trace.
+      await assert.rejects(cli(['--model', 'chest-xray', '--data', data, '--wrtie'], {}), (err: { code: number; stderr: string }) => {
+        assert.equal(err.code, 2);
+        assert.match(err.stderr, /Unknown option '--wrtie'[\s\S]*usage: npm run calibrate/);
+        assert.doesNotMatch(err.stderr, /\n\s+at /);
+        return true;
+      });
     } finally {
       await rm(data, { recursive: true, force: true });
       await rm(out, { recursive: true, force: true });

@@ -17,6 +17,10 @@
  *   when --workers is 0), the uploads spread over them in turn, as a load balancer would.
  * --cpu-prof DIR: a V8 CPU profile of every process that serves (the children, or this process
  *   in the default mode, where the uploading client shares the thread), under DIR/<database>.
+ * --cpu-times (burst, with --workers, Linux): the CPU each thread of each process used from the
+ *   first upload to the last analysis (/proc/<pid>/task/<tid>/stat), per scan: every child's
+ *   main thread and its busiest other threads, this process (the client) and the database's
+ *   backends.
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -48,6 +52,7 @@ const { values } = parseArgs({
     workers: { type: 'string' },
     apis: { type: 'string', default: '1' },
     'cpu-prof': { type: 'string' },
+    'cpu-times': { type: 'boolean', default: false },
   },
 });
 
@@ -62,6 +67,8 @@ const APIS = Number(values.apis);
 if (!(Number.isInteger(APIS) && APIS >= 1)) throw new Error('--apis must be 1 or more');
 if (APIS > 1 && WORKERS === undefined) throw new Error('--apis needs --workers (the API processes are children)');
 const PROFILE_DIR = values['cpu-prof'] ? path.resolve(values['cpu-prof']) : null;
+const CPU_TIMES = values['cpu-times'] === true;
+if (CPU_TIMES && (WORKERS === undefined || values.mode === 'idle')) throw new Error('--cpu-times needs --workers and a burst');
 const DATASETS = path.resolve(REPO_ROOT, '../shared/datasets');
 
 function testImages(n: number): { file: string; scanType: ScanType }[] {
@@ -90,7 +97,64 @@ const pct = (xs: number[], p: number) => {
 interface Served {
   /** The API processes' addresses; uploads go to each in turn. */
   bases: string[];
+  /** The child processes by role (api, worker-1...), for --cpu-times. */
+  pids?: Map<string, number>;
   stop(): Promise<void>;
+}
+
+/** CPU seconds used so far by each thread of `pid` (by thread id), from /proc. */
+function threadCpuSeconds(pid: number): Map<number, number> {
+  const tick = 100; // USER_HZ, 100 on every Linux the benchmark runs on
+  const out = new Map<number, number>();
+  let tids: string[] = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(tid), (Number(fields[11]) + Number(fields[12])) / tick);
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
+}
+
+/** Per-thread CPU of the roles' processes: a snapshot now, for `cpuTable` to subtract. */
+function cpuSnapshot(roles: Map<string, number[]>): Map<string, Map<string, number>> {
+  const snap = new Map<string, Map<string, number>>();
+  for (const [role, pids] of roles) {
+    const threads = new Map<string, number>();
+    for (const pid of pids) for (const [tid, s] of threadCpuSeconds(pid)) threads.set(tid === pid ? `${pid}/main` : `${pid}/${tid}`, s);
+    snap.set(role, threads);
+  }
+  return snap;
+}
+
+/** CPU per scan (ms) between two snapshots: each role's main thread, its 3 busiest other threads, the rest. */
+function cpuTable(before: Map<string, Map<string, number>>, after: Map<string, Map<string, number>>, scans: number): string {
+  const lines: string[] = [];
+  let all = 0;
+  for (const [role, threads] of after) {
+    const used = [...threads].map(([k, s]) => [k, s - (before.get(role)?.get(k) ?? 0)] as const);
+    const total = used.reduce((a, [, s]) => a + s, 0);
+    all += total;
+    const main = used.filter(([k]) => k.endsWith('/main')).reduce((a, [, s]) => a + s, 0);
+    const others = used.filter(([k]) => !k.endsWith('/main')).map(([, s]) => s).sort((a, b) => b - a);
+    const ms = (s: number) => ((s * 1000) / scans).toFixed(1);
+    const top = others.slice(0, 3).map(ms).join(' + ');
+    const rest = others.slice(3).reduce((a, s) => a + s, 0);
+    lines.push(
+      role === 'postgres' || role === 'client'
+        ? `  ${role}: ${ms(total)} ms per scan`
+        : `  ${role}: ${ms(total)} ms per scan (main ${ms(main)}, busiest others ${top || '-'}, rest ${ms(rest)})`,
+    );
+  }
+  return `CPU per scan, first upload to last analysis:\n${lines.join('\n')}\n  all: ${((all * 1000) / scans).toFixed(1)} ms`;
 }
 
 /** API and in-process worker on this process's event loop, beside the uploading client. */
@@ -134,6 +198,7 @@ async function inChildren(config: Config, jwtSecret: string, databaseUrl: string
   const nodeArgs = (role: string) => (PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${path.join(PROFILE_DIR, kind, role)}`] : []);
   const children: ChildProcess[] = [];
   const bases: string[] = [];
+  const pids = new Map<string, number>();
   // One after another: each applies the (idempotent) migrations at start-up.
   for (let i = 0; i < APIS; i++) {
     const port = await freePort();
@@ -143,6 +208,7 @@ async function inChildren(config: Config, jwtSecret: string, databaseUrl: string
       nodeArgs(APIS === 1 ? 'api' : `api-${i + 1}`),
     );
     children.push(api);
+    pids.set(APIS === 1 ? 'api' : `api-${i + 1}`, api.pid!);
     bases.push(`http://127.0.0.1:${port}`);
     await waitForHttp(`${bases[i]}/healthz`, 180_000, api);
   }
@@ -152,10 +218,12 @@ async function inChildren(config: Config, jwtSecret: string, databaseUrl: string
     const metricsPort = await freePort();
     const worker = startProcess('worker', { ...env, METRICS_TOKEN: metricsToken, METRICS_PORT: String(metricsPort), HOST: '127.0.0.1' }, nodeArgs(`worker-${i + 1}`));
     children.push(worker);
+    pids.set(`worker-${i + 1}`, worker.pid!);
     await waitForHttp(`http://127.0.0.1:${metricsPort}/metrics`, 180_000, worker);
   }
   return {
     bases,
+    pids,
     async stop() {
       await Promise.all(children.map((c) => stopProcess(c)));
     },
@@ -214,6 +282,15 @@ async function run(kind: 'pglite' | 'postgres') {
       await new Promise((r) => setTimeout(r, pollMs));
     }
   };
+  // The processes whose threads --cpu-times reads: the children, this one, the database's backends.
+  const cpuRoles = async () => {
+    const roles = new Map<string, number[]>([...(served.pids ?? [])].map(([role, pid]) => [role, [pid]]));
+    roles.set('client', [process.pid]);
+    const backends = await database.executor.executeSql('select pid from pg_stat_activity where datname = current_database()');
+    roles.set('postgres', (backends.rows as { pid: number }[]).map((r) => Number(r.pid)));
+    return roles;
+  };
+  const cpuBefore = CPU_TIMES ? cpuSnapshot(await cpuRoles()) : null;
   const t0 = Date.now();
   let rows: Row[];
   // When the last upload was answered (burst): what is left after it is the analyses' tail.
@@ -240,6 +317,7 @@ async function run(kind: 'pglite' | 'postgres') {
     rows = await waitAll(5);
     uploadSeconds = (Date.now() - t0) / 1000;
   }
+  const cpu = cpuBefore ? cpuTable(cpuBefore, cpuSnapshot(await cpuRoles()), N) : null;
   const failed = rows.filter((r) => r.status === 'failed').length;
   const lastEnd = Math.max(...rows.map((r) => r.completedAt!.getTime()));
   const latencies = rows.map((r) => r.completedAt!.getTime() - started.get(r.scanId)!);
@@ -258,6 +336,7 @@ async function run(kind: 'pglite' | 'postgres') {
     p50: pct(latencies, 50),
     p95: pct(latencies, 95),
     uploadP50: pct(responded, 50),
+    cpu,
   };
 }
 
@@ -285,6 +364,7 @@ for (const kind of kinds) {
       : `${r.kind}, idle, one scan at a time: ${r.scans} scans, upload response p50 ${r.uploadP50} ms, ` +
           `upload-to-completed p50 ${r.p50} ms, p95 ${r.p95} ms, failed ${r.failed}`,
   );
+  if (r.cpu) console.log(r.cpu);
   rows.push(line);
 }
 console.log(`machine: ${machine}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);

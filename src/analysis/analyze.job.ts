@@ -110,7 +110,7 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
     retryBackoff: true,
     expireInSeconds: deps.expireInSeconds ?? 120,
     payload: AnalyzeScanPayloadSchema,
-    async handler({ scanId, analysisId }, { attempt, log, enqueuedAt }) {
+    async handler({ scanId, analysisId }, { attempt, log, enqueuedAt, completion }) {
       const handlerStart = Date.now();
       // Every write below names this try: if the job expired while this worker stalled and a
       // retry took over, whatever this try still writes is ignored.
@@ -163,7 +163,7 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
         );
       };
       const fail = async (reason: string, refused: boolean) => {
-        await failAnalysis(db, events, { analysisId, scanId, patientId: claimed.patientId, reason, refused, attempt });
+        await failAnalysis(db, events, { analysisId, scanId, patientId: claimed.patientId, reason, refused, attempt, job: completion });
         if (!refused) finished('failed', null);
       };
 
@@ -182,6 +182,7 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
             reason: output.reason,
             refused: true,
             attempt,
+            job: completion,
             // A declared type stays; a routed one is only kept when the model accepted it.
             ...(claimed.scanType === null && output.scanType ? { scanType: output.scanType } : {}),
           });
@@ -199,6 +200,7 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
           {
             analysisId,
             attempt,
+            job: completion,
             analysis: {
               status: 'completed',
               stage: 'saving',

@@ -6,8 +6,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
+import { sql, type SQL } from 'drizzle-orm';
 import { REPO_ROOT } from '../platform/config.js';
-import { pendingJobs } from '../platform/queue/index.js';
+import { pendingJobs, type JobCompletion } from '../platform/queue/index.js';
+import { ANALYZE_SCAN_JOB } from './job-name.js';
 import { WEBHOOK_DELIVERY_JOB } from '../webhooks/deliver.job.js';
 import type { EventPublisher, ScanEvent } from '../webhooks/types.js';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
@@ -64,6 +66,20 @@ const completion = (s: { scanId: string; analysisId: string }, attempt: number) 
   scan: { status: 'completed' as const, currentAnalysisId: s.analysisId, failureReason: null },
 });
 
+/** The analysis job's completion as the queue hands it to a try (here on the job the upload queued, not yet fetched). */
+function jobOf(t: TestApp, s: { analysisId: string }) {
+  const calls: string[] = [];
+  const job: JobCompletion = {
+    statement: (when: SQL<boolean>) =>
+      sql`update pgboss.job set state = 'completed', completed_on = now()
+           where name = ${ANALYZE_SCAN_JOB} and data->>'analysisId' = ${s.analysisId} and state < 'completed' and (${when}) returning id`,
+    completed: () => calls.push('completed'),
+  };
+  const state = async () =>
+    ((await pendingJobs(t.ctx.db, ANALYZE_SCAN_JOB, { field: 'analysisId', value: s.analysisId })).length > 0 ? 'pending' : 'completed');
+  return { job, calls, state };
+}
+
 const statusOf = async (t: TestApp, s: { scanId: string; analysisId: string }) => ({
   scan: (await repo.findScanForAnalysis(t.ctx.db, s.scanId))?.status,
   analysis: (await repo.latestAnalysisOf(t.ctx.db, s.scanId))?.status,
@@ -78,12 +94,17 @@ for (const kind of await databaseKinds()) {
         const s = await claimedScan(t, doc);
         const { events, published } = recording(t.ctx.events);
         const event: ScanEvent = { type: 'scan.analyzed', scanId: s.scanId, patientId: s.patientId, status: 'completed' };
+        const { job, calls, state } = jobOf(t, s);
 
-        assert.equal(await endAnalysis(t.ctx.db, events, completion(s, 2), event), false, 'a try that does not own it writes nothing');
+        assert.equal(await endAnalysis(t.ctx.db, events, { ...completion(s, 2), job }, event), false, 'a try that does not own it writes nothing');
         assert.deepEqual(await statusOf(t, s), { scan: 'processing', analysis: 'active' });
+        assert.equal(await state(), 'pending', 'nor completes the job');
+        assert.deepEqual(calls, []);
 
-        assert.equal(await endAnalysis(t.ctx.db, events, completion(s, 1), event), true);
+        assert.equal(await endAnalysis(t.ctx.db, events, { ...completion(s, 1), job }, event), true);
         assert.deepEqual(await statusOf(t, s), { scan: 'completed', analysis: 'completed' });
+        assert.equal(await state(), 'completed', 'the job is completed in the same commit');
+        assert.deepEqual(calls, ['completed']);
         assert.deepEqual(published, [], 'nobody subscribes: nothing to publish');
 
         // The reconciler's failure, or a retry, after the end: nothing changes.
@@ -107,7 +128,8 @@ for (const kind of await databaseKinds()) {
         assert.equal(hook.statusCode, 201, hook.body);
         const s = await claimedScan(t, doc);
         const { events, published, failNextPublish } = recording(t.ctx.events);
-        const failure = { ...s, reason: 'Analysis failed after several attempts', refused: false, attempt: 1 };
+        const { job, calls, state } = jobOf(t, s);
+        const failure = { ...s, reason: 'Analysis failed after several attempts', refused: false, attempt: 1, job };
         const deliveries = async () =>
           (await pendingJobs(t.ctx.db, WEBHOOK_DELIVERY_JOB, { field: 'eventType', value: 'scan.failed' })).filter((j) =>
             (j.data as { body: string }).body.includes(s.scanId),
@@ -117,13 +139,17 @@ for (const kind of await databaseKinds()) {
         await assert.rejects(failAnalysis(t.ctx.db, events, failure), /delivery queue down/);
         assert.deepEqual(await statusOf(t, s), { scan: 'processing', analysis: 'active' }, 'no result without its event');
         assert.equal((await deliveries()).length, 0);
+        assert.equal(await state(), 'pending', 'nor the job completed');
 
         assert.equal(await failAnalysis(t.ctx.db, events, failure), true);
         assert.deepEqual(await statusOf(t, s), { scan: 'failed', analysis: 'failed' });
         assert.equal((await deliveries()).length, 1);
+        assert.equal(await state(), 'completed');
+        assert.deepEqual(calls, ['completed']);
 
         assert.equal(await failAnalysis(t.ctx.db, events, failure), false);
         assert.equal((await deliveries()).length, 1, 'one delivery per event');
+        assert.deepEqual(calls, ['completed'], 'completed once');
         assert.equal(published.length, 1);
       } finally {
         await t.close();

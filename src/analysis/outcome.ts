@@ -1,4 +1,5 @@
 import type { Db } from '../platform/db/index.js';
+import type { JobCompletion } from '../platform/queue/index.js';
 import type { ScanType } from '../scan-types/index.js';
 import type { EventPublisher, ScanEvent } from '../webhooks/types.js';
 import * as repo from './repository.js';
@@ -6,18 +7,29 @@ import * as repo from './repository.js';
 /**
  * Writes the end of an analysis (its row, its scan) and publishes the scan's event, all in one
  * commit, only if the analysis is still unfinished (and, with `attempt`, still owned by that
- * try): returns whether this call ended it. When no webhook receives the event, the usual case,
- * that is one statement and no transaction; otherwise a transaction that queues the deliveries
- * with the change.
+ * try): returns whether this call ended it. With `job`, the try's job is completed in the same
+ * commit when this call ends the analysis, so pg-boss does not complete it in a statement of its
+ * own. When no webhook receives the event, the usual case, that is one statement and no
+ * transaction; otherwise a transaction that queues the deliveries with the change.
  */
-export async function endAnalysis(db: Db, events: EventPublisher, end: Omit<repo.AnalysisEnd, 'unless'>, event: ScanEvent): Promise<boolean> {
-  const alone = await repo.endAnalysis(db, { ...end, unless: events.hasSubscribers(db, event) });
-  if (!alone.heldBack) return alone.finished;
-  return db.transaction(async (tx) => {
-    const { finished } = await repo.endAnalysis(tx, end);
-    if (finished) await events.publish(tx, event);
-    return finished;
-  });
+export async function endAnalysis(
+  db: Db,
+  events: EventPublisher,
+  { job, ...end }: Omit<repo.AnalysisEnd, 'unless' | 'completeJob'> & { job?: JobCompletion },
+  event: ScanEvent,
+): Promise<boolean> {
+  const completeJob = job ? { completeJob: (when: Parameters<JobCompletion['statement']>[0]) => job.statement(when) } : {};
+  const alone = await repo.endAnalysis(db, { ...end, ...completeJob, unless: events.hasSubscribers(db, event) });
+  let ended = alone;
+  if (alone.heldBack) {
+    ended = await db.transaction(async (tx) => {
+      const inTx = await repo.endAnalysis(tx, { ...end, ...completeJob });
+      if (inTx.finished) await events.publish(tx, event);
+      return inTx;
+    });
+  }
+  if (ended.jobCompleted) job?.completed();
+  return ended.finished;
 }
 
 /**
@@ -38,6 +50,8 @@ export async function failAnalysis(
     attempt?: number;
     /** The type settled by routing, recorded on the analysis and the scan. */
     scanType?: ScanType;
+    /** The job try to complete in the same commit. */
+    job?: JobCompletion;
   },
 ): Promise<boolean> {
   return endAnalysis(
@@ -46,6 +60,7 @@ export async function failAnalysis(
     {
       analysisId: f.analysisId,
       ...(f.attempt === undefined ? {} : { attempt: f.attempt }),
+      ...(f.job ? { job: f.job } : {}),
       analysis: {
         status: 'failed',
         refusalReason: f.refused ? f.reason : null,

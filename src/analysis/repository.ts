@@ -85,15 +85,18 @@ export interface AnalysisEnd {
   scan: Partial<typeof scans.$inferInsert>;
   /** A condition under which nothing is written (`heldBack` is then its value). */
   unless?: SQL<boolean>;
+  /** The job try's completion (platform/queue JobCompletion), written only if the analysis is ended here. */
+  completeJob?: (when: SQL<boolean>) => SQL;
 }
 
 /**
  * Ends an analysis and sets its scan in one statement: the analysis row if it is still
- * unfinished (and, with `attempt`, still owned by that try), and the scan only if the analysis
- * was. `finished`: this call ended it, so its event is published exactly once; `heldBack`:
- * `unless` held, and nothing was written.
+ * unfinished (and, with `attempt`, still owned by that try), and the scan and the job (with
+ * `completeJob`) only if the analysis was. `finished`: this call ended it, so its event is
+ * published exactly once; `heldBack`: `unless` held, and nothing was written; `jobCompleted`:
+ * the job was completed in the same commit.
  */
-export async function endAnalysis(db: DbOrTx, end: AnalysisEnd): Promise<{ finished: boolean; heldBack: boolean }> {
+export async function endAnalysis(db: DbOrTx, end: AnalysisEnd): Promise<{ finished: boolean; heldBack: boolean; jobCompleted: boolean }> {
   const unless = end.unless ?? sql<boolean>`false`;
   const finished = db
     .update(analyses)
@@ -111,14 +114,20 @@ export async function endAnalysis(db: DbOrTx, end: AnalysisEnd): Promise<{ finis
     .update(scans)
     .set({ ...end.scan, updatedAt: new Date() })
     .where(and(eq(scans.id, end.scanId), sql`exists (select 1 from finished)`));
+  const job = end.completeJob ? sql`, job as (${end.completeJob(sql<boolean>`exists (select 1 from finished)`)})` : sql``;
+  const jobCompleted = end.completeJob ? sql`exists (select 1 from job)` : sql`false`;
   // Data-modifying CTEs all run, on one snapshot, whether or not the outer query reads them.
   const result: unknown = await db.execute(
-    sql`with finished as (${finished.getSQL()}), scan as (${scan.getSQL()})
-        select exists (select 1 from finished) as "finished", ${unless} as "heldBack"`,
+    sql`with finished as (${finished.getSQL()}), scan as (${scan.getSQL()})${job}
+        select exists (select 1 from finished) as "finished", ${unless} as "heldBack", ${jobCompleted} as "jobCompleted"`,
   );
   // node-postgres answers { rows }, PGlite the rows themselves.
-  const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Array<{ finished: boolean; heldBack: boolean }>;
-  return { finished: rows[0]?.finished === true, heldBack: rows[0]?.heldBack === true };
+  const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Array<{
+    finished: boolean;
+    heldBack: boolean;
+    jobCompleted: boolean;
+  }>;
+  return { finished: rows[0]?.finished === true, heldBack: rows[0]?.heldBack === true, jobCompleted: rows[0]?.jobCompleted === true };
 }
 
 export async function updateScan(db: DbOrTx, id: string, values: Partial<typeof scans.$inferInsert>) {

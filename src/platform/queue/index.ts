@@ -22,6 +22,21 @@ interface JobContext {
   /** When the job was first enqueued (time in the queue = start - this, on the first try). */
   enqueuedAt?: Date;
   log: Logger;
+  /** Completes this try's job in the handler's own final statement (see JobCompletion); absent when a test calls the handler. */
+  completion?: JobCompletion;
+}
+
+/**
+ * A job's completion written by its handler, in the statement that records the job's outcome
+ * in the feature's tables: one commit for both, and no separate round trip by pg-boss after
+ * the handler returns. `statement(when)` is a data-modifying statement for a CTE: it completes
+ * the job if this try still holds it (active, this attempt) and `when` holds, returning its id.
+ * `completed()` tells the queue it did, so pg-boss's own completion of the job is not sent; a
+ * job the statement did not complete is completed by pg-boss when the handler returns, as before.
+ */
+export interface JobCompletion {
+  statement(when: SQL<boolean>): SQL;
+  completed(): void;
 }
 
 export interface JobDefinition<S extends TObject = TObject> {
@@ -192,7 +207,9 @@ export async function openQueue(
         }
       : database.executor,
   );
-  const boss = new PgBoss({ db: settledOutcomes(counted.executor, opts.log), ...common });
+  // Jobs whose handler completed them in its own statement (JobCompletion), until pg-boss's completion of them comes.
+  const completedByHandler = new Set<string>();
+  const boss = new PgBoss({ db: settledOutcomes(skipCompletedByHandler(counted.executor, completedByHandler), opts.log), ...common });
   boss.on('error', (err: Error) => opts.log.error({ err }, 'queue error'));
   await boss.start();
   const registered = new Map<string, JobDefinition>();
@@ -224,8 +241,14 @@ export async function openQueue(
       jobLog.error({ err }, 'malformed job payload; dropping it');
       return;
     }
+    const completion: JobCompletion = {
+      statement: (when) => sql`update pgboss.job set completed_on = now(), state = 'completed', output = null
+        where name = ${j.name} and id = ${j.id}::uuid and state = 'active' and retry_count = ${j.retryCount} and (${when})
+        returning id`,
+      completed: () => completedByHandler.add(j.id),
+    };
     try {
-      await job.handler(data, { jobId: j.id, attempt, enqueuedAt: j.createdOn, log: jobLog });
+      await job.handler(data, { jobId: j.id, attempt, enqueuedAt: j.createdOn, log: jobLog, completion });
     } catch (err) {
       if (err instanceof PermanentJobError) {
         // Returning completes the pg-boss job so it is not retried; the handler has
@@ -353,10 +376,31 @@ const INSERT_JOBS = (() => {
   }
   return text;
 })();
+const COMPLETE_JOBS = bossPlans.completeJobs('pgboss');
+const FAIL_JOBS = bossPlans.failJobsById('pgboss');
 const UNAWAITED = new Map([
-  [bossPlans.completeJobs('pgboss'), 'complete'],
-  [bossPlans.failJobsById('pgboss'), 'fail'],
+  [COMPLETE_JOBS, 'complete'],
+  [FAIL_JOBS, 'fail'],
 ]);
+
+/**
+ * pg-boss completes a job after its handler returns (one statement per job); a job its handler
+ * already completed in its own statement (JobCompletion) is answered here as completed,
+ * without that round trip. Only ids the handler completed are skipped: any other job in the
+ * same call, or one that fails instead, goes to the database as before.
+ */
+function skipCompletedByHandler(inner: SqlExecutor, completedByHandler: Set<string>): SqlExecutor {
+  return {
+    async executeSql(text, values) {
+      if (text !== COMPLETE_JOBS && text !== FAIL_JOBS) return inner.executeSql(text, values);
+      const ids = (values?.[1] ?? []) as string[];
+      const skip = text === COMPLETE_JOBS && ids.length > 0 && ids.every((id) => completedByHandler.has(id));
+      for (const id of ids) completedByHandler.delete(id);
+      if (skip) return { rows: [{ count: String(ids.length) }] };
+      return inner.executeSql(text, values);
+    },
+  };
+}
 
 /**
  * pg-boss 10 records a job's outcome without awaiting it (`manager.work` calls `this.complete`

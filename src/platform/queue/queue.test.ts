@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { Type } from '@sinclair/typebox';
+import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import pino from 'pino';
 import { databaseKinds, openTestDatabase, type TestDatabase } from '../../../test/helpers/db.js';
@@ -82,6 +83,72 @@ describe('job payloads', () => {
       await queue.send(job, { n: 2 });
       assert.ok(await next(5_000));
       assert.deepEqual(handled.map((h) => h.data), [{ n: 2 }]);
+    } finally {
+      await queue.stop();
+      await database.destroy();
+    }
+  });
+});
+
+describe('a job completed by its handler', () => {
+  test("in the handler's own statement: completed in that commit, and pg-boss sends no completion of its own; a statement that did not complete it leaves it to pg-boss", async () => {
+    const database = await openTestDatabase('pglite');
+    // Every statement pg-boss sends (on PGlite it runs through the database's executor).
+    const sent: string[] = [];
+    const counting: Database = {
+      ...database,
+      executor: {
+        executeSql: (text, values) => {
+          sent.push(text);
+          return database.executor.executeSql(text, values);
+        },
+      },
+    };
+    const seenInHandler: string[] = [];
+    const done: (() => void)[] = [];
+    const job: JobDefinition<typeof CountPayloadSchema> = {
+      name: 'complete-in-handler',
+      payload: CountPayloadSchema,
+      retryLimit: 0,
+      retryDelaySeconds: 1,
+      retryBackoff: false,
+      expireInSeconds: 60,
+      async handler({ n }, { completion }) {
+        assert.ok(completion);
+        // n = 1: the handler's statement completes the job; n = 2: its condition does not hold.
+        const completeIt = completion.statement(n === 1 ? sql<boolean>`true` : sql<boolean>`false`);
+        const result: unknown = await database.db.execute(sql`with job as (${completeIt}) select count(*)::int as n from job`);
+        const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as { n: number }[];
+        if (rows[0]?.n === 1) completion.completed();
+        const { rows: state } = await database.executor.executeSql(`select state from pgboss.job where name = $1 and data->>'n' = $2`, [
+          job.name,
+          String(n),
+        ]);
+        seenInHandler.push(`${n}: ${(state[0] as { state: string }).state}`);
+        done.shift()?.();
+      },
+    };
+    const queue = await openQueue(counting, { log, supervise: false });
+    try {
+      await queue.register([job.name], [job]);
+      await queue.work(job.name, { concurrency: 1, pollIntervalSeconds: POLL_SECONDS, log });
+      const states = async () =>
+        (await database.executor.executeSql(`select data->>'n' as n, state from pgboss.job where name = $1 order by n`, [job.name])).rows;
+      const completions = () => sent.filter((text) => /state = 'completed'/.test(text) && /UNNEST/i.test(text)).length;
+
+      for (const n of [1, 2]) {
+        const handled = new Promise<void>((resolve) => done.push(resolve));
+        await queue.send(job, { n });
+        await handled;
+        // pg-boss records the outcome a few promise turns after the handler returns.
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.deepEqual(seenInHandler, ['1: completed', '2: active']);
+      assert.deepEqual(await states(), [
+        { n: '1', state: 'completed' },
+        { n: '2', state: 'completed' },
+      ]);
+      assert.equal(completions(), 1, "pg-boss's own completion is sent for job 2 only");
     } finally {
       await queue.stop();
       await database.destroy();

@@ -7,7 +7,9 @@ For each image: the training preprocessing (ml/common.py load_pixels + preproces
 a PyTorch forward pass of ml/common.py's ImagemedixNet + ExportWrapper carrying the weights
 of the exported ONNX file. No .pt checkpoint ships, so the weights are read back from the
 ONNX initializers: the exporter folded each BatchNorm into the convolution before it, so each
-BatchNorm here is set to the identity plus the folded bias. Prints one JSON object: per image
+BatchNorm here is set to the identity plus the folded bias. An int8 graph (ml/quantize.py) has
+its weights dequantised and its uint8 activations simulated (quantise, dequantise) after the same
+convolutions and residual sums. Prints one JSON object: per image
 the preprocessed tensor (base64 float32, little-endian), logits, features, cam and the
 out-of-distribution distance.
 
@@ -33,6 +35,12 @@ def b64(t):
     return base64.b64encode(t.detach().contiguous().numpy().astype("<f4").tobytes()).decode("ascii")
 
 
+def fake_quant_hook(scale, zero):
+    def hook(_module, _inputs, out):
+        return (torch.clamp(torch.round(out / scale) + zero, 0, 255) - zero) * scale
+    return hook
+
+
 def rebuild(onnx_path):
     """ImagemedixNet + ExportWrapper holding the ONNX file's weights (and the test-time
     augmentation its manifest records)."""
@@ -45,10 +53,36 @@ def rebuild(onnx_path):
         input_norm = manifest.get("training", {}).get("recipe", {}).get("inputNorm") == "per-image"
     graph = onnx.load(onnx_path).graph
     init = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
-    convs, head, means = [], None, None
+    produced = {o: n for n in graph.node for o in n.output}
+    consumers = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def weight(name):
+        """An initializer, or an int8/int32 one behind a DequantizeLinear (ml/quantize.py)."""
+        if name in init:
+            return init[name]
+        dq = produced[name]
+        q, scale = init[dq.input[0]].double(), init[dq.input[1]].double()
+        return (q * scale.reshape(-1, *([1] * (q.dim() - 1)))).float()
+
+    def quantised_as(name):
+        """(scale, zero point) of the QuantizeLinear reading `name` or the ReLU after it, else None."""
+        for n in consumers.get(name, []):
+            if n.op_type == "Relu":
+                return quantised_as(n.output[0])
+            if n.op_type == "QuantizeLinear":
+                return float(init[n.input[1]]), int(init[n.input[2]])
+        return None
+
+    convs, head, means, conv_q, sum_q = [], None, None, [], []
     for node in graph.node:
         if node.op_type == "Conv":
-            convs.append((init[node.input[1]], init[node.input[2]] if len(node.input) > 2 else None))
+            convs.append((weight(node.input[1]), weight(node.input[2]) if len(node.input) > 2 else None))
+            conv_q.append(quantised_as(node.output[0]))
+        elif node.op_type == "Add" and all(i in produced and produced[i].op_type == "DequantizeLinear" for i in node.input):
+            sum_q.append(quantised_as(node.output[0]))
         elif node.op_type == "Gemm":
             trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
             w = init[node.input[1]]
@@ -76,6 +110,14 @@ def rebuild(onnx_path):
             bn.running_var.fill_(1.0 - bn.eps)  # (x - 0) / sqrt(1 - eps + eps) = x
         model.head.weight.copy_(head[0])
         model.head.bias.copy_(head[1].reshape(-1))
+    # An int8 graph: its uint8 activations simulated (quantise, dequantise) after each quantised
+    # convolution (a zero point of 0 is the ReLU) and after the residual sums that have them.
+    for bn, qp in zip(norms, conv_q):
+        if qp:
+            bn.register_forward_hook(fake_quant_hook(*qp))
+    for stage, qp in zip([model.stage1, model.stage2, model.stage3], sum_q):
+        if qp:
+            stage.register_forward_hook(fake_quant_hook(*qp))
     return ExportWrapper(model, means.reshape(n_classes, -1), init["precision"], flip_tta=flip_tta).eval()
 
 

@@ -188,6 +188,8 @@ if (isBrain) {
   }
 }
 out.push('');
+/** Set by scripts/quantize-model.ts on an int8 model. */
+const quantization = (m as unknown as { quantization?: { format: string; weights: string; activations: string; float: string; from: { version: string; sha256: string }; command: string } }).quantization;
 out.push('## Training recipe');
 out.push('');
 if (training) {
@@ -200,11 +202,17 @@ if (training) {
   out.push(`- Seed ${r.seed}; PyTorch ${r.torch}; ${training.minutes} minutes on ${r.device === 'cpu' ? 'CPU' : r.device}.`);
   if (r.flipTTA) out.push('- Test-time augmentation: each answer is averaged with that of the mirrored image, inside the ONNX graph.');
   if (typeof r.note === 'string') out.push(`- ${r.note}`);
+  if (quantization) {
+    out.push(
+      `- Quantised to int8 after training (${quantization.from.version}, sha256 \`${quantization.from.sha256.slice(0, 12)}...\`): ${quantization.format}; weights ${quantization.weights}; activations ${quantization.activations}. Kept float: ${quantization.float}. The out-of-distribution statistics were refitted on the int8 graph (see Refusal).`,
+    );
+  }
   out.push('');
   out.push('Reproduce (seed and data fingerprint above; the fingerprint is checked by comparing with a fresh run\'s manifest):');
   out.push('');
   out.push('```sh');
   out.push(trainCommand(r));
+  if (quantization) out.push(quantization.command);
   const calCommand = (m as unknown as { calibrationCommand?: string }).calibrationCommand;
   if (calCommand) out.push(calCommand);
   out.push('scripts/eval-all.sh');
@@ -219,6 +227,8 @@ out.push(`blank or near-uniform (gray std < ${DEFAULT_INPUT_THRESHOLDS.minGraySt
 out.push(`noise-like (neighbour decorrelation > ${DEFAULT_INPUT_THRESHOLDS.maxHighFrequencyRatio}), or a Mahalanobis distance of the penultimate features above`);
 const refusalRule = (m.refusal as { rule?: string }).rule;
 out.push(`${m.refusal.oodThreshold} (${refusalRule ?? `the ${((m.refusal.quantileOfValidation ?? 0.995) * 100).toFixed(1)}th percentile of validation distances`}). See docs/models/README.md.`);
+const refusalStatistics = (m.refusal as { statistics?: string }).statistics;
+if (refusalStatistics) out.push(`Class statistics and threshold: ${refusalStatistics}.`);
 out.push('');
 out.push('## Performance');
 out.push('');

@@ -3,6 +3,12 @@
  * Pillow decode, ml/common.py preprocessing, ImagemedixNet forward with the exported weights)
  * and through the Node pipeline (sharp decode, preprocess.ts, onnxruntime) must give the same
  * input tensor (within 1e-6) and the same logits (within 1e-3).
+ *
+ * An int8 model (manifest `quantization`, scripts/quantize-model.ts) is compared with PyTorch
+ * simulating its uint8 activations (ml/parity.py). onnxruntime requantises each convolution's
+ * int32 sums with a float32 multiplier where PyTorch divides float sums, so a value within float
+ * error of a rounding boundary lands one int8 step apart: a few activation-map pixels then differ
+ * by up to that step times a head weight, and the logits, averaged over 196 pixels, by less.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
@@ -59,6 +65,8 @@ for (const task of ['brain-mri', 'chest-xray'] as const) {
   describe(`${task}: Node pipeline vs PyTorch`, { skip: skip[task] || noPython }, () => {
     it('gives the same input tensor (1e-6) and logits (1e-3) on every fixture image', async () => {
       const model = registry.get(task);
+      const int8 = 'quantization' in model.manifest;
+      const logitTolerance = int8 ? 2e-3 : 1e-3;
       const images = model.manifest.labels.map((label) => fixturePath(task, label));
       const { stdout } = await promisify(execFile)(
         PYTHON,
@@ -80,17 +88,21 @@ for (const task of ['brain-mri', 'chest-xray'] as const) {
 
         const out = await runModel(model, prepared.tensor);
         const logitDiff = maxAbsDiff(out.logits, expected.logits);
-        assert.ok(logitDiff <= 1e-3, `${name}: logits differ by ${logitDiff}`);
-        assert.ok(maxAbsDiff(out.features, expected.features) <= 1e-3, `${name}: features differ`);
+        assert.ok(logitDiff <= logitTolerance, `${name}: logits differ by ${logitDiff}`);
+        assert.ok(maxAbsDiff(out.features, expected.features) <= logitTolerance, `${name}: features differ`);
         assert.deepEqual([model.manifest.labels.length, out.camHeight, out.camWidth], expected.camShape);
-        assert.ok(maxAbsDiff(out.cam, floats(expected.cam)) <= 1e-3, `${name}: activation maps differ`);
+        const expectedCam = floats(expected.cam);
+        // int8: 0.5% of the map's largest magnitude (measured: at most 0.18%).
+        const camTolerance = int8 ? 5e-3 * maxAbsDiff(expectedCam, new Float32Array(expectedCam.length)) : 1e-3;
+        const camDiff = maxAbsDiff(out.cam, expectedCam);
+        assert.ok(camDiff <= camTolerance, `${name}: activation maps differ by ${camDiff} (tolerance ${camTolerance})`);
         const oodDiff = Math.abs(out.oodDistance - expected.oodDistance);
         assert.ok(oodDiff <= 1e-3 * Math.max(1, expected.oodDistance), `${name}: OOD distance differs by ${oodDiff}`);
 
         // and the served path, from file bytes to scores, lands on the same logits
         const { scores } = await analyzeImage(model, bytes, { scanType: task, heatmap: false });
         assert.ok(scores, `${name} was refused before the model ran`);
-        assert.ok(maxAbsDiff(scores.logits, expected.logits) <= 1e-3, `${name}: served logits differ`);
+        assert.ok(maxAbsDiff(scores.logits, expected.logits) <= logitTolerance, `${name}: served logits differ`);
       }
     });
   });

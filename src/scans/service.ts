@@ -353,7 +353,7 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
     // and takes the transaction below, which gives the exact answer or finds the patient.
     if (!isUuid(patientId)) {
       const { analysis, job } = deps.analysis.newScanAnalysis({ scanId, scanType: declaredType, requestedBy: viewer.id });
-      const saved = await repo.insertUploadInOneStatement(db, {
+      const saved = await repo.insertUploadGrouped(db, {
         viewer,
         patientId,
         formName: request.patientName,

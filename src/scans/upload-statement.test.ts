@@ -1,5 +1,5 @@
 /**
- * An upload for a patient on record is one statement (repository insertUploadInOneStatement):
+ * An upload for a patient on record is one statement (repository insertUploadInOneStatement, group-committed by insertUploadGrouped):
  * it must write what the upload's transaction writes (scan, analysis, job with its wake-up,
  * webhook deliveries), to the same people, and nothing at all when it refuses.
  */
@@ -203,6 +203,39 @@ for (const kind of await databaseKinds()) {
       } finally {
         t.ctx.audit = audit;
       }
+    });
+
+    test('uploads at once are committed together, and one the database refuses fails alone: the others are stored and answered 201', async () => {
+      const uploader = await t.user();
+      const patient = await t.patient(uploader, { name: 'Ana Lima' });
+      const events = t.ctx.events;
+      let calls = 0;
+      // The fourth upload's statement fails after its inserts (a body its database refuses: the
+      // NUL), inside the transaction it shares with uploads that arrived with it.
+      t.ctx.events = {
+        ...events,
+        deliveryValues: (event) => ({ ...events.deliveryValues(event), ...(++calls === 4 ? { event_body_head: 'refused\u0000' } : {}) }),
+      };
+      let answers: Array<{ statusCode: number; body: string }>;
+      try {
+        answers = await Promise.all(Array.from({ length: 8 }, () => upload(uploader, { patientId: patient.patientId })));
+      } finally {
+        t.ctx.events = events;
+      }
+      assert.deepEqual(answers.map((a) => a.statusCode).sort(), [201, 201, 201, 201, 201, 201, 201, 500], answers.map((a) => a.body).join('\n'));
+      const stored = answers.filter((a) => a.statusCode === 201).map((a) => JSON.parse(a.body) as { _id: string });
+      for (const scan of stored) {
+        assert.equal((await t.app.inject({ url: `/api/scans/${scan._id}`, headers: uploader.auth })).statusCode, 200, 'each answered upload is stored');
+      }
+      const detail = (await t.app.inject({ url: `/api/patients/${patient._id}`, headers: uploader.auth })).json<{ scans: Array<{ _id: string }> }>();
+      assert.deepEqual(detail.scans.map((s) => s._id).sort(), stored.map((s) => s._id).sort(), 'no scan row for the refused one');
+      const jobs = (await t.runtime.queue.take(analyzeJob, 1000)).filter((j) => stored.some((s) => s._id === j.scanId));
+      assert.equal(jobs.length, 7, 'one analysis job per stored scan');
+      const audited = await t.ctx.db
+        .select()
+        .from(auditEvents)
+        .where(and(eq(auditEvents.actorId, uploader.id), eq(auditEvents.action, 'scan.upload')));
+      assert.deepEqual(audited.map((r) => r.statusCode).sort(), [201, 201, 201, 201, 201, 201, 201, 500], 'one event per answer');
     });
 
     test('an answer other than the 201 committed in advance (a failure after the commit) is recorded as well, once', async () => {

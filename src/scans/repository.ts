@@ -463,7 +463,7 @@ const queuedAnalysisColumns = columnsOf(analyses, QUEUED_ANALYSIS_COLUMNS);
 const scanColumns = Object.entries(getTableColumns(scans)) as Array<[keyof ScanRow, PgColumn]>;
 
 /** What an upload's one statement needs besides the scan's own values. */
-export interface UploadExtras {
+interface UploadExtras {
   /** The event's delivery jobs (webhooks/ EventPublisher.deliveryRecords), for the patient's id given as SQL. */
   deliveryRecords: (patientId: SQL, newPatientOwner: SQL) => SQL;
 }

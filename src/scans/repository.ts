@@ -588,6 +588,23 @@ async function insertUploadInOneStatement(
 
 type UploadValues = Parameters<typeof insertUploadInOneStatement>[1];
 type UploadSaved = Awaited<ReturnType<typeof insertUploadInOneStatement>>;
+/** A committed upload's scan and its patient, as the upload's answer shows them. */
+export type UploadedScan = NonNullable<UploadSaved>;
+
+/**
+ * The scan an upload wrote, with its patient, read by the upload's own scan id (made by the
+ * server before the write, so no other request writes it); null when there is none. How an
+ * upload whose write reported an error learns whether its rows were committed after all
+ * (service.ts): a read on the handle, not on the connection that failed.
+ */
+export async function uploadedScan(db: Db, scanId: string): Promise<UploadedScan | null> {
+  const [row] = await db
+    .select({ scan: scans, patient: { id: patients.id, patientId: patients.patientId, name: patients.name } })
+    .from(scans)
+    .innerJoin(patients, eq(patients.id, scans.patientId))
+    .where(eq(scans.id, scanId));
+  return row ?? null;
+}
 
 /** Uploads per shared transaction. */
 const MAX_GROUP_UPLOADS = 16;
@@ -600,7 +617,10 @@ const uploadGroups = new WeakMap<Db, (values: UploadValues) => Promise<UploadSav
  * docs/benchmarks/ingest.md). Each upload still resolves only once its own rows are committed.
  * A group that fails (one upload's rows refused, a deadlock) is rolled back whole and each of
  * its uploads is written again on its own, so one upload's failure is never another's. An
- * upload alone is its one statement, as before.
+ * upload alone is its one statement, as before. A group whose COMMIT went through but whose
+ * answer was lost (the connection dropped) has each upload refused on its own for a duplicate
+ * key (its ids are taken): never written twice, and found committed by the caller (service.ts
+ * storeUpload reads the scan by id).
  */
 export function insertUploadGrouped(db: Db, values: UploadValues): Promise<UploadSaved> {
   let write = uploadGroups.get(db);

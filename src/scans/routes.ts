@@ -81,9 +81,10 @@ function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
             `- \`scanType\` (optional, ${SCAN_TYPE_IDS.map((t) => `\`${t}\``).join(' or ')}): which analysis applies; inferred from DICOM Modality and BodyPartExamined when absent. With a scan type the scan is queued for analysis (\`processing\`), else it is \`pending\`.`,
             '',
             `Over MAX_UPLOAD_MB: 413. Not JPEG, PNG or DICOM: 415. Corrupt or truncated: 400. A DICOM encoding that cannot be decoded: 422.`,
+            "An upload the database committed is answered 201 even when the database's answer to the commit was lost. 503 when the database could not confirm either way: look for the scan in the patient's scans before sending it again.",
           ].join('\n'),
           consumes: ['multipart/form-data'],
-          response: { 201: UploadResponseSchema, ...authErrors, 409: ErrorSchema, 413: ErrorSchema, 415: ErrorSchema, 422: ErrorSchema },
+          response: { 201: UploadResponseSchema, ...authErrors, 409: ErrorSchema, 413: ErrorSchema, 415: ErrorSchema, 422: ErrorSchema, 503: ErrorSchema },
         },
       },
       async (request, reply) => {

@@ -257,12 +257,41 @@ type UploadScanOptions = {
   audit?: (scanId: string) => Promise<AdvanceAudit | null>;
 };
 
+/** Set once an upload's rows are, or may be, committed: its files then stay, whatever follows. */
+interface UploadRows {
+  mayBeCommitted: boolean;
+}
+
+const UNCONFIRMED_UPLOAD =
+  "The upload may or may not have been saved: the database could not be reached to confirm it. In a moment, look for the scan in the patient's scans before sending it again.";
+
+/**
+ * After an upload's write reported an error: its rows as committed, or null when they were not.
+ * A COMMIT whose answer was lost (the connection dropped during or right after it) reports an
+ * error although the server may have committed it, and a group's upload then written again
+ * alone is refused for a duplicate key (repository.ts insertUploadGrouped). The scan id is this
+ * upload's own, so a read of it on the pool (not the connection that failed) tells. When that
+ * read fails too, the files stay and the client is told to check: a file without a row is an
+ * orphan, a row without its file is a scan that can never be shown or analysed.
+ */
+async function committedUpload(db: Db, scanId: string, log: FastifyBaseLogger, rows: UploadRows) {
+  try {
+    return await repo.uploadedScan(db, scanId);
+  } catch (err) {
+    rows.mayBeCommitted = true;
+    log.error({ err, scanId }, 'an upload failed and whether it was committed could not be read: its files are kept');
+    throw new AppError('unavailable', UNCONFIRMED_UPLOAD);
+  }
+}
+
 export async function uploadScan(deps: ScanDeps, opts: UploadScanOptions) {
   const streamed = opts.form.image.stored;
-  if (!streamed) return storeUpload(deps, opts);
+  const rows: UploadRows = { mayBeCommitted: false };
+  if (!streamed) return storeUpload(deps, opts, rows);
   try {
-    return await storeUpload(deps, opts);
+    return await storeUpload(deps, opts, rows);
   } catch (err) {
+    if (rows.mayBeCommitted) throw err;
     // The file streamed in before any check: a refusal removes it, as it removes a stored one.
     try {
       await deps.storage.delete(streamed.key);
@@ -273,7 +302,7 @@ export async function uploadScan(deps: ScanDeps, opts: UploadScanOptions) {
   }
 }
 
-async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient, audit: auditFor }: UploadScanOptions) {
+async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient, audit: auditFor }: UploadScanOptions, rows: UploadRows) {
   const { db, storage } = deps;
   const request = parseUploadFields(form.fields);
   // Access first, before the expensive decode: someone else's patientId is "in use", the
@@ -312,9 +341,12 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
     thumbnail: scanFileKey(scanId, 'thumb.png'),
   };
 
+  let saved: repo.UploadedScan;
+  let writing = false;
+  let audit: AdvanceAudit | null = null;
   try {
-    // Files first: a row is only committed once its files exist. If anything below fails,
-    // they are removed, so no file outlives a row that was never committed.
+    // Files first: a row is only committed once its files exist. If the rows are not
+    // committed, the files are removed, so no file outlives a row that was never committed.
     // All settled before any clean-up below, so no put still running can outlive it.
     // Without a rendition, the worker (or the first reader of the image link) renders it.
     // The keys are fresh (a new scan's): written in place, no temporary file.
@@ -347,13 +379,15 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
       seriesInstanceUid: dicom?.seriesInstanceUid ?? null,
       sopInstanceUid: dicom?.sopInstanceUid ?? null,
     };
-    const audit = (await auditFor?.(scanId)) ?? null;
+    audit = (await auditFor?.(scanId)) ?? null;
+    writing = true;
     // A patient on record that the viewer may add scans to, or a new one to create: one
     // statement. Anything else (a refusal, a creation that lost a race) writes nothing there
     // and takes the transaction below, which gives the exact answer or finds the patient.
+    let inOneStatement: repo.UploadedScan | null = null;
     if (!isUuid(patientId)) {
       const { analysis, job } = deps.analysis.newScanAnalysis({ scanId, scanType: declaredType, requestedBy: viewer.id });
-      const saved = await repo.insertUploadGrouped(db, {
+      inOneStatement = await repo.insertUploadGrouped(db, {
         viewer,
         patientId,
         formName: request.patientName,
@@ -365,11 +399,6 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
         extraValues: deps.events.deliveryValues({ type: 'scan.uploaded', scanId, status }),
         auditRows: audit?.rows ?? [],
       });
-      if (saved) {
-        audit?.committed(saved.patient.id);
-        onPatient?.(saved.patient.id);
-        return scanCoreView(saved, links);
-      }
     }
     const insert = () =>
       db.transaction(async (tx) => {
@@ -396,26 +425,38 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
         if (audit) await insertAuditEvents(tx, audit.rowsFor(patient.id));
         return { scan, patient };
       });
-    let saved: Awaited<ReturnType<typeof insert>>;
-    try {
-      saved = await insert();
-    } catch (err) {
-      // Two uploads creating the same new patient at once: the loser retries and finds it.
-      if (!isUniqueViolation(err)) throw err;
-      saved = await insert();
+    if (inOneStatement) {
+      saved = inOneStatement;
+    } else {
+      try {
+        saved = await insert();
+      } catch (err) {
+        // Two uploads creating the same new patient at once: the loser retries and finds it.
+        if (!isUniqueViolation(err)) throw err;
+        saved = await insert();
+      }
     }
-    audit?.committed(saved.patient.id);
-    onPatient?.(saved.patient.id);
-    return scanCoreView(saved, links);
   } catch (err) {
-    try {
-      // The keys are a new scan id's, so nothing but this upload wrote them.
-      for (const key of Object.values(keys)) await storage.delete(key);
-    } catch (cleanupErr) {
-      log.error({ err: cleanupErr, scanId }, 'could not remove the files of a failed upload');
+    // A refusal (AppError) comes from a transaction that was rolled back; anything else that
+    // failed once the write began may be a commit whose answer was lost.
+    const committed = writing && !(err instanceof AppError) ? await committedUpload(db, scanId, log, rows) : null;
+    if (!committed) {
+      try {
+        // The keys are a new scan id's, so nothing but this upload wrote them.
+        for (const key of Object.values(keys)) await storage.delete(key);
+      } catch (cleanupErr) {
+        log.error({ err: cleanupErr, scanId }, 'could not remove the files of a failed upload');
+      }
+      throw err;
     }
-    throw err;
+    log.warn({ err, scanId }, 'an upload reported an error but its rows were committed: answered as stored');
+    saved = committed;
   }
+  // The rows are committed: whatever fails below (signing the links), the files stay.
+  rows.mayBeCommitted = true;
+  audit?.committed(saved.patient.id);
+  onPatient?.(saved.patient.id);
+  return scanCoreView(saved, links);
 }
 
 // ---------------------------------------------------------------------------------------------

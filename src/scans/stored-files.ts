@@ -9,6 +9,7 @@
  * goes with its prefix).
  */
 import type { BaseLogger } from 'pino';
+import { isUuid } from '../platform/http/schemas.js';
 import type { LegacyTemporaryFolders, Storage } from '../platform/storage/index.js';
 
 /** The uploaded file is kept as `original.<extension>`, typed as its kind. */
@@ -27,13 +28,11 @@ export const SCAN_FILE_FOLDERS: readonly string[] = Array.from({ length: 256 }, 
 /** The folder a scan's files had before the shard layout: rows made then still name keys under it. */
 const legacyScanFolder = (scanId: string): string => `scans/${scanId}/`;
 
-const SCAN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
 /**
  * The folders of the layout before the shard folders (`scans/<scan id>/`), where writes of that
  * time also left their temporary files when a crash cut them off: swept with the rest.
  */
-export const LEGACY_SCAN_FOLDERS: LegacyTemporaryFolders = { under: 'scans', folder: (name) => SCAN_ID.test(name) };
+export const LEGACY_SCAN_FOLDERS: LegacyTemporaryFolders = { under: 'scans', folder: isUuid };
 
 /** A scan's stored files, as its rows name them (scan, analyses' heatmaps, reports). */
 export interface ScanFiles {

@@ -7,8 +7,9 @@
  * twice at once is harmless anyway (each leftover is removed once, the other finds it gone).
  * Only what nothing wrote to for PARTIAL_UPLOAD_AGE_MINUTES goes, so an upload in progress is
  * never touched. Local storage also looks in the per-scan folders of the layout before the
- * shard folders (`scans/<id>/`), where writes of that time left their `<file>.<uuid>.tmp`. An S3 bucket lifecycle rule for incomplete multipart uploads stays the
- * belt-and-braces (docs/deployment.md).
+ * shard folders (`scans/<id>/`), where writes of that time left their `<file>.<uuid>.tmp`. An
+ * S3 bucket lifecycle rule for incomplete multipart uploads stays the belt-and-braces
+ * (docs/deployment.md).
  */
 import { Type } from '@sinclair/typebox';
 import type { Logger } from 'pino';

@@ -4,7 +4,7 @@
  * the bounding box of its hottest region. It shows where the model looked, not a lesion
  * segmentation, and the wording of `tumorLocation` says so.
  */
-import sharp from 'sharp';
+import { encodePlainPng } from '../imaging/png.js';
 
 export interface HotRegion {
   x: number;
@@ -124,29 +124,31 @@ function hotRegionOnGrid(
   if (peak < 0) return null;
   const cut = peakValue * threshold;
   const seen = new Uint8Array(grid.length);
-  const stack = [peak];
+  // Each cell is pushed at most once (marked as it is pushed), so the stack never outgrows the grid.
+  const stack = new Int32Array(grid.length);
+  let top = 0;
+  stack[top++] = peak;
   seen[peak] = 1;
   let minX = gw;
   let minY = gh;
   let maxX = -1;
   let maxY = -1;
-  while (stack.length > 0) {
-    const i = stack.pop()!;
-    const x = i % gw;
-    const y = (i - x) / gw;
+  while (top > 0) {
+    const i = stack[--top]!;
+    const y = (i / gw) | 0;
+    const x = i - y * gw;
     if (x < minX) minX = x;
     if (x > maxX) maxX = x;
     if (y < minY) minY = y;
     if (y > maxY) maxY = y;
-    for (let dy = -1; dy <= 1; dy++) {
-      for (let dx = -1; dx <= 1; dx++) {
-        const nx = x + dx;
-        const ny = y + dy;
-        if (nx < 0 || ny < 0 || nx >= gw || ny >= gh) continue;
-        const j = ny * gw + nx;
+    const left = x > 0 ? x - 1 : x;
+    const right = x + 1 < gw ? x + 1 : x;
+    const bottom = y + 1 < gh ? y + 1 : y;
+    for (let ny = y > 0 ? y - 1 : y; ny <= bottom; ny++) {
+      for (let j = ny * gw + left, end = ny * gw + right; j <= end; j++) {
         if (!seen[j] && grid[j]! >= cut) {
           seen[j] = 1;
-          stack.push(j);
+          stack[top++] = j;
         }
       }
     }
@@ -199,9 +201,10 @@ function overlayTable(): Uint8Array {
  * Colour the map with jet and blend it over the grayscale image, at the image's size (so the
  * web viewer lays it over the image pixel for pixel). PNG at compression level 1: the heatmap
  * is stored once and shown a few times, and level 6 cost about four times the rest of the
- * rendering for a file about a third smaller.
+ * rendering for a file about a third smaller. Encoded on this thread (src/imaging/png.ts), not
+ * through sharp, whose pipeline cost more than the zlib work for an image this small.
  */
-async function renderOverlay(heat: Float32Array, image: { gray: Uint8Array; width: number; height: number }): Promise<Buffer> {
+function renderOverlay(heat: Float32Array, image: { gray: Uint8Array; width: number; height: number }): Buffer {
   const { width, height, gray } = image;
   const table = overlayTable();
   const out = new Uint8Array(width * height * 3);
@@ -215,7 +218,7 @@ async function renderOverlay(heat: Float32Array, image: { gray: Uint8Array; widt
     out[o + 1] = table[at + 1]!;
     out[o + 2] = table[at + 2]!;
   }
-  return sharp(out, { raw: { width, height, channels: 3 } }).png({ compressionLevel: 1 }).toBuffer();
+  return encodePlainPng({ data: out, width, height, channels: 3 });
 }
 
 /** Hot region, and unless `render` is false the heatmap PNG, for one class of a [K, h, w] map tensor. */
@@ -237,7 +240,7 @@ export async function explainClass(
     width <= HOT_REGION_GRID_PX && height <= HOT_REGION_GRID_PX
       ? hotRegionOnGrid(heat, width, height, width, height)
       : findHotRegion(map01, mapWidth, mapHeight, width, height);
-  const png = await renderOverlay(heat, image);
+  const png = renderOverlay(heat, image);
   return { heatmap: { png, width: image.width, height: image.height }, hotRegion };
 }
 

@@ -162,7 +162,7 @@ export async function analyzeImage(model: LoadedModel, image: Buffer | RawImage,
   const modelRef = { id: model.id, version: manifest.version };
   options.onStage?.('preprocess');
   const prepared = options.prepared ?? (await preprocessImage(image, manifest.preprocessing, { maxPixels: options.maxPixels }));
-  const stats = imageStats(prepared.rgb, prepared.width, prepared.height);
+  const stats = imageStats(prepared.rgb, prepared.width, prepared.height, prepared.channelSums);
 
   const inputRefusal = checkInput(stats, manifest.task, options.inputThresholds);
   if (inputRefusal) {
@@ -263,7 +263,7 @@ export async function analyzeScan(
   const first = models.get(declared?.scanType ?? SCAN_TYPE_IDS[0]);
   options.onStage?.('preprocess');
   const prepared = await preprocessImage(image, first.manifest.preprocessing, { maxPixels: options.maxPixels });
-  const decision = decideScanType(routeImage(prepared.rgb, prepared.width, prepared.height), declared);
+  const decision = decideScanType(routeImage(prepared, prepared.width, prepared.height), declared);
   if (!decision.ok) return refuse(decision.reason, decision.scanType);
   const { routing } = decision;
 

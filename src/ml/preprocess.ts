@@ -6,6 +6,7 @@
 import sharp from 'sharp';
 
 import type { RawImage } from '../imaging/pixels.js';
+import { decodePlainPng } from '../imaging/png.js';
 import { PermanentAnalysisError } from './errors.js';
 
 export interface PreprocessingSpec {
@@ -28,6 +29,11 @@ export interface PreprocessedImage {
   rgb: Uint8Array;
   /** The resized grayscale (mean of R, G, B, rounded), width x height. */
   gray: Uint8Array;
+  /**
+   * R + G + B of each pixel of the resized image: the tensor, the gray, the input checks and the
+   * router all depend on a pixel through it, so it is summed once here for all of them.
+   */
+  channelSums: Uint16Array;
   /** The image as given, in grayscale at its own size: the base of the heatmap overlay. */
   source: { width: number; height: number; gray: Uint8Array };
 }
@@ -92,10 +98,21 @@ function tensorTable(spec: PreprocessingSpec): Float32Array {
 export function tensorFromRgb(rgb: Uint8Array, spec: PreprocessingSpec): Float32Array {
   const n = spec.width * spec.height;
   if (rgb.length !== n * 3) throw new Error(`expected ${n * 3} RGB bytes, got ${rgb.length}`);
+  return tensorFromSums(channelSumsOf(rgb, n), spec);
+}
+
+function tensorFromSums(sums: Uint16Array, spec: PreprocessingSpec): Float32Array {
   const table = tensorTable(spec);
-  const out = new Float32Array(n);
-  for (let i = 0, j = 0; i < n; i++, j += 3) out[i] = table[rgb[j]! + rgb[j + 1]! + rgb[j + 2]!]!;
+  const out = new Float32Array(sums.length);
+  for (let i = 0; i < sums.length; i++) out[i] = table[sums[i]!]!;
   return out;
+}
+
+/** R + G + B of each of `pixels` interleaved RGB pixels (at most 765: exact in 16 bits). */
+export function channelSumsOf(rgb: Uint8Array, pixels: number): Uint16Array {
+  const sums = new Uint16Array(pixels);
+  for (let i = 0, j = 0; i < pixels; i++, j += 3) sums[i] = rgb[j]! + rgb[j + 1]! + rgb[j + 2]!;
+  return sums;
 }
 
 /** The rounded mean of each channel sum. */
@@ -156,7 +173,14 @@ export async function preprocessImage(
   spec: PreprocessingSpec,
   options: PreprocessOptions = {},
 ): Promise<PreprocessedImage> {
-  const decoded = Buffer.isBuffer(image) ? await decodeRgb(image, options.maxPixels ?? 100_000_000) : rgbOfPixels(image);
+  const maxPixels = options.maxPixels ?? 100_000_000;
+  let decoded: { data: Uint8Array; width: number; height: number };
+  if (Buffer.isBuffer(image)) {
+    // A display PNG (the worker's usual input) is read here on this thread; a JPEG, or a PNG
+    // with anything sharp would treat differently, goes to sharp as before.
+    const plain = decodePlainPng(image, maxPixels);
+    decoded = plain ? rgbOfPixels(plain) : await decodeRgb(image, maxPixels);
+  } else decoded = rgbOfPixels(image);
   const { width, height } = spec;
   let rgb: Uint8Array = decoded.data;
   if (decoded.width !== width || decoded.height !== height) {
@@ -165,13 +189,25 @@ export async function preprocessImage(
       .raw()
       .toBuffer();
   }
-  const gray = grayFromRgb(rgb, width * height);
+  // One pass for the three per-pixel arrays the rest of the analysis reads.
+  const n = width * height;
+  const channelSums = new Uint16Array(n);
+  const gray = new Uint8Array(n);
+  const tensor = new Float32Array(n);
+  const toTensor = tensorTable(spec);
+  for (let i = 0, j = 0; i < n; i++, j += 3) {
+    const sum = rgb[j]! + rgb[j + 1]! + rgb[j + 2]!;
+    channelSums[i] = sum;
+    gray[i] = GRAY_OF_SUM[sum]!;
+    tensor[i] = toTensor[sum]!;
+  }
   return {
-    tensor: tensorFromRgb(rgb, spec),
+    tensor,
     width,
     height,
     rgb,
     gray,
+    channelSums,
     source: {
       width: decoded.width,
       height: decoded.height,

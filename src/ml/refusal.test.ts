@@ -53,6 +53,57 @@ describe('input checks', () => {
   });
 });
 
+/** The statistics as their definitions read, pixel by pixel: what imageStats must give to the last bit. */
+function plainStats(rgb: Uint8Array, width: number, height: number) {
+  const n = width * height;
+  const gray = (i: number) => (rgb[3 * i]! + rgb[3 * i + 1]! + rgb[3 * i + 2]!) / 3;
+  let sum = 0;
+  let chromaSum = 0;
+  let colourful = 0;
+  for (let i = 0; i < n; i++) {
+    sum += gray(i);
+    const c = Math.max(rgb[3 * i]!, rgb[3 * i + 1]!, rgb[3 * i + 2]!) - Math.min(rgb[3 * i]!, rgb[3 * i + 1]!, rgb[3 * i + 2]!);
+    chromaSum += c;
+    if (c > 40) colourful++;
+  }
+  const mean = sum / n;
+  let variance = 0;
+  let diff = 0;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const v = gray(y * width + x);
+      variance += (v - mean) ** 2;
+      if (x + 1 < width) diff += (gray(y * width + x + 1) - v) ** 2;
+      if (y + 1 < height) diff += (gray((y + 1) * width + x) - v) ** 2;
+    }
+  }
+  variance /= n;
+  const pairs = (width - 1) * height + width * (height - 1);
+  return {
+    grayStd: Math.sqrt(variance),
+    meanChroma: chromaSum / n,
+    colourfulFraction: colourful / n,
+    highFrequencyRatio: variance > 0 ? diff / pairs / (2 * variance) : 0,
+  };
+}
+
+describe('imageStats', () => {
+  it('gives the plain formulas to the last bit, from the pixels or from the channel sums preprocessing made', async () => {
+    const images = [await syntheticPhoto(2), await noiseImage(1), await syntheticDocument(3), await blankImage(0)];
+    for (const image of images) {
+      const p = await preprocessImage(image, spec);
+      const expected = plainStats(p.rgb, p.width, p.height);
+      assert.deepEqual(imageStats(p.rgb, p.width, p.height), expected);
+      assert.deepEqual(imageStats(p.rgb, p.width, p.height, p.channelSums), expected);
+    }
+    // a tinted image (gray values that are not whole numbers), and odd shapes: one row, one column
+    for (const [w, h] of [[224, 224], [7, 1], [1, 5], [3, 2]] as const) {
+      const rgb = Uint8Array.from({ length: w * h * 3 }, (_, i) => Math.round(120 + 50 * Math.sin(i / 700) + ((i * 37) % 13)));
+      assert.deepEqual(imageStats(rgb, w, h), plainStats(rgb, w, h));
+    }
+  });
+});
+
 describe('checkDistance', () => {
   it('refuses above the threshold and when the score is not a number', () => {
     assert.equal(checkDistance(10, 20, 'brain-mri'), null);

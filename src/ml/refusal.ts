@@ -61,36 +61,62 @@ export interface Refusal {
 /** The gray (R + G + B) / 3 of each channel sum, as a double: one table read per pixel, the same values. */
 const GRAY_OF_SUM = Float64Array.from({ length: 3 * 255 + 1 }, (_, sum) => sum / 3);
 
-export function imageStats(rgb: Uint8Array, width: number, height: number): ImageStats {
+/** max(R, G, B) - min(R, G, B) of an RGB pixel. */
+function chroma(r: number, g: number, b: number): number {
+  const hi = r > g ? (r > b ? r : b) : g > b ? g : b;
+  const lo = r < g ? (r < b ? r : b) : g < b ? g : b;
+  return hi - lo;
+}
+
+/**
+ * The input checks' statistics of the resized image. `channelSums` (R + G + B per pixel, as
+ * preprocessing computes them) saves summing them again; the values are the same either way.
+ */
+export function imageStats(rgb: Uint8Array, width: number, height: number, channelSums?: Uint16Array): ImageStats {
   const n = width * height;
-  // R + G + B per pixel (exact in 16 bits); the gray is that / 3, read from GRAY_OF_SUM.
-  const sums = new Uint16Array(n);
-  let sum = 0;
+  if (rgb.length !== n * 3 || (channelSums && channelSums.length !== n)) throw new Error(`expected a ${width} x ${height} image`);
+  const sums = channelSums ?? new Uint16Array(n);
+  // Chroma and the colourful count are integers: exact in any order. The gray sum is added in
+  // pixel order, as ever, so the mean is the same double.
   let chromaSum = 0;
   let colourful = 0;
   for (let i = 0, j = 0; i < n; i++, j += 3) {
     const r = rgb[j]!;
     const g = rgb[j + 1]!;
     const b = rgb[j + 2]!;
-    const s = r + g + b;
-    sums[i] = s;
-    sum += GRAY_OF_SUM[s]!;
-    const chroma = Math.max(r, g, b) - Math.min(r, g, b);
-    chromaSum += chroma;
-    if (chroma > COLOURFUL_PIXEL_CHROMA) colourful++;
+    if (!channelSums) sums[i] = r + g + b;
+    const c = chroma(r, g, b);
+    chromaSum += c;
+    if (c > COLOURFUL_PIXEL_CHROMA) colourful++;
   }
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += GRAY_OF_SUM[sums[i]!]!;
   const mean = sum / n;
   // One pass for the variance and the neighbour differences, each summed in the same order
-  // as two separate passes would.
+  // as two separate passes would (per pixel: its right neighbour, then the one below). The
+  // last column and the last row are their own loops, so the inner loop has no bounds tests.
   let variance = 0;
   let diff = 0;
   for (let y = 0; y < height; y++) {
     const row = y * width;
-    for (let x = 0; x < width; x++) {
-      const v = GRAY_OF_SUM[sums[row + x]!]!;
+    const last = row + width - 1;
+    if (y + 1 < height) {
+      for (let i = row; i < last; i++) {
+        const v = GRAY_OF_SUM[sums[i]!]!;
+        variance += (v - mean) ** 2;
+        diff += (GRAY_OF_SUM[sums[i + 1]!]! - v) ** 2;
+        diff += (GRAY_OF_SUM[sums[i + width]!]! - v) ** 2;
+      }
+      const v = GRAY_OF_SUM[sums[last]!]!;
       variance += (v - mean) ** 2;
-      if (x + 1 < width) diff += (GRAY_OF_SUM[sums[row + x + 1]!]! - v) ** 2;
-      if (y + 1 < height) diff += (GRAY_OF_SUM[sums[row + width + x]!]! - v) ** 2;
+      diff += (GRAY_OF_SUM[sums[last + width]!]! - v) ** 2;
+    } else {
+      for (let i = row; i < last; i++) {
+        const v = GRAY_OF_SUM[sums[i]!]!;
+        variance += (v - mean) ** 2;
+        diff += (GRAY_OF_SUM[sums[i + 1]!]! - v) ** 2;
+      }
+      variance += (GRAY_OF_SUM[sums[last]!]! - mean) ** 2;
     }
   }
   variance /= n;

@@ -4,11 +4,12 @@
  * model the router picked). Uses the installed models and the fixture images.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 
 import { analyzeScan } from './inference.js';
-import { preprocessImage } from './preprocess.js';
-import { decideScanType, dicomHint, routeImage } from './routing.js';
+import { parsePreprocessingSpec, preprocessImage } from './preprocess.js';
+import { decideScanType, dicomHint, routeImage, type ScanTypeRouter } from './routing.js';
 import { blankImage, syntheticDocument, syntheticPhoto } from './synthetic.js';
 import { fixture, loadTestModels } from './testing.js';
 
@@ -60,6 +61,40 @@ describe('declared type against the image', () => {
       ok: true,
       routing: { source: 'image', scanType: 'brain-mri', probability: 0.9 },
     });
+  });
+});
+
+/** ml/train_router.py's features and logistic regression as they read, pixel by pixel: what routeImage must give to the last bit. */
+function plainRoute(rgb: Uint8Array, router: ScanTypeRouter): number {
+  const { grid, bins, size } = router;
+  const block = size / grid;
+  const f = new Float64Array(grid * grid + bins);
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const j = (y * size + x) * 3;
+      const gray = (rgb[j]! + rgb[j + 1]! + rgb[j + 2]!) / 3 / 255;
+      f[Math.floor(y / block) * grid + Math.floor(x / block)]! += gray;
+      f[grid * grid + Math.min(bins - 1, Math.floor(gray * bins))]! += 1;
+    }
+  }
+  for (let i = 0; i < grid * grid; i++) f[i]! /= block * block;
+  for (let i = 0; i < bins; i++) f[grid * grid + i]! /= size * size;
+  let z = router.bias;
+  for (let i = 0; i < f.length; i++) z += (router.weights[i]! * (f[i]! - router.mean[i]!)) / router.std[i]!;
+  return 1 / (1 + Math.exp(-z));
+}
+
+describe('routeImage', () => {
+  it('gives the plain formulas to the last bit, from the pixels or from the channel sums preprocessing made', async () => {
+    const router = JSON.parse(readFileSync(new URL('./scan-type-router.json', import.meta.url), 'utf8')) as ScanTypeRouter;
+    const spec = parsePreprocessingSpec(JSON.parse(readFileSync(new URL('../../ml/preprocessing.json', import.meta.url), 'utf8')));
+    for (const image of [await syntheticPhoto(1), await syntheticDocument(2), await blankImage(3), await fixture('brain-mri', 'glioma')]) {
+      const prepared = await preprocessImage(image, spec);
+      const second = plainRoute(prepared.rgb, router);
+      const expected = { [router.types[0]]: 1 - second, [router.types[1]]: second };
+      assert.deepEqual(routeImage(prepared.rgb, prepared.width, prepared.height, router), expected);
+      assert.deepEqual(routeImage(prepared, prepared.width, prepared.height, router), expected);
+    }
   });
 });
 

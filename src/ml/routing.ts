@@ -18,6 +18,7 @@ import { readFileSync } from 'node:fs';
 import type { DicomInfo } from '../imaging/dicom/info.js';
 import { inferScanType } from '../imaging/scan-type.js';
 import { listInWords, SCAN_TYPE_IDS, scanTypeSpec } from '../scan-types/index.js';
+import { channelSumsOf } from './preprocess.js';
 import type { ModelTask } from './registry.js';
 
 export interface ScanTypeRouter {
@@ -50,41 +51,78 @@ function loadRouter(): ScanTypeRouter {
 /** "brain MRI", "chest X-ray": the scan type's name in a sentence (src/scan-types). */
 export const SCAN_TYPE_NAME = (type: ModelTask): string => scanTypeSpec(type).name;
 
+/** Per router: a pixel's gray and histogram bin depend on R + G + B alone, so they are tables. */
+const sumTables = new WeakMap<ScanTypeRouter, { grayOfSum: Float64Array; binOfSum: Int32Array }>();
+
+function tablesOf(router: ScanTypeRouter) {
+  let tables = sumTables.get(router);
+  if (!tables) {
+    const { grid, bins } = router;
+    const grayOfSum = new Float64Array(3 * 255 + 1);
+    const binOfSum = new Int32Array(3 * 255 + 1);
+    for (let sum = 0; sum < grayOfSum.length; sum++) {
+      const gray = sum / 3 / 255;
+      grayOfSum[sum] = gray;
+      binOfSum[sum] = grid * grid + Math.min(bins - 1, Math.floor(gray * bins));
+    }
+    tables = { grayOfSum, binOfSum };
+    sumTables.set(router, tables);
+  }
+  return tables;
+}
+
 /**
- * The router's features from the preprocessed 8-bit RGB image (size x size), exactly as
- * ml/train_router.py computes them: block means of gray / 255, then the grey-level histogram.
+ * The router's features from R + G + B of each pixel of the preprocessed image (size x size),
+ * exactly as ml/train_router.py computes them: block means of gray / 255, then the grey-level
+ * histogram. Each block's grays are added in pixel order, as ever, so the sums are the same doubles.
  */
-function routerFeatures(rgb: Uint8Array, width: number, height: number, router: ScanTypeRouter = loadRouter()): Float64Array {
+function routerFeatures(sums: Uint16Array, width: number, height: number, router: ScanTypeRouter): Float64Array {
   const { grid, bins, size } = router;
-  if (width !== size || height !== size) throw new Error(`the router needs a ${size} x ${size} image, got ${width} x ${height}`);
+  if (width !== size || height !== size || sums.length !== size * size) {
+    throw new Error(`the router needs a ${size} x ${size} image, got ${width} x ${height}`);
+  }
+  const { grayOfSum, binOfSum } = tablesOf(router);
   const block = size / grid;
   const out = new Float64Array(grid * grid + bins);
-  const n = size * size;
-  // A pixel's gray and its histogram bin depend on R + G + B alone: computed once per sum.
-  const grayOfSum = new Float64Array(3 * 255 + 1);
-  const binOfSum = new Int32Array(3 * 255 + 1);
-  for (let sum = 0; sum < grayOfSum.length; sum++) {
-    const gray = sum / 3 / 255;
-    grayOfSum[sum] = gray;
-    binOfSum[sum] = grid * grid + Math.min(bins - 1, Math.floor(gray * bins));
-  }
+  // Four histograms, by pixel, summed at the end: neighbouring pixels often fall in the same
+  // bin, and one array would make each count wait for the previous one's store. Counts are
+  // integers, so the split changes nothing.
+  const counts = new Int32Array(4 * (grid * grid + bins));
+  const stride = grid * grid + bins;
+  const starts = Int32Array.from({ length: grid + 1 }, (_, b) => Math.min(size, Math.ceil(b * block)));
   for (let y = 0; y < size; y++) {
     const row = Math.floor(y / block) * grid;
-    for (let x = 0; x < size; x++) {
-      const j = (y * size + x) * 3;
-      const sum = rgb[j]! + rgb[j + 1]! + rgb[j + 2]!;
-      out[row + Math.floor(x / block)]! += grayOfSum[sum]!;
-      out[binOfSum[sum]!]! += 1;
+    const at = y * size;
+    for (let b = 0; b < grid; b++) {
+      // A block's running sum is carried in a local across its pixels of this row: the same
+      // additions in the same order as adding into out[] pixel by pixel, without the store and
+      // reload between them.
+      let blockSum = out[row + b]!;
+      for (let x = starts[b]!; x < starts[b + 1]!; x++) {
+        const sum = sums[at + x]!;
+        blockSum += grayOfSum[sum]!;
+        counts[(x & 3) * stride + binOfSum[sum]!]!++;
+      }
+      out[row + b] = blockSum;
     }
   }
   for (let i = 0; i < grid * grid; i++) out[i]! /= block * block;
-  for (let i = 0; i < bins; i++) out[grid * grid + i]! /= n;
+  for (let i = 0; i < bins; i++) {
+    const bin = grid * grid + i;
+    out[bin] = (counts[bin]! + counts[stride + bin]! + counts[2 * stride + bin]! + counts[3 * stride + bin]!) / (size * size);
+  }
   return out;
 }
 
-/** P(type) for both types, from the preprocessed image. */
-export function routeImage(rgb: Uint8Array, width: number, height: number, router: ScanTypeRouter = loadRouter()): Record<ModelTask, number> {
-  const f = routerFeatures(rgb, width, height, router);
+/** P(type) for both types, from the preprocessed image (or R + G + B of its pixels, as preprocessing gives them). */
+export function routeImage(
+  image: Uint8Array | { channelSums: Uint16Array },
+  width: number,
+  height: number,
+  router: ScanTypeRouter = loadRouter(),
+): Record<ModelTask, number> {
+  const sums = image instanceof Uint8Array ? channelSumsOf(image, image.length / 3) : image.channelSums;
+  const f = routerFeatures(sums, width, height, router);
   let z = router.bias;
   for (let i = 0; i < f.length; i++) z += (router.weights[i]! * (f[i]! - router.mean[i]!)) / router.std[i]!;
   const second = 1 / (1 + Math.exp(-z));

@@ -14,10 +14,9 @@ import { auditFeature } from './audit/routes.js';
 import { googleSignInFeature } from './auth/google/feature.js';
 import { rateLimitKey, rateLimitMax } from './auth/rate-limit-key.js';
 import { authFeature } from './auth/routes.js';
-import { LoginThrottledError } from './auth/throttle.js';
 import type { AppContext, Feature } from './context.js';
 import { patientsFeature } from './patients/routes.js';
-import { AppError } from './platform/errors.js';
+import { AppError, RETRY_AFTER_SECONDS } from './platform/errors.js';
 import { registerApiDocs } from './platform/http/docs.js';
 import { healthRoutes } from './platform/http/health.js';
 import { registerSecurityHeaders } from './platform/http/security-headers.js';
@@ -59,6 +58,25 @@ export interface BuildOptions {
   webRoot?: string | null;
 }
 
+/**
+ * Once the server is closing (SIGTERM), a request still arriving on a kept-alive connection is
+ * answered 503 with Retry-After at once, before any work: the load balancer or client sends it
+ * again, to another process or to this one restarted. Fastify adds `Connection: close`.
+ */
+function refuseWhileClosing(app: FastifyInstance): void {
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    if (!closing) return;
+    return reply
+      .code(503)
+      .header('retry-after', String(RETRY_AFTER_SECONDS.busy))
+      .send({ error: 'The server is shutting down: send the request again' });
+  });
+}
+
 export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promise<FastifyInstance> {
   const { config } = ctx;
   const app = Fastify({
@@ -68,6 +86,9 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     childLoggerFactory: requestLoggerFactory,
     trustProxy: config.trustProxy,
     bodyLimit: 1024 * 1024,
+    // Requests that arrive while the server closes are refused by the hook below, in the API's
+    // error shape and with Retry-After, rather than by Fastify's own 503.
+    return503OnClosing: false,
     // Errors the router raises before any route or error handler runs (a badly encoded or
     // over-long path segment) get the API's error shape too.
     frameworkErrors: (err, _request, reply: FastifyReply) => {
@@ -90,7 +111,7 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
   app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
     if (err instanceof AppError) {
       if (err.status >= 500) request.log.error({ err }, 'request failed');
-      if (err instanceof LoginThrottledError) reply.header('retry-after', String(err.retryAfterSeconds));
+      if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
       return reply.code(err.status).send({ error: err.message });
     }
     if (err.validation) {
@@ -115,6 +136,7 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     exposedHeaders: ['X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset', 'Retry-After', 'Content-Disposition'],
     maxAge: 600,
   });
+  refuseWhileClosing(app);
   await registerSecurityHeaders(app);
   registerAuditHooks(app, ctx);
 

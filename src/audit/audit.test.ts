@@ -225,6 +225,7 @@ for (const kind of await databaseKinds()) {
         const read = await t.app.inject({ method: 'GET', url: `/api/patients/${p._id}`, headers: doctor.auth });
         assert.equal(read.statusCode, 503);
         assert.match(read.json().error, /audit trail/);
+        assert.equal(read.headers['retry-after'], '30');
         assert.ok(!read.body.includes('Withheld Patient') && !read.body.includes(p.patientId));
         const file = await t.app.inject({ method: 'GET', url: image.pathname + image.search });
         assert.equal(file.statusCode, 503);

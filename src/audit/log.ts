@@ -14,6 +14,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Db } from '../platform/db/index.js';
 import type { AuditOutcome } from '../platform/db/schema.js';
+import { RETRY_AFTER_SECONDS } from '../platform/errors.js';
 import { isUuid } from '../platform/http/schemas.js';
 import { findPatientByPatientId } from '../patients/repository.js';
 import { findUserByEmail } from '../users/repository.js';
@@ -335,7 +336,7 @@ function withhold(reply: FastifyReply, payload: unknown): string {
   const stream = payload as { destroy?: () => void } | null;
   if (stream && typeof stream === 'object' && typeof stream.destroy === 'function') stream.destroy();
   reply.removeHeader('content-disposition');
-  reply.code(503).header('content-type', 'application/json; charset=utf-8').header('retry-after', '30');
+  reply.code(503).header('content-type', 'application/json; charset=utf-8').header('retry-after', String(RETRY_AFTER_SECONDS.databaseOutage));
   return WITHHELD;
 }
 

@@ -54,11 +54,12 @@ interface AddressLock {
   lockedUntil: Date;
 }
 
-export class LoginThrottledError extends AppError {
-  constructor(readonly retryAfterSeconds: number) {
+class LoginThrottledError extends AppError {
+  constructor(retryAfterSeconds: number) {
     super(
       'rate_limited',
       `Too many failed sign-ins: try again in ${retryAfterSeconds} seconds, or ask an administrator to unlock the account`,
+      retryAfterSeconds,
     );
   }
 }

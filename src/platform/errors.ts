@@ -19,11 +19,21 @@ const ERROR_STATUS = {
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
+/**
+ * How long a client should wait before trying again (the Retry-After header, in seconds) after
+ * a 503: the database out of reach (an upload it could not confirm, an answer the audit trail
+ * could not record, /readyz), or the server busy or shutting down (another process, or this one
+ * a moment later, answers).
+ */
+export const RETRY_AFTER_SECONDS = { databaseOutage: 30, busy: 5 } as const;
+
 export class AppError extends Error {
   override name = 'AppError';
   constructor(
     readonly code: ErrorCode,
     message: string,
+    /** Sent as Retry-After: set where trying again later is the client's remedy (429, 503). */
+    readonly retryAfterSeconds?: number,
   ) {
     super(message);
   }

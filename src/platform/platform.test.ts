@@ -106,6 +106,19 @@ describe('HTTP platform (pglite)', () => {
     assert.deepEqual((await t.app.inject({ url: '/readyz' })).json(), { status: 'ready', database: 'pglite' });
   });
 
+  test('readiness while the database is out of reach: 503 with Retry-After, for the load balancer to look again', async () => {
+    const ping = t.database.ping.bind(t.database);
+    t.database.ping = () => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:5432'));
+    try {
+      const res = await t.app.inject({ url: '/readyz' });
+      assert.equal(res.statusCode, 503);
+      assert.deepEqual(res.json(), { error: 'The database is not reachable' });
+      assert.equal(res.headers['retry-after'], '30');
+    } finally {
+      t.database.ping = ping;
+    }
+  });
+
   test('the OpenAPI document lists every documented endpoint', async () => {
     const res = await t.app.inject({ url: '/openapi.json' });
     assert.equal(res.statusCode, 200);

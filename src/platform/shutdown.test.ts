@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -125,6 +126,53 @@ test('closing the server ends the live status streams at once, instead of waitin
     }
     // Closed without `end`: the browser reconnects (and follows the scan on the restarted server).
     assert.doesNotMatch(rest, /event: end/);
+  } finally {
+    if (!closed) await t.app.close();
+    await t.runtime.stop();
+    await t.database.destroy();
+  }
+});
+
+test('a request arriving on a kept-alive connection while the server closes: 503 {"error"} with Retry-After, the connection closed', { timeout: 120_000 }, async () => {
+  const t = await createTestApp('pglite', {
+    build: () => ({
+      features: [
+        ...FEATURES,
+        {
+          prefix: '',
+          routes: () => async (app) => {
+            app.get('/test/slow', { config: { rateLimit: false } }, async () => {
+              await sleep(1_000);
+              return { done: true };
+            });
+          },
+        },
+      ],
+    }),
+  });
+  let closed = false;
+  try {
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (t.app.server.address() as { port: number }).port;
+    // One connection, two pipelined requests: the second arrives once the server is closing.
+    const socket = connect(port, '127.0.0.1');
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString()));
+    const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write('GET /test/slow HTTP/1.1\r\nHost: x\r\n\r\n');
+    await sleep(200);
+    const closing = t.app.close();
+    await sleep(50);
+    socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    await closing;
+    closed = true;
+    await ended;
+    const [slow, refused] = received.split(/(?=HTTP\/1\.1 )/);
+    assert.match(slow!, /^HTTP\/1\.1 200/, 'the request in flight is answered');
+    assert.match(refused!, /^HTTP\/1\.1 503/, received);
+    assert.match(refused!, /\r\nretry-after: 5\r\n/i);
+    assert.match(refused!, /\r\nconnection: close\r\n/i);
+    assert.match(refused!, /\{"error":"The server is shutting down: send the request again"\}$/);
   } finally {
     if (!closed) await t.app.close();
     await t.runtime.stop();

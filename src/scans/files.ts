@@ -13,7 +13,7 @@ import { bearerToken } from '../auth/hooks.js';
 import { requireVisibleScan, type ScanRow, type Viewer } from '../access/index.js';
 import { ImageDecodeError } from '../imaging/index.js';
 import type { Db } from '../platform/db/index.js';
-import { AppError, notFound } from '../platform/errors.js';
+import { AppError, notFound, RETRY_AFTER_SECONDS } from '../platform/errors.js';
 import { ErrorSchema } from '../platform/http/schemas.js';
 import { StorageNotFoundError, type Storage } from '../platform/storage/index.js';
 import type { UrlSigner } from '../platform/signing.js';
@@ -97,7 +97,11 @@ async function readRendition(deps: FileDeps, scan: ScanRow, which: 'image' | 'th
     if (err instanceof StorageNotFoundError) throw notFound('File');
     if (err instanceof ImageDecodeError && err.transient) {
       // Ran out of time on a busy server: the file may be fine, so the reader is told to retry.
-      throw new AppError('unavailable', 'This scan\'s image is still being prepared and the server is busy; try again in a moment.');
+      throw new AppError(
+        'unavailable',
+        'This scan\'s image is still being prepared and the server is busy; try again in a moment.',
+        RETRY_AFTER_SECONDS.busy,
+      );
     }
     if (err instanceof ImageDecodeError) {
       throw new AppError('unprocessable', `This scan's image could not be shown: ${err.message}`);
@@ -150,6 +154,8 @@ const fileResponses = (contentType: string) => ({
   404: ErrorSchema,
   410: ErrorSchema,
   422: ErrorSchema,
+  // An image still being rendered on a busy server: with Retry-After, the reader tries again.
+  503: ErrorSchema,
 });
 const EXPIRED = 'This link has expired: fetch the scan again for a fresh link';
 

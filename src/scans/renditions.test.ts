@@ -160,6 +160,7 @@ describe('scan images rendered after upload', () => {
       const busy = await t.app.inject({ url: localPath(scan.imageUrl) });
       assert.equal(busy.statusCode, 503, busy.body);
       assert.match(busy.json().error, /try again/);
+      assert.equal(busy.headers['retry-after'], '5');
       const image = await t.app.inject({ url: localPath(scan.imageUrl) });
       assert.equal(image.statusCode, 200, 'not remembered as undecodable');
 

@@ -6,6 +6,7 @@ import { currentUser, requireAdmin } from '../auth/hooks.js';
 import { auditInAdvance, noteAudit, noteLinkIssued } from '../audit/log.js';
 import { STATEMENT_PATIENT } from '../audit/repository.js';
 import type { AppContext, Feature } from '../context.js';
+import { RETRY_AFTER_SECONDS } from '../platform/errors.js';
 import { authErrors, ErrorSchema, IdParamsSchema, MessageSchema } from '../platform/http/schemas.js';
 import { SCAN_TYPE_IDS } from '../scan-types/index.js';
 import { generateReport } from './report.js';
@@ -81,7 +82,7 @@ function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
             `- \`scanType\` (optional, ${SCAN_TYPE_IDS.map((t) => `\`${t}\``).join(' or ')}): which analysis applies; inferred from DICOM Modality and BodyPartExamined when absent. With a scan type the scan is queued for analysis (\`processing\`), else it is \`pending\`.`,
             '',
             `Over MAX_UPLOAD_MB: 413. Not JPEG, PNG or DICOM: 415. Corrupt or truncated: 400. A DICOM encoding that cannot be decoded: 422.`,
-            "An upload the database committed is answered 201 even when the database's answer to the commit was lost. 503 when the database could not confirm either way: look for the scan in the patient's scans before sending it again.",
+            `An upload the database committed is answered 201 even when the database's answer to the commit was lost. 503, with Retry-After (${RETRY_AFTER_SECONDS.databaseOutage} seconds), when the database could not confirm either way: after that, look for the scan in the patient's scans before sending it again.`,
           ].join('\n'),
           consumes: ['multipart/form-data'],
           response: { 201: UploadResponseSchema, ...authErrors, 409: ErrorSchema, 413: ErrorSchema, 415: ErrorSchema, 422: ErrorSchema, 503: ErrorSchema },

@@ -24,7 +24,7 @@ import * as patientRepo from '../patients/repository.js';
 import { createPatientForUpload, patientIdInUse } from '../patients/service.js';
 import type { Db } from '../platform/db/index.js';
 import { isScanType, SCAN_TYPE_IDS, scanTypeSpec, type ReviewedFinding, type ScanType } from '../scan-types/index.js';
-import { AppError, badRequest, conflict, notFound } from '../platform/errors.js';
+import { AppError, badRequest, conflict, notFound, RETRY_AFTER_SECONDS } from '../platform/errors.js';
 import { isUuid, MAX_YEAR, MIN_YEAR, yearInRange } from '../platform/http/schemas.js';
 import { isUniqueViolation } from '../platform/db/errors.js';
 import type { Storage } from '../platform/storage/index.js';
@@ -280,7 +280,7 @@ async function committedUpload(db: Db, scanId: string, log: FastifyBaseLogger, r
   } catch (err) {
     rows.mayBeCommitted = true;
     log.error({ err, scanId }, 'an upload failed and whether it was committed could not be read: its files are kept');
-    throw new AppError('unavailable', UNCONFIRMED_UPLOAD);
+    throw new AppError('unavailable', UNCONFIRMED_UPLOAD, RETRY_AFTER_SECONDS.databaseOutage);
   }
 }
 

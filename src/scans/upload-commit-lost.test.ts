@@ -182,6 +182,7 @@ for (const kind of await databaseKinds()) {
         const [res] = await uploadsMeeting({ statementAnswersLost: 1, staysDown: true }, [{ data, fields: { patientId: patient.patientId } }]);
         assert.equal(res!.statusCode, 503, res!.body);
         assert.match(res!.json<{ error: string }>().error, /may or may not have been saved.*before sending it again/);
+        assert.equal(res!.headers['retry-after'], '30', 'the client is told when to look');
         const rows = await scansOf(patient._id);
         assert.equal(rows.length, 1, 'committed');
         assert.deepEqual(await filesPresent(rows[0]!), rows[0]!.originalFormat === 'dicom' ? [true] : [true, true, true], 'its files are kept');

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Database } from '../db/index.js';
+import { RETRY_AFTER_SECONDS } from '../errors.js';
 
 /** Liveness and readiness probes; not rate limited, so a load balancer can poll them. */
 export function healthRoutes(database: Pick<Database, 'kind' | 'ping'>): FastifyPluginAsyncTypebox {
@@ -20,6 +21,7 @@ export function healthRoutes(database: Pick<Database, 'kind' | 'ping'>): Fastify
         schema: {
           tags: ['Health'],
           summary: 'The database is reachable',
+          description: `503, with Retry-After (${RETRY_AFTER_SECONDS.databaseOutage} seconds), while the database cannot be reached.`,
           response: {
             200: Type.Object({ status: Type.Literal('ready'), database: Type.String() }),
             503: Type.Object({ error: Type.String() }),
@@ -32,7 +34,10 @@ export function healthRoutes(database: Pick<Database, 'kind' | 'ping'>): Fastify
           return { status: 'ready' as const, database: database.kind };
         } catch (err) {
           request.log.error({ err }, 'readiness check failed');
-          return reply.code(503).send({ error: 'The database is not reachable' });
+          return reply
+            .code(503)
+            .header('retry-after', String(RETRY_AFTER_SECONDS.databaseOutage))
+            .send({ error: 'The database is not reachable' });
         }
       },
     );

@@ -22,6 +22,7 @@ import { createUserCache } from './auth/user-cache.js';
 import type { AppContext } from './context.js';
 import { createImageDecoder, type ImageDecoder } from './imaging/decoder.js';
 import { createScanRenditions } from './scans/renditions.js';
+import { SWEEP_ORPHAN_FILES_JOB, sweepOrphanFilesJob } from './scans/sweep-orphan-files.job.js';
 import { scheduleSweeps, SWEEP_PARTIAL_UPLOADS_JOB, sweepPartialUploadsJob } from './scans/sweep-partial-uploads.job.js';
 import { SCAN_FILE_FOLDERS } from './scans/stored-files.js';
 import type { Config } from './platform/config.js';
@@ -35,7 +36,7 @@ import { createEventPublisher } from './webhooks/publisher.js';
 import type { EventPublisher } from './webhooks/types.js';
 
 /** Every job this application queues: start-up fails if one has no handler, or two. */
-export const JOB_NAMES = [ANALYZE_SCAN_JOB, WEBHOOK_DELIVERY_JOB, SWEEP_PARTIAL_UPLOADS_JOB] as const;
+export const JOB_NAMES = [ANALYZE_SCAN_JOB, WEBHOOK_DELIVERY_JOB, SWEEP_PARTIAL_UPLOADS_JOB, SWEEP_ORPHAN_FILES_JOB] as const;
 
 export interface Runtime {
   ctx: AppContext;
@@ -149,14 +150,15 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
   // Processes started together take turns at creating the queues (pg-boss makes a table
   // partition per queue: DDL that deadlocks when two processes run it at once).
   const sweepJob = sweepPartialUploadsJob({ storage, ageMinutes: config.partialUploads.ageMinutes });
-  await database.withStartupLock(() => queue.register(JOB_NAMES, [analyzeJob, deliveryJob, sweepJob]));
+  const orphanSweepJob = sweepOrphanFilesJob({ db: database.db, storage, ageHours: config.orphanFiles.ageHours });
+  await database.withStartupLock(() => queue.register(JOB_NAMES, [analyzeJob, deliveryJob, sweepJob, orphanSweepJob]));
   const analysis = createAnalysisQueue(database.db, queue, analyzeJob);
   // Rate-limit counters shared by every API process (REDIS_URL); without it, per process.
   const redis = config.redisUrl ? new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }) : null;
   redis?.on('error', (err: Error) => log.warn({ err: err.message }, 'redis unavailable for rate limits'));
   const ctx = createContext(config, database, { storage, imaging, metrics, analysis, events, redis });
   let stopReconciler: (() => void) | null = null;
-  let stopSweeps: (() => void) | null = null;
+  let stopSweeps: (() => void)[] = [];
   await ctx.userCache.start();
 
   return {
@@ -186,10 +188,14 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
       stopReconciler = startReconciler({ db: database.db, queue, events, log });
       // An hourly job needs no fast polling: a sweep asked for is taken within half a minute.
       await queue.work(SWEEP_PARTIAL_UPLOADS_JOB, { concurrency: 1, pollIntervalSeconds: 30, log });
-      stopSweeps = scheduleSweeps({ queue, job: sweepJob, intervalMinutes: config.partialUploads.intervalMinutes, log });
+      await queue.work(SWEEP_ORPHAN_FILES_JOB, { concurrency: 1, pollIntervalSeconds: 30, log });
+      stopSweeps = [
+        scheduleSweeps({ queue, job: sweepJob, intervalMinutes: config.partialUploads.intervalMinutes, log }),
+        scheduleSweeps({ queue, job: orphanSweepJob, intervalMinutes: config.orphanFiles.intervalHours * 60, log }),
+      ];
     },
     async stop() {
-      stopSweeps?.();
+      for (const stop of stopSweeps) stop();
       stopReconciler?.();
       await ctx.userCache.stop();
       await queue.stop();

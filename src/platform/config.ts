@@ -44,6 +44,11 @@ export interface Config {
    * uploads) is removed once nothing was written to it for `ageMinutes`, swept every `intervalMinutes`.
    */
   partialUploads: { ageMinutes: number; intervalMinutes: number };
+  /**
+   * Stored scan files whose scan has no row (an upload answered 503 that was not committed) are
+   * removed once nothing was written to them for `ageHours`, swept every `intervalHours`.
+   */
+  orphanFiles: { ageHours: number; intervalHours: number };
   modelsDir: string;
   /** Site calibrations written by `npm run calibrate` (default DATA_DIR/calibration). */
   calibrationDir: string;
@@ -166,6 +171,8 @@ const ConfigSchema = Type.Object({
   S3_PREFIX: Text('Prefix of every S3 key', { default: '' }),
   PARTIAL_UPLOAD_AGE_MINUTES: Int(1440, 10, 30 * 1440, 'A crashed upload\'s leftovers (temporary file, unfinished S3 multipart upload) idle this long are removed'),
   PARTIAL_UPLOAD_SWEEP_MINUTES: Int(60, 1, 1440, 'How often those leftovers are looked for'),
+  ORPHAN_FILE_AGE_HOURS: Int(24, 1, 24 * 365, 'Stored scan files whose scan has no row (an upload that was not committed) this old are removed'),
+  ORPHAN_FILE_SWEEP_HOURS: Int(6, 1, 24 * 7, 'How often such files are looked for'),
   MODELS_DIR: Text('Installed models (manifest + ONNX)'),
   CALIBRATION_DIR: Text('Site calibrations (npm run calibrate); default DATA_DIR/calibration'),
   CHEST_OPERATING_POINT: Text('Named operating point of the chest model', {
@@ -361,6 +368,7 @@ export function loadConfig(env: Env = process.env): Config {
         }
       : null,
     partialUploads: { ageMinutes: defaulted(e.PARTIAL_UPLOAD_AGE_MINUTES), intervalMinutes: defaulted(e.PARTIAL_UPLOAD_SWEEP_MINUTES) },
+    orphanFiles: { ageHours: defaulted(e.ORPHAN_FILE_AGE_HOURS), intervalHours: defaulted(e.ORPHAN_FILE_SWEEP_HOURS) },
     modelsDir: path.resolve(e.MODELS_DIR ?? path.join(REPO_ROOT, 'models')),
     calibrationDir: path.resolve(e.CALIBRATION_DIR ?? path.join(dataDir, 'calibration')),
     chestOperatingPoint: e.CHEST_OPERATING_POINT,

@@ -822,3 +822,10 @@ export async function reportStorageKey(db: DbOrTx, scanId: string, reportId: str
     .limit(1);
   return row?.key ?? null;
 }
+
+/** Which of these scan ids have a row (the sweep of stored files whose scan was never committed). */
+export async function existingScanIds(db: Db, ids: readonly string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const rows = await db.select({ id: scans.id }).from(scans).where(inArray(scans.id, [...ids]));
+  return new Set(rows.map((row) => row.id));
+}

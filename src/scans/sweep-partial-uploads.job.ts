@@ -57,14 +57,15 @@ export function sweepPartialUploadsJob(deps: {
  */
 export function scheduleSweeps(opts: {
   queue: Pick<Queue, 'sendThrottled'>;
-  job: ReturnType<typeof sweepPartialUploadsJob>;
+  /** This sweep or another with no payload (sweep-orphan-files.job.ts). */
+  job: JobDefinition<typeof SweepPartialUploadsPayloadSchema>;
   intervalMinutes: number;
   log: Pick<Logger, 'warn'>;
 }): () => void {
   const ask = () =>
     opts.queue
       .sendThrottled(opts.job, {}, { key: 'sweep', seconds: opts.intervalMinutes * 60 })
-      .catch((err: unknown) => opts.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not ask for a sweep of partial uploads'));
+      .catch((err: unknown) => opts.log.warn({ job: opts.job.name, err: err instanceof Error ? err.message : String(err) }, 'could not ask for a sweep'));
   void ask();
   const timer = setInterval(() => void ask(), (opts.intervalMinutes * 60_000) / 4);
   timer.unref();

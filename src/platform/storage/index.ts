@@ -36,6 +36,11 @@ export interface Storage {
    * nothing outside multipart uploads).
    */
   sweepPartialUploads(olderThan: Date, legacy?: LegacyTemporaryFolders): Promise<number>;
+  /**
+   * The files directly in `folder` (`scans/3f`: no deeper), with when each was last written:
+   * for the sweep of files whose scan was never committed. An absent folder is empty.
+   */
+  listFolder(folder: string): Promise<{ key: string; modifiedAt: Date }[]>;
   exists(key: string): Promise<boolean>;
   delete(key: string): Promise<void>;
   deletePrefix(prefix: string): Promise<void>;

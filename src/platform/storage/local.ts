@@ -208,6 +208,28 @@ export function createLocalStorage(root: string): Storage {
       }
       return removed;
     },
+    async listFolder(folder) {
+      const dir = resolve(folder);
+      let entries: Dirent[];
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if (errno(err) === 'ENOENT') return [];
+        throw err;
+      }
+      const files = [];
+      for (const entry of entries) {
+        if (!entry.isFile()) continue;
+        try {
+          const info = await lstat(path.join(dir, entry.name));
+          files.push({ key: `${folder}/${entry.name}`, modifiedAt: info.mtime });
+        } catch (err) {
+          // Removed meanwhile (a scan deleted): not there to list.
+          if (errno(err) !== 'ENOENT') throw err;
+        }
+      }
+      return files;
+    },
     async get(key) {
       try {
         return await readFile(resolve(key));

@@ -164,6 +164,22 @@ export function createS3Storage(cfg: S3Config): Storage {
       } while (keyMarker);
       return removed;
     },
+    async listFolder(folder) {
+      const files = [];
+      let token: string | undefined;
+      do {
+        // Delimiter: the objects directly under the folder, not those of deeper "folders".
+        const page = await client.send(
+          new ListObjectsV2Command({ Bucket: cfg.bucket, Prefix: p(folder), Delimiter: '/', ContinuationToken: token }),
+        );
+        for (const object of page.Contents ?? []) {
+          if (!object.Key?.startsWith(cfg.prefix) || !object.LastModified) continue;
+          files.push({ key: object.Key.slice(cfg.prefix.length), modifiedAt: object.LastModified });
+        }
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+      return files;
+    },
     async exists(key) {
       try {
         await client.send(new HeadObjectCommand({ Bucket: cfg.bucket, Key: k(key) }));

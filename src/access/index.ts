@@ -13,7 +13,7 @@ import { and, eq, or, sql, type SQL, type SQLWrapper } from 'drizzle-orm';
 import { builtOncePerDb, preparedPerDb, type DbOrTx } from '../platform/db/index.js';
 import { patientDoctors, patients, scans, webhooks, type users } from '../platform/db/schema.js';
 import { forbidden, notFound } from '../platform/errors.js';
-import { isUuid } from '../platform/http/schemas.js';
+import { isUuid } from '../platform/ids.js';
 
 /** The user a request acts for. */
 export interface Viewer {

@@ -15,7 +15,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Db } from '../platform/db/index.js';
 import type { AuditOutcome } from '../platform/db/schema.js';
 import { RETRY_AFTER_SECONDS } from '../platform/errors.js';
-import { isUuid } from '../platform/http/schemas.js';
+import { isUuid } from '../platform/ids.js';
 import { findPatientByPatientId } from '../patients/repository.js';
 import { findUserByEmail } from '../users/repository.js';
 import { insertAuditEvents, patientsOfScans, STATEMENT_PATIENT, type NewAuditRow } from './repository.js';

@@ -8,7 +8,8 @@ import { requireAdmin, requireVisiblePatient, type PatientRow, type Viewer } fro
 import type { Db, DbOrTx } from '../platform/db/index.js';
 import type { PatientContact } from '../platform/db/schema.js';
 import { badRequest, conflict, notFound } from '../platform/errors.js';
-import { isUuid, MAX_YEAR, MIN_YEAR, yearInRange } from '../platform/http/schemas.js';
+import { MAX_YEAR, MIN_YEAR, yearInRange } from '../platform/http/schemas.js';
+import { isUuid } from '../platform/ids.js';
 import { isUniqueViolation } from '../platform/db/errors.js';
 import type { Storage } from '../platform/storage/index.js';
 import { removeScanFiles } from '../scans/stored-files.js';

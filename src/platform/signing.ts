@@ -6,6 +6,7 @@
  * audit trail as theirs.
  */
 import { createHmac, createSecretKey, timingSafeEqual } from 'node:crypto';
+import { isUuid } from './ids.js';
 
 interface SignedQuery {
   expires?: string;
@@ -20,8 +21,6 @@ export interface UrlSigner {
   sign(path: string, base: string | null, opts: { userId: string; ttlSeconds?: number }): string;
   verify(path: string, query: SignedQuery): LinkVerdict;
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export function createUrlSigner(secret: Uint8Array, defaultTtlSeconds: number, now = () => Date.now()): UrlSigner {
   // The key imported once, not copied into each HMAC: a page of scans signs thirty links.
@@ -50,7 +49,7 @@ export function createUrlSigner(secret: Uint8Array, defaultTtlSeconds: number, n
       return `${base ?? ''}${path}?${query}`;
     },
     verify(path, { expires, user, signature }) {
-      if (!expires || !signature || !user || !/^\d{1,15}$/.test(expires) || !UUID.test(user)) return { ok: false, reason: 'invalid' };
+      if (!expires || !signature || !user || !/^\d{1,15}$/.test(expires) || !isUuid(user)) return { ok: false, reason: 'invalid' };
       const expected = Buffer.from(mac(path, Number(expires), user));
       const given = Buffer.from(signature);
       if (expected.length !== given.length || !timingSafeEqual(expected, given)) return { ok: false, reason: 'invalid' };

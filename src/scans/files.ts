@@ -14,6 +14,7 @@ import { requireVisibleScan, type ScanRow, type Viewer } from '../access/index.j
 import { ImageDecodeError } from '../imaging/index.js';
 import type { Db } from '../platform/db/index.js';
 import { AppError, notFound, RETRY_AFTER_SECONDS } from '../platform/errors.js';
+import { UUID_PATTERN } from '../platform/ids.js';
 import { ErrorSchema } from '../platform/http/schemas.js';
 import { StorageNotFoundError, type Storage } from '../platform/storage/index.js';
 import type { UrlSigner } from '../platform/signing.js';
@@ -23,13 +24,12 @@ import { createScanRenditions, type ScanRenditions } from './renditions.js';
 import { reportStorageKey } from './repository.js';
 import { ReportFileParamsSchema, SignedQuerySchema } from './schemas.js';
 
-const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
 /**
  * A scan's PNG: `scans/<2 hex>/<scanId>.<name>.png` (src/scans/stored-files.ts), or under the
  * folder of a scan stored before that layout, `scans/<scanId>/.../<name>.png`.
  */
 const SCAN_FILE = new RegExp(
-  `^scans/(?:(${UUID})/(?:[A-Za-z0-9][A-Za-z0-9._-]*/)*[A-Za-z0-9][A-Za-z0-9._-]*|([0-9a-f]{2})/(${UUID})\\.[A-Za-z0-9][A-Za-z0-9_-]*)\\.png$`,
+  `^scans/(?:(${UUID_PATTERN})/(?:[A-Za-z0-9][A-Za-z0-9._-]*/)*[A-Za-z0-9][A-Za-z0-9._-]*|([0-9a-f]{2})/(${UUID_PATTERN})\\.[A-Za-z0-9][A-Za-z0-9_-]*)\\.png$`,
 );
 
 /** The scan whose file `key` is, or null when it is no scan file's key. */
@@ -41,7 +41,7 @@ function scanOfFile(key: string): string | null {
   return m[3]!.startsWith(m[2]!) ? m[3]! : null;
 }
 /** report-<scanId>-<reportId>.pdf (a signed link) or report-<scanId>.pdf (the document's path: the latest). */
-const REPORT_FILE = new RegExp(`^report-(${UUID})(?:-(${UUID}))?\\.pdf$`);
+const REPORT_FILE = new RegExp(`^report-(${UUID_PATTERN})(?:-(${UUID_PATTERN}))?\\.pdf$`);
 
 type SignedFile =
   | { ok: true; body: Buffer; contentType: string; filename?: string; userId: string; scanId: string; patientId: string }

@@ -12,7 +12,7 @@
 import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AppError, badRequest } from '../platform/errors.js';
-import { isUuid } from '../platform/http/schemas.js';
+import { isUuid } from '../platform/ids.js';
 import type { ScanStatusEvent } from './schemas.js';
 import type { Viewer } from '../access/index.js';
 import { scanStatus, type ScanDeps } from './service.js';

@@ -9,7 +9,7 @@
  * goes with its prefix).
  */
 import type { BaseLogger } from 'pino';
-import { isUuid } from '../platform/http/schemas.js';
+import { isUuid } from '../platform/ids.js';
 import type { LegacyTemporaryFolders, Storage } from '../platform/storage/index.js';
 
 /** The uploaded file is kept as `original.<extension>`, typed as its kind. */

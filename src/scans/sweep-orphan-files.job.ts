@@ -14,7 +14,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import type { Db } from '../platform/db/index.js';
-import { isUuid } from '../platform/http/schemas.js';
+import { isUuid } from '../platform/ids.js';
 import type { JobDefinition } from '../platform/queue/index.js';
 import type { Storage } from '../platform/storage/index.js';
 import { existingScanIds } from './repository.js';

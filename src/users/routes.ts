@@ -5,7 +5,8 @@ import { currentUser, requireAdmin } from '../auth/hooks.js';
 import { canonicalAddress, isIpAddress } from '../auth/throttle.js';
 import type { AppContext, Feature } from '../context.js';
 import { badRequest, notFound } from '../platform/errors.js';
-import { authErrors, ErrorSchema, IdParamsSchema, isUuid, MessageSchema } from '../platform/http/schemas.js';
+import { authErrors, ErrorSchema, IdParamsSchema, MessageSchema } from '../platform/http/schemas.js';
+import { isUuid } from '../platform/ids.js';
 import { AddressLockSchema, AddressParamsSchema, CreateUserBodySchema, UpdateUserBodySchema, UserSchema } from './schemas.js';
 import { createUser, findUser, listUsers, toPublicUser, updateUser } from './service.js';
 

@@ -3,6 +3,7 @@ import type { Dirent } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { UUID_PATTERN } from '../ids.js';
 import { assertSafeKey, StorageNotFoundError, type Storage } from './index.js';
 
 /** Enough for every scan being uploaded at once; beyond it the list starts again. */
@@ -21,7 +22,7 @@ export const PARTIAL_FOLDER = '.partial';
  * A temporary file as writes made them beside their file before PARTIAL_FOLDER (`original.dcm.<uuid>.tmp`).
  * No stored file is named so: keys end in their file's own extension.
  */
-const LEGACY_TEMPORARY = /\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.tmp$/;
+const LEGACY_TEMPORARY = new RegExp(`\\.${UUID_PATTERN}\\.tmp$`);
 
 /**
  * Removes the files of `dir` whose name `isTemporary` accepts and that nobody wrote to since

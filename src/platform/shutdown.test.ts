@@ -13,7 +13,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import sharp from 'sharp';
 import { eq } from 'drizzle-orm';
-import { FEATURES } from '../app.js';
+import { FEATURES, type BuildOptions } from '../app.js';
 import { uploadRequest } from '../scans/test-support.js';
 import { gliomaOutput } from '../../test/helpers/analyzer-output.js';
 import { createTestApp, type TestApp } from '../../test/helpers/app.js';
@@ -22,6 +22,22 @@ import { openDatabase } from './db/index.js';
 import { analyses } from './db/schema.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The app with `GET /test/slow`, answered after a second: a request still in flight when the server closes. */
+const withSlowRoute = (): BuildOptions => ({
+  features: [
+    ...FEATURES,
+    {
+      prefix: '',
+      routes: () => async (app) => {
+        app.get('/test/slow', { config: { rateLimit: false } }, async () => {
+          await sleep(1_000);
+          return { done: true };
+        });
+      },
+    },
+  ],
+});
 
 /** A new doctor's upload of a small grey brain MRI stand-in; its analysis is queued. */
 async function uploadScan(t: TestApp, patientName: string) {
@@ -55,20 +71,7 @@ test('SIGTERM steps: an in-flight request is answered and a running analysis com
         };
       },
     },
-    build: () => ({
-      features: [
-        ...FEATURES,
-        {
-          prefix: '',
-          routes: () => async (app) => {
-            app.get('/test/slow', { config: { rateLimit: false } }, async () => {
-              await sleep(1_000);
-              return { done: true };
-            });
-          },
-        },
-      ],
-    }),
+    build: withSlowRoute,
   });
   let closed = false;
   try {
@@ -134,22 +137,7 @@ test('closing the server ends the live status streams at once, instead of waitin
 });
 
 test('a request arriving on a kept-alive connection while the server closes: 503 {"error"} with Retry-After, the connection closed', { timeout: 120_000 }, async () => {
-  const t = await createTestApp('pglite', {
-    build: () => ({
-      features: [
-        ...FEATURES,
-        {
-          prefix: '',
-          routes: () => async (app) => {
-            app.get('/test/slow', { config: { rateLimit: false } }, async () => {
-              await sleep(1_000);
-              return { done: true };
-            });
-          },
-        },
-      ],
-    }),
-  });
+  const t = await createTestApp('pglite', { build: withSlowRoute });
   let closed = false;
   try {
     await t.app.listen({ port: 0, host: '127.0.0.1' });

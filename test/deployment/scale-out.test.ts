@@ -17,8 +17,20 @@ test('2 API processes and 2 workers: every scan uploaded through either API is a
   try {
     cluster = await startCluster();
     const c = cluster;
+    // The sessions LISTENing on each channel: PostgreSQL wakes every one at each notifying commit.
+    const listeners = async (channel: string) => {
+      const { rows } = await c.database.executor.executeSql(
+        `select count(*)::int as n from pg_stat_activity where datname = current_database() and query = $1`,
+        [`LISTEN "${channel}"`],
+      );
+      return (rows[0] as { n: number }).n;
+    };
     const [apiA, apiB] = await Promise.all([c.startApi('api-a'), c.startApi('api-b')]);
+    // API-only processes work no jobs: they keep their own listeners but not the jobs channel's.
+    assert.equal(await listeners('imagemedix_jobs'), 0, 'an API-only process listens on the jobs channel');
+    assert.ok((await listeners('imagemedix_users')) >= 2, "the APIs' user listeners");
     const [workerA, workerB] = await Promise.all([c.startWorker('worker-a'), c.startWorker('worker-b')]);
+    assert.equal(await listeners('imagemedix_jobs'), 2, 'one jobs listener per worker');
     const bases = [apiA, apiB].map((a) => `http://127.0.0.1:${a.port}`);
     const auth = c.doctor.auth;
 

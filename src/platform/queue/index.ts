@@ -216,20 +216,29 @@ export async function openQueue(
   const handlers = { running: 0 };
   const workersByQueue = new Map<string, { all: string[]; first: string[]; running: number }>();
   // Work starts at once: every enqueue NOTIFYs in its own transaction, so the wake-up arrives
-  // when (and only if) the job is committed, in this process and in every other one listening
-  // on the same database. Polling stays as the fallback (missed notifications, delayed retries).
+  // when (and only if) the job is committed, in every process listening on the same database.
+  // Polling stays as the fallback (missed notifications, delayed retries).
   const wake = (name: string) => {
     const workers = workersByQueue.get(name);
     if (!workers) return;
     for (const id of workers.running > 0 ? workers.all : workers.first) boss.notifyWorker(id);
   };
-  const unlisten = await database.listen(JOBS_CHANNEL, {
-    onNotify: wake,
-    onReconnect: () => {
-      for (const name of workersByQueue.keys()) wake(name);
-    },
-    onError: (err) => opts.log.warn({ err: err.message }, 'job notifications lost; reconnecting (polling meanwhile)'),
-  });
+  // Only a process that works jobs listens, from its first work(): PostgreSQL wakes every
+  // listening session at each notifying commit (every upload), and an API-only process
+  // (WORKER_IN_PROCESS=false) has no worker to wake (docs/benchmarks/ingest.md).
+  let listening: Promise<() => Promise<void>> | null = null;
+  const listen = () => {
+    listening ??= database.listen(JOBS_CHANNEL, {
+      onNotify: wake,
+      onReconnect: () => {
+        for (const name of workersByQueue.keys()) wake(name);
+      },
+      onError: (err) => opts.log.warn({ err: err.message }, 'job notifications lost; reconnecting (polling meanwhile)'),
+    });
+    // A LISTEN that failed is tried again by the next work().
+    listening.catch(() => (listening = null));
+    return listening;
+  };
 
   async function runJob(job: JobDefinition, j: PgBoss.JobWithMetadata, log: Logger): Promise<void> {
     const jobLog = log.child({ job: job.name, jobId: j.id });
@@ -310,6 +319,7 @@ export async function openQueue(
     async work(name, { concurrency, ahead = 0, pollIntervalSeconds, log }) {
       const job = registered.get(name);
       if (!job) throw new Error(`Job ${name} is not registered`);
+      await listen();
       const workers = workersByQueue.get(job.name) ?? { all: [], first: [], running: 0 };
       workersByQueue.set(job.name, workers);
       for (let i = 0; i < concurrency + ahead; i++) {
@@ -351,7 +361,9 @@ export async function openQueue(
       return job ? { state: job.state, output: job.output } : null;
     },
     async stop() {
-      await unlisten();
+      const unlisten = await listening?.catch(() => null);
+      listening = null;
+      await unlisten?.();
       // Waits for the handlers that are running (up to 20 s), then for pg-boss's last statements
       // (a job's completion, a fetch begun before the stop and the job it returned).
       await boss.stop({ graceful: true, wait: true, timeout: 20_000, close: false });

@@ -209,6 +209,36 @@ for (const kind of await databaseKinds()) {
     });
 
     if (kind === 'postgres') {
+      test('only a process that works jobs LISTENs on the jobs channel: not an API-only one (which keeps its other listeners), a worker from its first work() until stop()', async () => {
+        const database: TestDatabase = await openTestDatabase(kind);
+        open.push({ stop: () => database.destroy() });
+        const listening = async () => {
+          const { rows } = await database.executor.executeSql(
+            `select query from pg_stat_activity where datname = current_database() and query ilike 'LISTEN%'`,
+          );
+          return rows.map((r) => (r as { query: string }).query);
+        };
+        // A backend leaves pg_stat_activity a moment after its client ends.
+        const settled = async (want: (channels: string[]) => boolean) => {
+          for (let i = 0; i < 50 && !want(await listening()); i++) await new Promise((r) => setTimeout(r, 100));
+          return listening();
+        };
+        const jobs = 'LISTEN "imagemedix_jobs"';
+        const { job } = recordingJob('listen-set');
+        const queue = await startWith(database, job, false);
+        try {
+          const api = await listening();
+          assert.ok(!api.includes(jobs), `an API-only process listens on: ${api.join(', ')}`);
+          assert.ok(api.includes('LISTEN "imagemedix_reads"'), 'list-page invalidation is still listened to');
+          await queue.work(job.name, { concurrency: 1, pollIntervalSeconds: POLL_SECONDS, log });
+          await queue.work(job.name, { concurrency: 1, pollIntervalSeconds: POLL_SECONDS, log });
+          assert.equal((await listening()).filter((q) => q === jobs).length, 1, 'one jobs listener, whatever the number of work() calls');
+        } finally {
+          await queue.stop();
+        }
+        assert.ok(!(await settled((q) => !q.includes(jobs))).includes(jobs), 'stop() ends the jobs listener');
+      });
+
       test('a job enqueued by another process is picked up at once (LISTEN/NOTIFY), also after the listener lost its connection', async () => {
         const database: TestDatabase = await openTestDatabase(kind);
         open.push({ stop: () => database.destroy() });

@@ -9,6 +9,14 @@
  * int32 sums with a float32 multiplier where PyTorch divides float sums, so a value within float
  * error of a rounding boundary lands one int8 step apart: a few activation-map pixels then differ
  * by up to that step times a head weight, and the logits, averaged over 196 pixels, by less.
+ *
+ * On an x86 CPU without VNNI (AVX2 only, e.g. AMD EPYC Zen 3), onnxruntime multiplies uint8 by
+ * int8 with vpmaddubsw, whose pair sums saturate at 16 bits; PyTorch's simulation does not
+ * saturate. Measured on such a host (2026-12-06): three brain fixtures within 4e-5 of PyTorch,
+ * the glioma slice's logits 3.5e-3 and features 1.8e-3 apart; chest within 6e-4. The served
+ * evaluation there gives the cards' figures (scripts/eval-all.sh). The logit tolerance there is
+ * 1e-2: a preprocessing or export fault moves logits by far more, and the input tensors are
+ * still compared within 1e-6.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
@@ -21,6 +29,13 @@ import { promisify } from 'node:util';
 import { analyzeImage, runModel } from './inference.js';
 import { preprocessImage } from './preprocess.js';
 import { fixturePath, loadTestModels, TEST_MODELS_DIR } from './testing.js';
+
+/** Linux x86 CPUs whose int8 kernels saturate (no AVX512-VNNI, AVX-VNNI or AMX); elsewhere false. */
+async function int8PairSumsSaturate(): Promise<boolean> {
+  if (process.arch !== 'x64' || process.platform !== 'linux') return false;
+  const flags = (await readFile('/proc/cpuinfo', 'utf8')).match(/^flags\s*:(.*)$/m)?.[1]?.split(' ') ?? [];
+  return !['avx512_vnni', 'avx_vnni', 'amx_int8'].some((flag) => flags.includes(flag));
+}
 
 const ROOT = path.resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const PYTHON = '/usr/bin/python3';
@@ -56,6 +71,7 @@ function pythonSkipReason(): string | false {
 }
 
 const { registry, skip } = await loadTestModels();
+const saturating = await int8PairSumsSaturate();
 after(() => registry.close());
 const noPython = pythonSkipReason();
 // .ci/run installs Debian's python3-torch and python3-onnx: there the check must run.
@@ -66,7 +82,7 @@ for (const task of ['brain-mri', 'chest-xray'] as const) {
     it('gives the same input tensor (1e-6) and logits (1e-3) on every fixture image', async () => {
       const model = registry.get(task);
       const int8 = 'quantization' in model.manifest;
-      const logitTolerance = int8 ? 2e-3 : 1e-3;
+      const logitTolerance = !int8 ? 1e-3 : saturating ? 1e-2 : 2e-3;
       const images = model.manifest.labels.map((label) => fixturePath(task, label));
       const { stdout } = await promisify(execFile)(
         PYTHON,

@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { CalibrationError, readSiteCalibration, resolveCalibration } from '../ml/calibration.js';
+import { CalibrationError, readSiteCalibration, resolveCalibration, siteCalibrationMismatch } from '../ml/calibration.js';
 import { parseManifest } from '../ml/registry.js';
 
 export interface ModelListOptions {
@@ -35,13 +35,16 @@ async function installedManifests(dir: string) {
 
 /**
  * What an engineer must hear at start-up about the calibration each installed model will be
- * served with: a site calibration that is not used because it lacks the point selected (warn),
- * or a point that no calibration defines, which fails every analysis with that model (error).
+ * served with: a site calibration that is not used because it was fitted on another model file
+ * (a model update: the site's local validation no longer applies) or lacks the point selected
+ * (warn), or a point that no calibration defines, which fails every analysis with that model (error).
  */
 export async function calibrationNotices(dir: string, options: ModelListOptions = {}) {
   const out: { level: 'warn' | 'error'; model: string; message: string }[] = [];
   for (const m of await installedManifests(dir)) {
     try {
+      const mismatch = siteCalibrationMismatch(options.calibrationDir, m);
+      if (mismatch) out.push({ level: 'warn', model: m.id, message: mismatch });
       const { siteIgnored } = resolveCalibration(m, readSiteCalibration(options.calibrationDir, m), options.operatingPoints?.[m.id]);
       if (siteIgnored) out.push({ level: 'warn', model: m.id, message: siteIgnored });
     } catch (err) {

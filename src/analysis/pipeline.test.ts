@@ -380,6 +380,43 @@ describe('a site calibration written before chest 2.0.0 had `general`, as deploy
   });
 });
 
+describe('a site calibration fitted on the model file before an update (chest 2.0.0 -> 2.1.0), as deployed', () => {
+  test('the API starts with the manifest calibration, lists "model", and logs a warning naming the file, both model files and the command that refits it', async () => {
+    const [kind] = await databaseKinds();
+    const calibrationDir = mkdtempSync(path.join(tmpdir(), 'imagemedix-site-'));
+    const manifest = JSON.parse(readFileSync(path.join(REPO_ROOT, 'models/chest-xray.json'), 'utf8'));
+    const file = path.join(calibrationDir, 'chest-xray.site.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        model: { id: 'chest-xray', version: '2.0.0', sha256: '7d3404e48aba'.padEnd(64, '0') },
+        temperature: 1.3,
+        operatingPoints: { general: { threshold: 0.4 }, screening: { threshold: 0.2 }, balanced: { threshold: 0.9 } },
+        data: { dir: '/srv/site-images', counts: { normal: 100, bacterial: 50, viral: 50 } },
+        command: 'npm run calibrate -- --model chest-xray --data /srv/site-images',
+        date: '2026-11-20T09:00:00.000Z',
+      }),
+    );
+    const captured = captureLog('warn');
+    const t = await createTestApp(kind!, { log: captured.log, env: { CALIBRATION_DIR: calibrationDir } });
+    try {
+      const warnings = captured.entries().filter((e) => e.model === 'chest-xray');
+      assert.equal(warnings.length, 1, captured.text());
+      assert.equal(warnings[0]!.level, 40);
+      const msg = String(warnings[0]!.msg);
+      assert.ok(msg.includes(file), msg);
+      assert.ok(msg.includes(`chest-xray 2.0.0 (sha256 7d3404e48aba...)`) && msg.includes(`chest-xray ${manifest.version} (sha256 ${manifest.sha256.slice(0, 12)}...)`), msg);
+      assert.ok(msg.includes('`npm run calibrate -- --model chest-xray --data /srv/site-images`'), msg);
+      const doc = await t.user();
+      const chest = (await t.app.inject({ url: '/api/ml/models', headers: doc.auth })).json().models.find((m: { id: string }) => m.id === 'chest-xray');
+      assert.deepEqual([chest.calibration, chest.temperature], ['model', manifest.calibration.temperature]);
+    } finally {
+      await t.close();
+      rmSync(calibrationDir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('a worker killed mid-job (postgres)', async () => {
   const kinds = await databaseKinds();
   test('the job is retried after its expiry and the scan completes', { skip: !kinds.includes('postgres') }, async () => {

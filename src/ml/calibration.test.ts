@@ -190,6 +190,38 @@ describe('each operating point as served', { skip: skip['chest-xray'] }, () => {
     assert.deepEqual(await calibrationNotices(dir, { calibrationDir: calDir, operatingPoints: { 'chest-xray': 'screening' } }), []);
     assert.match((await calibrationNotices(dir, { operatingPoints: { 'chest-xray': 'rule-out' } }))[0]!.message, /"rule-out" is not defined/);
   });
+
+  it('a site file fitted on another model file (chest 2.0.0 -> 2.1.0) is not used, and the start-up notice names both files and the command that refits it', async () => {
+    const m = parseManifest(JSON.parse(await readFile(path.join(dir, 'chest-xray.json'), 'utf8')));
+    const options = { calibrationDir: calDir, operatingPoints: { 'chest-xray': 'general' } };
+    const file = siteCalibrationPath(calDir, m.id);
+    const old = { id: m.id, version: '2.0.0', sha256: 'f'.repeat(64) };
+    // What npm run calibrate writes, plus what must stay out of the log: image names, counts.
+    const written = { ...site(m, { model: old }), data: { dir: '/srv/site images', counts: { normal: 123 }, files: ['doe-jane-1961.jpeg'] } };
+    await writeFile(file, JSON.stringify(written));
+    assert.equal(readSiteCalibration(calDir, m), null, 'still not used');
+    assert.equal((await listModelSummaries(dir, options))[0]!.calibration, 'model');
+    const notices = await calibrationNotices(dir, options);
+    assert.equal(notices.length, 1, JSON.stringify(notices));
+    const { level, model, message } = notices[0]!;
+    assert.deepEqual([level, model], ['warn', 'chest-xray']);
+    assert.ok(message.includes(file), message);
+    assert.ok(message.includes(`fitted on chest-xray 2.0.0 (sha256 ffffffffffff...)`), message);
+    assert.ok(message.includes(`served, chest-xray ${m.version} (sha256 ${m.sha256.slice(0, 12)}...)`), message);
+    assert.ok(message.includes("`npm run calibrate -- --model chest-xray --data '/srv/site images'`"), message);
+    assert.doesNotMatch(message, /doe-jane|normal/, 'no image names or counts');
+
+    // A file that records only the sha256 of its model and no data folder: the prefix and <dir>.
+    await writeFile(file, JSON.stringify({ ...written, model: { sha256: old.sha256 }, data: { counts: {} } }));
+    const [bare] = await calibrationNotices(dir, options);
+    assert.match(bare!.message, /fitted on sha256 ffffffffffff\.\.\., not on the model file served/);
+    assert.ok(bare!.message.includes('`npm run calibrate -- --model chest-xray --data <dir>`'), bare!.message);
+
+    // Fitted on the file served: used, and nothing to say.
+    await writeFile(file, JSON.stringify(site(m, { operatingPoints: { general: { threshold: 0.5 } } })));
+    assert.deepEqual(await calibrationNotices(dir, options), []);
+    assert.equal((await listModelSummaries(dir, options))[0]!.calibration, 'site');
+  });
 });
 
 describe('the shipped chest manifest, point by point', { skip: skip['chest-xray'] }, () => {

@@ -32,20 +32,30 @@ export function siteCalibrationPath(dir: string, modelId: string): string {
   return path.join(dir, `${modelId}.site.json`);
 }
 
-/**
- * The site calibration for this model file, or null when there is none. One written for another
- * model file (another version, a retrained network) is ignored: its thresholds do not apply.
- */
-export function readSiteCalibration(dir: string | null | undefined, manifest: ModelManifest): SiteCalibration | null {
+/** The site calibration file for this model as written, whichever model file it was fitted on. */
+function readSiteFile(dir: string | null | undefined, manifest: ModelManifest): { raw: SiteCalibration; file: string } | null {
   if (!dir) return null;
   const file = siteCalibrationPath(dir, manifest.id);
   if (!existsSync(file)) return null;
-  let raw: SiteCalibration;
+  let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(file, 'utf8')) as SiteCalibration;
+    raw = JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
     throw new CalibrationError(`${file}: not valid JSON (${(err as Error).message})`);
   }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new CalibrationError(`${file}: not a site calibration (not an object)`);
+  return { raw: raw as SiteCalibration, file };
+}
+
+/**
+ * The site calibration for this model file, or null when there is none. One written for another
+ * model file (another version, a retrained network) is ignored: its thresholds do not apply
+ * (siteCalibrationMismatch says so at start).
+ */
+export function readSiteCalibration(dir: string | null | undefined, manifest: ModelManifest): SiteCalibration | null {
+  const read = readSiteFile(dir, manifest);
+  if (!read) return null;
+  const { raw, file } = read;
   if (raw.model?.sha256 !== manifest.sha256) return null;
   if (!(typeof raw.temperature === 'number' && raw.temperature > 0)) throw new CalibrationError(`${file}: temperature must be > 0`);
   for (const [name, p] of Object.entries(raw.operatingPoints ?? {})) {
@@ -54,6 +64,46 @@ export function readSiteCalibration(dir: string | null | undefined, manifest: Mo
     }
   }
   return { ...raw, file };
+}
+
+// Values read from a hand-editable file go into the log only when they look like what
+// `npm run calibrate` writes, so nothing else in the file (or an edit) reaches the log.
+const recorded = (v: unknown, pattern: RegExp): string | null => (typeof v === 'string' && pattern.test(v) ? v : null);
+const shellWord = (s: string) => (/^[\w./:@%+=,-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`);
+
+function describeModelFile(id: string | null, version: string | null, sha256: string | null): string {
+  const name = [id, version].filter(Boolean).join(' ');
+  const digest = sha256 ? `sha256 ${sha256.slice(0, 12)}...` : null;
+  if (name && digest) return `${name} (${digest})`;
+  return name || digest || 'a model file it does not record';
+}
+
+/**
+ * Why the site calibration file for this model is not used because it was fitted on another
+ * model file (chest-xray 2.0.0 -> 2.1.0): which one, against the one served, and the command
+ * that refits it on the same images. Null when there is no file or it matches. Only the file's
+ * path, its model, its date and the folder of images it names are said: never its contents
+ * beyond that (image names, counts).
+ */
+export function siteCalibrationMismatch(dir: string | null | undefined, manifest: ModelManifest): string | null {
+  const read = readSiteFile(dir, manifest);
+  if (!read || read.raw.model?.sha256 === manifest.sha256) return null;
+  const { raw, file } = read;
+  const model = raw.model as Partial<SiteCalibration['model']> | undefined;
+  const fittedOn = describeModelFile(
+    recorded(model?.id, /^[\w.-]{1,64}$/),
+    recorded(model?.version, /^[\w.+-]{1,64}$/),
+    recorded(model?.sha256, /^[0-9a-f]{12,64}$/),
+  );
+  const served = describeModelFile(manifest.id, manifest.version, manifest.sha256);
+  const date = recorded(raw.date, /^[\dTZ:.+-]{4,40}$/);
+  const dataDir = recorded(raw.data?.dir, /^[^\x00-\x1f\x7f]{1,4096}$/);
+  return (
+    `site calibration ${file}${date ? ` (written ${date})` : ''} was fitted on ${fittedOn}, not on the model file served, ` +
+    `${served}, so ${manifest.id} is served with the model's own calibration (temperature ${manifest.calibration.temperature}), ` +
+    `not the site's: a temperature and thresholds fitted to one network's outputs do not apply to another's. ` +
+    `Rerun the local validation with \`npm run calibrate -- --model ${manifest.id} --data ${dataDir ? shellWord(dataDir) : '<dir>'}\``
+  );
 }
 
 /** The manifest's named points; a 1.0.0 chest manifest's single threshold becomes `screening`. */

@@ -162,7 +162,9 @@ if (isBrain) {
   out.push('`hasPneumonia` when P(bacterial) + P(viral) reaches the threshold of the deployment\'s operating point');
   out.push(`(\`CHEST_OPERATING_POINT\`, default \`${defaultOperatingPoint(m)}\`; the result names the point used), the more likely of`);
   out.push('bacterial/viral as `pneumoniaType`, calibrated probabilities and a class-activation heatmap. Operating points');
-  out.push('below; a site can refit them on its own images with `npm run calibrate` (docs/models/README.md).');
+  out.push('below; a site can refit them on its own images with `npm run calibrate` (docs/models/README.md). A site fit');
+  out.push('applies to the model file it was made on only: after a model update it is not used, and the server warns at start');
+  out.push('until it is rerun.');
 }
 out.push('');
 out.push('## Data');

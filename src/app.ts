@@ -6,7 +6,7 @@ import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { evictUsersOnWrites } from './auth/hooks.js';
 import { registerAuditHooks } from './audit/log.js';
 import { analysisFeature } from './analysis/routes.js';
@@ -16,14 +16,15 @@ import { rateLimitKey, rateLimitMax } from './auth/rate-limit-key.js';
 import { authFeature } from './auth/routes.js';
 import type { AppContext, Feature } from './context.js';
 import { patientsFeature } from './patients/routes.js';
-import { AppError, RETRY_AFTER_SECONDS } from './platform/errors.js';
+import { isDatabaseUnreachable } from './platform/db/errors.js';
+import { AppError, databaseUnreachable, RETRY_AFTER_SECONDS } from './platform/errors.js';
 import { registerApiDocs } from './platform/http/docs.js';
 import { healthRoutes } from './platform/http/health.js';
 import { registerSecurityHeaders } from './platform/http/security-headers.js';
 import { rejectControlCharacters } from './platform/http/text-input.js';
 import { clientErrorMessage, frameworkErrorMessage, validationMessage } from './platform/http/validation.js';
 import { createValidatorCompiler } from './platform/http/validator.js';
-import { loggerOptions, requestLoggerFactory } from './platform/logging.js';
+import { loggerOptions, requestLoggerFactory, scrubError } from './platform/logging.js';
 import { recordRequestLatency, registerMetricsRoute } from './platform/metrics/routes.js';
 import { scanFilesFeature } from './scans/files.js';
 import { scansFeature } from './scans/routes.js';
@@ -77,6 +78,21 @@ function refuseWhileClosing(app: FastifyInstance): void {
   });
 }
 
+/**
+ * A request that met the database out of reach (PostgreSQL restarting, refusing connections,
+ * or cutting them) is an outage, not a bug: 503 with Retry-After rather than 500, logged at
+ * warn by kind and code, without the statement. Uploads find out first whether their write
+ * committed (src/scans/service.ts); other changes are answered "may or may not have been saved".
+ */
+function answerDatabaseUnreachable(err: Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  request.log.warn({ database: scrubError(err, { query: false }) }, 'the database is not reachable: answered 503');
+  const outage = databaseUnreachable(request.method);
+  return reply
+    .code(outage.status)
+    .header('retry-after', String(outage.retryAfterSeconds))
+    .send({ error: outage.message });
+}
+
 export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promise<FastifyInstance> {
   const { config } = ctx;
   const app = Fastify({
@@ -117,6 +133,7 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     if (err.validation) {
       return reply.code(400).send({ error: validationMessage(err) });
     }
+    if (isDatabaseUnreachable(err)) return answerDatabaseUnreachable(err, request, reply);
     const status = err.statusCode ?? 500;
     if (status >= 500) {
       // Never leak internals: log the error, answer a generic message.

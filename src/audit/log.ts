@@ -13,8 +13,10 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Db } from '../platform/db/index.js';
+import { isDatabaseUnreachable } from '../platform/db/errors.js';
 import type { AuditOutcome } from '../platform/db/schema.js';
-import { RETRY_AFTER_SECONDS } from '../platform/errors.js';
+import { databaseUnreachable, RETRY_AFTER_SECONDS } from '../platform/errors.js';
+import { scrubError } from '../platform/logging.js';
 import { isUuid } from '../platform/ids.js';
 import { findPatientByPatientId } from '../patients/repository.js';
 import { findUserByEmail } from '../users/repository.js';
@@ -315,9 +317,16 @@ export function registerAuditHooks(app: FastifyInstance, deps: { db: Db; audit: 
       const links = await linkIssueEvent(deps.db, request.issuedLinks, main, deps.config.signedUrlTtlSeconds);
       await deps.audit.write(links ? [main, links] : [main]);
     } catch (err) {
-      // Logged by kind and code only (platform/logging.ts). The answer is withheld.
+      // Logged by kind and code only (platform/logging.ts). The answer is withheld. The database
+      // out of reach is an outage, not a bug: a warning, without the statement.
+      if (isDatabaseUnreachable(err)) {
+        request.log.warn({ database: scrubError(err, { query: false }) }, 'an audit event could not be written, the database is not reachable: the answer is withheld');
+        // An answer that says so already (a 503 of the error handler or an upload's) is kept.
+        const outage = reply.statusCode === 503 && typeof payload === 'string' ? payload : JSON.stringify({ error: databaseUnreachable(request.method).message });
+        return withhold(reply, payload, outage);
+      }
       request.log.error({ err }, 'an audit event could not be written: the answer is withheld');
-      return withhold(reply, payload);
+      return withhold(reply, payload, request.method === 'GET' || request.method === 'HEAD' ? WITHHELD : WITHHELD_CHANGE);
     }
     return payload;
   });
@@ -326,18 +335,22 @@ export function registerAuditHooks(app: FastifyInstance, deps: { db: Db; audit: 
 const WITHHELD = JSON.stringify({
   error: 'The request could not be recorded in the audit trail, so its answer was withheld: try again later',
 });
+/** A change is committed before its event is written: it may well be saved. */
+const WITHHELD_CHANGE = JSON.stringify({
+  error: 'The request could not be recorded in the audit trail, so its answer was withheld; a change it made may have been saved: check before sending it again, later',
+});
 
 /**
  * Replaces an answer that must not leave with a 503 {"error"}: a file stream is closed and
  * file headers removed. Done here rather than by throwing, which would hand an answer that
  * the error handler built already to Fastify's default handler (another error shape).
  */
-function withhold(reply: FastifyReply, payload: unknown): string {
+function withhold(reply: FastifyReply, payload: unknown, answer: string): string {
   const stream = payload as { destroy?: () => void } | null;
   if (stream && typeof stream === 'object' && typeof stream.destroy === 'function') stream.destroy();
   reply.removeHeader('content-disposition');
   reply.code(503).header('content-type', 'application/json; charset=utf-8').header('retry-after', String(RETRY_AFTER_SECONDS.databaseOutage));
-  return WITHHELD;
+  return answer;
 }
 
 /**

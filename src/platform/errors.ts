@@ -21,8 +21,8 @@ export type ErrorCode = keyof typeof ERROR_STATUS;
 
 /**
  * How long a client should wait before trying again (the Retry-After header, in seconds) after
- * a 503: the database out of reach (an upload it could not confirm, an answer the audit trail
- * could not record, /readyz), or the server busy or shutting down (another process, or this one
+ * a 503: the database out of reach (any request that met the outage, an upload it could not
+ * confirm, an answer the audit trail could not record, /readyz), or the server busy or shutting down (another process, or this one
  * a moment later, answers).
  */
 export const RETRY_AFTER_SECONDS = { databaseOutage: 30, busy: 5 } as const;
@@ -47,3 +47,20 @@ export const notFound = (what: string) => new AppError('not_found', `${what} not
 export const badRequest = (message: string) => new AppError('bad_request', message);
 export const conflict = (message: string) => new AppError('conflict', message);
 export const forbidden = (message = 'You do not have permission to do this') => new AppError('forbidden', message);
+
+/**
+ * The answer to a request that met the database out of reach (see isDatabaseUnreachable): 503,
+ * try again after RETRY_AFTER_SECONDS.databaseOutage. A change may have committed before its
+ * connection dropped (the COMMIT's answer lost), so it is never said to be undone: the client
+ * checks before sending it again.
+ */
+export function databaseUnreachable(method: string): AppError {
+  const read = method === 'GET' || method === 'HEAD' || method === 'OPTIONS';
+  return new AppError(
+    'unavailable',
+    read
+      ? 'The database is not reachable at the moment: try again shortly'
+      : 'The database is not reachable at the moment, so this change may or may not have been saved: check before sending it again, shortly',
+    RETRY_AFTER_SECONDS.databaseOutage,
+  );
+}

@@ -44,9 +44,10 @@ function field(source: object, key: string): string | undefined {
 /**
  * An error as it may be logged: its class, codes, schema names and stack frames. The message,
  * the query's parameters and the driver's `detail`, `hint` and `where` are left out, whatever
- * the error, so no code path has to remember to scrub.
+ * the error, so no code path has to remember to scrub. `query: false` leaves out the failed
+ * statement's text too, where it tells nothing (the database was out of reach, not the query wrong).
  */
-export function scrubError(err: unknown, depth = 0): ScrubbedError {
+export function scrubError(err: unknown, opts: { query?: boolean } = {}, depth = 0): ScrubbedError {
   if (!(err instanceof Error)) {
     return { type: err === null ? 'null' : typeof err };
   }
@@ -57,7 +58,7 @@ export function scrubError(err: unknown, depth = 0): ScrubbedError {
   }
   // Drizzle's query error: the statement's text, whose values are bound as $1, $2...
   const { query } = err as { query?: unknown };
-  if (typeof query === 'string' && 'params' in err) out.query = query.slice(0, 2000);
+  if (opts.query !== false && typeof query === 'string' && 'params' in err) out.query = query.slice(0, 2000);
   const status = (err as { statusCode?: unknown }).statusCode;
   if (typeof status === 'number') out.statusCode = status;
   const frames = err.stack
@@ -66,7 +67,7 @@ export function scrubError(err: unknown, depth = 0): ScrubbedError {
     .slice(0, 15)
     .join('\n');
   if (frames) out.frames = frames;
-  if (err.cause !== undefined && depth < MAX_CAUSES) out.cause = scrubError(err.cause, depth + 1);
+  if (err.cause !== undefined && depth < MAX_CAUSES) out.cause = scrubError(err.cause, opts, depth + 1);
   return out;
 }
 

@@ -262,12 +262,13 @@ for (const kind of await databaseKinds()) {
       assert.deepEqual(await filesPresent(rows[0]!), [true, true, true]);
     });
 
-    test('a write that really failed (the connection lost before it ran): 500 as before, no file and no row', async () => {
+    test('a write that really failed (the connection lost before it ran): 503 with Retry-After as any request meeting the database out of reach, no file and no row', async () => {
       const patient = await t.patient(doctor, { name: 'Ana Lima' });
       const filesBefore = await storedFiles();
       for (const data of [JPEG, DICOM]) {
         const [res] = await uploadsMeeting({ statementsLost: 1 }, [{ data, fields: { patientId: patient.patientId } }]);
-        assert.equal(res!.statusCode, 500, res!.body);
+        assert.equal(res!.statusCode, 503, res!.body);
+        assert.equal(res!.headers['retry-after'], '30');
       }
       assert.equal(await storedFiles(), filesBefore, 'the stored files are removed');
       assert.deepEqual(await scansOf(patient._id), [], 'no scan row');

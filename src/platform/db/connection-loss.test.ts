@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import { databaseKinds, openTestDatabase } from '../../../test/helpers/db.js';
+import { isDatabaseUnreachable } from './errors.js';
 
 const onServer = (await databaseKinds()).includes('postgres');
 
@@ -35,13 +36,45 @@ test('a connection cut while its transaction waits between statements fails that
       })
       .then(
         () => 'committed',
-        () => 'failed',
+        (err: unknown) => err,
       );
-    assert.equal(outcome, 'failed');
+    assert.notEqual(outcome, 'committed');
+    // What the HTTP error handler answers 503 with Retry-After, not 500.
+    assert.ok(isDatabaseUnreachable(outcome), `not recognised as the database out of reach: ${String(outcome)}`);
     // The pool has dropped the dead connection and serves the next request.
     await database.ping();
   } finally {
     await killer.end();
     await database.destroy();
   }
+});
+
+test('the database out of reach is told from a statement it refused, whichever layer wraps the error', () => {
+  const withCode = (code: string, message = 'x') => Object.assign(new Error(message), { code });
+  const wrapped = (cause: Error) => Object.assign(new Error('Failed query: select "id" from "scans"\nparams: '), { query: 'select "id" from "scans"', params: [], cause });
+  const unreachable = [
+    withCode('ECONNREFUSED', 'connect ECONNREFUSED 127.0.0.1:5432'),
+    withCode('57P01', 'terminating connection due to administrator command'),
+    withCode('57P03', 'the database system is starting up'),
+    withCode('53300', 'sorry, too many clients already'),
+    withCode('08006'),
+    new Error('Connection terminated unexpectedly'),
+    new Error('timeout exceeded when trying to connect'),
+    wrapped(new Error('Connection terminated unexpectedly')),
+    wrapped(withCode('57P01')),
+    new AggregateError([withCode('ECONNREFUSED'), withCode('ECONNREFUSED')], ''),
+  ];
+  for (const err of unreachable) assert.ok(isDatabaseUnreachable(err), `${String((err as { code?: string }).code)} ${err.message}`);
+  const refused = [
+    withCode('23505', 'duplicate key value violates unique constraint'),
+    withCode('28P01', 'password authentication failed'),
+    withCode('57014', 'canceling statement due to statement timeout'),
+    wrapped(withCode('22P02')),
+    // Drizzle's message quotes the statement: never read as pg's own.
+    Object.assign(new Error("Failed query: select 'Connection terminated'"), { query: '', params: [] }),
+    new Error('boom'),
+    'Connection terminated',
+    null,
+  ];
+  for (const err of refused) assert.equal(isDatabaseUnreachable(err), false, String(err));
 });

@@ -81,7 +81,11 @@ test('2 API processes and 2 workers: every scan uploaded through either API is a
     const analysisRows = await c.database.db.select({ id: analyses.id, scanId: analyses.scanId, status: analyses.status }).from(analyses);
     assert.equal(analysisRows.length, N);
     assert.deepEqual(new Set(analysisRows.map((a) => a.scanId)), new Set(ids));
-    const finished = [workerA, workerB].map((w) => w.logs.filter((l) => l.msg === 'analysis finished'));
+    // A worker writes its line after the commit that the poll above saw, through a pipe: wait
+    // for the lines (up to 10 s), then count them exactly.
+    const finishedLines = () => [workerA, workerB].map((w) => w.logs.filter((l) => l.msg === 'analysis finished'));
+    await until('every "analysis finished" line', async () => finishedLines().flat().length >= N, 10_000).catch(() => undefined);
+    const finished = finishedLines();
     const finishedScans = finished.flat().map((l) => l.scanId as string);
     assert.equal(finishedScans.length, N, `analyses finished: ${finishedScans.length}\n${c.report()}`);
     assert.deepEqual(new Set(finishedScans), new Set(ids));

@@ -431,7 +431,7 @@ export function settledOutcomes(inner: SqlExecutor, log: Logger): SqlExecutor {
       try {
         return await inner.executeSql(text, values);
       } catch (err) {
-        log.warn({ err: scrubError(err), outcome }, 'could not record a job outcome; the job is retried when it expires');
+        log.warn({ err, outcome }, 'could not record a job outcome; the job is retried when it expires');
         return { rows: [{ count: '0' }] };
       }
     },

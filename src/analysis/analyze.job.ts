@@ -60,7 +60,7 @@ interface AnalyzeContext {
 export interface Analyzer {
   /**
    * scanType null: decide it from the DICOM header or the image (src/ml/routing.ts). The image
-   * is the display PNG, or its pixels when this worker has just rendered it.
+   * is the display PNG, or its pixels: a JPEG or PNG original's, or a render's this worker just made.
    */
   analyze(
     scanType: ScanType | null,

@@ -3,8 +3,9 @@
  * pure-JS loops that run synchronously: a large JPEG 2000 would otherwise stall the API.
  */
 import { decodeModalityPixels, type ModalityPixels } from './dicom/modality.js';
-import { decodeUpload, type DecodedImage } from './index.js';
+import { checkImage, decodeDisplayPixels, decodeUpload, type CheckedImage, type DecodedImage } from './index.js';
 import { describeThrown, ImageDecodeError, type ImageDecodeErrorCode } from './errors.js';
+import type { RawImage } from './pixels.js';
 
 export interface DecodeTask {
   bytes: Uint8Array;
@@ -13,21 +14,36 @@ export interface DecodeTask {
   thumbnailPx?: number;
   /** With 'display': also the display image's pixels. */
   withPixels?: boolean;
-  /** 'display' (default): the upload's PNG; 'modality': a DICOM's pixel values for window/level. */
-  mode?: 'display' | 'modality';
+  /**
+   * 'display' (default): the upload's PNG; 'check': the file decoded whole, nothing encoded or
+   * returned but its size; 'pixels': the display image's pixels, no PNG; 'modality': a DICOM's
+   * pixel values for window/level.
+   */
+  mode?: 'display' | 'check' | 'pixels' | 'modality';
 }
 
 /** Errors do not keep their class across threads, so the outcome carries the code. */
 export type DecodeTaskResult =
   | { ok: true; image: DecodedImage }
+  | { ok: true; checked: CheckedImage }
+  | { ok: true; pixels: RawImage }
   | { ok: true; modality: ModalityPixels }
   | { ok: false; code: ImageDecodeErrorCode | 'internal'; message: string };
 
 export default async function decodeInThread(task: DecodeTask): Promise<DecodeTaskResult> {
   try {
     const bytes = Buffer.from(task.bytes.buffer, task.bytes.byteOffset, task.bytes.byteLength);
-    if (task.mode === 'modality') return { ok: true, modality: await decodeModalityPixels(bytes, { maxPixels: task.maxPixels }) };
-    return { ok: true, image: await decodeUpload(bytes, { maxPixels: task.maxPixels, thumbnailPx: task.thumbnailPx, withPixels: task.withPixels }) };
+    const { maxPixels } = task;
+    switch (task.mode ?? 'display') {
+      case 'modality':
+        return { ok: true, modality: await decodeModalityPixels(bytes, { maxPixels }) };
+      case 'check':
+        return { ok: true, checked: await checkImage(bytes, { maxPixels }) };
+      case 'pixels':
+        return { ok: true, pixels: await decodeDisplayPixels(bytes, { maxPixels }) };
+      case 'display':
+        return { ok: true, image: await decodeUpload(bytes, { maxPixels, thumbnailPx: task.thumbnailPx, withPixels: task.withPixels }) };
+    }
   } catch (err) {
     if (err instanceof ImageDecodeError) return { ok: false, code: err.code, message: err.message };
     return { ok: false, code: 'internal', message: describeThrown(err) };

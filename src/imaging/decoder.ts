@@ -2,6 +2,13 @@
  * Upload decoding off the event loop: a small pool of worker threads runs decodeUpload, with
  * a time limit, so one hostile or huge file can neither stall other requests nor hang its
  * own. Everything a decoder throws becomes an ImageDecodeError with a message for the user.
+ *
+ * A JPEG or PNG that is only checked or decoded to pixels (no PNG encoded) stays on the calling
+ * thread: sharp hands that work to libvips on libuv's thread pool, where it runs whether it is
+ * called from here or from a decoder thread, so a decoder thread would only add its hand-over,
+ * the copy of the pixels back and its own start-up (docs/benchmarks/pipeline.md, 2026-12-06
+ * 13:50-14:40: ~2-4 ms of CPU per 224 px scan in the API and again in the worker). libvips'
+ * own time limit bounds it (src/imaging/raster.ts), as long as DECODE_TIMEOUT_MS's default.
  */
 import os from 'node:os';
 
@@ -10,7 +17,9 @@ import { Piscina } from 'piscina';
 import type { DecodeTask, DecodeTaskResult } from './decode.thread.js';
 import type { ModalityPixels } from './dicom/modality.js';
 import { ImageDecodeError } from './errors.js';
-import type { DecodedImage } from './index.js';
+import { checkImage, decodeDisplayPixels, type CheckedImage, type DecodedImage } from './index.js';
+import { sniffImageKind } from './sniff.js';
+import type { RawImage } from './pixels.js';
 import { siblingModuleUrl } from '../platform/threads.js';
 
 export interface ImageDecoder {
@@ -20,6 +29,13 @@ export interface ImageDecoder {
    * display image's pixels come back too.
    */
   decode(bytes: Buffer, opts: { maxPixels: number; thumbnailPx?: number; handOver?: boolean; withPixels?: boolean }): Promise<DecodedImage>;
+  /**
+   * The whole file decoded to check it (a truncated or damaged one fails as `decode` fails), and
+   * nothing encoded or kept: an upload's check (src/imaging checkImage). `handOver` as for decode.
+   */
+  check(bytes: Buffer, opts: { maxPixels: number; handOver?: boolean }): Promise<CheckedImage>;
+  /** The display image's pixels, no PNG encoded: the analysis of a JPEG or PNG original. */
+  pixels(bytes: Buffer, opts: { maxPixels: number; handOver?: boolean }): Promise<RawImage>;
   /** A DICOM image's pixel values in modality units, for window/level in the viewer. */
   modalityPixels(bytes: Buffer, opts: { maxPixels: number }): Promise<ModalityPixels>;
   close(): Promise<void>;
@@ -42,6 +58,12 @@ function movable(bytes: Buffer, handOver: boolean): Uint8Array {
     return new Uint8Array(bytes.buffer);
   }
   return new Uint8Array(bytes);
+}
+
+/** A JPEG or PNG: libvips decodes it off the event loop by itself. */
+function isRaster(bytes: Buffer): boolean {
+  const kind = sniffImageKind(bytes);
+  return kind === 'jpeg' || kind === 'png';
 }
 
 export function createImageDecoder({ timeoutMs, threads, onInternalError }: ImageDecoderOptions): ImageDecoder {
@@ -81,6 +103,18 @@ export function createImageDecoder({ timeoutMs, threads, onInternalError }: Imag
       // Buffers arrive from the thread as plain Uint8Arrays.
       const asBuffer = (a: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
       return { ...image, png: asBuffer(image.png), ...(image.thumbnail ? { thumbnail: asBuffer(image.thumbnail) } : {}) };
+    },
+    async check(bytes, { maxPixels, handOver = false }) {
+      if (isRaster(bytes)) return checkImage(bytes, { maxPixels });
+      const outcome = await run({ bytes: movable(bytes, handOver), maxPixels, mode: 'check' });
+      if (!('checked' in outcome)) throw new Error('decoder thread answered the wrong task');
+      return outcome.checked;
+    },
+    async pixels(bytes, { maxPixels, handOver = false }) {
+      if (isRaster(bytes)) return decodeDisplayPixels(bytes, { maxPixels });
+      const outcome = await run({ bytes: movable(bytes, handOver), maxPixels, mode: 'pixels' });
+      if (!('pixels' in outcome)) throw new Error('decoder thread answered the wrong task');
+      return outcome.pixels;
     },
     async modalityPixels(bytes, { maxPixels }) {
       const outcome = await run({ bytes: movable(bytes, false), maxPixels, mode: 'modality' });

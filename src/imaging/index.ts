@@ -7,7 +7,7 @@ import { readDisplayAttributes, renderForDisplay } from './dicom/render.js';
 import type { DicomInfo } from './dicom/info.js';
 import { ImageDecodeError } from './errors.js';
 import { encodePng, thumbnailPng, type RawImage } from './pixels.js';
-import { decodeRaster } from './raster.js';
+import { checkRaster, decodeRaster } from './raster.js';
 import { sniffImageKind, type ImageKind } from './sniff.js';
 
 export { ImageDecodeError } from './errors.js';
@@ -39,6 +39,33 @@ export interface DecodeOptions {
   withPixels?: boolean;
 }
 
+/** What decoding a whole file found, when nothing is kept of its pixels (checkImage). */
+export interface CheckedImage {
+  kind: ImageKind;
+  /** The size of its display image. */
+  width: number;
+  height: number;
+  dicom?: DicomInfo;
+}
+
+/**
+ * An upload's file decoded whole to check it, and nothing encoded or kept: its display image
+ * and thumbnail are rendered later, from the stored original, by whoever needs them first
+ * (src/scans/renditions.ts). Fails as decodeUpload fails, with the same messages.
+ */
+export async function checkImage(bytes: Buffer, opts: Pick<DecodeOptions, 'maxPixels'> = {}): Promise<CheckedImage> {
+  const maxPixels = checkedMaxPixels(opts);
+  const kind = knownKind(bytes);
+  if (kind === 'jpeg' || kind === 'png') return { kind, ...(await checkRaster(bytes, kind, maxPixels)) };
+  const { pixels, dicom } = await decodeForDisplay(bytes, opts);
+  return { kind, width: pixels.width, height: pixels.height, ...(dicom ? { dicom } : {}) };
+}
+
+/** The display image's pixels, without encoding a PNG of them: what the analysis starts from. */
+export async function decodeDisplayPixels(bytes: Buffer, opts: Pick<DecodeOptions, 'maxPixels'> = {}): Promise<RawImage> {
+  return (await decodeForDisplay(bytes, opts)).pixels;
+}
+
 /** The file decoded once; the PNG and the thumbnail are both encoded from its pixels. */
 export async function decodeUpload(bytes: Buffer, opts: DecodeOptions = {}): Promise<DecodedImage> {
   const { kind, pixels, dicom } = await decodeForDisplay(bytes, opts);
@@ -56,13 +83,21 @@ export async function decodeUpload(bytes: Buffer, opts: DecodeOptions = {}): Pro
   };
 }
 
-async function decodeForDisplay(bytes: Buffer, opts: DecodeOptions): Promise<{ kind: ImageKind; pixels: RawImage; dicom?: DicomInfo }> {
+function checkedMaxPixels(opts: DecodeOptions): number {
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (!Number.isSafeInteger(maxPixels) || maxPixels < 1) throw new RangeError('maxPixels must be a positive integer');
+  return maxPixels;
+}
+
+function knownKind(bytes: Buffer): ImageKind {
   const kind = sniffImageKind(bytes);
-  if (kind === null) {
-    throw new ImageDecodeError('unsupported_type', 'The file is not a JPEG, PNG or DICOM image.');
-  }
+  if (kind === null) throw new ImageDecodeError('unsupported_type', 'The file is not a JPEG, PNG or DICOM image.');
+  return kind;
+}
+
+async function decodeForDisplay(bytes: Buffer, opts: DecodeOptions): Promise<{ kind: ImageKind; pixels: RawImage; dicom?: DicomInfo }> {
+  const maxPixels = checkedMaxPixels(opts);
+  const kind = knownKind(bytes);
   if (kind === 'jpeg' || kind === 'png') {
     return { kind, pixels: await decodeRaster(bytes, kind, maxPixels) };
   }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
-import { decodeUpload, ImageDecodeError, inspectRaster } from './index.js';
+import { checkImage, decodeUpload, ImageDecodeError, inspectRaster } from './index.js';
 import { imageFixture } from './testing/paths.js';
 
 const TIMEOUT = { timeout: 10_000 };
@@ -169,5 +169,49 @@ describe('inspectRaster: the header checks of a large JPEG or PNG, from its firs
     await assert.rejects(inspectRaster(head.subarray(0, 100), 'jpeg', 50_000_000), (err: unknown) =>
       err instanceof ImageDecodeError && err.code === 'corrupt' && /truncated or corrupt/.test(err.message),
     );
+  });
+});
+
+describe('checkImage: the upload check of a whole JPEG or PNG, nothing encoded', () => {
+  /** What the full decode (the upload's until 2026-12-06) answers: its message, or null when it decodes. */
+  const decodeOutcome = (bytes: Buffer) =>
+    decodeUpload(bytes).then(
+      () => null,
+      (err: unknown) => (err instanceof ImageDecodeError ? `${err.code}: ${err.message}` : `not an ImageDecodeError: ${String(err)}`),
+    );
+  const checkOutcome = (bytes: Buffer) =>
+    checkImage(bytes).then(
+      () => null,
+      (err: unknown) => (err instanceof ImageDecodeError ? `${err.code}: ${err.message}` : `not an ImageDecodeError: ${String(err)}`),
+    );
+
+  it('refuses every truncated or damaged file the full decode refuses, with the same message, and passes the rest', TIMEOUT, async () => {
+    const jpeg = imageFixture('brain-glioma-1.jpg');
+    const grey = imageFixture('chest-normal-1.png');
+    const rgbPng = await sharp(jpeg).png().toBuffer();
+    let refused = 0;
+    for (const [name, file] of [['JPEG', jpeg], ['grey PNG', grey], ['RGB PNG', rgbPng]] as const) {
+      const variants: Array<[string, Buffer]> = [['whole', file]];
+      for (const cut of [0.3, 0.6, 0.9, 0.98]) variants.push([`cut at ${cut}`, file.subarray(0, Math.floor(file.length * cut))]);
+      variants.push(['last 2 bytes missing', file.subarray(0, file.length - 2)]);
+      const flipped = Buffer.from(file);
+      flipped[Math.floor(file.length * 0.6)]! ^= 0xff;
+      variants.push(['a byte flipped', flipped]);
+      for (const [what, bytes] of variants) {
+        const expected = await decodeOutcome(bytes);
+        assert.equal(await checkOutcome(bytes), expected, `${name}, ${what}`);
+        if (expected !== null) refused++;
+      }
+      assert.equal(await checkOutcome(file), null, `${name} whole passes`);
+    }
+    assert.ok(refused >= 12, `only ${refused} damaged variants were refused: the cases test too little`);
+  });
+
+  it('gives the size of the image as displayed: an EXIF rotation by a quarter swaps the sides', TIMEOUT, async () => {
+    const wide = await sharp({ create: { width: 40, height: 20, channels: 3, background: '#808080' } }).jpeg().withMetadata({ orientation: 6 }).toBuffer();
+    const checked = await checkImage(wide);
+    const decoded = await decodeUpload(wide);
+    assert.deepEqual([checked.kind, checked.width, checked.height], ['jpeg', decoded.width, decoded.height]);
+    assert.deepEqual([checked.width, checked.height], [20, 40]);
   });
 });

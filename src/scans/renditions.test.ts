@@ -1,15 +1,20 @@
 /**
- * A DICOM upload stores only its original; the display image and thumbnail are rendered by the
- * analysis worker, or at once by the first reader of an image link. The links an upload returns
+ * An upload stores only its original; the display image and thumbnail are rendered by the first
+ * reader of an image link, or for a DICOM by the analysis worker if it comes first (a JPEG or PNG
+ * is analysed from its original's pixels, and nothing is stored). The links an upload returns
  * work immediately, and a file whose pixels cannot be decoded ends with its scan failed and a
- * reason, never stuck.
+ * reason, never stuck. A truncated JPEG or PNG is still refused at upload.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import sharp from 'sharp';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { gliomaOutput } from '../../test/helpers/analyzer-output.js';
+import { createOnnxAnalyzer } from '../analysis/analyzer.js';
+import { REPO_ROOT } from '../platform/config.js';
 import { ImageDecodeError } from '../imaging/errors.js';
 import { writeDicom } from '../imaging/testing/dicom-writer.js';
 import { pngPixels } from '../imaging/testing/png.js';
@@ -18,6 +23,8 @@ import { scanFileKey } from './stored-files.js';
 import { FIXTURES, heatmapPng, localPath, runAnalysis, uploadRequest } from './test-support.js';
 
 const DICOM_MR_SMALL = readFileSync(path.join(FIXTURES, 'imaging/MR_small_implicit.dcm'));
+const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
+const CHEST_PNG = readFileSync(path.join(FIXTURES, 'images/chest-normal-1.png'));
 
 /** RLE Lossless whose header is sound but whose frame says it has no segments: only decoding finds out. */
 function undecodableRle(): Buffer {
@@ -200,5 +207,175 @@ describe('scan images rendered after upload', () => {
     assert.match(detail.failureReason, /could not be decoded.*RLE/);
     // The server is still answering, and nothing was left behind but the original.
     assert.equal(await t.ctx.storage.exists(scanFileKey(scan._id, 'image.png')), false);
+  });
+});
+
+describe('JPEG and PNG uploads: the original alone at upload, renditions on first read', () => {
+  let t: TestApp;
+  let doctor: TestUser;
+  let admin: TestUser;
+  before(async () => {
+    t = await createTestApp('pglite');
+    [doctor, admin] = await Promise.all([t.user(), t.user({ role: 'admin' })]);
+  });
+  after(() => t.close());
+
+  const RASTER = [
+    { label: 'JPEG', data: JPEG, filename: 'scan.jpg', contentType: 'image/jpeg', original: 'original.jpg' },
+    { label: 'PNG', data: CHEST_PNG, filename: 'scan.png', contentType: 'image/png', original: 'original.png' },
+  ] as const;
+  const post = (data: Buffer, filename: string, contentType: string) =>
+    t.app.inject(uploadRequest(doctor, { data, filename, contentType, fields: { patientId: uniqueId(), patientName: 'Ana Lima' } }));
+  const upload = async (data: Buffer, filename = 'scan.jpg', contentType = 'image/jpeg') => {
+    const res = await post(data, filename, contentType);
+    assert.equal(res.statusCode, 201, res.body);
+    return res.json<{ _id: string; imageUrl: string; thumbnailUrl: string }>();
+  };
+  /** The names of every stored file of a scan (its id is in each key). */
+  const filesOf = async (scanId: string) =>
+    (await readdir(path.join(t.ctx.config.dataDir, 'files'), { recursive: true }))
+      .filter((f) => f.includes(scanId))
+      .map((f) => f.slice(f.indexOf(scanId) + scanId.length + 1))
+      .sort();
+  const allFiles = async () => (await readdir(path.join(t.ctx.config.dataDir, 'files'), { recursive: true, withFileTypes: true })).filter((f) => f.isFile()).length;
+  /** What the upload stored as the display image before it stored the original alone. */
+  const displayPngOf = async (data: Buffer) => (await t.ctx.imaging.decode(data, { maxPixels: t.ctx.config.maxImagePixels })).png;
+
+  for (const { label, data, filename, contentType, original } of RASTER) {
+    test(`a ${label} upload stores one file; the first read renders the display image and thumbnail, stores them and serves them after`, async () => {
+      const scan = await upload(data, filename, contentType);
+      assert.deepEqual(await filesOf(scan._id), [original]);
+
+      const [thumbnail, image] = await Promise.all([t.app.inject({ url: localPath(scan.thumbnailUrl) }), t.app.inject({ url: localPath(scan.imageUrl) })]);
+      assert.equal(image.statusCode, 200, image.body);
+      assert.equal(image.headers['content-type'], 'image/png');
+      assert.equal(thumbnail.statusCode, 200, thumbnail.body);
+      assert.equal(thumbnail.headers['content-type'], 'image/png');
+      assert.deepEqual(await filesOf(scan._id), [original, 'image.png', 'thumb.png'].sort());
+      // The same picture the upload used to store.
+      const shown = await pngPixels(image.rawPayload);
+      const before = await pngPixels(await displayPngOf(data));
+      assert.deepEqual([shown.width, shown.height, shown.channels], [before.width, before.height, before.channels]);
+      assert.ok(shown.data.equals(before.data), 'the same pixels as the display image made at upload before');
+
+      // Read from storage now: no render, the same bytes.
+      const decode = t.ctx.imaging.decode.bind(t.ctx.imaging);
+      let decodes = 0;
+      t.ctx.imaging.decode = (bytes, opts) => {
+        decodes++;
+        return decode(bytes, opts);
+      };
+      try {
+        const again = await t.app.inject({ url: localPath(scan.imageUrl) });
+        assert.ok(again.rawPayload.equals(image.rawPayload));
+        assert.ok((await t.app.inject({ url: localPath(scan.thumbnailUrl) })).rawPayload.equals(thumbnail.rawPayload));
+      } finally {
+        t.ctx.imaging.decode = decode;
+      }
+      assert.equal(decodes, 0);
+    });
+  }
+
+  test('a truncated or damaged JPEG or PNG is still refused at upload with the message it had, and nothing is stored', async () => {
+    const flipped = Buffer.from(CHEST_PNG);
+    flipped[Math.floor(CHEST_PNG.length * 0.6)]! ^= 0xff;
+    const cases = [
+      { data: JPEG.subarray(0, Math.floor(JPEG.length / 2)), filename: 'scan.jpg', contentType: 'image/jpeg' },
+      // Only the last bytes missing: the end of the entropy-coded data and the EOI marker.
+      { data: JPEG.subarray(0, JPEG.length - 12), filename: 'scan.jpg', contentType: 'image/jpeg' },
+      { data: CHEST_PNG.subarray(0, Math.floor(CHEST_PNG.length * 0.9)), filename: 'scan.png', contentType: 'image/png' },
+      { data: flipped, filename: 'scan.png', contentType: 'image/png' },
+    ];
+    const filesBefore = await allFiles();
+    for (const { data, filename, contentType } of cases) {
+      const res = await post(data, filename, contentType);
+      assert.equal(res.statusCode, 400, `${filename} of ${data.length} bytes: ${res.body}`);
+      assert.match(res.json().error, /truncated or corrupt/);
+      // The message the full decode (what the upload ran before) gives.
+      await assert.rejects(displayPngOf(data), (err: Error) => err.message === res.json().error);
+    }
+    assert.equal(await allFiles(), filesBefore);
+  });
+
+  test('the analysis of a JPEG upload gets the pixels of its original, those of its display image, and stores no rendition', async () => {
+    const scan = await upload(JPEG);
+    let seen: ScanImage | undefined;
+    const decode = t.ctx.imaging.decode.bind(t.ctx.imaging);
+    const pixels = t.ctx.imaging.pixels.bind(t.ctx.imaging);
+    const calls: string[] = [];
+    t.ctx.imaging.decode = (bytes, opts) => {
+      calls.push('decode');
+      return decode(bytes, opts);
+    };
+    t.ctx.imaging.pixels = (bytes, opts) => {
+      calls.push('pixels');
+      return pixels(bytes, opts);
+    };
+    try {
+      await runAnalysis(t, scan._id, { ...gliomaOutput(), heatmapPng: await heatmapPng(224, 224) }, (image) => (seen = image));
+    } finally {
+      Object.assign(t.ctx.imaging, { decode, pixels });
+    }
+    assert.deepEqual(calls, ['pixels'], 'the original decoded once, to pixels, and no PNG encoded');
+    assert.ok(seen && 'pixels' in seen);
+    assert.deepEqual((await filesOf(scan._id)).filter((f) => !f.startsWith('heatmap-')), ['original.jpg'], 'no rendition stored by the analysis');
+    const detail = (await t.app.inject({ url: `/api/scans/${scan._id}`, headers: doctor.auth })).json();
+    assert.equal(detail.status, 'completed');
+    const shown = await pngPixels((await t.app.inject({ url: localPath(detail.imageUrl) })).rawPayload);
+    assert.deepEqual([seen.pixels.width, seen.pixels.height, seen.pixels.channels], [shown.width, shown.height, shown.channels]);
+    assert.ok(Buffer.from(seen.pixels.data).equals(shown.data), 'the model saw what the display image shows');
+  });
+
+  test('an image served from a JPEG whose EXIF names the patient carries none of it', async () => {
+    const withExif = await sharp(JPEG)
+      .withExif({ IFD0: { ImageDescription: 'Patient Jane Roe 1970-01-01', Artist: 'Jane Roe' } })
+      .jpeg()
+      .toBuffer();
+    assert.ok(withExif.includes('Jane Roe'), 'the fixture carries the name');
+    const scan = await upload(withExif);
+    for (const url of [scan.imageUrl, scan.thumbnailUrl]) {
+      const res = await t.app.inject({ url: localPath(url) });
+      assert.equal(res.statusCode, 200);
+      assert.equal(res.rawPayload.includes('Jane Roe'), false);
+      const meta = await sharp(res.rawPayload).metadata();
+      assert.equal(meta.exif, undefined);
+    }
+  });
+
+  test('a deleted JPEG scan leaves no file behind, whether or not its image was read; its links then answer 404', async () => {
+    const read = await upload(JPEG);
+    assert.equal((await t.app.inject({ url: localPath(read.thumbnailUrl) })).statusCode, 200);
+    const unread = await upload(JPEG);
+    for (const scan of [read, unread]) {
+      assert.equal((await t.app.inject({ method: 'DELETE', url: `/api/scans/${scan._id}`, headers: admin.auth })).statusCode, 200);
+      assert.deepEqual(await filesOf(scan._id), []);
+      assert.equal((await t.app.inject({ url: localPath(scan.imageUrl) })).statusCode, 404);
+      assert.deepEqual(await filesOf(scan._id), [], 'a link read after the deletion renders nothing');
+    }
+  });
+});
+
+describe('the model answers the same from a JPEG or PNG original\'s pixels as from the display PNG', () => {
+  test('same probabilities, finding and hot region for a brain JPEG and a chest PNG', async () => {
+    const t = await createTestApp('pglite');
+    const analyzer = createOnnxAnalyzer({ modelsDir: path.join(REPO_ROOT, 'models'), threads: 1 });
+    try {
+      const maxPixels = t.ctx.config.maxImagePixels;
+      for (const [scanType, data] of [['brain-mri', JPEG], ['chest-xray', CHEST_PNG]] as const) {
+        // Before: the display PNG the upload stored, read back by the worker. Now: the original's pixels.
+        const { png } = await t.ctx.imaging.decode(data, { maxPixels });
+        const before = await analyzer.analyze(scanType, { png }, () => Promise.resolve());
+        const now = await analyzer.analyze(scanType, { pixels: await t.ctx.imaging.pixels(data, { maxPixels }) }, () => Promise.resolve());
+        assert.equal(now.refused, false);
+        assert.equal(before.refused, false);
+        if (now.refused || before.refused) return;
+        assert.deepEqual(now.result, before.result, scanType);
+        assert.deepEqual(now.hotRegion, before.hotRegion, scanType);
+        assert.ok(now.heatmapPng.equals(before.heatmapPng), scanType);
+      }
+    } finally {
+      await analyzer.close();
+      await t.close();
+    }
   });
 });

@@ -1,24 +1,29 @@
 /**
- * A scan's display image and thumbnail. An upload stores only the original when its header
- * checks pass (DICOM: src/imaging inspectDicom); both PNGs are rendered later from it, by the
- * analysis worker before the model runs, or by the first reader of an image link that comes
- * sooner, whichever asks first. Renders of one scan in this process are shared; two processes
- * rendering the same scan at once each store the same bytes (storage puts replace whole files).
+ * A scan's display image and thumbnail. An upload stores only the original once its checks
+ * pass (DICOM: its header, src/imaging inspectDicom; JPEG and PNG: decoded whole, nothing
+ * encoded); both PNGs are rendered later from it and stored, by the first reader of an image
+ * link, or for a DICOM original by the analysis worker before the model runs if it comes
+ * first. The analysis of a JPEG or PNG original decodes the original's pixels for the model and
+ * stores nothing: a burst of uploads is analysed without writing two PNGs per scan that nobody
+ * may look at, and a reader's render later costs what the upload's used to (one decode, two PNGs).
+ * Renders of one scan in this process are shared; two processes rendering the same scan at once
+ * each store the same bytes (storage puts replace whole files).
  */
 import type { ImageDecoder } from '../imaging/decoder.js';
 import { ImageDecodeError } from '../imaging/errors.js';
 import type { RawImage } from '../imaging/pixels.js';
 import type { ScanRow } from '../access/index.js';
 import { StorageNotFoundError, type Storage } from '../platform/storage/index.js';
-import { removeStoredFiles } from './stored-files.js';
+import { isRasterOriginal, removeStoredFiles } from './stored-files.js';
 
-export const THUMBNAIL_PX = 256;
+const THUMBNAIL_PX = 256;
 
 type RenditionSource = Pick<ScanRow, 'id' | 'originalKey' | 'imageKey' | 'thumbnailKey'>;
 
 /**
- * A scan's display image as the analysis gets it: the pixels of the render it just made (or
- * joined), so they are not decoded again from the PNG, else the stored display PNG.
+ * A scan's display image as the analysis gets it: the pixels of a JPEG or PNG original, or of
+ * the render it just made (or joined), so they are not decoded again from the PNG, else the
+ * stored display PNG.
  */
 export type ScanImage = { png: Buffer } | { pixels: RawImage };
 
@@ -28,7 +33,10 @@ export interface ScanRenditions {
    * when it is not there yet. Throws ImageDecodeError when the original cannot be decoded.
    */
   read(scan: RenditionSource, which: 'image' | 'thumbnail'): Promise<Buffer>;
-  /** The display image for the model: as `read(scan, 'image')`, with the pixels when it renders. */
+  /**
+   * The display image for the model. A JPEG or PNG original: its pixels, decoded from it, and
+   * nothing stored. A DICOM original: as `read(scan, 'image')`, with the pixels when it renders.
+   */
   readForAnalysis(scan: RenditionSource): Promise<ScanImage>;
 }
 
@@ -54,7 +62,7 @@ export function createScanRenditions({
   maxPixels,
 }: {
   storage: Storage;
-  imaging: Pick<ImageDecoder, 'decode'>;
+  imaging: Pick<ImageDecoder, 'decode' | 'pixels'>;
   maxPixels: number;
 }): ScanRenditions {
   async function render(scan: RenditionSource, withPixels: boolean): Promise<Rendered> {
@@ -109,6 +117,19 @@ export function createScanRenditions({
       return Buffer.isBuffer(found) ? found : found[which];
     },
     async readForAnalysis(scan) {
+      // The same pixels the display PNG holds or will hold (decoded the same way, and PNG is
+      // lossless), so the model's answer does not depend on whether a reader rendered it first.
+      if (isRasterOriginal(scan.originalKey)) {
+        const known = undecodable.get(scan.id);
+        if (known) throw known;
+        const pending = rendering.get(scan.id);
+        if (pending) {
+          const rendered = await pending;
+          return rendered.pixels ? { pixels: rendered.pixels } : { png: rendered.image };
+        }
+        const original = await storage.get(scan.originalKey);
+        return { pixels: await imaging.pixels(original, { maxPixels, handOver: true }) };
+      }
       const found = await stored(scan, 'image', true);
       if (Buffer.isBuffer(found)) return { png: found };
       return found.pixels ? { pixels: found.pixels } : { png: found.image };

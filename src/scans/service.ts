@@ -30,7 +30,6 @@ import { isUuid } from '../platform/ids.js';
 import { isUniqueViolation } from '../platform/db/errors.js';
 import type { Storage } from '../platform/storage/index.js';
 import * as repo from './repository.js';
-import { THUMBNAIL_PX } from './renditions.js';
 import { ORIGINAL_EXTENSION, ORIGINAL_MIME, removeScanFiles, scanFileKey } from './stored-files.js';
 import type { AnnotationBody, ListScansQuery, ReviewBody } from './schemas.js';
 import type { UploadedImage, UploadForm } from './upload.js';
@@ -147,13 +146,12 @@ function dicomSummary(info: DicomInfo): Record<string, unknown> {
   return rest;
 }
 
-/** What an upload's checks learnt of its image; `rendered` when it had to be decoded whole to be checked. */
+/** What an upload's checks learnt of its image. */
 interface CheckedUpload {
   kind: ImageKind;
   width: number;
   height: number;
   dicom: DicomInfo | null;
-  rendered: { png: Buffer; thumbnail: Buffer } | null;
 }
 
 /** A DICOM header check, with what a parser throws besides ImageDecodeError answered as the decoder threads do. */
@@ -174,10 +172,12 @@ const HEADER_PREFIX_LIMIT = 16 * 1024 * 1024;
 
 /**
  * Refuses a file that is not an image we can show, before anything is stored. A DICOM file's
- * header is checked here on the event loop (no pixel is decoded: src/imaging inspectDicom)
- * and its display image is rendered later; JPEG, PNG and deflated DICOM files are decoded
- * whole in the decoder threads, as libvips and inflating need, and their renditions stored
- * with them. A file streamed to storage is checked from its start alone (checkStreamedUpload).
+ * header is checked here on the event loop (no pixel is decoded: src/imaging inspectDicom);
+ * JPEG, PNG and deflated DICOM files are decoded whole off the event loop (imaging.check), as
+ * libvips and inflating need to find a truncated or damaged file, but nothing is encoded. Every
+ * upload stores only its original: the display image and thumbnail are rendered from it by the
+ * first reader of an image link (src/scans/renditions.ts). A file streamed to storage is
+ * checked from its start alone (checkStreamedUpload).
  */
 async function checkUpload(deps: ScanDeps, upload: UploadedImage): Promise<CheckedUpload> {
   try {
@@ -195,17 +195,11 @@ async function checkWholeFile(deps: ScanDeps, bytes: Buffer): Promise<CheckedUpl
   if (kind === null) throw new ImageDecodeError('unsupported_type', 'The file is not a JPEG, PNG or DICOM image.');
   if (kind === 'dicom') {
     const inspected = inspectDicomHeader(() => inspectDicom(bytes, { maxPixels }));
-    if (inspected !== 'deflated') return { kind, width: inspected.width, height: inspected.height, dicom: inspected.info, rendered: null };
+    if (inspected !== 'deflated') return { kind, width: inspected.width, height: inspected.height, dicom: inspected.info };
   }
-  const decoded = await deps.imaging.decode(bytes, { maxPixels, thumbnailPx: THUMBNAIL_PX });
-  if (!decoded.thumbnail) throw new Error('the decoder made no thumbnail');
-  return {
-    kind: decoded.kind,
-    width: decoded.width,
-    height: decoded.height,
-    dicom: decoded.dicom ?? null,
-    rendered: { png: decoded.png, thumbnail: decoded.thumbnail },
-  };
+  // Not handed over: the same bytes are stored as the original once checked.
+  const checked = await deps.imaging.check(bytes, { maxPixels });
+  return { kind: checked.kind, width: checked.width, height: checked.height, dicom: checked.dicom ?? null };
 }
 
 /**
@@ -226,7 +220,7 @@ async function checkStreamedUpload(deps: ScanDeps, upload: UploadedImage, stored
     const atLimit = prefix.length >= HEADER_PREFIX_LIMIT;
     if (kind === 'dicom') {
       const inspected = inspectDicomHeader(() => inspectDicomHead(prefix, upload.size, { maxPixels }));
-      if (inspected !== 'longer-head') return { kind, width: inspected.width, height: inspected.height, dicom: inspected.info, rendered: null };
+      if (inspected !== 'longer-head') return { kind, width: inspected.width, height: inspected.height, dicom: inspected.info };
       if (atLimit) {
         throw new ImageDecodeError(
           'unsupported_encoding',
@@ -236,7 +230,7 @@ async function checkStreamedUpload(deps: ScanDeps, upload: UploadedImage, stored
     } else {
       try {
         const { width, height } = await inspectRaster(prefix, kind, maxPixels);
-        return { kind, width, height, dicom: null, rendered: null };
+        return { kind, width, height, dicom: null };
       } catch (err) {
         // A header longer than the bytes at hand fails as corrupt too: tried again with more.
         if (!(err instanceof ImageDecodeError) || err.code !== 'corrupt' || atLimit) throw err;
@@ -346,19 +340,11 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
   let writing = false;
   let audit: AdvanceAudit | null = null;
   try {
-    // Files first: a row is only committed once its files exist. If the rows are not
+    // The original first: a row is only committed once its file exists. If the rows are not
     // committed, the files are removed, so no file outlives a row that was never committed.
-    // All settled before any clean-up below, so no put still running can outlive it.
-    // Without a rendition, the worker (or the first reader of the image link) renders it.
-    // The keys are fresh (a new scan's): written in place, no temporary file.
-    const fresh = { fresh: true };
-    const stored = await Promise.allSettled([
-      ...(form.image.stored ? [] : [storage.put(keys.original, form.image.head, ORIGINAL_MIME[image.kind], fresh)]),
-      ...(image.rendered
-        ? [storage.put(keys.image, image.rendered.png, 'image/png', fresh), storage.put(keys.thumbnail, image.rendered.thumbnail, 'image/png', fresh)]
-        : []),
-    ]);
-    for (const put of stored) if (put.status === 'rejected') throw put.reason;
+    // The image and thumbnail keys name renditions made later (src/scans/renditions.ts).
+    // The key is fresh (a new scan's): written in place, no temporary file.
+    if (!form.image.stored) await storage.put(keys.original, form.image.head, ORIGINAL_MIME[image.kind], { fresh: true });
     // Every upload is analysed, as the API document shows: `"status": "processing"`.
     const status = 'processing' as const;
     const scanValues = {

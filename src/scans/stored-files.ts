@@ -16,6 +16,13 @@ import type { LegacyTemporaryFolders, Storage } from '../platform/storage/index.
 export const ORIGINAL_EXTENSION = { jpeg: 'jpg', png: 'png', dicom: 'dcm' } as const;
 export const ORIGINAL_MIME = { jpeg: 'image/jpeg', png: 'image/png', dicom: 'application/dicom' } as const;
 
+/**
+ * Whether a scan's original (by its key, `original.<extension>` in either layout) is a JPEG or
+ * PNG: what libvips decodes directly, with nothing to window, so its analysis needs no render.
+ */
+export const isRasterOriginal = (originalKey: string): boolean =>
+  originalKey.endsWith(`.${ORIGINAL_EXTENSION.jpeg}`) || originalKey.endsWith(`.${ORIGINAL_EXTENSION.png}`);
+
 /** The key of one of a scan's files: `name` is e.g. `original.dcm`, `image.png`, `heatmap-<id>.png`. */
 export const scanFileKey = (scanId: string, name: string): string => `scans/${scanId.slice(0, 2)}/${scanId}.${name}`;
 

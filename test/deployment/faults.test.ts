@@ -130,7 +130,8 @@ test(
       // Nothing accepted is lost...
       assert.deepEqual(accepted.filter((id) => !byId.has(id)), [], `accepted uploads missing\n${context}`);
       for (const id of accepted.slice(0, 5).concat(accepted.slice(-5))) {
-        assert.ok(await c.storage.exists(scanFileKey(id, 'image.png')), `the image of accepted scan ${id} is missing`);
+        // An upload stores its original alone (the display image is rendered when first read).
+        assert.ok(await c.storage.exists(scanFileKey(id, 'original.jpg')), `the image of accepted scan ${id} is missing`);
       }
       // ...nothing is stuck, and the analyses cut by the faults were retried, not failed.
       assert.deepEqual(

@@ -92,17 +92,23 @@ test('2 API processes and 2 workers: every scan uploaded through either API is a
     // Both workers took part: the jobs are shared, not all taken by the first one listening.
     assert.ok(finished[0]!.length > 0 && finished[1]!.length > 0, `worker-a ${finished[0]!.length}, worker-b ${finished[1]!.length}`);
 
-    // The files are in the shared store, where either API can serve them.
+    // The files are in the shared store, where either API can serve them. A JPEG's display
+    // image is rendered by its first reader (here api-a) and stored there: api-b reads those bytes.
     for (const s of scanRows.slice(0, 4)) {
-      assert.ok(await c.storage.exists(scanFileKey(s.id, 'image.png')));
       assert.ok(await c.storage.exists(scanFileKey(s.id, `heatmap-${s.currentAnalysisId}.png`)));
+      assert.equal(await c.storage.exists(scanFileKey(s.id, 'image.png')), false, 'nothing rendered before it is read');
+      const served: Buffer[] = [];
       for (const base of bases) {
         const detail = await fetch(`${base}/api/scans/${s.id}`, { headers: auth });
         const { imageUrl } = (await detail.json()) as { imageUrl: string };
         const image = await fetch(new URL(imageUrl, base));
         assert.equal(image.status, 200);
         assert.equal(image.headers.get('content-type'), 'image/png');
+        served.push(Buffer.from(await image.arrayBuffer()));
       }
+      assert.ok(served[1]!.equals(served[0]!));
+      assert.ok((await c.storage.get(scanFileKey(s.id, 'image.png'))).equals(served[0]!));
+      assert.ok(await c.storage.exists(scanFileKey(s.id, 'thumb.png')));
     }
 
     // Webhooks: scan.uploaded and scan.analyzed once per scan, each with its own webhook-id.

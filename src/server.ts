@@ -14,7 +14,7 @@ import { bootstrapAdmin } from './users/bootstrap.js';
 async function main(): Promise<void> {
   const config = loadConfigOrExit();
   const log = pino(loggerOptions(config.logLevel));
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, preparedStatements: config.databasePreparedStatements });
   log.info({ database: database.kind }, 'database ready, migrations applied');
   // API processes started together take turns: the second finds the admin the first created.
   await database.withStartupLock(() => bootstrapAdmin(database.db, config, log));

@@ -13,7 +13,7 @@ import { loadConfigOrExit, onShutdown } from './platform/process.js';
 async function main(): Promise<void> {
   const config = loadConfigOrExit();
   const log = pino(loggerOptions(config.logLevel)).child({ process: 'worker' });
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, preparedStatements: config.databasePreparedStatements });
   if (database.kind === 'pglite') {
     log.warn('embedded PGlite is single-process: a separate worker needs DATABASE_URL; use npm start instead');
     process.exit(2);

@@ -1,5 +1,5 @@
 import { and, asc, avg, desc, eq, inArray, lt, lte, not, sql, type SQL } from 'drizzle-orm';
-import type { DbOrTx } from '../platform/db/index.js';
+import { builtOncePerDb, executeNamed, namedByText, type DbOrTx } from '../platform/db/index.js';
 import { analyses, scanReviews, scans } from '../platform/db/schema.js';
 
 export type AnalysisRow = typeof analyses.$inferSelect;
@@ -37,25 +37,20 @@ export async function insertAnalysis(tx: DbOrTx, values: typeof analyses.$inferI
 
 const UNFINISHED = ['queued', 'active'] as const;
 
-/**
- * Takes an unfinished analysis for one try of its job: marks it active, records the try and
- * shows its first stage (`decode` at `progress`), and reads what the analysis needs of its
- * scan, all in one statement. Progress never moves back: a retry of an analysis that had got
- * further keeps its stage until it passes it. Returns null when it finished already (a retry
- * of a job whose first run got through) or is gone with its scan.
- */
-export async function claimAnalysis(db: DbOrTx, id: string, attempt: number, progress: number) {
-  const [row] = await db
+/** claimAnalysis's statement, built once and named: every try of every analysis runs it. */
+const claimStatement = builtOncePerDb('analysis_claim', (db) => {
+  const progress = sql`${sql.placeholder('progress')}::integer`;
+  return db
     .update(analyses)
     .set({
       status: 'active',
-      attempt,
-      startedAt: new Date(),
+      attempt: sql`${sql.placeholder('attempt')}::integer`,
+      startedAt: sql`${sql.placeholder('startedAt')}::timestamptz`,
       stage: sql`case when ${analyses.progress} < ${progress} then 'decode' else ${analyses.stage} end`,
       progress: sql`greatest(${analyses.progress}, ${progress})`,
     })
     .from(scans)
-    .where(and(eq(analyses.id, id), eq(scans.id, analyses.scanId), inArray(analyses.status, [...UNFINISHED])))
+    .where(and(sql`${analyses.id} = ${sql.placeholder('id')}`, eq(scans.id, analyses.scanId), inArray(analyses.status, [...UNFINISHED])))
     .returning({
       scanType: analyses.scanType,
       patientId: scans.patientId,
@@ -65,6 +60,17 @@ export async function claimAnalysis(db: DbOrTx, id: string, attempt: number, pro
       thumbnailKey: scans.thumbnailKey,
       dicom: scans.dicom,
     });
+});
+
+/**
+ * Takes an unfinished analysis for one try of its job: marks it active, records the try and
+ * shows its first stage (`decode` at `progress`), and reads what the analysis needs of its
+ * scan, all in one statement. Progress never moves back: a retry of an analysis that had got
+ * further keeps its stage until it passes it. Returns null when it finished already (a retry
+ * of a job whose first run got through) or is gone with its scan.
+ */
+export async function claimAnalysis(db: DbOrTx, id: string, attempt: number, progress: number) {
+  const [row] = await claimStatement(db).execute({ id, attempt, progress, startedAt: new Date().toISOString() });
   return row ?? null;
 }
 
@@ -96,6 +102,8 @@ export interface AnalysisEnd {
  * published exactly once; `heldBack`: `unless` held, and nothing was written; `jobCompleted`:
  * the job was completed in the same commit.
  */
+const endStatementName = namedByText('analysis_end');
+
 export async function endAnalysis(db: DbOrTx, end: AnalysisEnd): Promise<{ finished: boolean; heldBack: boolean; jobCompleted: boolean }> {
   const unless = end.unless ?? sql<boolean>`false`;
   const finished = db
@@ -117,16 +125,14 @@ export async function endAnalysis(db: DbOrTx, end: AnalysisEnd): Promise<{ finis
   const job = end.completeJob ? sql`, job as (${end.completeJob(sql<boolean>`exists (select 1 from finished)`)})` : sql``;
   const jobCompleted = end.completeJob ? sql`exists (select 1 from job)` : sql`false`;
   // Data-modifying CTEs all run, on one snapshot, whether or not the outer query reads them.
-  const result: unknown = await db.execute(
+  // Named: its text takes a few forms (the columns an outcome sets, with or without a try, a
+  // job, a condition), each planned once per connection instead of at every analysis.
+  const rows = await executeNamed<{ finished: boolean; heldBack: boolean; jobCompleted: boolean }>(
+    db,
+    endStatementName,
     sql`with finished as (${finished.getSQL()}), scan as (${scan.getSQL()})${job}
         select exists (select 1 from finished) as "finished", ${unless} as "heldBack", ${jobCompleted} as "jobCompleted"`,
   );
-  // node-postgres answers { rows }, PGlite the rows themselves.
-  const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Array<{
-    finished: boolean;
-    heldBack: boolean;
-    jobCompleted: boolean;
-  }>;
   return { finished: rows[0]?.finished === true, heldBack: rows[0]?.heldBack === true, jobCompleted: rows[0]?.jobCompleted === true };
 }
 

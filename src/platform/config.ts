@@ -18,6 +18,8 @@ export interface Config {
   apiDocs: 'on' | 'off' | 'auth';
   dataDir: string;
   databaseUrl: string | null;
+  /** Named (prepared) statements on the PostgreSQL server; off behind a pooler that cannot keep them. */
+  databasePreparedStatements: boolean;
   jwtSecret: Uint8Array;
   jwtExpiresIn: string;
   /** Secret for signed image/report links; derived from the JWT secret unless set. */
@@ -138,6 +140,7 @@ const ConfigSchema = Type.Object({
   API_DOCS: OneOf(['on', 'off', 'auth'] as const, 'on', '/docs and /openapi.json: public, absent, or for signed-in users'),
   DATA_DIR: Text('Embedded database, files and generated secrets', { default: './data' }),
   DATABASE_URL: Url(['postgres:', 'postgresql:'], 'PostgreSQL server; embedded PGlite when unset'),
+  DATABASE_PREPARED_STATEMENTS: Bool(true, 'Named (prepared) statements on the PostgreSQL server; false behind PgBouncer in transaction mode before 1.21'),
   JWT_SECRET: Text('Secret of the sign-in tokens; generated into DATA_DIR when unset', { minLength: 32 }),
   JWT_EXPIRES_IN: Text('Lifetime of a sign-in token, 1m to 24h', { default: '1h', pattern: '^\\d+\\s*(s|m|h|d|w)$', hint: 'look like 30m, 12h or 7d' }),
   URL_SIGNING_SECRET: Text('Secret of signed file links; derived from the JWT secret when unset'),
@@ -331,6 +334,7 @@ export function loadConfig(env: Env = process.env): Config {
     apiDocs: defaulted(e.API_DOCS),
     dataDir,
     databaseUrl: e.DATABASE_URL,
+    databasePreparedStatements: defaulted(e.DATABASE_PREPARED_STATEMENTS),
     jwtSecret,
     jwtExpiresIn,
     urlSigningSecret: e.URL_SIGNING_SECRET ? new TextEncoder().encode(e.URL_SIGNING_SECRET) : jwtSecret,

@@ -3,13 +3,14 @@
  * DATABASE_URL is set, a PostgreSQL server otherwise. Both get the same Drizzle schema and the
  * same migrations, applied at start-up.
  */
+import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import type { Query } from 'drizzle-orm';
+import type { Query, SQL } from 'drizzle-orm';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
-import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { PgDialect, type PgDatabase, type PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import pg from 'pg';
@@ -72,6 +73,42 @@ export function builtOncePerDb<P>(name: string, build: (db: DbOrTx) => { prepare
   };
 }
 
+/** Distinct texts one `namedByText` names at most; any more run unnamed (parsed and planned each time). */
+const MAX_NAMED_TEXTS = 32;
+
+/**
+ * Names for the texts of a statement built at each call whose text takes one of a few forms
+ * (which columns it sets, whether a condition is present): each text gets a name of its own,
+ * `prefix_` and a hash of the text, the same in every process. Bounded: a statement that turned
+ * out to have more forms than expected runs its further texts unnamed instead of filling each
+ * connection's statement cache.
+ */
+export function namedByText(prefix: string): (text: string) => string | undefined {
+  const names = new Map<string, string>();
+  return (text) => {
+    let name = names.get(text);
+    if (name === undefined && names.size < MAX_NAMED_TEXTS) {
+      names.set(text, (name = `${prefix}_${createHash('sha1').update(text).digest('hex').slice(0, 12)}`));
+    }
+    return name;
+  };
+}
+
+const dialect = new PgDialect();
+
+/**
+ * Runs SQL built at the call (not `.prepare`d: its text varies) on the handle's session as the
+ * named statement `name(text)`: on a PostgreSQL server each connection parses it once and keeps
+ * its plan (PGlite's driver ignores the name; pglite-statements.ts names repeated texts there).
+ * The rows as the driver gives them, not mapped by Drizzle.
+ */
+export async function executeNamed<Row>(db: DbOrTx, name: (text: string) => string | undefined, statement: SQL): Promise<Row[]> {
+  const query = dialect.sqlToQuery(statement);
+  const result: unknown = await db._.session.prepareQuery(query, undefined, name(query.sql), false).execute();
+  // pg answers { rows }, PGlite the rows themselves.
+  return (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Row[];
+}
+
 const writeGenerations = new WeakMap<object, WriteGeneration>();
 
 /**
@@ -94,6 +131,8 @@ export interface Database {
   /** For pg-boss: PGlite needs this adapter; on a server pg-boss opens its own pool. */
   executor: SqlExecutor;
   connectionString: string | null;
+  /** Whether statements may be named on the server (OpenOptions.preparedStatements). */
+  preparedStatements: boolean;
   /**
    * Calls `onNotify` for every NOTIFY on `channel` once its transaction commits, from this
    * process or another; `onReconnect` after a lost server connection came back. Returns unlisten.
@@ -140,6 +179,12 @@ export interface OpenOptions {
   dataDir: string | null;
   poolSize?: number;
   /**
+   * Named (prepared) statements on a PostgreSQL server (default on): off, every statement is sent
+   * unnamed, as a connection pooler that hands each transaction another server connection
+   * (PgBouncer in transaction mode before 1.21) needs. PGlite ignores it.
+   */
+  preparedStatements?: boolean;
+  /**
    * How long start-up waits for a PostgreSQL server that is not accepting connections yet
    * (starting, restarting, or started together with this process) before giving up.
    */
@@ -176,8 +221,8 @@ async function serverAccepting(pool: pg.Pool, waitMs: number): Promise<void> {
 export async function openDatabase(opts: OpenOptions): Promise<Database> {
   if (opts.databaseUrl) {
     const connectionString = opts.databaseUrl;
-    const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: opts.poolSize ?? 10 });
-    survivesServerRestarts(pool);
+    const preparedStatements = opts.preparedStatements ?? true;
+    const pool = serverPool({ connectionString, max: opts.poolSize ?? 10, preparedStatements });
     await serverAccepting(pool, opts.startupWaitMs ?? 60_000);
     await withAdvisoryLock(connectionString, () => migratePg(drizzlePg(pool), { migrationsFolder: MIGRATIONS }));
     // Everything after the migrations goes through a pool whose writes move the write
@@ -190,6 +235,7 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
       kind: 'postgres',
       db,
       connectionString: opts.databaseUrl,
+      preparedStatements,
       executor: {
         async executeSql(text, values) {
           const r = await writes.pool.query(text, values);
@@ -229,6 +275,7 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
     kind: 'pglite',
     db,
     connectionString: null,
+    preparedStatements: true,
     executor: {
       async executeSql(text, values) {
         return tracked.writing(async () => {
@@ -259,6 +306,22 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
   };
 }
 
+/** A pool of server connections as the application's statements need them (see survivesServerRestarts). */
+export function serverPool(opts: { connectionString: string; max: number; preparedStatements: boolean }): pg.Pool {
+  const pool = new pg.Pool({ connectionString: opts.connectionString, max: opts.max });
+  survivesServerRestarts(pool);
+  if (!opts.preparedStatements) {
+    // DATABASE_PREPARED_STATEMENTS=false (a pooler that cannot keep a connection's statements):
+    // every statement goes unnamed, whatever name Drizzle or a caller gave it.
+    pool.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      client.query = ((config: unknown, ...rest: unknown[]) =>
+        query(config !== null && typeof config === 'object' && 'name' in config && !('submit' in config) ? { ...config, name: undefined } : config, ...rest)) as typeof client.query;
+    });
+  }
+  return pool;
+}
+
 /**
  * A server restart cuts every connection, and each connection's client emits 'error'. The pool
  * handles it for idle clients, but not for a client checked out between two statements (a
@@ -266,7 +329,7 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
  * client gets a listener for its lifetime; the statement that next uses it fails instead,
  * and the pool discards it when it is released.
  */
-export function survivesServerRestarts(pool: pg.Pool): void {
+function survivesServerRestarts(pool: pg.Pool): void {
   pool.on('error', () => undefined);
   pool.on('connect', (client) => {
     client.on('error', () => undefined);

@@ -10,9 +10,8 @@ import { Value } from '@sinclair/typebox/value';
 import { sql, type SQL } from 'drizzle-orm';
 import { createRequire } from 'node:module';
 import PgBoss from 'pg-boss';
-import pg from 'pg';
 import type { Logger } from 'pino';
-import { executorFor, survivesServerRestarts, type Database, type DbOrTx, type SqlExecutor } from '../db/index.js';
+import { executorFor, namedByText, serverPool, type Database, type DbOrTx, type SqlExecutor } from '../db/index.js';
 import { scrubError } from '../logging.js';
 
 interface JobContext {
@@ -195,13 +194,16 @@ export async function openQueue(
   // runs after the handler, unawaited) nor a fetch that began before stop() and may still
   // return a job; closing its connections under them was the "Cannot use a pool after calling
   // end" error at shutdown. On a server the pool is ours too, closed once they are done.
-  const pool = database.connectionString ? new pg.Pool({ connectionString: database.connectionString, max: 4 }) : null;
-  if (pool) survivesServerRestarts(pool);
+  const pool = database.connectionString ? serverPool({ connectionString: database.connectionString, max: 4, preparedStatements: database.preparedStatements }) : null;
   const counted = countStatements(
     pool
       ? {
           async executeSql(text, values) {
-            const r = await pool.query(text, values);
+            // pg-boss's statements with parameters (a fixed set of texts: its fetch, completions,
+            // inserts) are named, so each connection plans its fetch once instead of at every
+            // poll. A text without parameters may be several statements, which cannot be named.
+            const name = values && values.length > 0 ? bossStatementName(text) : undefined;
+            const r = await pool.query({ name, text, values });
             return { rows: r.rows };
           },
         }
@@ -437,6 +439,8 @@ export function settledOutcomes(inner: SqlExecutor, log: Logger): SqlExecutor {
     },
   };
 }
+
+const bossStatementName = namedByText('pgboss');
 
 /** An executor that knows how many of its statements are still running. */
 function countStatements(inner: SqlExecutor) {

@@ -144,8 +144,9 @@ for (const kind of await databaseKinds()) {
     const scansOf = (patientRowId: string) => t.ctx.db.select().from(scans).where(eq(scans.patientId, patientRowId));
     const storedFiles = async () =>
       (await readdirAsync(path.join(t.dataDir, 'files/scans'), { recursive: true, withFileTypes: true }).catch(() => [])).filter((f) => f.isFile()).length;
+    // An upload stores its original only (c324f87); the display PNG and thumbnail come at first read.
     const filesPresent = async (scan: typeof scans.$inferSelect) =>
-      Promise.all([scan.originalKey, ...(scan.originalFormat === 'dicom' ? [] : [scan.imageKey, scan.thumbnailKey])].map((k) => t.ctx.storage.exists(k)));
+      Promise.all([scan.originalKey, scan.imageKey, scan.thumbnailKey].map((k) => t.ctx.storage.exists(k)));
     const auditedUploads = async (scanIds: string[]) =>
       (
         await t.ctx.db
@@ -168,7 +169,7 @@ for (const kind of await databaseKinds()) {
         assert.equal(body.patientId, patient.patientId);
         const rows = (await scansOf(patient._id)).filter((s) => s.id === body._id);
         assert.equal(rows.length, 1, 'its scan row');
-        assert.deepEqual(await filesPresent(rows[0]!), rows[0]!.originalFormat === 'dicom' ? [true] : [true, true, true], 'its files are kept');
+        assert.deepEqual(await filesPresent(rows[0]!), [true, false, false], 'its original is kept');
         assert.equal((await scansOf(patient._id)).length, 2, 'no other scan');
         const shown = await t.app.inject({ url: `/api/scans/${String(body._id)}`, headers: doctor.auth });
         assert.equal(shown.statusCode, 200, shown.body);
@@ -185,7 +186,7 @@ for (const kind of await databaseKinds()) {
         assert.equal(res!.headers['retry-after'], '30', 'the client is told when to look');
         const rows = await scansOf(patient._id);
         assert.equal(rows.length, 1, 'committed');
-        assert.deepEqual(await filesPresent(rows[0]!), rows[0]!.originalFormat === 'dicom' ? [true] : [true, true, true], 'its files are kept');
+        assert.deepEqual(await filesPresent(rows[0]!), [true, false, false], 'its original is kept');
       });
     }
 
@@ -198,7 +199,7 @@ for (const kind of await databaseKinds()) {
         rows.map((r) => r.id),
         [res!.json<{ _id: string }>()._id],
       );
-      assert.deepEqual(await filesPresent(rows[0]!), [true, true, true]);
+      assert.deepEqual(await filesPresent(rows[0]!), [true, false, false]);
       assert.deepEqual(await auditedUploads([rows[0]!.id]), [201]);
     });
 
@@ -235,7 +236,7 @@ for (const kind of await databaseKinds()) {
       const ids = answers.map((a) => a.json<{ _id: string }>()._id);
       const rows = await scansOf(patient._id);
       assert.deepEqual(rows.map((r) => r.id).sort(), [...ids].sort(), 'one scan per upload, none twice');
-      for (const row of rows) assert.deepEqual(await filesPresent(row), [true, true, true], 'every file kept');
+      for (const row of rows) assert.deepEqual(await filesPresent(row), [true, false, false], 'every original kept');
       const jobs = (await t.runtime.queue.take(analyzeJob, 1000)).filter((j) => ids.includes(j.scanId));
       assert.equal(jobs.length, 8, 'one analysis job per scan');
       assert.deepEqual(await auditedUploads(ids), Array.from({ length: 8 }, () => 201));
@@ -259,7 +260,7 @@ for (const kind of await databaseKinds()) {
       assert.equal(res.statusCode, 500, res.body);
       const rows = await scansOf(patient._id);
       assert.equal(rows.length, 1);
-      assert.deepEqual(await filesPresent(rows[0]!), [true, true, true]);
+      assert.deepEqual(await filesPresent(rows[0]!), [true, false, false]);
     });
 
     test('a write that really failed (the connection lost before it ran): 503 with Retry-After as any request meeting the database out of reach, no file and no row', async () => {

@@ -2,7 +2,8 @@
  * Parity of serving with training: the same fixture image through PyTorch (ml/parity.py:
  * Pillow decode, ml/common.py preprocessing, ImagemedixNet forward with the exported weights)
  * and through the Node pipeline (sharp decode, preprocess.ts, onnxruntime) must give the same
- * input tensor (within 1e-6) and the same logits (within 1e-3).
+ * input tensor (within 1e-6) and the same logits and features (within 1e-3; an int8 model within
+ * 2e-3, or 1e-2 on a CPU whose int8 kernels saturate, below).
  *
  * An int8 model (manifest `quantization`, scripts/quantize-model.ts) is compared with PyTorch
  * simulating its uint8 activations (ml/parity.py). onnxruntime requantises each convolution's
@@ -79,7 +80,7 @@ if (process.env.CI && noPython) throw new Error(`CI requires the PyTorch side of
 
 for (const task of ['brain-mri', 'chest-xray'] as const) {
   describe(`${task}: Node pipeline vs PyTorch`, { skip: skip[task] || noPython }, () => {
-    it('gives the same input tensor (1e-6) and logits (1e-3) on every fixture image', async () => {
+    it('gives the same input tensor (1e-6), and logits and features within 1e-3 (float), 2e-3 (int8) or 1e-2 (int8 on x86 without VNNI), on every fixture image', async () => {
       const model = registry.get(task);
       const int8 = 'quantization' in model.manifest;
       const logitTolerance = !int8 ? 1e-3 : saturating ? 1e-2 : 2e-3;

@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
+import { createTestApp } from '../../test/helpers/app.js';
+import { captureLog, leakedMarkers } from '../../test/helpers/log-capture.js';
 import { calibrationNotices, listModelSummaries } from '../analysis/models.js';
 import { readSiteCalibration, resolveCalibration, siteCalibrationPath, type SiteCalibration } from './calibration.js';
 import { analyzeImage } from './inference.js';
@@ -73,19 +75,23 @@ describe('resolving the calibration in use', { skip: skip['chest-xray'] }, () =>
     }
   });
 
-  it('a site file without the point selected (written before chest 2.0.0 had `general`) is not mixed with the manifest: the model calibration, and a notice naming the file and its command', async () => {
+  it('a site file without the point selected (written before chest 2.0.0 had `general`) is not mixed with the manifest: the model calibration, and a notice naming the file and the command that refits it', async () => {
     const m = withPoints(await chestManifest(), { screening: 0.1, general: 0.3, balanced: 0.5 }, 'general');
     const dir = await mkdtemp(path.join(tmpdir(), 'imagemedix-cal-'));
     try {
-      const command = 'npm run calibrate -- --model chest-xray --data /site/images';
-      await writeFile(siteCalibrationPath(dir, m.id), JSON.stringify(site(m, { command })));
+      // The file's own command is free text (here a folder naming a ward): never repeated.
+      const command = 'npm run calibrate -- --model chest-xray --data /srv/st-elsewhere-oncology/images';
+      await writeFile(siteCalibrationPath(dir, m.id), JSON.stringify(site(m, { command, data: { dir: '/site images', counts: { normal: 60 } } })));
       for (const wanted of [undefined, 'general']) {
         const c = resolveCalibration(m, readSiteCalibration(dir, m), wanted);
         // Not the site's 1.7 with a threshold fitted at the manifest's temperature.
         assert.deepEqual([c.source, c.operatingPoint, c.temperature, c.threshold], ['model', 'general', m.calibration.temperature, 0.3]);
         const notice = c.siteIgnored ?? '';
         assert.ok(notice.includes(siteCalibrationPath(dir, m.id)), notice || 'no notice');
-        assert.ok(notice.includes(command), notice);
+        assert.ok(notice.includes('(written 2026-12-01T00:00:00Z)'), notice);
+        assert.ok(notice.includes(`fitted on chest-xray ${m.version} (sha256 ${m.sha256.slice(0, 12)}...)`), notice);
+        assert.ok(notice.includes("`npm run calibrate -- --model chest-xray --data '/site images'`"), notice);
+        assert.ok(!notice.includes('st-elsewhere'), notice);
         assert.match(notice, /no operating point "general" \(it has screening, balanced\).*CHEST_OPERATING_POINT to one of screening, balanced/);
       }
       // A point the file has is the site's, and only the site's points are listed with its temperature.
@@ -189,6 +195,24 @@ describe('each operating point as served', { skip: skip['chest-xray'] }, () => {
     assert.match(notices[0]!.message, /chest-xray\.site\.json .*no operating point "general"/);
     assert.deepEqual(await calibrationNotices(dir, { calibrationDir: calDir, operatingPoints: { 'chest-xray': 'screening' } }), []);
     assert.match((await calibrationNotices(dir, { operatingPoints: { 'chest-xray': 'rule-out' } }))[0]!.message, /"rule-out" is not defined/);
+  });
+
+  it('the start-up warning of a site file without the point selected, as logged: its file, model, date and data folder, not its command', async () => {
+    const m = parseManifest(JSON.parse(await readFile(path.join(dir, 'chest-xray.json'), 'utf8')));
+    const file = siteCalibrationPath(calDir, m.id);
+    const command = 'npm run calibrate -- --model chest-xray --data /srv/st-elsewhere-oncology/images';
+    await writeFile(file, JSON.stringify(site(m, { command, data: { dir: '/srv/site images', counts: { normal: 60 } } })));
+    const captured = captureLog('info');
+    const t = await createTestApp('pglite', { log: captured.log, env: { MODELS_DIR: dir, CALIBRATION_DIR: calDir, CHEST_OPERATING_POINT: 'general' } });
+    await t.close();
+    const warnings = captured.entries().filter((e) => e.level === 40 && e.model === 'chest-xray');
+    assert.equal(warnings.length, 1, captured.text());
+    const msg = String(warnings[0]!.msg);
+    assert.match(msg, /no operating point "general"/);
+    for (const said of [file, '(written 2026-12-01T00:00:00Z)', `fitted on chest-xray ${m.version} (sha256 ${m.sha256.slice(0, 12)}...)`, "--data '/srv/site images'"]) {
+      assert.ok(msg.includes(said), `${said} missing from: ${msg}`);
+    }
+    assert.deepEqual(leakedMarkers(captured.text(), ['st-elsewhere']), [], 'the file\'s own command stays out of the log');
   });
 
   it('a site file fitted on another model file (chest 2.0.0 -> 2.1.0) is not used, and the start-up notice names both files and the command that refits it', async () => {

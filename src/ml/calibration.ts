@@ -96,14 +96,27 @@ export function siteCalibrationMismatch(dir: string | null | undefined, manifest
     recorded(model?.sha256, /^[0-9a-f]{12,64}$/),
   );
   const served = describeModelFile(manifest.id, manifest.version, manifest.sha256);
-  const date = recorded(raw.date, /^[\dTZ:.+-]{4,40}$/);
-  const dataDir = recorded(raw.data?.dir, /^[^\x00-\x1f\x7f]{1,4096}$/);
   return (
-    `site calibration ${file}${date ? ` (written ${date})` : ''} was fitted on ${fittedOn}, not on the model file served, ` +
+    `site calibration ${file}${writtenOn(raw)} was fitted on ${fittedOn}, not on the model file served, ` +
     `${served}, so ${manifest.id} is served with the model's own calibration (temperature ${manifest.calibration.temperature}), ` +
     `not the site's: a temperature and thresholds fitted to one network's outputs do not apply to another's. ` +
-    `Rerun the local validation with \`npm run calibrate -- --model ${manifest.id} --data ${dataDir ? shellWord(dataDir) : '<dir>'}\``
+    `Rerun the local validation with \`${refitCommand(manifest, raw)}\``
   );
+}
+
+/** ` (written <date>)`, when the file records a date as `npm run calibrate` writes it. */
+function writtenOn(raw: Partial<SiteCalibration>): string {
+  const date = recorded(raw.date, /^[\dTZ:.+-]{4,40}$/);
+  return date ? ` (written ${date})` : '';
+}
+
+/**
+ * The command that refits a site calibration on the images its file names: built from the data
+ * folder, never the file's own `command`, which is free text (it may name more than the folder).
+ */
+function refitCommand(manifest: ModelManifest, raw: Partial<SiteCalibration>): string {
+  const dataDir = recorded(raw.data?.dir, /^[^\x00-\x1f\x7f]{1,4096}$/);
+  return `npm run calibrate -- --model ${manifest.id} --data ${dataDir ? shellWord(dataDir) : '<dir>'}`;
 }
 
 /** The manifest's named points; a 1.0.0 chest manifest's single threshold becomes `screening`. */
@@ -133,7 +146,8 @@ export function defaultOperatingPoint(manifest: ModelManifest, points = manifest
  * it has that point, else with the manifest's. A site file without the point (one written
  * before the manifest gained it, e.g. chest 2.0.0's `general`) is not used for it: its
  * temperature with a manifest threshold fitted at another temperature would be neither
- * calibration. `siteIgnored` then says so, naming the file and the command that regenerates it.
+ * calibration. `siteIgnored` then says so, naming the file and the command that regenerates it
+ * (built from the file's data folder, as siteCalibrationMismatch's).
  * Throws CalibrationError naming the points there are when `wanted` is in neither.
  */
 export function resolveCalibration(
@@ -168,13 +182,15 @@ export function resolveCalibration(
   const threshold = point.rule === 'argmax' ? null : (point.threshold ?? null);
   let siteIgnored: string | null = null;
   if (site) {
-    const has = Object.keys(sitePoints);
-    const command = site.command ?? `npm run calibrate -- --model ${manifest.id} --data <dir with the site's labelled images>`;
+    // Said at start-up, so only what siteCalibrationMismatch says: the file, its model and date,
+    // the command built from its data folder, and the names of its points that look like names.
+    const has = Object.keys(sitePoints).filter((point) => recorded(point, /^[\w.-]{1,64}$/));
     siteIgnored =
-      `site calibration ${site.file ?? `${manifest.id}.site.json`} (written ${site.date}) has no operating point "${name}" ` +
+      `site calibration ${site.file ?? `${manifest.id}.site.json`}${writtenOn(site)}, fitted on ${describeModelFile(manifest.id, manifest.version, manifest.sha256)}, ` +
+      `has no operating point "${name}" ` +
       `(it has ${has.join(', ') || 'none'}), so ${manifest.id} serves "${name}" with the model's own calibration ` +
       `(temperature ${manifest.calibration.temperature}, threshold ${threshold ?? 'argmax'}), not the site's. ` +
-      `Regenerate the file with \`${command}\`` +
+      `Regenerate the file with \`${refitCommand(manifest, site)}\`` +
       (has.length ? `, or set CHEST_OPERATING_POINT to one of ${has.join(', ')} to serve the site's point` : '');
   }
   return {

@@ -14,6 +14,7 @@ import { PgDialect, type PgDatabase, type PgQueryResultHKT } from 'drizzle-orm/p
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import pg from 'pg';
+import { isDatabaseUnreachable } from './errors.js';
 import { listenOnServer } from './listen.js';
 import { trackServerWrites } from './server-writes.js';
 import { withNamedStatements } from './pglite-statements.js';
@@ -191,28 +192,41 @@ export interface OpenOptions {
   startupWaitMs?: number;
 }
 
-/** Connection failures that end when the server comes up, as opposed to a wrong URL or password. */
-const SERVER_NOT_UP = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', '57P03', '57P01', '08006', '08001']);
-
-function serverNotUp(err: unknown): boolean {
+/**
+ * A server that answered and refused this process: a wrong user or password (SQLSTATE class 28)
+ * or no such database (3D000). Waiting would not help, so start-up fails at once, saying which
+ * server and database (never the password) and what to correct.
+ */
+function refusedAtStart(err: unknown, connectionString: string): unknown {
   const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === 'string') return SERVER_NOT_UP.has(code);
-  return err instanceof Error && /Connection terminated|timeout expired/i.test(err.message);
+  if (!(err instanceof Error) || typeof code !== 'string' || !(code.startsWith('28') || code === '3D000')) return err;
+  let where = 'the PostgreSQL server';
+  try {
+    const url = new URL(connectionString);
+    where = `the PostgreSQL server at ${url.host || 'its default host'}, database ${decodeURIComponent(url.pathname.slice(1)) || '(the user\'s)'},`;
+  } catch {
+    // Not a URL (a key=value string): the server's own message names the user or database.
+  }
+  const fix = code === '3D000' ? 'create the database, or correct its name in the database URL (DATABASE_URL)' : "correct the user or password in the database URL (DATABASE_URL), or the server's pg_hba.conf";
+  return Object.assign(new Error(`${where} refused the connection: ${err.message} (SQLSTATE ${code}); ${fix}`, { cause: err }), { code });
 }
 
 /**
  * Waits, with backoff, until the server answers: a worker or API process started beside a
  * PostgreSQL that is still starting (a host boot, a compose file, a server restart) comes up
- * with it instead of exiting. Any other error (authentication, unknown database) fails at once.
+ * with it instead of exiting. It waits on what a request answers 503 for (isDatabaseUnreachable:
+ * the server down, starting, shutting down or out of connections); any other error
+ * (authentication, unknown database) fails at once.
  */
-async function serverAccepting(pool: pg.Pool, waitMs: number): Promise<void> {
+async function serverAccepting(pool: pg.Pool, connectionString: string, waitMs: number): Promise<void> {
   const deadline = Date.now() + waitMs;
   for (let delay = 100; ; delay = Math.min(delay * 2, 2_000)) {
     try {
       await pool.query('select 1');
       return;
     } catch (err) {
-      if (!serverNotUp(err) || Date.now() + delay > deadline) throw err;
+      if (!isDatabaseUnreachable(err)) throw refusedAtStart(err, connectionString);
+      if (Date.now() + delay > deadline) throw err;
       await new Promise((r) => setTimeout(r, delay));
     }
   }
@@ -223,7 +237,7 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
     const connectionString = opts.databaseUrl;
     const preparedStatements = opts.preparedStatements ?? true;
     const pool = serverPool({ connectionString, max: opts.poolSize ?? 10, preparedStatements });
-    await serverAccepting(pool, opts.startupWaitMs ?? 60_000);
+    await serverAccepting(pool, connectionString, opts.startupWaitMs ?? 60_000);
     await withAdvisoryLock(connectionString, () => migratePg(drizzlePg(pool), { migrationsFolder: MIGRATIONS }));
     // Everything after the migrations goes through a pool whose writes move the write
     // generation, and the NOTIFY of any other process's change moves it too.

@@ -1,7 +1,8 @@
 /**
  * A process started while its PostgreSQL server is not accepting connections yet (a host
  * boot, a compose file, a server restart) waits for it instead of exiting; one pointed at a
- * server that never comes gives up after its wait, with the connection error.
+ * server that never comes gives up after its wait, with the connection error. One that refuses the
+ * login (a wrong password, no such database) fails at once, saying what to correct.
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -60,3 +61,64 @@ test('start-up gives up on a server that never comes, after its wait, with the c
   const waited = Date.now() - started;
   assert.ok(waited >= 400 && waited < 5_000, `waited ${waited} ms`);
 });
+
+/**
+ * A stand-in PostgreSQL server that answers every connection's startup message with the error
+ * `code` (as a real server refuses a login, or says it is starting), counting the connections.
+ */
+async function refusingServer(code: string, message: string): Promise<{ url: string; connections: () => number; close: () => Promise<void> }> {
+  let connections = 0;
+  const field = (type: string, value: string) => Buffer.concat([Buffer.from(type), Buffer.from(value), Buffer.from([0])]);
+  const body = Buffer.concat([field('S', 'FATAL'), field('V', 'FATAL'), field('C', code), field('M', message), Buffer.from([0])]);
+  const length = Buffer.alloc(4);
+  length.writeInt32BE(body.length + 4);
+  const errorResponse = Buffer.concat([Buffer.from('E'), length, body]);
+  const server = net.createServer((socket) => {
+    connections++;
+    socket.on('error', () => undefined);
+    socket.once('data', () => socket.end(errorResponse));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    url: `postgres://imagemedix:s3cret-pw@127.0.0.1:${port}/imagemedix_site`,
+    connections: () => connections,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+for (const [code, serverMessage, fix] of [
+  ['28P01', 'password authentication failed for user "imagemedix"', /correct the user or password in the database URL \(DATABASE_URL\)/],
+  ['3D000', 'database "imagemedix_site" does not exist', /create the database, or correct its name in the database URL \(DATABASE_URL\)/],
+] as const) {
+  test(`start-up fails at once, without waiting, on a server that refuses the login (${code}), saying what to correct`, async () => {
+    const server = await refusingServer(code, serverMessage);
+    const started = Date.now();
+    try {
+      await assert.rejects(openDatabase({ databaseUrl: server.url, dataDir: null, startupWaitMs: 20_000 }), (err: Error & { code?: string }) => {
+        assert.equal(err.code, code);
+        assert.ok(err.message.includes(`the PostgreSQL server at ${new URL(server.url).host}, database imagemedix_site, refused the connection: ${serverMessage}`), err.message);
+        assert.match(err.message, fix);
+        assert.ok(!err.message.includes('s3cret-pw'), 'the password stays out of the message');
+        return true;
+      });
+      assert.equal(server.connections(), 1, 'tried again');
+      assert.ok(Date.now() - started < 5_000, `took ${Date.now() - started} ms`);
+    } finally {
+      await server.close();
+    }
+  });
+}
+
+// What a request answers 503 for (isDatabaseUnreachable), start-up waits on: starting up, too many connections.
+for (const code of ['57P03', '53300']) {
+  test(`start-up waits on a server that answers ${code}, as a request answers 503 for it, and gives up after its wait`, async () => {
+    const server = await refusingServer(code, code === '57P03' ? 'the database system is starting up' : 'sorry, too many clients already');
+    try {
+      await assert.rejects(openDatabase({ databaseUrl: server.url, dataDir: null, startupWaitMs: 800 }), (err: NodeJS.ErrnoException) => err.code === code);
+      assert.ok(server.connections() >= 3, `${server.connections()} connections: it did not wait`);
+    } finally {
+      await server.close();
+    }
+  });
+}

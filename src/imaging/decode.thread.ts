@@ -6,6 +6,7 @@ import { decodeModalityPixels, type ModalityPixels } from './dicom/modality.js';
 import { checkImage, decodeDisplayPixels, decodeUpload, type CheckedImage, type DecodedImage } from './index.js';
 import { describeThrown, ImageDecodeError, type ImageDecodeErrorCode } from './errors.js';
 import type { RawImage } from './pixels.js';
+import type { ImageKind } from './sniff.js';
 
 export interface DecodeTask {
   bytes: Uint8Array;
@@ -14,6 +15,8 @@ export interface DecodeTask {
   thumbnailPx?: number;
   /** With 'display': also the display image's pixels. */
   withPixels?: boolean;
+  /** With 'check': what the caller sniffed the bytes as (not sniffed again). */
+  kind?: ImageKind;
   /**
    * 'display' (default): the upload's PNG; 'check': the file decoded whole, nothing encoded or
    * returned but its size; 'pixels': the display image's pixels, no PNG; 'modality': a DICOM's
@@ -38,7 +41,7 @@ export default async function decodeInThread(task: DecodeTask): Promise<DecodeTa
       case 'modality':
         return { ok: true, modality: await decodeModalityPixels(bytes, { maxPixels }) };
       case 'check':
-        return { ok: true, checked: await checkImage(bytes, { maxPixels }) };
+        return { ok: true, checked: await checkImage(bytes, { maxPixels, kind: task.kind }) };
       case 'pixels':
         return { ok: true, pixels: await decodeDisplayPixels(bytes, { maxPixels }) };
       case 'display':

@@ -18,7 +18,7 @@ import type { DecodeTask, DecodeTaskResult } from './decode.thread.js';
 import type { ModalityPixels } from './dicom/modality.js';
 import { ImageDecodeError } from './errors.js';
 import { checkImage, decodeDisplayPixels, type CheckedImage, type DecodedImage } from './index.js';
-import { sniffImageKind } from './sniff.js';
+import { sniffImageKind, type ImageKind } from './sniff.js';
 import type { RawImage } from './pixels.js';
 import { siblingModuleUrl } from '../platform/threads.js';
 
@@ -31,9 +31,10 @@ export interface ImageDecoder {
   decode(bytes: Buffer, opts: { maxPixels: number; thumbnailPx?: number; handOver?: boolean; withPixels?: boolean }): Promise<DecodedImage>;
   /**
    * The whole file decoded to check it (a truncated or damaged one fails as `decode` fails), and
-   * nothing encoded or kept: an upload's check (src/imaging checkImage). `handOver` as for decode.
+   * nothing encoded or kept: an upload's check (src/imaging checkImage). `kind` is what the upload
+   * was sniffed as (sniffImageKind), not sniffed again. `handOver` as for decode.
    */
-  check(bytes: Buffer, opts: { maxPixels: number; handOver?: boolean }): Promise<CheckedImage>;
+  check(bytes: Buffer, opts: { maxPixels: number; kind: ImageKind; handOver?: boolean }): Promise<CheckedImage>;
   /** The display image's pixels, no PNG encoded: the analysis of a JPEG or PNG original. */
   pixels(bytes: Buffer, opts: { maxPixels: number; handOver?: boolean }): Promise<RawImage>;
   /** A DICOM image's pixel values in modality units, for window/level in the viewer. */
@@ -104,9 +105,9 @@ export function createImageDecoder({ timeoutMs, threads, onInternalError }: Imag
       const asBuffer = (a: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
       return { ...image, png: asBuffer(image.png), ...(image.thumbnail ? { thumbnail: asBuffer(image.thumbnail) } : {}) };
     },
-    async check(bytes, { maxPixels, handOver = false }) {
-      if (isRaster(bytes)) return checkImage(bytes, { maxPixels });
-      const outcome = await run({ bytes: movable(bytes, handOver), maxPixels, mode: 'check' });
+    async check(bytes, { maxPixels, kind, handOver = false }) {
+      if (kind !== 'dicom') return checkImage(bytes, { maxPixels, kind });
+      const outcome = await run({ bytes: movable(bytes, handOver), maxPixels, kind, mode: 'check' });
       if (!('checked' in outcome)) throw new Error('decoder thread answered the wrong task');
       return outcome.checked;
     },

@@ -51,13 +51,14 @@ export interface CheckedImage {
 /**
  * An upload's file decoded whole to check it, and nothing encoded or kept: its display image
  * and thumbnail are rendered later, from the stored original, by whoever needs them first
- * (src/scans/renditions.ts). Fails as decodeUpload fails, with the same messages.
+ * (src/scans/renditions.ts). Fails as decodeUpload fails, with the same messages. `kind` is what
+ * the caller sniffed the bytes as (an upload is sniffed once, as it arrives); sniffed here without.
  */
-export async function checkImage(bytes: Buffer, opts: Pick<DecodeOptions, 'maxPixels'> = {}): Promise<CheckedImage> {
+export async function checkImage(bytes: Buffer, opts: Pick<DecodeOptions, 'maxPixels'> & { kind?: ImageKind } = {}): Promise<CheckedImage> {
   const maxPixels = checkedMaxPixels(opts);
-  const kind = knownKind(bytes);
+  const kind = opts.kind ?? knownKind(bytes);
   if (kind === 'jpeg' || kind === 'png') return { kind, ...(await checkRaster(bytes, kind, maxPixels)) };
-  const { pixels, dicom } = await decodeForDisplay(bytes, opts);
+  const { pixels, dicom } = await decodeForDisplay(bytes, opts, kind);
   return { kind, width: pixels.width, height: pixels.height, ...(dicom ? { dicom } : {}) };
 }
 
@@ -95,9 +96,8 @@ function knownKind(bytes: Buffer): ImageKind {
   return kind;
 }
 
-async function decodeForDisplay(bytes: Buffer, opts: DecodeOptions): Promise<{ kind: ImageKind; pixels: RawImage; dicom?: DicomInfo }> {
+async function decodeForDisplay(bytes: Buffer, opts: DecodeOptions, kind = knownKind(bytes)): Promise<{ kind: ImageKind; pixels: RawImage; dicom?: DicomInfo }> {
   const maxPixels = checkedMaxPixels(opts);
-  const kind = knownKind(bytes);
   if (kind === 'jpeg' || kind === 'png') {
     return { kind, pixels: await decodeRaster(bytes, kind, maxPixels) };
   }

@@ -8,6 +8,7 @@ import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test
 import { gliomaOutput } from '../../test/helpers/analyzer-output.js';
 import { databaseKinds } from '../../test/helpers/db.js';
 import { analyses, reports, scans } from '../platform/db/schema.js';
+import { syntheticImage } from '../imaging/testing/dicom-writer.js';
 import { pngPixels } from '../imaging/testing/png.js';
 import { scanFileKey } from './stored-files.js';
 import {
@@ -73,6 +74,27 @@ for (const kind of await databaseKinds()) {
       t.app.inject({ method, url, headers: user?.auth ?? {}, ...(payload ? { payload } : {}) });
 
     describe('upload', () => {
+      test('an upload is sniffed once: the whole-file check is told its kind (JPEG, PNG, deflated DICOM) and answers that kind', async () => {
+        const deflated = syntheticImage({ rows: 64, columns: 64, values: new Uint16Array(64 * 64).map((_, i) => i & 0xfff), transferSyntaxUid: '1.2.840.10008.1.2.1.99' });
+        const check = t.ctx.imaging.check.bind(t.ctx.imaging);
+        const told: string[] = [];
+        t.ctx.imaging.check = async (bytes, opts) => {
+          told.push(opts.kind);
+          const checked = await check(bytes, opts);
+          assert.equal(checked.kind, opts.kind);
+          return checked;
+        };
+        try {
+          for (const [data, filename] of [[JPEG, 'scan.jpg'], [CHEST_PNG, 'scan.png'], [deflated, 'scan.dcm']] as const) {
+            const res = await upload(doctorA, { data, filename, fields: newPatientFields() });
+            assert.equal(res.statusCode, 201, res.body);
+          }
+        } finally {
+          t.ctx.imaging.check = check;
+        }
+        assert.deepEqual(told, ['jpeg', 'png', 'dicom']);
+      });
+
       test('a JPEG for a new patient creates the patient, assigned to the uploader, and stores its original alone', async () => {
         const fields = newPatientFields({ scanDate: '2025-05-01T15:30:00.000Z' });
         const res = await upload(doctorA, { data: JPEG, fields });

@@ -182,23 +182,24 @@ const HEADER_PREFIX_LIMIT = 16 * 1024 * 1024;
 async function checkUpload(deps: ScanDeps, upload: UploadedImage): Promise<CheckedUpload> {
   try {
     if (upload.stored) return await checkStreamedUpload(deps, upload, upload.stored);
-    return await checkWholeFile(deps, upload.head);
+    // Sniffed once: what it is decides every check that follows (a streamed upload's was, in upload.ts).
+    const kind = sniffImageKind(upload.head);
+    if (kind === null) throw new ImageDecodeError('unsupported_type', 'The file is not a JPEG, PNG or DICOM image.');
+    return await checkWholeFile(deps, upload.head, kind);
   } catch (err) {
     if (err instanceof ImageDecodeError) throw decodeErrorToAppError(err);
     throw err;
   }
 }
 
-async function checkWholeFile(deps: ScanDeps, bytes: Buffer): Promise<CheckedUpload> {
+async function checkWholeFile(deps: ScanDeps, bytes: Buffer, kind: ImageKind): Promise<CheckedUpload> {
   const maxPixels = deps.config.maxImagePixels;
-  const kind = sniffImageKind(bytes);
-  if (kind === null) throw new ImageDecodeError('unsupported_type', 'The file is not a JPEG, PNG or DICOM image.');
   if (kind === 'dicom') {
     const inspected = inspectDicomHeader(() => inspectDicom(bytes, { maxPixels }));
     if (inspected !== 'deflated') return { kind, width: inspected.width, height: inspected.height, dicom: inspected.info };
   }
   // Not handed over: the same bytes are stored as the original once checked.
-  const checked = await deps.imaging.check(bytes, { maxPixels });
+  const checked = await deps.imaging.check(bytes, { maxPixels, kind });
   return { kind: checked.kind, width: checked.width, height: checked.height, dicom: checked.dicom ?? null };
 }
 
@@ -216,7 +217,7 @@ async function checkStreamedUpload(deps: ScanDeps, upload: UploadedImage, stored
   const { kind, key } = stored;
   for (let prefix = upload.head; ; ) {
     // All of a file that turned out small enough is checked as one kept in memory.
-    if (prefix.length >= upload.size) return checkWholeFile(deps, prefix);
+    if (prefix.length >= upload.size) return checkWholeFile(deps, prefix, kind);
     const atLimit = prefix.length >= HEADER_PREFIX_LIMIT;
     if (kind === 'dicom') {
       const inspected = inspectDicomHeader(() => inspectDicomHead(prefix, upload.size, { maxPixels }));

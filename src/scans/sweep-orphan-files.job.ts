@@ -9,20 +9,18 @@
  * lower-case as the server makes it) whose file nothing wrote to for ORPHAN_FILE_AGE_HOURS are
  * candidates, and one goes only when the database answered that its scan id has no row: a query
  * that fails fails the job (retried), removing nothing. The age is far beyond any upload's time
- * between storing its file and its commit. Scheduled like the partial-upload sweep: one job per
- * interval whatever the number of processes asking; two sweeps at once remove each file once.
+ * between storing its file and its commit. Scheduled by scheduleSweeps (sweeps.ts), like the
+ * partial-upload sweep: one job per interval; two sweeps at once remove each file once.
  */
-import { Type } from '@sinclair/typebox';
 import type { Db } from '../platform/db/index.js';
 import { isUuid } from '../platform/ids.js';
 import type { JobDefinition } from '../platform/queue/index.js';
 import type { Storage } from '../platform/storage/index.js';
 import { existingScanIds } from './repository.js';
 import { SCAN_FILE_FOLDERS, scanFileKey } from './stored-files.js';
+import { sweepJob, type SweepPayloadSchema } from './sweeps.js';
 
 export const SWEEP_ORPHAN_FILES_JOB = 'storage.sweep-orphan-files';
-
-export const SweepOrphanFilesPayloadSchema = Type.Object({});
 
 /** Scan ids per database query. */
 const IDS_PER_QUERY = 500;
@@ -42,17 +40,13 @@ export function sweepOrphanFilesJob(deps: {
   /** Files written to less than this long ago may belong to an upload whose commit is coming: kept. */
   ageHours: number;
   now?: () => number;
-}): JobDefinition<typeof SweepOrphanFilesPayloadSchema> {
-  const now = deps.now ?? Date.now;
-  return {
+}): JobDefinition<typeof SweepPayloadSchema> {
+  return sweepJob({
     name: SWEEP_ORPHAN_FILES_JOB,
-    payload: SweepOrphanFilesPayloadSchema,
-    retryLimit: 2,
-    retryDelaySeconds: 60,
-    retryBackoff: true,
-    expireInSeconds: 15 * 60,
-    async handler(_data, { log }) {
-      const olderThan = new Date(now() - deps.ageHours * 3_600_000);
+    ageMs: deps.ageHours * 3_600_000,
+    now: deps.now,
+    swept: 'files without a scan swept',
+    async sweep(olderThan, log) {
       let removed = 0;
       for (const folder of SCAN_FILE_FOLDERS) {
         const keysByScan = new Map<string, string[]>();
@@ -75,7 +69,7 @@ export function sweepOrphanFilesJob(deps: {
           }
         }
       }
-      log.info({ removed, olderThan: olderThan.toISOString() }, 'files without a scan swept');
+      return removed;
     },
-  };
+  });
 }

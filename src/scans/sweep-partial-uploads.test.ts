@@ -14,7 +14,8 @@ import { databaseKinds, openTestDatabase } from '../../test/helpers/db.js';
 import { openQueue } from '../platform/queue/index.js';
 import { createLocalStorage, createS3Storage, type Storage } from '../platform/storage/index.js';
 import { PARTIAL_FOLDER } from '../platform/storage/local.js';
-import { scheduleSweeps, sweepPartialUploadsJob } from './sweep-partial-uploads.job.js';
+import { sweepPartialUploadsJob } from './sweep-partial-uploads.job.js';
+import { scheduleSweeps } from './sweeps.js';
 
 const log = pino({ level: 'silent' });
 const MINUTE = 60_000;

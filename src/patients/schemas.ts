@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { IsoDateTime, Line, Nullable, PageQuery, Text } from '../platform/http/schemas.js';
+import { DateOrDateTime, IsoDateTime, Line, Nullable, PageQuery, Text } from '../platform/http/schemas.js';
 
 const PatientStatusSchema = Type.Union([Type.Literal('active'), Type.Literal('inactive'), Type.Literal('archived')]);
 const GenderSchema = Type.Union([
@@ -9,11 +9,6 @@ const GenderSchema = Type.Union([
   Type.Literal('unknown'),
 ]);
 
-/** A calendar date ("1992-08-22") or an ISO timestamp whose date part is used. */
-const DateInput = Type.String({
-  pattern: '^\\d{4}-\\d{2}-\\d{2}(T[0-9:.]+(Z|[+-]\\d{2}:?\\d{2})?)?$',
-  description: 'YYYY-MM-DD or ISO 8601 date-time',
-});
 const DateTimeInput = Type.String({ format: 'date-time', description: 'ISO 8601 date-time' });
 
 const ContactSchema = Type.Object(
@@ -46,7 +41,7 @@ export const CreatePatientBodySchema = Type.Object(
   {
     patientId: PatientIdString,
     name: Line({ maxLength: 200 }),
-    dateOfBirth: Type.Optional(Nullable(DateInput)),
+    dateOfBirth: Type.Optional(Nullable(DateOrDateTime)),
     gender: Type.Optional(Nullable(GenderSchema)),
     contact: Type.Optional(ContactSchema),
     status: Type.Optional(PatientStatusSchema),
@@ -61,7 +56,7 @@ export const UpdatePatientBodySchema = Type.Object(
   {
     patientId: Type.Optional(PatientIdString),
     name: Type.Optional(Line({ maxLength: 200 })),
-    dateOfBirth: Type.Optional(Nullable(DateInput)),
+    dateOfBirth: Type.Optional(Nullable(DateOrDateTime)),
     gender: Type.Optional(Nullable(GenderSchema)),
     contact: Type.Optional(ContactPatchSchema),
     status: Type.Optional(PatientStatusSchema),
@@ -86,7 +81,7 @@ export const MedicalHistoryBodySchema = Type.Object(
     condition: Line({ maxLength: 500 }),
     diagnosis: Type.Optional(Type.String({ maxLength: 2000 })),
     treatment: Type.Optional(Type.String({ maxLength: 2000 })),
-    date: Type.Optional(DateInput),
+    date: Type.Optional(DateOrDateTime),
   },
   { additionalProperties: false },
 );

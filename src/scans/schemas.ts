@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { IsoDateTime, Nullable, PageQuery, Text } from '../platform/http/schemas.js';
+import { DateOrDateTime, IsoDateTime, Nullable, PageQuery, Text } from '../platform/http/schemas.js';
 import { ResultSchema, ReviewedFindingSchema, SCAN_TYPE_IDS, ScanTypeSchema, scanTypeSpec } from '../scan-types/index.js';
 
 const ScanStatusSchema = Type.Union([
@@ -8,12 +8,6 @@ const ScanStatusSchema = Type.Union([
   Type.Literal('completed'),
   Type.Literal('failed'),
 ]);
-
-/** A calendar date ("2025-05-01") or an ISO 8601 date-time. */
-const DateOrDateTime = Type.String({
-  pattern: '^\\d{4}-\\d{2}-\\d{2}(T[0-9:.]+(Z|[+-]\\d{2}:?\\d{2})?)?$',
-  description: 'YYYY-MM-DD or ISO 8601 date-time',
-});
 
 export const ListScansQuerySchema = Type.Object(
   {

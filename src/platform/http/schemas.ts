@@ -44,5 +44,11 @@ export const PageQuery = {
 
 export const IsoDateTime = Type.String({ format: 'date-time' });
 
+/** A calendar date ("2025-05-01") or an ISO 8601 date-time (whose date part a date field uses). */
+export const DateOrDateTime = Type.String({
+  pattern: '^\\d{4}-\\d{2}-\\d{2}(T[0-9:.]+(Z|[+-]\\d{2}:?\\d{2})?)?$',
+  description: 'YYYY-MM-DD or ISO 8601 date-time',
+});
+
 export const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 

@@ -60,7 +60,8 @@ interface AnalyzeContext {
 export interface Analyzer {
   /**
    * scanType null: decide it from the DICOM header or the image (src/ml/routing.ts). The image
-   * is the display PNG, or its pixels: a JPEG or PNG original's, or a render's this worker just made.
+   * is the display PNG, a render's pixels this worker just made, or a JPEG or PNG original, whose
+   * pixels the analyzer decodes.
    */
   analyze(
     scanType: ScanType | null,

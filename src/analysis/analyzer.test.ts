@@ -4,15 +4,16 @@
  * same as the analysis of that display image's PNG gave before.
  */
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { createOnnxAnalyzer } from './analyzer.js';
-import { decodeUpload } from '../imaging/index.js';
+import { decodeDisplayPixels, decodeUpload } from '../imaging/index.js';
 import { dicomFixture, imageFixture } from '../imaging/testing/paths.js';
 import { REPO_ROOT } from '../platform/config.js';
+import { PermanentJobError } from '../platform/queue/index.js';
 import type { ScanType } from '../scan-types/index.js';
 
 describe('analysis from decoded pixels', () => {
@@ -45,6 +46,41 @@ describe('analysis from decoded pixels', () => {
       assert.equal(pixels.data.length, pixels.width * pixels.height * pixels.channels);
     });
   }
+});
+
+describe('analysis of a JPEG or PNG original, decoded in the analyzer thread', () => {
+  const analyzer = createOnnxAnalyzer({ modelsDir: path.join(REPO_ROOT, 'models'), threads: 1 });
+  after(() => analyzer.close());
+  const noStage = async () => {};
+
+  it('gives the outcome of the analysis of its decoded pixels', { timeout: 60_000 }, async () => {
+    const rotated = await sharp(imageFixture('chest-normal-1.jpeg')).jpeg().withMetadata({ orientation: 3 }).toBuffer();
+    const cases: [Buffer, ScanType | null][] = [
+      [imageFixture('brain-glioma-1.jpg'), 'brain-mri'],
+      [imageFixture('chest-bacterial-1.jpeg'), null],
+      [rotated, 'chest-xray'],
+      [imageFixture('chest-normal-1.png'), 'chest-xray'],
+    ];
+    for (const [file, scanType] of cases) {
+      const pixels = await decodeDisplayPixels(file);
+      const fromPixels = await analyzer.analyze(scanType, { pixels }, noStage);
+      const fromOriginal = await analyzer.analyze(scanType, { original: file }, noStage);
+      assert.deepEqual(fromOriginal, fromPixels);
+    }
+  });
+
+  it('fails for good, saying why, when the original cannot be decoded', { timeout: 60_000 }, async () => {
+    const truncated = readFileSync(path.join(REPO_ROOT, 'test/fixtures/hostile/truncated.jpg'));
+    const why = await decodeDisplayPixels(truncated).then(
+      () => assert.fail('decoded'),
+      (err: Error) => err.message,
+    );
+    await assert.rejects(analyzer.analyze('brain-mri', { original: truncated }, noStage), (err: Error) => {
+      assert.ok(err instanceof PermanentJobError);
+      assert.equal(err.message, `The image could not be decoded: ${why}`);
+      return true;
+    });
+  });
 });
 
 describe('analyzer warm-up', () => {

@@ -7,6 +7,9 @@
 import type { MessagePort } from 'node:worker_threads';
 
 import type { DicomInfo } from '../imaging/dicom/info.js';
+import { ImageDecodeError } from '../imaging/errors.js';
+import { decodeOriginalPixels } from '../imaging/index.js';
+import { warmUpJpegDecoder } from '../imaging/jpeg.js';
 import type { RawImage } from '../imaging/pixels.js';
 import { analyzeScan } from '../ml/inference.js';
 import { ModelRegistry, type ModelTask } from '../ml/registry.js';
@@ -22,8 +25,8 @@ export interface AnalysisTask {
   /** Null: decide it from the DICOM header or the image. */
   scanType: ModelTask | null;
   dicom: Pick<DicomInfo, 'modality' | 'bodyPartExamined'> | null;
-  /** The display PNG, or its pixels (a render this worker just made). */
-  image: { png: Uint8Array } | { pixels: RawImage };
+  /** The display PNG, its pixels (a render this worker just made), or a JPEG or PNG original to decode here. */
+  image: { png: Uint8Array } | { pixels: RawImage } | { original: Uint8Array };
   maxPixels?: number;
   /** Receives each stage's name as it starts. */
   progress: MessagePort;
@@ -55,16 +58,24 @@ function registryFor(task: RegistryOptions): Promise<ModelRegistry> {
   return registry;
 }
 
-/** Loads the models into this thread ahead of its first analysis (run once per thread). */
+/** Loads the models and the JPEG decoder into this thread ahead of its first analysis (run once per thread). */
 export async function warmUp(task: RegistryOptions): Promise<void> {
-  await registryFor(task);
+  await Promise.all([registryFor(task), warmUpJpegDecoder()]);
 }
 
 export default async function analyzeInThread(task: AnalysisTask): Promise<AnalysisTaskResult> {
   try {
     const registry = await registryFor(task);
     const { image: given } = task;
-    const image = 'png' in given ? Buffer.from(given.png.buffer, given.png.byteOffset, given.png.byteLength) : given.pixels;
+    const asBuffer = (a: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+    // An original is decoded here, in the thread that analyses it: one trip to the pool, and
+    // the pixels stay on this thread (src/imaging/jpeg.ts for why not through sharp).
+    const image =
+      'png' in given
+        ? asBuffer(given.png)
+        : 'pixels' in given
+          ? given.pixels
+          : await decodeOriginalPixels(asBuffer(given.original), { maxPixels: task.maxPixels });
     const analysis = await analyzeScan(registry, image, {
       scanType: task.scanType,
       dicom: task.dicom,
@@ -92,6 +103,9 @@ export default async function analyzeInThread(task: AnalysisTask): Promise<Analy
   } catch (err) {
     // A missing model or an undecodable image will not get better on a retry.
     if (err instanceof PermanentAnalysisError) return { ok: false, permanent: true, message: err.message };
+    // An original that cannot be decoded fails as the worker's own decode of it did (a time-out
+    // on a busy machine is tried again).
+    if (err instanceof ImageDecodeError) return { ok: false, permanent: !err.transient, message: `The image could not be decoded: ${err.message}` };
     return { ok: false, permanent: false, message: err instanceof Error ? err.message : String(err) };
   } finally {
     task.progress.close();

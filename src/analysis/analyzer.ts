@@ -1,9 +1,10 @@
 /**
  * The analysis job's view of src/ml: a pool of worker threads, each holding the ONNX sessions,
- * that turns a scan's display image (its PNG, or its pixels when the worker has just rendered
- * it) into what is stored (result JSON, heatmap PNG, hot region) or a refusal. The event loop
- * only passes messages, so the API stays responsive while a worker in the same process
- * analyses; the pool has as many threads as analyses run at once.
+ * that turns a scan's display image (its PNG, its pixels when the worker has just rendered it,
+ * or the JPEG or PNG original they are decoded from, in the thread) into what is stored
+ * (result JSON, heatmap PNG, hot region) or a refusal. The event loop only passes messages,
+ * so the API stays responsive while a worker in the same process analyses; the pool has as
+ * many threads as analyses run at once.
  */
 import { MessageChannel } from 'node:worker_threads';
 
@@ -64,8 +65,9 @@ export function createOnnxAnalyzer({
       });
       // A copy the thread may own: moved to it, not cloned on this event loop. (The pixels of a
       // render may be shared with another reader of that render: they are copied too.)
-      const bytes = new Uint8Array('png' in image ? image.png : image.pixels.data);
-      const input: AnalysisTask['image'] = 'png' in image ? { png: bytes } : { pixels: { ...image.pixels, data: bytes } };
+      const bytes = new Uint8Array('png' in image ? image.png : 'original' in image ? image.original : image.pixels.data);
+      const input: AnalysisTask['image'] =
+        'png' in image ? { png: bytes } : 'original' in image ? { original: bytes } : { pixels: { ...image.pixels, data: bytes } };
       let outcome: AnalysisTaskResult;
       try {
         // The default export answers an analysis task (the warm-up, below, is the named one).

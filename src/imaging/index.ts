@@ -7,6 +7,7 @@ import { readDisplayAttributes, renderForDisplay } from './dicom/render.js';
 import type { DicomInfo } from './dicom/info.js';
 import { ImageDecodeError } from './errors.js';
 import { encodePng, thumbnailPng, type RawImage } from './pixels.js';
+import { decodePlainJpeg } from './jpeg.js';
 import { checkRaster, decodeRaster } from './raster.js';
 import { sniffImageKind, type ImageKind } from './sniff.js';
 
@@ -65,6 +66,19 @@ export async function checkImage(bytes: Buffer, opts: Pick<DecodeOptions, 'maxPi
 /** The display image's pixels, without encoding a PNG of them: what the analysis starts from. */
 export async function decodeDisplayPixels(bytes: Buffer, opts: Pick<DecodeOptions, 'maxPixels'> = {}): Promise<RawImage> {
   return (await decodeForDisplay(bytes, opts)).pixels;
+}
+
+/**
+ * decodeDisplayPixels for a JPEG or PNG original in an analyzer thread: the same pixels, a
+ * plain JPEG decoded on this thread (src/imaging/jpeg.ts) instead of through sharp, whose
+ * pipeline costs several times the decode at these sizes.
+ */
+export async function decodeOriginalPixels(bytes: Buffer, opts: Pick<DecodeOptions, 'maxPixels'> = {}): Promise<RawImage> {
+  if (sniffImageKind(bytes) === 'jpeg') {
+    const pixels = await decodePlainJpeg(bytes, checkedMaxPixels(opts));
+    if (pixels) return pixels;
+  }
+  return decodeDisplayPixels(bytes, opts);
 }
 
 /** The file decoded once; the PNG and the thumbnail are both encoded from its pixels. */

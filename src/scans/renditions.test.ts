@@ -16,6 +16,7 @@ import { gliomaOutput } from '../../test/helpers/analyzer-output.js';
 import { createOnnxAnalyzer } from '../analysis/analyzer.js';
 import { REPO_ROOT } from '../platform/config.js';
 import { ImageDecodeError } from '../imaging/errors.js';
+import { decodeOriginalPixels } from '../imaging/index.js';
 import { writeDicom } from '../imaging/testing/dicom-writer.js';
 import { pngPixels } from '../imaging/testing/png.js';
 import { createScanRenditions, type ScanImage } from './renditions.js';
@@ -297,7 +298,7 @@ describe('JPEG and PNG uploads: the original alone at upload, renditions on firs
     assert.equal(await allFiles(), filesBefore);
   });
 
-  test('the analysis of a JPEG upload gets the pixels of its original, those of its display image, and stores no rendition', async () => {
+  test('the analysis of a JPEG upload gets its original to decode in the analyzer, the pixels of its display image, and stores no rendition', async () => {
     const scan = await upload(JPEG);
     let seen: ScanImage | undefined;
     const decode = t.ctx.imaging.decode.bind(t.ctx.imaging);
@@ -316,14 +317,17 @@ describe('JPEG and PNG uploads: the original alone at upload, renditions on firs
     } finally {
       Object.assign(t.ctx.imaging, { decode, pixels });
     }
-    assert.deepEqual(calls, ['pixels'], 'the original decoded once, to pixels, and no PNG encoded');
-    assert.ok(seen && 'pixels' in seen);
+    assert.deepEqual(calls, [], 'nothing decoded on the worker\'s event loop, no PNG encoded');
+    assert.ok(seen && 'original' in seen);
+    assert.ok(seen.original.equals(JPEG), 'the original as uploaded');
     assert.deepEqual((await filesOf(scan._id)).filter((f) => !f.startsWith('heatmap-')), ['original.jpg'], 'no rendition stored by the analysis');
     const detail = (await t.app.inject({ url: `/api/scans/${scan._id}`, headers: doctor.auth })).json();
     assert.equal(detail.status, 'completed');
     const shown = await pngPixels((await t.app.inject({ url: localPath(detail.imageUrl) })).rawPayload);
-    assert.deepEqual([seen.pixels.width, seen.pixels.height, seen.pixels.channels], [shown.width, shown.height, shown.channels]);
-    assert.ok(Buffer.from(seen.pixels.data).equals(shown.data), 'the model saw what the display image shows');
+    // What the analyzer's thread decodes from it.
+    const decoded = await decodeOriginalPixels(seen.original, { maxPixels: t.ctx.config.maxImagePixels });
+    assert.deepEqual([decoded.width, decoded.height, decoded.channels], [shown.width, shown.height, shown.channels]);
+    assert.ok(Buffer.from(decoded.data).equals(shown.data), 'the model saw what the display image shows');
   });
 
   test('an image served from a JPEG whose EXIF names the patient carries none of it', async () => {
@@ -362,12 +366,15 @@ describe('the model answers the same from a JPEG or PNG original\'s pixels as fr
     try {
       const maxPixels = t.ctx.config.maxImagePixels;
       for (const [scanType, data] of [['brain-mri', JPEG], ['chest-xray', CHEST_PNG]] as const) {
-        // Before: the display PNG the upload stored, read back by the worker. Now: the original's pixels.
+        // Before: the display PNG the upload stored, read back by the worker; then the original's pixels.
         const { png } = await t.ctx.imaging.decode(data, { maxPixels });
         const before = await analyzer.analyze(scanType, { png }, () => Promise.resolve());
-        const now = await analyzer.analyze(scanType, { pixels: await t.ctx.imaging.pixels(data, { maxPixels }) }, () => Promise.resolve());
+        const fromPixels = await analyzer.analyze(scanType, { pixels: await t.ctx.imaging.pixels(data, { maxPixels }) }, () => Promise.resolve());
+        // Now: the original, decoded in the analyzer's thread.
+        const now = await analyzer.analyze(scanType, { original: data }, () => Promise.resolve());
         assert.equal(now.refused, false);
         assert.equal(before.refused, false);
+        assert.deepEqual(fromPixels, now, scanType);
         if (now.refused || before.refused) return;
         assert.deepEqual(now.result, before.result, scanType);
         assert.deepEqual(now.hotRegion, before.hotRegion, scanType);

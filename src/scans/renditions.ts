@@ -3,9 +3,10 @@
  * pass (DICOM: its header, src/imaging inspectDicom; JPEG and PNG: decoded whole, nothing
  * encoded); both PNGs are rendered later from it and stored, by the first reader of an image
  * link, or for a DICOM original by the analysis worker before the model runs if it comes
- * first. The analysis of a JPEG or PNG original decodes the original's pixels for the model and
- * stores nothing: a burst of uploads is analysed without writing two PNGs per scan that nobody
- * may look at, and a reader's render later costs what the upload's used to (one decode, two PNGs).
+ * first. The analysis of a JPEG or PNG original hands the original to the analyzer, which
+ * decodes its pixels for the model in its own thread, and stores nothing: a burst of uploads
+ * is analysed without writing two PNGs per scan that nobody may look at, and a reader's render
+ * later costs what the upload's used to (one decode, two PNGs).
  * Renders of one scan in this process are shared; two processes rendering the same scan at once
  * each store the same bytes (storage puts replace whole files).
  */
@@ -21,11 +22,11 @@ const THUMBNAIL_PX = 256;
 type RenditionSource = Pick<ScanRow, 'id' | 'originalKey' | 'imageKey' | 'thumbnailKey'>;
 
 /**
- * A scan's display image as the analysis gets it: the pixels of a JPEG or PNG original, or of
- * the render it just made (or joined), so they are not decoded again from the PNG, else the
- * stored display PNG.
+ * A scan's display image as the analysis gets it: a JPEG or PNG original, whose pixels the
+ * analyzer decodes as decodeDisplayPixels does, the pixels of the render it just made (or
+ * joined), so they are not decoded again from the PNG, else the stored display PNG.
  */
-export type ScanImage = { png: Buffer } | { pixels: RawImage };
+export type ScanImage = { png: Buffer } | { pixels: RawImage } | { original: Buffer };
 
 export interface ScanRenditions {
   /**
@@ -34,8 +35,9 @@ export interface ScanRenditions {
    */
   read(scan: RenditionSource, which: 'image' | 'thumbnail'): Promise<Buffer>;
   /**
-   * The display image for the model. A JPEG or PNG original: its pixels, decoded from it, and
-   * nothing stored. A DICOM original: as `read(scan, 'image')`, with the pixels when it renders.
+   * The display image for the model. A JPEG or PNG original: the original itself, for the
+   * analyzer to decode (in its thread), and nothing stored. A DICOM original: as
+   * `read(scan, 'image')`, with the pixels when it renders.
    */
   readForAnalysis(scan: RenditionSource): Promise<ScanImage>;
 }
@@ -62,7 +64,7 @@ export function createScanRenditions({
   maxPixels,
 }: {
   storage: Storage;
-  imaging: Pick<ImageDecoder, 'decode' | 'pixels'>;
+  imaging: Pick<ImageDecoder, 'decode'>;
   maxPixels: number;
 }): ScanRenditions {
   async function render(scan: RenditionSource, withPixels: boolean): Promise<Rendered> {
@@ -127,8 +129,7 @@ export function createScanRenditions({
           const rendered = await pending;
           return rendered.pixels ? { pixels: rendered.pixels } : { png: rendered.image };
         }
-        const original = await storage.get(scan.originalKey);
-        return { pixels: await imaging.pixels(original, { maxPixels, handOver: true }) };
+        return { original: await storage.get(scan.originalKey) };
       }
       const found = await stored(scan, 'image', true);
       if (Buffer.isBuffer(found)) return { png: found };

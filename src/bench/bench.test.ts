@@ -44,7 +44,9 @@ test('bench:big --write-rate uploads as the doctor measured while each row is re
 
 test('bench:ingest uploads generated DICOM files (Orthanc off)', async () => {
   const out = await bench('src/bench/ingest-cli.ts', ['--db', 'pglite', '--files', '4', '--clients', '2', '--orthanc', 'off']);
-  assert.match(out, /\| ImageMedix \(pglite\) \| [\d.]+ \| \d+ \| \d+ \| 0 \| [\d.]+ \| [\d.]+ \| - \|/);
+  // The API document's multipart form, and the file as the whole body (application/dicom).
+  assert.match(out, /\| ImageMedix \(pglite, multipart\) \| [\d.]+ \| \d+ \| \d+ \| 0 \| [\d.]+ \| [\d.]+ \| - \|/);
+  assert.match(out, /\| ImageMedix \(pglite, DICOM body\) \| [\d.]+ \| \d+ \| \d+ \| 0 \| [\d.]+ \| [\d.]+ \| - \|/);
 });
 
 test('bench:ingest --apis 2 uploads through two API processes on PostgreSQL, and refuses PGlite', async (t) => {
@@ -54,8 +56,8 @@ test('bench:ingest --apis 2 uploads through two API processes on PostgreSQL, and
     return true;
   });
   if (!(await databasesToMeasure('postgres', DEFAULT_POSTGRES_URL)).length) return t.skip('PostgreSQL is not reachable');
-  const out = await bench('src/bench/ingest-cli.ts', ['--db', 'postgres', '--apis', '2', '--files', '4', '--clients', '2', '--orthanc', 'off']);
-  assert.match(out, /\| ImageMedix \(postgres, 2 API processes\) \| [\d.]+ \| \d+ \| \d+ \| 0 \| [\d.]+ \| [\d.]+ \| [\d.]+ \|/);
+  const out = await bench('src/bench/ingest-cli.ts', ['--db', 'postgres', '--apis', '2', '--files', '4', '--clients', '2', '--orthanc', 'off', '--body', 'multipart']);
+  assert.match(out, /\| ImageMedix \(postgres, multipart, 2 API processes\) \| [\d.]+ \| \d+ \| \d+ \| 0 \| [\d.]+ \| [\d.]+ \| [\d.]+ \|/);
 });
 
 test('bench:pipeline in idle mode analyses scans one at a time', async () => {

@@ -1,13 +1,16 @@
 /**
  * npm run bench:ingest -- [--files 200] [--clients 8] [--db pglite|postgres|both] [--orthanc auto|off|URL]
- *                         [--apis N] [--cpu-prof DIR] [--out docs/benchmarks/ingest.md]
+ *                         [--body both|multipart|dicom] [--apis N] [--cpu-prof DIR] [--out docs/benchmarks/ingest.md]
  *
  * DICOM ingest side by side with Orthanc in the same run: N small MR files (~10 kB, 64 x 64
  * 16-bit, each its own SOP instance; 20 patients) generated from the shared NEMA MR1 slice,
  * uploaded by 8 clients at once to
  *   - Orthanc, `POST /instances` (store + index in its SQLite), and
  *   - ImageMedix, `POST /api/scans` (check the DICOM header, store the original, index, queue
- *     analysis), as an API-only `npm start` on embedded PGlite and on the PostgreSQL server.
+ *     analysis), as an API-only `npm start` on embedded PGlite and on the PostgreSQL server:
+ *     as the API document's multipart form, and (`--body both`, the default) again, on a fresh
+ *     database and server, with the file as the whole body (`Content-Type: application/dicom`,
+ *     as Orthanc's `POST /instances` takes it), which skips the multipart parsing.
  * Orthanc: `--orthanc auto` starts the Debian package's binary (`apt-get install orthanc`;
  * /usr/sbin/Orthanc) on a free loopback port with its own configuration and a temporary
  * storage folder, and stops it afterwards; `--orthanc http://host:8042` uses a running one.
@@ -53,12 +56,15 @@ const { values } = parseArgs({
     clients: { type: 'string', default: '8' },
     orthanc: { type: 'string', default: 'auto' },
     apis: { type: 'string', default: '1' },
+    body: { type: 'string', default: 'both' },
   },
 });
 const N = Number(values.files);
 const CLIENTS = Number(values.clients);
 const APIS = Number(values.apis);
 if (!(Number.isInteger(APIS) && APIS >= 1)) throw new Error('--apis must be 1 or more');
+const BODIES = ({ both: ['multipart', 'dicom'], multipart: ['multipart'], dicom: ['dicom'] } as const)[values.body as 'both'];
+if (!BODIES) throw new Error('--body must be both, multipart or dicom');
 if (APIS > 1 && values.db !== 'postgres') {
   console.error('--apis 2 or more needs --db postgres: PGlite is embedded in its one API process, which no second process can share');
   process.exit(2);
@@ -198,8 +204,9 @@ async function orthanc(bodies: Uint8Array<ArrayBuffer>[], label: string): Promis
   }
 }
 
-async function imagemedix(kind: 'pglite' | 'postgres', files: Uint8Array<ArrayBuffer>[]): Promise<Run> {
-  const bodies = multipartBodies(files);
+async function imagemedix(kind: 'pglite' | 'postgres', files: Uint8Array<ArrayBuffer>[], body: 'multipart' | 'dicom'): Promise<Run> {
+  const bodies = body === 'multipart' ? multipartBodies(files) : files;
+  const contentType = body === 'multipart' ? MULTIPART : 'application/dicom';
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'imagemedix-bench-ingest-'));
   const server = kind === 'postgres' ? await createServerDatabase(values['postgres-url'], 'imagemedix_bench_ingest') : null;
   const jwtSecret = randomBytes(32).toString('hex');
@@ -214,7 +221,7 @@ async function imagemedix(kind: 'pglite' | 'postgres', files: Uint8Array<ArrayBu
     // One after another: each applies the (idempotent) migrations at start-up.
     for (let a = 0; a < APIS; a++) {
       const port = await freePort();
-      const role = APIS === 1 ? kind : path.join(kind, `api-${a + 1}`);
+      const role = path.join(kind, body, ...(APIS === 1 ? [] : [`api-${a + 1}`]));
       const child = startProcess('server', apiOnlyEnv({ port, dataDir, jwtSecret, databaseUrl: server?.url }), values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values['cpu-prof'], role)}`] : []);
       children.push(child);
       const base = `http://127.0.0.1:${port}`;
@@ -227,9 +234,10 @@ async function imagemedix(kind: 'pglite' | 'postgres', files: Uint8Array<ArrayBu
       await fetch(`${base}/api/scans`, { method: 'POST', body: warm, headers });
       bases.push(base);
     }
-    const label = APIS === 1 ? `ImageMedix (${kind})` : `ImageMedix (${kind}, ${APIS} API processes)`;
+    const how = body === 'multipart' ? 'multipart' : 'DICOM body';
+    const label = APIS === 1 ? `ImageMedix (${kind}, ${how})` : `ImageMedix (${kind}, ${how}, ${APIS} API processes)`;
     return await drive(label, bodies, children.map((c) => c.pid), server?.url ?? null, (body, client) =>
-      fetch(`${bases[client % bases.length]}/api/scans`, { method: 'POST', body, headers: { ...headers, 'content-type': MULTIPART } }),
+      fetch(`${bases[client % bases.length]}/api/scans`, { method: 'POST', body, headers: { ...headers, 'content-type': contentType } }),
     );
   } finally {
     await Promise.all(children.map((c) => stopProcess(c)));
@@ -245,7 +253,7 @@ const size = Math.round(files.reduce((a, f) => a + f.length, 0) / files.length);
 const runs: Run[] = [];
 const before = await orthanc(multipartBodies(makeFiles(N)), '(first)');
 if (before) runs.push(before);
-for (const kind of kinds) runs.push(await imagemedix(kind, makeFiles(N)));
+for (const kind of kinds) for (const body of BODIES) runs.push(await imagemedix(kind, makeFiles(N), body));
 // Orthanc again at the end: the machine is shared, its load moves.
 const afterRun = await orthanc(multipartBodies(makeFiles(N)), '(again)');
 if (afterRun) runs.push(afterRun);

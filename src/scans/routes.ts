@@ -25,7 +25,7 @@ import {
 } from './schemas.js';
 import { openStatusStream, parseScanIds } from './status-stream.js';
 import * as scans from './service.js';
-import { readUploadForm } from './upload.js';
+import { DICOM_MEDIA_TYPE, readUploadForm } from './upload.js';
 import { fileLinks, type FileLinks } from './view.js';
 
 /**
@@ -61,6 +61,9 @@ function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       for (const close of openStreams) close();
     });
     await app.register(multipart, { throwFileSizeLimit: true });
+    // A DICOM file as the whole body: left unread here (no request.body), for readUploadForm
+    // to read from the request stream with the size limit and streaming of a form's file.
+    app.addContentTypeParser(DICOM_MEDIA_TYPE, (_request, _payload, done) => done(null));
     app.addHook('onRequest', ctx.authenticate);
     const tags = ['Scans'];
     const security = [{ bearerAuth: [] }];
@@ -81,10 +84,13 @@ function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
             '- `scanDate` (optional, ISO 8601): from the DICOM StudyDate when absent, else now.',
             `- \`scanType\` (optional, ${SCAN_TYPE_IDS.map((t) => `\`${t}\``).join(' or ')}): which analysis applies; inferred from DICOM Modality and BodyPartExamined when absent. With a scan type the scan is queued for analysis (\`processing\`), else it is \`pending\`.`,
             '',
+            '',
+            `Or a DICOM Part 10 file as the whole body, with \`Content-Type: ${DICOM_MEDIA_TYPE}\` (as STOW-RS and Orthanc's \`POST /instances\` take it): the patient, scan date and scan type then come from the DICOM header, as for a form without those fields (400 when it has no PatientID; a new patient needs its PatientName), with the same access rules, checks and answers. A JPEG or PNG body is refused with 415: send it as a form.`,
+            '',
             `Over MAX_UPLOAD_MB: 413. Not JPEG, PNG or DICOM: 415. Corrupt or truncated: 400. A DICOM encoding that cannot be decoded: 422.`,
             `An upload the database committed is answered 201 even when the database's answer to the commit was lost. 503, with Retry-After (${RETRY_AFTER_SECONDS.databaseOutage} seconds), when the database could not confirm either way: after that, look for the scan in the patient's scans before sending it again.`,
           ].join('\n'),
-          consumes: ['multipart/form-data'],
+          consumes: ['multipart/form-data', DICOM_MEDIA_TYPE],
           response: { 201: UploadResponseSchema, ...authErrors, 409: ErrorSchema, 413: ErrorSchema, 415: ErrorSchema, 422: ErrorSchema, 503: ErrorSchema },
         },
       },

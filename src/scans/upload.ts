@@ -12,7 +12,7 @@
  * IN_MEMORY_BYTES whatever MAX_UPLOAD_MB is.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Transform, pipeline, type Readable } from 'node:stream';
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
 import { sniffImageKind } from '../imaging/index.js';
 import type { ImageKind } from '../imaging/sniff.js';
@@ -165,10 +165,11 @@ export async function readUploadForm(
   { maxUploadMb, storage, log }: { maxUploadMb: number; storage: Storage; log: FastifyBaseLogger },
 ): Promise<UploadForm> {
   const maxBytes = maxUploadMb * 1024 * 1024;
+  if (isDicomBody(request)) return readDicomBody(request, { maxUploadMb, storage, log });
   if (!request.isMultipart()) {
     throw new AppError(
       'unsupported_media_type',
-      'Send the scan as multipart/form-data with the file in the "image" field',
+      `Send the scan as multipart/form-data with the file in the "image" field, or a DICOM file as the whole body with Content-Type: ${DICOM_MEDIA_TYPE}`,
     );
   }
   // Refuse an announced oversized body before reading it.
@@ -238,4 +239,69 @@ export async function readUploadForm(
   if (!image) throw badRequest('Form field "image" is required: attach the scan file');
   if (image.size === 0) throw badRequest('The image file is empty');
   return { image, fields };
+}
+
+/** The media type of a DICOM Part 10 file sent as the whole request body (RFC 3240, as STOW-RS and Orthanc's `POST /instances` take it). */
+export const DICOM_MEDIA_TYPE = 'application/dicom';
+
+function isDicomBody(request: FastifyRequest): boolean {
+  const type = request.headers['content-type'];
+  return type !== undefined && type.split(';', 1)[0]!.trim().toLowerCase() === DICOM_MEDIA_TYPE;
+}
+
+/**
+ * The body as a file part: bytes past `maxBytes` are dropped, and the part marked truncated
+ * with a 'limit' event, as busboy does for a form's file, so that receiveImage treats both alike
+ * (the rest is still read, so the 413 reaches the client). A client gone mid-body fails it.
+ */
+function limitedBody(body: Readable, maxBytes: number): FilePart {
+  let size = 0;
+  const part: Transform & { truncated?: boolean } = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      if (part.truncated) return done();
+      size += chunk.length;
+      if (size <= maxBytes) return done(null, chunk);
+      part.truncated = true;
+      const fits = chunk.length - (size - maxBytes);
+      if (fits > 0) this.push(chunk.subarray(0, fits));
+      part.emit('limit');
+      done();
+    },
+  });
+  pipeline(body, part, () => undefined);
+  return part;
+}
+
+/**
+ * A DICOM Part 10 file as the whole body (`Content-Type: application/dicom`; the route's
+ * content-type parser hands the request stream over unread): the same size limit, streaming
+ * and refusals as the form's `image`, and no text fields, so the patient, study date and scan
+ * type come from the DICOM header as they do for a form without them. The type is still read
+ * from the bytes: a JPEG or PNG has no header to name its patient and is refused with 415.
+ */
+async function readDicomBody(
+  request: FastifyRequest,
+  { maxUploadMb, storage, log }: { maxUploadMb: number; storage: Storage; log: FastifyBaseLogger },
+): Promise<UploadForm> {
+  const maxBytes = maxUploadMb * 1024 * 1024;
+  const declared = Number(request.headers['content-length']);
+  if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge(maxUploadMb);
+  const image = await receiveImage(limitedBody(request.raw, maxBytes), storage, maxUploadMb);
+  if (image.size === 0) throw badRequest('The image file is empty');
+  // Anything not an image goes on to the checks that refuse it for a form too (same 415).
+  const kind = image.stored?.kind ?? sniffImageKind(image.head);
+  if (kind === 'jpeg' || kind === 'png') {
+    if (image.stored) {
+      try {
+        await storage.delete(image.stored.key);
+      } catch (cleanupErr) {
+        log.error({ err: cleanupErr, scanId: image.stored.scanId }, 'could not remove the file of a refused upload');
+      }
+    }
+    throw new AppError(
+      'unsupported_media_type',
+      `The body is not a DICOM file: send a ${kind === 'jpeg' ? 'JPEG' : 'PNG'} as multipart/form-data with the file in the "image" field`,
+    );
+  }
+  return { image, fields: {} };
 }

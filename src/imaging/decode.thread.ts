@@ -3,9 +3,8 @@
  * pure-JS loops that run synchronously: a large JPEG 2000 would otherwise stall the API.
  */
 import { decodeModalityPixels, type ModalityPixels } from './dicom/modality.js';
-import { checkImage, decodeDisplayPixels, decodeUpload, type CheckedImage, type DecodedImage } from './index.js';
+import { checkImage, decodeUpload, type CheckedImage, type DecodedImage } from './index.js';
 import { describeThrown, ImageDecodeError, type ImageDecodeErrorCode } from './errors.js';
-import type { RawImage } from './pixels.js';
 import type { ImageKind } from './sniff.js';
 
 export interface DecodeTask {
@@ -19,17 +18,15 @@ export interface DecodeTask {
   kind?: ImageKind;
   /**
    * 'display' (default): the upload's PNG; 'check': the file decoded whole, nothing encoded or
-   * returned but its size; 'pixels': the display image's pixels, no PNG; 'modality': a DICOM's
-   * pixel values for window/level.
+   * returned but its size; 'modality': a DICOM's pixel values for window/level.
    */
-  mode?: 'display' | 'check' | 'pixels' | 'modality';
+  mode?: 'display' | 'check' | 'modality';
 }
 
 /** Errors do not keep their class across threads, so the outcome carries the code. */
 export type DecodeTaskResult =
   | { ok: true; image: DecodedImage }
   | { ok: true; checked: CheckedImage }
-  | { ok: true; pixels: RawImage }
   | { ok: true; modality: ModalityPixels }
   | { ok: false; code: ImageDecodeErrorCode | 'internal'; message: string };
 
@@ -42,8 +39,6 @@ export default async function decodeInThread(task: DecodeTask): Promise<DecodeTa
         return { ok: true, modality: await decodeModalityPixels(bytes, { maxPixels }) };
       case 'check':
         return { ok: true, checked: await checkImage(bytes, { maxPixels, kind: task.kind }) };
-      case 'pixels':
-        return { ok: true, pixels: await decodeDisplayPixels(bytes, { maxPixels }) };
       case 'display':
         return { ok: true, image: await decodeUpload(bytes, { maxPixels, thumbnailPx: task.thumbnailPx, withPixels: task.withPixels }) };
     }

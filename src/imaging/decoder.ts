@@ -3,12 +3,11 @@
  * a time limit, so one hostile or huge file can neither stall other requests nor hang its
  * own. Everything a decoder throws becomes an ImageDecodeError with a message for the user.
  *
- * A JPEG or PNG that is only checked or decoded to pixels (no PNG encoded) stays on the calling
- * thread: sharp hands that work to libvips on libuv's thread pool, where it runs whether it is
- * called from here or from a decoder thread, so a decoder thread would only add its hand-over,
- * the copy of the pixels back and its own start-up (docs/benchmarks/pipeline.md, 2026-12-06
- * 13:50-14:40: ~2-4 ms of CPU per 224 px scan in the API and again in the worker). libvips'
- * own time limit bounds it (src/imaging/raster.ts), as long as DECODE_TIMEOUT_MS's default.
+ * A JPEG or PNG that is only checked (nothing encoded) stays on the calling thread: sharp hands
+ * that work to libvips on libuv's thread pool, where it runs whether it is called from here or
+ * from a decoder thread, so a decoder thread would only add its hand-over and its own start-up
+ * (docs/benchmarks/pipeline.md, 2026-12-06 13:50-14:40: ~2-4 ms of CPU per 224 px scan in the
+ * API). libvips' own time limit bounds it (src/imaging/raster.ts), as long as DECODE_TIMEOUT_MS's default.
  */
 import os from 'node:os';
 
@@ -17,9 +16,8 @@ import { Piscina } from 'piscina';
 import type { DecodeTask, DecodeTaskResult } from './decode.thread.js';
 import type { ModalityPixels } from './dicom/modality.js';
 import { ImageDecodeError } from './errors.js';
-import { checkImage, decodeDisplayPixels, type CheckedImage, type DecodedImage } from './index.js';
-import { sniffImageKind, type ImageKind } from './sniff.js';
-import type { RawImage } from './pixels.js';
+import { checkImage, type CheckedImage, type DecodedImage } from './index.js';
+import type { ImageKind } from './sniff.js';
 import { siblingModuleUrl } from '../platform/threads.js';
 
 export interface ImageDecoder {
@@ -35,8 +33,6 @@ export interface ImageDecoder {
    * was sniffed as (sniffImageKind), not sniffed again. `handOver` as for decode.
    */
   check(bytes: Buffer, opts: { maxPixels: number; kind: ImageKind; handOver?: boolean }): Promise<CheckedImage>;
-  /** The display image's pixels, no PNG encoded: the analysis of a JPEG or PNG original. */
-  pixels(bytes: Buffer, opts: { maxPixels: number; handOver?: boolean }): Promise<RawImage>;
   /** A DICOM image's pixel values in modality units, for window/level in the viewer. */
   modalityPixels(bytes: Buffer, opts: { maxPixels: number }): Promise<ModalityPixels>;
   close(): Promise<void>;
@@ -59,12 +55,6 @@ function movable(bytes: Buffer, handOver: boolean): Uint8Array {
     return new Uint8Array(bytes.buffer);
   }
   return new Uint8Array(bytes);
-}
-
-/** A JPEG or PNG: libvips decodes it off the event loop by itself. */
-function isRaster(bytes: Buffer): boolean {
-  const kind = sniffImageKind(bytes);
-  return kind === 'jpeg' || kind === 'png';
 }
 
 export function createImageDecoder({ timeoutMs, threads, onInternalError }: ImageDecoderOptions): ImageDecoder {
@@ -110,12 +100,6 @@ export function createImageDecoder({ timeoutMs, threads, onInternalError }: Imag
       const outcome = await run({ bytes: movable(bytes, handOver), maxPixels, kind, mode: 'check' });
       if (!('checked' in outcome)) throw new Error('decoder thread answered the wrong task');
       return outcome.checked;
-    },
-    async pixels(bytes, { maxPixels, handOver = false }) {
-      if (isRaster(bytes)) return decodeDisplayPixels(bytes, { maxPixels });
-      const outcome = await run({ bytes: movable(bytes, handOver), maxPixels, mode: 'pixels' });
-      if (!('pixels' in outcome)) throw new Error('decoder thread answered the wrong task');
-      return outcome.pixels;
     },
     async modalityPixels(bytes, { maxPixels }) {
       const outcome = await run({ bytes: movable(bytes, false), maxPixels, mode: 'modality' });

@@ -16,7 +16,7 @@ import { gliomaOutput } from '../../test/helpers/analyzer-output.js';
 import { createOnnxAnalyzer } from '../analysis/analyzer.js';
 import { REPO_ROOT } from '../platform/config.js';
 import { ImageDecodeError } from '../imaging/errors.js';
-import { decodeOriginalPixels } from '../imaging/index.js';
+import { decodeDisplayPixels, decodeOriginalPixels } from '../imaging/index.js';
 import { writeDicom } from '../imaging/testing/dicom-writer.js';
 import { pngPixels } from '../imaging/testing/png.js';
 import { createScanRenditions, type ScanImage } from './renditions.js';
@@ -302,22 +302,17 @@ describe('JPEG and PNG uploads: the original alone at upload, renditions on firs
     const scan = await upload(JPEG);
     let seen: ScanImage | undefined;
     const decode = t.ctx.imaging.decode.bind(t.ctx.imaging);
-    const pixels = t.ctx.imaging.pixels.bind(t.ctx.imaging);
     const calls: string[] = [];
     t.ctx.imaging.decode = (bytes, opts) => {
       calls.push('decode');
       return decode(bytes, opts);
     };
-    t.ctx.imaging.pixels = (bytes, opts) => {
-      calls.push('pixels');
-      return pixels(bytes, opts);
-    };
     try {
       await runAnalysis(t, scan._id, { ...gliomaOutput(), heatmapPng: await heatmapPng(224, 224) }, (image) => (seen = image));
     } finally {
-      Object.assign(t.ctx.imaging, { decode, pixels });
+      Object.assign(t.ctx.imaging, { decode });
     }
-    assert.deepEqual(calls, [], 'nothing decoded on the worker\'s event loop, no PNG encoded');
+    assert.deepEqual(calls, [], 'no render, no PNG encoded');
     assert.ok(seen && 'original' in seen);
     assert.ok(seen.original.equals(JPEG), 'the original as uploaded');
     assert.deepEqual((await filesOf(scan._id)).filter((f) => !f.startsWith('heatmap-')), ['original.jpg'], 'no rendition stored by the analysis');
@@ -369,7 +364,7 @@ describe('the model answers the same from a JPEG or PNG original\'s pixels as fr
         // Before: the display PNG the upload stored, read back by the worker; then the original's pixels.
         const { png } = await t.ctx.imaging.decode(data, { maxPixels });
         const before = await analyzer.analyze(scanType, { png }, () => Promise.resolve());
-        const fromPixels = await analyzer.analyze(scanType, { pixels: await t.ctx.imaging.pixels(data, { maxPixels }) }, () => Promise.resolve());
+        const fromPixels = await analyzer.analyze(scanType, { pixels: await decodeDisplayPixels(data, { maxPixels }) }, () => Promise.resolve());
         // Now: the original, decoded in the analyzer's thread.
         const now = await analyzer.analyze(scanType, { original: data }, () => Promise.resolve());
         assert.equal(now.refused, false);

@@ -49,6 +49,13 @@ test('bench:ingest uploads generated DICOM files (Orthanc off)', async () => {
   assert.match(out, /\| ImageMedix \(pglite, DICOM body\) \| [\d.]+ \| \d+ \| \d+ \| 0 \| [\d.]+ \| [\d.]+ \| - \|/);
 });
 
+test('bench:ingest --warmup sends its own uploads first and leaves them out of the figures', async () => {
+  const out = await bench('src/bench/ingest-cli.ts', ['--db', 'pglite', '--files', '4', '--clients', '2', '--orthanc', 'off', '--body', 'multipart', '--warmup', '6']);
+  assert.match(out, /4 DICOM files of \d+ bytes .*, after 6 warm-up uploads to each server/);
+  assert.match(out, /\| ImageMedix \(pglite, multipart\) \| [\d.]+ \| \d+ \| \d+ \| 0 \| [\d.]+ \| [\d.]+ \| - \|/);
+  assert.match(out, /- ImageMedix \(pglite, multipart\), warm-up: 6 files, [\d.]+ files\/s, 0 failed, server CPU [\d.]+ ms\/file/);
+});
+
 test('bench:ingest --apis 2 uploads through two API processes on PostgreSQL, and refuses PGlite', async (t) => {
   await assert.rejects(bench('src/bench/ingest-cli.ts', ['--db', 'pglite', '--apis', '2', '--files', '2', '--orthanc', 'off']), (err: { code?: number; stderr?: string }) => {
     assert.equal(err.code, 2);

@@ -12,8 +12,12 @@ import { REPO_ROOT } from '../platform/config.js';
 
 const MR1 = path.resolve(REPO_ROOT, '../shared/datasets/dicom/mr_brain/MR1_UNC.dcm');
 
-/** N distinct ~10 kB MR instances: the MR1 slice downsampled to 64 x 64, new UIDs each. */
-export function makeFiles(n: number): Uint8Array<ArrayBuffer>[] {
+/**
+ * N distinct ~10 kB MR instances: the MR1 slice downsampled to 64 x 64, new UIDs each.
+ * `patients` names the patient set (its 20 patients' IDs and names), so bench:ingest's warm-up
+ * uploads land on patients of their own and the measured ones still create theirs.
+ */
+export function makeFiles(n: number, patients = { id: 'INGEST', name: 'PATIENT' }): Uint8Array<ArrayBuffer>[] {
   const source = readFileSync(MR1);
   const ds = dicomParser.parseDicom(new Uint8Array(source));
   const rows = ds.uint16('x00280010')!;
@@ -36,8 +40,8 @@ export function makeFiles(n: number): Uint8Array<ArrayBuffer>[] {
           { tag: 0x00080018, vr: 'UI', value: `${run}.${i + 1}` },
           { tag: 0x00080020, vr: 'DA', value: '20240315' },
           { tag: 0x00080060, vr: 'CS', value: 'MR' },
-          { tag: 0x00100010, vr: 'PN', value: `BENCH^PATIENT${patient}` },
-          { tag: 0x00100020, vr: 'LO', value: `INGEST-${run.slice(-6)}-${patient}` },
+          { tag: 0x00100010, vr: 'PN', value: `BENCH^${patients.name}${patient}` },
+          { tag: 0x00100020, vr: 'LO', value: `${patients.id}-${run.slice(-6)}-${patient}` },
           { tag: 0x00180015, vr: 'CS', value: 'BRAIN' },
           { tag: 0x0020000d, vr: 'UI', value: `${run}.9${patient}` },
           { tag: 0x0020000e, vr: 'UI', value: `${run}.8${patient}` },

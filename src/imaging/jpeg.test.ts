@@ -70,6 +70,13 @@ describe('decodePlainJpeg', () => {
       ['a PNG', imageFixture('chest-normal-1.png')],
     ];
     for (const [name, file] of leftToSharp) assert.equal(await decodePlainJpeg(file, MAX_PIXELS), null, name);
+    // A large upload is checked by its header alone (src/scans/upload.ts), so its analysis is where
+    // a file cut inside its entropy-coded data is found: this build rejects it as sharp does
+    // (libjpeg's "premature end" warning), rather than filling the rest with grey.
+    const noise = { type: 'gaussian' as const, mean: 128, sigma: 60 };
+    const large = await sharp({ create: { width: 1400, height: 1400, channels: 3, background: '#808080', noise } }).jpeg({ quality: 95 }).toBuffer();
+    assert.ok(await decodePlainJpeg(large, MAX_PIXELS), 'the whole large file is decoded here');
+    assert.equal(await decodePlainJpeg(large.subarray(0, large.length - 64 * 1024), MAX_PIXELS), null, 'cut by 64 KB');
     // Over the pixel limit: sharp says so.
     assert.equal(await decodePlainJpeg(imageFixture('brain-glioma-1.jpg'), 224 * 224 - 1), null);
   });

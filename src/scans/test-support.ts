@@ -12,6 +12,8 @@ import pino from 'pino';
 import sharp from 'sharp';
 import { analyzeScanJob, type Analyzer, type AnalyzerOutput } from '../analysis/analyze.job.js';
 import { createScanRenditions, type ScanImage } from './renditions.js';
+import { decodeOriginalPixels } from '../imaging/index.js';
+import { ImageDecodeError } from '../imaging/errors.js';
 import { latestAnalysisOf } from '../analysis/repository.js';
 import { PermanentJobError } from '../platform/queue/index.js';
 import { REPO_ROOT } from '../platform/config.js';
@@ -95,6 +97,16 @@ export async function runAnalysis(t: TestApp, scanId: string, output: AnalyzerOu
   const analyzer: Analyzer = {
     async analyze(_scanType, image, onStage) {
       onImage?.(image);
+      // An original is decoded as the analyzer thread decodes it (analyzer.thread.ts), so a
+      // file that cannot be decoded fails here as it fails there.
+      if ('original' in image) {
+        try {
+          await decodeOriginalPixels(image.original, { maxPixels: t.ctx.config.maxImagePixels });
+        } catch (err) {
+          if (err instanceof ImageDecodeError && !err.transient) throw new PermanentJobError(`The image could not be decoded: ${err.message}`);
+          throw err;
+        }
+      }
       await onStage('inference');
       return output;
     },

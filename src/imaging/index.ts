@@ -74,11 +74,13 @@ export async function decodeDisplayPixels(bytes: Buffer, opts: Pick<DecodeOption
  * pipeline costs several times the decode at these sizes.
  */
 export async function decodeOriginalPixels(bytes: Buffer, opts: Pick<DecodeOptions, 'maxPixels'> = {}): Promise<RawImage> {
-  if (sniffImageKind(bytes) === 'jpeg') {
+  const kind = knownKind(bytes);
+  if (kind === 'jpeg') {
     const pixels = await decodePlainJpeg(bytes, checkedMaxPixels(opts));
     if (pixels) return pixels;
   }
-  return decodeDisplayPixels(bytes, opts);
+  // Sniffed once, above.
+  return (await decodeForDisplay(bytes, opts, kind)).pixels;
 }
 
 /** The file decoded once; the PNG and the thumbnail are both encoded from its pixels. */

@@ -7,13 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
-import { after, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { createAuditLog } from '../audit/log.js';
 import { createAuthHook } from '../auth/hooks.js';
 import { useTestApp, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { captureLog } from '../../test/helpers/log-capture.js';
+import { refusingServer, type RefusingServer } from '../../test/helpers/refusing-postgres.js';
 import type { Db } from './db/index.js';
 import * as schema from './db/schema.js';
 
@@ -80,5 +81,48 @@ describe('the database out of reach', () => {
     assert.equal(res.headers['retry-after'], '30');
     assert.match(res.json<{ error: string }>().error, /may or may not have been saved: check before sending it again/);
     assert.ok(!logs.text().includes('Outage Patient') && !logs.text().includes('OUTAGE-1'), 'nothing the client sent is logged');
+  });
+});
+
+// A server that answers in a protocol this process does not speak (08P01: not PostgreSQL at that
+// port, a pooler refusing a startup parameter) will not come back by itself: a fault to fix, not
+// an outage to wait out.
+describe('the database answering with a protocol violation', () => {
+  const logs = captureLog('warn');
+  let t: TestApp;
+  let doctor: TestUser;
+  let server: RefusingServer;
+  let pool: pg.Pool | undefined;
+  before(async () => {
+    server = await refusingServer('08P01', 'invalid frontend message type 0');
+  });
+  after(async () => {
+    await pool?.end();
+    await server.close();
+  });
+  useTestApp('pglite', {
+    log: logs.log,
+    build: (ctx) => {
+      pool = new pg.Pool({ connectionString: server.url, max: 2 });
+      // Only the scans' statements meet it: the signed-in user and the audit trail stay up.
+      ctx.db = drizzle(pool, { schema });
+      return {};
+    },
+    async setup(app) {
+      t = app;
+      doctor = await t.user();
+    },
+  });
+
+  test('a request answers 500 and logs an error, not 503 "database unreachable" with Retry-After', async () => {
+    const before = logs.entries().length;
+    const res = await t.app.inject({ url: '/api/scans', headers: doctor.auth });
+    assert.equal(res.statusCode, 500, res.body);
+    assert.equal(res.headers['retry-after'], undefined);
+    assert.doesNotMatch(res.body, /not reachable/);
+    assert.ok(
+      logs.entries().slice(before).some((e) => Number(e.level) >= 50),
+      `logged as an error: ${JSON.stringify(logs.entries().slice(before))}`,
+    );
   });
 });

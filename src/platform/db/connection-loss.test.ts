@@ -78,3 +78,29 @@ test('the database out of reach is told from a statement it refused, whichever l
   ];
   for (const err of refused) assert.equal(isDatabaseUnreachable(err), false, String(err));
 });
+
+test('a protocol violation (08P01) or a connection the server rejects (08004) is no outage: it will not heal by waiting, so a request answers 500 and start-up fails at once', () => {
+  const withCode = (code: string, message: string) => Object.assign(new Error(message), { code });
+  const wrapped = (cause: Error) => Object.assign(new Error('Failed query: select 1\nparams: '), { query: 'select 1', params: [], cause });
+  for (const err of [
+    withCode('08P01', 'invalid frontend message type 0'),
+    withCode('08P01', 'unsupported startup parameter: search_path'),
+    wrapped(withCode('08P01', 'invalid message format')),
+    withCode('08004', 'Login failed for user "imagemedix"'),
+  ]) {
+    assert.equal(isDatabaseUnreachable(err), false, err.message);
+  }
+  // The rest of class 08 is about the connection itself.
+  for (const code of ['08000', '08001', '08003', '08006', '08007']) assert.ok(isDatabaseUnreachable(withCode(code, 'x')), code);
+  // PgBouncer answers its own outages (the server behind it down, its pools full) with 08P01 too.
+  for (const message of [
+    'pgbouncer cannot connect to server',
+    'server login has been failing, try again later (server_login_retry)',
+    'no more connections allowed (max_client_conn)',
+    'query_wait_timeout',
+    'server conn crashed?',
+  ]) {
+    assert.ok(isDatabaseUnreachable(withCode('08P01', message)), message);
+    assert.ok(isDatabaseUnreachable(wrapped(withCode('08P01', message))), `wrapped: ${message}`);
+  }
+});

@@ -9,9 +9,9 @@ export function isUniqueViolation(err: unknown): boolean {
 
 /**
  * Codes of a PostgreSQL server that cannot be reached or is going away: the socket's (refused,
- * reset, timed out, unknown host) and the server's (SQLSTATE class 08, connection exception;
- * 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now; 53300 too many
- * connections). Each ends by itself once the server is back, unlike a wrong password or query.
+ * reset, timed out, unknown host) and the server's (SQLSTATE class 08, connection exception, but
+ * see NOT_AN_OUTAGE; 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now; 53300
+ * too many connections). Each ends by itself once the server is back, unlike a wrong password or query.
  */
 const UNREACHABLE_CODES = new Set([
   'ECONNREFUSED',
@@ -28,6 +28,26 @@ const UNREACHABLE_CODES = new Set([
   '53300',
 ]);
 
+/**
+ * The class-08 codes that are not about reaching the server, so never heal by waiting: 08P01
+ * protocol_violation (client and server disagree on the wire: not PostgreSQL at that address, a
+ * startup parameter a pooler refuses) and 08004 sqlserver_rejected_establishment_of_sqlconnection
+ * (a server that answered and turned the login down).
+ */
+const NOT_AN_OUTAGE = new Set(['08P01', '08004']);
+
+/**
+ * PgBouncer, though, answers its own outages with 08P01 as well (the PostgreSQL server behind it
+ * down or restarting, its pools full, a server connection lost), in these words of its own.
+ */
+const POOLER_OUTAGE_MESSAGE = /^(pgbouncer cannot connect to server|server login has been failing|no more connections allowed|query_wait_timeout|server conn crashed\?)/;
+
+function outageCode(code: string, message: string): boolean {
+  if (UNREACHABLE_CODES.has(code)) return true;
+  if (code === '08P01') return POOLER_OUTAGE_MESSAGE.test(message);
+  return code.startsWith('08') && !NOT_AN_OUTAGE.has(code);
+}
+
 /** pg's own errors for a connection lost or never made; they carry no code. */
 const UNREACHABLE_MESSAGE = /^(Connection terminated|Client has encountered a connection error|timeout expired|timeout exceeded when trying to connect)/;
 
@@ -40,7 +60,7 @@ export function isDatabaseUnreachable(err: unknown): boolean {
   for (let e = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
     const { code } = e as { code?: unknown };
     if (typeof code === 'string') {
-      if (UNREACHABLE_CODES.has(code) || code.startsWith('08')) return true;
+      if (outageCode(code, e.message)) return true;
     } else if (UNREACHABLE_MESSAGE.test(e.message)) {
       return true;
     }

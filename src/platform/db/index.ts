@@ -192,14 +192,27 @@ export interface OpenOptions {
   startupWaitMs?: number;
 }
 
+/** What to correct when a server refuses this process at start-up, by SQLSTATE. */
+function startupFix(code: string): string | undefined {
+  if (code.startsWith('28')) return "correct the user or password in the database URL (DATABASE_URL), or the server's pg_hba.conf";
+  if (code === '3D000') return 'create the database, or correct its name in the database URL (DATABASE_URL)';
+  if (code === '08P01' || code === '08004') {
+    return "check that the database URL (DATABASE_URL) names the port of a PostgreSQL server or of its pooler, and that server's or pooler's log for why";
+  }
+  return undefined;
+}
+
 /**
- * A server that answered and refused this process: a wrong user or password (SQLSTATE class 28)
- * or no such database (3D000). Waiting would not help, so start-up fails at once, saying which
+ * A server that answered and refused this process: a wrong user or password (SQLSTATE class 28),
+ * no such database (3D000), or a connection it would not speak to (08P01 protocol violation,
+ * 08004 connection rejected). Waiting would not help, so start-up fails at once, saying which
  * server and database (never the password) and what to correct.
  */
 function refusedAtStart(err: unknown, connectionString: string): unknown {
   const code = (err as { code?: unknown } | null)?.code;
-  if (!(err instanceof Error) || typeof code !== 'string' || !(code.startsWith('28') || code === '3D000')) return err;
+  if (!(err instanceof Error) || typeof code !== 'string') return err;
+  const fix = startupFix(code);
+  if (fix === undefined) return err;
   let where = 'the PostgreSQL server';
   try {
     const url = new URL(connectionString);
@@ -207,7 +220,6 @@ function refusedAtStart(err: unknown, connectionString: string): unknown {
   } catch {
     // Not a URL (a key=value string): the server's own message names the user or database.
   }
-  const fix = code === '3D000' ? 'create the database, or correct its name in the database URL (DATABASE_URL)' : "correct the user or password in the database URL (DATABASE_URL), or the server's pg_hba.conf";
   return Object.assign(new Error(`${where} refused the connection: ${err.message} (SQLSTATE ${code}); ${fix}`, { cause: err }), { code });
 }
 
@@ -216,7 +228,7 @@ function refusedAtStart(err: unknown, connectionString: string): unknown {
  * PostgreSQL that is still starting (a host boot, a compose file, a server restart) comes up
  * with it instead of exiting. It waits on what a request answers 503 for (isDatabaseUnreachable:
  * the server down, starting, shutting down or out of connections); any other error
- * (authentication, unknown database) fails at once.
+ * (authentication, unknown database, a protocol violation) fails at once.
  */
 async function serverAccepting(pool: pg.Pool, connectionString: string, waitMs: number): Promise<void> {
   const deadline = Date.now() + waitMs;

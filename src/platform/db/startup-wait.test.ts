@@ -1,14 +1,16 @@
 /**
  * A process started while its PostgreSQL server is not accepting connections yet (a host
  * boot, a compose file, a server restart) waits for it instead of exiting; one pointed at a
- * server that never comes gives up after its wait, with the connection error. One that refuses the
- * login (a wrong password, no such database) fails at once, saying what to correct.
+ * server that never comes gives up after its wait, with the connection error. One that
+ * refuses the login (a wrong password, no such database) or the protocol fails at once, saying
+ * what to correct.
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test } from 'node:test';
 import { openDatabase } from './index.js';
 import { databaseKinds, openTestDatabase } from '../../../test/helpers/db.js';
+import { refusingServer } from '../../../test/helpers/refusing-postgres.js';
 
 const onServer = (await databaseKinds()).includes('postgres');
 
@@ -62,36 +64,13 @@ test('start-up gives up on a server that never comes, after its wait, with the c
   assert.ok(waited >= 400 && waited < 5_000, `waited ${waited} ms`);
 });
 
-/**
- * A stand-in PostgreSQL server that answers every connection's startup message with the error
- * `code` (as a real server refuses a login, or says it is starting), counting the connections.
- */
-async function refusingServer(code: string, message: string): Promise<{ url: string; connections: () => number; close: () => Promise<void> }> {
-  let connections = 0;
-  const field = (type: string, value: string) => Buffer.concat([Buffer.from(type), Buffer.from(value), Buffer.from([0])]);
-  const body = Buffer.concat([field('S', 'FATAL'), field('V', 'FATAL'), field('C', code), field('M', message), Buffer.from([0])]);
-  const length = Buffer.alloc(4);
-  length.writeInt32BE(body.length + 4);
-  const errorResponse = Buffer.concat([Buffer.from('E'), length, body]);
-  const server = net.createServer((socket) => {
-    connections++;
-    socket.on('error', () => undefined);
-    socket.once('data', () => socket.end(errorResponse));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as net.AddressInfo;
-  return {
-    url: `postgres://imagemedix:s3cret-pw@127.0.0.1:${port}/imagemedix_site`,
-    connections: () => connections,
-    close: () => new Promise<void>((r) => server.close(() => r())),
-  };
-}
-
 for (const [code, serverMessage, fix] of [
   ['28P01', 'password authentication failed for user "imagemedix"', /correct the user or password in the database URL \(DATABASE_URL\)/],
   ['3D000', 'database "imagemedix_site" does not exist', /create the database, or correct its name in the database URL \(DATABASE_URL\)/],
+  // Not PostgreSQL's protocol at that port, or a pooler refusing a startup parameter: waiting would not help.
+  ['08P01', 'unsupported startup parameter: search_path', /check that the database URL \(DATABASE_URL\) names the port of a PostgreSQL server or of its pooler/],
 ] as const) {
-  test(`start-up fails at once, without waiting, on a server that refuses the login (${code}), saying what to correct`, async () => {
+  test(`start-up fails at once, without waiting, on a server that refuses the connection (${code}), saying what to correct`, async () => {
     const server = await refusingServer(code, serverMessage);
     const started = Date.now();
     try {

@@ -249,8 +249,16 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
     const connectionString = opts.databaseUrl;
     const preparedStatements = opts.preparedStatements ?? true;
     const pool = serverPool({ connectionString, max: opts.poolSize ?? 10, preparedStatements });
-    await serverAccepting(pool, connectionString, opts.startupWaitMs ?? 60_000);
-    await withAdvisoryLock(connectionString, () => migratePg(drizzlePg(pool), { migrationsFolder: MIGRATIONS }));
+    try {
+      await serverAccepting(pool, connectionString, opts.startupWaitMs ?? 60_000);
+      await withAdvisoryLock(connectionString, () => migratePg(drizzlePg(pool), { migrationsFolder: MIGRATIONS }));
+    } catch (err) {
+      // Start-up gave up (no server in time, a refused login, a failed migration): the pool's
+      // connections go with it, so the process exits with nothing left open. The error says
+      // why; a failure to end the pool must not replace it.
+      await pool.end().catch(() => undefined);
+      throw err;
+    }
     // Everything after the migrations goes through a pool whose writes move the write
     // generation, and the NOTIFY of any other process's change moves it too.
     const writes = trackServerWrites(pool);

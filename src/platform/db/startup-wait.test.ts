@@ -1,13 +1,14 @@
 /**
  * A process started while its PostgreSQL server is not accepting connections yet (a host
  * boot, a compose file, a server restart) waits for it instead of exiting; one pointed at a
- * server that never comes gives up after its wait, with the connection error. One that
- * refuses the login (a wrong password, no such database) or the protocol fails at once, saying
- * what to correct.
+ * server that never comes gives up after its wait, with the connection error, its pool ended.
+ * One that refuses the login (a wrong password, no such database) or the protocol fails at
+ * once, saying what to correct.
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test } from 'node:test';
+import pg from 'pg';
 import { openDatabase } from './index.js';
 import { databaseKinds, openTestDatabase } from '../../../test/helpers/db.js';
 import { refusingServer } from '../../../test/helpers/refusing-postgres.js';
@@ -62,6 +63,18 @@ test('start-up gives up on a server that never comes, after its wait, with the c
   );
   const waited = Date.now() - started;
   assert.ok(waited >= 400 && waited < 5_000, `waited ${waited} ms`);
+});
+
+test('start-up that gives up ends its connection pool, and fails with the connection error even when ending the pool fails', async (t) => {
+  const port = await freePort();
+  const databaseUrl = `postgres://postgres@127.0.0.1:${port}/nothing`;
+  const end = t.mock.method(pg.Pool.prototype, 'end');
+  await assert.rejects(openDatabase({ databaseUrl, dataDir: null, startupWaitMs: 150 }), (err: NodeJS.ErrnoException) => err.code === 'ECONNREFUSED');
+  assert.equal(end.mock.callCount(), 1, 'the pool was left open');
+
+  end.mock.mockImplementation(() => Promise.reject(new Error('the pool could not be ended')));
+  await assert.rejects(openDatabase({ databaseUrl, dataDir: null, startupWaitMs: 150 }), (err: NodeJS.ErrnoException) => err.code === 'ECONNREFUSED');
+  assert.equal(end.mock.callCount(), 2);
 });
 
 for (const [code, serverMessage, fix] of [

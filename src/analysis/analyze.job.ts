@@ -13,7 +13,7 @@ import { PermanentJobError, type JobDefinition } from '../platform/queue/index.j
 import type { Metrics } from '../platform/metrics/index.js';
 import type { Storage } from '../platform/storage/index.js';
 import type { EventPublisher } from '../webhooks/types.js';
-import { ImageDecodeError } from '../imaging/errors.js';
+import { ImageDecodeError, undecodableImage } from '../imaging/errors.js';
 import type { ScanImage, ScanRenditions } from '../scans/renditions.js';
 import { heatmapKey } from '../scans/stored-files.js';
 import { ANALYZE_SCAN_JOB } from './job-name.js';
@@ -96,7 +96,10 @@ async function displayImage(renditions: ScanRenditions, scan: Parameters<ScanRen
   try {
     return await renditions.readForAnalysis(scan);
   } catch (err) {
-    if (err instanceof ImageDecodeError && !err.transient) throw new PermanentJobError(`The image could not be decoded: ${err.message}`);
+    if (err instanceof ImageDecodeError) {
+      const failure = undecodableImage(err);
+      if (failure.permanent) throw new PermanentJobError(failure.message);
+    }
     throw err;
   }
 }

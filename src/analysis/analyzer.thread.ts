@@ -7,7 +7,7 @@
 import type { MessagePort } from 'node:worker_threads';
 
 import type { DicomInfo } from '../imaging/dicom/info.js';
-import { ImageDecodeError } from '../imaging/errors.js';
+import { ImageDecodeError, undecodableImage } from '../imaging/errors.js';
 import { decodeOriginalPixels } from '../imaging/index.js';
 import { warmUpJpegDecoder } from '../imaging/jpeg.js';
 import type { RawImage } from '../imaging/pixels.js';
@@ -105,7 +105,7 @@ export default async function analyzeInThread(task: AnalysisTask): Promise<Analy
     if (err instanceof PermanentAnalysisError) return { ok: false, permanent: true, message: err.message };
     // An original that cannot be decoded fails as the worker's own decode of it did (a time-out
     // on a busy machine is tried again).
-    if (err instanceof ImageDecodeError) return { ok: false, permanent: !err.transient, message: `The image could not be decoded: ${err.message}` };
+    if (err instanceof ImageDecodeError) return { ok: false, ...undecodableImage(err) };
     return { ok: false, permanent: false, message: err instanceof Error ? err.message : String(err) };
   } finally {
     task.progress.close();

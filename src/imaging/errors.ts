@@ -21,6 +21,15 @@ export class ImageDecodeError extends Error {
   }
 }
 
+/**
+ * How an analysis ends on an image that cannot be decoded, wherever the decode ran (the job's
+ * render, the analyzer thread's decode of an original): the reason shown on the failed scan, and
+ * whether the failure is final. A time-out (a busy machine) is not: the job is tried again.
+ */
+export function undecodableImage(err: ImageDecodeError): { message: string; permanent: boolean } {
+  return { message: `The image could not be decoded: ${err.message}`, permanent: !err.transient };
+}
+
 /** Libraries here throw strings, numbers (emscripten C++ exceptions) and plain objects as well as Errors. */
 export function describeThrown(thrown: unknown): string {
   if (thrown instanceof Error) return thrown.message;

@@ -13,7 +13,7 @@ import sharp from 'sharp';
 import { analyzeScanJob, type Analyzer, type AnalyzerOutput } from '../analysis/analyze.job.js';
 import { createScanRenditions, type ScanImage } from './renditions.js';
 import { decodeOriginalPixels } from '../imaging/index.js';
-import { ImageDecodeError } from '../imaging/errors.js';
+import { ImageDecodeError, undecodableImage } from '../imaging/errors.js';
 import { latestAnalysisOf } from '../analysis/repository.js';
 import { PermanentJobError } from '../platform/queue/index.js';
 import { REPO_ROOT } from '../platform/config.js';
@@ -103,7 +103,10 @@ export async function runAnalysis(t: TestApp, scanId: string, output: AnalyzerOu
         try {
           await decodeOriginalPixels(image.original, { maxPixels: t.ctx.config.maxImagePixels });
         } catch (err) {
-          if (err instanceof ImageDecodeError && !err.transient) throw new PermanentJobError(`The image could not be decoded: ${err.message}`);
+          if (err instanceof ImageDecodeError) {
+            const failure = undecodableImage(err);
+            if (failure.permanent) throw new PermanentJobError(failure.message);
+          }
           throw err;
         }
       }

@@ -141,7 +141,6 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
   });
   const analyzeJob = analyzeScanJob({
     db: database.db,
-    storage,
     analyzer: lazyAnalyzer,
     renditions: createScanRenditions({ storage, imaging, maxPixels: config.maxImagePixels }),
     events,
@@ -175,7 +174,7 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
           .catch((err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'models not loaded ahead of the first analysis'));
       }
       // While the queue is busy, a job in hand per analyzer thread beside the one it analyses:
-      // the next one's fetch, claim and image read (and the previous one's heatmap write, end
+      // the next one's fetch, claim and image read (and the previous one's end
       // and completion) happen on this loop meanwhile, so a thread never waits on the database
       // between analyses (with one job per thread, each thread idled ~55% of a burst:
       // pipeline.md). An idle queue wakes only one worker per thread, as before.

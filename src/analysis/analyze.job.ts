@@ -7,11 +7,10 @@
  */
 import { Type } from '@sinclair/typebox';
 import type { Db } from '../platform/db/index.js';
-import type { HotRegion } from '../platform/db/schema.js';
+import type { HeatmapMap, HotRegion } from '../platform/db/schema.js';
 import type { Finding, ScanType } from '../scan-types/index.js';
 import { PermanentJobError, type JobDefinition } from '../platform/queue/index.js';
 import type { Metrics } from '../platform/metrics/index.js';
-import type { Storage } from '../platform/storage/index.js';
 import type { EventPublisher } from '../webhooks/types.js';
 import { ImageDecodeError, undecodableImage } from '../imaging/errors.js';
 import type { ScanImage, ScanRenditions } from '../scans/renditions.js';
@@ -39,7 +38,8 @@ export type AnalyzerOutput =
       model: { id: string; version: string };
       /** The model's finding, in its scan type's shape (src/scan-types). */
       result: Finding;
-      heatmapPng: Buffer;
+      /** The explained class's map: the heatmap PNG is drawn from it on its first read (src/scans/heatmaps.ts). */
+      heatmapMap: HeatmapMap;
       hotRegion: HotRegion;
     }
   | {
@@ -75,7 +75,6 @@ export const AnalyzeScanPayloadSchema = Type.Object({ scanId: Type.String(), ana
 
 export interface AnalyzeJobDeps {
   db: Db;
-  storage: Storage;
   analyzer: Analyzer;
   /** The scan's display image, rendered from its original when the upload stored none. */
   renditions: ScanRenditions;
@@ -105,7 +104,7 @@ async function displayImage(renditions: ScanRenditions, scan: Parameters<ScanRen
 }
 
 export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof AnalyzeScanPayloadSchema> {
-  const { db, storage, analyzer, events, renditions } = deps;
+  const { db, analyzer, events, renditions } = deps;
 
   return {
     name: ANALYZE_SCAN_JOB,
@@ -195,8 +194,6 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
         }
 
         void setStage('saving');
-        const heatmap = heatmapKey(scanId, analysisId);
-        await storage.put(heatmap, output.heatmapPng, 'image/png');
         await progress.settle();
         const saved = await endAnalysis(
           db,
@@ -213,7 +210,9 @@ export function analyzeScanJob(deps: AnalyzeJobDeps): JobDefinition<typeof Analy
               modelId: output.model.id,
               modelVersion: output.model.version,
               result: output.result,
-              heatmapKey: heatmap,
+              // Where the heatmap is stored once it is first read (rendered from the map then).
+              heatmapKey: heatmapKey(scanId, analysisId),
+              heatmapMap: output.heatmapMap,
               hotRegion: output.hotRegion,
               durationMs: Date.now() - started,
               completedAt: new Date(),

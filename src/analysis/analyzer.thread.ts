@@ -1,7 +1,7 @@
 /**
  * One analysis, run inside a worker thread of the pool in analyzer.ts. ONNX Runtime's Node
- * binding runs a session synchronously on the calling thread, and preprocessing and the
- * heatmap are per-pixel loops: on the main thread they would stall every API request.
+ * binding runs a session synchronously on the calling thread, and preprocessing and
+ * the hot region are per-pixel loops: on the main thread they would stall every API request.
  * Each thread loads the models once and keeps them.
  */
 import type { MessagePort } from 'node:worker_threads';
@@ -79,7 +79,9 @@ export default async function analyzeInThread(task: AnalysisTask): Promise<Analy
     const analysis = await analyzeScan(registry, image, {
       scanType: task.scanType,
       dicom: task.dicom,
-      heatmap: true,
+      // The map is kept and the PNG drawn on the heatmap's first read (src/scans/heatmaps.ts): a
+      // burst of analyses encodes and writes no heatmap nobody may look at.
+      heatmap: false,
       maxPixels: task.maxPixels,
       onStage: (stage) => task.progress.postMessage(stage),
     });
@@ -87,7 +89,7 @@ export default async function analyzeInThread(task: AnalysisTask): Promise<Analy
     if (result.refused) {
       return { ok: true, output: { refused: true, reason: result.reason, model: result.model, scanType: result.scanType } };
     }
-    if (!analysis.heatmap || !analysis.hotRegion) throw new Error('the model gave a finding without a heatmap');
+    if (!analysis.heatmapMap || !analysis.hotRegion) throw new Error('the model gave a finding without a heatmap');
     const { refused: _refused, ...finding } = result;
     return {
       ok: true,
@@ -96,7 +98,7 @@ export default async function analyzeInThread(task: AnalysisTask): Promise<Analy
         scanType: result.scanType,
         model: result.model,
         result: finding,
-        heatmapPng: analysis.heatmap.png,
+        heatmapMap: analysis.heatmapMap,
         hotRegion: analysis.hotRegion,
       },
     };

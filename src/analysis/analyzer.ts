@@ -92,12 +92,7 @@ export function createOnnxAnalyzer({
         if (outcome.permanent) throw new PermanentJobError(outcome.message);
         throw new Error(outcome.message);
       }
-      const { output } = outcome;
-      // Buffers arrive from the thread as plain Uint8Arrays (a copy this thread owns): viewed as
-      // a Buffer, not copied again on the event loop.
-      if (output.refused) return output;
-      const { buffer, byteOffset, byteLength } = output.heatmapPng;
-      return { ...output, heatmapPng: Buffer.from(buffer, byteOffset, byteLength) };
+      return outcome.output;
     },
     async warmUp() {
       // One task per thread at once: a busy thread makes the pool start the next one.

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Analyzer } from './analyze.job.js';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { gliomaOutput } from '../../test/helpers/analyzer-output.js';
-import { FIXTURES, heatmapPng, uploadRequest } from '../scans/test-support.js';
+import { FIXTURES, heatmapMap, uploadRequest } from '../scans/test-support.js';
 
 const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -25,7 +25,7 @@ describe('analysis jobs in hand per analyzer thread', () => {
   const twoRunning = new Promise<void>((resolve) => (bothIn = resolve));
 
   before(async () => {
-    const png = await heatmapPng(10, 10);
+    const map = heatmapMap();
     // Each analysis waits until a second one has arrived (or 5 s have passed): one job per
     // thread would hand the second scan over only after the first one's end.
     const analyzer: Analyzer = {
@@ -35,7 +35,7 @@ describe('analysis jobs in hand per analyzer thread', () => {
         if (running === 2) bothIn();
         await Promise.race([twoRunning, sleep(5_000)]);
         running--;
-        return { ...gliomaOutput(), heatmapPng: png };
+        return { ...gliomaOutput(), heatmapMap: map };
       },
     };
     t = await createTestApp('pglite', { worker: true, analyzer, env: { WORKER_CONCURRENCY: '1' } });

@@ -18,6 +18,7 @@ import type { ModalityPixels } from './dicom/modality.js';
 import { ImageDecodeError } from './errors.js';
 import { checkImage, type CheckedImage, type DecodedImage } from './index.js';
 import type { ImageKind } from './sniff.js';
+import type { HeatmapMap } from '../ml/heatmap.js';
 import { siblingModuleUrl } from '../platform/threads.js';
 
 export interface ImageDecoder {
@@ -35,6 +36,8 @@ export interface ImageDecoder {
   check(bytes: Buffer, opts: { maxPixels: number; kind: ImageKind; handOver?: boolean }): Promise<CheckedImage>;
   /** A DICOM image's pixel values in modality units, for window/level in the viewer. */
   modalityPixels(bytes: Buffer, opts: { maxPixels: number }): Promise<ModalityPixels>;
+  /** The heatmap PNG of an analysis's map over the scan's display PNG (src/ml/heatmap.ts renderHeatmap). */
+  renderHeatmap(displayPng: Buffer, map: HeatmapMap, opts: { maxPixels: number }): Promise<Buffer>;
   close(): Promise<void>;
 }
 
@@ -105,6 +108,12 @@ export function createImageDecoder({ timeoutMs, threads, onInternalError }: Imag
       const outcome = await run({ bytes: movable(bytes, false), maxPixels, mode: 'modality' });
       if (!('modality' in outcome)) throw new Error('decoder thread answered the wrong task');
       return outcome.modality;
+    },
+    async renderHeatmap(displayPng, map, { maxPixels }) {
+      const outcome = await run({ bytes: movable(displayPng, false), maxPixels, map, mode: 'heatmap' });
+      if (!('heatmap' in outcome)) throw new Error('decoder thread answered the wrong task');
+      const { buffer, byteOffset, byteLength } = outcome.heatmap;
+      return Buffer.from(buffer, byteOffset, byteLength);
     },
     close: () => pool.destroy(),
   };

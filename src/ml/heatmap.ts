@@ -20,9 +20,22 @@ export interface Heatmap {
   height: number;
 }
 
+/**
+ * The explained class's activation map, normalised to [0, 1] (ReLU, then divided by its
+ * maximum), at the network's map size (7 x 7 for the 224 px models). Kept with the analysis:
+ * the heatmap PNG is drawn from it and the display image on its first read (src/scans/heatmaps.ts).
+ * The values are float32s held as numbers, so they come back from JSON exactly.
+ */
+export interface HeatmapMap {
+  width: number;
+  height: number;
+  values: number[];
+}
+
 export interface Explanation {
   /** Null when rendering was not asked for. */
   heatmap: Heatmap | null;
+  map: HeatmapMap;
   /** Box around the hottest connected region, in pixels of the image given; null if the map is flat. */
   hotRegion: HotRegion | null;
 }
@@ -221,7 +234,7 @@ function renderOverlay(heat: Float32Array, image: { gray: Uint8Array; width: num
   return encodePlainPng({ data: out, width, height, channels: 3 });
 }
 
-/** Hot region, and unless `render` is false the heatmap PNG, for one class of a [K, h, w] map tensor. */
+/** Hot region, the map, and unless `render` is false the heatmap PNG, for one class of a [K, h, w] map tensor. */
 export async function explainClass(
   cam: Float32Array,
   classIndex: number,
@@ -231,17 +244,37 @@ export async function explainClass(
   options: { render?: boolean } = {},
 ): Promise<Explanation> {
   const map01 = normaliseMap(classMap(cam, classIndex, mapWidth, mapHeight));
+  const map: HeatmapMap = { width: mapWidth, height: mapHeight, values: Array.from(map01) };
   const { width, height } = image;
-  if (options.render === false) return { heatmap: null, hotRegion: findHotRegion(map01, mapWidth, mapHeight, width, height) };
+  // For an image within the working grid (the datasets' are 224 px) the grid is the image's own
+  // size, so the region is the one the overlay's map gives: the same box either way.
+  if (options.render === false) return { heatmap: null, map, hotRegion: findHotRegion(map01, mapWidth, mapHeight, width, height) };
   const heat = resizeBilinear(map01, mapWidth, mapHeight, width, height);
-  // An image within the working grid (the datasets' are 224 px) has its hot region found on
-  // the overlay's own map instead of resizing the map a second time to the same size.
+  // An image within the working grid has its hot region found on the overlay's own map instead
+  // of resizing the map a second time to the same size.
   const hotRegion =
     width <= HOT_REGION_GRID_PX && height <= HOT_REGION_GRID_PX
       ? hotRegionOnGrid(heat, width, height, width, height)
       : findHotRegion(map01, mapWidth, mapHeight, width, height);
   const png = renderOverlay(heat, image);
-  return { heatmap: { png, width: image.width, height: image.height }, hotRegion };
+  return { heatmap: { png, width: image.width, height: image.height }, map, hotRegion };
+}
+
+/** Whether a kept map has a value for each of its cells, each a number. */
+export function isWholeMap(map: HeatmapMap): boolean {
+  const { width, height, values } = map;
+  return Number.isInteger(width) && Number.isInteger(height) && width > 0 && height > 0 && Array.isArray(values) && values.length === width * height && values.every((v) => typeof v === 'number');
+}
+
+/**
+ * The heatmap PNG of a kept map over the grayscale image it was explained on: the bytes
+ * explainClass renders for the same map and image (the same resize, table and encoder).
+ */
+export function renderHeatmap(map: HeatmapMap, image: { gray: Uint8Array; width: number; height: number }): Buffer {
+  if (!isWholeMap(map)) throw new Error('the heatmap map does not match its size');
+  const { width, height, values } = map;
+  const heat = resizeBilinear(Float32Array.from(values), width, height, image.width, image.height);
+  return renderOverlay(heat, image);
 }
 
 /**

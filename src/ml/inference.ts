@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 
 import * as ort from 'onnxruntime-node';
 
-import { explainClass, tumorLocation, type Heatmap, type HotRegion } from './heatmap.js';
+import { explainClass, tumorLocation, type Heatmap, type HeatmapMap, type HotRegion } from './heatmap.js';
 import { preprocessImage, type PreprocessedImage, type PreprocessingSpec } from './preprocess.js';
 import {
   checkDistance,
@@ -57,6 +57,8 @@ export interface Analysis {
   result: AnalysisResult;
   /** The class activation map over the image; null when refused or not asked for. */
   heatmap: Heatmap | null;
+  /** The normalised map of the explained class, the heatmap drawn without its image; null when refused. */
+  heatmapMap: HeatmapMap | null;
   /** Hottest region of that map in pixels of the image given; null when refused. */
   hotRegion: HotRegion | null;
   /** Raw scores for evaluation and audit; null when an input check refused before the model. */
@@ -169,6 +171,7 @@ export async function analyzeImage(model: LoadedModel, image: Buffer | RawImage,
     return {
       result: { refused: true, scanType: manifest.task, ...inputRefusal, model: modelRef },
       heatmap: null,
+      heatmapMap: null,
       hotRegion: null,
       scores: null,
       inputStats: stats,
@@ -188,6 +191,7 @@ export async function analyzeImage(model: LoadedModel, image: Buffer | RawImage,
     return {
       result: { refused: true, scanType: manifest.task, ...distanceRefusal, model: modelRef },
       heatmap: null,
+      heatmapMap: null,
       hotRegion: null,
       scores,
       inputStats: stats,
@@ -197,7 +201,7 @@ export async function analyzeImage(model: LoadedModel, image: Buffer | RawImage,
 
   const { finding, explainedClass } = decide(model, probabilities);
   options.onStage?.('explanation');
-  const { heatmap, hotRegion } = await explainClass(
+  const { heatmap, map, hotRegion } = await explainClass(
     out.cam,
     explainedClass,
     out.camWidth,
@@ -212,6 +216,7 @@ export async function analyzeImage(model: LoadedModel, image: Buffer | RawImage,
   return {
     result: { refused: false, ...finding },
     heatmap,
+    heatmapMap: map,
     hotRegion,
     scores,
     inputStats: stats,
@@ -245,6 +250,7 @@ export async function analyzeScan(
   const refuse = (reason: string, scanType: ModelTask | null, routing?: Routing, stats?: ImageStats): Analysis => ({
     result: { refused: true, scanType, reason, check: 'scan_type', model: null, ...(routing ? { routing } : {}) },
     heatmap: null,
+      heatmapMap: null,
     hotRegion: null,
     scores: null,
     inputStats: stats ?? { grayStd: 0, meanChroma: 0, colourfulFraction: 0, highFrequencyRatio: 0 },

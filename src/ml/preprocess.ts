@@ -162,6 +162,16 @@ function rgbOfPixels(pixels: RawImage): { data: Uint8Array; width: number; heigh
 }
 
 /**
+ * An image file (the display PNG) in grayscale at its own size, decoded as preprocessImage
+ * decodes it: the `source` the analysis drew its heatmap over, for the heatmap rendered later.
+ */
+export async function grayOfImage(image: Buffer, maxPixels: number): Promise<{ width: number; height: number; gray: Uint8Array }> {
+  const plain = decodePlainPng(image, maxPixels);
+  const { data, width, height } = plain ? rgbOfPixels(plain) : await decodeRgb(image, maxPixels);
+  return { width, height, gray: grayFromRgb(data, width * height) };
+}
+
+/**
  * Image -> model input. The image is an image file (PNG or JPEG), or its pixels already
  * decoded (the worker's render of a DICOM scan); a file is decoded in full first and then
  * resized, as Pillow does in training (no JPEG shrink-on-load), with a linear kernel to match

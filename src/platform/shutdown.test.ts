@@ -14,7 +14,7 @@ import { test } from 'node:test';
 import sharp from 'sharp';
 import { eq } from 'drizzle-orm';
 import { FEATURES, type BuildOptions } from '../app.js';
-import { uploadRequest } from '../scans/test-support.js';
+import { heatmapMap, uploadRequest } from '../scans/test-support.js';
 import { gliomaOutput } from '../../test/helpers/analyzer-output.js';
 import { createTestApp, type TestApp } from '../../test/helpers/app.js';
 import { REPO_ROOT } from './config.js';
@@ -65,9 +65,7 @@ test('SIGTERM steps: an in-flight request is answered and a running analysis com
         await held;
         return {
           ...gliomaOutput({ model: { id: 'brain-mri', version: 'test' }, hotRegion: { x: 0, y: 0, width: 1, height: 1 } }),
-          heatmapPng: await sharp({ create: { width: 8, height: 8, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } })
-            .png()
-            .toBuffer(),
+          heatmapMap: heatmapMap(),
         };
       },
     },

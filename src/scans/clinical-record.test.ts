@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { claimAnalysis, latestAnalysisOf, reportProgress } from '../analysis/repository.js';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { databaseKinds } from '../../test/helpers/db.js';
-import { FIXTURES, heatmapPng, localPath, pdfText, runAnalysis, uploadRequest } from './test-support.js';
+import { FIXTURES, heatmapMap, localPath, pdfText, runAnalysis, uploadRequest } from './test-support.js';
 
 const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
 const CHEST_PNG = readFileSync(path.join(FIXTURES, 'images/chest-normal-1.png'));
@@ -72,10 +72,9 @@ for (const kind of await databaseKinds()) {
     }
     async function analysed(data: Buffer, scanType: 'brain-mri' | 'chest-xray') {
       const scan = await upload(data, scanType);
-      const { width, height } = (await get(doctor, `/api/scans/${scan._id}`)).json();
-      const heatmap = await heatmapPng(width, height);
+      const heatmap = heatmapMap();
       const output = scanType === 'brain-mri' ? brainOutput('glioma', 0.91, '1.0.0') : chestOutput;
-      await runAnalysis(t, scan._id, { ...output, heatmapPng: heatmap });
+      await runAnalysis(t, scan._id, { ...output, heatmapMap: heatmap });
       return { ...scan, heatmap };
     }
 
@@ -92,7 +91,7 @@ for (const kind of await databaseKinds()) {
 
       const again = await send(doctor, 'POST', '/api/ml/brain/analyze', { scanId: scan._id });
       assert.equal(again.statusCode, 200, again.body);
-      await runAnalysis(t, scan._id, { ...brainOutput('pituitary', 0.88, '2.0.0'), heatmapPng: scan.heatmap });
+      await runAnalysis(t, scan._id, { ...brainOutput('pituitary', 0.88, '2.0.0'), heatmapMap: scan.heatmap });
 
       const detail = (await get(doctor, `/api/scans/${scan._id}`)).json();
       // The physician's finding still stands as the result...

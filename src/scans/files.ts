@@ -20,6 +20,7 @@ import { StorageNotFoundError, type Storage } from '../platform/storage/index.js
 import type { UrlSigner } from '../platform/signing.js';
 import { findUserById } from '../users/repository.js';
 import { noteAudit } from '../audit/log.js';
+import { createScanHeatmaps, type ScanHeatmaps } from './heatmaps.js';
 import { createScanRenditions, type ScanRenditions } from './renditions.js';
 import { reportStorageKey } from './repository.js';
 import { ReportFileParamsSchema, SignedQuerySchema } from './schemas.js';
@@ -47,7 +48,7 @@ type SignedFile =
   | { ok: true; body: Buffer; contentType: string; filename?: string; userId: string; scanId: string; patientId: string }
   | { ok: false; expired: true };
 
-type FileDeps = { db: Db; storage: Storage; signer: UrlSigner; renditions: ScanRenditions };
+type FileDeps = { db: Db; storage: Storage; signer: UrlSigner; renditions: ScanRenditions; heatmaps: ScanHeatmaps };
 /** How the request proves it may have the file: the link's signature, or a bearer token's user. */
 type Credentials = { expires?: string; user?: string; signature?: string; viewer?: Viewer | null };
 
@@ -60,6 +61,21 @@ async function read(storage: Storage, key: string): Promise<Buffer> {
     if (err instanceof StorageNotFoundError) throw notFound('File');
     throw err;
   }
+}
+
+/** Why an image drawn on its first read could not be: the reader's answer. */
+function imageNotShown(err: unknown, what: string): unknown {
+  if (err instanceof StorageNotFoundError) return notFound('File');
+  if (err instanceof ImageDecodeError && err.transient) {
+    // Ran out of time on a busy server: the file may be fine, so the reader is told to retry.
+    return new AppError(
+      'unavailable',
+      `This scan's ${what} is still being prepared and the server is busy; try again in a moment.`,
+      RETRY_AFTER_SECONDS.busy,
+    );
+  }
+  if (err instanceof ImageDecodeError) return new AppError('unprocessable', `This scan's ${what} could not be shown: ${err.message}`);
+  return err;
 }
 
 /**
@@ -94,19 +110,19 @@ async function readRendition(deps: FileDeps, scan: ScanRow, which: 'image' | 'th
   try {
     return await deps.renditions.read(scan, which);
   } catch (err) {
-    if (err instanceof StorageNotFoundError) throw notFound('File');
-    if (err instanceof ImageDecodeError && err.transient) {
-      // Ran out of time on a busy server: the file may be fine, so the reader is told to retry.
-      throw new AppError(
-        'unavailable',
-        'This scan\'s image is still being prepared and the server is busy; try again in a moment.',
-        RETRY_AFTER_SECONDS.busy,
-      );
-    }
-    if (err instanceof ImageDecodeError) {
-      throw new AppError('unprocessable', `This scan's image could not be shown: ${err.message}`);
-    }
-    throw err;
+    throw imageNotShown(err, 'image');
+  }
+}
+
+/**
+ * Any other file of the scan: a heatmap (drawn from its analysis's map now, on its first read,
+ * src/scans/heatmaps.ts), or a file stored as it is served.
+ */
+async function readOtherFile(deps: FileDeps, scan: ScanRow, key: string): Promise<Buffer> {
+  try {
+    return await deps.heatmaps.read(scan, key);
+  } catch (err) {
+    throw imageNotShown(err, 'heatmap');
   }
 }
 
@@ -120,7 +136,7 @@ async function openScanFile(deps: FileDeps, { rest, ...credentials }: Credential
       ? await readRendition(deps, scan, 'image')
       : rest === scan.thumbnailKey
         ? await readRendition(deps, scan, 'thumbnail')
-        : await read(deps.storage, rest);
+        : await readOtherFile(deps, scan, rest);
   return { ok: true, body, contentType: 'image/png', userId: out.userId, scanId: scan.id, patientId: scan.patientId };
 }
 
@@ -166,11 +182,13 @@ function fileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     // Links are checked (one HMAC) before any I/O, and a page of scans loads many thumbnails
     // at once, so the per-client request limit does not apply here.
     const config = { rateLimit: false } as const;
+    const renditions = createScanRenditions({ storage: ctx.storage, imaging: ctx.imaging, maxPixels: ctx.config.maxImagePixels });
     const deps: FileDeps = {
       db: ctx.db,
       storage: ctx.storage,
       signer: ctx.signer,
-      renditions: createScanRenditions({ storage: ctx.storage, imaging: ctx.imaging, maxPixels: ctx.config.maxImagePixels }),
+      renditions,
+      heatmaps: createScanHeatmaps({ db: ctx.db, storage: ctx.storage, renditions, imaging: ctx.imaging, maxPixels: ctx.config.maxImagePixels }),
     };
 
     /** The signed-in user when the request has no signature but a bearer token (401 when it is bad). */

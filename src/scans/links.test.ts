@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
-import { FIXTURES, heatmapPng, runAnalysis, uploadRequest } from './test-support.js';
+import { FIXTURES, heatmapMap, runAnalysis, uploadRequest } from './test-support.js';
 
 const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
 
@@ -38,7 +38,7 @@ describe('file and report links', () => {
         calibration: 'model',
         model: { id: 'brain-mri', version: '1.0.0' },
       },
-      heatmapPng: await heatmapPng(10, 10),
+      heatmapMap: heatmapMap(),
       hotRegion: { x: 0, y: 0, width: 5, height: 5 },
     });
   });

@@ -21,7 +21,7 @@ import { writeDicom } from '../imaging/testing/dicom-writer.js';
 import { pngPixels } from '../imaging/testing/png.js';
 import { createScanRenditions, type ScanImage } from './renditions.js';
 import { scanFileKey } from './stored-files.js';
-import { FIXTURES, heatmapPng, localPath, runAnalysis, uploadRequest } from './test-support.js';
+import { FIXTURES, heatmapMap, localPath, runAnalysis, uploadRequest } from './test-support.js';
 
 const DICOM_MR_SMALL = readFileSync(path.join(FIXTURES, 'imaging/MR_small_implicit.dcm'));
 const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
@@ -99,7 +99,7 @@ describe('scan images rendered after upload', () => {
       return decode(bytes, opts);
     };
     try {
-      const output = { ...gliomaOutput(), heatmapPng: await heatmapPng(64, 64) };
+      const output = { ...gliomaOutput(), heatmapMap: heatmapMap() };
       await runAnalysis(t, scan._id, output, (image) => (seen = image));
     } finally {
       t.ctx.imaging.decode = decode;
@@ -130,7 +130,7 @@ describe('scan images rendered after upload', () => {
       return decode(bytes, opts);
     };
     try {
-      await runAnalysis(t, scan._id, { ...gliomaOutput(), heatmapPng: await heatmapPng(64, 64) }, (image) => (seen = image));
+      await runAnalysis(t, scan._id, { ...gliomaOutput(), heatmapMap: heatmapMap() }, (image) => (seen = image));
     } finally {
       t.ctx.imaging.decode = decode;
     }
@@ -175,7 +175,7 @@ describe('scan images rendered after upload', () => {
       // In the worker a timeout is an ordinary failure (retried), not the scan's end.
       const other = await upload(DICOM_MR_SMALL);
       timeouts = 1;
-      await assert.rejects(runAnalysis(t, other._id, { ...gliomaOutput(), heatmapPng: await heatmapPng(64, 64) }), /within 10 seconds/);
+      await assert.rejects(runAnalysis(t, other._id, { ...gliomaOutput(), heatmapMap: heatmapMap() }), /within 10 seconds/);
       const detail = (await t.app.inject({ url: `/api/scans/${other._id}`, headers: doctor.auth })).json();
       assert.notEqual(detail.status, 'failed');
     } finally {
@@ -202,7 +202,7 @@ describe('scan images rendered after upload', () => {
     assert.equal(decodes, 1, 'decoded once for three reads');
     t.ctx.imaging.decode = decode;
 
-    await runAnalysis(t, scan._id, { ...gliomaOutput(), heatmapPng: await heatmapPng(8, 8) });
+    await runAnalysis(t, scan._id, { ...gliomaOutput(), heatmapMap: heatmapMap() });
     const detail = (await t.app.inject({ url: `/api/scans/${scan._id}`, headers: doctor.auth })).json();
     assert.equal(detail.status, 'failed');
     assert.match(detail.failureReason, /could not be decoded.*RLE/);
@@ -308,7 +308,7 @@ describe('JPEG and PNG uploads: the original alone at upload, renditions on firs
       return decode(bytes, opts);
     };
     try {
-      await runAnalysis(t, scan._id, { ...gliomaOutput(), heatmapPng: await heatmapPng(224, 224) }, (image) => (seen = image));
+      await runAnalysis(t, scan._id, { ...gliomaOutput(), heatmapMap: heatmapMap() }, (image) => (seen = image));
     } finally {
       Object.assign(t.ctx.imaging, { decode });
     }
@@ -373,7 +373,7 @@ describe('the model answers the same from a JPEG or PNG original\'s pixels as fr
         if (now.refused || before.refused) return;
         assert.deepEqual(now.result, before.result, scanType);
         assert.deepEqual(now.hotRegion, before.hotRegion, scanType);
-        assert.ok(now.heatmapPng.equals(before.heatmapPng), scanType);
+        assert.deepEqual(now.heatmapMap, before.heatmapMap, scanType);
       }
     } finally {
       await analyzer.close();

@@ -19,7 +19,7 @@ import { isRasterOriginal, removeStoredFiles } from './stored-files.js';
 
 const THUMBNAIL_PX = 256;
 
-type RenditionSource = Pick<ScanRow, 'id' | 'originalKey' | 'imageKey' | 'thumbnailKey'>;
+export type RenditionSource = Pick<ScanRow, 'id' | 'originalKey' | 'imageKey' | 'thumbnailKey'>;
 
 /**
  * A scan's display image as the analysis gets it: a JPEG or PNG original, whose pixels the

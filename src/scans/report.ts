@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { ImageDecodeError } from '../imaging/index.js';
 import { StorageNotFoundError } from '../platform/storage/index.js';
+import { createScanHeatmaps } from './heatmaps.js';
 import { createScanRenditions } from './renditions.js';
 import { renderReportPdf, type ReportInput } from '../reports/pdf.js';
 import * as repo from './repository.js';
@@ -61,12 +62,14 @@ export async function generateReport(
 ) {
   const { db, storage } = deps;
   const { scan, patient } = await requireVisibleScan(db, viewer, id);
+  const maxPixels = deps.config.maxImagePixels;
+  const renditions = createScanRenditions({ storage, imaging: deps.imaging, maxPixels });
   const [analyses, reviews, annotations, image] = await Promise.all([
     repo.currentAnalyses(db, [scan]),
     repo.latestReviews(db, [scan.id]),
     repo.annotationsOf(db, scan.id),
     // Rendered now when the upload stored only the original and no analysis rendered it yet.
-    createScanRenditions({ storage, imaging: deps.imaging, maxPixels: deps.config.maxImagePixels })
+    renditions
       .read(scan, 'image')
       .catch((err: unknown) => {
         if (!(err instanceof StorageNotFoundError) && !(err instanceof ImageDecodeError)) throw err;
@@ -89,10 +92,11 @@ export async function generateReport(
   let heatmap: Buffer | null = null;
   if (analysis?.heatmapKey) {
     try {
-      heatmap = await storage.get(analysis.heatmapKey);
+      // Drawn from the analysis's map now when nobody has read the heatmap yet.
+      heatmap = await createScanHeatmaps({ db, storage, renditions, imaging: deps.imaging, maxPixels }).read(scan, analysis.heatmapKey, analysis.heatmapMap);
     } catch (err) {
-      if (!(err instanceof StorageNotFoundError)) throw err;
-      log.warn({ scanId: scan.id, analysisId: analysis.id }, 'heatmap file missing; report made without it');
+      if (!(err instanceof StorageNotFoundError) && !(err instanceof ImageDecodeError)) throw err;
+      log.warn({ scanId: scan.id, analysisId: analysis.id }, 'heatmap file missing or not drawable; report made without it');
     }
   }
 

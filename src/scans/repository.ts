@@ -7,7 +7,7 @@ import { insertJobsSql, notifyJobsSql, type JobRecord } from '../platform/queue/
 import { createReadCache } from '../platform/db/read-cache.js';
 import type { NewAnalysisRow } from '../analysis/types.js';
 import type { ListedScan, ShownAnalysis } from './view.js';
-import { analyses, annotations, patients, reports, scanAccess, scanReviews, scans, users } from '../platform/db/schema.js';
+import { analyses, annotations, patients, reports, scanAccess, scanReviews, scans, users, type HeatmapMap } from '../platform/db/schema.js';
 import { createTotalsCache, LARGE, type TotalsCache } from './totals.js';
 import { heatmapKey, type ScanFiles } from './stored-files.js';
 import { auditRowsInsertSql, type NewAuditRow } from '../audit/repository.js';
@@ -856,6 +856,19 @@ export async function reportStorageKey(db: DbOrTx, scanId: string, reportId: str
     .orderBy(desc(reports.createdAt), desc(reports.id))
     .limit(1);
   return row?.key ?? null;
+}
+
+/**
+ * The map of the scan's analysis whose heatmap is stored at `key`: null when no analysis of the
+ * scan names that key, or it is one from before maps were kept (its PNG was stored at once).
+ */
+export async function heatmapMapAt(db: DbOrTx, scanId: string, key: string): Promise<HeatmapMap | null> {
+  const [row] = await db
+    .select({ map: analyses.heatmapMap })
+    .from(analyses)
+    .where(and(eq(analyses.scanId, scanId), eq(analyses.heatmapKey, key)))
+    .limit(1);
+  return row?.map ?? null;
 }
 
 /** Which of these scan ids have a row (the sweep of stored files whose scan was never committed). */

@@ -14,7 +14,7 @@ import { scanFileKey } from './stored-files.js';
 import {
   FIXTURES,
   SHARED_DATASETS,
-  heatmapPng,
+  heatmapMap,
   localPath,
   multipart,
   pdfText,
@@ -449,7 +449,7 @@ for (const kind of await databaseKinds()) {
 
         // Every upload is queued; the one analysed since is the only completed one.
         assert.equal((await list(`patientId=${patientId}&status=processing`)).totalScans, 3);
-        await runAnalysis(t, ids[2]!, { ...BRAIN_OUTPUT, heatmapPng: await heatmapPng(64, 64) });
+        await runAnalysis(t, ids[2]!, { ...BRAIN_OUTPUT, heatmapMap: heatmapMap() });
         const completed = await list(`patientId=${patientId}&status=completed`);
         assert.deepEqual(
           completed.scans.map((s: { _id: string }) => s._id),
@@ -576,8 +576,7 @@ for (const kind of await databaseKinds()) {
     describe('analysis result and review', () => {
       test("the model's result shows with a signed heatmap; a review is stored beside it and never overwrites it", async () => {
         const scan = await uploadJpeg(doctorA, { scanType: 'brain-mri' });
-        const { width, height } = (await get(doctorA, `/api/scans/${scan._id}`)).json();
-        await runAnalysis(t, scan._id, { ...BRAIN_OUTPUT, heatmapPng: await heatmapPng(width, height) });
+        await runAnalysis(t, scan._id, { ...BRAIN_OUTPUT, heatmapMap: heatmapMap() });
 
         const analysed = (await get(doctorA, `/api/scans/${scan._id}`)).json();
         assert.equal(analysed.status, 'completed');
@@ -680,8 +679,7 @@ for (const kind of await databaseKinds()) {
           fields: { patientId, patientName: 'Raj Sharma', scanType: 'brain-mri', scanDate: '2025-05-01' },
         });
         const scan = res.json();
-        const { width, height } = (await get(doctorA, `/api/scans/${scan._id}`)).json();
-        await runAnalysis(t, scan._id, { ...BRAIN_OUTPUT, heatmapPng: await heatmapPng(width, height) });
+        await runAnalysis(t, scan._id, { ...BRAIN_OUTPUT, heatmapMap: heatmapMap() });
         await send(doctorA, 'POST', `/api/scans/${scan._id}/annotations`, { x: 5, y: 5, text: 'Possible secondary lesion' });
         await send(doctorA, 'PATCH', `/api/scans/${scan._id}`, { result: { additionalNotes: 'Confirmed on review.' } });
 
@@ -748,7 +746,7 @@ for (const kind of await databaseKinds()) {
         assert.equal(detail.patientName, 'Anita Rao');
         assert.equal(detail.originalFormat, 'dicom');
         assert.deepEqual(detail.doctorId, { _id: doctorA.id, name: doctorA.name, email: doctorA.email });
-        await runAnalysis(t, id, { ...BRAIN_OUTPUT, heatmapPng: await heatmapPng(detail.width, detail.height) });
+        await runAnalysis(t, id, { ...BRAIN_OUTPUT, heatmapMap: heatmapMap() });
 
         const note = await send(doctorA, 'POST', `/api/scans/${id}/annotations`, { x: 10, y: 20, text: 'Enhancing rim' });
         assert.equal(note.statusCode, 201, note.body);
@@ -796,8 +794,7 @@ for (const kind of await databaseKinds()) {
       /** Uploads, analyses and reports a scan: every kind of file a scan has. */
       const scanWithEveryFile = async (fields: Record<string, string> = {}) => {
         const scan = await uploadJpeg(doctorA, { scanType: 'brain-mri', ...fields });
-        const { width, height } = (await get(doctorA, `/api/scans/${scan._id}`)).json();
-        await runAnalysis(t, scan._id, { ...BRAIN_OUTPUT, heatmapPng: await heatmapPng(width, height) });
+        await runAnalysis(t, scan._id, { ...BRAIN_OUTPUT, heatmapMap: heatmapMap() });
         const report = await send(doctorA, 'POST', `/api/scans/${scan._id}/report`);
         assert.equal(report.statusCode, 201, report.body);
         return { id: scan._id as string, reportUrl: report.json().reportUrl as string };

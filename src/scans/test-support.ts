@@ -15,6 +15,7 @@ import { createScanRenditions, type ScanImage } from './renditions.js';
 import { decodeOriginalPixels } from '../imaging/index.js';
 import { ImageDecodeError, undecodableImage } from '../imaging/errors.js';
 import { latestAnalysisOf } from '../analysis/repository.js';
+import type { HeatmapMap } from '../platform/db/schema.js';
 import { PermanentJobError } from '../platform/queue/index.js';
 import { REPO_ROOT } from '../platform/config.js';
 import type { TestApp, TestUser } from '../../test/helpers/app.js';
@@ -115,7 +116,7 @@ export async function runAnalysis(t: TestApp, scanId: string, output: AnalyzerOu
     },
   };
   const renditions = createScanRenditions({ storage: t.ctx.storage, imaging: t.ctx.imaging, maxPixels: t.ctx.config.maxImagePixels });
-  const job = analyzeScanJob({ db: t.ctx.db, storage: t.ctx.storage, analyzer, renditions, events: t.ctx.events });
+  const job = analyzeScanJob({ db: t.ctx.db, analyzer, renditions, events: t.ctx.events });
   const analysis = await latestAnalysisOf(t.ctx.db, scanId);
   if (!analysis) throw new Error(`scan ${scanId} has no queued analysis`);
   try {
@@ -127,10 +128,10 @@ export async function runAnalysis(t: TestApp, scanId: string, output: AnalyzerOu
   }
 }
 
-export async function heatmapPng(width: number, height: number): Promise<Buffer> {
-  return sharp({ create: { width, height, channels: 4, background: { r: 255, g: 0, b: 0, alpha: 0.4 } } })
-    .png()
-    .toBuffer();
+/** A 7 x 7 map (the 224 px models' size) hottest at its centre, fading to 0 at the corners. */
+export function heatmapMap(): HeatmapMap {
+  const values = Array.from({ length: 49 }, (_, i) => Math.fround(Math.max(0, 1 - Math.hypot((i % 7) - 3, Math.floor(i / 7) - 3) / 4)));
+  return { width: 7, height: 7, values };
 }
 
 /** A PNG whose header claims `width` x `height` pixels: a decompression bomb's signature. */

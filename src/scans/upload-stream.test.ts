@@ -22,7 +22,7 @@ import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test
 import { syntheticImage } from '../imaging/testing/dicom-writer.js';
 import { sharedDicom } from '../imaging/testing/paths.js';
 import { scans } from '../platform/db/schema.js';
-import { heatmapPng, localPath, multipart, runAnalysis, uploadRequest } from './test-support.js';
+import { heatmapMap, localPath, multipart, runAnalysis, uploadRequest } from './test-support.js';
 import { IN_MEMORY_BYTES } from './upload.js';
 import { scanFileKey } from './stored-files.js';
 
@@ -200,7 +200,7 @@ function streamingTests(opts: {
       const res = await upload(cut);
       assert.equal(res.statusCode, 201, `${image.name}: ${res.body}`);
       const scanId = res.json()._id as string;
-      await runAnalysis(opts.app(), scanId, { ...gliomaOutput(), heatmapPng: await heatmapPng(8, 8) });
+      await runAnalysis(opts.app(), scanId, { ...gliomaOutput(), heatmapMap: heatmapMap() });
       const detail = (await opts.app().app.inject({ url: `/api/scans/${scanId}`, headers: opts.doctor().auth })).json();
       assert.equal(detail.status, 'failed', image.name);
       assert.match(detail.failureReason, /could not be decoded.*(truncated|premature|corrupt)/i, image.name);

@@ -11,7 +11,7 @@ import dicomParser from 'dicom-parser';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { gliomaOutput } from '../../test/helpers/analyzer-output.js';
 import { databaseKinds } from '../../test/helpers/db.js';
-import { FIXTURES, heatmapPng, runAnalysis, uploadRequest } from './test-support.js';
+import { FIXTURES, heatmapMap, runAnalysis, uploadRequest } from './test-support.js';
 
 const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
 const DICOM_MR = readFileSync(path.join(FIXTURES, 'imaging/MR_small_implicit.dcm'));
@@ -102,7 +102,7 @@ for (const kind of await databaseKinds()) {
         const patientId = uniqueId();
         const brain = await upload(doctor, JPEG, { patientId, scanType: 'brain-mri' });
         await upload(doctor, JPEG, { patientId, scanType: 'chest-xray' });
-        await runAnalysis(t, brain._id, { ...BRAIN_OUTPUT, heatmapPng: await heatmapPng(512, 512) });
+        await runAnalysis(t, brain._id, { ...BRAIN_OUTPUT, heatmapMap: heatmapMap() });
         const detail = (await get(doctor, `/api/scans/${brain._id}`)).json();
         assert.deepEqual(detail.result.region, BRAIN_OUTPUT.hotRegion);
         assert.deepEqual(detail.modelResult.region, BRAIN_OUTPUT.hotRegion);
@@ -125,7 +125,7 @@ for (const kind of await databaseKinds()) {
         const streaming = get(doctor, `/api/scans/events?ids=${scan._id}`);
         // Let the stream send its first event, then finish the analysis as a worker would.
         await new Promise((r) => setTimeout(r, 300));
-        await runAnalysis(t, scan._id, { ...BRAIN_OUTPUT, heatmapPng: await heatmapPng(512, 512) });
+        await runAnalysis(t, scan._id, { ...BRAIN_OUTPUT, heatmapMap: heatmapMap() });
         const res = await streaming;
         assert.equal(res.statusCode, 200, res.body);
         assert.match(String(res.headers['content-type']), /^text\/event-stream/);
@@ -140,7 +140,7 @@ for (const kind of await databaseKinds()) {
 
       test('finished scans end the stream at once', async () => {
         const a = await upload(doctor, JPEG, { scanType: 'brain-mri' });
-        await runAnalysis(t, a._id, { ...BRAIN_OUTPUT, heatmapPng: await heatmapPng(512, 512) });
+        await runAnalysis(t, a._id, { ...BRAIN_OUTPUT, heatmapMap: heatmapMap() });
         const res = await get(doctor, `/api/scans/events?ids=${a._id},${a._id}`);
         const events = parseEvents(res.body);
         assert.deepEqual(

@@ -94,9 +94,24 @@ test('2 API processes and 2 workers: every scan uploaded through either API is a
 
     // The files are in the shared store, where either API can serve them. A JPEG's display
     // image is rendered by its first reader (here api-a) and stored there: api-b reads those bytes.
+    // A heatmap is drawn on its first read too: here both APIs are asked for it at once, and
+    // both answer the bytes stored.
     for (const s of scanRows.slice(0, 4)) {
-      assert.ok(await c.storage.exists(scanFileKey(s.id, `heatmap-${s.currentAnalysisId}.png`)));
+      const heatmapKey = scanFileKey(s.id, `heatmap-${s.currentAnalysisId}.png`);
+      assert.equal(await c.storage.exists(heatmapKey), false, 'no heatmap drawn before it is read');
       assert.equal(await c.storage.exists(scanFileKey(s.id, 'image.png')), false, 'nothing rendered before it is read');
+      const heatmaps = await Promise.all(
+        bases.map(async (base) => {
+          const detail = await fetch(`${base}/api/scans/${s.id}`, { headers: auth });
+          const { result } = (await detail.json()) as { result: { heatmapUrl: string } };
+          const heatmap = await fetch(new URL(result.heatmapUrl, base));
+          assert.equal(heatmap.status, 200);
+          assert.equal(heatmap.headers.get('content-type'), 'image/png');
+          return Buffer.from(await heatmap.arrayBuffer());
+        }),
+      );
+      assert.ok(heatmaps[1]!.equals(heatmaps[0]!));
+      assert.ok((await c.storage.get(heatmapKey)).equals(heatmaps[0]!));
       const served: Buffer[] = [];
       for (const base of bases) {
         const detail = await fetch(`${base}/api/scans/${s.id}`, { headers: auth });

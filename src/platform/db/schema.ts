@@ -200,6 +200,13 @@ export interface HotRegion {
   height: number;
 }
 
+/** The explained class's normalised activation map (src/ml/heatmap.ts HeatmapMap). */
+export interface HeatmapMap {
+  width: number;
+  height: number;
+  values: number[];
+}
+
 export const analyses = pgTable(
   'analyses',
   {
@@ -224,7 +231,13 @@ export const analyses = pgTable(
     modelVersion: text('model_version'),
     /** The model's output exactly as produced; a doctor's review never overwrites it. */
     result: jsonb('result').$type<Finding>(),
+    /**
+     * Where the heatmap PNG is (or, for an analysis with a map, will be once first read).
+     * Analyses before migration 0011 stored the PNG there and have no map.
+     */
     heatmapKey: text('heatmap_key'),
+    /** The map the heatmap PNG is drawn from on its first read (src/scans/heatmaps.ts). */
+    heatmapMap: jsonb('heatmap_map').$type<HeatmapMap>(),
     hotRegion: jsonb('hot_region').$type<HotRegion>(),
     refusalReason: text('refusal_reason'),
     error: text('error'),

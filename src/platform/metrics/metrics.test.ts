@@ -91,7 +91,6 @@ for (const kind of await databaseKinds()) {
       // The job's handler as the worker runs it, with a model that refuses the image.
       const job = analyzeScanJob({
         db: t.ctx.db,
-        storage: t.ctx.storage,
         events: t.ctx.events,
         metrics: t.ctx.metrics,
         renditions: createScanRenditions({ storage: t.ctx.storage, imaging: t.ctx.imaging, maxPixels: t.ctx.config.maxImagePixels }),

@@ -254,6 +254,8 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await page.getByRole('heading', { name: /Priya Mehta/ }).waitFor();
     await page.locator('canvas.viewer-canvas[data-ready="true"]').waitFor();
     await page.getByRole('heading', { name: 'Model finding' }).waitFor();
+    // The heatmap is drawn on its first read, so it can arrive after the image.
+    await page.locator('canvas.viewer-canvas[data-heatmap="ready"]').waitFor();
     assert.match(await page.locator('.model-name').innerText(), /(Brain MRI|brain-mri).* · v\d+\.\d+\.\d+/);
     assert.ok((await page.locator('.prob-chart li').count()) >= 3, 'a probability per label');
 

@@ -72,6 +72,9 @@ export const ImageViewer = forwardRef<ImageViewerHandle, ImageViewerProps>(funct
   const [size, setSize] = useState({ w: 0, h: 0 });
   const [version, setVersion] = useState(0);
   const [status, setStatus] = useState<'loading' | 'ready' | 'error'>('loading');
+  // The heatmap arrives apart from the image and, since it is drawn on its first read, can come
+  // a moment later; its state is on the canvas so that a test (or a screen reader) can tell.
+  const [heatStatus, setHeatStatus] = useState<'none' | 'loading' | 'ready' | 'error'>('none');
   /** Milliseconds the last window/level rendering took (shown to the browser test, measured). */
   const [renderMs, setRenderMs] = useState<number | null>(null);
   const redraw = () => setVersion((v) => v + 1);
@@ -136,15 +139,20 @@ export const ImageViewer = forwardRef<ImageViewerHandle, ImageViewerProps>(funct
 
   useEffect(() => {
     heat.current = null;
-    if (!heatmapUrl) return;
+    if (!heatmapUrl) {
+      setHeatStatus('none');
+      return;
+    }
     let live = true;
+    setHeatStatus('loading');
     loadImage(heatmapUrl).then(
       (img) => {
         if (!live) return;
         heat.current = img;
+        setHeatStatus('ready');
         redraw();
       },
-      () => undefined,
+      () => live && setHeatStatus('error'),
     );
     return () => {
       live = false;
@@ -276,6 +284,7 @@ export const ImageViewer = forwardRef<ImageViewerHandle, ImageViewerProps>(funct
         role="img"
         aria-label={`${props.label}. Arrow keys pan, plus and minus zoom, 0 fits${tool === 'annotate' ? ', Enter places an annotation at the centre' : ''}.`}
         data-ready={status === 'ready' ? 'true' : 'false'}
+        data-heatmap={heatStatus}
         data-window={win ? `${Math.round(win.center)}/${Math.round(win.width)}` : ''}
         data-render-ms={renderMs === null ? undefined : renderMs.toFixed(1)}
         style={{ width: size.w, height: size.h }}
@@ -286,6 +295,9 @@ export const ImageViewer = forwardRef<ImageViewerHandle, ImageViewerProps>(funct
       />
       {status === 'loading' && <p className="viewer-message" role="status">Loading image…</p>}
       {status === 'error' && <p className="viewer-message" role="alert">The image could not be loaded. Reload the page for a fresh link.</p>}
+      {status === 'ready' && showHeatmap && heatStatus === 'error' && (
+        <p className="viewer-message" role="alert">The heatmap could not be loaded. Reload the page for a fresh link.</p>
+      )}
     </div>
   );
 });

@@ -6,8 +6,9 @@
  * 2026-12-06 "heatmaps on first read"). The drawing is renderHeatmap in src/ml/heatmap.ts over
  * the display PNG decoded as the analysis decoded its image: the bytes the analysis itself would
  * have stored. An analysis from before maps were kept has its PNG stored and no map.
- * Renders of one heatmap in this process are shared; two processes rendering the same heatmap at
- * once each store the same bytes (storage puts replace whole files, never seen half-written).
+ * Renders of one heatmap through one instance are shared (the file routes make one per app);
+ * two instances or processes rendering the same heatmap at once each store the same bytes (storage
+ * puts replace whole files, never seen half-written).
  */
 import type { ImageDecoder } from '../imaging/decoder.js';
 import type { Db } from '../platform/db/index.js';
@@ -28,9 +29,6 @@ export interface ScanHeatmaps {
   read(scan: RenditionSource, key: string, map?: HeatmapMap | null): Promise<Buffer>;
 }
 
-/** Renders in progress in this process, by storage key. */
-const rendering = new Map<string, Promise<Buffer>>();
-
 export function createScanHeatmaps({
   db,
   storage,
@@ -44,6 +42,9 @@ export function createScanHeatmaps({
   imaging: Pick<ImageDecoder, 'renderHeatmap'>;
   maxPixels: number;
 }): ScanHeatmaps {
+  /** Renders in progress through this instance, by storage key. */
+  const rendering = new Map<string, Promise<Buffer>>();
+
   async function render(scan: RenditionSource, key: string, map: HeatmapMap): Promise<Buffer> {
     // Checked here, not in the decoder's thread, whose failures read as an undecodable image (422).
     if (!isWholeMap(map)) throw new Error(`the heatmap map of ${key} does not match its size`);

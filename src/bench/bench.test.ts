@@ -8,7 +8,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { REPO_ROOT } from '../platform/config.js';
-import { DEFAULT_POSTGRES_URL, databasesToMeasure } from './support.js';
+import { analysisOutcomes, DEFAULT_POSTGRES_URL, databasesToMeasure } from './support.js';
 
 const run = promisify(execFile);
 
@@ -75,5 +75,15 @@ test('bench:pipeline in idle mode analyses scans one at a time', async () => {
 test('bench:pipeline --apis 2 --workers 1 analyses a burst uploaded through two API processes to a worker process', async (t) => {
   if (!(await databasesToMeasure('postgres', DEFAULT_POSTGRES_URL)).length) return t.skip('PostgreSQL is not reachable');
   const out = await bench('src/analysis/bench-cli.ts', ['--db', 'postgres', '--apis', '2', '--workers', '1', '--scans', '4']);
-  assert.match(out, /postgres \(2 API processes \+ 1 worker process\): 4 scans in [\d.]+ s .*failed 0/);
+  assert.match(out, /postgres \(2 API processes \+ 1 worker process\): 4 scans in [\d.]+ s .*refused 0, failed 0/);
+});
+
+test('a benchmark counts a refused image apart from a failed analysis', () => {
+  const rows = [
+    { status: 'completed', refusalReason: null },
+    { status: 'failed', refusalReason: 'The image does not resemble the chest X-ray images this model was trained on' },
+    { status: 'failed', refusalReason: null },
+    { status: 'failed', refusalReason: null },
+  ];
+  assert.deepEqual(analysisOutcomes(rows), { completed: 1, refused: 1, failed: 2 });
 });

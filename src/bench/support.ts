@@ -148,3 +148,24 @@ export const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 };
+
+/**
+ * A benchmark's analyses by how they ended: a refusal (an input or out-of-distribution check
+ * declined the image, status `failed` with a refusal reason: the server working as it should)
+ * is counted apart from a real failure, so a run that says `failed 0` had none.
+ */
+export function analysisOutcomes(rows: readonly { status: string; refusalReason: string | null }[]): {
+  completed: number;
+  refused: number;
+  failed: number;
+} {
+  let completed = 0;
+  let refused = 0;
+  let failed = 0;
+  for (const r of rows) {
+    if (r.status === 'completed') completed++;
+    else if (r.status === 'failed' && r.refusalReason !== null) refused++;
+    else if (r.status === 'failed') failed++;
+  }
+  return { completed, refused, failed };
+}

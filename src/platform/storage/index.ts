@@ -12,13 +12,15 @@ export interface Storage {
    * Stores `body` under `key`. `fresh`: the key is new (it names a scan made by this request),
    * so nothing reads it before the row naming it commits: local storage then writes the file in
    * place, refusing (EEXIST) to replace one, instead of a temporary file and a rename. A put
-   * that fails leaves nothing under the key but what was there before.
+   * that fails leaves nothing under the key but what was there before. A fresh put resolves
+   * once the file is on disk (local: fdatasync), as an upload's original must be before its
+   * row commits; other puts (renditions, heatmaps: made again from the original) do not wait.
    */
   put(key: string, body: Buffer, contentType: string, opts?: { fresh?: boolean }): Promise<void>;
   /**
    * Writes `body` under `key` as it arrives, never holding it whole (a large upload). The key
    * appears only once the stream has ended; if the stream or the write fails, nothing is left
-   * under it and the promise rejects.
+   * under it and the promise rejects. It resolves once the file is on disk, as a fresh put.
    */
   putStream(key: string, body: Readable, contentType: string): Promise<void>;
   get(key: string): Promise<Buffer>;

@@ -1,4 +1,4 @@
-import { lstat, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import type { Dirent } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
@@ -52,6 +52,16 @@ async function sweepFolder(dir: string, olderThan: Date, isTemporary: (name: str
     }
   }
   return removed;
+}
+
+/** Makes a folder's entries durable (a file renamed into it). */
+async function syncFolder(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 export function createLocalStorage(root: string): Storage {
@@ -111,7 +121,16 @@ export function createLocalStorage(root: string): Storage {
     // loaded machine, not faster: an ext4 mkdir or create then stalls the loop.)
     const write = async (again: boolean) => {
       await makeFolder(dir, again);
-      await writeFile(file, body, { flag: 'wx', mode: 0o600 });
+      const handle = await open(file, 'wx', 0o600);
+      try {
+        await handle.writeFile(body);
+        // On disk before the row naming it commits, as the row is (PostgreSQL's commit): an
+        // accepted upload survives a crash of the machine, not only of the process. The new
+        // directory entry goes with it on a journalled file system (ext4, XFS).
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
     };
     try {
       try {
@@ -159,8 +178,14 @@ export function createLocalStorage(root: string): Storage {
       const handle = await openPartial(tmp);
       try {
         // Larger writes than the default 16 kB: a few hundred kB per trip through the thread pool.
-        await pipeline(body, handle.createWriteStream({ highWaterMark: 1024 * 1024 }));
+        // `flush`: on disk before it is closed, and its folder's new entry after the rename, so
+        // the upload's original is durable before its row commits (as putFresh's).
+        await pipeline(body, handle.createWriteStream({ highWaterMark: 1024 * 1024, flush: true }));
         await moveIntoPlace(tmp, file, dir);
+        await syncFolder(dir).catch(async (err: unknown) => {
+          await rm(file, { force: true });
+          throw err;
+        });
       } catch (err) {
         await handle.close().catch(() => undefined);
         await rm(tmp, { force: true });

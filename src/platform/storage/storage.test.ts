@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, beforeEach, describe, test } from 'node:test';
@@ -67,6 +68,22 @@ describe('local storage', () => {
     assert.equal((await storage.get('shards/ff/x.original.dcm')).toString(), 'dicom');
     await storage.prepareFolders(['shards/ff']);
     assert.equal((await storage.get('shards/ff/x.original.dcm')).toString(), 'dicom', 'a folder made again keeps its files');
+  });
+
+  test("an upload's original is on disk (fdatasync) before its put resolves; a rendition's put does not wait", async (t) => {
+    const storage = createLocalStorage(dir);
+    const probe = await open(path.join(dir, 'probe'), 'w');
+    const fileHandle = Object.getPrototypeOf(probe) as { datasync: () => Promise<void>; sync: () => Promise<void> };
+    await probe.close();
+    const datasync = t.mock.method(fileHandle, 'datasync');
+    const sync = t.mock.method(fileHandle, 'sync');
+    await storage.put('shards/aa/y.original.dcm', Buffer.from('dicom'), 'application/dicom', { fresh: true });
+    assert.equal(datasync.mock.callCount() + sync.mock.callCount(), 1, 'the fresh original is synced once');
+    await storage.put('shards/aa/y.image.png', Buffer.from('png'), 'image/png');
+    assert.equal(datasync.mock.callCount() + sync.mock.callCount(), 1, 'a rendition is not synced');
+    await storage.putStream('shards/aa/z.original.dcm', Readable.from([Buffer.from('large'), Buffer.from(' dicom')]), 'application/dicom');
+    assert.equal(datasync.mock.callCount() + sync.mock.callCount(), 3, 'a streamed original: the file, then its folder after the rename');
+    assert.equal((await storage.get('shards/aa/z.original.dcm')).toString(), 'large dicom');
   });
 
   test('a scan folder removed behind its back (another process deleted the scan) is made again', async () => {

@@ -294,6 +294,29 @@ describe('streamed uploads, local storage', () => {
     const res = await t.app.inject({ method: 'GET', url: `/api/patients/${patientId}`, headers: doctor.auth });
     assert.equal(res.statusCode, 404, 'no patient was created either');
   });
+  test('a client that disconnects mid-way through a DICOM body leaves no file and no row', async () => {
+    if (!t.app.server.listening) await t.app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = t.app.server.address() as AddressInfo;
+    const before = await filesUnder(root());
+    const rowsBefore = (await t.database.db.select({ id: scans.id }).from(scans)).length;
+    const file = dicomSeries(6);
+    const req = http.request({
+      host: '127.0.0.1',
+      port,
+      method: 'POST',
+      path: '/api/scans',
+      headers: { ...doctor.auth, 'content-type': 'application/dicom', 'content-length': String(file.length) },
+    });
+    req.on('error', () => undefined);
+    req.write(file.subarray(0, Math.floor(file.length / 2)));
+    const writing = async () => (await filesUnder(root())).some((f) => f.endsWith('.tmp'));
+    for (let i = 0; i < 400 && !(await writing()); i++) await sleep(25);
+    assert.ok(await writing(), 'the body was being written to storage before the client left');
+    req.destroy();
+    for (let i = 0; i < 400 && (await writing()); i++) await sleep(25);
+    assert.deepEqual(await filesUnder(root()), before);
+    assert.equal((await t.database.db.select({ id: scans.id }).from(scans)).length, rowsBefore, 'no scan row');
+  });
 });
 
 describe('streamed uploads, S3 storage (s3rver)', () => {

@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
@@ -47,6 +49,18 @@ test('bench:ingest uploads generated DICOM files (Orthanc off)', async () => {
   // The API document's multipart form, and the file as the whole body (application/dicom).
   assert.match(out, /\| ImageMedix \(pglite, multipart\) \| [\d.]+ \| \d+ \| \d+ \| 0 \| [\d.]+ \| [\d.]+ \| - \|/);
   assert.match(out, /\| ImageMedix \(pglite, DICOM body\) \| [\d.]+ \| \d+ \| \d+ \| 0 \| [\d.]+ \| [\d.]+ \| - \|/);
+});
+
+test('bench:ingest sends Orthanc the bodies ImageMedix is sent (the DICOM file as the whole body too), storing in --storage-dir', async (t) => {
+  if (!['/usr/sbin/Orthanc', '/usr/bin/Orthanc'].some((b) => existsSync(b))) return t.skip('Orthanc is not installed (apt-get install orthanc)');
+  const dir = mkdtempSync(path.join(tmpdir(), 'imagemedix-bench-storage-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const out = await bench('src/bench/ingest-cli.ts', ['--db', 'pglite', '--files', '4', '--clients', '2', '--orthanc', 'auto', '--body', 'dicom', '--storage-dir', dir]);
+  assert.match(out, new RegExp(`the servers' files in ${dir} \\(\\w+\\)`));
+  for (const run of ['first', 'again']) assert.match(out, new RegExp(`\\| Orthanc \\(${run}, DICOM body\\) \\| [\\d.]+ \\| \\d+ \\| \\d+ \\| 0 \\|`));
+  assert.match(out, /\| ImageMedix \(pglite, DICOM body\) \| [\d.]+ \| \d+ \| \d+ \| 0 \|/);
+  assert.doesNotMatch(out, /multipart/);
+  assert.deepEqual(readdirSync(dir), [], 'both servers removed their folders');
 });
 
 test('bench:ingest --warmup sends its own uploads first and leaves them out of the figures', async () => {

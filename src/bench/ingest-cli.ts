@@ -14,9 +14,14 @@
  * Orthanc: `--orthanc auto` starts the Debian package's binary (`apt-get install orthanc`;
  * /usr/sbin/Orthanc) on a free loopback port with its own configuration and a temporary
  * storage folder, and stops it afterwards; `--orthanc http://host:8042` uses a running one.
- * Both get the same bytes, built before the clock starts: each file as a multipart/form-data
- * body with one `image` part (Orthanc's `POST /instances` takes multipart too), so the client's
- * own work per request is the same for both.
+ * Both get the same bytes, built before the clock starts: for each body measured (`--body`),
+ * Orthanc's `POST /instances` is sent what ImageMedix is sent, the multipart form with one
+ * `image` part and the file as the whole body (`application/dicom`), each a row of its own,
+ * so the client's own work per request is the same for both.
+ * --storage-dir DIR (default the OS's temporary folder): where both servers' files go, each in a
+ *   temporary folder of its own (Orthanc's storage and SQLite index, ImageMedix's DATA_DIR).
+ *   `/dev/shm` (tmpfs) takes the file system's cost out of both, to compare CPU alone; the
+ *   product's figure is the one on disk (docs/benchmarks/ingest.md).
  * --apis N (PostgreSQL only): N API-only processes on the same database and storage folder,
  *   each on its own port, the clients spread over them in turn (client c to process c % N),
  *   as the scale-out deployment of docs/deployment.md runs behind a load balancer.
@@ -34,7 +39,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -66,6 +71,7 @@ const { values } = parseArgs({
     apis: { type: 'string', default: '1' },
     body: { type: 'string', default: 'both' },
     warmup: { type: 'string', default: '0' },
+    'storage-dir': { type: 'string', default: os.tmpdir() },
   },
 });
 const N = Number(values.files);
@@ -78,6 +84,12 @@ if (!(Number.isInteger(WARMUP) && WARMUP >= 0)) throw new Error('--warmup must b
 const warmupFiles = () => makeFiles(WARMUP, { id: 'WARMUP', name: 'WARMUP' });
 /** The warm-up runs' own figures, printed under the table (not in it). */
 const warmups: Run[] = [];
+const STORAGE_DIR = path.resolve(values['storage-dir']);
+/** The file system type of a folder, by statfs's magic number, for the result's head line. */
+function fileSystemOf(dir: string): string {
+  const types: Record<number, string> = { 0x01021994: 'tmpfs', 0xef53: 'ext4', 0x58465342: 'xfs', 0x9123683e: 'btrfs', 0x794c7630: 'overlayfs' };
+  return types[statfsSync(dir).type] ?? 'unknown file system';
+}
 const BODIES = ({ both: ['multipart', 'dicom'], multipart: ['multipart'], dicom: ['dicom'] } as const)[values.body as 'both'];
 if (!BODIES) throw new Error('--body must be both, multipart or dicom');
 if (APIS > 1 && values.db !== 'postgres') {
@@ -178,18 +190,24 @@ async function drive(
   };
 }
 
-async function orthanc(bodies: Uint8Array<ArrayBuffer>[], label: string, warmupBodies: Uint8Array<ArrayBuffer>[]): Promise<Run | null> {
+type Body = 'multipart' | 'dicom';
+const BODY_LABEL: Record<Body, string> = { multipart: 'multipart', dicom: 'DICOM body' };
+const asBodies = (files: Uint8Array<ArrayBuffer>[], body: Body) => (body === 'multipart' ? multipartBodies(files) : files);
+const contentTypeOf = (body: Body) => (body === 'multipart' ? MULTIPART : 'application/dicom');
+
+/** One Orthanc, sent each body measured in turn (fresh files each), as ImageMedix is. */
+async function orthanc(label: string): Promise<Run[]> {
   let base = values.orthanc;
   let child: ChildProcess | null = null;
   let dir: string | null = null;
-  if (base === 'off') return null;
+  if (base === 'off') return [];
   if (base === 'auto') {
     const binary = ['/usr/sbin/Orthanc', '/usr/bin/Orthanc'].find((b) => existsSync(b));
     if (!binary) {
       console.error('Orthanc is not installed (apt-get install orthanc); measuring ImageMedix alone');
-      return null;
+      return [];
     }
-    dir = mkdtempSync(path.join(os.tmpdir(), 'imagemedix-bench-orthanc-'));
+    dir = mkdtempSync(path.join(STORAGE_DIR, 'imagemedix-bench-orthanc-'));
     const port = await freePort();
     writeFileSync(
       path.join(dir, 'orthanc.json'),
@@ -210,9 +228,15 @@ async function orthanc(bodies: Uint8Array<ArrayBuffer>[], label: string, warmupB
   }
   try {
     await waitForHttp(`${base}/system`, 60_000, child ?? undefined);
-    const send = (body: Uint8Array<ArrayBuffer>) => fetch(`${base}/instances`, { method: 'POST', body, headers: { 'content-type': MULTIPART } });
-    if (warmupBodies.length) warmups.push(await drive(`Orthanc ${label}, warm-up`, warmupBodies, [child?.pid], null, send));
-    return await drive(`Orthanc ${label}`, bodies, [child?.pid], null, send);
+    const runs: Run[] = [];
+    for (const body of BODIES) {
+      const headers = { 'content-type': contentTypeOf(body) };
+      const send = (bytes: Uint8Array<ArrayBuffer>) => fetch(`${base}/instances`, { method: 'POST', body: bytes, headers });
+      const name = `Orthanc (${label}, ${BODY_LABEL[body]})`;
+      if (WARMUP) warmups.push(await drive(`${name}, warm-up`, asBodies(warmupFiles(), body), [child?.pid], null, send));
+      runs.push(await drive(name, asBodies(makeFiles(N), body), [child?.pid], null, send));
+    }
+    return runs;
   } finally {
     if (child) await stopProcess(child);
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -222,13 +246,13 @@ async function orthanc(bodies: Uint8Array<ArrayBuffer>[], label: string, warmupB
 async function imagemedix(
   kind: 'pglite' | 'postgres',
   files: Uint8Array<ArrayBuffer>[],
-  body: 'multipart' | 'dicom',
+  body: Body,
   warmupFiles: Uint8Array<ArrayBuffer>[],
 ): Promise<Run> {
-  const bodies = body === 'multipart' ? multipartBodies(files) : files;
-  const warmupBodies = body === 'multipart' ? multipartBodies(warmupFiles) : warmupFiles;
-  const contentType = body === 'multipart' ? MULTIPART : 'application/dicom';
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'imagemedix-bench-ingest-'));
+  const bodies = asBodies(files, body);
+  const warmupBodies = asBodies(warmupFiles, body);
+  const contentType = contentTypeOf(body);
+  const dataDir = mkdtempSync(path.join(STORAGE_DIR, 'imagemedix-bench-ingest-'));
   const server = kind === 'postgres' ? await createServerDatabase(values['postgres-url'], 'imagemedix_bench_ingest') : null;
   const jwtSecret = randomBytes(32).toString('hex');
   const children: ChildProcess[] = [];
@@ -255,7 +279,7 @@ async function imagemedix(
       await fetch(`${base}/api/scans`, { method: 'POST', body: warm, headers });
       bases.push(base);
     }
-    const how = body === 'multipart' ? 'multipart' : 'DICOM body';
+    const how = BODY_LABEL[body];
     const label = APIS === 1 ? `ImageMedix (${kind}, ${how})` : `ImageMedix (${kind}, ${how}, ${APIS} API processes)`;
     const send = (body: Uint8Array<ArrayBuffer>, client: number) =>
       fetch(`${bases[client % bases.length]}/api/scans`, { method: 'POST', body, headers: { ...headers, 'content-type': contentType } });
@@ -274,12 +298,10 @@ const machine = machineLine();
 const files = makeFiles(N);
 const size = Math.round(files.reduce((a, f) => a + f.length, 0) / files.length);
 const runs: Run[] = [];
-const before = await orthanc(multipartBodies(makeFiles(N)), '(first)', multipartBodies(warmupFiles()));
-if (before) runs.push(before);
+runs.push(...(await orthanc('first')));
 for (const kind of kinds) for (const body of BODIES) runs.push(await imagemedix(kind, makeFiles(N), body, warmupFiles()));
 // Orthanc again at the end: the machine is shared, its load moves.
-const afterRun = await orthanc(multipartBodies(makeFiles(N)), '(again)', multipartBodies(warmupFiles()));
-if (afterRun) runs.push(afterRun);
+runs.push(...(await orthanc('again')));
 
 const cpu = (ms: number | null) => (ms === null ? '-' : ms.toFixed(2));
 const table = [
@@ -291,7 +313,7 @@ const table = [
   ),
 ].join('\n');
 const warmed = WARMUP ? `, after ${WARMUP} warm-up uploads to each server (20 other patients, same clients; not counted)` : '';
-const head = `${N} DICOM files of ${size} bytes (64 x 64 MR, 20 patients), ${CLIENTS} clients${warmed}. ${machine}.`;
+const head = `${N} DICOM files of ${size} bytes (64 x 64 MR, 20 patients), ${CLIENTS} clients${warmed}; the servers' files in ${STORAGE_DIR} (${fileSystemOf(STORAGE_DIR)}). ${machine}.`;
 const warmupLines = warmups.map(
   (w) => `- ${w.name}: ${WARMUP} files, ${w.perSecond.toFixed(1)} files/s, ${w.failed} failed, server CPU ${cpu(w.serverCpuMs)} ms/file, PostgreSQL ${cpu(w.databaseCpuMs)} ms/file`,
 );

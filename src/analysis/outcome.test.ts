@@ -80,6 +80,16 @@ function jobOf(t: TestApp, s: { analysisId: string }) {
   return { job, calls, state };
 }
 
+/** jobOf's completion with its statement also in placeholders (as the queue's real one has it), so the end's form is built once. */
+function preparedJobOf(t: TestApp, s: { analysisId: string }) {
+  const of = jobOf(t, s);
+  const statement = (analysisId: unknown) => (when: SQL<boolean>) =>
+    sql`update pgboss.job set state = 'completed', completed_on = now()
+         where name = ${ANALYZE_SCAN_JOB} and data->>'analysisId' = ${analysisId} and state < 'completed' and (${when}) returning id`;
+  of.job.prepared = { statement: statement(sql.placeholder('jobAnalysisId')), values: { jobAnalysisId: s.analysisId } };
+  return of;
+}
+
 const statusOf = async (t: TestApp, s: { scanId: string; analysisId: string }) => ({
   scan: (await repo.findScanForAnalysis(t.ctx.db, s.scanId))?.status,
   analysis: (await repo.latestAnalysisOf(t.ctx.db, s.scanId))?.status,
@@ -110,6 +120,37 @@ for (const kind of await databaseKinds()) {
         // The reconciler's failure, or a retry, after the end: nothing changes.
         assert.equal(await failAnalysis(t.ctx.db, events, { ...s, reason: 'lost', refused: false }), false);
         assert.deepEqual(await statusOf(t, s), { scan: 'completed', analysis: 'completed' });
+      } finally {
+        await t.close();
+      }
+    });
+
+    test("an outcome's statement is built once and each analysis ends with its own values", async () => {
+      const t = await createTestApp(kind);
+      try {
+        const doc = await t.user();
+        const [s1, s2] = [await claimedScan(t, doc), await claimedScan(t, doc)];
+        const { events } = recording(t.ctx.events);
+        let built = 0;
+        const counting: EventPublisher = { ...events, hasSubscribers: (db, e) => (built++, events.hasSubscribers(db, e)) };
+        const end = (s: typeof s1, durationMs: number) => {
+          const { job } = preparedJobOf(t, s);
+          const c = completion(s, 1);
+          const event: ScanEvent = { type: 'scan.analyzed', scanId: s.scanId, patientId: s.patientId, status: 'completed' };
+          return endAnalysis(t.ctx.db, counting, { ...c, analysis: { ...c.analysis, durationMs }, job }, event);
+        };
+        assert.equal(await end(s1, 5), true);
+        const afterFirst = built;
+        assert.equal(await end(s2, 7), true);
+        assert.equal(built, afterFirst, 'the second analysis reuses the statement built for the first');
+        assert.deepEqual(await statusOf(t, s1), { scan: 'completed', analysis: 'completed' });
+        assert.deepEqual(await statusOf(t, s2), { scan: 'completed', analysis: 'completed' });
+        assert.equal((await repo.latestAnalysisOf(t.ctx.db, s1.scanId))?.durationMs, 5);
+        assert.equal((await repo.latestAnalysisOf(t.ctx.db, s2.scanId))?.durationMs, 7);
+        assert.equal(await preparedJobOf(t, s1).state(), 'completed');
+        assert.equal(await preparedJobOf(t, s2).state(), 'completed');
+        assert.equal(await end(s2, 9), false, 'ended once');
+        assert.equal((await repo.latestAnalysisOf(t.ctx.db, s2.scanId))?.durationMs, 7);
       } finally {
         await t.close();
       }

@@ -1,8 +1,11 @@
+import { sql } from 'drizzle-orm';
 import type { Db } from '../platform/db/index.js';
 import type { JobCompletion } from '../platform/queue/index.js';
 import type { ScanType } from '../scan-types/index.js';
 import type { EventPublisher, ScanEvent } from '../webhooks/types.js';
 import * as repo from './repository.js';
+
+const EVENT_PLACEHOLDERS = { type: sql.placeholder('eventType'), patientId: sql.placeholder('eventPatientId') };
 
 /**
  * Writes the end of an analysis (its row, its scan) and publishes the scan's event, all in one
@@ -18,8 +21,13 @@ export async function endAnalysis(
   { job, ...end }: Omit<repo.AnalysisEnd, 'unless' | 'completeJob'> & { job?: JobCompletion },
   event: ScanEvent,
 ): Promise<boolean> {
-  const completeJob = job ? { completeJob: (when: Parameters<JobCompletion['statement']>[0]) => job.statement(when) } : {};
-  const alone = await repo.endAnalysis(db, { ...end, ...completeJob, unless: events.hasSubscribers(db, event) });
+  // Placeholders, so the statement's form is built once and not at every analysis (repository.ts).
+  const completeJob = job ? { completeJob: job.prepared ?? ((when: Parameters<JobCompletion['statement']>[0]) => job.statement(when)) } : {};
+  const unless = {
+    statement: () => events.hasSubscribers(db, EVENT_PLACEHOLDERS),
+    values: { eventType: event.type, eventPatientId: event.patientId },
+  };
+  const alone = await repo.endAnalysis(db, { ...end, ...completeJob, unless });
   let ended = alone;
   if (alone.heldBack) {
     ended = await db.transaction(async (tx) => {

@@ -1,5 +1,5 @@
-import { and, asc, avg, desc, eq, inArray, lt, lte, not, sql, type SQL } from 'drizzle-orm';
-import { builtOncePerDb, executeNamed, namedByText, type DbOrTx } from '../platform/db/index.js';
+import { and, asc, avg, desc, eq, inArray, is, lt, lte, not, SQL, sql, type Query } from 'drizzle-orm';
+import { buildQuery, builtOncePerDb, executeBuilt, namedByText, type DbOrTx } from '../platform/db/index.js';
 import { analyses, scanReviews, scans } from '../platform/db/schema.js';
 
 export type AnalysisRow = typeof analyses.$inferSelect;
@@ -82,6 +82,12 @@ export async function reportProgress(db: DbOrTx, id: string, attempt: number, st
     .where(and(eq(analyses.id, id), eq(analyses.status, 'active'), eq(analyses.attempt, attempt), lte(analyses.progress, progress)));
 }
 
+/** SQL with placeholders only and the values that fill them: built once per statement form, run with new values. */
+interface Prepared<Build> {
+  statement: Build;
+  values: Record<string, unknown>;
+}
+
 export interface AnalysisEnd {
   analysisId: string;
   /** The try that must still own the analysis; any try when absent (the reconciler). */
@@ -90,49 +96,135 @@ export interface AnalysisEnd {
   scanId: string;
   scan: Partial<typeof scans.$inferInsert>;
   /** A condition under which nothing is written (`heldBack` is then its value). */
-  unless?: SQL<boolean>;
+  unless?: SQL<boolean> | Prepared<() => SQL<boolean>>;
   /** The job try's completion (platform/queue JobCompletion), written only if the analysis is ended here. */
+  completeJob?: ((when: SQL<boolean>) => SQL) | Prepared<(when: SQL<boolean>) => SQL>;
+}
+
+interface EndParts {
+  analysisId: unknown;
+  attempt: unknown;
+  analysis: Record<string, unknown>;
+  scanId: unknown;
+  scan: Record<string, unknown>;
+  unless: SQL<boolean>;
   completeJob?: (when: SQL<boolean>) => SQL;
 }
 
-/**
- * Ends an analysis and sets its scan in one statement: the analysis row if it is still
- * unfinished (and, with `attempt`, still owned by that try), and the scan and the job (with
- * `completeJob`) only if the analysis was. `finished`: this call ended it, so its event is
- * published exactly once; `heldBack`: `unless` held, and nothing was written; `jobCompleted`:
- * the job was completed in the same commit.
- */
-const endStatementName = namedByText('analysis_end');
-
-export async function endAnalysis(db: DbOrTx, end: AnalysisEnd): Promise<{ finished: boolean; heldBack: boolean; jobCompleted: boolean }> {
-  const unless = end.unless ?? sql<boolean>`false`;
+/** The end statement of `parts`, whose values may be placeholders (see endAnalysis). */
+function endStatement(db: DbOrTx, parts: EndParts): SQL {
+  const { unless } = parts;
   const finished = db
     .update(analyses)
-    .set(end.analysis)
+    .set(parts.analysis as never)
     .where(
       and(
-        eq(analyses.id, end.analysisId),
+        sql`${analyses.id} = ${parts.analysisId}`,
         inArray(analyses.status, [...UNFINISHED]),
-        end.attempt === undefined ? undefined : eq(analyses.attempt, end.attempt),
+        parts.attempt === undefined ? undefined : sql`${analyses.attempt} = ${parts.attempt}`,
         not(unless),
       ),
     )
     .returning({ id: analyses.id });
   const scan = db
     .update(scans)
-    .set({ ...end.scan, updatedAt: new Date() })
-    .where(and(eq(scans.id, end.scanId), sql`exists (select 1 from finished)`));
-  const job = end.completeJob ? sql`, job as (${end.completeJob(sql<boolean>`exists (select 1 from finished)`)})` : sql``;
-  const jobCompleted = end.completeJob ? sql`exists (select 1 from job)` : sql`false`;
+    .set(parts.scan)
+    .where(and(sql`${scans.id} = ${parts.scanId}`, sql`exists (select 1 from finished)`));
+  const job = parts.completeJob ? sql`, job as (${parts.completeJob(sql<boolean>`exists (select 1 from finished)`)})` : sql``;
+  const jobCompleted = parts.completeJob ? sql`exists (select 1 from job)` : sql`false`;
   // Data-modifying CTEs all run, on one snapshot, whether or not the outer query reads them.
-  // Named: its text takes a few forms (the columns an outcome sets, with or without a try, a
-  // job, a condition), each planned once per connection instead of at every analysis.
-  const rows = await executeNamed<{ finished: boolean; heldBack: boolean; jobCompleted: boolean }>(
-    db,
-    endStatementName,
-    sql`with finished as (${finished.getSQL()}), scan as (${scan.getSQL()})${job}
-        select exists (select 1 from finished) as "finished", ${unless} as "heldBack", ${jobCompleted} as "jobCompleted"`,
-  );
+  return sql`with finished as (${finished.getSQL()}), scan as (${scan.getSQL()})${job}
+        select exists (select 1 from finished) as "finished", ${unless} as "heldBack", ${jobCompleted} as "jobCompleted"`;
+}
+
+/**
+ * The end statement's forms built once (which columns an outcome sets and which of them are
+ * null, with or without a try, a job, a condition): building it took ~0.33 ms of the worker's
+ * loop at every analysis, filling it 0.013 (docs/benchmarks/pipeline.md, 2026-12-06 23:35). Bounded, as namedByText.
+ */
+const endForms = new Map<string, Query>();
+const MAX_END_FORMS = 32;
+
+/** A set's columns as placeholders `prefix` + column; a null stays a null in the text (a jsonb column would encode a placeholder's null as JSON). */
+function placeholdersOf(prefix: string, values: Record<string, unknown>): { set: Record<string, unknown>; values: Record<string, unknown>; form: string } {
+  const set: Record<string, unknown> = {};
+  const filled: Record<string, unknown> = {};
+  const form: string[] = [];
+  for (const [column, value] of Object.entries(values)) {
+    if (value === undefined) continue;
+    form.push(value === null ? `${column}=null` : column);
+    set[column] = value === null ? null : sql.placeholder(prefix + column);
+    if (value !== null) filled[prefix + column] = value;
+  }
+  return { set, values: filled, form: form.sort().join(',') };
+}
+
+const isPrepared = <T>(part: T | Prepared<unknown> | undefined): part is Prepared<unknown> =>
+  part !== undefined && part !== null && typeof part === 'object' && !is(part, SQL) && 'values' in part;
+
+/**
+ * Ends an analysis and sets its scan in one statement: the analysis row if it is still
+ * unfinished (and, with `attempt`, still owned by that try), and the scan and the job (with
+ * `completeJob`) only if the analysis was. `finished`: this call ended it, so its event is
+ * published exactly once; `heldBack`: `unless` held, and nothing was written; `jobCompleted`:
+ * the job was completed in the same commit. With its condition and job completion `Prepared`
+ * (or absent), the statement of each form is built once and run with this call's values;
+ * otherwise it is built here.
+ */
+const endStatementName = namedByText('analysis_end');
+
+export async function endAnalysis(db: DbOrTx, end: AnalysisEnd): Promise<{ finished: boolean; heldBack: boolean; jobCompleted: boolean }> {
+  type Answer = { finished: boolean; heldBack: boolean; jobCompleted: boolean };
+  const updatedAt = new Date();
+  let rows: Answer[];
+  const { unless, completeJob } = end;
+  if ((unless === undefined || isPrepared(unless)) && (completeJob === undefined || isPrepared(completeJob))) {
+    const analysis = placeholdersOf('a_', end.analysis);
+    const scan = placeholdersOf('s_', { ...end.scan, updatedAt });
+    const form = [analysis.form, scan.form, end.attempt !== undefined, unless !== undefined, completeJob !== undefined].join('|');
+    let query = endForms.get(form);
+    if (!query) {
+      query = buildQuery(
+        endStatement(db, {
+          analysisId: sql.placeholder('analysisId'),
+          attempt: end.attempt === undefined ? undefined : sql.placeholder('attempt'),
+          analysis: analysis.set,
+          scanId: sql.placeholder('scanId'),
+          scan: scan.set,
+          unless: unless ? unless.statement() : sql<boolean>`false`,
+          ...(completeJob ? { completeJob: completeJob.statement } : {}),
+        }),
+      );
+      if (endForms.size < MAX_END_FORMS) endForms.set(form, query);
+    }
+    rows = await executeBuilt<Answer>(db, endStatementName, query, {
+      analysisId: end.analysisId,
+      ...(end.attempt === undefined ? {} : { attempt: end.attempt }),
+      scanId: end.scanId,
+      ...analysis.values,
+      ...scan.values,
+      ...unless?.values,
+      ...completeJob?.values,
+    });
+  } else {
+    // Built here; a part given in placeholders still takes its values.
+    rows = await executeBuilt<Answer>(
+      db,
+      endStatementName,
+      buildQuery(
+        endStatement(db, {
+          analysisId: end.analysisId,
+          attempt: end.attempt,
+          analysis: end.analysis,
+          scanId: end.scanId,
+          scan: { ...end.scan, updatedAt },
+          unless: unless === undefined ? sql<boolean>`false` : isPrepared(unless) ? unless.statement() : unless,
+          ...(completeJob === undefined ? {} : { completeJob: isPrepared(completeJob) ? completeJob.statement : completeJob }),
+        }),
+      ),
+      { ...(isPrepared(unless) ? unless.values : {}), ...(isPrepared(completeJob) ? completeJob.values : {}) },
+    );
+  }
   return { finished: rows[0]?.finished === true, heldBack: rows[0]?.heldBack === true, jobCompleted: rows[0]?.jobCompleted === true };
 }
 

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import type { SQL } from 'drizzle-orm';
+import type { SQL, SQLWrapper } from 'drizzle-orm';
 import type { DbOrTx } from '../platform/db/index.js';
 
 export const WEBHOOK_EVENTS = ['scan.uploaded', 'scan.analyzed', 'scan.failed'] as const;
@@ -20,9 +20,10 @@ export interface EventPublisher {
   /**
    * An SQL condition, true when some webhook would receive the event: a change whose event
    * nobody receives queues no delivery, so it can be written in one statement guarded by
-   * `not hasSubscribers(...)`, and in a transaction with `publish` otherwise.
+   * `not hasSubscribers(...)`, and in a transaction with `publish` otherwise. The type and patient
+   * may be placeholders (a statement built once).
    */
-  hasSubscribers(db: DbOrTx, event: Pick<ScanEvent, 'type' | 'patientId'>): SQL<boolean>;
+  hasSubscribers(db: DbOrTx, event: { type: ScanEvent['type'] | SQLWrapper; patientId: string | SQLWrapper }): SQL<boolean>;
   /**
    * For a statement that writes the change and queues its deliveries itself (an upload's one
    * statement, built once): SQL giving the event's delivery jobs as pg-boss job records (a

@@ -97,15 +97,26 @@ export function namedByText(prefix: string): (text: string) => string | undefine
 
 const dialect = new PgDialect();
 
+/** The text and parameters of `statement`; its placeholders stay, to be filled at each run by executeBuilt. */
+export function buildQuery(statement: SQL): Query {
+  return dialect.sqlToQuery(statement);
+}
+
 /**
- * Runs SQL built at the call (not `.prepare`d: its text varies) on the handle's session as the
- * named statement `name(text)`: on a PostgreSQL server each connection parses it once and keeps
- * its plan (PGlite's driver ignores the name; pglite-statements.ts names repeated texts there).
- * The rows as the driver gives them, not mapped by Drizzle.
+ * Runs a query from buildQuery (built at the call, or once with placeholders) on the handle's
+ * session as the named statement `name(text)`, its placeholders filled with `values` (each
+ * through its column's encoder where it stands for a column's value): on a PostgreSQL server each
+ * connection parses it once and keeps its plan (PGlite's driver ignores the name;
+ * pglite-statements.ts names repeated texts there). The rows as the driver gives them, not
+ * mapped by Drizzle.
  */
-export async function executeNamed<Row>(db: DbOrTx, name: (text: string) => string | undefined, statement: SQL): Promise<Row[]> {
-  const query = dialect.sqlToQuery(statement);
-  const result: unknown = await db._.session.prepareQuery(query, undefined, name(query.sql), false).execute();
+export async function executeBuilt<Row>(
+  db: DbOrTx,
+  name: (text: string) => string | undefined,
+  query: Query,
+  values: Record<string, unknown> = {},
+): Promise<Row[]> {
+  const result: unknown = await db._.session.prepareQuery(query, undefined, name(query.sql), false).execute(values);
   // pg answers { rows }, PGlite the rows themselves.
   return (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Row[];
 }

@@ -35,8 +35,23 @@ interface JobContext {
  */
 export interface JobCompletion {
   statement(when: SQL<boolean>): SQL;
+  /**
+   * The same statement with the job's name, id and try as placeholders, and their values: for a
+   * statement built once per form and run with new values (the analysis's end). Absent: build
+   * `statement` at each call.
+   */
+  prepared?: { statement(when: SQL<boolean>): SQL; values: Record<string, unknown> };
   completed(): void;
 }
+
+/** The job try's completion (JobCompletion.statement), its name, id and try as values or placeholders. */
+function completeJobSql(when: SQL<boolean>, job: { name: unknown; id: unknown; retryCount: unknown }): SQL {
+  return sql`update pgboss.job set completed_on = now(), state = 'completed', output = null
+        where name = ${job.name} and id = ${job.id}::uuid and state = 'active' and retry_count = ${job.retryCount} and (${when})
+        returning id`;
+}
+
+const JOB_PLACEHOLDERS = { name: sql.placeholder('jobName'), id: sql.placeholder('jobId'), retryCount: sql.placeholder('jobRetryCount') };
 
 export interface JobDefinition<S extends TObject = TObject> {
   name: string;
@@ -253,9 +268,11 @@ export async function openQueue(
       return;
     }
     const completion: JobCompletion = {
-      statement: (when) => sql`update pgboss.job set completed_on = now(), state = 'completed', output = null
-        where name = ${j.name} and id = ${j.id}::uuid and state = 'active' and retry_count = ${j.retryCount} and (${when})
-        returning id`,
+      statement: (when) => completeJobSql(when, j),
+      prepared: {
+        statement: (when) => completeJobSql(when, JOB_PLACEHOLDERS),
+        values: { jobName: j.name, jobId: j.id, jobRetryCount: j.retryCount },
+      },
       completed: () => completedByHandler.add(j.id),
     };
     try {

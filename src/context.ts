@@ -16,6 +16,7 @@ import type { Database, Db } from './platform/db/index.js';
 import type { Metrics } from './platform/metrics/index.js';
 import type { UrlSigner } from './platform/signing.js';
 import type { Storage } from './platform/storage/index.js';
+import type { ScanHeatmaps } from './scans/heatmaps.js';
 import type { EventPublisher } from './webhooks/types.js';
 
 export interface AppContext {
@@ -40,6 +41,11 @@ export interface AppContext {
   metrics: Metrics;
   /** Rate-limit counters shared by every API process (REDIS_URL); null keeps them per process. */
   redis: Redis | null;
+  /**
+   * Heatmap PNGs drawn on their first read: one instance per app, so a link read and a report
+   * made at once share one render.
+   */
+  heatmaps: ScanHeatmaps;
 }
 
 /** A feature of the API: its routes, mounted under its own prefix ('' for root paths). */

@@ -22,6 +22,7 @@ import { createUserCache } from './auth/user-cache.js';
 import type { AppContext } from './context.js';
 import { createImageDecoder, type ImageDecoder } from './imaging/decoder.js';
 import { createScanRenditions } from './scans/renditions.js';
+import { createScanHeatmaps } from './scans/heatmaps.js';
 import { SWEEP_ORPHAN_FILES_JOB, sweepOrphanFilesJob } from './scans/sweep-orphan-files.job.js';
 import { SWEEP_PARTIAL_UPLOADS_JOB, sweepPartialUploadsJob } from './scans/sweep-partial-uploads.job.js';
 import { scheduleSweeps } from './scans/sweeps.js';
@@ -84,6 +85,13 @@ export function createContext(config: Config, database: Database, adapters: Cont
     userCache,
     loginThrottle: createLoginThrottle(database.db, config.loginThrottle),
     audit: createAuditLog(database.db),
+    heatmaps: createScanHeatmaps({
+      db: database.db,
+      storage: adapters.storage,
+      renditions: createScanRenditions({ storage: adapters.storage, imaging: adapters.imaging, maxPixels: config.maxImagePixels }),
+      imaging: adapters.imaging,
+      maxPixels: config.maxImagePixels,
+    }),
   };
 }
 

@@ -20,7 +20,7 @@ import { StorageNotFoundError, type Storage } from '../platform/storage/index.js
 import type { UrlSigner } from '../platform/signing.js';
 import { findUserById } from '../users/repository.js';
 import { noteAudit } from '../audit/log.js';
-import { createScanHeatmaps, type ScanHeatmaps } from './heatmaps.js';
+import type { ScanHeatmaps } from './heatmaps.js';
 import { createScanRenditions, type ScanRenditions } from './renditions.js';
 import { reportStorageKey } from './repository.js';
 import { ReportFileParamsSchema, SignedQuerySchema } from './schemas.js';
@@ -188,7 +188,7 @@ function fileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       storage: ctx.storage,
       signer: ctx.signer,
       renditions,
-      heatmaps: createScanHeatmaps({ db: ctx.db, storage: ctx.storage, renditions, imaging: ctx.imaging, maxPixels: ctx.config.maxImagePixels }),
+      heatmaps: ctx.heatmaps,
     };
 
     /** The signed-in user when the request has no signature but a bearer token (401 when it is bad). */

@@ -203,4 +203,21 @@ describe('heatmaps drawn on their first read', () => {
     const res = await t.app.inject({ url: localPath(result.heatmapUrl) });
     assert.ok(res.rawPayload.equals(stored));
   });
+  test('a report and a first read of the link at once draw the heatmap once', async () => {
+    const scan = await upload(JPEG);
+    await runAnalysis(t, scan._id, { ...gliomaOutput(), heatmapMap: heatmapMap() });
+    const { result } = await detailOf(scan._id);
+    const counter = countRenders();
+    try {
+      const [report, read] = await Promise.all([
+        t.app.inject({ method: 'POST', url: `/api/scans/${scan._id}/report`, headers: doctor.auth }),
+        t.app.inject({ url: localPath(result.heatmapUrl) }),
+      ]);
+      assert.equal(report.statusCode, 201, report.body);
+      assert.equal(read.statusCode, 200, read.body);
+      assert.equal(counter.renders, 1, 'the report and the link shared one render');
+    } finally {
+      counter.restore();
+    }
+  });
 });

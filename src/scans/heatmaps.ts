@@ -6,7 +6,8 @@
  * 2026-12-06 "heatmaps on first read"). The drawing is renderHeatmap in src/ml/heatmap.ts over
  * the display PNG decoded as the analysis decoded its image: the bytes the analysis itself would
  * have stored. An analysis from before maps were kept has its PNG stored and no map.
- * Renders of one heatmap through one instance are shared (the file routes make one per app);
+ * Renders of one heatmap through one instance are shared (the app context holds one, for the file
+ * routes and reports alike);
  * two instances or processes rendering the same heatmap at once each store the same bytes (storage
  * puts replace whole files, never seen half-written).
  */

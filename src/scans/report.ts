@@ -7,12 +7,12 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { ImageDecodeError } from '../imaging/index.js';
 import { StorageNotFoundError } from '../platform/storage/index.js';
-import { createScanHeatmaps } from './heatmaps.js';
 import { createScanRenditions } from './renditions.js';
 import { renderReportPdf, type ReportInput } from '../reports/pdf.js';
 import * as repo from './repository.js';
 import { reportKey } from './stored-files.js';
 import { requireVisibleScan, type Viewer } from '../access/index.js';
+import type { AppContext } from '../context.js';
 import type { ScanDeps } from './service.js';
 import { listModelSummaries } from '../analysis/models.js';
 import { findingSummary, SCAN_TYPE_IDS, scanTypeSpec, type ScanType } from '../scan-types/index.js';
@@ -51,7 +51,7 @@ async function modelName(modelsDir: string, id: string): Promise<string | undefi
 }
 
 export async function generateReport(
-  deps: ScanDeps,
+  deps: ScanDeps & Pick<AppContext, 'heatmaps'>,
   {
     viewer,
     id,
@@ -93,7 +93,7 @@ export async function generateReport(
   if (analysis?.heatmapKey) {
     try {
       // Drawn from the analysis's map now when nobody has read the heatmap yet.
-      heatmap = await createScanHeatmaps({ db, storage, renditions, imaging: deps.imaging, maxPixels }).read(scan, analysis.heatmapKey, analysis.heatmapMap);
+      heatmap = await deps.heatmaps.read(scan, analysis.heatmapKey, analysis.heatmapMap);
     } catch (err) {
       if (!(err instanceof StorageNotFoundError) && !(err instanceof ImageDecodeError)) throw err;
       log.warn({ scanId: scan.id, analysisId: analysis.id }, 'heatmap file missing or not drawable; report made without it');

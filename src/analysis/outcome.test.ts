@@ -66,28 +66,24 @@ const completion = (s: { scanId: string; analysisId: string }, attempt: number) 
   scan: { status: 'completed' as const, currentAnalysisId: s.analysisId, failureReason: null },
 });
 
-/** The analysis job's completion as the queue hands it to a try (here on the job the upload queued, not yet fetched). */
+/**
+ * The analysis job's completion as the queue hands it to a try (here on the job the upload
+ * queued, not yet fetched): its statement in placeholders, as the queue's, so the end's form is built once.
+ */
 function jobOf(t: TestApp, s: { analysisId: string }) {
   const calls: string[] = [];
   const job: JobCompletion = {
-    statement: (when: SQL<boolean>) =>
-      sql`update pgboss.job set state = 'completed', completed_on = now()
-           where name = ${ANALYZE_SCAN_JOB} and data->>'analysisId' = ${s.analysisId} and state < 'completed' and (${when}) returning id`,
+    prepared: {
+      statement: (when: SQL<boolean>) =>
+        sql`update pgboss.job set state = 'completed', completed_on = now()
+             where name = ${ANALYZE_SCAN_JOB} and data->>'analysisId' = ${sql.placeholder('jobAnalysisId')} and state < 'completed' and (${when}) returning id`,
+      values: { jobAnalysisId: s.analysisId },
+    },
     completed: () => calls.push('completed'),
   };
   const state = async () =>
     ((await pendingJobs(t.ctx.db, ANALYZE_SCAN_JOB, { field: 'analysisId', value: s.analysisId })).length > 0 ? 'pending' : 'completed');
   return { job, calls, state };
-}
-
-/** jobOf's completion with its statement also in placeholders (as the queue's real one has it), so the end's form is built once. */
-function preparedJobOf(t: TestApp, s: { analysisId: string }) {
-  const of = jobOf(t, s);
-  const statement = (analysisId: unknown) => (when: SQL<boolean>) =>
-    sql`update pgboss.job set state = 'completed', completed_on = now()
-         where name = ${ANALYZE_SCAN_JOB} and data->>'analysisId' = ${analysisId} and state < 'completed' and (${when}) returning id`;
-  of.job.prepared = { statement: statement(sql.placeholder('jobAnalysisId')), values: { jobAnalysisId: s.analysisId } };
-  return of;
 }
 
 const statusOf = async (t: TestApp, s: { scanId: string; analysisId: string }) => ({
@@ -134,7 +130,7 @@ for (const kind of await databaseKinds()) {
         let built = 0;
         const counting: EventPublisher = { ...events, hasSubscribers: (db, e) => (built++, events.hasSubscribers(db, e)) };
         const end = (s: typeof s1, durationMs: number) => {
-          const { job } = preparedJobOf(t, s);
+          const { job } = jobOf(t, s);
           const c = completion(s, 1);
           const event: ScanEvent = { type: 'scan.analyzed', scanId: s.scanId, patientId: s.patientId, status: 'completed' };
           return endAnalysis(t.ctx.db, counting, { ...c, analysis: { ...c.analysis, durationMs }, job }, event);
@@ -147,8 +143,8 @@ for (const kind of await databaseKinds()) {
         assert.deepEqual(await statusOf(t, s2), { scan: 'completed', analysis: 'completed' });
         assert.equal((await repo.latestAnalysisOf(t.ctx.db, s1.scanId))?.durationMs, 5);
         assert.equal((await repo.latestAnalysisOf(t.ctx.db, s2.scanId))?.durationMs, 7);
-        assert.equal(await preparedJobOf(t, s1).state(), 'completed');
-        assert.equal(await preparedJobOf(t, s2).state(), 'completed');
+        assert.equal(await jobOf(t, s1).state(), 'completed');
+        assert.equal(await jobOf(t, s2).state(), 'completed');
         assert.equal(await end(s2, 9), false, 'ended once');
         assert.equal((await repo.latestAnalysisOf(t.ctx.db, s2.scanId))?.durationMs, 7);
       } finally {

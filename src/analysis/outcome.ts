@@ -22,7 +22,7 @@ export async function endAnalysis(
   event: ScanEvent,
 ): Promise<boolean> {
   // Placeholders, so the statement's form is built once and not at every analysis (repository.ts).
-  const completeJob = job ? { completeJob: job.prepared ?? ((when: Parameters<JobCompletion['statement']>[0]) => job.statement(when)) } : {};
+  const completeJob = job ? { completeJob: job.prepared } : {};
   const unless = {
     statement: () => events.hasSubscribers(db, EVENT_PLACEHOLDERS),
     values: { eventType: event.type, eventPatientId: event.patientId },

@@ -1,4 +1,4 @@
-import { and, asc, avg, desc, eq, inArray, is, lt, lte, not, SQL, sql, type Query } from 'drizzle-orm';
+import { and, asc, avg, desc, eq, inArray, lt, lte, not, sql, type Query, type SQL } from 'drizzle-orm';
 import { buildQuery, builtOncePerDb, executeBuilt, namedByText, type DbOrTx } from '../platform/db/index.js';
 import { analyses, scanReviews, scans } from '../platform/db/schema.js';
 
@@ -96,9 +96,9 @@ export interface AnalysisEnd {
   scanId: string;
   scan: Partial<typeof scans.$inferInsert>;
   /** A condition under which nothing is written (`heldBack` is then its value). */
-  unless?: SQL<boolean> | Prepared<() => SQL<boolean>>;
-  /** The job try's completion (platform/queue JobCompletion), written only if the analysis is ended here. */
-  completeJob?: ((when: SQL<boolean>) => SQL) | Prepared<(when: SQL<boolean>) => SQL>;
+  unless?: Prepared<() => SQL<boolean>>;
+  /** The job try's completion (platform/queue JobCompletion.prepared), written only if the analysis is ended here. */
+  completeJob?: Prepared<(when: SQL<boolean>) => SQL>;
 }
 
 interface EndParts {
@@ -111,7 +111,7 @@ interface EndParts {
   completeJob?: (when: SQL<boolean>) => SQL;
 }
 
-/** The end statement of `parts`, whose values may be placeholders (see endAnalysis). */
+/** The end statement of `parts`, its values placeholders (see endAnalysis). */
 function endStatement(db: DbOrTx, parts: EndParts): SQL {
   const { unless } = parts;
   const finished = db
@@ -159,72 +159,45 @@ function placeholdersOf(prefix: string, values: Record<string, unknown>): { set:
   return { set, values: filled, form: form.sort().join(',') };
 }
 
-const isPrepared = <T>(part: T | Prepared<unknown> | undefined): part is Prepared<unknown> =>
-  part !== undefined && part !== null && typeof part === 'object' && !is(part, SQL) && 'values' in part;
-
 /**
  * Ends an analysis and sets its scan in one statement: the analysis row if it is still
  * unfinished (and, with `attempt`, still owned by that try), and the scan and the job (with
  * `completeJob`) only if the analysis was. `finished`: this call ended it, so its event is
  * published exactly once; `heldBack`: `unless` held, and nothing was written; `jobCompleted`:
- * the job was completed in the same commit. With its condition and job completion `Prepared`
- * (or absent), the statement of each form is built once and run with this call's values;
- * otherwise it is built here.
+ * the job was completed in the same commit. The statement of each form is built once and run
+ * with this call's values.
  */
 const endStatementName = namedByText('analysis_end');
 
 export async function endAnalysis(db: DbOrTx, end: AnalysisEnd): Promise<{ finished: boolean; heldBack: boolean; jobCompleted: boolean }> {
-  type Answer = { finished: boolean; heldBack: boolean; jobCompleted: boolean };
-  const updatedAt = new Date();
-  let rows: Answer[];
   const { unless, completeJob } = end;
-  if ((unless === undefined || isPrepared(unless)) && (completeJob === undefined || isPrepared(completeJob))) {
-    const analysis = placeholdersOf('a_', end.analysis);
-    const scan = placeholdersOf('s_', { ...end.scan, updatedAt });
-    const form = [analysis.form, scan.form, end.attempt !== undefined, unless !== undefined, completeJob !== undefined].join('|');
-    let query = endForms.get(form);
-    if (!query) {
-      query = buildQuery(
-        endStatement(db, {
-          analysisId: sql.placeholder('analysisId'),
-          attempt: end.attempt === undefined ? undefined : sql.placeholder('attempt'),
-          analysis: analysis.set,
-          scanId: sql.placeholder('scanId'),
-          scan: scan.set,
-          unless: unless ? unless.statement() : sql<boolean>`false`,
-          ...(completeJob ? { completeJob: completeJob.statement } : {}),
-        }),
-      );
-      if (endForms.size < MAX_END_FORMS) endForms.set(form, query);
-    }
-    rows = await executeBuilt<Answer>(db, endStatementName, query, {
-      analysisId: end.analysisId,
-      ...(end.attempt === undefined ? {} : { attempt: end.attempt }),
-      scanId: end.scanId,
-      ...analysis.values,
-      ...scan.values,
-      ...unless?.values,
-      ...completeJob?.values,
-    });
-  } else {
-    // Built here; a part given in placeholders still takes its values.
-    rows = await executeBuilt<Answer>(
-      db,
-      endStatementName,
-      buildQuery(
-        endStatement(db, {
-          analysisId: end.analysisId,
-          attempt: end.attempt,
-          analysis: end.analysis,
-          scanId: end.scanId,
-          scan: { ...end.scan, updatedAt },
-          unless: unless === undefined ? sql<boolean>`false` : isPrepared(unless) ? unless.statement() : unless,
-          ...(completeJob === undefined ? {} : { completeJob: isPrepared(completeJob) ? completeJob.statement : completeJob }),
-        }),
-      ),
-      { ...(isPrepared(unless) ? unless.values : {}), ...(isPrepared(completeJob) ? completeJob.values : {}) },
+  const analysis = placeholdersOf('a_', end.analysis);
+  const scan = placeholdersOf('s_', { ...end.scan, updatedAt: new Date() });
+  const form = [analysis.form, scan.form, end.attempt !== undefined, unless !== undefined, completeJob !== undefined].join('|');
+  let query = endForms.get(form);
+  if (!query) {
+    query = buildQuery(
+      endStatement(db, {
+        analysisId: sql.placeholder('analysisId'),
+        attempt: end.attempt === undefined ? undefined : sql.placeholder('attempt'),
+        analysis: analysis.set,
+        scanId: sql.placeholder('scanId'),
+        scan: scan.set,
+        unless: unless ? unless.statement() : sql<boolean>`false`,
+        ...(completeJob ? { completeJob: completeJob.statement } : {}),
+      }),
     );
+    if (endForms.size < MAX_END_FORMS) endForms.set(form, query);
   }
+  const rows = await executeBuilt<{ finished: boolean; heldBack: boolean; jobCompleted: boolean }>(db, endStatementName, query, {
+    analysisId: end.analysisId,
+    ...(end.attempt === undefined ? {} : { attempt: end.attempt }),
+    scanId: end.scanId,
+    ...analysis.values,
+    ...scan.values,
+    ...unless?.values,
+    ...completeJob?.values,
+  });
   return { finished: rows[0]?.finished === true, heldBack: rows[0]?.heldBack === true, jobCompleted: rows[0]?.jobCompleted === true };
 }
 

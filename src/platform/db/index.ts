@@ -103,7 +103,7 @@ export function buildQuery(statement: SQL): Query {
 }
 
 /**
- * Runs a query from buildQuery (built at the call, or once with placeholders) on the handle's
+ * Runs a query from buildQuery (built once, with placeholders) on the handle's
  * session as the named statement `name(text)`, its placeholders filled with `values` (each
  * through its column's encoder where it stands for a column's value): on a PostgreSQL server each
  * connection parses it once and keeps its plan (PGlite's driver ignores the name;

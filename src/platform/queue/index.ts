@@ -28,30 +28,26 @@ interface JobContext {
 /**
  * A job's completion written by its handler, in the statement that records the job's outcome
  * in the feature's tables: one commit for both, and no separate round trip by pg-boss after
- * the handler returns. `statement(when)` is a data-modifying statement for a CTE: it completes
+ * the handler returns. `prepared.statement(when)` is a data-modifying statement for a CTE: it completes
  * the job if this try still holds it (active, this attempt) and `when` holds, returning its id.
  * `completed()` tells the queue it did, so pg-boss's own completion of the job is not sent; a
  * job the statement did not complete is completed by pg-boss when the handler returns, as before.
  */
 export interface JobCompletion {
-  statement(when: SQL<boolean>): SQL;
   /**
-   * The same statement with the job's name, id and try as placeholders, and their values: for a
-   * statement built once per form and run with new values (the analysis's end). Absent: build
-   * `statement` at each call.
+   * The statement with the job's name, id and try as placeholders, and their values: built once
+   * per form by the statement that embeds it and run with each try's values (the analysis's end).
    */
-  prepared?: { statement(when: SQL<boolean>): SQL; values: Record<string, unknown> };
+  prepared: { statement(when: SQL<boolean>): SQL; values: Record<string, unknown> };
   completed(): void;
 }
 
-/** The job try's completion (JobCompletion.statement), its name, id and try as values or placeholders. */
-function completeJobSql(when: SQL<boolean>, job: { name: unknown; id: unknown; retryCount: unknown }): SQL {
-  return sql`update pgboss.job set completed_on = now(), state = 'completed', output = null
-        where name = ${job.name} and id = ${job.id}::uuid and state = 'active' and retry_count = ${job.retryCount} and (${when})
+/** The job try's completion (JobCompletion.prepared): its name, id and try are placeholders. */
+const completeJobSql = (when: SQL<boolean>): SQL =>
+  sql`update pgboss.job set completed_on = now(), state = 'completed', output = null
+        where name = ${sql.placeholder('jobName')} and id = ${sql.placeholder('jobId')}::uuid and state = 'active'
+          and retry_count = ${sql.placeholder('jobRetryCount')} and (${when})
         returning id`;
-}
-
-const JOB_PLACEHOLDERS = { name: sql.placeholder('jobName'), id: sql.placeholder('jobId'), retryCount: sql.placeholder('jobRetryCount') };
 
 export interface JobDefinition<S extends TObject = TObject> {
   name: string;
@@ -268,9 +264,8 @@ export async function openQueue(
       return;
     }
     const completion: JobCompletion = {
-      statement: (when) => completeJobSql(when, j),
       prepared: {
-        statement: (when) => completeJobSql(when, JOB_PLACEHOLDERS),
+        statement: completeJobSql,
         values: { jobName: j.name, jobId: j.id, jobRetryCount: j.retryCount },
       },
       completed: () => completedByHandler.add(j.id),

@@ -6,7 +6,7 @@ import pg from 'pg';
 import pino from 'pino';
 import { databaseKinds, openTestDatabase, type TestDatabase } from '../../../test/helpers/db.js';
 import { captureLog } from '../../../test/helpers/log-capture.js';
-import { openDatabase, type Database } from '../db/index.js';
+import { buildQuery, executeBuilt, openDatabase, type Database } from '../db/index.js';
 import { checkJobRegistry, openQueue, type JobDefinition, type Queue } from './index.js';
 
 const log = pino({ level: 'silent' });
@@ -116,9 +116,9 @@ describe('a job completed by its handler', () => {
       async handler({ n }, { completion }) {
         assert.ok(completion);
         // n = 1: the handler's statement completes the job; n = 2: its condition does not hold.
-        const completeIt = completion.statement(n === 1 ? sql<boolean>`true` : sql<boolean>`false`);
-        const result: unknown = await database.db.execute(sql`with job as (${completeIt}) select count(*)::int as n from job`);
-        const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as { n: number }[];
+        const completeIt = completion.prepared.statement(n === 1 ? sql<boolean>`true` : sql<boolean>`false`);
+        const query = buildQuery(sql`with job as (${completeIt}) select count(*)::int as n from job`);
+        const rows = await executeBuilt<{ n: number }>(database.db, () => undefined, query, completion.prepared.values);
         if (rows[0]?.n === 1) completion.completed();
         const { rows: state } = await database.executor.executeSql(`select state from pgboss.job where name = $1 and data->>'n' = $2`, [
           job.name,

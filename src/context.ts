@@ -17,6 +17,7 @@ import type { Metrics } from './platform/metrics/index.js';
 import type { UrlSigner } from './platform/signing.js';
 import type { Storage } from './platform/storage/index.js';
 import type { ScanHeatmaps } from './scans/heatmaps.js';
+import type { ScanRenditions } from './scans/renditions.js';
 import type { EventPublisher } from './webhooks/types.js';
 
 export interface AppContext {
@@ -46,6 +47,8 @@ export interface AppContext {
    * made at once share one render.
    */
   heatmaps: ScanHeatmaps;
+  /** Scan display images and thumbnails rendered on their first read: one instance per app, for the file routes, reports and heatmaps. */
+  renditions: ScanRenditions;
 }
 
 /** A feature of the API: its routes, mounted under its own prefix ('' for root paths). */

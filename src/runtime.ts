@@ -74,6 +74,7 @@ export interface ContextAdapters {
 export function createContext(config: Config, database: Database, adapters: ContextAdapters): AppContext {
   const tokens = createTokenService(config.jwtSecret, config.jwtExpiresIn);
   const userCache = createUserCache<CachedUser>(database);
+  const renditions = createScanRenditions({ storage: adapters.storage, imaging: adapters.imaging, maxPixels: config.maxImagePixels });
   return {
     ...adapters,
     config,
@@ -88,10 +89,11 @@ export function createContext(config: Config, database: Database, adapters: Cont
     heatmaps: createScanHeatmaps({
       db: database.db,
       storage: adapters.storage,
-      renditions: createScanRenditions({ storage: adapters.storage, imaging: adapters.imaging, maxPixels: config.maxImagePixels }),
+      renditions,
       imaging: adapters.imaging,
       maxPixels: config.maxImagePixels,
     }),
+    renditions,
   };
 }
 

@@ -21,7 +21,7 @@ import type { UrlSigner } from '../platform/signing.js';
 import { findUserById } from '../users/repository.js';
 import { noteAudit } from '../audit/log.js';
 import type { ScanHeatmaps } from './heatmaps.js';
-import { createScanRenditions, type ScanRenditions } from './renditions.js';
+import type { ScanRenditions } from './renditions.js';
 import { reportStorageKey } from './repository.js';
 import { ReportFileParamsSchema, SignedQuerySchema } from './schemas.js';
 
@@ -182,12 +182,11 @@ function fileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
     // Links are checked (one HMAC) before any I/O, and a page of scans loads many thumbnails
     // at once, so the per-client request limit does not apply here.
     const config = { rateLimit: false } as const;
-    const renditions = createScanRenditions({ storage: ctx.storage, imaging: ctx.imaging, maxPixels: ctx.config.maxImagePixels });
     const deps: FileDeps = {
       db: ctx.db,
       storage: ctx.storage,
       signer: ctx.signer,
-      renditions,
+      renditions: ctx.renditions,
       heatmaps: ctx.heatmaps,
     };
 

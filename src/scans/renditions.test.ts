@@ -341,6 +341,26 @@ describe('JPEG and PNG uploads: the original alone at upload, renditions on firs
     }
   });
 
+  test("the image and thumbnail links and a report read the app's one renditions instance", async () => {
+    const scan = await upload(JPEG);
+    const read = t.ctx.renditions.read.bind(t.ctx.renditions);
+    const reads: string[] = [];
+    t.ctx.renditions.read = (s, which) => {
+      reads.push(which);
+      return read(s, which);
+    };
+    try {
+      assert.equal((await t.app.inject({ url: localPath(scan.imageUrl) })).statusCode, 200);
+      assert.equal((await t.app.inject({ url: localPath(scan.thumbnailUrl) })).statusCode, 200);
+      const report = await t.app.inject({ method: 'POST', url: `/api/scans/${scan._id}/report`, headers: doctor.auth });
+      assert.equal(report.statusCode, 201, report.body);
+    } finally {
+      t.ctx.renditions.read = read;
+    }
+    // A route with its own instance (createScanRenditions) would read past this one.
+    assert.deepEqual(reads, ['image', 'thumbnail', 'image']);
+  });
+
   test('a deleted JPEG scan leaves no file behind, whether or not its image was read; its links then answer 404', async () => {
     const read = await upload(JPEG);
     assert.equal((await t.app.inject({ url: localPath(read.thumbnailUrl) })).statusCode, 200);

@@ -7,7 +7,6 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { ImageDecodeError } from '../imaging/index.js';
 import { StorageNotFoundError } from '../platform/storage/index.js';
-import { createScanRenditions } from './renditions.js';
 import { renderReportPdf, type ReportInput } from '../reports/pdf.js';
 import * as repo from './repository.js';
 import { reportKey } from './stored-files.js';
@@ -51,7 +50,7 @@ async function modelName(modelsDir: string, id: string): Promise<string | undefi
 }
 
 export async function generateReport(
-  deps: ScanDeps & Pick<AppContext, 'heatmaps'>,
+  deps: ScanDeps & Pick<AppContext, 'heatmaps' | 'renditions'>,
   {
     viewer,
     id,
@@ -62,14 +61,12 @@ export async function generateReport(
 ) {
   const { db, storage } = deps;
   const { scan, patient } = await requireVisibleScan(db, viewer, id);
-  const maxPixels = deps.config.maxImagePixels;
-  const renditions = createScanRenditions({ storage, imaging: deps.imaging, maxPixels });
   const [analyses, reviews, annotations, image] = await Promise.all([
     repo.currentAnalyses(db, [scan]),
     repo.latestReviews(db, [scan.id]),
     repo.annotationsOf(db, scan.id),
     // Rendered now when the upload stored only the original and no analysis rendered it yet.
-    renditions
+    deps.renditions
       .read(scan, 'image')
       .catch((err: unknown) => {
         if (!(err instanceof StorageNotFoundError) && !(err instanceof ImageDecodeError)) throw err;

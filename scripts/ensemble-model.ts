@@ -1,0 +1,170 @@
+/**
+ * An ensemble of installed-format models (each a folder with <id>.onnx and <id>.json, float or
+ * int8) as one served graph (ml/ensemble.py): the members' logits and class activation maps
+ * averaged, their penultimate features concatenated, and the out-of-distribution class statistics
+ * and threshold refitted on the ensemble's own features (ml/quantize.py refit-ood), as
+ * scripts/quantize-model.ts refits them on an int8 graph's.
+ *
+ *   npx tsx scripts/ensemble-model.ts --model chest-xray --member <dir> --member <dir> --out <dir>
+ *                                     [--split-from 1] [--version 2.5.0] [--data ../shared/datasets/<id>]
+ *
+ * The validation images (ml/validation_split.py) are those of member --split-from (its manifest's
+ * seed, count checked): the refusal statistics are fitted on train/ minus them, the threshold set
+ * by the first member's rule on their distances, and scripts/calibrate-model.ts later uses the same
+ * split because the written manifest carries that seed. Choose the member that never trained on
+ * that split where there is one. The manifest is the first member's with the new file, refusal,
+ * training data counts and seed, and an `ensemble` record; calibrate it next
+ * (scripts/calibrate-model.ts --write) and evaluate it (MODELS_DIR=<dir> EVAL_BASELINE=none
+ * scripts/eval-all.sh) before installing it.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+
+import * as ort from 'onnxruntime-node';
+
+import { preprocessImage } from '../src/ml/preprocess.js';
+import { parseManifest } from '../src/ml/registry.js';
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string' },
+    member: { type: 'string', multiple: true, default: [] },
+    out: { type: 'string' },
+    data: { type: 'string' },
+    'split-from': { type: 'string', default: '0' },
+    version: { type: 'string' },
+    'val-fraction': { type: 'string', default: '0.12' },
+  },
+});
+const id = values.model;
+const outDir = values.out;
+const splitFrom = Number(values['split-from']);
+if (!id || !outDir || values.member.length < 2 || !(Number.isInteger(splitFrom) && splitFrom >= 0 && splitFrom < values.member.length)) {
+  console.error('usage: npx tsx scripts/ensemble-model.ts --model <id> --member <dir> --member <dir> --out <dir> [--split-from k] [--version x.y.z]');
+  process.exit(2);
+}
+type Raw = Record<string, unknown> & {
+  training?: { data?: Record<string, unknown> & { trainCount?: number; validationCount?: number }; recipe?: Record<string, unknown> };
+};
+const members = values.member.map((dir) => {
+  const manifestPath = path.join(path.resolve(dir), `${id}.json`);
+  const raw = JSON.parse(readFileSync(manifestPath, 'utf8')) as Raw;
+  const manifest = parseManifest(structuredClone(raw), manifestPath);
+  return { raw, manifest, onnx: path.join(path.dirname(manifestPath), manifest.file) };
+});
+const base = members[0]!;
+for (const m of members.slice(1)) {
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  if (!same(m.manifest.labels, base.manifest.labels) || !same(m.manifest.input, base.manifest.input) || !same(m.manifest.preprocessing, base.manifest.preprocessing)) {
+    console.error(`${m.onnx}: labels, input or preprocessing differ from ${base.onnx}; members must share them`);
+    process.exit(2);
+  }
+}
+const dataDir = path.resolve(values.data ?? path.join('..', 'shared', 'datasets', id));
+mkdirSync(outDir, { recursive: true });
+const ensemblePath = path.join(outDir, base.manifest.file);
+execFileSync('/usr/bin/python3', ['ml/ensemble.py', ...members.flatMap((m) => ['--member', m.onnx]), '--out', ensemblePath], { stdio: 'inherit' });
+
+// The validation split of member --split-from, and train/ minus it.
+const splitMember = members[splitFrom]!;
+const seed = (splitMember.raw.training?.recipe?.seed as number | undefined) ?? 20261125;
+const validation = execFileSync(
+  '/usr/bin/python3',
+  ['ml/validation_split.py', '--task', base.manifest.task, '--data', dataDir, '--seed', String(seed), '--val-fraction', values['val-fraction']],
+  { encoding: 'utf8' },
+)
+  .trim()
+  .split('\n')
+  .map((l) => path.resolve((JSON.parse(l) as { path: string }).path));
+const held = new Set(validation);
+const training: { file: string; label: number }[] = [];
+for (const [label, name] of base.manifest.labels.entries()) {
+  const dir = path.join(dataDir, 'train', name);
+  for (const f of readdirSync(dir).sort()) {
+    const file = path.join(dir, f);
+    if (!held.has(path.resolve(file))) training.push({ file, label });
+  }
+}
+const splitData = splitMember.raw.training?.data ?? {};
+if (splitData.trainCount !== undefined && splitData.trainCount !== training.length) {
+  console.error(`train/ minus validation has ${training.length} images, member ${splitFrom}'s manifest says ${String(splitData.trainCount)}`);
+  process.exit(2);
+}
+if (splitData.validationCount !== undefined && splitData.validationCount !== validation.length) {
+  console.error(`validation has ${validation.length} images, member ${splitFrom}'s manifest says ${String(splitData.validationCount)}`);
+  process.exit(2);
+}
+
+const { input } = base.manifest;
+const session = await ort.InferenceSession.create(ensemblePath, { intraOpNumThreads: 1, graphOptimizationLevel: 'all' });
+const features = async (files: string[], what: string): Promise<number[][]> => {
+  const rows: number[][] = [];
+  for (const [i, file] of files.entries()) {
+    const { tensor } = await preprocessImage(readFileSync(file), base.manifest.preprocessing);
+    const out = await session.run({ [input.name]: new ort.Tensor('float32', tensor, [1, 1, input.height, input.width]) });
+    rows.push(Array.from(out.features!.data as Float32Array));
+    if ((i + 1) % 500 === 0) process.stderr.write(`  ${what} features: ${i + 1}/${files.length}\n`);
+  }
+  return rows;
+};
+const workDir = path.join(outDir, 'ensemble');
+mkdirSync(workDir, { recursive: true });
+const featuresPath = path.join(workDir, `${id}.features.json`);
+writeFileSync(
+  featuresPath,
+  JSON.stringify({
+    labels: base.manifest.labels,
+    train: { features: await features(training.map((t) => t.file), 'train'), labels: training.map((t) => t.label) },
+    validation: { features: await features(validation, 'validation') },
+  }),
+);
+await session.release();
+const rule = `quantile:${base.manifest.refusal.quantileOfValidation ?? 0.995}`;
+const refit = JSON.parse(
+  execFileSync('/usr/bin/python3', ['ml/quantize.py', 'refit-ood', '--model', ensemblePath, '--features', featuresPath, '--rule', rule], {
+    encoding: 'utf8',
+  }),
+) as { oodThreshold: number; validationDistances: Record<string, number> };
+
+const sha256 = createHash('sha256').update(readFileSync(ensemblePath)).digest('hex');
+const describe = (m: (typeof members)[number]) => ({
+  version: m.manifest.version,
+  sha256: m.manifest.sha256,
+  seed: m.raw.training?.recipe?.seed ?? null,
+  trainCount: m.raw.training?.data?.trainCount ?? null,
+  validationCount: m.raw.training?.data?.validationCount ?? null,
+  quantization: (m.raw.quantization as { weights?: string } | undefined)?.weights ?? 'float',
+});
+const written = {
+  ...base.raw,
+  version: values.version ?? base.manifest.version,
+  sha256,
+  outputs: {
+    ...(base.raw.outputs as object),
+    logits: `mean of the ${members.length} members' raw class scores, divide by temperature before softmax`,
+    features: `the ${members.length} members' global-average-pooled penultimate features, concatenated`,
+    cam: `mean of the members' class activation maps (the exact map of the mean logits)`,
+  },
+  refusal: {
+    ...(base.raw.refusal as object),
+    oodThreshold: refit.oodThreshold,
+    validationDistances: refit.validationDistances,
+    statistics: `class means and tied covariance fitted on the ensemble's concatenated features of the ${training.length} train/ images (validation of seed ${seed} excluded), threshold by the same rule on its ${validation.length} validation distances (scripts/ensemble-model.ts)`,
+  },
+  training: {
+    ...base.raw.training,
+    data: { ...base.raw.training?.data, ...splitData },
+    recipe: { ...base.raw.training?.recipe, seed },
+  },
+  ensemble: {
+    members: members.map(describe),
+    combination: 'logits and class activation maps averaged with equal weights inside the graph, features concatenated',
+    validationSplitFrom: `member ${splitFrom} (${splitMember.manifest.version}), seed ${seed}`,
+    command: `npx tsx scripts/ensemble-model.ts ${process.argv.slice(2).join(' ')}`,
+  },
+};
+writeFileSync(path.join(outDir, `${id}.json`), JSON.stringify(written, null, 2) + '\n');
+console.log(JSON.stringify({ model: ensemblePath, sha256, train: training.length, validation: validation.length, refusal: refit }));

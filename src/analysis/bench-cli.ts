@@ -21,8 +21,8 @@
  *   then meets processes whose code V8 has already compiled (a server that has been running),
  *   not fresh ones (a fresh worker compiles ~3 ms of CPU a scan through a first burst of 200:
  *   docs/benchmarks/pipeline.md, 2026-12-06 23:10).
- * The uploads' multipart bodies are encoded before the clock starts (the same parts FormData
- *   sends), so the client's CPU in the burst is sending them, not encoding them.
+ * The uploads' multipart bodies are encoded by FormData before the clock starts, so the
+ *   client's CPU in the burst is sending them, not encoding them.
  * --cpu-times (burst, with --workers, Linux): the CPU each thread of each process used from the
  *   first upload to the last analysis (/proc/<pid>/task/<tid>/stat), per scan: every child's
  *   main thread and its busiest other threads, this process (the client) and the database's
@@ -262,28 +262,26 @@ async function run(kind: 'pglite' | 'postgres') {
   const auth = { authorization: `Bearer ${token}` };
 
   const images = testImages(N);
-  // Each upload's multipart body, as FormData would encode it (the image, then the fields).
-  const boundary = `imagemedix-bench-${randomBytes(12).toString('hex')}`;
-  const bodies = images.map((img, i) => {
-    const field = (name: string, value: string) => `--${boundary}\r\ncontent-disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
-    return Buffer.concat([
-      Buffer.from(
-        `--${boundary}\r\ncontent-disposition: form-data; name="image"; filename="${path.basename(img.file)}"\r\n` +
-          'content-type: application/octet-stream\r\n\r\n',
-      ),
-      readFileSync(img.file),
-      Buffer.from(
-        `\r\n${field('patientId', `BENCH-${i % 20}`)}${field('patientName', `Bench Patient ${i % 20}`)}${field('scanType', img.scanType)}--${boundary}--\r\n`,
-      ),
-    ]);
-  });
-  const headers = { ...auth, 'content-type': `multipart/form-data; boundary=${boundary}` };
+  // Each upload's multipart body and its content type (its boundary), encoded by the platform's
+  // FormData (the image, then the fields), before the clock.
+  const requests = await Promise.all(
+    images.map(async (img, i) => {
+      const form = new FormData();
+      form.append('image', new Blob([readFileSync(img.file)], { type: 'application/octet-stream' }), path.basename(img.file));
+      form.append('patientId', `BENCH-${i % 20}`);
+      form.append('patientName', `Bench Patient ${i % 20}`);
+      form.append('scanType', img.scanType);
+      const encoded = new Request(`${bases[0]}/api/scans`, { method: 'POST', body: form });
+      return { body: await encoded.arrayBuffer(), headers: { ...auth, 'content-type': encoded.headers.get('content-type')! } };
+    }),
+  );
   // Wall-clock times: the end of each analysis is its completed_at, written by the worker.
   const started = new Map<string, number>();
   const responded: number[] = [];
   const upload = async (i: number) => {
     const begin = Date.now();
-    const res = await fetch(`${bases[i % bases.length]}/api/scans`, { method: 'POST', body: bodies[i], headers });
+    const { body, headers } = requests[i]!;
+    const res = await fetch(`${bases[i % bases.length]}/api/scans`, { method: 'POST', body, headers });
     if (res.status !== 201) throw new Error(`upload failed: ${res.status} ${await res.text()}`);
     const scan = (await res.json()) as { _id: string };
     responded.push(Date.now() - begin);

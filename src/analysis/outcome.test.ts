@@ -70,15 +70,15 @@ const completion = (s: { scanId: string; analysisId: string }, attempt: number) 
  * The analysis job's completion as the queue hands it to a try (here on the job the upload
  * queued, not yet fetched): its statement in placeholders, as the queue's, so the end's form is built once.
  */
+/** The job's completion, one builder for every test (as the queue's): a built form is known by its builder. */
+const completeAnalysisJob = (when: SQL<boolean>) =>
+  sql`update pgboss.job set state = 'completed', completed_on = now()
+       where name = ${ANALYZE_SCAN_JOB} and data->>'analysisId' = ${sql.placeholder('jobAnalysisId')} and state < 'completed' and (${when}) returning id`;
+
 function jobOf(t: TestApp, s: { analysisId: string }) {
   const calls: string[] = [];
   const job: JobCompletion = {
-    prepared: {
-      statement: (when: SQL<boolean>) =>
-        sql`update pgboss.job set state = 'completed', completed_on = now()
-             where name = ${ANALYZE_SCAN_JOB} and data->>'analysisId' = ${sql.placeholder('jobAnalysisId')} and state < 'completed' and (${when}) returning id`,
-      values: { jobAnalysisId: s.analysisId },
-    },
+    prepared: { statement: completeAnalysisJob, values: { jobAnalysisId: s.analysisId } },
     completed: () => calls.push('completed'),
   };
   const state = async () =>

@@ -1,4 +1,4 @@
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../platform/db/index.js';
 import type { JobCompletion } from '../platform/queue/index.js';
 import type { ScanType } from '../scan-types/index.js';
@@ -15,6 +15,20 @@ const EVENT_PLACEHOLDERS = { type: sql.placeholder('eventType'), patientId: sql.
  * own. When no webhook receives the event, the usual case, that is one statement and no
  * transaction; otherwise a transaction that queues the deliveries with the change.
  */
+/**
+ * One `unless` builder per publisher: repository.ts keys a built form by its builders' identity,
+ * so a new closure at every analysis would build the statement again each time.
+ */
+const subscriberChecks = new WeakMap<EventPublisher, () => SQL<boolean>>();
+function subscriberCheck(db: Db, events: EventPublisher): () => SQL<boolean> {
+  let check = subscriberChecks.get(events);
+  if (!check) {
+    check = () => events.hasSubscribers(db, EVENT_PLACEHOLDERS);
+    subscriberChecks.set(events, check);
+  }
+  return check;
+}
+
 export async function endAnalysis(
   db: Db,
   events: EventPublisher,
@@ -23,10 +37,7 @@ export async function endAnalysis(
 ): Promise<boolean> {
   // Placeholders, so the statement's form is built once and not at every analysis (repository.ts).
   const completeJob = job ? { completeJob: job.prepared } : {};
-  const unless = {
-    statement: () => events.hasSubscribers(db, EVENT_PLACEHOLDERS),
-    values: { eventType: event.type, eventPatientId: event.patientId },
-  };
+  const unless = { statement: subscriberCheck(db, events), values: { eventType: event.type, eventPatientId: event.patientId } };
   const alone = await repo.endAnalysis(db, { ...end, ...completeJob, unless });
   let ended = alone;
   if (alone.heldBack) {

@@ -145,6 +145,20 @@ function endStatement(db: DbOrTx, parts: EndParts): SQL {
 const endForms = new Map<string, Query>();
 const MAX_END_FORMS = 32;
 
+/**
+ * A number per statement builder (`unless`, `completeJob`), part of a form's key: two builders
+ * with other text (a test's completion beside the queue's) must not share a built form, whose
+ * placeholders would then be the other's.
+ */
+const builderIds = new WeakMap<object, number>();
+let builders = 0;
+function builderId(build: object | undefined): string {
+  if (!build) return '-';
+  let id = builderIds.get(build);
+  if (id === undefined) builderIds.set(build, (id = ++builders));
+  return String(id);
+}
+
 /** A set's columns as placeholders `prefix` + column; a null stays a null in the text (a jsonb column would encode a placeholder's null as JSON). */
 function placeholdersOf(prefix: string, values: Record<string, unknown>): { set: Record<string, unknown>; values: Record<string, unknown>; form: string } {
   const set: Record<string, unknown> = {};
@@ -173,7 +187,7 @@ export async function endAnalysis(db: DbOrTx, end: AnalysisEnd): Promise<{ finis
   const { unless, completeJob } = end;
   const analysis = placeholdersOf('a_', end.analysis);
   const scan = placeholdersOf('s_', { ...end.scan, updatedAt: new Date() });
-  const form = [analysis.form, scan.form, end.attempt !== undefined, unless !== undefined, completeJob !== undefined].join('|');
+  const form = [analysis.form, scan.form, end.attempt !== undefined, builderId(unless?.statement), builderId(completeJob?.statement)].join('|');
   let query = endForms.get(form);
   if (!query) {
     query = buildQuery(

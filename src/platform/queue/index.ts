@@ -37,6 +37,7 @@ export interface JobCompletion {
   /**
    * The statement with the job's name, id and try as placeholders, and their values: built once
    * per form by the statement that embeds it and run with each try's values (the analysis's end).
+   * `statement` is one function for every try (the embedding statement knows its form by it).
    */
   prepared: { statement(when: SQL<boolean>): SQL; values: Record<string, unknown> };
   completed(): void;

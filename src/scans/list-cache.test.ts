@@ -5,6 +5,8 @@
  * (platform/db/server-writes.ts), and nothing is kept while the LISTEN connection is down.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { eq, inArray } from 'drizzle-orm';
 import pg from 'pg';
@@ -14,6 +16,9 @@ import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test
 import { databaseKinds } from '../../test/helpers/db.js';
 import { seedScans } from '../bench/seed.js';
 import { listScans } from './service.js';
+import { FIXTURES, uploadRequest } from './test-support.js';
+
+const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
 
 interface ListAnswer {
   scans: { _id: string; status: string; patientId: string }[];
@@ -200,6 +205,34 @@ for (const kind of await databaseKinds()) {
         assert.equal(await byPatient(renamed), 0);
       } finally {
         await other.end();
+      }
+    });
+
+    test("PostgreSQL: an upload in one statement notifies the other processes' kept pages at its commit", async () => {
+      if (kind !== 'postgres') return;
+      // The upload's statement (repository.ts uploadStatement) writes the scan with its analysis,
+      // jobs and audit rows in data-modifying CTEs: its tables' triggers (migration 0010) must
+      // still queue the NOTIFY, or another API process would keep a list without the new scan.
+      const listener = new pg.Client({ connectionString: t.database.connectionString! });
+      await listener.connect();
+      const heard: string[] = [];
+      listener.on('notification', (n) => {
+        if (n.channel === 'imagemedix_reads') heard.push(n.payload ?? '');
+      });
+      await listener.query('listen imagemedix_reads');
+      try {
+        const uploader = await t.user();
+        const patient = await t.patient(uploader, { name: 'Notified Upload' });
+        // Notifications arrive in commit order: once this one is heard, those of the writes
+        // above have been, and any heard after it are the upload's.
+        await listener.query(`select pg_notify('imagemedix_reads', 'mark')`);
+        await eventually('the mark', () => Promise.resolve(heard.includes('mark')));
+        const before = heard.length;
+        const res = await t.app.inject(uploadRequest(uploader, { data: JPEG, fields: { patientId: patient.patientId } }));
+        assert.equal(res.statusCode, 201, res.body);
+        await eventually("the upload's notification", () => Promise.resolve(heard.length > before));
+      } finally {
+        await listener.end();
       }
     });
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { PGlite } from '@electric-sql/pglite';
 import { withNamedStatements } from './pglite-statements.js';
-import { trackWrites, writesMayChange } from './write-generation.js';
+import { markAppendOnly, trackWrites, writesMayChange } from './write-generation.js';
 
 describe('named statements on PGlite', () => {
   let raw: PGlite;
@@ -91,6 +91,14 @@ describe('the write generation of an embedded database', () => {
     assert.equal(writesMayChange('insert into "audit_events" ("id", "action") values (default, $1), (default, $2)'), false);
     assert.equal(writesMayChange('insert into "audit_events" ("id") select id from scans'), true);
     assert.equal(writesMayChange('insert into "scans" ("id") values ($1)'), true);
+    // Asked again (the answers are kept by text), the same answers.
+    assert.equal(writesMayChange('select "id" from "scans" for update'), true);
+    assert.equal(writesMayChange('select "id" from "scans" where "id" = $1'), false);
+    // A text declared append-only after it was first judged is judged again.
+    const appended = `insert into "audit_log_${Date.now()}" ("id") values ($1)`;
+    assert.equal(writesMayChange(appended), true);
+    markAppendOnly(appended);
+    assert.equal(writesMayChange(appended), false);
 
     const raw = new PGlite();
     try {

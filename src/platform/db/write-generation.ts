@@ -36,9 +36,29 @@ const appendOnly = new Set<string>();
  */
 export function markAppendOnly(text: string): void {
   appendOnly.add(text);
+  verdicts.delete(text);
 }
 
+/**
+ * writesMayChange's answers by text. The same few texts come back at every request (named
+ * statements hold one string each), and the answer is regular expressions over the whole text:
+ * 1.8% of a scan detail's main thread (docs/benchmarks/README.md, 2026-12-07 03:58). Bounded,
+ * since texts with values written in them vary.
+ */
+const verdicts = new Map<string, boolean>();
+const MAX_VERDICTS = 1024;
+
 export function writesMayChange(text: string): boolean {
+  let verdict = verdicts.get(text);
+  if (verdict === undefined) {
+    verdict = classify(text);
+    if (verdicts.size >= MAX_VERDICTS) verdicts.clear();
+    verdicts.set(text, verdict);
+  }
+  return verdict;
+}
+
+function classify(text: string): boolean {
   if (appendOnly.has(text)) return false;
   if (READ_ONLY.test(text)) return MAY_WRITE.test(text.replace(/^\s*select\b/i, ''));
   return !AUDIT_ONLY.test(text) || /\b(update|delete|select|with)\b/i.test(text.replace(AUDIT_ONLY, ''));

@@ -2,8 +2,8 @@
  * An ensemble of installed-format models (each a folder with <id>.onnx and <id>.json, float or
  * int8) as one served graph (ml/ensemble.py): the members' logits and class activation maps
  * averaged, their penultimate features concatenated, and the out-of-distribution class statistics
- * and threshold refitted on the ensemble's own features (ml/quantize.py refit-ood), as
- * scripts/quantize-model.ts refits them on an int8 graph's.
+ * and threshold refitted on the ensemble's own features by the first member's rule
+ * (scripts/lib/refit-ood.ts, as scripts/quantize-model.ts refits them on an int8 graph's).
  *
  *   npx tsx scripts/ensemble-model.ts --model chest-xray --member <dir> --member <dir> --out <dir>
  *                                     [--split-from 1] [--version 2.5.0] [--data ../shared/datasets/<id>]
@@ -19,14 +19,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-import * as ort from 'onnxruntime-node';
-
-import { preprocessImage } from '../src/ml/preprocess.js';
 import { parseManifest } from '../src/ml/registry.js';
+import { refitOod, trainingImages, validationImages } from './lib/refit-ood.js';
 
 const { values } = parseArgs({
   options: {
@@ -71,23 +69,8 @@ execFileSync('/usr/bin/python3', ['ml/ensemble.py', ...members.flatMap((m) => ['
 // The validation split of member --split-from, and train/ minus it.
 const splitMember = members[splitFrom]!;
 const seed = (splitMember.raw.training?.recipe?.seed as number | undefined) ?? 20261125;
-const validation = execFileSync(
-  '/usr/bin/python3',
-  ['ml/validation_split.py', '--task', base.manifest.task, '--data', dataDir, '--seed', String(seed), '--val-fraction', values['val-fraction']],
-  { encoding: 'utf8' },
-)
-  .trim()
-  .split('\n')
-  .map((l) => path.resolve((JSON.parse(l) as { path: string }).path));
-const held = new Set(validation);
-const training: { file: string; label: number }[] = [];
-for (const [label, name] of base.manifest.labels.entries()) {
-  const dir = path.join(dataDir, 'train', name);
-  for (const f of readdirSync(dir).sort()) {
-    const file = path.join(dir, f);
-    if (!held.has(path.resolve(file))) training.push({ file, label });
-  }
-}
+const validation = validationImages(base.manifest.task, dataDir, seed, values['val-fraction']);
+const training = trainingImages(base.manifest.labels, dataDir, validation);
 const splitData = splitMember.raw.training?.data ?? {};
 if (splitData.trainCount !== undefined && splitData.trainCount !== training.length) {
   console.error(`train/ minus validation has ${training.length} images, member ${splitFrom}'s manifest says ${String(splitData.trainCount)}`);
@@ -98,36 +81,9 @@ if (splitData.validationCount !== undefined && splitData.validationCount !== val
   process.exit(2);
 }
 
-const { input } = base.manifest;
-const session = await ort.InferenceSession.create(ensemblePath, { intraOpNumThreads: 1, graphOptimizationLevel: 'all' });
-const features = async (files: string[], what: string): Promise<number[][]> => {
-  const rows: number[][] = [];
-  for (const [i, file] of files.entries()) {
-    const { tensor } = await preprocessImage(readFileSync(file), base.manifest.preprocessing);
-    const out = await session.run({ [input.name]: new ort.Tensor('float32', tensor, [1, 1, input.height, input.width]) });
-    rows.push(Array.from(out.features!.data as Float32Array));
-    if ((i + 1) % 500 === 0) process.stderr.write(`  ${what} features: ${i + 1}/${files.length}\n`);
-  }
-  return rows;
-};
 const workDir = path.join(outDir, 'ensemble');
 mkdirSync(workDir, { recursive: true });
-const featuresPath = path.join(workDir, `${id}.features.json`);
-writeFileSync(
-  featuresPath,
-  JSON.stringify({
-    labels: base.manifest.labels,
-    train: { features: await features(training.map((t) => t.file), 'train'), labels: training.map((t) => t.label) },
-    validation: { features: await features(validation, 'validation') },
-  }),
-);
-await session.release();
-const rule = `quantile:${base.manifest.refusal.quantileOfValidation ?? 0.995}`;
-const refit = JSON.parse(
-  execFileSync('/usr/bin/python3', ['ml/quantize.py', 'refit-ood', '--model', ensemblePath, '--features', featuresPath, '--rule', rule], {
-    encoding: 'utf8',
-  }),
-) as { oodThreshold: number; validationDistances: Record<string, number> };
+const refit = await refitOod({ id, modelPath: ensemblePath, manifest: base.manifest, rawManifest: base.raw, training, validation, workDir });
 
 const sha256 = createHash('sha256').update(readFileSync(ensemblePath)).digest('hex');
 const describe = (m: (typeof members)[number]) => ({

@@ -15,7 +15,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -23,6 +23,7 @@ import * as ort from 'onnxruntime-node';
 
 import { preprocessImage } from '../src/ml/preprocess.js';
 import { DEFAULT_MODELS_DIR, parseManifest } from '../src/ml/registry.js';
+import { refitOod, trainingImages, validationImages } from './lib/refit-ood.js';
 
 const { values } = parseArgs({
   options: {
@@ -56,25 +57,11 @@ mkdirSync(outDir, { recursive: true });
 // Calibration images: train/ minus the validation images, evenly spread over each class's sorted files.
 const recipe = (manifest.training as { recipe?: { seed?: number } } | undefined)?.recipe;
 const seed = recipe?.seed ?? 20261125;
-const validation = new Set(
-  execFileSync(
-    '/usr/bin/python3',
-    ['ml/validation_split.py', '--task', manifest.task, '--data', dataDir, '--seed', String(seed), '--val-fraction', values['val-fraction']],
-    { encoding: 'utf8' },
-  )
-    .trim()
-    .split('\n')
-    .map((l) => path.resolve((JSON.parse(l) as { path: string }).path)),
-);
+const validation = validationImages(manifest.task, dataDir, seed, values['val-fraction']);
+const training = trainingImages(manifest.labels, dataDir, validation);
 const images: string[] = [];
-const training: { file: string; label: number }[] = [];
-for (const [label, name] of manifest.labels.entries()) {
-  const dir = path.join(dataDir, 'train', name);
-  const files = readdirSync(dir)
-    .sort()
-    .map((f) => path.join(dir, f))
-    .filter((f) => !validation.has(path.resolve(f)));
-  training.push(...files.map((file) => ({ file, label })));
+for (const label of manifest.labels.keys()) {
+  const files = training.filter((t) => t.label === label).map((t) => t.file);
   const step = files.length / perClass;
   for (let i = 0; i < Math.min(perClass, files.length); i++) images.push(files[Math.floor(i * step)]!);
 }
@@ -118,38 +105,8 @@ if (values.method === 'percentile') quantizeArgs.push('--method-percentile', val
 quantizeArgs.push('--weight-bits', values['weight-bits']);
 execFileSync('/usr/bin/python3', quantizeArgs, { stdio: 'inherit' });
 
-// Out-of-distribution statistics refitted on the quantised graph's own features, as ml/train.py
-// fits them on the float graph's: class means and tied covariance on train/ minus validation, the
-// threshold by the manifest's rule on the validation distances.
-const features = async (files: string[]): Promise<number[][]> => {
-  const q = await ort.InferenceSession.create(quantizedPath, { intraOpNumThreads: 1, graphOptimizationLevel: 'all' });
-  const rows: number[][] = [];
-  for (const [i, file] of files.entries()) {
-    const { tensor } = await preprocessImage(readFileSync(file), manifest.preprocessing);
-    const out = await q.run({ [input.name]: new ort.Tensor('float32', tensor, [1, 1, input.height, input.width]) });
-    rows.push(Array.from(out.features!.data as Float32Array));
-    if ((i + 1) % 500 === 0) process.stderr.write(`  features: ${i + 1}/${files.length}\n`);
-  }
-  await q.release();
-  return rows;
-};
-const featuresPath = path.join(workDir, `${id}.features.json`);
-writeFileSync(
-  featuresPath,
-  JSON.stringify({
-    labels: manifest.labels,
-    train: { features: await features(training.map((t) => t.file)), labels: training.map((t) => t.label) },
-    validation: { features: await features([...validation]) },
-  }),
-);
-const rule = (rawManifest.refusal as { rule?: string } | undefined)?.rule ?? '';
-const times = /^([\d.]+) x the largest validation distance/.exec(rule);
-const ruleArg = times ? `max-times:${times[1]}` : `quantile:${manifest.refusal.quantileOfValidation ?? 0.995}`;
-const refit = JSON.parse(
-  execFileSync('/usr/bin/python3', ['ml/quantize.py', 'refit-ood', '--model', quantizedPath, '--features', featuresPath, '--rule', ruleArg], {
-    encoding: 'utf8',
-  }),
-) as { oodThreshold: number; validationDistances: Record<string, number> };
+// Out-of-distribution statistics refitted on the quantised graph's own features.
+const refit = await refitOod({ id, modelPath: quantizedPath, manifest, rawManifest, training, validation, workDir });
 
 const sha256 = createHash('sha256').update(readFileSync(quantizedPath)).digest('hex');
 const written = {
@@ -160,7 +117,7 @@ const written = {
     ...(rawManifest.refusal as object),
     oodThreshold: refit.oodThreshold,
     validationDistances: refit.validationDistances,
-    statistics: `class means and tied covariance refitted on the int8 graph's features of the ${training.length} train/ images (validation excluded), threshold by the same rule on its ${validation.size} validation distances (scripts/quantize-model.ts)`,
+    statistics: `class means and tied covariance refitted on the int8 graph's features of the ${training.length} train/ images (validation excluded), threshold by the same rule on its ${validation.length} validation distances (scripts/quantize-model.ts)`,
   },
   quantization: {
     format: 'QDQ (QuantizeLinear/DequantizeLinear), fused by onnxruntime into QLinearConv/QLinearAdd on CPU',

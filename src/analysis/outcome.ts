@@ -8,14 +8,6 @@ import * as repo from './repository.js';
 const EVENT_PLACEHOLDERS = { type: sql.placeholder('eventType'), patientId: sql.placeholder('eventPatientId') };
 
 /**
- * Writes the end of an analysis (its row, its scan) and publishes the scan's event, all in one
- * commit, only if the analysis is still unfinished (and, with `attempt`, still owned by that
- * try): returns whether this call ended it. With `job`, the try's job is completed in the same
- * commit when this call ends the analysis, so pg-boss does not complete it in a statement of its
- * own. When no webhook receives the event, the usual case, that is one statement and no
- * transaction; otherwise a transaction that queues the deliveries with the change.
- */
-/**
  * One `unless` builder per publisher: repository.ts keys a built form by its builders' identity,
  * so a new closure at every analysis would build the statement again each time.
  */
@@ -29,6 +21,14 @@ function subscriberCheck(db: Db, events: EventPublisher): () => SQL<boolean> {
   return check;
 }
 
+/**
+ * Writes the end of an analysis (its row, its scan) and publishes the scan's event, all in one
+ * commit, only if the analysis is still unfinished (and, with `attempt`, still owned by that
+ * try): returns whether this call ended it. With `job`, the try's job is completed in the same
+ * commit when this call ends the analysis, so pg-boss does not complete it in a statement of its
+ * own. When no webhook receives the event, the usual case, that is one statement and no
+ * transaction; otherwise a transaction that queues the deliveries with the change.
+ */
 export async function endAnalysis(
   db: Db,
   events: EventPublisher,

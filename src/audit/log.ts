@@ -226,7 +226,9 @@ async function describe(
       const fields = changedFields(body);
       if (fields && request.method !== 'GET' && !note.detail?.fields) {
         detail.fields = fields.filter((f) => f !== 'password').concat(fields.includes('password') ? ['password (changed)'] : []);
-        if (typeof body?.role === 'string') detail.role = body.role;
+        // The role asked for, also when refused (an attempt to become admin is what an auditor
+        // looks for), as the database can store it: a NUL here withheld the 400 behind a 503.
+        if (typeof body?.role === 'string') detail.role = clip(body.role);
         if (typeof body?.isActive === 'boolean') detail.isActive = body.isActive;
       }
       break;

@@ -30,7 +30,7 @@ const marker = (label: string) => {
 
 interface Case {
   name: string;
-  request(ctx: { t: TestApp; doctor: TestUser; patientId: string; scanId: string; deactivated: TestUser }): InjectOptions | Promise<InjectOptions>;
+  request(ctx: { t: TestApp; doctor: TestUser; admin: TestUser; patientId: string; scanId: string; deactivated: TestUser }): InjectOptions | Promise<InjectOptions>;
   status: number;
 }
 
@@ -130,7 +130,11 @@ const CASES: Case[] = [
   { name: 'NUL in path id', request: ({ doctor }) => ({ method: 'GET', url: `/api/patients/${marker('P')}%00`, headers: doctor.auth }), status: 400 },
   { name: 'NUL in scan path id', request: ({ doctor }) => ({ method: 'GET', url: '/api/scans/%00/status', headers: doctor.auth }), status: 400 },
   { name: 'NUL in webhook path id', request: ({ doctor }) => ({ method: 'DELETE', url: '/api/webhooks/%00', headers: doctor.auth }), status: 400 },
-  { name: 'NUL in user path id', request: ({ t }) => t.user({ role: 'admin' }).then((a) => ({ method: 'PATCH' as const, url: '/api/users/users/%00', headers: a.auth, payload: { isActive: true } })), status: 400 },
+  // A refused role is still recorded in the audit trail; it must be recorded as storable text
+  // (a NUL there once turned this 400 into a 503, the answer withheld for want of its trace).
+  { name: 'NUL in a role', request: ({ admin, doctor }) => ({ method: 'PATCH', url: `/api/users/users/${doctor.id}`, headers: { ...admin.auth, 'content-type': 'application/json' }, payload: JSON.stringify({ role: '\u0000' }) }), status: 400 },
+  { name: 'lone surrogate in a role', request: ({ admin, doctor }) => ({ method: 'PATCH', url: `/api/users/users/${doctor.id}`, headers: { ...admin.auth, 'content-type': 'application/json' }, payload: JSON.stringify({ role: 'x\ud800' }) }), status: 400 },
+  { name: 'NUL in user path id', request: ({ admin }) => ({ method: 'PATCH', url: '/api/users/users/%00', headers: admin.auth, payload: { isActive: true } }), status: 400 },
   { name: '../ in a file link (normalised away: no such route)', request: () => ({ method: 'GET', url: '/files/scans/../../jwt-secret?expires=9999999999&user=x&signature=x' }), status: 404 },
   { name: 'encoded ../ in a file link', request: () => ({ method: 'GET', url: '/files/scans/..%2F..%2Fjwt-secret?expires=9999999999&user=x&signature=x' }), status: 403 },
   { name: 'NUL in a file link', request: () => ({ method: 'GET', url: '/files/scans/%00.png?expires=1&signature=x' }), status: 400 },
@@ -183,6 +187,7 @@ for (const kind of await databaseKinds()) {
   describe(`hostile input corpus (${kind})`, () => {
     let t: TestApp;
     let doctor: TestUser;
+    let admin: TestUser;
     let deactivated: TestUser;
     let patientId: string;
     let scanId: string;
@@ -190,7 +195,7 @@ for (const kind of await databaseKinds()) {
     before(async () => {
       t = await createTestApp(kind, { log: captured.log });
       doctor = await t.user();
-      const admin = await t.user({ role: 'admin' });
+      admin = await t.user({ role: 'admin' });
       deactivated = await t.user();
       await t.app.inject({ method: 'PATCH', url: `/api/users/users/${deactivated.id}`, headers: admin.auth, payload: { isActive: false } });
       patientId = (await t.patient(doctor))._id;
@@ -213,7 +218,7 @@ for (const kind of await databaseKinds()) {
       const failures: string[] = [];
       for (const c of CASES) {
         const before = await counts();
-        const res = await t.app.inject(await c.request({ t, doctor, patientId, scanId, deactivated }));
+        const res = await t.app.inject(await c.request({ t, doctor, admin, patientId, scanId, deactivated }));
         let error: unknown;
         try {
           error = res.json<{ error?: unknown }>().error;
@@ -223,8 +228,6 @@ for (const kind of await databaseKinds()) {
         if (res.statusCode !== c.status) failures.push(`${c.name}: ${res.statusCode} (expected ${c.status}) ${res.body.slice(0, 160)}`);
         else if (typeof error !== 'string' || error === '') failures.push(`${c.name}: no {"error"} in ${res.body.slice(0, 80)}`);
         const afterCounts = await counts();
-        // A case that makes an admin (NUL in user path id) adds that one user; nothing else may change.
-        if (c.name === 'NUL in user path id') afterCounts.users = (afterCounts.users ?? 0) - 1;
         if (JSON.stringify(before) !== JSON.stringify(afterCounts)) {
           failures.push(`${c.name}: stored something: ${JSON.stringify(before)} -> ${JSON.stringify(afterCounts)}`);
         }

@@ -23,6 +23,7 @@ import type { Database } from '../src/platform/db/index.js';
 import { createMetrics } from '../src/platform/metrics/index.js';
 import type { Storage } from '../src/platform/storage/index.js';
 import { createContext } from '../src/runtime.js';
+import type { ScanRenditions } from '../src/scans/renditions.js';
 import type { EventPublisher } from '../src/webhooks/types.js';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
@@ -41,6 +42,7 @@ export async function openApiDocument(): Promise<Record<string, unknown>> {
       events: unused as EventPublisher,
       storage: unused as Storage,
       imaging: unused as ImageDecoder,
+      renditions: unused as ScanRenditions,
       metrics: createMetrics({ defaultMetrics: false }),
       redis: null,
     });

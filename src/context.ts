@@ -47,7 +47,10 @@ export interface AppContext {
    * made at once share one render.
    */
   heatmaps: ScanHeatmaps;
-  /** Scan display images and thumbnails rendered on their first read: one instance per app, for the file routes, reports and heatmaps. */
+  /**
+   * Scan display images and thumbnails rendered on their first read: one instance per process,
+   * for the file routes, reports, heatmaps and the analysis job (src/runtime.ts).
+   */
   renditions: ScanRenditions;
 }
 

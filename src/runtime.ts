@@ -21,7 +21,7 @@ import { createTokenService } from './auth/tokens.js';
 import { createUserCache } from './auth/user-cache.js';
 import type { AppContext } from './context.js';
 import { createImageDecoder, type ImageDecoder } from './imaging/decoder.js';
-import { createScanRenditions } from './scans/renditions.js';
+import { createScanRenditions, type ScanRenditions } from './scans/renditions.js';
 import { createScanHeatmaps } from './scans/heatmaps.js';
 import { SWEEP_ORPHAN_FILES_JOB, sweepOrphanFilesJob } from './scans/sweep-orphan-files.job.js';
 import { SWEEP_PARTIAL_UPLOADS_JOB, sweepPartialUploadsJob } from './scans/sweep-partial-uploads.job.js';
@@ -68,13 +68,14 @@ export interface ContextAdapters {
   analysis: AnalysisQueue;
   events: EventPublisher;
   redis: Redis | null;
+  /** The one renditions instance of the process: the analysis job's, and the routes'. */
+  renditions: ScanRenditions;
 }
 
 /** What the routes share, from the configuration and adapters built by the caller. */
 export function createContext(config: Config, database: Database, adapters: ContextAdapters): AppContext {
   const tokens = createTokenService(config.jwtSecret, config.jwtExpiresIn);
   const userCache = createUserCache<CachedUser>(database);
-  const renditions = createScanRenditions({ storage: adapters.storage, imaging: adapters.imaging, maxPixels: config.maxImagePixels });
   return {
     ...adapters,
     config,
@@ -89,11 +90,10 @@ export function createContext(config: Config, database: Database, adapters: Cont
     heatmaps: createScanHeatmaps({
       db: database.db,
       storage: adapters.storage,
-      renditions,
+      renditions: adapters.renditions,
       imaging: adapters.imaging,
       maxPixels: config.maxImagePixels,
     }),
-    renditions,
   };
 }
 
@@ -149,10 +149,13 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
     // The decoder's own words only, never the file: a bug report without patient data.
     onInternalError: (message) => log.error({ decoderError: message }, 'image decoder failed unexpectedly'),
   });
+  // Built before the context (the analysis queue needs the job) and handed to it: the job and
+  // the routes share one instance, so a render in flight for one is joined by the other.
+  const renditions = createScanRenditions({ storage, imaging, maxPixels: config.maxImagePixels });
   const analyzeJob = analyzeScanJob({
     db: database.db,
     analyzer: lazyAnalyzer,
-    renditions: createScanRenditions({ storage, imaging, maxPixels: config.maxImagePixels }),
+    renditions,
     events,
     metrics,
     expireInSeconds: opts.analysisExpireInSeconds ?? config.worker.analysisTimeoutSeconds,
@@ -166,7 +169,7 @@ export async function createRuntime(config: Config, database: Database, opts: Ru
   // Rate-limit counters shared by every API process (REDIS_URL); without it, per process.
   const redis = config.redisUrl ? new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }) : null;
   redis?.on('error', (err: Error) => log.warn({ err: err.message }, 'redis unavailable for rate limits'));
-  const ctx = createContext(config, database, { storage, imaging, metrics, analysis, events, redis });
+  const ctx = createContext(config, database, { storage, imaging, metrics, analysis, events, redis, renditions });
   let stopReconciler: (() => void) | null = null;
   let stopSweeps: (() => void)[] = [];
   await ctx.userCache.start();

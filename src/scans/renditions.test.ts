@@ -401,3 +401,34 @@ describe('the model answers the same from a JPEG or PNG original\'s pixels as fr
     }
   });
 });
+
+describe("the worker's analysis reads the app's one renditions instance", () => {
+  test('a DICOM upload analysed by the in-process worker goes through ctx.renditions', async () => {
+    const map = heatmapMap();
+    const t = await createTestApp('pglite', { worker: true, analyzer: { analyze: () => Promise.resolve({ ...gliomaOutput(), heatmapMap: map }) } });
+    try {
+      const doctor = await t.user();
+      const readForAnalysis = t.ctx.renditions.readForAnalysis.bind(t.ctx.renditions);
+      const reads: string[] = [];
+      t.ctx.renditions.readForAnalysis = (scan) => {
+        reads.push(scan.id);
+        return readForAnalysis(scan);
+      };
+      const res = await t.app.inject(
+        uploadRequest(doctor, { data: DICOM_MR_SMALL, filename: 'scan.dcm', contentType: 'application/dicom', fields: { patientId: uniqueId(), patientName: 'Ana Lima' } }),
+      );
+      assert.equal(res.statusCode, 201, res.body);
+      const id = res.json<{ _id: string }>()._id;
+      for (let i = 0; ; i++) {
+        const status = (await t.app.inject({ url: `/api/scans/${id}`, headers: doctor.auth })).json<{ status: string }>().status;
+        if (status === 'completed') break;
+        assert.ok(i < 200 && status === 'processing', `scan ${id} is ${status}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      // A job with its own instance (createScanRenditions in createRuntime) would read past this one.
+      assert.deepEqual(reads, [id]);
+    } finally {
+      await t.close();
+    }
+  });
+});

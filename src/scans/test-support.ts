@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import pino from 'pino';
 import sharp from 'sharp';
 import { analyzeScanJob, type Analyzer, type AnalyzerOutput } from '../analysis/analyze.job.js';
-import { createScanRenditions, type ScanImage } from './renditions.js';
+import type { ScanImage } from './renditions.js';
 import { decodeOriginalPixels } from '../imaging/index.js';
 import { ImageDecodeError, undecodableImage } from '../imaging/errors.js';
 import { latestAnalysisOf } from '../analysis/repository.js';
@@ -115,8 +115,7 @@ export async function runAnalysis(t: TestApp, scanId: string, output: AnalyzerOu
       return output;
     },
   };
-  const renditions = createScanRenditions({ storage: t.ctx.storage, imaging: t.ctx.imaging, maxPixels: t.ctx.config.maxImagePixels });
-  const job = analyzeScanJob({ db: t.ctx.db, analyzer, renditions, events: t.ctx.events });
+  const job = analyzeScanJob({ db: t.ctx.db, analyzer, renditions: t.ctx.renditions, events: t.ctx.events });
   const analysis = await latestAnalysisOf(t.ctx.db, scanId);
   if (!analysis) throw new Error(`scan ${scanId} has no queued analysis`);
   try {

@@ -17,6 +17,7 @@ import {
   uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
+import type { HeatmapMap, HotRegion } from '../../ml/heatmap.js';
 import type { Finding, ReviewedFinding, ScanType } from '../../scan-types/index.js';
 
 const id = () => uuid('id').primaryKey().defaultRandom();
@@ -193,19 +194,8 @@ export const scans = pgTable(
   ],
 );
 
-export interface HotRegion {
-  x: number;
-  y: number;
-  width: number;
-  height: number;
-}
-
-/** The explained class's normalised activation map (src/ml/heatmap.ts HeatmapMap). */
-export interface HeatmapMap {
-  width: number;
-  height: number;
-  values: number[];
-}
+// The shapes of the analyses' heatmap_map and hot_region columns, as the model code makes them.
+export type { HeatmapMap, HotRegion };
 
 export const analyses = pgTable(
   'analyses',

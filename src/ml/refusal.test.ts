@@ -53,7 +53,10 @@ describe('input checks', () => {
   });
 });
 
-/** The statistics as their definitions read, pixel by pixel: what imageStats must give to the last bit. */
+/**
+ * The statistics as their definitions read, pixel by pixel: what imageStats's one-pass loop must
+ * give to the last bit. The definitions themselves are pinned by the hand-worked values below.
+ */
 function plainStats(rgb: Uint8Array, width: number, height: number) {
   const n = width * height;
   const gray = (i: number) => (rgb[3 * i]! + rgb[3 * i + 1]! + rgb[3 * i + 2]!) / 3;
@@ -88,6 +91,18 @@ function plainStats(rgb: Uint8Array, width: number, height: number) {
 }
 
 describe('imageStats', () => {
+  it('gives the values worked out by hand for small images', () => {
+    const gray = (...values: number[]) => Uint8Array.from(values.flatMap((v) => [v, v, v]));
+    // A 2 x 2 checkerboard of black and white: every neighbour differs, twice the variance.
+    assert.deepEqual(imageStats(gray(0, 255, 255, 0), 2, 2), { grayStd: 127.5, meanChroma: 0, colourfulFraction: 0, highFrequencyRatio: 2 });
+    // A ramp 0, 10, 20, 30: mean 15, variance 125, neighbour differences 100 each.
+    assert.deepEqual(imageStats(gray(0, 10, 20, 30), 4, 1), { grayStd: Math.sqrt(125), meanChroma: 0, colourfulFraction: 0, highFrequencyRatio: 0.4 });
+    // Pure red beside dark gray: chroma 255 and 0, grays 85 and 10.
+    assert.deepEqual(imageStats(Uint8Array.of(255, 0, 0, 10, 10, 10), 2, 1), { grayStd: 37.5, meanChroma: 127.5, colourfulFraction: 0.5, highFrequencyRatio: 2 });
+    // A uniform frame has no variance, and no ratio to divide by it.
+    assert.deepEqual(imageStats(gray(7, 7, 7, 7, 7, 7), 3, 2), { grayStd: 0, meanChroma: 0, colourfulFraction: 0, highFrequencyRatio: 0 });
+  });
+
   it('gives the plain formulas to the last bit, from the pixels or from the channel sums preprocessing made', async () => {
     const images = [await syntheticPhoto(2), await noiseImage(1), await syntheticDocument(3), await blankImage(0)];
     for (const image of images) {

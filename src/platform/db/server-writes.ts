@@ -15,7 +15,7 @@
  */
 import type pg from 'pg';
 import type { WriteGeneration } from './write-generation.js';
-import { writesMayChange } from './write-generation.js';
+import { wrapMethods, writesMayChange } from './write-generation.js';
 
 /** Channel of the imagemedix_reads_changed triggers (migration 0010). */
 export const READS_CHANNEL = 'imagemedix_reads';
@@ -45,38 +45,27 @@ export function trackServerWrites(pool: pg.Pool): ServerWrites {
     generation++;
   };
 
-  const tracked = new Proxy(pool, {
-    get(target, key) {
-      const value: unknown = Reflect.get(target, key, target);
-      if (typeof value !== 'function') return value;
-      const method = (value as (...args: unknown[]) => unknown).bind(target);
-      switch (key) {
-        case 'query':
-          return (query: unknown, ...rest: unknown[]) => {
-            if (!writesMayChange(statementText(query))) return method(query, ...rest);
-            moved();
-            const result = method(query, ...rest) as Promise<unknown>;
-            // (Drizzle always passes no callback: the result is the statement's promise.)
-            void result.then(moved, moved);
-            return result;
-          };
-        case 'connect':
-          // A checked-out connection runs a transaction (Drizzle's only use of it): anything it
-          // may write counts as written when it goes back to the pool.
-          return async (...args: unknown[]) => {
-            if (args.length > 0) return method(...args);
-            moved();
-            const client = (await method()) as pg.PoolClient;
-            const release = client.release.bind(client);
-            client.release = (err?: Error | boolean) => {
-              moved();
-              release(err);
-            };
-            return client;
-          };
-        default:
-          return method;
-      }
+  const tracked = wrapMethods(pool, {
+    query: (method) => (query, ...rest) => {
+      if (!writesMayChange(statementText(query))) return method(query, ...rest);
+      moved();
+      const result = method(query, ...rest) as Promise<unknown>;
+      // (Drizzle always passes no callback: the result is the statement's promise.)
+      void result.then(moved, moved);
+      return result;
+    },
+    // A checked-out connection runs a transaction (Drizzle's only use of it): anything it may
+    // write counts as written when it goes back to the pool.
+    connect: (method) => async (...args) => {
+      if (args.length > 0) return method(...args);
+      moved();
+      const client = (await method()) as pg.PoolClient;
+      const release = client.release.bind(client);
+      client.release = (err?: Error | boolean) => {
+        moved();
+        release(err);
+      };
+      return client;
     },
   });
 

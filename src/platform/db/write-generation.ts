@@ -64,6 +64,25 @@ function classify(text: string): boolean {
   return !AUDIT_ONLY.test(text) || /\b(update|delete|select|with)\b/i.test(text.replace(AUDIT_ONLY, ''));
 }
 
+type Method = (...args: unknown[]) => unknown;
+
+/**
+ * `target` behind a Proxy: the methods named in `wrap` are replaced by what their entry makes of
+ * the original, the others pass through. Every method is bound to `target` itself, since the
+ * database clients keep private state that a Proxy as `this` cannot reach.
+ */
+export function wrapMethods<T extends object>(target: T, wrap: Record<string, (method: Method) => Method>): T {
+  return new Proxy(target, {
+    get(object, key) {
+      const value: unknown = Reflect.get(object, key, object);
+      if (typeof value !== 'function') return value;
+      const method = (value as Method).bind(object);
+      // Own entries only: `wrap`'s inherited toString or valueOf are no wrappers.
+      return typeof key === 'string' && Object.hasOwn(wrap, key) ? wrap[key]!(method) : method;
+    },
+  });
+}
+
 /**
  * `client` whose statements move a write generation. Wrap the client everything else goes
  * through (Drizzle's and pg-boss's), and nothing may bypass it.
@@ -84,24 +103,14 @@ export function trackWrites(client: PGlite): {
       generation++;
     }
   }
-  const tracked = new Proxy(client, {
-    get(target, key) {
-      const value: unknown = Reflect.get(target, key, target);
-      if (typeof value !== 'function') return value;
-      const method = (value as (...args: unknown[]) => unknown).bind(target);
-      switch (key) {
-        case 'query':
-          return (text: string, ...rest: unknown[]) => around(writesMayChange(text), () => method(text, ...rest) as Promise<unknown>);
-        case 'exec':
-        case 'transaction':
-        case 'execProtocol':
-        case 'execProtocolStream':
-        case 'execProtocolRaw':
-          return (...args: unknown[]) => around(true, () => method(...args) as Promise<unknown>);
-        default:
-          return method;
-      }
-    },
+  const write = (method: Method): Method => (...args) => around(true, () => method(...args) as Promise<unknown>);
+  const tracked = wrapMethods(client, {
+    query: (method) => (text, ...rest) => around(writesMayChange(text as string), () => method(text, ...rest) as Promise<unknown>),
+    exec: write,
+    transaction: write,
+    execProtocol: write,
+    execProtocolStream: write,
+    execProtocolRaw: write,
   });
   return { client: tracked, generation: { current: () => generation }, writing: (fn) => around(true, fn) };
 }

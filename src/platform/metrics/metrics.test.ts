@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import sharp from 'sharp';
-import { createScanRenditions } from '../../scans/renditions.js';
 import { analyzeScanJob } from '../../analysis/analyze.job.js';
 import { latestAnalysisOf } from '../../analysis/repository.js';
 import { uploadRequest } from '../../scans/test-support.js';
@@ -93,7 +92,7 @@ for (const kind of await databaseKinds()) {
         db: t.ctx.db,
         events: t.ctx.events,
         metrics: t.ctx.metrics,
-        renditions: createScanRenditions({ storage: t.ctx.storage, imaging: t.ctx.imaging, maxPixels: t.ctx.config.maxImagePixels }),
+        renditions: t.ctx.renditions,
         analyzer: {
           async analyze(_type, _png, onStage) {
             await onStage('inference');

@@ -1,4 +1,4 @@
-/** Small shared pieces: status badges, alerts, pagination, page headers, loading states. */
+/** Small shared pieces: status badges, alerts, pagination, page headers, loading states, the gender select. */
 import type { ReactNode } from 'react';
 
 const STATUS_TEXT: Record<string, string> = {
@@ -95,5 +95,17 @@ export function LoadState({ state, what }: { state: { error: string | null }; wh
     <p className="page-loading" role="status">
       Loading {what}…
     </p>
+  );
+}
+
+/** A patient's gender for the patient forms (src/patients/schemas.ts GenderSchema); '' when not given. */
+export function GenderSelect({ id, value, onChange }: { id: string; value: string; onChange: (gender: string) => void }) {
+  return (
+    <select id={id} value={value} onChange={(e) => onChange(e.target.value)}>
+      <option value="">Not given</option>
+      <option value="female">Female</option>
+      <option value="male">Male</option>
+      <option value="other">Other</option>
+    </select>
   );
 }

@@ -1,7 +1,7 @@
 import { useState } from 'react';
 import { Link, useNavigate } from 'react-router-dom';
 import { api, ok } from '../api/client';
-import { Alert, Empty, PageHeader, Pagination } from '../components/ui';
+import { Alert, Empty, GenderSelect, PageHeader, Pagination } from '../components/ui';
 import { formatDate } from '../lib/format';
 import { useDebouncedFilter, useDocumentTitle, useFormAction, useUrlFilters } from '../lib/hooks';
 import { useAsync } from '../lib/useAsync';
@@ -137,12 +137,7 @@ function NewPatientForm({ onCreated, onCancel }: { onCreated: (id: string) => vo
         {field('dateOfBirth', 'Date of birth', 'date')}
         <div className="field">
           <label htmlFor="new-gender">Gender</label>
-          <select id="new-gender" value={f.gender} onChange={(e) => setF({ ...f, gender: e.target.value })}>
-            <option value="">Not given</option>
-            <option value="female">Female</option>
-            <option value="male">Male</option>
-            <option value="other">Other</option>
-          </select>
+          <GenderSelect id="new-gender" value={f.gender} onChange={(gender) => setF({ ...f, gender })} />
         </div>
         {field('email', 'Email', 'email')}
         {field('phone', 'Phone', 'tel')}

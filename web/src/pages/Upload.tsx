@@ -6,7 +6,7 @@
 import { useEffect, useRef, useState, type DragEvent, type FormEvent } from 'react';
 import { Link, useSearchParams } from 'react-router-dom';
 import { api, errorMessage, ok, uploadScan, type PatientList } from '../api/client';
-import { Alert, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
+import { Alert, GenderSelect, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
 import { SCAN_TYPE_NAMES } from '../lib/format';
 import { useDebounced, useDocumentTitle } from '../lib/hooks';
 import { useScanStatus, type StatusEvent } from '../lib/live';
@@ -200,12 +200,7 @@ export function Upload() {
               </div>
               <div className="field">
                 <label htmlFor="np-gender">Gender</label>
-                <select id="np-gender" value={newPatient.gender} onChange={(e) => setNewPatient({ ...newPatient, gender: e.target.value })}>
-                  <option value="">Not given</option>
-                  <option value="female">Female</option>
-                  <option value="male">Male</option>
-                  <option value="other">Other</option>
-                </select>
+                <GenderSelect id="np-gender" value={newPatient.gender} onChange={(gender) => setNewPatient({ ...newPatient, gender })} />
               </div>
             </div>
           )}

@@ -9,7 +9,7 @@
  * --write-rate N: mixed load, N DICOM uploads a second by the same doctor (write-load.ts) while
  *   each endpoint is read; every row then says the write rate achieved during it.
  */
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -17,7 +17,6 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { sql } from 'drizzle-orm';
-import { spawn } from 'node:child_process';
 import { createTokenService } from '../auth/tokens.js';
 import { REPO_ROOT } from '../platform/config.js';
 import { openDatabase } from '../platform/db/index.js';

@@ -50,6 +50,22 @@ function undecodableRle(): Buffer {
   });
 }
 
+/** How many times the app's image decoder ran while `during` did. */
+async function decodesDuring(t: TestApp, during: () => Promise<unknown>): Promise<number> {
+  const decode = t.ctx.imaging.decode.bind(t.ctx.imaging);
+  let decodes = 0;
+  t.ctx.imaging.decode = (bytes, opts) => {
+    decodes++;
+    return decode(bytes, opts);
+  };
+  try {
+    await during();
+  } finally {
+    t.ctx.imaging.decode = decode;
+  }
+  return decodes;
+}
+
 describe('scan images rendered after upload', () => {
   let t: TestApp;
   let doctor: TestUser;
@@ -92,18 +108,8 @@ describe('scan images rendered after upload', () => {
   test('the analysis renders the image of a DICOM upload and gives the model its pixels, decoded once', async () => {
     const scan = await upload(DICOM_MR_SMALL);
     let seen: ScanImage | undefined;
-    const decode = t.ctx.imaging.decode.bind(t.ctx.imaging);
-    let decodes = 0;
-    t.ctx.imaging.decode = (bytes, opts) => {
-      decodes++;
-      return decode(bytes, opts);
-    };
-    try {
-      const output = { ...gliomaOutput(), heatmapMap: heatmapMap() };
-      await runAnalysis(t, scan._id, output, (image) => (seen = image));
-    } finally {
-      t.ctx.imaging.decode = decode;
-    }
+    const output = { ...gliomaOutput(), heatmapMap: heatmapMap() };
+    const decodes = await decodesDuring(t, () => runAnalysis(t, scan._id, output, (image) => (seen = image)));
     assert.equal(decodes, 1, 'the original is decoded once, and its PNG never again');
     assert.ok(seen && 'pixels' in seen, 'the model got the pixels of the render, not a PNG to decode');
     // The very pixels of the stored display image.
@@ -123,17 +129,7 @@ describe('scan images rendered after upload', () => {
     const first = await t.app.inject({ url: localPath(scan.imageUrl) });
     assert.equal(first.statusCode, 200);
     let seen: ScanImage | undefined;
-    const decode = t.ctx.imaging.decode.bind(t.ctx.imaging);
-    let decodes = 0;
-    t.ctx.imaging.decode = (bytes, opts) => {
-      decodes++;
-      return decode(bytes, opts);
-    };
-    try {
-      await runAnalysis(t, scan._id, { ...gliomaOutput(), heatmapMap: heatmapMap() }, (image) => (seen = image));
-    } finally {
-      t.ctx.imaging.decode = decode;
-    }
+    const decodes = await decodesDuring(t, () => runAnalysis(t, scan._id, { ...gliomaOutput(), heatmapMap: heatmapMap() }, (image) => (seen = image)));
     assert.equal(decodes, 0);
     assert.ok(seen && 'png' in seen && seen.png.equals(first.rawPayload));
   });
@@ -186,21 +182,16 @@ describe('scan images rendered after upload', () => {
   test('a DICOM file whose pixels cannot be decoded is accepted, then fails with a reason; its image link says why', async () => {
     const scan = await upload(undecodableRle());
     // Count the decodes the links cause: a failure is remembered, not decoded again per read.
-    const decode = t.ctx.imaging.decode.bind(t.ctx.imaging);
-    let decodes = 0;
-    t.ctx.imaging.decode = (bytes, opts) => {
-      decodes++;
-      return decode(bytes, opts);
-    };
-    const image = await t.app.inject({ url: localPath(scan.imageUrl) });
-    assert.equal(image.statusCode, 422, image.body);
-    assert.match(image.json().error, /could not be shown.*RLE data has 0 segments/);
-    const thumbnail = await t.app.inject({ url: localPath(scan.thumbnailUrl) });
-    assert.equal(thumbnail.statusCode, 422);
-    assert.equal(thumbnail.json().error, image.json().error);
-    assert.equal((await t.app.inject({ url: localPath(scan.imageUrl) })).statusCode, 422);
+    const decodes = await decodesDuring(t, async () => {
+      const image = await t.app.inject({ url: localPath(scan.imageUrl) });
+      assert.equal(image.statusCode, 422, image.body);
+      assert.match(image.json().error, /could not be shown.*RLE data has 0 segments/);
+      const thumbnail = await t.app.inject({ url: localPath(scan.thumbnailUrl) });
+      assert.equal(thumbnail.statusCode, 422);
+      assert.equal(thumbnail.json().error, image.json().error);
+      assert.equal((await t.app.inject({ url: localPath(scan.imageUrl) })).statusCode, 422);
+    });
     assert.equal(decodes, 1, 'decoded once for three reads');
-    t.ctx.imaging.decode = decode;
 
     await runAnalysis(t, scan._id, { ...gliomaOutput(), heatmapMap: heatmapMap() });
     const detail = (await t.app.inject({ url: `/api/scans/${scan._id}`, headers: doctor.auth })).json();
@@ -260,19 +251,11 @@ describe('JPEG and PNG uploads: the original alone at upload, renditions on firs
       assert.ok(shown.data.equals(before.data), 'the same pixels as the display image made at upload before');
 
       // Read from storage now: no render, the same bytes.
-      const decode = t.ctx.imaging.decode.bind(t.ctx.imaging);
-      let decodes = 0;
-      t.ctx.imaging.decode = (bytes, opts) => {
-        decodes++;
-        return decode(bytes, opts);
-      };
-      try {
+      const decodes = await decodesDuring(t, async () => {
         const again = await t.app.inject({ url: localPath(scan.imageUrl) });
         assert.ok(again.rawPayload.equals(image.rawPayload));
         assert.ok((await t.app.inject({ url: localPath(scan.thumbnailUrl) })).rawPayload.equals(thumbnail.rawPayload));
-      } finally {
-        t.ctx.imaging.decode = decode;
-      }
+      });
       assert.equal(decodes, 0);
     });
   }
@@ -301,18 +284,8 @@ describe('JPEG and PNG uploads: the original alone at upload, renditions on firs
   test('the analysis of a JPEG upload gets its original to decode in the analyzer, the pixels of its display image, and stores no rendition', async () => {
     const scan = await upload(JPEG);
     let seen: ScanImage | undefined;
-    const decode = t.ctx.imaging.decode.bind(t.ctx.imaging);
-    const calls: string[] = [];
-    t.ctx.imaging.decode = (bytes, opts) => {
-      calls.push('decode');
-      return decode(bytes, opts);
-    };
-    try {
-      await runAnalysis(t, scan._id, { ...gliomaOutput(), heatmapMap: heatmapMap() }, (image) => (seen = image));
-    } finally {
-      Object.assign(t.ctx.imaging, { decode });
-    }
-    assert.deepEqual(calls, [], 'no render, no PNG encoded');
+    const decodes = await decodesDuring(t, () => runAnalysis(t, scan._id, { ...gliomaOutput(), heatmapMap: heatmapMap() }, (image) => (seen = image)));
+    assert.equal(decodes, 0, 'no render, no PNG encoded');
     assert.ok(seen && 'original' in seen);
     assert.ok(seen.original.equals(JPEG), 'the original as uploaded');
     assert.deepEqual((await filesOf(scan._id)).filter((f) => !f.startsWith('heatmap-')), ['original.jpg'], 'no rendition stored by the analysis');

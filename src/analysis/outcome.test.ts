@@ -52,7 +52,7 @@ function recording(inner: EventPublisher) {
       await inner.publish(tx, event);
     },
     hasSubscribers: (db, event) => inner.hasSubscribers(db, event),
-    deliveryRecords: (db, patientId, newPatientOwner) => inner.deliveryRecords(db, patientId, newPatientOwner),
+    deliveryRecords: (db, patientId, newPatientOwner, value) => inner.deliveryRecords(db, patientId, newPatientOwner, value),
     deliveryValues: (event) => inner.deliveryValues(event),
   };
   return { events, published, failNextPublish: () => (failNext = true) };

@@ -27,6 +27,15 @@ markAppendOnly(`${INSERT_AUDIT_ROWS_HEAD}$1${INSERT_AUDIT_ROWS_TAIL}`);
  */
 export const STATEMENT_PATIENT = '00000000-0000-4000-8000-000000000000';
 
+/** The columns of an audit row `r` (jsonb), STATEMENT_PATIENT in its patientIds as `patientId`. */
+const auditRowColumns = (patientId: SQL) => sql`coalesce((r->>'at')::timestamptz, now()), (r->>'actorId')::uuid, r->>'actorRole', r->>'action', r->>'resourceType', r->>'resourceId',
+      array(select case when e = ${sql.raw(`'${STATEMENT_PATIENT}'`)} then ${patientId} else e::uuid end
+              from jsonb_array_elements_text(coalesce(r->'patientIds', '[]'::jsonb)) with ordinality as p(e, n) order by n),
+      r->>'ip', r->>'outcome', (r->>'statusCode')::int, nullif(r->'detail', 'null'::jsonb)`;
+const INSERT_AUDIT_INTO = sql.raw(
+  `insert into "audit_events" ("at", "actor_id", "actor_role", "action", "resource_type", "resource_id", "patient_ids", "ip", "outcome", "status_code", "detail")`,
+);
+
 /**
  * The INSERT of insertAuditEvents for a data-modifying CTE of a statement that commits the
  * events with its own rows (an upload: one statement instead of a second INSERT after it).
@@ -34,13 +43,21 @@ export const STATEMENT_PATIENT = '00000000-0000-4000-8000-000000000000';
  * becomes `patientId`. Nothing is written when `when` is false.
  */
 export function auditRowsInsertSql(rows: SQL, patientId: SQL, when: SQL): SQL {
-  return sql`insert into "audit_events" ("at", "actor_id", "actor_role", "action", "resource_type", "resource_id", "patient_ids", "ip", "outcome", "status_code", "detail")
-    select coalesce((r->>'at')::timestamptz, now()), (r->>'actorId')::uuid, r->>'actorRole', r->>'action', r->>'resourceType', r->>'resourceId',
-      array(select case when e = ${sql.raw(`'${STATEMENT_PATIENT}'`)} then ${patientId} else e::uuid end
-              from jsonb_array_elements_text(coalesce(r->'patientIds', '[]'::jsonb)) with ordinality as p(e, n) order by n),
-      r->>'ip', r->>'outcome', (r->>'statusCode')::int, nullif(r->'detail', 'null'::jsonb)
+  return sql`${INSERT_AUDIT_INTO}
+    select ${auditRowColumns(patientId)}
     from jsonb_array_elements(${rows}::jsonb) as r
     where ${when}`;
+}
+
+/**
+ * auditRowsInsertSql for a statement that writes several requests' rows at once (a group of
+ * uploads): each row of `source` has its events as the jsonb array `rows` and its patient as
+ * `patientId`, both SQL over that row.
+ */
+export function auditRowsOfEachInsertSql(source: SQL, rows: SQL, patientId: SQL): SQL {
+  return sql`${INSERT_AUDIT_INTO}
+    select ${auditRowColumns(patientId)}
+    from ${source} cross join lateral jsonb_array_elements(${rows}) as r`;
 }
 
 export async function insertAuditEvents(db: DbOrTx, rows: NewAuditRow[]): Promise<void> {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { and, asc, desc, eq, fillPlaceholders, getTableColumns, inArray, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, fillPlaceholders, getTableColumns, inArray, sql, type SQL, type SQLWrapper } from 'drizzle-orm';
 import { alias, PgDialect, type PgColumn, type PgTable } from 'drizzle-orm/pg-core';
 import { findVisiblePatient, patientVisibleTo, type ScanPatient, type ScanRow, type Viewer } from '../access/index.js';
 import { builtOncePerDb, preparedPerDb, type Db, type DbOrTx } from '../platform/db/index.js';
@@ -10,7 +10,7 @@ import type { ListedScan, ShownAnalysis } from './view.js';
 import { analyses, annotations, patients, reports, scanAccess, scanReviews, scans, users, type HeatmapMap } from '../platform/db/schema.js';
 import { createTotalsCache, LARGE, type TotalsCache } from './totals.js';
 import { heatmapKey, type ScanFiles } from './stored-files.js';
-import { auditRowsInsertSql, type NewAuditRow } from '../audit/repository.js';
+import { auditRowsInsertSql, auditRowsOfEachInsertSql, type NewAuditRow } from '../audit/repository.js';
 
 export type { ScanPatient, ScanRow };
 export type NewScanRow = typeof scans.$inferInsert;
@@ -465,7 +465,7 @@ const scanColumns = Object.entries(getTableColumns(scans)) as Array<[keyof ScanR
 /** What an upload's one statement needs besides the scan's own values. */
 interface UploadExtras {
   /** The event's delivery jobs (webhooks/ EventPublisher.deliveryRecords), for the patient's id given as SQL. */
-  deliveryRecords: (patientId: SQL, newPatientOwner?: SQL) => SQL;
+  deliveryRecords: (patientId: SQL, newPatientOwner?: SQL, value?: (key: string) => SQLWrapper) => SQL;
 }
 
 /**
@@ -536,6 +536,136 @@ const pgDialect = new PgDialect();
  * and the same text serves PGlite and PostgreSQL. Each is a named statement on a server.
  */
 const uploadQueries = new Map<string, ReturnType<PgDialect['sqlToQuery']>>();
+
+/** `(u.json->>'key')::type, ...` of the given columns, read from a jsonb column of the upload's row. */
+const typedFields = (columns: Array<{ key: string; column: PgColumn }>, json: string) =>
+  sql.raw(columns.map(({ key, column }) => `(${json}->>'${key}')::${column.getSQLType()}`).join(', '));
+
+/**
+ * A group of uploads in one statement (uploadGroupCommit): what uploadStatement writes for one
+ * upload, for each row of the one jsonb parameter (an array of uploadGroupRow), set-based, so
+ * the statement's start-up, parse and bind, its tables' statement-level triggers, the round
+ * trip and the commit are paid once per group instead of once per upload
+ * (docs/benchmarks/ingest.md). Each upload has its own viewer (id and role), patient and
+ * values. The same rules as uploadStatement's, per upload: the patient on record if that
+ * viewer may add scans to it and the form's name, when given, is the one on record; else a new
+ * patient, created once for the uploads of the group that name it (the first of them gives its
+ * row id, name and creator, assigned to it), and taken by those of them that would find it
+ * after that first upload's commit (the creator, an admin) with a matching form name. An upload
+ * whose patient cannot be taken writes nothing and has no row in the answer; the caller then
+ * takes its transaction, which gives the exact refusal or finds the patient.
+ */
+function uploadGroupStatement(mayCreate: boolean, extras: UploadExtras): SQL {
+  const group = sql.placeholder('uploads');
+  const creation = mayCreate
+    ? sql`creating as (
+      select distinct on (u.patient_id) u.new_patient_row_id, u.patient_id, u.new_name, u.viewer_id from upload u
+       where u.new_name is not null and not exists (select 1 from patients p where p.patient_id = u.patient_id)
+       order by u.patient_id, u.n
+    ),
+    created_patient as (
+      insert into patients (id, patient_id, name, created_by) select new_patient_row_id, patient_id, new_name, viewer_id from creating
+      on conflict do nothing
+      returning id, patient_id, name, created_by
+    ),
+    assigned_doctor as (
+      insert into patient_doctors (patient_id, doctor_id) select id, created_by from created_patient
+    ),`
+    : sql``;
+  const created = mayCreate
+    ? sql`union all
+      select u.n, c.id, c.patient_id, c.name, c.created_by from upload u join created_patient c on c.patient_id = u.patient_id
+       where (u.admin or u.viewer_id = c.created_by) and (u.form_name is null or c.name = u.form_name)`
+    : sql``;
+  // An upload's delivery values (webhooks/ deliveryValues) are its row's, not placeholders.
+  const value = (key: string) => sql.raw(`(t.extra->>'${key}')`);
+  const deliveries = extras.deliveryRecords(sql`t.patient_row_id`, mayCreate ? sql`t.new_owner` : undefined, value);
+  const records = sql`(select jsonb_agg(r)::json from (
+      select t.analysis_job as r from taken t
+      union all
+      select d.r from taken t cross join lateral (${deliveries}) as d(r)
+    ) as records)`;
+  const scanJson = sql.raw(scanColumns.map(([key, column]) => `'${key}', s."${column.name}"`).join(', '));
+  return sql`with upload as (
+      select * from jsonb_to_recordset(${group}::jsonb) as u(n int, viewer_id uuid, admin boolean, patient_id text, form_name text, new_name text,
+        new_patient_row_id uuid, scan jsonb, analysis jsonb, analysis_job jsonb, audit_rows jsonb, extra jsonb)
+    ),
+    found_patient as (
+      select u.n, p.id, p.patient_id, p.name from upload u join patients p on p.patient_id = u.patient_id
+       where (u.admin or p.id in (select patient_id from patient_doctors where doctor_id = u.viewer_id))
+         and (u.form_name is null or p.name = u.form_name)
+    ),
+    ${creation}
+    upload_patient as (
+      select n, id, patient_id, name, null::uuid as new_owner from found_patient
+      ${created}
+    ),
+    taken as (
+      select u.*, up.id as patient_row_id, up.patient_id as patient_hid, up.name as patient_name, up.new_owner
+        from upload u join upload_patient up on up.n = u.n
+    ),
+    queued_analysis as (
+      insert into analyses (${columnList(queuedAnalysisColumns)}) select ${typedFields(queuedAnalysisColumns, 't.analysis')} from taken t returning id
+    ),
+    inserted_scan as (
+      insert into scans ("patient_id", ${columnList(uploadScanColumns)}) select t.patient_row_id, ${typedFields(uploadScanColumns, 't.scan')} from taken t returning *
+    ),
+    queued_jobs as (${insertJobsSql(records)}),
+    notified as (${notifyJobsSql('queued_jobs')}),
+    audited as (${auditRowsOfEachInsertSql(sql`taken t`, sql`t.audit_rows`, sql`t.patient_row_id`)})
+    select t.n, json_build_object(${scanJson}) as scan, json_build_object('id', t.patient_row_id, 'patientId', t.patient_hid, 'name', t.patient_name) as patient
+      from inserted_scan s join taken t on s.id = (t.scan->>'id')::uuid cross join notified`;
+}
+
+/** An upload as a row of uploadGroupStatement's parameter. */
+function uploadGroupRow(n: number, values: UploadValues, mayCreate: boolean): Record<string, unknown> {
+  const scan: Record<string, unknown> = {};
+  for (const { key, column } of uploadScanColumns) scan[key] = values.scan[key] == null ? null : column.mapToDriverValue(values.scan[key]);
+  const analysis: Record<string, unknown> = {};
+  for (const { key, column } of queuedAnalysisColumns) analysis[key] = values.analysis[key] == null ? null : column.mapToDriverValue(values.analysis[key]);
+  return {
+    n,
+    viewer_id: values.viewer.id,
+    admin: values.viewer.role === 'admin',
+    patient_id: values.patientId,
+    form_name: values.formName,
+    // A patient on record (see insertUploadInOneStatement) is not created here.
+    new_name: mayCreate ? values.newName : null,
+    new_patient_row_id: randomUUID(),
+    scan,
+    analysis,
+    analysis_job: values.analysisJob,
+    audit_rows: values.auditRows,
+    extra: values.extraValues,
+  };
+}
+
+/**
+ * Writes a group of uploads with uploadGroupStatement; each upload's answer by its place in
+ * `group`, null for one that wrote nothing. The statement with the patients' creation only
+ * when one of them may create its patient (insertUploadInOneStatement's guess, per upload).
+ */
+async function insertUploadGroup(db: DbOrTx, group: readonly UploadValues[]): Promise<UploadSaved[]> {
+  const creates = group.map((values) => values.newName !== null && !patientsOnRecord.has(values.patientId));
+  const mayCreate = creates.some(Boolean);
+  const name = `upload_group${mayCreate ? '' : '_known'}`;
+  let query = uploadQueries.get(name);
+  if (!query) uploadQueries.set(name, (query = pgDialect.sqlToQuery(uploadGroupStatement(mayCreate, group[0]!.extras))));
+  const uploads = JSON.stringify(group.map((values, n) => uploadGroupRow(n, values, creates[n]!)));
+  const params = fillPlaceholders(query.params, { uploads });
+  const result: unknown = await db._.session.prepareQuery({ sql: query.sql, params }, undefined, name, false).execute();
+  const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Array<{
+    n: number;
+    scan: Record<string, unknown>;
+    patient: { id: string; patientId: string; name: string };
+  }>;
+  const saved: UploadSaved[] = group.map(() => null);
+  for (const row of rows) {
+    saved[row.n] = { scan: scanFromJson(row.scan), patient: row.patient };
+    rememberPatient(group[row.n]!.patientId);
+  }
+  return saved;
+}
 
 /** A scan row as JSON (json_build_object's timestamps are text) mapped as Drizzle maps the columns. */
 function scanFromJson(json: Record<string, unknown>): ScanRow {
@@ -646,16 +776,16 @@ const MAX_GROUP_UPLOADS = 16;
 const uploadGroups = new WeakMap<Db, (values: UploadValues) => Promise<UploadSaved>>();
 
 /**
- * insertUploadInOneStatement with group commit: the statements of uploads that arrive while
- * the previous group is being written share one transaction (one commit and one delivery of
- * its NOTIFYs to each listener instead of one per upload: ~30% of PostgreSQL's CPU per upload,
- * docs/benchmarks/ingest.md). Each upload still resolves only once its own rows are committed.
- * A group that fails (one upload's rows refused, a deadlock) is rolled back whole and each of
- * its uploads is written again on its own, so one upload's failure is never another's. An
- * upload alone is its one statement, as before. A group whose COMMIT went through but whose
- * answer was lost (the connection dropped) has each upload refused on its own for a duplicate
- * key (its ids are taken): never written twice, and found committed by the caller (service.ts
- * storeUpload reads the scan by id).
+ * insertUploadInOneStatement with group commit: uploads that arrive while the previous group is
+ * being written are written together by one statement (insertUploadGroup: one commit, one
+ * delivery of its NOTIFYs to each listener, and one statement's start-up, triggers and round
+ * trip instead of one per upload, docs/benchmarks/ingest.md). Each upload still resolves only
+ * once its own rows are committed. A group that fails (one upload's rows refused, a deadlock)
+ * is rolled back whole and each of its uploads is written again on its own, so one upload's
+ * failure is never another's. An upload alone is its one statement, as before. A group whose
+ * statement committed but whose answer was lost (the connection dropped) has each upload
+ * refused on its own for a duplicate key (its ids are taken): never written twice, and found
+ * committed by the caller (service.ts storeUpload reads the scan by id).
  */
 export function insertUploadGrouped(db: Db, values: UploadValues): Promise<UploadSaved> {
   let write = uploadGroups.get(db);
@@ -678,11 +808,10 @@ function uploadGroupCommit(db: Db): (values: UploadValues) => Promise<UploadSave
       }
       let saved: UploadSaved[];
       try {
-        saved = await db.transaction(async (tx) => {
-          const out: UploadSaved[] = [];
-          for (const w of group) out.push(await insertUploadInOneStatement(tx, w.values));
-          return out;
-        });
+        saved = await insertUploadGroup(
+          db,
+          group.map((w) => w.values),
+        );
       } catch {
         await Promise.all(group.map(alone));
         continue;

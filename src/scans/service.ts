@@ -383,7 +383,7 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
         scan: scanValues,
         analysis,
         analysisJob: job,
-        extras: { deliveryRecords: (patient, newPatientOwner) => deps.events.deliveryRecords(db, patient, newPatientOwner) },
+        extras: { deliveryRecords: (patient, newPatientOwner, value) => deps.events.deliveryRecords(db, patient, newPatientOwner, value) },
         extraValues: deps.events.deliveryValues({ type: 'scan.uploaded', scanId, status }),
         auditRows: audit?.rows ?? [],
       });

@@ -41,6 +41,8 @@ interface Faults {
   statementAnswersLost: number;
   /** Upload statements that fail with a lost connection before reaching the database. */
   statementsLost: number;
+  /** Group statements (repository insertUploadGroup) that commit, then answer a lost connection. */
+  groupAnswersLost?: number;
   /** Transactions that commit, then answer a lost connection. */
   commitAnswersLost: number;
   /** After the first lost answer the database stays out of reach: every statement fails. */
@@ -66,6 +68,7 @@ function losingAnswers(db: Db, faults: Faults): Db {
         return (...args: Parameters<Session['prepareQuery']>) => {
           const prepared = target.prepareQuery(...args);
           const upload = typeof args[2] === 'string' && args[2].startsWith('upload_scan_');
+          const group = typeof args[2] === 'string' && args[2].startsWith('upload_group');
           const execute = prepared.execute.bind(prepared);
           prepared.execute = async (values?: Record<string, unknown>) => {
             if (upload && faults.firstUploadWaits) {
@@ -81,6 +84,10 @@ function losingAnswers(db: Db, faults: Faults): Db {
             const result = await execute(values);
             if (upload && faults.statementAnswersLost > 0) {
               faults.statementAnswersLost--;
+              throw lose();
+            }
+            if (group && faults.groupAnswersLost) {
+              faults.groupAnswersLost--;
               throw lose();
             }
             return result;
@@ -134,7 +141,7 @@ for (const kind of await databaseKinds()) {
       t.ctx.db = losingAnswers(db, plan);
       try {
         const answers = await Promise.all(uploads.map((u) => t.app.inject(uploadRequest(doctor, { ...file(u.data), fields: u.fields }))));
-        assert.deepEqual([plan.statementAnswersLost, plan.statementsLost, plan.commitAnswersLost], [0, 0, 0], 'every fault happened');
+        assert.deepEqual([plan.statementAnswersLost, plan.statementsLost, plan.commitAnswersLost, plan.groupAnswersLost ?? 0], [0, 0, 0, 0], 'every fault happened');
         return answers;
       } finally {
         t.ctx.db = db;
@@ -206,7 +213,7 @@ for (const kind of await databaseKinds()) {
     test("uploads committed together, the group's answer lost: each written again alone is refused (its ids taken), and all are 201, stored once", async () => {
       const patient = await t.patient(doctor, { name: 'Ana Lima' });
       // The first upload is written alone and held until the seven others wait behind it: they
-      // are then written as one group, whose COMMIT's answer is lost.
+      // are then written as one group, by one statement whose answer is lost after its commit.
       const { analysis } = t.ctx;
       let queued = 0;
       let allIn = () => {};
@@ -222,7 +229,7 @@ for (const kind of await databaseKinds()) {
       let answers: LightMyRequestResponse[];
       try {
         answers = await uploadsMeeting(
-          { commitAnswersLost: 1, firstUploadWaits: allQueued },
+          { groupAnswersLost: 1, firstUploadWaits: allQueued },
           Array.from({ length: 8 }, () => ({ data: JPEG, fields: { patientId: patient.patientId } })),
         );
       } finally {

@@ -46,10 +46,10 @@ const MESSAGE_ID_SQL = sql`'msg_' || rtrim(translate(encode(substring(uuid_send(
 export function createEventPublisher(deps: EventPublisherDeps): EventPublisher {
   const now = deps.now ?? (() => new Date());
   return {
-    deliveryRecords(db, patientId, newPatientOwner) {
-      const subscribers = repo.subscribersQuery(db, { type: sql.placeholder('event_type'), patientId, newPatientOwner }).as('subscriber');
-      const data = sql`jsonb_build_object('webhookId', ${subscribers.id}, 'messageId', ${MESSAGE_ID_SQL}, 'eventType', ${sql.placeholder('event_type')}::text, 'patientId', ${patientId}, 'body', ${sql.placeholder('event_body_head')}::text || ${patientId} || ${sql.placeholder('event_body_tail')}::text)`;
-      return sql`select ${sql.placeholder('delivery_job')}::jsonb || jsonb_build_object('data', ${data}) from ${subscribers}`;
+    deliveryRecords(db, patientId, newPatientOwner, value = (key) => sql.placeholder(key)) {
+      const subscribers = repo.subscribersQuery(db, { type: value('event_type'), patientId, newPatientOwner }).as('subscriber');
+      const data = sql`jsonb_build_object('webhookId', ${subscribers.id}, 'messageId', ${MESSAGE_ID_SQL}, 'eventType', ${value('event_type')}::text, 'patientId', ${patientId}, 'body', ${value('event_body_head')}::text || ${patientId} || ${value('event_body_tail')}::text)`;
+      return sql`select ${value('delivery_job')}::jsonb || jsonb_build_object('data', ${data}) from ${subscribers}`;
     },
     deliveryValues(event) {
       const [head, tail] = eventBody({ ...event, patientId: PATIENT_SLOT }, now()).split(PATIENT_SLOT);

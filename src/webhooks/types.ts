@@ -31,9 +31,11 @@ export interface EventPublisher {
    * that statement). The event's type and body come from the placeholders `deliveryValues`
    * fills; the body is the one `publish` would send. `newPatientOwner`: the user the same
    * statement assigns to a patient it creates (SQL, null when it creates none), who receives it
-   * too although the statement's snapshot does not show that assignment.
+   * too although the statement's snapshot does not show that assignment. `value`: where the
+   * statement reads each of `deliveryValues`'s keys, placeholders by default; a statement that
+   * writes several uploads at once reads them from each upload's row instead.
    */
-  deliveryRecords(db: DbOrTx, patientId: SQL, newPatientOwner?: SQL): SQL;
+  deliveryRecords(db: DbOrTx, patientId: SQL, newPatientOwner?: SQL, value?: (key: string) => SQLWrapper): SQL;
   deliveryValues(event: Omit<ScanEvent, 'patientId'>): Record<string, unknown>;
 }
 

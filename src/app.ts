@@ -23,6 +23,7 @@ import { healthRoutes } from './platform/http/health.js';
 import { registerSecurityHeaders } from './platform/http/security-headers.js';
 import { rejectControlCharacters } from './platform/http/text-input.js';
 import { clientErrorMessage, frameworkErrorMessage, validationMessage } from './platform/http/validation.js';
+import { parseJsonAllowingEmpty } from './platform/http/json-body.js';
 import { createValidatorCompiler } from './platform/http/validator.js';
 import { loggerOptions, requestLoggerFactory, scrubError } from './platform/logging.js';
 import { recordRequestLatency, registerMetricsRoute } from './platform/metrics/routes.js';
@@ -113,6 +114,7 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.setValidatorCompiler(createValidatorCompiler());
+  parseJsonAllowingEmpty(app);
 
   app.decorateRequest('user', null);
   // Every route as it is added, so tests (the access matrix) can check each one has a row.

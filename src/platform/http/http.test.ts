@@ -44,6 +44,7 @@ describe('error shape', () => {
     const json = { 'content-type': 'application/json' };
     await expectError({ method: 'POST', url: '/api/auth/login', headers: json, payload: '{"email":' }, 400, /not valid JSON/);
     await expectError({ method: 'POST', url: '/api/auth/login', headers: json, payload: '' }, 400, /empty/);
+    await expectError({ method: 'POST', url: '/api/auth/login', payload: '' }, 400, /empty/);
     await expectError(
       { method: 'POST', url: '/api/auth/login', headers: { 'content-type': 'text/plain' }, payload: 'hello' },
       400,
@@ -59,6 +60,20 @@ describe('error shape', () => {
       413,
       /too large/,
     );
+  });
+
+  test('a client that sends Content-Type: application/json on every call may call the routes without a body', async () => {
+    const admin = await t.user({ role: 'admin' });
+    const patient = await t.patient(doctor);
+    const json = { 'content-type': 'application/json' };
+    const deleted = await t.app.inject({ method: 'DELETE', url: `/api/patients/${patient._id}`, headers: { ...admin.auth, ...json }, payload: '' });
+    assert.equal(deleted.statusCode, 200, deleted.body);
+    assert.match(deleted.json().message, /deleted/);
+    const gone = await t.app.inject({ method: 'GET', url: `/api/patients/${patient._id}`, headers: admin.auth });
+    assert.equal(gone.statusCode, 404);
+    // The empty body is still no JSON object where one is needed, and nothing is written.
+    await expectError({ method: 'POST', url: '/api/patients', headers: { ...doctor.auth, ...json }, payload: '' }, 400, /^The request body is empty: send a JSON object$/);
+    await expectError({ method: 'POST', url: '/api/auth/login', headers: json, payload: '{"__proto__":{"x":1}}' }, 400, /./);
   });
 
   test('validation errors name the field, the allowed values and what was sent', async () => {

@@ -53,7 +53,11 @@ export function validationMessage(err: FastifyError): string {
       return `${where} field "${path}" must be one of ${allowed.map(shown).join(', ')}${got}`;
     }
     case 'type':
-      if (!path) return where === 'body' ? 'The request body must be a JSON object (Content-Type: application/json)' : `Invalid ${where}`;
+      if (!path && where === 'body') {
+        // No body reaches the schema as null (as does a body of JSON null).
+        return first.data == null ? 'The request body is empty: send a JSON object' : 'The request body must be a JSON object (Content-Type: application/json)';
+      }
+      if (!path) return `Invalid ${where}`;
       return `${where} field "${path}" must be ${String(first.params.type)}${got}`;
     default: {
       if (!path) return `Invalid ${where}: ${first.message ?? 'does not match the schema'}`;

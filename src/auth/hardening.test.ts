@@ -33,7 +33,7 @@ for (const kind of await databaseKinds()) {
         if (res.statusCode === 429) {
           lastRetry = Number(res.headers['retry-after']);
           assert.ok(lastRetry >= 1, 'Retry-After in seconds');
-          assert.match(res.json().error, /Too many failed sign-ins: try again in \d+ seconds/);
+          assert.match(res.json().error, /^Too many failed sign-ins for this account: try again in (1 second|\d+ seconds), or ask an administrator to unlock the account$/);
         }
       }
       // The first three are plain failures; then each try must wait.
@@ -77,6 +77,11 @@ for (const kind of await databaseKinds()) {
       const blocked = await login(u.email, u.password, ip);
       assert.equal(blocked.statusCode, 429);
       assert.ok(Number(blocked.headers['retry-after']) > 0);
+      // Unlocking the account would not help: the message names the address's lock and its minutes.
+      assert.match(
+        blocked.json().error,
+        /^Too many failed sign-ins from this network address: try again in 1[45] minutes, or ask an administrator to lift the lock on this address$/,
+      );
       assert.equal((await login(u.email, u.password, '10.7.7.8')).statusCode, 200, 'other addresses are not affected');
     });
 

@@ -54,11 +54,21 @@ interface AddressLock {
   lockedUntil: Date;
 }
 
+/** "1 second", "45 seconds", "15 minutes": how long a person is told to wait. */
+function waitInWords(seconds: number): string {
+  if (seconds < 90) return seconds === 1 ? '1 second' : `${seconds} seconds`;
+  return `${Math.ceil(seconds / 60)} minutes`;
+}
+
 class LoginThrottledError extends AppError {
-  constructor(retryAfterSeconds: number) {
+  constructor(retryAfterSeconds: number, locked: 'account' | 'address') {
+    const wait = waitInWords(retryAfterSeconds);
+    // An account's lock and an address's are lifted by different admin actions: name the right one.
     super(
       'rate_limited',
-      `Too many failed sign-ins: try again in ${retryAfterSeconds} seconds, or ask an administrator to unlock the account`,
+      locked === 'address'
+        ? `Too many failed sign-ins from this network address: try again in ${wait}, or ask an administrator to lift the lock on this address`
+        : `Too many failed sign-ins for this account: try again in ${wait}, or ask an administrator to unlock the account`,
       retryAfterSeconds,
     );
   }
@@ -110,8 +120,8 @@ export function createLoginThrottle(db: DbOrTx, policy: ThrottlePolicy = DEFAULT
 
   return {
     async check(email, ip) {
-      const wait = Math.max(await lockedFor(digest('ip', canonicalAddress(ip))), await lockedFor(digest('account', email)));
-      if (wait > 0) throw new LoginThrottledError(wait);
+      const [address, account] = [await lockedFor(digest('ip', canonicalAddress(ip))), await lockedFor(digest('account', email))];
+      if (address > 0 || account > 0) throw new LoginThrottledError(Math.max(address, account), address >= account ? 'address' : 'account');
     },
     async recordFailure(email, ip) {
       const account = digest('account', email);

@@ -2,11 +2,11 @@
  * Unicode text in the PDF reports. Hospitals are international: names and notes arrive in
  * Cyrillic, Greek, Arabic, Chinese... The fonts are Noto (SIL Open Font Licence), shipped by npm
  * packages so `npm install` is all a machine needs: Noto Sans (Latin, Greek, Cyrillic), Noto
- * Naskh Arabic, and Noto Sans SC (Chinese, Japanese kana, Korean Hangul).
+ * Naskh Arabic, Noto Sans Hebrew, and Noto Sans SC (Chinese, Japanese kana, Korean Hangul).
  *
  * pdfkit draws a string in one font, so `withFallbackFonts` splits each string into runs by
  * script and draws every run in the font that has its glyphs (fontkit shapes Arabic joining
- * forms and right-to-left runs). When the packages are missing, reports still render with the
+ * forms and right-to-left runs of Arabic and Hebrew). When the packages are missing, reports still render with the
  * built-in Helvetica, which only covers WinAnsi; a warning says so once.
  */
 import { existsSync } from 'node:fs';
@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 
 export type FontStyle = 'regular' | 'bold' | 'italic';
-type Face = 'base' | 'arabic' | 'cjk';
+type Face = 'base' | 'arabic' | 'hebrew' | 'cjk';
 
 const FILES: Record<Face, Record<FontStyle, { pkg: string; file: string }>> = {
   base: {
@@ -26,6 +26,11 @@ const FILES: Record<Face, Record<FontStyle, { pkg: string; file: string }>> = {
     regular: { pkg: '@embedpdf/fonts-arabic', file: 'NotoNaskhArabic-Regular.ttf' },
     bold: { pkg: '@embedpdf/fonts-arabic', file: 'NotoNaskhArabic-Bold.ttf' },
     italic: { pkg: '@embedpdf/fonts-arabic', file: 'NotoNaskhArabic-Regular.ttf' },
+  },
+  hebrew: {
+    regular: { pkg: '@embedpdf/fonts-hebrew', file: 'NotoSansHebrew-Regular.ttf' },
+    bold: { pkg: '@embedpdf/fonts-hebrew', file: 'NotoSansHebrew-Bold.ttf' },
+    italic: { pkg: '@embedpdf/fonts-hebrew', file: 'NotoSansHebrew-Regular.ttf' },
   },
   cjk: {
     regular: { pkg: '@embedpdf/fonts-sc', file: 'NotoSansHans-Regular.otf' },
@@ -77,12 +82,14 @@ export function unicodeFontsAvailable(): boolean {
 }
 
 const ARABIC = /[\p{Script=Arabic}]/u;
+const HEBREW = /[\p{Script=Hebrew}]/u;
 const CJK = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}\p{Script=Bopomofo}\u3000-\u303f\uff00-\uffef]/u;
 /** Spaces and punctuation belong to the run around them. */
 const NEUTRAL = /[\s\p{P}\p{S}\p{N}]/u;
 
 function faceOf(char: string): Face | null {
   if (ARABIC.test(char)) return 'arabic';
+  if (HEBREW.test(char)) return 'hebrew';
   if (CJK.test(char)) return 'cjk';
   if (NEUTRAL.test(char)) return null;
   return 'base';
@@ -116,7 +123,7 @@ export function withFallbackFonts(doc: Doc, warn: (message: string) => void, ava
     if (!warned) {
       warned = true;
       warn(
-        'PDF reports: the Noto font packages (@embedpdf/fonts-latin, -arabic, -sc) are not installed; reports use Helvetica and show non-Latin characters as "?". Run npm install.',
+        'PDF reports: the Noto font packages (@embedpdf/fonts-latin, -arabic, -hebrew, -sc) are not installed; reports use Helvetica and show non-Latin characters as "?". Run npm install.',
       );
     }
     doc.font = ((name: string, size?: number) =>

@@ -222,11 +222,12 @@ describe('renderReportPdf', () => {
     assert.ok(width && height && height > width, 'portrait page');
   });
 
-  it('prints names and notes in any script as written: Cyrillic, Greek, Arabic, Chinese, accented Latin', async () => {
+  it('prints names and notes in any script as written: Cyrillic, Greek, Arabic, Hebrew, Chinese, accented Latin', async () => {
     const names = {
       cyrillic: 'Иван Петров',
       greek: 'Γιώργος Παπαδόπουλος',
       arabic: 'محمد',
+      hebrew: 'שרה כהן',
       chinese: '王小明',
       latin: 'Zoë Łukasz Dvořák Ñúñez',
     };
@@ -237,13 +238,15 @@ describe('renderReportPdf', () => {
           generatedBy: { name: `Dr ${names.greek}` },
           annotations: [
             { x: 1, y: 1, text: `Reviewed with ${names.latin}`, createdAt: new Date('2024-03-03T10:00:00Z'), createdBy: { name: names.arabic } },
+            { x: 2, y: 2, text: names.hebrew, createdAt: new Date('2024-03-03T10:05:00Z'), createdBy: { name: names.latin } },
           ],
         }),
       ),
     );
     for (const [script, name] of Object.entries(names)) {
-      // pdftotext writes a right-to-left run in logical or visual order depending on layout.
-      const found = text.includes(name) || (script === 'arabic' && text.includes([...name].reverse().join('')));
+      // pdftotext writes a right-to-left run in logical or visual order depending on layout, word by word.
+      const rtl = script === 'arabic' || script === 'hebrew';
+      const found = text.includes(name) || (rtl && name.split(' ').every((word) => text.includes(word) || text.includes([...word].reverse().join(''))));
       assert.ok(found, `${script} "${name}" is in the PDF text:\n${text}`);
     }
     assert.doesNotMatch(text, /\?\?/);
@@ -253,11 +256,12 @@ describe('renderReportPdf', () => {
     const fonts = await import('./fonts.js');
     assert.equal(fonts.unicodeFontsAvailable(), true, 'the npm font packages are installed');
     assert.deepEqual(
-      fonts.fontRuns('Иван 王小明 (محمد)').map((r) => [r.face, r.text]),
+      fonts.fontRuns('Иван 王小明 (محمد) שרה').map((r) => [r.face, r.text]),
       [
         ['base', 'Иван '],
         ['cjk', '王小明 ('],
-        ['arabic', 'محمد)'],
+        ['arabic', 'محمد) '],
+        ['hebrew', 'שרה'],
       ],
     );
   });

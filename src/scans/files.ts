@@ -174,6 +174,9 @@ const fileResponses = (contentType: string) => ({
   503: ErrorSchema,
 });
 const EXPIRED = 'This link has expired: fetch the scan again for a fresh link';
+// A scan's answer carries image links but no report link: say what does work.
+const REPORT_EXPIRED =
+  'This report link has expired: fetch the same path without its query with your bearer token, or generate the report again (POST /api/scans/:id/report)';
 
 
 function fileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
@@ -241,7 +244,7 @@ function fileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       async (request, reply) => {
         const viewer = await viewerOf(request, reply, request.query);
         const file = await openReportFile(deps, { file: request.params.file, ...request.query, viewer });
-        if (!file.ok) return reply.code(410).send({ error: EXPIRED });
+        if (!file.ok) return reply.code(410).send({ error: REPORT_EXPIRED });
         noteAudit(request, { actor: { id: file.userId, role: request.user?.role ?? null }, resourceId: file.scanId, patientIds: [file.patientId] });
         return reply
           .header('content-type', file.contentType)

@@ -511,6 +511,22 @@ for (const kind of await databaseKinds()) {
         assert.match(res.json().error, /expired/);
       });
 
+      test("an expired report link says how to get the report again (the scan's answer has no report link)", async () => {
+        const scan = await uploadJpeg(doctorA);
+        const { reportUrl } = (await send(doctorA, 'POST', `/api/scans/${scan._id}/report`)).json();
+        const path = new URL(reportUrl, 'http://x').pathname;
+        const res = await get(null, t.ctx.signer.sign(path, null, { userId: doctorA.id, ttlSeconds: -60 }));
+        assert.equal(res.statusCode, 410);
+        assert.equal(
+          res.json().error,
+          'This report link has expired: fetch the same path without its query with your bearer token, or generate the report again (POST /api/scans/:id/report)',
+        );
+        // Which works: the path with a bearer token.
+        const again = await get(doctorA, path);
+        assert.equal(again.statusCode, 200);
+        assert.equal(again.headers['content-type'], 'application/pdf');
+      });
+
       test('without PUBLIC_URL, links are relative paths, whatever Host the client sent', async () => {
         const local = await createTestApp('pglite', { env: { PUBLIC_URL: '' } });
         try {

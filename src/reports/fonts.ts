@@ -95,15 +95,31 @@ function faceOf(char: string): Face | null {
   return 'base';
 }
 
-/** Splits text into runs of one face each ("Иван 王小明" -> base "Иван ", cjk "王小明"). */
+const RIGHT_TO_LEFT: ReadonlySet<Face> = new Set(['arabic', 'hebrew']);
+
+/**
+ * Splits text into runs of one face each ("Иван 王小明" -> base "Иван ", cjk "王小明"). Only
+ * spaces join a right-to-left run: Noto Sans Hebrew has no digits or punctuation and Noto
+ * Naskh Arabic lacks brackets, hyphens and %, which would print as empty boxes, and a run's
+ * spaces at its end move to the next run, where they still separate the words on the page.
+ */
 export function fontRuns(text: string): Array<{ face: Face; text: string }> {
   const runs: Array<{ face: Face; text: string }> = [];
   for (const char of text) {
-    const face = faceOf(char);
     const last = runs.at(-1);
+    let face = faceOf(char);
+    if (face === null && last && RIGHT_TO_LEFT.has(last.face) && !/\s/u.test(char)) face = 'base';
     if (last && (face === null || face === last.face)) last.text += char;
     else runs.push({ face: face ?? 'base', text: char });
   }
+  runs.forEach((run, i) => {
+    const next = runs[i + 1];
+    const spaces = RIGHT_TO_LEFT.has(run.face) && next ? /\s+$/u.exec(run.text) : null;
+    if (spaces && next) {
+      run.text = run.text.slice(0, spaces.index);
+      next.text = spaces[0] + next.text;
+    }
+  });
   return runs;
 }
 
@@ -164,7 +180,14 @@ export function withFallbackFonts(doc: Doc, warn: (message: string) => void, ava
     runs.forEach((run, i) => {
       const last = i === runs.length - 1;
       setFont(use(run.face, current));
-      const runOptions = { ...options, continued: last ? (options?.continued ?? false) : true };
+      const runOptions = {
+        ...options,
+        continued: last ? (options?.continued ?? false) : true,
+        // pdfkit shapes a line word by word unless features are given, so a right-to-left run came
+        // out with its words in left-to-right order and a space lost ("שרה כהן" printed as
+        // "כהןשרה"). With features (none beyond the script's own) it shapes the run whole.
+        ...(RIGHT_TO_LEFT.has(run.face) ? { features: [] } : {}),
+      };
       if (i === 0) drawText(run.text, ...position, runOptions);
       else drawText(run.text, runOptions);
     });

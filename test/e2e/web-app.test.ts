@@ -425,6 +425,8 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
     assert.deepEqual(await page.evaluate(() => Object.keys(sessionStorage)), []);
+    // Signing out on purpose keeps no page to return to: whoever signs in next starts at the worklist.
+    assert.equal(new URL(page.url()).search, '');
     await page.goto(`${base}/patients`);
     await page.waitForURL(/\/login\?next=%2Fpatients/);
   });

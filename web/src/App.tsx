@@ -13,10 +13,10 @@ import { Upload } from './pages/Upload';
 import { Worklist } from './pages/Worklist';
 
 function RequireAuth({ children, admin = false }: { children: ReactNode; admin?: boolean }) {
-  const { user, checking } = useAuth();
+  const { user, checking, signedOut } = useAuth();
   const location = useLocation();
   if (checking) return <p className="page-loading" role="status">Loading…</p>;
-  if (!user) return <Navigate to={`/login?next=${encodeURIComponent(location.pathname + location.search)}`} replace />;
+  if (!user) return <Navigate to={signedOut ? '/login' : `/login?next=${encodeURIComponent(location.pathname + location.search)}`} replace />;
   if (admin && user.role !== 'admin') return <NotFound />;
   return <>{children}</>;
 }

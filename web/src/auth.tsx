@@ -17,6 +17,11 @@ interface AuthState {
   signOut: (reason?: string) => void;
   /** Why the last session ended, shown on the sign-in page. */
   endedReason: string | null;
+  /**
+   * True once the user signed out themselves: the sign-in page then keeps no page to return
+   * to, so whoever signs in next (a colleague at the same workstation) starts at the worklist.
+   */
+  signedOut: boolean;
 }
 
 const AuthContext = createContext<AuthState | null>(null);
@@ -25,6 +30,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
   const [user, setUser] = useState<Me | null>(null);
   const [checking, setChecking] = useState(session.token !== null);
   const [endedReason, setEndedReason] = useState<string | null>(null);
+  const [signedOut, setSignedOut] = useState(false);
   const navigate = useNavigate();
   const location = useLocation();
 
@@ -34,6 +40,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
       session.clear();
       setUser(null);
       setEndedReason(reason);
+      setSignedOut(reason === null);
       if (token && reason === null) {
         // Revokes the token where the server supports it; the local session ends regardless.
         void fetch('/api/auth/logout', { method: 'POST', headers: { authorization: `Bearer ${token}` } }).catch(() => undefined);
@@ -49,6 +56,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
     const me = await ok(api.GET('/api/auth/me'));
     setUser(me);
     setEndedReason(null);
+    setSignedOut(false);
   }, []);
 
   useEffect(() => {
@@ -80,6 +88,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
       user,
       checking,
       endedReason,
+      signedOut,
       async signIn(email, password) {
         const out = await ok(api.POST('/api/auth/login', { body: { email, password } }));
         session.set(out.token);
@@ -96,7 +105,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
       },
       signOut: (reason) => end(reason ?? null),
     }),
-    [user, checking, endedReason, loadMe, end],
+    [user, checking, endedReason, signedOut, loadMe, end],
   );
   return <AuthContext.Provider value={value}>{children}</AuthContext.Provider>;
 }

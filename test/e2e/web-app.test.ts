@@ -162,6 +162,21 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     return createHash('sha256').update(data).digest('hex');
   }
 
+  /** At a 390 px phone: the page does not scroll sideways and the menu and Sign out are on screen. */
+  async function checkPhoneWidth(name: string) {
+    await page.setViewportSize({ width: 390, height: 844 });
+    try {
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+      assert.ok(overflow <= 0, `${name}: horizontal overflow of ${overflow}px at 390 px`);
+      for (const control of [page.getByRole('button', { name: 'Sign out' }), page.getByRole('link', { name: 'Patients' }).first()]) {
+        const box = (await control.boundingBox())!;
+        assert.ok(box.x >= 0 && box.x + box.width <= 390, `${name}: ${await control.innerText()} at x ${box.x}..${box.x + box.width} of 390 px`);
+      }
+    } finally {
+      await page.setViewportSize({ width: 1440, height: 900 });
+    }
+  }
+
   async function signIn(user: TestUser) {
     await page.getByLabel('Email').fill(user.email);
     await page.getByLabel('Password').fill(user.password);
@@ -246,6 +261,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await rows.nth(1).waitFor();
     await checkAccessibility('worklist');
     await shot('02-worklist');
+    await checkPhoneWidth('worklist');
   });
 
   test('viewer: heatmap toggles, an annotation is placed in image pixels, the finding is corrected, the report is a PDF', async () => {
@@ -547,6 +563,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     assert.equal(listed.json<{ email: string; isActive: boolean }[]>().find((u) => u.email === email)?.isActive, false);
     await checkAccessibility('users');
     await shot('09-admin-users');
+    await checkPhoneWidth('users');
 
     await page.getByRole('link', { name: 'Webhooks' }).click();
     await page.getByRole('heading', { name: 'Webhooks' }).waitFor();

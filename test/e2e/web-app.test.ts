@@ -21,6 +21,7 @@ import { after, before, describe, test } from 'node:test';
 import axe from 'axe-core';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { REPO_ROOT } from '../../src/platform/config.js';
+import { uploadRequest } from '../../src/scans/test-support.js';
 import { defaultWebRoot } from '../../src/web/plugin.js';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../helpers/app.js';
 import { startTestIdentityProvider, type TestIdentityProvider } from '../oidc/provider.js';
@@ -28,6 +29,7 @@ import { startTestIdentityProvider, type TestIdentityProvider } from '../oidc/pr
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SHOTS = path.join(REPO_ROOT, 'test-results', 'screenshots');
 const BRAIN_JPEG = path.join(REPO_ROOT, 'test/fixtures/images/brain-glioma-1.jpg');
+const CHEST_JPEG = path.join(REPO_ROOT, 'test/fixtures/images/chest-bacterial-1.jpeg');
 const CHEST_DICOM = path.resolve(REPO_ROOT, '../shared/datasets/dicom/cr_chest/RG1_J2KI.dcm');
 
 // Without the background-networking flags Chromium floods a closed network with connections.
@@ -417,6 +419,28 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await page.setViewportSize({ width: 1440, height: 900 });
   });
 
+  test('viewer: a chest X-ray finding states the pneumonia probability and the threshold it was called at', async () => {
+    part = 'viewer-chest';
+    const request = uploadRequest(doctor, {
+      data: readFileSync(CHEST_JPEG),
+      filename: 'chest-bacterial-1.jpeg',
+      fields: { patientId, patientName: 'Priya Mehta', scanType: 'chest-xray' },
+    });
+    const uploaded = await t.app.inject(request);
+    assert.equal(uploaded.statusCode, 201, uploaded.body);
+    const scanId = uploaded.json<{ _id: string }>()._id;
+    await page.goto(`${base}/scans/${scanId}`);
+    const side = page.locator('.viewer-side');
+    await side.getByRole('heading', { name: 'Model finding' }).waitFor();
+    await side.locator('.decision').waitFor({ timeout: 120_000 });
+    const finding = await page.getByRole('region', { name: 'Model finding' }).innerText();
+    // The chest model calls pneumonia when P(bacterial) + P(viral) reaches the operating point's
+    // threshold: that sum is not a label's probability in the chart, so it is named, with the threshold.
+    assert.match(finding, /Probability of pneumonia \(bacterial \+ viral\) \d+\.\d%; called pneumonia at \d+\.\d% or more \(operating point “\w+”\)/);
+    assert.doesNotMatch(finding, /confidence/);
+    await shot('12-viewer-chest');
+  });
+
   test('patients: search finds the patient; the patient page shows their scans and takes a note', async () => {
     part = 'patients';
     await page.getByRole('link', { name: 'Patients' }).click();
@@ -425,7 +449,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await page.waitForURL(/search=Priya/);
     await page.getByRole('link', { name: 'Priya Mehta' }).click();
     await page.getByRole('heading', { name: 'Priya Mehta' }).waitFor();
-    assert.equal(await page.locator('table', { hasText: 'Open viewer' }).locator('tbody tr').count(), 2);
+    assert.equal(await page.locator('table', { hasText: 'Open viewer' }).locator('tbody tr').count(), 3);
     await page.getByLabel('New note').fill('Discussed findings at tumour board.');
     await page.getByRole('button', { name: 'Add note' }).click();
     await page.getByText('Discussed findings at tumour board.').waitFor();

@@ -57,13 +57,23 @@ export function ModelFinding({ scan, model }: { scan: ScanDetail; model: ModelIn
   }
   const version = m.model ? `${model?.name ?? m.model.id} · v${m.model.version}` : 'Model unknown';
   const label = resultLabel(m);
+  // A finding decided at a threshold (chest: pneumonia when P(bacterial) + P(viral) reaches it)
+  // states that sum and the threshold: its confidence is neither label's probability in the chart.
+  const threshold = m.decisionThreshold ?? null;
+  const positive = Object.entries(m.probabilities ?? {}).reduce((sum, [k, p]) => (NEGATIVE_LABELS.has(k) ? sum : sum + p), 0);
   return (
     <section className="card panel" aria-labelledby="finding-h">
       <h2 id="finding-h">Model finding</h2>
       <div className="finding-head">
         <span className={`finding-label ${label && NEGATIVE_LABELS.has(label) ? 'negative' : 'positive'}`}>{findingText(m)}</span>
-        <span className="finding-conf">{percent(m.confidence, 1)} confidence</span>
+        {threshold === null && <span className="finding-conf">{percent(m.confidence, 1)} confidence</span>}
       </div>
+      {threshold !== null && (
+        <p className="small decision">
+          Probability of pneumonia (bacterial + viral) {percent(positive, 1)}; called pneumonia at {percent(threshold, 1)} or more
+          {m.operatingPoint ? ` (operating point “${m.operatingPoint}”)` : ''}.
+        </p>
+      )}
       {m.tumorLocation && <p className="small">Location: {m.tumorLocation}</p>}
       <ProbabilityChart result={m} labels={model?.labels ?? []} />
       <p className="model-name small">{version}</p>

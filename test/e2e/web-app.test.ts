@@ -419,7 +419,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await page.setViewportSize({ width: 1440, height: 900 });
   });
 
-  test('viewer: a chest X-ray finding states the pneumonia probability and the threshold it was called at', async () => {
+  test('viewer: a chest X-ray finding states the pneumonia probability and the threshold it was called at; its accept button reads whole', async () => {
     part = 'viewer-chest';
     const request = uploadRequest(doctor, {
       data: readFileSync(CHEST_JPEG),
@@ -438,6 +438,8 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     // threshold: that sum is not a label's probability in the chart, so it is named, with the threshold.
     assert.match(finding, /Probability of pneumonia \(bacterial \+ viral\) \d+\.\d%; called pneumonia at \d+\.\d% or more \(operating point “\w+”\)/);
     assert.doesNotMatch(finding, /confidence/);
+    const accept = side.getByRole('button', { name: /^Accept model finding: .*pneumonia/ });
+    assert.ok(await accept.evaluate((b) => b.scrollWidth <= b.clientWidth), `"${await accept.innerText()}" is cut off`);
     await shot('12-viewer-chest');
   });
 

@@ -12,10 +12,11 @@
  *   later than that.
  * - Safe to run twice: a message already delivered to a webhook is not sent again, and a
  *   webhook that was deleted, deactivated, or whose owner may no longer see the patient is
- *   skipped.
+ *   skipped, and so is one deleted while its delivery was in flight.
  */
 import { Webhook } from 'standardwebhooks';
 import type { Db } from '../platform/db/index.js';
+import { isForeignKeyViolation } from '../platform/db/errors.js';
 import { PermanentJobError, type JobDefinition } from '../platform/queue/index.js';
 import { sendWebhook, type WebhookSender } from './http.js';
 import * as repo from './repository.js';
@@ -40,6 +41,11 @@ export interface WebhookDeliveryDeps {
   now?: () => Date;
   /** Counts failed attempts (imagemedix_webhook_delivery_failures_total). */
   metrics?: Pick<Metrics, 'webhookFailures'>;
+}
+
+/** The webhook was deleted while its delivery was in flight: its log went with it (cascade). */
+class WebhookDeletedError extends Error {
+  override name = 'WebhookDeletedError';
 }
 
 /** Answers worth another try: the receiver is down, overloaded or slow. */
@@ -87,66 +93,75 @@ export function webhookDeliveryJob(deps: WebhookDeliveryDeps): JobDefinition<typ
         return;
       }
 
-      const started = performance.now();
-      const lastTry = attempt >= maxAttempts;
-      const record = (outcome: { statusCode: number | null; error: string | null; succeeded: boolean }) =>
-        repo.insertDelivery(db, {
-          webhookId,
-          messageId,
-          eventType,
-          attempt,
-          durationMs: Math.round(performance.now() - started),
-          ...outcome,
-        });
-      const failed = (reason: 'network' | 'status' | 'refused') => deps.metrics?.webhookFailures.inc({ reason });
-      const retryOrGiveUp = async (error: string, statusCode: number | null) => {
-        failed(statusCode === null ? 'network' : 'status');
-        await record({ statusCode, error: lastTry ? `${error}; giving up after ${attempt} attempts` : error, succeeded: false });
-        if (lastTry) throw new PermanentJobError(`delivery failed after ${attempt} attempts: ${error}`);
-        throw new Error(`delivery failed, will retry: ${error}`);
-      };
-
-      const url = new URL(target.url);
-      let addresses;
       try {
-        addresses = await vetTarget(url, { allowPrivate, resolve: deps.resolve });
-      } catch (err) {
-        if (err instanceof TargetRefusedError) {
-          failed('refused');
-          await record({ statusCode: null, error: `target refused: ${err.message}`, succeeded: false });
-          throw new PermanentJobError(`target refused: ${err.message}`);
+        const started = performance.now();
+        const lastTry = attempt >= maxAttempts;
+        const record = (outcome: { statusCode: number | null; error: string | null; succeeded: boolean }) =>
+          repo
+            .insertDelivery(db, {
+              webhookId,
+              messageId,
+              eventType,
+              attempt,
+              durationMs: Math.round(performance.now() - started),
+              ...outcome,
+            })
+            .catch((err: unknown) => {
+              throw isForeignKeyViolation(err) ? new WebhookDeletedError() : err;
+            });
+        const failed = (reason: 'network' | 'status' | 'refused') => deps.metrics?.webhookFailures.inc({ reason });
+        const retryOrGiveUp = async (error: string, statusCode: number | null) => {
+          failed(statusCode === null ? 'network' : 'status');
+          await record({ statusCode, error: lastTry ? `${error}; giving up after ${attempt} attempts` : error, succeeded: false });
+          if (lastTry) throw new PermanentJobError(`delivery failed after ${attempt} attempts: ${error}`);
+          throw new Error(`delivery failed, will retry: ${error}`);
+        };
+
+        const url = new URL(target.url);
+        let addresses;
+        try {
+          addresses = await vetTarget(url, { allowPrivate, resolve: deps.resolve });
+        } catch (err) {
+          if (err instanceof TargetRefusedError) {
+            failed('refused');
+            await record({ statusCode: null, error: `target refused: ${err.message}`, succeeded: false });
+            throw new PermanentJobError(`target refused: ${err.message}`);
+          }
+          return await retryOrGiveUp(`could not resolve ${url.hostname}: ${describeNetworkError(err)}`, null);
         }
-        return retryOrGiveUp(`could not resolve ${url.hostname}: ${describeNetworkError(err)}`, null);
-      }
 
-      const sentAt = now();
-      const headers = {
-        'content-type': 'application/json',
-        'user-agent': USER_AGENT,
-        'webhook-id': messageId,
-        'webhook-timestamp': String(Math.floor(sentAt.getTime() / 1000)),
-        'webhook-signature': new Webhook(target.secret).sign(messageId, sentAt, body),
-      };
-      let statusCode: number;
-      try {
-        ({ statusCode } = await send({ url, addresses, headers, body, timeoutMs }));
+        const sentAt = now();
+        const headers = {
+          'content-type': 'application/json',
+          'user-agent': USER_AGENT,
+          'webhook-id': messageId,
+          'webhook-timestamp': String(Math.floor(sentAt.getTime() / 1000)),
+          'webhook-signature': new Webhook(target.secret).sign(messageId, sentAt, body),
+        };
+        let statusCode: number;
+        try {
+          ({ statusCode } = await send({ url, addresses, headers, body, timeoutMs }));
+        } catch (err) {
+          return await retryOrGiveUp(describeNetworkError(err), null);
+        }
+
+        if (statusCode >= 200 && statusCode < 300) {
+          await record({ statusCode, error: null, succeeded: true });
+          log.info({ webhookId, messageId, eventType, statusCode, attempt }, 'webhook delivered');
+          return;
+        }
+        if (isRetryableStatus(statusCode)) return await retryOrGiveUp(`the receiver answered ${statusCode}`, statusCode);
+        const error =
+          statusCode >= 300 && statusCode < 400
+            ? `the receiver answered ${statusCode}, a redirect; redirects are not followed: point the webhook at the final URL`
+            : `the receiver answered ${statusCode}; not retried (only 408, 429 and 5xx are)`;
+        failed('status');
+        await record({ statusCode, error, succeeded: false });
+        throw new PermanentJobError(error);
       } catch (err) {
-        return retryOrGiveUp(describeNetworkError(err), null);
+        if (!(err instanceof WebhookDeletedError)) throw err;
+        log.info({ webhookId, messageId }, 'webhook deleted during its delivery; the attempt is not recorded or retried');
       }
-
-      if (statusCode >= 200 && statusCode < 300) {
-        await record({ statusCode, error: null, succeeded: true });
-        log.info({ webhookId, messageId, eventType, statusCode, attempt }, 'webhook delivered');
-        return;
-      }
-      if (isRetryableStatus(statusCode)) return retryOrGiveUp(`the receiver answered ${statusCode}`, statusCode);
-      const error =
-        statusCode >= 300 && statusCode < 400
-          ? `the receiver answered ${statusCode}, a redirect; redirects are not followed: point the webhook at the final URL`
-          : `the receiver answered ${statusCode}; not retried (only 408, 429 and 5xx are)`;
-      failed('status');
-      await record({ statusCode, error, succeeded: false });
-      throw new PermanentJobError(error);
     },
   };
 }

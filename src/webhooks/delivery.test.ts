@@ -451,6 +451,25 @@ for (const kind of await databaseKinds()) {
       }
     });
 
+    test('a webhook deleted while its delivery is in flight: the attempt ends quietly, neither failed nor retried', async () => {
+      const doctor = await t.user();
+      for (const statusCode of [200, 500]) {
+        const hook = await subscribe(doctor, 'http://127.0.0.1:9/hooks/imagemedix');
+        await publish(await scanEvent(doctor));
+        const payload = await onlyQueued(hook._id);
+        // The owner deletes the webhook while the receiver is still answering.
+        const deleting = webhookDeliveryJob({
+          ...deliveryDeps(),
+          send: async () => {
+            const res = await t.app.inject({ method: 'DELETE', url: `/api/webhooks/${hook._id}`, headers: doctor.auth });
+            assert.equal(res.statusCode, 200, res.body);
+            return { statusCode };
+          },
+        });
+        await run(deleting, payload);
+      }
+    });
+
     test('deliveries of a deleted webhook, or to an owner who may no longer see the patient, are skipped', async () => {
       const receiver = await startReceiver();
       try {

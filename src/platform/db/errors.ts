@@ -7,6 +7,12 @@ export function isUniqueViolation(err: unknown): boolean {
   return e?.code === '23505' || e?.cause?.code === '23505';
 }
 
+/** A foreign key refused the write (SQLSTATE 23503): the row it points to is gone. */
+export function isForeignKeyViolation(err: unknown): boolean {
+  const e = err as { code?: string; cause?: { code?: string } } | null | undefined;
+  return e?.code === '23503' || e?.cause?.code === '23503';
+}
+
 /**
  * Codes of a PostgreSQL server that cannot be reached or is going away: the socket's (refused,
  * reset, timed out, unknown host) and the server's (SQLSTATE class 08, connection exception, but

@@ -342,6 +342,13 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     assert.deepEqual(labels.map((l) => l.replace(/\s*\(model\)/, '').trim()).sort(), ['Glioma', 'Meningioma', 'No tumour', 'Pituitary tumour']);
     await page.getByRole('radio', { name: /^Meningioma/ }).check();
     await page.getByLabel('Notes').fill('Dural tail on contrast; meningioma favoured.');
+    // Notes typed but not saved survive a look at the patient's page and back.
+    await page.locator('.breadcrumb').getByRole('link', { name: 'Priya Mehta' }).click();
+    await page.getByRole('heading', { name: 'Priya Mehta', exact: true }).waitFor();
+    await page.goBack();
+    await page.getByLabel('Notes').waitFor();
+    assert.equal(await page.getByLabel('Notes').inputValue(), 'Dural tail on contrast; meningioma favoured.');
+    await page.getByRole('radio', { name: /^Meningioma/ }).check();
     await page.getByRole('button', { name: 'Save review' }).click();
     await page.getByText('Correction saved.').waitFor();
     const compare = await page.locator('.compare').innerText();
@@ -453,6 +460,12 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await page.getByRole('heading', { name: 'Priya Mehta' }).waitFor();
     assert.equal(await page.locator('table', { hasText: 'Open viewer' }).locator('tbody tr').count(), 3);
     await page.getByLabel('New note').fill('Discussed findings at tumour board.');
+    // A note typed but not added survives opening a scan and coming back.
+    await page.getByRole('link', { name: 'Open viewer' }).first().click();
+    await page.locator('.viewer-side h2').first().waitFor();
+    await page.goBack();
+    await page.getByLabel('New note').waitFor();
+    assert.equal(await page.getByLabel('New note').inputValue(), 'Discussed findings at tumour board.');
     await page.getByRole('button', { name: 'Add note' }).click();
     await page.getByText('Discussed findings at tumour board.').waitFor();
     await checkAccessibility('patient');

@@ -6,6 +6,7 @@
 import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from 'react';
 import { useLocation, useNavigate } from 'react-router-dom';
 import { api, ok, session, setUnauthorizedHandler, type Me } from './api/client';
+import { draftsBelongTo, forgetAllDrafts } from './lib/drafts';
 
 interface AuthState {
   user: Me | null;
@@ -38,6 +39,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
     (reason: string | null) => {
       const token = session.token;
       session.clear();
+      if (reason === null) forgetAllDrafts();
       setUser(null);
       setEndedReason(reason);
       setSignedOut(reason === null);
@@ -54,6 +56,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
 
   const loadMe = useCallback(async () => {
     const me = await ok(api.GET('/api/auth/me'));
+    draftsBelongTo(me._id);
     setUser(me);
     setEndedReason(null);
     setSignedOut(false);

@@ -1,6 +1,7 @@
 /** The side panels of the viewer: the model's finding, the review, annotations and history. */
 import { useState, type FormEvent } from 'react';
 import { api, errorMessage, ok, type ModelInfo, type ScanDetail, type ScanResult } from '../api/client';
+import { useDraft } from '../lib/drafts';
 import { findingText, formatDateTime, labelFields, labelName, NEGATIVE_LABELS, percent, resultLabel } from '../lib/format';
 import { Alert } from './ui';
 
@@ -93,8 +94,8 @@ export function ReviewPanel({
   const current = resultLabel(scan.result);
   const modelLabel = resultLabel(scan.modelResult);
   const [label, setLabel] = useState(current ?? '');
-  const [location, setLocation] = useState(scan.result?.tumorLocation ?? '');
-  const [notes, setNotes] = useState(scan.result?.additionalNotes ?? '');
+  const [location, setLocation, forgetLocation] = useDraft(`${scan._id}:review-location`, scan.result?.tumorLocation ?? '');
+  const [notes, setNotes, forgetNotes] = useDraft(`${scan._id}:review-notes`, scan.result?.additionalNotes ?? '');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [saved, setSaved] = useState<string | null>(null);
@@ -117,6 +118,8 @@ export function ReviewPanel({
       };
       const out = await ok(api.PATCH('/api/scans/{id}', { params: { path: { id: scan._id } }, body: { status: 'completed', result } }));
       onSaved(out);
+      forgetLocation();
+      forgetNotes();
       setSaved(message);
     } catch (err) {
       setError(errorMessage(err));
@@ -204,7 +207,7 @@ export function AnnotationsPanel({
   onPlacingChange: (p: { x: number; y: number } | null) => void;
   onSaved: (annotations: ScanDetail['annotations']) => void;
 }) {
-  const [text, setText] = useState('');
+  const [text, setText, forgetText] = useDraft(`${scan._id}:annotation`);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
 
@@ -219,6 +222,7 @@ export function AnnotationsPanel({
       );
       onSaved(out.annotations);
       setText('');
+      forgetText();
       onPlacingChange(null);
     } catch (err) {
       setError(errorMessage(err));

@@ -3,6 +3,7 @@ import { Link, useParams } from 'react-router-dom';
 import { api, ok, type PatientDetail } from '../api/client';
 import { useAuth } from '../auth';
 import { Alert, Empty, LoadState, PageHeader, StatusBadge } from '../components/ui';
+import { useDraft } from '../lib/drafts';
 import { formatDate, formatDateTime, SCAN_TYPE_NAMES } from '../lib/format';
 import { useDocumentTitle, useFormAction } from '../lib/hooks';
 import { useAsync } from '../lib/useAsync';
@@ -163,11 +164,12 @@ function MedicalHistory({ patient, onChange }: { patient: PatientDetail; onChang
 }
 
 function Notes({ patient, onChange }: { patient: PatientDetail; onChange: () => void }) {
-  const [content, setContent] = useState('');
+  const [content, setContent, forgetContent] = useDraft(`${patient._id}:note`);
   const { onSubmit, error } = useFormAction(async () => {
     await ok(api.POST('/api/patients/{id}/notes', { params: { path: { id: patient._id } }, body: { content: content.trim() } }));
     onChange();
     setContent('');
+    forgetContent();
   });
   return (
     <section className="card" aria-labelledby="notes-h">

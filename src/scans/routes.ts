@@ -211,7 +211,9 @@ function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
             'text/event-stream. Each `status` event carries a ScanStatusEvent as JSON: every scan at once, then each change',
             '(status, job state, progress, stage). `end` when every scan is completed, failed, pending without analysis or',
             'gone; the stream then closes. It also closes after 5 minutes: reconnect to go on following. A scan that is not',
-            'yours answers 404 before the stream opens.',
+            'yours answers 404 before the stream opens. The sign-in is checked again every second: when the token has',
+            'expired or the session ended (sign-out, password change, deactivation) the stream closes without `end`, and',
+            'reconnecting answers 401.',
           ].join(' '),
           querystring: StatusStreamQuerySchema,
           response: {
@@ -227,6 +229,12 @@ function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         const { stream, close } = await openStatusStream(ctx, {
           viewer,
           ids,
+          reauthorize: async () => {
+            // The same hook as every API route (token, expiry, session version, active account).
+            const checked: unknown = ctx.authenticate.call(app, request, reply, () => undefined);
+            await checked;
+            return currentUser(request);
+          },
           onError: (err) => request.log.error({ err }, 'scan status stream failed'),
         });
         openStreams.add(close);

@@ -7,7 +7,11 @@
  * Events: `status` with a ScanStatusEvent, sent for every scan at once and then on each change;
  * `end` when every followed scan is finished (completed, failed or gone), after which the
  * stream closes. A comment line every 15 s keeps proxies from closing an idle stream, and the
- * stream closes after `maxMs` anyway (the client reconnects if it still waits).
+ * stream closes after `maxMs` anyway (the client reconnects if it still waits). The viewer's
+ * sign-in is checked again before each poll (`reauthorize`): a stream whose token expired, or
+ * whose user signed out, changed password or was deactivated, closes without `end`, so the
+ * client reconnects and hears the 401 as any request would, instead of following patients'
+ * scans for up to `maxMs` after the session ended.
  */
 import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -42,6 +46,8 @@ const finished = (e: ScanStatusEvent) => e.status === 'completed' || e.status ==
 
 export interface StatusStreamOptions {
   viewer: Viewer;
+  /** The viewer as the request's token gives it now; rejects when the session is over. */
+  reauthorize(): Promise<Viewer>;
   ids: string[];
   intervalMs?: number;
   heartbeatMs?: number;
@@ -54,7 +60,8 @@ export interface StatusStreamOptions {
  * then returns the event stream.
  */
 export async function openStatusStream(deps: ScanDeps, opts: StatusStreamOptions): Promise<{ stream: PassThrough; close: () => void }> {
-  const { viewer, ids, intervalMs = 1000, heartbeatMs = 15_000, maxMs = 5 * 60_000 } = opts;
+  const { ids, intervalMs = 1000, heartbeatMs = 15_000, maxMs = 5 * 60_000 } = opts;
+  let viewer = opts.viewer;
   const first = new Map<string, ScanStatusEvent>();
   for (const id of ids) first.set(id, await scanStatus(deps, { viewer, id }).then((s) => ({ _id: id, ...s })));
 
@@ -95,6 +102,12 @@ export async function openStatusStream(deps: ScanDeps, opts: StatusStreamOptions
       }
       await sleep(intervalMs);
       if (!open) return;
+      try {
+        // A role changed meanwhile applies too (an admin made a doctor sees only their patients).
+        viewer = await opts.reauthorize();
+      } catch {
+        return close();
+      }
       current = new Map();
       for (const id of waiting) current.set(id, await statusEvent(deps, viewer, id));
     }

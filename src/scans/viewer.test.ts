@@ -152,6 +152,24 @@ for (const kind of await databaseKinds()) {
         );
       });
 
+      test('a stream closes without end once its session is over (sign-out), and reconnecting is 401', async () => {
+        const leaving = await t.user();
+        const scan = await upload(leaving, JPEG, { scanType: 'brain-mri' });
+        const streaming = get(leaving, `/api/scans/events?ids=${scan._id}`);
+        await new Promise((r) => setTimeout(r, 300));
+        const out = await t.app.inject({ method: 'POST', url: '/api/auth/logout', headers: leaving.auth });
+        assert.ok(out.statusCode < 300, out.body);
+        // Without the check the stream would follow the scan for 5 minutes.
+        const res = await Promise.race([streaming, new Promise<null>((r) => setTimeout(() => r(null), 5000))]);
+        assert.ok(res, 'the stream was still open 5 s after the sign-out');
+        const events = parseEvents(res.body);
+        assert.deepEqual(
+          events.map((e) => [e.event, e.data.status]),
+          [['status', 'processing']],
+        );
+        assert.equal((await get(leaving, `/api/scans/events?ids=${scan._id}`)).statusCode, 401);
+      });
+
       test("a scan that is not yours is 404 before anything streams; bad ids are 400; no token is 401", async () => {
         const mine = await upload(doctor, JPEG);
         const res = await get(other, `/api/scans/events?ids=${mine._id}`);

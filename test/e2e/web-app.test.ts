@@ -448,6 +448,17 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     const accept = side.getByRole('button', { name: /^Accept model finding: .*pneumonia/ });
     assert.ok(await accept.evaluate((b) => b.scrollWidth <= b.clientWidth), `"${await accept.innerText()}" is cut off`);
     await shot('12-viewer-chest');
+    // On a phone the image tools wrap inside the viewer's card: none is cut off at its edge.
+    await page.setViewportSize({ width: 390, height: 844 });
+    try {
+      const card = (await page.locator('.viewer-main').boundingBox())!;
+      for (const name of ['Heatmap', 'Opacity', 'Region box']) {
+        const box = (await page.locator('label', { has: page.getByLabel(name) }).boundingBox())!;
+        assert.ok(box.x + box.width <= card.x + card.width, `${name} ends at ${box.x + box.width} px, the viewer at ${card.x + card.width} px`);
+      }
+    } finally {
+      await page.setViewportSize({ width: 1440, height: 900 });
+    }
   });
 
   test('patients: search finds the patient; the patient page shows their scans and takes a note', async () => {

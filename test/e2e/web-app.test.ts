@@ -340,6 +340,9 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     // Review: correct the model's finding with one of this scan type's labels.
     const labels = await page.locator('.radio-list label').allInnerTexts();
     assert.deepEqual(labels.map((l) => l.replace(/\s*\(model\)/, '').trim()).sort(), ['Glioma', 'Meningioma', 'No tumour', 'Pituitary tumour']);
+    // Nothing is chosen for the physician: notes alone cannot confirm the model's finding.
+    assert.equal(await page.locator('.radio-list input:checked').count(), 0);
+    assert.equal(await page.getByRole('button', { name: 'Save review' }).isDisabled(), true);
     await page.getByRole('radio', { name: /^Meningioma/ }).check();
     await page.getByLabel('Notes').fill('Dural tail on contrast; meningioma favoured.');
     // Notes typed but not saved survive a look at the patient's page and back.

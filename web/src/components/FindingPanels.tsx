@@ -93,7 +93,9 @@ export function ReviewPanel({
 }) {
   const current = resultLabel(scan.result);
   const modelLabel = resultLabel(scan.modelResult);
-  const [label, setLabel] = useState(current ?? '');
+  // Before a review nothing is chosen: "Save review" records the physician's own choice, never
+  // the model's by default (accepting it is the separate, named button above the form).
+  const [label, setLabel] = useState(scan.review ? (current ?? '') : '');
   const [location, setLocation, forgetLocation] = useDraft(`${scan._id}:review-location`, scan.result?.tumorLocation ?? '');
   const [notes, setNotes, forgetNotes] = useDraft(`${scan._id}:review-notes`, scan.result?.additionalNotes ?? '');
   const [busy, setBusy] = useState(false);

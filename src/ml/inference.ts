@@ -292,7 +292,7 @@ export async function analyzeScan(
     result.reason =
       `This image was not recognised as ${listInWords(SCAN_TYPE_IDS.map((t) => `a ${SCAN_TYPE_NAME(t)}`), 'or')} ` +
       `(it was tried as a ${SCAN_TYPE_NAME(routing.scanType)}, ${SCAN_TYPE_IDS.length === 2 ? 'the closer of the two' : 'the closest of them'}). ` +
-      `${result.reason} If it is one of them, upload it again with scanType set.`;
+      `${result.reason} If it is one of them, upload it again with its scan type chosen ("Scan type" on the upload page, scanType in the API).`;
   }
   analysis.timings.totalMs = performance.now() - start;
   return analysis;

@@ -156,7 +156,7 @@ export function dicomHint(info: Pick<DicomInfo, 'modality' | 'bodyPartExamined'>
     kind: 'refuse',
     reason:
       `The DICOM header says this is ${described}; ImageMedix analyses ${ANALYSED_BY_DICOM} only, so no analysis was made.` +
-      (OUR_MODALITIES.has(modality) ? ' If the header is wrong, upload it again with scanType set.' : ''),
+      (OUR_MODALITIES.has(modality) ? ' If the header is wrong, upload it again with its scan type chosen ("Scan type" on the upload page, scanType in the API).' : ''),
   };
 }
 

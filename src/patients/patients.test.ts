@@ -167,6 +167,22 @@ for (const kind of await databaseKinds()) {
       assert.equal(badStatus.statusCode, 400);
     });
 
+    test('search finds a name whatever its accents and case: "jose" finds José, "nunez" Ñúñez, "nguyen" Nguyễn', async () => {
+      const doc = await t.user();
+      const tag = uniqueId('A').toLowerCase();
+      const jose = await t.patient(doc, { name: `José Ñúñez ${tag}` });
+      const nguyen = await t.patient(doc, { name: `Nguyễn Văn An ${tag}` });
+      const zoe = await t.patient(doc, { name: `Zoe Åberg ${tag}` });
+      const found = async (term: string) =>
+        (await inject(doc, 'GET', `/api/patients?search=${encodeURIComponent(term)}&limit=50`)).json().patients.map((p: { _id: string }) => p._id).sort();
+      for (const term of ['jose ñ', 'JOSE', 'nunez', 'Ñúñez', 'josé ñúñez']) assert.deepEqual(await found(term), [jose._id], term);
+      for (const term of ['nguyen van', 'Nguyễn', 'NGUYEN VĂN']) assert.deepEqual(await found(term), [nguyen._id], term);
+      // A term with an accent finds the name stored without it too, and the tag finds all three.
+      assert.deepEqual(await found('zoë aberg'), [zoe._id]);
+      assert.deepEqual(await found(tag), [jose._id, nguyen._id, zoe._id].sort());
+      assert.deepEqual(await found('josx'), []);
+    });
+
     test('PATCH merges contact instead of replacing it; null removes a field', async () => {
       const p = await t.patient(docA, {
         name: 'Priya Mehta',

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, inArray, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, sql, type SQL, type SQLWrapper } from 'drizzle-orm';
 import { patientVisibleTo, type PatientRow, type Viewer } from '../access/index.js';
 import type { DbOrTx } from '../platform/db/index.js';
 import { medicalHistory, patientDoctors, patientNotes, patients, scans, users } from '../platform/db/schema.js';
@@ -22,6 +22,31 @@ function escapeLike(s: string): string {
   return s.replace(/[\\%_]/g, (c) => '\\' + c);
 }
 
+/**
+ * Letters with diacritics and their lower-case base letter (É -> e, ñ -> n, ễ -> e, ά -> α), so a
+ * search for "jose" finds "José" and "nunez" finds "Ñúñez": a doctor types a name as the keyboard
+ * at hand allows. Worked out once from Unicode's decompositions (NFD) for the Latin, Latin
+ * Extended and Greek blocks, and applied alike to the search term here and to the stored names
+ * by translate() in SQL (built in; the unaccent extension is not in every PostgreSQL install, and
+ * PGlite would have to load it). The search is a substring scan either way (LIKE '%...%').
+ */
+const FOLDS = (() => {
+  const map = new Map<string, string>();
+  for (const [from, to] of [[0xc0, 0x24f], [0x370, 0x3ff], [0x1e00, 0x1eff]] as const) {
+    for (let cp = from; cp <= to; cp++) {
+      const ch = String.fromCodePoint(cp);
+      const base = ch.normalize('NFD').replace(/\p{M}/gu, '');
+      if (base.length === 1 && base !== ch && /\p{L}/u.test(base)) map.set(ch, base.toLowerCase());
+    }
+  }
+  return { map, from: [...map.keys()].join(''), to: [...map.values()].join('') };
+})();
+
+/** The search term as translate(lower(...), FOLDS.from, FOLDS.to) leaves a stored name. */
+function folded(s: string): string {
+  return [...s.toLowerCase()].map((c) => FOLDS.map.get(c) ?? c).join('');
+}
+
 export async function listVisiblePatients(
   db: DbOrTx,
   viewer: Viewer,
@@ -30,8 +55,9 @@ export async function listVisiblePatients(
   const conditions: (SQL | undefined)[] = [patientVisibleTo(viewer, patients.id)];
   if (filter.status) conditions.push(eq(patients.status, filter.status));
   if (filter.search) {
-    const pattern = `%${escapeLike(filter.search.trim().toLowerCase())}%`;
-    conditions.push(sql`(lower(${patients.name}) like ${pattern} or lower(${patients.patientId}) like ${pattern})`);
+    const pattern = `%${escapeLike(folded(filter.search.trim()))}%`;
+    const fold = (column: SQLWrapper) => sql`translate(lower(${column}), ${FOLDS.from}, ${FOLDS.to})`;
+    conditions.push(sql`(${fold(patients.name)} like ${pattern} or ${fold(patients.patientId)} like ${pattern})`);
   }
   const where = and(...conditions);
   const [count] = await db.select({ n: sql<number>`count(*)::int` }).from(patients).where(where);

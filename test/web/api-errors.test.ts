@@ -66,6 +66,16 @@ describe('API errors in the web app', () => {
       signInErrorText(locked),
       'Too many failed sign-ins: signing in is locked for 15 minutes. Try again then, or ask an administrator to unlock your account.',
     );
+    // The server's words for an address lock (src/auth/throttle.ts): not the account's unlock.
+    const address = new ApiError(
+      429,
+      'Too many failed sign-ins from this network address: try again in 15 minutes, or ask an administrator to lift the lock on this address',
+      900,
+    );
+    assert.equal(
+      signInErrorText(address),
+      'Too many failed sign-ins from this network address: signing in from here is locked for 15 minutes. Try again then, or ask an administrator to lift the lock on this address.',
+    );
     const limited = new ApiError(429, 'Too many requests: the limit is 20 per window; try again in 40 seconds', 40);
     assert.equal(signInErrorText(limited), 'Too many requests from this device: try again in 40 seconds.');
   });

@@ -81,6 +81,11 @@ export function signInErrorText(err: unknown): string {
   if (!(err instanceof ApiError)) return err instanceof Error ? err.message : 'Signing in failed. Try again.';
   if (err.status === 429) {
     const wait = err.retryAfter ? humanWait(err.retryAfter) : 'a few minutes';
+    // The server locks an address (a ward behind one network address) apart from an account,
+    // and an administrator lifts each by a different action: say which one to ask for.
+    if (/failed sign-ins/i.test(err.message) && /network address/i.test(err.message)) {
+      return `Too many failed sign-ins from this network address: signing in from here is locked for ${wait}. Try again then, or ask an administrator to lift the lock on this address.`;
+    }
     if (/failed sign-ins/i.test(err.message)) {
       return `Too many failed sign-ins: signing in is locked for ${wait}. Try again then, or ask an administrator to unlock your account.`;
     }

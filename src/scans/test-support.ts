@@ -19,6 +19,7 @@ import type { HeatmapMap } from '../platform/db/schema.js';
 import { PermanentJobError } from '../platform/queue/index.js';
 import { REPO_ROOT } from '../platform/config.js';
 import type { TestApp, TestUser } from '../../test/helpers/app.js';
+import type { Db } from '../platform/db/index.js';
 
 export const FIXTURES = path.join(REPO_ROOT, 'test/fixtures');
 export const SHARED_DATASETS = path.resolve(REPO_ROOT, '../shared/datasets');
@@ -164,4 +165,30 @@ export function pngClaiming(width: number, height: number): Buffer {
     chunk('IDAT', Buffer.from([0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01])),
     chunk('IEND', Buffer.alloc(0)),
   ]);
+}
+
+type Session = Db['_']['session'];
+
+/**
+ * `db` whose session prepares statements and opens transactions through `override` (given the
+ * real session), for tests that watch or break the upload's writes; everything else is the real
+ * database's.
+ */
+export function withSession(db: Db, override: (session: Session) => Partial<Pick<Session, 'prepareQuery' | 'transaction'>>): Db {
+  const own = override(db._.session);
+  const session = new Proxy(db._.session, {
+    get(target, prop, receiver) {
+      if (prop === 'prepareQuery' && own.prepareQuery) return own.prepareQuery;
+      if (prop === 'transaction' && own.transaction) return own.transaction;
+      return Reflect.get(target, prop, receiver) as unknown;
+    },
+  });
+  const internals = { ...db._, session };
+  return new Proxy(db, {
+    get(target, prop, receiver) {
+      if (prop === 'session') return session;
+      if (prop === '_') return internals;
+      return Reflect.get(target, prop, receiver) as unknown;
+    },
+  });
 }

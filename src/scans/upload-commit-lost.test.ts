@@ -21,7 +21,7 @@ import { auditEvents, scans } from '../platform/db/schema.js';
 import type { JobDefinition } from '../platform/queue/index.js';
 import { useTestApp, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { databaseKinds } from '../../test/helpers/db.js';
-import { FIXTURES, uploadRequest } from './test-support.js';
+import { FIXTURES, uploadRequest, withSession } from './test-support.js';
 import { IN_MEMORY_BYTES } from './upload.js';
 
 const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
@@ -62,61 +62,46 @@ function losingAnswers(db: Db, faults: Faults): Db {
     return connectionLost();
   };
   type Session = Db['_']['session'];
-  const session = new Proxy(db._.session, {
-    get(target, prop, receiver) {
-      if (prop === 'prepareQuery') {
-        return (...args: Parameters<Session['prepareQuery']>) => {
-          const prepared = target.prepareQuery(...args);
-          const upload = typeof args[2] === 'string' && args[2].startsWith('upload_scan_');
-          const group = typeof args[2] === 'string' && args[2].startsWith('upload_group');
-          const execute = prepared.execute.bind(prepared);
-          prepared.execute = async (values?: Record<string, unknown>) => {
-            if (upload && faults.firstUploadWaits) {
-              const wait = faults.firstUploadWaits;
-              delete faults.firstUploadWaits;
-              await wait;
-            }
-            if (down) throw connectionLost();
-            if (upload && faults.statementsLost > 0) {
-              faults.statementsLost--;
-              throw lose();
-            }
-            const result = await execute(values);
-            if (upload && faults.statementAnswersLost > 0) {
-              faults.statementAnswersLost--;
-              throw lose();
-            }
-            if (group && faults.groupAnswersLost) {
-              faults.groupAnswersLost--;
-              throw lose();
-            }
-            return result;
-          };
-          return prepared;
-        };
+  return withSession(db, (session) => ({
+    prepareQuery: ((...args: Parameters<Session['prepareQuery']>) => {
+      const prepared = session.prepareQuery(...args);
+      const upload = typeof args[2] === 'string' && args[2].startsWith('upload_scan_');
+      const group = typeof args[2] === 'string' && args[2].startsWith('upload_group');
+      const execute = prepared.execute.bind(prepared);
+      prepared.execute = async (values?: Record<string, unknown>) => {
+        if (upload && faults.firstUploadWaits) {
+          const wait = faults.firstUploadWaits;
+          delete faults.firstUploadWaits;
+          await wait;
+        }
+        if (down) throw connectionLost();
+        if (upload && faults.statementsLost > 0) {
+          faults.statementsLost--;
+          throw lose();
+        }
+        const result = await execute(values);
+        if (upload && faults.statementAnswersLost > 0) {
+          faults.statementAnswersLost--;
+          throw lose();
+        }
+        if (group && faults.groupAnswersLost) {
+          faults.groupAnswersLost--;
+          throw lose();
+        }
+        return result;
+      };
+      return prepared;
+    }) as Session['prepareQuery'],
+    transaction: (async (...args: Parameters<Session['transaction']>) => {
+      if (down) throw connectionLost();
+      const result: unknown = await session.transaction(...args);
+      if (faults.commitAnswersLost > 0) {
+        faults.commitAnswersLost--;
+        throw lose();
       }
-      if (prop === 'transaction') {
-        return async (...args: Parameters<Session['transaction']>) => {
-          if (down) throw connectionLost();
-          const result: unknown = await target.transaction(...args);
-          if (faults.commitAnswersLost > 0) {
-            faults.commitAnswersLost--;
-            throw lose();
-          }
-          return result;
-        };
-      }
-      return Reflect.get(target, prop, receiver) as unknown;
-    },
-  });
-  const internals = { ...db._, session };
-  return new Proxy(db, {
-    get(target, prop, receiver) {
-      if (prop === 'session') return session;
-      if (prop === '_') return internals;
-      return Reflect.get(target, prop, receiver) as unknown;
-    },
-  });
+      return result;
+    }) as Session['transaction'],
+  }));
 }
 
 for (const kind of await databaseKinds()) {

@@ -17,38 +17,25 @@ import { WebhookDeliveryPayloadSchema } from '../webhooks/types.js';
 import { uniqueId, useTestApp, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { databaseKinds } from '../../test/helpers/db.js';
 import * as repo from './repository.js';
+import { withSession } from './test-support.js';
 
 type UploadValues = Parameters<typeof repo.insertUploadGrouped>[1];
 const deliveryJob = { name: WEBHOOK_DELIVERY_JOB, payload: WebhookDeliveryPayloadSchema } as unknown as JobDefinition<typeof WebhookDeliveryPayloadSchema>;
 
+type Session = Db['_']['session'];
+
 /** `db`, recording the name of each named statement it prepares and each transaction it opens. */
 function recording(db: Db, seen: string[]): Db {
-  type Session = Db['_']['session'];
-  const session = new Proxy(db._.session, {
-    get(target, prop, receiver) {
-      if (prop === 'prepareQuery') {
-        return (...args: Parameters<Session['prepareQuery']>) => {
-          if (typeof args[2] === 'string') seen.push(args[2]);
-          return target.prepareQuery(...args);
-        };
-      }
-      if (prop === 'transaction') {
-        return (...args: Parameters<Session['transaction']>) => {
-          seen.push('transaction');
-          return target.transaction(...args);
-        };
-      }
-      return Reflect.get(target, prop, receiver) as unknown;
-    },
-  });
-  const internals = { ...db._, session };
-  return new Proxy(db, {
-    get(target, prop, receiver) {
-      if (prop === 'session') return session;
-      if (prop === '_') return internals;
-      return Reflect.get(target, prop, receiver) as unknown;
-    },
-  });
+  return withSession(db, (session) => ({
+    prepareQuery: ((...args: Parameters<Session['prepareQuery']>) => {
+      if (typeof args[2] === 'string') seen.push(args[2]);
+      return session.prepareQuery(...args);
+    }),
+    transaction: ((...args: Parameters<Session['transaction']>) => {
+      seen.push('transaction');
+      return session.transaction(...args);
+    }) as Session['transaction'],
+  }));
 }
 
 for (const kind of await databaseKinds()) {

@@ -6,12 +6,16 @@
  *
  * pdfkit draws a string in one font, so `withFallbackFonts` splits each string into runs by
  * script and draws every run in the font that has its glyphs (fontkit shapes Arabic joining
- * forms and right-to-left runs of Arabic and Hebrew). When the packages are missing, reports still render with the
- * built-in Helvetica, which only covers WinAnsi; a warning says so once.
+ * forms and right-to-left runs of Arabic and Hebrew). A character that none of the fonts has
+ * (Thai, emoji...) is printed as MISSING_GLYPH and counted, so the report can say
+ * that it left something out instead of printing an empty box nobody notices. When the packages
+ * are missing, reports still render with the built-in Helvetica, which only covers WinAnsi; a
+ * warning says so once.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import PDFDocument from 'pdfkit';
 
 export type FontStyle = 'regular' | 'bold' | 'italic';
 type Face = 'base' | 'arabic' | 'hebrew' | 'cjk';
@@ -96,21 +100,51 @@ function faceOf(char: string): Face | null {
 }
 
 const RIGHT_TO_LEFT: ReadonlySet<Face> = new Set(['arabic', 'hebrew']);
+/** The CJK font last: it is large, and read only for what the others lack. */
+const FACES: readonly Face[] = ['base', 'arabic', 'hebrew', 'cjk'];
+
+/** What stands on the page for a character no report font has (Noto Sans has it). */
+export const MISSING_GLYPH = '\uFFFD';
+
+/** Whether `face` can draw every character of `text`. */
+type Covers = (face: Face, text: string) => boolean;
+
+interface FontRun {
+  face: Face;
+  text: string;
+  /** Characters of the original text printed as MISSING_GLYPH in this run. */
+  missing?: number;
+}
+
+const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
 
 /**
  * Splits text into runs of one face each ("Иван 王小明" -> base "Иван ", cjk "王小明"). Only
  * spaces join a right-to-left run: Noto Sans Hebrew has no digits or punctuation and Noto
  * Naskh Arabic lacks brackets, hyphens and %, which would print as empty boxes, and a run's
  * spaces at its end move to the next run, where they still separate the words on the page.
+ * Text is taken a grapheme at a time (a letter with its marks, an emoji with its skin tone),
+ * so a character the chosen face lacks moves whole to a face that has it, or when none has it
+ * becomes one MISSING_GLYPH.
  */
-export function fontRuns(text: string): Array<{ face: Face; text: string }> {
-  const runs: Array<{ face: Face; text: string }> = [];
-  for (const char of text) {
+export function fontRuns(text: string, covers: Covers = () => true): FontRun[] {
+  const runs: FontRun[] = [];
+  for (const { segment } of graphemes.segment(text)) {
     const last = runs.at(-1);
-    let face = faceOf(char);
-    if (face === null && last && RIGHT_TO_LEFT.has(last.face) && !/\s/u.test(char)) face = 'base';
-    if (last && (face === null || face === last.face)) last.text += char;
-    else runs.push({ face: face ?? 'base', text: char });
+    let face = faceOf(segment);
+    if (face === null && last && RIGHT_TO_LEFT.has(last.face) && !/\s/u.test(segment)) face = 'base';
+    let chosen = face ?? last?.face ?? 'base';
+    let drawn = segment;
+    let missing = 0;
+    if (!covers(chosen, segment)) {
+      const other = FACES.find((f) => f !== chosen && covers(f, segment));
+      if (other) chosen = other;
+      else [chosen, drawn, missing] = ['base', MISSING_GLYPH, 1];
+    }
+    if (last && chosen === last.face) {
+      last.text += drawn;
+      if (missing) last.missing = (last.missing ?? 0) + missing;
+    } else runs.push({ face: chosen, text: drawn, ...(missing ? { missing } : {}) });
   }
   runs.forEach((run, i) => {
     const next = runs[i + 1];
@@ -124,14 +158,52 @@ export function fontRuns(text: string): Array<{ face: Face; text: string }> {
 }
 
 type Doc = PDFKit.PDFDocument;
+
+/** Never need a glyph: line breaks, spaces, and format characters (joiners) that shaping consumes. */
+const GLYPHLESS = /[\s\p{Cc}\p{Cf}]/u;
+type Glyphs = (codePoint: number) => boolean;
+const glyphsOf = new Map<Face, Glyphs>();
+let probe: Doc | undefined;
+
+/**
+ * Which characters a face's font has, read from the font file (once per face and process) by
+ * a document used for nothing else, so that a font only looked at is not embedded in a report.
+ */
+function faceGlyphs(face: Face): Glyphs {
+  let glyphs = glyphsOf.get(face);
+  if (!glyphs) {
+    probe ??= new PDFDocument({ autoFirstPage: false });
+    probe.font(located![face].regular);
+    // pdfkit keeps the fontkit font it opened on the document, which its types do not show.
+    const font = (probe as unknown as { _font?: { font?: { hasGlyphForCodePoint?: (cp: number) => boolean } } })._font?.font;
+    glyphs = font?.hasGlyphForCodePoint ? (cp) => font.hasGlyphForCodePoint!(cp) : () => true;
+    glyphsOf.set(face, glyphs);
+  }
+  return glyphs;
+}
+
+const coveredBy: Covers = (face, text) => {
+  const glyphs = faceGlyphs(face);
+  for (const char of text) if (!GLYPHLESS.test(char) && !glyphs(char.codePointAt(0)!)) return false;
+  return true;
+};
+
+/** How report code reads what `withFallbackFonts` set up. */
+export interface ReportFonts {
+  /** False when the font packages are missing and Helvetica stands in. */
+  unicode: boolean;
+  /** Characters drawn so far as MISSING_GLYPH because no report font has them. */
+  missingCharacters(): number;
+}
+
 type TextArgs = [x?: number | PDFKit.Mixins.TextOptions, y?: number, options?: PDFKit.Mixins.TextOptions];
 
 /**
  * Sets `doc` up for REPORT_FONT names: registers the Unicode fonts and makes `text()` draw each
- * run of a string in the font that covers it. Returns whether the Unicode fonts are in use; when
- * they are missing, the names map to Helvetica and `warn` is called (once per process).
+ * run of a string in the font that covers it, and MISSING_GLYPH for what no font covers. When
+ * the fonts are missing, the names map to Helvetica and `warn` is called (once per process).
  */
-export function withFallbackFonts(doc: Doc, warn: (message: string) => void, available = unicodeFontsAvailable()): boolean {
+export function withFallbackFonts(doc: Doc, warn: (message: string) => void, available = unicodeFontsAvailable()): ReportFonts {
   const setFont = doc.font.bind(doc) as (name: string, size?: number) => Doc;
   const styleOf = (name: string): FontStyle => (name.endsWith('-bold') ? 'bold' : name.endsWith('-italic') ? 'italic' : 'regular');
 
@@ -144,7 +216,7 @@ export function withFallbackFonts(doc: Doc, warn: (message: string) => void, ava
     }
     doc.font = ((name: string, size?: number) =>
       setFont(name.startsWith('imagemedix-') ? HELVETICA[styleOf(name)] : name, size)) as Doc['font'];
-    return false;
+    return { unicode: false, missingCharacters: () => 0 };
   }
 
   const files = located!;
@@ -160,6 +232,7 @@ export function withFallbackFonts(doc: Doc, warn: (message: string) => void, ava
   };
 
   let style: FontStyle = 'regular';
+  let missing = 0;
   const drawText = doc.text.bind(doc) as (text: string, ...args: TextArgs) => Doc;
 
   doc.font = ((name: string, size?: number) => {
@@ -171,8 +244,9 @@ export function withFallbackFonts(doc: Doc, warn: (message: string) => void, ava
   doc.text = ((text: unknown, ...args: TextArgs) => {
     // pdfkit is given strings and numbers.
     const value = typeof text === 'string' ? text : typeof text === 'number' ? String(text) : '';
-    const runs = fontRuns(value);
-    if (runs.length <= 1 && (runs[0]?.face ?? 'base') === 'base') return drawText(value, ...args);
+    const runs = fontRuns(value, coveredBy);
+    for (const run of runs) missing += run.missing ?? 0;
+    if (runs.length <= 1 && (runs[0]?.face ?? 'base') === 'base') return drawText(runs[0]?.text ?? value, ...args);
     const [a, b, c] = args;
     const options = typeof a === 'object' ? a : c;
     const position: [number?, number?] = typeof a === 'object' ? [] : [a, b];
@@ -194,5 +268,5 @@ export function withFallbackFonts(doc: Doc, warn: (message: string) => void, ava
     setFont(use('base', current));
     return doc;
   });
-  return true;
+  return { unicode: true, missingCharacters: () => missing };
 }

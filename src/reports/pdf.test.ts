@@ -253,6 +253,39 @@ describe('renderReportPdf', () => {
     assert.doesNotMatch(text, /\?\?/);
   });
 
+  it('marks Thai and emoji, which no report font has, says on every page how many characters it left out, and logs only the count', async () => {
+    const warnings: string[] = [];
+    const pdf = await renderReportPdf(
+      reportInput({
+        patient: { patientId: 'P-THAI', name: 'Somchai สมชาย', dateOfBirth: null, gender: null },
+        annotations: [
+          // One emoji with its skin tone is one character to the reader.
+          { x: 1, y: 1, text: 'Stable 👍🏽 ok', createdAt: new Date('2024-03-03T10:00:00Z'), createdBy: { name: 'Dr Grace Hopper' } },
+        ],
+      }),
+      { warn: (m) => warnings.push(m) },
+    );
+    const text = await pdfToText(pdf);
+    const pages = Number((await pdfInfo(pdf)).Pages);
+
+    assert.ok(text.includes('Somchai \uFFFD\uFFFD\uFFFD\uFFFD\uFFFD'), `Thai letters marked:\n${text}`);
+    assert.ok(text.includes('Stable \uFFFD ok'), 'the emoji is marked');
+    assert.equal(
+      text.match(/This report could not print 6 characters \(shown as \uFFFD\): read the names and notes in ImageMedix\./g)?.length,
+      pages,
+      'every page says so',
+    );
+    assert.deepEqual(warnings, ['PDF report: 6 characters have no glyph in the report fonts and printed as U+FFFD']);
+    assert.doesNotMatch(warnings.join('\n'), /Somchai|Stable/);
+  });
+
+  it('says nothing about missing characters when every character printed', async () => {
+    const warnings: string[] = [];
+    const text = await pdfToText(await renderReportPdf(reportInput(), { warn: (m) => warnings.push(m) }));
+    assert.doesNotMatch(text, /could not print|\uFFFD/);
+    assert.deepEqual(warnings, []);
+  });
+
   it('splits text into runs by script, each drawn in the font that covers it', async () => {
     const fonts = await import('./fonts.js');
     assert.equal(fonts.unicodeFontsAvailable(), true, 'the npm font packages are installed');

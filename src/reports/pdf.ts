@@ -3,15 +3,15 @@
  * (the physician's when reviewed), the scan with numbered annotations, the model's attention
  * map, and a notice that nothing here is a diagnosis until a physician has reviewed it.
  *
- * Text is drawn in Unicode fonts (./fonts.ts), so names and notes in any script print as
- * written. Only when those fonts are missing does text fall back to Helvetica, which covers
+ * Text is drawn in Unicode fonts (./fonts.ts), so names and notes in most scripts print as
+ * written; what no font has is marked and every page says how many characters it left out. Only when those fonts are missing does text fall back to Helvetica, which covers
  * WinAnsi alone: then `pdfText` replaces what it cannot show, because pdfkit would otherwise
  * write garbage bytes instead of failing.
  */
 import PDFDocument from 'pdfkit';
 import sharp from 'sharp';
 import { scanTypeSpec, type ScanType } from '../scan-types/index.js';
-import { REPORT_FONT, withFallbackFonts } from './fonts.js';
+import { MISSING_GLYPH, REPORT_FONT, withFallbackFonts } from './fonts.js';
 
 export interface ReportInput {
   scan: {
@@ -85,7 +85,7 @@ const COLOR = {
   hotRegion: '#00e5ff',
 } as const;
 
-/** Where a missing-font warning goes (the caller's pino logger). */
+/** Where warnings about the fonts go (the caller's pino logger): never the report's text. */
 export interface RenderOptions {
   warn?: (message: string) => void;
   /** Tests only: render as on a machine without the font packages. */
@@ -116,7 +116,8 @@ export async function renderReportPdf(input: ReportInput, { warn = () => undefin
   });
   const pdf = collect(doc);
   // Drawing below is synchronous, so this flag cannot leak into another report.
-  winAnsiOnly = !withFallbackFonts(doc, warn, withoutUnicodeFonts ? false : undefined);
+  const fonts = withFallbackFonts(doc, warn, withoutUnicodeFonts ? false : undefined);
+  winAnsiOnly = !fonts.unicode;
   doc.font(FONT);
 
   drawHeader(doc, input);
@@ -126,7 +127,10 @@ export async function renderReportPdf(input: ReportInput, { warn = () => undefin
   drawReview(doc, input);
   drawImages(doc, input, image, heatmap);
   drawAnnotations(doc, input);
-  drawFooters(doc, input);
+  // Known only once everything is drawn, so it is told on every page's footer.
+  const missing = fonts.missingCharacters();
+  if (missing > 0) warn(`PDF report: ${missing} ${missing === 1 ? 'character has' : 'characters have'} no glyph in the report fonts and printed as U+FFFD`);
+  drawFooters(doc, input, missing);
 
   doc.end();
   return pdf;
@@ -463,7 +467,7 @@ function drawAnnotations(doc: Doc, input: ReportInput): void {
   });
 }
 
-function drawFooters(doc: Doc, input: ReportInput): void {
+function drawFooters(doc: Doc, input: ReportInput, missingCharacters: number): void {
   const { start, count } = doc.bufferedPageRange();
   for (let i = start; i < start + count; i++) {
     doc.switchToPage(i);
@@ -486,6 +490,19 @@ function drawFooters(doc: Doc, input: ReportInput): void {
         lineBreak: false,
       });
     doc.font(FONT).text(`Page ${i - start + 1} of ${count}`, left + width - 70, y, { width: 70, align: 'right', lineBreak: false });
+    if (missingCharacters > 0) {
+      // A name or note with a character left out must not read as complete.
+      const characters = missingCharacters === 1 ? '1 character' : `${missingCharacters} characters`;
+      doc
+        .font(FONT_BOLD)
+        .fillColor(COLOR.danger)
+        .text(
+          `This report could not print ${characters} (shown as ${MISSING_GLYPH}): read the names and notes in ImageMedix.`,
+          left,
+          y + 20,
+          { lineBreak: false },
+        );
+    }
     doc.page.margins.bottom = MARGIN.bottom;
   }
 }

@@ -462,6 +462,16 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     } finally {
       await page.setViewportSize({ width: 1440, height: 900 });
     }
+
+    // The history and the worklist give the same number, named the same way: a bare "95.8%"
+    // beside "Normal" or "Bacterial pneumonia" would read as the finding's own probability.
+    const [, pneumonia, threshold] = /pneumonia \(bacterial \+ viral\) (\d+\.\d%); called pneumonia at (\d+\.\d%)/.exec(finding)!;
+    assert.match(await page.locator('.timeline').innerText(), new RegExp(`probability of pneumonia ${pneumonia} \\(called at ${threshold} or more\\)`));
+    await page.goto(`${base}/?scanType=chest-xray`);
+    const row = page.locator(`tbody tr[data-scan-id="${scanId}"]`);
+    await row.waitFor();
+    assert.equal(await page.locator('thead th').last().innerText(), 'MODEL PROBABILITY');
+    assert.equal((await row.locator('td').last().innerText()).replace(/\s+/g, ' '), `${pneumonia} pneumonia called at ≥ ${threshold}`);
   });
 
   test('patients: search finds the patient; the patient page shows their scans and takes a note', async () => {

@@ -2,7 +2,7 @@
 import { useState, type FormEvent } from 'react';
 import { api, errorMessage, ok, type ModelInfo, type ScanDetail, type ScanResult } from '../api/client';
 import { useDraft } from '../lib/drafts';
-import { findingText, formatDateTime, labelFields, labelName, NEGATIVE_LABELS, percent, resultLabel } from '../lib/format';
+import { findingText, formatDateTime, labelFields, labelName, NEGATIVE_LABELS, percent, probabilityText, resultLabel, thresholdCall, thresholdCallText } from '../lib/format';
 import { Alert } from './ui';
 
 function ProbabilityChart({ result, labels }: { result: ScanResult; labels: string[] }) {
@@ -58,23 +58,17 @@ export function ModelFinding({ scan, model }: { scan: ScanDetail; model: ModelIn
   }
   const version = m.model ? `${model?.name ?? m.model.id} · v${m.model.version}` : 'Model unknown';
   const label = resultLabel(m);
-  // A finding decided at a threshold (chest: pneumonia when P(bacterial) + P(viral) reaches it)
-  // states that sum and the threshold: its confidence is neither label's probability in the chart.
-  const threshold = m.decisionThreshold ?? null;
-  const positive = Object.entries(m.probabilities ?? {}).reduce((sum, [k, p]) => (NEGATIVE_LABELS.has(k) ? sum : sum + p), 0);
+  // A finding decided at a threshold states that sum and the threshold: its confidence is
+  // neither label's probability in the chart.
+  const call = thresholdCall(m);
   return (
     <section className="card panel" aria-labelledby="finding-h">
       <h2 id="finding-h">Model finding</h2>
       <div className="finding-head">
         <span className={`finding-label ${label && NEGATIVE_LABELS.has(label) ? 'negative' : 'positive'}`}>{findingText(m)}</span>
-        {threshold === null && <span className="finding-conf">{percent(m.confidence, 1)} confidence</span>}
+        {!call && <span className="finding-conf">{percent(m.confidence, 1)} confidence</span>}
       </div>
-      {threshold !== null && (
-        <p className="small decision">
-          Probability of pneumonia (bacterial + viral) {percent(positive, 1)}; called pneumonia at {percent(threshold, 1)} or more
-          {m.operatingPoint ? ` (operating point “${m.operatingPoint}”)` : ''}.
-        </p>
-      )}
+      {call && <p className="small decision">{thresholdCallText(call)}</p>}
       {m.tumorLocation && <p className="small">Location: {m.tumorLocation}</p>}
       <ProbabilityChart result={m} labels={model?.labels ?? []} />
       <p className="model-name small">{version}</p>
@@ -289,7 +283,7 @@ export function HistoryPanel({ scan }: { scan: ScanDetail }) {
     at: a.completedAt ?? a.requestedAt,
     kind: a.status === 'failed' ? 'refusal' : 'analysis',
     title: `Analysis ${a.status}${a.model ? ` · ${a.model.id} v${a.model.version}` : ''}`,
-    detail: a.result ? `${findingText(a.result)}, ${percent(a.result.confidence)}` : (a.failureReason ?? ''),
+    detail: a.result ? `${findingText(a.result)}, ${probabilityText(a.result)}` : (a.failureReason ?? ''),
   }));
   // Every review, where the server keeps them all (`reviews`, oldest first); else the latest.
   const reviews = (scan as { reviews?: { reviewedAt: string; reviewedBy: { name: string } | null; result?: ScanResult | null }[] })

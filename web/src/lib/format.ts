@@ -47,6 +47,37 @@ export function labelFields(scanType: ScanType, label: string): Record<string, u
     : { hasPneumonia: !negative, pneumoniaType: negative ? null : label };
 }
 
+/**
+ * A finding called at a threshold (chest: pneumonia when P(bacterial) + P(viral) reaches it):
+ * that sum, the threshold and the operating point. Its confidence is neither label's probability
+ * (P(normal) for a normal finding), so the app states the sum instead, wherever it shows one.
+ * Null for a finding decided by its most probable class (brain), whose confidence is its own.
+ */
+export function thresholdCall(
+  result: ScanResult | null | undefined,
+): { positive: number; threshold: number; operatingPoint: string | null } | null {
+  const threshold = result?.decisionThreshold ?? null;
+  if (!result || threshold === null) return null;
+  const positive = Object.entries(result.probabilities ?? {}).reduce((sum, [k, p]) => (NEGATIVE_LABELS.has(k) ? sum : sum + p), 0);
+  return { positive, threshold, operatingPoint: result.operatingPoint ?? null };
+}
+
+/** The viewer's sentence for a finding called at a threshold. */
+export function thresholdCallText(call: NonNullable<ReturnType<typeof thresholdCall>>): string {
+  return (
+    `Probability of pneumonia (bacterial + viral) ${percent(call.positive, 1)}; called pneumonia at ${percent(call.threshold, 1)} or more` +
+    `${call.operatingPoint ? ` (operating point “${call.operatingPoint}”)` : ''}.`
+  );
+}
+
+/** A result's number in a sentence: the pneumonia probability and its threshold, else the confidence. */
+export function probabilityText(result: ScanResult): string {
+  const call = thresholdCall(result);
+  return call
+    ? `probability of pneumonia ${percent(call.positive, 1)} (called at ${percent(call.threshold, 1)} or more)`
+    : percent(result.confidence);
+}
+
 export function percent(p: number | null | undefined, digits = 0): string {
   return p == null ? '—' : `${(p * 100).toFixed(digits)}%`;
 }

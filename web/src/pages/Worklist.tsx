@@ -6,7 +6,7 @@ import { useState } from 'react';
 import { Link, useNavigate } from 'react-router-dom';
 import { api, ok, type ScanListItem, type ScanListQuery } from '../api/client';
 import { Alert, Empty, PageHeader, Pagination, ProgressBar, StatusBadge } from '../components/ui';
-import { findingText, formatDate, percent, SCAN_TYPE_NAMES } from '../lib/format';
+import { findingText, formatDate, percent, SCAN_TYPE_NAMES, thresholdCall, thresholdCallText } from '../lib/format';
 import { useScanStatus, type StatusEvent } from '../lib/live';
 import { useDebouncedFilter, useDocumentTitle, useUrlFilters } from '../lib/hooks';
 import { useAsync } from '../lib/useAsync';
@@ -117,7 +117,7 @@ export function Worklist() {
               <th scope="col">Status</th>
               <th scope="col">Finding</th>
               <th scope="col" className="num">
-                Confidence
+                Model probability
               </th>
             </tr>
           </thead>
@@ -168,7 +168,24 @@ function ScanRow({ scan, live, onOpen }: { scan: ScanListItem; live?: StatusEven
         )}
       </td>
       <td>{refused ? <span className="refusal-text">{scan.failureReason ? 'Refused' : 'Failed'}</span> : findingText(scan.result)}</td>
-      <td className="num">{refused ? '—' : percent(scan.result?.confidence, 1)}</td>
+      <td className="num">{refused ? '—' : <Probability result={scan.result} />}</td>
     </tr>
+  );
+}
+
+/**
+ * The model's number for the row's finding. A chest X-ray's finding is called when P(bacterial)
+ * + P(viral) reaches a threshold: the cell says that it is the probability of pneumonia and the
+ * threshold, as the viewer does, since "Normal 0.2%" or "Normal 99.8%" alone reads as nonsense.
+ */
+function Probability({ result }: { result: ScanListItem['result'] }) {
+  const call = thresholdCall(result);
+  // A physician's correction carries no model confidence.
+  if (!call || result?.confidence == null) return <>{percent(result?.confidence, 1)}</>;
+  return (
+    <span title={thresholdCallText(call)}>
+      {percent(call.positive, 1)} pneumonia
+      <span className="cell-note muted small">called at ≥ {percent(call.threshold, 1)}</span>
+    </span>
   );
 }

@@ -459,6 +459,11 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
         const box = (await page.locator('label', { has: page.getByLabel(name) }).boundingBox())!;
         assert.ok(box.x + box.width <= card.x + card.width, `${name} ends at ${box.x + box.width} px, the viewer at ${card.x + card.width} px`);
       }
+      // The patient's name has the page's width; the report button sits under it, on screen.
+      const name = (await page.getByRole('heading', { level: 1 }).boundingBox())!;
+      const report = (await page.getByRole('button', { name: 'Generate report' }).boundingBox())!;
+      assert.ok(name.width >= card.width - 1, `the patient's name gets ${name.width} px of the page's ${card.width}`);
+      assert.ok(report.y >= name.y + name.height && report.x + report.width <= 390, `the report button at x ${report.x}..${report.x + report.width}, y ${report.y}`);
     } finally {
       await page.setViewportSize({ width: 1440, height: 900 });
     }

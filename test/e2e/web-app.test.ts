@@ -214,6 +214,20 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     part = 'upload';
     await page.getByRole('link', { name: 'Upload', exact: true }).click();
     await page.getByRole('heading', { name: 'Upload scans' }).waitFor();
+    // The scan type's chosen option reads whole in its box, on a phone as on a desktop.
+    for (const width of [390, 1280, 1440]) {
+      await page.setViewportSize({ width, height: 900 });
+      const fit = await page.getByLabel('Scan type').evaluate((select: HTMLSelectElement) => {
+        const style = getComputedStyle(select);
+        const pen = document.createElement('canvas').getContext('2d')!;
+        pen.font = style.font;
+        // Chromium draws the drop-down arrow inside the box, about 20 px of it.
+        const room = select.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 24;
+        return { text: select.selectedOptions[0]!.text, needs: pen.measureText(select.selectedOptions[0]!.text).width, room };
+      });
+      assert.ok(fit.needs <= fit.room, `at ${width} px "${fit.text}" needs ${fit.needs} px, its box has ${fit.room}`);
+    }
+    await page.setViewportSize({ width: 1440, height: 900 });
     await page.getByLabel('New patient').check();
     await page.getByLabel('Patient ID').fill(patientId);
     await page.getByLabel('Full name').fill('Priya Mehta');

@@ -211,11 +211,16 @@ export function Upload() {
           <div className="grid-2">
             <div className="field">
               <label htmlFor="scan-type">Scan type</label>
-              <select id="scan-type" value={scanType} onChange={(e) => setScanType(e.target.value)}>
-                <option value="">Automatic (DICOM header, else the image)</option>
+              {/* The option stays one word: a select box cuts its text at the box's width (a
+                  phone's half column is 150 px), so how "Automatic" decides is said under it. */}
+              <select id="scan-type" value={scanType} aria-describedby="scan-type-hint" onChange={(e) => setScanType(e.target.value)}>
+                <option value="">Automatic</option>
                 <option value="brain-mri">{SCAN_TYPE_NAMES['brain-mri']}</option>
                 <option value="chest-xray">{SCAN_TYPE_NAMES['chest-xray']}</option>
               </select>
+              <span id="scan-type-hint" className="muted small">
+                Automatic: from the DICOM header, else recognised from the image.
+              </span>
             </div>
             <div className="field">
               <label htmlFor="scan-date">Scan date (optional)</label>

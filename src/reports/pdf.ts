@@ -8,6 +8,10 @@
  * WinAnsi alone: then `pdfText` replaces what it cannot show, because pdfkit would otherwise
  * write garbage bytes instead of failing.
  */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import PDFDocument from 'pdfkit';
 import sharp from 'sharp';
 import { scanTypeSpec, type ScanType } from '../scan-types/index.js';
@@ -58,6 +62,22 @@ export interface ReportInput {
 }
 
 type Doc = PDFKit.PDFDocument;
+
+let templateDigest: string | undefined;
+
+/**
+ * Digest of the code that lays a report out (this module and ./fonts), read from the files
+ * running: a report stored by another version of it is not the one this version would print.
+ */
+export function reportTemplateDigest(): string {
+  if (templateDigest === undefined) {
+    const self = fileURLToPath(import.meta.url);
+    const hash = createHash('sha256');
+    for (const file of [self, path.join(path.dirname(self), `fonts${path.extname(self)}`)]) hash.update(readFileSync(file));
+    templateDigest = hash.digest('hex');
+  }
+  return templateDigest;
+}
 
 const FONT = REPORT_FONT.regular;
 const FONT_BOLD = REPORT_FONT.bold;

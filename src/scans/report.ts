@@ -3,11 +3,11 @@
  * after review and the model's original, the image with annotations, the heatmap), renders it
  * with src/reports/pdf.ts and stores it beside the scan's files.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { ImageDecodeError } from '../imaging/index.js';
 import { StorageNotFoundError } from '../platform/storage/index.js';
-import { renderReportPdf, type ReportInput } from '../reports/pdf.js';
+import { renderReportPdf, reportTemplateDigest, type ReportInput } from '../reports/pdf.js';
 import * as repo from './repository.js';
 import { reportKey } from './stored-files.js';
 import { requireVisibleScan, type Viewer } from '../access/index.js';
@@ -152,16 +152,43 @@ export async function generateReport(
     generatedBy: { name: viewer.name },
   };
 
+  // Reports are clinical records and are kept, but asking again when nothing has changed gets
+  // the report already stored instead of another copy of it.
+  const fingerprint = reportFingerprint(input);
+  const latest = await repo.latestReport(db, scan.id);
+  if (latest?.fingerprint === fingerprint) {
+    return {
+      created: false,
+      body: {
+        message: `Nothing has changed since the report generated at ${latest.createdAt.toISOString()}; that report is returned`,
+        reportUrl: links.report(scan.id, latest.id),
+      },
+    };
+  }
+
   const pdf = await renderReportPdf(input, { warn: (message) => log.warn(message) });
   const reportId = randomUUID();
   const key = reportKey(scan.id, reportId);
   await storage.put(key, pdf, 'application/pdf');
   try {
-    await repo.insertReport(db, { id: reportId, scanId: scan.id, storageKey: key, createdBy: viewer.id });
+    await repo.insertReport(db, { id: reportId, scanId: scan.id, storageKey: key, fingerprint, createdBy: viewer.id });
   } catch (err) {
     // The scan was deleted meanwhile (or the database failed): keep no orphaned file.
     await storage.delete(key).catch((cleanupErr: unknown) => log.error({ err: cleanupErr, key }, 'could not remove a report file'));
     throw err;
   }
-  return { message: 'Report generated successfully', reportUrl: links.report(scan.id, reportId) };
+  return { created: true, body: { message: 'Report generated successfully', reportUrl: links.report(scan.id, reportId) } };
+}
+
+/**
+ * Digest of everything the report would print except the time it was generated (the images by
+ * their bytes), and of the renderer's code, so a changed layout makes a new report too.
+ */
+function reportFingerprint(input: ReportInput): string {
+  const { generatedAt: _printedTime, image, heatmap, ...printed } = input;
+  const digest = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+  return createHash('sha256')
+    .update(reportTemplateDigest())
+    .update(JSON.stringify({ ...printed, image: digest(image), heatmap: heatmap ? digest(heatmap) : null }))
+    .digest('hex');
 }

@@ -973,6 +973,17 @@ export async function insertReport(db: DbOrTx, values: typeof reports.$inferInse
   await db.insert(reports).values(values);
 }
 
+/** The scan's latest report (the one its documented path serves), or null when it has none. */
+export async function latestReport(db: DbOrTx, scanId: string): Promise<{ id: string; fingerprint: string | null; createdAt: Date } | null> {
+  const [row] = await db
+    .select({ id: reports.id, fingerprint: reports.fingerprint, createdAt: reports.createdAt })
+    .from(reports)
+    .where(eq(reports.scanId, scanId))
+    .orderBy(desc(reports.createdAt), desc(reports.id))
+    .limit(1);
+  return row ?? null;
+}
+
 /**
  * Where a report of the scan is stored (its row's key: reports made before the shard layout sit
  * elsewhere), by its id, or the latest when `reportId` is null; null when there is none.

@@ -327,9 +327,9 @@ function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           security,
           summary: 'Generate a PDF report; reportUrl is a signed, expiring download link',
           description:
-            'reportUrl is a relative path (absolute on PUBLIC_URL when set): `/reports/report-<scanId>-<reportId>.pdf?expires=...&signature=...`, fetched without a bearer token until it expires. The documented path `/reports/report-<scanId>.pdf` (the latest report of the scan) and the path without its query also answer a request with a bearer token of someone who may see the scan.',
+            '201 with a new report; 200 with the latest stored report when it would print the same (same result, review, annotations, patient details, requester and layout): reports are kept as clinical records, and asking again does not store a copy. reportUrl is a relative path (absolute on PUBLIC_URL when set): `/reports/report-<scanId>-<reportId>.pdf?expires=...&signature=...`, fetched without a bearer token until it expires. The documented path `/reports/report-<scanId>.pdf` (the latest report of the scan) and the path without its query also answer a request with a bearer token of someone who may see the scan.',
           params: IdParamsSchema,
-          response: { 201: ReportResponseSchema, ...authErrors },
+          response: { 200: ReportResponseSchema, 201: ReportResponseSchema, ...authErrors },
         },
       },
       async (request, reply) => {
@@ -339,8 +339,8 @@ function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           links: linksFor(ctx, request),
           log: request.log,
         });
-        request.log.info({ scan: request.params.id }, 'report generated');
-        return reply.code(201).send(out);
+        request.log.info({ scan: request.params.id }, out.created ? 'report generated' : 'report unchanged; the stored one returned');
+        return reply.code(out.created ? 201 : 200).send(out.body);
       },
     );
 

@@ -731,6 +731,42 @@ for (const kind of await databaseKinds()) {
         assert.equal((await get(null, tampered)).statusCode, 403);
       });
 
+      test('asking again when nothing changed returns the stored report; a change makes a new one and earlier ones are kept', async () => {
+        const scan = await uploadJpeg(doctorA, { scanType: 'brain-mri' });
+        await runAnalysis(t, scan._id, { ...BRAIN_OUTPUT, heatmapMap: heatmapMap() });
+        const reportOf = async (user: TestUser) => {
+          const res = await send(user, 'POST', `/api/scans/${scan._id}/report`);
+          const body = res.json();
+          assert.deepEqual(Object.keys(body).sort(), ['message', 'reportUrl'], res.body);
+          const id = new RegExp(`/reports/report-${scan._id}-([0-9a-f-]{36})\\.pdf`).exec(body.reportUrl)?.[1];
+          return { status: res.statusCode, message: body.message as string, id, url: body.reportUrl as string };
+        };
+        const storedReports = async () => (await t.ctx.db.select().from(reports).where(eq(reports.scanId, scan._id))).length;
+
+        const first = await reportOf(doctorA);
+        assert.equal(first.status, 201);
+        const again = await reportOf(doctorA);
+        assert.equal(again.status, 200);
+        assert.equal(again.id, first.id, 'the stored report');
+        assert.match(again.message, /^Nothing has changed since the report generated at \d{4}-\d\d-\d\dT[\d:.]+Z; that report is returned$/);
+        assert.equal((await get(null, localPath(again.url))).statusCode, 200, 'its link works');
+        assert.equal(await storedReports(), 1);
+
+        await send(doctorA, 'POST', `/api/scans/${scan._id}/annotations`, { x: 5, y: 5, text: 'Rim enhancement' });
+        const annotated = await reportOf(doctorA);
+        assert.equal(annotated.status, 201, 'an annotation was added');
+        assert.notEqual(annotated.id, first.id);
+        assert.equal((await reportOf(doctorA)).id, annotated.id);
+
+        await send(doctorA, 'PATCH', `/api/scans/${scan._id}`, { status: 'completed', result: { additionalNotes: 'Agree.' } });
+        const reviewed = await reportOf(doctorA);
+        assert.equal(reviewed.status, 201, 'the scan was reviewed');
+        // The report names who generated it: another reader's is another report.
+        assert.equal((await reportOf(admin)).status, 201);
+        assert.equal(await storedReports(), 4);
+        assert.equal((await get(null, localPath(first.url))).statusCode, 200, 'the first report is kept');
+      });
+
       test('a scan without analysis still gets a report that says so', async () => {
         const scan = await uploadJpeg(doctorA);
         const report = await send(doctorA, 'POST', `/api/scans/${scan._id}/report`);

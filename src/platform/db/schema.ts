@@ -279,6 +279,11 @@ export const reports = pgTable(
       .notNull()
       .references(() => scans.id, { onDelete: 'cascade' }),
     storageKey: text('storage_key').notNull(),
+    /**
+     * Digest of what the report prints (all but its time) and of the renderer's code: a request
+     * that would print the same report gets the stored one. Null on reports made before it.
+     */
+    fingerprint: text('fingerprint'),
     createdBy: uuid('created_by').references(() => users.id, { onDelete: 'set null' }),
     createdAt: createdAt(),
   },

@@ -567,7 +567,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await alert.waitFor();
     assert.match(
       await alert.innerText(),
-      /Too many failed sign-ins: signing in is locked for 15 minutes\. Try again then, or ask an administrator to unlock your account\./,
+      /Too many failed sign-ins for this account: signing in to it is locked for 15 minutes\. Try again then, or ask an administrator to unlock your account\./,
     );
     await checkAccessibility('sign in (locked)');
     await shot('11-sign-in-locked');

@@ -64,8 +64,15 @@ describe('API errors in the web app', () => {
     );
     assert.equal(
       signInErrorText(locked),
-      'Too many failed sign-ins: signing in is locked for 15 minutes. Try again then, or ask an administrator to unlock your account.',
+      'Too many failed sign-ins for this account: signing in to it is locked for 15 minutes. Try again then, or ask an administrator to unlock your account.',
     );
+    // The server's words for an account lock today (src/auth/throttle.ts).
+    const account = new ApiError(
+      429,
+      'Too many failed sign-ins for this account: try again in 40 seconds, or ask an administrator to unlock the account',
+      40,
+    );
+    assert.match(signInErrorText(account), /^Too many failed sign-ins for this account: signing in to it is locked for 40 seconds\..*unlock your account\.$/);
     // The server's words for an address lock (src/auth/throttle.ts): not the account's unlock.
     const address = new ApiError(
       429,
@@ -76,8 +83,13 @@ describe('API errors in the web app', () => {
       signInErrorText(address),
       'Too many failed sign-ins from this network address: signing in from here is locked for 15 minutes. Try again then, or ask an administrator to lift the lock on this address.',
     );
+    // A lock the server does not say is the account's is not told as one: no unlock to ask for.
+    const unnamed = new ApiError(429, 'Too many failed sign-ins: try again later', 120);
+    assert.equal(signInErrorText(unnamed), 'Too many failed sign-ins: signing in is locked for 2 minutes. Try again then.');
+    // The rate limit before signing in counts the network address (a ward's NAT), not a device.
     const limited = new ApiError(429, 'Too many requests: the limit is 20 per window; try again in 40 seconds', 40);
-    assert.equal(signInErrorText(limited), 'Too many requests from this device: try again in 40 seconds.');
+    assert.equal(signInErrorText(limited), 'Too many requests from this network address: try again in 40 seconds.');
+    for (const refusal of [address, limited, unnamed]) assert.doesNotMatch(signInErrorText(refusal), /account/);
   });
 
   test('a deactivated account and a wrong password are told apart, each with what to do', () => {

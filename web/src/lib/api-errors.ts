@@ -82,14 +82,20 @@ export function signInErrorText(err: unknown): string {
   if (err.status === 429) {
     const wait = err.retryAfter ? humanWait(err.retryAfter) : 'a few minutes';
     // The server locks an address (a ward behind one network address) apart from an account,
-    // and an administrator lifts each by a different action: say which one to ask for.
-    if (/failed sign-ins/i.test(err.message) && /network address/i.test(err.message)) {
-      return `Too many failed sign-ins from this network address: signing in from here is locked for ${wait}. Try again then, or ask an administrator to lift the lock on this address.`;
-    }
+    // and an administrator lifts each by a different action: say which one to ask for, and name
+    // the account's only when the server says the account is locked.
     if (/failed sign-ins/i.test(err.message)) {
-      return `Too many failed sign-ins: signing in is locked for ${wait}. Try again then, or ask an administrator to unlock your account.`;
+      if (/address/i.test(err.message)) {
+        return `Too many failed sign-ins from this network address: signing in from here is locked for ${wait}. Try again then, or ask an administrator to lift the lock on this address.`;
+      }
+      if (/account/i.test(err.message)) {
+        return `Too many failed sign-ins for this account: signing in to it is locked for ${wait}. Try again then, or ask an administrator to unlock your account.`;
+      }
+      return `Too many failed sign-ins: signing in is locked for ${wait}. Try again then.`;
     }
-    return `Too many requests from this device: try again in ${wait}.`;
+    // Requests before signing in are counted by network address, which the devices of a ward
+    // behind one NAT share: "this device" would send a person to look for a fault on theirs.
+    return `Too many requests from this network address: try again in ${wait}.`;
   }
   if (err.status === 403 && /deactivated/i.test(err.message)) {
     return 'This account is deactivated. Ask an administrator to activate it, then sign in again.';

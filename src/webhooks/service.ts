@@ -43,12 +43,14 @@ async function checkUrl(raw: string, policy: TargetPolicy): Promise<string> {
   } catch {
     throw badRequest('url must be an absolute http(s) URL');
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw badRequest(`url must use https, got "${url.protocol}"`);
-  }
   // Event bodies carry patient and scan ids: outside a private deployment they go over TLS.
-  if (url.protocol === 'http:' && !policy.allowPrivate) {
-    throw badRequest('url must use https (plain http is accepted only where WEBHOOK_ALLOW_PRIVATE=true)');
+  const httpAllowed = policy.allowPrivate;
+  if (url.protocol !== 'https:' && !(httpAllowed && url.protocol === 'http:')) {
+    throw badRequest(
+      httpAllowed
+        ? `url must use https:// or http://, got "${url.protocol}"`
+        : `url must use https://, got "${url.protocol}" (plain http:// is accepted only where WEBHOOK_ALLOW_PRIVATE=true)`,
+    );
   }
   if (url.username || url.password) {
     throw badRequest('url must not contain credentials: verify the webhook-signature header instead');

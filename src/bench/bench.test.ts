@@ -5,6 +5,8 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -61,6 +63,23 @@ test('bench:ingest sends Orthanc the bodies ImageMedix is sent (the DICOM file a
   assert.match(out, /\| ImageMedix \(pglite, DICOM body\) \| [\d.]+ \| \d+ \| \d+ \| 0 \|/);
   assert.doesNotMatch(out, /multipart/);
   assert.deepEqual(readdirSync(dir), [], 'both servers removed their folders');
+});
+
+test('bench:ingest warms each server with one upload of the body it then measures', async (t) => {
+  // A stand-in for Orthanc's POST /instances (given by URL: one instance takes every body in turn).
+  const received: string[] = [];
+  const orthanc = createServer((req, res) => {
+    if (req.method === 'POST') received.push(String(req.headers['content-type']).split(';')[0]!);
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+  });
+  await new Promise<void>((resolve) => orthanc.listen(0, '127.0.0.1', resolve));
+  t.after(() => orthanc.close());
+  const url = `http://127.0.0.1:${(orthanc.address() as AddressInfo).port}`;
+  await bench('src/bench/ingest-cli.ts', ['--db', 'pglite', '--files', '3', '--clients', '1', '--orthanc', url]);
+  // First and again, each: one warm-up and the 3 measured files of the form, then of the DICOM body.
+  const run = [...Array<string>(4).fill('multipart/form-data'), ...Array<string>(4).fill('application/dicom')];
+  assert.deepEqual(received, [...run, ...run]);
 });
 
 test('bench:ingest --warmup sends its own uploads first and leaves them out of the figures', async () => {

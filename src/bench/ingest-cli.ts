@@ -194,18 +194,41 @@ type Body = 'multipart' | 'dicom';
 const BODY_LABEL: Record<Body, string> = { multipart: 'multipart', dicom: 'DICOM body' };
 const asBodies = (files: Uint8Array<ArrayBuffer>[], body: Body) => (body === 'multipart' ? multipartBodies(files) : files);
 const contentTypeOf = (body: Body) => (body === 'multipart' ? MULTIPART : 'application/dicom');
+/**
+ * The one upload every server process gets before its figures, of the body it is then measured
+ * with (the path measured is the path warmed), on a patient of its own. Until 2026-12-07
+ * ImageMedix's was a multipart form whatever the body measured, so its DICOM-body path was
+ * measured colder than its multipart one.
+ */
+const warmUpBody = (body: Body) => asBodies(makeFiles(1, { id: 'WARM-UP', name: 'WARMUP' }), body)[0]!;
 
-/** One Orthanc, sent each body measured in turn (fresh files each), as ImageMedix is. */
+/**
+ * Orthanc's rows: for each body measured, a fresh Orthanc (with `--orthanc auto`) sent one
+ * warm-up file of that body and then the measured files, as each ImageMedix row is a fresh
+ * process and database. (Until 2026-12-07 one Orthanc took both bodies in turn, so its DICOM-body
+ * row ran in an instance already warmed by the multipart row, and ImageMedix's in a fresh one:
+ * docs/benchmarks/ingest.md.) An Orthanc given by URL takes every body in turn.
+ */
 async function orthanc(label: string): Promise<Run[]> {
+  if (values.orthanc === 'off') return [];
+  const runs: Run[] = [];
+  for (const body of BODIES) {
+    const run = await orthancRun(label, body);
+    if (!run) return [];
+    runs.push(run);
+  }
+  return runs;
+}
+
+async function orthancRun(label: string, body: Body): Promise<Run | null> {
   let base = values.orthanc;
   let child: ChildProcess | null = null;
   let dir: string | null = null;
-  if (base === 'off') return [];
   if (base === 'auto') {
     const binary = ['/usr/sbin/Orthanc', '/usr/bin/Orthanc'].find((b) => existsSync(b));
     if (!binary) {
       console.error('Orthanc is not installed (apt-get install orthanc); measuring ImageMedix alone');
-      return [];
+      return null;
     }
     dir = mkdtempSync(path.join(STORAGE_DIR, 'imagemedix-bench-orthanc-'));
     const port = await freePort();
@@ -228,15 +251,12 @@ async function orthanc(label: string): Promise<Run[]> {
   }
   try {
     await waitForHttp(`${base}/system`, 60_000, child ?? undefined);
-    const runs: Run[] = [];
-    for (const body of BODIES) {
-      const headers = { 'content-type': contentTypeOf(body) };
-      const send = (bytes: Uint8Array<ArrayBuffer>) => fetch(`${base}/instances`, { method: 'POST', body: bytes, headers });
-      const name = `Orthanc (${label}, ${BODY_LABEL[body]})`;
-      if (WARMUP) warmups.push(await drive(`${name}, warm-up`, asBodies(warmupFiles(), body), [child?.pid], null, send));
-      runs.push(await drive(name, asBodies(makeFiles(N), body), [child?.pid], null, send));
-    }
-    return runs;
+    const headers = { 'content-type': contentTypeOf(body) };
+    const send = (bytes: Uint8Array<ArrayBuffer>) => fetch(`${base}/instances`, { method: 'POST', body: bytes, headers });
+    await (await send(warmUpBody(body))).arrayBuffer();
+    const name = `Orthanc (${label}, ${BODY_LABEL[body]})`;
+    if (WARMUP) warmups.push(await drive(`${name}, warm-up`, asBodies(warmupFiles(), body), [child?.pid], null, send));
+    return await drive(name, asBodies(makeFiles(N), body), [child?.pid], null, send);
   } finally {
     if (child) await stopProcess(child);
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -271,12 +291,9 @@ async function imagemedix(
       children.push(child);
       const base = `http://127.0.0.1:${port}`;
       await waitForHttp(`${base}/healthz`, 180_000, child);
-      // One upload first, so every process starts warm (Orthanc has no cold start to speak of).
-      const warm = new FormData();
-      warm.set('image', new Blob([files[0]!]), 'warm.dcm');
-      warm.set('patientId', 'WARM-UP');
-      warm.set('patientName', 'Warm Up');
-      await fetch(`${base}/api/scans`, { method: 'POST', body: warm, headers });
+      // One upload first, of the body measured (each Orthanc gets one too).
+      const warm = await fetch(`${base}/api/scans`, { method: 'POST', body: warmUpBody(body), headers: { ...headers, 'content-type': contentType } });
+      await warm.arrayBuffer();
       bases.push(base);
     }
     const how = BODY_LABEL[body];

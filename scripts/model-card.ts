@@ -14,7 +14,7 @@ import { missedTargets, type EvalReport } from '../src/ml/evaluate.js';
 import { manifestOperatingPoints, defaultOperatingPoint } from '../src/ml/calibration.js';
 import { parseManifest, type ManifestMetrics } from '../src/ml/registry.js';
 import { COLOURS, reliabilitySvg, rocSvg, svgToPng, type RocSeries } from './charts.js';
-import { DEFAULT_INPUT_THRESHOLDS } from '../src/ml/refusal.js';
+import { DEFAULT_INPUT_THRESHOLDS, SHAPE_LIMITS } from '../src/ml/refusal.js';
 
 const ROOT = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
 const { values } = parseArgs({
@@ -225,6 +225,7 @@ out.push('');
 out.push('## Refusal');
 out.push('');
 out.push('No diagnosis is given, with a reason, when the input is not what the model was trained on:');
+out.push(`a strip or a thumbnail as uploaded (long side > ${SHAPE_LIMITS.maxAspectRatio} x the short side, or a side < ${SHAPE_LIMITS.minSide} px),`);
 out.push(`blank or near-uniform (gray std < ${DEFAULT_INPUT_THRESHOLDS.minGrayStd}), colour (mean chroma > ${DEFAULT_INPUT_THRESHOLDS.maxMeanChroma} or > ${DEFAULT_INPUT_THRESHOLDS.maxColourfulFraction * 100}% colourful pixels),`);
 out.push(`noise-like (neighbour decorrelation > ${DEFAULT_INPUT_THRESHOLDS.maxHighFrequencyRatio}), or a Mahalanobis distance of the penultimate features above`);
 const refusalRule = (m.refusal as { rule?: string }).rule;

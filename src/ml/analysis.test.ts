@@ -130,6 +130,21 @@ describe('refusal of images that are not scans', () => {
     }
   }
 
+  // Found by an exploratory client: a normal chest X-ray squashed to a 4000 x 20 strip was
+  // stretched back to 224 x 224 and called viral pneumonia at 0.84.
+  it('refuses a real scan squashed into a strip, and still answers it at a 4:3 shape', { skip: skip['chest-xray'] }, async () => {
+    const normal = await fixture('chest-xray', 'normal');
+    const strip = await sharp(normal).resize(4000, 20, { fit: 'fill' }).png().toBuffer();
+    const refused = await analyzeImage(registry.get('chest-xray'), strip, { scanType: 'chest-xray' });
+    assert.ok(refused.result.refused, JSON.stringify(refused.result));
+    assert.equal(refused.result.check, 'shape');
+    assert.match(refused.result.reason, /4000 x 20 pixels/);
+    assert.equal(refused.heatmap, null);
+    const wide = await sharp(normal).resize(640, 480, { fit: 'fill' }).png().toBuffer();
+    const answered = await analyzeImage(registry.get('chest-xray'), wide, { scanType: 'chest-xray' });
+    assert.equal(answered.result.refused, false, JSON.stringify(answered.result));
+  });
+
   it('rejects a file that is not an image as unprocessable', { skip: tasks.length === 0 }, async () => {
     const task = tasks[0]!;
     await assert.rejects(

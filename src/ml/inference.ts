@@ -12,6 +12,7 @@ import { preprocessImage, type PreprocessedImage, type PreprocessingSpec } from 
 import {
   checkDistance,
   checkInput,
+  checkShape,
   imageStats,
   type ImageStats,
   type InputCheckThresholds,
@@ -166,7 +167,8 @@ export async function analyzeImage(model: LoadedModel, image: Buffer | RawImage,
   const prepared = options.prepared ?? (await preprocessImage(image, manifest.preprocessing, { maxPixels: options.maxPixels }));
   const stats = imageStats(prepared.rgb, prepared.width, prepared.height, prepared.channelSums);
 
-  const inputRefusal = checkInput(stats, manifest.task, options.inputThresholds);
+  const inputRefusal =
+    checkShape(prepared.source.width, prepared.source.height, manifest.task) ?? checkInput(stats, manifest.task, options.inputThresholds);
   if (inputRefusal) {
     return {
       result: { refused: true, scanType: manifest.task, ...inputRefusal, model: modelRef },

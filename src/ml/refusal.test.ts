@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 
 import { parsePreprocessingSpec, preprocessImage } from './preprocess.js';
-import { checkDistance, checkInput, imageStats } from './refusal.js';
+import { checkDistance, checkInput, checkShape, imageStats } from './refusal.js';
 import { blankImage, noiseImage, syntheticDocument, syntheticPhoto } from './synthetic.js';
 
 const spec = parsePreprocessingSpec(JSON.parse(readFileSync(new URL('../../ml/preprocessing.json', import.meta.url), 'utf8')));
@@ -125,5 +125,28 @@ describe('checkDistance', () => {
     assert.equal(checkDistance(25, 20, 'brain-mri')?.check, 'out_of_distribution');
     assert.match(checkDistance(25, 20, 'brain-mri')?.reason ?? '', /brain MRI slice images this model was trained on/);
     assert.equal(checkDistance(Number.NaN, 20, 'chest-xray')?.check, 'out_of_distribution');
+  });
+});
+
+describe('checkShape', () => {
+  it('lets through every shape a scan comes in: square, 4:3 MR, 14 x 17 inch radiographs either way, a 16:9 screenshot', () => {
+    for (const [w, h] of [[224, 224], [64, 64], [320, 240], [1841, 1955], [2500, 2048], [1920, 1080]] as const) {
+      assert.equal(checkShape(w, h, 'chest-xray'), null, `${w} x ${h}`);
+    }
+  });
+
+  it('refuses a strip or a sliver, in either orientation, and says what to upload instead', () => {
+    for (const [w, h] of [[4000, 20], [20, 4000], [1000, 390]] as const) {
+      const r = checkShape(w, h, 'chest-xray');
+      assert.equal(r?.check, 'shape', `${w} x ${h}`);
+      assert.match(r.reason, new RegExp(`${w} x ${h} pixels .*a chest X-ray.*Upload the whole image`));
+    }
+    assert.match(checkShape(1000, 390, 'brain-mri')?.reason ?? '', /long side 2\.6 times its short side/);
+  });
+
+  it('refuses a thumbnail too small to show anatomy', () => {
+    const r = checkShape(24, 30, 'brain-mri');
+    assert.equal(r?.check, 'shape');
+    assert.match(r.reason, /only 24 x 30 pixels, too small .* a brain MRI slice.*original image/);
   });
 });

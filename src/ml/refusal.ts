@@ -2,9 +2,11 @@
  * When not to answer. A classifier gives some diagnosis for any input, so before trusting it
  * we check the image is the kind the model was trained on:
  *
- * 1. Input checks on the resized image, before the model runs: a blank or near-constant
- *    image, a colour image (MRIs and X-rays are grayscale; the datasets are gray stored as
- *    RGB), and noise (neighbouring pixels uncorrelated).
+ * 1. Input checks before the model runs: the image's own shape (a strip or a sliver is no
+ *    scan, and stretching it to the model's square input would make one up), then, on the
+ *    resized image, a blank or near-constant image, a colour image (MRIs and X-rays are
+ *    grayscale; the datasets are gray stored as RGB), and noise (neighbouring pixels
+ *    uncorrelated).
  * 2. The model's own out-of-distribution score: the Mahalanobis distance of its penultimate
  *    features to the nearest training class (Lee et al. 2018), refused above the manifest's
  *    `refusal.oodThreshold` (the 99.5th percentile of validation distances). This catches
@@ -16,7 +18,7 @@
  */
 import { scanTypeSpec, type ScanType } from '../scan-types/index.js';
 
-export type RefusalCheck = 'blank' | 'colour' | 'noise' | 'out_of_distribution';
+export type RefusalCheck = 'shape' | 'blank' | 'colour' | 'noise' | 'out_of_distribution';
 
 export interface ImageStats {
   /** Standard deviation of the grayscale, 0..255. */
@@ -152,6 +154,41 @@ export function checkInput(
     return {
       check: 'noise',
       reason: `The image looks like random noise rather than ${subject}; no diagnosis was made.`,
+    };
+  }
+  return null;
+}
+
+/**
+ * The image's own proportions, before it is stretched to the model's square input. Brain MRI
+ * slices and chest radiographs are close to square: the DICOM corpus's MR and CR images range
+ * from 1:1 to 4:3, detectors are 14 x 17 or 17 x 17 inches, and a screenshot of a viewer is
+ * 16:9 at most. The datasets were stored square, so training says nothing here; a 4000 x 20
+ * strip of a normal chest, stretched back to 224 x 224, was called viral pneumonia at 0.84
+ * before this check. The limits are far outside any acquisition, so a real scan never meets them.
+ */
+export const SHAPE_LIMITS = { maxAspectRatio: 2.5, minSide: 32 } as const;
+
+/** The shape check on the image as uploaded (or as rendered from DICOM); null when it may go on. */
+export function checkShape(width: number, height: number, task: ScanType): Refusal | null {
+  const subject = scanTypeSpec(task).subject;
+  const short = Math.min(width, height);
+  const ratio = Math.max(width, height) / short;
+  if (ratio > SHAPE_LIMITS.maxAspectRatio) {
+    return {
+      check: 'shape',
+      reason:
+        `The image is ${width} x ${height} pixels (its long side ${ratio.toFixed(1)} times its short side), far from the near-square ` +
+        `shape of ${subject}: it looks like a strip or a cropped part of an image, and stretching it to the model's square ` +
+        `input would distort the anatomy, so no diagnosis was made. Upload the whole image.`,
+    };
+  }
+  if (short < SHAPE_LIMITS.minSide) {
+    return {
+      check: 'shape',
+      reason:
+        `The image is only ${width} x ${height} pixels, too small to show the anatomy of ${subject}; no diagnosis was made. ` +
+        `Upload the original image rather than a thumbnail.`,
     };
   }
   return null;

@@ -643,6 +643,25 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     // The server has it too.
     const listed = await t.app.inject({ method: 'GET', url: '/api/users/users', headers: admin.auth });
     assert.equal(listed.json<{ email: string; isActive: boolean }[]>().find((u) => u.email === email)?.isActive, false);
+
+    // Locked out: an account (LOGIN_MAX_FAILURES) and a ward's network address (50 failures from it).
+    // Each is lifted from this page, and lifting one does not lift the other.
+    const lockedOut = await t.user({ name: 'Dr. Locked Out' });
+    const ward = '203.0.113.40';
+    for (let i = 0; i < 50; i++) await t.ctx.loginThrottle.recordFailure(lockedOut.email, ward);
+    const login = (from: string) =>
+      t.app.inject({ method: 'POST', url: '/api/auth/login', remoteAddress: from, payload: { email: lockedOut.email, password: lockedOut.password } });
+    assert.match((await login(ward)).json<{ error: string }>().error, /network address/);
+    await page.reload();
+    await page.getByRole('button', { name: `Lift the lock on ${ward}` }).click();
+    await page.getByText(`The lock on ${ward} is lifted`).waitFor();
+    assert.equal(await page.getByRole('button', { name: `Lift the lock on ${ward}` }).count(), 0);
+    const stillLocked = await login(ward);
+    assert.equal(stillLocked.statusCode, 429, 'the account stays locked');
+    assert.match(stillLocked.json<{ error: string }>().error, /for this account/);
+    await page.getByRole('button', { name: 'Unlock sign-in of Dr. Locked Out' }).click();
+    await page.getByText('Sign-in of Dr. Locked Out is unlocked').waitFor();
+    assert.equal((await login(ward)).statusCode, 200);
     await checkAccessibility('users');
     await shot('09-admin-users');
     await checkPhoneWidth('users');

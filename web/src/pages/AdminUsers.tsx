@@ -2,6 +2,7 @@ import { useState } from 'react';
 import { api, errorMessage, ok, type User } from '../api/client';
 import { useAuth } from '../auth';
 import { Alert, PageHeader } from '../components/ui';
+import { formatDateTime } from '../lib/format';
 import { useDocumentTitle, useFormAction } from '../lib/hooks';
 import { useAsync } from '../lib/useAsync';
 
@@ -9,6 +10,7 @@ export function AdminUsers() {
   const { user: me } = useAuth();
   const users = useAsync(() => ok(api.GET('/api/users/users')), []);
   const [error, setError] = useState<string | null>(null);
+  const [done, setDone] = useState<string | null>(null);
   const [creating, setCreating] = useState(false);
 
   useDocumentTitle('Users');
@@ -16,12 +18,25 @@ export function AdminUsers() {
   /** Shows the change at once (a switch that lags feels broken) and undoes it if refused. */
   async function change(u: User, body: { role?: 'admin' | 'doctor'; isActive?: boolean }) {
     setError(null);
+    setDone(null);
     users.setData((old) => (old ?? []).map((x) => (x._id === u._id ? { ...x, ...body } : x)));
     try {
       const updated = await ok(api.PATCH('/api/users/users/{id}', { params: { path: { id: u._id } }, body }));
       users.setData((old) => (old ?? []).map((x) => (x._id === u._id ? updated : x)));
     } catch (err) {
       users.setData((old) => (old ?? []).map((x) => (x._id === u._id ? u : x)));
+      setError(errorMessage(err));
+    }
+  }
+
+  /** A person told at sign-in to "ask an administrator to unlock your account" is unlocked here. */
+  async function unlock(u: User) {
+    setError(null);
+    setDone(null);
+    try {
+      await ok(api.POST('/api/users/users/{id}/unlock', { params: { path: { id: u._id } } }));
+      setDone(`Sign-in of ${u.name} is unlocked: their failed sign-ins are forgotten and they can sign in now.`);
+    } catch (err) {
       setError(errorMessage(err));
     }
   }
@@ -42,6 +57,7 @@ export function AdminUsers() {
         />
       )}
       {(error ?? users.error) && <Alert>{error ?? users.error}</Alert>}
+      {done && <Alert kind="success">{done}</Alert>}
       <div className="card table-card">
         <table className="table">
           <caption className="sr-only">Users</caption>
@@ -52,6 +68,7 @@ export function AdminUsers() {
               <th scope="col">Specialization</th>
               <th scope="col">Role</th>
               <th scope="col">Active</th>
+              <th scope="col">Sign-in</th>
             </tr>
           </thead>
           <tbody>
@@ -83,11 +100,96 @@ export function AdminUsers() {
                     <span className="sr-only"> account of {u.name}</span>
                   </label>
                 </td>
+                <td>
+                  <button
+                    type="button"
+                    className="btn btn-secondary btn-small"
+                    aria-label={`Unlock sign-in of ${u.name}`}
+                    title="Lifts a lock after too many failed sign-ins (not a network address's)"
+                    onClick={() => void unlock(u)}
+                  >
+                    Unlock
+                  </button>
+                </td>
               </tr>
             ))}
           </tbody>
         </table>
       </div>
+      <AddressLocks />
+    </section>
+  );
+}
+
+/**
+ * Network addresses locked after too many failed sign-ins. Everyone behind a locked address (a
+ * ward behind one NAT address) is told to "ask an administrator to lift the lock on this
+ * address": unlocking their accounts does not, lifting it here does.
+ */
+function AddressLocks() {
+  const locks = useAsync(() => ok(api.GET('/api/users/ip-locks')), []);
+  const [error, setError] = useState<string | null>(null);
+  const [done, setDone] = useState<string | null>(null);
+
+  async function lift(ip: string) {
+    setError(null);
+    setDone(null);
+    try {
+      await ok(api.POST('/api/users/ip-locks/{ip}/unlock', { params: { path: { ip } } }));
+      locks.setData((old) => (old ?? []).filter((l) => l.ip !== ip));
+      setDone(`The lock on ${ip} is lifted: sign-ins from it are accepted again.`);
+    } catch (err) {
+      setError(errorMessage(err));
+    }
+  }
+
+  return (
+    <section className="card table-card" aria-labelledby="locks-h">
+      <div className="card-head">
+        <h2 id="locks-h">Locked network addresses</h2>
+        <button type="button" className="btn btn-secondary btn-small" onClick={locks.reload}>
+          Refresh
+        </button>
+      </div>
+      <p className="muted small card-text">
+        An address is locked for a while after many failed sign-ins from it, for everyone who signs in from it. Lifting the lock does not unlock an
+        account.
+      </p>
+      {(error ?? locks.error) && <Alert>{error ?? locks.error}</Alert>}
+      {done && <Alert kind="success">{done}</Alert>}
+      {locks.data && locks.data.length === 0 ? (
+        <p className="empty">No network address is locked now.</p>
+      ) : (
+        <table className="table">
+          <caption className="sr-only">Locked network addresses</caption>
+          <thead>
+            <tr>
+              <th scope="col">Address</th>
+              <th scope="col" className="num">
+                Failed sign-ins
+              </th>
+              <th scope="col">Locked until</th>
+              <th scope="col">
+                <span className="sr-only">Action</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {(locks.data ?? []).map((l) => (
+              <tr key={l.ip}>
+                <td className="mono">{l.ip}</td>
+                <td className="num">{l.failures}</td>
+                <td>{formatDateTime(l.lockedUntil)}</td>
+                <td>
+                  <button type="button" className="btn btn-secondary btn-small" aria-label={`Lift the lock on ${l.ip}`} onClick={() => void lift(l.ip)}>
+                    Lift lock
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
     </section>
   );
 }

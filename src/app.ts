@@ -27,6 +27,7 @@ import { parseJsonAllowingEmpty } from './platform/http/json-body.js';
 import { createValidatorCompiler } from './platform/http/validator.js';
 import { loggerOptions, requestLoggerFactory, scrubError } from './platform/logging.js';
 import { recordRequestLatency, registerMetricsRoute } from './platform/metrics/routes.js';
+import { waitInWords } from './platform/wait-in-words.js';
 import { scanFilesFeature } from './scans/files.js';
 import { scansFeature } from './scans/routes.js';
 import { usersFeature } from './users/routes.js';
@@ -183,7 +184,7 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     errorResponseBuilder: (_req, context) =>
       new AppError(
         'rate_limited',
-        `Too many requests: the limit is ${context.max} per ${windowInWords(config.rateLimit.windowMs)}; try again in ${Math.ceil(context.ttl / 1000)} seconds`,
+        `Too many requests: the limit is ${context.max} per ${windowInWords(config.rateLimit.windowMs)}; try again in ${waitInWords(context.ttl / 1000)}`,
       ),
   });
 

@@ -298,7 +298,7 @@ for (const kind of await databaseKinds()) describe(`analysis queue without a wor
       assert.equal(status.status, 'processing');
       assert.equal(status.jobStatus.state, 'waiting');
       const ml = (await t.app.inject({ url: `/api/ml/status/${scan._id}`, headers: doc.auth })).json();
-      assert.match(ml.estimatedCompletionTime, /^\d+ (seconds|minutes)$/);
+      assert.match(ml.estimatedCompletionTime, /^\d+ (seconds?|minutes|hours)$/);
       // The queued analysis is a brain one: asking for the chest model meanwhile is a conflict.
       const chest = await t.app.inject({ method: 'POST', url: '/api/ml/chest/analyze', headers: doc.auth, payload: { scanId: scan._id } });
       assert.equal(chest.statusCode, 409, chest.body);

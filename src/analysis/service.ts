@@ -2,6 +2,7 @@
 import { requireVisibleScan, type Viewer } from '../access/index.js';
 import type { AppContext } from '../context.js';
 import { conflict } from '../platform/errors.js';
+import { waitInWords } from '../platform/wait-in-words.js';
 import { scanTypeSpec, type ScanType } from '../scan-types/index.js';
 import * as repo from './repository.js';
 
@@ -15,12 +16,6 @@ export async function requestAnalysis(ctx: AppContext, { viewer, scanId, scanTyp
   }
   const out = await ctx.db.transaction((tx) => ctx.analysis.enqueue(tx, { scanId, scanType, requestedBy: viewer.id }));
   return { jobId: out.jobId, status: 'processing' as const, deduplicated: out.deduplicated };
-}
-
-function humanDuration(ms: number): string {
-  const s = Math.max(1, Math.round(ms / 1000));
-  if (s < 90) return `${s} seconds`;
-  return `${Math.round(s / 60)} minutes`;
 }
 
 /** Default when no analysis has finished yet on this server: a generous per-scan time. */
@@ -39,7 +34,7 @@ export async function analysisStatus(ctx: AppContext, { viewer, scanId, concurre
     // The queue ahead drains at the pace analyses have recently been finishing, across every
     // worker process; before there is such a pace, at this process's own concurrency.
     const pace = (await repo.recentCompletionIntervalMs(ctx.db)) ?? avgMs / Math.max(1, concurrency);
-    estimate = humanDuration(remainingOwn + ahead * pace);
+    estimate = waitInWords((remainingOwn + ahead * pace) / 1000);
   }
   return {
     status: scan.status,

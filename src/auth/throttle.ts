@@ -19,6 +19,7 @@ import ipaddr from 'ipaddr.js';
 import type { DbOrTx } from '../platform/db/index.js';
 import { loginThrottle } from '../platform/db/schema.js';
 import { AppError } from '../platform/errors.js';
+import { waitInWords } from '../platform/wait-in-words.js';
 
 export interface ThrottlePolicy {
   /** Failures of one account after which each try must wait (doubling from 1 s). */
@@ -52,12 +53,6 @@ interface AddressLock {
   failures: number;
   windowStartedAt: Date;
   lockedUntil: Date;
-}
-
-/** "1 second", "45 seconds", "15 minutes": how long a person is told to wait. */
-function waitInWords(seconds: number): string {
-  if (seconds < 90) return seconds === 1 ? '1 second' : `${seconds} seconds`;
-  return `${Math.ceil(seconds / 60)} minutes`;
 }
 
 class LoginThrottledError extends AppError {

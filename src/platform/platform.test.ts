@@ -205,6 +205,23 @@ describe('HTTP platform (pglite)', () => {
   });
 });
 
+describe('rate limit of an hour', () => {
+  test('the 429 says the wait in minutes, as a person reads it, and Retry-After keeps it in seconds', async () => {
+    const t = await createTestApp('pglite', { env: { RATE_LIMIT_MAX: '1', RATE_LIMIT_WINDOW_MS: '3600000' } });
+    try {
+      const call = () => t.app.inject({ url: '/api/auth/me', remoteAddress: '10.8.8.8' });
+      await call();
+      const limited = await call();
+      assert.equal(limited.statusCode, 429);
+      assert.match(limited.json().error, /^Too many requests: the limit is 1 per hour; try again in (59|60) minutes$/);
+      const retryAfter = Number(limited.headers['retry-after']);
+      assert.ok(retryAfter > 3500 && retryAfter <= 3600, `Retry-After ${retryAfter}`);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
 describe('rate limits shared through Redis', () => {
   test('two API instances share one budget per IP', async (tt) => {
     const { Redis } = await import('ioredis');

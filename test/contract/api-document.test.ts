@@ -476,7 +476,7 @@ for (const kind of await databaseKinds()) {
 
     test('GET /api/ml/status/:scanId', async () => {
       const body = expectDocumented(await call('GET', `/api/ml/status/${state.chestScanId}`), 200, DOC.analysisStatus);
-      assert.match(body.estimatedCompletionTime, /^\d+ (seconds|minutes)$/);
+      assert.match(body.estimatedCompletionTime, /^\d+ (seconds?|minutes|hours)$/);
     });
 
     // Users (admin only) -------------------------------------------------------------------

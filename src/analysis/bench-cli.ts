@@ -40,11 +40,12 @@ import { buildApp } from '../app.js';
 import { createTokenService } from '../auth/tokens.js';
 import { loadConfig, REPO_ROOT, type Config } from '../platform/config.js';
 import { openDatabase, type Database } from '../platform/db/index.js';
+import { createServerDatabase } from '../platform/db/server-database.js';
 import { inArray, sql } from 'drizzle-orm';
 import { analyses } from '../platform/db/schema.js';
 import { createRuntime } from '../runtime.js';
 import type { ScanType } from '../scan-types/index.js';
-import { analysisOutcomes, createServerDatabase, databasesToMeasure, freePort, startProcess, stopProcess, waitForHttp } from '../bench/support.js';
+import { analysisOutcomes, databasesToMeasure, freePort, startProcess, stopProcess, waitForHttp } from '../bench/support.js';
 import { createUser } from '../users/service.js';
 
 const { values } = parseArgs({

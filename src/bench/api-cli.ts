@@ -20,12 +20,12 @@ import { sql } from 'drizzle-orm';
 import { createTokenService } from '../auth/tokens.js';
 import { REPO_ROOT } from '../platform/config.js';
 import { openDatabase } from '../platform/db/index.js';
+import { createServerDatabase } from '../platform/db/server-database.js';
 import { createUser } from '../users/service.js';
 import { seedScans } from './seed.js';
 import { describeWrites, startWrites, type WriteFigures, type WriteLoad } from './write-load.js';
 import {
   SERVER_BENCH_OPTIONS,
-  createServerDatabase,
   freePort,
   machineLine,
   appendFigures,

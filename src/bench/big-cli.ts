@@ -19,10 +19,11 @@ import autocannon from 'autocannon';
 import pg from 'pg';
 import { createTokenService } from '../auth/tokens.js';
 import { openDatabase } from '../platform/db/index.js';
+import { createServerDatabase } from '../platform/db/server-database.js';
 import { createUser } from '../users/service.js';
 import { seedScans } from './seed.js';
 import { describeWrites, startWrites } from './write-load.js';
-import { DEFAULT_POSTGRES_URL, apiOnlyEnv, createServerDatabase, freePort, machineLine, startProcess, stopProcess, waitForHttp } from './support.js';
+import { DEFAULT_POSTGRES_URL, apiOnlyEnv, freePort, machineLine, startProcess, stopProcess, waitForHttp } from './support.js';
 
 const { values } = parseArgs({
   options: {

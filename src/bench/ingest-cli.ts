@@ -46,11 +46,11 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { createTokenService } from '../auth/tokens.js';
 import { openDatabase } from '../platform/db/index.js';
+import { createServerDatabase } from '../platform/db/server-database.js';
 import { createUser } from '../users/service.js';
 import { MULTIPART, makeFiles, multipartBodies } from './dicom-files.js';
 import {
   SERVER_BENCH_OPTIONS,
-  createServerDatabase,
   freePort,
   machineLine,
   pct,

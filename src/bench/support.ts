@@ -1,12 +1,11 @@
 /** Shared pieces of the benchmark commands: databases, child processes, ports, the machine. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import { REPO_ROOT } from '../platform/config.js';
+import { postgresReachable } from '../platform/db/server-database.js';
 
 export const DEFAULT_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -17,37 +16,6 @@ export const SERVER_BENCH_OPTIONS = {
   out: { type: 'string' },
   'cpu-prof': { type: 'string' },
 } as const;
-
-async function postgresReachable(url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
-  try {
-    await client.connect();
-    await client.end();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** A fresh database on the server; returns its URL and a function that drops it. */
-export async function createServerDatabase(adminUrl: string, prefix: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `${prefix}_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  await admin.end();
-  const u = new URL(adminUrl);
-  u.pathname = `/${name}`;
-  return {
-    url: u.toString(),
-    async drop() {
-      const c = new pg.Client({ connectionString: adminUrl });
-      await c.connect();
-      await c.query(`drop database if exists ${name} with (force)`);
-      await c.end();
-    },
-  };
-}
 
 /** The databases to measure (--db pglite|postgres|both); PostgreSQL is left out, saying so, when unreachable. */
 export async function databasesToMeasure(db: string, postgresUrl: string): Promise<('pglite' | 'postgres')[]> {

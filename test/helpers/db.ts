@@ -3,9 +3,8 @@
  * server (TEST_POSTGRES_URL, default the local server), each run on a fresh database that is
  * dropped afterwards. In CI the server is required; elsewhere it is used when reachable.
  */
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { openDatabase, type Database } from '../../src/platform/db/index.js';
+import { createServerDatabase, postgresReachable as accepts } from '../../src/platform/db/server-database.js';
 
 export type DbKind = 'pglite' | 'postgres';
 
@@ -13,17 +12,10 @@ const ADMIN_URL = process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.
 
 let serverReachable: Promise<boolean> | null = null;
 async function postgresReachable(): Promise<boolean> {
-  serverReachable ??= (async () => {
-    const client = new pg.Client({ connectionString: ADMIN_URL, connectionTimeoutMillis: 3000 });
-    try {
-      await client.connect();
-      await client.end();
-      return true;
-    } catch {
-      if (process.env.CI) throw new Error(`CI requires the PostgreSQL server at ${ADMIN_URL} for the database tests`);
-      return false;
-    }
-  })();
+  serverReachable ??= accepts(ADMIN_URL).then((reachable) => {
+    if (!reachable && process.env.CI) throw new Error(`CI requires the PostgreSQL server at ${ADMIN_URL} for the database tests`);
+    return reachable;
+  });
   return serverReachable;
 }
 
@@ -44,22 +36,20 @@ export async function openTestDatabase(kind: DbKind): Promise<TestDatabase> {
     const database = await openDatabase({ databaseUrl: null, dataDir: null });
     return { ...database, destroy: () => database.close() };
   }
-  const name = `imagemedix_test_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  await admin.end();
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${name}`;
-  const database = await openDatabase({ databaseUrl: url.toString(), dataDir: null, poolSize: 5 });
+  const server = await createServerDatabase(ADMIN_URL, 'imagemedix_test');
+  let database: Database;
+  try {
+    database = await openDatabase({ databaseUrl: server.url, dataDir: null, poolSize: 5 });
+  } catch (err) {
+    // A migration that failed must not leave its database behind.
+    await server.drop();
+    throw err;
+  }
   return {
     ...database,
     async destroy() {
       await database.close();
-      const c = new pg.Client({ connectionString: ADMIN_URL });
-      await c.connect();
-      await c.query(`drop database if exists ${name} with (force)`);
-      await c.end();
+      await server.drop();
     },
   };
 }

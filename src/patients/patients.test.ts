@@ -85,12 +85,21 @@ for (const kind of await databaseKinds()) {
         [{ patientId: uniqueId(), name: 'X', status: 'deceased' }, /status/],
         [{ patientId: uniqueId(), name: 'X', contact: { email: 'nope' } }, /contact.email/],
         [{ patientId: 'bad id with spaces', name: 'X' }, /patientId/],
+        [{ patientId: 'undefined', name: 'X' }, /patientId "undefined" is what a program sends when the value is missing/],
+        [{ patientId: 'null', name: 'X' }, /patientId "null" is what a program sends/],
+        [{ patientId: uniqueId(), name: '[object Object]' }, /name "\[object Object\]" is what a program sends/],
       ];
       for (const [payload, field] of cases) {
         const res = await inject(docA, 'POST', '/api/patients', payload);
         assert.equal(res.statusCode, 400, JSON.stringify(payload));
         assert.match(res.json().error, field, JSON.stringify(payload));
       }
+      // Nor may an edit turn a record into the placeholder one.
+      const p = await t.patient(docA, { name: 'Raj Sharma' });
+      const edit = await inject(docA, 'PATCH', `/api/patients/${p._id}`, { patientId: 'undefined' });
+      assert.equal(edit.statusCode, 400);
+      assert.match(edit.json().error, /patientId "undefined" is what a program sends/);
+      assert.equal((await inject(docA, 'GET', `/api/patients/${p._id}`)).json().patientId, p.patientId);
     });
 
     test("a doctor sees only their patients; another doctor's patient is 404 everywhere", async () => {

@@ -11,6 +11,7 @@ import { badRequest, conflict, notFound } from '../platform/errors.js';
 import { MAX_YEAR, MIN_YEAR, yearInRange } from '../platform/http/schemas.js';
 import { isUuid } from '../platform/ids.js';
 import { isUniqueViolation } from '../platform/db/errors.js';
+import { placeholderProblem } from './placeholders.js';
 import type { Storage } from '../platform/storage/index.js';
 import { removeScanFiles } from '../scans/stored-files.js';
 import { storedFilesOf } from '../scans/repository.js';
@@ -144,7 +145,17 @@ export function patientIdInUse(patientId: string) {
 }
 const duplicatePatientId = patientIdInUse;
 
+/** Refuses a placeholder (`undefined`, `null`...) sent as the patient's identifier or name. */
+function refusePlaceholders(input: { patientId?: string; name?: string }): void {
+  for (const field of ['patientId', 'name'] as const) {
+    const value = input[field];
+    const problem = value === undefined ? null : placeholderProblem(field, value);
+    if (problem) throw badRequest(problem);
+  }
+}
+
 export async function createPatient(db: Db, { viewer, input }: { viewer: Viewer; input: CreatePatientBody }) {
+  refusePlaceholders(input);
   try {
     return await db.transaction(async (tx) => {
       if (await repo.findPatientByPatientId(tx, input.patientId)) throw duplicatePatientId(input.patientId);
@@ -191,6 +202,7 @@ export async function updatePatient(
   db: Db,
   { viewer, id, input }: { viewer: Viewer; id: string; input: UpdatePatientBody },
 ) {
+  refusePlaceholders(input);
   try {
     return await db.transaction(async (tx) => {
       const p = await requireVisiblePatient(tx, viewer, id);

@@ -21,6 +21,7 @@ import {
 } from '../imaging/index.js';
 import type { ImageKind } from '../imaging/sniff.js';
 import * as patientRepo from '../patients/repository.js';
+import { placeholderProblem } from '../patients/placeholders.js';
 import { createPatientForUpload, patientIdInUse } from '../patients/service.js';
 import type { Db } from '../platform/db/index.js';
 import { isScanType, SCAN_TYPE_IDS, scanTypeSpec, type ReviewedFinding, type ScanType } from '../scan-types/index.js';
@@ -84,6 +85,14 @@ function checkPatientId(value: string, source: string): string {
       `patientId ${source} must be 1-64 letters, digits or . _ - / and start with a letter or digit; got "${value.slice(0, 80)}"`,
     );
   }
+  const placeholder = placeholderProblem('patientId', value);
+  if (placeholder) {
+    throw badRequest(
+      source === 'in the form'
+        ? placeholder
+        : `The DICOM header's PatientID "${value}" is a placeholder, not a patient's identifier: send the patient's identifier in the form field "patientId"`,
+    );
+  }
   return value;
 }
 
@@ -101,6 +110,8 @@ function parseUploadFields(fields: UploadForm['fields']): UploadRequest {
     throw badRequest(`scanType must be one of ${SCAN_TYPE_IDS.join(', ')}; got "${scanType.slice(0, 40)}"`);
   }
   if (patientName !== undefined && patientName.length > 200) throw badRequest('patientName must be at most 200 characters');
+  const placeholderName = patientName === undefined ? null : placeholderProblem('patientName', patientName);
+  if (placeholderName) throw badRequest(placeholderName);
   let date: Date | null = null;
   if (scanDate !== undefined) {
     if (!/^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(scanDate)) {

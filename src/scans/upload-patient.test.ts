@@ -67,6 +67,25 @@ for (const kind of await databaseKinds()) {
       );
     });
 
+    // Found by an exploratory client: a form sent with patientId "undefined" created patient
+    // "undefined", and every later upload with the same bug would have joined that record.
+    test('a placeholder patientId or patientName ("undefined", "null", "None") is 400 and creates no patient', async () => {
+      const count = await patientCount();
+      for (const fields of [
+        { patientId: 'undefined', patientName: 'Priya Mehta' },
+        { patientId: 'NULL', patientName: 'Priya Mehta' },
+        { patientId: 'None', patientName: 'Priya Mehta' },
+        { patientId: uniqueId(), patientName: 'undefined' },
+      ]) {
+        const res = await upload(fields);
+        assert.equal(res.statusCode, 400, `${JSON.stringify(fields)}: ${res.body}`);
+        assert.match(res.json().error, /is what a program sends when the value is missing.*send the one on the patient's record/);
+      }
+      assert.equal(await patientCount(), count);
+      // A real surname that reads like one is still a name.
+      assert.equal((await upload({ patientId: uniqueId(), patientName: 'Ada Null' })).statusCode, 201);
+    });
+
     test("an unknown _id, or another doctor's patient by _id, is 404 and creates nothing", async () => {
       const count = await patientCount();
       const res = await upload({ patientId: '6f1c1a52-2b0e-4f5e-9a55-1d2b3c4d5e6f', patientName: 'Priya Mehta' });

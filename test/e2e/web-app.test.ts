@@ -388,6 +388,11 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
   test('viewer: window/level of the chest DICOM works on its original pixel values', async () => {
     part = 'viewer-dicom';
     await page.getByRole('link', { name: 'Worklist' }).first().click();
+    // The worklist tells a physician's finding from the model's alone.
+    const finding = (type: string) => page.locator('tbody tr', { hasText: type }).locator('td').nth(5).innerText();
+    await page.locator('tbody tr', { hasText: 'Brain MRI' }).waitFor();
+    assert.match(await finding('Brain MRI'), /^Meningioma\s+Reviewed by Dr\. Ana Lima$/);
+    assert.match(await finding('Chest X-ray'), /\s+Not reviewed yet$/);
     await page.locator('tbody tr', { hasText: 'Chest X-ray' }).getByRole('link').click();
     await page.getByRole('radio', { name: 'Window/level' }).waitFor();
     const canvas = page.locator('canvas.viewer-canvas[data-ready="true"]');

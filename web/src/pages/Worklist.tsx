@@ -167,7 +167,16 @@ function ScanRow({ scan, live, onOpen }: { scan: ScanListItem; live?: StatusEven
           <ProgressBar value={progress ?? 5} label={`Analysis of ${scan.patientName}'s scan`} />
         )}
       </td>
-      <td>{refused ? <span className="refusal-text">{scan.failureReason ? 'Refused' : 'Failed'}</span> : findingText(scan.result)}</td>
+      <td>
+        {refused ? <span className="refusal-text">{scan.failureReason ? 'Refused' : 'Failed'}</span> : findingText(scan.result)}
+        {/* Whose finding it is: every finding needs a physician's review, and the worklist is where
+            a doctor sees which are still the model's alone. */}
+        {(status === 'completed' || refused) && (
+          <span className="cell-note muted small">
+            {scan.review ? `Reviewed by ${scan.review.reviewedBy?.name ?? 'a former user'}` : 'Not reviewed yet'}
+          </span>
+        )}
+      </td>
       <td className="num">{refused ? '—' : <Probability result={scan.result} />}</td>
     </tr>
   );

@@ -17,8 +17,8 @@ export const AuditQuerySchema = Type.Object(
     patientId: Type.Optional(
       Type.String({ minLength: 1, maxLength: 128, description: "Events touching this patient (the patient's _id or patientId)" }),
     ),
-    action: Type.Optional(Type.String({ maxLength: 64, pattern: '^[a-z]+(\\.[a-z_]+)+$', description: 'e.g. patient.read, auth.login' })),
-    resourceType: Type.Optional(Type.String({ maxLength: 32, pattern: '^[a-z]+$' })),
+    action: Type.Optional(Type.String({ maxLength: 64, pattern: '^[a-z]+(\\.[a-z_]+)+$', 'x-pattern-hint': 'an action name such as patient.read or auth.login', description: 'e.g. patient.read, auth.login' })),
+    resourceType: Type.Optional(Type.String({ maxLength: 32, pattern: '^[a-z]+$', 'x-pattern-hint': 'a resource type in lowercase letters, such as patient or scan' })),
     resourceId: Type.Optional(Type.String({ maxLength: 128 })),
     outcome: Type.Optional(OutcomeSchema),
     from: Type.Optional(Type.String({ format: 'date-time', description: 'Events at or after this instant' })),

@@ -189,9 +189,9 @@ for (const kind of await databaseKinds()) {
     test('weak passwords are refused with the reason; strong ones accepted', async () => {
       const email = `ananya.singh.${Date.now()}@hospital.test`;
       const cases: [string, RegExp][] = [
-        ['aaaaaaaa', /fewer than 10 characters/],
-        ['12345678', /fewer than 10 characters/],
-        ['password', /fewer than 10 characters/],
+        ['aaaaaaaa', /must be at least 10 characters/],
+        ['12345678', /must be at least 10 characters/],
+        ['password', /must be at least 10 characters/],
         ['password1234', /too easy to guess: .*common/i],
         ['aaaaaaaaaaaa', /too easy to guess/],
         ['qwertyuiop12', /too easy to guess/],

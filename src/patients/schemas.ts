@@ -34,6 +34,7 @@ const PatientIdString = Type.String({
   minLength: 1,
   maxLength: 64,
   pattern: '^[A-Za-z0-9][A-Za-z0-9._\\-/]*$',
+  'x-pattern-hint': '1-64 letters, digits or . _ - / starting with a letter or digit, e.g. PT-20250505-001',
   description: "The hospital's patient identifier, e.g. PT-20250505-001",
 });
 

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { DateOrDateTime, IsoDateTime, Nullable, PageQuery, Text } from '../platform/http/schemas.js';
+import { DATE_OR_DATE_TIME_HINT, DateOrDateTime, IsoDateTime, Nullable, PageQuery, Text } from '../platform/http/schemas.js';
 import { ResultSchema, ReviewedFindingSchema, SCAN_TYPE_IDS, ScanTypeSchema, scanTypeSpec } from '../scan-types/index.js';
 
 const ScanStatusSchema = Type.Union([
@@ -21,6 +21,7 @@ export const ListScansQuerySchema = Type.Object(
     endDate: Type.Optional(
       Type.String({
         pattern: DateOrDateTime.pattern,
+        'x-pattern-hint': DATE_OR_DATE_TIME_HINT,
         description: 'YYYY-MM-DD (the whole day is included) or ISO 8601 date-time',
       }),
     ),

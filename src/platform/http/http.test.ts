@@ -90,6 +90,44 @@ describe('error shape', () => {
     );
   });
 
+  // Found by an exploratory client: these answered with the regular expression itself, or "must be string".
+  test('a malformed date, identifier or repeated filter is described in words, not as a regular expression', async () => {
+    await expectError(
+      { method: 'GET', url: '/api/scans?startDate=yesterday', headers: doctor.auth },
+      400,
+      /^querystring field "startDate" must be a date \(YYYY-MM-DD\) or an ISO 8601 date-time, e\.g\. 2025-05-01T15:30:00Z; got "yesterday"$/,
+    );
+    // An offset's "+" sent unencoded arrives as a space: say so.
+    await expectError(
+      { method: 'GET', url: '/api/scans?endDate=2025-01-01T00:00:00+05:30', headers: doctor.auth },
+      400,
+      /^querystring field "endDate" must be a date .*; got "2025-01-01T00:00:00 05:30": a "\+" in a URL must be sent as %2B$/,
+    );
+    const encoded = await t.app.inject({ url: '/api/scans?endDate=2025-01-01T00:00:00%2B05:30', headers: doctor.auth });
+    assert.equal(encoded.statusCode, 200, encoded.body);
+    await expectError(
+      { method: 'POST', url: '/api/patients', headers: doctor.auth, payload: { patientId: '#42', name: 'Raj Sharma' } },
+      400,
+      /^body field "patientId" must be 1-64 letters, digits or \. _ - \/ starting with a letter or digit, e\.g\. PT-20250505-001; got "#42"$/,
+    );
+    const patient = await t.patient(doctor);
+    await expectError(
+      { method: 'POST', url: `/api/patients/${patient._id}/notes`, headers: doctor.auth, payload: { content: '' } },
+      400,
+      /^body field "content" must not be empty$/,
+    );
+    await expectError(
+      { method: 'POST', url: `/api/patients/${patient._id}/notes`, headers: doctor.auth, payload: { content: 'x'.repeat(20_001) } },
+      400,
+      /^body field "content" must be at most \d+ characters; got 20001$/,
+    );
+    await expectError(
+      { method: 'GET', url: '/api/scans?status=completed&status=failed', headers: doctor.auth },
+      400,
+      /^querystring field "status" was given more than once: give one value$/,
+    );
+  });
+
   test('a rejected password is never echoed back', async () => {
     const res = await t.app.inject({ method: 'POST', url: '/api/auth/login', payload: { email: doctor.email, password: 42 } });
     assert.equal(res.statusCode, 400);

@@ -45,9 +45,13 @@ export const PageQuery = {
 export const IsoDateTime = Type.String({ format: 'date-time' });
 
 /** A calendar date ("2025-05-01") or an ISO 8601 date-time (whose date part a date field uses). */
+/** What DateOrDateTime's pattern asks for, in words (validation.ts shows it instead of the pattern). */
+export const DATE_OR_DATE_TIME_HINT = 'a date (YYYY-MM-DD) or an ISO 8601 date-time, e.g. 2025-05-01T15:30:00Z';
+
 export const DateOrDateTime = Type.String({
   pattern: '^\\d{4}-\\d{2}-\\d{2}(T[0-9:.]+(Z|[+-]\\d{2}:?\\d{2})?)?$',
   description: 'YYYY-MM-DD or ISO 8601 date-time',
+  'x-pattern-hint': DATE_OR_DATE_TIME_HINT,
 });
 
 export const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);

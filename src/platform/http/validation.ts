@@ -8,6 +8,8 @@ interface AjvError {
   params: Record<string, unknown>;
   /** The value that failed (the validator runs with Ajv's `verbose`). */
   data?: unknown;
+  /** The schema holding the failed keyword (also from `verbose`). */
+  parentSchema?: unknown;
 }
 
 const shown = (v: unknown) => (typeof v === 'string' ? `"${v.slice(0, 60)}"` : JSON.stringify(v));
@@ -47,6 +49,26 @@ export function validationMessage(err: FastifyError): string {
       return `${where} field ${path} must not be blank`;
     case 'minProperties':
       return `${where} must contain at least one field to change`;
+    case 'minLength':
+      return first.params.limit === 1
+        ? `${where} field "${path}" must not be empty`
+        : `${where} field "${path}" must be at least ${String(first.params.limit)} characters${got}`;
+    case 'maxLength': {
+      // What was sent is long by definition: say how long, not what it said.
+      const length = typeof first.data === 'string' ? `; got ${first.data.length}` : '';
+      return `${where} field "${path}" must be at most ${String(first.params.limit)} characters${length}`;
+    }
+    case 'pattern': {
+      // A schema may say in words what its pattern means (`x-pattern-hint`, an OpenAPI
+      // extension Ajv ignores); a person reads that instead of the regular expression.
+      const hint = (first.parentSchema as { 'x-pattern-hint'?: string } | undefined)?.['x-pattern-hint'];
+      const pattern = String(first.params.pattern);
+      // In a URL's query a `+` is a space: "2025-05-01T10:00:00+05:30" arrives with a space.
+      const plusAsSpace =
+        where === 'querystring' && typeof first.data === 'string' && first.data.includes(' ') && new RegExp(pattern, 'u').test(first.data.replaceAll(' ', '+'));
+      const must = hint ? `must be ${hint}` : `must match the pattern ${pattern}`;
+      return `${where} field "${path}" ${must}${got}${plusAsSpace ? ': a "+" in a URL must be sent as %2B' : ''}`;
+    }
     case 'const':
     case 'enum': {
       const allowed = allowedValues(errors, first.instancePath);
@@ -58,6 +80,8 @@ export function validationMessage(err: FastifyError): string {
         return first.data == null ? 'The request body is empty: send a JSON object' : 'The request body must be a JSON object (Content-Type: application/json)';
       }
       if (!path) return `Invalid ${where}`;
+      // ?status=a&status=b arrives as a list where one value is expected.
+      if (where === 'querystring' && Array.isArray(first.data)) return `${where} field "${path}" was given more than once: give one value`;
       return `${where} field "${path}" must be ${String(first.params.type)}${got}`;
     default: {
       if (!path) return `Invalid ${where}: ${first.message ?? 'does not match the schema'}`;

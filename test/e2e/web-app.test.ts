@@ -508,12 +508,19 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await page.getByRole('heading', { name: 'Priya Mehta' }).waitFor();
     assert.equal(await page.locator('table', { hasText: 'Open viewer' }).locator('tbody tr').count(), 3);
     await page.getByLabel('New note').fill('Discussed findings at tumour board.');
-    // A note typed but not added survives opening a scan and coming back.
+    await page.getByLabel('Condition').fill('Headaches, 3 months');
+    await page.getByLabel('Diagnosis').fill('Suspected intracranial mass');
+    // A note and a medical history entry typed but not added survive opening a scan and coming back.
     await page.getByRole('link', { name: 'Open viewer' }).first().click();
     await page.locator('.viewer-side h2').first().waitFor();
     await page.goBack();
     await page.getByLabel('New note').waitFor();
     assert.equal(await page.getByLabel('New note').inputValue(), 'Discussed findings at tumour board.');
+    assert.equal(await page.getByLabel('Condition').inputValue(), 'Headaches, 3 months');
+    assert.equal(await page.getByLabel('Diagnosis').inputValue(), 'Suspected intracranial mass');
+    await page.getByRole('button', { name: 'Add entry' }).click();
+    await page.locator('.entries li', { hasText: 'Headaches, 3 months' }).waitFor();
+    assert.equal(await page.getByLabel('Condition').inputValue(), '', 'an added entry leaves the form empty');
     await page.getByRole('button', { name: 'Add note' }).click();
     await page.getByText('Discussed findings at tumour board.').waitFor();
     await checkAccessibility('patient');

@@ -107,7 +107,11 @@ export function PatientPage() {
 }
 
 function MedicalHistory({ patient, onChange }: { patient: PatientDetail; onChange: (h: PatientDetail['medicalHistory']) => void }) {
-  const [f, setF] = useState({ condition: '', diagnosis: '', treatment: '' });
+  // Drafts, like the note's: an entry typed but not added outlives a look at one of the scans.
+  const [condition, setCondition, forgetCondition] = useDraft(`${patient._id}:history-condition`);
+  const [diagnosis, setDiagnosis, forgetDiagnosis] = useDraft(`${patient._id}:history-diagnosis`);
+  const [treatment, setTreatment, forgetTreatment] = useDraft(`${patient._id}:history-treatment`);
+  const f = { condition, diagnosis, treatment };
   const { onSubmit, error } = useFormAction(async () => {
     const out = await ok(
       api.POST('/api/patients/{id}/medical-history', {
@@ -120,7 +124,14 @@ function MedicalHistory({ patient, onChange }: { patient: PatientDetail; onChang
       }),
     );
     onChange(out.medicalHistory);
-    setF({ condition: '', diagnosis: '', treatment: '' });
+    for (const [set, forget] of [
+      [setCondition, forgetCondition],
+      [setDiagnosis, forgetDiagnosis],
+      [setTreatment, forgetTreatment],
+    ] as const) {
+      set('');
+      forget();
+    }
   });
   return (
     <section className="card" aria-labelledby="mh-h">
@@ -144,15 +155,15 @@ function MedicalHistory({ patient, onChange }: { patient: PatientDetail; onChang
         <div className="grid-3">
           <div className="field">
             <label htmlFor="mh-condition">Condition</label>
-            <input id="mh-condition" value={f.condition} onChange={(e) => setF({ ...f, condition: e.target.value })} />
+            <input id="mh-condition" value={f.condition} onChange={(e) => setCondition(e.target.value)} />
           </div>
           <div className="field">
             <label htmlFor="mh-diagnosis">Diagnosis</label>
-            <input id="mh-diagnosis" value={f.diagnosis} onChange={(e) => setF({ ...f, diagnosis: e.target.value })} />
+            <input id="mh-diagnosis" value={f.diagnosis} onChange={(e) => setDiagnosis(e.target.value)} />
           </div>
           <div className="field">
             <label htmlFor="mh-treatment">Treatment</label>
-            <input id="mh-treatment" value={f.treatment} onChange={(e) => setF({ ...f, treatment: e.target.value })} />
+            <input id="mh-treatment" value={f.treatment} onChange={(e) => setTreatment(e.target.value)} />
           </div>
         </div>
         <button type="submit" className="btn btn-secondary" disabled={!f.condition.trim()}>

@@ -7,6 +7,7 @@
  * ("The request body is empty: send a JSON object", validation.ts).
  */
 import type { FastifyInstance } from 'fastify';
+import { badRequest } from '../errors.js';
 
 export function parseJsonAllowingEmpty(app: FastifyInstance): void {
   const parse = app.getDefaultJsonParser('error', 'error');
@@ -18,6 +19,23 @@ export function parseJsonAllowingEmpty(app: FastifyInstance): void {
       done(null, undefined);
       return;
     }
-    void parse(request, text, done);
+    void parse(request, text, (err, value) => {
+      // Fastify answers "not valid JSON" for a body it refused for naming an object's prototype,
+      // which sends the client looking for a syntax error that is not there: say what it is.
+      if (err && isJson(text)) {
+        done(badRequest('The request body has a "__proto__" key, or a "constructor" key holding "prototype", which the server refuses: rename or remove it'), undefined);
+        return;
+      }
+      done(err, value);
+    });
   });
+}
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }

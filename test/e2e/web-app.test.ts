@@ -507,6 +507,10 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await page.getByRole('link', { name: 'Priya Mehta' }).click();
     await page.getByRole('heading', { name: 'Priya Mehta' }).waitFor();
     assert.equal(await page.locator('table', { hasText: 'Open viewer' }).locator('tbody tr').count(), 3);
+    // Each scan says what was found and whether a physician has reviewed it, without opening it.
+    const findings = await page.locator('table', { hasText: 'Open viewer' }).locator('tbody tr td:nth-child(4)').allInnerTexts();
+    for (const f of findings) assert.match(f, /^\S.*\n(Reviewed by .+|Not reviewed yet)$/, `finding cell "${f}"`);
+    assert.ok(findings.some((f) => /pneumonia/i.test(f)), findings.join(' | '));
     await page.getByLabel('New note').fill('Discussed findings at tumour board.');
     await page.getByLabel('Condition').fill('Headaches, 3 months');
     await page.getByLabel('Diagnosis').fill('Suspected intracranial mass');
@@ -525,6 +529,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await page.getByText('Discussed findings at tumour board.').waitFor();
     await checkAccessibility('patient');
     await shot('08-patient');
+    await checkPhoneWidth('patient');
     await page.getByRole('link', { name: 'Patients' }).first().click();
     await page.getByRole('heading', { name: 'Patients' }).waitFor();
     await checkAccessibility('patients');

@@ -2,6 +2,7 @@ import { useState } from 'react';
 import { Link, useParams } from 'react-router-dom';
 import { api, ok, type PatientDetail } from '../api/client';
 import { useAuth } from '../auth';
+import { ScanFinding } from '../components/ScanFinding';
 import { Alert, Empty, LoadState, PageHeader, StatusBadge } from '../components/ui';
 import { useDraft } from '../lib/drafts';
 import { formatDate, formatDateTime, SCAN_TYPE_NAMES } from '../lib/format';
@@ -12,6 +13,10 @@ export function PatientPage() {
   const { id = '' } = useParams();
   const { user } = useAuth();
   const patient = useAsync((signal) => ok(api.GET('/api/patients/{id}', { params: { path: { id } }, signal })), [id]);
+  // The scans' findings, from the scan list (the patient's record lists scans without them);
+  // a patient with more than 100 scans shows '—' for the oldest ones.
+  const listed = useAsync((signal) => ok(api.GET('/api/scans/', { params: { query: { patientId: id, page: 1, limit: 100 } }, signal })), [id]);
+  const findings = new Map((listed.data?.scans ?? []).map((s) => [s._id, s]));
   const p = patient.data;
 
   useDocumentTitle(p ? `${p.name} · Patients` : 'Patient');
@@ -68,6 +73,7 @@ export function PatientPage() {
             {p.scans.length === 0 ? (
               <Empty>No scans yet.</Empty>
             ) : (
+              <div className="table-scroll">
               <table className="table">
                 <caption className="sr-only">Scans of {p.name}</caption>
                 <thead>
@@ -75,6 +81,7 @@ export function PatientPage() {
                     <th scope="col">Scan date</th>
                     <th scope="col">Type</th>
                     <th scope="col">Status</th>
+                    <th scope="col">Finding</th>
                     <th scope="col">
                       <span className="sr-only">Open</span>
                     </th>
@@ -88,6 +95,7 @@ export function PatientPage() {
                       <td>
                         <StatusBadge status={s.status} />
                       </td>
+                      <td>{findings.has(s._id) ? <ScanFinding scan={findings.get(s._id)!} /> : '—'}</td>
                       <td>
                         <Link to={`/scans/${s._id}`}>Open viewer</Link>
                       </td>
@@ -95,6 +103,7 @@ export function PatientPage() {
                   ))}
                 </tbody>
               </table>
+              </div>
             )}
           </section>
           <MedicalHistory patient={p} onChange={(medicalHistory) => merge({ medicalHistory })} />

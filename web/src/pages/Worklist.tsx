@@ -5,8 +5,9 @@
 import { useState } from 'react';
 import { Link, useNavigate } from 'react-router-dom';
 import { api, ok, type ScanListItem, type ScanListQuery } from '../api/client';
+import { ScanFinding } from '../components/ScanFinding';
 import { Alert, Empty, PageHeader, Pagination, ProgressBar, StatusBadge } from '../components/ui';
-import { findingText, formatDate, percent, SCAN_TYPE_NAMES, thresholdCall, thresholdCallText } from '../lib/format';
+import { formatDate, percent, SCAN_TYPE_NAMES, thresholdCall, thresholdCallText } from '../lib/format';
 import { useScanStatus, type StatusEvent } from '../lib/live';
 import { useDebouncedFilter, useDocumentTitle, useUrlFilters } from '../lib/hooks';
 import { useAsync } from '../lib/useAsync';
@@ -168,14 +169,7 @@ function ScanRow({ scan, live, onOpen }: { scan: ScanListItem; live?: StatusEven
         )}
       </td>
       <td>
-        {refused ? <span className="refusal-text">{scan.failureReason ? 'Refused' : 'Failed'}</span> : findingText(scan.result)}
-        {/* Whose finding it is: every finding needs a physician's review, and the worklist is where
-            a doctor sees which are still the model's alone. */}
-        {(status === 'completed' || refused) && (
-          <span className="cell-note muted small">
-            {scan.review ? `Reviewed by ${scan.review.reviewedBy?.name ?? 'a former user'}` : 'Not reviewed yet'}
-          </span>
-        )}
+        <ScanFinding scan={scan} status={status} />
       </td>
       <td className="num">{refused ? '—' : <Probability result={scan.result} />}</td>
     </tr>

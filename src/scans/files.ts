@@ -53,6 +53,7 @@ type FileDeps = { db: Db; storage: Storage; signer: UrlSigner; renditions: ScanR
 type Credentials = { expires?: string; user?: string; signature?: string; viewer?: Viewer | null };
 
 const INVALID = 'This file link is not valid: use the imageUrl, thumbnailUrl or reportUrl the API returned, or send a bearer token';
+const NO_SUCH_PATH = 'No scan file or report has this path: use the imageUrl, thumbnailUrl or reportUrl the API returned';
 
 async function read(storage: Storage, key: string): Promise<Buffer> {
   try {
@@ -86,7 +87,12 @@ async function authorise(
   deps: FileDeps,
   { path, scanId, expires, user, signature, viewer }: Credentials & { path: string; scanId: string | null },
 ): Promise<{ userId: string; scan: ScanRow } | 'expired'> {
-  if (scanId === null) throw new AppError('forbidden', INVALID);
+  if (scanId === null) {
+    // With a bearer token the path alone is wrong (no scan file or report has it): "send a bearer
+    // token" would send the reader looking at the credentials they already sent.
+    if (viewer && signature === undefined && expires === undefined) throw new AppError('not_found', NO_SUCH_PATH);
+    throw new AppError('forbidden', INVALID);
+  }
   if (signature !== undefined || expires !== undefined || !viewer) {
     const verdict = deps.signer.verify(path, { expires, user, signature });
     if (!verdict.ok && verdict.reason === 'invalid') throw new AppError('forbidden', INVALID);

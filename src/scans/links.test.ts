@@ -89,6 +89,13 @@ describe('file and report links', () => {
     assert.equal((await get(documented, { auth: { authorization: 'Bearer nonsense' } })).statusCode, 401);
     // A signature given is checked even with a token: a forged link never passes.
     assert.equal((await get(`${documented}?expires=9999999999&signature=forged`, doctor)).statusCode, 403);
+    // A path no file has is told so to a signed-in reader, not to send the token they sent.
+    for (const path of ['/reports/report-nope.pdf', `/reports/${scan._id}.pdf`, '/files/scans/zz/nope.png', `/files/scans/${scan._id}/original.jpg`]) {
+      const wrong = await get(path, doctor);
+      assert.equal(wrong.statusCode, 404, path);
+      assert.equal(wrong.json().error, 'No scan file or report has this path: use the imageUrl, thumbnailUrl or reportUrl the API returned', path);
+    }
+    assert.equal((await get('/reports/report-nope.pdf')).statusCode, 403, 'without credentials as before');
   });
 
   test('with PUBLIC_URL, links are absolute on it', async () => {

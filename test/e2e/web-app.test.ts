@@ -258,6 +258,20 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await brainItem.locator('.badge-completed, .badge-failed').waitFor({ timeout: 120_000 });
     await chestItem.locator('.badge-completed, .badge-failed').waitFor({ timeout: 120_000 });
     await shot('03-upload');
+
+    // "New patient" with the ID of a patient of one's own: told to choose them, not to ask an
+    // administrator to assign them (the server's advice for another doctor's patient).
+    await page.getByLabel('New patient').check();
+    await page.getByLabel('Patient ID').fill(patientId);
+    await page.getByLabel('Full name').fill('Priya Mehta');
+    await page.getByLabel('Scan files').setInputFiles(BRAIN_JPEG);
+    await page.getByRole('button', { name: /Upload 1 file/ }).click();
+    const refusal = page.getByRole('alert').filter({ hasText: patientId });
+    await refusal.waitFor();
+    assert.equal(
+      await refusal.innerText(),
+      `Patient ID ${patientId} is already your patient Priya Mehta. Choose “Existing patient” and pick them, so these scans join their record.`,
+    );
   });
 
   test('worklist: both scans with their findings, filters by scan type and status', async () => {

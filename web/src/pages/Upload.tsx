@@ -7,11 +7,24 @@ import { useEffect, useRef, useState, type DragEvent, type FormEvent } from 'rea
 import { Link, useSearchParams } from 'react-router-dom';
 import { api, errorMessage, ok, uploadScan, type PatientList } from '../api/client';
 import { Alert, GenderSelect, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
+import { ApiError } from '../lib/api-errors';
 import { SCAN_TYPE_NAMES } from '../lib/format';
 import { useDebounced, useDocumentTitle } from '../lib/hooks';
 import { useScanStatus, type StatusEvent } from '../lib/live';
 
 type Patient = PatientList['patients'][number];
+
+/**
+ * "New patient" with the ID of one of the doctor's own patients: the server's 409 advises asking
+ * an administrator to assign the patient, which they already are. Say to choose them instead.
+ */
+async function ownPatientText(patientId: string): Promise<Error | null> {
+  const found = await ok(api.GET('/api/patients/', { params: { query: { search: patientId, limit: 8, page: 1 } } })).catch(() => null);
+  const own = found?.patients.find((p) => p.patientId === patientId);
+  return own
+    ? new Error(`Patient ID ${patientId} is already your patient ${own.name}. Choose “Existing patient” and pick them, so these scans join their record.`)
+    : null;
+}
 
 interface Item {
   key: string;
@@ -110,7 +123,9 @@ export function Upload() {
               ...(newPatient.gender ? { gender: newPatient.gender as 'female' } : {}),
             },
           }),
-        );
+        ).catch(async (err: unknown) => {
+          throw (err instanceof ApiError && err.status === 409 && (await ownPatientText(newPatient.patientId.trim()))) || err;
+        });
         target = { patientId: created.patientId, name: created.name };
         setPatient(target);
         setMode('existing');

@@ -59,10 +59,60 @@ function describeNetworkError(err: unknown): string {
   return e?.code ? `${e.code}: ${e.message ?? 'network error'}` : (e?.message ?? 'network error');
 }
 
+/** What one attempt came to, before anything is recorded. */
+type Outcome =
+  | { kind: 'delivered'; statusCode: number }
+  /** Worth another try (network, 408, 429, 5xx), unless this was the last. */
+  | { kind: 'retryable'; statusCode: number | null; error: string }
+  /** Sending the same bytes to the same URL again cannot change it. */
+  | { kind: 'final'; statusCode: number | null; error: string; reason: 'status' | 'refused' };
+
+/** Why a queued delivery is not sent at all; null when it goes. */
+function skipReason(target: NonNullable<Awaited<ReturnType<typeof repo.deliveryTarget>>>): string | null {
+  if (!target.isActive || !target.ownerActive) return 'webhook or its owner is inactive; delivery skipped';
+  if (!target.ownerMaySeePatient) return "the webhook's owner may no longer see this patient; delivery skipped";
+  return null;
+}
+
+/** Vets the target, signs and sends the body once, and says how it went. Writes nothing. */
+async function attempt(
+  deps: WebhookDeliveryDeps,
+  target: { url: string; secret: string },
+  message: { messageId: string; body: string },
+): Promise<Outcome> {
+  const url = new URL(target.url);
+  let addresses;
+  try {
+    addresses = await vetTarget(url, { allowPrivate: deps.allowPrivate, resolve: deps.resolve });
+  } catch (err) {
+    if (err instanceof TargetRefusedError) return { kind: 'final', statusCode: null, error: `target refused: ${err.message}`, reason: 'refused' };
+    return { kind: 'retryable', statusCode: null, error: `could not resolve ${url.hostname}: ${describeNetworkError(err)}` };
+  }
+  const sentAt = (deps.now ?? (() => new Date()))();
+  const headers = {
+    'content-type': 'application/json',
+    'user-agent': USER_AGENT,
+    'webhook-id': message.messageId,
+    'webhook-timestamp': String(Math.floor(sentAt.getTime() / 1000)),
+    'webhook-signature': new Webhook(target.secret).sign(message.messageId, sentAt, message.body),
+  };
+  let statusCode: number;
+  try {
+    ({ statusCode } = await (deps.send ?? sendWebhook)({ url, addresses, headers, body: message.body, timeoutMs: deps.timeoutMs }));
+  } catch (err) {
+    return { kind: 'retryable', statusCode: null, error: describeNetworkError(err) };
+  }
+  if (statusCode >= 200 && statusCode < 300) return { kind: 'delivered', statusCode };
+  if (isRetryableStatus(statusCode)) return { kind: 'retryable', statusCode, error: `the receiver answered ${statusCode}` };
+  const error =
+    statusCode >= 300 && statusCode < 400
+      ? `the receiver answered ${statusCode}, a redirect; redirects are not followed: point the webhook at the final URL`
+      : `the receiver answered ${statusCode}; not retried (only 408, 429 and 5xx are)`;
+  return { kind: 'final', statusCode, error, reason: 'status' };
+}
+
 export function webhookDeliveryJob(deps: WebhookDeliveryDeps): JobDefinition<typeof WebhookDeliveryPayloadSchema> {
-  const { db, timeoutMs, maxAttempts, allowPrivate } = deps;
-  const send = deps.send ?? sendWebhook;
-  const now = deps.now ?? (() => new Date());
+  const { db, timeoutMs, maxAttempts } = deps;
 
   return {
     name: WEBHOOK_DELIVERY_JOB,
@@ -73,19 +123,16 @@ export function webhookDeliveryJob(deps: WebhookDeliveryDeps): JobDefinition<typ
     retryBackoff: true,
     // Well past the HTTP deadline: an active delivery older than this lost its worker.
     expireInSeconds: Math.ceil(timeoutMs / 1000) + 60,
-    async handler(payload, { attempt, log }) {
+    async handler(payload, { attempt: attemptNo, log }) {
       const { webhookId, messageId, eventType, patientId, body } = payload;
       const target = await repo.deliveryTarget(db, { webhookId, patientId });
       if (!target) {
         log.info({ webhookId }, 'webhook deleted; delivery skipped');
         return;
       }
-      if (!target.isActive || !target.ownerActive) {
-        log.info({ webhookId }, 'webhook or its owner is inactive; delivery skipped');
-        return;
-      }
-      if (!target.ownerMaySeePatient) {
-        log.info({ webhookId }, "the webhook's owner may no longer see this patient; delivery skipped");
+      const skip = skipReason(target);
+      if (skip) {
+        log.info({ webhookId }, skip);
         return;
       }
       if (await repo.wasDelivered(db, { webhookId, messageId })) {
@@ -93,74 +140,44 @@ export function webhookDeliveryJob(deps: WebhookDeliveryDeps): JobDefinition<typ
         return;
       }
 
+      const started = performance.now();
+      const outcome = await attempt(deps, target, { messageId, body });
+      const lastTry = attemptNo >= maxAttempts;
+      const error =
+        outcome.kind === 'delivered' ? null : outcome.kind === 'retryable' && lastTry ? `${outcome.error}; giving up after ${attemptNo} attempts` : outcome.error;
+      if (outcome.kind !== 'delivered') {
+        deps.metrics?.webhookFailures.inc({ reason: outcome.kind === 'final' ? outcome.reason : outcome.statusCode === null ? 'network' : 'status' });
+      }
       try {
-        const started = performance.now();
-        const lastTry = attempt >= maxAttempts;
-        const record = (outcome: { statusCode: number | null; error: string | null; succeeded: boolean }) =>
-          repo
-            .insertDelivery(db, {
-              webhookId,
-              messageId,
-              eventType,
-              attempt,
-              durationMs: Math.round(performance.now() - started),
-              ...outcome,
-            })
-            .catch((err: unknown) => {
-              throw isForeignKeyViolation(err) ? new WebhookDeletedError() : err;
-            });
-        const failed = (reason: 'network' | 'status' | 'refused') => deps.metrics?.webhookFailures.inc({ reason });
-        const retryOrGiveUp = async (error: string, statusCode: number | null) => {
-          failed(statusCode === null ? 'network' : 'status');
-          await record({ statusCode, error: lastTry ? `${error}; giving up after ${attempt} attempts` : error, succeeded: false });
-          if (lastTry) throw new PermanentJobError(`delivery failed after ${attempt} attempts: ${error}`);
-          throw new Error(`delivery failed, will retry: ${error}`);
-        };
-
-        const url = new URL(target.url);
-        let addresses;
-        try {
-          addresses = await vetTarget(url, { allowPrivate, resolve: deps.resolve });
-        } catch (err) {
-          if (err instanceof TargetRefusedError) {
-            failed('refused');
-            await record({ statusCode: null, error: `target refused: ${err.message}`, succeeded: false });
-            throw new PermanentJobError(`target refused: ${err.message}`);
-          }
-          return await retryOrGiveUp(`could not resolve ${url.hostname}: ${describeNetworkError(err)}`, null);
-        }
-
-        const sentAt = now();
-        const headers = {
-          'content-type': 'application/json',
-          'user-agent': USER_AGENT,
-          'webhook-id': messageId,
-          'webhook-timestamp': String(Math.floor(sentAt.getTime() / 1000)),
-          'webhook-signature': new Webhook(target.secret).sign(messageId, sentAt, body),
-        };
-        let statusCode: number;
-        try {
-          ({ statusCode } = await send({ url, addresses, headers, body, timeoutMs }));
-        } catch (err) {
-          return await retryOrGiveUp(describeNetworkError(err), null);
-        }
-
-        if (statusCode >= 200 && statusCode < 300) {
-          await record({ statusCode, error: null, succeeded: true });
-          log.info({ webhookId, messageId, eventType, statusCode, attempt }, 'webhook delivered');
-          return;
-        }
-        if (isRetryableStatus(statusCode)) return await retryOrGiveUp(`the receiver answered ${statusCode}`, statusCode);
-        const error =
-          statusCode >= 300 && statusCode < 400
-            ? `the receiver answered ${statusCode}, a redirect; redirects are not followed: point the webhook at the final URL`
-            : `the receiver answered ${statusCode}; not retried (only 408, 429 and 5xx are)`;
-        failed('status');
-        await record({ statusCode, error, succeeded: false });
-        throw new PermanentJobError(error);
+        await repo
+          .insertDelivery(db, {
+            webhookId,
+            messageId,
+            eventType,
+            attempt: attemptNo,
+            durationMs: Math.round(performance.now() - started),
+            statusCode: outcome.statusCode,
+            error,
+            succeeded: outcome.kind === 'delivered',
+          })
+          .catch((err: unknown) => {
+            throw isForeignKeyViolation(err) ? new WebhookDeletedError() : err;
+          });
       } catch (err) {
         if (!(err instanceof WebhookDeletedError)) throw err;
         log.info({ webhookId, messageId }, 'webhook deleted during its delivery; the attempt is not recorded or retried');
+        return;
+      }
+
+      switch (outcome.kind) {
+        case 'delivered':
+          log.info({ webhookId, messageId, eventType, statusCode: outcome.statusCode, attempt: attemptNo }, 'webhook delivered');
+          return;
+        case 'final':
+          throw new PermanentJobError(outcome.error);
+        case 'retryable':
+          if (lastTry) throw new PermanentJobError(`delivery failed after ${attemptNo} attempts: ${outcome.error}`);
+          throw new Error(`delivery failed, will retry: ${outcome.error}`);
       }
     },
   };

@@ -132,6 +132,7 @@ for (const kind of await databaseKinds()) {
         // http is allowed on this server (WEBHOOK_ALLOW_PRIVATE), so the message names both schemes.
         [{ url: 'ftp://files.example.org/drop', events: ['scan.uploaded'] }, /^url must use https:\/\/ or http:\/\/, got "ftp:"$/],
         [{ url: 'javascript:alert(1)', events: ['scan.uploaded'] }, /url/],
+        [{ url: 'https://hooks.example.org:99999/x', events: ['scan.uploaded'] }, /^url "https:\/\/hooks\.example\.org:99999\/x" is not a usable URL: check its host and port \(at most 65535\)$/],
         [{ url: 'https://user:pw@hooks.example.org/x', events: ['scan.uploaded'] }, /credentials/],
         [{ url: 'https://hooks.example.org/x', events: ['scan.deleted'] }, /events\.0" must be one of "scan\.uploaded", "scan\.analyzed", "scan\.failed"; got "scan\.deleted"/],
         [{ url: 'https://hooks.example.org/x', events: [] }, /events/],

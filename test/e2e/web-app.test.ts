@@ -551,6 +551,24 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
 
   test('sign out returns to sign-in and the token is gone', async () => {
     part = 'sign-out';
+    // Text typed but not saved is asked about before signing out (which forgets it) or leaving the app.
+    await page.getByRole('link', { name: 'Priya Mehta' }).first().click();
+    await page.getByLabel('New note').fill('Call the family about the MRI.');
+    const leaving = await page.evaluate(() => {
+      const event = new Event('beforeunload', { cancelable: true });
+      window.dispatchEvent(event);
+      return event.defaultPrevented;
+    });
+    assert.equal(leaving, true, 'the browser asks before the page is left');
+    let asked = '';
+    page.once('dialog', (dialog) => {
+      asked = dialog.message();
+      void dialog.dismiss();
+    });
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    assert.match(asked, /not saved yet.*Sign out and discard it\?/);
+    assert.equal(await page.getByLabel('New note').inputValue(), 'Call the family about the MRI.', 'still signed in, the note kept');
+    page.once('dialog', (dialog) => void dialog.accept());
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
     assert.deepEqual(await page.evaluate(() => Object.keys(sessionStorage)), []);

@@ -1,5 +1,6 @@
 import { NavLink, Outlet } from 'react-router-dom';
 import { useAuth } from '../auth';
+import { hasDrafts } from '../lib/drafts';
 import { Logo } from './Logo';
 
 export function Layout() {
@@ -53,7 +54,15 @@ export function Layout() {
             {user?.name}
             <span className="user-role">{user?.role === 'admin' ? 'Administrator' : (user?.specialization ?? 'Doctor')}</span>
           </span>
-          <button type="button" className="btn btn-ghost-light" onClick={() => signOut()}>
+          <button
+            type="button"
+            className="btn btn-ghost-light"
+            onClick={() => {
+              // Signing out forgets the drafts (the next user must not find them): ask first.
+              if (hasDrafts() && !window.confirm('Text you typed is not saved yet (notes, an annotation, a history entry). Sign out and discard it?')) return;
+              signOut();
+            }}
+          >
             Sign out
           </button>
         </div>

@@ -25,6 +25,19 @@ export function useDraft(key: string, initial = ''): [string, (value: string) =>
   return [value, set, forget];
 }
 
+/** Whether any typed text is not saved yet (signing out or leaving the app would lose it). */
+export function hasDrafts(): boolean {
+  return drafts.size > 0;
+}
+
+// Closing the tab, reloading or typing another address loses every draft (they are in memory
+// only): the browser asks first, as it does for any page with unsaved input.
+if (typeof window !== 'undefined') {
+  window.addEventListener('beforeunload', (event) => {
+    if (drafts.size > 0) event.preventDefault();
+  });
+}
+
 export function forgetAllDrafts(): void {
   drafts.clear();
   owner = null;

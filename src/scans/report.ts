@@ -14,6 +14,8 @@ import { requireVisibleScan, type Viewer } from '../access/index.js';
 import type { AppContext } from '../context.js';
 import type { ScanDeps } from './service.js';
 import { listModelSummaries } from '../analysis/models.js';
+import { lockScan } from '../analysis/repository.js';
+import { notFound } from '../platform/errors.js';
 import { findingSummary, SCAN_TYPE_IDS, scanTypeSpec, type ScanType } from '../scan-types/index.js';
 import { modelResultView, reviewedResultView, type FileLinks, type ResultView } from './view.js';
 
@@ -155,27 +157,41 @@ export async function generateReport(
   // Reports are clinical records and are kept, but asking again when nothing has changed gets
   // the report already stored instead of another copy of it.
   const fingerprint = reportFingerprint(input);
+  const unchanged = (stored: { id: string; createdAt: Date }) => ({
+    created: false,
+    body: {
+      message: `Nothing has changed since the report generated at ${stored.createdAt.toISOString()}; that report is returned`,
+      reportUrl: links.report(scan.id, stored.id),
+    },
+  });
   const latest = await repo.latestReport(db, scan.id);
-  if (latest?.fingerprint === fingerprint) {
-    return {
-      created: false,
-      body: {
-        message: `Nothing has changed since the report generated at ${latest.createdAt.toISOString()}; that report is returned`,
-        reportUrl: links.report(scan.id, latest.id),
-      },
-    };
-  }
+  if (latest?.fingerprint === fingerprint) return unchanged(latest);
 
   const pdf = await renderReportPdf(input, { warn: (message) => log.warn(message) });
   const reportId = randomUUID();
   const key = reportKey(scan.id, reportId);
+  const removeFile = () =>
+    storage.delete(key).catch((cleanupErr: unknown) => log.error({ err: cleanupErr, key }, 'could not remove a report file'));
   await storage.put(key, pdf, 'application/pdf');
+  let stored: { id: string; createdAt: Date } | null;
   try {
-    await repo.insertReport(db, { id: reportId, scanId: scan.id, storageKey: key, fingerprint, createdBy: viewer.id });
+    // One scan's reports are stored one at a time, the check again inside: of identical requests
+    // that crossed while rendering (a double click), one stores its report and the rest return it.
+    stored = await db.transaction(async (tx) => {
+      if (!(await lockScan(tx, scan.id))) throw notFound('Scan');
+      const newest = await repo.latestReport(tx, scan.id);
+      if (newest?.fingerprint === fingerprint) return newest;
+      await repo.insertReport(tx, { id: reportId, scanId: scan.id, storageKey: key, fingerprint, createdBy: viewer.id });
+      return null;
+    });
   } catch (err) {
     // The scan was deleted meanwhile (or the database failed): keep no orphaned file.
-    await storage.delete(key).catch((cleanupErr: unknown) => log.error({ err: cleanupErr, key }, 'could not remove a report file'));
+    await removeFile();
     throw err;
+  }
+  if (stored) {
+    await removeFile();
+    return unchanged(stored);
   }
   return { created: true, body: { message: 'Report generated successfully', reportUrl: links.report(scan.id, reportId) } };
 }

@@ -767,6 +767,18 @@ for (const kind of await databaseKinds()) {
         assert.equal((await get(null, localPath(first.url))).statusCode, 200, 'the first report is kept');
       });
 
+      test('identical report requests that cross (a double click) store one report; every answer links to it', async () => {
+        const scan = await uploadJpeg(doctorA, { scanType: 'brain-mri' });
+        await runAnalysis(t, scan._id, { ...BRAIN_OUTPUT, heatmapMap: heatmapMap() });
+        const answers = await Promise.all(Array.from({ length: 4 }, () => send(doctorA, 'POST', `/api/scans/${scan._id}/report`)));
+        assert.deepEqual(answers.map((a) => a.statusCode).sort(), [200, 200, 200, 201], answers.map((a) => a.body).join('\n'));
+        const ids = new Set(answers.map((a) => /report-[0-9a-f-]{36}-([0-9a-f-]{36})\.pdf/.exec(a.json().reportUrl)?.[1]));
+        assert.equal(ids.size, 1, 'one report');
+        assert.equal((await t.ctx.db.select().from(reports).where(eq(reports.scanId, scan._id))).length, 1);
+        const files = (await readdir(path.join(t.ctx.config.dataDir, 'files'), { recursive: true })).filter((f) => f.includes(scan._id) && f.endsWith('.pdf'));
+        assert.equal(files.length, 1, `no copy left in storage: ${files.join(', ')}`);
+      });
+
       test('a scan without analysis still gets a report that says so', async () => {
         const scan = await uploadJpeg(doctorA);
         const report = await send(doctorA, 'POST', `/api/scans/${scan._id}/report`);

@@ -81,6 +81,7 @@ for (const kind of await databaseKinds()) {
         [{ patientId: uniqueId() }, /name/],
         [{ patientId: uniqueId(), name: 'X', dateOfBirth: '2020-02-30' }, /dateOfBirth/],
         [{ patientId: uniqueId(), name: 'X', dateOfBirth: '2999-01-01' }, /future/],
+        [{ patientId: uniqueId(), name: 'X', lastVisit: '2999-01-01T00:00:00Z' }, /^lastVisit cannot be in the future: it is a visit that took place \(an appointment to come is nextAppointment\)$/],
         [{ patientId: uniqueId(), name: 'X', gender: 'robot' }, /gender/],
         [{ patientId: uniqueId(), name: 'X', status: 'deceased' }, /status/],
         [{ patientId: uniqueId(), name: 'X', contact: { email: 'nope' } }, /contact.email/],
@@ -100,6 +101,14 @@ for (const kind of await databaseKinds()) {
       assert.equal(edit.statusCode, 400);
       assert.match(edit.json().error, /patientId "undefined" is what a program sends/);
       assert.equal((await inject(docA, 'GET', `/api/patients/${p._id}`)).json().patientId, p.patientId);
+      const future = await inject(docA, 'PATCH', `/api/patients/${p._id}`, { lastVisit: new Date(Date.now() + 86_400_000).toISOString() });
+      assert.equal(future.statusCode, 400);
+      assert.match(future.json().error, /^lastVisit cannot be in the future/);
+      // A visit just now from a client whose clock runs a little fast is no future one.
+      const justNow = await inject(docA, 'PATCH', `/api/patients/${p._id}`, { lastVisit: new Date(Date.now() + 60_000).toISOString() });
+      assert.equal(justNow.statusCode, 200, justNow.body);
+      const appointment = await inject(docA, 'PATCH', `/api/patients/${p._id}`, { nextAppointment: '2030-06-10T14:00:00.000Z' });
+      assert.equal(appointment.statusCode, 200, appointment.body);
     });
 
     test("a doctor sees only their patients; another doctor's patient is 404 everywhere", async () => {

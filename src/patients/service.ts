@@ -34,11 +34,17 @@ function parseCalendarDate(value: string, field: string): string {
   return day;
 }
 
-function parseTimestamp(value: string | null | undefined, field: string): Date | null | undefined {
+/** How far ahead of the server's clock a past moment may be sent: the client's clock may run fast. */
+const CLOCK_SKEW_MS = 5 * 60_000;
+
+function parseTimestamp(value: string | null | undefined, field: string, { past = false } = {}): Date | null | undefined {
   if (value === undefined || value === null) return value;
   const d = new Date(value);
   if (Number.isNaN(d.getTime())) throw badRequest(`${field} must be an ISO 8601 date-time`);
   if (!yearInRange(d)) throw badRequest(`${field} must be between the years ${MIN_YEAR} and ${MAX_YEAR}`);
+  if (past && d.getTime() > Date.now() + CLOCK_SKEW_MS) {
+    throw badRequest(`${field} cannot be in the future: it is a visit that took place (an appointment to come is nextAppointment)`);
+  }
   return d;
 }
 
@@ -166,7 +172,7 @@ export async function createPatient(db: Db, { viewer, input }: { viewer: Viewer;
         gender: input.gender ?? null,
         contact: input.contact ?? {},
         status: input.status ?? 'active',
-        lastVisit: parseTimestamp(input.lastVisit, 'lastVisit') ?? null,
+        lastVisit: parseTimestamp(input.lastVisit, 'lastVisit', { past: true }) ?? null,
         nextAppointment: parseTimestamp(input.nextAppointment, 'nextAppointment') ?? null,
         createdBy: viewer.id,
       });
@@ -218,7 +224,7 @@ export async function updatePatient(
       if (input.gender !== undefined) values.gender = input.gender;
       if (input.status !== undefined) values.status = input.status;
       if (input.contact !== undefined) values.contact = mergeContact(p.contact, input.contact);
-      if (input.lastVisit !== undefined) values.lastVisit = parseTimestamp(input.lastVisit, 'lastVisit');
+      if (input.lastVisit !== undefined) values.lastVisit = parseTimestamp(input.lastVisit, 'lastVisit', { past: true });
       if (input.nextAppointment !== undefined) {
         values.nextAppointment = parseTimestamp(input.nextAppointment, 'nextAppointment');
       }

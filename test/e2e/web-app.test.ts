@@ -292,6 +292,17 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await checkAccessibility('worklist');
     await shot('02-worklist');
     await checkPhoneWidth('worklist');
+    // On a phone each scan's finding and its probability are on screen, not past a sideways scroll.
+    await page.setViewportSize({ width: 390, height: 844 });
+    try {
+      const cells = page.locator('tbody tr', { hasText: 'Brain MRI' }).locator('td');
+      for (const cell of [cells.nth(5), cells.nth(6)]) {
+        const box = (await cell.boundingBox())!;
+        assert.ok(box.x >= 0 && box.x + box.width <= 390, `"${await cell.innerText()}" at x ${box.x}..${box.x + box.width} of 390 px`);
+      }
+    } finally {
+      await page.setViewportSize({ width: 1440, height: 900 });
+    }
   });
 
   test('viewer: heatmap toggles, an annotation is placed in image pixels, the finding is corrected, the report is a PDF', async () => {

@@ -171,7 +171,9 @@ function ScanRow({ scan, live, onOpen }: { scan: ScanListItem; live?: StatusEven
       <td>
         <ScanFinding scan={scan} status={status} />
       </td>
-      <td className="num">{refused ? '—' : <Probability result={scan.result} />}</td>
+      <td className="num" data-label="Model probability">
+        {refused ? '—' : <Probability result={scan.result} />}
+      </td>
     </tr>
   );
 }

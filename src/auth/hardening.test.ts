@@ -110,7 +110,9 @@ for (const kind of await databaseKinds()) {
       assert.equal(lifted.statusCode, 200, lifted.body);
       assert.equal((await login(u.email, u.password, ip)).statusCode, 200, 'sign-ins from the address are accepted again');
       assert.ok(!(await t.app.inject({ url: '/api/users/ip-locks', headers: admin.auth })).json().some((l: { ip: string }) => l.ip === ip));
-      assert.equal((await unlock(ip)).statusCode, 404, 'no lock to lift');
+      const again = await unlock(ip);
+      assert.equal(again.statusCode, 404, 'no lock to lift');
+      assert.equal(again.json().error, `No sign-in lock is held on ${ip}: there is nothing to lift (GET /api/users/ip-locks lists the locked addresses)`);
       assert.equal((await unlock('not-an-address')).statusCode, 400);
       assert.equal((await unlock('1')).statusCode, 400);
 

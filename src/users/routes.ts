@@ -4,7 +4,7 @@ import { noteAudit } from '../audit/log.js';
 import { currentUser, requireAdmin } from '../auth/hooks.js';
 import { canonicalAddress, isIpAddress } from '../auth/throttle.js';
 import type { AppContext, Feature } from '../context.js';
-import { badRequest, notFound } from '../platform/errors.js';
+import { AppError, badRequest, notFound } from '../platform/errors.js';
 import { authErrors, ErrorSchema, IdParamsSchema, MessageSchema } from '../platform/http/schemas.js';
 import { isUuid } from '../platform/ids.js';
 import { AddressLockSchema, AddressParamsSchema, CreateUserBodySchema, UpdateUserBodySchema, UserSchema } from './schemas.js';
@@ -127,7 +127,9 @@ function userRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         if (!isIpAddress(request.params.ip)) throw badRequest('ip must be an IPv4 or IPv6 address');
         const ip = canonicalAddress(request.params.ip);
         noteAudit(request, { resourceId: ip });
-        if (!(await ctx.loginThrottle.unlockAddress(ip))) throw notFound('A sign-in lock on this address');
+        if (!(await ctx.loginThrottle.unlockAddress(ip))) {
+          throw new AppError('not_found', `No sign-in lock is held on ${ip}: there is nothing to lift (GET /api/users/ip-locks lists the locked addresses)`);
+        }
         request.log.info('address unlocked');
         return { message: `Address ${ip} unlocked: sign-ins from it are accepted again` };
       },

@@ -229,6 +229,16 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     }
     await page.setViewportSize({ width: 1440, height: 900 });
     await page.getByLabel('New patient').check();
+    // On a phone the new patient's fields take the card's width, one a row: a full name shows whole.
+    await page.setViewportSize({ width: 390, height: 844 });
+    try {
+      for (const field of ['Patient ID', 'Full name']) {
+        const { width } = (await page.getByLabel(field).boundingBox())!;
+        assert.ok(width >= 280, `${field} is ${width} px wide at 390 px`);
+      }
+    } finally {
+      await page.setViewportSize({ width: 1440, height: 900 });
+    }
     await page.getByLabel('Patient ID').fill(patientId);
     await page.getByLabel('Full name').fill('Priya Mehta');
     await page.getByLabel('Date of birth').fill('1980-05-15');

@@ -127,8 +127,8 @@ for (const kind of await databaseKinds()) {
     test('invalid bodies are refused with a 400 that names the problem', async () => {
       const doctor = await t.user();
       const cases: Array<[Record<string, unknown>, RegExp]> = [
-        [{ url: 'not a url', events: ['scan.uploaded'] }, /url/],
-        [{ url: '/relative/path', events: ['scan.uploaded'] }, /url/],
+        [{ url: 'not a url', events: ['scan.uploaded'] }, /^body field "url" must be an absolute URL such as https:\/\/hooks\.example\.org\/imagemedix; got "not a url"$/],
+        [{ url: '/relative/path', events: ['scan.uploaded'] }, /url" must be an absolute URL/],
         // http is allowed on this server (WEBHOOK_ALLOW_PRIVATE), so the message names both schemes.
         [{ url: 'ftp://files.example.org/drop', events: ['scan.uploaded'] }, /^url must use https:\/\/ or http:\/\/, got "ftp:"$/],
         [{ url: 'javascript:alert(1)', events: ['scan.uploaded'] }, /url/],
@@ -148,6 +148,14 @@ for (const kind of await databaseKinds()) {
       assert.deepEqual(await list(doctor), [], 'nothing was created');
       const badLimit = await t.app.inject({ url: `/api/webhooks/${randomUUID()}/deliveries?limit=0`, headers: doctor.auth });
       assert.equal(badLimit.statusCode, 400);
+    });
+
+    // Found by the API exploratory pass: an internationalised host name was refused as "must be a valid uri".
+    test('a webhook on an internationalised host name is accepted and stored as its punycode', async () => {
+      const doctor = await t.user();
+      const res = await create(doctor, { url: 'https://bücher.example/hook', events: ['scan.analyzed'] });
+      assert.equal(res.statusCode, 201, res.body);
+      assert.equal(res.json().url, 'https://xn--bcher-kva.example/hook');
     });
 
     test('a user may have at most 25 webhooks', async () => {

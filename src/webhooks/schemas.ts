@@ -16,7 +16,10 @@ const WebhookEventSchema = Type.Unsafe<WebhookEventType>({ ...eventEnum, enum: [
 export const CreateWebhookBodySchema = Type.Object(
   {
     url: Type.String({
-      format: 'uri',
+      // A scheme is all the schema asks: Ajv's 'uri' format refuses internationalised host
+      // names (https://bücher.example), which WHATWG URL parsing (service.ts) accepts as punycode.
+      pattern: '^[A-Za-z][A-Za-z0-9+.-]*:',
+      'x-pattern-hint': 'an absolute URL such as https://hooks.example.org/imagemedix',
       maxLength: 2048,
       description:
         'Absolute https URL that receives the events (http is accepted only where WEBHOOK_ALLOW_PRIVATE=true). ' +

@@ -41,7 +41,7 @@ async function checkUrl(raw: string, policy: TargetPolicy): Promise<string> {
   try {
     url = new URL(raw);
   } catch {
-    // The schema let it through as a URI, so it has a scheme: what fails is its host or port.
+    // The schema let it through with a scheme, so what fails is its host or port.
     throw badRequest(`url "${raw.slice(0, 100)}" is not a usable URL: check its host and port (at most 65535)`);
   }
   // Event bodies carry patient and scan ids: outside a private deployment they go over TLS.

@@ -100,6 +100,9 @@ describe('decodeUpload: JPEG and PNG', () => {
     const jpeg = imageFixture('chest-normal-1.jpeg');
     await rejectsWith(jpeg.subarray(0, Math.floor(jpeg.length / 2)), 'corrupt', /^The JPEG file is truncated or corrupt: /);
     await rejectsWith(jpeg.subarray(0, 40), 'corrupt', /^The JPEG file is truncated or corrupt/);
+    // Cut inside its header, libvips wraps its words ("Input buffer has corrupt header: VipsJpeg: ..."):
+    // the person reads only what is wrong.
+    await rejectsWith(jpeg.subarray(0, 300), 'corrupt', /^The JPEG file is truncated or corrupt: premature end of JPEG image\.$/);
   });
 
   it('answers corrupt for a truncated or garbled PNG', TIMEOUT, async () => {

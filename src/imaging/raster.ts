@@ -11,11 +11,16 @@ const LABEL = { jpeg: 'JPEG', png: 'PNG' } as const;
 // oddities many scanners and phones write (extraneous bytes before a marker, and so on).
 const SHARP_OPTIONS: SharpOptions = { failOn: 'error', sequentialRead: true };
 
+/** libvips's own words without its wrappers ("Input buffer has corrupt header: VipsJpeg: ..."). */
+const decoderWords = (thrown: unknown) =>
+  describeThrown(thrown)
+    .split('\n')[0]!
+    .replace(/^Input buffer has corrupt header:\s*/, '')
+    .replace(/\bVips\w*:\s*/g, '')
+    .replace(/\.$/, '');
+
 const corrupt = (label: string, thrown: unknown) =>
-  new ImageDecodeError(
-    'corrupt',
-    `The ${label} file is truncated or corrupt: ${describeThrown(thrown).split('\n')[0]!.replace(/^Vips\w*:\s*/, '')}.`,
-  );
+  new ImageDecodeError('corrupt', `The ${label} file is truncated or corrupt: ${decoderWords(thrown)}.`);
 
 /** The checks a JPEG or PNG header allows: readable, of the kind its bytes claim, a size within `maxPixels`. */
 async function readHeader(bytes: Buffer, kind: 'jpeg' | 'png', maxPixels: number): Promise<Metadata & { width: number; height: number }> {

@@ -732,6 +732,17 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await page.getByRole('button', { name: 'Unlock sign-in of Dr. Locked Out' }).click();
     await page.getByText('Sign-in of Dr. Locked Out is unlocked').waitFor();
     assert.equal((await login(ward)).statusCode, 200);
+    // A lock that ended while the page showed it (another administrator lifted it) is said so.
+    const other = '203.0.113.41';
+    for (let i = 0; i < 50; i++) await t.ctx.loginThrottle.recordFailure(`nobody-${i}@hospital.test`, other);
+    await page.reload();
+    const liftOther = page.getByRole('button', { name: `Lift the lock on ${other}` });
+    await liftOther.waitFor();
+    const elsewhere = await t.app.inject({ method: 'POST', url: `/api/users/ip-locks/${other}/unlock`, headers: admin.auth });
+    assert.equal(elsewhere.statusCode, 200, elsewhere.body);
+    await liftOther.click();
+    await page.getByText(`The lock on ${other} had already ended: sign-ins from it are accepted.`).waitFor();
+    assert.equal(await page.getByRole('alert').count(), 0, 'no error for a lock already gone');
     await checkAccessibility('users');
     await shot('09-admin-users');
     await checkPhoneWidth('users');

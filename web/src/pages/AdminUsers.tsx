@@ -2,6 +2,7 @@ import { useState } from 'react';
 import { api, errorMessage, ok, type User } from '../api/client';
 import { useAuth } from '../auth';
 import { Alert, PageHeader } from '../components/ui';
+import { ApiError } from '../lib/api-errors';
 import { formatDateTime } from '../lib/format';
 import { useDocumentTitle, useFormAction } from '../lib/hooks';
 import { useAsync } from '../lib/useAsync';
@@ -139,7 +140,12 @@ function AddressLocks() {
       locks.setData((old) => (old ?? []).filter((l) => l.ip !== ip));
       setDone(`The lock on ${ip} is lifted: sign-ins from it are accepted again.`);
     } catch (err) {
-      setError(errorMessage(err));
+      // The lock ended meanwhile (its time ran out, or another administrator lifted it): the
+      // address is open, which is what was asked; the server's 404 words are for API clients.
+      if (err instanceof ApiError && err.status === 404) {
+        locks.setData((old) => (old ?? []).filter((l) => l.ip !== ip));
+        setDone(`The lock on ${ip} had already ended: sign-ins from it are accepted.`);
+      } else setError(errorMessage(err));
     }
   }
 

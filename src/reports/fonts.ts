@@ -11,10 +11,16 @@
  * that it left something out instead of printing an empty box nobody notices. When the packages
  * are missing, reports still render with the built-in Helvetica, which only covers WinAnsi; a
  * warning says so once.
+ *
+ * Text with right-to-left characters is laid out by the Unicode Bidirectional Algorithm (UAX #9,
+ * bidi-js): it is broken into lines in logical order, and each line's runs are drawn in visual
+ * order, so that 'גידול של 3 ס״מ' keeps its number between its words and a Hebrew paragraph
+ * starts at the right.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import bidiJs from 'bidi-js';
 import PDFDocument from 'pdfkit';
 
 export type FontStyle = 'regular' | 'bold' | 'italic';
@@ -159,6 +165,79 @@ export function fontRuns(text: string, covers: Covers = () => true): FontRun[] {
 
 type Doc = PDFKit.PDFDocument;
 
+// bidi-js's types declare an ES default export, but its CommonJS build sets module.exports to the
+// factory itself, which is what Node's `import` gives as the default.
+const bidi = (bidiJs as unknown as typeof bidiJs.default)();
+type EmbeddingLevels = ReturnType<typeof bidi.getEmbeddingLevels>;
+
+/** Right-to-left letters (the scripts the report fonts have): text without any is drawn as before. */
+const RIGHT_TO_LEFT_TEXT = /[\p{Script=Hebrew}\p{Script=Arabic}]/u;
+
+const reverseGraphemes = (text: string) => Array.from(graphemes.segment(text), (g) => g.segment).reverse().join('');
+
+/**
+ * The runs of one line of `text` (`start` to `end`, inclusive) in the order they stand on the
+ * page from left to right (UAX #9, L2): each run is of one face and one embedding level. A run at
+ * a right-to-left level is drawn as it reads from left to right: in a right-to-left face fontkit
+ * lays its glyphs out right to left itself; in the base face (digits, punctuation and spaces at
+ * that level) its characters are reversed here, brackets mirrored, '(' standing as ')'.
+ */
+function visualRuns(text: string, embedding: EmbeddingLevels, start: number, end: number, covers: Covers): FontRun[] {
+  const order = bidi.getReorderedIndices(text, embedding, start, end).slice(start, end + 1);
+  const mirrored = bidi.getMirroredCharactersMap(text, embedding.levels, start, end);
+  const levelOf = (index: number) => embedding.levels[index] ?? 0;
+  const out: FontRun[] = [];
+  for (let i = 0; i < order.length; ) {
+    const first = order[i]!;
+    const level = levelOf(first);
+    const step = level % 2 === 1 ? -1 : 1;
+    let j = i + 1;
+    while (j < order.length && order[j] === order[j - 1]! + step && levelOf(order[j]!) === level) j++;
+    const [from, to] = [Math.min(first, order[j - 1]!), Math.max(first, order[j - 1]!)];
+    let logical = '';
+    for (let k = from; k <= to; k++) logical += mirrored.get(k) ?? text[k];
+    const runs = fontRuns(logical, covers);
+    if (step === 1) out.push(...runs);
+    else for (const run of runs.reverse()) out.push(RIGHT_TO_LEFT.has(run.face) ? run : { ...run, text: reverseGraphemes(run.text) });
+    i = j;
+  }
+  return out;
+}
+
+/**
+ * Breaks `text` from `start` to `end` (exclusive) into lines no wider than `width`, in logical
+ * order (UAX #9 reorders each line after breaking): at spaces, and between graphemes in a word
+ * wider than the line, as pdfkit does. Returns [start, end) of each line.
+ */
+function breakLines(text: string, start: number, end: number, width: number, measure: (text: string) => number): Array<[number, number]> {
+  const lines: Array<[number, number]> = [];
+  let lineStart = start;
+  let used = 0;
+  for (const match of text.slice(start, end).matchAll(/(\S*)(\s*)/gu)) {
+    const [all, word = '', spaces = ''] = match;
+    if (all === '') continue;
+    const at = start + match.index;
+    const wordWidth = measure(word);
+    if (at > lineStart && used + wordWidth > width) {
+      lines.push([lineStart, at]);
+      [lineStart, used] = [at, 0];
+    }
+    if (wordWidth > width) {
+      for (const { segment, index } of graphemes.segment(word)) {
+        const graphemeWidth = measure(segment);
+        if (used > 0 && used + graphemeWidth > width) {
+          lines.push([lineStart, at + index]);
+          [lineStart, used] = [at + index, 0];
+        }
+        used += graphemeWidth;
+      }
+    } else used += wordWidth;
+    used += measure(spaces);
+  }
+  lines.push([lineStart, end]);
+  return lines;
+}
+
 /** Never need a glyph: line breaks, spaces, and format characters (joiners) that shaping consumes. */
 const GLYPHLESS = /[\s\p{Cc}\p{Cf}]/u;
 type Glyphs = (codePoint: number) => boolean;
@@ -241,9 +320,92 @@ export function withFallbackFonts(doc: Doc, warn: (message: string) => void, ava
     return setFont(use('base', style), size);
   }) as Doc['font'];
 
+  const rtlOptions = (face: Face) => (RIGHT_TO_LEFT.has(face) ? { features: [] } : {});
+  const runWidth = (run: FontRun, current: FontStyle) => {
+    setFont(use(run.face, current));
+    return doc.widthOfString(run.text, rtlOptions(run.face));
+  };
+  // pdfkit keeps these on the document without typing them.
+  const state = doc as unknown as { _lineGap?: number; _fillColor?: Parameters<Doc['fillColor']> };
+
+  /** The lines of `value`, [start, end) each, in logical order: each paragraph broken to fit `width`. */
+  const bidiLines = (value: string, embedding: EmbeddingLevels, width: number | undefined, current: FontStyle): Array<[number, number]> => {
+    const measure = (text: string) => fontRuns(text, coveredBy).reduce((sum, run) => sum + runWidth(run, current), 0);
+    return embedding.paragraphs.flatMap((paragraph): Array<[number, number]> => {
+      const end = value[paragraph.end] === '\n' ? paragraph.end : paragraph.end + 1;
+      return width === undefined ? [[paragraph.start, end]] : breakLines(value, paragraph.start, end, width, measure);
+    });
+  };
+
+  /**
+   * Draws text that has right-to-left letters by UAX #9: embedding levels for each paragraph,
+   * lines broken in logical order at the width pdfkit would use, then each line's runs drawn in
+   * visual order. It keeps what callers rely on from pdfkit: alignment within the width, the y
+   * below the last line, a new page when the text runs past the bottom margin (or the stop at
+   * `height`), and `continued` leaving the position at the end of the last line.
+   */
+  const drawBidi = (value: string, [a, b, c]: TextArgs): Doc => {
+    const options = (typeof a === 'object' ? a : c) ?? {};
+    if (typeof a === 'number') doc.x = a;
+    if (typeof b === 'number') doc.y = b;
+    const { width: givenWidth, height, align, continued, lineBreak, lineGap, ellipsis: _ellipsis, features: _features, ...drawOptions } = options;
+    const current = style;
+    const startX = doc.x;
+    const width = givenWidth ?? (lineBreak === false ? undefined : Math.max(doc.page.width - startX - doc.page.margins.right, 0));
+    const gap = lineGap ?? state._lineGap ?? 0;
+    const maxY = height === undefined ? doc.page.maxY() : doc.y + height;
+    const embedding = bidi.getEmbeddingLevels(value);
+    let [endX, endY] = [startX, doc.y];
+    for (const [from, to] of bidiLines(value, embedding, lineBreak === false ? undefined : width, current)) {
+      setFont(use('base', current));
+      const lineHeight = doc.currentLineHeight(true);
+      if (width !== undefined && doc.y + lineHeight > maxY) {
+        if (height !== undefined) break;
+        doc.continueOnNewPage();
+        if (state._fillColor) doc.fillColor(...state._fillColor);
+      }
+      // Spaces that end a wrapped line take no room on it, whichever side they would stand.
+      let last = to;
+      while (last > from && /\s/u.test(value[last - 1]!)) last--;
+      const runs = last > from ? visualRuns(value, embedding, from, last - 1, coveredBy).filter((run) => run.text !== '') : [];
+      const widths = runs.map((run) => runWidth(run, current));
+      const lineWidth = widths.reduce((sum, w) => sum + w, 0);
+      let x = startX;
+      if (width !== undefined && align === 'right') x += width - lineWidth;
+      else if (width !== undefined && align === 'center') x += (width - lineWidth) / 2;
+      const y = doc.y;
+      runs.forEach((run, i) => {
+        missing += run.missing ?? 0;
+        setFont(use(run.face, current));
+        drawText(run.text, x, y, { ...drawOptions, lineBreak: false, ...rtlOptions(run.face) });
+        x += widths[i]!;
+      });
+      [endX, endY] = [x, y];
+      doc.y = width === undefined ? y : y + lineHeight + gap;
+    }
+    setFont(use('base', current));
+    if (continued) [doc.x, doc.y] = [endX, endY];
+    else doc.x = width === undefined ? endX : startX;
+    return doc;
+  };
+
+  // Report code sizes boxes and rows with heightOfString before drawing: text laid out above is
+  // measured the same way, in its own faces, or a Hebrew note would overflow its table row.
+  const heightOfString = doc.heightOfString.bind(doc);
+  doc.heightOfString = (text: string, options: PDFKit.Mixins.TextOptions = {}) => {
+    const value = String(text);
+    if (!RIGHT_TO_LEFT_TEXT.test(value)) return heightOfString(text, options);
+    const current = style;
+    const width = options.width ?? Math.max(doc.page.width - doc.x - doc.page.margins.right, 0);
+    const lines = bidiLines(value, bidi.getEmbeddingLevels(value), options.lineBreak === false ? undefined : width, current).length;
+    setFont(use('base', current));
+    return lines * (doc.currentLineHeight(true) + (options.lineGap ?? state._lineGap ?? 0));
+  };
+
   doc.text = ((text: unknown, ...args: TextArgs) => {
     // pdfkit is given strings and numbers.
     const value = typeof text === 'string' ? text : typeof text === 'number' ? String(text) : '';
+    if (RIGHT_TO_LEFT_TEXT.test(value)) return drawBidi(value, args);
     const runs = fontRuns(value, coveredBy);
     for (const run of runs) missing += run.missing ?? 0;
     if (runs.length <= 1 && (runs[0]?.face ?? 'base') === 'base') return drawText(runs[0]?.text ?? value, ...args);

@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import PDFDocument from 'pdfkit';
 import sharp from 'sharp';
+import { REPORT_FONT, withFallbackFonts } from './fonts.js';
 import { renderReportPdf, type ReportInput } from './pdf.js';
 
 const run = promisify(execFile);
@@ -351,3 +353,81 @@ describe('renderReportPdf', () => {
     assert.match(text, /Tumour detected: glioma/);
   });
 });
+
+/** A right-to-left string as it reads from left to right on the page. */
+const mirror = (text: string) => [...text].reverse().join('');
+
+/**
+ * Draws `text` as report code does and returns each line as it stands on the page, read from left
+ * to right. pdfkit is asked where it puts each piece of text; a Hebrew or Arabic piece is laid out
+ * right to left by fontkit, so it reads backwards from the left.
+ */
+function drawnLines(text: string, options: PDFKit.Mixins.TextOptions = { width: 400 }): string[] {
+  const doc = new PDFDocument({ size: 'A4', margins: { top: 50, bottom: 50, left: 50, right: 50 } });
+  const pieces: Array<{ text: string; x: number; y: number }> = [];
+  const internals = doc as unknown as { _fragment: (text: string, x: number, y: number, options: object) => void };
+  const fragment = internals._fragment.bind(doc);
+  internals._fragment = (piece, x, y, fragmentOptions) => {
+    if (piece !== '') pieces.push({ text: piece, x, y });
+    fragment(piece, x, y, fragmentOptions);
+  };
+  withFallbackFonts(doc, () => undefined);
+  doc.font(REPORT_FONT.regular).fontSize(10).text(text, 50, 100, options);
+  doc.end();
+  const ys = [...new Set(pieces.map((p) => p.y))].sort((a, b) => a - b);
+  return ys.map((y) =>
+    pieces
+      .filter((p) => p.y === y)
+      .sort((a, b) => a.x - b.x)
+      .map((p) => (/[\p{Script=Hebrew}\p{Script=Arabic}]/u.test(p.text) ? mirror(p.text) : p.text))
+      .join('')
+      .replace(/\s+/g, ' ')
+      .trim(),
+  );
+}
+
+describe('right-to-left text in reports (Unicode bidirectional algorithm)', () => {
+  it('prints a Hebrew sentence with a number, a Latin word and brackets in reading order, right to left', () => {
+    assert.deepEqual(drawnLines('בדיקת MRI הראתה גידול של 12 ס״מ (בצד ימין).'), [
+      // Read from the right: the first word at the right edge, 12 and MRI left to right in their
+      // places, and the brackets mirrored to face the words they enclose.
+      `.(${mirror('בצד ימין')}) ${mirror('ס״מ')} 12 ${mirror('הראתה גידול של')} MRI ${mirror('בדיקת')}`,
+    ]);
+  });
+
+  it('prints an Arabic sentence with a number and a Latin word in reading order', () => {
+    assert.deepEqual(drawnLines('ورم بحجم 12 سم في MRI'), [`MRI ${mirror('سم في')} 12 ${mirror('ورم بحجم')}`]);
+  });
+
+  it('keeps a left-to-right sentence in order around a Hebrew name followed by a number', () => {
+    // UAX #9: the number after the name belongs to the right-to-left run, so it stands at its left.
+    assert.deepEqual(drawnLines('Reviewed with שרה כהן 42 times today'), [`Reviewed with 42 ${mirror('שרה כהן')} times today`]);
+  });
+
+  it('wraps a long right-to-left paragraph in reading order: its first line holds its start, at the right', () => {
+    const sentence = 'גידול של 3 ס״מ בצד ימין של המוח (ראה MRI). ';
+    const lines = drawnLines(`הערה ארוכה: ${sentence.repeat(6)}סוף`, { width: 300 });
+
+    assert.ok(lines.length >= 3, `wrapped onto several lines:\n${lines.join('\n')}`);
+    assert.ok(lines[0]!.endsWith(mirror('הערה ארוכה:')), `the first line ends at the right with the start:\n${lines.join('\n')}`);
+    assert.ok(lines.at(-1)!.startsWith(mirror('סוף')), `the last line ends at the left with the end:\n${lines.join('\n')}`);
+    // Every line reads right to left, sentence after sentence: nothing is lost or doubled.
+    const read = lines.map((line) => mirror(line).replace(/\)(.*?)\(/g, '($1)')).join(' ');
+    assert.equal(read.match(/\(ראה IRM\)/g)?.length, 6, read);
+    assert.equal(read.match(/גידול של 3 ס״מ/g)?.length, 6, read);
+  });
+
+  it('prints a Hebrew annotation in the report in reading order (pdftotext)', async () => {
+    const text = await pdfToText(
+      await renderReportPdf(
+        reportInput({
+          annotations: [{ x: 1, y: 1, text: 'גידול של 12 ס״מ בצד ימין', createdAt: new Date('2024-03-03T10:00:00Z'), createdBy: { name: 'Dr Grace Hopper' } }],
+        }),
+      ),
+    );
+    // pdftotext writes pieces left to right as they stand, each right-to-left one in logical order
+    // between embedding marks (dropped here).
+    assert.match(text.replace(/[\u202a-\u202e]/gu, ''), /ס״מ בצד ימין ?12 ?גידול של/u, text);
+  });
+});
+

@@ -328,6 +328,10 @@ export function withFallbackFonts(doc: Doc, warn: (message: string) => void, ava
   // pdfkit keeps these on the document without typing them.
   const state = doc as unknown as { _lineGap?: number; _fillColor?: Parameters<Doc['fillColor']> };
 
+  /** The base embedding level of the paragraph holding index `at` (odd: right to left). */
+  const paragraphLevel = (embedding: EmbeddingLevels, at: number): number =>
+    embedding.paragraphs.find((p) => at >= p.start && at <= p.end)?.level ?? 0;
+
   /** The lines of `value`, [start, end) each, in logical order: each paragraph broken to fit `width`. */
   const bidiLines = (value: string, embedding: EmbeddingLevels, width: number | undefined, current: FontStyle): Array<[number, number]> => {
     const measure = (text: string) => fontRuns(text, coveredBy).reduce((sum, run) => sum + runWidth(run, current), 0);
@@ -371,8 +375,11 @@ export function withFallbackFonts(doc: Doc, warn: (message: string) => void, ava
       const widths = runs.map((run) => runWidth(run, current));
       const lineWidth = widths.reduce((sum, w) => sum + w, 0);
       let x = startX;
-      if (width !== undefined && align === 'right') x += width - lineWidth;
-      else if (width !== undefined && align === 'center') x += (width - lineWidth) / 2;
+      // A right-to-left paragraph stands against the right edge unless the caller says otherwise,
+      // as a Hebrew or Arabic reader expects its wrapped last line.
+      const lineAlign = align ?? (paragraphLevel(embedding, from) % 2 === 1 ? 'right' : 'left');
+      if (width !== undefined && lineAlign === 'right') x += width - lineWidth;
+      else if (width !== undefined && lineAlign === 'center') x += (width - lineWidth) / 2;
       const y = doc.y;
       runs.forEach((run, i) => {
         missing += run.missing ?? 0;

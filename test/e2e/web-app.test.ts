@@ -408,6 +408,20 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     assert.match(compare, /Physician\s+Meningioma/i);
     assert.match(await page.locator('.timeline').innerText(), /Reviewed by Dr\. Ana Lima/);
     await shot('05-viewer-reviewed');
+    // Emptying the notes box and saving clears the notes from the finding; the earlier review
+    // keeps them in the history.
+    await page.getByLabel('Notes').fill('');
+    const [clearing] = await Promise.all([
+      page.waitForResponse((r) => r.request().method() === 'PATCH' && r.url().endsWith(`/api/scans/${scanId}`)),
+      page.getByRole('button', { name: 'Save review' }).click(),
+    ]);
+    assert.equal(clearing.status(), 200);
+    const cleared = (await t.app.inject({ method: 'GET', url: `/api/scans/${scanId}`, headers: doctor.auth })).json<{
+      result: { additionalNotes?: string | null };
+      reviews: { result: { additionalNotes?: string | null } }[];
+    }>();
+    assert.equal(cleared.result.additionalNotes ?? null, null);
+    assert.ok(cleared.reviews.some((r) => r.result.additionalNotes === 'Dural tail on contrast; meningioma favoured.'));
 
     // Report: generate, download, and it is a PDF.
     await page.getByRole('button', { name: 'Generate report' }).click();

@@ -98,6 +98,16 @@ export function ReviewPanel({
   const scanType = scan.scanType;
   if (!scanType) return null;
 
+  /**
+   * A text field as the physician left it: its text, or null where they emptied a box that held
+   * text (a field left out keeps its value in the API, so the old text would stay the finding's).
+   */
+  function kept<K extends string>(typed: string, current: string | null | undefined, key: K): Partial<Record<K, string | null>> {
+    const text = typed.trim();
+    if (text) return { [key]: text } as Record<K, string>;
+    return current ? ({ [key]: null } as Record<K, null>) : {};
+  }
+
   async function save(chosen: string, message: string) {
     if (!scanType) return;
     setBusy(true);
@@ -109,8 +119,8 @@ export function ReviewPanel({
         // A correction is the physician's finding, not the model's: the API asks for its
         // confidence explicitly, and a physician's finding carries none.
         ...(chosen !== modelLabel ? { confidence: null } : {}),
-        ...(scanType === 'brain-mri' && !NEGATIVE_LABELS.has(chosen) && location.trim() ? { tumorLocation: location.trim() } : {}),
-        ...(notes.trim() ? { additionalNotes: notes.trim() } : {}),
+        ...(scanType === 'brain-mri' && !NEGATIVE_LABELS.has(chosen) ? kept(location, scan.result?.tumorLocation, 'tumorLocation') : {}),
+        ...kept(notes, scan.result?.additionalNotes, 'additionalNotes'),
       };
       const out = await ok(api.PATCH('/api/scans/{id}', { params: { path: { id: scan._id } }, body: { status: 'completed', result } }));
       onSaved(out);

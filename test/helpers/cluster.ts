@@ -14,12 +14,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import pg from 'pg';
 import S3rver from 's3rver';
 import { ANALYZE_SCAN_JOB } from '../../src/analysis/job-name.js';
 import { createTokenService } from '../../src/auth/tokens.js';
 import { REPO_ROOT } from '../../src/platform/config.js';
 import { openDatabase, type Database } from '../../src/platform/db/index.js';
+import { createServerDatabase, postgresReachable } from '../../src/platform/db/server-database.js';
 import { createS3Storage, type Storage } from '../../src/platform/storage/index.js';
 import { createUser } from '../../src/users/service.js';
 import { FIXTURES, multipart } from '../../src/scans/test-support.js';
@@ -64,15 +64,7 @@ export async function reachable(kind: 'redis' | 'postgres'): Promise<boolean> {
       r.disconnect();
     }
   }
-  const c = new pg.Client({ connectionString: POSTGRES_ADMIN_URL, connectionTimeoutMillis: 3000 });
-  try {
-    await c.connect();
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await c.end().catch(() => undefined);
-  }
+  return postgresReachable(POSTGRES_ADMIN_URL);
 }
 
 /** A child process with its recent output kept for the failure message. */
@@ -234,20 +226,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     cleanups.push(() => receiver.close());
 
     const adminUrl = opts.postgresAdminUrl ?? POSTGRES_ADMIN_URL;
-    const dbName = `imagemedix_cluster_${randomBytes(5).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: adminUrl });
-    await admin.connect();
-    await admin.query(`create database ${dbName}`);
-    await admin.end();
-    cleanups.push(async () => {
-      const c = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5000 });
-      await c.connect();
-      await c.query(`drop database if exists ${dbName} with (force)`);
-      await c.end();
-    });
-    const u = new URL(adminUrl);
-    u.pathname = `/${dbName}`;
-    const databaseUrl = u.toString();
+    const serverDatabase = await createServerDatabase(adminUrl, 'imagemedix_cluster');
+    cleanups.push(() => serverDatabase.drop());
+    const databaseUrl = serverDatabase.url;
     const database = await openDatabase({ databaseUrl, dataDir: null, poolSize: 3 });
     cleanups.push(() => database.close());
 

@@ -432,6 +432,18 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     const pdf = readFileSync(file);
     assert.equal(pdf.subarray(0, 5).toString(), '%PDF-');
     assert.ok(pdf.length > 2000);
+
+    // Asked for again with nothing changed, the server returns the stored report (200): the page
+    // says in words that it is the earlier report, and links that one.
+    const firstReport = new URL((await link.getAttribute('href'))!, base).pathname;
+    await page.reload();
+    const [again] = await Promise.all([
+      page.waitForResponse((r) => r.request().method() === 'POST' && r.url().endsWith(`/api/scans/${scanId}/report`)),
+      page.getByRole('button', { name: 'Generate report' }).click(),
+    ]);
+    assert.equal(again.status(), 200);
+    await page.getByRole('status').filter({ hasText: /^Nothing has changed since the report generated on .+: that report is returned, no new one was made\.$/ }).waitFor();
+    assert.equal(new URL((await link.getAttribute('href'))!, base).pathname, firstReport);
   });
 
   test('viewer: window/level of the chest DICOM works on its original pixel values', async () => {

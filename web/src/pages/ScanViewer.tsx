@@ -4,9 +4,10 @@ import { api, errorMessage, fetchPixels, ok, type DicomPixels, type ModelInfo } 
 import { AnnotationsPanel, HistoryPanel, ModelFinding, ReviewPanel } from '../components/FindingPanels';
 import { ImageViewer, type ImageViewerHandle, type Marker, type Tool } from '../components/ImageViewer';
 import { Alert, LoadState, ProgressBar, StatusBadge } from '../components/ui';
-import { formatDate, SCAN_TYPE_NAMES } from '../lib/format';
+import { formatDate, formatDateTime, SCAN_TYPE_NAMES } from '../lib/format';
 import { useScanStatus, type StatusEvent } from '../lib/live';
 import { useDocumentTitle } from '../lib/hooks';
+import { unchangedReportNotice } from '../lib/report-answer';
 import { useAsync } from '../lib/useAsync';
 
 /** The installed models change only with a deployment: asked once per page load (rate limit). */
@@ -32,7 +33,8 @@ export function ScanViewer() {
   const [showRegion, setShowRegion] = useState(true);
   const [tool, setTool] = useState<Tool>('pan');
   const [placing, setPlacing] = useState<{ x: number; y: number } | null>(null);
-  const [report, setReport] = useState<{ url: string } | null>(null);
+  // notice: set when the server returned the earlier report instead of making a new one.
+  const [report, setReport] = useState<{ url: string; notice: string | null } | null>(null);
   const [reportBusy, setReportBusy] = useState(false);
   const [reportError, setReportError] = useState<string | null>(null);
   const viewer = useRef<ImageViewerHandle>(null);
@@ -81,8 +83,9 @@ export function ScanViewer() {
     setReportBusy(true);
     setReportError(null);
     try {
-      const out = await ok(api.POST('/api/scans/{id}/report', { params: { path: { id } } }));
-      setReport({ url: out.reportUrl });
+      const answer = api.POST('/api/scans/{id}/report', { params: { path: { id } } });
+      const out = await ok(answer);
+      setReport({ url: out.reportUrl, notice: unchangedReportNotice((await answer).response.status, out.message, formatDateTime) });
     } catch (err) {
       setReportError(errorMessage(err));
     } finally {
@@ -122,6 +125,7 @@ export function ScanViewer() {
         </div>
       </div>
       {reportError && <Alert>{reportError}</Alert>}
+      {report?.notice && <Alert kind="info">{report.notice}</Alert>}
 
       <div className="viewer-layout">
         <div className="viewer-main card">

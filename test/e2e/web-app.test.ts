@@ -19,8 +19,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import axe from 'axe-core';
+import { sql } from 'drizzle-orm';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { REPO_ROOT } from '../../src/platform/config.js';
+import { seedScans } from '../../src/bench/seed.js';
 import { uploadRequest } from '../../src/scans/test-support.js';
 import { defaultWebRoot } from '../../src/web/plugin.js';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../helpers/app.js';
@@ -823,6 +825,57 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await shot('10-admin-webhooks');
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  });
+
+  test("a patient's page shows every scan with its finding, past the scan list's 100 a page", async () => {
+    part = 'many-scans';
+    const busy = await t.user({ name: 'Dr. Many Scans' });
+    const prefix = `${uniqueId('MANY')}-`;
+    const SCANS = 120;
+    // Rows only, in bulk, as the list benchmarks seed them: the page reads no scan's files.
+    await seedScans(t.database.db, { doctorId: busy.id, patients: 1, scans: SCANS, patientPrefix: prefix });
+    // The seed's UPDATE cannot see the scans its own statement inserts (PostgreSQL's data-modifying
+    // WITH): point each scan at its analysis here, so a completed scan has its finding.
+    await t.database.db.execute(sql`
+      update scans s set current_analysis_id = a.id from analyses a, patients p
+      where a.scan_id = s.id and p.id = s.patient_id and p.patient_id like ${`${prefix}%`}`);
+    const found = await t.app.inject({ url: `/api/patients?search=${encodeURIComponent(prefix)}`, headers: busy.auth });
+    const patient = found.json<{ patients: { _id: string }[] }>().patients[0]!;
+    // A tab of its own (its own session), whoever the walk's tab left signed in.
+    const tab = await context.newPage();
+    try {
+      await tab.goto(`${base}/login`);
+      await tab.getByLabel('Email').fill(busy.email);
+      await tab.getByLabel('Password').fill(busy.password);
+      await tab.getByRole('button', { name: 'Sign in' }).click();
+      await tab.getByRole('heading', { name: 'Worklist' }).waitFor();
+      await tab.goto(`${base}/patients/${patient._id}`);
+      const table = tab.locator('table', { hasText: 'Open viewer' });
+      const seen = new Set<string>();
+      const withoutFinding: string[] = [];
+      for (let n = 1; n <= 20; n++) {
+        await tab.locator('table:not([aria-busy="true"])', { hasText: 'Open viewer' }).waitFor();
+        const rows = await table.locator('tbody tr').evaluateAll((trs) =>
+          trs.map((tr) => {
+            const cells = (tr as HTMLTableRowElement).cells;
+            return { href: tr.querySelector('a')?.getAttribute('href') ?? '', status: cells[2]!.innerText, finding: cells[3]!.innerText };
+          }),
+        );
+        for (const row of rows) {
+          seen.add(row.href);
+          // A completed scan's finding is the model's (seeded: nothing found), not reviewed yet.
+          if (row.status === 'Completed' && !/^(No tumour|Normal)\nNot reviewed yet$/.test(row.finding)) withoutFinding.push(`${row.href}: ${row.finding}`);
+        }
+        const next = tab.getByRole('button', { name: 'Next →' });
+        if ((await next.count()) === 0 || (await next.isDisabled())) break;
+        await Promise.all([tab.waitForResponse((r) => r.url().includes('/api/scans') && r.url().includes(`page=${n + 1}`)), next.click()]);
+      }
+      assert.equal(seen.size, SCANS, 'every scan is listed once');
+      assert.deepEqual(withoutFinding, [], 'completed scans shown without their finding');
+      assert.match(await tab.getByRole('navigation', { name: 'scans pages' }).innerText(), new RegExp(`${SCANS} scans`));
+    } finally {
+      await tab.close();
+    }
   });
 
   test("one clinician's walk fits the signed-in budget; only sign-in spends the address's", () => {

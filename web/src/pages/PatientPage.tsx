@@ -3,20 +3,16 @@ import { Link, useParams } from 'react-router-dom';
 import { api, ok, type PatientDetail } from '../api/client';
 import { useAuth } from '../auth';
 import { ScanFinding } from '../components/ScanFinding';
-import { Alert, Empty, LoadState, PageHeader, StatusBadge } from '../components/ui';
+import { Alert, Empty, LoadState, PageHeader, Pagination, StatusBadge } from '../components/ui';
 import { useDraft } from '../lib/drafts';
 import { formatDate, formatDateTime, SCAN_TYPE_NAMES } from '../lib/format';
-import { useDocumentTitle, useFormAction } from '../lib/hooks';
+import { useDocumentTitle, useFormAction, useUrlFilters } from '../lib/hooks';
 import { useAsync } from '../lib/useAsync';
 
 export function PatientPage() {
   const { id = '' } = useParams();
   const { user } = useAuth();
   const patient = useAsync((signal) => ok(api.GET('/api/patients/{id}', { params: { path: { id } }, signal })), [id]);
-  // The scans' findings, from the scan list (the patient's record lists scans without them);
-  // a patient with more than 100 scans shows '—' for the oldest ones.
-  const listed = useAsync((signal) => ok(api.GET('/api/scans/', { params: { query: { patientId: id, page: 1, limit: 100 } }, signal })), [id]);
-  const findings = new Map((listed.data?.scans ?? []).map((s) => [s._id, s]));
   const p = patient.data;
 
   useDocumentTitle(p ? `${p.name} · Patients` : 'Patient');
@@ -68,49 +64,75 @@ export function PatientPage() {
           </section>
         </div>
         <div className="stack">
-          <section className="card" aria-labelledby="scans-h">
-            <h2 id="scans-h">Scans</h2>
-            {p.scans.length === 0 ? (
-              <Empty>No scans yet.</Empty>
-            ) : (
-              <div className="table-scroll">
-              <table className="table">
-                <caption className="sr-only">Scans of {p.name}</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">Scan date</th>
-                    <th scope="col">Type</th>
-                    <th scope="col">Status</th>
-                    <th scope="col">Finding</th>
-                    <th scope="col">
-                      <span className="sr-only">Open</span>
-                    </th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {p.scans.map((s) => (
-                    <tr key={s._id}>
-                      <td>{formatDate(s.scanDate)}</td>
-                      <td>{s.scanType ? (SCAN_TYPE_NAMES[s.scanType as keyof typeof SCAN_TYPE_NAMES] ?? s.scanType) : '—'}</td>
-                      <td>
-                        <StatusBadge status={s.status} />
-                      </td>
-                      <td>{findings.has(s._id) ? <ScanFinding scan={findings.get(s._id)!} /> : '—'}</td>
-                      <td>
-                        <Link to={`/scans/${s._id}`}>Open viewer</Link>
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-              </div>
-            )}
-          </section>
+          <PatientScans patientId={p._id} patientName={p.name} />
           <MedicalHistory patient={p} onChange={(medicalHistory) => merge({ medicalHistory })} />
           {/* The note's answer names its author by id only: read the patient again for names. */}
           <Notes patient={p} onChange={() => patient.reload()} />
         </div>
       </div>
+    </section>
+  );
+}
+
+const SCANS_PAGE_SIZE = 25;
+
+/**
+ * The patient's scans with their findings, a page at a time from the scan list (the patient's
+ * record lists every scan but without findings, and the list gives at most 100 a page). The page
+ * is kept in the URL, so the back button from a scan returns to it.
+ */
+function PatientScans({ patientId, patientName }: { patientId: string; patientName: string }) {
+  const filters = useUrlFilters();
+  const { page } = filters;
+  const list = useAsync(
+    (signal) => ok(api.GET('/api/scans/', { params: { query: { patientId, page, limit: SCANS_PAGE_SIZE } }, signal })),
+    [patientId, page],
+  );
+  const scans = list.data?.scans ?? [];
+  return (
+    <section className="card" aria-labelledby="scans-h">
+      <h2 id="scans-h">Scans</h2>
+      {list.error && <Alert>{list.error}</Alert>}
+      {!list.data && !list.error && <p role="status">Loading scans…</p>}
+      {list.data && list.data.totalScans === 0 && <Empty>No scans yet.</Empty>}
+      {scans.length > 0 && (
+        <div className="table-scroll">
+          <table className="table" aria-busy={list.loading}>
+            <caption className="sr-only">Scans of {patientName}</caption>
+            <thead>
+              <tr>
+                <th scope="col">Scan date</th>
+                <th scope="col">Type</th>
+                <th scope="col">Status</th>
+                <th scope="col">Finding</th>
+                <th scope="col">
+                  <span className="sr-only">Open</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {scans.map((s) => (
+                <tr key={s._id}>
+                  <td>{formatDate(s.scanDate)}</td>
+                  <td>{s.scanType ? SCAN_TYPE_NAMES[s.scanType] : '—'}</td>
+                  <td>
+                    <StatusBadge status={s.status} />
+                  </td>
+                  <td>
+                    <ScanFinding scan={s} />
+                  </td>
+                  <td>
+                    <Link to={`/scans/${s._id}`}>Open viewer</Link>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {list.data && list.data.totalPages > 1 && (
+        <Pagination page={page} totalPages={list.data.totalPages} total={list.data.totalScans} noun="scans" onPage={filters.setPage} />
+      )}
     </section>
   );
 }

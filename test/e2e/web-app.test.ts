@@ -166,12 +166,23 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     return createHash('sha256').update(data).digest('hex');
   }
 
-  /** At a 390 px phone: the page does not scroll sideways and the menu and Sign out are on screen. */
+  /**
+   * At a 390 px phone: the page does not scroll sideways, nor does any table in its box (a row
+   * reads whole without a sideways swipe), and the menu and Sign out are on screen.
+   */
   async function checkPhoneWidth(name: string) {
     await page.setViewportSize({ width: 390, height: 844 });
     try {
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
       assert.ok(overflow <= 0, `${name}: horizontal overflow of ${overflow}px at 390 px`);
+      const scrolling = await page.evaluate(() =>
+        [...document.querySelectorAll('table')]
+          .map((table) => ({ name: table.caption?.textContent ?? 'a table', box: table.parentElement! }))
+          .filter(({ box }) => box.scrollWidth > box.clientWidth)
+          .map(({ name, box }) => `${name}: ${box.scrollWidth} px in a ${box.clientWidth} px box`),
+      );
+      assert.deepEqual(scrolling, [], `${name}: tables that scroll sideways at 390 px`);
+      await page.screenshot({ path: path.join(SHOTS, `phone-${name}.png`), fullPage: true });
       for (const control of [page.getByRole('button', { name: 'Sign out' }), page.getByRole('link', { name: 'Patients' }).first()]) {
         const box = (await control.boundingBox())!;
         assert.ok(box.x >= 0 && box.x + box.width <= 390, `${name}: ${await control.innerText()} at x ${box.x}..${box.x + box.width} of 390 px`);
@@ -595,7 +606,9 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await checkPhoneWidth('patient');
     await page.getByRole('link', { name: 'Patients' }).first().click();
     await page.getByRole('heading', { name: 'Patients' }).waitFor();
+    await page.locator('tbody tr').first().waitFor();
     await checkAccessibility('patients');
+    await checkPhoneWidth('patients');
   });
 
   test('sign out returns to sign-in and the token is gone', async () => {
@@ -823,6 +836,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     }
     await checkAccessibility('webhooks');
     await shot('10-admin-webhooks');
+    await checkPhoneWidth('webhooks');
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
   });

@@ -60,7 +60,7 @@ export function AdminUsers() {
       {(error ?? users.error) && <Alert>{error ?? users.error}</Alert>}
       {done && <Alert kind="success">{done}</Alert>}
       <div className="card table-card">
-        <table className="table">
+        <table className="table stacked">
           <caption className="sr-only">Users</caption>
           <thead>
             <tr>
@@ -76,9 +76,9 @@ export function AdminUsers() {
             {(users.data ?? []).map((u) => (
               <tr key={u._id}>
                 <td className="strong">{u.name}</td>
-                <td>{u.email}</td>
-                <td>{u.specialization ?? '—'}</td>
-                <td>
+                <td className="wide" data-label="Email">{u.email}</td>
+                <td className="wide" data-label="Specialization">{u.specialization ?? '—'}</td>
+                <td data-label="Role">
                   <select
                     aria-label={`Role of ${u.name}`}
                     value={u.role}
@@ -89,7 +89,7 @@ export function AdminUsers() {
                     <option value="admin">Administrator</option>
                   </select>
                 </td>
-                <td>
+                <td data-label="Active">
                   <label className="switch">
                     <input
                       type="checkbox"
@@ -101,7 +101,7 @@ export function AdminUsers() {
                     <span className="sr-only"> account of {u.name}</span>
                   </label>
                 </td>
-                <td>
+                <td data-label="Sign-in">
                   <button
                     type="button"
                     className="btn btn-secondary btn-small"
@@ -166,7 +166,7 @@ function AddressLocks() {
       {locks.data && locks.data.length === 0 ? (
         <p className="empty">No network address is locked now.</p>
       ) : (
-        <table className="table">
+        <table className="table stacked">
           <caption className="sr-only">Locked network addresses</caption>
           <thead>
             <tr>
@@ -184,8 +184,8 @@ function AddressLocks() {
             {(locks.data ?? []).map((l) => (
               <tr key={l.ip}>
                 <td className="mono">{l.ip}</td>
-                <td className="num">{l.failures}</td>
-                <td>{formatDateTime(l.lockedUntil)}</td>
+                <td className="num" data-label="Failed sign-ins">{l.failures}</td>
+                <td data-label="Locked until">{formatDateTime(l.lockedUntil)}</td>
                 <td>
                   <button type="button" className="btn btn-secondary btn-small" aria-label={`Lift the lock on ${l.ip}`} onClick={() => void lift(l.ip)}>
                     Lift lock

@@ -46,7 +46,7 @@ export function AdminWebhooks() {
       )}
       {(error ?? hooks.error) && <Alert>{error ?? hooks.error}</Alert>}
       <div className="card table-card">
-        <table className="table">
+        <table className="table stacked">
           <caption className="sr-only">Webhooks</caption>
           <thead>
             <tr>
@@ -63,10 +63,10 @@ export function AdminWebhooks() {
             {(hooks.data?.webhooks ?? []).map((h) => (
               <tr key={h._id} className={selected === h._id ? 'selected' : ''}>
                 <td className="mono">{h.url}</td>
-                <td>{h.events.join(', ')}</td>
-                <td>{h.description ?? '—'}</td>
-                <td>{formatDateTime(h.createdAt)}</td>
-                <td className="row-actions">
+                <td data-label="Events">{h.events.join(', ')}</td>
+                <td data-label="Description">{h.description ?? '—'}</td>
+                <td data-label="Created">{formatDateTime(h.createdAt)}</td>
+                <td className="row-actions wide">
                   <button type="button" className="btn btn-secondary btn-small" onClick={() => setSelected(h._id)} aria-pressed={selected === h._id}>
                     Deliveries
                   </button>
@@ -104,7 +104,7 @@ function Deliveries({ id }: { id: string }) {
         </button>
       </div>
       {list.error && <Alert>{list.error}</Alert>}
-      <table className="table">
+      <table className="table stacked">
         <caption className="sr-only">Delivery attempts, newest first</caption>
         <thead>
           <tr>
@@ -124,15 +124,15 @@ function Deliveries({ id }: { id: string }) {
           {(list.data?.deliveries ?? []).map((d) => (
             <tr key={d._id}>
               <td>{formatDateTime(d.createdAt)}</td>
-              <td>{d.eventType}</td>
-              <td>{d.attempt}</td>
-              <td>
+              <td data-label="Event">{d.eventType}</td>
+              <td data-label="Attempt">{d.attempt}</td>
+              <td data-label="Result">
                 <span className={`badge ${d.succeeded ? 'badge-completed' : 'badge-failed'}`}>{d.succeeded ? 'Delivered' : 'Failed'}</span>
               </td>
-              <td>{d.statusCode ?? '—'}</td>
-              <td className="num">{d.durationMs != null ? `${d.durationMs} ms` : '—'}</td>
-              <td className="small">{d.error ?? ''}</td>
-              <td>
+              <td data-label="HTTP status">{d.statusCode ?? '—'}</td>
+              <td className="num" data-label="Duration">{d.durationMs != null ? `${d.durationMs} ms` : '—'}</td>
+              <td className="small wide" data-label="Error">{d.error ?? ''}</td>
+              <td className="wide" data-label="Retry">
                 <RetryCell delivery={d} />
               </td>
             </tr>

@@ -97,7 +97,7 @@ function PatientScans({ patientId, patientName }: { patientId: string; patientNa
       {list.data && list.data.totalScans === 0 && <Empty>No scans yet.</Empty>}
       {scans.length > 0 && (
         <div className="table-scroll">
-          <table className="table" aria-busy={list.loading}>
+          <table className="table stacked" aria-busy={list.loading}>
             <caption className="sr-only">Scans of {patientName}</caption>
             <thead>
               <tr>
@@ -114,11 +114,11 @@ function PatientScans({ patientId, patientName }: { patientId: string; patientNa
               {scans.map((s) => (
                 <tr key={s._id}>
                   <td>{formatDate(s.scanDate)}</td>
-                  <td>{s.scanType ? SCAN_TYPE_NAMES[s.scanType] : '—'}</td>
-                  <td>
+                  <td data-label="Type">{s.scanType ? SCAN_TYPE_NAMES[s.scanType] : '—'}</td>
+                  <td data-label="Status">
                     <StatusBadge status={s.status} />
                   </td>
-                  <td>
+                  <td data-label="Finding">
                     <ScanFinding scan={s} />
                   </td>
                   <td>

@@ -58,7 +58,7 @@ export function Patients() {
       </form>
       {list.error && <Alert>{list.error}</Alert>}
       <div className="card table-card">
-        <table className="table" aria-busy={list.loading}>
+        <table className="table stacked" aria-busy={list.loading}>
           <caption className="sr-only">Patients</caption>
           <thead>
             <tr>
@@ -78,13 +78,13 @@ export function Patients() {
                     {p.name}
                   </Link>
                 </td>
-                <td>{p.patientId}</td>
-                <td>{formatDate(p.dateOfBirth)}</td>
-                <td className="capitalize">{p.gender ?? '—'}</td>
-                <td>
+                <td data-label="Patient ID">{p.patientId}</td>
+                <td data-label="Date of birth">{formatDate(p.dateOfBirth)}</td>
+                <td className="capitalize" data-label="Gender">{p.gender ?? '—'}</td>
+                <td data-label="Status">
                   <span className={`badge badge-${p.status}`}>{p.status}</span>
                 </td>
-                <td>{p.assignedDoctors.map((d) => d.name).join(', ') || '—'}</td>
+                <td data-label="Doctors">{p.assignedDoctors.map((d) => d.name).join(', ') || '—'}</td>
               </tr>
             ))}
           </tbody>

@@ -457,6 +457,25 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     assert.equal(again.status(), 200);
     await page.getByRole('status').filter({ hasText: /^Nothing has changed since the report generated on .+: that report is returned, no new one was made\.$/ }).waitFor();
     assert.equal(new URL((await link.getAttribute('href'))!, base).pathname, firstReport);
+
+    // An annotation added now is in no report yet: the page offers a new report, not the link to
+    // the one made before it, and the new one is a new report (201), not the earlier one.
+    await page.getByRole('radio', { name: 'Annotate' }).click();
+    const area = (await page.locator('canvas.viewer-canvas').boundingBox())!;
+    await page.mouse.click(area.x + area.width / 3, area.y + area.height / 3);
+    await page.getByLabel('Annotation 3').fill('Added after the report');
+    await page.getByRole('button', { name: 'Save annotation' }).click();
+    await page.locator('.annotations li', { hasText: 'Added after the report' }).waitFor();
+    await page.getByRole('radio', { name: 'Pan' }).click();
+    assert.equal(await link.count(), 0, 'no link to the report made before the annotation');
+    const [renewed] = await Promise.all([
+      page.waitForResponse((r) => r.request().method() === 'POST' && r.url().endsWith(`/api/scans/${scanId}/report`)),
+      page.getByRole('button', { name: 'Generate report' }).click(),
+    ]);
+    assert.equal(renewed.status(), 201);
+    await link.waitFor();
+    assert.notEqual(new URL((await link.getAttribute('href'))!, base).pathname, firstReport);
+    assert.equal(await page.getByText(/Nothing has changed since/).count(), 0, 'the earlier notice is gone');
   });
 
   test('viewer: window/level of the chest DICOM works on its original pixel values', async () => {

@@ -34,6 +34,8 @@ export function ScanViewer() {
   const [tool, setTool] = useState<Tool>('pan');
   const [placing, setPlacing] = useState<{ x: number; y: number } | null>(null);
   // notice: set when the server returned the earlier report instead of making a new one.
+  // A report prints the finding, the review and the annotations: once one of them changes here,
+  // the report made before is out of date, and the page offers a new one instead of its link.
   const [report, setReport] = useState<{ url: string; notice: string | null } | null>(null);
   const [reportBusy, setReportBusy] = useState(false);
   const [reportError, setReportError] = useState<string | null>(null);
@@ -58,7 +60,10 @@ export function ScanViewer() {
 
   useScanStatus(s && s.status === 'processing' ? [s._id] : [], (e) => {
     setLive(e);
-    if (e.status !== 'processing') scan.reload();
+    if (e.status !== 'processing') {
+      setReport(null);
+      scan.reload();
+    }
   });
 
   const model: ModelInfo | undefined = useMemo(
@@ -242,13 +247,24 @@ export function ScanViewer() {
         <aside className="viewer-side" aria-label="Findings">
           <ModelFinding scan={s} model={model} />
           {s.status !== 'processing' && (
-            <ReviewPanel key={s._id} scan={s} labels={model?.labels ?? []} onSaved={(next) => scan.setData(next)} />
+            <ReviewPanel
+              key={s._id}
+              scan={s}
+              labels={model?.labels ?? []}
+              onSaved={(next) => {
+                scan.setData(next);
+                setReport(null);
+              }}
+            />
           )}
           <AnnotationsPanel
             scan={s}
             placing={placing}
             onPlacingChange={setPlacing}
-            onSaved={(annotations) => scan.setData((old) => ({ ...old!, annotations }))}
+            onSaved={(annotations) => {
+              scan.setData((old) => ({ ...old!, annotations }));
+              setReport(null);
+            }}
           />
           <HistoryPanel scan={s} />
         </aside>

@@ -1,0 +1,440 @@
+"""Measure whether burnt-in text (timestamps, kV readouts) in chest X-ray corners is a shortcut
+the served chest model uses: text -> pneumonia (issue 10; docs/models/README.md, "Chest external/
+ECE"). Two of the four external/ normals the model called pneumonia most confidently carried
+such text, seen by eye; if train/ holds it mostly on pneumonias, the model could have learnt it
+and a site whose films all carry it would lose specificity. Results: docs/models/README.md, "Corner
+text is not a shortcut". Nothing is written to the repository; run from the repository root.
+
+    /usr/bin/python3 ml/measure_overlays.py detect --out <dir>   # text per split and class
+    /usr/bin/python3 ml/measure_overlays.py sheet --out <dir>    # 30 flagged + 30 not, to check by eye
+    /usr/bin/python3 ml/measure_overlays.py occlude --out <dir>  # served scores, as is vs corners painted over
+    /usr/bin/python3 ml/measure_overlays.py paste --out <dir>    # served scores, as is vs train/ text pasted in
+
+Detector (numpy only): the white top-hat of the image (gray minus its 5 x 5 grey opening) keeps
+strokes thinner than 5 px that are brighter than their surroundings; a line of them in a corner
+box (24 x 80 px), against the image's side edge, is text written by the modality (a timestamp,
+"KV59", mAs, "A-P"). The lead "R" marker, exposed with the film and seen in every class, is
+taller than it is wide and not flush with the edge, so it is not counted (text_lines). A
+detector for the letters themselves was tried and dropped: at 224 px small R markers and rib
+ends in the outer band look alike, and no threshold kept both precision and recall on a sheet.
+
+Occlusion: each test/ and external/ image is scored by the served pipeline
+(scripts/score-images.ts: int8 model, flip averaging; temperature and default threshold from
+models/chest-xray.json) as a lossless PNG of its decoded pixels, and again with the four corner
+boxes, or only the detected text lines, filled by diffusion from their border (fill), so only
+those pixels change. Figures count every image the model scored, including those the
+out-of-distribution check would refuse, so they differ slightly from the cards'. Paste is the
+converse: the strokes of text found on train/ images moved onto test/ and external/ images that
+have none.
+"""
+import argparse
+import json
+import os
+import random
+import subprocess
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(ROOT, "..", "shared", "datasets", "chest-xray")
+CLASSES = ("normal", "bacterial", "viral")
+SPLITS = ("train", "test", "external")
+CORNER_H, CORNER_W = 24, 80
+EDGE = 8
+
+
+def gray(path):
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.float32).mean(axis=2)
+
+
+def _filter(a, k, fn):
+    p = k // 2
+    w = np.lib.stride_tricks.sliding_window_view(np.pad(a, p, mode="edge"), (k, k))
+    return fn(w, axis=(2, 3))
+
+
+def tophat(g, k=5):
+    return g - _filter(_filter(g, k, np.min), k, np.max)
+
+
+def components(mask):
+    """4-connected components of a boolean array: list of (ys, xs) arrays."""
+    seen = np.zeros_like(mask)
+    out = []
+    h, w = mask.shape
+    for y0, x0 in zip(*np.nonzero(mask)):
+        if seen[y0, x0]:
+            continue
+        stack, ys, xs = [(y0, x0)], [], []
+        seen[y0, x0] = True
+        while stack:
+            y, x = stack.pop()
+            ys.append(y)
+            xs.append(x)
+            for yy, xx in ((y + 1, x), (y - 1, x), (y, x + 1), (y, x - 1)):
+                if 0 <= yy < h and 0 <= xx < w and mask[yy, xx] and not seen[yy, xx]:
+                    seen[yy, xx] = True
+                    stack.append((yy, xx))
+        out.append((np.array(ys), np.array(xs)))
+    return out
+
+
+def corner_boxes(h=224, w=224):
+    """(name, row slice, column slice) of the four corner boxes."""
+    return [
+        ("top-left", slice(0, CORNER_H), slice(0, CORNER_W)),
+        ("top-right", slice(0, CORNER_H), slice(w - CORNER_W, w)),
+        ("bottom-left", slice(h - CORNER_H, h), slice(0, CORNER_W)),
+        ("bottom-right", slice(h - CORNER_H, h), slice(w - CORNER_W, w)),
+    ]
+
+
+def text_lines(g, th, min_tophat):
+    """Corners holding a line of small bright strokes, with the box (y0, y1, x0, x1) of the line.
+
+    Characters 5-7 px tall blur into each other at 224 px, so a line is found as one blob: the
+    top-hat mask joined across 2-px gaps along the row, 3-12 px tall, at least 8 px and 1.6
+    heights wide, with 12 or more stroke pixels filling 25-85% of its box (a wire fills less).
+    A blob touching the inner edge of the box is something larger cut by it (a marker letter, a
+    bone), not corner text. The modality writes its text against the image's side edge (a
+    timestamp or kV flush right, "A-P" flush left), so a line must start or end within
+    EDGE px of it and lie within 2 * EDGE px of the top or bottom: bone edges and lead wires
+    inside the box do not."""
+    found = []
+    for name, rs, cs in corner_boxes(*g.shape):
+        m = th[rs, cs] >= min_tophat
+        joined = np.lib.stride_tricks.sliding_window_view(np.pad(m, ((0, 0), (1, 1))), 3, axis=1).any(axis=2)
+        inner_row = 0 if rs.start > 0 else m.shape[0] - 1
+        inner_col = 0 if cs.start > 0 else m.shape[1] - 1
+        for ys, xs in components(joined):
+            if (ys == inner_row).any() or (xs == inner_col).any():
+                continue
+            y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+            hh, ww = y1 - y0, x1 - x0
+            strokes = int(m[y0:y1, x0:x1].sum())
+            gy0, gy1, gx0, gx1 = rs.start + y0, rs.start + y1, cs.start + x0, cs.start + x1
+            at_side = gx0 <= EDGE if cs.start == 0 else gx1 >= g.shape[1] - EDGE
+            at_end = gy0 <= 2 * EDGE if rs.start == 0 else gy1 >= g.shape[0] - 2 * EDGE
+            if not (at_side and at_end):
+                continue
+            if 3 <= hh <= 12 and ww >= max(8, 1.6 * hh) and strokes >= 12 and 0.25 <= strokes / (hh * ww) <= 0.85:
+                found.append((name, tuple(int(v) for v in (rs.start + y0, rs.start + y1, cs.start + x0, cs.start + x1))))
+    return found
+
+
+def detect(g, min_tophat=40):
+    return {"text": text_lines(g, tophat(g), min_tophat)}
+
+
+def images(split):
+    for cls in CLASSES:
+        d = os.path.join(DATA, split, cls)
+        for f in sorted(os.listdir(d)):
+            yield cls, os.path.join(d, f)
+
+
+def run_detect(out, min_tophat):
+    """Detect on every image of every split; write detections.json and print prevalence."""
+    rows = []
+    for split in SPLITS:
+        for cls, path in images(split):
+            rows.append({"split": split, "class": cls, "path": path, **detect(gray(path), min_tophat)})
+    with open(os.path.join(out, "detections.json"), "w") as f:
+        json.dump(rows, f)
+    print_prevalence(rows)
+
+
+def print_prevalence(rows):
+    print("| split | class | n | with corner text |")
+    print("|---|---|---:|---:|")
+    for split in SPLITS:
+        for cls in CLASSES:
+            r = [x for x in rows if x["split"] == split and x["class"] == cls]
+            t = sum(1 for x in r if x["text"])
+            print(f"| {split} | {cls} | {len(r)} | {t} ({t / len(r):.1%}) |")
+
+
+def contact_sheet(rows, path, zoom=3, per_column=10):
+    """The four corner boxes of each image side by side, detected text boxed; a number per row
+    to note the eye's verdict against."""
+    tile_h, tile_w = CORNER_H * zoom + 4, 4 * (CORNER_W * zoom + 4) + 40
+    cols = (len(rows) + per_column - 1) // per_column
+    sheet = Image.new("L", (cols * tile_w, per_column * tile_h), 128)
+    draw = ImageDraw.Draw(sheet)
+    for i, r in enumerate(rows):
+        g = gray(r["path"])
+        ox, oy = (i // per_column) * tile_w, (i % per_column) * tile_h
+        draw.text((ox + 2, oy + 4), f"{i}{' T' if r['text'] else ''}", fill=255)
+        for j, (name, rs, cs) in enumerate(corner_boxes(*g.shape)):
+            crop = Image.fromarray(g[rs, cs].astype(np.uint8)).resize((CORNER_W * zoom, CORNER_H * zoom), Image.NEAREST)
+            x = ox + 40 + j * (CORNER_W * zoom + 4)
+            sheet.paste(crop, (x, oy + 2))
+            for corner, (y0, y1, x0, x1) in r["text"]:
+                if corner == name:
+                    bx, by = x + (x0 - cs.start) * zoom, oy + 2 + (y0 - rs.start) * zoom
+                    draw.rectangle((bx - 2, by - 2, bx + (x1 - x0) * zoom + 1, by + (y1 - y0) * zoom + 1), outline=255)
+                    draw.rectangle((bx - 1, by - 1, bx + (x1 - x0) * zoom, by + (y1 - y0) * zoom), outline=0)
+    sheet.save(path)
+
+
+def run_sheet(out, seed):
+    """30 flagged and 30 unflagged images drawn from detections.json, shuffled, on three sheets
+    (check-0..2.png), listed in check.json, to be judged by eye."""
+    with open(os.path.join(out, "detections.json")) as f:
+        rows = json.load(f)
+    rng = random.Random(seed)
+    chosen = rng.sample([r for r in rows if r["text"]], 30) + rng.sample([r for r in rows if not r["text"]], 30)
+    rng.shuffle(chosen)
+    with open(os.path.join(out, "check.json"), "w") as f:
+        json.dump(chosen, f, indent=1)
+    for k in range(3):
+        contact_sheet(chosen[k * 20:(k + 1) * 20], os.path.join(out, f"check-{k}.png"), per_column=20)
+
+
+def fill(g, mask, iterations=300):
+    """Paint the masked pixels from their surroundings: start from the median of a 3 px ring
+    around the mask, then repeatedly set each masked pixel to the mean of its four neighbours
+    (the image border repeats), so the fill is a smooth continuation of the background."""
+    out = g.copy()
+    ring = _filter(mask.astype(np.uint8), 7, np.max).astype(bool) & ~mask
+    out[mask] = np.median(g[ring]) if ring.any() else g.mean()
+    for _ in range(iterations):
+        p = np.pad(out, 1, mode="edge")
+        avg = (p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]) / 4
+        out[mask] = avg[mask]
+    return out
+
+
+def masks(g, text, pad=2):
+    """The two occlusions: every corner box (fixed, whatever it holds) and the detected text
+    lines grown by `pad` px (None when none was found)."""
+    corners = np.zeros(g.shape, dtype=bool)
+    for _, rs, cs in corner_boxes(*g.shape):
+        corners[rs, cs] = True
+    if not text:
+        return corners, None
+    found = np.zeros(g.shape, dtype=bool)
+    for _, (y0, y1, x0, x1) in text:
+        found[max(0, y0 - pad):y1 + pad, max(0, x0 - pad):x1 + pad] = True
+    return corners, found
+
+
+def save(g, path):
+    Image.fromarray(np.clip(np.rint(g), 0, 255).astype(np.uint8)).convert("RGB").save(path)
+
+
+def served_scores(paths, work, name):
+    """P(pneumonia) of each path as served: scripts/score-images.ts, then the manifest's
+    temperature. Input-check refusals (no logits) come back as None."""
+    lst, out = os.path.join(work, f"{name}.txt"), os.path.join(work, f"{name}.jsonl")
+    with open(lst, "w") as f:
+        f.write("\n".join(paths) + "\n")
+    subprocess.run(["npx", "tsx", "scripts/score-images.ts", "--model", "chest-xray", "--list", lst, "--out", out],
+                   cwd=ROOT, check=True)
+    with open(os.path.join(ROOT, "models", "chest-xray.json")) as f:
+        temperature = json.load(f)["calibration"]["temperature"]
+    scores = []
+    with open(out) as f:
+        for line in f:
+            r = json.loads(line)
+            if r["logits"] is None:
+                scores.append(None)
+                continue
+            z = np.array(r["logits"]) / temperature
+            e = np.exp(z - z.max())
+            scores.append(float(1 - e[0] / e.sum()))
+    return scores
+
+
+def auc(scores, positive):
+    s, y = np.asarray(scores), np.asarray(positive)
+    pos, neg = s[y], s[~y]
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return greater / (len(pos) * len(neg))
+
+
+def point(scores, positive, threshold):
+    s, y = np.asarray(scores), np.asarray(positive)
+    said = s >= threshold
+    return {"sensitivity": said[y].mean(), "specificity": (~said[~y]).mean(), "accuracy": (said == y).mean()}
+
+
+def patients(split):
+    """Patient of each image path of test/ (MANIFEST.tsv) or external/ (EXTERNAL.tsv)."""
+    out = {}
+    if split == "external":
+        with open(os.path.join(DATA, "EXTERNAL.tsv")) as f:
+            next(f)
+            for line in f:
+                p, _, _, who = line.rstrip("\n").split("\t")
+                out[os.path.normpath(os.path.join(DATA, p))] = who
+    else:
+        with open(os.path.join(DATA, "MANIFEST.tsv")) as f:
+            next(f)
+            for line in f:
+                sp, cls, name, _, who = line.rstrip("\n").split("\t")
+                if sp == split:
+                    out[os.path.normpath(os.path.join(DATA, sp, cls, name))] = who
+    return out
+
+
+def run_occlude(out, draws=2000, seed=20261207):
+    """Score external/ and test/ as is and with the corners (or the detected text) painted
+    over; print the shift in P(pneumonia) by group, and AUC and the `general` point as is vs
+    masked with a paired bootstrap over patients."""
+    with open(os.path.join(out, "detections.json")) as f:
+        rows = [r for r in json.load(f) if r["split"] in ("external", "test")]
+    with open(os.path.join(ROOT, "models", "chest-xray.json")) as f:
+        manifest = json.load(f)
+    decision = manifest["decision"]
+    threshold = decision["operatingPoints"][decision["defaultOperatingPoint"]]["threshold"]
+    work = os.path.join(out, "occlusion")
+    os.makedirs(work, exist_ok=True)
+    lists = {"as is": [], "corners": [], "text": []}
+    for i, r in enumerate(rows):
+        with Image.open(r["path"]) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        g = rgb.astype(np.float32).mean(axis=2)
+        plain = os.path.join(work, f"{i}-as-is.png")
+        Image.fromarray(rgb).save(plain)
+        corners, found = masks(g, [(c, tuple(b)) for c, b in r["text"]])
+        masked = os.path.join(work, f"{i}-corners.png")
+        save(fill(g, corners), masked)
+        lists["as is"].append(plain)
+        lists["corners"].append(masked)
+        if found is None:
+            lists["text"].append(plain)
+        else:
+            masked = os.path.join(work, f"{i}-text.png")
+            save(fill(g, found), masked)
+            lists["text"].append(masked)
+    scores = {name: served_scores(paths, work, name.replace(" ", "-")) for name, paths in lists.items()}
+    with open(os.path.join(out, "occlusion.json"), "w") as f:
+        json.dump({"rows": rows, "scores": scores, "threshold": threshold}, f)
+    report(rows, scores, threshold, draws, seed)
+
+
+def report(rows, scores, threshold, draws, seed):
+    rng = np.random.default_rng(seed)
+    for split in ("external", "test"):
+        idx = [i for i, r in enumerate(rows) if r["split"] == split and all(scores[v][i] is not None for v in scores)]
+        refused = sum(1 for r in rows if r["split"] == split) - len(idx)
+        print(f"\n## {split}: {len(idx)} images scored ({refused} refused by an input check in some variant)")
+        print("| group | n | mean P as is | corners masked: mean change | text masked: mean change | called pneumonia as is / corners / text |")
+        print("|---|---:|---:|---:|---:|---|")
+        for cls in CLASSES:
+            for has in (True, False):
+                g = [i for i in idx if rows[i]["class"] == cls and bool(rows[i]["text"]) == has]
+                if not g:
+                    continue
+                a = np.array([scores["as is"][i] for i in g])
+                c = np.array([scores["corners"][i] for i in g])
+                t = np.array([scores["text"][i] for i in g])
+                calls = " / ".join(str(int((x >= threshold).sum())) for x in (a, c, t))
+                print(f"| {cls}, {'text' if has else 'no text'} | {len(g)} | {a.mean():.3f} | {(c - a).mean():+.3f} "
+                      f"(median {np.median(c - a):+.3f}) | {(t - a).mean():+.3f} | {calls} |")
+        y = np.array([rows[i]["class"] != "normal" for i in idx])
+        who = patients(split)
+        pid = [who[os.path.normpath(rows[i]["path"])] for i in idx]
+        groups = {}
+        for k, p in enumerate(pid):
+            groups.setdefault(p, []).append(k)
+        members = list(groups.values())
+        print(f"\n| figure ({split}, threshold {threshold}) | as is | corners masked | text masked | corners - as is, "
+              f"95% patient bootstrap ({len(members)} patients, {draws} draws) |")
+        print("|---|---:|---:|---:|---|")
+        s = {v: np.array([scores[v][i] for i in idx]) for v in scores}
+        figures = {
+            "AUC": lambda sc, k: auc(sc[k], y[k]),
+            "sensitivity": lambda sc, k: point(sc[k], y[k], threshold)["sensitivity"],
+            "specificity": lambda sc, k: point(sc[k], y[k], threshold)["specificity"],
+            "accuracy": lambda sc, k: point(sc[k], y[k], threshold)["accuracy"],
+        }
+        boot = []
+        for _ in range(draws):
+            k = np.concatenate([members[j] for j in rng.integers(0, len(members), len(members))])
+            boot.append(k)
+        everyone = np.arange(len(idx))
+        for name, fn in figures.items():
+            base = {v: fn(s[v], everyone) for v in s}
+            diffs = np.array([fn(s["corners"], k) - fn(s["as is"], k) for k in boot])
+            lo, hi = np.percentile(diffs, [2.5, 97.5])
+            print(f"| {name} | {base['as is']:.4f} | {base['corners']:.4f} | {base['text']:.4f} | "
+                  f"{base['corners'] - base['as is']:+.4f} ({lo:+.4f} to {hi:+.4f}) |")
+
+
+def run_paste(out, seed=20261207, donors=40):
+    """The converse test: copy the bright strokes of detected corner text from train/ images
+    (text on dark background, so a pixel-wise max moves only the strokes) into the same place
+    on test/ and external/ images that have none, and score both. A model that reads
+    text -> pneumonia raises P(pneumonia) of the normals."""
+    with open(os.path.join(out, "detections.json")) as f:
+        rows = json.load(f)
+    rng = random.Random(seed)
+    sources = []
+    for r in rows:
+        if r["split"] != "train" or not r["text"]:
+            continue
+        g = gray(r["path"])
+        for corner, (y0, y1, x0, x1) in r["text"]:
+            y0, x0 = max(0, y0 - 1), max(0, x0 - 1)
+            box = g[y0:y1 + 1, x0:x1 + 1]
+            if np.median(box) < 60:
+                sources.append((r["class"], corner, (y0, x0), box))
+    rng.shuffle(sources)
+    sources = sources[:donors]
+    print(f"{len(sources)} donor text lines from train/ ({', '.join(f'{c} {sum(1 for s in sources if s[0] == c)}' for c in CLASSES)})")
+    targets = [r for r in rows if r["split"] in ("external", "test") and not r["text"]]
+    work = os.path.join(out, "paste")
+    os.makedirs(work, exist_ok=True)
+    plain, pasted = [], []
+    for i, r in enumerate(targets):
+        with Image.open(r["path"]) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        g = rgb.astype(np.float32).mean(axis=2)
+        _, _, (y0, x0), box = sources[rng.randrange(len(sources))]
+        out_g = g.copy()
+        out_g[y0:y0 + box.shape[0], x0:x0 + box.shape[1]] = np.maximum(g[y0:y0 + box.shape[0], x0:x0 + box.shape[1]], box)
+        a, b = os.path.join(work, f"{i}-as-is.png"), os.path.join(work, f"{i}-pasted.png")
+        Image.fromarray(rgb).save(a)
+        save(out_g, b)
+        plain.append(a)
+        pasted.append(b)
+    before, after = served_scores(plain, work, "as-is"), served_scores(pasted, work, "pasted")
+    with open(os.path.join(ROOT, "models", "chest-xray.json")) as f:
+        manifest = json.load(f)
+    decision = manifest["decision"]
+    threshold = decision["operatingPoints"][decision["defaultOperatingPoint"]]["threshold"]
+    print("| split | class | n | mean P as is | mean change with text pasted (median; 5th-95th percentile) | called pneumonia as is / pasted |")
+    print("|---|---|---:|---:|---|---|")
+    for split in ("external", "test"):
+        for cls in CLASSES:
+            k = [i for i, r in enumerate(targets) if r["split"] == split and r["class"] == cls and before[i] is not None and after[i] is not None]
+            a, b = np.array([before[i] for i in k]), np.array([after[i] for i in k])
+            d = b - a
+            print(f"| {split} | {cls} | {len(k)} | {a.mean():.3f} | {d.mean():+.4f} ({np.median(d):+.4f}; "
+                  f"{np.percentile(d, 5):+.4f} to {np.percentile(d, 95):+.4f}) | {int((a >= threshold).sum())} / {int((b >= threshold).sum())} |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=("detect", "sheet", "occlude", "paste"))
+    ap.add_argument("--out", required=True, help="scratch folder for detections, sheets, masked images")
+    ap.add_argument("--min-tophat", type=float, default=40.0)
+    ap.add_argument("--seed", type=int, default=20261207)
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    if args.command == "detect":
+        run_detect(args.out, args.min_tophat)
+    elif args.command == "sheet":
+        run_sheet(args.out, args.seed)
+    elif args.command == "occlude":
+        run_occlude(args.out)
+    else:
+        run_paste(args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -856,6 +856,18 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await checkAccessibility('webhooks');
     await shot('10-admin-webhooks');
     await checkPhoneWidth('webhooks');
+    // On a phone the chosen webhook's card is shaded as a whole, and its two buttons do not touch.
+    await page.setViewportSize({ width: 390, height: 844 });
+    try {
+      const chosen = page.locator('tbody tr.selected');
+      assert.notEqual(await chosen.evaluate((tr) => getComputedStyle(tr).backgroundColor), 'rgba(0, 0, 0, 0)', 'the chosen card is shaded');
+      const deliveries = (await chosen.getByRole('button', { name: 'Deliveries' }).boundingBox())!;
+      const remove = (await chosen.getByRole('button', { name: 'Delete' }).boundingBox())!;
+      const gap = remove.x - (deliveries.x + deliveries.width);
+      assert.ok(gap >= 6, `Deliveries and Delete ${gap} px apart`);
+    } finally {
+      await page.setViewportSize({ width: 1440, height: 900 });
+    }
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
   });

@@ -15,6 +15,7 @@ import { manifestOperatingPoints, defaultOperatingPoint } from '../src/ml/calibr
 import { parseManifest, type ManifestMetrics } from '../src/ml/registry.js';
 import { COLOURS, reliabilitySvg, rocSvg, svgToPng, type RocSeries } from './charts.js';
 import { DEFAULT_INPUT_THRESHOLDS, SHAPE_LIMITS } from '../src/ml/refusal.js';
+import { orientationCheckOf } from '../src/ml/orientation.js';
 
 const ROOT = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
 const { values } = parseArgs({
@@ -232,6 +233,13 @@ const refusalRule = (m.refusal as { rule?: string }).rule;
 out.push(`${m.refusal.oodThreshold} (${refusalRule ?? `the ${((m.refusal.quantileOfValidation ?? 0.995) * 100).toFixed(1)}th percentile of validation distances`}). See docs/models/README.md.`);
 const refusalStatistics = (m.refusal as { statistics?: string }).statistics;
 if (refusalStatistics) out.push(`Class statistics and threshold: ${refusalStatistics}.`);
+const orientation = orientationCheckOf(m.task);
+out.push(
+  orientation
+    ? `An image the model takes for its kind of scan is then refused when it looks rotated 90 degrees or upside down (P(upright) < ${orientation.threshold} ` +
+        `on the ${orientation.grid} x ${orientation.grid} thumbnail, ml/train_orientation.py; mirrored left-right is upright); the reason says which way it is turned. It is never turned automatically.`
+    : 'Orientation is not checked: a rotated or upside-down image is answered (docs/models/README.md, Refusal).',
+);
 out.push('');
 out.push('## Performance');
 out.push('');

@@ -101,6 +101,25 @@ describe('chest X-ray analysis', { skip: skip['chest-xray'] }, () => {
     });
   }
 
+  // Rotated scans were answered (docs/models/README.md, "Refusal"): this viral pneumonia
+  // fixture turned upside down was given a diagnosis before the orientation check.
+  it('refuses an upside-down chest X-ray, saying so, and answers it upright and mirrored left-right', { skip: skip['brain-mri'] }, async () => {
+    const viral = await fixture('chest-xray', 'viral');
+    for (const scanType of ['chest-xray', null] as const) {
+      const upsideDown = await analyzeScan(registry, await sharp(viral).rotate(180).png().toBuffer(), { scanType });
+      const r = upsideDown.result;
+      assert.ok(r.refused, JSON.stringify(r));
+      assert.equal(r.check, 'orientation');
+      assert.equal(r.scanType, 'chest-xray');
+      assert.match(r.reason, /^The image appears to be upside down .* Upload the chest X-ray upright\.$/);
+      assert.equal(upsideDown.heatmap, null);
+      for (const image of [viral, await sharp(viral).flop().png().toBuffer()]) {
+        const { result } = await analyzeScan(registry, image, { scanType });
+        assert.ok(!result.refused && result.scanType === 'chest-xray' && result.pneumoniaType === 'viral', JSON.stringify(result));
+      }
+    }
+  });
+
   it('refuses a brain MRI as out of distribution', { skip: skip['brain-mri'] }, async () => {
     const { result } = await analyzeImage(model(), await fixture('brain-mri', 'glioma'), { scanType: 'chest-xray' });
     assert.ok(result.refused, JSON.stringify(result));

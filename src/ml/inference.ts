@@ -19,6 +19,7 @@ import {
   type RefusalCheck,
 } from './refusal.js';
 import { listInWords, SCAN_TYPE_IDS, scanTypeSpec, type Finding } from '../scan-types/index.js';
+import { checkOrientation } from './orientation.js';
 import type { LoadedModel, ModelTask } from './registry.js';
 import { dicomHint, decideScanType, routeImage, SCAN_TYPE_NAME, type Routing } from './routing.js';
 import type { DicomInfo } from '../imaging/dicom/info.js';
@@ -188,10 +189,14 @@ export async function analyzeImage(model: LoadedModel, image: Buffer | RawImage,
   const probabilities = calibratedProbabilities(out.logits, model.calibration.temperature);
   const scores = { logits: Array.from(out.logits), probabilities, oodDistance: out.oodDistance };
 
-  const distanceRefusal = checkDistance(out.oodDistance, manifest.refusal.oodThreshold, manifest.task);
-  if (distanceRefusal) {
+  // Orientation after the distance: only an image the model takes for its kind of scan is
+  // told it is turned (a document is not "rotated"; a chest X-ray turned 90 degrees is already
+  // out of distribution).
+  const modelRefusal =
+    checkDistance(out.oodDistance, manifest.refusal.oodThreshold, manifest.task) ?? checkOrientation(prepared, manifest.task);
+  if (modelRefusal) {
     return {
-      result: { refused: true, scanType: manifest.task, ...distanceRefusal, model: modelRef },
+      result: { refused: true, scanType: manifest.task, ...modelRefusal, model: modelRef },
       heatmap: null,
       heatmapMap: null,
       hotRegion: null,
@@ -287,9 +292,10 @@ export async function analyzeScan(
   });
   const result = analysis.result;
   result.routing = routing;
-  if (result.refused && routing.source === 'image') {
+  if (result.refused && routing.source === 'image' && result.check !== 'orientation') {
     // The image picked the model and that model does not recognise it: most likely neither
-    // kind of scan, so the type stays unknown rather than guessed.
+    // kind of scan, so the type stays unknown rather than guessed. (An orientation refusal
+    // comes only after the model took the image for its kind, so its type and reason stand.)
     result.scanType = null;
     result.reason =
       `This image was not recognised as ${listInWords(SCAN_TYPE_IDS.map((t) => `a ${SCAN_TYPE_NAME(t)}`), 'or')} ` +

@@ -12,13 +12,15 @@
  *    `refusal.oodThreshold` (the 99.5th percentile of validation distances). This catches
  *    what the input checks cannot see: a grayscale photograph or document, or a chest X-ray
  *    sent to the brain model.
+ * 3. Then, for an image the model takes for its kind of scan, its orientation (orientation.ts):
+ *    a rotated or upside-down scan is refused with how it looks turned, never turned for it.
  *
  * Thresholds of the input checks were set on the *training* images of both datasets (see
  * docs/models/README.md for the measured ranges), far outside what a valid image shows.
  */
 import { scanTypeSpec, type ScanType } from '../scan-types/index.js';
 
-export type RefusalCheck = 'shape' | 'blank' | 'colour' | 'noise' | 'out_of_distribution';
+export type RefusalCheck = 'shape' | 'blank' | 'colour' | 'noise' | 'out_of_distribution' | 'orientation';
 
 export interface ImageStats {
   /** Standard deviation of the grayscale, 0..255. */

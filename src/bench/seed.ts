@@ -63,11 +63,18 @@ export async function seedScans(db: Db, opts: SeedOptions): Promise<void> {
                  else '{"scanType": "chest-xray", "hasPneumonia": false, "pneumoniaType": null, "confidence": 0.95}'::jsonb end,
                20, created_at, created_at, created_at
         from new_scans where status = 'completed'
-        returning id, scan_id
+        returning scan_id
       )
-      update scans s set current_analysis_id = a.id from new_analyses a where s.id = a.scan_id`);
+      select count(*) from new_analyses`);
     opts.onProgress?.(end);
   }
+  // A data-modifying WITH's outer statement does not see the rows its own CTEs insert, so an
+  // UPDATE inside the statement above would match no scan and leave every seeded scan without
+  // its finding (lists and details then measured without one). Point them at their analyses here.
+  await db.execute(sql`
+    update scans s set current_analysis_id = a.id
+    from analyses a, bench_patient_map m
+    where a.scan_id = s.id and s.patient_id = m.id and s.current_analysis_id is null`);
   // A bulk load leaves the visibility map unset: without VACUUM every index-only scan
   // visits the heap, which no real, long-lived table does.
   await db.execute(sql`vacuum analyze patients`);

@@ -80,5 +80,14 @@ for (const kind of await databaseKinds()) {
       assert.deepEqual([past.scans.length, past.totalScans], [0, completed], 'past the end: no row to carry the count');
       assert.deepEqual(await list(other, 'limit=10'), { scans: [], currentPage: 1, totalPages: 0, totalScans: 0 });
     });
+
+    test("the seed's completed scans are listed with their finding, as the benchmarks assume", async () => {
+      // Oldest first too: the seed links each batch's scans to their analyses after the loop.
+      for (const query of ['limit=50&status=completed', `limit=50&status=completed&page=${Math.ceil(LARGE / 100)}`]) {
+        const { scans: page } = (await t.app.inject({ url: `/api/scans?${query}`, headers: doctor.auth })).json<{ scans: { result: { confidence?: number } | null }[] }>();
+        assert.ok(page.length > 0, query);
+        assert.deepEqual(page.filter((s) => typeof s.result?.confidence !== 'number'), [], `${query}: a completed scan without its finding`);
+      }
+    });
   });
 }

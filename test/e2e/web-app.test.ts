@@ -19,7 +19,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import axe from 'axe-core';
-import { sql } from 'drizzle-orm';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { REPO_ROOT } from '../../src/platform/config.js';
 import { seedScans } from '../../src/bench/seed.js';
@@ -879,11 +878,6 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     const SCANS = 120;
     // Rows only, in bulk, as the list benchmarks seed them: the page reads no scan's files.
     await seedScans(t.database.db, { doctorId: busy.id, patients: 1, scans: SCANS, patientPrefix: prefix });
-    // The seed's UPDATE cannot see the scans its own statement inserts (PostgreSQL's data-modifying
-    // WITH): point each scan at its analysis here, so a completed scan has its finding.
-    await t.database.db.execute(sql`
-      update scans s set current_analysis_id = a.id from analyses a, patients p
-      where a.scan_id = s.id and p.id = s.patient_id and p.patient_id like ${`${prefix}%`}`);
     const found = await t.app.inject({ url: `/api/patients?search=${encodeURIComponent(prefix)}`, headers: busy.auth });
     const patient = found.json<{ patients: { _id: string }[] }>().patients[0]!;
     // A tab of its own (its own session), whoever the walk's tab left signed in.

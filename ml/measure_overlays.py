@@ -9,6 +9,7 @@ text is not a shortcut". Nothing is written to the repository; run from the repo
     /usr/bin/python3 ml/measure_overlays.py sheet --out <dir>    # 30 flagged + 30 not, to check by eye
     /usr/bin/python3 ml/measure_overlays.py occlude --out <dir>  # served scores, as is vs corners painted over
     /usr/bin/python3 ml/measure_overlays.py paste --out <dir>    # served scores, as is vs train/ text pasted in
+    /usr/bin/python3 ml/measure_overlays.py brightness --out <dir>  # served scores under global/central brightness edits
 
 Detector (numpy only): the white top-hat of the image (gray minus its 5 x 5 grey opening) keeps
 strokes thinner than 5 px that are brighter than their surroundings; a line of them in a corner
@@ -26,6 +27,13 @@ those pixels change. Figures count every image the model scored, including those
 out-of-distribution check would refuse, so they differ slightly from the cards'. Paste is the
 converse: the strokes of text found on train/ images moved onto test/ and external/ images that
 have none.
+
+Brightness (issue 10's next lead; docs/models/README.md, "Central brightness is not the cause"):
+the 9 external/ normals with text are one acquisition batch, brighter than the other external/
+normals, 7 of them false positives. Each test/ and external/ image is scored as is and edited:
+a global gamma, a smooth centre-weighted bump, and a histogram match to train/ normals. If
+brightness caused the calls, darkening the batch would turn them back and brightening test/
+normals would raise P(pneumonia).
 """
 import argparse
 import json
@@ -418,9 +426,165 @@ def run_paste(out, seed=20261207, donors=40):
                   f"{np.percentile(d, 5):+.4f} to {np.percentile(d, 95):+.4f}) | {int((a >= threshold).sum())} / {int((b >= threshold).sum())} |")
 
 
+def gamma_to(g, d):
+    """g (0-255) under the gamma that moves its mean grey by d (bisection on log gamma; a gamma
+    keeps black and white where they are, so nothing clips)."""
+    x = np.clip(g / 255.0, 0, 1)
+    target = g.mean() + d
+    lo, hi = -3.0, 3.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if 255 * (x ** np.exp(mid)).mean() > target:
+            lo = mid
+        else:
+            hi = mid
+    return 255 * x ** np.exp((lo + hi) / 2)
+
+
+def centre_weight(h, w, sigma_frac=0.3):
+    """A smooth Gaussian bump, 1 at the image centre, sigma 0.3 of the side."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    s = sigma_frac * min(h, w)
+    return np.exp(-(((yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2) / (2 * s * s)))
+
+
+def radial_to(g, d):
+    """g plus a centre-weighted Gaussian bump whose amplitude moves the mean of the central
+    half (the 112 x 112 px box at 224) by d after clipping to 0-255 (bisection on the amplitude)."""
+    h, w = g.shape
+    wt = centre_weight(h, w)
+    box = (slice(h // 4, h - h // 4), slice(w // 4, w - w // 4))
+    target = g[box].mean() + d
+    lo, hi = -255.0, 255.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if np.clip(g + mid * wt, 0, 255)[box].mean() > target:
+            hi = mid
+        else:
+            lo = mid
+    return np.clip(g + (lo + hi) / 2 * wt, 0, 255)
+
+
+def mean_histogram(split="train", cls="normal"):
+    """The mean of the 256-bin grey histograms (each normalised to 1) of one split's class."""
+    d = os.path.join(DATA, split, cls)
+    hist = np.zeros(256)
+    files = sorted(os.listdir(d))
+    for f in files:
+        g = np.clip(np.rint(gray(os.path.join(d, f))), 0, 255).astype(np.int64)
+        hist += np.bincount(g.ravel(), minlength=256) / g.size
+    return hist / len(files)
+
+
+def match_histogram(g, reference):
+    """Map g's grey levels so that its cumulative histogram follows the reference's (the usual
+    monotone CDF-to-CDF mapping; ties keep their order)."""
+    q = np.clip(np.rint(g), 0, 255).astype(np.int64)
+    own = np.cumsum(np.bincount(q.ravel(), minlength=256)) / q.size
+    ref = np.cumsum(reference)
+    ref = ref / ref[-1]
+    return np.interp(own, ref, np.arange(256))[q]
+
+
+BRIGHT_BATCH = (195, 232)
+SHIFTS = (-24, -12, 12, 24)
+
+
+def in_bright_batch(path):
+    """NORMAL2-IM-0195 to -0232 of external/ normals: one acquisition batch, brighter than the
+    other external normals (docs/models/README.md, "Corner text is not a shortcut")."""
+    parts = os.path.basename(path).split("-")
+    return parts[0] == "NORMAL2" and BRIGHT_BATCH[0] <= int(parts[2]) <= BRIGHT_BATCH[1]
+
+
+def run_brightness(out):
+    """Score external/ and test/ as is and under graded brightness edits through the served
+    pipeline: a global gamma moving the mean grey by -24, -12, +12, +24, a centre-weighted
+    Gaussian bump moving the central 112 x 112 px mean by the same amounts, and a histogram match
+    to train/ normals' mean histogram. Normals get every edit, pneumonias the darkening ones and
+    the match. Prints the mean change in P(pneumonia) and the calls at the default threshold per
+    group, and how many of the bright batch's false positives each edit turns back to normal."""
+    with open(os.path.join(ROOT, "models", "chest-xray.json")) as f:
+        decision = json.load(f)["decision"]
+    threshold = decision["operatingPoints"][decision["defaultOperatingPoint"]]["threshold"]
+    reference = mean_histogram()
+    edits = {"as is": lambda g: g, "hist-match": lambda g: match_histogram(g, reference)}
+    for d in SHIFTS:
+        edits[f"global {d:+d}"] = lambda g, d=d: gamma_to(g, d)
+        edits[f"radial {d:+d}"] = lambda g, d=d: radial_to(g, d)
+    rows = [{"split": s, "class": c, "path": p} for s in ("external", "test") for c, p in images(s)]
+    work = os.path.join(out, "brightness")
+    os.makedirs(work, exist_ok=True)
+    paths, where = [], []
+    for i, r in enumerate(rows):
+        with Image.open(r["path"]) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        g = rgb.astype(np.float32).mean(axis=2)
+        r["mean grey"], r["central grey"] = float(g.mean()), float(g[56:168, 56:168].mean())
+        for name, fn in edits.items():
+            if r["class"] != "normal" and name.endswith(("+12", "+24")):
+                continue
+            p = os.path.join(work, f"{i}-{name.replace(' ', '')}.png")
+            if name == "as is":
+                Image.fromarray(rgb).save(p)
+            else:
+                save(fn(g), p)
+            paths.append(p)
+            where.append((i, name))
+    scores = {}
+    for (i, name), s in zip(where, served_scores(paths, work, "brightness")):
+        scores.setdefault(name, {})[i] = s
+    with open(os.path.join(out, "brightness.json"), "w") as f:
+        json.dump({"rows": rows, "scores": {k: {str(i): v for i, v in s.items()} for k, s in scores.items()},
+                   "threshold": threshold}, f)
+    report_brightness(rows, scores, threshold)
+
+
+def report_brightness(rows, scores, threshold):
+    base = scores["as is"]
+    groups = {
+        "external/ normal, bright batch": lambda r: r["split"] == "external" and r["class"] == "normal" and in_bright_batch(r["path"]),
+        "external/ normal, others": lambda r: r["split"] == "external" and r["class"] == "normal" and not in_bright_batch(r["path"]),
+        "external/ normal, all": lambda r: r["split"] == "external" and r["class"] == "normal",
+        "test/ normal": lambda r: r["split"] == "test" and r["class"] == "normal",
+        "external/ pneumonia": lambda r: r["split"] == "external" and r["class"] != "normal",
+        "test/ pneumonia": lambda r: r["split"] == "test" and r["class"] != "normal",
+    }
+    names = [n for n in scores if n != "as is"]
+    print(f"threshold {threshold}; each cell: mean change in P(pneumonia) / called pneumonia (as is -> edited)")
+    print("| group | n | grey mean / central | P as is, called | " + " | ".join(names) + " |")
+    print("|---|---:|---|---|" + "---|" * len(names))
+    for label, sel in groups.items():
+        idx = [i for i, r in enumerate(rows) if sel(r)]
+        cells = []
+        for n in names:
+            k = [i for i in idx if i in scores[n] and scores[n][i] is not None and base[i] is not None]
+            if not k:
+                cells.append("")
+                continue
+            a = np.array([base[i] for i in k])
+            b = np.array([scores[n][i] for i in k])
+            dropped = len(idx) - len(k)
+            cells.append(f"{(b - a).mean():+.3f} / {int((a >= threshold).sum())}->{int((b >= threshold).sum())}"
+                         + (f" ({dropped} refused)" if dropped else ""))
+        scored = [i for i in idx if base[i] is not None]
+        a = np.array([base[i] for i in scored])
+        grey = np.mean([rows[i]["mean grey"] for i in idx])
+        central = np.mean([rows[i]["central grey"] for i in idx])
+        print(f"| {label} | {len(idx)} | {grey:.0f} / {central:.0f} | {a.mean():.3f}, {int((a >= threshold).sum())} | "
+              + " | ".join(cells) + " |")
+    batch = [i for i, r in enumerate(rows) if r["split"] == "external" and r["class"] == "normal" and in_bright_batch(r["path"])]
+    fp = [i for i in batch if base[i] is not None and base[i] >= threshold]
+    print(f"\nbright batch: {len(batch)} images, {len(fp)} false positives as is")
+    for n in names:
+        flips = [i for i in fp if scores[n].get(i) is not None and scores[n][i] < threshold]
+        print(f"- {n}: {len(flips)} of {len(fp)} false positives called normal; P as is -> edited: "
+              + ", ".join(f"{base[i]:.2f}->{scores[n][i]:.2f}" for i in fp if scores[n].get(i) is not None))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=("detect", "sheet", "occlude", "paste"))
+    ap.add_argument("command", choices=("detect", "sheet", "occlude", "paste", "brightness"))
     ap.add_argument("--out", required=True, help="scratch folder for detections, sheets, masked images")
     ap.add_argument("--min-tophat", type=float, default=40.0)
     ap.add_argument("--seed", type=int, default=20261207)
@@ -432,8 +596,10 @@ def main():
         run_sheet(args.out, args.seed)
     elif args.command == "occlude":
         run_occlude(args.out)
-    else:
+    elif args.command == "paste":
         run_paste(args.out)
+    else:
+        run_brightness(args.out)
 
 
 if __name__ == "__main__":

@@ -70,9 +70,10 @@ export function createAnalysisQueue(db: Db, queue: Queue, job: AnalyzeJob): Anal
 }
 
 async function statusOf(analysis: LatestAnalysis, queue: Pick<Queue, 'jobState'>): Promise<JobStatus> {
+  // A finished analysis, refused or failed as much as completed, is at 100 in no stage: a
+  // poller waiting for progress 100 stops, and none shows a refused scan as stuck in `decode`.
+  if (analysis.status === 'completed' || analysis.status === 'failed') return { state: analysis.status, progress: 100, stage: null };
   const stage = analysis.stage;
-  if (analysis.status === 'completed') return { state: 'completed', progress: 100, stage };
-  if (analysis.status === 'failed') return { state: 'failed', progress: analysis.progress, stage };
   // A try that failed and waits for its retry is waiting again, not active.
   let state: JobState = analysis.status === 'active' ? 'active' : 'waiting';
   if (analysis.jobId) {

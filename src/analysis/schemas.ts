@@ -20,10 +20,10 @@ const JobStateSchema = Type.Union(
 
 export const AnalysisStatusSchema = Type.Object({
   status: Type.String({ description: 'The scan status: pending, processing, completed, failed' }),
-  progress: Type.Integer({ minimum: 0, maximum: 100 }),
+  progress: Type.Integer({ minimum: 0, maximum: 100, description: '100 once the analysis is completed or failed (a refusal too)' }),
   estimatedCompletionTime: Nullable(Type.String({ description: 'e.g. "30 seconds"; null when not running' })),
   state: Nullable(JobStateSchema),
-  stage: Nullable(Type.String()),
+  stage: Nullable(Type.String({ description: 'The running stage; null while waiting and once completed or failed' })),
 });
 
 export const ModelListSchema = Type.Object({

@@ -653,9 +653,15 @@ for (const kind of await databaseKinds()) {
         assert.equal(detail.status, 'failed');
         assert.equal(detail.failureReason, 'This image does not look like a chest X-ray.');
         assert.equal(detail.result, null);
+        // A final answer a poller stops on, not the stage the refusal interrupted.
         const status = (await get(doctorA, `/api/scans/${scan._id}/status`)).json();
-        assert.equal(status.status, 'failed');
-        assert.equal(status.jobStatus.state, 'failed');
+        assert.deepEqual(status, {
+          status: 'failed',
+          failureReason: 'This image does not look like a chest X-ray.',
+          jobStatus: { state: 'failed', progress: 100, stage: null },
+        });
+        const ml = (await get(doctorA, `/api/ml/status/${scan._id}`)).json();
+        assert.deepEqual(ml, { status: 'failed', progress: 100, estimatedCompletionTime: null, state: 'failed', stage: null });
       });
 
       test('review validation: fields of the other scan type, contradictions and unknown fields are 400', async () => {

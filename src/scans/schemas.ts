@@ -171,8 +171,10 @@ const JobStatusSchema = Type.Object({
   state: Type.Union([Type.Literal('waiting'), Type.Literal('active'), Type.Literal('completed'), Type.Literal('failed')], {
     description: 'waiting (queued, or waiting to be retried), active, completed or failed',
   }),
-  progress: Type.Integer({ minimum: 0, maximum: 100 }),
-  stage: Nullable(Type.String({ description: 'decode, preprocess, inference, explanation or saving' })),
+  progress: Type.Integer({ minimum: 0, maximum: 100, description: '100 once the job is completed or failed (a refusal too)' }),
+  stage: Nullable(
+    Type.String({ description: 'decode, preprocess, inference, explanation or saving while the job runs; null while it waits and once it is completed or failed' }),
+  ),
 });
 
 export const ScanStatusResponseSchema = Type.Object({

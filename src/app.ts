@@ -152,8 +152,9 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     origin: config.corsOrigins,
     credentials: true,
     methods: ['GET', 'POST', 'PATCH', 'DELETE'],
-    allowedHeaders: ['Authorization', 'Content-Type'],
-    exposedHeaders: ['X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset', 'Retry-After', 'Content-Disposition'],
+    // If-Match and ETag: a review saved over a finding that changed since it was loaded is refused (412).
+    allowedHeaders: ['Authorization', 'Content-Type', 'If-Match'],
+    exposedHeaders: ['X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset', 'Retry-After', 'Content-Disposition', 'ETag'],
     maxAge: 600,
   });
   refuseWhileClosing(app);

@@ -53,10 +53,11 @@ for (const kind of await databaseKinds()) {
   describe(`a doctor's work is never lost (${kind})`, () => {
     let t: TestApp;
     let doctor: TestUser;
+    let colleague: TestUser;
     let admin: TestUser;
     before(async () => {
       t = await createTestApp(kind);
-      [doctor, admin] = await Promise.all([t.user(), t.user({ role: 'admin' })]);
+      [doctor, colleague, admin] = await Promise.all([t.user(), t.user(), t.user({ role: 'admin' })]);
     });
     after(() => t.close());
 
@@ -224,6 +225,88 @@ for (const kind of await databaseKinds()) {
         await new Promise((r) => setTimeout(r, 5));
         await send(doctor, 'POST', `/api/scans/${scan._id}/annotations`, { x: 1, y: 1, text: 'Note' });
         await later();
+      });
+    });
+
+    describe('two physicians reviewing one finding at once', () => {
+      const review = (user: TestUser, id: string, ifMatch: string | undefined, result: object) =>
+        t.app.inject({
+          method: 'PATCH',
+          url: `/api/scans/${id}`,
+          headers: { ...user.auth, ...(ifMatch === undefined ? {} : { 'if-match': ifMatch }) },
+          payload: { status: 'completed', result },
+        });
+      /** An analysed brain scan that both the doctor and the colleague may review, as each loaded it. */
+      async function loadedByBoth() {
+        const scan = await analysed(JPEG, 'brain-mri');
+        const assigned = await t.app.inject({
+          method: 'POST',
+          url: `/api/patients/${scan.patientId}/assign-doctor`,
+          headers: admin.auth,
+          payload: { doctorId: colleague.id },
+        });
+        assert.equal(assigned.statusCode, 200, assigned.body);
+        const [mine, theirs] = await Promise.all([get(doctor, `/api/scans/${scan._id}`), get(colleague, `/api/scans/${scan._id}`)]);
+        const etag = String(mine.headers.etag);
+        assert.equal(etag, `"${mine.json().findingVersion}"`, 'the ETag is the findingVersion the body carries');
+        assert.equal(theirs.headers.etag, etag);
+        return { scan, etag };
+      }
+
+      test('the later save with the ETag it loaded is refused (412) naming who reviewed and when; the first review stands', async () => {
+        const { scan, etag } = await loadedByBoth();
+        const first = await review(doctor, scan._id, etag, { tumorType: 'meningioma', confidence: null, additionalNotes: 'First reader: meningioma.' });
+        assert.equal(first.statusCode, 200, first.body);
+        assert.notEqual(first.headers.etag, etag, 'a review is a new version of the finding');
+        const reviewedAt: string = first.json().review.reviewedAt;
+
+        const second = await review(colleague, scan._id, etag, { hasTumor: false, confidence: null, additionalNotes: 'Second reader: no tumour.' });
+        assert.equal(second.statusCode, 412, second.body);
+        const { error } = second.json();
+        assert.ok(error.includes(`${doctor.name} reviewed this finding at ${reviewedAt}, after you loaded it`), error);
+        assert.match(error, /not saved: reload the scan .* then reapply your changes/);
+
+        const now = (await get(doctor, `/api/scans/${scan._id}`)).json();
+        assert.equal(now.result.tumorType, 'meningioma');
+        assert.equal(now.result.additionalNotes, 'First reader: meningioma.');
+        assert.equal(now.reviews.length, 1, 'the refused review wrote nothing');
+        assert.deepEqual(now.review.reviewedBy, { _id: doctor.id, name: doctor.name });
+
+        // Reloaded (the new ETag) and reapplied: saved over the review its author now saw.
+        const reapplied = await review(colleague, scan._id, String(first.headers.etag), {
+          hasTumor: false,
+          confidence: null,
+          additionalNotes: 'Second reader: no tumour.',
+        });
+        assert.equal(reapplied.statusCode, 200, reapplied.body);
+        assert.equal(reapplied.json().reviews.length, 2);
+      });
+
+      test('sent at the same moment with the same ETag, one review is saved and the other refused', async () => {
+        const { scan, etag } = await loadedByBoth();
+        const answers = await Promise.all([
+          review(doctor, scan._id, etag, { additionalNotes: 'Reader one.' }),
+          review(colleague, scan._id, etag, { additionalNotes: 'Reader two.' }),
+        ]);
+        assert.deepEqual(answers.map((a) => a.statusCode).sort(), [200, 412], answers.map((a) => a.body).join('\n'));
+        const now = (await get(doctor, `/api/scans/${scan._id}`)).json();
+        assert.equal(now.reviews.length, 1);
+        assert.equal(now.result.additionalNotes, answers[0].statusCode === 200 ? 'Reader one.' : 'Reader two.');
+      });
+
+      test('a newer analysis since the finding was loaded refuses the review; without If-Match, as the API document reviews, it is saved', async () => {
+        const { scan, etag } = await loadedByBoth();
+        assert.equal((await send(doctor, 'POST', '/api/ml/brain/analyze', { scanId: scan._id })).statusCode, 200);
+        await runAnalysis(t, scan._id, { ...brainOutput('pituitary', 0.88, '2.0.0'), heatmapMap: scan.heatmap });
+        const stale = await review(doctor, scan._id, etag, { tumorType: 'glioma', confidence: null });
+        assert.equal(stale.statusCode, 412, stale.body);
+        assert.match(stale.json().error, /A newer analysis of this scan finished at \d{4}-\d\d-\d\dT[\d:.]+Z, after you loaded it/);
+        assert.equal((await get(doctor, `/api/scans/${scan._id}`)).json().reviews.length, 0);
+
+        const plain = await review(colleague, scan._id, undefined, { additionalNotes: 'Reviewed without If-Match.' });
+        assert.equal(plain.statusCode, 200, plain.body);
+        assert.equal(plain.json().result.additionalNotes, 'Reviewed without If-Match.');
+        assert.equal(plain.json().result.tumorType, 'pituitary');
       });
     });
 

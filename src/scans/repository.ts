@@ -937,6 +937,14 @@ export async function touchScan(db: DbOrTx, id: string): Promise<ScanRow> {
   return updateScanRow(db, id, {});
 }
 
+/**
+ * Locks the scan's row until the transaction ends, so reviews of one scan are written one after
+ * another: each merges into, and checks its If-Match against, the review before it.
+ */
+export async function lockScan(tx: DbOrTx, id: string): Promise<void> {
+  await tx.select({ id: scans.id }).from(scans).where(eq(scans.id, id)).for('update');
+}
+
 export async function insertReview(db: DbOrTx, values: typeof scanReviews.$inferInsert): Promise<void> {
   await db.insert(scanReviews).values(values);
 }

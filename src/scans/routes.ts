@@ -16,6 +16,7 @@ import {
   ListScansQuerySchema,
   ReportResponseSchema,
   ReviewBodySchema,
+  ReviewHeadersSchema,
   ScanDetailSchema,
   ScanListSchema,
   PixelsResponseHeaders,
@@ -149,12 +150,15 @@ function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           tags,
           security,
           summary: 'A scan with its result, the model output, the review and annotations',
+          description: 'ETag: the `findingVersion`, for If-Match on a review (PATCH).',
           params: IdParamsSchema,
           response: { 200: ScanDetailSchema, ...authErrors },
         },
       },
-      async (request) =>
-        scans.getScan(ctx.db, { viewer: currentUser(request), id: request.params.id, links: linksFor(ctx, request) }),
+      async (request, reply) => {
+        const scan = await scans.getScan(ctx.db, { viewer: currentUser(request), id: request.params.id, links: linksFor(ctx, request) });
+        return reply.header('etag', `"${scan.findingVersion}"`).send(scan);
+      },
     );
 
     app.get(
@@ -278,20 +282,24 @@ function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           tags,
           security,
           summary: "A physician's review: stored beside the model output, which is never overwritten",
+          description:
+            'With `If-Match` (the ETag of GET /api/scans/:id, or its `findingVersion`), a review of a finding that changed since it was loaded (another review, a newer analysis) is not saved: 412. The answer carries the new ETag.',
           params: IdParamsSchema,
+          headers: ReviewHeadersSchema,
           body: ReviewBodySchema,
-          response: { 200: ScanDetailSchema, ...authErrors },
+          response: { 200: ScanDetailSchema, ...authErrors, 412: ErrorSchema },
         },
       },
-      async (request) => {
+      async (request, reply) => {
         const scan = await scans.reviewScan(ctx.db, {
           viewer: currentUser(request),
           id: request.params.id,
           body: request.body,
+          ifMatch: request.headers['if-match'],
           links: linksFor(ctx, request),
         });
         request.log.info({ scan: scan._id, status: scan.status }, 'scan reviewed');
-        return scan;
+        return reply.header('etag', `"${scan.findingVersion}"`).send(scan);
       },
     );
 

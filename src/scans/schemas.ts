@@ -59,6 +59,16 @@ export const ReviewBodySchema = Type.Object(
 );
 export type ReviewBody = Static<typeof ReviewBodySchema>;
 
+export const ReviewHeadersSchema = Type.Object({
+  'if-match': Type.Optional(
+    Type.String({
+      maxLength: 1000,
+      description:
+        'Optional: the ETag (or `findingVersion`) of the scan as the reviewer loaded it. When the finding has changed since (another review, a newer analysis), the review is not saved: 412 with `{"error"}` saying who reviewed it and when. Without it, the review is merged into the current finding whatever changed.',
+    }),
+  ),
+});
+
 export const AnnotationBodySchema = Type.Object(
   {
     x: Type.Number({ minimum: 0, description: 'Pixel column in the rendered image (0..width-1)' }),
@@ -112,10 +122,16 @@ const ScanCore = {
 
 export const UploadResponseSchema = Type.Object(ScanCore);
 
+const FindingVersionSchema = Type.String({
+  description:
+    'The version of the finding (the standing review and the current analysis), also sent as the ETag of GET and PATCH /api/scans/:id. Send it back as `If-Match: "<findingVersion>"` with a review: if another review or a newer analysis changed the finding since, the review is refused with 412 instead of replacing a finding its author never saw.',
+});
+
 const ScanListItemSchema = Type.Object({
   ...ScanCore,
   result: Nullable(ResultSchema),
   review: Nullable(ReviewSchema),
+  findingVersion: FindingVersionSchema,
   failureReason: Nullable(Type.String()),
   createdAt: IsoDateTime,
 });
@@ -147,6 +163,7 @@ export const ScanDetailSchema = Type.Object({
     description: 'The output of the current (latest finished) analysis, exactly as the model gave it',
   }),
   review: Type.Union([ReviewSchema, Type.Null()], { description: 'The standing review (the latest); null before any' }),
+  findingVersion: FindingVersionSchema,
   reviews: Type.Array(ReviewSchema, { description: 'Every review of the scan, oldest first' }),
   failureReason: Nullable(Type.String()),
   annotations: Type.Array(AnnotationSchema),

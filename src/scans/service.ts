@@ -39,6 +39,7 @@ import {
   annotationView,
   modelResultView,
   scanCoreView,
+  findingVersion,
   scanDetailView,
   scanView,
   type FileLinks,
@@ -652,16 +653,53 @@ function mergeReview(scanType: ScanType | null, base: ReviewedFinding, patch: Re
   return merged;
 }
 
+/** The opaque tags of an If-Match header (quotes and a weak prefix taken off), or '*'. */
+function ifMatchTags(header: string): string[] | '*' {
+  if (header.trim() === '*') return '*';
+  // The version names the finding, not the bytes of an answer: a proxy that compressed the
+  // answer and so made its ETag weak (W/) still names the same finding.
+  return header.split(',').map((tag) => tag.trim().replace(/^W\//, '').replace(/^"(.*)"$/, '$1'));
+}
+
+/**
+ * Refuses a review sent with If-Match when the finding changed since its author loaded it:
+ * the later save would replace a review (or judge an analysis) its author never saw. Only the
+ * reviewer's name and the time are named, never anything of the patient.
+ */
+function checkFindingVersion(
+  header: string,
+  { viewer, scan, previous, analysis }: { viewer: Viewer; scan: repo.ScanRow; previous: repo.LatestReview | undefined; analysis: repo.AnalysisRow | undefined },
+): void {
+  const tags = ifMatchTags(header);
+  const current = findingVersion(previous?.id, scan.currentAnalysisId);
+  if (tags === '*' || tags.includes(current)) return;
+  const again = 'Your review was not saved: reload the scan to see the finding as it is now, then reapply your changes.';
+  const loadedThisReview = tags.some((tag) => tag.split('.')[0] === (previous?.id ?? 'unreviewed'));
+  if (previous && !loadedThisReview) {
+    const who = previous.reviewer?.id === viewer.id ? 'You (in another window or tab)' : (previous.reviewer?.name ?? 'A former user');
+    throw new AppError(
+      'precondition_failed',
+      `${who} reviewed this finding at ${previous.reviewedAt.toISOString()}, after you loaded it. ${again}`,
+    );
+  }
+  const finished = analysis?.completedAt ? ` at ${analysis.completedAt.toISOString()}` : '';
+  throw new AppError('precondition_failed', `A newer analysis of this scan finished${finished}, after you loaded it. ${again}`);
+}
+
 export async function reviewScan(
   db: Db,
-  { viewer, id, body, links }: { viewer: Viewer; id: string; body: ReviewBody; links: FileLinks },
+  { viewer, id, body, ifMatch, links }: { viewer: Viewer; id: string; body: ReviewBody; ifMatch?: string; links: FileLinks },
 ) {
   const reviewed = await db.transaction(async (tx) => {
+    // Reviews of one scan one after another: each merges into, and is checked against, the
+    // review before it, never into a finding read before that review committed.
+    if (isUuid(id)) await repo.lockScan(tx, id);
     const found = await requireVisibleScan(tx, viewer, id);
     const { scan } = found;
     // One connection: queries in a transaction run one after another.
     const analysis = (await repo.currentAnalyses(tx, [scan])).get(scan.id);
     const previous = (await repo.latestReviews(tx, [scan.id])).get(scan.id);
+    if (ifMatch !== undefined) checkFindingVersion(ifMatch, { viewer, scan, previous, analysis });
     // The physician edits what the scan shows: the standing review, else the model's output.
     const base = previous ? pick(previous.result) : pick(modelResultView(analysis, links));
     const result = mergeReview(scan.scanType, base, body.result ?? {});

@@ -140,12 +140,22 @@ function failureReason(scan: ListedScan, analysis: ShownAnalysis | null | undefi
   return null;
 }
 
+/**
+ * The version of the finding a physician reviews: its standing review and the current analysis,
+ * the two things a review builds on. The scan's ETag and `findingVersion`; a review sent with it
+ * in If-Match is refused (412) once another review or a newer analysis changed the finding.
+ */
+export function findingVersion(reviewId: string | null | undefined, currentAnalysisId: string | null): string {
+  return `${reviewId ?? 'unreviewed'}.${currentAnalysisId ?? 'unanalysed'}`;
+}
+
 /** A scan as the list shows it. */
 export function scanView(input: ScanViewInput, links: FileLinks) {
   return {
     ...scanCoreView(input, links),
     result: currentResultView(input, links),
     review: input.review ? reviewView(input.review, input.scan.currentAnalysisId) : null,
+    findingVersion: findingVersion(input.review?.id, input.scan.currentAnalysisId),
     failureReason: failureReason(input.scan, input.analysis),
     createdAt: input.scan.createdAt.toISOString(),
   };

@@ -435,6 +435,33 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     assert.equal(cleared.result.additionalNotes ?? null, null);
     assert.ok(cleared.reviews.some((r) => r.result.additionalNotes === 'Dural tail on contrast; meningioma favoured.'));
 
+    // A colleague reviews the scan while it is open here: saving over it is refused in words,
+    // the typed notes stay in the form, the colleague's review shows, and saving again works.
+    const colleague = await t.app.inject({
+      method: 'PATCH',
+      url: `/api/scans/${scanId}`,
+      headers: admin.auth,
+      payload: { result: { tumorType: 'pituitary', confidence: null } },
+    });
+    assert.equal(colleague.statusCode, 200, colleague.body);
+    await page.getByLabel('Notes').fill('Reviewed with the prior study.');
+    const [refused] = await Promise.all([
+      page.waitForResponse((r) => r.request().method() === 'PATCH' && r.url().endsWith(`/api/scans/${scanId}`)),
+      page.getByRole('button', { name: 'Save review' }).click(),
+    ]);
+    assert.equal(refused.status(), 412);
+    await page.getByText(/Sam Okafor reviewed this finding at .+, after you opened it/).waitFor();
+    assert.match(await page.locator('.compare').innerText(), /Physician\s+Pituitary tumour/i);
+    assert.equal(await page.getByLabel('Notes').inputValue(), 'Reviewed with the prior study.');
+    assert.equal(await page.getByRole('radio', { name: /^Meningioma/ }).isChecked(), true);
+    const [resaved] = await Promise.all([
+      page.waitForResponse((r) => r.request().method() === 'PATCH' && r.url().endsWith(`/api/scans/${scanId}`)),
+      page.getByRole('button', { name: 'Save review' }).click(),
+    ]);
+    assert.equal(resaved.status(), 200);
+    await page.getByText('Correction saved.').waitFor();
+    assert.match(await page.locator('.compare').innerText(), /Physician\s+Meningioma/i);
+
     // Report: generate, download, and it is a PDF.
     await page.getByRole('button', { name: 'Generate report' }).click();
     const link = page.getByRole('link', { name: 'Download PDF report' });

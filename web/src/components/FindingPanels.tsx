@@ -1,8 +1,11 @@
 /** The side panels of the viewer: the model's finding, the review, annotations and history. */
 import { useState, type FormEvent } from 'react';
 import { api, errorMessage, ok, type ModelInfo, type ScanDetail, type ScanResult } from '../api/client';
+import { useAuth } from '../auth';
+import { ApiError } from '../lib/api-errors';
 import { useDraft } from '../lib/drafts';
 import { findingText, formatDateTime, labelFields, labelName, NEGATIVE_LABELS, percent, probabilityText, resultLabel, thresholdCall, thresholdCallText } from '../lib/format';
+import { ifMatchFor, reviewConflictText } from '../lib/review-conflict';
 import { Alert } from './ui';
 
 function ProbabilityChart({ result, labels }: { result: ScanResult; labels: string[] }) {
@@ -83,8 +86,10 @@ export function ReviewPanel({
 }: {
   scan: ScanDetail;
   labels: string[];
+  /** The scan as the server has it now: after a save, or reloaded after a colleague's review. */
   onSaved: (scan: ScanDetail) => void;
 }) {
+  const { user } = useAuth();
   const current = resultLabel(scan.result);
   const modelLabel = resultLabel(scan.modelResult);
   // Before a review nothing is chosen: "Save review" records the physician's own choice, never
@@ -122,15 +127,42 @@ export function ReviewPanel({
         ...(scanType === 'brain-mri' && !NEGATIVE_LABELS.has(chosen) ? kept(location, scan.result?.tumorLocation, 'tumorLocation') : {}),
         ...kept(notes, scan.result?.additionalNotes, 'additionalNotes'),
       };
-      const out = await ok(api.PATCH('/api/scans/{id}', { params: { path: { id: scan._id } }, body: { status: 'completed', result } }));
+      // The finding as this physician saw it: a colleague's review saved since is not replaced unseen (412).
+      const out = await ok(
+        api.PATCH('/api/scans/{id}', {
+          params: { path: { id: scan._id }, header: { 'if-match': ifMatchFor(scan.findingVersion) } },
+          body: { status: 'completed', result },
+        }),
+      );
       onSaved(out);
       forgetLocation();
       forgetNotes();
       setSaved(message);
     } catch (err) {
-      setError(errorMessage(err));
+      if (err instanceof ApiError && err.status === 412) await showConflict(err, chosen);
+      else setError(errorMessage(err));
     } finally {
       setBusy(false);
+    }
+  }
+
+  /**
+   * The finding changed after this physician opened the scan: the scan is reloaded so they see
+   * the colleague's review, and the form keeps what they chose and typed, to check and save again.
+   */
+  async function showConflict(refused: ApiError, chosen: string) {
+    try {
+      const now = await ok(api.GET('/api/scans/{id}', { params: { path: { id: scan._id } } }));
+      // A box left as it was loaded follows the finding as it is now (saving it as loaded would
+      // clear or undo the colleague's text); a box the physician typed in keeps their text.
+      if (notes === (scan.result?.additionalNotes ?? '')) setNotes(now.result?.additionalNotes ?? '');
+      if (location === (scan.result?.tumorLocation ?? '')) setLocation(now.result?.tumorLocation ?? '');
+      setLabel(chosen);
+      onSaved(now);
+      setError(reviewConflictText(scan, now, user, formatDateTime));
+    } catch {
+      // Not reloaded: the server's words (who reviewed it, when, reload and reapply).
+      setError(refused.message);
     }
   }
 

@@ -213,7 +213,8 @@ try {
   await waitForHttp(`${base}/healthz`, 180_000, child);
   const small = path.join(dir, 'small.dcm');
   writeSeries(small, 0.5);
-  const warm = await upload(base, token, small, 'MEM-WARM');
+  // The patient its header names: a DICOM header naming another patient is refused (409).
+  const warm = await upload(base, token, small, 'MEM-PROBE-1');
   if (warm.status !== 201) throw new Error(`warm-up upload: ${warm.status} ${warm.body}`);
   const before = procStatus(child.pid!);
   const started = performance.now();

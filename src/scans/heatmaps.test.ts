@@ -20,7 +20,7 @@ import { ModelRegistry } from '../ml/registry.js';
 import { REPO_ROOT } from '../platform/config.js';
 import { analyses } from '../platform/db/schema.js';
 import type { ScanImage } from './renditions.js';
-import { FIXTURES, heatmapMap, localPath, runAnalysis, uploadRequest } from './test-support.js';
+import { confirmHeaderPatient, FIXTURES, heatmapMap, localPath, runAnalysis, uploadRequest } from './test-support.js';
 
 const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
 const CHEST_PNG = readFileSync(path.join(FIXTURES, 'images/chest-bacterial-1.jpeg'));
@@ -38,7 +38,7 @@ describe('heatmaps drawn on their first read', () => {
 
   const upload = async (data: Buffer, filename = 'scan.jpg', contentType = 'image/jpeg') => {
     const res = await t.app.inject(
-      uploadRequest(doctor, { data, filename, contentType, fields: { patientId: uniqueId(), patientName: 'Ana Lima' } }),
+      uploadRequest(doctor, { data, filename, contentType, fields: { patientId: uniqueId(), patientName: 'Ana Lima', ...(await confirmHeaderPatient(data)) } }),
     );
     assert.equal(res.statusCode, 201, res.body);
     return res.json<{ _id: string }>();

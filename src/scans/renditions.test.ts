@@ -21,7 +21,7 @@ import { writeDicom } from '../imaging/testing/dicom-writer.js';
 import { pngPixels } from '../imaging/testing/png.js';
 import { createScanRenditions, type ScanImage } from './renditions.js';
 import { scanFileKey } from './stored-files.js';
-import { FIXTURES, heatmapMap, localPath, runAnalysis, uploadRequest } from './test-support.js';
+import { confirmHeaderPatient, FIXTURES, heatmapMap, localPath, runAnalysis, uploadRequest } from './test-support.js';
 
 const DICOM_MR_SMALL = readFileSync(path.join(FIXTURES, 'imaging/MR_small_implicit.dcm'));
 const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
@@ -77,7 +77,12 @@ describe('scan images rendered after upload', () => {
 
   const upload = async (data: Buffer) => {
     const res = await t.app.inject(
-      uploadRequest(doctor, { data, filename: 'scan.dcm', contentType: 'application/dicom', fields: { patientId: uniqueId(), patientName: 'Ana Lima' } }),
+      uploadRequest(doctor, {
+        data,
+        filename: 'scan.dcm',
+        contentType: 'application/dicom',
+        fields: { patientId: uniqueId(), patientName: 'Ana Lima', ...(await confirmHeaderPatient(data)) },
+      }),
     );
     assert.equal(res.statusCode, 201, res.body);
     return res.json<{ _id: string; status: string; imageUrl: string; thumbnailUrl: string }>();
@@ -388,7 +393,12 @@ describe("the worker's analysis reads the app's one renditions instance", () => 
         return readForAnalysis(scan);
       };
       const res = await t.app.inject(
-        uploadRequest(doctor, { data: DICOM_MR_SMALL, filename: 'scan.dcm', contentType: 'application/dicom', fields: { patientId: uniqueId(), patientName: 'Ana Lima' } }),
+        uploadRequest(doctor, {
+          data: DICOM_MR_SMALL,
+          filename: 'scan.dcm',
+          contentType: 'application/dicom',
+          fields: { patientId: uniqueId(), patientName: 'Ana Lima', confirmDicomPatientId: '4MR1' },
+        }),
       );
       assert.equal(res.statusCode, 201, res.body);
       const id = res.json<{ _id: string }>()._id;

@@ -83,6 +83,7 @@ function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
             "- `patientId`: the patient's hospital identifier (`PT-20250505-001`) or `_id`, as `GET /api/patients/:id` accepts; from the DICOM header when absent. An unknown hospital identifier creates the patient from `patientName`, assigned to you; an unknown `_id` is 404.",
             "- `patientName`: required to create a patient (400 without it); from the DICOM header when absent. For an existing patient it may be left out; when sent it must match the patient's name on record (case and spacing aside), else 409.",
             '- `scanDate` (optional, ISO 8601): from the DICOM StudyDate when absent, else now.',
+            '- `confirmDicomPatientId` (optional): a DICOM file whose header PatientID is not the form\'s `patientId` (case and spaces aside) is refused with 409, naming both, and stores nothing: a file of another patient. Send this field with the header\'s PatientID to confirm the file is this patient\'s (an outside study under another hospital\'s identifier); it is then filed under the form\'s patient. A matching, placeholder or absent header PatientID needs no confirmation.',
             `- \`scanType\` (optional, ${SCAN_TYPE_IDS.map((t) => `\`${t}\``).join(' or ')}): which analysis applies; inferred from DICOM Modality and BodyPartExamined when absent. With a scan type the scan is queued for analysis (\`processing\`), else it is \`pending\`.`,
             '',
             '',

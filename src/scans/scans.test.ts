@@ -14,6 +14,7 @@ import { scanFileKey } from './stored-files.js';
 import {
   FIXTURES,
   SHARED_DATASETS,
+  confirmHeaderPatient,
   heatmapMap,
   localPath,
   multipart,
@@ -203,8 +204,8 @@ for (const kind of await databaseKinds()) {
         assert.deepEqual([detail.width, detail.height], [64, 64]);
       });
 
-      test('form fields win over the DICOM header', async () => {
-        const fields = newPatientFields({ scanDate: '2024-01-02', scanType: 'chest-xray' });
+      test('form fields win over the DICOM header, its PatientID once confirmed', async () => {
+        const fields = newPatientFields({ scanDate: '2024-01-02', scanType: 'chest-xray', confirmDicomPatientId: '4MR1' });
         const res = await upload(doctorA, { data: DICOM_MR_SMALL, filename: 'a.dcm', fields });
         assert.equal(res.statusCode, 201, res.body);
         assert.equal(res.json().patientId, fields.patientId);
@@ -238,7 +239,7 @@ for (const kind of await databaseKinds()) {
             data: readFileSync(path.join(EDGE_DIR, file)),
             filename: file,
             contentType: 'application/dicom',
-            fields: newPatientFields(),
+            fields: newPatientFields(await confirmHeaderPatient(readFileSync(path.join(EDGE_DIR, file)))),
           });
           const want = expected[file]!;
           if ('status' in want) {
@@ -803,7 +804,7 @@ for (const kind of await databaseKinds()) {
           data: DICOM_MR_SMALL,
           filename: 'slice.dcm',
           contentType: 'application/dicom',
-          fields: { patientId, patientName: 'Anita Rao', scanType: 'brain-mri' },
+          fields: { patientId, patientName: 'Anita Rao', scanType: 'brain-mri', confirmDicomPatientId: '4MR1' },
         });
         assert.equal(uploaded.statusCode, 201, uploaded.body);
         const id = uploaded.json()._id;

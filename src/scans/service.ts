@@ -78,6 +78,29 @@ interface UploadRequest {
   patientName: string | null;
   scanDate: Date | null;
   scanType: ScanType | null;
+  /** The DICOM header's PatientID the uploader confirmed filing under the form's patient. */
+  confirmDicomPatientId: string | null;
+}
+
+/** Identifiers compared as a registration clerk would: case and surrounding spaces aside. */
+const sameIdentifier = (a: string, b: string) => a.trim().toLocaleUpperCase('en') === b.trim().toLocaleUpperCase('en');
+
+/**
+ * A DICOM file whose header names another patient than the form is a wrong-patient risk (a
+ * file picked from the wrong folder, a modality worklist mix-up): refused (409), naming both
+ * identifiers to the uploader, who sent both, unless the uploader confirms this very header
+ * identifier (an outside study under another hospital's identifier). The header keeps its own
+ * identifier in the stored original; the scan is filed under the form's patient. The answer
+ * alone names the identifiers: no log line does.
+ */
+function checkHeaderNamesFormPatient(formPatientId: string, headerPatientId: string | null, confirmed: string | null): void {
+  if (!headerPatientId || sameIdentifier(headerPatientId, formPatientId)) return;
+  // A placeholder in the header names no patient, so it contradicts none.
+  if (placeholderProblem('patientId', headerPatientId)) return;
+  if (confirmed !== null && sameIdentifier(confirmed, headerPatientId)) return;
+  throw conflict(
+    `The DICOM header's PatientID "${headerPatientId}" is not the form's patientId "${formPatientId}": check that this file is this patient's. Nothing was stored. If it is (for example a study from another hospital, under its identifier), send it again with the form field "confirmDicomPatientId" set to "${headerPatientId}" to file it under ${formPatientId}.`,
+  );
 }
 
 function checkPatientId(value: string, source: string): string {
@@ -106,7 +129,7 @@ function checkScanDate(d: Date, field: string): Date {
 
 /** The text fields of the form, checked; what is missing may still come from a DICOM header. */
 function parseUploadFields(fields: UploadForm['fields']): UploadRequest {
-  const { patientId, patientName, scanDate, scanType } = fields;
+  const { patientId, patientName, scanDate, scanType, confirmDicomPatientId } = fields;
   if (scanType !== undefined && !isScanType(scanType)) {
     throw badRequest(`scanType must be one of ${SCAN_TYPE_IDS.join(', ')}; got "${scanType.slice(0, 40)}"`);
   }
@@ -128,6 +151,7 @@ function parseUploadFields(fields: UploadForm['fields']): UploadRequest {
     patientName: patientName ?? null,
     scanDate: date,
     scanType: scanType ?? null,
+    confirmDicomPatientId: confirmDicomPatientId ?? null,
   };
 }
 
@@ -315,8 +339,8 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
   const request = parseUploadFields(form.fields);
   // Access first, before the expensive decode: someone else's patientId is "in use", the
   // same answer as creating a patient with it (patients/service.ts, patientIdInUse).
+  const existing = request.patientId ? await findPatientForScans(db, viewer, request.patientId) : null;
   if (request.patientId) {
-    const existing = await findPatientForScans(db, viewer, request.patientId);
     if (existing && !existing.mayAddScans) throw isUuid(request.patientId) ? notFound('Patient') : patientIdInUse(request.patientId);
     if (existing) checkSamePatient(existing.patient, request.patientName);
     // A UUID names a patient's _id: it must exist, never become a new hospital identifier.
@@ -327,6 +351,11 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
   const dicom = image.dicom;
 
   const headerPatientId = dicom?.patientId?.trim() || null;
+  if (request.patientId) {
+    // The hospital identifier the form names: a patient's _id stands for its record's.
+    const formPatientId = existing && isUuid(request.patientId) ? existing.patient.patientId : request.patientId;
+    checkHeaderNamesFormPatient(formPatientId, headerPatientId, request.confirmDicomPatientId);
+  }
   const patientId = request.patientId ?? (headerPatientId ? checkPatientId(headerPatientId, 'from the DICOM header') : null);
   if (!patientId) {
     throw badRequest(

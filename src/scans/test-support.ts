@@ -12,7 +12,7 @@ import pino from 'pino';
 import sharp from 'sharp';
 import { analyzeScanJob, type Analyzer, type AnalyzerOutput } from '../analysis/analyze.job.js';
 import type { ScanImage } from './renditions.js';
-import { decodeOriginalPixels } from '../imaging/index.js';
+import { checkImage, decodeOriginalPixels, inspectDicomHead, sniffImageKind } from '../imaging/index.js';
 import { ImageDecodeError, undecodableImage } from '../imaging/errors.js';
 import { latestAnalysisOf } from '../analysis/repository.js';
 import type { HeatmapMap } from '../platform/db/schema.js';
@@ -67,6 +67,32 @@ export function uploadRequest(user: TestUser | null, { data, filename = 'scan.jp
     headers: { ...body.headers, ...(user ? user.auth : {}) },
     payload: body.payload,
   };
+}
+
+/**
+ * The form field that files a DICOM fixture under a test's own patient: its header's PatientID,
+ * confirmed (a header naming another patient than the form is refused unconfirmed). Nothing for
+ * a file with none, or one that is not a readable DICOM file.
+ */
+export async function confirmHeaderPatient(data: Buffer): Promise<{ confirmDicomPatientId?: string }> {
+  if (sniffImageKind(data) !== 'dicom') return {};
+  const maxPixels = 1e9;
+  let id: string | null | undefined = null;
+  try {
+    // The header alone, from the file's start as the server reads a large upload's: no pixel decoded.
+    for (const bytes of [2 ** 20, 16 * 2 ** 20, data.length]) {
+      const head = inspectDicomHead(data.subarray(0, bytes), data.length, { maxPixels });
+      if (head !== 'longer-head') {
+        id = head.info.patientId;
+        break;
+      }
+    }
+  } catch {
+    // Not a header this reads as it stands: the whole check below.
+  }
+  if (id === null) id = await checkImage(data, { maxPixels }).then((checked) => checked.dicom?.patientId, () => undefined);
+  id = id?.trim();
+  return id ? { confirmDicomPatientId: id } : {};
 }
 
 /** Path and query of an absolute link, for `app.inject`. */

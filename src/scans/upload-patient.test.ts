@@ -1,6 +1,7 @@
 /**
  * Which patient an upload belongs to: the form's patientId may be the hospital identifier or
- * the patient's `_id`; a new patient needs a name; a name that contradicts the record is refused.
+ * the patient's `_id`; a new patient needs a name; a name that contradicts the record is refused,
+ * and so is a DICOM file whose header names another patient, unless the uploader confirms it.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -8,15 +9,22 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { uniqueId, useTestApp, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { databaseKinds } from '../../test/helpers/db.js';
+import { captureLog, leakedMarkers } from '../../test/helpers/log-capture.js';
 import { FIXTURES, uploadRequest } from './test-support.js';
 
 const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
+/** PatientID 4MR1 in its header (pydicom's MR_small). */
+const DICOM_4MR1 = readFileSync(path.join(FIXTURES, 'imaging/MR_small_implicit.dcm'));
+/** No PatientID in its header. */
+const DICOM_NO_PATIENT_ID = readFileSync(path.join(FIXTURES, 'imaging/emri_small_RLE.dcm'));
 
 for (const kind of await databaseKinds()) {
   describe(`upload: linking the patient (${kind})`, () => {
     let t: TestApp;
     let doctor: TestUser;
+    const captured = captureLog('trace');
     useTestApp(kind, {
+      log: captured.log,
       async setup(app) {
         t = app;
         doctor = await t.user();
@@ -84,6 +92,46 @@ for (const kind of await databaseKinds()) {
       assert.equal(await patientCount(), count);
       // A real surname that reads like one is still a name.
       assert.equal((await upload({ patientId: uniqueId(), patientName: 'Ada Null' })).statusCode, 201);
+    });
+
+    test("a DICOM file whose header PatientID is another patient's is 409 naming both, stores nothing, and is filed only once confirmed", async () => {
+      const dicom = (fields: Record<string, string>, data = DICOM_4MR1) =>
+        t.app.inject(uploadRequest(doctor, { data, filename: 'slice.dcm', contentType: 'application/dicom', fields }));
+      const scansOf = async (id: string) => (await t.app.inject({ url: `/api/patients/${id}`, headers: doctor.auth })).json().scans.length as number;
+      const patient = await t.patient(doctor, { name: 'Priya Mehta' });
+      const count = await patientCount();
+
+      const refused = await dicom({ patientId: patient.patientId });
+      assert.equal(refused.statusCode, 409, refused.body);
+      const { error } = refused.json();
+      assert.ok(error.includes(`The DICOM header's PatientID "4MR1" is not the form's patientId "${patient.patientId}"`), error);
+      assert.ok(error.includes(`"confirmDicomPatientId" set to "4MR1" to file it under ${patient.patientId}`), error);
+      // By the patient's _id, the refusal names the hospital identifier that _id stands for.
+      const byRowId = await dicom({ patientId: patient._id });
+      assert.equal(byRowId.statusCode, 409, byRowId.body);
+      assert.ok(byRowId.json().error.includes(`patientId "${patient.patientId}"`), byRowId.body);
+      // A new patient is not created from a file that names another.
+      const newPatient = uniqueId();
+      assert.equal((await dicom({ patientId: newPatient, patientName: 'Raj Sharma' })).statusCode, 409);
+      // A confirmation of another identifier confirms nothing.
+      assert.equal((await dicom({ patientId: patient.patientId, confirmDicomPatientId: '9RG1' })).statusCode, 409);
+      assert.equal(await scansOf(patient._id), 0);
+      assert.equal(await patientCount(), count);
+
+      const confirmed = await dicom({ patientId: patient.patientId, confirmDicomPatientId: '4MR1' });
+      assert.equal(confirmed.statusCode, 201, confirmed.body);
+      assert.equal(confirmed.json().patientId, patient.patientId);
+      assert.equal(await scansOf(patient._id), 1);
+
+      // A header naming the form's patient (case aside), or naming none, needs no confirmation.
+      const same = await dicom({ patientId: '4mr1', patientName: 'MR1 CompressedSamples' });
+      assert.equal(same.statusCode, 201, same.body);
+      const unnamed = await dicom({ patientId: patient.patientId }, DICOM_NO_PATIENT_ID);
+      assert.equal(unnamed.statusCode, 201, unnamed.body);
+
+      // The uploader was told both identifiers; the log, which holds these requests, names neither.
+      assert.match(captured.text(), /scan uploaded/);
+      assert.deepEqual(leakedMarkers(captured.text(), [patient.patientId, '4MR1', newPatient]), []);
     });
 
     test("an unknown _id, or another doctor's patient by _id, is 404 and creates nothing", async () => {

@@ -22,7 +22,7 @@ import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test
 import { syntheticImage } from '../imaging/testing/dicom-writer.js';
 import { sharedDicom } from '../imaging/testing/paths.js';
 import { scans } from '../platform/db/schema.js';
-import { heatmapMap, localPath, multipart, runAnalysis, uploadRequest } from './test-support.js';
+import { confirmHeaderPatient, heatmapMap, localPath, multipart, runAnalysis, uploadRequest } from './test-support.js';
 import { IN_MEMORY_BYTES } from './upload.js';
 import { scanFileKey } from './stored-files.js';
 
@@ -109,8 +109,10 @@ function streamingTests(opts: {
   wholeReads: string[];
   maxUploadMb: number;
 }) {
-  const upload = (data: Buffer, fields: Record<string, string> = { patientId: uniqueId(), patientName: 'Large Series' }) =>
-    opts.app().app.inject(uploadRequest(opts.doctor(), { data, filename: 'series.dcm', contentType: 'application/dicom', fields }));
+  const upload = async (data: Buffer, fields: Record<string, string> = { patientId: uniqueId(), patientName: 'Large Series' }) =>
+    opts.app().app.inject(
+      uploadRequest(opts.doctor(), { data, filename: 'series.dcm', contentType: 'application/dicom', fields: { ...fields, ...(await confirmHeaderPatient(data)) } }),
+    );
   const scanRows = async () => (await opts.app().database.db.select({ id: scans.id }).from(scans)).length;
 
   test('a DICOM series larger than what is kept in memory is streamed to storage and stored whole', async () => {

@@ -11,7 +11,7 @@ import dicomParser from 'dicom-parser';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { gliomaOutput } from '../../test/helpers/analyzer-output.js';
 import { databaseKinds } from '../../test/helpers/db.js';
-import { FIXTURES, heatmapMap, runAnalysis, uploadRequest } from './test-support.js';
+import { confirmHeaderPatient, FIXTURES, heatmapMap, runAnalysis, uploadRequest } from './test-support.js';
 
 const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
 const DICOM_MR = readFileSync(path.join(FIXTURES, 'imaging/MR_small_implicit.dcm'));
@@ -47,7 +47,7 @@ for (const kind of await databaseKinds()) {
 
     const upload = async (user: TestUser, data: Buffer, fields: Record<string, string> = {}) => {
       const res = await t.app.inject(
-        uploadRequest(user, { data, filename: 'scan.bin', contentType: 'application/octet-stream', fields: { patientId: uniqueId(), patientName: 'Ana Lima', ...fields } }),
+        uploadRequest(user, { data, filename: 'scan.bin', contentType: 'application/octet-stream', fields: { patientId: uniqueId(), patientName: 'Ana Lima', ...(await confirmHeaderPatient(data)), ...fields } }),
       );
       assert.equal(res.statusCode, 201, res.body);
       return res.json<{ _id: string; patientId: string; status: string }>();

@@ -33,6 +33,7 @@ import { createMetrics, pgBossQueueStats, type Metrics } from './platform/metric
 import { openQueue, type Queue } from './platform/queue/index.js';
 import { createUrlSigner } from './platform/signing.js';
 import { createLocalStorage, createS3Storage, type Storage } from './platform/storage/index.js';
+import { withDatabaseOriginals } from './scans/originals.js';
 import { WEBHOOK_DELIVERY_JOB, webhookDeliveryJob } from './webhooks/deliver.job.js';
 import { createEventPublisher } from './webhooks/publisher.js';
 import type { EventPublisher } from './webhooks/types.js';
@@ -99,8 +100,11 @@ export function createContext(config: Config, database: Database, adapters: Cont
 
 export async function createRuntime(config: Config, database: Database, opts: RuntimeOptions): Promise<Runtime> {
   const { log } = opts;
-  const storage =
-    opts.storage ?? (config.storage ? createS3Storage(config.storage) : createLocalStorage(path.join(config.dataDir, 'files')));
+  // Small uploads' originals kept in the database (src/scans/originals.ts) read as files.
+  const storage = withDatabaseOriginals(
+    opts.storage ?? (config.storage ? createS3Storage(config.storage) : createLocalStorage(path.join(config.dataDir, 'files'))),
+    database.db,
+  );
   // The 256 shard folders at start (a few ms), not one mkdir in each of the first uploads.
   await storage.prepareFolders(SCAN_FILE_FOLDERS);
   const metrics = createMetrics({

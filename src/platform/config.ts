@@ -47,6 +47,11 @@ export interface Config {
    */
   partialUploads: { ageMinutes: number; intervalMinutes: number };
   /**
+   * Uploads up to this many bytes keep their original in the database, committed with the
+   * scan's row (src/scans/originals.ts), instead of a file of its own; 0: every original a file.
+   */
+  originalsInDatabaseMaxBytes: number;
+  /**
    * Stored scan files whose scan has no row (an upload answered 503 that was not committed) are
    * removed once nothing was written to them for `ageHours`, swept every `intervalHours`.
    */
@@ -172,6 +177,12 @@ const ConfigSchema = Type.Object({
   S3_SECRET_ACCESS_KEY: Text('S3 secret key'),
   S3_FORCE_PATH_STYLE: Bool(false, 'Path-style S3 URLs (MinIO)'),
   S3_PREFIX: Text('Prefix of every S3 key', { default: '' }),
+  ORIGINALS_IN_DATABASE_MAX_KB: Int(
+    1024,
+    0,
+    1024,
+    'Uploads up to this size keep their original in the database with the scan\'s row, not a file of their own; 0: every original a file',
+  ),
   PARTIAL_UPLOAD_AGE_MINUTES: Int(1440, 10, 30 * 1440, 'A crashed upload\'s leftovers (temporary file, unfinished S3 multipart upload) idle this long are removed'),
   PARTIAL_UPLOAD_SWEEP_MINUTES: Int(60, 1, 1440, 'How often those leftovers are looked for'),
   ORPHAN_FILE_AGE_HOURS: Int(24, 1, 24 * 365, 'Stored scan files whose scan has no row (an upload that was not committed) this old are removed'),
@@ -371,6 +382,7 @@ export function loadConfig(env: Env = process.env): Config {
           prefix: defaulted(e.S3_PREFIX),
         }
       : null,
+    originalsInDatabaseMaxBytes: defaulted(e.ORIGINALS_IN_DATABASE_MAX_KB) * 1024,
     partialUploads: { ageMinutes: defaulted(e.PARTIAL_UPLOAD_AGE_MINUTES), intervalMinutes: defaulted(e.PARTIAL_UPLOAD_SWEEP_MINUTES) },
     orphanFiles: { ageHours: defaulted(e.ORPHAN_FILE_AGE_HOURS), intervalHours: defaulted(e.ORPHAN_FILE_SWEEP_HOURS) },
     modelsDir: path.resolve(e.MODELS_DIR ?? path.join(REPO_ROOT, 'models')),

@@ -31,7 +31,9 @@ describe('heatmaps drawn on their first read', () => {
   let doctor: TestUser;
   let other: TestUser;
   before(async () => {
-    t = await createTestApp('pglite');
+    // Originals in the file store, whose files these tests look at and remove (small originals
+    // kept in the database are read the same way: originals.test.ts).
+    t = await createTestApp('pglite', { env: { ORIGINALS_IN_DATABASE_MAX_KB: '0' } });
     [doctor, other] = await Promise.all([t.user(), t.user()]);
   });
   after(() => t.close());

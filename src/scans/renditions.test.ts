@@ -70,7 +70,9 @@ describe('scan images rendered after upload', () => {
   let t: TestApp;
   let doctor: TestUser;
   before(async () => {
-    t = await createTestApp('pglite');
+    // Originals in the file store, whose files these tests look at and remove (small originals
+    // kept in the database are read the same way: originals.test.ts).
+    t = await createTestApp('pglite', { env: { ORIGINALS_IN_DATABASE_MAX_KB: '0' } });
     doctor = await t.user();
   });
   after(() => t.close());
@@ -212,7 +214,9 @@ describe('JPEG and PNG uploads: the original alone at upload, renditions on firs
   let doctor: TestUser;
   let admin: TestUser;
   before(async () => {
-    t = await createTestApp('pglite');
+    // Originals in the file store, whose files these tests look at and remove (small originals
+    // kept in the database are read the same way: originals.test.ts).
+    t = await createTestApp('pglite', { env: { ORIGINALS_IN_DATABASE_MAX_KB: '0' } });
     [doctor, admin] = await Promise.all([t.user(), t.user({ role: 'admin' })]);
   });
   after(() => t.close());

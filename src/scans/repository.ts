@@ -7,7 +7,7 @@ import { insertJobsSql, notifyJobsSql, type JobRecord } from '../platform/queue/
 import { createReadCache } from '../platform/db/read-cache.js';
 import type { NewAnalysisRow } from '../analysis/types.js';
 import type { ListedScan, ShownAnalysis } from './view.js';
-import { analyses, annotations, patients, reports, scanAccess, scanReviews, scans, users, type HeatmapMap } from '../platform/db/schema.js';
+import { analyses, annotations, patients, reports, scanAccess, scanOriginals, scanReviews, scans, users, type HeatmapMap } from '../platform/db/schema.js';
 import { createTotalsCache, LARGE, type TotalsCache } from './totals.js';
 import { heatmapKey, type ScanFiles } from './stored-files.js';
 import { auditRowsInsertSql, auditRowsOfEachInsertSql, type NewAuditRow } from '../audit/repository.js';
@@ -444,6 +444,11 @@ export async function insertScanWithAnalysis(tx: DbOrTx, values: UploadedScanVal
   return row!;
 }
 
+/** A scan's original kept in the database (src/scans/originals.ts), in the transaction that inserts its scan. */
+export async function insertScanOriginal(tx: DbOrTx, scanId: string, bytes: Buffer): Promise<void> {
+  await tx.insert(scanOriginals).values({ scanId, bytes });
+}
+
 /** Columns of `table` by key, with their SQL names and types. */
 function columnsOf<K extends string>(table: PgTable, keys: readonly K[]): Array<{ key: K; column: PgColumn }> {
   const all = getTableColumns(table) as Record<string, PgColumn>;
@@ -479,7 +484,7 @@ interface UploadExtras {
  * created, it writes nothing and answers no row: the caller then takes the transaction, which
  * gives the exact refusal (or finds the patient a concurrent upload just created).
  */
-function uploadStatement(db: DbOrTx, role: Viewer['role'], mayCreate: boolean, extras: UploadExtras): SQL {
+function uploadStatement(db: DbOrTx, role: Viewer['role'], mayCreate: boolean, inlineOriginal: boolean, extras: UploadExtras): SQL {
   const viewerMayAdd = role === 'admin' ? sql`true` : sql`p.id in (select patient_id from patient_doctors where doctor_id = ${sql.placeholder('viewerId')}::uuid)`;
   const patientId = sql`(select id from upload_patient)`;
   // The uploader, when this statement creates the patient and assigns it to them: the
@@ -522,6 +527,7 @@ function uploadStatement(db: DbOrTx, role: Viewer['role'], mayCreate: boolean, e
     inserted_scan as (
       insert into scans ("patient_id", ${columnList(uploadScanColumns)}) select upload_patient.id, ${typedPlaceholders(uploadScanColumns, 'scan_')} from upload_patient returning *
     ),
+    ${inlineOriginal ? sql`stored_original as (insert into scan_originals (scan_id, bytes) select id, ${sql.placeholder('original')}::bytea from inserted_scan),` : sql``}
     queued_jobs as (${insertJobsSql(records)}),
     notified as (${notifyJobsSql('queued_jobs')}),
     audited as (${auditRowsInsertSql(sql`${sql.placeholder('auditRows')}`, patientId, sql`exists (select 1 from upload_patient)`)})
@@ -555,8 +561,16 @@ const typedFields = (columns: Array<{ key: string; column: PgColumn }>, json: st
  * whose patient cannot be taken writes nothing and has no row in the answer; the caller then
  * takes its transaction, which gives the exact refusal or finds the patient.
  */
-function uploadGroupStatement(mayCreate: boolean, extras: UploadExtras): SQL {
+function uploadGroupStatement(mayCreate: boolean, inlineOriginals: boolean, extras: UploadExtras): SQL {
   const group = sql.placeholder('uploads');
+  // The group's originals kept in the database, end to end in one bytea parameter (sent as
+  // binary, not encoded into the JSON); each upload's row gives where its own bytes lie.
+  const originals = inlineOriginals
+    ? sql`stored_original as (
+      insert into scan_originals (scan_id, bytes)
+      select (t.scan->>'id')::uuid, substring(${sql.placeholder('originals')}::bytea from t.original_at + 1 for t.original_len) from taken t where t.original_len is not null
+    ),`
+    : sql``;
   const creation = mayCreate
     ? sql`creating as (
       select distinct on (u.patient_id) u.new_patient_row_id, u.patient_id, u.new_name, u.viewer_id from upload u
@@ -588,7 +602,7 @@ function uploadGroupStatement(mayCreate: boolean, extras: UploadExtras): SQL {
   const scanJson = sql.raw(scanColumns.map(([key, column]) => `'${key}', s."${column.name}"`).join(', '));
   return sql`with upload as (
       select * from jsonb_to_recordset(${group}::jsonb) as u(n int, viewer_id uuid, admin boolean, patient_id text, form_name text, new_name text,
-        new_patient_row_id uuid, scan jsonb, analysis jsonb, analysis_job jsonb, audit_rows jsonb, extra jsonb)
+        new_patient_row_id uuid, scan jsonb, analysis jsonb, analysis_job jsonb, audit_rows jsonb, extra jsonb, original_at int, original_len int)
     ),
     found_patient as (
       select u.n, p.id, p.patient_id, p.name from upload u join patients p on p.patient_id = u.patient_id
@@ -610,6 +624,7 @@ function uploadGroupStatement(mayCreate: boolean, extras: UploadExtras): SQL {
     inserted_scan as (
       insert into scans ("patient_id", ${columnList(uploadScanColumns)}) select t.patient_row_id, ${typedFields(uploadScanColumns, 't.scan')} from taken t returning *
     ),
+    ${originals}
     queued_jobs as (${insertJobsSql(records)}),
     notified as (${notifyJobsSql('queued_jobs')}),
     audited as (${auditRowsOfEachInsertSql(sql`taken t`, sql`t.audit_rows`, sql`t.patient_row_id`)})
@@ -618,7 +633,7 @@ function uploadGroupStatement(mayCreate: boolean, extras: UploadExtras): SQL {
 }
 
 /** An upload as a row of uploadGroupStatement's parameter. */
-function uploadGroupRow(n: number, values: UploadValues, mayCreate: boolean): Record<string, unknown> {
+function uploadGroupRow(n: number, values: UploadValues, mayCreate: boolean, originalAt: number): Record<string, unknown> {
   const scan: Record<string, unknown> = {};
   for (const { key, column } of uploadScanColumns) scan[key] = values.scan[key] == null ? null : column.mapToDriverValue(values.scan[key]);
   const analysis: Record<string, unknown> = {};
@@ -637,6 +652,8 @@ function uploadGroupRow(n: number, values: UploadValues, mayCreate: boolean): Re
     analysis_job: values.analysisJob,
     audit_rows: values.auditRows,
     extra: values.extraValues,
+    original_at: values.original ? originalAt : null,
+    original_len: values.original?.length ?? null,
   };
 }
 
@@ -648,19 +665,27 @@ function uploadGroupRow(n: number, values: UploadValues, mayCreate: boolean): Re
 async function insertUploadGroup(db: DbOrTx, group: readonly UploadValues[]): Promise<UploadSaved[]> {
   const creates = group.map((values) => values.newName !== null && !patientsOnRecord.has(values.patientId));
   const mayCreate = creates.some(Boolean);
-  const name = `upload_group${mayCreate ? '' : '_known'}`;
+  const inline = group.some((values) => values.original);
+  const name = `upload_group${mayCreate ? '' : '_known'}${inline ? '_original' : ''}`;
   let query = uploadQueries.get(name);
-  if (!query) uploadQueries.set(name, (query = pgDialect.sqlToQuery(uploadGroupStatement(mayCreate, group[0]!.extras))));
-  const uploads = JSON.stringify(group.map((values, n) => uploadGroupRow(n, values, creates[n]!)));
-  const params = fillPlaceholders(query.params, { uploads });
+  if (!query) uploadQueries.set(name, (query = pgDialect.sqlToQuery(uploadGroupStatement(mayCreate, inline, group[0]!.extras))));
+  let at = 0;
+  const rows = group.map((values, n) => {
+    const row = uploadGroupRow(n, values, creates[n]!, at);
+    at += values.original?.length ?? 0;
+    return row;
+  });
+  const uploads = JSON.stringify(rows);
+  const originals = inline ? Buffer.concat(group.flatMap((values) => (values.original ? [values.original] : [])), at) : null;
+  const params = fillPlaceholders(query.params, inline ? { uploads, originals } : { uploads });
   const result: unknown = await db._.session.prepareQuery({ sql: query.sql, params }, undefined, name, false).execute();
-  const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Array<{
+  const answered = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Array<{
     n: number;
     scan: Record<string, unknown>;
     patient: { id: string; patientId: string; name: string };
   }>;
   const saved: UploadSaved[] = group.map(() => null);
-  for (const row of rows) {
+  for (const row of answered) {
     saved[row.n] = { scan: scanFromJson(row.scan), patient: row.patient };
     rememberPatient(group[row.n]!.patientId);
   }
@@ -692,6 +717,7 @@ async function runUploadStatement(
     extras,
     extraValues,
     auditRows,
+    original,
   }: {
     viewer: Viewer;
     /** A hospital identifier (not a UUID). */
@@ -706,12 +732,14 @@ async function runUploadStatement(
     extraValues: Record<string, unknown>;
     /** The request's audit events, committed with the upload (STATEMENT_PATIENT for its patient). */
     auditRows: readonly NewAuditRow[];
+    /** The original file, kept in the database with the scan's row (src/scans/originals.ts); null when it is in the file store. */
+    original?: Buffer | null;
   },
 ): Promise<{ scan: ScanRow; patient: { id: string; patientId: string; name: string } } | null> {
-  const name = `upload_scan_${viewer.role}${mayCreate ? '' : '_known'}`;
+  const name = `upload_scan_${viewer.role}${mayCreate ? '' : '_known'}${original ? '_original' : ''}`;
   let query = uploadQueries.get(name);
-  if (!query) uploadQueries.set(name, (query = pgDialect.sqlToQuery(uploadStatement(db, viewer.role, mayCreate, extras))));
-  const values: Record<string, unknown> = { ...extraValues, viewerId: viewer.id, patientId, formName, newName, newPatientRowId: randomUUID(), analysisJob: JSON.stringify(analysisJob), auditRows: JSON.stringify(auditRows) };
+  if (!query) uploadQueries.set(name, (query = pgDialect.sqlToQuery(uploadStatement(db, viewer.role, mayCreate, Boolean(original), extras))));
+  const values: Record<string, unknown> = { ...extraValues, viewerId: viewer.id, patientId, formName, newName, newPatientRowId: randomUUID(), analysisJob: JSON.stringify(analysisJob), auditRows: JSON.stringify(auditRows), original: original ?? null };
   for (const { key, column } of uploadScanColumns) values[`scan_${key}`] = scan[key] == null ? null : column.mapToDriverValue(scan[key]);
   for (const { key, column } of queuedAnalysisColumns) values[`analysis_${key}`] = analysis[key] == null ? null : column.mapToDriverValue(analysis[key]);
   const params = fillPlaceholders(query.params, values);

@@ -53,7 +53,9 @@ for (const kind of await databaseKinds()) {
 
     before(async () => {
       // A 1 MB limit keeps the oversized-upload test small; every fixture is below it.
-      t = await createTestApp(kind, { env: { MAX_UPLOAD_MB: '1' } });
+      // Originals in the file store, whose files these tests look at (small originals kept in
+      // the database are stored, read and deleted in originals.test.ts).
+      t = await createTestApp(kind, { env: { MAX_UPLOAD_MB: '1', ORIGINALS_IN_DATABASE_MAX_KB: '0' } });
       [doctorA, doctorB, admin] = await Promise.all([t.user(), t.user(), t.user({ role: 'admin' })]);
     });
     after(() => t.close());

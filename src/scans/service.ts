@@ -32,6 +32,7 @@ import { isUniqueViolation } from '../platform/db/errors.js';
 import type { Storage } from '../platform/storage/index.js';
 import * as repo from './repository.js';
 import { ORIGINAL_EXTENSION, ORIGINAL_MIME, removeScanFiles, scanFileKey } from './stored-files.js';
+import { databaseOriginalKey } from './originals.js';
 import type { AnnotationBody, ListScansQuery, ReviewBody } from './schemas.js';
 import type { UploadedImage, UploadForm } from './upload.js';
 import {
@@ -372,8 +373,12 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
   const scanType = declaredType ?? (dicom ? inferScanType(dicom) : null);
 
   const scanId = form.image.stored?.scanId ?? randomUUID();
+  // A small upload's original goes into the database with its rows (src/scans/originals.ts):
+  // one durable write, the commit, instead of a file's and then the commit's.
+  const inDatabase = !form.image.stored && form.image.size <= deps.config.originalsInDatabaseMaxBytes ? form.image.head : null;
+  const originalName = `original.${ORIGINAL_EXTENSION[image.kind]}`;
   const keys = {
-    original: form.image.stored?.key ?? scanFileKey(scanId, `original.${ORIGINAL_EXTENSION[image.kind]}`),
+    original: form.image.stored?.key ?? (inDatabase ? databaseOriginalKey(scanId, originalName) : scanFileKey(scanId, originalName)),
     image: scanFileKey(scanId, 'image.png'),
     thumbnail: scanFileKey(scanId, 'thumb.png'),
   };
@@ -386,7 +391,7 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
     // committed, the files are removed, so no file outlives a row that was never committed.
     // The image and thumbnail keys name renditions made later (src/scans/renditions.ts).
     // The key is fresh (a new scan's): written in place, no temporary file.
-    if (!form.image.stored) await storage.put(keys.original, form.image.head, ORIGINAL_MIME[image.kind], { fresh: true });
+    if (!form.image.stored && !inDatabase) await storage.put(keys.original, form.image.head, ORIGINAL_MIME[image.kind], { fresh: true });
     // Every upload is analysed, as the API document shows: `"status": "processing"`.
     const status = 'processing' as const;
     const scanValues = {
@@ -427,6 +432,7 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
         extras: { deliveryRecords: (patient, newPatientOwner, value) => deps.events.deliveryRecords(db, patient, newPatientOwner, value) },
         extraValues: deps.events.deliveryValues({ type: 'scan.uploaded', scanId, status }),
         auditRows: audit?.rows ?? [],
+        original: inDatabase,
       });
     }
     const insert = () =>
@@ -450,6 +456,7 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
           (analysis) =>
             repo.insertScanWithAnalysis(tx, { ...scanValues, patientId: patient.id }, analysis),
         );
+        if (inDatabase) await repo.insertScanOriginal(tx, scanId, inDatabase);
         await deps.events.publish(tx, { type: 'scan.uploaded', scanId, patientId: patient.id, status });
         if (audit) await insertAuditEvents(tx, audit.rowsFor(patient.id));
         return { scan, patient };

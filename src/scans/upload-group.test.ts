@@ -5,12 +5,12 @@
  * patient must make one patient.
  */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { eq, inArray } from 'drizzle-orm';
 import { STATEMENT_PATIENT } from '../audit/repository.js';
 import type { Db } from '../platform/db/index.js';
-import { auditEvents, patientDoctors, patients, scans } from '../platform/db/schema.js';
+import { auditEvents, patientDoctors, patients, scanOriginals, scans } from '../platform/db/schema.js';
 import type { JobDefinition } from '../platform/queue/index.js';
 import { WEBHOOK_DELIVERY_JOB } from '../webhooks/deliver.job.js';
 import { WebhookDeliveryPayloadSchema } from '../webhooks/types.js';
@@ -145,6 +145,26 @@ for (const kind of await databaseKinds()) {
       assert.deepEqual(deliveries.map((d) => d.webhookId).sort(), scanIds.map(() => mine).sort());
       assert.ok(!deliveries.some((d) => d.webhookId === foreign));
       assert.ok(deliveries.every((d) => d.patientId === rows[0]!.id && d.body.includes(rows[0]!.id)));
+    });
+
+    test("a group's small originals are each committed with their own scan, byte for byte, in the one statement", async () => {
+      const doctor = await t.user();
+      const patientId = uniqueId();
+      // Of different sizes, one with none (its original in the file store): each upload's bytes
+      // are cut out of the group's one parameter at its own place.
+      const originals = [randomBytes(9000), null, randomBytes(1), randomBytes(70_000)];
+      const uploads = originals.map((original) => ({ ...uploadOf(doctor, patientId, { newName: 'Ada Bytes' }), original }));
+      const { saved, statements } = await writeGroup(uploads);
+      assert.deepEqual(statements, ['upload_group_original'], 'the group is one statement, no transaction');
+      assert.ok(saved.every((s) => s !== null), 'every upload is written');
+      const scanIds = uploads.map((u) => u.scan.id!);
+      const kept = await t.ctx.db.select().from(scanOriginals).where(inArray(scanOriginals.scanId, scanIds));
+      const byScan = new Map(kept.map((row) => [row.scanId, Buffer.from(row.bytes)]));
+      assert.equal(byScan.size, 3);
+      originals.forEach((original, i) => {
+        if (original) assert.ok(byScan.get(scanIds[i]!)?.equals(original), `upload ${i}'s bytes`);
+        else assert.equal(byScan.has(scanIds[i]!), false);
+      });
     });
 
     test('admins and doctors in one group each get their own rule; a refused upload writes nothing and the others are written', async () => {

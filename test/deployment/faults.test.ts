@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { inArray } from 'drizzle-orm';
 import { analyses, scans } from '../../src/platform/db/schema.js';
-import { scanFileKey } from '../../src/scans/stored-files.js';
 import {
   halfSentUpload,
   pendingJobs,
@@ -124,14 +123,16 @@ test(
       await load;
 
       await waitSettled(c, 'every accepted scan to be analysed');
-      const rows = await c.database.db.select({ id: scans.id, status: scans.status }).from(scans);
+      const rows = await c.database.db.select({ id: scans.id, status: scans.status, originalKey: scans.originalKey }).from(scans);
       const byId = new Map(rows.map((r) => [r.id, r.status]));
       const context = `accepted ${accepted.length}, refused ${JSON.stringify(Object.fromEntries(refused))}\n${c.report()}`;
       // Nothing accepted is lost...
       assert.deepEqual(accepted.filter((id) => !byId.has(id)), [], `accepted uploads missing\n${context}`);
+      const originalKeys = new Map(rows.map((r) => [r.id, r.originalKey]));
       for (const id of accepted.slice(0, 5).concat(accepted.slice(-5))) {
-        // An upload stores its original alone (the display image is rendered when first read).
-        assert.ok(await c.storage.exists(scanFileKey(id, 'original.jpg')), `the image of accepted scan ${id} is missing`);
+        // An upload stores its original alone (the display image is rendered when first read):
+        // a small one in the database with its row, a large one in the bucket.
+        assert.ok(await c.storage.exists(originalKeys.get(id)!), `the image of accepted scan ${id} is missing`);
       }
       // ...nothing is stuck, and the analyses cut by the faults were retried, not failed.
       assert.deepEqual(

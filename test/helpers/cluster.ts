@@ -21,6 +21,7 @@ import { REPO_ROOT } from '../../src/platform/config.js';
 import { openDatabase, type Database } from '../../src/platform/db/index.js';
 import { createServerDatabase, postgresReachable } from '../../src/platform/db/server-database.js';
 import { createS3Storage, type Storage } from '../../src/platform/storage/index.js';
+import { withDatabaseOriginals } from '../../src/scans/originals.js';
 import { createUser } from '../../src/users/service.js';
 import { FIXTURES, multipart } from '../../src/scans/test-support.js';
 import { freePort } from '../../src/bench/support.js';
@@ -128,6 +129,7 @@ export interface Cluster {
   databaseUrl: string;
   /** The test's own connection (migrated); reads what the processes wrote. */
   database: Database;
+  /** The processes' files (the bucket, and the small originals kept in the database), read as they read them. */
   storage: Storage;
   receiver: WebhookReceiver;
   children: Child[];
@@ -280,7 +282,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     const cluster: Cluster = {
       databaseUrl,
       database,
-      storage,
+      storage: withDatabaseOriginals(storage, database.db),
       receiver,
       children,
       doctor: { id: user.id, auth: { authorization: `Bearer ${token}` } },

@@ -5,6 +5,7 @@
 import { sql } from 'drizzle-orm';
 import {
   boolean,
+  customType,
   date,
   doublePrecision,
   index,
@@ -193,6 +194,24 @@ export const scans = pgTable(
     index('scans_sop_uid_idx').on(t.sopInstanceUid),
   ],
 );
+
+/** PostgreSQL's bytea, read and written as a Buffer (pg) or Uint8Array (PGlite, made a Buffer by its reader). */
+const bytea = customType<{ data: Buffer; driverData: Buffer | Uint8Array }>({
+  dataType: () => 'bytea',
+});
+
+/**
+ * A small upload's original file, kept in the database beside its scan's row instead of a file
+ * of its own (ORIGINALS_IN_DATABASE_MAX_KB, src/scans/originals.ts): written in the upload's own
+ * statement, so the row and its bytes commit together with one durable write, and removed with
+ * the scan (on delete cascade). The scan's original_key then starts with `database/`.
+ */
+export const scanOriginals = pgTable('scan_originals', {
+  scanId: uuid('scan_id')
+    .primaryKey()
+    .references(() => scans.id, { onDelete: 'cascade' }),
+  bytes: bytea('bytes').notNull(),
+});
 
 // The shapes of the analyses' heatmap_map and hot_region columns, as the model code makes them.
 export type { HeatmapMap, HotRegion };

@@ -4,7 +4,8 @@ import type { Readable } from 'node:stream';
  * Where scan files live: DATA_DIR on local disk by default, an S3-compatible bucket when
  * S3_BUCKET is set. Keys look like `scans/<2 hex>/<scanId>.original.dcm` (src/scans/stored-files.ts:
  * a few shard folders, not one per scan); scans stored before that have `scans/<scanId>/...`,
- * removed with their prefix.
+ * removed with their prefix. A small upload's original is kept in the database instead, under a
+ * key `database/<scanId>.original.<ext>` that src/scans/originals.ts reads as a file.
  */
 export interface Storage {
   kind: 'local' | 's3';

@@ -131,7 +131,7 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     if (err instanceof AppError) {
       if (err.status >= 500) request.log.error({ err }, 'request failed');
       if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
-      return reply.code(err.status).send({ error: err.message });
+      return reply.code(err.status).send({ ...err.fields, error: err.message });
     }
     if (err.validation) {
       return reply.code(400).send({ error: validationMessage(err) });

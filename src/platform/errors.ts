@@ -35,6 +35,11 @@ export class AppError extends Error {
     message: string,
     /** Sent as Retry-After: set where trying again later is the client's remedy (429, 503). */
     readonly retryAfterSeconds?: number,
+    /**
+     * Machine-readable fields sent beside `error`, for a client to act on without reading the
+     * message's words (each route that throws them declares them in its response schema).
+     */
+    readonly fields?: Readonly<Record<string, string>>,
   ) {
     super(message);
   }
@@ -46,7 +51,7 @@ export class AppError extends Error {
 
 export const notFound = (what: string) => new AppError('not_found', `${what} not found`);
 export const badRequest = (message: string) => new AppError('bad_request', message);
-export const conflict = (message: string) => new AppError('conflict', message);
+export const conflict = (message: string, fields?: Record<string, string>) => new AppError('conflict', message, undefined, fields);
 export const forbidden = (message = 'You do not have permission to do this') => new AppError('forbidden', message);
 
 /**

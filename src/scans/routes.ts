@@ -22,6 +22,7 @@ import {
   PixelsResponseHeaders,
   ScanStatusResponseSchema,
   StatusStreamQuerySchema,
+  UploadConflictSchema,
   UploadResponseSchema,
 } from './schemas.js';
 import { openStatusStream, parseScanIds } from './status-stream.js';
@@ -83,7 +84,7 @@ function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
             "- `patientId`: the patient's hospital identifier (`PT-20250505-001`) or `_id`, as `GET /api/patients/:id` accepts; from the DICOM header when absent. An unknown hospital identifier creates the patient from `patientName`, assigned to you; an unknown `_id` is 404.",
             "- `patientName`: required to create a patient (400 without it); from the DICOM header when absent. For an existing patient it may be left out; when sent it must match the patient's name on record (case and spacing aside), else 409.",
             '- `scanDate` (optional, ISO 8601): from the DICOM StudyDate when absent, else now.',
-            '- `confirmDicomPatientId` (optional): a DICOM file whose header PatientID is not the form\'s `patientId` (case and spaces aside) is refused with 409, naming both, and stores nothing: a file of another patient. Send this field with the header\'s PatientID to confirm the file is this patient\'s (an outside study under another hospital\'s identifier); it is then filed under the form\'s patient. A matching, placeholder or absent header PatientID needs no confirmation.',
+            '- `confirmDicomPatientId` (optional): a DICOM file whose header PatientID is not the form\'s `patientId` (case and spaces aside) is refused with 409, naming both (the header\'s as `dicomPatientId` too), and stores nothing: a file of another patient. Send this field with the header\'s PatientID to confirm the file is this patient\'s (an outside study under another hospital\'s identifier); it is then filed under the form\'s patient. A matching, placeholder or absent header PatientID needs no confirmation.',
             `- \`scanType\` (optional, ${SCAN_TYPE_IDS.map((t) => `\`${t}\``).join(' or ')}): which analysis applies; inferred from DICOM Modality and BodyPartExamined when absent. With a scan type the scan is queued for analysis (\`processing\`), else it is \`pending\`.`,
             '',
             '',
@@ -93,7 +94,7 @@ function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
             `An upload the database committed is answered 201 even when the database's answer to the commit was lost. 503, with Retry-After (${RETRY_AFTER_SECONDS.databaseOutage} seconds), when the database could not confirm either way: after that, look for the scan in the patient's scans before sending it again.`,
           ].join('\n'),
           consumes: ['multipart/form-data', DICOM_MEDIA_TYPE],
-          response: { 201: UploadResponseSchema, ...authErrors, 409: ErrorSchema, 413: ErrorSchema, 415: ErrorSchema, 422: ErrorSchema, 503: ErrorSchema },
+          response: { 201: UploadResponseSchema, ...authErrors, 409: UploadConflictSchema, 413: ErrorSchema, 415: ErrorSchema, 422: ErrorSchema, 503: ErrorSchema },
         },
       },
       async (request, reply) => {

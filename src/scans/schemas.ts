@@ -122,6 +122,20 @@ const ScanCore = {
 
 export const UploadResponseSchema = Type.Object(ScanCore);
 
+/** The upload's 409: a patient name that contradicts the record, or a DICOM header naming another patient. */
+export const UploadConflictSchema = Type.Object(
+  {
+    error: Type.String(),
+    dicomPatientId: Type.Optional(
+      Type.String({
+        description:
+          "When the DICOM header's PatientID is not the form's patientId: that header identifier, to send back as `confirmDicomPatientId` once the uploader confirms the file is this patient's.",
+      }),
+    ),
+  },
+  { description: 'Every error, and for a DICOM header naming another patient its PatientID' },
+);
+
 const FindingVersionSchema = Type.String({
   description:
     'The version of the finding (the standing review and the current analysis), also sent as the ETag of GET and PATCH /api/scans/:id. Send it back as `If-Match: "<findingVersion>"` with a review: if another review or a newer analysis changed the finding since, the review is refused with 412 instead of replacing a finding its author never saw.',

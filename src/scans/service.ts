@@ -101,6 +101,8 @@ function checkHeaderNamesFormPatient(formPatientId: string, headerPatientId: str
   if (confirmed !== null && sameIdentifier(confirmed, headerPatientId)) return;
   throw conflict(
     `The DICOM header's PatientID "${headerPatientId}" is not the form's patientId "${formPatientId}": check that this file is this patient's. Nothing was stored. If it is (for example a study from another hospital, under its identifier), send it again with the form field "confirmDicomPatientId" set to "${headerPatientId}" to file it under ${formPatientId}.`,
+    // The header's identifier as data, for a client's "file it anyway" to send back unparsed.
+    { dicomPatientId: headerPatientId },
   );
 }
 

@@ -103,7 +103,9 @@ for (const kind of await databaseKinds()) {
 
       const refused = await dicom({ patientId: patient.patientId });
       assert.equal(refused.statusCode, 409, refused.body);
-      const { error } = refused.json();
+      const { error, dicomPatientId } = refused.json();
+      // The header's identifier as data too: what a client sends back to confirm, unparsed.
+      assert.equal(dicomPatientId, '4MR1');
       assert.ok(error.includes(`The DICOM header's PatientID "4MR1" is not the form's patientId "${patient.patientId}"`), error);
       assert.ok(error.includes(`"confirmDicomPatientId" set to "4MR1" to file it under ${patient.patientId}`), error);
       // By the patient's _id, the refusal names the hospital identifier that _id stands for.

@@ -31,6 +31,8 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SHOTS = path.join(REPO_ROOT, 'test-results', 'screenshots');
 const BRAIN_JPEG = path.join(REPO_ROOT, 'test/fixtures/images/brain-glioma-1.jpg');
 const CHEST_JPEG = path.join(REPO_ROOT, 'test/fixtures/images/chest-bacterial-1.jpeg');
+/** PatientID 4MR1 in its header (pydicom's MR_small). */
+const DICOM_4MR1 = path.join(REPO_ROOT, 'test/fixtures/imaging/MR_small_implicit.dcm');
 const CHEST_DICOM = path.resolve(REPO_ROOT, '../shared/datasets/dicom/cr_chest/RG1_J2KI.dcm');
 
 // Without the background-networking flags Chromium floods a closed network with connections.
@@ -143,10 +145,10 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
   });
 
   /** axe-core on the page as it is now: no serious or critical violation. */
-  async function checkAccessibility(name: string) {
+  async function checkAccessibility(name: string, tab: Page = page) {
     // Evaluated through the debugging protocol: the page's CSP stays on for the app itself.
-    await page.evaluate(axe.source);
-    const violations = await page.evaluate(async () => {
+    await tab.evaluate(axe.source);
+    const violations = await tab.evaluate(async () => {
       const result = await (window as unknown as { axe: typeof axe }).axe.run(document, {
         runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
       });
@@ -948,6 +950,45 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
       assert.equal(seen.size, SCANS, 'every scan is listed once');
       assert.deepEqual(withoutFinding, [], 'completed scans shown without their finding');
       assert.match(await tab.getByRole('navigation', { name: 'scans pages' }).innerText(), new RegExp(`${SCANS} scans`));
+    } finally {
+      await tab.close();
+    }
+  });
+
+  test("upload: a DICOM file whose header names another patient is refused, says both IDs, and is filed once confirmed", async () => {
+    part = 'outside-study';
+    const doctor = await t.user({ name: 'Dr. Outside Study' });
+    const chosen = uniqueId('PT-OUT');
+    // A tab of its own (its own session), whoever the walk's tab left signed in.
+    const tab = await context.newPage();
+    try {
+      await tab.goto(`${base}/login`);
+      await tab.getByLabel('Email').fill(doctor.email);
+      await tab.getByLabel('Password').fill(doctor.password);
+      await tab.getByRole('button', { name: 'Sign in' }).click();
+      await tab.getByRole('heading', { name: 'Worklist' }).waitFor();
+      await tab.goto(`${base}/upload`);
+      await tab.getByLabel('New patient').check();
+      await tab.getByLabel('Patient ID').fill(chosen);
+      await tab.getByLabel('Full name').fill('Lena Fischer');
+      await tab.getByLabel('Scan files').setInputFiles(DICOM_4MR1);
+      await tab.getByRole('button', { name: /Upload 1 file/ }).click();
+      const row = tab.locator('.upload-item', { hasText: 'MR_small_implicit.dcm' });
+      const fileAnyway = row.getByRole('button', { name: `File it under ${chosen} anyway` });
+      await fileAnyway.waitFor();
+      const said = await row.locator('.upload-state').innerText();
+      assert.match(said, new RegExp(`header names patient 4MR1, but you chose Lena Fischer \\(${chosen}\\)`), said);
+      // Nothing was filed yet, and the upload button does not send the refused file again unconfirmed.
+      assert.equal(await tab.getByRole('button', { name: /Upload .*file/ }).isDisabled(), true);
+      await checkAccessibility('upload-mismatch', tab);
+      await fileAnyway.click();
+      await row.getByRole('link', { name: 'Open scan' }).waitFor();
+      // Filed under the chosen patient: their page lists it.
+      const found = await t.app.inject({ url: `/api/patients?search=${encodeURIComponent(chosen)}`, headers: doctor.auth });
+      const patient = found.json<{ patients: { _id: string; patientId: string }[] }>().patients.find((p) => p.patientId === chosen)!;
+      await tab.goto(`${base}/patients/${patient._id}`);
+      await tab.locator('table', { hasText: 'Open viewer' }).locator('tbody tr').first().waitFor();
+      assert.equal(await tab.locator('table', { hasText: 'Open viewer' }).locator('tbody tr').count(), 1);
     } finally {
       await tab.close();
     }

@@ -8,6 +8,7 @@ import {
   endsSession,
   errorFromResponse,
   humanWait,
+  refusedDicomPatientId,
   retryAfterSeconds,
   safeNext,
   signInErrorText,
@@ -26,6 +27,15 @@ describe('API errors in the web app', () => {
     assert.equal(errorFromResponse(502, 'Bad Gateway', '<html>proxy</html>', null).message, 'The server answered 502 Bad Gateway');
     assert.equal(errorFromResponse(500, '', { error: '' }, null).message, 'The server answered 500');
     assert.equal(errorFromResponse(400, '', null, null).message, 'The server answered 400');
+  });
+
+  test("an upload refused for its DICOM header's patient gives that header's PatientID from its field, never from the words", () => {
+    const refused = errorFromResponse(409, 'Conflict', { error: 'The DICOM header\'s PatientID "4MR1" is not …', dicomPatientId: '4MR1' }, null);
+    assert.equal(refusedDicomPatientId(refused), '4MR1');
+    // Another 409 (a name that contradicts the record), another status, or no field: none.
+    assert.equal(refusedDicomPatientId(errorFromResponse(409, 'Conflict', { error: 'PatientID "4MR1" …' }, null)), null);
+    assert.equal(refusedDicomPatientId(errorFromResponse(400, '', { error: 'x', dicomPatientId: '4MR1' }, null)), null);
+    assert.equal(refusedDicomPatientId(new Error('x')), null);
   });
 
   test('Retry-After is read in seconds; junk and zero are ignored', () => {

@@ -11,6 +11,8 @@ export class ApiError extends Error {
     message: string,
     /** Seconds to wait, from Retry-After (429, 503); null when not given. */
     readonly retryAfter: number | null = null,
+    /** The refusal's machine-readable fields beside `error` (an upload's 409: `dicomPatientId`). */
+    readonly fields: Readonly<Record<string, unknown>> = {},
   ) {
     super(message);
     this.name = 'ApiError';
@@ -25,7 +27,19 @@ export function errorFromResponse(status: number, statusText: string, body: unkn
     body && typeof body === 'object' && 'error' in body && typeof body.error === 'string' && body.error.trim()
       ? body.error
       : `The server answered ${status}${statusText ? ` ${statusText}` : ''}`;
-  return new ApiError(status, message, retryAfterSeconds(retryAfterHeader));
+  const fields = body && typeof body === 'object' ? (body as Record<string, unknown>) : {};
+  return new ApiError(status, message, retryAfterSeconds(retryAfterHeader), fields);
+}
+
+/**
+ * The DICOM header's PatientID of an upload refused because it is not the chosen patient's
+ * (409 with `dicomPatientId`): what confirming sends back. Read from the field, never from the
+ * message's words; null for any other refusal.
+ */
+export function refusedDicomPatientId(err: unknown): string | null {
+  if (!(err instanceof ApiError) || err.status !== 409) return null;
+  const id = err.fields.dicomPatientId;
+  return typeof id === 'string' && id ? id : null;
 }
 
 /** Retry-After in seconds (delta form; an HTTP date is not used by this API); null if absent. */

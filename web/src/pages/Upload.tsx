@@ -7,7 +7,7 @@ import { useEffect, useRef, useState, type DragEvent, type FormEvent } from 'rea
 import { Link, useSearchParams } from 'react-router-dom';
 import { api, errorMessage, ok, uploadScan, type PatientList } from '../api/client';
 import { Alert, GenderSelect, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
-import { ApiError } from '../lib/api-errors';
+import { ApiError, refusedDicomPatientId } from '../lib/api-errors';
 import { SCAN_TYPE_NAMES } from '../lib/format';
 import { useDebounced, useDocumentTitle } from '../lib/hooks';
 import { useScanStatus, type StatusEvent } from '../lib/live';
@@ -37,6 +37,11 @@ interface Item {
   stage?: string | null;
   analysisProgress?: number;
   failureReason?: string | null;
+  /**
+   * Refused because its DICOM header names another patient: that header's PatientID, and the
+   * patient it was sent for, so "file it anyway" sends it for the same one, confirmed.
+   */
+  mismatch?: { headerPatientId: string; patient: { patientId: string; name: string } };
 }
 
 const ACCEPT = '.jpg,.jpeg,.png,.dcm,.dicom,image/jpeg,image/png,application/dicom';
@@ -106,6 +111,35 @@ export function Upload() {
 
   const update = (key: string, patch: Partial<Item>) => setItems((old) => old.map((i) => (i.key === key ? { ...i, ...patch } : i)));
 
+  /** Uploads one file; `confirmDicomPatientId` confirms its header's patient is `target` after all. */
+  async function send(item: Item, target: { patientId: string; name: string }, confirmDicomPatientId?: string) {
+    update(item.key, { state: 'uploading', progress: 0, error: undefined, mismatch: undefined });
+    const form = new FormData();
+    form.append('patientId', target.patientId);
+    form.append('patientName', target.name);
+    if (scanType) form.append('scanType', scanType);
+    if (scanDate) form.append('scanDate', scanDate);
+    if (confirmDicomPatientId) form.append('confirmDicomPatientId', confirmDicomPatientId);
+    form.append('image', item.file, item.file.name);
+    try {
+      const scan = await uploadScan(form, (p) => update(item.key, { progress: p * 100 }));
+      update(item.key, { state: 'uploaded', progress: 100, scanId: scan._id, status: scan.status });
+    } catch (err) {
+      const headerPatientId = refusedDicomPatientId(err);
+      update(item.key, { state: 'error', error: errorMessage(err), mismatch: headerPatientId ? { headerPatientId, patient: target } : undefined });
+    }
+  }
+
+  async function fileAnyway(item: Item) {
+    if (!item.mismatch) return;
+    setBusy(true);
+    try {
+      await send(item, item.mismatch.patient, item.mismatch.headerPatientId);
+    } finally {
+      setBusy(false);
+    }
+  }
+
   async function submit(e: FormEvent) {
     e.preventDefault();
     setError(null);
@@ -131,21 +165,8 @@ export function Upload() {
         setMode('existing');
       }
       if (!target) throw new Error('Choose the patient these scans belong to.');
-      for (const item of items.filter((i) => i.state === 'queued' || i.state === 'error')) {
-        update(item.key, { state: 'uploading', progress: 0, error: undefined });
-        const form = new FormData();
-        form.append('patientId', target.patientId);
-        form.append('patientName', target.name);
-        if (scanType) form.append('scanType', scanType);
-        if (scanDate) form.append('scanDate', scanDate);
-        form.append('image', item.file, item.file.name);
-        try {
-          const scan = await uploadScan(form, (p) => update(item.key, { progress: p * 100 }));
-          update(item.key, { state: 'uploaded', progress: 100, scanId: scan._id, status: scan.status });
-        } catch (err) {
-          update(item.key, { state: 'error', error: errorMessage(err) });
-        }
-      }
+      // A file already refused for its header's patient waits for its own "file it anyway".
+      for (const item of items.filter((i) => i.state === 'queued' || (i.state === 'error' && !i.mismatch))) await send(item, target);
     } catch (err) {
       setError(errorMessage(err));
     } finally {
@@ -153,7 +174,7 @@ export function Upload() {
     }
   }
 
-  const pending = items.some((i) => i.state === 'queued' || i.state === 'error');
+  const toSend = items.filter((i) => i.state === 'queued' || (i.state === 'error' && !i.mismatch)).length;
 
   return (
     <section>
@@ -288,7 +309,21 @@ export function Upload() {
                   <div className="upload-state">
                     {item.state === 'queued' && <span className="muted">Ready</span>}
                     {item.state === 'uploading' && <ProgressBar value={item.progress} label={`Uploading ${item.file.name}`} />}
-                    {item.state === 'error' && <span className="error-text">{item.error}</span>}
+                    {item.state === 'error' && !item.mismatch && <span className="error-text">{item.error}</span>}
+                    {item.state === 'error' && item.mismatch && (
+                      <span className="upload-mismatch">
+                        <span className="error-text">
+                          Not uploaded: this file’s DICOM header names patient <strong>{item.mismatch.headerPatientId}</strong>, but you chose{' '}
+                          <strong>
+                            {item.mismatch.patient.name} ({item.mismatch.patient.patientId})
+                          </strong>
+                          . If it is theirs (for example a study from another hospital, under its ID there), file it under {item.mismatch.patient.patientId}.
+                        </span>
+                        <button type="button" className="btn btn-secondary" disabled={busy} onClick={() => void fileAnyway(item)}>
+                          File it under {item.mismatch.patient.patientId} anyway
+                        </button>
+                      </span>
+                    )}
                     {item.state === 'uploaded' && item.status && (
                       <span className="upload-done">
                         <StatusBadge status={item.status} progress={item.analysisProgress} />
@@ -315,8 +350,8 @@ export function Upload() {
         )}
 
         <div className="form-actions">
-          <button type="submit" className="btn btn-primary" disabled={busy || !pending}>
-            {busy ? 'Uploading…' : `Upload ${items.filter((i) => i.state === 'queued' || i.state === 'error').length || ''} file(s)`}
+          <button type="submit" className="btn btn-primary" disabled={busy || !toSend}>
+            {busy ? 'Uploading…' : `Upload ${toSend || ''} file(s)`}
           </button>
           <Link to="/" className="btn btn-secondary">
             Go to worklist

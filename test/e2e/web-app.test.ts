@@ -629,7 +629,10 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await page.waitForURL(/search=Priya/);
     await page.getByRole('link', { name: 'Priya Mehta' }).click();
     await page.getByRole('heading', { name: 'Priya Mehta' }).waitFor();
-    assert.equal(await page.locator('table', { hasText: 'Open viewer' }).locator('tbody tr').count(), 3);
+    // The scans are a request of their own (their pages): wait for the table, not just the heading.
+    const scanRows = page.locator('table', { hasText: 'Open viewer' }).locator('tbody tr');
+    await scanRows.first().waitFor();
+    assert.equal(await scanRows.count(), 3);
     // Each scan says what was found and whether a physician has reviewed it, without opening it.
     const findings = await page.locator('table', { hasText: 'Open viewer' }).locator('tbody tr td:nth-child(4)').allInnerTexts();
     for (const f of findings) assert.match(f, /^\S.*\n(Reviewed by .+|Not reviewed yet)$/, `finding cell "${f}"`);

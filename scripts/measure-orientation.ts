@@ -9,7 +9,7 @@
  *
  *   tsx scripts/measure-orientation.ts [--task chest-xray] [--datasets ../shared/datasets] [--models-dir models] [--json out.json]
  */
-import { readdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -17,6 +17,7 @@ import sharp from 'sharp';
 
 import { analyzeScan } from '../src/ml/inference.js';
 import { ModelRegistry, type ModelTask } from '../src/ml/registry.js';
+import { datasetImages } from './lib/dataset-images.js';
 
 const { values } = parseArgs({
   options: {
@@ -29,16 +30,6 @@ const { values } = parseArgs({
 const tasks = (values.task ?? ['chest-xray']) as ModelTask[];
 const datasets = path.resolve(values.datasets);
 const registry = await ModelRegistry.load({ dir: values['models-dir'] });
-
-async function images(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const entry of (await readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
-    const p = path.join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...(await images(p)));
-    else if (/\.(png|jpe?g)$/i.test(entry.name)) out.push(p);
-  }
-  return out;
-}
 
 type Pixel = (x: number, y: number, w: number, h: number) => [number, number];
 /** Each form as where its pixel (x, y) comes from in the stored image, and its size. */
@@ -88,7 +79,7 @@ for (const task of tasks) {
     const dir = path.join(datasets, task, split);
     let files: string[];
     try {
-      files = await images(dir);
+      files = await datasetImages(dir);
     } catch {
       continue;
     }

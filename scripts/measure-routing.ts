@@ -7,7 +7,7 @@
  *
  *   tsx scripts/measure-routing.ts [--datasets ../shared/datasets] [--models-dir models] [--json out.json]
  */
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 
 import { analyzeScan } from '../src/ml/inference.js';
 import { ModelRegistry, type ModelTask } from '../src/ml/registry.js';
+import { datasetImages } from './lib/dataset-images.js';
 
 const { values } = parseArgs({
   options: {
@@ -25,16 +26,6 @@ const { values } = parseArgs({
 });
 const datasets = path.resolve(values.datasets);
 const registry = await ModelRegistry.load({ dir: values['models-dir'] });
-
-async function images(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const entry of (await readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
-    const p = path.join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...(await images(p)));
-    else if (/\.(png|jpe?g)$/i.test(entry.name)) out.push(p);
-  }
-  return out;
-}
 
 interface SetResult {
   set: string;
@@ -53,7 +44,7 @@ for (const [task, split] of [
   ['chest-xray', 'test'],
   ['chest-xray', 'external'],
 ] as [ModelTask, string][]) {
-  const files = await images(path.join(datasets, task, split));
+  const files = await datasetImages(path.join(datasets, task, split));
   const r: SetResult = { set: `${task}/${split}`, n: files.length, routedRight: 0, refusedAfterRouting: 0, falseContradictions: 0, misrouted: [] };
   for (const file of files) {
     const image = await readFile(file);
@@ -74,7 +65,7 @@ for (const [task, split] of [
 const rejectDir = await mkdtemp(path.join(tmpdir(), 'imagemedix-reject-'));
 try {
   execFileSync(process.execPath, ['--import', 'tsx', 'scripts/make-reject-set.ts', '--out', rejectDir], { stdio: 'ignore' });
-  const files = await images(rejectDir);
+  const files = await datasetImages(rejectDir);
   const r: SetResult = { set: 'reject (non-medical)', n: files.length, refused: 0, byCategory: {} };
   for (const file of files) {
     const category = path.basename(file).split('-')[0]!;

@@ -10,6 +10,9 @@ text is not a shortcut". Nothing is written to the repository; run from the repo
     /usr/bin/python3 ml/measure_overlays.py occlude --out <dir>  # served scores, as is vs corners painted over
     /usr/bin/python3 ml/measure_overlays.py paste --out <dir>    # served scores, as is vs train/ text pasted in
     /usr/bin/python3 ml/measure_overlays.py brightness --out <dir>  # served scores under global/central brightness edits
+    /usr/bin/python3 ml/measure_overlays.py texture --out <dir>     # tone and sharpness figures per split and class
+    /usr/bin/python3 ml/measure_overlays.py sharpness --out <dir>   # served scores under tone/sharpness edits (after texture)
+    /usr/bin/python3 ml/measure_overlays.py occlusion-map --out <dir>  # occlusion maps beside served heatmaps, a contact sheet
 
 Detector (numpy only): the white top-hat of the image (gray minus its 5 x 5 grey opening) keeps
 strokes thinner than 5 px that are brighter than their surroundings; a line of them in a corner
@@ -34,6 +37,13 @@ normals, 7 of them false positives. Each test/ and external/ image is scored as 
 a global gamma, a smooth centre-weighted bump, and a histogram match to train/ normals. If
 brightness caused the calls, darkening the batch would turn them back and brightening test/
 normals would raise P(pneumonia).
+
+Tone and sharpness (docs/models/README.md, "The bright batch's tone curve, not its sharpness"):
+brightness was not it, so is the batch's tone curve or an edge enhancement? `texture` measures
+histogram shape and detail bands on every image; `sharpness` edits test/ and external/ towards
+train/ normals (blur, local contrast, histogram) and, conversely, normals towards the batch, and
+scores them as served; `occlusion-map` slides a diffused patch over the batch's false positives
+and a few others and draws where P(pneumonia) drops beside the heatmap the server shows.
 """
 import argparse
 import json
@@ -233,13 +243,15 @@ def save(g, path):
     Image.fromarray(np.clip(np.rint(g), 0, 255).astype(np.uint8)).convert("RGB").save(path)
 
 
-def served_scores(paths, work, name):
+def served_scores(paths, work, name, heatmaps=None):
     """P(pneumonia) of each path as served: scripts/score-images.ts, then the manifest's
-    temperature. Input-check refusals (no logits) come back as None."""
+    temperature. Input-check refusals (no logits) come back as None. With heatmaps (a folder),
+    the served heatmap PNG of the nth path is written there as <n>.png."""
     lst, out = os.path.join(work, f"{name}.txt"), os.path.join(work, f"{name}.jsonl")
     with open(lst, "w") as f:
         f.write("\n".join(paths) + "\n")
-    subprocess.run(["npx", "tsx", "scripts/score-images.ts", "--model", "chest-xray", "--list", lst, "--out", out],
+    extra = ["--heatmaps", heatmaps] if heatmaps else []
+    subprocess.run(["npx", "tsx", "scripts/score-images.ts", "--model", "chest-xray", "--list", lst, "--out", out, *extra],
                    cwd=ROOT, check=True)
     with open(os.path.join(ROOT, "models", "chest-xray.json")) as f:
         temperature = json.load(f)["calibration"]["temperature"]
@@ -582,9 +594,311 @@ def report_brightness(rows, scores, threshold):
               + ", ".join(f"{base[i]:.2f}->{scores[n][i]:.2f}" for i in fp if scores[n].get(i) is not None))
 
 
+def gaussian(g, sigma):
+    """Separable Gaussian blur of g (radius 3 sigma, mirrored edges)."""
+    r = int(np.ceil(3 * sigma))
+    x = np.arange(-r, r + 1)
+    k = np.exp(-x * x / (2 * sigma * sigma))
+    k /= k.sum()
+    rows = np.lib.stride_tricks.sliding_window_view(np.pad(g, r, mode="reflect"), len(k), axis=1) @ k
+    return np.lib.stride_tricks.sliding_window_view(rows, len(k), axis=0) @ k
+
+
+def rms(a):
+    return float(np.sqrt((a * a).mean()))
+
+
+def texture(g):
+    """Tone and sharpness figures of one image. Histogram shape: mean, SD, skewness, excess
+    kurtosis of the grey levels. Fine detail: RMS of g minus its Gaussian blur at sigma 1 px, the
+    band an unsharp mask (edge enhancement) boosts; structure: RMS of the band between sigma 1 and
+    3 px (rib edges, vessels); edge ratio: fine over structure, above the usual where a film was
+    edge-enhanced, whatever its exposure. Local contrast: RMS of g minus its sigma-8 blur, over
+    the image SD, so the tone curve's overall gain cancels and what is left is how much of the
+    contrast sits in small structures rather than in the broad lung/mediastinum layout."""
+    m, s = float(g.mean()), float(g.std())
+    z = (g - m) / s
+    b1, b3, b8 = gaussian(g, 1), gaussian(g, 3), gaussian(g, 8)
+    fine, structure = rms(g - b1), rms(b1 - b3)
+    return {"mean": m, "SD": s, "skewness": float((z ** 3).mean()), "kurtosis": float((z ** 4).mean() - 3),
+            "fine": fine, "structure": structure, "edge ratio": fine / structure, "local contrast": rms(g - b8) / s}
+
+
+def texture_group(split, cls, path):
+    if cls != "normal":
+        return f"{split}/ pneumonia"
+    if split == "external":
+        return "external/ normal, bright batch" if in_bright_batch(path) else "external/ normal, others"
+    return f"{split}/ normal"
+
+
+TEXTURE_GROUPS = ("train/ normal", "train/ pneumonia", "test/ normal", "test/ pneumonia",
+                  "external/ normal, others", "external/ normal, bright batch", "external/ pneumonia")
+
+
+def run_texture(out):
+    """texture() of every train/, test/ and external/ image (texture.json) and, per group, the
+    mean and SD of each figure, with the bright batch's distance from train/ normals in their SDs."""
+    rows = []
+    for split in SPLITS:
+        for cls, path in images(split):
+            rows.append({"split": split, "class": cls, "path": path, "group": texture_group(split, cls, path),
+                         **texture(gray(path))})
+    with open(os.path.join(out, "texture.json"), "w") as f:
+        json.dump(rows, f)
+    names = [k for k in rows[0] if k not in ("split", "class", "path", "group")]
+    print("| group | n | " + " | ".join(names) + " |")
+    print("|---|---:|" + "---|" * len(names))
+    for grp in TEXTURE_GROUPS:
+        r = [x for x in rows if x["group"] == grp]
+        print(f"| {grp} | {len(r)} | " + " | ".join(f"{np.mean([x[n] for x in r]):.3g} ± {np.std([x[n] for x in r]):.2g}"
+                                                    for n in names) + " |")
+    ref = [x for x in rows if x["group"] == "train/ normal"]
+    batch = [x for x in rows if x["group"] == "external/ normal, bright batch"]
+    print("| bright batch - train/ normal, in train/ normal SDs | | " + " | ".join(
+        f"{(np.mean([x[n] for x in batch]) - np.mean([x[n] for x in ref])) / np.std([x[n] for x in ref]):+.1f}"
+        for n in names) + " |")
+    # The batch's histogram shape, as a share of each group and as the grey levels of its
+    # group's mean histogram at a few percentiles (where the tone curve moved the levels).
+    print("\n| group | skewness < -0.9 | grey at the 5th / 25th / 50th / 75th / 95th percentile of the mean histogram |")
+    print("|---|---:|---|")
+    for grp in TEXTURE_GROUPS:
+        r = [x for x in rows if x["group"] == grp]
+        cdf = np.cumsum(mean_histogram_of([x["path"] for x in r]))
+        levels = " / ".join(str(int(np.searchsorted(cdf, q))) for q in (0.05, 0.25, 0.5, 0.75, 0.95))
+        print(f"| {grp} | {np.mean([x['skewness'] < -0.9 for x in r]):.1%} | {levels} |")
+
+
+def local_contrast_to(g, target):
+    """g with its detail finer than the sigma-8 blur scaled so that texture()'s local contrast
+    becomes target (the broad layout, and so the mean grey, stays); clipped to 0-255."""
+    b8 = gaussian(g, 8)
+    d = g - b8
+    k = target * g.std() / max(rms(d), 1e-6)
+    return np.clip(b8 + k * d, 0, 255)
+
+
+def mean_histogram_of(paths):
+    hist = np.zeros(256)
+    for p in paths:
+        q = np.clip(np.rint(gray(p)), 0, 255).astype(np.int64)
+        hist += np.bincount(q.ravel(), minlength=256) / q.size
+    return hist / len(paths)
+
+
+def paired_bootstrap(rows, scores, names, threshold, draws, seed):
+    """Per edit applied to every image: external/ AUC, specificity and accuracy and test/
+    sensitivity and AUC at the threshold, as is and edited, with the 95% interval of the paired
+    difference from a bootstrap over patients (images an input check refused in either variant
+    left out)."""
+    rng = np.random.default_rng(seed)
+    figures = [("external", "AUC", lambda s, y: auc(s, y)),
+               ("external", "specificity", lambda s, y: point(s, y, threshold)["specificity"]),
+               ("external", "accuracy", lambda s, y: point(s, y, threshold)["accuracy"]),
+               ("test", "sensitivity", lambda s, y: point(s, y, threshold)["sensitivity"]),
+               ("test", "AUC", lambda s, y: auc(s, y))]
+    print("\n| edit (every image) | " + " | ".join(f"{sp}/ {fig}: as is -> edited (95% CI of the change)" for sp, fig, _ in figures) + " |")
+    print("|---|" + "---|" * len(figures))
+    for n in names:
+        cells = []
+        for split, _, fn in figures:
+            idx = [i for i, r in enumerate(rows) if r["split"] == split and scores["as is"][i] is not None
+                   and scores[n].get(i) is not None]
+            y = np.array([rows[i]["class"] != "normal" for i in idx])
+            a = np.array([scores["as is"][i] for i in idx])
+            b = np.array([scores[n][i] for i in idx])
+            who = patients(split)
+            groups = {}
+            for k, i in enumerate(idx):
+                groups.setdefault(who[os.path.normpath(rows[i]["path"])], []).append(k)
+            members = list(groups.values())
+            diffs = []
+            for _ in range(draws):
+                k = np.concatenate([members[j] for j in rng.integers(0, len(members), len(members))])
+                diffs.append(fn(b[k], y[k]) - fn(a[k], y[k]))
+            lo, hi = np.percentile(diffs, [2.5, 97.5])
+            cells.append(f"{fn(a, y):.4f} -> {fn(b, y):.4f} ({lo:+.4f} to {hi:+.4f})")
+        print(f"| {n} | " + " | ".join(cells) + " |")
+
+
+def run_sharpness(out, draws=2000, seed=20261207):
+    """Score test/ and external/ as is and under tone and sharpness edits through the served
+    pipeline. Towards train/ normals, on every image: a Gaussian blur (sigma 0.5 and 1 px, which
+    undoes an unsharp mask), local contrast set to train/ normals' mean, the tone curve matched
+    to their mean histogram, and both. Towards the bright batch, on normals only (the converse: if
+    the batch's tone or texture is what the model reads, giving it to other normals raises their
+    P(pneumonia)): the batch's local contrast, its mean histogram, both. Needs texture.json
+    (`texture`). Prints the group table of `brightness`, the batch's false positives each edit
+    turns back, and a paired patient bootstrap of external/ AUC, specificity and accuracy and
+    test/ sensitivity and AUC for the edits on every image."""
+    with open(os.path.join(ROOT, "models", "chest-xray.json")) as f:
+        decision = json.load(f)["decision"]
+    threshold = decision["operatingPoints"][decision["defaultOperatingPoint"]]["threshold"]
+    with open(os.path.join(out, "texture.json")) as f:
+        tex = json.load(f)
+    lc_normal = np.mean([x["local contrast"] for x in tex if x["group"] == "train/ normal"])
+    lc_batch = np.mean([x["local contrast"] for x in tex if x["group"] == "external/ normal, bright batch"])
+    tone_normal = mean_histogram()
+    tone_batch = mean_histogram_of([x["path"] for x in tex if x["group"] == "external/ normal, bright batch"])
+    every = {
+        "blur 0.5": lambda g: gaussian(g, 0.5),
+        "blur 1.0": lambda g: gaussian(g, 1.0),
+        "detail to train/ normals": lambda g: local_contrast_to(g, lc_normal),
+        "tone to train/ normals": lambda g: match_histogram(g, tone_normal),
+        "tone + detail to train/ normals": lambda g: local_contrast_to(match_histogram(g, tone_normal), lc_normal),
+    }
+    normals_only = {
+        "detail to batch": lambda g: local_contrast_to(g, lc_batch),
+        "tone to batch": lambda g: match_histogram(g, tone_batch),
+        "tone + detail to batch": lambda g: local_contrast_to(match_histogram(g, tone_batch), lc_batch),
+    }
+    rows = [{"split": s, "class": c, "path": p} for s in ("external", "test") for c, p in images(s)]
+    work = os.path.join(out, "sharpness")
+    os.makedirs(work, exist_ok=True)
+    paths, where = [], []
+    for i, r in enumerate(rows):
+        with Image.open(r["path"]) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        g = rgb.astype(np.float32).mean(axis=2)
+        r["mean grey"], r["central grey"] = float(g.mean()), float(g[56:168, 56:168].mean())
+        edits = {"as is": None, **every, **(normals_only if r["class"] == "normal" else {})}
+        for name, fn in edits.items():
+            p = os.path.join(work, f"{i}-{name.replace(' ', '').replace('/', '').replace('+', '-')}.png")
+            if fn is None:
+                Image.fromarray(rgb).save(p)
+            else:
+                save(fn(g), p)
+            paths.append(p)
+            where.append((i, name))
+    scores = {}
+    for (i, name), s in zip(where, served_scores(paths, work, "sharpness")):
+        scores.setdefault(name, {})[i] = s
+    with open(os.path.join(out, "sharpness.json"), "w") as f:
+        json.dump({"rows": rows, "scores": {k: {str(i): v for i, v in s.items()} for k, s in scores.items()},
+                   "threshold": threshold, "local contrast": {"train/ normal": lc_normal, "batch": lc_batch}}, f)
+    print(f"local contrast targets: train/ normals {lc_normal:.3f}, bright batch {lc_batch:.3f}")
+    report_brightness(rows, scores, threshold)
+    paired_bootstrap(rows, scores, list(every), threshold, draws, seed)
+
+
+PATCH, STRIDE = 32, 16
+
+
+def occluded(g, y, x, size=PATCH, margin=4, iterations=150):
+    """g with a size x size patch at (y, x) filled by diffusion from its border (fill(), on a crop
+    around the patch, so a patch costs a few thousand pixels, not the whole image)."""
+    y0, x0 = max(0, y - margin), max(0, x - margin)
+    y1, x1 = min(g.shape[0], y + size + margin), min(g.shape[1], x + size + margin)
+    mask = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    mask[y - y0:y - y0 + size, x - x0:x - x0 + size] = True
+    out = g.copy()
+    out[y0:y1, x0:x1] = fill(g[y0:y1, x0:x1], mask, iterations)
+    return out
+
+
+def regions(h=224, w=224, band=24, strip=(88, 136)):
+    """Coarse zones of a frontal chest film at 224 px, fixed rather than segmented: the outer band
+    (labels, markers, arms, neck, film edge), the central strip below it (spine, mediastinum,
+    heart: the bright centre), and the rest (the lung fields, roughly)."""
+    outer = np.ones((h, w), dtype=bool)
+    outer[band:h - band, band:w - band] = False
+    centre = np.zeros((h, w), dtype=bool)
+    centre[band:h - band, strip[0]:strip[1]] = True
+    return {"outer band": outer, "central strip": centre, "lung fields": ~outer & ~centre}
+
+
+def colour_over(g, d, colour=(255, 0, 0)):
+    """Grey image g (0-255) with map d (0-1) laid over it in colour."""
+    a = 0.75 * np.clip(d, 0, 1)[..., None]
+    return (g[..., None] * (1 - a) + np.array(colour) * a).astype(np.uint8)
+
+
+def run_occlusion_map(out, others=3, references=2, seed=20261207):
+    """Occlusion maps: for the bright batch's false positives, the `others` most confident other
+    external/ false positives, and `references` test/ pneumonias called pneumonia (drawn at
+    random), slide a 32 px patch with a 16 px stride, fill it by diffusion, score each variant
+    through the served pipeline, and map the drop in P(pneumonia) (each pixel: the mean over the
+    patches covering it). Prints where the drop lies by zone (regions()) against the zones' share
+    of the image, the largest single-patch drop and whether any one patch turns the call; draws
+    image, served heatmap and drop map side by side (occlusion-sheet.png)."""
+    with open(os.path.join(ROOT, "models", "chest-xray.json")) as f:
+        decision = json.load(f)["decision"]
+    threshold = decision["operatingPoints"][decision["defaultOperatingPoint"]]["threshold"]
+    work = os.path.join(out, "occlusion-map")
+    os.makedirs(work, exist_ok=True)
+    candidates = [("external", c, p) for c, p in images("external") if c == "normal"] + \
+                 [("test", c, p) for c, p in images("test") if c != "normal"]
+    base = served_scores([p for _, _, p in candidates], work, "candidates")
+    fp = [(s, k) for k, ((sp, _, _), s) in enumerate(zip(candidates, base)) if sp == "external" and s is not None and s >= threshold]
+    batch = [k for s, k in fp if in_bright_batch(candidates[k][2])]
+    rest = [k for s, k in sorted(fp, reverse=True) if not in_bright_batch(candidates[k][2])][:others]
+    called = [k for k, ((sp, _, _), s) in enumerate(zip(candidates, base)) if sp == "test" and s is not None and s >= threshold]
+    refs = random.Random(seed).sample(called, references)
+    chosen = [(k, "batch") for k in batch] + [(k, "other external/ FP") for k in rest] + [(k, "test/ pneumonia") for k in refs]
+    positions = [(y, x) for y in range(0, 224 - PATCH + 1, STRIDE) for x in range(0, 224 - PATCH + 1, STRIDE)]
+    plain, paths, grays = [], [], []
+    for n, (k, _) in enumerate(chosen):
+        g = gray(candidates[k][2])
+        grays.append(g)
+        plain.append(os.path.join(work, f"{n}-as-is.png"))
+        save(g, plain[-1])
+        for j, (y, x) in enumerate(positions):
+            paths.append(os.path.join(work, f"{n}-{j}.png"))
+            save(occluded(g, y, x), paths[-1])
+    heatmaps = os.path.join(work, "heatmaps")
+    as_is = served_scores(plain, work, "as-is", heatmaps=heatmaps)
+    scores = served_scores(paths, work, "occlusion-map")
+    zones = regions()
+    per = len(positions)
+    print(f"threshold {threshold}; patch {PATCH} px, stride {STRIDE} px, {len(positions)} positions; drop = P as is - P occluded")
+    print("| image | group | P as is | share of the drop: outer band / central strip / lung fields | largest patch drop (at y, x) | lowest P with one patch |")
+    print("|---|---|---:|---|---|---:|")
+    area = {z: m.mean() for z, m in zones.items()}
+    tiles = []
+    for n, (k, label) in enumerate(chosen):
+        p0 = as_is[n]
+        ps = np.array([np.nan if s is None else s for s in scores[n * per:(n + 1) * per]])
+        drop, cover = np.zeros((224, 224)), np.zeros((224, 224))
+        for (y, x), s in zip(positions, ps):
+            if not np.isnan(s):
+                drop[y:y + PATCH, x:x + PATCH] += p0 - s
+                cover[y:y + PATCH, x:x + PATCH] += 1
+        drop /= np.maximum(cover, 1)
+        pos = np.clip(drop, 0, None)
+        share = " / ".join(f"{pos[m].sum() / max(pos.sum(), 1e-9):.2f}" for m in zones.values())
+        j = int(np.nanargmax(p0 - ps))
+        name = os.path.basename(candidates[k][2]).rsplit(".", 1)[0]
+        print(f"| {name} | {label} | {p0:.2f} | {share} | {p0 - ps[j]:.2f} ({positions[j][0]}, {positions[j][1]}) | {np.nanmin(ps):.2f} |")
+        heat = os.path.join(heatmaps, f"{n}.png")
+        with Image.open(heat) as im:
+            served = np.asarray(im.convert("RGB"))
+        g = grays[n]
+        tiles.append((f"{name} {label} P {p0:.2f}", f"max drop {pos.max():.2f}",
+                      [np.repeat(g[..., None], 3, axis=2).astype(np.uint8), served,
+                       colour_over(g, pos / max(pos.max(), 1e-9))]))
+    print("| (zone's share of the image) | | | " + " / ".join(f"{a:.2f}" for a in area.values()) + " | | |")
+    occlusion_sheet(tiles, os.path.join(out, "occlusion-sheet.png"))
+
+
+def occlusion_sheet(tiles, path, side=128, per_row=2):
+    """Rows of [image | served heatmap | occlusion drop map], two images a row, captioned."""
+    cell_w, cell_h = 3 * side + 2 * 2 + 12, side + 26
+    rows_n = (len(tiles) + per_row - 1) // per_row
+    sheet = Image.new("RGB", (per_row * cell_w, rows_n * cell_h), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for i, (caption, note, panels) in enumerate(tiles):
+        ox, oy = (i % per_row) * cell_w, (i // per_row) * cell_h
+        for j, a in enumerate(panels):
+            sheet.paste(Image.fromarray(a).resize((side, side), Image.BILINEAR), (ox + j * (side + 2), oy))
+        draw.text((ox, oy + side + 1), caption, fill=(0, 0, 0))
+        draw.text((ox, oy + side + 13), f"image | served heatmap | occlusion drop ({note})", fill=(80, 80, 80))
+    sheet.quantize(colors=128).save(path, optimize=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=("detect", "sheet", "occlude", "paste", "brightness"))
+    ap.add_argument("command", choices=("detect", "sheet", "occlude", "paste", "brightness", "texture", "sharpness",
+                                        "occlusion-map"))
     ap.add_argument("--out", required=True, help="scratch folder for detections, sheets, masked images")
     ap.add_argument("--min-tophat", type=float, default=40.0)
     ap.add_argument("--seed", type=int, default=20261207)
@@ -598,8 +912,14 @@ def main():
         run_occlude(args.out)
     elif args.command == "paste":
         run_paste(args.out)
-    else:
+    elif args.command == "brightness":
         run_brightness(args.out)
+    elif args.command == "texture":
+        run_texture(args.out)
+    elif args.command == "sharpness":
+        run_sharpness(args.out)
+    else:
+        run_occlusion_map(args.out)
 
 
 if __name__ == "__main__":

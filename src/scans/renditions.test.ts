@@ -401,7 +401,7 @@ describe("the worker's analysis reads the app's one renditions instance", () => 
           data: DICOM_MR_SMALL,
           filename: 'scan.dcm',
           contentType: 'application/dicom',
-          fields: { patientId: uniqueId(), patientName: 'Ana Lima', confirmDicomPatientId: '4MR1' },
+          fields: { patientId: uniqueId(), patientName: 'Ana Lima', confirmDicomPatientId: '4MR1', confirmDicomPatientName: 'MR1 CompressedSamples' },
         }),
       );
       assert.equal(res.statusCode, 201, res.body);

@@ -484,6 +484,16 @@ interface UploadExtras {
  * created, it writes nothing and answers no row: the caller then takes the transaction, which
  * gives the exact refusal (or finds the patient a concurrent upload just created).
  */
+/**
+ * Whether the patient's `name` shares a word with a DICOM header's name (`words`, a JSON array of
+ * lower-case words; null: true). A quick filter, not the judge: a name it does not find a shared
+ * word in (accents, say, which lower() keeps) writes nothing, and the caller's transaction then
+ * compares the two exactly as service.ts does, and refuses or files the upload.
+ */
+function headerNameShared(name: SQL, words: SQL): SQL {
+  return sql`(${words} is null or regexp_split_to_array(lower(${name}), '[^[:alnum:]]+') && array(select jsonb_array_elements_text(${words})))`;
+}
+
 function uploadStatement(db: DbOrTx, role: Viewer['role'], mayCreate: boolean, inlineOriginal: boolean, extras: UploadExtras): SQL {
   const viewerMayAdd = role === 'admin' ? sql`true` : sql`p.id in (select patient_id from patient_doctors where doctor_id = ${sql.placeholder('viewerId')}::uuid)`;
   const patientId = sql`(select id from upload_patient)`;
@@ -519,6 +529,7 @@ function uploadStatement(db: DbOrTx, role: Viewer['role'], mayCreate: boolean, i
     upload_patient as (
       select id, patient_id, name from found_patient
        where may_add and (${sql.placeholder('formName')}::text is null or name = ${sql.placeholder('formName')}::text)
+         and ${headerNameShared(sql`name`, sql`${sql.placeholder('headerNameWords')}::jsonb`)}
       ${created}
     ),
     queued_analysis as (
@@ -589,7 +600,7 @@ function uploadGroupStatement(mayCreate: boolean, inlineOriginals: boolean, extr
   const created = mayCreate
     ? sql`union all
       select u.n, c.id, c.patient_id, c.name, c.created_by from upload u join created_patient c on c.patient_id = u.patient_id
-       where (u.admin or u.viewer_id = c.created_by) and (u.form_name is null or c.name = u.form_name)`
+       where (u.admin or u.viewer_id = c.created_by) and (u.form_name is null or c.name = u.form_name) and ${headerNameShared(sql`c.name`, sql`u.header_name_words`)}`
     : sql``;
   // An upload's delivery values (webhooks/ deliveryValues) are its row's, not placeholders.
   const value = (key: string) => sql.raw(`(t.extra->>'${key}')`);
@@ -601,13 +612,14 @@ function uploadGroupStatement(mayCreate: boolean, inlineOriginals: boolean, extr
     ) as records)`;
   const scanJson = sql.raw(scanColumns.map(([key, column]) => `'${key}', s."${column.name}"`).join(', '));
   return sql`with upload as (
-      select * from jsonb_to_recordset(${group}::jsonb) as u(n int, viewer_id uuid, admin boolean, patient_id text, form_name text, new_name text,
+      select * from jsonb_to_recordset(${group}::jsonb) as u(n int, viewer_id uuid, admin boolean, patient_id text, form_name text, header_name_words jsonb, new_name text,
         new_patient_row_id uuid, scan jsonb, analysis jsonb, analysis_job jsonb, audit_rows jsonb, extra jsonb, original_at int, original_len int)
     ),
     found_patient as (
       select u.n, p.id, p.patient_id, p.name from upload u join patients p on p.patient_id = u.patient_id
        where (u.admin or p.id in (select patient_id from patient_doctors where doctor_id = u.viewer_id))
          and (u.form_name is null or p.name = u.form_name)
+         and ${headerNameShared(sql`p.name`, sql`u.header_name_words`)}
     ),
     ${creation}
     upload_patient as (
@@ -644,6 +656,7 @@ function uploadGroupRow(n: number, values: UploadValues, mayCreate: boolean, ori
     admin: values.viewer.role === 'admin',
     patient_id: values.patientId,
     form_name: values.formName,
+    header_name_words: values.headerNameWords ?? null,
     // A patient on record (see insertUploadInOneStatement) is not created here.
     new_name: mayCreate ? values.newName : null,
     new_patient_row_id: randomUUID(),
@@ -710,6 +723,7 @@ async function runUploadStatement(
     viewer,
     patientId,
     formName,
+    headerNameWords,
     newName,
     scan,
     analysis,
@@ -723,6 +737,11 @@ async function runUploadStatement(
     /** A hospital identifier (not a UUID). */
     patientId: string;
     formName: string | null;
+    /**
+     * The words of the DICOM header's PatientName (service.ts nameWords) when the patient found
+     * by identifier must share one with it; null when not checked here.
+     */
+    headerNameWords?: readonly string[] | null;
     /** The name to create the patient with when there is none with `patientId` (none: not created here). */
     newName: string | null;
     scan: Omit<UploadedScanValues, 'patientId'>;
@@ -739,7 +758,7 @@ async function runUploadStatement(
   const name = `upload_scan_${viewer.role}${mayCreate ? '' : '_known'}${original ? '_original' : ''}`;
   let query = uploadQueries.get(name);
   if (!query) uploadQueries.set(name, (query = pgDialect.sqlToQuery(uploadStatement(db, viewer.role, mayCreate, Boolean(original), extras))));
-  const values: Record<string, unknown> = { ...extraValues, viewerId: viewer.id, patientId, formName, newName, newPatientRowId: randomUUID(), analysisJob: JSON.stringify(analysisJob), auditRows: JSON.stringify(auditRows), original: original ?? null };
+  const values: Record<string, unknown> = { ...extraValues, viewerId: viewer.id, patientId, formName, headerNameWords: headerNameWords ? JSON.stringify(headerNameWords) : null, newName, newPatientRowId: randomUUID(), analysisJob: JSON.stringify(analysisJob), auditRows: JSON.stringify(auditRows), original: original ?? null };
   for (const { key, column } of uploadScanColumns) values[`scan_${key}`] = scan[key] == null ? null : column.mapToDriverValue(scan[key]);
   for (const { key, column } of queuedAnalysisColumns) values[`analysis_${key}`] = analysis[key] == null ? null : column.mapToDriverValue(analysis[key]);
   const params = fillPlaceholders(query.params, values);

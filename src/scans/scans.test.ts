@@ -206,8 +206,8 @@ for (const kind of await databaseKinds()) {
         assert.deepEqual([detail.width, detail.height], [64, 64]);
       });
 
-      test('form fields win over the DICOM header, its PatientID once confirmed', async () => {
-        const fields = newPatientFields({ scanDate: '2024-01-02', scanType: 'chest-xray', confirmDicomPatientId: '4MR1' });
+      test('form fields win over the DICOM header, its PatientID and PatientName once confirmed', async () => {
+        const fields = newPatientFields({ scanDate: '2024-01-02', scanType: 'chest-xray', confirmDicomPatientId: '4MR1', confirmDicomPatientName: 'MR1 CompressedSamples' });
         const res = await upload(doctorA, { data: DICOM_MR_SMALL, filename: 'a.dcm', fields });
         assert.equal(res.statusCode, 201, res.body);
         assert.equal(res.json().patientId, fields.patientId);
@@ -806,7 +806,7 @@ for (const kind of await databaseKinds()) {
           data: DICOM_MR_SMALL,
           filename: 'slice.dcm',
           contentType: 'application/dicom',
-          fields: { patientId, patientName: 'Anita Rao', scanType: 'brain-mri', confirmDicomPatientId: '4MR1' },
+          fields: { patientId, patientName: 'Anita Rao', scanType: 'brain-mri', confirmDicomPatientId: '4MR1', confirmDicomPatientName: 'MR1 CompressedSamples' },
         });
         assert.equal(uploaded.statusCode, 201, uploaded.body);
         const id = uploaded.json()._id;

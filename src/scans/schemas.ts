@@ -132,8 +132,14 @@ export const UploadConflictSchema = Type.Object(
           "When the DICOM header's PatientID is not the form's patientId: that header identifier, to send back as `confirmDicomPatientId` once the uploader confirms the file is this patient's.",
       }),
     ),
+    dicomPatientName: Type.Optional(
+      Type.String({
+        description:
+          "When the DICOM header's PatientName shares no name with the patient's: that header name, to send back as `confirmDicomPatientName` once the uploader confirms the file is this patient's.",
+      }),
+    ),
   },
-  { description: 'Every error, and for a DICOM header naming another patient its PatientID' },
+  { description: 'Every error, and for a DICOM header naming another patient its PatientID or PatientName' },
 );
 
 const FindingVersionSchema = Type.String({

@@ -81,6 +81,70 @@ interface UploadRequest {
   scanType: ScanType | null;
   /** The DICOM header's PatientID the uploader confirmed filing under the form's patient. */
   confirmDicomPatientId: string | null;
+  /** The DICOM header's PatientName the uploader confirmed filing under the patient it does not name. */
+  confirmDicomPatientName: string | null;
+}
+
+/**
+ * The words of a person's name, which two spellings of one name share: accents, case, order,
+ * DICOM's ^ separators and single-letter initials aside ("MEHTA^PRIYA^K" and "Priya Mehta"
+ * share "mehta" and "priya").
+ */
+function nameWords(name: string): Set<string> {
+  return new Set(
+    name
+      .normalize('NFKD')
+      .replace(/\p{M}+/gu, '')
+      .toLocaleLowerCase('en')
+      .split(/[^\p{L}\p{N}]+/u)
+      .filter((word) => word.length >= 2),
+  );
+}
+
+/** Words a de-identified header puts where the name was: they name nobody, so contradict nobody. */
+const ANONYMOUS_NAME_WORDS = new Set(['anonymous', 'anonymized', 'anonymised', 'anon', 'deidentified', 'removed', 'unknown', 'patient', 'noname', 'none']);
+
+/** A DICOM header's PatientName to compare with the patient the file is filed under. */
+interface HeaderName {
+  name: string;
+  words: string[];
+}
+
+/**
+ * The header's PatientName when it names someone and the uploader has not confirmed it; null when
+ * there is nothing to compare: no name, a placeholder, initials only ("^^^^", "J^D"), a
+ * de-identified one, or the very name the uploader confirmed (compared by its words, so the
+ * header's "MEHTA^PRIYA" and the answer's "PRIYA MEHTA" confirm alike).
+ */
+function headerNameToCheck(dicom: DicomInfo | null, confirmed: string | null): HeaderName | null {
+  const name = dicom?.patientName?.trim();
+  if (!name || placeholderProblem('patientName', name)) return null;
+  const words = nameWords(name);
+  if ([...words].every((word) => ANONYMOUS_NAME_WORDS.has(word))) return null;
+  if (confirmed !== null) {
+    const confirmedWords = nameWords(confirmed);
+    if (confirmedWords.size === words.size && [...words].every((word) => confirmedWords.has(word))) return null;
+  }
+  return { name, words: [...words] };
+}
+
+/**
+ * A DICOM file whose header names another person than the patient it is filed under (no word
+ * of the two names in common) is a wrong-patient risk that the identifiers alone miss: two
+ * hospitals' record numbers that collide, a modality worklist entry picked for the wrong
+ * patient. Refused (409) with the header's name, which the uploader sent, and not the record's,
+ * unless the uploader confirms this very name (a name changed since, or written in another
+ * script). Spellings of one name (order, case, accents, initials, ^) share a word and pass.
+ */
+function checkHeaderNameNamesPatient(header: HeaderName | null, name: string, patientId: string, nameIs: 'on record' | 'in the form'): void {
+  if (!header) return;
+  const words = nameWords(name);
+  if (header.words.some((word) => words.has(word))) return;
+  throw conflict(
+    `The DICOM header's PatientName "${header.name}" shares no name with patient ${patientId}'s name ${nameIs}: check that this file is this patient's. Nothing was stored. If it is (a name changed since, or written in another script), send it again as a form, with the field "confirmDicomPatientName" set to "${header.name}".`,
+    // The header's name as data, for a client's "file it anyway" to send back unparsed.
+    { dicomPatientName: header.name },
+  );
 }
 
 /** Identifiers compared as a registration clerk would: case and surrounding spaces aside. */
@@ -132,7 +196,7 @@ function checkScanDate(d: Date, field: string): Date {
 
 /** The text fields of the form, checked; what is missing may still come from a DICOM header. */
 function parseUploadFields(fields: UploadForm['fields']): UploadRequest {
-  const { patientId, patientName, scanDate, scanType, confirmDicomPatientId } = fields;
+  const { patientId, patientName, scanDate, scanType, confirmDicomPatientId, confirmDicomPatientName } = fields;
   if (scanType !== undefined && !isScanType(scanType)) {
     throw badRequest(`scanType must be one of ${SCAN_TYPE_IDS.join(', ')}; got "${scanType.slice(0, 40)}"`);
   }
@@ -155,6 +219,7 @@ function parseUploadFields(fields: UploadForm['fields']): UploadRequest {
     scanDate: date,
     scanType: scanType ?? null,
     confirmDicomPatientId: confirmDicomPatientId ?? null,
+    confirmDicomPatientName: confirmDicomPatientName ?? null,
   };
 }
 
@@ -367,6 +432,11 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
         : 'Form field "patientId" is required',
     );
   }
+  // The header's name against the form's (which matched the record's, if any) or else the
+  // record's; for a patient found only by the statement below (the header's PatientID), there.
+  const headerName = headerNameToCheck(dicom, request.confirmDicomPatientName);
+  if (request.patientName !== null) checkHeaderNameNamesPatient(headerName, request.patientName, existing?.patient.patientId ?? patientId, 'in the form');
+  else if (existing) checkHeaderNameNamesPatient(headerName, existing.patient.name, existing.patient.patientId, 'on record');
   const patientName = request.patientName ?? (dicom?.patientName?.trim().slice(0, 200) || null);
   const scanDate = request.scanDate ?? studyDate(dicom?.studyDate) ?? new Date();
   // The analysis settles the type when the form does not give it: from the DICOM header, else
@@ -427,6 +497,7 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
         viewer,
         patientId,
         formName: request.patientName,
+        headerNameWords: headerName && request.patientName === null && !existing ? headerName.words : null,
         newName: patientName,
         scan: scanValues,
         analysis,
@@ -443,6 +514,7 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
         if (found && !found.mayAddScans) throw isUuid(patientId) ? notFound('Patient') : patientIdInUse(patientId);
         let patient = found?.patient ?? null;
         if (patient) checkSamePatient(patient, request.patientName);
+        if (patient && request.patientName === null) checkHeaderNameNamesPatient(headerName, patient.name, patient.patientId, 'on record');
         if (!patient && isUuid(patientId)) throw notFound('Patient');
         if (!patient) {
           if (!patientName) {

@@ -70,29 +70,31 @@ export function uploadRequest(user: TestUser | null, { data, filename = 'scan.jp
 }
 
 /**
- * The form field that files a DICOM fixture under a test's own patient: its header's PatientID,
- * confirmed (a header naming another patient than the form is refused unconfirmed). Nothing for
- * a file with none, or one that is not a readable DICOM file.
+ * The form fields that file a DICOM fixture under a test's own patient: its header's PatientID
+ * and PatientName, confirmed (a header naming another patient than the form, by identifier or by
+ * name, is refused unconfirmed). Nothing for a file with neither, or one that is not a readable
+ * DICOM file.
  */
-export async function confirmHeaderPatient(data: Buffer): Promise<{ confirmDicomPatientId?: string }> {
+export async function confirmHeaderPatient(data: Buffer): Promise<{ confirmDicomPatientId?: string; confirmDicomPatientName?: string }> {
   if (sniffImageKind(data) !== 'dicom') return {};
   const maxPixels = 1e9;
-  let id: string | null | undefined = null;
+  let info: { patientId?: string; patientName?: string } | null | undefined = null;
   try {
     // The header alone, from the file's start as the server reads a large upload's: no pixel decoded.
     for (const bytes of [2 ** 20, 16 * 2 ** 20, data.length]) {
       const head = inspectDicomHead(data.subarray(0, bytes), data.length, { maxPixels });
       if (head !== 'longer-head') {
-        id = head.info.patientId;
+        info = head.info;
         break;
       }
     }
   } catch {
     // Not a header this reads as it stands: the whole check below.
   }
-  if (id === null) id = await checkImage(data, { maxPixels }).then((checked) => checked.dicom?.patientId, () => undefined);
-  id = id?.trim();
-  return id ? { confirmDicomPatientId: id } : {};
+  if (info === null) info = await checkImage(data, { maxPixels }).then((checked) => checked.dicom, () => undefined);
+  const id = info?.patientId?.trim();
+  const name = info?.patientName?.trim();
+  return { ...(id ? { confirmDicomPatientId: id } : {}), ...(name ? { confirmDicomPatientName: name } : {}) };
 }
 
 /** Path and query of an absolute link, for `app.inject`. */

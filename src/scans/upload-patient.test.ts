@@ -1,7 +1,8 @@
 /**
  * Which patient an upload belongs to: the form's patientId may be the hospital identifier or
  * the patient's `_id`; a new patient needs a name; a name that contradicts the record is refused,
- * and so is a DICOM file whose header names another patient, unless the uploader confirms it.
+ * and so is a DICOM file whose header names another patient, by identifier or by name, unless the
+ * uploader confirms it.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -10,11 +11,27 @@ import { describe, test } from 'node:test';
 import { uniqueId, useTestApp, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { databaseKinds } from '../../test/helpers/db.js';
 import { captureLog, leakedMarkers } from '../../test/helpers/log-capture.js';
+import { syntheticImage } from '../imaging/testing/dicom-writer.js';
 import { FIXTURES, uploadRequest } from './test-support.js';
 
 const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
 /** PatientID 4MR1 in its header (pydicom's MR_small). */
 const DICOM_4MR1 = readFileSync(path.join(FIXTURES, 'imaging/MR_small_implicit.dcm'));
+/** A 32 x 32 brain MR instance whose header names `patientId` and `patientName` (DICOM PN). */
+function brainMr(patientId: string, patientName?: string): Buffer {
+  return syntheticImage({
+    rows: 32,
+    columns: 32,
+    values: Array.from({ length: 32 * 32 }, (_, i) => (i * 37) & 0xfff),
+    bitsStored: 12,
+    extra: [
+      { tag: 0x00080060, vr: 'CS', value: 'MR' },
+      ...(patientName === undefined ? [] : [{ tag: 0x00100010, vr: 'PN' as const, value: patientName }]),
+      { tag: 0x00100020, vr: 'LO', value: patientId },
+      { tag: 0x00180015, vr: 'CS', value: 'BRAIN' },
+    ],
+  });
+}
 /** No PatientID in its header. */
 const DICOM_NO_PATIENT_ID = readFileSync(path.join(FIXTURES, 'imaging/emri_small_RLE.dcm'));
 
@@ -120,7 +137,8 @@ for (const kind of await databaseKinds()) {
       assert.equal(await scansOf(patient._id), 0);
       assert.equal(await patientCount(), count);
 
-      const confirmed = await dicom({ patientId: patient.patientId, confirmDicomPatientId: '4MR1' });
+      // Its header names someone else too (CompressedSamples^MR1): that is confirmed alike.
+      const confirmed = await dicom({ patientId: patient.patientId, confirmDicomPatientId: '4MR1', confirmDicomPatientName: 'MR1 CompressedSamples' });
       assert.equal(confirmed.statusCode, 201, confirmed.body);
       assert.equal(confirmed.json().patientId, patient.patientId);
       assert.equal(await scansOf(patient._id), 1);
@@ -134,6 +152,73 @@ for (const kind of await databaseKinds()) {
       // The uploader was told both identifiers; the log, which holds these requests, names neither.
       assert.match(captured.text(), /scan uploaded/);
       assert.deepEqual(leakedMarkers(captured.text(), [patient.patientId, '4MR1', newPatient]), []);
+    });
+
+    test("a DICOM file whose header PatientName is another person's is 409 with that name, stores nothing, and is filed only once confirmed", async () => {
+      const asForm = (data: Buffer, fields: Record<string, string>) =>
+        t.app.inject(uploadRequest(doctor, { data, filename: 'slice.dcm', contentType: 'application/dicom', fields }));
+      const asBody = (data: Buffer) =>
+        t.app.inject({ method: 'POST', url: '/api/scans', headers: { 'content-type': 'application/dicom', ...doctor.auth }, payload: data });
+      const scansOf = async (id: string) => (await t.app.inject({ url: `/api/patients/${id}`, headers: doctor.auth })).json().scans.length as number;
+      const patient = await t.patient(doctor, { name: 'Priya Mehta' });
+      const other = brainMr(patient.patientId, 'SHARMA^RAJ');
+
+      // By the form's patientId (the record's name), by the form's name, and as the whole body
+      // (the patient found by the header's PatientID, in the upload's own statement).
+      for (const refused of [await asForm(other, { patientId: patient.patientId }), await asForm(other, { patientId: patient._id, patientName: 'priya mehta' }), await asBody(other)]) {
+        assert.equal(refused.statusCode, 409, refused.body);
+        const { error, dicomPatientName } = refused.json();
+        assert.equal(dicomPatientName, 'RAJ SHARMA');
+        assert.ok(error.includes(`The DICOM header's PatientName "RAJ SHARMA" shares no name with patient ${patient.patientId}'s name`), error);
+        assert.ok(error.includes('"confirmDicomPatientName" set to "RAJ SHARMA"'), error);
+        // The record's name is not in the answer: the uploader sent the header's, not the record's.
+        assert.ok(!error.includes('Priya'), error);
+      }
+      // A new patient is not created under a form name the file contradicts.
+      const newPatient = uniqueId();
+      assert.equal((await asForm(brainMr(newPatient, 'SHARMA^RAJ'), { patientId: newPatient, patientName: 'Priya Mehta' })).statusCode, 409);
+      assert.equal((await t.app.inject({ url: `/api/patients/${newPatient}`, headers: doctor.auth })).statusCode, 404);
+      // A confirmation of another name confirms nothing.
+      assert.equal((await asForm(other, { patientId: patient.patientId, confirmDicomPatientName: 'KAPOOR^ANIL' })).statusCode, 409);
+      assert.equal(await scansOf(patient._id), 0);
+
+      // Confirmed by the answer's spelling or the header's own.
+      for (const confirmDicomPatientName of ['RAJ SHARMA', 'Sharma^Raj']) {
+        const confirmed = await asForm(other, { patientId: patient.patientId, confirmDicomPatientName });
+        assert.equal(confirmed.statusCode, 201, confirmed.body);
+        assert.equal(confirmed.json().patientName, 'Priya Mehta');
+      }
+      // Spellings of her name (order, case, accents, initials) and headers naming nobody pass unasked,
+      // as a form and as the body; a header with an accent the database keeps passes too (the
+      // statement's quick filter misses it, the transaction compares as a person would).
+      const accented = await t.patient(doctor, { name: 'José García' });
+      const passing: Array<[Buffer, string]> = [
+        [brainMr(patient.patientId, 'MEHTA^PRIYA^K'), patient.patientId],
+        [brainMr(patient.patientId, 'mehta^p'), patient.patientId],
+        [brainMr(patient.patientId, 'ANONYMOUS'), patient.patientId],
+        [brainMr(patient.patientId, '^^^^'), patient.patientId],
+        [brainMr(patient.patientId), patient.patientId],
+        [brainMr(accented.patientId, 'GARCIA^JOSE'), accented.patientId],
+      ];
+      for (const [data, patientId] of passing) {
+        const form = await asForm(data, { patientId });
+        assert.equal(form.statusCode, 201, form.body);
+        const body = await asBody(data);
+        assert.equal(body.statusCode, 201, body.body);
+      }
+      assert.equal(await scansOf(patient._id), 2 + 2 * 5);
+      assert.equal(await scansOf(accented._id), 2);
+
+      // Bodies sent at once are written together (one statement for the group): each is judged alone.
+      const together = await Promise.all([asBody(other), asBody(brainMr(patient.patientId, 'PRIYA MEHTA')), asBody(other), asBody(brainMr(patient.patientId, 'Mehta^Priya'))]);
+      assert.deepEqual(
+        together.map((r) => r.statusCode),
+        [409, 201, 409, 201],
+      );
+      assert.equal(await scansOf(patient._id), 2 + 2 * 5 + 2);
+
+      // The uploader was told the header's name; the log, which holds these requests, has no name.
+      assert.deepEqual(leakedMarkers(captured.text(), ['SHARMA', 'Sharma', 'Mehta', 'MEHTA', 'García']), []);
     });
 
     test("an unknown _id, or another doctor's patient by _id, is 404 and creates nothing", async () => {

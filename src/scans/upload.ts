@@ -27,7 +27,7 @@ import { ORIGINAL_EXTENSION, ORIGINAL_MIME, scanFileKey } from './stored-files.j
  */
 export const IN_MEMORY_BYTES = 1024 * 1024;
 
-const UPLOAD_FIELDS = ['patientId', 'patientName', 'scanDate', 'scanType', 'confirmDicomPatientId'] as const;
+const UPLOAD_FIELDS = ['patientId', 'patientName', 'scanDate', 'scanType', 'confirmDicomPatientId', 'confirmDicomPatientName'] as const;
 type UploadField = (typeof UPLOAD_FIELDS)[number];
 
 /** The uploaded file, in memory whole or already in storage. */

@@ -279,6 +279,12 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await page.getByLabel('Scan files').setInputFiles(CHEST_DICOM);
     await page.getByRole('button', { name: /Upload 1 file/ }).click();
     const chestItem = page.locator('.upload-item', { hasText: 'RG1_J2KI.dcm' });
+    // Its header names its phantom (CompressedSamples^RG1), not Priya Mehta: filed once confirmed.
+    const fileChestAnyway = chestItem.getByRole('button', { name: `File it under ${patientId} anyway` });
+    await fileChestAnyway.waitFor();
+    const chestSaid = await chestItem.locator('.upload-state').innerText();
+    assert.match(chestSaid, new RegExp(`header names RG1 CompressedSamples, but you chose Priya Mehta \\(${patientId}\\)`), chestSaid);
+    await fileChestAnyway.click();
     await chestItem.getByRole('link', { name: 'Open scan' }).waitFor();
     // Both move on to their results while the page watches.
     await brainItem.locator('.badge-completed, .badge-failed').waitFor({ timeout: 120_000 });
@@ -958,7 +964,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     }
   });
 
-  test("upload: a DICOM file whose header names another patient is refused, says both IDs, and is filed once confirmed", async () => {
+  test("upload: a DICOM file whose header names another patient is refused, says both IDs and the header's name, and is filed once confirmed", async () => {
     part = 'outside-study';
     const doctor = await t.user({ name: 'Dr. Outside Study' });
     const chosen = uniqueId('PT-OUT');
@@ -984,6 +990,10 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
       // Nothing was filed yet, and the upload button does not send the refused file again unconfirmed.
       assert.equal(await tab.getByRole('button', { name: /Upload .*file/ }).isDisabled(), true);
       await checkAccessibility('upload-mismatch', tab);
+      await fileAnyway.click();
+      // Confirmed for its PatientID, it is then refused for its PatientName (CompressedSamples^MR1):
+      // the second confirmation sends both.
+      await tab.getByText(`header names MR1 CompressedSamples, but you chose Lena Fischer (${chosen})`).waitFor();
       await fileAnyway.click();
       await row.getByRole('link', { name: 'Open scan' }).waitFor();
       // Filed under the chosen patient: their page lists it.

@@ -9,6 +9,7 @@ import {
   errorFromResponse,
   humanWait,
   refusedDicomPatientId,
+  refusedDicomPatientName,
   retryAfterSeconds,
   safeNext,
   signInErrorText,
@@ -36,6 +37,14 @@ describe('API errors in the web app', () => {
     assert.equal(refusedDicomPatientId(errorFromResponse(409, 'Conflict', { error: 'PatientID "4MR1" …' }, null)), null);
     assert.equal(refusedDicomPatientId(errorFromResponse(400, '', { error: 'x', dicomPatientId: '4MR1' }, null)), null);
     assert.equal(refusedDicomPatientId(new Error('x')), null);
+  });
+
+  test("an upload refused for its DICOM header's PatientName gives that name from its field, never from the words", () => {
+    const refused = errorFromResponse(409, 'Conflict', { error: 'The DICOM header\'s PatientName "RAJ SHARMA" shares no name …', dicomPatientName: 'RAJ SHARMA' }, null);
+    assert.equal(refusedDicomPatientName(refused), 'RAJ SHARMA');
+    assert.equal(refusedDicomPatientId(refused), null);
+    assert.equal(refusedDicomPatientName(errorFromResponse(409, 'Conflict', { error: 'PatientName "RAJ SHARMA" …' }, null)), null);
+    assert.equal(refusedDicomPatientName(errorFromResponse(400, '', { error: 'x', dicomPatientName: 'RAJ SHARMA' }, null)), null);
   });
 
   test('Retry-After is read in seconds; junk and zero are ignored', () => {

@@ -11,7 +11,7 @@ export class ApiError extends Error {
     message: string,
     /** Seconds to wait, from Retry-After (429, 503); null when not given. */
     readonly retryAfter: number | null = null,
-    /** The refusal's machine-readable fields beside `error` (an upload's 409: `dicomPatientId`). */
+    /** The refusal's machine-readable fields beside `error` (an upload's 409: `dicomPatientId`, `dicomPatientName`). */
     readonly fields: Readonly<Record<string, unknown>> = {},
   ) {
     super(message);
@@ -37,9 +37,21 @@ export function errorFromResponse(status: number, statusText: string, body: unkn
  * message's words; null for any other refusal.
  */
 export function refusedDicomPatientId(err: unknown): string | null {
+  return refusedField(err, 'dicomPatientId');
+}
+
+/**
+ * The DICOM header's PatientName of an upload refused because it shares no name with the chosen
+ * patient's (409 with `dicomPatientName`): what confirming sends back; null for any other refusal.
+ */
+export function refusedDicomPatientName(err: unknown): string | null {
+  return refusedField(err, 'dicomPatientName');
+}
+
+function refusedField(err: unknown, field: string): string | null {
   if (!(err instanceof ApiError) || err.status !== 409) return null;
-  const id = err.fields.dicomPatientId;
-  return typeof id === 'string' && id ? id : null;
+  const value = err.fields[field];
+  return typeof value === 'string' && value ? value : null;
 }
 
 /** Retry-After in seconds (delta form; an HTTP date is not used by this API); null if absent. */

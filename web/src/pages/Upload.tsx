@@ -7,7 +7,7 @@ import { useEffect, useRef, useState, type DragEvent, type FormEvent } from 'rea
 import { Link, useSearchParams } from 'react-router-dom';
 import { api, errorMessage, ok, uploadScan, type PatientList } from '../api/client';
 import { Alert, GenderSelect, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
-import { ApiError, refusedDicomPatientId } from '../lib/api-errors';
+import { ApiError, refusedDicomPatientId, refusedDicomPatientName } from '../lib/api-errors';
 import { SCAN_TYPE_NAMES } from '../lib/format';
 import { useDebounced, useDocumentTitle } from '../lib/hooks';
 import { useScanStatus, type StatusEvent } from '../lib/live';
@@ -38,10 +38,17 @@ interface Item {
   analysisProgress?: number;
   failureReason?: string | null;
   /**
-   * Refused because its DICOM header names another patient: that header's PatientID, and the
-   * patient it was sent for, so "file it anyway" sends it for the same one, confirmed.
+   * Refused because its DICOM header names another patient: by PatientID or by PatientName, the
+   * header's value, the patient it was sent for and what was confirmed already, so "file it
+   * anyway" sends it for the same one with this value confirmed too.
    */
-  mismatch?: { headerPatientId: string; patient: { patientId: string; name: string } };
+  mismatch?: { field: 'id' | 'name'; header: string; patient: { patientId: string; name: string }; confirmed: Confirmed };
+}
+
+/** The header values the uploader confirmed for one file (the form's confirmDicomPatient* fields). */
+interface Confirmed {
+  patientId?: string;
+  patientName?: string;
 }
 
 const ACCEPT = '.jpg,.jpeg,.png,.dcm,.dicom,image/jpeg,image/png,application/dicom';
@@ -111,30 +118,40 @@ export function Upload() {
 
   const update = (key: string, patch: Partial<Item>) => setItems((old) => old.map((i) => (i.key === key ? { ...i, ...patch } : i)));
 
-  /** Uploads one file; `confirmDicomPatientId` confirms its header's patient is `target` after all. */
-  async function send(item: Item, target: { patientId: string; name: string }, confirmDicomPatientId?: string) {
+  /** Uploads one file; `confirmed` confirms its header's patient is `target` after all. */
+  async function send(item: Item, target: { patientId: string; name: string }, confirmed: Confirmed = {}) {
     update(item.key, { state: 'uploading', progress: 0, error: undefined, mismatch: undefined });
     const form = new FormData();
     form.append('patientId', target.patientId);
     form.append('patientName', target.name);
     if (scanType) form.append('scanType', scanType);
     if (scanDate) form.append('scanDate', scanDate);
-    if (confirmDicomPatientId) form.append('confirmDicomPatientId', confirmDicomPatientId);
+    if (confirmed.patientId) form.append('confirmDicomPatientId', confirmed.patientId);
+    if (confirmed.patientName) form.append('confirmDicomPatientName', confirmed.patientName);
     form.append('image', item.file, item.file.name);
     try {
       const scan = await uploadScan(form, (p) => update(item.key, { progress: p * 100 }));
       update(item.key, { state: 'uploaded', progress: 100, scanId: scan._id, status: scan.status });
     } catch (err) {
-      const headerPatientId = refusedDicomPatientId(err);
-      update(item.key, { state: 'error', error: errorMessage(err), mismatch: headerPatientId ? { headerPatientId, patient: target } : undefined });
+      const headerId = refusedDicomPatientId(err);
+      const headerName = refusedDicomPatientName(err);
+      const mismatch: Item['mismatch'] = headerId
+        ? { field: 'id', header: headerId, patient: target, confirmed }
+        : headerName
+          ? { field: 'name', header: headerName, patient: target, confirmed }
+          : undefined;
+      update(item.key, { state: 'error', error: errorMessage(err), mismatch });
     }
   }
 
   async function fileAnyway(item: Item) {
-    if (!item.mismatch) return;
+    const mismatch = item.mismatch;
+    if (!mismatch) return;
     setBusy(true);
     try {
-      await send(item, item.mismatch.patient, item.mismatch.headerPatientId);
+      // A file confirmed for its PatientID may then be refused for its PatientName: both go.
+      const confirmed = { ...mismatch.confirmed, [mismatch.field === 'id' ? 'patientId' : 'patientName']: mismatch.header };
+      await send(item, mismatch.patient, confirmed);
     } finally {
       setBusy(false);
     }
@@ -312,13 +329,23 @@ export function Upload() {
                     {item.state === 'error' && !item.mismatch && <span className="error-text">{item.error}</span>}
                     {item.state === 'error' && item.mismatch && (
                       <span className="upload-mismatch">
-                        <span className="error-text">
-                          Not uploaded: this file’s DICOM header names patient <strong>{item.mismatch.headerPatientId}</strong>, but you chose{' '}
-                          <strong>
-                            {item.mismatch.patient.name} ({item.mismatch.patient.patientId})
-                          </strong>
-                          . If it is theirs (for example a study from another hospital, under its ID there), file it under {item.mismatch.patient.patientId}.
-                        </span>
+                        {item.mismatch.field === 'id' ? (
+                          <span className="error-text">
+                            Not uploaded: this file’s DICOM header names patient <strong>{item.mismatch.header}</strong>, but you chose{' '}
+                            <strong>
+                              {item.mismatch.patient.name} ({item.mismatch.patient.patientId})
+                            </strong>
+                            . If it is theirs (for example a study from another hospital, under its ID there), file it under {item.mismatch.patient.patientId}.
+                          </span>
+                        ) : (
+                          <span className="error-text">
+                            Not uploaded: this file’s DICOM header names <strong>{item.mismatch.header}</strong>, but you chose{' '}
+                            <strong>
+                              {item.mismatch.patient.name} ({item.mismatch.patient.patientId})
+                            </strong>
+                            . If it is theirs (for example a name changed since, or written in another script), file it under {item.mismatch.patient.patientId}.
+                          </span>
+                        )}
                         <button type="button" className="btn btn-secondary" disabled={busy} onClick={() => void fileAnyway(item)}>
                           File it under {item.mismatch.patient.patientId} anyway
                         </button>

@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { eq, inArray } from 'drizzle-orm';
+import { and, desc, eq, inArray } from 'drizzle-orm';
 import pg from 'pg';
-import { scans } from '../platform/db/schema.js';
+import { auditEvents, scans } from '../platform/db/schema.js';
 import { writeGenerationOf } from '../platform/db/index.js';
 import { createTestApp, uniqueId, type TestApp, type TestUser } from '../../test/helpers/app.js';
 import { databaseKinds } from '../../test/helpers/db.js';
@@ -125,7 +125,7 @@ for (const kind of await databaseKinds()) {
 
     test("a kept page's views are rebuilt when its links change (a new expiry step)", async () => {
       let step = 1;
-      const links = { file: (key: string) => `/files/${key}?step=${step}`, report: () => '' };
+      const links = { file: (key: string) => `/files/${key}?step=${step}`, report: () => '', handedOut: () => undefined };
       const read = () => listScans(t.database.db, { viewer: { id: doctor.id, role: 'doctor' }, query: { page: 1, limit: 10 }, links });
       const first = await read();
       assert.equal(first.scans.length, 10);
@@ -137,6 +137,24 @@ for (const kind of await databaseKinds()) {
         first.scans.map((s) => s._id),
       );
       assert.ok(later.scans.every((s) => s.imageUrl.endsWith('?step=2') && s.thumbnailUrl.endsWith('?step=2')));
+    });
+
+    test("a kept page's links are recorded as handed out on every request, not only when the page is read", async () => {
+      // The views of a kept page are reused (keptViews), but each answer hands out its links
+      // anew: the audit trail's link.issue event must name every scan and kind of each answer.
+      const issued = async () => {
+        const rows = await t.database.db
+          .select({ detail: auditEvents.detail })
+          .from(auditEvents)
+          .where(and(eq(auditEvents.actorId, doctor.id), eq(auditEvents.action, 'link.issue')))
+          .orderBy(desc(auditEvents.at));
+        return rows.map((r) => r.detail as { via: string; scans: number; kinds: string[] });
+      };
+      const before = (await issued()).length;
+      for (let i = 0; i < 3; i++) assert.equal((await list(doctor, 'limit=10')).scans.length, 10);
+      const events = (await issued()).slice(0, (await issued()).length - before);
+      assert.equal(events.length, 3);
+      for (const e of events) assert.deepEqual({ via: e.via, scans: e.scans, kinds: e.kinds }, { via: 'scan.list', scans: 10, kinds: ['image', 'thumbnail'] });
     });
 
     test('another viewer never gets a page kept for someone else', async () => {

@@ -38,17 +38,23 @@ import { fileLinks, type FileLinks } from './view.js';
 function linksFor(ctx: AppContext, request: FastifyRequest): FileLinks {
   const links = fileLinks(ctx.signer, ctx.config.publicUrl, currentUser(request).id);
   // Handing out a link is an export of the file: the audit trail records it (link.issue).
+  const noteFile = (key: string, scanId: string) => {
+    // The file's name: after its scan's id in a sharded key (stored-files.ts), the last part of an older one.
+    const last = key.slice(key.lastIndexOf('/') + 1);
+    const name = last.startsWith(`${scanId}.`) ? last.slice(scanId.length + 1) : last;
+    noteLinkIssued(request, scanId, name.startsWith('thumb') ? 'thumbnail' : name.startsWith('heatmap') ? 'heatmap' : name.startsWith('image') ? 'image' : 'file');
+  };
   return {
     file(key, scanId) {
-      // The file's name: after its scan's id in a sharded key (stored-files.ts), the last part of an older one.
-      const last = key.slice(key.lastIndexOf('/') + 1);
-      const name = last.startsWith(`${scanId}.`) ? last.slice(scanId.length + 1) : last;
-      noteLinkIssued(request, scanId, name.startsWith('thumb') ? 'thumbnail' : name.startsWith('heatmap') ? 'heatmap' : name.startsWith('image') ? 'image' : 'file');
+      noteFile(key, scanId);
       return links.file(key, scanId);
     },
     report(scanId, reportId) {
       noteLinkIssued(request, scanId, 'report');
       return links.report(scanId, reportId);
+    },
+    handedOut(files) {
+      for (const [key, scanId] of files) noteFile(key, scanId);
     },
   };
 }

@@ -44,6 +44,7 @@ import {
   scanDetailView,
   scanView,
   type FileLinks,
+  type KeptFileLink,
 } from './view.js';
 
 export type ScanDeps = Pick<AppContext, 'db' | 'storage' | 'imaging' | 'analysis' | 'events' | 'config'>;
@@ -626,17 +627,30 @@ export async function listScans(
  * write): built once per page and set of links instead of on every request (scanView was 15%
  * of a kept page's request). Links depend on the viewer, the base URL and the expiry step, and
  * on nothing else but the path: one link of the page, built anew, says whether they changed.
+ * The files whose links the views hold are kept with them, so that each answer still says it
+ * hands them out (the audit trail's link.issue names every scan of every answer).
  */
-const viewsOfPage = new WeakMap<readonly repo.ScanListRow[], { link: string; views: ReturnType<typeof scanView>[] }>();
+const viewsOfPage = new WeakMap<readonly repo.ScanListRow[], { link: string; views: ReturnType<typeof scanView>[]; files: KeptFileLink[] }>();
 
 function keptViews(rows: readonly repo.ScanListRow[], links: FileLinks): ReturnType<typeof scanView>[] {
   const first = rows[0];
   if (!first) return [];
   const link = links.file(first.scan.imageKey, first.scan.id);
   const kept = viewsOfPage.get(rows);
-  if (kept?.link === link) return kept.views;
-  const views = rows.map((r) => scanView(r, links));
-  viewsOfPage.set(rows, { link, views });
+  if (kept?.link === link) {
+    links.handedOut(kept.files);
+    return kept.views;
+  }
+  const files: KeptFileLink[] = [];
+  const recorded: FileLinks = {
+    ...links,
+    file(key, scanId) {
+      files.push([key, scanId]);
+      return links.file(key, scanId);
+    },
+  };
+  const views = rows.map((r) => scanView(r, recorded));
+  viewsOfPage.set(rows, { link, views, files });
   return views;
 }
 

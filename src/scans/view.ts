@@ -16,13 +16,23 @@ export interface FileLinks {
   /** A link to a stored file of `scanId` (the scan is named, never read back from the key's layout). */
   file(key: string, scanId: string): string;
   report(scanId: string, reportId: string): string;
+  /**
+   * Says that links `file()` built earlier for the same user, kept in a view, are handed out
+   * again by this answer: the audit trail records every link an answer carries (link.issue),
+   * also when the view holding it was built for an earlier request (a kept list page).
+   */
+  handedOut(files: readonly KeptFileLink[]): void;
 }
+
+/** A file link as a kept view holds it: the stored file and its scan. */
+export type KeptFileLink = readonly [key: string, scanId: string];
 
 /** Signed links on `base`, or relative paths when it is null; each for one user, refused once that user may no longer see the scan. */
 export function fileLinks(signer: UrlSigner, base: string | null, userId: string): FileLinks {
   return {
     file: (key) => signer.sign(`/files/${key}`, base, { userId }),
     report: (scanId, reportId) => signer.sign(`/reports/report-${scanId}-${reportId}.pdf`, base, { userId }),
+    handedOut: () => undefined,
   };
 }
 

@@ -7,6 +7,7 @@ import { auditInAdvance, noteAudit, noteLinkIssued } from '../audit/log.js';
 import { STATEMENT_PATIENT } from '../audit/repository.js';
 import type { AppContext, Feature } from '../context.js';
 import { RETRY_AFTER_SECONDS } from '../platform/errors.js';
+import { sendKeptArray } from '../platform/http/kept-json.js';
 import { authErrors, ErrorSchema, IdParamsSchema, MessageSchema } from '../platform/http/schemas.js';
 import { SCAN_TYPE_IDS } from '../scan-types/index.js';
 import { generateReport } from './report.js';
@@ -141,14 +142,17 @@ function scanRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           response: { 200: ScanListSchema, ...authErrors },
         },
       },
-      async (request) =>
-        scans.listScans(ctx.db, {
+      async (request, reply) => {
+        const page = await scans.listScans(ctx.db, {
           viewer: currentUser(request),
           query: request.query,
           links: linksFor(ctx, request),
           // The audit event names the page's patients without querying them again.
           onPatients: (patientIds) => noteAudit(request, { patientIds }),
-        }),
+        });
+        // A kept page's views are the same array again: their JSON is kept with them.
+        return sendKeptArray(reply, 'scans', page);
+      },
     );
 
     app.get(

@@ -159,9 +159,9 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     assert.deepEqual(violations, [], `${name}: accessibility violations`);
   }
 
-  async function shot(name: string) {
-    await page.evaluate(() => window.scrollTo(0, 0));
-    await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+  async function shot(name: string, tab: Page = page) {
+    await tab.evaluate(() => window.scrollTo(0, 0));
+    await tab.screenshot({ path: path.join(SHOTS, `${name}.png`) });
   }
 
   async function canvasHash(): Promise<string> {
@@ -1002,6 +1002,106 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
       await tab.goto(`${base}/patients/${patient._id}`);
       await tab.locator('table', { hasText: 'Open viewer' }).locator('tbody tr').first().waitFor();
       assert.equal(await tab.locator('table', { hasText: 'Open viewer' }).locator('tbody tr').count(), 1);
+    } finally {
+      await tab.close();
+    }
+  });
+
+  test('on a phone: the worklist shows scans before its filters, a patient reads who they are then their scans, a long patient ID stays whole', async () => {
+    part = 'phone';
+    const doctor = await t.user({ name: 'Dr. Phone Round' });
+    const name = 'Maximiliane Oberholzer-Castellanos';
+    // As long as hospital IDs get: in the viewer's header it follows the name's last line.
+    const longId = uniqueId('PT-2024-000123-RADIOLOGY');
+    // The longest an ID may be (64): wider than a phone's line, so it is cut, never split.
+    const longestId = `${uniqueId('PT')}-UNIVERSITY-HOSPITAL-ARCHIVE-RADIOLOGY-`.padEnd(64, '0');
+    const scanIds: Record<string, string> = {};
+    for (const [id, patientName] of [[longestId, 'Jo Li'], [longId, name]] as const) {
+      const res = await t.app.inject(uploadRequest(doctor, { data: readFileSync(BRAIN_JPEG), fields: { patientId: id, patientName, scanType: 'brain-mri' } }));
+      assert.equal(res.statusCode, 201, res.body);
+      scanIds[id] = res.json<{ _id: string }>()._id;
+    }
+    const tab = await context.newPage();
+    await tab.setViewportSize({ width: 390, height: 844 });
+    const noSidewaysScroll = async (where: string) => {
+      const { scrollWidth, innerWidth } = await tab.evaluate(() => ({ scrollWidth: document.scrollingElement!.scrollWidth, innerWidth: window.innerWidth }));
+      assert.ok(scrollWidth <= innerWidth, `${where}: the page is ${scrollWidth} px wide in a ${innerWidth} px phone`);
+    };
+    try {
+      await tab.goto(`${base}/login`);
+      await tab.getByLabel('Email').fill(doctor.email);
+      await tab.getByLabel('Password').fill(doctor.password);
+      await tab.getByRole('button', { name: 'Sign in' }).click();
+      await tab.getByRole('heading', { name: 'Worklist' }).waitFor();
+
+      // The first scan is on the first screen, and no filter field stands before it.
+      const firstRow = tab.locator('tbody tr').first();
+      await firstRow.waitFor();
+      const row = (await firstRow.boundingBox())!;
+      assert.ok(row.y + row.height <= 844, `the first scan ends at ${row.y + row.height} px of an 844 px screen`);
+      const scanType = tab.getByLabel('Scan type');
+      assert.equal(await scanType.isVisible(), false, 'the filters wait behind their toggle');
+      await shot('phone-worklist-first-screen', tab);
+      await noSidewaysScroll('worklist');
+
+      // The toggle opens them by keyboard, says so, and the first filter is the next Tab stop.
+      const toggle = tab.getByRole('button', { name: /^Filters/ });
+      assert.equal(await toggle.getAttribute('aria-expanded'), 'false');
+      await toggle.focus();
+      await tab.keyboard.press('Enter');
+      assert.equal(await toggle.getAttribute('aria-expanded'), 'true');
+      await tab.keyboard.press('Tab');
+      assert.equal(await tab.evaluate(() => document.activeElement?.id), 'f-status', 'Tab goes from the toggle into the filters');
+      await checkAccessibility('phone-worklist-filters', tab);
+      // A filter set works and the toggle, closed again, says how many are set.
+      await scanType.selectOption('chest-xray');
+      await tab.getByText('No scan matches these filters.').waitFor();
+      await toggle.click();
+      assert.equal(await toggle.getAttribute('aria-expanded'), 'false');
+      assert.equal(await scanType.isVisible(), false);
+      assert.match(await toggle.innerText(), /^Filters\s*1 active$/);
+      await toggle.click();
+      await tab.getByRole('button', { name: 'Clear filters' }).click();
+      await firstRow.waitFor();
+      assert.equal(await toggle.innerText(), 'Filters');
+
+      // The viewer's header: the ID is one piece on one line, whole, after the name's two lines.
+      await tab.goto(`${base}/scans/${scanIds[longId]}`);
+      await tab.getByRole('heading', { name: new RegExp(name) }).waitFor();
+      const idIn = (id: string) =>
+        tab.locator('.viewer-header h1').getByText(id, { exact: true }).evaluate((el) => {
+          const lineHeight = parseFloat(getComputedStyle(el).fontSize) * 1.6;
+          return { boxes: el.getClientRects().length, height: el.getBoundingClientRect().height, lineHeight, cut: el.scrollWidth > el.clientWidth, title: el.getAttribute('title') };
+        });
+      const whole = await idIn(longId);
+      assert.equal(whole.boxes, 1, `the ID ${longId} is split over ${whole.boxes} lines`);
+      assert.ok(whole.height <= whole.lineHeight, `the ID is ${whole.height} px high, more than a line (${whole.lineHeight} px)`);
+      assert.equal(whole.cut, false, 'an ID that fits the line is shown whole');
+      await noSidewaysScroll('viewer');
+      await shot('phone-viewer-long-id', tab);
+      // The longest ID is cut at the line's end; the whole of it is in its title.
+      await tab.goto(`${base}/scans/${scanIds[longestId]}`);
+      await tab.getByRole('heading', { name: /Jo Li/ }).waitFor();
+      const cut = await idIn(longestId);
+      assert.ok(cut.boxes === 1 && cut.height <= cut.lineHeight, `the 64-character ID: ${JSON.stringify(cut)}`);
+      assert.equal(cut.cut, true);
+      assert.equal(cut.title, longestId);
+      await noSidewaysScroll('viewer, longest ID');
+
+      // The patient's page: who they are, then their scans within the first screen, and the
+      // assigned doctors after the clinical record.
+      await tab.goto(`${base}/scans/${scanIds[longId]}`);
+      await tab.locator('.breadcrumb').getByRole('link', { name }).click();
+      const scanRow = tab.locator('table', { hasText: 'Open viewer' }).locator('tbody tr').first();
+      await scanRow.waitFor();
+      const top = async (heading: string) => (await tab.getByRole('heading', { name: heading, exact: true }).boundingBox())!.y;
+      const [demographics, scans, history, doctors] = [await top('Demographics'), await top('Scans'), await top('Medical history'), await top('Assigned doctors')];
+      assert.ok(demographics < scans && scans < history && history < doctors, `headings at ${JSON.stringify({ demographics, scans, history, doctors })}`);
+      const first = (await scanRow.boundingBox())!;
+      assert.ok(first.y + first.height <= 844, `the first scan ends at ${first.y + first.height} px of an 844 px screen`);
+      await noSidewaysScroll('patient');
+      await checkAccessibility('phone-patient', tab);
+      await shot('phone-patient-first-screen', tab);
     } finally {
       await tab.close();
     }

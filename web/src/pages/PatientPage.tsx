@@ -1,4 +1,4 @@
-import { useState } from 'react';
+import { useState, type ReactNode } from 'react';
 import { Link, useParams } from 'react-router-dom';
 import { api, ok, type PatientDetail } from '../api/client';
 import { useAuth } from '../auth';
@@ -25,52 +25,69 @@ export function PatientPage() {
       <p className="breadcrumb">
         <Link to="/patients">Patients</Link> / {p.name}
       </p>
-      <PageHeader title={p.name} subtitle={`Patient ID ${p.patientId}`}>
+      <PageHeader
+        title={p.name}
+        subtitle={
+          <>
+            Patient ID{' '}
+            <span className="patient-id" title={p.patientId}>
+              {p.patientId}
+            </span>
+          </>
+        }
+      >
         <Link to={`/upload?patient=${encodeURIComponent(p._id)}`} className="btn btn-primary">
           Upload scan
         </Link>
       </PageHeader>
+      {/* In reading order (and a phone's single column): who the patient is, their scans, the
+          clinical record, and last the doctors assigned. A desktop places the doctors under the
+          demographics, beside the scans. */}
       <div className="patient-grid">
-        <div className="stack">
-          <section className="card" aria-labelledby="demo-h">
-            <h2 id="demo-h">Demographics</h2>
-            <dl className="facts">
-              <dt>Date of birth</dt>
-              <dd>{formatDate(p.dateOfBirth)}</dd>
-              <dt>Gender</dt>
-              <dd className="capitalize">{p.gender ?? '—'}</dd>
-              <dt>Status</dt>
-              <dd className="capitalize">{p.status}</dd>
-              <dt>Email</dt>
-              <dd>{p.contact.email ?? '—'}</dd>
-              <dt>Phone</dt>
-              <dd>{p.contact.phone ?? '—'}</dd>
-              <dt>Address</dt>
-              <dd>{p.contact.address ?? '—'}</dd>
-              <dt>Last visit</dt>
-              <dd>{formatDate(p.lastVisit)}</dd>
-              <dt>Next appointment</dt>
-              <dd>{formatDateTime(p.nextAppointment)}</dd>
-            </dl>
-          </section>
-          <section className="card" aria-labelledby="docs-h">
-            <h2 id="docs-h">Assigned doctors</h2>
-            <ul className="plain">
-              {p.assignedDoctors.map((d) => (
-                <li key={d._id}>{d.name}</li>
-              ))}
-            </ul>
-            {user?.role === 'admin' && <AssignDoctor patientId={p._id} onAssigned={() => patient.reload()} />}
-          </section>
-        </div>
-        <div className="stack">
+        <section className="card patient-facts" aria-labelledby="demo-h">
+          <h2 id="demo-h">Demographics</h2>
+          <dl className="facts">
+            <Fact term="Date of birth">{formatDate(p.dateOfBirth)}</Fact>
+            <Fact term="Gender" className="capitalize">
+              {p.gender ?? '—'}
+            </Fact>
+            <Fact term="Status" className="capitalize">
+              {p.status}
+            </Fact>
+            <Fact term="Email">{p.contact.email ?? '—'}</Fact>
+            <Fact term="Phone">{p.contact.phone ?? '—'}</Fact>
+            <Fact term="Address">{p.contact.address ?? '—'}</Fact>
+            <Fact term="Last visit">{formatDate(p.lastVisit)}</Fact>
+            <Fact term="Next appointment">{formatDateTime(p.nextAppointment)}</Fact>
+          </dl>
+        </section>
+        <div className="stack patient-record">
           <PatientScans patientId={p._id} patientName={p.name} />
           <MedicalHistory patient={p} onChange={(medicalHistory) => merge({ medicalHistory })} />
           {/* The note's answer names its author by id only: read the patient again for names. */}
           <Notes patient={p} onChange={() => patient.reload()} />
         </div>
+        <section className="card patient-doctors" aria-labelledby="docs-h">
+          <h2 id="docs-h">Assigned doctors</h2>
+          <ul className="plain">
+            {p.assignedDoctors.map((d) => (
+              <li key={d._id}>{d.name}</li>
+            ))}
+          </ul>
+          {user?.role === 'admin' && <AssignDoctor patientId={p._id} onAssigned={() => patient.reload()} />}
+        </section>
       </div>
     </section>
+  );
+}
+
+/** One fact of the demographics: a term and its value, kept together so a phone can set two a row. */
+function Fact({ term, className, children }: { term: string; className?: string; children: ReactNode }) {
+  return (
+    <div>
+      <dt>{term}</dt>
+      <dd className={className}>{children}</dd>
+    </div>
   );
 }
 

@@ -78,7 +78,12 @@ export function Patients() {
                     {p.name}
                   </Link>
                 </td>
-                <td data-label="Patient ID">{p.patientId}</td>
+                {/* Across the card on a phone: an ID is not cut at half its width. */}
+                <td className="wide" data-label="Patient ID">
+                  <span className="patient-id" title={p.patientId}>
+                    {p.patientId}
+                  </span>
+                </td>
                 <td data-label="Date of birth">{formatDate(p.dateOfBirth)}</td>
                 <td className="capitalize" data-label="Gender">{p.gender ?? '—'}</td>
                 <td data-label="Status">

@@ -106,7 +106,9 @@ export function ScanViewer() {
             <Link to="/">Worklist</Link> / <Link to={`/patients/${s.patient._id}`}>{s.patientName}</Link>
           </p>
           <h1 tabIndex={-1}>
-            {s.patientName} <span className="muted h1-sub">{s.patientId}</span>
+            {s.patientName} <span className="muted h1-sub patient-id" title={s.patientId}>
+              {s.patientId}
+            </span>
           </h1>
           <p className="meta">
             <span>{s.scanType ? SCAN_TYPE_NAMES[s.scanType] : 'Scan type not set'}</span>

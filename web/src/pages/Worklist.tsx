@@ -26,6 +26,9 @@ export function Worklist() {
   // Typing a patient id filters after a short pause, not on every key.
   const [patientInput, setPatientInput] = useDebouncedFilter(filters, 'patientId', 400);
   const [live, setLive] = useState<Record<string, StatusEvent>>({});
+  // On a phone the filters wait behind a toggle, so the first screen shows scans, not five fields.
+  const [filtersOpen, setFiltersOpen] = useState(false);
+  const activeFilters = [status, scanType, patientId, startDate, endDate].filter(Boolean).length;
   useDocumentTitle('Worklist');
 
   const list = useAsync(async () => {
@@ -57,7 +60,22 @@ export function Worklist() {
         </Link>
       </PageHeader>
 
-      <form className="filters card" role="search" aria-label="Filter scans" onSubmit={(e) => e.preventDefault()}>
+      <button
+        type="button"
+        className="btn btn-secondary filters-toggle"
+        aria-expanded={filtersOpen}
+        aria-controls="scan-filters"
+        onClick={() => setFiltersOpen((open) => !open)}
+      >
+        Filters{activeFilters > 0 && <span className="filter-count">{activeFilters} active</span>}
+      </button>
+      <form
+        id="scan-filters"
+        className={`filters card${filtersOpen ? '' : ' closed'}`}
+        role="search"
+        aria-label="Filter scans"
+        onSubmit={(e) => e.preventDefault()}
+      >
         <div className="field">
           <label htmlFor="f-status">Status</label>
           <select id="f-status" value={status} onChange={(e) => setFilter('status', e.target.value)}>
@@ -158,7 +176,11 @@ function ScanRow({ scan, live, onOpen }: { scan: ScanListItem; live?: StatusEven
         <Link to={`/scans/${scan._id}`} onClick={(e) => e.stopPropagation()} className="row-link">
           {scan.patientName}
         </Link>
-        <div className="muted small">{scan.patientId}</div>
+        <div className="muted small">
+          <span className="patient-id" title={scan.patientId}>
+            {scan.patientId}
+          </span>
+        </div>
       </td>
       <td>{scan.scanType ? SCAN_TYPE_NAMES[scan.scanType] : <span className="muted">Not set</span>}</td>
       <td>{formatDate(scan.scanDate)}</td>

@@ -7,7 +7,13 @@
  * else refused the rest. A rotated scan answered without the check and refused by it is caught;
  * an upright or mirrored one refused by it is a false refusal.
  *
- *   tsx scripts/measure-orientation.ts [--task chest-xray] [--datasets ../shared/datasets] [--models-dir models] [--json out.json]
+ * Uploaded without a type, an image the router sends to brain that looks like a chest X-ray
+ * turned a quarter turn, and that the chest model takes for one turned back, is refused as turned
+ * (routing.ts, turnedChest): those are counted apart, with how many the brain model would have answered without that refusal.
+ * --forms and --mode narrow the run (e.g. the quarter turns, undeclared).
+ *
+ *   tsx scripts/measure-orientation.ts [--task chest-xray] [--forms cw90 ...] [--mode declared|undeclared]
+ *     [--datasets ../shared/datasets] [--models-dir models] [--json out.json]
  */
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -15,13 +21,15 @@ import { parseArgs } from 'node:util';
 
 import sharp from 'sharp';
 
-import { analyzeScan } from '../src/ml/inference.js';
+import { analyzeImage, analyzeScan } from '../src/ml/inference.js';
 import { ModelRegistry, type ModelTask } from '../src/ml/registry.js';
 import { datasetImages } from './lib/dataset-images.js';
 
 const { values } = parseArgs({
   options: {
     task: { type: 'string', multiple: true },
+    forms: { type: 'string', multiple: true },
+    mode: { type: 'string', multiple: true },
     datasets: { type: 'string', default: path.resolve('../shared/datasets') },
     'models-dir': { type: 'string' },
     json: { type: 'string' },
@@ -62,6 +70,9 @@ function transform(rgb: Uint8Array, width: number, height: number, from: Pixel, 
   return { data: out, width: w, height: h, channels: 3 as const };
 }
 
+const forms = values.forms ? FORMS.filter(([name]) => values.forms!.includes(name)) : FORMS;
+const modes = (values.mode ?? ['declared', 'undeclared']) as ('declared' | 'undeclared')[];
+
 interface Tally {
   n: number;
   answered: number;
@@ -71,6 +82,10 @@ interface Tally {
   refused: Record<string, number>;
   /** Answered by the other type's model (undeclared uploads only). */
   answeredAsOther: number;
+  /** Refused as a chest X-ray turned a quarter turn (undeclared only). */
+  turnedChest: number;
+  /** Of those, answered by the brain model without that refusal. */
+  turnedChestBrainAnswers: number;
 }
 
 const report: Record<string, Record<'declared' | 'undeclared', Record<string, Tally>>> = {};
@@ -88,21 +103,25 @@ for (const task of tasks) {
       const { data, info } = await sharp(file).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
       if (info.channels !== 3) throw new Error(`${file}: ${info.channels} channels after removing alpha`);
       const rgb = new Uint8Array(data);
-      for (const [name, from, swap] of FORMS) {
+      for (const [name, from, swap] of forms) {
         const image = transform(rgb, info.width, info.height, from, swap);
-        for (const mode of ['declared', 'undeclared'] as const) {
-          const t = (set[mode][name] ??= { n: 0, answered: 0, orientation: 0, refused: {}, answeredAsOther: 0 });
+        for (const mode of modes) {
+          const t = (set[mode][name] ??= { n: 0, answered: 0, orientation: 0, refused: {}, answeredAsOther: 0, turnedChest: 0, turnedChestBrainAnswers: 0 });
           const { result } = await analyzeScan(registry, image, { scanType: mode === 'declared' ? task : null, heatmap: false });
           t.n++;
           if (!result.refused) {
             t.answered++;
             if (result.scanType !== task) t.answeredAsOther++;
+          } else if (/^The image looks like a chest X-ray rotated 90 degrees/.test(result.reason)) {
+            t.turnedChest++;
+            const brain = await analyzeImage(registry.get('brain-mri'), image, { scanType: 'brain-mri', heatmap: false });
+            if (!brain.result.refused) t.turnedChestBrainAnswers++;
           } else if (result.check === 'orientation') t.orientation++;
           else t.refused[result.check] = (t.refused[result.check] ?? 0) + 1;
         }
       }
     }
-    for (const mode of ['declared', 'undeclared'] as const) {
+    for (const mode of modes) {
       console.log(`${task}/${split} (${files.length} images), type ${mode}:`);
       for (const [name, t] of Object.entries(set[mode])) {
         const before = t.answered + t.orientation;
@@ -110,7 +129,8 @@ for (const task of tasks) {
         console.log(
           `  ${name.padEnd(15)} answered without the check ${String(before).padStart(4)}, refused by it ${String(t.orientation).padStart(4)}` +
             `${before ? ` (${((100 * t.orientation) / before).toFixed(1)}%)` : ''}, answered ${t.answered}` +
-            `${t.answeredAsOther ? ` (${t.answeredAsOther} by the other model)` : ''}${other ? `; refused before it: ${other}` : ''}`,
+            `${t.answeredAsOther ? ` (${t.answeredAsOther} by the other model)` : ''}${other ? `; refused before it: ${other}` : ''}` +
+            `${t.turnedChest ? `; refused as a turned chest X-ray ${t.turnedChest} (the brain model would have answered ${t.turnedChestBrainAnswers})` : ''}`,
         );
       }
     }

@@ -21,7 +21,16 @@ import {
 import { listInWords, SCAN_TYPE_IDS, scanTypeSpec, type Finding } from '../scan-types/index.js';
 import { checkOrientation } from './orientation.js';
 import type { LoadedModel, ModelTask } from './registry.js';
-import { dicomHint, decideScanType, routeImage, SCAN_TYPE_NAME, type Routing } from './routing.js';
+import {
+  dicomHint,
+  decideScanType,
+  routeImageTurns,
+  SCAN_TYPE_NAME,
+  turnedChest,
+  turnedChestReason,
+  turnPrepared,
+  type Routing,
+} from './routing.js';
 import type { DicomInfo } from '../imaging/dicom/info.js';
 import type { RawImage } from '../imaging/pixels.js';
 
@@ -276,9 +285,44 @@ export async function analyzeScan(
   const first = models.get(declared?.scanType ?? SCAN_TYPE_IDS[0]);
   options.onStage?.('preprocess');
   const prepared = await preprocessImage(image, first.manifest.preprocessing, { maxPixels: options.maxPixels });
-  const decision = decideScanType(routeImage(prepared, prepared.width, prepared.height), declared);
+  const routes = routeImageTurns(prepared, prepared.width, prepared.height);
+  const decision = decideScanType(routes.asGiven, declared);
   if (!decision.ok) return refuse(decision.reason, decision.scanType);
   const { routing } = decision;
+  // Most chest X-rays turned 90 degrees look more like a brain MRI to the router, and the brain
+  // model answered a few. Sent without a type, one that the chest model takes for a chest X-ray
+  // once turned back is refused as turned instead (never turned for the uploader, never answered).
+  const turn = routing.source === 'image' ? turnedChest(prepared, routes, routing.scanType) : null;
+  const chest = turn ? models.get('chest-xray') : null;
+  if (turn && chest && sameSpec(chest.manifest.preprocessing, first.manifest.preprocessing)) {
+    const back = await analyzeImage(chest, image, {
+      ...options,
+      scanType: 'chest-xray',
+      heatmap: false,
+      prepared: turnPrepared(prepared, !turn.clockwise),
+      onStage: (stage) => {
+        if (stage === 'inference') options.onStage?.(stage);
+      },
+    });
+    if (!back.result.refused) {
+      return {
+        result: {
+          refused: true,
+          scanType: 'chest-xray',
+          reason: turnedChestReason(turn),
+          check: 'orientation',
+          model: { id: chest.id, version: chest.manifest.version },
+          routing: { source: 'image', scanType: 'chest-xray', probability: round4(turn.probability), detail: 'turned back a quarter turn' },
+        },
+        heatmap: null,
+        heatmapMap: null,
+        hotRegion: null,
+        scores: back.scores,
+        inputStats: back.inputStats,
+        timings: { modelMs: back.timings.modelMs, totalMs: performance.now() - start },
+      };
+    }
+  }
 
   const model = models.get(routing.scanType);
   const reuse = sameSpec(model.manifest.preprocessing, first.manifest.preprocessing);

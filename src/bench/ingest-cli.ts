@@ -33,6 +33,8 @@
  *   while a 200-file run is mostly V8's warm-up (docs/benchmarks/ingest.md, 2026-12-06 16:42).
  *   Their own rate and CPU are printed under the table. Without it ImageMedix gets its one
  *   warm-up upload per process only, the cold figure.
+ * Under the table: the p50 latency of each run's first 50 uploads sent and of its last 50, so a
+ * cold server's warm-up shows (docs/benchmarks/ingest.md).
  * Each run also reports CPU per upload (user + system, ms) of the client (this process), of
  * the server processes it started (Orthanc, or the API processes) and, on PostgreSQL, of the
  * backends connected to the benchmark's database (PostgreSQL on this machine only).
@@ -80,6 +82,9 @@ const APIS = Number(values.apis);
 if (!(Number.isInteger(APIS) && APIS >= 1)) throw new Error('--apis must be 1 or more');
 const WARMUP = Number(values.warmup);
 if (!(Number.isInteger(WARMUP) && WARMUP >= 0)) throw new Error('--warmup must be 0 or more');
+/** How many of a run's first and last uploads its edge latencies are of. */
+const EDGE = 50;
+
 /** The warm-up's files: fresh UIDs and their own patients, so none of them is a measured one. */
 const warmupFiles = () => makeFiles(WARMUP, { id: 'WARMUP', name: 'WARMUP' });
 /** The warm-up runs' own figures, printed under the table (not in it). */
@@ -120,6 +125,9 @@ interface Run {
   p50: number;
   p99: number;
   failed: number;
+  /** p50 latency (ms) of the first and of the last EDGE uploads sent: a cold server's warm-up shows as the first above the last. */
+  firstP50: number;
+  lastP50: number;
   /** CPU per upload in ms: this process (the clients), the server processes started here, the PostgreSQL backends (null: not known). */
   clientCpuMs: number;
   serverCpuMs: number | null;
@@ -151,6 +159,7 @@ async function drive(
 ): Promise<Run> {
   let next = 0;
   let failed = 0;
+  // By the order sent, so the first uploads' can be told from the last ones'.
   const latencies: number[] = [];
   let firstError = '';
   const server0 = sumCpuMs(serverPids);
@@ -163,7 +172,7 @@ async function drive(
         const begin = performance.now();
         const res = await send(bodies[i]!, client);
         const body = await res.text();
-        latencies.push(performance.now() - begin);
+        latencies[i] = performance.now() - begin;
         if (res.status >= 300) {
           failed++;
           firstError ||= `${res.status} ${body.slice(0, 200)}`;
@@ -184,6 +193,8 @@ async function drive(
     p50: pct(latencies, 50),
     p99: pct(latencies, 99),
     failed,
+    firstP50: pct(latencies.slice(0, EDGE), 50),
+    lastP50: pct(latencies.slice(-EDGE), 50),
     clientCpuMs: (client.user + client.system) / 1000 / bodies.length,
     serverCpuMs: server0 === null || server1 === null ? null : (server1 - server0) / bodies.length,
     databaseCpuMs: databaseMs === null ? null : databaseMs / bodies.length,
@@ -334,7 +345,8 @@ const head = `${N} DICOM files of ${size} bytes (64 x 64 MR, 20 patients), ${CLI
 const warmupLines = warmups.map(
   (w) => `- ${w.name}: ${WARMUP} files, ${w.perSecond.toFixed(1)} files/s, ${w.failed} failed, server CPU ${cpu(w.serverCpuMs)} ms/file, PostgreSQL ${cpu(w.databaseCpuMs)} ms/file`,
 );
-const text = [head, table, ...(warmupLines.length ? [warmupLines.join('\n')] : [])].join('\n\n');
+const edges = `p50 of the first ${EDGE} uploads sent / of the last ${EDGE} (ms): ${runs.map((r) => `${r.name} ${r.firstP50.toFixed(0)} / ${r.lastP50.toFixed(0)}`).join('; ')}.`;
+const text = [head, table, edges, ...(warmupLines.length ? [warmupLines.join('\n')] : [])].join('\n\n');
 console.log(text);
 appendFigures(values.out, text);
 process.exit(0);

@@ -19,6 +19,7 @@ import { openDatabase } from '../platform/db/index.js';
 import { createRuntime } from '../runtime.js';
 import { uniqueId, useTestApp, type TestApp } from '../../test/helpers/app.js';
 import { databaseKinds } from '../../test/helpers/db.js';
+import { warmUpUploads } from './service.js';
 import { FIXTURES, uploadRequest } from './test-support.js';
 
 const JPEG = readFileSync(path.join(FIXTURES, 'images/brain-glioma-1.jpg'));
@@ -95,6 +96,47 @@ describe('prepared statements on the PostgreSQL server', { skip: kinds.includes(
     // After its first five runs PostgreSQL keeps a generic plan when it costs no more: not planned per scan.
     assert.ok(named('analysis_claim')[0]!.generic_plans > 0, JSON.stringify(named('analysis_claim')[0]));
     assert.ok(named('upload_scan_doctor_known_original')[0]!.generic_plans > 0, JSON.stringify(named('upload_scan_doctor_known_original')[0]));
+  });
+
+  test('a server process has every upload statement prepared before its first upload, and commits nothing for it', async () => {
+    const database = await openDatabase({ databaseUrl: t.database.connectionString, dataDir: null, poolSize: 1 });
+    const runtime = await createRuntime(t.config, database, { log: pino({ level: 'silent' }), supervise: false });
+    const app = await buildApp(runtime.ctx, { logger: false });
+    const counts = async () =>
+      (
+        (await database.db.execute(sql`select (select count(*) from users)::int as users, (select count(*) from patients)::int as patients,
+          (select count(*) from scans)::int as scans, (select count(*) from analyses)::int as analyses, (select count(*) from scan_originals)::int as originals,
+          (select count(*) from audit_events)::int as audit, (select count(*) from pgboss.job)::int as jobs`)) as { rows: Record<string, number>[] }
+      ).rows[0];
+    const preparedUploads = async () =>
+      new Map(
+        ((await database.db.execute(sql`select name, generic_plans::int, custom_plans::int from pg_prepared_statements where name like 'upload%'`)) as { rows: Prepared[] }).rows.map((r) => [
+          r.name,
+          r.generic_plans + r.custom_plans,
+        ]),
+      );
+    try {
+      await app.ready();
+      const before = await counts();
+      await warmUpUploads(runtime.ctx);
+      assert.deepEqual(await counts(), before, 'no user, patient, scan, analysis, original, audit event or job left behind');
+      // Each kind of upload, alone (a doctor's, an admin's) or grouped, creating its patient or finding it.
+      const kinds = ['upload_scan_doctor', 'upload_scan_doctor_known', 'upload_scan_admin', 'upload_scan_admin_known', 'upload_group', 'upload_group_known'];
+      assert.deepEqual(
+        await preparedUploads(),
+        new Map(kinds.map((kind) => [`${kind}_original`, 1])),
+      );
+
+      // The first upload runs the statement prepared for it: no second preparation, no error.
+      const doctor = await t.user();
+      const res = await app.inject(uploadRequest(doctor, { data: JPEG, fields: { patientId: uniqueId(), patientName: 'After Start-up' } }));
+      assert.equal(res.statusCode, 201, res.body);
+      assert.equal((await preparedUploads()).get('upload_scan_doctor_original'), 2);
+    } finally {
+      await app.close();
+      await runtime.stop();
+      await database.close();
+    }
   });
 
   test('DATABASE_PREPARED_STATEMENTS=false sends every statement unnamed (a pooler in transaction mode)', async () => {

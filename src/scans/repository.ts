@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { and, asc, desc, eq, fillPlaceholders, getTableColumns, inArray, sql, type SQL, type SQLWrapper } from 'drizzle-orm';
+import { and, asc, desc, eq, fillPlaceholders, getTableColumns, inArray, sql, type SQL, type SQLWrapper, TransactionRollbackError } from 'drizzle-orm';
 import { alias, PgDialect, type PgColumn, type PgTable } from 'drizzle-orm/pg-core';
 import { findVisiblePatient, patientVisibleTo, type ScanPatient, type ScanRow, type Viewer } from '../access/index.js';
 import { builtOncePerDb, preparedPerDb, type Db, type DbOrTx } from '../platform/db/index.js';
@@ -676,7 +676,19 @@ function uploadGroupRow(n: number, values: UploadValues, mayCreate: boolean, ori
  * when one of them may create its patient (insertUploadInOneStatement's guess, per upload).
  */
 async function insertUploadGroup(db: DbOrTx, group: readonly UploadValues[]): Promise<UploadSaved[]> {
-  const creates = group.map((values) => values.newName !== null && !patientsOnRecord.has(values.patientId));
+  const saved = await runUploadGroup(
+    db,
+    group,
+    group.map((values) => values.newName !== null && !patientsOnRecord.has(values.patientId)),
+  );
+  saved.forEach((row, n) => {
+    if (row) rememberPatient(group[n]!.patientId);
+  });
+  return saved;
+}
+
+/** insertUploadGroup's statement, `creates` saying which uploads may create their patient. */
+async function runUploadGroup(db: DbOrTx, group: readonly UploadValues[], creates: readonly boolean[]): Promise<UploadSaved[]> {
   const mayCreate = creates.some(Boolean);
   const inline = group.some((values) => values.original);
   const name = `upload_group${mayCreate ? '' : '_known'}${inline ? '_original' : ''}`;
@@ -698,10 +710,7 @@ async function insertUploadGroup(db: DbOrTx, group: readonly UploadValues[]): Pr
     patient: { id: string; patientId: string; name: string };
   }>;
   const saved: UploadSaved[] = group.map(() => null);
-  for (const row of answered) {
-    saved[row.n] = { scan: scanFromJson(row.scan), patient: row.patient };
-    rememberPatient(group[row.n]!.patientId);
-  }
+  for (const row of answered) saved[row.n] = { scan: scanFromJson(row.scan), patient: row.patient };
   return saved;
 }
 
@@ -816,6 +825,43 @@ export async function uploadedScan(db: Db, scanId: string): Promise<UploadedScan
     .innerJoin(patients, eq(patients.id, scans.patientId))
     .where(eq(scans.id, scanId));
   return row ?? null;
+}
+
+/**
+ * Every statement an upload may run (src/scans/service.ts warmUpUploads), run once on one of
+ * the handle's connections, in a transaction that is rolled back: each upload statement that
+ * creates its patient and each that finds it, alone (a doctor's and an admin's) and as a group,
+ * for a throwaway user and patient. A fresh process's first uploads then find them parsed
+ * (named statements outlive the rollback on their connection) and the server's caches filled
+ * (the tables' and triggers' metadata, the foreign keys' and PL/pgSQL functions' plans), where
+ * the first upload of each kind paid 10-40 ms for them, with the uploads behind it waiting
+ * (docs/benchmarks/ingest.md). Nothing of it is committed.
+ */
+export async function warmUpUploadStatements(db: Db, upload: (viewer: Viewer) => Omit<UploadValues, 'viewer'>): Promise<void> {
+  const viewerId = randomUUID();
+  const doctor: Viewer = { id: viewerId, role: 'doctor' };
+  const admin: Viewer = { id: viewerId, role: 'admin' };
+  try {
+    await db.transaction(async (tx) => {
+      await tx.insert(users).values({ id: viewerId, name: 'Start-up check', email: `start-up-check-${viewerId}@imagemedix.invalid`, role: 'doctor' });
+      for (const viewer of [doctor, admin]) {
+        const values = { ...upload(viewer), viewer };
+        // The patient created by the first is found by the second.
+        await runUploadStatement(true, tx, values);
+        await runUploadStatement(false, tx, { ...upload(viewer), viewer, patientId: values.patientId });
+      }
+      const group = [0, 1].map(() => ({ ...upload(doctor), viewer: doctor }));
+      await runUploadGroup(tx, group, [true, true]);
+      await runUploadGroup(
+        tx,
+        group.map((values) => ({ ...upload(doctor), viewer: doctor, patientId: values.patientId })),
+        [false, false],
+      );
+      tx.rollback();
+    });
+  } catch (err) {
+    if (!(err instanceof TransactionRollbackError)) throw err;
+  }
 }
 
 /** Uploads per shared transaction. */

@@ -8,7 +8,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { BaseLogger } from 'pino';
 import { findPatientForScans, requireAdmin, requireVisibleScan, type Viewer } from '../access/index.js';
 import type { AdvanceAudit } from '../audit/log.js';
-import { insertAuditEvents } from '../audit/repository.js';
+import { insertAuditEvents, STATEMENT_PATIENT } from '../audit/repository.js';
 import type { AppContext } from '../context.js';
 import {
   ImageDecodeError,
@@ -383,6 +383,57 @@ async function committedUpload(db: Db, scanId: string, log: FastifyBaseLogger, r
     log.error({ err, scanId }, 'an upload failed and whether it was committed could not be read: its files are kept');
     throw new AppError('unavailable', UNCONFIRMED_UPLOAD, RETRY_AFTER_SECONDS.databaseOutage);
   }
+}
+
+/**
+ * Before a server process takes its first request (server.ts): every statement an upload runs,
+ * run once for a throwaway upload and rolled back (repository.ts warmUpUploadStatements), so the
+ * first uploads of a freshly started process do not each pay for the statement's first use
+ * while the uploads grouped behind them wait. Its values are of the kind storeUpload writes:
+ * the original in the database when small ones are kept there, an audit event, a queued
+ * analysis and the webhook deliveries' values.
+ */
+export async function warmUpUploads(deps: Pick<ScanDeps, 'db' | 'analysis' | 'events' | 'config'>): Promise<void> {
+  const { db } = deps;
+  // As large as a small DICOM slice: stored out of line (TOAST), as a real one's is.
+  const original = deps.config.originalsInDatabaseMaxBytes > 0 ? Buffer.alloc(Math.min(9 * 1024, deps.config.originalsInDatabaseMaxBytes)) : null;
+  await repo.warmUpUploadStatements(db, (viewer) => {
+    const scanId = randomUUID();
+    const { analysis, job } = deps.analysis.newScanAnalysis({ scanId, scanType: null, requestedBy: viewer.id });
+    const status = 'processing' as const;
+    return {
+      patientId: `START-UP-CHECK-${randomUUID()}`,
+      formName: null,
+      // As a DICOM body's upload: the header's name, checked against the patient's by the statement.
+      headerNameWords: [...nameWords('Start-up check')],
+      newName: 'Start-up check',
+      scan: {
+        id: scanId,
+        doctorId: viewer.id,
+        scanDate: new Date(),
+        scanType: null,
+        status,
+        originalFormat: 'dicom',
+        originalKey: original ? databaseOriginalKey(scanId, 'original.dcm') : scanFileKey(scanId, 'original.dcm'),
+        imageKey: scanFileKey(scanId, 'image.png'),
+        thumbnailKey: scanFileKey(scanId, 'thumb.png'),
+        width: 1,
+        height: 1,
+        fileSize: original?.length ?? 1,
+        sha256: '0'.repeat(64),
+        dicom: null,
+        studyInstanceUid: null,
+        seriesInstanceUid: null,
+        sopInstanceUid: null,
+      },
+      analysis,
+      analysisJob: job,
+      extras: { deliveryRecords: (patient, newPatientOwner, value) => deps.events.deliveryRecords(db, patient, newPatientOwner, value) },
+      extraValues: deps.events.deliveryValues({ type: 'scan.uploaded', scanId, status }),
+      auditRows: [{ action: 'scan.upload', resourceType: 'scan', resourceId: scanId, actorId: viewer.id, actorRole: viewer.role, outcome: 'success', patientIds: [STATEMENT_PATIENT] }],
+      original,
+    };
+  });
 }
 
 export async function uploadScan(deps: ScanDeps, opts: UploadScanOptions) {

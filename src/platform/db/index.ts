@@ -353,7 +353,10 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
 
 /** A pool of server connections as the application's statements need them (see survivesServerRestarts). */
 export function serverPool(opts: { connectionString: string; max: number; preparedStatements: boolean }): pg.Pool {
-  const pool = new pg.Pool({ connectionString: opts.connectionString, max: opts.max });
+  // After a quiet spell (pg's idle timeout, 10 s) one connection stays: a fresh server backend
+  // would make the next burst's first statements pay again for their preparation and the
+  // server's caches (the upload's, 10-40 ms with the uploads behind it waiting; server.ts).
+  const pool = new pg.Pool({ connectionString: opts.connectionString, max: opts.max, min: 1 });
   survivesServerRestarts(pool);
   if (!opts.preparedStatements) {
     // DATABASE_PREPARED_STATEMENTS=false (a pooler that cannot keep a connection's statements):

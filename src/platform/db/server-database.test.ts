@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pg from 'pg';
 import { openTestDatabase } from '../../../test/helpers/db.js';
+import { serverPool } from './index.js';
 import { createServerDatabase, postgresReachable } from './server-database.js';
 
 const ADMIN_URL = process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -42,4 +43,30 @@ test("the tests' server database goes when the test is done", async (t) => {
   assert.match(name, /^imagemedix_test_/);
   await database.destroy();
   assert.deepEqual(await databasesNamed(name), []);
+});
+
+test("a quiet spell closes the pool's idle server connections but one, which keeps its prepared statements", async (t) => {
+  if (!(await postgresReachable(ADMIN_URL))) return t.skip(`no PostgreSQL server at ${ADMIN_URL}`);
+  const server = await createServerDatabase(ADMIN_URL, 'imagemedix_quiet_check');
+  const pool = serverPool({ connectionString: server.url, max: 3, preparedStatements: true });
+  // pg's default is 10 s; the same rule, sooner.
+  (pool as unknown as { options: { idleTimeoutMillis: number } }).options.idleTimeoutMillis = 50;
+  const statement = { name: 'quiet_check', text: 'select pg_backend_pid() as pid' };
+  try {
+    const clients = await Promise.all([pool.connect(), pool.connect(), pool.connect()]);
+    const pids = await Promise.all(clients.map(async (c) => (await c.query<{ pid: number }>(statement)).rows[0]!.pid));
+    for (const c of clients) c.release();
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    assert.equal(pool.totalCount, 1, 'one connection stays open');
+    // The statement prepared on it is still there: a burst after a pause starts on a warm connection.
+    const { rows } = await pool.query<{ pid: number; prepared: boolean }>({
+      name: 'quiet_check_prepared',
+      text: "select pg_backend_pid() as pid, exists (select 1 from pg_prepared_statements where name = 'quiet_check') as prepared",
+    });
+    assert.ok(pids.includes(rows[0]!.pid), 'a connection from before the pause');
+    assert.equal(rows[0]!.prepared, true);
+  } finally {
+    await pool.end();
+    await server.drop();
+  }
 });

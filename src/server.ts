@@ -29,7 +29,9 @@ async function main(): Promise<void> {
     const warmUpStart = performance.now();
     await warmUpUploads(runtime.ctx)
       .then(() => log.info({ ms: Math.round(performance.now() - warmUpStart) }, 'upload statements prepared'))
-      .catch((err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'upload statements not prepared ahead of the first upload'));
+      // The error as the logger's serializer scrubs it (class, code, frames): a failed query's
+      // message can carry its values.
+      .catch((err: unknown) => log.warn({ err }, 'upload statements not prepared ahead of the first upload'));
   }
   if (config.worker.inProcess) {
     await runtime.startWorkers();

@@ -945,14 +945,14 @@ export async function deleteScanRow(db: DbOrTx, id: string): Promise<void> {
 export async function storedFilesOf(db: DbOrTx, scanIds: readonly string[]): Promise<ScanFiles[]> {
   if (scanIds.length === 0) return [];
   const ids = [...scanIds];
-  const [scanRows, analysisRows, reportRows] = await Promise.all([
-    db
-      .select({ id: scans.id, originalKey: scans.originalKey, imageKey: scans.imageKey, thumbnailKey: scans.thumbnailKey })
-      .from(scans)
-      .where(inArray(scans.id, ids)),
-    db.select({ id: analyses.id, scanId: analyses.scanId, heatmapKey: analyses.heatmapKey }).from(analyses).where(inArray(analyses.scanId, ids)),
-    db.select({ scanId: reports.scanId, key: reports.storageKey }).from(reports).where(inArray(reports.scanId, ids)),
-  ]);
+  // One after another: the callers pass their transaction, one connection, where queries sent at
+  // once only queue in the driver (pg warns, and pg 9 refuses: "client is already executing a query").
+  const scanRows = await db
+    .select({ id: scans.id, originalKey: scans.originalKey, imageKey: scans.imageKey, thumbnailKey: scans.thumbnailKey })
+    .from(scans)
+    .where(inArray(scans.id, ids));
+  const analysisRows = await db.select({ id: analyses.id, scanId: analyses.scanId, heatmapKey: analyses.heatmapKey }).from(analyses).where(inArray(analyses.scanId, ids));
+  const reportRows = await db.select({ scanId: reports.scanId, key: reports.storageKey }).from(reports).where(inArray(reports.scanId, ids));
   const keys = new Map(scanRows.map((s) => [s.id, new Set([s.originalKey, s.imageKey, s.thumbnailKey])]));
   for (const a of analysisRows) {
     keys.get(a.scanId)?.add(heatmapKey(a.scanId, a.id));

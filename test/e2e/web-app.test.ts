@@ -195,10 +195,17 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     }
   }
 
-  async function signIn(user: TestUser) {
-    await page.getByLabel('Email').fill(user.email);
-    await page.getByLabel('Password').fill(user.password);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+  async function signIn(user: TestUser, on: Page = page) {
+    await on.getByLabel('Email').fill(user.email);
+    await on.getByLabel('Password').fill(user.password);
+    await on.getByRole('button', { name: 'Sign in' }).click();
+  }
+
+  /** A tab of its own (its own session) signed in as `user`, on the worklist. */
+  async function signInTab(tab: Page, user: TestUser) {
+    await tab.goto(`${base}/login`);
+    await signIn(user, tab);
+    await tab.getByRole('heading', { name: 'Worklist' }).waitFor();
   }
 
   test('sign in: a wrong password is said so; the right one opens the worklist', async () => {
@@ -930,11 +937,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     // A tab of its own (its own session), whoever the walk's tab left signed in.
     const tab = await context.newPage();
     try {
-      await tab.goto(`${base}/login`);
-      await tab.getByLabel('Email').fill(busy.email);
-      await tab.getByLabel('Password').fill(busy.password);
-      await tab.getByRole('button', { name: 'Sign in' }).click();
-      await tab.getByRole('heading', { name: 'Worklist' }).waitFor();
+      await signInTab(tab, busy);
       await tab.goto(`${base}/patients/${patient._id}`);
       const table = tab.locator('table', { hasText: 'Open viewer' });
       const seen = new Set<string>();
@@ -971,11 +974,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     // A tab of its own (its own session), whoever the walk's tab left signed in.
     const tab = await context.newPage();
     try {
-      await tab.goto(`${base}/login`);
-      await tab.getByLabel('Email').fill(doctor.email);
-      await tab.getByLabel('Password').fill(doctor.password);
-      await tab.getByRole('button', { name: 'Sign in' }).click();
-      await tab.getByRole('heading', { name: 'Worklist' }).waitFor();
+      await signInTab(tab, doctor);
       await tab.goto(`${base}/upload`);
       await tab.getByLabel('New patient').check();
       await tab.getByLabel('Patient ID').fill(chosen);
@@ -1028,11 +1027,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
       assert.ok(scrollWidth <= innerWidth, `${where}: the page is ${scrollWidth} px wide in a ${innerWidth} px phone`);
     };
     try {
-      await tab.goto(`${base}/login`);
-      await tab.getByLabel('Email').fill(doctor.email);
-      await tab.getByLabel('Password').fill(doctor.password);
-      await tab.getByRole('button', { name: 'Sign in' }).click();
-      await tab.getByRole('heading', { name: 'Worklist' }).waitFor();
+      await signInTab(tab, doctor);
 
       // The first scan is on the first screen, and no filter field stands before it.
       const firstRow = tab.locator('tbody tr').first();

@@ -240,6 +240,29 @@ out.push(
         `on the ${orientation.grid} x ${orientation.grid} thumbnail, ml/train_orientation.py; mirrored left-right is upright); the reason says which way it is turned. It is never turned automatically.`
     : 'Orientation is not checked: a rotated or upside-down image is answered (docs/models/README.md, Refusal).',
 );
+// 8d52a2f: the router's turned-chest refusal (src/ml/routing.ts, turnedChest), measured by
+// scripts/measure-orientation.ts --mode undeclared into docs/models/turned-chest.eval.json.
+const turnedChestFile = path.join(ROOT, 'docs', 'models', 'turned-chest.eval.json');
+if (m.id === 'chest-xray' && existsSync(turnedChestFile)) {
+  type TurnedForm = { n: number; answeredAsOther: number; turnedChest: number; turnedChestBrainAnswers: number };
+  const turned = JSON.parse(await readFile(turnedChestFile, 'utf8')) as { sets: Record<string, { undeclared: Record<string, TurnedForm> }> };
+  const sum = (set: string) => {
+    const forms = Object.values(turned.sets[set]?.undeclared ?? {});
+    return {
+      n: forms.reduce((a, f) => a + f.n, 0),
+      before: forms.reduce((a, f) => a + f.turnedChestBrainAnswers + f.answeredAsOther, 0),
+      after: forms.reduce((a, f) => a + f.answeredAsOther, 0),
+    };
+  };
+  const [t, x] = [sum('chest-xray/test'), sum('chest-xray/external')];
+  out.push(
+    'A chest X-ray uploaded without a type and turned 90 degrees, which the router would send to the brain model, is refused as a turned chest X-ray ' +
+      '(no diagnosis; the reason says which way it is turned and how to file a real brain MRI) when, turned back a quarter turn, the router takes it for a chest X-ray ' +
+      'and this model answers it; it is never turned for the uploader ' +
+      `(src/ml/routing.ts; docs/models/turned-chest.eval.json: answered as a brain MRI ${t.before} -> ${t.after} of ${t.n} quarter-turned test/ forms, ` +
+      `${x.before} -> ${x.after} of ${x.n} external/ ones).`,
+  );
+}
 out.push('');
 out.push('## Performance');
 out.push('');

@@ -59,6 +59,13 @@ export interface BuildOptions {
   features?: Feature[];
   /** Folder of the built web app; defaults to web/dist when built; null serves none. */
   webRoot?: string | null;
+  /**
+   * Compile the checks behind every response schema's unions (each Nullable field) as the
+   * routes are set up, not on the first answer that reaches each one: a fresh process's first
+   * list or scan detail paid 120-210 ms of CPU for them. The server sets it (0.6-1.0 s more CPU
+   * before its port opens, docs/benchmarks/README.md); tests, which build many apps, need not.
+   */
+  compileSerializersAhead?: boolean;
 }
 
 /**
@@ -104,6 +111,13 @@ export async function buildApp(ctx: AppContext, opts: BuildOptions = {}): Promis
     childLoggerFactory: requestLoggerFactory,
     trustProxy: config.trustProxy,
     bodyLimit: 1024 * 1024,
+    serializerOpts: {
+      // fast-json-stringify picks a union's branch with Ajv. Ajv's optimisation passes were over
+      // half the cost of compiling those checks and changed nothing measured in serialising
+      // (a scan detail and a list page, 100,000 times each).
+      ajv: { code: { optimize: false } },
+      compileValidators: opts.compileSerializersAhead ?? false,
+    },
     // Requests that arrive while the server closes are refused by the hook below, in the API's
     // error shape and with Retry-After, rather than by Fastify's own 503.
     return503OnClosing: false,

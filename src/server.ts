@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   await database.withStartupLock(() => bootstrapAdmin(database.db, config, log));
 
   const runtime = await createRuntime(config, database, { log });
-  const app = await buildApp(runtime.ctx, { logger: log });
+  const app = await buildApp(runtime.ctx, { logger: log, compileSerializersAhead: true });
   // Before the port opens: a fresh process's first uploads would otherwise each pay for their
   // statement's first use on the server (docs/benchmarks/ingest.md). Only a speed-up: start-up
   // goes on without it. Not on PGlite, where it adds 1.6 s to start-up (WASM) for a gain not measured.

@@ -1006,7 +1006,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     }
   });
 
-  test('on a phone: the worklist shows scans before its filters, a patient reads who they are then their scans, a long patient ID stays whole', async () => {
+  test('on a phone: the worklist shows scans before its filters and no row stays shaded after a tap, a patient reads who they are then their scans, a long patient ID stays whole', async () => {
     part = 'phone';
     const doctor = await t.user({ name: 'Dr. Phone Round' });
     const name = 'Maximiliane Oberholzer-Castellanos';
@@ -1038,6 +1038,21 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
       assert.equal(await scanType.isVisible(), false, 'the filters wait behind their toggle');
       await shot('phone-worklist-first-screen', tab);
       await noSidewaysScroll('worklist');
+
+      // A touch screen leaves :hover on the row last tapped: rows (and buttons) are shaded on hover
+      // only where a pointer hovers, so coming back to the list shows no row picked out.
+      const cdp = await context.newCDPSession(tab);
+      await cdp.send('Emulation.setTouchEmulationEnabled', { enabled: true, maxTouchPoints: 1 });
+      try {
+        assert.equal(await tab.evaluate(() => matchMedia('(hover: none)').matches), true, 'the tab is a touch screen');
+        await firstRow.hover();
+        assert.equal(await firstRow.evaluate((tr) => tr.matches(':hover')), true);
+        const shades = await firstRow.evaluate((tr) => [tr, ...tr.querySelectorAll('td')].map((el) => getComputedStyle(el).backgroundColor));
+        assert.ok(!shades.includes('rgb(245, 249, 254)'), `a row under a finger is shaded: ${shades.join(', ')}`);
+      } finally {
+        await cdp.send('Emulation.setTouchEmulationEnabled', { enabled: false });
+        await cdp.detach();
+      }
 
       // The toggle opens them by keyboard, says so, and the first filter is the next Tab stop.
       const toggle = tab.getByRole('button', { name: /^Filters/ });

@@ -1006,7 +1006,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     }
   });
 
-  test('on a phone: the worklist shows scans before its filters and no row stays shaded after a tap, a patient reads who they are then their scans, a long patient ID stays whole', async () => {
+  test('on a phone: the worklist shows scans before its filters and no row stays shaded after a tap, a patient reads who they are then their scans, a long patient ID stays whole (the Upload page too)', async () => {
     part = 'phone';
     const doctor = await t.user({ name: 'Dr. Phone Round' });
     const name = 'Maximiliane Oberholzer-Castellanos';
@@ -1112,6 +1112,29 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
       await noSidewaysScroll('patient');
       await checkAccessibility('phone-patient', tab);
       await shot('phone-patient-first-screen', tab);
+
+      // The Upload page's patient picker and chosen patient: the ID on one line, whole or cut at the
+      // edge (the 64-character one is), the whole of it in its title.
+      await tab.goto(`${base}/upload`);
+      const idOnUpload = (where: string, id: string) =>
+        tab.locator(where).getByText(id, { exact: true }).evaluate((el) => ({
+          boxes: el.getClientRects().length,
+          cut: el.scrollWidth > el.clientWidth,
+          title: el.getAttribute('title'),
+        }));
+      for (const [id, cutAtEdge] of [[longId, false], [longestId, true]] as const) {
+        await tab.getByLabel('Search by name or patient ID').fill(id);
+        await tab.locator('.pick').getByText(id, { exact: true }).waitFor();
+        const picked = await idOnUpload('.pick', id);
+        assert.ok(picked.boxes === 1 && picked.title === id && (!cutAtEdge || picked.cut), `${id} in the patient picker: ${JSON.stringify(picked)}`);
+        await noSidewaysScroll(`upload, ${id} found`);
+        await tab.locator('.pick', { hasText: id }).click();
+        const chosen = await idOnUpload('.chosen', id);
+        assert.ok(chosen.boxes === 1 && chosen.title === id && (!cutAtEdge || chosen.cut), `${id} chosen: ${JSON.stringify(chosen)}`);
+        await noSidewaysScroll(`upload, ${id} chosen`);
+        await tab.getByRole('button', { name: 'Change' }).click();
+      }
+      await shot('phone-upload-picker', tab);
     } finally {
       await tab.close();
     }

@@ -18,6 +18,18 @@ export function StatusBadge({ status, progress }: { status: string; progress?: n
   );
 }
 
+/**
+ * A patient ID as one piece: it moves to the next line whole, never split inside, and one longer
+ * than the line ends in an ellipsis, the whole of it in its title (styles.css .patient-id).
+ */
+export function PatientId({ id, className }: { id: string; className?: string }) {
+  return (
+    <span className={className ? `${className} patient-id` : 'patient-id'} title={id}>
+      {id}
+    </span>
+  );
+}
+
 export function ProgressBar({ value, label }: { value: number; label: string }) {
   return (
     <div

@@ -6,7 +6,7 @@
 import { useEffect, useRef, useState, type DragEvent, type FormEvent } from 'react';
 import { Link, useSearchParams } from 'react-router-dom';
 import { api, errorMessage, ok, uploadScan, type PatientList } from '../api/client';
-import { Alert, GenderSelect, PageHeader, ProgressBar, StatusBadge } from '../components/ui';
+import { Alert, GenderSelect, PageHeader, PatientId, ProgressBar, StatusBadge } from '../components/ui';
 import { ApiError, refusedDicomPatientId, refusedDicomPatientName } from '../lib/api-errors';
 import { SCAN_TYPE_NAMES } from '../lib/format';
 import { useDebounced, useDocumentTitle } from '../lib/hooks';
@@ -213,7 +213,9 @@ export function Upload() {
               <div className="chosen">
                 <div>
                   <strong>{patient.name}</strong>
-                  <div className="muted small">{patient.patientId}</div>
+                  <div className="muted small">
+                    <PatientId id={patient.patientId} />
+                  </div>
                 </div>
                 <button type="button" className="btn btn-secondary" onClick={() => setPatient(null)}>
                   Change
@@ -229,7 +231,8 @@ export function Upload() {
                   {matches.map((p) => (
                     <li key={p._id}>
                       <button type="button" className="pick" onClick={() => setPatient({ patientId: p.patientId, name: p.name })}>
-                        <strong>{p.name}</strong> <span className="muted">{p.patientId}</span>
+                        <strong>{p.name}</strong>{' '}
+                        <PatientId id={p.patientId} className="muted" />
                       </button>
                     </li>
                   ))}
@@ -331,23 +334,27 @@ export function Upload() {
                       <span className="upload-mismatch">
                         {item.mismatch.field === 'id' ? (
                           <span className="error-text">
-                            Not uploaded: this file’s DICOM header names patient <strong>{item.mismatch.header}</strong>, but you chose{' '}
+                            Not uploaded: this file’s DICOM header names patient{' '}
                             <strong>
-                              {item.mismatch.patient.name} ({item.mismatch.patient.patientId})
+                              <PatientId id={item.mismatch.header} />
                             </strong>
-                            . If it is theirs (for example a study from another hospital, under its ID there), file it under {item.mismatch.patient.patientId}.
+                            , but you chose{' '}
+                            <strong>
+                              {item.mismatch.patient.name} (<PatientId id={item.mismatch.patient.patientId} />)
+                            </strong>
+                            . If it is theirs (for example a study from another hospital, under its ID there), file it under <PatientId id={item.mismatch.patient.patientId} />.
                           </span>
                         ) : (
                           <span className="error-text">
                             Not uploaded: this file’s DICOM header names <strong>{item.mismatch.header}</strong>, but you chose{' '}
                             <strong>
-                              {item.mismatch.patient.name} ({item.mismatch.patient.patientId})
+                              {item.mismatch.patient.name} (<PatientId id={item.mismatch.patient.patientId} />)
                             </strong>
-                            . If it is theirs (for example a name changed since, or written in another script), file it under {item.mismatch.patient.patientId}.
+                            . If it is theirs (for example a name changed since, or written in another script), file it under <PatientId id={item.mismatch.patient.patientId} />.
                           </span>
                         )}
                         <button type="button" className="btn btn-secondary" disabled={busy} onClick={() => void fileAnyway(item)}>
-                          File it under {item.mismatch.patient.patientId} anyway
+                          File it under <PatientId id={item.mismatch.patient.patientId} /> anyway
                         </button>
                       </span>
                     )}

@@ -807,7 +807,8 @@ async function insertUploadInOneStatement(db: DbOrTx, values: Parameters<typeof 
   return saved;
 }
 
-type UploadValues = Parameters<typeof insertUploadInOneStatement>[1];
+/** What an upload's statement writes (service.ts uploadStatementValues builds it). */
+export type UploadValues = Parameters<typeof insertUploadInOneStatement>[1];
 type UploadSaved = Awaited<ReturnType<typeof insertUploadInOneStatement>>;
 /** A committed upload's scan and its patient, as the upload's answer shows them. */
 export type UploadedScan = NonNullable<UploadSaved>;
@@ -837,7 +838,7 @@ export async function uploadedScan(db: Db, scanId: string): Promise<UploadedScan
  * the first upload of each kind paid 10-40 ms for them, with the uploads behind it waiting
  * (docs/benchmarks/ingest.md). Nothing of it is committed.
  */
-export async function warmUpUploadStatements(db: Db, upload: (viewer: Viewer) => Omit<UploadValues, 'viewer'>): Promise<void> {
+export async function warmUpUploadStatements(db: Db, upload: (viewer: Viewer) => UploadValues): Promise<void> {
   const viewerId = randomUUID();
   const doctor: Viewer = { id: viewerId, role: 'doctor' };
   const admin: Viewer = { id: viewerId, role: 'admin' };
@@ -845,16 +846,16 @@ export async function warmUpUploadStatements(db: Db, upload: (viewer: Viewer) =>
     await db.transaction(async (tx) => {
       await tx.insert(users).values({ id: viewerId, name: 'Start-up check', email: `start-up-check-${viewerId}@imagemedix.invalid`, role: 'doctor' });
       for (const viewer of [doctor, admin]) {
-        const values = { ...upload(viewer), viewer };
+        const values = upload(viewer);
         // The patient created by the first is found by the second.
         await runUploadStatement(true, tx, values);
-        await runUploadStatement(false, tx, { ...upload(viewer), viewer, patientId: values.patientId });
+        await runUploadStatement(false, tx, { ...upload(viewer), patientId: values.patientId });
       }
-      const group = [0, 1].map(() => ({ ...upload(doctor), viewer: doctor }));
+      const group = [0, 1].map(() => upload(doctor));
       await runUploadGroup(tx, group, [true, true]);
       await runUploadGroup(
         tx,
-        group.map((values) => ({ ...upload(doctor), viewer: doctor, patientId: values.patientId })),
+        group.map((values) => ({ ...upload(doctor), patientId: values.patientId })),
         [false, false],
       );
       tx.rollback();

@@ -394,46 +394,105 @@ async function committedUpload(db: Db, scanId: string, log: FastifyBaseLogger, r
  * analysis and the webhook deliveries' values.
  */
 export async function warmUpUploads(deps: Pick<ScanDeps, 'db' | 'analysis' | 'events' | 'config'>): Promise<void> {
-  const { db } = deps;
   // As large as a small DICOM slice: stored out of line (TOAST), as a real one's is.
   const original = deps.config.originalsInDatabaseMaxBytes > 0 ? Buffer.alloc(Math.min(9 * 1024, deps.config.originalsInDatabaseMaxBytes)) : null;
-  await repo.warmUpUploadStatements(db, (viewer) => {
+  await repo.warmUpUploadStatements(deps.db, (viewer) => {
     const scanId = randomUUID();
-    const { analysis, job } = deps.analysis.newScanAnalysis({ scanId, scanType: null, requestedBy: viewer.id });
-    const status = 'processing' as const;
-    return {
+    return uploadStatementValues(deps, {
+      viewer,
+      scanId,
       patientId: `START-UP-CHECK-${randomUUID()}`,
       formName: null,
       // As a DICOM body's upload: the header's name, checked against the patient's by the statement.
       headerNameWords: [...nameWords('Start-up check')],
       newName: 'Start-up check',
-      scan: {
-        id: scanId,
-        doctorId: viewer.id,
-        scanDate: new Date(),
-        scanType: null,
-        status,
-        originalFormat: 'dicom',
-        originalKey: original ? databaseOriginalKey(scanId, 'original.dcm') : scanFileKey(scanId, 'original.dcm'),
-        imageKey: scanFileKey(scanId, 'image.png'),
-        thumbnailKey: scanFileKey(scanId, 'thumb.png'),
-        width: 1,
-        height: 1,
-        fileSize: original?.length ?? 1,
-        sha256: '0'.repeat(64),
-        dicom: null,
-        studyInstanceUid: null,
-        seriesInstanceUid: null,
-        sopInstanceUid: null,
-      },
-      analysis,
-      analysisJob: job,
-      extras: { deliveryRecords: (patient, newPatientOwner, value) => deps.events.deliveryRecords(db, patient, newPatientOwner, value) },
-      extraValues: deps.events.deliveryValues({ type: 'scan.uploaded', scanId, status }),
+      declaredType: null,
+      scanDate: new Date(),
+      scanType: null,
+      image: { kind: 'dicom', width: 1, height: 1, dicom: null },
+      keys: uploadKeys(scanId, 'dicom', original ? 'database' : 'files'),
+      file: { size: original?.length ?? 1, sha256: '0'.repeat(64) },
       auditRows: [{ action: 'scan.upload', resourceType: 'scan', resourceId: scanId, actorId: viewer.id, actorRole: viewer.role, outcome: 'success', patientIds: [STATEMENT_PATIENT] }],
       original,
-    };
+    });
   });
+}
+
+/** Where a new scan's files go: its original in the database (small ones) or in the file store, and its renditions' keys. */
+function uploadKeys(scanId: string, kind: ImageKind, original: 'database' | 'files' | { key: string }) {
+  const originalName = `original.${ORIGINAL_EXTENSION[kind]}`;
+  return {
+    original: typeof original === 'object' ? original.key : original === 'database' ? databaseOriginalKey(scanId, originalName) : scanFileKey(scanId, originalName),
+    image: scanFileKey(scanId, 'image.png'),
+    thumbnail: scanFileKey(scanId, 'thumb.png'),
+  };
+}
+
+/** What an upload's statement writes, as storeUpload knows it once its checks passed. */
+interface NewUpload {
+  viewer: Viewer;
+  scanId: string;
+  /** A hospital identifier (not a UUID). */
+  patientId: string;
+  formName: string | null;
+  headerNameWords: readonly string[] | null;
+  newName: string | null;
+  /** The form's scan type, which the analysis keeps; `scanType` may be the header's guess. */
+  declaredType: ScanType | null;
+  scanDate: Date;
+  scanType: ScanType | null;
+  image: CheckedUpload;
+  keys: ReturnType<typeof uploadKeys>;
+  file: Pick<UploadedImage, 'size' | 'sha256'>;
+  auditRows: repo.UploadValues['auditRows'];
+  original: Buffer | null;
+}
+
+/**
+ * The values of an upload's statement (repository.ts insertUploadGrouped): the scan's row, its
+ * queued analysis and job, the event's webhook values and the audit rows. The one builder of
+ * them, for storeUpload and for warmUpUploads, so that the statements run at start-up are the
+ * ones uploads run (same variants, same kinds of values).
+ */
+function uploadStatementValues(deps: Pick<ScanDeps, 'db' | 'analysis' | 'events'>, upload: NewUpload): repo.UploadValues {
+  const { db } = deps;
+  const { viewer, scanId, image } = upload;
+  const dicom = image.dicom;
+  // Every upload is analysed, as the API document shows: `"status": "processing"`.
+  const status = 'processing' as const;
+  const { analysis, job } = deps.analysis.newScanAnalysis({ scanId, scanType: upload.declaredType, requestedBy: viewer.id });
+  return {
+    viewer,
+    patientId: upload.patientId,
+    formName: upload.formName,
+    headerNameWords: upload.headerNameWords,
+    newName: upload.newName,
+    scan: {
+      id: scanId,
+      doctorId: viewer.id,
+      scanDate: upload.scanDate,
+      scanType: upload.scanType,
+      status,
+      originalFormat: image.kind,
+      originalKey: upload.keys.original,
+      imageKey: upload.keys.image,
+      thumbnailKey: upload.keys.thumbnail,
+      width: image.width,
+      height: image.height,
+      fileSize: upload.file.size,
+      sha256: upload.file.sha256,
+      dicom: dicom ? dicomSummary(dicom) : null,
+      studyInstanceUid: dicom?.studyInstanceUid ?? null,
+      seriesInstanceUid: dicom?.seriesInstanceUid ?? null,
+      sopInstanceUid: dicom?.sopInstanceUid ?? null,
+    },
+    analysis,
+    analysisJob: job,
+    extras: { deliveryRecords: (patient, newPatientOwner, value) => deps.events.deliveryRecords(db, patient, newPatientOwner, value) },
+    extraValues: deps.events.deliveryValues({ type: 'scan.uploaded', scanId, status }),
+    auditRows: upload.auditRows,
+    original: upload.original,
+  };
 }
 
 export async function uploadScan(deps: ScanDeps, opts: UploadScanOptions) {
@@ -500,12 +559,7 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
   // A small upload's original goes into the database with its rows (src/scans/originals.ts):
   // one durable write, the commit, instead of a file's and then the commit's.
   const inDatabase = !form.image.stored && form.image.size <= deps.config.originalsInDatabaseMaxBytes ? form.image.head : null;
-  const originalName = `original.${ORIGINAL_EXTENSION[image.kind]}`;
-  const keys = {
-    original: form.image.stored?.key ?? (inDatabase ? databaseOriginalKey(scanId, originalName) : scanFileKey(scanId, originalName)),
-    image: scanFileKey(scanId, 'image.png'),
-    thumbnail: scanFileKey(scanId, 'thumb.png'),
-  };
+  const keys = uploadKeys(scanId, image.kind, form.image.stored ?? (inDatabase ? 'database' : 'files'));
 
   let saved: repo.UploadedScan;
   let writing = false;
@@ -516,50 +570,29 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
     // The image and thumbnail keys name renditions made later (src/scans/renditions.ts).
     // The key is fresh (a new scan's): written in place, no temporary file.
     if (!form.image.stored && !inDatabase) await storage.put(keys.original, form.image.head, ORIGINAL_MIME[image.kind], { fresh: true });
-    // Every upload is analysed, as the API document shows: `"status": "processing"`.
-    const status = 'processing' as const;
-    const scanValues = {
-      id: scanId,
-      doctorId: viewer.id,
+    audit = (await auditFor?.(scanId)) ?? null;
+    const values = uploadStatementValues(deps, {
+      viewer,
+      scanId,
+      patientId,
+      formName: request.patientName,
+      headerNameWords: headerName && request.patientName === null && !existing ? headerName.words : null,
+      newName: patientName,
+      declaredType,
       scanDate,
       scanType,
-      status,
-      originalFormat: image.kind,
-      originalKey: keys.original,
-      imageKey: keys.image,
-      thumbnailKey: keys.thumbnail,
-      width: image.width,
-      height: image.height,
-      fileSize: form.image.size,
-      sha256: form.image.sha256,
-      dicom: dicom ? dicomSummary(dicom) : null,
-      studyInstanceUid: dicom?.studyInstanceUid ?? null,
-      seriesInstanceUid: dicom?.seriesInstanceUid ?? null,
-      sopInstanceUid: dicom?.sopInstanceUid ?? null,
-    };
-    audit = (await auditFor?.(scanId)) ?? null;
+      image,
+      keys,
+      file: form.image,
+      auditRows: audit?.rows ?? [],
+      original: inDatabase,
+    });
+    const { status } = values.scan;
     writing = true;
     // A patient on record that the viewer may add scans to, or a new one to create: one
     // statement. Anything else (a refusal, a creation that lost a race) writes nothing there
     // and takes the transaction below, which gives the exact answer or finds the patient.
-    let inOneStatement: repo.UploadedScan | null = null;
-    if (!isUuid(patientId)) {
-      const { analysis, job } = deps.analysis.newScanAnalysis({ scanId, scanType: declaredType, requestedBy: viewer.id });
-      inOneStatement = await repo.insertUploadGrouped(db, {
-        viewer,
-        patientId,
-        formName: request.patientName,
-        headerNameWords: headerName && request.patientName === null && !existing ? headerName.words : null,
-        newName: patientName,
-        scan: scanValues,
-        analysis,
-        analysisJob: job,
-        extras: { deliveryRecords: (patient, newPatientOwner, value) => deps.events.deliveryRecords(db, patient, newPatientOwner, value) },
-        extraValues: deps.events.deliveryValues({ type: 'scan.uploaded', scanId, status }),
-        auditRows: audit?.rows ?? [],
-        original: inDatabase,
-      });
-    }
+    const inOneStatement = isUuid(patientId) ? null : await repo.insertUploadGrouped(db, values);
     const insert = () =>
       db.transaction(async (tx) => {
         const found = await findPatientForScans(tx, viewer, patientId);
@@ -580,7 +613,7 @@ async function storeUpload(deps: ScanDeps, { viewer, form, links, log, onPatient
           tx,
           { scanId, scanType: declaredType, requestedBy: viewer.id },
           (analysis) =>
-            repo.insertScanWithAnalysis(tx, { ...scanValues, patientId: patient.id }, analysis),
+            repo.insertScanWithAnalysis(tx, { ...values.scan, patientId: patient.id }, analysis),
         );
         if (inDatabase) await repo.insertScanOriginal(tx, scanId, inDatabase);
         await deps.events.publish(tx, { type: 'scan.uploaded', scanId, patientId: patient.id, status });

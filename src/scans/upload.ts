@@ -12,6 +12,7 @@
  * IN_MEMORY_BYTES whatever MAX_UPLOAD_MB is.
  */
 import { createHash, randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import { PassThrough, Transform, type Readable } from 'node:stream';
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
 import { sniffImageKind } from '../imaging/index.js';
@@ -279,6 +280,47 @@ function limitedBody(body: Readable, maxBytes: number): FilePart {
 }
 
 /**
+ * A body announced (Content-Length, already checked against the limit) as small enough to keep
+ * in memory whole, the hot path (a DICOM slice of a few kB), read straight off the request:
+ * none of limitedBody's and receiveImage's Transform, pipe and async iterator per request
+ * (docs/benchmarks/ingest.md, 2026-12-07 fourteenth session). The HTTP parser delivers no more
+ * than the announced bytes; a client gone before all of them fails it, as in limitedBody.
+ */
+function receiveSmallBody(body: IncomingMessage): Promise<UploadedImage> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+    };
+    const onEnd = () => {
+      done();
+      const head = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+      resolve({ head, size, sha256: createHash('sha256').update(head).digest('hex'), stored: null });
+    };
+    const onError = (err: Error) => {
+      done();
+      reject(err);
+    };
+    const onClose = () => {
+      if (!body.readableEnded) onError(new Error('The client went away before the whole body arrived'));
+    };
+    // The error listener stays: an 'error' without one would end the process (a second
+    // settling of the promise does nothing).
+    const done = () => {
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('close', onClose);
+    };
+    body.on('data', onData);
+    body.on('end', onEnd);
+    body.on('error', onError);
+    body.on('close', onClose);
+  });
+}
+
+/**
  * A DICOM Part 10 file as the whole body (`Content-Type: application/dicom`; the route's
  * content-type parser hands the request stream over unread): the same size limit, streaming
  * and refusals as the form's `image`, and no text fields, so the patient, study date and scan
@@ -292,7 +334,10 @@ async function readDicomBody(
   const maxBytes = maxUploadMb * 1024 * 1024;
   const declared = Number(request.headers['content-length']);
   if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge(maxUploadMb);
-  const image = await receiveImage(limitedBody(request.raw, maxBytes), storage, maxUploadMb);
+  const image =
+    Number.isFinite(declared) && declared <= IN_MEMORY_BYTES
+      ? await receiveSmallBody(request.raw)
+      : await receiveImage(limitedBody(request.raw, maxBytes), storage, maxUploadMb);
   if (image.size === 0) throw badRequest('The image file is empty');
   // Anything not an image goes on to the checks that refuse it for a form too (same 415).
   const kind = image.stored?.kind ?? sniffImageKind(image.head);

@@ -45,6 +45,10 @@ const MESSAGE_ID_SQL = sql`'msg_' || rtrim(translate(encode(substring(uuid_send(
 
 export function createEventPublisher(deps: EventPublisherDeps): EventPublisher {
   const now = deps.now ?? (() => new Date());
+  // The delivery job's settings, without its data (the statement adds each webhook's): the same
+  // for every event, so made once, not per upload.
+  const { data: _none, ...deliveryJob } = jobRecord(deps.deliveryJob, null);
+  const deliveryJobJson = JSON.stringify(deliveryJob);
   return {
     deliveryRecords(db, patientId, newPatientOwner, value = (key) => sql.placeholder(key)) {
       const subscribers = repo.subscribersQuery(db, { type: value('event_type'), patientId, newPatientOwner }).as('subscriber');
@@ -53,8 +57,7 @@ export function createEventPublisher(deps: EventPublisherDeps): EventPublisher {
     },
     deliveryValues(event) {
       const [head, tail] = eventBody({ ...event, patientId: PATIENT_SLOT }, now()).split(PATIENT_SLOT);
-      const { data: _none, ...job } = jobRecord(deps.deliveryJob, null);
-      return { event_type: event.type, event_body_head: head, event_body_tail: tail, delivery_job: JSON.stringify(job) };
+      return { event_type: event.type, event_body_head: head, event_body_tail: tail, delivery_job: deliveryJobJson };
     },
     async publish(tx, event) {
       const subscribers = await repo.subscribersOf(tx, { type: event.type, patientId: event.patientId });

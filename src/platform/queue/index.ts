@@ -102,8 +102,7 @@ export interface JobRecord {
 
 /** A job of `job` as a record for `insertJobsSql`, with the definition's retry settings (as `send` gives them). */
 export function jobRecord<S extends TObject>(job: JobDefinition<S>, data: Static<S> | null, id?: string): JobRecord {
-  return {
-    ...(id ? { id } : {}),
+  const record: JobRecord = {
     name: job.name,
     data,
     retryLimit: job.retryLimit,
@@ -111,6 +110,9 @@ export function jobRecord<S extends TObject>(job: JobDefinition<S>, data: Static
     retryBackoff: job.retryBackoff,
     expireInSeconds: job.expireInSeconds,
   };
+  // Set after, not spread in: a spread of a conditional object is a slow path on every upload.
+  if (id) record.id = id;
+  return record;
 }
 
 /**

@@ -151,7 +151,9 @@ def train_cnn_bn(train, epochs, width):
             correct += (out.argmax(1) == Y[f]).sum().item()
         print(f"epoch {epoch + 1}: train accuracy {correct / n:.4f}", flush=True)
     net.eval()
-    return lambda a: net(torch.tensor((np.ascontiguousarray(a) - 0.5) / 0.25)[:, None])
+    score = lambda a: net(torch.tensor((np.ascontiguousarray(a) - 0.5) / 0.25)[:, None])
+    score.net = net  # ml/train_orientation.py --task brain-mri exports it
+    return score
 
 
 def quarter_turns(model):

@@ -202,7 +202,7 @@ export async function analyzeImage(model: LoadedModel, image: Buffer | RawImage,
   // told it is turned (a document is not "rotated"; a chest X-ray turned 90 degrees is already
   // out of distribution).
   const modelRefusal =
-    checkDistance(out.oodDistance, manifest.refusal.oodThreshold, manifest.task) ?? checkOrientation(prepared, manifest.task);
+    checkDistance(out.oodDistance, manifest.refusal.oodThreshold, manifest.task) ?? (await checkOrientation(prepared, manifest.task));
   if (modelRefusal) {
     return {
       result: { refused: true, scanType: manifest.task, ...modelRefusal, model: modelRef },

@@ -21,7 +21,7 @@ import { readFileSync } from 'node:fs';
 import type { DicomInfo } from '../imaging/dicom/info.js';
 import { inferScanType } from '../imaging/scan-type.js';
 import { listInWords, SCAN_TYPE_IDS, scanTypeSpec } from '../scan-types/index.js';
-import { checkOrientation } from './orientation.js';
+import { checkLinearOrientation } from './orientation.js';
 import { channelSumsOf, type PreprocessedImage } from './preprocess.js';
 import type { ModelTask } from './registry.js';
 
@@ -304,7 +304,7 @@ export function turnedChest(prepared: PreprocessedImage, routes: RoutesOfTurns, 
   if (Math.max(backCcw, backCw) < TURNED_CHEST_PROBABILITY) return null;
   const { width, height, channelSums } = prepared;
   const upright = (clockwise: boolean) =>
-    checkOrientation({ width, height, channelSums: turnPlane(channelSums, width, height, 1, clockwise) }, 'chest-xray') === null;
+    checkLinearOrientation({ width, height, channelSums: turnPlane(channelSums, width, height, 1, clockwise) }, 'chest-xray') === null;
   const uprightBackCcw = upright(false);
   const clockwise = uprightBackCcw !== upright(true) ? uprightBackCcw : backCcw >= backCw;
   return { clockwise, probability: clockwise ? backCcw : backCw };

@@ -38,6 +38,8 @@ def parse_args():
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--width", type=int, default=32, help="channels of the first stage")
     p.add_argument("--max-minutes", type=float, default=60.0, help="stop training after this long")
+    p.add_argument("--stop-file", help="when this file appears, stop at the end of the current batch and export the "
+                                       "best epoch validated so far (a long run on a shared machine cut to a deadline)")
     p.add_argument("--seed", type=int, default=20261125)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--val-fraction", type=float, default=0.12)
@@ -50,6 +52,9 @@ def parse_args():
     p.add_argument("--augment", choices=["standard", "scanner"], default="standard",
                    help="scanner: also imitate other sites' exposure and optics (gamma, contrast, blur, noise, "
                         "wider crop and scale), the shift a second hospital shows")
+    p.add_argument("--hist-match", type=float, default=0.0,
+                   help="probability that a training image's grey-level histogram is matched (quantile mapping) to "
+                        "that of another random image of the batch, either class, label kept; 0: off")
     p.add_argument("--input-norm", choices=["none", "per-image"], default="none",
                    help="per-image: standardise each image to zero mean and unit variance inside the network")
     p.add_argument("--label-smoothing", type=float, default=0.05)
@@ -150,6 +155,29 @@ def augment_scanner(x, gen):
     theta = torch.stack([torch.stack([1 / scale, zero, tx], 1), torch.stack([zero, 1 / scale, ty], 1)], 1).to(dev)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, align_corners=False, padding_mode="border")
+
+
+def augment_histogram(sums, gen, p):
+    """Histogram shape: with probability p, give an image the grey-level histogram of another
+    image of the batch (drawn from train/, either class; the label is kept). A site's tone curve
+    can be any monotone shape, not only the gamma and linear window of augment_scanner;
+    external/'s bright batch differs from train/ normals in histogram shape above all
+    (docs/models/README.md), which the network must learn not to read as pneumonia.
+    Classic histogram matching on the 766 grey levels of the channel sums, before
+    preprocessing: each level goes to the partner's level at the same mid-rank quantile, a
+    monotone look-up table, so equal pixels stay equal (no noise added) and no sort is needed."""
+    n = sums.shape[0]
+    levels = 766
+    v = sums.reshape(n, -1).long()
+    hist = torch.zeros(n, levels).scatter_add_(1, v, torch.ones(v.shape))
+    cdf = hist.cumsum(1)
+    cdf = cdf / cdf[:, -1:]
+    mid = (cdf - hist / (2 * v.shape[1])).contiguous()
+    partner = torch.randperm(n, generator=gen)
+    lut = torch.searchsorted(cdf[partner].contiguous(), mid).clamp(max=levels - 1).float()
+    matched = lut.gather(1, v).view(sums.shape)
+    sel = (torch.rand(n, generator=gen) < p).view(n, 1, 1)
+    return torch.where(sel, matched, sums.float())
 
 
 @torch.no_grad()
@@ -268,9 +296,16 @@ def main():
         te = time.time()
         perm = torch.randperm(len(x_train), generator=gen)
         total_loss = 0.0
+        stopped = False
         for i in range(0, len(perm), args.batch):
+            if args.stop_file and os.path.exists(args.stop_file):
+                stopped = True
+                break
             idx = perm[i:i + args.batch]
-            x = preprocess_batch(x_train[idx]).to(device)
+            x = x_train[idx]
+            if args.hist_match > 0:
+                x = augment_histogram(x, gen, args.hist_match)
+            x = preprocess_batch(x).to(device)
             x = augment(x, gen)
             if args.augment == "scanner":
                 x = augment_scanner(x, gen)
@@ -295,6 +330,10 @@ def main():
             if average:
                 average.update(model)
             total_loss += loss.item() * len(idx)
+        if stopped:
+            print(f"[{args.task}] stopped by {args.stop_file} during epoch {epoch + 1}; exporting epoch {best['epoch']}",
+                  flush=True)
+            break
         if average:
             evaluated.load_state_dict(average.state)
         val_logits, _ = predict(evaluated, x_val, device, flip_tta=args.flip_tta)
@@ -410,7 +449,10 @@ def main():
                        "lr": args.lr, "batch": args.batch, "epochsRun": len(history), "bestEpoch": best["epoch"],
                        "augmentation": "affine (rotation 12 deg, scale 12%, shift 8%), horizontal flip, contrast/brightness 20%"
                        + ("; site shift: gamma 0.6-1.6, contrast 0.6-1.4, Gaussian blur or sharpening, noise up to 3%, "
-                          "crop/zoom 20% with 10% shift" if args.augment == "scanner" else ""),
+                          "crop/zoom 20% with 10% shift" if args.augment == "scanner" else "")
+                       + (f"; histogram shape: with probability {args.hist_match} a training image's grey-level "
+                          "histogram matched (monotone grey-level map) to another random train/ image of the batch, "
+                          "either class, label kept" if args.hist_match > 0 else ""),
                        "selection": args.select,
                        "classBalancing": "inverse-frequency class weights", "labelSmoothing": args.label_smoothing,
                        "mixup": args.mixup or None,

@@ -234,10 +234,14 @@ out.push(`${m.refusal.oodThreshold} (${refusalRule ?? `the ${((m.refusal.quantil
 const refusalStatistics = (m.refusal as { statistics?: string }).statistics;
 if (refusalStatistics) out.push(`Class statistics and threshold: ${refusalStatistics}.`);
 const orientation = orientationCheckOf(m.task);
+const quarterTurnsOnly = orientation?.refuses !== undefined && !orientation.refuses.includes('upside_down');
 out.push(
   orientation
-    ? `An image the model takes for its kind of scan is then refused when it looks rotated 90 degrees or upside down (P(upright) < ${orientation.threshold} ` +
-        `on the ${orientation.grid} x ${orientation.grid} thumbnail, ml/train_orientation.py; mirrored left-right is upright); the reason says which way it is turned. It is never turned automatically.`
+    ? `An image the model takes for its kind of scan is then refused when it looks rotated 90 degrees${quarterTurnsOnly ? '' : ' or upside down'} (P(upright) < ${orientation.threshold} ` +
+        `on the ${orientation.grid} x ${orientation.grid} thumbnail, ml/train_orientation.py; mirrored left-right is upright); the reason says which way it is turned. It is never turned automatically.` +
+        (quarterTurnsOnly
+          ? ' An upside-down image is not refused, and is answered: the check\'s upside-down verdicts were all of its false refusals on test/ (slices that look alike either way up), so they are not used (docs/models/README.md, Orientation).'
+          : '')
     : 'Orientation is not checked: a rotated or upside-down image is answered (docs/models/README.md, Refusal).',
 );
 // 8d52a2f: the router's turned-chest refusal (src/ml/routing.ts, turnedChest), measured by

@@ -120,6 +120,28 @@ describe('chest X-ray analysis', { skip: skip['chest-xray'] }, () => {
     }
   });
 
+  // A brain MRI turned a quarter turn was given a diagnosis (99 of 100 quarter-turned test/
+  // slices answered, 76 right) before the brain orientation check.
+  it('refuses a brain MRI turned a quarter turn, saying which way, and answers it upright and mirrored', async () => {
+    const glioma = await fixture('brain-mri', 'glioma');
+    for (const scanType of ['brain-mri', null] as const) {
+      for (const [angle, how] of [[90, /clockwise \(its top is on the right\)/], [270, /counter-clockwise \(its top is on the left\)/]] as const) {
+        const turned = await analyzeScan(registry, await sharp(glioma).rotate(angle).png().toBuffer(), { scanType });
+        const r = turned.result;
+        assert.ok(r.refused, `${scanType} ${angle}: ${JSON.stringify(r)}`);
+        assert.equal(r.check, 'orientation');
+        assert.equal(r.scanType, 'brain-mri');
+        assert.match(r.reason, how);
+        assert.match(r.reason, /Upload the brain MRI upright\.$/);
+        assert.equal(turned.heatmap, null);
+      }
+      for (const image of [glioma, await sharp(glioma).flop().png().toBuffer()]) {
+        const { result } = await analyzeScan(registry, image, { scanType });
+        assert.ok(!result.refused && result.scanType === 'brain-mri' && result.tumorType === 'glioma', JSON.stringify(result));
+      }
+    }
+  });
+
   it('refuses a brain MRI as out of distribution', { skip: skip['brain-mri'] }, async () => {
     const { result } = await analyzeImage(model(), await fixture('brain-mri', 'glioma'), { scanType: 'chest-xray' });
     assert.ok(result.refused, JSON.stringify(result));

@@ -45,18 +45,17 @@ describe('checkOrientation (chest X-ray)', () => {
 });
 
 describe('checkOrientation (brain MRI)', () => {
-  // Rotated brain MRIs are answered (99 of 100 quarter-turned test/ slices, 76 right):
-  // docs/models/README.md, "Orientation".
+  // Rotated brain MRIs were answered (99 of 100 quarter-turned test/ slices, 76 right):
+  // docs/models/README.md, "Orientation". The check is served for quarter turns only.
   const brainImages = async () => [
     ...(await Promise.all(['glioma', 'meningioma', 'pituitary', 'notumor'].map((label) => fixture('brain-mri', label)))),
     ...['brain-glioma-1.jpg', 'brain-notumor-1.jpg'].map((f) => readFileSync(new URL(`../../test/fixtures/images/${f}`, import.meta.url))),
   ];
-  // Fitted and measured, not served (over brain's false-refusal budget on test/), so asked for by name.
-  const brainCheck = orientationCheckOf('brain-mri', { unserved: true });
+  const brainCheck = orientationCheckOf('brain-mri');
   const brainChecked = async (image: Buffer) => checkOrientation(await preprocessImage(image, spec), 'brain-mri', brainCheck);
 
-  it('is not served: a brain MRI is not checked for orientation in analysis', () => {
-    assert.equal(orientationCheckOf('brain-mri'), null);
+  it('is served for quarter turns only: its upside-down verdicts were all false refusals on test/', () => {
+    assert.deepEqual(brainCheck?.refuses, ['rotated_cw', 'rotated_ccw']);
   });
 
   it('has a check of its own: a small CNN on a 56 x 56 thumbnail, its graph the one trained', () => {
@@ -91,5 +90,20 @@ describe('checkOrientation (brain MRI)', () => {
         assert.match(r.reason, /The model reads a brain MRI slice only the right way up, .* Upload the brain MRI upright\.$/);
       }
     }
+  });
+
+  it('answers a brain MRI it takes for upside down (not refused: such verdicts were high slices alike either way up)', async () => {
+    const upsideDown = { ...brainCheck!, refuses: undefined };
+    let seen = 0;
+    for (const image of await brainImages()) {
+      const preprocessed = await preprocessImage(await sharp(image).rotate(180).png().toBuffer(), spec);
+      // Only the images the full check would refuse as upside down show the rule at work.
+      const full = await checkOrientation(preprocessed, 'brain-mri', upsideDown);
+      if (!full) continue;
+      assert.match(full.reason, /upside down/);
+      seen++;
+      assert.equal(await checkOrientation(preprocessed, 'brain-mri', brainCheck), null);
+    }
+    assert.ok(seen > 0, 'at least one fixture turned upside down is taken for upside down');
   });
 });

@@ -11,8 +11,9 @@
  *   under half the router's time);
  * - brain MRI: a small CNN on a 56 x 56 thumbnail (`orientation-brain-mri.onnx`, its four quarter
  *   turns combined inside the graph), since the regression caught under half of the quarter turns.
- *   Measured and not served: it caught 99% of quarter turns and 74% of upside-down test/ slices
- *   but refused 0.5% of upright and 1.2% of mirrored ones, over brain's false-refusal budget.
+ *   It refuses quarter turns only (`refuses`): its "upside down" verdicts were every one of its
+ *   false refusals (high slices, alike either way up: 0.5% of upright and 1.2% of mirrored test/
+ *   slices), so an upside-down brain MRI is still answered (docs/models/README.md, "Orientation").
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -41,6 +42,11 @@ interface CheckBase {
    * the budget allows; docs/models/README.md, "Orientation"). Asked for, it runs as if served.
    */
   served?: boolean;
+  /**
+   * The turns it refuses, when P(upright) is below the threshold and one of these is the most
+   * likely; the others are answered as if upright. Default: every turn.
+   */
+  refuses?: Orientation[];
 }
 
 /** A logistic regression on the thumbnail, weights in the JSON. */
@@ -191,6 +197,7 @@ function thumbnailOf(image: { channelSums: Uint16Array; width: number; height: n
 function refusalOf(p: Record<Orientation, number>, check: OrientationCheck): Refusal | null {
   if (p.upright >= check.threshold) return null;
   const turned = (Object.keys(HOW) as (keyof typeof HOW)[]).reduce((a, b) => ((p[b] ?? 0) > (p[a] ?? 0) ? b : a));
+  if (check.refuses && !check.refuses.includes(turned)) return null;
   const { name, subject } = scanTypeSpec(check.task);
   const upright = p.upright < 0.001 ? 'under 0.1%' : `${(p.upright * 100).toFixed(1)}%`;
   return {

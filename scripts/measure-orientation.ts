@@ -12,10 +12,9 @@
  * (routing.ts, turnedChest): those are counted apart, with how many the brain model would have answered without that refusal.
  * --forms and --mode narrow the run (e.g. the quarter turns, undeclared).
  *
- * --unserved runs a check that is not served (its JSON says "served": false) as if it were.
  *
  *   tsx scripts/measure-orientation.ts [--task chest-xray] [--forms cw90 ...] [--mode declared|undeclared]
- *     [--unserved] [--datasets ../shared/datasets] [--models-dir models] [--json out.json]
+ *     [--datasets ../shared/datasets] [--models-dir models] [--json out.json]
  */
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -24,7 +23,6 @@ import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 
 import { analyzeImage, analyzeScan } from '../src/ml/inference.js';
-import { serveUnservedOrientationChecks } from '../src/ml/orientation.js';
 import { ModelRegistry, type ModelTask } from '../src/ml/registry.js';
 import { datasetImages } from './lib/dataset-images.js';
 
@@ -36,10 +34,8 @@ const { values } = parseArgs({
     datasets: { type: 'string', default: path.resolve('../shared/datasets') },
     'models-dir': { type: 'string' },
     json: { type: 'string' },
-    unserved: { type: 'boolean', default: false },
   },
 });
-if (values.unserved) serveUnservedOrientationChecks();
 const tasks = (values.task ?? ['chest-xray']) as ModelTask[];
 const datasets = path.resolve(values.datasets);
 const registry = await ModelRegistry.load({ dir: values['models-dir'] });
@@ -142,7 +138,7 @@ for (const task of tasks) {
   }
 }
 if (values.json) {
-  const run = { date: new Date().toISOString(), tasks, unserved: values.unserved, sets: report };
+  const run = { date: new Date().toISOString(), tasks, sets: report };
   await writeFile(values.json, JSON.stringify(run, null, 2) + '\n');
 }
 await registry.close();

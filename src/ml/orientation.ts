@@ -38,11 +38,6 @@ interface CheckBase {
   /** How it was fitted; heldOut.flagged: the share of each form of the held-out train/ images it flags. */
   training?: { heldOut?: { flagged?: Record<string, number> } };
   /**
-   * false: fitted and measured, not served (brain MRI: it refused more upright test/ slices than
-   * the budget allows; docs/models/README.md, "Orientation"). Asked for, it runs as if served.
-   */
-  served?: boolean;
-  /**
    * The turns it refuses, when P(upright) is below the threshold and one of these is the most
    * likely; the others are answered as if upright. Default: every turn.
    */
@@ -86,15 +81,8 @@ function invalid(check: OrientationCheck, task: ModelTask): boolean {
 }
 
 const checks = new Map<ModelTask, OrientationCheck | null>();
-let serveAll = false;
-
-/** Run checks marked not served as if they were (scripts/measure-orientation.ts --unserved measures one so). */
-export function serveUnservedOrientationChecks(): void {
-  serveAll = true;
-}
-
-/** The task's check, or null when it has none or its check is not served (unless `unserved`). */
-export function orientationCheckOf(task: ModelTask, { unserved = false } = {}): OrientationCheck | null {
+/** The task's check, or null when it has none. */
+export function orientationCheckOf(task: ModelTask): OrientationCheck | null {
   if (!checks.has(task)) {
     const file = new URL(`./orientation-${task}.json`, import.meta.url);
     let check: OrientationCheck | null = null;
@@ -106,8 +94,7 @@ export function orientationCheckOf(task: ModelTask, { unserved = false } = {}): 
     }
     checks.set(task, check);
   }
-  const check = checks.get(task)!;
-  return check && (check.served !== false || unserved || serveAll) ? check : null;
+  return checks.get(task)!;
 }
 
 /**

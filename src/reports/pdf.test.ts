@@ -144,6 +144,26 @@ describe('renderReportPdf', () => {
     assert.match(text, /Page 1 of \d+/);
   });
 
+  it('never prints a probability as 100.0% or 0.0%: one that rounds there reads "> 99.9%" or "< 0.1%"', async () => {
+    const base = reportInput();
+    const text = await pdfToText(
+      await renderReportPdf(
+        reportInput({
+          finding: {
+            ...base.finding!,
+            confidence: 0.99996,
+            probabilities: { glioma: 0.99996, meningioma: 0.00003, pituitary: 0.00001, no_tumor: 0.0042 },
+          },
+        }),
+      ),
+    );
+    assert.doesNotMatch(text, /100\.0%/);
+    assert.doesNotMatch(text, /\b0\.0%/);
+    assert.match(text, /Confidence > 99\.9%/);
+    assert.match(text, /Meningioma < 0\.1%/);
+    assert.match(text, /No tumor 0\.4%/);
+  });
+
   it('says when a scan has not been analysed or reviewed, and shows missing values as a dash', async () => {
     const input = reportInput({
       scan: { ...reportInput().scan, status: 'uploaded', scanDate: null, modality: null, studyInstanceUid: undefined },

@@ -736,9 +736,16 @@ function formatDateTime(date: Date | null | undefined): string {
   return `${date.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
 }
 
+/**
+ * A model's probability to one decimal. One that rounds to 100.0% or 0.0% is printed as "> 99.9%"
+ * or "< 0.1%": a reader takes "100.0%" as certainty, which no model's output is (as in web/src/lib/percent.ts).
+ */
 function formatPercent(value: number | null | undefined): string {
   if (value === null || value === undefined || !Number.isFinite(value)) return MISSING;
-  return `${(value * 100).toFixed(1)}%`;
+  const text = (value * 100).toFixed(1);
+  if (text === '100.0') return '> 99.9%';
+  if (text === '0.0' || text === '-0.0') return '< 0.1%';
+  return `${text}%`;
 }
 
 /** 'no_tumor' -> 'No tumor', 'confirmed' -> 'Confirmed'. */

@@ -601,7 +601,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     const finding = await page.getByRole('region', { name: 'Model finding' }).innerText();
     // The chest model calls pneumonia when P(bacterial) + P(viral) reaches the operating point's
     // threshold: that sum is not a label's probability in the chart, so it is named, with the threshold.
-    assert.match(finding, /Probability of pneumonia \(bacterial \+ viral\) \d+\.\d%; called pneumonia at \d+\.\d% or more \(operating point “\w+”\)/);
+    assert.match(finding, /Probability of pneumonia \(bacterial \+ viral\) (?:[<>] )?\d+\.\d%; called pneumonia at \d+\.\d% or more \(operating point “\w+”\)/);
     assert.doesNotMatch(finding, /confidence/);
     const accept = side.getByRole('button', { name: /^Accept model finding: .*pneumonia/ });
     assert.ok(await accept.evaluate((b) => b.scrollWidth <= b.clientWidth), `"${await accept.innerText()}" is cut off`);
@@ -625,7 +625,7 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
 
     // The history and the worklist give the same number, named the same way: a bare "95.8%"
     // beside "Normal" or "Bacterial pneumonia" would read as the finding's own probability.
-    const [, pneumonia, threshold] = /pneumonia \(bacterial \+ viral\) (\d+\.\d%); called pneumonia at (\d+\.\d%)/.exec(finding)!;
+    const [, pneumonia, threshold] = /pneumonia \(bacterial \+ viral\) ((?:[<>] )?\d+\.\d%); called pneumonia at (\d+\.\d%)/.exec(finding)!;
     assert.match(await page.locator('.timeline').innerText(), new RegExp(`probability of pneumonia ${pneumonia} \\(called at ${threshold} or more\\)`));
     await page.goto(`${base}/?scanType=chest-xray`);
     const row = page.locator(`tbody tr[data-scan-id="${scanId}"]`);

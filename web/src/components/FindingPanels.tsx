@@ -4,7 +4,8 @@ import { api, errorMessage, ok, type ModelInfo, type ScanDetail, type ScanResult
 import { useAuth } from '../auth';
 import { ApiError } from '../lib/api-errors';
 import { useDraft } from '../lib/drafts';
-import { findingText, formatDateTime, labelFields, labelName, NEGATIVE_LABELS, percent, probabilityText, resultLabel, thresholdCall, thresholdCallText } from '../lib/format';
+import { findingText, formatDateTime, labelFields, labelName, NEGATIVE_LABELS, probabilityText, resultLabel, thresholdCall, thresholdCallText } from '../lib/format';
+import { percent } from '../lib/percent';
 import { ifMatchFor, reviewConflictText } from '../lib/review-conflict';
 import { Alert } from './ui';
 

@@ -1,5 +1,6 @@
 /** Words and numbers as a clinician reads them. */
 import type { ScanResult, ScanType } from '../api/client';
+import { percent } from './percent';
 
 export const SCAN_TYPE_NAMES: Record<ScanType, string> = {
   'brain-mri': 'Brain MRI',
@@ -78,9 +79,6 @@ export function probabilityText(result: ScanResult): string {
     : percent(result.confidence);
 }
 
-export function percent(p: number | null | undefined, digits = 0): string {
-  return p == null ? '—' : `${(p * 100).toFixed(digits)}%`;
-}
 
 const dateFormat = new Intl.DateTimeFormat(undefined, { year: 'numeric', month: 'short', day: 'numeric' });
 const dateTimeFormat = new Intl.DateTimeFormat(undefined, {

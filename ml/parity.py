@@ -43,16 +43,74 @@ def fake_quant_hook(scale, zero):
 
 def rebuild(onnx_path):
     """ImagemedixNet + ExportWrapper holding the ONNX file's weights (and the test-time
-    augmentation its manifest records)."""
+    augmentation its manifest records); for an ensemble graph (ml/ensemble.py, manifest
+    `ensemble`) an EnsembleWrapper of one such rebuild per member."""
     manifest_path = os.path.splitext(onnx_path)[0] + ".json"
-    flip_tta, input_norm = False, False
+    manifest = {}
     if os.path.exists(manifest_path):
         with open(manifest_path) as f:
             manifest = json.load(f)
-        flip_tta = bool(manifest.get("testTimeAugmentation", {}).get("horizontalFlip", False))
-        input_norm = manifest.get("training", {}).get("recipe", {}).get("inputNorm") == "per-image"
+    flip_tta = bool(manifest.get("testTimeAugmentation", {}).get("horizontalFlip", False))
+    input_norm = manifest.get("training", {}).get("recipe", {}).get("inputNorm") == "per-image"
     graph = onnx.load(onnx_path).graph
     init = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
+    members = manifest.get("ensemble", {}).get("members")
+    if not members:
+        model, head, means = rebuild_member(graph, init, "", input_norm, onnx_path)
+        if head is None or means is None or "precision" not in init:
+            raise SystemExit(f"{onnx_path}: unexpected graph (no head, class means or precision)")
+        return ExportWrapper(model, means.reshape(head[0].shape[0], -1), init["precision"], flip_tta=flip_tta).eval()
+    # ml/ensemble.py prefixed each member's nodes m0_, m1_, ...; the distance nodes left are
+    # member 0's, reading the concatenated features with the ensemble's refitted statistics.
+    wrappers, means = [], None
+    for k, member in enumerate(members):
+        member_flip = bool(member.get("horizontalFlip", flip_tta))
+        member_norm = member.get("inputNorm", "per-image" if input_norm else "none") == "per-image"
+        model, head, member_means = rebuild_member(graph, init, f"m{k}_", member_norm, onnx_path)
+        if head is None:
+            raise SystemExit(f"{onnx_path}: member {k} has no head")
+        means = means if member_means is None else member_means
+        d = model.head.weight.shape[1]
+        # Its own distance is dropped in the graph: identity statistics, output unused.
+        wrappers.append(ExportWrapper(model, torch.zeros(head[0].shape[0], d), torch.eye(d), flip_tta=member_flip).eval())
+    if means is None or "precision" not in init:
+        raise SystemExit(f"{onnx_path}: unexpected ensemble graph (no class means or precision)")
+    n_classes = wrappers[0].model.head.weight.shape[0]
+    return EnsembleWrapper(wrappers, means.reshape(n_classes, -1), init["precision"]).eval()
+
+
+class EnsembleWrapper(torch.nn.Module):
+    """What ml/ensemble.py's graph computes: the members' logits and maps averaged, features
+    concatenated, and the Mahalanobis distance of the concatenation (as ExportWrapper)."""
+
+    def __init__(self, members, means, precision):
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+        self.register_buffer("means", means.float())
+        self.register_buffer("precision", precision.float())
+
+    def forward(self, x):
+        outs = [m(x) for m in self.members]
+        scale = torch.tensor(1.0 / len(outs), dtype=torch.float32)
+        logits, cam = self.mean([o[0] for o in outs], scale), self.mean([o[2] for o in outs], scale)
+        feats = torch.cat([o[1] for o in outs], dim=1)
+        diff = feats.unsqueeze(1) - self.means.unsqueeze(0)
+        d2 = torch.einsum("nkd,de,nke->nk", diff, self.precision, diff)
+        return logits, feats, cam, d2.min(dim=1).values.clamp(min=0).sqrt()
+
+    @staticmethod
+    def mean(terms, scale):
+        # The graph's order: a chain of Adds, then one Mul by 1/n.
+        acc = terms[0]
+        for t in terms[1:]:
+            acc = acc + t
+        return acc * scale
+
+
+def rebuild_member(graph, init, prefix, input_norm, onnx_path):
+    """The ImagemedixNet of the nodes whose outputs start with `prefix` (every node of a single
+    model), its (head weight, bias) and the class means its distance node reads (None if none)."""
+    nodes = [n for n in graph.node if n.output[0].startswith(prefix)]
     produced = {o: n for n in graph.node for o in n.output}
     consumers = {}
     for n in graph.node:
@@ -77,7 +135,7 @@ def rebuild(onnx_path):
         return None
 
     convs, head, means, conv_q, sum_q = [], None, None, [], []
-    for node in graph.node:
+    for node in nodes:
         if node.op_type == "Conv":
             convs.append((weight(node.input[1]), weight(node.input[2]) if len(node.input) > 2 else None))
             conv_q.append(quantised_as(node.output[0]))
@@ -89,8 +147,8 @@ def rebuild(onnx_path):
             head = (w if trans_b else w.T, init[node.input[2]])
         elif node.op_type == "Sub" and any(i in init for i in node.input):
             means = next(init[i] for i in node.input if i in init)
-    if head is None or means is None or "precision" not in init:
-        raise SystemExit(f"{onnx_path}: unexpected graph (no head, class means or precision)")
+    if head is None or len(convs) < 2:
+        return None, None, means
 
     n_classes = head[0].shape[0]
     width = convs[1][0].shape[0]
@@ -98,7 +156,7 @@ def rebuild(onnx_path):
     modules = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     if len(modules) != len(convs):
-        raise SystemExit(f"{onnx_path}: {len(convs)} convolutions in the graph, {len(modules)} in ImagemedixNet")
+        raise SystemExit(f"{onnx_path}: {len(convs)} convolutions in the graph{' member ' + prefix if prefix else ''}, {len(modules)} in ImagemedixNet")
     with torch.no_grad():
         for conv, bn, (w, b) in zip(modules, norms, convs):
             if tuple(conv.weight.shape) != tuple(w.shape):
@@ -118,7 +176,7 @@ def rebuild(onnx_path):
     for stage, qp in zip([model.stage1, model.stage2, model.stage3], sum_q):
         if qp:
             stage.register_forward_hook(fake_quant_hook(*qp))
-    return ExportWrapper(model, means.reshape(n_classes, -1), init["precision"], flip_tta=flip_tta).eval()
+    return model, head, means
 
 
 def main():

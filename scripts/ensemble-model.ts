@@ -93,6 +93,9 @@ const describe = (m: (typeof members)[number]) => ({
   trainCount: m.raw.training?.data?.trainCount ?? null,
   validationCount: m.raw.training?.data?.validationCount ?? null,
   quantization: (m.raw.quantization as { weights?: string } | undefined)?.weights ?? 'float',
+  // ml/parity.py rebuilds each member with its own test-time mirror and input normalisation.
+  horizontalFlip: (m.raw.testTimeAugmentation as { horizontalFlip?: boolean } | undefined)?.horizontalFlip ?? false,
+  inputNorm: (m.raw.training?.recipe?.inputNorm as string | undefined) ?? 'none',
 });
 const written = {
   ...base.raw,

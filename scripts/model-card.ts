@@ -193,8 +193,25 @@ if (isBrain) {
 out.push('');
 /** Set by scripts/quantize-model.ts on an int8 model. */
 const quantization = (m as unknown as { quantization?: { format: string; weights: string; activations: string; float: string; from: { version: string; sha256: string }; command: string } }).quantization;
+/** Set by scripts/ensemble-model.ts: the graph averages several networks; `training` is member 0's. */
+const ensemble = (m as unknown as {
+  ensemble?: {
+    members: { version: string; sha256: string; seed: number | null; quantization: string }[];
+    combination: string;
+    validationSplitFrom: string;
+    command: string;
+  };
+}).ensemble;
 out.push('## Training recipe');
 out.push('');
+if (ensemble) {
+  const members = ensemble.members.map(
+    (e, k) => `${k}: ${e.version} (${e.quantization === 'float' ? 'float' : 'int8'}, seed ${e.seed ?? 'unknown'}, sha256 \`${e.sha256.slice(0, 12)}...\`)`,
+  );
+  out.push(`- An ensemble of ${ensemble.members.length} networks in one ONNX graph (\`ml/ensemble.py\`): ${ensemble.combination}. Members ${members.join('; ')}.`);
+  out.push(`  Out-of-distribution statistics refitted on the concatenated features; validation split of ${ensemble.validationSplitFrom}.`);
+  out.push('  The recipe below is member 0\'s; each member\'s run is in docs/models/README.md ("Training runs").');
+}
 if (training) {
   const r = training.recipe;
   out.push(`- Architecture: ${r.architecture}, ${Number(r.parameters).toLocaleString('en-US')} parameters; one-channel 224 x 224 input.`);
@@ -216,6 +233,7 @@ if (training) {
   out.push('```sh');
   out.push(trainCommand(r));
   if (quantization) out.push(quantization.command);
+  if (ensemble) out.push(ensemble.command);
   const calCommand = (m as unknown as { calibrationCommand?: string }).calibrationCommand;
   if (calCommand) out.push(calCommand);
   out.push('scripts/eval-all.sh');
@@ -401,7 +419,7 @@ out.push(residualGap());
 const test: ManifestMetrics | undefined = m.metrics?.test;
 if (test) {
   out.push('');
-  out.push(`At training time (PyTorch, argmax, no refusal) on the same test set: accuracy ${p(test.accuracy)}, macro-F1 ${f(test.macroF1)}, AUC ${f(test.auc)}, ECE ${f(test.ece)}.`);
+  out.push(`At training time (${ensemble ? 'member 0, ' : ''}PyTorch, argmax, no refusal) on the same test set: accuracy ${p(test.accuracy)}, macro-F1 ${f(test.macroF1)}, AUC ${f(test.auc)}, ECE ${f(test.ece)}.`);
 }
 out.push('');
 out.push('## Limitations');

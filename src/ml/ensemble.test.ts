@@ -4,11 +4,13 @@
  * ensemble on a fixture image: the ensemble's logits and activation maps must be the members'
  * means, its features their concatenation, and its distance computed on that concatenation (with
  * the placeholder statistics ml/ensemble.py writes before refit-ood: zero means, identity precision,
- * so the distance is the features' Euclidean norm). Skips, saying why, without /usr/bin/python3's onnx.
+ * so the distance is the features' Euclidean norm). ml/parity.py's ensemble branch (the PyTorch side of
+ * the parity test for a served ensemble) must give the same outputs. Skips, saying why, without
+ * /usr/bin/python3's onnx (and torch for the parity part).
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -25,6 +27,8 @@ const CANDIDATE = path.join(ROOT, 'ml', 'candidates', 'chest-xray-2.2.0.onnx');
 
 const probe = spawnSync('/usr/bin/python3', ['-c', 'import onnx, numpy'], { encoding: 'utf8' });
 const noPython = probe.error || probe.status !== 0 ? '/usr/bin/python3 lacks onnx or numpy' : false;
+const torchProbe = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' });
+const noTorch = Boolean(torchProbe.error) || torchProbe.status !== 0;
 if (process.env.CI && noPython) throw new Error(`CI requires ml/ensemble.py's Python: ${noPython}`);
 
 const { registry, skip } = await loadTestModels();
@@ -61,5 +65,25 @@ describe('ml/ensemble.py', { skip: skip['chest-xray'] || noPython }, () => {
     close(ensemble.features, [...a.features, ...b.features], 'features');
     const norm = Math.sqrt(ensemble.features.reduce((s, v) => s + v * v, 0));
     close([ensemble.ood], [norm], 'ood_distance with the placeholder statistics');
+
+    // ml/parity.py rebuilds each member from its m<k>_ nodes, with the mirror and input normalisation
+    // the manifest's ensemble record gives it. The int8 member allows 1e-2, as src/ml/parity.test.ts
+    // does on CPUs whose int8 kernels saturate.
+    if (noTorch) return;
+    const member = { horizontalFlip: true, inputNorm: 'none' };
+    await writeFile(path.join(dir, 'ensemble.json'), JSON.stringify({ testTimeAugmentation: { horizontalFlip: true }, ensemble: { members: [member, member] } }));
+    const { stdout } = await promisify(execFile)(
+      '/usr/bin/python3',
+      ['ml/parity.py', '--model', out, '--image', fixturePath('chest-xray', 'bacterial')],
+      { cwd: ROOT, maxBuffer: 64 * 1024 * 1024 },
+    );
+    const py = (JSON.parse(stdout) as { images: { logits: number[]; features: number[]; oodDistance: number }[] }).images[0]!;
+    const within = (x: number[], y: number[], what: string) => {
+      assert.equal(x.length, y.length, `${what}: length`);
+      for (const [i, v] of x.entries()) assert.ok(Math.abs(v - y[i]!) <= 1e-2 * Math.max(1, Math.abs(y[i]!)), `${what}[${i}]: ${v} vs ${y[i]}`);
+    };
+    within(py.logits, ensemble.logits, 'parity.py logits');
+    within(py.features, ensemble.features, 'parity.py features');
+    within([py.oodDistance], [ensemble.ood], 'parity.py ood_distance');
   });
 });

@@ -354,6 +354,11 @@ describe('web app in a browser', { skip: missing ?? false, timeout: 600_000 }, (
     await page.locator('canvas.viewer-canvas[data-heatmap="ready"]').waitFor();
     assert.match(await page.locator('.model-name').innerText(), /(Brain MRI|brain-mri).* · v\d+\.\d+\.\d+/);
     assert.ok((await page.locator('.prob-chart li').count()) >= 3, 'a probability per label');
+    // Each probability stays on one line, "> 99.9%" included (this glioma's top label is one).
+    for (const value of await page.locator('.prob-chart .prob-value').all()) {
+      const [text, lines] = await value.evaluate((el) => [el.textContent, el.getBoundingClientRect().height / parseFloat(getComputedStyle(el).fontSize)] as const);
+      assert.ok(lines < 2, `"${text}" is broken over lines (${lines.toFixed(1)} ems high)`);
+    }
 
     const withHeatmap = await canvasHash();
     await page.getByLabel('Heatmap').uncheck();

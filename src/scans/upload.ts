@@ -14,9 +14,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { PassThrough, Transform, type Readable } from 'node:stream';
-import { Busboy, type BusboyFileStream, type BusboyHeaders } from '@fastify/busboy';
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
-import secureJson from 'secure-json-parse';
 import { sniffImageKind } from '../imaging/index.js';
 import type { ImageKind } from '../imaging/sniff.js';
 import { AppError, badRequest } from '../platform/errors.js';
@@ -158,108 +156,6 @@ async function receiveImage(file: FilePart, storage: Storage, maxUploadMb: numbe
   return { head, size, sha256: hash.digest('hex'), stored: { scanId, key, kind } };
 }
 
-const formLimits = (maxBytes: number) => ({ fileSize: maxBytes, files: 1, fields: 10, parts: 12, fieldSize: MAX_FIELD_BYTES });
-
-const notImageFile = (name: string) => badRequest(`The file must be sent in the form field "image", not "${name}"`);
-
-/** A text field of the form, checked and added to `fields`; a refusal is thrown. */
-function acceptField(fields: Partial<Record<UploadField, string>>, name: string, value: unknown, valueTruncated: boolean): void {
-  if (name === 'image') throw badRequest('Form field "image" must be a file, not text');
-  if (!(UPLOAD_FIELDS as readonly string[]).includes(name)) {
-    throw badRequest(`Form field "${name}" is not allowed; send image, ${UPLOAD_FIELDS.join(', ')}`);
-  }
-  if (valueTruncated) throw badRequest(`Form field "${name}" is too long`);
-  // Before trimming: a control character is refused, not quietly cut off the ends.
-  const char = typeof value === 'string' ? controlCharacterIn(value) : null;
-  if (char) throw badRequest(`Form field "${name}" contains a control character (${char}): send plain text`);
-  if (typeof value === 'string' && /[\t\n\r]/.test(value.trim())) {
-    throw badRequest(`Form field "${name}" must be one line of text`);
-  }
-  if (fields[name as UploadField] !== undefined) throw badRequest(`Form field "${name}" is sent more than once`);
-  const text = typeof value === 'string' ? value.trim() : String(value);
-  if (text !== '') fields[name as UploadField] = text;
-}
-
-/** An error with the code @fastify/multipart gives it, for readUploadForm's one mapping of them. */
-const formFailure = (code: string, message: string) => Object.assign(new Error(message), { code });
-
-type SmallFormPart =
-  | { type: 'field'; name: string; value: unknown; valueTruncated: boolean }
-  | { type: 'file'; name: string; file: BusboyFileStream; chunks: Buffer[]; size: number; ended: boolean; error: Error | null };
-
-/**
- * A form of at most IN_MEMORY_BYTES (its Content-Length), read whole and parsed by busboy in one
- * write, with @fastify/multipart's limits and refusals: its parts are then taken in order as
- * request.parts() hands them over (a refusal at the first bad one), and a failure of the form
- * itself (a limit, a prototype or invalid JSON field name, a malformed body) after them, as
- * @fastify/multipart reports it at the end of the parts. An empty body is an empty form, as
- * there. Returns the file of the "image" field, if any, in memory whole.
- */
-async function readSmallForm(request: FastifyRequest, maxBytes: number, fields: Partial<Record<UploadField, string>>): Promise<UploadedImage | null> {
-  const body = await readBody(request.raw);
-  const parts: SmallFormPart[] = [];
-  // Set by busboy's callbacks, which the compiler's narrowing does not follow.
-  let failure = null as Error | null;
-  const fail = (err: Error) => {
-    failure ??= err;
-  };
-  if (body.length > 0) {
-    const form = Busboy({ headers: request.headers as BusboyHeaders, limits: formLimits(maxBytes) });
-    form.on('field', (name, value, _nameTruncated, valueTruncated, _encoding, mimetype) => {
-      if (name in Object.prototype) return fail(formFailure('FST_PROTO_VIOLATION', 'prototype property is not allowed as field name'));
-      let parsed: unknown = value;
-      if (mimetype.startsWith('application/json')) {
-        try {
-          if (valueTruncated) throw new Error('truncated');
-          parsed = secureJson.parse(value);
-        } catch {
-          return fail(formFailure('FST_INVALID_JSON_FIELD_ERROR', 'a request field is not a valid JSON as declared by its Content-Type'));
-        }
-      }
-      parts.push({ type: 'field', name, value: parsed, valueTruncated });
-    });
-    form.on('file', (name, file) => {
-      if (name in Object.prototype) {
-        file.resume();
-        return fail(formFailure('FST_PROTO_VIOLATION', 'prototype property is not allowed as field name'));
-      }
-      const part: SmallFormPart = { type: 'file', name, file, chunks: [], size: 0, ended: false, error: null };
-      parts.push(part);
-      file.on('data', (chunk: Buffer) => {
-        part.chunks.push(chunk);
-        part.size += chunk.length;
-      });
-      file.on('end', () => (part.ended = true));
-      file.on('error', (err) => (part.error = err));
-    });
-    form.on('partsLimit', () => fail(formFailure('FST_PARTS_LIMIT', 'reach parts limit')));
-    form.on('filesLimit', () => fail(formFailure('FST_FILES_LIMIT', 'reach files limit')));
-    form.on('fieldsLimit', () => fail(formFailure('FST_FIELDS_LIMIT', 'reach fields limit')));
-    await new Promise<void>((resolve) => {
-      form.on('finish', resolve);
-      form.on('error', (err: Error) => {
-        fail(err);
-        resolve();
-      });
-      form.end(body);
-    });
-  }
-  let image: UploadedImage | null = null;
-  for (const part of parts) {
-    if (part.type === 'field') {
-      acceptField(fields, part.name, part.value, part.valueTruncated);
-      continue;
-    }
-    if (part.name !== 'image') throw notImageFile(part.name);
-    if (part.file.truncated) throw formFailure('FST_REQ_FILE_TOO_LARGE', 'request file too large');
-    if (!part.ended) throw part.error ?? failure ?? new Error('Part terminated early');
-    const head = part.chunks.length === 1 ? part.chunks[0]! : Buffer.concat(part.chunks, part.size);
-    image = { head, size: part.size, sha256: createHash('sha256').update(head).digest('hex'), stored: null };
-  }
-  if (failure) throw failure;
-  return image;
-}
-
 /**
  * Reads the whole form, refusing anything over the limit as it streams in. A file streamed to
  * storage is removed again if the form is refused after it; once this returns, the caller
@@ -284,25 +180,33 @@ export async function readUploadForm(
   let image: UploadedImage | null = null;
   const fields: Partial<Record<UploadField, string>> = {};
   try {
-    // A form announced as small enough to keep whole (the hot path: a DICOM slice of a few kB
-    // and its fields) is read whole and parsed in one pass: none of the per-part promises,
-    // async iterators and stream plumbing of request.parts() (docs/benchmarks/ingest.md,
-    // 2026-12-08). Larger ones are streamed part by part, the file into storage.
-    if (Number.isFinite(declared) && declared <= IN_MEMORY_BYTES) {
-      image = await readSmallForm(request, maxBytes, fields);
-    } else {
-      const parts = request.parts({ limits: formLimits(maxBytes) });
-      for await (const part of parts) {
-        if (part.type === 'file') {
-          if (part.fieldname !== 'image') {
-            await part.toBuffer().catch(() => undefined);
-            throw notImageFile(part.fieldname);
-          }
-          image = await receiveImage(part.file, storage, maxUploadMb);
-          continue;
+    const parts = request.parts({
+      limits: { fileSize: maxBytes, files: 1, fields: 10, parts: 12, fieldSize: MAX_FIELD_BYTES },
+    });
+    for await (const part of parts) {
+      if (part.type === 'file') {
+        if (part.fieldname !== 'image') {
+          await part.toBuffer().catch(() => undefined);
+          throw badRequest(`The file must be sent in the form field "image", not "${part.fieldname}"`);
         }
-        acceptField(fields, part.fieldname, part.value, part.valueTruncated);
+        image = await receiveImage(part.file, storage, maxUploadMb);
+        continue;
       }
+      const name = part.fieldname;
+      if (name === 'image') throw badRequest('Form field "image" must be a file, not text');
+      if (!(UPLOAD_FIELDS as readonly string[]).includes(name)) {
+        throw badRequest(`Form field "${name}" is not allowed; send image, ${UPLOAD_FIELDS.join(', ')}`);
+      }
+      if (part.valueTruncated) throw badRequest(`Form field "${name}" is too long`);
+      // Before trimming: a control character is refused, not quietly cut off the ends.
+      const char = typeof part.value === 'string' ? controlCharacterIn(part.value) : null;
+      if (char) throw badRequest(`Form field "${name}" contains a control character (${char}): send plain text`);
+      if (typeof part.value === 'string' && /[\t\n\r]/.test(part.value.trim())) {
+        throw badRequest(`Form field "${name}" must be one line of text`);
+      }
+      if (fields[name as UploadField] !== undefined) throw badRequest(`Form field "${name}" is sent more than once`);
+      const value = typeof part.value === 'string' ? part.value.trim() : String(part.value);
+      if (value !== '') fields[name as UploadField] = value;
     }
   } catch (err) {
     if (image?.stored) {
@@ -379,17 +283,10 @@ function limitedBody(body: Readable, maxBytes: number): FilePart {
  * A body announced (Content-Length, already checked against the limit) as small enough to keep
  * in memory whole, the hot path (a DICOM slice of a few kB), read straight off the request:
  * none of limitedBody's and receiveImage's Transform, pipe and async iterator per request
- * (docs/benchmarks/ingest.md, 2026-12-07 fourteenth session).
+ * (docs/benchmarks/ingest.md, 2026-12-07 fourteenth session). The HTTP parser delivers no more
+ * than the announced bytes; a client gone before all of them fails it, as in limitedBody.
  */
 function receiveSmallBody(body: IncomingMessage): Promise<UploadedImage> {
-  return readBody(body).then((head) => ({ head, size: head.length, sha256: createHash('sha256').update(head).digest('hex'), stored: null }));
-}
-
-/**
- * A request body announced as small, read whole. The HTTP parser delivers no more than the
- * announced bytes; a client gone before all of them fails it, as in limitedBody.
- */
-function readBody(body: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -399,7 +296,8 @@ function readBody(body: IncomingMessage): Promise<Buffer> {
     };
     const onEnd = () => {
       done();
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+      const head = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+      resolve({ head, size, sha256: createHash('sha256').update(head).digest('hex'), stored: null });
     };
     const onError = (err: Error) => {
       done();

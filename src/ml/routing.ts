@@ -246,7 +246,9 @@ type Plane = Uint8Array | Uint16Array | Float32Array;
 
 /** A width x height image of `channels` interleaved values, turned 90 degrees clockwise or counter-clockwise. */
 function turnPlane<T extends Plane>(plane: T, width: number, height: number, channels: number, clockwise: boolean): T {
-  const out = new (plane.constructor as new (n: number) => T)(plane.length);
+  // A decoded JPEG's planes are Buffers, whose constructor is the deprecated `new Buffer(n)` (DEP0005,
+  // a warning in the server's log): a Buffer gets Buffer.allocUnsafe (every value is written below).
+  const out = Buffer.isBuffer(plane) ? (Buffer.allocUnsafe(plane.length) as unknown as T) : new (plane.constructor as new (n: number) => T)(plane.length);
   // The turned image is height x width; its pixel (x, y) comes from (y, height - 1 - x) turned
   // clockwise, from (width - 1 - y, x) counter-clockwise.
   for (let y = 0; y < width; y++) {

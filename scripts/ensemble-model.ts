@@ -23,7 +23,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { parseManifest } from '../src/ml/registry.js';
+import { parseManifest, type EnsembleRecord } from '../src/ml/registry.js';
 import { refitOod, trainingImages, validationImages } from './lib/refit-ood.js';
 
 const { values } = parseArgs({
@@ -86,10 +86,10 @@ mkdirSync(workDir, { recursive: true });
 const refit = await refitOod({ id, modelPath: ensemblePath, manifest: base.manifest, rawManifest: base.raw, training, validation, workDir });
 
 const sha256 = createHash('sha256').update(readFileSync(ensemblePath)).digest('hex');
-const describe = (m: (typeof members)[number]) => ({
+const describe = (m: (typeof members)[number]): EnsembleRecord['members'][number] => ({
   version: m.manifest.version,
   sha256: m.manifest.sha256,
-  seed: m.raw.training?.recipe?.seed ?? null,
+  seed: (m.raw.training?.recipe?.seed as number | undefined) ?? null,
   trainCount: m.raw.training?.data?.trainCount ?? null,
   validationCount: m.raw.training?.data?.validationCount ?? null,
   quantization: (m.raw.quantization as { weights?: string } | undefined)?.weights ?? 'float',
@@ -123,7 +123,7 @@ const written = {
     combination: 'logits and class activation maps averaged with equal weights inside the graph, features concatenated',
     validationSplitFrom: `member ${splitFrom} (${splitMember.manifest.version}), seed ${seed}`,
     command: `npx tsx scripts/ensemble-model.ts ${process.argv.slice(2).join(' ')}`,
-  },
+  } satisfies EnsembleRecord,
 };
 writeFileSync(path.join(outDir, `${id}.json`), JSON.stringify(written, null, 2) + '\n');
 console.log(JSON.stringify({ model: ensemblePath, sha256, train: training.length, validation: validation.length, refusal: refit }));

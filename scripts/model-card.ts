@@ -194,14 +194,7 @@ out.push('');
 /** Set by scripts/quantize-model.ts on an int8 model. */
 const quantization = (m as unknown as { quantization?: { format: string; weights: string; activations: string; float: string; from: { version: string; sha256: string }; command: string } }).quantization;
 /** Set by scripts/ensemble-model.ts: the graph averages several networks; `training` is member 0's. */
-const ensemble = (m as unknown as {
-  ensemble?: {
-    members: { version: string; sha256: string; seed: number | null; quantization: string }[];
-    combination: string;
-    validationSplitFrom: string;
-    command: string;
-  };
-}).ensemble;
+const ensemble = m.ensemble;
 out.push('## Training recipe');
 out.push('');
 if (ensemble) {

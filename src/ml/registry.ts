@@ -61,6 +61,27 @@ interface ManifestDecision {
   defaultOperatingPoint?: string;
 }
 
+/**
+ * An ensemble graph's record of its members (written by scripts/ensemble-model.ts, read by
+ * scripts/model-card.ts and ml/parity.py); serving does not read it.
+ */
+export interface EnsembleRecord {
+  members: {
+    version: string;
+    sha256: string;
+    seed: number | null;
+    trainCount: number | null;
+    validationCount: number | null;
+    /** The weights' quantisation ("float" when none). */
+    quantization: string;
+    horizontalFlip: boolean;
+    inputNorm: string;
+  }[];
+  combination: string;
+  validationSplitFrom: string;
+  command: string;
+}
+
 /** The fields of a manifest that serving relies on; the rest is kept as written. */
 export interface ModelManifest {
   id: string;
@@ -78,6 +99,7 @@ export interface ModelManifest {
   training?: Record<string, unknown>;
   metrics?: { validation?: ManifestMetrics; test?: ManifestMetrics };
   date?: string;
+  ensemble?: EnsembleRecord;
 }
 
 /** What serving uses to turn logits into an answer: the manifest's or the site's. */
